@@ -1,0 +1,3 @@
+"""strongroom: deduplicated, compressed, encrypted and verifiable backups."""
+
+__version__ = "0.1.0"

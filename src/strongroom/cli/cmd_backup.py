@@ -1,0 +1,72 @@
+"""backup."""
+
+from __future__ import annotations
+
+import click
+
+from strongroom.cli.options import Common, common_options
+from strongroom.cli.output import Reporter, emit_json, human_size
+from strongroom.engine.backup import BackupOptions, run_backup
+from strongroom.engine.walk import ExcludeRules
+from strongroom.errors import UsageError
+from strongroom.model.select import parse_time
+
+EXIT_PARTIAL = 3
+
+
+@click.command()
+@common_options
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("-e", "--exclude", multiple=True, metavar="GLOB", help="Leave out paths matching GLOB.")
+@click.option("--exclude-file", multiple=True, type=click.Path(), help="Read exclude globs from a file.")
+@click.option("--exclude-if-present", multiple=True, metavar="NAME", help="Leave out directories holding NAME.")
+@click.option("--exclude-caches", is_flag=True, help="Leave out directories with a valid CACHEDIR.TAG.")
+@click.option("--exclude-larger-than", metavar="SIZE", help="Leave out files larger than SIZE (e.g. 1G).")
+@click.option("-x", "--one-file-system", is_flag=True, help="Do not cross file system boundaries.")
+@click.option("--tag", multiple=True, help="Tag the snapshot (repeatable, or comma-separated).")
+@click.option("--host", help="Record this host name.")
+@click.option("--time", "when", help="Record this time instead of now.")
+@click.option("--parent", help="Compare against this snapshot instead of the latest one.")
+@click.option("--full", is_flag=True, help="Read every file, trusting no parent.")
+@click.option("-n", "--dry-run", is_flag=True, help="Read and report, store nothing.")
+@click.option("--compression", help="Codec for this backup: zstd[:LEVEL], lz4, gzip, none.")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Back up standard input.")
+@click.option("--stdin-filename", default="stdin", show_default=True, help="File name for --stdin.")
+def backup(common: Common, paths, exclude, exclude_file, exclude_if_present, exclude_caches, exclude_larger_than,
+           one_file_system, tag, host, when, parent, full, dry_run, compression, from_stdin, stdin_filename) -> int:
+    """Back up PATHS into a new snapshot."""
+    if from_stdin and paths:
+        raise UsageError("give paths or --stdin, not both")
+    tags = tuple(t.strip() for group in tag for t in group.split(",") if t.strip())
+    options = BackupOptions(
+        paths=tuple(paths),
+        excludes=ExcludeRules.build(exclude, exclude_file, exclude_if_present, exclude_caches,
+                                    exclude_larger_than, one_file_system),
+        tags=tags, host=host, time=parse_time(when) if when else None, parent=parent, full=full,
+        dry_run=dry_run, compression=compression, stdin_filename=stdin_filename if from_stdin else None,
+    )
+    repo = common.open()
+    reporter = Reporter(common.json, "backup")
+    try:
+        with repo.lock(exclusive=False, wait=common.retry_lock):
+            result = run_backup(repo, options, reporter)
+    finally:
+        reporter.close()
+    s = result.summary
+    if common.json:
+        emit_json({"type": "summary", "snapshot": result.snapshot.id if result.snapshot else None,
+                   "kind": result.snapshot.kind if result.snapshot else None, "dry_run": dry_run,
+                   **s, "storage": repo.requests})
+    else:
+        print(f"files: {s['files_new']} new, {s['files_changed']} changed, {s['files_unmodified']} unmodified")
+        print(f"read {human_size(s['bytes_read'])} of {human_size(s['total_bytes'])}; "
+              f"{'would add' if dry_run else 'added'} {human_size(s['data_added'] or s['data_added_raw'])} "
+              f"({s['data_blobs']} new chunks) in {s['duration']:.1f} s")
+        if result.snapshot and not dry_run:
+            print(f"snapshot {result.snapshot.short_id} saved ({result.snapshot.kind})")
+        if result.errors:
+            print(f"{len(result.errors)} file(s) could not be read completely; see the errors above")
+    return EXIT_PARTIAL if result.errors else 0
+
+
+COMMANDS = [backup]

@@ -1,0 +1,51 @@
+"""check."""
+
+from __future__ import annotations
+
+import click
+
+from strongroom.cli.options import Common, common_options
+from strongroom.cli.output import Reporter, emit_json
+from strongroom.engine.check import run_check
+
+
+@click.command()
+@common_options
+@click.option("--read-data", is_flag=True, help="Fetch and authenticate every pack and blob.")
+@click.option("--read-data-subset", metavar="N%|n/t", help="Read a share of the packs.")
+def check(common: Common, read_data: bool, read_data_subset: str | None) -> int:
+    """Check the repository's structure, and with --read-data its data."""
+    repo = common.open()
+    reporter = Reporter(common.json, "check")
+    try:
+        with repo.lock(exclusive=False, wait=common.retry_lock):
+            report = run_check(repo, read_data, read_data_subset, reporter if common.json else _quiet_status(reporter))
+    finally:
+        reporter.close()
+    if common.json:
+        emit_json({"type": "summary", **report.to_dict()})
+    else:
+        for w in report.warnings:
+            print(f"warning: {w}")
+        for p in report.problems:
+            line = f"damaged: {p['object']}: {p['message']}"
+            if p.get("snapshots"):
+                line += f"\n  snapshots: {', '.join(p['snapshots'])}"
+            if p.get("files"):
+                line += "\n  files: " + "\n         ".join(p["files"][:50])
+            print(line)
+        c = report.counts
+        print(f"checked {c.get('snapshots', 0)} snapshots, {c.get('trees', 0)} trees, {c.get('packs', 0)} packs"
+              + (f", read {c['packs_read']} packs" if "packs_read" in c else ""))
+        print("no errors were found" if report.ok else f"{len(report.problems)} problem(s) found")
+    return 0 if report.ok else 1
+
+
+def _quiet_status(reporter):
+    def listener(event: dict) -> None:
+        if event.get("type") != "error":  # problems are printed once, with what they affect
+            reporter(event)
+    return listener
+
+
+COMMANDS = [check]

@@ -1,0 +1,140 @@
+"""init, key, unlock, version."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from strongroom import __version__
+from strongroom.cli.options import Common, common_options, read_password
+from strongroom.cli.output import emit_json
+from strongroom.errors import UsageError, WrongPassword
+from strongroom.repo import keys
+from strongroom.repo.locks import remove_locks
+from strongroom.repo.repository import DEFAULT_PACK_SIZE, Repository
+from strongroom.storage import open_storage
+
+
+@click.command()
+@common_options
+@click.option("--compression", default="zstd", show_default=True, help="Default codec: zstd[:LEVEL], lz4, gzip, none.")
+@click.option("--pack-size", type=int, default=DEFAULT_PACK_SIZE // (1024 * 1024), show_default=True,
+              help="Target pack size in MiB.")
+@click.option("--no-password", "no_password", is_flag=True,
+              help="Store the master key unwrapped: integrity without secrecy.")
+def init(common: Common, compression: str, pack_size: int, no_password: bool) -> None:
+    """Create a new repository (and its directory)."""
+    if not 1 <= pack_size <= 400:
+        raise UsageError("--pack-size must be between 1 and 400 MiB")
+    password = None if no_password else read_password(common, "new repository password: ")
+    if password is not None and not password:
+        raise UsageError("empty password: use --no-password for a repository without one")
+    repo = Repository.init(open_storage(common.repo or ""), password, compression=compression,
+                           pack_size=pack_size * 1024 * 1024, cache_root=common.cache_root)
+    if common.json:
+        emit_json({"type": "summary", "repository_id": repo.config.id, "url": repo.storage.url,
+                   "encrypted": password is not None})
+    else:
+        mode = "without a password (not secret)" if password is None else "encrypted"
+        print(f"created repository {repo.config.id[:8]} at {repo.storage.url}, {mode}")
+
+
+@click.group()
+def key() -> None:
+    """Manage the passwords (key files) of a repository."""
+
+
+def _new_password(common: Common) -> bytes:
+    path = os.environ.get("STRONGROOM_NEW_PASSWORD_FILE")
+    if path:
+        with open(path, "rb") as f:
+            return f.read().rstrip(b"\r\n")
+    if "STRONGROOM_NEW_PASSWORD" in os.environ:
+        return os.environb[b"STRONGROOM_NEW_PASSWORD"]
+    if sys.stdin.isatty():
+        import getpass
+        first = getpass.getpass("new password: ").encode()
+        if getpass.getpass("new password again: ").encode() != first:
+            raise UsageError("the passwords differ")
+        return first
+    raise UsageError("no new password: set STRONGROOM_NEW_PASSWORD or STRONGROOM_NEW_PASSWORD_FILE")
+
+
+@key.command("add")
+@common_options
+def key_add(common: Common) -> None:
+    """Add a password (new password from STRONGROOM_NEW_PASSWORD[_FILE] or a prompt)."""
+    repo = common.open()
+    with repo.lock(exclusive=True, wait=common.retry_lock):
+        key_id = keys.store_key(repo.storage, repo.crypto.key, _new_password(common))
+    print(f"added key {key_id[:8]}")
+
+
+@key.command("list")
+@common_options
+def key_list(common: Common) -> None:
+    """List key files."""
+    repo = common.open()
+    found = keys.list_keys(repo.storage)
+    if common.json:
+        emit_json({"type": "summary", "keys": [dict(k.__dict__, current=k.id == repo.key_id) for k in found]})
+        return
+    for k in found:
+        mark = "*" if k.id == repo.key_id else " "
+        print(f"{mark}{k.id[:8]}  {k.kdf:8}  {k.created}  {k.username}@{k.hostname}")
+
+
+@key.command("passwd")
+@common_options
+def key_passwd(common: Common) -> None:
+    """Change the password that opened the repository."""
+    repo = common.open()
+    with repo.lock(exclusive=True, wait=common.retry_lock):
+        key_id = keys.store_key(repo.storage, repo.crypto.key, _new_password(common))
+        repo.storage.delete(f"{keys.KEY_DIR}/{repo.key_id}")
+    print(f"password changed: key {repo.key_id[:8]} replaced by {key_id[:8]}")
+
+
+@key.command("remove")
+@common_options
+@click.argument("key_id")
+def key_remove(common: Common, key_id: str) -> None:
+    """Remove a key file (not the one in use)."""
+    repo = common.open()
+    matches = [k.id for k in keys.list_keys(repo.storage) if k.id.startswith(key_id.lower())]
+    if len(matches) != 1:
+        raise UsageError(f"key {key_id} is {'ambiguous' if matches else 'not found'}")
+    if matches[0] == repo.key_id:
+        raise UsageError("refusing to remove the key in use: open with another password first")
+    with repo.lock(exclusive=True, wait=common.retry_lock):
+        repo.storage.delete(f"{keys.KEY_DIR}/{matches[0]}")
+    print(f"removed key {matches[0][:8]}")
+
+
+@click.command()
+@common_options
+@click.option("--remove-all", is_flag=True, help="Remove every lock, not only stale ones.")
+def unlock(common: Common, remove_all: bool) -> None:
+    """Remove stale locks."""
+    repo = common.open()
+    removed = remove_locks(repo.storage, repo.crypto, remove_all)
+    if common.json:
+        emit_json({"type": "summary", "removed": [lock.describe() for lock in removed]})
+    else:
+        print(f"removed {len(removed)} lock(s)")
+
+
+@click.command()
+@click.option("--json", "json_output", is_flag=True)
+def version(json_output: bool) -> None:
+    """Print the version."""
+    if json_output:
+        emit_json({"version": __version__, "python": sys.version.split()[0]})
+    else:
+        print(f"strongroom {__version__} (python {sys.version.split()[0]})")
+
+
+COMMANDS = [init, key, unlock, version]
+__all__ = ["COMMANDS", "WrongPassword"]

@@ -1,0 +1,128 @@
+"""restore, ls, diff."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from strongroom.cli.options import Common, common_options
+from strongroom.cli.output import Reporter, emit_json, human_size
+from strongroom.engine.diff import diff_trees
+from strongroom.engine.restore import OVERWRITE_MODES, RestoreOptions, run_restore
+from strongroom.engine.tree_walk import resolve, walk
+from strongroom.model.select import SnapshotFilter, find_snapshot, parse_time
+from strongroom.model.tree import DIR
+
+
+def snapshot_filter_options(func):
+    func = click.option("--path", "paths", multiple=True, help="Only snapshots of this path.")(func)
+    func = click.option("--tag", "tags", multiple=True, help="Only snapshots with these tags (a,b = both).")(func)
+    func = click.option("--host", help="Only snapshots of this host.")(func)
+    return func
+
+
+def choose(repo, spec: str, host, tags, paths, at: str | None = None):
+    """Resolve SNAPSHOT[:subpath] into (snapshot, subpath)."""
+    spec, _, subpath = spec.partition(":")
+    snap = find_snapshot(repo.list_snapshots(), spec or "latest", SnapshotFilter(host, tuple(tags), tuple(paths)),
+                         parse_time(at) if at else None)
+    return snap, subpath
+
+
+@click.command()
+@common_options
+@click.argument("snapshot")
+@click.option("-t", "--target", required=True, type=click.Path(), help="Directory to restore into.")
+@click.option("--at", help="With `latest`: the newest snapshot at or before this time.")
+@click.option("-i", "--include", multiple=True, metavar="GLOB", help="Restore only matching paths.")
+@click.option("-e", "--exclude", multiple=True, metavar="GLOB", help="Leave out matching paths.")
+@click.option("--overwrite", type=click.Choice(OVERWRITE_MODES), default="if-changed", show_default=True)
+@click.option("--verify", is_flag=True, help="Read every restored file back and check it.")
+@click.option("-n", "--dry-run", is_flag=True, help="Say what would be restored.")
+@snapshot_filter_options
+def restore(common: Common, snapshot, target, at, include, exclude, overwrite, verify, dry_run,
+            host, tags, paths) -> int:
+    """Restore SNAPSHOT (an id, `latest`, or SNAPSHOT:subpath) into --target."""
+    repo = common.open()
+    reporter = Reporter(common.json, "restore")
+    started = time.monotonic()
+    try:
+        with repo.lock(exclusive=False, wait=common.retry_lock):
+            snap, subpath = choose(repo, snapshot, host, tags, paths, at)
+            options = RestoreOptions(target, subpath, tuple(include), tuple(exclude), overwrite, verify, dry_run)
+            result = run_restore(repo, snap, options, reporter)
+    finally:
+        reporter.close()
+    s = result.summary
+    s["duration"] = round(time.monotonic() - started, 3)
+    if common.json:
+        emit_json({"type": "summary", **s})
+    else:
+        verb = "would restore" if dry_run else "restored"
+        print(f"{verb} snapshot {snap.short_id} ({snap.time}) into {s['target']}: {s['total_files']} files, "
+              f"{human_size(s['total_bytes'])}, {s['files_skipped']} already current, {s['packs']} packs, "
+              f"{s['duration']:.1f} s")
+        if verify and not dry_run:
+            print(f"verified {s['files_verified']} files")
+    return 1 if result.errors else 0
+
+
+@click.command(name="ls")
+@common_options
+@click.argument("snapshot")
+@click.argument("path", required=False, default="")
+@click.option("-l", "--long", "long_format", is_flag=True, help="Show mode, size and time.")
+@snapshot_filter_options
+def ls_command(common: Common, snapshot, path, long_format, host, tags, paths) -> None:
+    """List the files of SNAPSHOT (below PATH)."""
+    repo = common.open()
+    repo.load_index()
+    snap, subpath = choose(repo, snapshot, host, tags, paths)
+    base = "/".join(p for p in (subpath + "/" + path).split("/") if p)
+    tree_id, node = resolve(repo, bytes.fromhex(snap.tree), base)
+    prefix = ("/" + base) if base else ""
+    entries = [(prefix.encode(), node)] if node is not None and node.type != DIR else []
+    if tree_id:
+        entries = ((prefix.encode("utf-8", "surrogateescape") + p, n) for p, n in walk(repo, tree_id))
+    if common.json:
+        emit_json({"type": "snapshot", "id": snap.id, "time": snap.time, "paths": list(snap.paths)})
+    for rel, n in entries:
+        shown = rel.decode("utf-8", "backslashreplace") if n is not node else prefix
+        if common.json:
+            emit_json({"type": "node", "path": shown, "node_type": n.type, "size": n.size, "mode": n.mode,
+                       "uid": n.uid, "gid": n.gid, "mtime_ns": n.mtime_ns})
+        elif long_format:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(n.mtime_ns / 1e9))
+            print(f"{n.type:8} {n.mode:04o} {n.user or n.uid:>8} {n.size:>12}  {when}  {shown}")
+        else:
+            print(shown)
+
+
+@click.command()
+@common_options
+@click.argument("first")
+@click.argument("second")
+def diff(common: Common, first, second) -> None:
+    """Show what changed between two snapshots."""
+    repo = common.open()
+    repo.load_index()
+    snaps = repo.list_snapshots()
+    a, b = find_snapshot(snaps, first), find_snapshot(snaps, second)
+    counts = {"+": 0, "-": 0, "M": 0, "T": 0, "U": 0}
+    for change in diff_trees(repo, bytes.fromhex(a.tree), bytes.fromhex(b.tree)):
+        counts[change["change"]] += 1
+        if common.json:
+            emit_json({"type": "change", **change})
+        else:
+            print(f"{change['change']}    {change['path']}")
+    summary = {"added": counts["+"], "removed": counts["-"], "modified": counts["M"],
+               "type_changed": counts["T"], "metadata_changed": counts["U"]}
+    if common.json:
+        emit_json({"type": "summary", "first": a.id, "second": b.id, **summary})
+    else:
+        print(f"\n{summary['added']} added, {summary['removed']} removed, {summary['modified']} modified, "
+              f"{summary['metadata_changed']} metadata changed")
+
+
+COMMANDS = [restore, ls_command, diff]

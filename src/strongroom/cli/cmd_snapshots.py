@@ -1,0 +1,61 @@
+"""snapshots, stats."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+from strongroom.cli.cmd_restore import snapshot_filter_options
+from strongroom.cli.options import Common, common_options
+from strongroom.cli.output import emit_json, human_size
+from strongroom.engine.stats import repository_stats
+from strongroom.model.select import SnapshotFilter, filter_snapshots
+
+
+@click.command()
+@common_options
+@snapshot_filter_options
+def snapshots(common: Common, host, tags, paths) -> None:
+    """List snapshots."""
+    repo = common.open()
+    found = filter_snapshots(repo.list_snapshots(), SnapshotFilter(host, tuple(tags), tuple(paths)))
+    if common.json:
+        for s in found:
+            emit_json({"type": "snapshot", **dataclasses.asdict(s)})
+        emit_json({"type": "summary", "count": len(found)})
+        return
+    print(f"{'ID':8}  {'Time':19}  {'Host':12}  {'Kind':11}  {'Tags':12}  {'Size':>10}  Paths")
+    for s in found:
+        size = human_size(s.summary.get("total_bytes"))
+        print(f"{s.short_id}  {s.datetime.strftime('%Y-%m-%d %H:%M:%S')}  {s.hostname[:12]:12}  {s.kind:11}  "
+              f"{','.join(s.tags)[:12]:12}  {size:>10}  {', '.join(s.paths)}")
+    print(f"{len(found)} snapshot(s)")
+
+
+@click.command()
+@common_options
+@click.argument("snapshot_ids", nargs=-1)
+@snapshot_filter_options
+def stats(common: Common, snapshot_ids, host, tags, paths) -> None:
+    """Restore size, stored size, dedup and compression ratios."""
+    repo = common.open()
+    chosen = filter_snapshots(repo.list_snapshots(), SnapshotFilter(host, tuple(tags), tuple(paths)))
+    if snapshot_ids:
+        chosen = [s for s in chosen if any(s.id.startswith(i.lower()) for i in snapshot_ids)]
+    result = repository_stats(repo, chosen)
+    if common.json:
+        emit_json({"type": "summary", **result})
+        return
+    print(f"snapshots:          {result['snapshots']}")
+    print(f"files:              {result['files']}")
+    print(f"restore size:       {human_size(result['restore_size'])}")
+    print(f"unique data:        {human_size(result['unique_size'])}")
+    print(f"stored (unique):    {human_size(result['unique_stored_size'])}")
+    print(f"repository size:    {human_size(result['repository_size'])} in {result['packs']} packs")
+    print(f"dedup ratio:        {result['dedup_ratio']}")
+    print(f"compression ratio:  {result['compression_ratio']}")
+    print(f"requests:           {result['requests']}")
+
+
+COMMANDS = [snapshots, stats]

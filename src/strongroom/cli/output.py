@@ -1,0 +1,65 @@
+"""Showing engine events: a progress bar on a terminal, JSON lines, or quiet."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+
+def emit_json(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+class Reporter:
+    """Turns engine events into output; use as the engine's listener."""
+
+    def __init__(self, json_mode: bool, action: str) -> None:
+        self.json_mode = json_mode
+        self.action = action
+        self.console = Console(stderr=True)
+        self._lock = threading.Lock()
+        self.progress: Progress | None = None
+        self._task = None
+        if not json_mode and sys.stderr.isatty():
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+                TransferSpeedColumn(), TextColumn("{task.fields[files]} files"), TimeRemainingColumn(),
+                console=self.console, transient=True,
+            )
+            self.progress.start()
+            self._task = self.progress.add_task(action, total=None, files=0)
+
+    def __call__(self, event: dict) -> None:
+        with self._lock:
+            kind = event.get("type")
+            if self.json_mode:
+                emit_json(event)
+            elif kind == "error":
+                self.console.print(f"[red]error:[/red] {event.get('path') or event.get('object')}: {event['message']}",
+                                   markup=True, highlight=False)
+            elif kind == "warning":
+                self.console.print(f"warning: {event['message']}", markup=False, highlight=False)
+            if kind == "status" and self.progress is not None:
+                total = event.get("total_bytes") or None
+                self.progress.update(self._task, completed=event.get("bytes_done", event.get("bytes_read", 0)),
+                                     total=total, files=event.get("files_done", 0))
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def human_size(n: int | float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return str(n)

@@ -1,0 +1,421 @@
+"""Backup: walk the sources, chunk and store what is new, write the snapshot.
+
+Threads: the caller's thread walks; FILE_WORKERS threads read, chunk and hash
+files; BLOB_WORKERS threads compress, encrypt and append blobs to packs (and
+store a pack when it fills); one thread assembles trees in post-order. Two
+semaphores bound the data in flight: at most MAX_FILES_IN_FLIGHT files queued
+and at most MAX_CHUNKS_IN_FLIGHT chunks (4 MiB each at most) waiting to be
+compressed, so memory does not grow with the amount of data.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import stat
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from strongroom import __version__
+from strongroom.engine.progress import Counters, Listener, ignore
+from strongroom.engine.walk import ExcludeRules, SourceTree, metadata_node
+from strongroom.errors import StrongroomError, UsageError
+from strongroom.model.select import SnapshotFilter, find_snapshot
+from strongroom.model.snapshot import FULL, INCREMENTAL, Snapshot
+from strongroom.model.tree import DIR, FILE, Node, Tree
+from strongroom.repo.compression import Compressor, parse_compression
+from strongroom.repo.pack import DATA
+from strongroom.repo.repository import Repository
+
+FILE_WORKERS = 2
+BLOB_WORKERS = 2
+MAX_FILES_IN_FLIGHT = 64
+MAX_CHUNKS_IN_FLIGHT = 16
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    paths: tuple[str, ...] = ()
+    excludes: ExcludeRules = ExcludeRules()
+    tags: tuple[str, ...] = ()
+    host: str | None = None
+    time: datetime | None = None
+    parent: str | None = None
+    full: bool = False
+    dry_run: bool = False
+    compression: str | None = None
+    stdin_filename: str | None = None
+    config_name: str | None = None
+
+
+@dataclass
+class BackupResult:
+    snapshot: Snapshot | None
+    errors: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+class _Failed(Exception):
+    pass
+
+
+class Backup:
+    def __init__(self, repo: Repository, options: BackupOptions, listener: Listener = ignore) -> None:
+        self.repo = repo
+        self.opt = options
+        self.listener = listener
+        self.counters = Counters(listener, "backup")
+        self.errors: list[dict] = []
+        self._errors_lock = threading.Lock()
+        self._failure: BaseException | None = None
+        codec = parse_compression(options.compression or repo.config.compression)
+        self.compressor = Compressor(*codec)
+        self.compression = options.compression or repo.config.compression
+        self._dry_seen: set[bytes] = set()
+        self._hardlinks: dict[tuple[int, int], Future] = {}
+        self._file_slots = threading.BoundedSemaphore(MAX_FILES_IN_FLIGHT)
+        self._chunk_slots = threading.BoundedSemaphore(MAX_CHUNKS_IN_FLIGHT)
+        self._file_pool = ThreadPoolExecutor(FILE_WORKERS, thread_name_prefix="file")
+        self._blob_pool = ThreadPoolExecutor(BLOB_WORKERS, thread_name_prefix="blob")
+        self._tree_pool = ThreadPoolExecutor(1, thread_name_prefix="tree")
+        self._root_dev: int | None = None
+
+    # ---- reporting -------------------------------------------------------------
+
+    def _error(self, path: bytes | str, message: str) -> None:
+        entry = {"type": "error", "path": os.fsdecode(path), "message": message}
+        with self._errors_lock:
+            self.errors.append(entry)
+        self.listener(entry)
+
+    def _check_failed(self) -> None:
+        if self._failure is not None:
+            raise _Failed()
+
+    # ---- storing chunks -----------------------------------------------------------
+
+    def _store_chunk(self, data: bytes, blob_id: bytes) -> None:
+        try:
+            if self._failure is None:
+                _, added = self.repo.save_blob(DATA, data, blob_id, self.compressor)
+                if added:
+                    self.counters.add(data_blobs=1, data_added=added, data_added_raw=len(data))
+        except BaseException as e:
+            self._failure = self._failure or e
+        finally:
+            self._chunk_slots.release()
+
+    def _read_content(self, path: bytes, st: os.stat_result) -> tuple[tuple[bytes, ...], int] | None:
+        """Chunk, hash and store one file; None when it could not be read."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NOATIME", 0))
+        except PermissionError:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError as e:
+                self._error(path, f"cannot open: {e.strerror}")
+                return None
+        except FileNotFoundError:
+            self._error(path, "vanished before it could be read")
+            return None
+        except OSError as e:
+            self._error(path, f"cannot open: {e.strerror}")
+            return None
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                self._error(path, "is no longer a regular file")
+                return None
+            ids, size = [], 0
+            crypto = self.repo.crypto
+            with os.fdopen(fd, "rb", buffering=0, closefd=False) as stream:
+                for chunk in self.repo.chunker().chunks(stream):
+                    self._check_failed()
+                    blob_id = crypto.blob_id(chunk)
+                    ids.append(blob_id)
+                    size += len(chunk)
+                    self.counters.add(bytes_read=len(chunk))
+                    if self.opt.dry_run:
+                        if blob_id not in self.repo.index and blob_id not in self._dry_seen:
+                            self._dry_seen.add(blob_id)
+                            self.counters.add(data_blobs=1, data_added_raw=len(chunk))
+                    elif not self.repo.has_blob(blob_id):
+                        self._chunk_slots.acquire()
+                        self._blob_pool.submit(self._store_chunk, bytes(chunk), blob_id)
+            after = os.fstat(fd)
+            if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or size != after.st_size:
+                self._error(path, "changed while it was read; the snapshot holds what was read")
+            return tuple(ids), size
+        except OSError as e:
+            self._error(path, f"read failed: {e.strerror}")
+            return None
+        finally:
+            os.close(fd)
+
+    # ---- files -----------------------------------------------------------------
+
+    def _unchanged(self, st: os.stat_result, old: Node | None) -> bool:
+        return (
+            not self.opt.full and old is not None and old.type == FILE
+            and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns
+            and old.ctime_ns == st.st_ctime_ns and old.inode == st.st_ino
+            and all(c in self.repo.index for c in old.content)
+        )
+
+    def _file_node(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> Node | None:
+        try:
+            self._check_failed()
+            if self._unchanged(st, old):
+                self.counters.add(files_unmodified=1, files_done=1, bytes_done=st.st_size)
+                return metadata_node(name, path, st, size=old.size, content=old.content)
+            result = self._read_content(path, st)
+            if result is None:
+                return None
+            content, size = result
+            self.counters.add(files_done=1, bytes_done=size,
+                              **({"files_changed": 1} if old is not None else {"files_new": 1}))
+            return metadata_node(name, path, st, size=size, content=content)
+        except FileNotFoundError:
+            self._error(path, "vanished while it was read")
+            return None
+        except OSError as e:
+            self._error(path, f"cannot read metadata: {e.strerror}")
+            return None
+        finally:
+            self._file_slots.release()
+
+    def _submit_file(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> Future:
+        key = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and key in self._hardlinks:
+            first = self._hardlinks[key]
+            return self._tree_pool.submit(lambda: _relink(first.result(), name, path, st))
+        self._file_slots.acquire()
+        future = self._file_pool.submit(self._file_node, name, path, st, old)
+        if st.st_nlink > 1:
+            self._hardlinks[key] = future
+        return future
+
+    # ---- directories ------------------------------------------------------------
+
+    def _old_tree(self, old: Node | None) -> Tree | None:
+        if old is None or old.type != DIR or old.subtree is None:
+            return None
+        try:
+            return self.repo.load_tree(old.subtree)
+        except StrongroomError:
+            return None
+
+    def _walk_dir(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> Future:
+        self._check_failed()
+        old_tree = self._old_tree(old)
+        children: list[Future] = []
+        try:
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
+        except OSError as e:
+            self._error(path, f"cannot list directory: {e.strerror}")
+            entries = []
+        names = {e.name for e in entries}
+        if entries and self.opt.excludes.excludes_dir_contents(path, names):
+            entries = []
+        crosses = self.opt.excludes.one_file_system and st.st_dev != self._root_dev
+        if crosses:
+            entries = []
+        for entry in entries:
+            child_path = entry.path
+            if self.opt.excludes.excludes_path(child_path):
+                continue
+            try:
+                child_st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                self._error(child_path, f"cannot stat: {e.strerror}")
+                continue
+            old_child = old_tree.get(entry.name) if old_tree else None
+            children.append(self._walk_entry(entry.name, child_path, child_st, old_child))
+        self.counters.add(dirs=1)
+        return self._tree_pool.submit(self._finish_dir, name, path, st, children)
+
+    def _walk_entry(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> Future:
+        if stat.S_ISDIR(st.st_mode):
+            return self._walk_dir(name, path, st, old)
+        if stat.S_ISREG(st.st_mode):
+            if self.opt.excludes.excludes_size(st.st_size):
+                return _done(None)
+            return self._submit_file(name, path, st, old)
+        try:
+            self.counters.add(files_done=1)
+            return _done(metadata_node(name, path, st))
+        except OSError as e:
+            self._error(path, f"cannot read: {e.strerror}")
+            return _done(None)
+
+    def _finish_dir(self, name: bytes, path: bytes, st: os.stat_result | None, children: list[Future]) -> Node:
+        nodes = tuple(n for n in (f.result() for f in children) if n is not None)
+        tree = Tree(nodes)
+        if self.opt.dry_run or self._failure is not None:
+            tree_id = self.repo.crypto.blob_id(tree.encode())
+        else:
+            tree_id, added = self.repo.save_tree(tree)
+            if added:
+                self.counters.add(tree_blobs=1, data_added=added)
+        if st is None:
+            return Node(name=b"root", type=DIR, subtree=tree_id)
+        return metadata_node(name, path, st, subtree=tree_id)
+
+    def _walk_virtual(self, name: bytes, path: bytes, src: SourceTree, old: Node | None) -> Future | None:
+        """Directories above the source paths: metadata only, plus their chosen children."""
+        if src.real:
+            try:
+                st = os.lstat(path)
+            except OSError as e:
+                self._error(path, f"cannot back up: {e.strerror}")
+                return None
+            self._root_dev = st.st_dev
+            return self._walk_entry(name, path, st, old)
+        old_tree = self._old_tree(old)
+        children = []
+        for child_name, child in sorted(src.children.items()):
+            child_path = path.rstrip(b"/") + b"/" + child_name
+            f = self._walk_virtual(child_name, child_path, child, old_tree.get(child_name) if old_tree else None)
+            if f is not None:
+                children.append(f)
+        st = os.lstat(path) if path != b"/" else None
+        return self._tree_pool.submit(self._finish_dir, name, path, st, children)
+
+    # ---- the whole run ------------------------------------------------------------
+
+    def _parent(self) -> Snapshot | None:
+        snaps = self.repo.list_snapshots()
+        if self.opt.parent:
+            return find_snapshot(snaps, self.opt.parent)
+        flt = SnapshotFilter(host=self.hostname, paths=self.paths)
+        candidates = [s for s in snaps if flt.matches(s) and set(s.paths) == set(self.paths)]
+        return candidates[-1] if candidates else None
+
+    @property
+    def hostname(self) -> str:
+        return self.opt.host or socket.gethostname()
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        if self.opt.stdin_filename:
+            return ("/" + self.opt.stdin_filename.lstrip("/"),)
+        return tuple(sorted({os.path.abspath(p) for p in self.opt.paths}))
+
+    def _root_from_stdin(self) -> Future:
+        name = os.fsencode(self.opt.stdin_filename.strip("/"))
+        if not name or b"/" in name:
+            raise UsageError("--stdin-filename must be a plain file name")
+        result = self._read_stream(sys.stdin.buffer)
+        now = time.time_ns()
+        node = Node(name=name, type=FILE, mode=0o600, uid=os.getuid(), gid=os.getgid(),
+                    mtime_ns=now, ctime_ns=now, size=result[1], content=result[0])
+        self.counters.add(files_done=1, files_new=1, bytes_done=result[1])
+        return self._tree_pool.submit(self._finish_dir, b"", b"/", None, [_done(node)])
+
+    def _read_stream(self, stream) -> tuple[tuple[bytes, ...], int]:
+        ids, size = [], 0
+        for chunk in self.repo.chunker().chunks(stream):
+            self._check_failed()
+            blob_id = self.repo.crypto.blob_id(chunk)
+            ids.append(blob_id)
+            size += len(chunk)
+            self.counters.add(bytes_read=len(chunk))
+            if not self.opt.dry_run and not self.repo.has_blob(blob_id):
+                self._chunk_slots.acquire()
+                self._blob_pool.submit(self._store_chunk, bytes(chunk), blob_id)
+        return tuple(ids), size
+
+    def run(self) -> BackupResult:
+        if not self.opt.paths and not self.opt.stdin_filename:
+            raise UsageError("nothing to back up: give one or more paths, or --stdin")
+        for p in self.opt.paths:
+            if not os.path.lexists(p):
+                raise UsageError(f"{p} does not exist")
+        self.repo.load_index()
+        if not self.opt.dry_run:
+            adopted = self.repo.adopt_pending_packs()
+            if adopted:
+                self.listener({"type": "warning", "message": f"resumed: {adopted} packs from an interrupted run"})
+        parent = self._parent() if not self.opt.stdin_filename else None
+        started = time.monotonic()
+        old_root = Node(name=b"root", type=DIR, subtree=bytes.fromhex(parent.tree)) if parent else None
+        try:
+            if self.opt.stdin_filename:
+                root_future = self._root_from_stdin()
+            else:
+                src = SourceTree.from_paths(list(self.paths))
+                if src.real:  # backing up "/"
+                    st = os.lstat("/")
+                    self._root_dev = st.st_dev
+                    root_future = self._walk_dir(b"", b"/", st, old_root)
+                else:
+                    root_future = self._walk_virtual(b"", b"/", src, old_root)
+            root = root_future.result()
+            self._file_pool.shutdown(wait=True)
+            self._blob_pool.shutdown(wait=True)
+            self._tree_pool.shutdown(wait=True)
+        except _Failed:
+            pass
+        finally:
+            self._file_pool.shutdown(wait=True, cancel_futures=True)
+            self._blob_pool.shutdown(wait=True, cancel_futures=True)
+            self._tree_pool.shutdown(wait=True, cancel_futures=True)
+        if self._failure is not None:
+            # Keep what was stored: the checkpointed index lets the next run resume.
+            try:
+                self.repo.flush()
+            except BaseException:
+                pass
+            raise self._failure
+        if not self.opt.dry_run:
+            self.repo.flush()
+        self.counters.maybe_emit(force=True)
+        summary = self._summary(time.monotonic() - started)
+        snap = Snapshot(
+            time=(self.opt.time or datetime.now().astimezone()).isoformat(timespec="microseconds"),
+            tree=root.subtree.hex(), paths=self.paths, hostname=self.hostname,
+            username=getpass.getuser(), uid=os.getuid(), gid=os.getgid(),
+            tags=tuple(self.opt.tags), kind=FULL if self.opt.full or parent is None else INCREMENTAL,
+            parent=parent.id if parent else None, config_name=self.opt.config_name,
+            excludes=self.opt.excludes.patterns, compression=self.compression,
+            program_version=__version__, summary=summary,
+        )
+        if not self.opt.dry_run:
+            snap = replace(snap, id=self.repo.save_snapshot(snap))
+        return BackupResult(snap, list(self.errors), summary)
+
+    def _summary(self, duration: float) -> dict:
+        c = self.counters
+        return {
+            "files_new": c.get("files_new"), "files_changed": c.get("files_changed"),
+            "files_unmodified": c.get("files_unmodified"), "dirs": c.get("dirs"),
+            "total_files": c.get("files_done"), "total_bytes": c.get("bytes_done"),
+            "bytes_read": c.get("bytes_read"), "data_blobs": c.get("data_blobs"),
+            "tree_blobs": c.get("tree_blobs"), "data_added": c.get("data_added"),
+            "data_added_raw": c.get("data_added_raw"), "errors": len(self.errors),
+            "duration": round(duration, 3),
+        }
+
+
+def _done(value) -> Future:
+    f: Future = Future()
+    f.set_result(value)
+    return f
+
+
+def _relink(first: Node | None, name: bytes, path: bytes, st: os.stat_result) -> Node | None:
+    """A further name of a hard-linked file: same content, its own name."""
+    if first is None:
+        return None
+    return metadata_node(name, path, st, size=first.size, content=first.content)
+
+
+def run_backup(repo: Repository, options: BackupOptions, listener: Listener = ignore) -> BackupResult:
+    return Backup(repo, options, listener).run()

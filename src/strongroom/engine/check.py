@@ -1,0 +1,228 @@
+"""Check: the repository's structure, and (on request) every byte of its data."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from strongroom.engine.progress import Counters, Listener, ignore
+from strongroom.errors import IntegrityError, StrongroomError, UsageError
+from strongroom.model.snapshot import SNAPSHOT_DIR, Snapshot
+from strongroom.model.tree import DIR, FILE, Tree
+from strongroom.repo.index import INDEX_DIR
+from strongroom.repo.pack import TREE, PackedBlob, expected_pack_size, pack_name, parse_header
+from strongroom.repo.repository import Repository
+
+
+@dataclass
+class CheckReport:
+    problems: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "problems": self.problems, "warnings": self.warnings, **self.counts}
+
+
+def select_subset(pack_ids: list[bytes], subset: str | None, rng: random.Random | None = None) -> list[bytes]:
+    """`None` = all; `N%` = a random share; `n/t` = the n-th of t groups by pack id."""
+    if not subset:
+        return list(pack_ids)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", subset)
+    if m:
+        share = float(m.group(1))
+        if not 0 < share <= 100:
+            raise UsageError("--read-data-subset percentage must be in (0, 100]")
+        count = math.ceil(len(pack_ids) * share / 100)
+        return (rng or random.SystemRandom()).sample(sorted(pack_ids), count)
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", subset)
+    if m:
+        n, t = int(m.group(1)), int(m.group(2))
+        if not 1 <= n <= t:
+            raise UsageError("--read-data-subset n/t needs 1 <= n <= t")
+        return [p for p in pack_ids if p[0] % t == n - 1]
+    raise UsageError(f"cannot read subset {subset!r}: use N% or n/t")
+
+
+class Checker:
+    def __init__(self, repo: Repository, listener: Listener = ignore) -> None:
+        self.repo = repo
+        self.listener = listener
+        self.report = CheckReport()
+        self.damaged_blobs: dict[bytes, str] = {}
+        self.packs: dict[bytes, list[PackedBlob]] = {}
+        self.snapshots: list[Snapshot] = []
+        self.counters = Counters(listener, "check")
+
+    def _problem(self, obj: str, message: str, **extra) -> None:
+        entry = {"object": obj, "message": message, **extra}
+        self.report.problems.append(entry)
+        self.listener({"type": "error", **entry})
+
+    def _load(self) -> None:
+        for info in self.repo.storage.list(SNAPSHOT_DIR):
+            try:
+                self.snapshots.append(self.repo.load_snapshot(info.name))
+            except StrongroomError as e:
+                self._problem(info.name, str(e))
+        for info in self.repo.storage.list(INDEX_DIR):
+            try:
+                packs, _ = self.repo.read_index_object(info.name)
+            except StrongroomError as e:
+                self._problem(info.name, str(e))
+                continue
+            for pack_id, blobs in packs.items():
+                self.packs[pack_id] = blobs
+                self.repo.index.add_pack(pack_id, blobs)
+        self.repo._index_loaded = True
+
+    def _check_packs_exist(self) -> None:
+        on_target = self.repo.list_packs()
+        for pack_id, blobs in self.packs.items():
+            name = pack_name(pack_id, self.repo.config.data_fanout)
+            size = on_target.get(pack_id)
+            if size is None:
+                self._problem(name, "pack is missing", pack=pack_id.hex())
+                for b in blobs:
+                    self.damaged_blobs[b.id] = f"pack {pack_id.hex()[:16]} is missing"
+            elif size != expected_pack_size(blobs):
+                self._problem(name, f"pack has {size} bytes, the index says {expected_pack_size(blobs)}",
+                              pack=pack_id.hex())
+                for b in blobs:
+                    self.damaged_blobs[b.id] = f"pack {pack_id.hex()[:16]} has the wrong size"
+        unindexed = set(on_target) - set(self.packs)
+        if unindexed:
+            self.report.warnings.append(
+                f"{len(unindexed)} pack(s) are not in any index (left by an interrupted run; prune removes them)")
+        self.report.counts["packs"] = len(self.packs)
+
+    def _check_trees(self) -> None:
+        seen: set[bytes] = set()
+        blobs_needed = 0
+        for snap in self.snapshots:
+            stack = [bytes.fromhex(snap.tree)]
+            while stack:
+                tree_id = stack.pop()
+                if tree_id in seen:
+                    continue
+                seen.add(tree_id)
+                if tree_id in self.damaged_blobs:
+                    continue
+                if tree_id not in self.repo.index:
+                    self.damaged_blobs[tree_id] = "tree is not in the index"
+                    self._problem(f"tree {tree_id.hex()[:16]}", "tree is not in the index", snapshots=[snap.id[:8]])
+                    continue
+                try:
+                    tree = self.repo.load_tree(tree_id)
+                except StrongroomError as e:
+                    self.damaged_blobs[tree_id] = str(e)
+                    continue
+                for node in tree.nodes:
+                    if node.type == DIR and node.subtree:
+                        stack.append(node.subtree)
+                    elif node.type == FILE:
+                        for blob_id in node.content:
+                            blobs_needed += 1
+                            if blob_id not in self.repo.index and blob_id not in self.damaged_blobs:
+                                self.damaged_blobs[blob_id] = "data blob is not in the index"
+        self.report.counts["trees"] = len(seen)
+        self.report.counts["snapshots"] = len(self.snapshots)
+
+    def _read_pack(self, pack_id: bytes, blobs: list[PackedBlob]) -> None:
+        name = pack_name(pack_id, self.repo.config.data_fanout)
+        try:
+            data = self.repo.storage.read(name)
+        except StrongroomError as e:
+            self._problem(name, f"cannot read pack: {e}", pack=pack_id.hex())
+            return
+        self.counters.add(packs_read=1, bytes_read=len(data))
+        if hashlib.sha256(data).digest() != pack_id:
+            self._problem(name, "pack content does not match its name", pack=pack_id.hex())
+        try:
+            header, _ = parse_header(self.repo.crypto, data, len(data), name)
+            if {(b.id, b.offset, b.length) for b in header} != {(b.id, b.offset, b.length) for b in blobs}:
+                self._problem(name, "pack header and index disagree", pack=pack_id.hex())
+        except IntegrityError as e:
+            self._problem(name, f"pack header: {e}", pack=pack_id.hex())
+        view = memoryview(data)
+        for b in blobs:
+            try:
+                self.repo.open_blob(b.type, b.id, view[b.offset:b.offset + b.length], b.raw_length, name,
+                                    verify_id=True)
+            except IntegrityError as e:
+                self.damaged_blobs[b.id] = f"blob in pack {pack_id.hex()[:16]} is damaged"
+                self._problem(name, str(e), pack=pack_id.hex(), blob=b.id.hex())
+
+    def _affected(self) -> None:
+        """Name the snapshots and files that a damaged blob takes with it."""
+        if not self.damaged_blobs:
+            return
+        hits: dict[bytes, set[tuple[str, str]]] = defaultdict(set)
+        for snap in self.snapshots:
+            self._walk_affected(snap, bytes.fromhex(snap.tree), "", hits)
+        for entry in self.report.problems:
+            blob = entry.get("blob")
+            pack = entry.get("pack")
+            ids = [bytes.fromhex(blob)] if blob else [b.id for b in self.packs.get(bytes.fromhex(pack), ())] if pack else []
+            touched = set().union(*(hits.get(i, set()) for i in ids)) if ids else set()
+            if ids:
+                entry["snapshots"] = sorted({s for s, _ in touched})
+                entry["files"] = sorted({f for _, f in touched})
+        lost = {}
+        for blob_id, why in self.damaged_blobs.items():
+            if blob_id in hits and not any(blob_id.hex() == e.get("blob") for e in self.report.problems):
+                lost[blob_id] = why
+        for blob_id, why in lost.items():
+            touched = hits[blob_id]
+            if any(e.get("pack") and blob_id in {b.id for b in self.packs.get(bytes.fromhex(e["pack"]), ())}
+                   for e in self.report.problems):
+                continue
+            self._problem(f"blob {blob_id.hex()[:16]}", why, blob=blob_id.hex(),
+                          snapshots=sorted({s for s, _ in touched}), files=sorted({f for _, f in touched}))
+
+    def _walk_affected(self, snap: Snapshot, tree_id: bytes, prefix: str, hits) -> None:
+        if tree_id in self.damaged_blobs:
+            hits[tree_id].add((snap.id[:8], prefix or "/"))
+            return
+        try:
+            tree = self.repo.load_tree(tree_id)
+        except StrongroomError:
+            return
+        for node in tree.nodes:
+            path = f"{prefix}/{node.display_name}"
+            if node.type == DIR and node.subtree:
+                self._walk_affected(snap, node.subtree, path, hits)
+            elif node.type == FILE:
+                for blob_id in node.content:
+                    if blob_id in self.damaged_blobs:
+                        hits[blob_id].add((snap.id[:8], path))
+
+    def run(self, read_data: bool = False, subset: str | None = None) -> CheckReport:
+        self._load()
+        self._check_packs_exist()
+        self._check_trees()
+        if read_data or subset:
+            chosen = select_subset(sorted(self.packs), subset)
+            self.counters.total_files = len(chosen)
+            for pack_id in chosen:
+                self._read_pack(pack_id, self.packs[pack_id])
+            self.report.counts["packs_read"] = len(chosen)
+        self._affected()
+        self.report.counts["requests"] = self.repo.requests["requests"]
+        return self.report
+
+
+def run_check(repo: Repository, read_data: bool = False, subset: str | None = None,
+              listener: Listener = ignore) -> CheckReport:
+    return Checker(repo, listener).run(read_data, subset)
+
+
+__all__ = ["run_check", "CheckReport", "select_subset", "TREE", "Tree"]

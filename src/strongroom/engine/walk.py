@@ -1,0 +1,157 @@
+"""What to back up: exclusion rules and reading file metadata."""
+
+from __future__ import annotations
+
+import fnmatch
+import grp
+import os
+import pwd
+import re
+import stat
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from strongroom.errors import UsageError
+from strongroom.model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
+
+
+def parse_size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?\s*", text.lower())
+    if not m:
+        raise UsageError(f"cannot read size {text!r}: use e.g. 500K, 20M, 1G")
+    factor = 1024 ** " kmgtp".index(m.group(2) or " ")
+    return int(float(m.group(1)) * factor)
+
+
+@dataclass(frozen=True)
+class ExcludeRules:
+    patterns: tuple[str, ...] = ()
+    if_present: tuple[str, ...] = ()
+    caches: bool = False
+    larger_than: int | None = None
+    one_file_system: bool = False
+
+    @classmethod
+    def build(cls, patterns=(), files=(), if_present=(), caches=False, larger_than=None,
+              one_file_system=False) -> "ExcludeRules":
+        pats = list(patterns)
+        for path in files:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    pats += [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
+            except OSError as e:
+                raise UsageError(f"cannot read exclude file {path}: {e.strerror}") from None
+        size = parse_size(larger_than) if isinstance(larger_than, str) else larger_than
+        return cls(tuple(pats), tuple(if_present), caches, size, one_file_system)
+
+    def excludes_path(self, path: bytes) -> bool:
+        """Glob rules: a pattern with a slash matches the whole path, else any name."""
+        text = os.fsdecode(path)
+        name = text.rsplit("/", 1)[-1]
+        for pat in self.patterns:
+            if "/" in pat.rstrip("/"):
+                if fnmatch.fnmatchcase(text, pat) or fnmatch.fnmatchcase(text, pat.rstrip("/") + "/*"):
+                    return True
+            elif fnmatch.fnmatchcase(name, pat.rstrip("/")):
+                return True
+        return False
+
+    def excludes_dir_contents(self, path: bytes, names: set[bytes]) -> bool:
+        for marker in self.if_present:
+            if os.fsencode(marker) in names:
+                return True
+        if self.caches and b"CACHEDIR.TAG" in names:
+            try:
+                with open(os.path.join(path, b"CACHEDIR.TAG"), "rb") as f:
+                    return f.read(43) == b"Signature: 8a477f597d28d172789f06886806bc55"
+            except OSError:
+                return False
+        return False
+
+    def excludes_size(self, size: int) -> bool:
+        return self.larger_than is not None and size > self.larger_than
+
+
+@lru_cache(maxsize=1024)
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return ""
+
+
+@lru_cache(maxsize=1024)
+def group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return ""
+
+
+def read_xattrs(path: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return ()
+    out = []
+    for name in sorted(names):
+        try:
+            out.append((os.fsencode(name), os.getxattr(path, name, follow_symlinks=False)))
+        except OSError:
+            continue
+    return tuple(out)
+
+
+def node_type(st: os.stat_result) -> str:
+    m = st.st_mode
+    if stat.S_ISREG(m):
+        return FILE
+    if stat.S_ISDIR(m):
+        return DIR
+    if stat.S_ISLNK(m):
+        return SYMLINK
+    if stat.S_ISFIFO(m):
+        return FIFO
+    if stat.S_ISCHR(m):
+        return CHARDEV
+    if stat.S_ISBLK(m):
+        return BLOCKDEV
+    return SOCKET
+
+
+def metadata_node(name: bytes, path: bytes, st: os.stat_result, **extra) -> Node:
+    kind = node_type(st)
+    fields = dict(
+        name=name, type=kind, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
+        user=user_name(st.st_uid), group=group_name(st.st_gid), mtime_ns=st.st_mtime_ns,
+        ctime_ns=st.st_ctime_ns, inode=st.st_ino, device=st.st_dev, links=st.st_nlink,
+        xattrs=read_xattrs(path),
+    )
+    if kind == SYMLINK:
+        fields["target"] = os.readlink(path)
+    elif kind in (CHARDEV, BLOCKDEV):
+        fields["rdev"] = st.st_rdev
+    fields.update(extra)
+    return Node(**fields)
+
+
+@dataclass
+class SourceTree:
+    """The source paths as a tree of names; leaves are walked for real."""
+
+    children: dict[bytes, "SourceTree"] = field(default_factory=dict)
+    real: bool = False
+
+    @classmethod
+    def from_paths(cls, paths: list[str]) -> "SourceTree":
+        root = cls()
+        for p in paths:
+            node = root
+            for part in [c for c in os.fsencode(p).split(b"/") if c]:
+                if node.real:
+                    break
+                node = node.children.setdefault(part, cls())
+            else:
+                node.real = True
+                node.children = {}
+        return root

@@ -1,0 +1,51 @@
+"""The typed errors of strongroom; the command line maps each to an exit code."""
+
+
+class StrongroomError(Exception):
+    """Base of every error strongroom raises on purpose."""
+
+    exit_code = 1
+
+
+class StorageError(StrongroomError):
+    """The storage target failed or refused an operation."""
+
+
+class ObjectNotFound(StorageError):
+    """A named object does not exist on the target."""
+
+
+class RepositoryNotFound(StrongroomError):
+    exit_code = 10
+
+
+class RepositoryExists(StrongroomError):
+    pass
+
+
+class RepositoryLocked(StrongroomError):
+    exit_code = 11
+
+
+class WrongPassword(StrongroomError):
+    exit_code = 12
+
+
+class IntegrityError(StrongroomError):
+    """Data read back does not authenticate or does not match its name."""
+
+
+class InvalidName(IntegrityError):
+    """A name read from the repository could escape the restore target."""
+
+
+class SnapshotNotFound(StrongroomError):
+    pass
+
+
+class UsageError(StrongroomError):
+    pass
+
+
+class Interrupted(StrongroomError):
+    exit_code = 130

@@ -1,0 +1,1 @@
+"""Trees, snapshots and choosing snapshots."""

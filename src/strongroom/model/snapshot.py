@@ -1,0 +1,60 @@
+"""Snapshots: one small encrypted JSON object per recovery point."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+
+from strongroom.errors import IntegrityError
+
+SNAPSHOT_DIR = "snapshots"
+SNAPSHOT_AAD = b"strongroom snapshot v1"
+FULL, INCREMENTAL = "full", "incremental"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    time: str  # ISO 8601 with offset, microseconds
+    tree: str  # root tree id, hex
+    paths: tuple[str, ...]
+    hostname: str
+    username: str = ""
+    uid: int = 0
+    gid: int = 0
+    tags: tuple[str, ...] = ()
+    kind: str = FULL
+    parent: str | None = None
+    config_name: str | None = None
+    excludes: tuple[str, ...] = ()
+    compression: str = ""
+    program_version: str = ""
+    summary: dict = field(default_factory=dict)
+    id: str = ""  # the object's name; not part of its content
+
+    @property
+    def datetime(self) -> datetime:
+        return datetime.fromisoformat(self.time)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+    def encode(self) -> bytes:
+        doc = asdict(self)
+        del doc["id"]
+        return json.dumps(doc, sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, data: bytes, snapshot_id: str) -> "Snapshot":
+        try:
+            doc = json.loads(data)
+            for key in ("paths", "tags", "excludes"):
+                doc[key] = tuple(doc.get(key, ()))
+            known = set(cls.__dataclass_fields__) - {"id"}
+            snap = cls(**{k: v for k, v in doc.items() if k in known})
+            snap.datetime  # validates the time
+            bytes.fromhex(snap.tree)
+            return replace(snap, id=snapshot_id)
+        except (ValueError, TypeError, KeyError) as e:
+            raise IntegrityError(f"snapshot {snapshot_id[:8]}: malformed: {e}") from None

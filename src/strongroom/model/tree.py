@@ -1,0 +1,139 @@
+"""Tree blobs: one directory's entries, serialised deterministically.
+
+A tree is canonical JSON (sorted keys, no spaces, UTF-8) of
+``{"nodes": [...]}`` with nodes sorted by their raw name bytes. Names and
+link targets that are not valid UTF-8 are stored as base64 under
+``name_b64`` / ``target_b64``. The same directory state always gives the same
+bytes, so unchanged directories deduplicate.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+
+from strongroom.errors import IntegrityError, InvalidName
+
+FILE, DIR, SYMLINK, FIFO, CHARDEV, BLOCKDEV, SOCKET = (
+    "file", "dir", "symlink", "fifo", "chardev", "blockdev", "socket")
+NODE_TYPES = {FILE, DIR, SYMLINK, FIFO, CHARDEV, BLOCKDEV, SOCKET}
+
+
+def check_name(name: bytes) -> bytes:
+    """Refuse any name that could lead outside the directory holding it."""
+    if not name or name in (b".", b"..") or b"/" in name or b"\0" in name:
+        raise InvalidName(f"refusing unsafe name {name!r} in a tree")
+    return name
+
+
+@dataclass(frozen=True)
+class Node:
+    name: bytes
+    type: str
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    user: str = ""
+    group: str = ""
+    mtime_ns: int = 0
+    ctime_ns: int = 0
+    inode: int = 0
+    device: int = 0
+    links: int = 1
+    size: int = 0
+    content: tuple[bytes, ...] = ()
+    subtree: bytes | None = None
+    target: bytes = b""
+    rdev: int = 0
+    xattrs: tuple[tuple[bytes, bytes], ...] = ()
+
+    @property
+    def display_name(self) -> str:
+        return self.name.decode("utf-8", "backslashreplace")
+
+
+def _put_bytes(doc: dict, key: str, value: bytes) -> None:
+    try:
+        doc[key] = value.decode("utf-8")
+    except UnicodeDecodeError:
+        doc[key + "_b64"] = base64.b64encode(value).decode()
+
+
+def _get_bytes(doc: dict, key: str) -> bytes:
+    if key + "_b64" in doc:
+        return base64.b64decode(doc[key + "_b64"], validate=True)
+    return doc.get(key, "").encode("utf-8")
+
+
+def node_to_dict(n: Node) -> dict:
+    doc: dict = {
+        "type": n.type, "mode": n.mode, "uid": n.uid, "gid": n.gid,
+        "user": n.user, "group": n.group, "mtime_ns": n.mtime_ns, "ctime_ns": n.ctime_ns,
+        "inode": n.inode, "device": n.device, "links": n.links,
+    }
+    _put_bytes(doc, "name", n.name)
+    if n.type == FILE:
+        doc["size"] = n.size
+        doc["content"] = [c.hex() for c in n.content]
+    elif n.type == DIR:
+        doc["subtree"] = n.subtree.hex() if n.subtree else None
+    elif n.type == SYMLINK:
+        _put_bytes(doc, "target", n.target)
+    elif n.type in (CHARDEV, BLOCKDEV):
+        doc["rdev"] = n.rdev
+    if n.xattrs:
+        doc["xattrs"] = [[base64.b64encode(k).decode(), base64.b64encode(v).decode()] for k, v in n.xattrs]
+    return doc
+
+
+def node_from_dict(doc: dict) -> Node:
+    try:
+        node_type = doc["type"]
+        if node_type not in NODE_TYPES:
+            raise IntegrityError(f"unknown node type {node_type!r}")
+        subtree = doc.get("subtree")
+        return Node(
+            name=check_name(_get_bytes(doc, "name")),
+            type=node_type,
+            mode=int(doc["mode"]), uid=int(doc["uid"]), gid=int(doc["gid"]),
+            user=str(doc.get("user", "")), group=str(doc.get("group", "")),
+            mtime_ns=int(doc["mtime_ns"]), ctime_ns=int(doc.get("ctime_ns", 0)),
+            inode=int(doc.get("inode", 0)), device=int(doc.get("device", 0)),
+            links=int(doc.get("links", 1)), size=int(doc.get("size", 0)),
+            content=tuple(bytes.fromhex(c) for c in doc.get("content", ())),
+            subtree=bytes.fromhex(subtree) if subtree else None,
+            target=_get_bytes(doc, "target") if node_type == SYMLINK else b"",
+            rdev=int(doc.get("rdev", 0)),
+            xattrs=tuple((base64.b64decode(k), base64.b64decode(v)) for k, v in doc.get("xattrs", ())),
+        )
+    except (KeyError, ValueError, TypeError) as e:
+        raise IntegrityError(f"malformed tree node: {e}") from None
+
+
+@dataclass(frozen=True)
+class Tree:
+    nodes: tuple[Node, ...] = field(default_factory=tuple)
+
+    def encode(self) -> bytes:
+        nodes = sorted(self.nodes, key=lambda n: n.name)
+        doc = {"nodes": [node_to_dict(n) for n in nodes]}
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+    @classmethod
+    def decode(cls, data: bytes) -> "Tree":
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            raise IntegrityError("tree blob is not valid JSON") from None
+        nodes = tuple(node_from_dict(d) for d in doc.get("nodes", ()))
+        names = [n.name for n in nodes]
+        if len(set(names)) != len(names):
+            raise InvalidName("a tree names the same entry twice")
+        return cls(nodes)
+
+    def get(self, name: bytes) -> Node | None:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        return None

@@ -1,0 +1,1 @@
+"""The repository: keys and crypto, chunking, compression, packs, index, locks."""

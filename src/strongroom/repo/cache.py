@@ -1,0 +1,52 @@
+"""The local cache directory of one repository.
+
+For now it keeps the journal of packs stored since the last index
+checkpoint, so that an interrupted backup can adopt them on the next run
+instead of uploading them again. Everything here can be deleted safely.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+
+def default_cache_root() -> str:
+    root = os.environ.get("STRONGROOM_CACHE_DIR")
+    if root:
+        return root
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "strongroom")
+
+
+class RepoCache:
+    def __init__(self, root: str, repo_id: str) -> None:
+        self.dir = os.path.join(root, repo_id)
+        self._journal = os.path.join(self.dir, "pending-packs")
+        self._lock = threading.Lock()
+
+    def pending_packs(self) -> list[str]:
+        try:
+            with open(self._journal) as f:
+                return [line.strip() for line in f if len(line.strip()) == 64]
+        except OSError:
+            return []
+
+    def note_pack(self, pack_hex: str) -> None:
+        with self._lock:
+            os.makedirs(self.dir, exist_ok=True)
+            with open(self._journal, "a") as f:
+                f.write(pack_hex + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+    def forget_packs(self, done: set[str]) -> None:
+        with self._lock:
+            remaining = [p for p in self.pending_packs() if p not in done]
+            temp = self._journal + ".tmp"
+            try:
+                with open(temp, "w") as f:
+                    f.write("".join(p + "\n" for p in remaining))
+                os.replace(temp, self._journal)
+            except OSError:
+                pass

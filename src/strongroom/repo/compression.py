@@ -1,0 +1,92 @@
+"""Blob compression. The first byte of a blob's plaintext names its codec."""
+
+from __future__ import annotations
+
+import threading
+import zlib
+
+import lz4.block
+import zstandard
+
+from strongroom.errors import IntegrityError, UsageError
+
+RAW, ZSTD, LZ4, GZIP = 0, 1, 2, 3
+CODECS = {"none": RAW, "zstd": ZSTD, "lz4": LZ4, "gzip": GZIP}
+DEFAULT_LEVELS = {ZSTD: 3, GZIP: 6, LZ4: 0, RAW: 0}
+
+
+def parse_compression(spec: str) -> tuple[int, int]:
+    """`zstd`, `zstd:19`, `lz4`, `gzip:9`, `none` -> (codec, level)."""
+    name, _, level = spec.strip().lower().partition(":")
+    if name in ("off", "false", "no"):
+        name = "none"
+    if name in ("auto", "true", "yes", "default"):
+        name = "zstd"
+    if name not in CODECS:
+        raise UsageError(f"unknown compression {spec!r}: use zstd, lz4, gzip or none")
+    codec = CODECS[name]
+    try:
+        return codec, int(level) if level else DEFAULT_LEVELS[codec]
+    except ValueError:
+        raise UsageError(f"bad compression level in {spec!r}") from None
+
+
+def codec_name(codec: int) -> str:
+    return {v: k for k, v in CODECS.items()}[codec]
+
+
+class Compressor:
+    """Compresses blobs with one codec; safe to share between threads."""
+
+    def __init__(self, codec: int, level: int) -> None:
+        self.codec = codec
+        self.level = level
+        self._local = threading.local()
+
+    def _zstd(self) -> zstandard.ZstdCompressor:
+        c = getattr(self._local, "zstd", None)
+        if c is None:
+            c = self._local.zstd = zstandard.ZstdCompressor(level=self.level, write_content_size=True)
+        return c
+
+    def compress(self, data: bytes | memoryview) -> bytes:
+        """Return codec byte + payload; data that does not shrink is stored raw."""
+        if self.codec == ZSTD:
+            out = self._zstd().compress(data)
+        elif self.codec == LZ4:
+            out = lz4.block.compress(data, store_size=False)
+        elif self.codec == GZIP:
+            out = zlib.compress(data, self.level)
+        else:
+            out = None
+        if out is None or len(out) >= len(data):
+            return bytes([RAW]) + bytes(data)
+        return bytes([self.codec]) + out
+
+
+_dctx = threading.local()
+
+
+def decompress(blob: bytes, raw_length: int) -> bytes:
+    if not blob:
+        raise IntegrityError("empty blob plaintext")
+    codec, payload = blob[0], memoryview(blob)[1:]
+    try:
+        if codec == RAW:
+            out = bytes(payload)
+        elif codec == ZSTD:
+            d = getattr(_dctx, "zstd", None)
+            if d is None:
+                d = _dctx.zstd = zstandard.ZstdDecompressor()
+            out = d.decompress(payload, max_output_size=raw_length)
+        elif codec == LZ4:
+            out = lz4.block.decompress(payload, uncompressed_size=raw_length)
+        elif codec == GZIP:
+            out = zlib.decompress(payload)
+        else:
+            raise IntegrityError(f"unknown compression codec {codec}")
+    except (zstandard.ZstdError, zlib.error, lz4.block.LZ4BlockError) as e:
+        raise IntegrityError(f"blob does not decompress: {e}") from None
+    if len(out) != raw_length:
+        raise IntegrityError("blob decompressed to the wrong length")
+    return out

@@ -1,0 +1,122 @@
+"""Packs: many encrypted blobs followed by an encrypted header listing them.
+
+    blob_1 || ... || blob_n || encrypted header || header length (u32 LE)
+
+Each header entry is 41 bytes: type (u8), length of the encrypted blob
+(u32 LE), length of the uncompressed plaintext (u32 LE), blob id (32 bytes).
+Offsets follow from the order. The header makes the index rebuildable from
+packs alone; its size is fixed by the entry count, so a pack's expected size
+is known from the index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+
+from strongroom.errors import IntegrityError
+from strongroom.repo.crypto import OVERHEAD, Crypto
+
+DATA, TREE = 0, 1
+BLOB_TYPES = {DATA: "data", TREE: "tree"}
+_ENTRY = struct.Struct("<BII32s")
+ENTRY_SIZE = _ENTRY.size
+_TRAILER = struct.Struct("<I")
+HEADER_AAD = b"strongroom pack header v1"
+PACK_DIR = "data"
+
+
+def blob_aad(blob_type: int, blob_id: bytes) -> bytes:
+    return b"strongroom blob v1" + bytes([blob_type]) + blob_id
+
+
+@dataclass(frozen=True)
+class PackedBlob:
+    type: int
+    id: bytes
+    offset: int
+    length: int
+    raw_length: int
+
+
+def pack_name(pack_id: bytes, fanout: int) -> str:
+    h = pack_id.hex()
+    return f"{PACK_DIR}/{h[:fanout]}/{h}" if fanout else f"{PACK_DIR}/{h}"
+
+
+def expected_pack_size(blobs: list[PackedBlob]) -> int:
+    return sum(b.length for b in blobs) + OVERHEAD + ENTRY_SIZE * len(blobs) + _TRAILER.size
+
+
+class PackWriter:
+    """Collects encrypted blobs in memory until the pack is sealed."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self.blobs: list[PackedBlob] = []
+        self.size = 0
+
+    def add(self, blob_type: int, blob_id: bytes, encrypted: bytes, raw_length: int) -> None:
+        self.blobs.append(PackedBlob(blob_type, blob_id, self.size, len(encrypted), raw_length))
+        self._parts.append(encrypted)
+        self.size += len(encrypted)
+
+    def __len__(self) -> int:
+        return len(self.blobs)
+
+    def seal(self, crypto: Crypto) -> tuple[bytes, bytes]:
+        """Return (pack id, pack bytes); the id is the SHA-256 of the bytes."""
+        header = b"".join(_ENTRY.pack(b.type, b.length, b.raw_length, b.id) for b in self.blobs)
+        encrypted_header = crypto.encrypt(header, HEADER_AAD)
+        self._parts.append(encrypted_header)
+        self._parts.append(_TRAILER.pack(len(encrypted_header)))
+        data = b"".join(self._parts)
+        self._parts = []
+        return hashlib.sha256(data).digest(), data
+
+
+def parse_header(crypto: Crypto, tail: bytes, pack_size: int, what: str) -> tuple[list[PackedBlob], int]:
+    """Parse the header from the pack's last bytes.
+
+    Returns (blobs, header_length). Raises IntegrityError when the tail is too
+    short; callers read at least `header_length + 4` bytes then.
+    """
+    if len(tail) < _TRAILER.size:
+        raise IntegrityError(f"{what}: too short to be a pack")
+    (header_length,) = _TRAILER.unpack(tail[-_TRAILER.size:])
+    if header_length + _TRAILER.size > pack_size or header_length < OVERHEAD:
+        raise IntegrityError(f"{what}: header length {header_length} does not fit the pack")
+    if header_length + _TRAILER.size > len(tail):
+        raise _NeedMore(header_length + _TRAILER.size)
+    encrypted = tail[-_TRAILER.size - header_length:-_TRAILER.size]
+    header = crypto.decrypt(encrypted, HEADER_AAD, f"{what} header")
+    if len(header) % ENTRY_SIZE:
+        raise IntegrityError(f"{what}: header has a partial entry")
+    blobs, offset = [], 0
+    for i in range(0, len(header), ENTRY_SIZE):
+        blob_type, length, raw_length, blob_id = _ENTRY.unpack_from(header, i)
+        if blob_type not in BLOB_TYPES:
+            raise IntegrityError(f"{what}: unknown blob type {blob_type}")
+        blobs.append(PackedBlob(blob_type, blob_id, offset, length, raw_length))
+        offset += length
+    if offset + header_length + _TRAILER.size != pack_size:
+        raise IntegrityError(f"{what}: blobs and header do not add up to the pack size")
+    return blobs, header_length
+
+
+class _NeedMore(IntegrityError):
+    def __init__(self, size: int) -> None:
+        super().__init__(f"need {size} bytes")
+        self.size = size
+
+
+def read_pack_header(storage, crypto: Crypto, name: str, pack_size: int) -> list[PackedBlob]:
+    """Fetch and parse a pack's header with one ranged read (two if it is huge)."""
+    want = min(pack_size, 64 * 1024)
+    tail = storage.read(name, pack_size - want, want)
+    try:
+        return parse_header(crypto, tail, pack_size, name)[0]
+    except _NeedMore as more:
+        tail = storage.read(name, pack_size - more.size, more.size)
+        return parse_header(crypto, tail, pack_size, name)[0]

@@ -1,0 +1,326 @@
+"""The repository: objects on a storage target, read and written through keys.
+
+Write order keeps every promise of the format: packs first, then the index
+objects that name them, then the snapshot that refers to their blobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
+from strongroom import __version__
+from strongroom.errors import IntegrityError, ObjectNotFound, RepositoryExists, RepositoryNotFound
+from strongroom.model.snapshot import SNAPSHOT_AAD, SNAPSHOT_DIR, Snapshot
+from strongroom.model.tree import Tree
+from strongroom.repo import keys
+from strongroom.repo.cache import RepoCache, default_cache_root
+from strongroom.repo.chunker import Chunker, ChunkerParams
+from strongroom.repo.compression import Compressor, decompress, parse_compression
+from strongroom.repo.crypto import Crypto, MasterKey
+from strongroom.repo.index import INDEX_AAD, INDEX_DIR, Index, decode_index, encode_index
+from strongroom.repo.locks import Lock
+from strongroom.repo.pack import (DATA, TREE, PACK_DIR, PackedBlob, PackWriter, blob_aad,
+                                  pack_name, read_pack_header)
+from strongroom.storage.base import Storage
+from strongroom.storage.metrics import CountingStorage
+
+CONFIG = "config"
+CONFIG_AAD = b"strongroom config v1"
+FORMAT_VERSION = 1
+DEFAULT_PACK_SIZE = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RepoConfig:
+    id: str
+    version: int
+    created: str
+    chunker: ChunkerParams
+    compression: str
+    pack_size: int
+    data_fanout: int
+
+    def encode(self) -> bytes:
+        return json.dumps({
+            "id": self.id, "version": self.version, "created": self.created,
+            "chunker": self.chunker.to_dict(), "compression": self.compression,
+            "pack_size": self.pack_size, "data_fanout": self.data_fanout,
+        }, sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> "RepoConfig":
+        doc = json.loads(data)
+        if doc["version"] != FORMAT_VERSION:
+            raise IntegrityError(f"repository format version {doc['version']} is not supported")
+        return cls(doc["id"], doc["version"], doc["created"], ChunkerParams.from_dict(doc["chunker"]),
+                   doc["compression"], doc["pack_size"], doc["data_fanout"])
+
+
+def object_id(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Repository:
+    """An opened repository. Blob writing is thread-safe."""
+
+    def __init__(self, storage: Storage, master: MasterKey, config: RepoConfig, key_id: str,
+                 cache_root: str | None = None) -> None:
+        self.storage = storage if isinstance(storage, CountingStorage) else CountingStorage(storage)
+        self.crypto = Crypto(master)
+        self.config = config
+        self.key_id = key_id
+        self.cache = RepoCache(cache_root or default_cache_root(), config.id) if cache_root != "" else None
+        self.index = Index()
+        self._index_loaded = False
+        self._tree_cache: OrderedDict[bytes, Tree] = OrderedDict()
+        self._tree_lock = threading.Lock()
+        # writing state
+        self._write_lock = threading.Lock()
+        self._reserved: set[bytes] = set()
+        self._packers: dict[int, PackWriter] = {}
+        self._unsaved: dict[bytes, list[PackedBlob]] = {}
+        self._checkpoint_lock = threading.Lock()
+        self._last_checkpoint = time.monotonic()
+        self.checkpoint_interval = float(os.environ.get("STRONGROOM_CHECKPOINT_SECONDS", "60"))
+        self.compressor = Compressor(*parse_compression(config.compression))
+        self.on_pack_stored: Callable[[int], None] | None = None
+
+    # ---- creating and opening -------------------------------------------------
+
+    @classmethod
+    def init(cls, storage: Storage, password: bytes | None, compression: str = "zstd",
+             pack_size: int = DEFAULT_PACK_SIZE, chunker: ChunkerParams = ChunkerParams(),
+             data_fanout: int = 2, cache_root: str | None = None) -> "Repository":
+        if storage.exists():
+            try:
+                storage.stat(CONFIG)
+                raise RepositoryExists(f"a repository already exists at {storage.url}")
+            except ObjectNotFound:
+                pass
+        storage.create()
+        parse_compression(compression)
+        master = MasterKey.generate()
+        config = RepoConfig(
+            id=os.urandom(16).hex(), version=FORMAT_VERSION,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            chunker=chunker, compression=compression, pack_size=pack_size, data_fanout=data_fanout,
+        )
+        key_id = keys.store_key(storage, master, password)
+        crypto = Crypto(master)
+        storage.write(CONFIG, crypto.encrypt(config.encode(), CONFIG_AAD))
+        return cls(storage, master, config, key_id, cache_root)
+
+    @classmethod
+    def open(cls, storage: Storage, password: Callable[[], bytes | None] | bytes | None,
+             cache_root: str | None = None) -> "Repository":
+        """Open with a password, or a function that asks for one when needed."""
+        if not storage.exists():
+            raise RepositoryNotFound(f"no repository at {storage.url}")
+        try:
+            config_data = storage.read(CONFIG)
+        except ObjectNotFound:
+            raise RepositoryNotFound(f"no repository at {storage.url}") from None
+        if callable(password):
+            password = password() if keys.key_needs_password(storage) else None
+        master, key_id = keys.open_key(storage, password)
+        crypto = Crypto(master)
+        config = RepoConfig.decode(crypto.decrypt(config_data, CONFIG_AAD, "config"))
+        return cls(storage, master, config, key_id, cache_root)
+
+    def lock(self, exclusive: bool = False, wait: float = 0.0) -> Lock:
+        return Lock(self.storage, self.crypto, exclusive).acquire(wait)
+
+    @property
+    def requests(self) -> dict:
+        return self.storage.summary()
+
+    def chunker(self) -> Chunker:
+        return Chunker(self.config.chunker, self.crypto.key.chunker_seed)
+
+    # ---- index ----------------------------------------------------------------
+
+    def load_index(self) -> None:
+        if self._index_loaded:
+            return
+        for info in self.storage.list(INDEX_DIR):
+            packs, _ = self.read_index_object(info.name)
+            for pack_id, blobs in packs.items():
+                self.index.add_pack(pack_id, blobs)
+        self._index_loaded = True
+
+    def read_index_object(self, name: str) -> tuple[dict[bytes, list[PackedBlob]], list[bytes]]:
+        data = self.storage.read(name)
+        if object_id(data) != name.rsplit("/", 1)[-1]:
+            raise IntegrityError(f"{name}: content does not match its name")
+        return decode_index(self.crypto.decrypt(data, INDEX_AAD, name), name)
+
+    def write_index_object(self, packs: dict[bytes, list[PackedBlob]], supersedes=()) -> str:
+        data = self.crypto.encrypt(encode_index(packs, supersedes), INDEX_AAD)
+        name = f"{INDEX_DIR}/{object_id(data)}"
+        self.storage.write(name, data)
+        return name
+
+    def adopt_pending_packs(self) -> int:
+        """Index packs an interrupted run stored but never indexed."""
+        if self.cache is None:
+            return 0
+        adopted = 0
+        for pack_hex in self.cache.pending_packs():
+            pack_id = bytes.fromhex(pack_hex)
+            if pack_id in self.index.packs:
+                continue
+            name = pack_name(pack_id, self.config.data_fanout)
+            try:
+                size = self.storage.stat(name).size
+                blobs = read_pack_header(self.storage, self.crypto, name, size)
+            except (ObjectNotFound, IntegrityError):
+                continue
+            self.index.add_pack(pack_id, blobs)
+            with self._write_lock:
+                self._unsaved[pack_id] = blobs
+            adopted += 1
+        return adopted
+
+    # ---- writing blobs ----------------------------------------------------------
+
+    def has_blob(self, blob_id: bytes) -> bool:
+        return blob_id in self.index or blob_id in self._reserved
+
+    def save_blob(self, blob_type: int, data: bytes | memoryview, blob_id: bytes | None = None,
+                  compressor: Compressor | None = None) -> tuple[bytes, int]:
+        """Store a blob unless the repository has it. Returns (id, bytes added)."""
+        if blob_id is None:
+            blob_id = self.crypto.blob_id(data)
+        with self._write_lock:
+            if blob_id in self.index or blob_id in self._reserved:
+                return blob_id, 0
+            self._reserved.add(blob_id)
+        compressed = (compressor or self.compressor).compress(data)
+        encrypted = self.crypto.encrypt(compressed, blob_aad(blob_type, blob_id))
+        full = None
+        with self._write_lock:
+            packer = self._packers.setdefault(blob_type, PackWriter())
+            packer.add(blob_type, blob_id, encrypted, len(data))
+            if packer.size >= self.config.pack_size:
+                full = self._packers.pop(blob_type)
+        if full is not None:
+            self._store_pack(full)
+        return blob_id, len(encrypted)
+
+    def _store_pack(self, packer: PackWriter) -> None:
+        pack_id, data = packer.seal(self.crypto)
+        self.storage.write(pack_name(pack_id, self.config.data_fanout), data)
+        if self.cache is not None:
+            self.cache.note_pack(pack_id.hex())
+        with self._write_lock:
+            self.index.add_pack(pack_id, packer.blobs)
+            self._unsaved[pack_id] = packer.blobs
+            for b in packer.blobs:
+                self._reserved.discard(b.id)
+        if self.on_pack_stored:
+            self.on_pack_stored(len(data))
+        if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Write an index object for every pack stored since the last one."""
+        with self._checkpoint_lock:
+            with self._write_lock:
+                unsaved, self._unsaved = self._unsaved, {}
+            self._last_checkpoint = time.monotonic()
+            if not unsaved:
+                return
+            try:
+                self.write_index_object(unsaved)
+            except BaseException:
+                with self._write_lock:
+                    self._unsaved.update(unsaved)
+                raise
+            if self.cache is not None:
+                self.cache.forget_packs({p.hex() for p in unsaved})
+
+    def flush(self) -> None:
+        """Store partly filled packs and write the index for all of them."""
+        with self._write_lock:
+            packers = [p for p in self._packers.values() if len(p)]
+            self._packers = {}
+        for packer in packers:
+            self._store_pack(packer)
+        self.checkpoint()
+
+    def save_tree(self, tree: Tree) -> tuple[bytes, int]:
+        return self.save_blob(TREE, tree.encode())
+
+    # ---- reading blobs ------------------------------------------------------------
+
+    def read_blob(self, blob_id: bytes, expected_type: int | None = None) -> bytes:
+        self.load_index()
+        loc = self.index.get(blob_id)
+        if loc is None:
+            raise IntegrityError(f"blob {blob_id.hex()[:16]} is not in the index")
+        name = pack_name(loc.pack, self.config.data_fanout)
+        try:
+            data = self.storage.read(name, loc.offset, loc.length)
+        except ObjectNotFound:
+            raise IntegrityError(f"pack {loc.pack.hex()[:16]} is missing") from None
+        return self.open_blob(loc.type, blob_id, data, loc.raw_length, name)
+
+    def open_blob(self, blob_type: int, blob_id: bytes, encrypted: bytes | memoryview, raw_length: int,
+                  where: str, verify_id: bool = False) -> bytes:
+        what = f"blob {blob_id.hex()[:16]} in {where}"
+        plain = decompress(self.crypto.decrypt(encrypted, blob_aad(blob_type, blob_id), what), raw_length)
+        if verify_id and self.crypto.blob_id(plain) != blob_id:
+            raise IntegrityError(f"{what}: content does not match its id")
+        return plain
+
+    def load_tree(self, tree_id: bytes) -> Tree:
+        with self._tree_lock:
+            tree = self._tree_cache.get(tree_id)
+            if tree is not None:
+                self._tree_cache.move_to_end(tree_id)
+                return tree
+        tree = Tree.decode(self.read_blob(tree_id, TREE))
+        with self._tree_lock:
+            self._tree_cache[tree_id] = tree
+            if len(self._tree_cache) > 4096:
+                self._tree_cache.popitem(last=False)
+        return tree
+
+    # ---- snapshots ----------------------------------------------------------------
+
+    def save_snapshot(self, snap: Snapshot) -> str:
+        data = self.crypto.encrypt(snap.encode(), SNAPSHOT_AAD)
+        snap_id = object_id(data)
+        self.storage.write(f"{SNAPSHOT_DIR}/{snap_id}", data)
+        return snap_id
+
+    def load_snapshot(self, name: str) -> Snapshot:
+        data = self.storage.read(name)
+        snap_id = name.rsplit("/", 1)[-1]
+        if object_id(data) != snap_id:
+            raise IntegrityError(f"snapshot {snap_id[:8]}: content does not match its name")
+        return Snapshot.decode(self.crypto.decrypt(data, SNAPSHOT_AAD, f"snapshot {snap_id[:8]}"), snap_id)
+
+    def list_snapshots(self) -> list[Snapshot]:
+        snaps = [self.load_snapshot(info.name) for info in self.storage.list(SNAPSHOT_DIR)]
+        return sorted(snaps, key=lambda s: (s.datetime, s.id))
+
+    def list_packs(self) -> dict[bytes, int]:
+        """Every pack on the target with its size (one listing)."""
+        result = {}
+        for info in self.storage.list(PACK_DIR):
+            try:
+                result[bytes.fromhex(info.name.rsplit("/", 1)[-1])] = info.size
+            except ValueError:
+                continue
+        return result
+
+
+__all__ = ["Repository", "RepoConfig", "DATA", "TREE", "object_id", "__version__"]

@@ -1,0 +1,74 @@
+"""The storage interface: a handful of verbs over named, immutable objects.
+
+Names are relative, slash-separated and made of a small alphabet; every
+backend validates them on the way in and out, so nothing a repository says
+can name an object outside it.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Iterator
+
+from strongroom.errors import StorageError
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name) or any(part in (".", "..") for part in name.split("/")):
+        raise StorageError(f"invalid object name {name!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    name: str
+    size: int
+
+
+class Storage(ABC):
+    """A place that holds named objects. Implementations are thread-safe."""
+
+    url: str = ""
+
+    @abstractmethod
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Return the object's bytes, or `length` bytes from `offset`.
+
+        Raises ObjectNotFound when the object does not exist.
+        """
+
+    @abstractmethod
+    def write(self, name: str, data: bytes | memoryview) -> None:
+        """Store an object whole: readers see all of it or nothing."""
+
+    @abstractmethod
+    def delete(self, name: str) -> None:
+        """Remove an object; removing a missing one is not an error."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object below the directory `prefix`, at any depth."""
+
+    @abstractmethod
+    def stat(self, name: str) -> ObjectInfo:
+        """Size of one object; raises ObjectNotFound."""
+
+    def exists(self) -> bool:
+        """Whether the target location itself exists."""
+        return True
+
+    def create(self) -> None:
+        """Prepare an empty target (create the directory)."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Storage":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

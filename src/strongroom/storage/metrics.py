@@ -1,0 +1,67 @@
+"""A storage decorator that counts requests and bytes per verb."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Iterator
+
+from strongroom.storage.base import ObjectInfo, Storage
+
+
+class CountingStorage(Storage):
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.requests: Counter[str] = Counter()
+        self.bytes_read = 0
+        self.bytes_written = 0
+        self._lock = threading.Lock()
+
+    def _count(self, verb: str, read: int = 0, written: int = 0) -> None:
+        with self._lock:
+            self.requests[verb] += 1
+            self.bytes_read += read
+            self.bytes_written += written
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+    def summary(self) -> dict:
+        return {
+            "requests": self.total_requests,
+            "requests_by_verb": dict(self.requests),
+            "bytes_read": self.bytes_read,
+            "bytes_written": self.bytes_written,
+        }
+
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        data = self.inner.read(name, offset, length)
+        self._count("read", read=len(data))
+        return data
+
+    def write(self, name: str, data: bytes | memoryview) -> None:
+        self.inner.write(name, data)
+        self._count("write", written=len(data))
+
+    def delete(self, name: str) -> None:
+        self.inner.delete(name)
+        self._count("delete")
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        self._count("list")
+        yield from self.inner.list(prefix)
+
+    def stat(self, name: str) -> ObjectInfo:
+        self._count("stat")
+        return self.inner.stat(name)
+
+    def exists(self) -> bool:
+        return self.inner.exists()
+
+    def create(self) -> None:
+        self.inner.create()
+
+    def close(self) -> None:
+        self.inner.close()
