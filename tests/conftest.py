@@ -1,0 +1,65 @@
+"""Shared fixtures: real repositories in temporary directories, the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from strongroom.repo.repository import Repository
+from strongroom.storage import LocalStorage
+
+PASSWORD = b"correct horse battery staple"
+
+# Key derivation stays Argon2id, with a small memory cost, so hundreds of
+# opens stay fast; the parameters travel in the key file.
+os.environ.setdefault("STRONGROOM_TEST_KDF_MEMORY_KIB", "1024")
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def repo_path(tmp_path: Path) -> Path:
+    return tmp_path / "repo"
+
+
+@pytest.fixture
+def repo(repo_path: Path, cache_dir: Path) -> Repository:
+    return Repository.init(LocalStorage(str(repo_path)), PASSWORD, cache_root=str(cache_dir))
+
+
+def reopen(repo_path: Path, cache_dir: Path) -> Repository:
+    return Repository.open(LocalStorage(str(repo_path)), PASSWORD, cache_root=str(cache_dir))
+
+
+class CLI:
+    """Runs the real `strongroom` command in a subprocess."""
+
+    def __init__(self, repo_path: Path, cache_dir: Path) -> None:
+        self.repo_path = repo_path
+        self.env = dict(os.environ, STRONGROOM_PASSWORD=PASSWORD.decode(), STRONGROOM_REPO=str(repo_path),
+                        STRONGROOM_CACHE_DIR=str(cache_dir))
+
+    def run(self, *args: str, input: bytes | None = None, env: dict | None = None,
+            check: bool = False) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "strongroom", *args], input=input,
+                              capture_output=True, env={**self.env, **(env or {})}, timeout=600)
+        if check and done.returncode != 0:
+            raise AssertionError(f"strongroom {' '.join(args)} exited {done.returncode}:\n"
+                                 f"{done.stdout.decode()}\n{done.stderr.decode()}")
+        return done
+
+    def popen(self, *args: str, env: dict | None = None) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "strongroom", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env={**self.env, **(env or {})})
+
+
+@pytest.fixture
+def cli(repo_path: Path, cache_dir: Path) -> CLI:
+    return CLI(repo_path, cache_dir)
