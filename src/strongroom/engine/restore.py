@@ -255,34 +255,34 @@ class Restore:
                     for number, _ in targets:
                         self._error(self._dest(jobs_paths[number]), f"cannot read pack: {e}")
                 return
-            writes: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
-            for blob_id, targets in blobs.items():
-                loc = locs[blob_id]
-                try:
-                    data = self.repo.open_blob(loc.type, blob_id, span[loc.offset - start:loc.offset - start + loc.length],
-                                               loc.raw_length, name)
-                except IntegrityError as e:
-                    for number, _ in targets:
-                        self._error(self._dest(jobs_paths[number]), str(e))
-                    continue
-                zero = data.count(0) == len(data)
-                for number, offset in targets:
-                    if created[number] and not zero:
-                        writes[number].append((offset, data))
-                    elif created[number]:
-                        self.counters.add(bytes_done=len(data))
-            for number, parts in writes.items():
-                path = self._dest(jobs_paths[number])
-                try:
-                    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+            files = _OpenFiles()
+            failed: set[int] = set()
+            try:
+                for blob_id in sorted(blobs, key=lambda b: locs[b].offset):
+                    targets, loc = blobs[blob_id], locs[blob_id]
+                    lo = loc.offset - start
                     try:
-                        for offset, data in parts:
-                            os.pwrite(fd, data, offset)
-                            self.counters.add(bytes_done=len(data), bytes_written=len(data))
-                    finally:
-                        os.close(fd)
-                except OSError as e:
-                    self._error(path, f"write failed: {e.strerror}")
+                        data = self.repo.open_blob(loc.type, blob_id, span[lo:lo + loc.length], loc.raw_length, name)
+                    except IntegrityError as e:
+                        for number, _ in targets:
+                            self._error(self._dest(jobs_paths[number]), str(e))
+                        continue
+                    zero = data.count(0) == len(data)
+                    for number, offset in targets:
+                        if not created[number] or number in failed:
+                            continue
+                        if not zero:
+                            path = self._dest(jobs_paths[number])
+                            try:
+                                os.pwrite(files.get(number, path), data, offset)
+                            except OSError as e:
+                                failed.add(number)
+                                self._error(path, f"write failed: {e.strerror}")
+                                continue
+                            self.counters.add(bytes_written=len(data))
+                        self.counters.add(bytes_done=len(data))
+            finally:
+                files.close()
             self.counters.add(packs_read=1)
 
         with ThreadPoolExecutor(PACK_WORKERS, thread_name_prefix="restore") as pool:
@@ -360,33 +360,33 @@ class Restore:
 
     def _verify(self, files) -> None:
         """Read every restored file back and check each chunk against its id."""
-        crypto = self.repo.crypto
-        for rel, node in files:
-            path = self._dest(rel)
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-            except OSError as e:
-                self._error(path, f"verify: cannot open: {e.strerror}")
-                continue
-            try:
-                ok = os.fstat(fd).st_size == node.size
-                offset = 0
-                for blob_id in node.content if ok else ():
-                    loc = self.repo.index.get(blob_id)
-                    if loc is None:
-                        ok = False
-                        break
-                    data = os.pread(fd, loc.raw_length, offset)
-                    offset += loc.raw_length
-                    if crypto.blob_id(data) != blob_id:
-                        ok = False
-                        break
-                if ok:
-                    self.counters.add(files_verified=1)
-                else:
-                    self._error(path, "verify: restored content differs from the snapshot")
-            finally:
-                os.close(fd)
+        with ThreadPoolExecutor(PACK_WORKERS, thread_name_prefix="verify") as pool:
+            for f in [pool.submit(self._verify_file, rel, node) for rel, node in files]:
+                f.result()
+
+    def _verify_file(self, rel: bytes, node: Node) -> None:
+        path = self._dest(rel)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as e:
+            self._error(path, f"verify: cannot open: {e.strerror}")
+            return
+        try:
+            ok = os.fstat(fd).st_size == node.size
+            offset = 0
+            for blob_id in node.content if ok else ():
+                loc = self.repo.index.get(blob_id)
+                data = os.pread(fd, loc.raw_length, offset) if loc else b""
+                offset += len(data)
+                if loc is None or self.repo.crypto.blob_id(data) != blob_id:
+                    ok = False
+                    break
+            if ok:
+                self.counters.add(files_verified=1)
+            else:
+                self._error(path, "verify: restored content differs from the snapshot")
+        finally:
+            os.close(fd)
 
     def _summary(self, items, jobs, plan, skipped, dry: bool = False) -> dict:
         c = self.counters
@@ -401,6 +401,28 @@ class Restore:
             "bytes_written": c.get("bytes_written"), "files_verified": c.get("files_verified"),
             "errors": len(self.errors), "requests": self.repo.requests["requests"],
         }
+
+
+class _OpenFiles:
+    """A few open output files, so a pack's blobs for one file share one open."""
+
+    def __init__(self, limit: int = 32) -> None:
+        self.limit = limit
+        self._fds: dict[int, int] = {}
+
+    def get(self, number: int, path: bytes) -> int:
+        fd = self._fds.pop(number, None)
+        if fd is None:
+            if len(self._fds) >= self.limit:
+                os.close(self._fds.pop(next(iter(self._fds))))
+            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+        self._fds[number] = fd  # most recently used last
+        return fd
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
 def run_restore(repo: Repository, snapshot: Snapshot, options: RestoreOptions,
