@@ -177,8 +177,8 @@ class Backup:
             if result is None:
                 return None
             content, size = result
-            self.counters.add(files_done=1, bytes_done=size,
-                              **({"files_changed": 1} if old is not None else {"files_new": 1}))
+            kind = "files_new" if old is None else "files_unmodified" if old.content == content else "files_changed"
+            self.counters.add(files_done=1, bytes_done=size, **{kind: 1})
             return metadata_node(name, path, st, size=size, content=content)
         except FileNotFoundError:
             self._error(path, "vanished while it was read")
@@ -345,6 +345,8 @@ class Backup:
                 self.listener({"type": "warning", "message": f"resumed: {adopted} packs from an interrupted run"})
         parent = self._parent() if not self.opt.stdin_filename else None
         started = time.monotonic()
+        if not self.opt.stdin_filename:
+            threading.Thread(target=self._count_totals, name="scan", daemon=True).start()
         old_root = Node(name=b"root", type=DIR, subtree=bytes.fromhex(parent.tree)) if parent else None
         try:
             if self.opt.stdin_filename:
@@ -363,6 +365,11 @@ class Backup:
             self._tree_pool.shutdown(wait=True)
         except _Failed:
             pass
+        except BaseException as e:
+            # Ctrl-C (or any error) in this thread: make the workers stop at their
+            # next chunk instead of reading their files to the end.
+            self._failure = self._failure or e
+            raise
         finally:
             self._file_pool.shutdown(wait=True, cancel_futures=True)
             self._blob_pool.shutdown(wait=True, cancel_futures=True)
@@ -390,6 +397,31 @@ class Backup:
         if not self.opt.dry_run:
             snap = replace(snap, id=self.repo.save_snapshot(snap))
         return BackupResult(snap, list(self.errors), summary)
+
+    def _count_totals(self) -> None:
+        """Count files and bytes ahead of the walk, so progress can show an ETA."""
+        files = size = 0
+        for path in self.paths:
+            stack = [os.fsencode(path)]
+            while stack and self._failure is None:
+                top = stack.pop()
+                try:
+                    st = os.lstat(top)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    try:
+                        with os.scandir(top) as entries:
+                            stack.extend(e.path for e in entries if not self.opt.excludes.excludes_path(e.path))
+                    except OSError:
+                        pass
+                    continue
+                files += 1
+                if stat.S_ISREG(st.st_mode) and not self.opt.excludes.excludes_size(st.st_size):
+                    size += st.st_size
+                if files % 1000 == 0:
+                    self.counters.total_files, self.counters.total_bytes = files, size
+        self.counters.total_files, self.counters.total_bytes = files, size
 
     def _summary(self, duration: float) -> dict:
         c = self.counters
