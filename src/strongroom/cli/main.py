@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 
@@ -29,6 +30,8 @@ _register()
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    # SIGTERM stops as Ctrl-C does: locks are released, stored packs are indexed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         code = cli.main(args=argv, prog_name="strongroom", standalone_mode=False)
         sys.exit(code or 0)

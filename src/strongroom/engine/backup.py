@@ -28,6 +28,7 @@ from strongroom.errors import StrongroomError, UsageError
 from strongroom.model.select import SnapshotFilter, find_snapshot
 from strongroom.model.snapshot import FULL, INCREMENTAL, Snapshot
 from strongroom.model.tree import DIR, FILE, Node, Tree
+from strongroom.repo.chunker import WHOLE_READ_LIMIT
 from strongroom.repo.compression import Compressor, parse_compression
 from strongroom.repo.pack import DATA
 from strongroom.repo.repository import Repository
@@ -84,6 +85,7 @@ class Backup:
         self._blob_pool = ThreadPoolExecutor(BLOB_WORKERS, thread_name_prefix="blob")
         self._tree_pool = ThreadPoolExecutor(1, thread_name_prefix="tree")
         self._root_dev: int | None = None
+        self.chunker = repo.chunker()
 
     # ---- reporting -------------------------------------------------------------
 
@@ -134,7 +136,11 @@ class Backup:
             ids, size = [], 0
             crypto = self.repo.crypto
             with os.fdopen(fd, "rb", buffering=0, closefd=False) as stream:
-                for chunk in self.repo.chunker().chunks(stream):
+                if before.st_size < WHOLE_READ_LIMIT:
+                    chunks = self.chunker.chunks_of_buffer(stream.readall())
+                else:
+                    chunks = self.chunker.chunks(stream)
+                for chunk in chunks:
                     self._check_failed()
                     blob_id = crypto.blob_id(chunk)
                     ids.append(blob_id)
@@ -321,7 +327,7 @@ class Backup:
 
     def _read_stream(self, stream) -> tuple[tuple[bytes, ...], int]:
         ids, size = [], 0
-        for chunk in self.repo.chunker().chunks(stream):
+        for chunk in self.chunker.chunks(stream):
             self._check_failed()
             blob_id = self.repo.crypto.blob_id(chunk)
             ids.append(blob_id)

@@ -23,14 +23,30 @@ class ChunkerParams:
         return cls(min_size=d["min_size"], avg_size=d["avg_size"], max_size=d["max_size"])
 
 
+# Below this size a file is read whole and cut in memory: the streaming cutter
+# allocates a buffer of twice the maximum chunk size for every file.
+WHOLE_READ_LIMIT = 8 * 1024 * 1024
+
+
 class Chunker:
     def __init__(self, params: ChunkerParams, seed: int) -> None:
         self.params = params
         self.seed = seed
+        self._cdc = self._new()
+
+    def _new(self) -> FastCDC:
+        return FastCDC(self.params.avg_size, min_size=self.params.min_size,
+                       max_size=self.params.max_size, seed=self.seed)
+
+    def chunks_of_buffer(self, data: bytes | memoryview) -> Iterator[memoryview]:
+        """Cut an in-memory buffer; the views stay valid as long as `data`."""
+        if len(data) <= self.params.min_size:
+            yield memoryview(data)
+            return
+        for chunk in self._cdc.cut_buf(data):
+            yield chunk.data
 
     def chunks(self, stream: BinaryIO) -> Iterator[memoryview]:
         """Yield chunk views; each is valid only until the next one is taken."""
-        cdc = FastCDC(self.params.avg_size, min_size=self.params.min_size,
-                      max_size=self.params.max_size, seed=self.seed)
-        for chunk in cdc.cut_stream(stream):
+        for chunk in self._new().cut_stream(stream):
             yield chunk.data
