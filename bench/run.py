@@ -242,7 +242,9 @@ class Strongroom(Tool):
         return f"'{sys.executable} -m strongroom --help' fails (install it with 'pip install -e .')"
 
     def version(self) -> str:
-        line = first_output_line(self.base() + ["--version"], self.environment())
+        env = self.environment()
+        line = (first_output_line(self.base() + ["version"], env)
+                or first_output_line(self.base() + ["--version"], env))
         return f"{line or 'strongroom (version unknown)'}, {git_revision()}"
 
     def init(self) -> Command:
