@@ -7,7 +7,7 @@ import time
 import click
 
 from strongroom.cli.options import Common, common_options
-from strongroom.cli.output import Reporter, emit_json, human_size
+from strongroom.cli.output import Reporter, emit_json, human_size, warn_damaged_snapshot
 from strongroom.engine.diff import diff_trees
 from strongroom.engine.restore import OVERWRITE_MODES, RestoreOptions, run_restore
 from strongroom.engine.tree_walk import resolve, walk
@@ -25,8 +25,8 @@ def snapshot_filter_options(func):
 def choose(repo, spec: str, host, tags, paths, at: str | None = None):
     """Resolve SNAPSHOT[:subpath] into (snapshot, subpath)."""
     spec, _, subpath = spec.partition(":")
-    snap = find_snapshot(repo.list_snapshots(), spec or "latest", SnapshotFilter(host, tuple(tags), tuple(paths)),
-                         parse_time(at) if at else None)
+    snap = find_snapshot(repo.list_snapshots(warn_damaged_snapshot), spec or "latest",
+                         SnapshotFilter(host, tuple(tags), tuple(paths)), parse_time(at) if at else None)
     return snap, subpath
 
 
@@ -107,7 +107,7 @@ def diff(common: Common, first, second) -> None:
     """Show what changed between two snapshots."""
     repo = common.open()
     repo.load_index()
-    snaps = repo.list_snapshots()
+    snaps = repo.list_snapshots(warn_damaged_snapshot)
     a, b = find_snapshot(snaps, first), find_snapshot(snaps, second)
     counts = {"+": 0, "-": 0, "M": 0, "T": 0, "U": 0}
     for change in diff_trees(repo, bytes.fromhex(a.tree), bytes.fromhex(b.tree)):

@@ -8,8 +8,9 @@ import click
 
 from strongroom.cli.cmd_restore import snapshot_filter_options
 from strongroom.cli.options import Common, common_options
-from strongroom.cli.output import emit_json, human_size
+from strongroom.cli.output import emit_json, human_size, warn_damaged_snapshot
 from strongroom.engine.stats import repository_stats
+from strongroom.errors import SnapshotNotFound
 from strongroom.model.select import SnapshotFilter, filter_snapshots
 
 
@@ -19,7 +20,8 @@ from strongroom.model.select import SnapshotFilter, filter_snapshots
 def snapshots(common: Common, host, tags, paths) -> None:
     """List snapshots."""
     repo = common.open()
-    found = filter_snapshots(repo.list_snapshots(), SnapshotFilter(host, tuple(tags), tuple(paths)))
+    found = filter_snapshots(repo.list_snapshots(warn_damaged_snapshot),
+                             SnapshotFilter(host, tuple(tags), tuple(paths)))
     if common.json:
         for s in found:
             emit_json({"type": "snapshot", **dataclasses.asdict(s)})
@@ -42,6 +44,9 @@ def stats(common: Common, snapshot_ids, host, tags, paths) -> None:
     repo = common.open()
     chosen = filter_snapshots(repo.list_snapshots(), SnapshotFilter(host, tuple(tags), tuple(paths)))
     if snapshot_ids:
+        for wanted in snapshot_ids:  # a mistyped id must not quietly count nothing
+            if not any(s.id.startswith(wanted.lower()) for s in chosen):
+                raise SnapshotNotFound(f"no snapshot with id {wanted}")
         chosen = [s for s in chosen if any(s.id.startswith(i.lower()) for i in snapshot_ids)]
     result = repository_stats(repo, chosen)
     if common.json:

@@ -21,7 +21,8 @@ class Reporter:
     def __init__(self, json_mode: bool, action: str) -> None:
         self.json_mode = json_mode
         self.action = action
-        self.console = Console(stderr=True)
+        # soft_wrap: an error stays one line (a path is never broken at column 80).
+        self.console = Console(stderr=True, soft_wrap=True)
         self._lock = threading.Lock()
         self.progress: Progress | None = None
         self._task = None
@@ -53,6 +54,11 @@ class Reporter:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+def warn_damaged_snapshot(name: str, error: Exception) -> None:
+    """Listing snapshots goes on past a damaged one; say which was left out."""
+    print(f"strongroom: warning: skipping {name}: {error}", file=sys.stderr)
 
 
 def human_size(n: int | float | None) -> str:

@@ -297,7 +297,9 @@ class Backup:
     # ---- the whole run ------------------------------------------------------------
 
     def _parent(self) -> Snapshot | None:
-        snaps = self.repo.list_snapshots()
+        # A damaged snapshot must not stop every later backup: skip it, say so.
+        snaps = self.repo.list_snapshots(lambda name, e: self.listener(
+            {"type": "warning", "message": f"skipping {name}: {e}"}))
         if self.opt.parent:
             return find_snapshot(snaps, self.opt.parent)
         flt = SnapshotFilter(host=self.hostname, paths=self.paths)
@@ -373,9 +375,9 @@ class Backup:
             pass
         except BaseException as e:
             # Ctrl-C (or any error) in this thread: make the workers stop at their
-            # next chunk instead of reading their files to the end.
+            # next chunk instead of reading their files to the end; what they
+            # stored is indexed below, then the error goes on up.
             self._failure = self._failure or e
-            raise
         finally:
             self._file_pool.shutdown(wait=True, cancel_futures=True)
             self._blob_pool.shutdown(wait=True, cancel_futures=True)

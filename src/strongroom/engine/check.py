@@ -118,7 +118,9 @@ class Checker:
                     continue
                 if tree_id not in self.repo.index:
                     self.damaged_blobs[tree_id] = "tree is not in the index"
-                    self._problem(f"tree {tree_id.hex()[:16]}", "tree is not in the index", snapshots=[snap.id[:8]])
+                    # blob= lets _affected name every snapshot it breaks, and report it only once.
+                    self._problem(f"tree {tree_id.hex()[:16]}", "tree is not in the index", blob=tree_id.hex(),
+                                  snapshots=[snap.id[:8]])
                     continue
                 try:
                     tree = self.repo.load_tree(tree_id)

@@ -71,6 +71,7 @@ class Restore:
         self.errors: list[dict] = []
         self._lock = threading.Lock()
         self.is_root = os.geteuid() == 0
+        self._made: set[bytes] = {b""}  # directories (relative) that are real and ours to write in
 
     def _error(self, path: bytes, message: str) -> None:
         entry = {"type": "error", "path": os.fsdecode(path), "message": message}
@@ -159,16 +160,11 @@ class Restore:
         self.counters.total_bytes = sum(n.size for _, n in files)
         if not self.opt.dry_run:
             os.makedirs(self.target, exist_ok=True)
+            self._make_dirs(items)
         jobs, links, skipped = self._plan_files(files)
         plan = self._plan_packs(jobs)
         if self.opt.dry_run:
             return RestoreResult(self._summary(items, jobs, plan, skipped, dry=True), self.errors)
-        for rel, node in items:
-            if node.type == DIR:
-                try:
-                    self._ensure_dir(self._dest(rel))
-                except OSError as e:
-                    self._error(self._dest(rel), f"cannot create directory: {e.strerror}")
         created = self._create_files(jobs)
         self._write_packs(plan, [job.path for job in jobs], created)
         for rel, first in links:
@@ -184,6 +180,28 @@ class Restore:
         self.counters.maybe_emit(force=True)
         return RestoreResult(self._summary(items, jobs, plan, skipped), self.errors)
 
+    def _make_dirs(self, items) -> None:
+        """Create directories, parents first, before any file is looked at.
+
+        Only below a directory made (or found as a real directory) here is anything
+        written: a symlink left in the way, e.g. with --overwrite never, would
+        otherwise be followed by every path that passes through it.
+        """
+        for rel, node in items:
+            if node.type != DIR:
+                continue
+            if not self._parent_made(rel):
+                self._error(self._dest(rel), "not restored: a directory above it could not be created")
+                continue
+            try:
+                self._ensure_dir(self._dest(rel))
+                self._made.add(rel)
+            except OSError as e:
+                self._error(self._dest(rel), f"cannot create directory: {e.strerror}")
+
+    def _parent_made(self, rel: bytes) -> bool:
+        return rel.rsplit(b"/", 1)[0] in self._made
+
     def _plan_files(self, files):
         jobs: list[_FileJob] = []
         links: list[tuple[bytes, bytes]] = []
@@ -196,7 +214,7 @@ class Restore:
                     links.append((rel, first_of[key]))
                     continue
                 first_of[key] = rel
-            existing = self._existing(self._dest(rel)) if not self.opt.dry_run else None
+            existing = self._existing(self._dest(rel)) if not self.opt.dry_run and self._parent_made(rel) else None
             if existing is not None:
                 if self.opt.overwrite == "never" or (
                         self.opt.overwrite == "if-changed" and self._file_is_current(existing, node)):
@@ -225,6 +243,10 @@ class Restore:
         created = []
         for job in jobs:
             path = self._dest(job.path)
+            if not self._parent_made(job.path):
+                self._error(path, "not restored: a directory above it could not be created")
+                created.append(False)
+                continue
             try:
                 existing = self._existing(path)
                 if existing is not None and not stat.S_ISREG(existing.st_mode):
@@ -291,6 +313,9 @@ class Restore:
 
     def _link(self, rel: bytes, first: bytes) -> None:
         path, source = self._dest(rel), self._dest(first)
+        if not (self._parent_made(rel) and self._parent_made(first)):
+            self._error(path, "not restored: a directory above it could not be created")
+            return
         try:
             existing = self._existing(path)
             if existing is not None:
@@ -304,6 +329,9 @@ class Restore:
 
     def _special(self, rel: bytes, node: Node) -> None:
         path = self._dest(rel)
+        if not self._parent_made(rel):
+            self._error(path, "not restored: a directory above it could not be created")
+            return
         try:
             existing = self._existing(path)
             if existing is not None:

@@ -56,5 +56,5 @@ class Snapshot:
             snap.datetime  # validates the time
             bytes.fromhex(snap.tree)
             return replace(snap, id=snapshot_id)
-        except (ValueError, TypeError, KeyError) as e:
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise IntegrityError(f"snapshot {snapshot_id[:8]}: malformed: {e}") from None

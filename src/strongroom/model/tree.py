@@ -107,7 +107,7 @@ def node_from_dict(doc: dict) -> Node:
             rdev=int(doc.get("rdev", 0)),
             xattrs=tuple((base64.b64decode(k), base64.b64decode(v)) for k, v in doc.get("xattrs", ())),
         )
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
         raise IntegrityError(f"malformed tree node: {e}") from None
 
 
@@ -126,6 +126,8 @@ class Tree:
             doc = json.loads(data)
         except ValueError:
             raise IntegrityError("tree blob is not valid JSON") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("nodes", []), list):
+            raise IntegrityError("tree blob is not a tree")
         nodes = tuple(node_from_dict(d) for d in doc.get("nodes", ()))
         names = [n.name for n in nodes]
         if len(set(names)) != len(names):

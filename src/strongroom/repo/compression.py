@@ -13,6 +13,8 @@ from strongroom.errors import IntegrityError, UsageError
 RAW, ZSTD, LZ4, GZIP = 0, 1, 2, 3
 CODECS = {"none": RAW, "zstd": ZSTD, "lz4": LZ4, "gzip": GZIP}
 DEFAULT_LEVELS = {ZSTD: 3, GZIP: 6, LZ4: 0, RAW: 0}
+# zstd's negative levels are its fast modes; lz4 and none ignore the level.
+_LEVEL_RANGES = {ZSTD: (-131072, zstandard.MAX_COMPRESSION_LEVEL), GZIP: (-1, 9)}
 
 
 def parse_compression(spec: str) -> tuple[int, int]:
@@ -26,9 +28,14 @@ def parse_compression(spec: str) -> tuple[int, int]:
         raise UsageError(f"unknown compression {spec!r}: use zstd, lz4, gzip or none")
     codec = CODECS[name]
     try:
-        return codec, int(level) if level else DEFAULT_LEVELS[codec]
+        value = int(level) if level else DEFAULT_LEVELS[codec]
     except ValueError:
         raise UsageError(f"bad compression level in {spec!r}") from None
+    # Checked here, not when the first blob is compressed in the middle of a backup.
+    low, high = _LEVEL_RANGES.get(codec, (value, value))
+    if not low <= value <= high:
+        raise UsageError(f"compression level in {spec!r} must be between {low} and {high}")
+    return codec, value
 
 
 def codec_name(codec: int) -> str:

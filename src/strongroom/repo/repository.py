@@ -308,8 +308,17 @@ class Repository:
             raise IntegrityError(f"snapshot {snap_id[:8]}: content does not match its name")
         return Snapshot.decode(self.crypto.decrypt(data, SNAPSHOT_AAD, f"snapshot {snap_id[:8]}"), snap_id)
 
-    def list_snapshots(self) -> list[Snapshot]:
-        snaps = [self.load_snapshot(info.name) for info in self.storage.list(SNAPSHOT_DIR)]
+    def list_snapshots(self, on_damaged: Callable[[str, IntegrityError], None] | None = None) -> list[Snapshot]:
+        """Every snapshot, oldest first. A damaged one raises, unless `on_damaged` is
+        given: then it is reported there and skipped, so the others stay usable."""
+        snaps = []
+        for info in self.storage.list(SNAPSHOT_DIR):
+            try:
+                snaps.append(self.load_snapshot(info.name))
+            except IntegrityError as e:
+                if on_damaged is None:
+                    raise
+                on_damaged(info.name, e)
         return sorted(snaps, key=lambda s: (s.datetime, s.id))
 
     def list_packs(self) -> dict[bytes, int]:

@@ -18,7 +18,8 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name) or any(part in (".", "..") for part in name.split("/")):
+    # fullmatch: `$` alone would let a trailing newline through.
+    if not _NAME.fullmatch(name) or any(part in (".", "..") for part in name.split("/")):
         raise StorageError(f"invalid object name {name!r}")
     return name
 

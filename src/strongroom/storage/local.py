@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import threading
 import uuid
 from typing import Iterator
@@ -33,13 +34,17 @@ class LocalStorage(Storage):
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         try:
             fd = os.open(self._path(name), os.O_RDONLY | os.O_NOFOLLOW)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(f"{name} does not exist") from None
         except OSError as e:
             raise StorageError(f"cannot read {name}: {e.strerror}") from None
         try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ObjectNotFound(f"{name} does not exist (not an object)")
             if length is None:
-                length = os.fstat(fd).st_size - offset
+                # A range starting past the end holds nothing, like HTTP.
+                length = max(0, st.st_size - offset)
             data = os.pread(fd, length, offset)
             while len(data) < length:
                 more = os.pread(fd, length - len(data), offset + len(data))
@@ -47,6 +52,8 @@ class LocalStorage(Storage):
                     break
                 data += more
             return data
+        except OSError as e:
+            raise StorageError(f"cannot read {name}: {e.strerror}") from None
         finally:
             os.close(fd)
 
@@ -60,9 +67,9 @@ class LocalStorage(Storage):
     def write(self, name: str, data: bytes | memoryview) -> None:
         path = self._path(name)
         directory = os.path.dirname(path)
-        self._ensure_dir(directory)
         temp = os.path.join(directory, f"{_TEMP_PREFIX}{uuid.uuid4().hex}")
         try:
+            self._ensure_dir(directory)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 view = memoryview(data)
@@ -84,16 +91,21 @@ class LocalStorage(Storage):
     def delete(self, name: str) -> None:
         try:
             os.unlink(self._path(name))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             pass
         except OSError as e:
             raise StorageError(f"cannot delete {name}: {e.strerror}") from None
 
     def stat(self, name: str) -> ObjectInfo:
         try:
-            return ObjectInfo(name, os.lstat(self._path(name)).st_size)
-        except FileNotFoundError:
+            st = os.lstat(self._path(name))
+        except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(f"{name} does not exist") from None
+        except OSError as e:
+            raise StorageError(f"cannot stat {name}: {e.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ObjectNotFound(f"{name} does not exist (not an object)")
+        return ObjectInfo(name, st.st_size)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         base = self._path(prefix)
@@ -102,7 +114,7 @@ class LocalStorage(Storage):
             directory, rel = stack.pop()
             try:
                 entries = list(os.scandir(directory))
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 continue
             except OSError as e:
                 raise StorageError(f"cannot list {rel}: {e.strerror}") from None
@@ -113,7 +125,11 @@ class LocalStorage(Storage):
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((entry.path, child))
                 elif entry.is_file(follow_symlinks=False):
-                    yield ObjectInfo(check_name(child), entry.stat(follow_symlinks=False).st_size)
+                    try:
+                        size = entry.stat(follow_symlinks=False).st_size
+                    except FileNotFoundError:
+                        continue  # deleted while we listed, e.g. a released lock
+                    yield ObjectInfo(check_name(child), size)
 
 
 def _fsync_dir(directory: str) -> None:
