@@ -100,6 +100,7 @@ class Lock:
 
     def acquire(self, wait: float = 0.0) -> "Lock":
         deadline = time.monotonic() + wait
+        pause = 0.5
         while True:
             conflicts = self._conflicts()
             if not conflicts:
@@ -112,7 +113,8 @@ class Lock:
                 self.name = None
             if time.monotonic() >= deadline:
                 raise RepositoryLocked(f"repository is locked: {conflicts[0].describe()}")
-            time.sleep(min(5.0, max(0.2, deadline - time.monotonic())))
+            time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+            pause = min(pause * 2, 5.0)  # each look costs a listing: back off
         self._thread = threading.Thread(target=self._refresh, name="lock-refresh", daemon=True)
         self._thread.start()
         return self
