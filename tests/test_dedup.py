@@ -1,0 +1,150 @@
+"""Deduplication: data the repository already holds is neither stored nor, when unchanged, read again."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+from conftest import reopen
+from strongroom.engine.backup import BackupOptions, run_backup
+from strongroom.engine.tree_walk import walk
+from strongroom.model.snapshot import FULL, INCREMENTAL
+from strongroom.repo.repository import Repository
+
+MiB = 1024 * 1024
+
+
+def repo_size(repo_path: Path) -> int:
+    return sum(p.stat().st_size for p in repo_path.rglob("*") if p.is_file())
+
+
+def data_files(repo_path: Path) -> int:
+    return sum(p.stat().st_size for p in (repo_path / "data").rglob("*") if p.is_file())
+
+
+def backup(repo: Repository, *paths: Path, **options):
+    result = run_backup(repo, BackupOptions(paths=tuple(str(p) for p in paths), **options))
+    assert result.errors == []
+    return result
+
+
+def test_same_data_twice_stores_almost_nothing(tmp_path: Path, repo: Repository, repo_path: Path,
+                                               cache_dir: Path) -> None:
+    rnd = random.Random(1)
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    (src / "a" / "random.bin").write_bytes(rnd.randbytes(5 * MiB))
+    (src / "text.txt").write_bytes(b"the same line again\n" * 100_000)
+    first = backup(repo, src)
+    assert first.summary["data_added_raw"] >= 5 * MiB + 2_000_000
+    size_after_first = repo_size(repo_path)
+    data_after_first = data_files(repo_path)
+
+    again = backup(repo, src)
+    assert again.summary["data_blobs"] == 0
+    assert again.summary["data_added"] < 16 * 1024
+    assert repo_size(repo_path) - size_after_first < 16 * 1024
+
+    # A fresh process-like open, and a second source dir holding a copy of the same data.
+    copy = tmp_path / "copy"
+    (copy / "b").mkdir(parents=True)
+    (copy / "b" / "moved.bin").write_bytes((src / "a" / "random.bin").read_bytes())
+    (copy / "text copy.txt").write_bytes((src / "text.txt").read_bytes())
+    second = backup(reopen(repo_path, cache_dir), copy)
+    assert second.summary["data_blobs"] == 0
+    assert second.summary["data_added_raw"] == 0
+    assert second.summary["bytes_read"] == 5 * MiB + 2_000_000  # new paths: read, but not stored
+    # only trees, an index object and the snapshot were added
+    assert repo_size(repo_path) - size_after_first < 64 * 1024
+    assert second.summary["data_added"] < 64 * 1024
+    assert data_files(repo_path) - data_after_first < 64 * 1024
+
+
+def test_insert_one_byte_near_start_stores_few_chunks(tmp_path: Path, repo: Repository, repo_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    big = src / "big.bin"
+    data = random.Random(64).randbytes(64 * MiB)
+    big.write_bytes(data)
+    first = backup(repo, src)
+    assert first.summary["data_added_raw"] == 64 * MiB
+    chunks_first = first.summary["data_blobs"]
+    assert chunks_first >= 16  # content-defined chunks of about a MiB, not one blob
+
+    big.write_bytes(data[:1000] + b"!" + data[1000:])
+    size_before = repo_size(repo_path)
+    second = backup(repo, src)
+    assert second.snapshot.kind == INCREMENTAL
+    assert second.summary["files_changed"] == 1
+    assert second.summary["bytes_read"] == 64 * MiB + 1
+    assert 1 <= second.summary["data_blobs"] <= 4
+    assert second.summary["data_added"] < 12 * MiB
+    assert repo_size(repo_path) - size_before < 12 * MiB
+
+
+def test_identical_files_in_different_places_are_stored_once(tmp_path: Path, repo: Repository) -> None:
+    payload = random.Random(3).randbytes(3 * MiB + 333)
+    src = tmp_path / "src"
+    places = [src / "one" / "x.bin", src / "two" / "deeper" / "other name", src / "three.bin",
+              src / "copy of three"]
+    for p in places:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(payload)
+    result = backup(repo, src)
+    assert result.summary["bytes_read"] == len(payload) * len(places)
+    assert result.summary["data_added_raw"] == len(payload)  # each chunk stored once
+    assert result.summary["data_added"] < 2 * len(payload)
+
+    # every copy names the same chunks, and each of those chunks was stored once
+    nodes = {rel: n for rel, n in walk(repo, bytes.fromhex(result.snapshot.tree)) if n.type == "file"}
+    contents = {n.content for n in nodes.values()}
+    assert len(nodes) == len(places) and len(contents) == 1
+    (content,) = contents
+    assert len(content) >= 2
+    assert result.summary["data_blobs"] == len(set(content))
+
+
+def test_unchanged_rebackup_reads_nothing_and_full_reads_all(tmp_path: Path, repo: Repository,
+                                                             cache_dir: Path) -> None:
+    # The cache lives beside the source; made now, it does not change the directories above the source.
+    cache_dir.mkdir(exist_ok=True)
+    rnd = random.Random(4)
+    src = tmp_path / "src"
+    src.mkdir()
+    total = 0
+    for i in range(30):
+        sub = src / f"d{i % 4}"
+        sub.mkdir(exist_ok=True)
+        data = rnd.randbytes(rnd.randint(0, 200_000))
+        (sub / f"f{i}").write_bytes(data)
+        total += len(data)
+    first = backup(repo, src)
+    assert first.snapshot.kind == FULL
+    assert first.summary["bytes_read"] == total
+
+    again = backup(repo, src)
+    assert again.snapshot.kind == INCREMENTAL
+    assert again.snapshot.parent == first.snapshot.id
+    assert again.summary["bytes_read"] == 0
+    assert again.summary["files_unmodified"] == 30
+    assert again.summary["data_blobs"] == 0
+    assert again.summary["tree_blobs"] == 0
+    assert again.summary["total_bytes"] == total
+    assert again.snapshot.tree == first.snapshot.tree  # same state, same trees
+
+    full = backup(repo, src, full=True)
+    assert full.snapshot.kind == FULL
+    assert full.summary["bytes_read"] == total
+    assert full.summary["files_new"] == 0
+    assert full.summary["data_blobs"] == 0
+    assert full.summary["data_added"] == 0
+    assert full.snapshot.tree == first.snapshot.tree
+
+    # a touched file is read again, the others still are not
+    touched = src / "d1" / "f1"
+    os.utime(touched, ns=(1, 1))
+    after_touch = backup(repo, src)
+    assert touched.stat().st_size > 0
+    assert after_touch.summary["bytes_read"] == touched.stat().st_size
+    assert after_touch.summary["data_blobs"] == 0
