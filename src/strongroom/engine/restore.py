@@ -76,6 +76,8 @@ class Restore:
     def _error(self, path: bytes, message: str) -> None:
         entry = {"type": "error", "path": os.fsdecode(path), "message": message}
         with self._lock:
+            if any(e["path"] == entry["path"] and e["message"] == message for e in self.errors[-64:]):
+                return  # one line per file and cause, not one per damaged blob
             self.errors.append(entry)
         self.listener(entry)
 
