@@ -136,7 +136,9 @@ def test_password_key_opens_with_the_right_password_only(storage: LocalStorage):
         keys.open_key(storage, b"wrong horse battery staple")
     with pytest.raises(WrongPassword):
         keys.open_key(storage, None)
-    assert keys.key_needs_password(storage) is True
+    asked = []
+    assert keys.open_key(storage, lambda: asked.append(1) or PASSWORD) == (master, key_id)
+    assert asked == [1]
 
 
 def test_key_file_is_argon2id_and_hides_secrets(storage: LocalStorage):
@@ -170,7 +172,7 @@ def test_no_password_key_opens_with_none(storage: LocalStorage):
     master = MasterKey.generate()
     key_id = keys.store_key(storage, master, None)
     assert keys.open_key(storage, None) == (master, key_id)
-    assert keys.key_needs_password(storage) is False
+    assert keys.open_key(storage, lambda: pytest.fail("a no-password key must not ask")) == (master, key_id)
     doc = json.loads(storage.read(f"keys/{key_id}"))
     assert doc["kdf"] == "none"
 

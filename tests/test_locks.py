@@ -251,8 +251,9 @@ def test_refused_acquire_costs_only_a_few_requests(storage, crypto):
             Lock(counting, crypto, exclusive=False).acquire()
     finally:
         holder.release()
-    # One listing and one read of the holder's lock; nothing written.
-    assert dict(counting.requests) == {"list": 1, "read": 1}
+    # Its own lock written, one listing, one read of the holder's lock, its lock removed.
+    assert dict(counting.requests) == {"write": 1, "list": 1, "read": 1, "delete": 1}
+    assert [info.name for info in storage.list("locks")] == []
 
 
 def test_refresh_replaces_the_lock_object(storage, crypto, monkeypatch):

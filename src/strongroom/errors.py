@@ -15,6 +15,19 @@ class ObjectNotFound(StorageError):
     """A named object does not exist on the target."""
 
 
+class TransientStorageError(StorageError):
+    """A failure that may pass: a network error, 5xx, 423, 429, throttling."""
+
+    def __init__(self, message: str, retry_after: float | None = None, throttled: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.throttled = throttled
+
+
+class AuthenticationFailed(StorageError):
+    """The server refused the credentials; retrying would only lock the account."""
+
+
 class RepositoryNotFound(StrongroomError):
     exit_code = 10
 

@@ -47,6 +47,7 @@ def backup(common: Common, paths, exclude, exclude_file, exclude_if_present, exc
     )
     repo = common.open()
     reporter = Reporter(common.json, "backup")
+    common.events.listener = reporter
     try:
         with repo.lock(exclusive=False, wait=common.retry_lock):
             result = run_backup(repo, options, reporter)

@@ -17,6 +17,7 @@ def check(common: Common, read_data: bool, read_data_subset: str | None) -> int:
     """Check the repository's structure, and with --read-data its data."""
     repo = common.open()
     reporter = Reporter(common.json, "check")
+    common.events.listener = reporter
     try:
         with repo.lock(exclusive=False, wait=common.retry_lock):
             report = run_check(repo, read_data, read_data_subset, reporter if common.json else _quiet_status(reporter))

@@ -14,25 +14,28 @@ from strongroom.errors import UsageError, WrongPassword
 from strongroom.repo import keys
 from strongroom.repo.locks import remove_locks
 from strongroom.repo.repository import DEFAULT_PACK_SIZE, Repository
-from strongroom.storage import open_storage
 
 
 @click.command()
 @common_options
 @click.option("--compression", default="zstd", show_default=True, help="Default codec: zstd[:LEVEL], lz4, gzip, none.")
-@click.option("--pack-size", type=int, default=DEFAULT_PACK_SIZE // (1024 * 1024), show_default=True,
-              help="Target pack size in MiB.")
+@click.option("--pack-size", type=int, default=None,
+              help=f"Target pack size in MiB (default {DEFAULT_PACK_SIZE >> 20}; 64 on Nutstore).")
 @click.option("--no-password", "no_password", is_flag=True,
               help="Store the master key unwrapped: integrity without secrecy.")
 def init(common: Common, compression: str, pack_size: int, no_password: bool) -> None:
     """Create a new repository (and its directory)."""
-    if not 1 <= pack_size <= 400:
-        raise UsageError("--pack-size must be between 1 and 400 MiB")
+    storage = common.storage()
+    vendor = getattr(storage, "vendor", None)
+    pack_bytes = pack_size * 1024 * 1024 if pack_size else vendor.pack_size if vendor else DEFAULT_PACK_SIZE
+    cap = vendor.max_object_size if vendor else None
+    if not 1 << 20 <= pack_bytes <= 400 << 20 or cap and pack_bytes + (8 << 20) > cap:
+        raise UsageError("--pack-size must be between 1 and 400 MiB, and well below the server's upload limit")
     password = None if no_password else read_password(common, "new repository password: ")
     if password is not None and not password:
         raise UsageError("empty password: use --no-password for a repository without one")
-    repo = Repository.init(open_storage(common.repo or ""), password, compression=compression,
-                           pack_size=pack_size * 1024 * 1024, cache_root=common.cache_root)
+    repo = Repository.init(storage, password, compression=compression, pack_size=pack_bytes,
+                           data_fanout=vendor.data_fanout if vendor else 2, cache_root=common.cache_root)
     if common.json:
         emit_json({"type": "summary", "repository_id": repo.config.id, "url": repo.storage.url,
                    "encrypted": password is not None})

@@ -46,6 +46,7 @@ def restore(common: Common, snapshot, target, at, include, exclude, overwrite, v
     """Restore SNAPSHOT (an id, `latest`, or SNAPSHOT:subpath) into --target."""
     repo = common.open()
     reporter = Reporter(common.json, "restore")
+    common.events.listener = reporter
     started = time.monotonic()
     try:
         with repo.lock(exclusive=False, wait=common.retry_lock):

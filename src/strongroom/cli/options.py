@@ -7,7 +7,7 @@ import getpass
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import click
 
@@ -26,14 +26,43 @@ class Common:
     cache_dir: str | None
     no_cache: bool
     retry_lock: float
+    webdav_vendor: str | None = None
+    webdav_password_file: str | None = None
+    events: "EventRelay" = field(default_factory=lambda: EventRelay())
+
+    def storage(self):
+        return open_storage(self.repo or "", webdav_password=self._webdav_password, vendor=self.webdav_vendor,
+                            cache_root=self.cache_root, on_event=self.events)
 
     def open(self) -> Repository:
-        storage = open_storage(self.repo or "")
-        return Repository.open(storage, lambda: read_password(self), self.cache_root)
+        return Repository.open(self.storage(), lambda: read_password(self), self.cache_root)
+
+    def _webdav_password(self) -> str | None:
+        path = self.webdav_password_file or os.environ.get("STRONGROOM_WEBDAV_PASSWORD_FILE")
+        if not path:
+            return None
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().rstrip("\r\n")
+        except OSError as e:
+            raise UsageError(f"cannot read WebDAV password file {path}: {e.strerror}") from None
 
     @property
     def cache_root(self) -> str | None:
         return "" if self.no_cache else self.cache_dir
+
+
+class EventRelay:
+    """Passes storage events (waits, retries) to whoever shows progress now."""
+
+    def __init__(self) -> None:
+        self.listener = None
+
+    def __call__(self, event: dict) -> None:
+        if self.listener is not None:
+            self.listener(event)
+        else:
+            print(f"strongroom: {event.get('message', event)}", file=sys.stderr)
 
 
 def read_password(common: Common, prompt: str = "repository password: ") -> bytes:
@@ -70,9 +99,15 @@ def common_options(func):
     @click.option("--no-cache", is_flag=True, help="Use no local cache.")
     @click.option("--retry-lock", type=float, default=0.0, metavar="SECONDS",
                   help="Wait this long for a conflicting lock to go away.")
+    @click.option("--webdav-vendor", envvar="STRONGROOM_WEBDAV_VENDOR",
+                  type=click.Choice(["nutstore", "nextcloud", "owncloud", "generic"], case_sensitive=False),
+                  help="WebDAV service: sets the request budget, upload cap and quirks (guessed from the host).")
+    @click.option("--webdav-password-file", type=click.Path(dir_okay=False),
+                  help="Read the WebDAV account password from this file (else STRONGROOM_WEBDAV_PASSWORD).")
     @functools.wraps(func)
     def wrapper(*args, repo, password_file, password_command, json_output, debug, cache_dir, no_cache,
-                retry_lock, **kwargs):
-        common = Common(repo, password_file, password_command, json_output, debug, cache_dir, no_cache, retry_lock)
+                retry_lock, webdav_vendor, webdav_password_file, **kwargs):
+        common = Common(repo, password_file, password_command, json_output, debug, cache_dir, no_cache, retry_lock,
+                        webdav_vendor, webdav_password_file)
         return func(common, *args, **kwargs)
     return wrapper

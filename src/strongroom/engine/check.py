@@ -68,6 +68,7 @@ class Checker:
         self.listener({"type": "error", **entry})
 
     def _load(self) -> None:
+        self.repo.read_from_cache = False
         for info in self.repo.storage.list(SNAPSHOT_DIR):
             try:
                 self.snapshots.append(self.repo.load_snapshot(info.name))

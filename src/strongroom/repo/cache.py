@@ -1,8 +1,13 @@
 """The local cache directory of one repository.
 
-For now it keeps the journal of packs stored since the last index
-checkpoint, so that an interrupted backup can adopt them on the next run
-instead of uploading them again. Everything here can be deleted safely.
+It keeps copies of immutable objects so that repeated commands do not
+download metadata again: index objects, snapshots and tree packs (packs of
+tree blobs only; data packs are never cached). Objects are named by their
+SHA-256, so a copy is either the object or detectably damaged, and readers
+check it before use. It also keeps the journal of packs stored since the
+last index checkpoint, so that an interrupted backup can adopt them on the
+next run instead of uploading them again. Everything here can be deleted
+safely.
 """
 
 from __future__ import annotations
@@ -24,6 +29,44 @@ class RepoCache:
         self.dir = os.path.join(root, repo_id)
         self._journal = os.path.join(self.dir, "pending-packs")
         self._lock = threading.Lock()
+
+    def _object_path(self, kind: str, name: str) -> str:
+        return os.path.join(self.dir, kind, name.rsplit("/", 1)[-1])
+
+    def get(self, kind: str, name: str) -> bytes | None:
+        try:
+            with open(self._object_path(kind, name), "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def get_range(self, kind: str, name: str, offset: int, length: int) -> bytes | None:
+        try:
+            with open(self._object_path(kind, name), "rb") as f:
+                data = os.pread(f.fileno(), length, offset)
+            return data if len(data) == length else None
+        except OSError:
+            return None
+
+    def put(self, kind: str, name: str, data: bytes) -> None:
+        path = self._object_path(kind, name)
+        temp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(temp, "wb") as f:
+                f.write(data)
+            os.replace(temp, path)
+        except OSError:
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass  # a cache that cannot be written only costs requests
+
+    def discard(self, kind: str, name: str) -> None:
+        try:
+            os.unlink(self._object_path(kind, name))
+        except OSError:
+            pass
 
     def pending_packs(self) -> list[str]:
         try:

@@ -111,26 +111,30 @@ def try_key(data: bytes, name: str, password: bytes | None) -> MasterKey | None:
     return MasterKey.from_dict(json.loads(payload))
 
 
-def key_needs_password(storage: Storage) -> bool:
-    """True unless the repository has a "no password" key."""
-    for info in storage.list(KEY_DIR):
-        if _parse(storage.read(info.name), info.name)["kdf"] == "none":
-            return False
-    return True
+def open_key(storage: Storage, password) -> tuple[MasterKey, str]:
+    """Find the key file that opens; returns (master key, key id).
 
-
-def open_key(storage: Storage, password: bytes | None) -> tuple[MasterKey, str]:
-    """Find the key file this password opens; returns (master key, key id)."""
-    names = [info.name for info in storage.list(KEY_DIR)]
-    if not names:
+    `password` is bytes, None, or a function that returns it: it is only
+    called when no "no password" key exists. Each key file is read once.
+    """
+    files = []
+    listed = list(storage.list(KEY_DIR))
+    if not listed:
         raise IntegrityError("the repository has no key files")
-    for name in names:
-        data = storage.read(name)
-        if hashlib.sha256(data).hexdigest() != name.rsplit("/", 1)[-1]:
-            continue
-        master = try_key(data, name, password)
+    for info in listed:
+        data = storage.read(info.name)
+        key_id = info.name.rsplit("/", 1)[-1]
+        if hashlib.sha256(data).hexdigest() == key_id:
+            files.append((key_id, data, _parse(data, info.name)))
+    for key_id, data, doc in files:
+        if doc["kdf"] == "none":
+            return try_key(data, key_id, None), key_id
+    if callable(password):
+        password = password()
+    for key_id, data, _ in files:
+        master = try_key(data, key_id, password)
         if master is not None:
-            return master, name.rsplit("/", 1)[-1]
+            return master, key_id
     raise WrongPassword("wrong password: no key file opens with it")
 
 

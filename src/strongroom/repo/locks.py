@@ -55,9 +55,11 @@ class LockInfo:
         return f"{kind} lock by {self.username}@{self.hostname} pid {self.pid} since {when}"
 
 
-def read_locks(storage: Storage, crypto: Crypto) -> list[LockInfo]:
+def read_locks(storage: Storage, crypto: Crypto, skip: str | None = None) -> list[LockInfo]:
     locks = []
     for info in storage.list(LOCK_DIR):
+        if info.name == skip:
+            continue
         try:
             doc = json.loads(crypto.decrypt(storage.read(info.name), LOCK_AAD, info.name))
         except (ObjectNotFound, IntegrityError, ValueError):
@@ -94,23 +96,22 @@ class Lock:
     def _conflicts(self) -> list[LockInfo]:
         now = time.time()
         return [
-            lock for lock in read_locks(self.storage, self.crypto)
-            if lock.name != self.name and not lock.is_stale(now) and (self.exclusive or lock.exclusive)
+            lock for lock in read_locks(self.storage, self.crypto, skip=self.name)
+            if not lock.is_stale(now) and (self.exclusive or lock.exclusive)
         ]
 
     def acquire(self, wait: float = 0.0) -> "Lock":
         deadline = time.monotonic() + wait
         pause = 0.5
         while True:
+            # Write first, then look: two processes that start at the same
+            # moment each see the other's lock, and neither goes ahead alone.
+            self.name = self._write()
             conflicts = self._conflicts()
             if not conflicts:
-                self.name = self._write()
-                # Two processes may have looked at the same moment: look again.
-                conflicts = self._conflicts()
-                if not conflicts:
-                    break
-                self.storage.delete(self.name)
-                self.name = None
+                break
+            self.storage.delete(self.name)
+            self.name = None
             if time.monotonic() >= deadline:
                 raise RepositoryLocked(f"repository is locked: {conflicts[0].describe()}")
             time.sleep(max(0.0, min(pause, deadline - time.monotonic())))

@@ -25,7 +25,7 @@ from strongroom.repo.chunker import Chunker, ChunkerParams
 from strongroom.repo.compression import Compressor, decompress, parse_compression
 from strongroom.repo.crypto import Crypto, MasterKey
 from strongroom.repo.index import INDEX_AAD, INDEX_DIR, Index, decode_index, encode_index
-from strongroom.repo.locks import Lock
+from strongroom.repo.locks import LOCK_DIR, Lock
 from strongroom.repo.pack import (DATA, TREE, PACK_DIR, PackedBlob, PackWriter, blob_aad,
                                   pack_name, read_pack_header)
 from strongroom.storage.base import Storage
@@ -79,6 +79,8 @@ class Repository:
         self.cache = RepoCache(cache_root or default_cache_root(), config.id) if cache_root != "" else None
         self.index = Index()
         self._index_loaded = False
+        # check turns this off: it must judge what is on the target, not our copies.
+        self.read_from_cache = True
         self._tree_cache: OrderedDict[bytes, Tree] = OrderedDict()
         self._tree_lock = threading.Lock()
         # writing state
@@ -105,6 +107,8 @@ class Repository:
             except ObjectNotFound:
                 pass
         storage.create()
+        fanout_dirs = [f"{PACK_DIR}/{i:0{data_fanout}x}" for i in range(16 ** data_fanout)] if data_fanout else []
+        storage.make_dirs([keys.KEY_DIR, PACK_DIR, INDEX_DIR, SNAPSHOT_DIR, LOCK_DIR, *fanout_dirs])
         parse_compression(compression)
         master = MasterKey.generate()
         config = RepoConfig(
@@ -127,8 +131,6 @@ class Repository:
             config_data = storage.read(CONFIG)
         except ObjectNotFound:
             raise RepositoryNotFound(f"no repository at {storage.url}") from None
-        if callable(password):
-            password = password() if keys.key_needs_password(storage) else None
         master, key_id = keys.open_key(storage, password)
         crypto = Crypto(master)
         config = RepoConfig.decode(crypto.decrypt(config_data, CONFIG_AAD, "config"))
@@ -155,16 +157,30 @@ class Repository:
                 self.index.add_pack(pack_id, blobs)
         self._index_loaded = True
 
-    def read_index_object(self, name: str) -> tuple[dict[bytes, list[PackedBlob]], list[bytes]]:
+    def _read_cached(self, kind: str, name: str) -> bytes:
+        """Read an object named by its SHA-256, from the cache where it is whole."""
+        expected = name.rsplit("/", 1)[-1]
+        if self.cache is not None and self.read_from_cache:
+            data = self.cache.get(kind, name)
+            if data is not None and object_id(data) == expected:
+                return data
         data = self.storage.read(name)
-        if object_id(data) != name.rsplit("/", 1)[-1]:
+        if object_id(data) != expected:
             raise IntegrityError(f"{name}: content does not match its name")
+        if self.cache is not None:
+            self.cache.put(kind, name, data)
+        return data
+
+    def read_index_object(self, name: str) -> tuple[dict[bytes, list[PackedBlob]], list[bytes]]:
+        data = self._read_cached("index", name)
         return decode_index(self.crypto.decrypt(data, INDEX_AAD, name), name)
 
     def write_index_object(self, packs: dict[bytes, list[PackedBlob]], supersedes=()) -> str:
         data = self.crypto.encrypt(encode_index(packs, supersedes), INDEX_AAD)
         name = f"{INDEX_DIR}/{object_id(data)}"
         self.storage.write(name, data)
+        if self.cache is not None:
+            self.cache.put("index", name, data)
         return name
 
     def adopt_pending_packs(self) -> int:
@@ -217,6 +233,8 @@ class Repository:
     def _store_pack(self, packer: PackWriter) -> None:
         pack_id, data = packer.seal(self.crypto)
         self.storage.write(pack_name(pack_id, self.config.data_fanout), data)
+        if self.cache is not None and packer.blobs[0].type == TREE:
+            self.cache.put("trees", pack_id.hex(), data)
         if self.cache is not None:
             self.cache.note_pack(pack_id.hex())
         with self._write_lock:
@@ -266,11 +284,29 @@ class Repository:
         if loc is None:
             raise IntegrityError(f"blob {blob_id.hex()[:16]} is not in the index")
         name = pack_name(loc.pack, self.config.data_fanout)
+        if loc.type == TREE and self.cache is not None and self.read_from_cache:
+            data = self.cache.get_range("trees", loc.pack.hex(), loc.offset, loc.length)
+            if data is not None:
+                try:
+                    return self.open_blob(loc.type, blob_id, data, loc.raw_length, name)
+                except IntegrityError:
+                    self.cache.discard("trees", loc.pack.hex())
+            return self._read_tree_pack(loc, blob_id, name)
         try:
             data = self.storage.read(name, loc.offset, loc.length)
         except ObjectNotFound:
             raise IntegrityError(f"pack {loc.pack.hex()[:16]} is missing") from None
         return self.open_blob(loc.type, blob_id, data, loc.raw_length, name)
+
+    def _read_tree_pack(self, loc, blob_id: bytes, name: str) -> bytes:
+        """Fetch a whole tree pack once: its other trees are needed next."""
+        try:
+            data = self.storage.read(name)
+        except ObjectNotFound:
+            raise IntegrityError(f"pack {loc.pack.hex()[:16]} is missing") from None
+        if hashlib.sha256(data).digest() == loc.pack:
+            self.cache.put("trees", loc.pack.hex(), data)
+        return self.open_blob(loc.type, blob_id, data[loc.offset:loc.offset + loc.length], loc.raw_length, name)
 
     def open_blob(self, blob_type: int, blob_id: bytes, encrypted: bytes | memoryview, raw_length: int,
                   where: str, verify_id: bool = False) -> bytes:
@@ -299,13 +335,16 @@ class Repository:
         data = self.crypto.encrypt(snap.encode(), SNAPSHOT_AAD)
         snap_id = object_id(data)
         self.storage.write(f"{SNAPSHOT_DIR}/{snap_id}", data)
+        if self.cache is not None:
+            self.cache.put("snapshots", snap_id, data)
         return snap_id
 
     def load_snapshot(self, name: str) -> Snapshot:
-        data = self.storage.read(name)
         snap_id = name.rsplit("/", 1)[-1]
-        if object_id(data) != snap_id:
-            raise IntegrityError(f"snapshot {snap_id[:8]}: content does not match its name")
+        try:
+            data = self._read_cached("snapshots", name)
+        except IntegrityError:
+            raise IntegrityError(f"snapshot {snap_id[:8]}: content does not match its name") from None
         return Snapshot.decode(self.crypto.decrypt(data, SNAPSHOT_AAD, f"snapshot {snap_id[:8]}"), snap_id)
 
     def list_snapshots(self, on_damaged: Callable[[str, IntegrityError], None] | None = None) -> list[Snapshot]:

@@ -1,6 +1,10 @@
-"""Storage targets: one small interface and its backends."""
+"""Storage targets: one small interface, its backends and its decorators."""
 
 from __future__ import annotations
+
+import os
+from typing import Callable
+from urllib.parse import unquote, urlsplit
 
 from strongroom.errors import UsageError
 from strongroom.storage.base import ObjectInfo, Storage
@@ -9,14 +13,69 @@ from strongroom.storage.metrics import CountingStorage
 
 __all__ = ["ObjectInfo", "Storage", "LocalStorage", "CountingStorage", "open_storage"]
 
+Password = Callable[[], str] | str | None
 
-def open_storage(url: str) -> Storage:
-    """Open the storage a repository URL names: a path or `local:PATH`."""
+
+def open_storage(url: str, *, webdav_password: Password = None, vendor: str | None = None,
+                 cache_root: str | None = None, on_event: Callable[[dict], None] | None = None) -> Storage:
+    """Open the storage a repository URL names.
+
+    `PATH` or `local:PATH`: a directory. `webdav+https://USER@HOST/PATH` (or
+    `webdav+http://`): a WebDAV collection; the account password comes from
+    `webdav_password` or STRONGROOM_WEBDAV_PASSWORD, never from the URL.
+    """
     if not url:
         raise UsageError("no repository given: use --repo or STRONGROOM_REPO")
     if url.startswith("local:"):
         return LocalStorage(url[len("local:"):])
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    if scheme:
-        raise UsageError(f"unsupported repository URL scheme {scheme!r}")
+    if url.startswith(("webdav+http://", "webdav+https://")):
+        return _open_webdav(url[len("webdav+"):], webdav_password, vendor, cache_root, on_event)
+    if "://" in url:
+        raise UsageError(f"unsupported repository URL scheme {url.split('://', 1)[0]!r}: "
+                         "use a path, local:PATH, webdav+https://USER@HOST/PATH or webdav+http://...")
     return LocalStorage(url)
+
+
+def _open_webdav(url: str, password: Password, vendor_name: str | None, cache_root: str | None,
+                 on_event) -> Storage:
+    from strongroom.storage.budget import RequestBudget
+    from strongroom.storage.retry import RetryingStorage, RetryPolicy
+    from strongroom.storage.vendors import parse_budget, vendor_profile
+    from strongroom.storage.webdav import WebDAVStorage
+
+    parts = urlsplit(url)
+    if parts.password is not None:
+        raise UsageError("never put the WebDAV password in the URL: set STRONGROOM_WEBDAV_PASSWORD "
+                         "or use --webdav-password-file")
+    if not parts.username or not parts.hostname:
+        raise UsageError("a WebDAV repository URL needs a user and a host: webdav+https://USER@HOST/PATH")
+    vendor = vendor_profile(vendor_name, url)
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    if vendor.name == "nutstore" and len([p for p in path.split("/") if p]) < 2:
+        raise UsageError("Nutstore keeps files only inside sync folders: use a path below one, "
+                         "e.g. https://dav.jianguoyun.com/dav/Backups/strongroom")
+    if callable(password):
+        password = password()
+    if password is None:
+        password = os.environ.get("STRONGROOM_WEBDAV_PASSWORD")
+    if not password:
+        raise UsageError("no WebDAV password: set STRONGROOM_WEBDAV_PASSWORD or use --webdav-password-file")
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    base_url = f"{parts.scheme}://{netloc}{path}"
+    username = unquote(parts.username)
+
+    budget_spec = os.environ.get("STRONGROOM_WEBDAV_BUDGET")
+    budget = None
+    if budget_spec and budget_spec.lower() not in ("none", "off", "0"):
+        budget = parse_budget(budget_spec)
+    elif budget_spec is None:
+        budget = vendor.budget
+    gate = None
+    if budget is not None:
+        from strongroom.repo.cache import default_cache_root
+        root = cache_root or default_cache_root()
+        state = None if cache_root == "" else RequestBudget.state_file(root, f"{vendor.name} {username}@{netloc}")
+        gate = RequestBudget(budget[0], budget[1], state, on_wait=on_event).take
+    timeout = float(os.environ.get("STRONGROOM_WEBDAV_TIMEOUT", "60"))
+    client = WebDAVStorage(base_url, username, password, vendor, timeout=timeout, gate=gate)
+    return RetryingStorage(client, RetryPolicy.from_env(vendor.blocked_wait), on_wait=on_event)

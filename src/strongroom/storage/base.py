@@ -65,6 +65,9 @@ class Storage(ABC):
     def create(self) -> None:
         """Prepare an empty target (create the directory)."""
 
+    def make_dirs(self, directories: list[str]) -> None:
+        """Create directories up front where a target needs them (WebDAV)."""
+
     def close(self) -> None:
         pass
 

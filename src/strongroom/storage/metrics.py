@@ -26,11 +26,14 @@ class CountingStorage(Storage):
 
     @property
     def total_requests(self) -> int:
-        return sum(self.requests.values())
+        """HTTP requests where the target counts them (pages, retries), else operations."""
+        http = getattr(self.inner, "http_requests", None)
+        return http if http is not None else sum(self.requests.values())
 
     def summary(self) -> dict:
         return {
             "requests": self.total_requests,
+            "operations": sum(self.requests.values()),
             "requests_by_verb": dict(self.requests),
             "bytes_read": self.bytes_read,
             "bytes_written": self.bytes_written,
@@ -62,6 +65,9 @@ class CountingStorage(Storage):
 
     def create(self) -> None:
         self.inner.create()
+
+    def make_dirs(self, directories: list[str]) -> None:
+        self.inner.make_dirs(directories)
 
     def close(self) -> None:
         self.inner.close()

@@ -1,0 +1,106 @@
+"""A storage decorator that retries what may pass, until a deadline.
+
+Network errors, 5xx, 423 and 429 are retried with exponential back-off and
+jitter, honouring Retry-After. A throttling answer (Nutstore's 503
+BlockedTemporarily) waits long: the service counts requests over a window,
+and hammering it extends the block. Refused credentials are never retried:
+repeated bad passwords lock accounts.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, TypeVar
+
+from strongroom.errors import StorageError, TransientStorageError
+from strongroom.storage.base import ObjectInfo, Storage
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    deadline: float = 900.0  # seconds one operation may keep trying
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    blocked_wait: float = 45.0  # after a throttling answer
+
+    @classmethod
+    def from_env(cls, blocked_wait: float) -> "RetryPolicy":
+        env = os.environ
+        return cls(
+            deadline=float(env.get("STRONGROOM_WEBDAV_DEADLINE", cls.deadline)),
+            base_delay=float(env.get("STRONGROOM_WEBDAV_RETRY_DELAY", cls.base_delay)),
+            blocked_wait=float(env.get("STRONGROOM_WEBDAV_BLOCKED_WAIT", blocked_wait)),
+        )
+
+
+class RetryingStorage(Storage):
+    def __init__(self, inner: Storage, policy: RetryPolicy = RetryPolicy(),
+                 on_wait: Callable[[dict], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.policy = policy
+        self.on_wait = on_wait
+        self._clock = clock
+        self._sleep = sleep
+        self.retries = 0
+
+    def _delay(self, attempt: int, error: TransientStorageError) -> float:
+        if error.throttled:
+            return max(error.retry_after or 0.0, self.policy.blocked_wait * random.uniform(0.9, 1.1))
+        if error.retry_after is not None:
+            return min(error.retry_after, self.policy.max_delay * 4)
+        return min(self.policy.max_delay, self.policy.base_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        started = self._clock()
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except TransientStorageError as error:
+                attempt += 1
+                delay = self._delay(attempt, error)
+                elapsed = self._clock() - started
+                if elapsed + delay > self.policy.deadline:
+                    raise StorageError(f"{error} (gave up after {attempt} attempts in {elapsed:.0f} s)") from None
+                self.retries += 1
+                if self.on_wait:
+                    self.on_wait({"type": "warning", "message": f"{error}; retrying in {delay:.0f} s"})
+                self._sleep(delay)
+
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self._call(lambda: self.inner.read(name, offset, length))
+
+    def write(self, name: str, data: bytes | memoryview) -> None:
+        self._call(lambda: self.inner.write(name, data))
+
+    def delete(self, name: str) -> None:
+        self._call(lambda: self.inner.delete(name))
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        # A listing is taken whole, so a retry never yields an entry twice.
+        return iter(self._call(lambda: list(self.inner.list(prefix))))
+
+    def stat(self, name: str) -> ObjectInfo:
+        return self._call(lambda: self.inner.stat(name))
+
+    def exists(self) -> bool:
+        return self._call(self.inner.exists)
+
+    def create(self) -> None:
+        self._call(self.inner.create)
+
+    def make_dirs(self, directories: list[str]) -> None:
+        self._call(lambda: self.inner.make_dirs(directories))
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
