@@ -1,0 +1,204 @@
+"""Retry, request budget, vendor profiles and WebDAV URLs, with a fake clock."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from strongroom.errors import AuthenticationFailed, StorageError, TransientStorageError, UsageError
+from strongroom.storage import open_storage
+from strongroom.storage.base import ObjectInfo, Storage
+from strongroom.storage.budget import RequestBudget
+from strongroom.storage.retry import RetryingStorage, RetryPolicy
+from strongroom.storage.vendors import guess_vendor, parse_budget, vendor_profile
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+class Flaky(Storage):
+    """Fails with the given errors in order, then answers."""
+
+    url = "flaky:"
+
+    def __init__(self, errors: list[Exception]) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    def _maybe_fail(self):
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+
+    def read(self, name, offset=0, length=None):
+        self._maybe_fail()
+        return b"data"
+
+    def write(self, name, data):
+        self._maybe_fail()
+
+    def delete(self, name):
+        self._maybe_fail()
+
+    def list(self, prefix):
+        self._maybe_fail()
+        yield ObjectInfo(f"{prefix}/a", 1)
+        yield ObjectInfo(f"{prefix}/b", 2)
+
+    def stat(self, name):
+        self._maybe_fail()
+        return ObjectInfo(name, 4)
+
+
+def retrying(inner: Storage, clock: FakeClock, **policy) -> RetryingStorage:
+    return RetryingStorage(inner, RetryPolicy(**policy), clock=clock, sleep=clock.sleep)
+
+
+def test_transient_errors_are_retried_with_growing_back_off():
+    clock = FakeClock()
+    inner = Flaky([TransientStorageError("HTTP 502")] * 4)
+    assert retrying(inner, clock, base_delay=1.0).read("x") == b"data"
+    assert inner.calls == 5
+    assert len(clock.slept) == 4
+    # Full jitter within [0.5, 1] of 1, 2, 4, 8 seconds.
+    for attempt, delay in enumerate(clock.slept):
+        assert 0.5 * 2 ** attempt <= delay <= 2 ** attempt
+
+
+def test_retry_after_is_honoured():
+    clock = FakeClock()
+    inner = Flaky([TransientStorageError("HTTP 429", retry_after=7.0)])
+    retrying(inner, clock).write("x", b"1")
+    assert clock.slept == [7.0]
+
+
+def test_throttling_waits_long():
+    clock = FakeClock()
+    inner = Flaky([TransientStorageError("503 BlockedTemporarily", throttled=True)] * 2)
+    retrying(inner, clock, blocked_wait=40.0).stat("x")
+    assert len(clock.slept) == 2 and all(36.0 <= d <= 44.0 for d in clock.slept)
+
+
+def test_gives_up_at_the_deadline_with_a_clear_error():
+    clock = FakeClock()
+    inner = Flaky([TransientStorageError("HTTP 503 Service Unavailable")] * 1000)
+    with pytest.raises(StorageError) as caught:
+        retrying(inner, clock, deadline=60.0, base_delay=1.0).read("x")
+    assert not isinstance(caught.value, TransientStorageError)
+    assert "HTTP 503" in str(caught.value) and "gave up after" in str(caught.value)
+    assert clock.now - 1_000_000.0 <= 60.0
+
+
+def test_refused_credentials_are_never_retried():
+    clock = FakeClock()
+    inner = Flaky([AuthenticationFailed("check the WebDAV app password")] * 5)
+    with pytest.raises(AuthenticationFailed):
+        retrying(inner, clock).read("x")
+    assert inner.calls == 1 and clock.slept == []
+
+
+def test_a_listing_is_retried_whole():
+    clock = FakeClock()
+    inner = Flaky([TransientStorageError("reset")])
+    assert [i.name for i in retrying(inner, clock).list("data")] == ["data/a", "data/b"]
+
+
+def test_waits_are_reported():
+    clock = FakeClock()
+    events = []
+    storage = RetryingStorage(Flaky([TransientStorageError("HTTP 500")]), RetryPolicy(), on_wait=events.append,
+                              clock=clock, sleep=clock.sleep)
+    storage.delete("x")
+    assert events and "retrying in" in events[0]["message"]
+
+
+def test_budget_refills_over_its_window_and_waits_when_dry(tmp_path):
+    clock = FakeClock()
+    events = []
+    state = str(tmp_path / "budget.json")
+    budget = RequestBudget(10, 100.0, state, on_wait=events.append, clock=clock, sleep=clock.sleep)
+    for _ in range(10):
+        budget.take()
+    assert clock.slept == []
+    budget.take()  # the eleventh waits for one token: 10 s at 0.1 token/s
+    assert clock.slept == [pytest.approx(10.0)]
+    assert "request budget" in events[0]["message"]
+
+
+def test_budget_persists_across_runs_and_processes(tmp_path):
+    clock = FakeClock()
+    state = str(tmp_path / "budget.json")
+    first = RequestBudget(5, 1800.0, state, clock=clock, sleep=clock.sleep)
+    for _ in range(5):
+        first.take()
+    second = RequestBudget(5, 1800.0, state, clock=clock, sleep=clock.sleep)  # a later run
+    assert second.available() < 1
+    second.take()
+    assert clock.slept and clock.slept[0] == pytest.approx(360.0)
+    assert json.loads(open(state).read())["tokens"] < 1
+
+
+def test_budget_is_shared_between_threads(tmp_path):
+    clock = FakeClock()
+    budget = RequestBudget(100, 1800.0, str(tmp_path / "b.json"), clock=clock, sleep=clock.sleep)
+    threads = [threading.Thread(target=lambda: [budget.take() for _ in range(25)]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert budget.available() == pytest.approx(0.0, abs=1e-6)
+    assert clock.slept == []
+
+
+@pytest.mark.parametrize("url, vendor", [
+    ("https://dav.jianguoyun.com/dav/Backups/r", "nutstore"),
+    ("https://cloud.example.org/remote.php/dav/files/me/r", "nextcloud"),
+    ("https://nextcloud.example.org/x", "nextcloud"),
+    ("https://files.example.org/remote.php/webdav/r", "owncloud"),
+    ("http://127.0.0.1:8080/r", "generic"),
+])
+def test_vendor_is_guessed_from_the_url(url, vendor):
+    assert guess_vendor(url) == vendor
+
+
+def test_vendor_profiles_and_budgets():
+    nutstore = vendor_profile(None, "https://dav.jianguoyun.com/dav/x/")
+    assert nutstore.budget == (540, 1800.0)
+    assert nutstore.pack_size * 4 < nutstore.max_object_size
+    assert vendor_profile("generic", "https://dav.jianguoyun.com/dav/x/").budget is None
+    assert parse_budget("1350/1800") == (1350, 1800.0)
+    with pytest.raises(UsageError):
+        vendor_profile("dropbox", "https://x/")
+    with pytest.raises(UsageError):
+        parse_budget("lots")
+
+
+def test_webdav_urls_are_checked(monkeypatch):
+    monkeypatch.setenv("STRONGROOM_WEBDAV_PASSWORD", "pw")
+    with pytest.raises(UsageError, match="never put the WebDAV password in the URL"):
+        open_storage("webdav+https://me:secret@dav.example.org/r")
+    with pytest.raises(UsageError, match="needs a user"):
+        open_storage("webdav+https://dav.example.org/r")
+    with pytest.raises(UsageError, match="sync folder"):
+        open_storage("webdav+https://me@dav.jianguoyun.com/dav/")
+    with pytest.raises(UsageError, match="unsupported"):
+        open_storage("ftp://me@example.org/r")
+    monkeypatch.delenv("STRONGROOM_WEBDAV_PASSWORD")
+    with pytest.raises(UsageError, match="STRONGROOM_WEBDAV_PASSWORD"):
+        open_storage("webdav+https://me@dav.example.org/r")
+    storage = open_storage("webdav+https://me%40example.org@dav.example.org:8443/a/r", webdav_password="pw",
+                           vendor="generic")
+    assert storage.base_url == "https://dav.example.org:8443/a/r/"
+    assert "pw" not in repr(storage) and "pw" not in storage.url
