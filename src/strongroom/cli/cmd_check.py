@@ -24,7 +24,7 @@ def check(common: Common, read_data: bool, read_data_subset: str | None) -> int:
     finally:
         reporter.close()
     if common.json:
-        emit_json({"type": "summary", **report.to_dict()})
+        emit_json({"type": "summary", **report.to_dict(), "storage": repo.requests})
     else:
         for w in report.warnings:
             print(f"warning: {w}")

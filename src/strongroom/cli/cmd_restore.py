@@ -58,7 +58,7 @@ def restore(common: Common, snapshot, target, at, include, exclude, overwrite, v
     s = result.summary
     s["duration"] = round(time.monotonic() - started, 3)
     if common.json:
-        emit_json({"type": "summary", **s})
+        emit_json({"type": "summary", **s, "storage": repo.requests})
     else:
         verb = "would restore" if dry_run else "restored"
         print(f"{verb} snapshot {snap.short_id} ({snap.time}) into {s['target']}: {s['total_files']} files, "
@@ -98,6 +98,8 @@ def ls_command(common: Common, snapshot, path, long_format, host, tags, paths) -
             print(f"{n.type:8} {n.mode:04o} {n.user or n.uid:>8} {n.size:>12}  {when}  {shown}")
         else:
             print(shown)
+    if common.json:
+        emit_json({"type": "summary", "snapshot": snap.id, "storage": repo.requests})
 
 
 @click.command()
@@ -120,7 +122,7 @@ def diff(common: Common, first, second) -> None:
     summary = {"added": counts["+"], "removed": counts["-"], "modified": counts["M"],
                "type_changed": counts["T"], "metadata_changed": counts["U"]}
     if common.json:
-        emit_json({"type": "summary", "first": a.id, "second": b.id, **summary})
+        emit_json({"type": "summary", "first": a.id, "second": b.id, **summary, "storage": repo.requests})
     else:
         print(f"\n{summary['added']} added, {summary['removed']} removed, {summary['modified']} modified, "
               f"{summary['metadata_changed']} metadata changed")

@@ -25,7 +25,7 @@ def snapshots(common: Common, host, tags, paths) -> None:
     if common.json:
         for s in found:
             emit_json({"type": "snapshot", **dataclasses.asdict(s)})
-        emit_json({"type": "summary", "count": len(found)})
+        emit_json({"type": "summary", "count": len(found), "storage": repo.requests})
         return
     print(f"{'ID':8}  {'Time':19}  {'Host':12}  {'Kind':11}  {'Tags':12}  {'Size':>10}  Paths")
     for s in found:
