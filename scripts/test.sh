@@ -3,4 +3,42 @@
 set -euo pipefail
 . "$(dirname "$0")/bootstrap.sh" test
 cd "$ROOT"
+
+# The WebDAV conformance tests run real servers (rclone, Apache mod_dav, nginx
+# with dav_ext) on loopback; install the Debian packages when we can.
+install_webdav_servers() {
+    local wanted=(rclone apache2 apache2-utils nginx-extras libnginx-mod-http-dav-ext)
+    local missing=() pkg
+    for pkg in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    echo "installing test servers: ${missing[*]}" >&2
+    # The tests start their own servers on random ports: keep the packages'
+    # init scripts from starting system daemons on port 80 (the second of
+    # apache2 and nginx would fail to bind, and its postinst with it).
+    local policy=/usr/sbin/policy-rc.d made_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+    fi
+    local status=0
+    apt-get update -qq || status=$?
+    if [ "$status" -eq 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+            >/dev/null || status=$?
+    fi
+    [ -n "$made_policy" ] && rm -f "$policy"
+    # Whatever a postinst may still have started, stop it.
+    service apache2 stop >/dev/null 2>&1 || true
+    service nginx stop >/dev/null 2>&1 || true
+    local pidfile
+    for pidfile in /run/apache2/apache2.pid /var/run/apache2/apache2.pid /run/nginx.pid; do
+        [ -s "$pidfile" ] && kill "$(cat "$pidfile")" >/dev/null 2>&1 || true
+    done
+    return "$status"
+}
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    install_webdav_servers || echo "warning: could not install the WebDAV test servers" >&2
+fi
+
 exec "$ROOT/.venv/bin/python" -m pytest -q "$@"

@@ -11,6 +11,7 @@ import pytest
 
 from strongroom.repo.repository import Repository
 from strongroom.storage import LocalStorage
+from webdav_fixtures import *  # noqa: F403  (the WebDAV test servers)
 
 PASSWORD = b"correct horse battery staple"
 

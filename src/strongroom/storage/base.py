@@ -14,12 +14,15 @@ from typing import Iterator
 
 from strongroom.errors import StorageError
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+# No component starts with a dot: that excludes "." and "..", the ".tmp-"
+# files of interrupted local writes, and names some WebDAV servers hide
+# from listings (nginx dav_ext).
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*")
 
 
 def check_name(name: str) -> str:
-    # fullmatch: `$` alone would let a trailing newline through.
-    if not _NAME.fullmatch(name) or any(part in (".", "..") for part in name.split("/")):
+    """Refuse any name outside the small alphabet objects are named in."""
+    if not _NAME.fullmatch(name):
         raise StorageError(f"invalid object name {name!r}")
     return name
 

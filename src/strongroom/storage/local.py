@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import threading
 import uuid
@@ -12,7 +13,8 @@ from typing import Iterator
 from strongroom.errors import ObjectNotFound, StorageError
 from strongroom.storage.base import ObjectInfo, Storage, check_name
 
-_TEMP_PREFIX = ".tmp-"
+_TEMP_PREFIX = ".tmp-"  # never a valid name, so listings pass over it
+_NAME_PART = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 
 
 class LocalStorage(Storage):
@@ -119,9 +121,9 @@ class LocalStorage(Storage):
             except OSError as e:
                 raise StorageError(f"cannot list {rel}: {e.strerror}") from None
             for entry in sorted(entries, key=lambda e: e.name):
-                if entry.name.startswith(_TEMP_PREFIX):
-                    continue
                 child = f"{rel}/{entry.name}"
+                if not _NAME_PART.fullmatch(entry.name):
+                    continue  # a leftover ".tmp-" file, or something not ours
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((entry.path, child))
                 elif entry.is_file(follow_symlinks=False):
@@ -129,7 +131,7 @@ class LocalStorage(Storage):
                         size = entry.stat(follow_symlinks=False).st_size
                     except FileNotFoundError:
                         continue  # deleted while we listed, e.g. a released lock
-                    yield ObjectInfo(check_name(child), size)
+                    yield ObjectInfo(child, size)
 
 
 def _fsync_dir(directory: str) -> None:

@@ -27,6 +27,9 @@ _PROPFIND_BODY = (b'<?xml version="1.0" encoding="utf-8"?>'
                   b'<d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getcontentlength/>'
                   b'</d:prop></d:propfind>')
 _DAV = "{DAV:}"
+# GET answers for a name that is a collection or lies below a file: 403
+# (wsgidav, nginx), 405 (rclone), 301 (Apache), 400 (Apache, through a file).
+_NOT_AN_OBJECT = frozenset({301, 400, 403, 404, 405, 409})
 
 
 
@@ -66,7 +69,9 @@ class WebDAVStorage(Storage):
         path = quote(name, safe="/")
         return self.base_url + path + ("/" if collection and path else "")
 
-    def _request(self, method: str, url: str, what: str, **kwargs) -> httpx.Response:
+    def _request(self, method: str, url: str, what: str, passthrough: frozenset[int] = frozenset(),
+                 **kwargs) -> httpx.Response:
+        """One HTTP request, its failures typed; statuses in `passthrough` come back as they are."""
         if self._gate is not None:
             self._gate()
         with self._lock:
@@ -78,6 +83,8 @@ class WebDAVStorage(Storage):
         except httpx.TransportError as e:
             raise TransientStorageError(f"{what}: connection failed ({type(e).__name__}: {e})") from None
         status = response.status_code
+        if status in passthrough:
+            return response
         if status in (401, 403):
             raise AuthenticationFailed(
                 f"{what}: the WebDAV server refused access (HTTP {status}): check the WebDAV app password "
@@ -106,8 +113,11 @@ class WebDAVStorage(Storage):
         if offset or length is not None:
             end = "" if length is None else str(offset + length - 1)
             headers["Range"] = f"bytes={offset}-{end}"
-        response = self._request("GET", self._url(name), what, headers=headers)
-        if response.status_code == 404:
+        response = self._request("GET", self._url(name), what, passthrough=_NOT_AN_OBJECT, headers=headers)
+        if response.status_code in _NOT_AN_OBJECT:
+            if response.status_code == 403 and name not in self._known_dirs:
+                raise AuthenticationFailed(f"{what}: the WebDAV server refused access (HTTP 403): check the "
+                                           f"WebDAV app password and the account's rights to {self.base_url}")
             raise ObjectNotFound(f"{name} does not exist")
         if response.status_code == 416:
             return b""
@@ -131,15 +141,21 @@ class WebDAVStorage(Storage):
         if cap is not None and len(data) > cap:
             raise StorageError(f"{what}: {len(data)} bytes is over the server's upload limit of {cap} bytes")
         body = bytes(data)
-        response = self._put(name, body, what)
-        if response.status_code in (404, 409):  # the parent collection is missing
+        parent = name.rsplit("/", 1)[0] if "/" in name else ""
+        # A missing parent answers 409 (RFC 4918), 404 (Nutstore, rclone) or
+        # even 500 (nginx): create it then, once, and try again.
+        missing = frozenset({404, 409} | ({500} if parent not in self._known_dirs else set()))
+        response = self._put(name, body, what, missing)
+        if response.status_code in missing:
             self._make_parents(name)
             response = self._put(name, body, what)
         if response.status_code not in (200, 201, 204):
             raise self._fail(what, response)
+        if parent:
+            self._known_dirs.add(parent)
 
-    def _put(self, name: str, body: bytes, what: str) -> httpx.Response:
-        return self._request("PUT", self._url(name), what, content=body,
+    def _put(self, name: str, body: bytes, what: str, passthrough: frozenset[int] = frozenset()) -> httpx.Response:
+        return self._request("PUT", self._url(name), what, passthrough, content=body,
                              headers={"Content-Type": "application/octet-stream"})
 
     def _make_parents(self, name: str) -> None:
@@ -159,8 +175,9 @@ class WebDAVStorage(Storage):
 
     def delete(self, name: str) -> None:
         check_name(name)
-        response = self._request("DELETE", self._url(name), f"delete {name}")
-        if response.status_code not in (200, 202, 204, 404):
+        response = self._request("DELETE", self._url(name), f"delete {name}", passthrough=frozenset({400, 409}))
+        # 400 (Apache) and 409 (nginx): a path through a file, so nothing is there.
+        if response.status_code not in (200, 202, 204, 404, 400, 409):
             raise self._fail(f"delete {name}", response)
 
     def stat(self, name: str) -> ObjectInfo:
@@ -199,9 +216,11 @@ class WebDAVStorage(Storage):
     def _propfind(self, url: str, depth: int, what: str) -> Iterator[tuple[str, bool, int]]:
         """PROPFIND with an explicit Depth, following Link rel="next" pages."""
         while url:
-            response = self._request("PROPFIND", url, what, content=_PROPFIND_BODY,
+            response = self._request("PROPFIND", url, what, passthrough=frozenset({301, 400, 404, 409}),
+                                     content=_PROPFIND_BODY,
                                      headers={"Depth": str(depth), "Content-Type": "application/xml"})
-            if response.status_code == 404:
+            # 400/409: a path through a file; 301: a collection named without its slash (Apache).
+            if response.status_code in (301, 400, 404, 409):
                 return
             if response.status_code != 207:
                 raise self._fail(what, response)
