@@ -14,6 +14,7 @@ from conftest import reopen
 from strongroom.model.snapshot import SNAPSHOT_AAD, Snapshot
 from strongroom.model.tree import FILE, Node, Tree
 from strongroom.repo.index import INDEX_AAD
+from strongroom.repo.repository import seal_object
 from strongroom.repo.pack import TREE
 
 MiB = 1024 * 1024
@@ -108,7 +109,7 @@ def test_index_object_that_does_not_authenticate(cli, repo_path, two_backups):
 
 def test_index_object_with_a_bad_structure(repo, cli, repo_path, two_backups):
     # Correctly encrypted and named, but not an index: authentication alone does not make it valid.
-    data = repo.crypto.encrypt(b"SRIX\x01" + b"\x00" * 3, INDEX_AAD)
+    data = seal_object(repo.crypto, b"SRIX\x01" + b"\x00" * 3, INDEX_AAD)
     name = hashlib.sha256(data).hexdigest()
     (repo_path / "index" / name).write_bytes(data)
     done = cli.run("check")
@@ -148,7 +149,7 @@ def test_damaged_snapshot_object(cli, repo_path, two_backups, tmp_path):
 
 
 def test_snapshot_that_authenticates_but_is_malformed(repo, cli, repo_path, two_backups):
-    data = repo.crypto.encrypt(b'{"time": "not a time", "tree": "zz"}', SNAPSHOT_AAD)
+    data = seal_object(repo.crypto, b'{"time": "not a time", "tree": "zz"}', SNAPSHOT_AAD)
     name = hashlib.sha256(data).hexdigest()
     (repo_path / "snapshots" / name).write_bytes(data)
     done = cli.run("check")

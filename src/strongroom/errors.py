@@ -48,6 +48,14 @@ class IntegrityError(StrongroomError):
     """Data read back does not authenticate or does not match its name."""
 
 
+class IncompleteObject(IntegrityError):
+    """An object shorter than its own header says: an upload cut off midway.
+
+    Some WebDAV servers keep such a leftover under the final name; it is
+    not damage to any recovery point, and prune removes it.
+    """
+
+
 class InvalidName(IntegrityError):
     """A name read from the repository could escape the restore target."""
 

@@ -24,7 +24,7 @@ from datetime import datetime
 from strongroom import __version__
 from strongroom.engine.progress import Counters, Listener, ignore
 from strongroom.engine.walk import ExcludeRules, SourceTree, metadata_node
-from strongroom.errors import StrongroomError, UsageError
+from strongroom.errors import StorageError, StrongroomError, UsageError
 from strongroom.model.select import SnapshotFilter, find_snapshot
 from strongroom.model.snapshot import FULL, INCREMENTAL, Snapshot
 from strongroom.model.tree import DIR, FILE, Node, Tree
@@ -347,6 +347,8 @@ class Backup:
             if not os.path.lexists(p):
                 raise UsageError(f"{p} does not exist")
         self.repo.load_index()
+        for damaged in self.repo.damaged_index:
+            self.listener({"type": "warning", "message": f"skipping damaged index object {damaged}"})
         if not self.opt.dry_run:
             adopted = self.repo.adopt_pending_packs()
             if adopted:
@@ -384,10 +386,13 @@ class Backup:
             self._tree_pool.shutdown(wait=True, cancel_futures=True)
         if self._failure is not None:
             # Keep what was stored: the checkpointed index lets the next run resume.
-            try:
-                self.repo.flush()
-            except BaseException:
-                pass
+            # When the target itself failed, asking it again would only wait out
+            # another deadline; the pending-pack journal covers that case.
+            if not isinstance(self._failure, StorageError):
+                try:
+                    self.repo.flush()
+                except BaseException:
+                    pass
             raise self._failure
         if not self.opt.dry_run:
             self.repo.flush()

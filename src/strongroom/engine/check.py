@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from strongroom.engine.progress import Counters, Listener, ignore
-from strongroom.errors import IntegrityError, StrongroomError, UsageError
+from strongroom.errors import IncompleteObject, IntegrityError, StrongroomError, UsageError
 from strongroom.model.snapshot import SNAPSHOT_DIR, Snapshot
 from strongroom.model.tree import DIR, FILE, Tree
 from strongroom.repo.index import INDEX_DIR
@@ -67,16 +67,25 @@ class Checker:
         self.report.problems.append(entry)
         self.listener({"type": "error", **entry})
 
+    def _leftover(self, error: IncompleteObject) -> None:
+        # A cut-off upload is no recovery point's data: worth a word, not a failure.
+        self.report.warnings.append(f"{error}; left by an interrupted run, prune removes it")
+
     def _load(self) -> None:
         self.repo.read_from_cache = False
         for info in self.repo.storage.list(SNAPSHOT_DIR):
             try:
                 self.snapshots.append(self.repo.load_snapshot(info.name))
+            except IncompleteObject as e:
+                self._leftover(e)
             except StrongroomError as e:
                 self._problem(info.name, str(e))
         for info in self.repo.storage.list(INDEX_DIR):
             try:
                 packs, _ = self.repo.read_index_object(info.name)
+            except IncompleteObject as e:
+                self._leftover(e)
+                continue
             except StrongroomError as e:
                 self._problem(info.name, str(e))
                 continue

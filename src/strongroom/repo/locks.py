@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from strongroom.errors import IntegrityError, ObjectNotFound, RepositoryLocked
+from strongroom.errors import IntegrityError, ObjectNotFound, RepositoryLocked, StrongroomError
 from strongroom.repo.crypto import Crypto
 from strongroom.storage.base import Storage
 
@@ -130,19 +130,27 @@ class Lock:
             except Exception:
                 self.name = old
 
-    def release(self) -> None:
+    def release(self, best_effort: bool = False) -> None:
+        """Remove the lock. After a failure, try once and never mask the error:
+        a lock left behind goes stale and `unlock` or the next run clears it."""
         self._stop.set()
         if self._thread:
             self._thread.join()
         if self.name:
-            self.storage.delete(self.name)
-            self.name = None
+            name, self.name = self.name, None
+            if not best_effort:
+                self.storage.delete(name)
+                return
+            try:
+                self.storage.delete_now(name)
+            except StrongroomError:
+                pass
 
     def __enter__(self) -> "Lock":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.release()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.release(best_effort=exc_type is not None)
 
 
 def remove_locks(storage: Storage, crypto: Crypto, all_locks: bool = False) -> list[LockInfo]:

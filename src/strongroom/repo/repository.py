@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import os
 import threading
 import time
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from strongroom import __version__
-from strongroom.errors import IntegrityError, ObjectNotFound, RepositoryExists, RepositoryNotFound
+from strongroom.errors import (IncompleteObject, IntegrityError, ObjectNotFound, RepositoryExists, RepositoryNotFound, StorageError,
+                               StrongroomError)
 from strongroom.model.snapshot import SNAPSHOT_AAD, SNAPSHOT_DIR, Snapshot
 from strongroom.model.tree import Tree
 from strongroom.repo import keys
@@ -67,6 +69,36 @@ def object_id(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# Index objects and snapshots start with this magic and the length of the
+# encrypted body that follows, so an upload cut off midway (which some WebDAV
+# servers keep under the final name) is told apart from damage.
+_ENVELOPE = struct.Struct("<4sI")
+_ENVELOPE_MAGIC = b"SRO1"
+
+
+def seal_object(crypto: Crypto, plaintext: bytes, aad: bytes) -> bytes:
+    body = crypto.encrypt(plaintext, aad)
+    return _ENVELOPE.pack(_ENVELOPE_MAGIC, len(body)) + body
+
+
+def check_envelope(data: bytes, what: str) -> None:
+    """Raise IncompleteObject for a cut-off upload, IntegrityError for other damage."""
+    if len(data) < _ENVELOPE.size:
+        raise IncompleteObject(f"{what}: incomplete upload ({len(data)} bytes)")
+    magic, length = _ENVELOPE.unpack_from(data)
+    if magic != _ENVELOPE_MAGIC:
+        raise IntegrityError(f"{what}: not a strongroom object")
+    if len(data) - _ENVELOPE.size < length:
+        raise IncompleteObject(f"{what}: incomplete upload ({len(data)} of {length + _ENVELOPE.size} bytes)")
+    if len(data) - _ENVELOPE.size > length:
+        raise IntegrityError(f"{what}: longer than its header says")
+
+
+def open_object(crypto: Crypto, data: bytes, aad: bytes, what: str) -> bytes:
+    check_envelope(data, what)
+    return crypto.decrypt(memoryview(data)[_ENVELOPE.size:], aad, what)
+
+
 class Repository:
     """An opened repository. Blob writing is thread-safe."""
 
@@ -79,6 +111,8 @@ class Repository:
         self.cache = RepoCache(cache_root or default_cache_root(), config.id) if cache_root != "" else None
         self.index = Index()
         self._index_loaded = False
+        self.damaged_index: list[str] = []
+        self._fetched_tree_packs: set[bytes] = set()
         # check turns this off: it must judge what is on the target, not our copies.
         self.read_from_cache = True
         self._tree_cache: OrderedDict[bytes, Tree] = OrderedDict()
@@ -149,10 +183,17 @@ class Repository:
     # ---- index ----------------------------------------------------------------
 
     def load_index(self) -> None:
+        """Load every index object. A damaged one is skipped and remembered in
+        `damaged_index`: its packs look unindexed, so their blobs are stored
+        again if needed, and `check` reports it."""
         if self._index_loaded:
             return
         for info in self.storage.list(INDEX_DIR):
-            packs, _ = self.read_index_object(info.name)
+            try:
+                packs, _ = self.read_index_object(info.name)
+            except IntegrityError as e:
+                self.damaged_index.append(f"{info.name}: {e}")
+                continue
             for pack_id, blobs in packs.items():
                 self.index.add_pack(pack_id, blobs)
         self._index_loaded = True
@@ -166,6 +207,7 @@ class Repository:
                 return data
         data = self.storage.read(name)
         if object_id(data) != expected:
+            check_envelope(data, name)  # a cut-off upload says so
             raise IntegrityError(f"{name}: content does not match its name")
         if self.cache is not None:
             self.cache.put(kind, name, data)
@@ -173,12 +215,24 @@ class Repository:
 
     def read_index_object(self, name: str) -> tuple[dict[bytes, list[PackedBlob]], list[bytes]]:
         data = self._read_cached("index", name)
-        return decode_index(self.crypto.decrypt(data, INDEX_AAD, name), name)
+        return decode_index(open_object(self.crypto, data, INDEX_AAD, name), name)
+
+    def _write_object(self, name: str, data: bytes) -> None:
+        """Write one object; if that fails, try once to remove what may be left,
+        since some WebDAV servers keep a cut-off upload under its final name."""
+        try:
+            self.storage.write(name, data)
+        except StorageError:
+            try:
+                self.storage.delete_now(name)
+            except StrongroomError:
+                pass
+            raise
 
     def write_index_object(self, packs: dict[bytes, list[PackedBlob]], supersedes=()) -> str:
-        data = self.crypto.encrypt(encode_index(packs, supersedes), INDEX_AAD)
+        data = seal_object(self.crypto, encode_index(packs, supersedes), INDEX_AAD)
         name = f"{INDEX_DIR}/{object_id(data)}"
-        self.storage.write(name, data)
+        self._write_object(name, data)
         if self.cache is not None:
             self.cache.put("index", name, data)
         return name
@@ -232,7 +286,7 @@ class Repository:
 
     def _store_pack(self, packer: PackWriter) -> None:
         pack_id, data = packer.seal(self.crypto)
-        self.storage.write(pack_name(pack_id, self.config.data_fanout), data)
+        self._write_object(pack_name(pack_id, self.config.data_fanout), data)
         if self.cache is not None and packer.blobs[0].type == TREE:
             self.cache.put("trees", pack_id.hex(), data)
         if self.cache is not None:
@@ -284,7 +338,7 @@ class Repository:
         if loc is None:
             raise IntegrityError(f"blob {blob_id.hex()[:16]} is not in the index")
         name = pack_name(loc.pack, self.config.data_fanout)
-        if loc.type == TREE and self.cache is not None and self.read_from_cache:
+        if loc.type == TREE and self.cache is not None and (self.read_from_cache or loc.pack in self._fetched_tree_packs):
             data = self.cache.get_range("trees", loc.pack.hex(), loc.offset, loc.length)
             if data is not None:
                 try:
@@ -306,6 +360,7 @@ class Repository:
             raise IntegrityError(f"pack {loc.pack.hex()[:16]} is missing") from None
         if hashlib.sha256(data).digest() == loc.pack:
             self.cache.put("trees", loc.pack.hex(), data)
+            self._fetched_tree_packs.add(loc.pack)
         return self.open_blob(loc.type, blob_id, data[loc.offset:loc.offset + loc.length], loc.raw_length, name)
 
     def open_blob(self, blob_type: int, blob_id: bytes, encrypted: bytes | memoryview, raw_length: int,
@@ -332,9 +387,9 @@ class Repository:
     # ---- snapshots ----------------------------------------------------------------
 
     def save_snapshot(self, snap: Snapshot) -> str:
-        data = self.crypto.encrypt(snap.encode(), SNAPSHOT_AAD)
+        data = seal_object(self.crypto, snap.encode(), SNAPSHOT_AAD)
         snap_id = object_id(data)
-        self.storage.write(f"{SNAPSHOT_DIR}/{snap_id}", data)
+        self._write_object(f"{SNAPSHOT_DIR}/{snap_id}", data)
         if self.cache is not None:
             self.cache.put("snapshots", snap_id, data)
         return snap_id
@@ -343,9 +398,11 @@ class Repository:
         snap_id = name.rsplit("/", 1)[-1]
         try:
             data = self._read_cached("snapshots", name)
+        except IncompleteObject as e:
+            raise IncompleteObject(f"snapshot {snap_id[:8]}: {str(e).split(': ', 1)[-1]}") from None
         except IntegrityError:
             raise IntegrityError(f"snapshot {snap_id[:8]}: content does not match its name") from None
-        return Snapshot.decode(self.crypto.decrypt(data, SNAPSHOT_AAD, f"snapshot {snap_id[:8]}"), snap_id)
+        return Snapshot.decode(open_object(self.crypto, data, SNAPSHOT_AAD, f"snapshot {snap_id[:8]}"), snap_id)
 
     def list_snapshots(self, on_damaged: Callable[[str, IntegrityError], None] | None = None) -> list[Snapshot]:
         """Every snapshot, oldest first. A damaged one raises, unless `on_damaged` is

@@ -68,6 +68,10 @@ class Storage(ABC):
     def create(self) -> None:
         """Prepare an empty target (create the directory)."""
 
+    def delete_now(self, name: str) -> None:
+        """Delete with one attempt and no waiting: for cleaning up after a failure."""
+        self.delete(name)
+
     def make_dirs(self, directories: list[str]) -> None:
         """Create directories up front where a target needs them (WebDAV)."""
 

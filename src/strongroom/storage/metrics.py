@@ -52,6 +52,10 @@ class CountingStorage(Storage):
         self.inner.delete(name)
         self._count("delete")
 
+    def delete_now(self, name: str) -> None:
+        self.inner.delete_now(name)
+        self._count("delete")
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         self._count("list")
         yield from self.inner.list(prefix)

@@ -83,6 +83,9 @@ class RetryingStorage(Storage):
     def delete(self, name: str) -> None:
         self._call(lambda: self.inner.delete(name))
 
+    def delete_now(self, name: str) -> None:
+        self.inner.delete_now(name)
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         # A listing is taken whole, so a retry never yields an entry twice.
         return iter(self._call(lambda: list(self.inner.list(prefix))))

@@ -57,6 +57,7 @@ class WebDAVStorage(Storage):
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
         )
         self._known_dirs: set[str] = set()
+        self._refused: AuthenticationFailed | None = None
         self._lock = threading.Lock()
         self.http_requests = 0
 
@@ -72,6 +73,10 @@ class WebDAVStorage(Storage):
     def _request(self, method: str, url: str, what: str, passthrough: frozenset[int] = frozenset(),
                  **kwargs) -> httpx.Response:
         """One HTTP request, its failures typed; statuses in `passthrough` come back as they are."""
+        if self._refused is not None:
+            # Nutstore locks accounts after repeated refusals: after the first,
+            # send nothing more.
+            raise AuthenticationFailed(str(self._refused))
         if self._gate is not None:
             self._gate()
         with self._lock:
@@ -86,9 +91,15 @@ class WebDAVStorage(Storage):
         if status in passthrough:
             return response
         if status in (401, 403):
-            raise AuthenticationFailed(
+            refused = AuthenticationFailed(
                 f"{what}: the WebDAV server refused access (HTTP {status}): check the WebDAV app password "
                 f"and the account's rights to {self.base_url}")
+            if status == 401:
+                self._refused = refused
+            raise refused
+        if status == 413:
+            raise StorageError(f"{what}: the server refused the upload as too large (HTTP 413): choose a smaller "
+                               f"--pack-size at init, or the right --webdav-vendor")
         if status == 503 and b"BlockedTemporarily" in response.content:
             raise TransientStorageError(f"{what}: the server is throttling requests (503 BlockedTemporarily)",
                                         _retry_after(response), throttled=True)
@@ -235,16 +246,20 @@ class WebDAVStorage(Storage):
 
     def create(self) -> None:
         """Create the repository collection (and its parents where allowed)."""
-        response = self._request("MKCOL", self.base_url, "create the repository folder")
+        response = self._request("MKCOL", self.base_url, "create the repository folder", frozenset({403}))
         if response.status_code in (200, 201, 405):
             return
+        if response.status_code == 403:
+            raise AuthenticationFailed("create the repository folder: the WebDAV server refused access "
+                                       f"(HTTP 403): check the WebDAV app password and the account's rights "
+                                       f"to {self.base_url}")
         if response.status_code != 409:
             raise self._fail("create the repository folder", response)
         root = urlsplit(self.base_url)
         parts = [p for p in root.path.split("/") if p]
         for i in range(1, len(parts) + 1):
             url = f"{root.scheme}://{root.netloc}/" + "/".join(parts[:i]) + "/"
-            r = self._request("MKCOL", url, f"create /{'/'.join(parts[:i])}/")
+            r = self._request("MKCOL", url, f"create /{'/'.join(parts[:i])}/", frozenset({403}))
             if r.status_code not in (200, 201, 405, 403):  # 403: a root we may not touch
                 raise self._fail(f"create /{'/'.join(parts[:i])}/", r)
 
