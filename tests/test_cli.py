@@ -201,10 +201,13 @@ def test_no_password_repository_opens_without_one_and_is_still_authenticated(cli
     data = bytearray(config.read_bytes())
     data[len(data) // 2] ^= 0x01
     config.write_bytes(bytes(data))
-    done = run_with(cli, "snapshots", drop=NO_PASSWORD_VARS)
+    # The cache keeps the config once read; a fresh read and check both see the damage.
+    done = run_with(cli, "snapshots", "--no-cache", drop=NO_PASSWORD_VARS)
     assert done.returncode == 1
     line = one_error_line(done)
     assert "config" in line and "authenticate" in line
+    done = run_with(cli, "check", drop=NO_PASSWORD_VARS)
+    assert done.returncode == 1 and "config" in done.stdout.decode()
 
 
 # ---- snapshots, ls, diff, stats ----------------------------------------------------------------

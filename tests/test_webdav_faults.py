@@ -244,10 +244,10 @@ def test_server_errors_are_retried(dav, tmp_path, status):
     assert dav.mw.count(status=status) == 3
     assert requests_of(s) == dav.mw.count()
     if status == 429:
-        dav.mw.fail(429, 1, after=2, retry_after=1)
+        dav.mw.fail(429, 1, after=1, retry_after=1)
         succeeded(dav, dav.run("snapshots", "--json"))
         assert min(retry_gaps(dav, 429)) >= 0.95, dav.sequence()
-    dav.mw.fail(status, 2, methods=["GET"], after=2)
+    dav.mw.fail(status, 2, methods=["GET"], after=0)  # key and config come from the cache
     restored_equal(dav, src, tmp_path / "work" / "restore")
     assert dav.mw.count(status=status) == 2
 
@@ -385,7 +385,7 @@ def test_the_request_budget_paces_requests_across_runs(dav, tmp_path):
     listing = dav.run("snapshots", "--json", env=budget, fresh_count=False)
     assert listing.returncode == 0, listing.stderr.decode()
     arrivals = [r.arrived for r in dav.mw.log]
-    assert len(arrivals) >= 16
+    assert len(arrivals) >= 12  # well past the bucket of 8
     # Token bucket: no window of T seconds holds more than 8 + 4 T requests,
     # across both runs (the bucket is kept between them).
     for i in range(len(arrivals)):
@@ -568,8 +568,9 @@ def test_a_backup_killed_mid_upload_resumes_without_sending_again(dav, tmp_path)
     again = dav.run("backup", src.as_posix(), "--json")
     s = succeeded(dav, again)
     second = dav.data_put_bytes()
-    # At most one pack (stored, but not yet noted when the kill came) goes again.
-    allowed = total - known + largest_pack + 64 * 1024
+    # At most one pack per uploading thread (stored, but not yet noted in the
+    # journal when the kill came) goes again.
+    allowed = total - known + 2 * largest_pack + 64 * 1024
     assert second <= allowed, (known, second, total, again.stdout.decode()[-3000:], dav.sequence())
     assert s["data_added"] <= allowed
     restored_equal(dav, src, tmp_path / "work" / "restore")

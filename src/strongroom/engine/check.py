@@ -73,6 +73,10 @@ class Checker:
 
     def _load(self) -> None:
         self.repo.read_from_cache = False
+        try:
+            self.repo.verify_config()
+        except StrongroomError as e:
+            self._problem("config", str(e))
         for info in self.repo.storage.list(SNAPSHOT_DIR):
             try:
                 self.snapshots.append(self.repo.load_snapshot(info.name))

@@ -111,18 +111,20 @@ def try_key(data: bytes, name: str, password: bytes | None) -> MasterKey | None:
     return MasterKey.from_dict(json.loads(payload))
 
 
-def open_key(storage: Storage, password) -> tuple[MasterKey, str]:
+def open_key(storage: Storage, password, listed=None, read=None) -> tuple[MasterKey, str]:
     """Find the key file that opens; returns (master key, key id).
 
     `password` is bytes, None, or a function that returns it: it is only
-    called when no "no password" key exists. Each key file is read once.
+    called when no "no password" key exists. Each key file is read once
+    (through `read`, which may answer from a cache), from the listing given
+    or a fresh one.
     """
     files = []
-    listed = list(storage.list(KEY_DIR))
+    listed = list(storage.list(KEY_DIR)) if listed is None else listed
     if not listed:
         raise IntegrityError("the repository has no key files")
     for info in listed:
-        data = storage.read(info.name)
+        data = (read or storage.read)(info.name)
         key_id = info.name.rsplit("/", 1)[-1]
         if hashlib.sha256(data).hexdigest() == key_id:
             files.append((key_id, data, _parse(data, info.name)))

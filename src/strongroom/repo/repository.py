@@ -158,17 +158,48 @@ class Repository:
     @classmethod
     def open(cls, storage: Storage, password: Callable[[], bytes | None] | bytes | None,
              cache_root: str | None = None) -> "Repository":
-        """Open with a password, or a function that asks for one when needed."""
-        if not storage.exists():
+        """Open with a password, or a function that asks for one when needed.
+
+        With a warm cache this costs one request (the key listing): key files
+        and the config never change once written, so their copies are kept
+        per target URL and checked (by name, by decryption) before use.
+        """
+        listed = list(storage.list(keys.KEY_DIR))
+        if not listed:
             raise RepositoryNotFound(f"no repository at {storage.url}")
+        target = None if cache_root == "" else RepoCache(
+            cache_root or default_cache_root(), "target-" + hashlib.sha256(storage.url.encode()).hexdigest()[:32])
+
+        def read_key(name: str) -> bytes:
+            cached = target.get("keys", name) if target else None
+            if cached is not None and object_id(cached) == name.rsplit("/", 1)[-1]:
+                return cached
+            data = storage.read(name)
+            if target:
+                target.put("keys", name, data)
+            return data
+
+        master, key_id = keys.open_key(storage, password, listed, read_key)
+        crypto = Crypto(master)
+        config_data = target.get("config", CONFIG) if target else None
+        if config_data is not None:
+            try:
+                return cls(storage, master, RepoConfig.decode(crypto.decrypt(config_data, CONFIG_AAD, "config")),
+                           key_id, cache_root)
+            except (IntegrityError, ValueError, KeyError):
+                pass  # another repository once lived at this URL: read it afresh
         try:
             config_data = storage.read(CONFIG)
         except ObjectNotFound:
             raise RepositoryNotFound(f"no repository at {storage.url}") from None
-        master, key_id = keys.open_key(storage, password)
-        crypto = Crypto(master)
         config = RepoConfig.decode(crypto.decrypt(config_data, CONFIG_AAD, "config"))
+        if target:
+            target.put("config", CONFIG, config_data)
         return cls(storage, master, config, key_id, cache_root)
+
+    def verify_config(self) -> None:
+        """Read the config from the target (not the cache) and authenticate it."""
+        RepoConfig.decode(self.crypto.decrypt(self.storage.read(CONFIG), CONFIG_AAD, "config"))
 
     def lock(self, exclusive: bool = False, wait: float = 0.0) -> Lock:
         return Lock(self.storage, self.crypto, exclusive).acquire(wait)
