@@ -313,17 +313,24 @@ class Restore:
             for f in [pool.submit(one_pack, p, b) for p, b in plan.items()]:
                 f.result()
 
+    def _make_room(self, path: bytes) -> bool:
+        """Remove what stands where a link or special file goes; False when it stays."""
+        existing = self._existing(path)
+        if existing is None:
+            return True
+        if self.opt.overwrite == "never":
+            return False
+        self._clear(path, existing)
+        return True
+
     def _link(self, rel: bytes, first: bytes) -> None:
         path, source = self._dest(rel), self._dest(first)
         if not (self._parent_made(rel) and self._parent_made(first)):
             self._error(path, "not restored: a directory above it could not be created")
             return
         try:
-            existing = self._existing(path)
-            if existing is not None:
-                if self.opt.overwrite == "never":
-                    return
-                self._clear(path, existing)
+            if not self._make_room(path):
+                return
             os.link(source, path, follow_symlinks=False)
             self.counters.add(files_done=1, hardlinks=1)
         except OSError as e:
@@ -335,11 +342,8 @@ class Restore:
             self._error(path, "not restored: a directory above it could not be created")
             return
         try:
-            existing = self._existing(path)
-            if existing is not None:
-                if self.opt.overwrite == "never":
-                    return
-                self._clear(path, existing)
+            if not self._make_room(path):
+                return
             if node.type == SYMLINK:
                 os.symlink(node.target, path)
             elif node.type == FIFO:
