@@ -35,6 +35,8 @@ from strongroom.storage.metrics import CountingStorage
 
 CONFIG = "config"
 CONFIG_AAD = b"strongroom config v1"
+MANAGED_CONFIG_DIR = "configs"
+MANAGED_CONFIG_AAD = b"strongroom managed config v1"
 FORMAT_VERSION = 1
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
 
@@ -142,7 +144,8 @@ class Repository:
                 pass
         storage.create()
         fanout_dirs = [f"{PACK_DIR}/{i:0{data_fanout}x}" for i in range(16 ** data_fanout)] if data_fanout else []
-        storage.make_dirs([keys.KEY_DIR, PACK_DIR, INDEX_DIR, SNAPSHOT_DIR, LOCK_DIR, *fanout_dirs])
+        storage.make_dirs([keys.KEY_DIR, PACK_DIR, INDEX_DIR, SNAPSHOT_DIR, LOCK_DIR, MANAGED_CONFIG_DIR,
+                           *fanout_dirs])
         parse_compression(compression)
         master = MasterKey.generate()
         config = RepoConfig(
@@ -447,6 +450,30 @@ class Repository:
                     raise
                 on_damaged(info.name, e)
         return sorted(snaps, key=lambda s: (s.datetime, s.id))
+
+    # ---- managed configurations ------------------------------------------------
+
+    def save_managed_config(self, name: str, doc: dict | None) -> str:
+        """Store a configuration (None: its removal) so a new machine can read it
+        back from the target alone. Each save is a new object; the newest wins."""
+        body = json.dumps({"name": name, "time": time.time(), "config": doc}, sort_keys=True).encode()
+        data = seal_object(self.crypto, body, MANAGED_CONFIG_AAD)
+        object_name = f"{MANAGED_CONFIG_DIR}/{object_id(data)}"
+        self._write_object(object_name, data)
+        return object_name
+
+    def load_managed_configs(self) -> dict[str, dict]:
+        """The newest stored configuration of each name (removed ones left out)."""
+        newest: dict[str, tuple[float, dict | None]] = {}
+        for info in self.storage.list(MANAGED_CONFIG_DIR):
+            try:
+                doc = json.loads(open_object(self.crypto, self._read_cached("configs", info.name),
+                                             MANAGED_CONFIG_AAD, info.name))
+            except (IntegrityError, ValueError):
+                continue
+            if doc["name"] not in newest or doc["time"] > newest[doc["name"]][0]:
+                newest[doc["name"]] = (doc["time"], doc["config"])
+        return {name: cfg for name, (_, cfg) in newest.items() if cfg is not None}
 
     def list_packs(self) -> dict[bytes, int]:
         """Every pack on the target with its size (one listing)."""

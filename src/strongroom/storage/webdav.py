@@ -263,6 +263,28 @@ class WebDAVStorage(Storage):
             if r.status_code not in (200, 201, 405, 403):  # 403: a root we may not touch
                 raise self._fail(f"create /{'/'.join(parts[:i])}/", r)
 
+    def quota(self) -> tuple[int | None, int | None]:
+        """(used, available) bytes from the RFC 4331 properties, where the server has them."""
+        body = (b'<?xml version="1.0" encoding="utf-8"?><d:propfind xmlns:d="DAV:"><d:prop>'
+                b'<d:quota-used-bytes/><d:quota-available-bytes/></d:prop></d:propfind>')
+        response = self._request("PROPFIND", self.base_url, "read the quota", passthrough=frozenset({404}),
+                                 content=body, headers={"Depth": "0", "Content-Type": "application/xml"})
+        if response.status_code == 404:
+            # The repository folder does not exist yet: ask its parent.
+            parent = self.base_url.rstrip("/").rsplit("/", 1)[0] + "/"
+            response = self._request("PROPFIND", parent, "read the quota", content=body,
+                                     headers={"Depth": "0", "Content-Type": "application/xml"})
+        if response.status_code != 207:
+            raise self._fail("read the quota", response)
+        try:
+            root = ET.fromstring(response.content)
+        except ET.ParseError:
+            return None, None
+        used = root.findtext(f".//{_DAV}quota-used-bytes")
+        available = root.findtext(f".//{_DAV}quota-available-bytes")
+        as_int = lambda v: int(v) if v and v.strip().lstrip("-").isdigit() and int(v) >= 0 else None  # noqa: E731
+        return as_int(used), as_int(available)
+
     def make_dirs(self, directories: list[str]) -> None:
         for d in directories:
             self._mkcol(d)

@@ -1,0 +1,1 @@
+"""The management layer: catalog, secrets, backup configurations, jobs and recovery."""

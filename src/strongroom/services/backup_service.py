@@ -1,0 +1,134 @@
+"""Where the management layer meets the engine: repositories and backups per config."""
+
+from __future__ import annotations
+
+import os
+import secrets as pysecrets
+import threading
+
+from strongroom.engine.backup import BackupOptions, BackupResult, run_backup
+from strongroom.engine.progress import Listener, ignore
+from strongroom.engine.walk import ExcludeRules
+from strongroom.errors import RepositoryNotFound, SnapshotNotFound, StrongroomError, UsageError
+from strongroom.model.select import find_snapshot
+from strongroom.model.snapshot import Snapshot
+from strongroom.repo.repository import DEFAULT_PACK_SIZE, Repository
+from strongroom.services.configs import BackupConfig
+from strongroom.storage import LocalStorage
+from strongroom.storage.base import Storage
+
+
+class BackupService:
+    def __init__(self, catalog, webdav_service, secrets, cache_root: str | None = None) -> None:
+        self.catalog = catalog
+        self.webdav = webdav_service
+        self.secrets = secrets
+        self.cache_root = cache_root
+        self._repo_locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    # ---- configurations --------------------------------------------------------
+
+    def get_config(self, name: str) -> BackupConfig:
+        doc = self.catalog.get_config(name)
+        if doc is None:
+            raise UsageError(f"no backup configuration named {name!r}")
+        return BackupConfig.from_doc(doc)
+
+    def list_configs(self) -> list[BackupConfig]:
+        return [BackupConfig.from_doc(doc) for doc in self.catalog.list_configs()]
+
+    # ---- repositories ------------------------------------------------------------
+
+    def storage_for(self, config: BackupConfig, on_event=None) -> Storage:
+        if config.is_local:
+            return LocalStorage(config.target_path)
+        return self.webdav.open_storage(config.target_client_id, config.target_path, self.cache_root, on_event)
+
+    def password_for(self, config: BackupConfig) -> bytes | None:
+        """The repository password: from its file, its variable, or the secrets store."""
+        if not config.encrypt:
+            return None
+        if config.password_file:
+            try:
+                with open(config.password_file, "rb") as f:
+                    return f.read().rstrip(b"\r\n")
+            except OSError as e:
+                raise UsageError(f"config {config.name}: cannot read password file: {e.strerror}") from None
+        if config.password_env:
+            value = os.environb.get(config.password_env.encode())
+            if not value:
+                raise UsageError(f"config {config.name}: variable {config.password_env} is not set")
+            return value
+        secret = self.secrets.get(config.secret_ref) if config.secret_ref else None
+        if secret is None:
+            raise UsageError(f"config {config.name}: its repository key is not in the secrets store; "
+                             "import it with `strongroom key import` or give a password")
+        return secret.encode()
+
+    def take_password(self, config: BackupConfig) -> None:
+        """Move a given password (or a generated key) into the secrets store."""
+        if not config.encrypt or config.password_file or config.password_env:
+            config.password = None
+            return
+        if config.password is None and config.secret_ref and self.secrets.get(config.secret_ref):
+            return
+        secret = config.password or pysecrets.token_urlsafe(32)
+        config.secret_ref = config.secret_ref or self.secrets.new_ref(f"repo:{config.name}")
+        self.secrets.set(config.secret_ref, secret)
+        config.password = None
+
+    def open_repository(self, config: BackupConfig, create: bool = False, on_event=None) -> Repository:
+        storage = self.storage_for(config, on_event)
+        password = self.password_for(config)
+        try:
+            return Repository.open(storage, password, self.cache_root)
+        except RepositoryNotFound:
+            if not create:
+                raise
+        vendor = getattr(storage, "vendor", None)
+        return Repository.init(storage, password, compression=config.codec,
+                               pack_size=vendor.pack_size if vendor else DEFAULT_PACK_SIZE,
+                               data_fanout=vendor.data_fanout if vendor else 2, cache_root=self.cache_root)
+
+    def repo_lock(self, config: BackupConfig) -> threading.Lock:
+        """One backup at a time per repository within this process."""
+        key = f"{config.target_client_id}:{config.target_path}"
+        with self._guard:
+            return self._repo_locks.setdefault(key, threading.Lock())
+
+    # ---- backups and snapshots -------------------------------------------------------
+
+    def run_backup(self, config: BackupConfig, kind: str, listener: Listener = ignore) -> tuple[Repository, BackupResult]:
+        missing = [p for p in config.source_paths if not os.path.lexists(p)]
+        if missing:
+            raise UsageError(f"config {config.name}: source path {missing[0]} does not exist")
+        with self.repo_lock(config):
+            repo = self.open_repository(config, create=True)
+            options = BackupOptions(
+                paths=tuple(config.source_paths),
+                excludes=ExcludeRules.build(config.excludes, (), config.exclude_if_present, config.exclude_caches,
+                                            config.exclude_larger_than, config.one_file_system),
+                tags=tuple(config.tags), full=kind == "full", compression=config.codec, config_name=config.name,
+            )
+            with repo.lock(exclusive=False, wait=60):
+                result = run_backup(repo, options, listener)
+            return repo, result
+
+    def snapshots(self, config: BackupConfig, repo: Repository | None = None) -> list[Snapshot]:
+        repo = repo or self.open_repository(config)
+        return [s for s in repo.list_snapshots(on_damaged=lambda *_: None) if s.config_name == config.name]
+
+    def find_snapshot(self, snapshot_id: str, config_name: str | None = None) -> tuple[BackupConfig, Repository, Snapshot]:
+        """A recovery point by id or unique prefix, in one config or any."""
+        configs = [self.get_config(config_name)] if config_name else self.list_configs()
+        for config in configs:
+            try:
+                repo = self.open_repository(config)
+            except StrongroomError:
+                continue
+            try:
+                return config, repo, find_snapshot(self.snapshots(config, repo), snapshot_id)
+            except SnapshotNotFound:
+                continue
+        raise SnapshotNotFound(f"no recovery point {snapshot_id}")

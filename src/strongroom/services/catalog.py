@@ -1,0 +1,478 @@
+"""The local catalog: one SQLite file of configs, clients, jobs, recovery sessions and storage samples.
+
+The catalog is history and cache (the repository describes itself), but it
+is also where two processes meet: a scheduler and a `strongroom run` may
+share one job queue. So the file is in WAL mode (readers never block the
+writer), every connection waits up to ten seconds for a lock instead of
+failing, and every write is a short `BEGIN IMMEDIATE` transaction: taking
+the write lock up front means a transaction never has to upgrade a read
+lock, which in WAL mode fails at once instead of waiting.
+
+Times are unix seconds as floats, everywhere. JSON documents are stored as
+TEXT and decoded on the way out.
+
+The schema is versioned: `schema_version` holds one number, the count of
+entries of `MIGRATIONS` applied. Opening an older file applies the missing
+ones in order, each in its own transaction together with the new version
+number; a file written by a newer strongroom is refused, untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from strongroom.errors import StrongroomError
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+_JOB_FIELDS = {"status", "attempts", "started_at", "finished_at", "error", "snapshot_id", "stats",
+               "next_try_at", "priority", "max_attempts"}
+BUSY_TIMEOUT = 10.0  # seconds
+
+
+def _v1_configs_clients_jobs(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE configs (name TEXT PRIMARY KEY, doc TEXT NOT NULL,"
+               " created REAL NOT NULL, updated REAL NOT NULL)")
+    db.execute("CREATE TABLE clients (id TEXT PRIMARY KEY, doc TEXT NOT NULL,"
+               " created REAL NOT NULL, updated REAL NOT NULL)")
+    # No foreign key to configs: the history of a removed config stays readable.
+    db.execute("""CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        config TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL CHECK (status IN ('queued','running','succeeded','failed','cancelled')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL DEFAULT 1,
+        queued_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        next_try_at REAL,
+        error TEXT,
+        snapshot_id TEXT,
+        stats TEXT)""")
+    db.execute("CREATE INDEX jobs_queue ON jobs (status, priority DESC, queued_at, id)")
+    db.execute("CREATE INDEX jobs_config ON jobs (config, id)")
+
+
+def _v2_sessions_samples(db: sqlite3.Connection) -> None:
+    db.execute("""CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        config TEXT,
+        status TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        progress TEXT,
+        error TEXT,
+        created REAL NOT NULL,
+        updated REAL NOT NULL)""")
+    db.execute("CREATE INDEX sessions_created ON sessions (created)")
+    db.execute("CREATE TABLE samples (id INTEGER PRIMARY KEY AUTOINCREMENT, config TEXT NOT NULL,"
+               " time REAL NOT NULL, data TEXT NOT NULL)")
+    db.execute("CREATE INDEX samples_config_time ON samples (config, time)")
+
+
+# Append only: a released entry never changes, or files made with it would
+# be upgraded differently from new ones.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _v1_configs_clients_jobs,
+    _v2_sessions_samples,
+]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class Catalog:
+    """The SQLite catalog. Every method is one short transaction and is thread-safe.
+
+    One connection, guarded by a lock, serves all threads of a process
+    (`check_same_thread=False`). SQLite admits one writer at a time anyway,
+    and catalog transactions are a few rows each, so per-thread connections
+    would buy nothing but connections left open by worker threads that
+    `close()` cannot reach. Another process gets its own connection and is
+    kept in step by SQLite's file locks and the busy timeout. After a fork
+    the child opens a connection of its own (SQLite connections must not
+    cross a fork).
+    """
+
+    def __init__(self, path: str | os.PathLike, clock: Callable[[], float] = time.time) -> None:
+        self.path = os.fspath(path)
+        self._clock = clock
+        self._closed = False
+        self._prepare_file()
+        self._open()
+
+    @staticmethod
+    def default_path() -> str:
+        """`$STRONGROOM_CATALOG`, else `$XDG_DATA_HOME/strongroom/catalog.db` (~/.local/share by default)."""
+        explicit = os.environ.get("STRONGROOM_CATALOG")
+        if explicit:
+            return explicit
+        data_home = os.environ.get("XDG_DATA_HOME", "")
+        if not os.path.isabs(data_home):  # the XDG spec says to ignore relative values
+            data_home = os.path.join(os.path.expanduser("~"), ".local", "share")
+        return os.path.join(data_home, "strongroom", "catalog.db")
+
+    # -- connection ---------------------------------------------------------
+
+    def _prepare_file(self) -> None:
+        parent = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(parent):
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+            os.chmod(parent, 0o700)  # makedirs' mode is filtered by the umask
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        # SQLite gives the -wal and -shm files the mode of the database file.
+        os.fchmod(fd, 0o600)
+        os.close(fd)
+
+    def _open(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.RLock()
+        try:
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
+                                 check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StrongroomError(f"cannot open the catalog {self.path}: {exc}") from exc
+        db.row_factory = sqlite3.Row
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StrongroomError(f"the catalog {self.path} cannot use WAL mode (got {mode!r})")
+            db.execute("PRAGMA foreign_keys = ON")
+            self._db = db
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise StrongroomError(f"cannot open the catalog {self.path}: {exc}") from exc
+        except BaseException:
+            db.close()
+            raise
+
+    @contextmanager
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        if self._closed:
+            raise StrongroomError(f"the catalog {self.path} is closed")
+        if os.getpid() != self._pid:
+            # Checked before taking the lock: a lock inherited from the
+            # parent may be held by a thread that does not exist here.
+            self._open()
+        with self._lock:
+            yield self._db
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed and os.getpid() == self._pid:
+                self._db.close()
+            self._closed = True
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Catalog({self.path!r})"
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._locked() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        # A single SELECT in autocommit mode is its own consistent snapshot.
+        with self._locked() as db:
+            yield db
+
+    # -- schema -------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        db = self._db
+        while True:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                # Read under the write lock: a second process opening the
+                # same new file at the same time must not migrate it twice.
+                version = self._read_version(db)
+                if version > len(MIGRATIONS):
+                    raise StrongroomError(
+                        f"the catalog {self.path} has schema version {version}, written by a newer "
+                        f"strongroom; this one understands up to version {len(MIGRATIONS)}. "
+                        f"Upgrade strongroom, or point it at another catalog")
+                if version == len(MIGRATIONS):
+                    db.execute("COMMIT")
+                    return
+                try:
+                    MIGRATIONS[version](db)
+                except sqlite3.Error as exc:
+                    raise StrongroomError(f"cannot upgrade the catalog {self.path} from schema version "
+                                          f"{version}: {exc}") from exc
+                db.execute("UPDATE schema_version SET version = ?", (version + 1,))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _read_version(db: sqlite3.Connection) -> int:
+        exists = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+                            ).fetchone()
+        if not exists:
+            db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            db.execute("INSERT INTO schema_version (version) VALUES (0)")
+            return 0
+        row = db.execute("SELECT version FROM schema_version").fetchone()
+        if row is None:
+            db.execute("INSERT INTO schema_version (version) VALUES (0)")
+            return 0
+        return int(row[0])
+
+    def schema_version(self) -> int:
+        with self._read() as db:
+            return int(db.execute("SELECT version FROM schema_version").fetchone()[0])
+
+    # -- configs and WebDAV clients -----------------------------------------
+    # Both return the stored document with the key ("name" or "id"),
+    # "created" and "updated" (unix floats) merged in; those keys win over
+    # keys of the same name in the document.
+
+    def _put_doc(self, table: str, key: str, value: str, doc: dict) -> None:
+        if not isinstance(doc, dict):
+            raise TypeError(f"a {table} document must be a dict, not {type(doc).__name__}")
+        now = self._clock()
+        with self._write() as db:
+            db.execute(f"INSERT INTO {table} ({key}, doc, created, updated) VALUES (?, ?, ?, ?)"
+                       f" ON CONFLICT ({key}) DO UPDATE SET doc = excluded.doc, updated = excluded.updated",
+                       (value, _dumps(doc), now, now))
+
+    @staticmethod
+    def _doc(row: sqlite3.Row, key: str) -> dict:
+        return {**json.loads(row["doc"]), key: row[key], "created": row["created"], "updated": row["updated"]}
+
+    def _get_doc(self, table: str, key: str, value: str) -> dict | None:
+        with self._read() as db:
+            row = db.execute(f"SELECT * FROM {table} WHERE {key} = ?", (value,)).fetchone()
+        return None if row is None else self._doc(row, key)
+
+    def _list_docs(self, table: str, key: str) -> list[dict]:
+        with self._read() as db:
+            rows = db.execute(f"SELECT * FROM {table} ORDER BY {key}").fetchall()
+        return [self._doc(row, key) for row in rows]
+
+    def _delete_doc(self, table: str, key: str, value: str) -> bool:
+        with self._write() as db:
+            return db.execute(f"DELETE FROM {table} WHERE {key} = ?", (value,)).rowcount > 0
+
+    def put_config(self, name: str, doc: dict) -> None:
+        """Insert or replace; a replaced config keeps its `created` time."""
+        self._put_doc("configs", "name", name, doc)
+
+    def get_config(self, name: str) -> dict | None:
+        return self._get_doc("configs", "name", name)
+
+    def list_configs(self) -> list[dict]:
+        """All configs, sorted by name."""
+        return self._list_docs("configs", "name")
+
+    def delete_config(self, name: str) -> bool:
+        """True if a config was removed. Its jobs, sessions and samples stay as history."""
+        return self._delete_doc("configs", "name", name)
+
+    def put_client(self, client_id: str, doc: dict) -> None:
+        """Insert or replace a WebDAV client; the doc holds a secret reference, never a password."""
+        self._put_doc("clients", "id", client_id, doc)
+
+    def get_client(self, client_id: str) -> dict | None:
+        return self._get_doc("clients", "id", client_id)
+
+    def list_clients(self) -> list[dict]:
+        """All clients, sorted by id."""
+        return self._list_docs("clients", "id")
+
+    def delete_client(self, client_id: str) -> bool:
+        return self._delete_doc("clients", "id", client_id)
+
+    # -- jobs ---------------------------------------------------------------
+    # A job is a dict of its columns: id, config, kind, priority, status,
+    # attempts, max_attempts, queued_at, started_at, finished_at,
+    # next_try_at (unix floats or None), error, snapshot_id, and stats
+    # decoded from JSON (a dict or None).
+
+    @staticmethod
+    def _job(row: sqlite3.Row) -> dict:
+        job = dict(row)
+        job["stats"] = _loads(job["stats"])
+        return job
+
+    def add_job(self, config: str, kind: str, priority: int, max_attempts: int) -> int:
+        """Queue a job (status "queued", no attempts yet) and return its id."""
+        with self._write() as db:
+            cursor = db.execute("INSERT INTO jobs (config, kind, priority, status, attempts, max_attempts,"
+                                " queued_at) VALUES (?, ?, ?, 'queued', 0, ?, ?)",
+                                (config, kind, int(priority), int(max_attempts), self._clock()))
+            return int(cursor.lastrowid)
+
+    def update_job(self, job_id: int, **fields: Any) -> bool:
+        """Set the given columns (see `_JOB_FIELDS`); `stats` is a dict. True if the job exists."""
+        unknown = set(fields) - _JOB_FIELDS
+        if unknown:
+            raise TypeError(f"update_job() got unknown fields: {', '.join(sorted(unknown))}")
+        if "status" in fields and fields["status"] not in JOB_STATUSES:
+            raise ValueError(f"unknown job status {fields['status']!r}")
+        if "stats" in fields and fields["stats"] is not None:
+            fields["stats"] = _dumps(fields["stats"])
+        if not fields:
+            return self.get_job(job_id) is not None
+        names = sorted(fields)
+        assignments = ", ".join(f"{name} = ?" for name in names)
+        with self._write() as db:
+            cursor = db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?",
+                                [fields[name] for name in names] + [job_id])
+            return cursor.rowcount > 0
+
+    def get_job(self, job_id: int) -> dict | None:
+        with self._read() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else self._job(row)
+
+    def list_jobs(self, config: str | None = None, status: str | None = None, limit: int | None = 100) -> list[dict]:
+        """Jobs, newest first, optionally of one config and/or one status; `limit=None` for all."""
+        where, args = [], []
+        if config is not None:
+            where.append("config = ?")
+            args.append(config)
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(-1 if limit is None else int(limit))
+        with self._read() as db:
+            return [self._job(row) for row in db.execute(sql, args).fetchall()]
+
+    _NEXT_QUEUED = ("SELECT * FROM jobs WHERE status = 'queued' AND (next_try_at IS NULL OR next_try_at <= ?)"
+                    " ORDER BY priority DESC, queued_at, id LIMIT 1")
+
+    def next_queued(self, now: float) -> dict | None:
+        """The queued job to run next: highest priority, then oldest, among those due at `now`.
+
+        Only a hint: another thread or process may claim it first, so follow
+        with `claim_job`, or use `claim_next`.
+        """
+        with self._read() as db:
+            row = db.execute(self._NEXT_QUEUED, (now,)).fetchone()
+        return None if row is None else self._job(row)
+
+    def claim_job(self, job_id: int) -> bool:
+        """Atomically move a job from queued to running; False if it was not queued (someone else won).
+
+        Only the status changes; attempts and started_at are the caller's.
+        """
+        with self._write() as db:
+            cursor = db.execute("UPDATE jobs SET status = 'running' WHERE id = ? AND status = 'queued'", (job_id,))
+            return cursor.rowcount == 1
+
+    def claim_next(self, now: float) -> dict | None:
+        """`next_queued` and `claim_job` in one transaction: the claimed job (status "running"), or None."""
+        with self._write() as db:
+            row = db.execute(self._NEXT_QUEUED, (now,)).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE jobs SET status = 'running' WHERE id = ?", (row["id"],))
+            job = self._job(row)
+        job["status"] = "running"
+        return job
+
+    # -- recovery sessions --------------------------------------------------
+    # A session is a dict of id, config, status, plan (dict), progress
+    # (dict or None), error, created, updated (unix floats).
+
+    @staticmethod
+    def _session(row: sqlite3.Row) -> dict:
+        session = dict(row)
+        session["plan"] = _loads(session["plan"])
+        session["progress"] = _loads(session["progress"])
+        return session
+
+    def add_session(self, session_id: str, config: str | None, plan: dict) -> None:
+        """Record a new recovery session with status "pending"."""
+        now = self._clock()
+        with self._write() as db:
+            db.execute("INSERT INTO sessions (id, config, status, plan, created, updated)"
+                       " VALUES (?, ?, 'pending', ?, ?, ?)", (session_id, config, _dumps(plan), now, now))
+
+    def update_session(self, session_id: str, status: str | None = None, progress: dict | None = None,
+                       error: str | None = None) -> bool:
+        """Change what is given (a new `progress` replaces the old one whole); True if the session exists."""
+        fields: dict[str, Any] = {"updated": self._clock()}
+        if status is not None:
+            fields["status"] = status
+        if progress is not None:
+            fields["progress"] = _dumps(progress)
+        if error is not None:
+            fields["error"] = error
+        names = sorted(fields)
+        with self._write() as db:
+            cursor = db.execute(f"UPDATE sessions SET {', '.join(f'{n} = ?' for n in names)} WHERE id = ?",
+                                [fields[n] for n in names] + [session_id])
+            return cursor.rowcount > 0
+
+    def get_session(self, session_id: str) -> dict | None:
+        with self._read() as db:
+            row = db.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        return None if row is None else self._session(row)
+
+    def list_sessions(self, limit: int | None = 50) -> list[dict]:
+        """Sessions, newest first."""
+        with self._read() as db:
+            rows = db.execute("SELECT * FROM sessions ORDER BY created DESC, rowid DESC LIMIT ?",
+                              (-1 if limit is None else int(limit),)).fetchall()
+        return [self._session(row) for row in rows]
+
+    # -- storage samples ----------------------------------------------------
+
+    def add_sample(self, config: str, sample: dict) -> None:
+        """Record a storage sample (restore_size, stored_size, unique_size, points, ...) taken now."""
+        if not isinstance(sample, dict):
+            raise TypeError(f"a storage sample must be a dict, not {type(sample).__name__}")
+        with self._write() as db:
+            db.execute("INSERT INTO samples (config, time, data) VALUES (?, ?, ?)",
+                       (config, self._clock(), _dumps(sample)))
+
+    def list_samples(self, config: str | None = None, since: float | None = None) -> list[dict]:
+        """Samples oldest first, each the sample's fields plus `config` and `time` (unix float)."""
+        where, args = [], []
+        if config is not None:
+            where.append("config = ?")
+            args.append(config)
+        if since is not None:
+            where.append("time >= ?")
+            args.append(since)
+        sql = "SELECT * FROM samples" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY time, id"
+        with self._read() as db:
+            rows = db.execute(sql, args).fetchall()
+        return [{**json.loads(row["data"]), "config": row["config"], "time": row["time"]} for row in rows]

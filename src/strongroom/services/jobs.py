@@ -1,0 +1,116 @@
+"""The job queue: backups waiting in the catalog, run by a few worker threads.
+
+Jobs live in the catalog, so a second process sees the same queue and
+`claim_job` makes sure one job runs once. Higher priority first, then the
+oldest; a failed job goes back to the queue after a back-off until its
+attempts are used up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from typing import Callable
+
+from strongroom.errors import StrongroomError, UsageError
+
+Runner = Callable[[dict], dict]
+
+
+class JobQueue:
+    def __init__(self, catalog, runner: Runner, max_concurrent: int = 2, retry_delay: float = 5.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.catalog = catalog
+        self.runner = runner
+        self.max_concurrent = max_concurrent
+        self.retry_delay = retry_delay
+        self._clock = clock
+        self._wake = threading.Condition()
+        self._done = threading.Condition()
+        self._stop = False
+        self._workers: list[threading.Thread] = []
+        self.running = 0
+        self.peak_running = 0
+
+    def submit(self, config: str, kind: str, priority: int = 0, max_attempts: int = 3) -> int:
+        if kind not in ("full", "incremental"):
+            raise UsageError(f"backup kind must be 'full' or 'incremental', not {kind!r}")
+        job_id = self.catalog.add_job(config, kind, priority, max_attempts)
+        self._start()
+        with self._wake:
+            self._wake.notify_all()
+        return job_id
+
+    def _start(self) -> None:
+        with self._wake:
+            self._workers = [w for w in self._workers if w.is_alive()]
+            while len(self._workers) < self.max_concurrent and not self._stop:
+                worker = threading.Thread(target=self._work, name=f"job-{len(self._workers)}", daemon=True)
+                self._workers.append(worker)
+                worker.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                if self._stop:
+                    return
+            job = self.catalog.next_queued(self._clock())
+            if job is None or not self.catalog.claim_job(job["id"]):
+                with self._wake:
+                    if self._stop:
+                        return
+                    self._wake.wait(timeout=self._idle_wait())
+                continue
+            self._run(job)
+
+    def _idle_wait(self) -> float:
+        return 0.5
+
+    def _run(self, job: dict) -> None:
+        with self._wake:
+            self.running += 1
+            self.peak_running = max(self.peak_running, self.running)
+        attempts = job["attempts"] + 1
+        self.catalog.update_job(job["id"], attempts=attempts, started_at=self._clock(), error=None)
+        try:
+            result = self.runner(job)
+            self.catalog.update_job(job["id"], status="succeeded", finished_at=self._clock(),
+                                    snapshot_id=result.get("snapshot_id"), stats=result.get("stats"),
+                                    error=result.get("warning"))
+        except BaseException as e:  # the job's failure is recorded, the worker lives on
+            message = str(e) if isinstance(e, StrongroomError) else f"{type(e).__name__}: {e}"
+            if not isinstance(e, StrongroomError):
+                message += "\n" + traceback.format_exc(limit=5)
+            if attempts < job["max_attempts"] and not isinstance(e, UsageError):
+                delay = self.retry_delay * 2 ** (attempts - 1)
+                self.catalog.update_job(job["id"], status="queued", error=message, next_try_at=self._clock() + delay)
+            else:
+                self.catalog.update_job(job["id"], status="failed", error=message, finished_at=self._clock())
+        finally:
+            with self._wake:
+                self.running -= 1
+                self._wake.notify_all()
+            with self._done:
+                self._done.notify_all()
+
+    def wait(self, job_id: int, timeout: float | None = None) -> dict:
+        """Block until the job succeeded or failed for good; returns its row."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.catalog.get_job(job_id)
+            if job is None:
+                raise UsageError(f"no job {job_id}")
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise StrongroomError(f"job {job_id} is still {job['status']} after {timeout} s")
+            with self._done:
+                self._done.wait(timeout=0.2)
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stop = True
+            self._wake.notify_all()
+        for worker in self._workers:
+            worker.join(timeout=60)

@@ -1,0 +1,143 @@
+"""Named WebDAV clients: credentials kept once, used by name."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlsplit
+
+from strongroom.errors import AuthenticationFailed, StorageError, StrongroomError, UsageError
+from strongroom.storage import open_storage
+from strongroom.storage.base import Storage
+
+
+@dataclass(frozen=True)
+class WebDAVCredentials:
+    username: str
+    password: str = field(repr=False)
+    url: str = ""
+    service_type: str = "generic"  # nutstore, nextcloud, owncloud, generic
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"WebDAV URL {self.url!r}: use https://HOST/PATH (or http:// on a LAN)")
+
+
+@dataclass
+class ConnectionReport:
+    client_id: str
+    reachable: bool = False
+    authenticated: bool = False
+    writable: bool = False
+    quota_used: int | None = None
+    quota_available: int | None = None
+    requests: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reachable and self.authenticated and self.writable
+
+
+class WebDAVService:
+    """WebDAV clients by id. Attached to a catalog and secrets store, it keeps
+    them across runs (the password in the secrets store, never the catalog)."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, WebDAVCredentials] = {}
+        self._lock = threading.Lock()
+        self._catalog = None
+        self._secrets = None
+
+    def attach(self, catalog, secrets) -> None:
+        """Persist the clients added so far, and load the ones stored before."""
+        with self._lock:
+            self._catalog, self._secrets = catalog, secrets
+            pending = dict(self._clients)
+        for client_id, credentials in pending.items():
+            self._store(client_id, credentials)
+        for doc in catalog.list_clients():
+            if doc["id"] in self._clients:
+                continue
+            password = secrets.get(doc["secret_ref"]) if doc.get("secret_ref") else None
+            if password is not None:
+                self._clients[doc["id"]] = WebDAVCredentials(doc["username"], password, doc["url"],
+                                                             doc.get("service_type", "generic"))
+
+    def _store(self, client_id: str, credentials: WebDAVCredentials) -> None:
+        if self._catalog is None:
+            return
+        old = self._catalog.get_client(client_id)
+        ref = (old or {}).get("secret_ref") or self._secrets.new_ref(f"webdav:{client_id}")
+        self._secrets.set(ref, credentials.password)
+        self._catalog.put_client(client_id, {"username": credentials.username, "url": credentials.url,
+                                             "service_type": credentials.service_type, "secret_ref": ref})
+
+    def add_client(self, client_id: str, credentials: WebDAVCredentials) -> None:
+        if not client_id or client_id == "local":
+            raise UsageError("a WebDAV client id must be a non-empty name other than 'local'")
+        with self._lock:
+            self._clients[client_id] = credentials
+        self._store(client_id, credentials)
+
+    def get_client(self, client_id: str) -> WebDAVCredentials:
+        with self._lock:
+            credentials = self._clients.get(client_id)
+        if credentials is None:
+            raise UsageError(f"no WebDAV client named {client_id!r}")
+        return credentials
+
+    def list_clients(self) -> list[str]:
+        with self._lock:
+            return sorted(self._clients)
+
+    def remove_client(self, client_id: str) -> None:
+        with self._lock:
+            self._clients.pop(client_id, None)
+        if self._catalog is not None:
+            doc = self._catalog.get_client(client_id)
+            if doc and doc.get("secret_ref"):
+                self._secrets.delete(doc["secret_ref"])
+            self._catalog.delete_client(client_id)
+
+    def repository_url(self, client_id: str, path: str) -> str:
+        """The `webdav+` URL of a folder below the client's URL."""
+        c = self.get_client(client_id)
+        parts = urlsplit(c.url)
+        base = parts.path if parts.path.endswith("/") else parts.path + "/"
+        full = base + "/".join(quote(p) for p in path.split("/") if p)
+        port = f":{parts.port}" if parts.port else ""
+        return f"webdav+{parts.scheme}://{quote(c.username, safe='')}@{parts.hostname}{port}{full.rstrip('/')}/"
+
+    def open_storage(self, client_id: str, path: str, cache_root: str | None = None, on_event=None) -> Storage:
+        c = self.get_client(client_id)
+        return open_storage(self.repository_url(client_id, path), webdav_password=c.password,
+                            vendor=c.service_type, cache_root=cache_root, on_event=on_event)
+
+    def test_connection(self, client_id: str, path: str = "") -> ConnectionReport:
+        """Reachability, credentials, write permission and quota, in about four requests."""
+        report = ConnectionReport(client_id)
+        storage = None
+        try:
+            storage = self.open_storage(client_id, path, cache_root="")
+            client = getattr(storage, "inner", storage)
+            report.quota_used, report.quota_available = client.quota()
+            report.reachable = report.authenticated = True
+            probe = f"strongroom-probe-{os.urandom(6).hex()}"
+            client.write(probe, b"strongroom connection test")
+            client.delete(probe)
+            report.writable = True
+        except AuthenticationFailed as e:
+            report.reachable, report.error = True, str(e)
+        except StrongroomError as e:
+            report.error = str(e)
+        finally:
+            if storage is not None:
+                report.requests = getattr(storage, "http_requests", 0)
+                storage.close()
+        return report
+
+
+__all__ = ["WebDAVCredentials", "WebDAVService", "ConnectionReport", "StorageError"]
