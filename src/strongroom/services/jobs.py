@@ -8,6 +8,8 @@ attempts are used up.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 import traceback
@@ -42,7 +44,22 @@ class JobQueue:
             self._wake.notify_all()
         return job_id
 
+    def requeue_abandoned(self) -> int:
+        """Put back jobs left "running" by a process of this host that died
+        (kill -9, power cut); a job another live process runs is left alone."""
+        count = 0
+        for job in self.catalog.list_jobs(status="running", limit=None):
+            owner = (job.get("stats") or {}).get("owner", "")
+            host, _, pid = owner.rpartition(":")
+            if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+                continue
+            self.catalog.update_job(job["id"], status="queued", error="requeued: its process ended", stats={})
+            count += 1
+        return count
+
     def _start(self) -> None:
+        if not self._workers:
+            self.requeue_abandoned()
         with self._wake:
             self._workers = [w for w in self._workers if w.is_alive()]
             while len(self._workers) < self.max_concurrent and not self._stop:
@@ -65,14 +82,16 @@ class JobQueue:
             self._run(job)
 
     def _idle_wait(self) -> float:
-        return 0.5
+        # A retry becomes due after retry_delay at the earliest: look that often.
+        return min(0.5, self.retry_delay / 2)
 
     def _run(self, job: dict) -> None:
         with self._wake:
             self.running += 1
             self.peak_running = max(self.peak_running, self.running)
         attempts = job["attempts"] + 1
-        self.catalog.update_job(job["id"], attempts=attempts, started_at=self._clock(), error=None)
+        self.catalog.update_job(job["id"], attempts=attempts, started_at=self._clock(), error=None,
+                                stats={"owner": f"{socket.gethostname()}:{os.getpid()}"})
         try:
             result = self.runner(job)
             self.catalog.update_job(job["id"], status="succeeded", finished_at=self._clock(),
@@ -114,3 +133,13 @@ class JobQueue:
             self._wake.notify_all()
         for worker in self._workers:
             worker.join(timeout=60)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
