@@ -169,14 +169,16 @@ class Restore:
             return RestoreResult(self._summary(items, jobs, plan, skipped, dry=True), self.errors)
         created = self._create_files(jobs)
         self._write_packs(plan, [job.path for job in jobs], created)
+        if self.cancel.is_set():
+            # Before any metadata: a file left half written must not get its
+            # snapshot size and mtime, or the next restore would take it as current.
+            raise StrongroomError("restore cancelled")
         for rel, first in links:
             self._link(rel, first)
         for rel, node in items:
             if node.type not in (DIR, FILE):
                 self._special(rel, node)
         self._apply_metadata(items, skipped)
-        if self.cancel.is_set():
-            raise StrongroomError("restore cancelled")
         if self.opt.verify:
             self._verify(files)
         self.counters.maybe_emit(force=True)

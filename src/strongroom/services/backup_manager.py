@@ -9,6 +9,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from strongroom.engine.progress import ignore
 from strongroom.engine.stats import repository_stats
 from strongroom.engine.tree_walk import walk
 from strongroom.errors import IntegrityError, StrongroomError, UsageError
@@ -166,6 +167,9 @@ class BackupManager:
         self.validator = BackupValidator(self.backup_service)
         self.storage = StorageManager(self.backup_service)
         self.queue = JobQueue(catalog, self._run_job, max_concurrent_jobs, retry_delay)
+        # Called as on_job_event(job_id, event) with every engine event of a running
+        # backup (progress, unreadable files); an exception it raises stops that backup.
+        self.on_job_event = None
 
     # ---- configurations ------------------------------------------------------------
 
@@ -204,11 +208,12 @@ class BackupManager:
     # ---- running ---------------------------------------------------------------------
 
     def manual_backup(self, name: str, kind: str = "incremental", priority: int = 0, wait: bool = True,
-                      timeout: float | None = None) -> str | int:
+                      timeout: float | None = None, max_attempts: int | None = None) -> str | int:
         """Queue a backup. With wait (the default) return the recovery point's id
-        once it is made; without, return the job id (see `wait_for_job`)."""
+        once it is made; without, return the job id (see `wait_for_job`).
+        `max_attempts` overrides the config's for this run."""
         config = self.get_config(name)
-        job_id = self.queue.submit(name, kind, priority, config.max_attempts)
+        job_id = self.queue.submit(name, kind, priority, max_attempts or config.max_attempts)
         if not wait:
             return job_id
         job = self.wait_for_job(job_id, timeout)
@@ -221,7 +226,9 @@ class BackupManager:
 
     def _run_job(self, job: dict) -> dict:
         config = self.get_config(job["config"])
-        repo, result = self.backup_service.run_backup(config, job["kind"])
+        hook = self.on_job_event
+        listener = (lambda event: hook(job["id"], event)) if hook is not None else ignore
+        repo, result = self.backup_service.run_backup(config, job["kind"], listener)
         try:
             self.storage.record_sample(config)
         except StrongroomError:

@@ -102,7 +102,9 @@ class BackupService:
     def run_backup(self, config: BackupConfig, kind: str, listener: Listener = ignore) -> tuple[Repository, BackupResult]:
         missing = [p for p in config.source_paths if not os.path.lexists(p)]
         if missing:
-            raise UsageError(f"config {config.name}: source path {missing[0]} does not exist")
+            # Not a UsageError: a source on a disk or share that is not mounted
+            # yet may come back, so the job queue tries again later.
+            raise StrongroomError(f"config {config.name}: source path {missing[0]} does not exist")
         with self.repo_lock(config):
             repo = self.open_repository(config, create=True)
             options = BackupOptions(

@@ -15,9 +15,13 @@ import time
 import traceback
 from typing import Callable
 
-from strongroom.errors import StrongroomError, UsageError
+from strongroom.errors import AuthenticationFailed, Interrupted, StrongroomError, UsageError, WrongPassword
 
 Runner = Callable[[dict], dict]
+
+# Another attempt cannot cure these: a bad configuration or a refused password
+# (and retrying a refused password can lock the account).
+PERMANENT_ERRORS = (UsageError, WrongPassword, AuthenticationFailed)
 
 
 class JobQueue:
@@ -101,7 +105,10 @@ class JobQueue:
             message = str(e) if isinstance(e, StrongroomError) else f"{type(e).__name__}: {e}"
             if not isinstance(e, StrongroomError):
                 message += "\n" + traceback.format_exc(limit=5)
-            if attempts < job["max_attempts"] and not isinstance(e, UsageError):
+            if isinstance(e, (Interrupted, KeyboardInterrupt)):
+                self.catalog.update_job(job["id"], status="cancelled", error="interrupted",
+                                        finished_at=self._clock())
+            elif attempts < job["max_attempts"] and not isinstance(e, PERMANENT_ERRORS):
                 delay = self.retry_delay * 2 ** (attempts - 1)
                 self.catalog.update_job(job["id"], status="queued", error=message, next_try_at=self._clock() + delay)
             else:

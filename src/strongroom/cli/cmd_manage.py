@@ -1,0 +1,455 @@
+"""Managed backups, set up by name: WebDAV clients, backup configurations, and
+the recovery kit of a configuration (`key export`).
+
+These commands work on the catalog (`--catalog`, default STRONGROOM_CATALOG,
+else the user's data directory) instead of a repository URL; the commands
+that run and restore managed backups are in cmd_managed.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import getpass
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import click
+
+from strongroom.cli.output import emit_json, human_size
+from strongroom.errors import StrongroomError, UsageError, WrongPassword
+from strongroom.services.backup_manager import BackupManager, create_backup_manager
+from strongroom.services.configs import BackupConfig
+from strongroom.services.webdav_service import WebDAVCredentials
+
+VENDORS = ["nutstore", "nextcloud", "owncloud", "generic"]
+
+
+@dataclass
+class Manage:
+    catalog: str | None
+    json: bool
+    debug: bool
+    cache_dir: str | None
+
+    @contextmanager
+    def manager(self) -> Iterator[BackupManager]:
+        manager = create_backup_manager(db_path=self.catalog, cache_root=self.cache_dir)
+        try:
+            yield manager
+        finally:
+            manager.close()
+            manager.catalog.close()
+
+
+def manage_options(func):
+    """The options of every catalog command (they go after its name)."""
+    @click.option("--catalog", envvar="STRONGROOM_CATALOG", type=click.Path(dir_okay=False),
+                  help="The catalog file (default: STRONGROOM_CATALOG, else ~/.local/share/strongroom/catalog.db).")
+    @click.option("--json", "json_output", is_flag=True, help="JSON lines instead of tables and bars.")
+    @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+    @click.option("--cache-dir", envvar="STRONGROOM_CACHE_DIR", help="Local cache directory.")
+    @functools.wraps(func)
+    def wrapper(*args, catalog, json_output, debug, cache_dir, **kwargs):
+        return func(Manage(catalog, json_output, debug, cache_dir), *args, **kwargs)
+    return wrapper
+
+
+def target_of(manager: BackupManager, config: BackupConfig) -> str:
+    """Where a config's repository is: a local path, or its WebDAV URL (no password)."""
+    if config.is_local:
+        return config.target_path
+    try:
+        return manager.webdav_service.repository_url(config.target_client_id, config.target_path)
+    except UsageError:
+        return f"{config.target_client_id}:{config.target_path} (client unknown)"
+
+
+def password_source(config: BackupConfig) -> str:
+    if not config.encrypt:
+        return "none (not encrypted)"
+    if config.password_file:
+        return f"file {config.password_file}"
+    if config.password_env:
+        return f"variable {config.password_env}"
+    return "secrets store"
+
+
+# ---- WebDAV clients ------------------------------------------------------------------
+
+
+@click.group()
+def client() -> None:
+    """Named WebDAV accounts that configurations back up to."""
+
+
+def _webdav_password(password_file: str | None, username: str) -> str:
+    path = password_file or os.environ.get("STRONGROOM_WEBDAV_PASSWORD_FILE")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().rstrip("\r\n")
+        except OSError as e:
+            raise UsageError(f"cannot read WebDAV password file {path}: {e.strerror}") from None
+    if os.environ.get("STRONGROOM_WEBDAV_PASSWORD"):
+        return os.environ["STRONGROOM_WEBDAV_PASSWORD"]
+    if sys.stdin.isatty():
+        return getpass.getpass(f"WebDAV password for {username}: ")
+    raise UsageError("no WebDAV password: set STRONGROOM_WEBDAV_PASSWORD or use --webdav-password-file")
+
+
+@client.command("add")
+@manage_options
+@click.argument("client_id")
+@click.option("--url", required=True, help="The WebDAV URL, e.g. https://dav.jianguoyun.com/dav/")
+@click.option("--user", required=True, help="The account name.")
+@click.option("--vendor", type=click.Choice(VENDORS, case_sensitive=False), default="generic", show_default=True,
+              help="The service: sets its request budget, upload cap and quirks.")
+@click.option("--webdav-password-file", type=click.Path(dir_okay=False),
+              help="Read the account password from this file (else STRONGROOM_WEBDAV_PASSWORD, or a prompt).")
+@click.option("--replace", is_flag=True, help="Replace a client of the same id.")
+def client_add(m: Manage, client_id, url, user, vendor, webdav_password_file, replace) -> None:
+    """Add a WebDAV client CLIENT_ID (the password goes to the secrets store)."""
+    with m.manager() as manager:
+        if client_id in manager.webdav_service.list_clients() and not replace:
+            raise UsageError(f"a WebDAV client named {client_id!r} exists already (use --replace)")
+        credentials = WebDAVCredentials(user, _webdav_password(webdav_password_file, user), url, vendor.lower())
+        manager.webdav_service.add_client(client_id, credentials)
+    if m.json:
+        emit_json({"type": "summary", "client": client_id, "url": url, "username": user, "vendor": vendor.lower()})
+    else:
+        print(f"added WebDAV client {client_id}: {user} at {url} ({vendor.lower()}); "
+              f"try it with `strongroom client test {client_id}`")
+
+
+@client.command("list")
+@manage_options
+def client_list(m: Manage) -> None:
+    """List the WebDAV clients."""
+    with m.manager() as manager:
+        docs = manager.catalog.list_clients()
+    if m.json:
+        for doc in docs:
+            emit_json({"type": "client", "id": doc["id"], "url": doc["url"], "username": doc["username"],
+                       "vendor": doc.get("service_type", "generic")})
+        emit_json({"type": "summary", "count": len(docs)})
+        return
+    print(f"{'ID':16}  {'Vendor':9}  {'User':20}  URL")
+    for doc in docs:
+        print(f"{doc['id'][:16]:16}  {doc.get('service_type', 'generic'):9}  {doc['username'][:20]:20}  {doc['url']}")
+    print(f"{len(docs)} client(s)")
+
+
+@client.command("remove")
+@manage_options
+@click.argument("client_id")
+def client_remove(m: Manage, client_id) -> None:
+    """Forget a WebDAV client and its password (not while a configuration uses it)."""
+    with m.manager() as manager:
+        if manager.catalog.get_client(client_id) is None:
+            raise UsageError(f"no WebDAV client named {client_id!r}")
+        users = [c.name for c in manager.list_configs() if c.target_client_id == client_id]
+        if users:
+            raise UsageError(f"WebDAV client {client_id} is used by {', '.join(users)}: "
+                             "remove or edit those configurations first")
+        manager.webdav_service.remove_client(client_id)
+    if m.json:
+        emit_json({"type": "summary", "removed": client_id})
+    else:
+        print(f"removed WebDAV client {client_id}")
+
+
+@client.command("test")
+@manage_options
+@click.argument("client_id")
+@click.option("--path", default="", help="Test this folder below the client's URL (it must exist).")
+def client_test(m: Manage, client_id, path) -> int:
+    """Check reachability, credentials, write permission and quota (about four requests)."""
+    with m.manager() as manager:
+        report = manager.webdav_service.test_connection(client_id, path)
+    if m.json:
+        emit_json({"type": "summary", **dataclasses.asdict(report), "ok": report.ok})
+    else:
+        def yes(flag: bool) -> str:
+            return "yes" if flag else "no"
+        print(f"client {client_id}: reachable {yes(report.reachable)}, credentials accepted "
+              f"{yes(report.authenticated)}, writable {yes(report.writable)} ({report.requests} requests)")
+        if report.quota_used is not None or report.quota_available is not None:
+            print(f"quota: {human_size(report.quota_used)} used, {human_size(report.quota_available)} available")
+    if not report.ok:
+        raise StrongroomError(f"WebDAV client {client_id}: {report.error or 'the test failed'}")
+    return 0
+
+
+# ---- backup configurations ------------------------------------------------------------
+
+
+def config_options(editing: bool):
+    """The options that describe a configuration; on `edit` each is optional and changes only what it names."""
+    def decorate(func):
+        changes = " (replaces the old list)" if editing else ""
+        options = [
+            click.option("--source", "sources", multiple=True, required=not editing, type=click.Path(),
+                         help=f"A path to back up (repeatable){changes}."),
+            click.option("--target-dir", type=click.Path(file_okay=False), help="Repository in this local directory."),
+            click.option("--client", "client_id", help="Repository on this WebDAV client (with --target-path)."),
+            click.option("--target-path", help="Folder below the WebDAV client's URL."),
+            click.option("--compression", metavar="CODEC",
+                         help="zstd (the default), zstd:LEVEL, lz4, gzip or none."),
+            click.option("--exclude", "excludes", multiple=True, metavar="GLOB",
+                         help=f"Leave out paths matching GLOB (repeatable){changes}."),
+            click.option("--exclude-caches/--no-exclude-caches", default=None,
+                         help="Leave out directories with a valid CACHEDIR.TAG."),
+            click.option("--tag", "tags", multiple=True, help=f"Tag its recovery points (repeatable){changes}."),
+            click.option("--password-file", type=click.Path(dir_okay=False),
+                         help="Read the repository password from this file at every run."),
+            click.option("--password-env", metavar="VAR",
+                         help="Read the repository password from this variable at every run."),
+            click.option("--store-password", is_flag=True,
+                         help="Keep a password (STRONGROOM_PASSWORD, STRONGROOM_PASSWORD_FILE or a prompt) "
+                              "in the secrets store, e.g. to reconnect to a repository from its recovery kit."),
+            click.option("--max-attempts", type=click.IntRange(1), help="Tries per run before a job fails (3)."),
+        ]
+        if editing:
+            options.append(click.option("--encrypt/--no-encrypt", default=None,
+                                        help="Whether the repository is encrypted."))
+        else:
+            options.append(click.option("--no-encrypt", is_flag=True,
+                                        help="Integrity without secrecy: a repository without a password."))
+        for option in reversed(options):
+            func = option(func)
+        return func
+    return decorate
+
+
+def _stored_password() -> str:
+    path = os.environ.get("STRONGROOM_PASSWORD_FILE")
+    if path:
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                password = f.read().rstrip("\r\n")
+        except OSError as e:
+            raise UsageError(f"cannot read password file {path}: {e.strerror}") from None
+    elif "STRONGROOM_PASSWORD" in os.environ:
+        password = os.environ["STRONGROOM_PASSWORD"]
+    elif sys.stdin.isatty():
+        password = getpass.getpass("repository password to keep: ")
+    else:
+        raise UsageError("--store-password: set STRONGROOM_PASSWORD or STRONGROOM_PASSWORD_FILE")
+    if not password:
+        raise UsageError("empty password")
+    return password
+
+
+def _apply(config: BackupConfig, o: dict) -> BackupConfig:
+    """Change `config` by the options given; anything not given stays."""
+    if o["sources"]:
+        config.source_paths = [os.path.abspath(p) for p in o["sources"]]
+    if o["target_dir"] and (o["client_id"] or o["target_path"]):
+        raise UsageError("give --target-dir, or --client with --target-path, not both")
+    if o["target_dir"]:
+        config.target_client_id, config.target_path = None, os.path.abspath(o["target_dir"])
+    elif o["client_id"] or o["target_path"]:
+        client_id = o["client_id"] or (None if config.is_local else config.target_client_id)
+        path = o["target_path"] or (None if config.is_local else config.target_path)
+        if not client_id or not path:
+            raise UsageError("a WebDAV target needs --client and --target-path")
+        config.target_client_id, config.target_path = client_id, path
+    if o["compression"] is not None:
+        config.compression = o["compression"]
+    if o["excludes"]:
+        config.excludes = list(o["excludes"])
+    if o["exclude_caches"] is not None:
+        config.exclude_caches = o["exclude_caches"]
+    if o["tags"]:
+        config.tags = [t.strip() for group in o["tags"] for t in group.split(",") if t.strip()]
+    if o["max_attempts"]:
+        config.max_attempts = o["max_attempts"]
+    if o.get("encrypt") is not None:
+        config.encrypt = o["encrypt"]
+    given = [k for k in ("password_file", "password_env", "store_password") if o[k]]
+    if len(given) > 1:
+        raise UsageError("give one of --password-file, --password-env and --store-password")
+    if given and not config.encrypt:
+        raise UsageError("a configuration without encryption takes no password")
+    if o["password_file"]:
+        config.password_file, config.password_env = os.path.abspath(o["password_file"]), None
+    elif o["password_env"]:
+        config.password_file, config.password_env = None, o["password_env"]
+    elif o["store_password"]:
+        config.password_file = config.password_env = None
+        config.password = _stored_password()
+    return config
+
+
+@click.group()
+def config() -> None:
+    """Named backup configurations: what to back up, where, and how."""
+
+
+@config.command("add")
+@manage_options
+@click.argument("name")
+@config_options(editing=False)
+def config_add(m: Manage, name, no_encrypt, **options) -> None:
+    """Add configuration NAME and make (or open) its repository.
+
+    With encryption and no password given, a strong key is generated and
+    kept in the secrets store: export it with `strongroom key export NAME`.
+    """
+    if not options["target_dir"] and not (options["client_id"] and options["target_path"]):
+        raise UsageError("give --target-dir DIR, or --client ID with --target-path PATH")
+    cfg = _apply(BackupConfig(name=name, source_paths=[], encrypt=not no_encrypt), options)
+    generated = cfg.encrypt and not (cfg.password_file or cfg.password_env or cfg.password)
+    with m.manager() as manager:
+        try:
+            manager.add_config(cfg)
+        except WrongPassword:
+            if not generated:
+                raise
+            raise WrongPassword(f"{target_of(manager, cfg)} holds a repository already: give its password with "
+                                "--store-password, --password-env or --password-file") from None
+        target = target_of(manager, cfg)
+    if m.json:
+        emit_json({"type": "summary", "config": name, "target": target, "encrypt": cfg.encrypt,
+                   "password": password_source(cfg), "generated_key": generated})
+        return
+    print(f"added configuration {name}: {', '.join(cfg.source_paths)} -> {target}")
+    if generated:
+        print(f"its repository key was generated and is kept in this machine's secrets store. Run "
+              f"`strongroom key export {name}` now and keep the recovery kit somewhere else: without it the "
+              f"backups cannot be opened if this machine is lost.")
+
+
+def _config_doc(manager: BackupManager, cfg: BackupConfig) -> dict:
+    doc = cfg.to_doc()
+    doc.pop("secret_ref", None)  # a reference, not a secret, but it helps nobody reading this
+    doc["codec"] = cfg.codec
+    doc["target"] = target_of(manager, cfg)
+    doc["password"] = password_source(cfg)
+    last = manager.catalog.list_jobs(config=cfg.name, limit=1)
+    doc["last_job"] = {k: last[0][k] for k in ("id", "status", "finished_at", "snapshot_id")} if last else None
+    return doc
+
+
+@config.command("list")
+@manage_options
+def config_list(m: Manage) -> None:
+    """List the configurations."""
+    with m.manager() as manager:
+        docs = [_config_doc(manager, c) for c in manager.list_configs()]
+    if m.json:
+        for doc in docs:
+            emit_json({"type": "config", **doc})
+        emit_json({"type": "summary", "count": len(docs)})
+        return
+    print(f"{'Name':20}  {'Encrypted':9}  {'Codec':8}  {'Last run':9}  Sources -> target")
+    for d in docs:
+        last = (d["last_job"] or {}).get("status", "never")
+        print(f"{d['name'][:20]:20}  {'yes' if d['encrypt'] else 'no':9}  {d['codec']:8}  {last:9}  "
+              f"{', '.join(d['source_paths'])} -> {d['target']}")
+    print(f"{len(docs)} configuration(s)")
+
+
+@config.command("show")
+@manage_options
+@click.argument("name")
+def config_show(m: Manage, name) -> None:
+    """Show configuration NAME (never a password or key)."""
+    with m.manager() as manager:
+        doc = _config_doc(manager, manager.get_config(name))
+    if m.json:
+        emit_json({"type": "config", **doc})
+        return
+    rows = [
+        ("name", doc["name"]), ("sources", ", ".join(doc["source_paths"])), ("target", doc["target"]),
+        ("client", doc["target_client_id"] or "local directory"), ("encrypted", "yes" if doc["encrypt"] else "no"),
+        ("password", doc["password"]), ("compression", doc["codec"]),
+        ("excludes", ", ".join(doc["excludes"]) or "-"), ("exclude caches", "yes" if doc["exclude_caches"] else "no"),
+        ("tags", ", ".join(doc["tags"]) or "-"), ("max attempts", str(doc["max_attempts"])),
+    ]
+    if doc["last_job"]:
+        job = doc["last_job"]
+        rows.append(("last job", f"{job['id']} {job['status']}"
+                     + (f", recovery point {job['snapshot_id'][:8]}" if job["snapshot_id"] else "")))
+    for label, value in rows:
+        print(f"{label + ':':16} {value}")
+
+
+@config.command("edit")
+@manage_options
+@click.argument("name")
+@config_options(editing=True)
+def config_edit(m: Manage, name, **options) -> None:
+    """Change configuration NAME: only the options given change."""
+    with m.manager() as manager:
+        cfg = _apply(manager.get_config(name), options)
+        if cfg.password is not None:
+            # A new reference: should the new password not open the repository,
+            # the stored one must still be there.
+            cfg.secret_ref = None
+        manager.update_config(cfg)
+        doc = _config_doc(manager, cfg)
+    if m.json:
+        emit_json({"type": "summary", **doc})
+    else:
+        print(f"updated configuration {name}: {', '.join(cfg.source_paths)} -> {doc['target']}")
+
+
+@config.command("remove")
+@manage_options
+@click.argument("name")
+def config_remove(m: Manage, name) -> None:
+    """Forget configuration NAME; its recovery points stay in the repository."""
+    with m.manager() as manager:
+        cfg = manager.get_config(name)
+        target = target_of(manager, cfg)
+        manager.remove_config(name)
+    if m.json:
+        emit_json({"type": "summary", "removed": name, "target": target})
+        return
+    print(f"removed configuration {name}; its recovery points stay in {target}")
+    if password_source(cfg) == "secrets store":
+        print("its repository key stays in the secrets store")
+
+
+# ---- recovery kit -------------------------------------------------------------------------
+
+KIT_NOTICE = ("Keep this kit somewhere other than this machine (on paper, or in a password manager): "
+              "if this machine is lost, it is the only way to open the repository.")
+
+
+@click.command("export")
+@manage_options
+@click.argument("name")
+def key_export(m: Manage, name) -> None:
+    """Print the recovery kit of configuration NAME: its target and repository key."""
+    with m.manager() as manager:
+        cfg = manager.get_config(name)
+        if not cfg.encrypt:
+            raise UsageError(f"config {name} is not encrypted: its repository opens without a password")
+        if cfg.password_file or cfg.password_env:
+            raise UsageError(f"config {name} has no key in the secrets store: its password is read from the "
+                             f"{password_source(cfg)}; keep that password somewhere else")
+        target = target_of(manager, cfg)
+        password = manager.backup_service.password_for(cfg).decode("utf-8", "surrogateescape")
+        vendor = None if cfg.is_local else manager.webdav_service.get_client(cfg.target_client_id).service_type
+    if m.json:
+        emit_json({"type": "recovery_kit", "config": name, "repository": target, "webdav_vendor": vendor,
+                   "password": password, "notice": KIT_NOTICE})
+        return
+    print(f"strongroom recovery kit for configuration {name}")
+    print(f"repository: {target}")
+    if vendor:
+        print(f"WebDAV service: {vendor} (the account password is not part of this kit)")
+    print(f"password:   {password}")
+    print(KIT_NOTICE)
+    print("To open it elsewhere: strongroom snapshots --repo REPOSITORY, giving the password when asked "
+          "(or in STRONGROOM_PASSWORD).")
+
+
+COMMANDS = [client, config]
+KEY_COMMANDS = [key_export]

@@ -1,0 +1,354 @@
+"""Managed backups by name: run, jobs, points, recover, validate, usage."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import click
+
+from strongroom.cli.cmd_manage import Manage, manage_options
+from strongroom.cli.output import Reporter, emit_json, human_size
+from strongroom.errors import Interrupted, SnapshotNotFound, StrongroomError, UsageError
+from strongroom.model.select import parse_time
+from strongroom.services.recovery import RecoveryProgress, create_recovery_service
+
+EXIT_PARTIAL = 3
+JOB_DONE = ("succeeded", "failed", "cancelled")
+SESSION_DONE = ("completed", "failed", "cancelled")
+
+
+def _when(seconds: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) if seconds else "-"
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+# ---- run ------------------------------------------------------------------------------
+
+
+@click.command()
+@manage_options
+@click.argument("name")
+@click.option("--full", is_flag=True, help="Read every file, trusting no earlier recovery point.")
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first when jobs queue up.")
+@click.option("--attempts", type=click.IntRange(1), help="Tries before giving up (default: the config's).")
+@click.option("--no-wait", is_flag=True, help="Queue the job, print its id and return; it runs in the background.")
+@click.option("--background-child", is_flag=True, hidden=True)
+def run(m: Manage, name, full, priority, attempts, no_wait, background_child) -> int:
+    """Back up configuration NAME now; prints the id of the recovery point made."""
+    kind = "full" if full else "incremental"
+    if no_wait and not background_child:
+        return _start_in_background(m, name, full, priority, attempts)
+    with m.manager() as manager:
+        if background_child:
+            job_id = manager.manual_backup(name, kind, priority, wait=False, max_attempts=attempts)
+            _detach(job_id)
+            manager.wait_for_job(job_id)
+            return 0
+        reporter = Reporter(m.json, "backup")
+        mine: list[int] = []
+        known = threading.Event()
+        stop = threading.Event()
+
+        def on_event(job_id: int, event: dict) -> None:
+            known.wait(5)  # the job may start before its id is returned to us
+            if not mine or job_id != mine[0]:
+                return
+            if stop.is_set():
+                raise Interrupted("interrupted")
+            if event.get("type") != "summary":
+                reporter(event)
+
+        manager.on_job_event = on_event
+        try:
+            mine.append(manager.manual_backup(name, kind, priority, wait=False, max_attempts=attempts))
+            known.set()
+            job = _follow_job(manager, mine[0], m.json, reporter, stop)
+        finally:
+            known.set()
+            reporter.close()
+    return _job_outcome(name, job, m.json)
+
+
+def _follow_job(manager, job_id: int, json_mode: bool, reporter: Reporter, stop: threading.Event) -> dict:
+    """Wait for the job, saying when an attempt failed; Ctrl-C stops it."""
+    seen_attempts = 0
+    try:
+        while True:
+            job = manager.catalog.get_job(job_id)
+            if job["status"] in JOB_DONE:
+                return job
+            if job["status"] == "queued" and job["attempts"] > seen_attempts and job["error"]:
+                seen_attempts = job["attempts"]
+                wait = max(0.0, (job["next_try_at"] or time.time()) - time.time())
+                message = (f"attempt {job['attempts']} of {job['max_attempts']} failed: {_first_line(job['error'])}; "
+                           f"trying again in {wait:.0f} s")
+                reporter({"type": "warning", "message": message})
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        stop.set()
+        print("strongroom: stopping the backup...", file=sys.stderr)
+        if manager.catalog.get_job(job_id)["status"] == "queued":
+            manager.catalog.update_job(job_id, status="cancelled", error="interrupted", finished_at=time.time())
+        manager.wait_for_job(job_id)
+        raise Interrupted("interrupted: the backup was stopped") from None
+
+
+def _job_outcome(name: str, job: dict, json_mode: bool) -> int:
+    stats = (job.get("stats") or {}) if job["status"] == "succeeded" else {}
+    if json_mode:
+        emit_json({"type": "summary", "job": job["id"], "config": name, "kind": job["kind"], "status": job["status"],
+                   "snapshot": job["snapshot_id"], "attempts": job["attempts"], "error": job["error"], **stats})
+    if job["status"] == "cancelled":
+        raise Interrupted("interrupted: the backup was stopped")
+    if job["status"] == "failed":
+        tries = f" after {job['attempts']} attempts" if job["attempts"] > 1 else ""
+        raise StrongroomError(f"backup {name} failed{tries}: {_first_line(job['error'])}")
+    unreadable = "could not be read" in (job["error"] or "")
+    if not json_mode:
+        print(f"files: {stats.get('files_new', 0)} new, {stats.get('files_changed', 0)} changed, "
+              f"{stats.get('files_unmodified', 0)} unmodified; read {human_size(stats.get('bytes_read'))} of "
+              f"{human_size(stats.get('total_bytes'))}, added {human_size(stats.get('data_added'))} "
+              f"in {stats.get('duration', 0):.1f} s")
+        if unreadable:
+            print(f"warning: {job['error']}; see the errors above")
+        print(f"recovery point {job['snapshot_id']} ({job['kind']})")
+    return EXIT_PARTIAL if unreadable else 0
+
+
+def _start_in_background(m: Manage, name: str, full: bool, priority: int, attempts: int | None) -> int:
+    """Run the job in a detached child: it queues the job, reports its id on
+    stdout and goes on alone, so closing this terminal does not stop it."""
+    argv = [sys.executable, "-m", "strongroom", "run", name, "--background-child", "--priority", str(priority)]
+    argv += ["--full"] if full else []
+    argv += ["--attempts", str(attempts)] if attempts else []
+    argv += ["--catalog", os.path.abspath(m.catalog)] if m.catalog else []
+    argv += ["--cache-dir", os.path.abspath(m.cache_dir)] if m.cache_dir else []
+    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             start_new_session=True)
+    line = child.stdout.readline().decode().strip()
+    if not line.startswith("job "):
+        _, err = child.communicate()
+        sys.stderr.write(err.decode(errors="replace"))
+        return child.returncode or 1
+    job_id = int(line.split()[1])
+    if m.json:
+        emit_json({"type": "summary", "job": job_id, "config": name, "status": "queued"})
+    else:
+        print(f"job {job_id} queued; follow it with `strongroom jobs {name}`")
+    return 0
+
+
+def _detach(job_id: int) -> None:
+    """In the background child: say which job, then let go of the parent's pipes."""
+    sys.stdout.write(f"job {job_id}\n")
+    sys.stdout.flush()
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.close(null)
+
+
+# ---- jobs -------------------------------------------------------------------------------
+
+
+@click.command()
+@manage_options
+@click.argument("name", required=False)
+@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]),
+              help="Only jobs in this state.")
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True, help="Show this many, newest first.")
+def jobs(m: Manage, name, status, limit) -> None:
+    """The job queue and history (of configuration NAME, or all)."""
+    with m.manager() as manager:
+        found = manager.catalog.list_jobs(config=name, status=status, limit=limit)
+    if m.json:
+        for job in found:
+            emit_json({"type": "job", **job})
+        emit_json({"type": "summary", "count": len(found)})
+        return
+    print(f"{'ID':>5}  {'Config':16}  {'Kind':11}  {'Pri':>3}  {'Status':9}  {'Tries':5}  {'Queued':19}  "
+          f"{'Took':>7}  {'Point':8}  Error")
+    for j in found:
+        took = f"{j['finished_at'] - j['started_at']:.1f} s" if j["finished_at"] and j["started_at"] else "-"
+        print(f"{j['id']:>5}  {j['config'][:16]:16}  {j['kind']:11}  {j['priority']:>3}  {j['status']:9}  "
+              f"{j['attempts']}/{j['max_attempts']:<3}  {_when(j['queued_at']):19}  {took:>7}  "
+              f"{(j['snapshot_id'] or '-')[:8]:8}  {_first_line(j['error'])}")
+    print(f"{len(found)} job(s)")
+
+
+# ---- points ------------------------------------------------------------------------------
+
+
+@click.command()
+@manage_options
+@click.argument("name", required=False)
+@click.option("--since", help="Only points taken at or after this time (YYYY-MM-DD [HH:MM[:SS]] or ISO 8601).")
+@click.option("--until", help="Only points taken at or before this time.")
+def points(m: Manage, name, since, until) -> None:
+    """The recovery points of configuration NAME (or of all), oldest first."""
+    with m.manager() as manager:
+        service = create_recovery_service(manager.backup_service)
+        found = service.list_recovery_points(name, parse_time(since) if since else None,
+                                             parse_time(until) if until else None)
+    if m.json:
+        for p in found:
+            emit_json({"type": "point", **dataclasses.asdict(p), "time": p.time.isoformat()})
+        emit_json({"type": "summary", "count": len(found)})
+        return
+    print(f"{'ID':8}  {'Time':19}  {'Config':16}  {'Kind':11}  {'Files':>7}  {'Size':>10}  Tags")
+    for p in found:
+        print(f"{p.id[:8]}  {p.time.strftime('%Y-%m-%d %H:%M:%S')}  {p.config_name[:16]:16}  {p.kind:11}  "
+              f"{p.total_files:>7}  {human_size(p.total_bytes):>10}  {','.join(p.tags)}")
+    print(f"{len(found)} recovery point(s)")
+
+
+# ---- recover -------------------------------------------------------------------------------
+
+
+@click.command()
+@manage_options
+@click.argument("name")
+@click.option("-t", "--target", required=True, type=click.Path(file_okay=False), help="Directory to restore into.")
+@click.option("--at", help="The newest point at or before this time, instead of the latest.")
+@click.option("--point", "point_id", help="This recovery point (an id or a unique prefix).")
+@click.option("-i", "--include", multiple=True, metavar="GLOB", help="Restore only matching paths.")
+@click.option("-e", "--exclude", multiple=True, metavar="GLOB", help="Leave out matching paths.")
+@click.option("--no-verify", is_flag=True, help="Do not read the restored files back to check them.")
+def recover(m: Manage, name, target, at, point_id, include, exclude, no_verify) -> int:
+    """Restore configuration NAME (its latest point, or the one --at a time) into --target."""
+    if at and point_id:
+        raise UsageError("give --at or --point, not both")
+    with m.manager() as manager:
+        service = create_recovery_service(manager.backup_service)
+        plan = service.executor.create_recovery_plan(name, point_id, parse_time(at) if at else None,
+                                                     os.path.abspath(target), include, exclude,
+                                                     verify=not no_verify)
+        if m.json:
+            emit_json({"type": "plan", **dataclasses.asdict(plan)})
+        else:
+            print(f"restoring recovery point {plan.point_id[:8]} ({plan.point_time}) of {name} into "
+                  f"{plan.target_path}: {plan.files} files, {human_size(plan.bytes)}", file=sys.stderr)
+        session_id = service.executor.execute_recovery(plan)
+        try:
+            progress = _follow_session(service, session_id, m.json)
+        except KeyboardInterrupt:
+            service.cancel_recovery(session_id)
+            service.wait(session_id)
+            raise Interrupted("interrupted: the restore was cancelled") from None
+    if m.json:
+        emit_json({"type": "summary", "session": session_id, "config": name, "point": plan.point_id,
+                   "target": plan.target_path, **_progress_doc(progress), "errors": progress.errors})
+    if progress.status == "cancelled":
+        raise Interrupted("the restore was cancelled")
+    if progress.status == "failed":
+        if len(progress.errors) == 1:
+            raise StrongroomError(f"recovery of {name} failed: {progress.errors[0]}")
+        for error in progress.errors[:50]:
+            print(f"strongroom: error: {error}", file=sys.stderr)
+        raise StrongroomError(f"recovery of {name} failed: {len(progress.errors)} errors")
+    if not m.json:
+        checked = ", verified" if plan.verify else ""
+        print(f"restored recovery point {plan.point_id[:8]} into {plan.target_path}: "
+              f"{progress.processed_files} files, {human_size(progress.processed_bytes)}{checked} "
+              f"in {time.time() - progress.started:.1f} s")
+    return 0
+
+
+def _progress_doc(p: RecoveryProgress) -> dict:
+    return {"status": p.status, "processed_files": p.processed_files, "total_files": p.total_files,
+            "processed_bytes": p.processed_bytes, "total_bytes": p.total_bytes, "percent": p.percent,
+            "rate": round(p.rate), "eta": p.eta}
+
+
+def _follow_session(service, session_id: str, json_mode: bool) -> RecoveryProgress:
+    """Show the session's progress until it ends: JSON status lines, or a bar on a terminal."""
+    reporter = None if json_mode else Reporter(False, "recover")
+    last = None
+    try:
+        while True:
+            # Sleep rather than join the restore thread with a timeout: a join
+            # that Ctrl-C interrupts can leave the thread looking finished.
+            progress = service.get_recovery_progress(session_id)
+            doc = _progress_doc(progress)
+            if doc != last:
+                last = doc
+                if json_mode:
+                    emit_json({"type": "status", "action": "recover", **doc})
+                else:
+                    reporter({"type": "status", "bytes_done": progress.processed_bytes,
+                              "total_bytes": progress.total_bytes, "files_done": progress.processed_files})
+            if progress.status in SESSION_DONE:
+                return service.wait(session_id)  # its last catalog update included
+            time.sleep(0.2)
+    finally:
+        if reporter is not None:
+            reporter.close()
+
+
+# ---- validate --------------------------------------------------------------------------------
+
+
+@click.command()
+@manage_options
+@click.argument("name")
+@click.option("--deep", is_flag=True, help="Read the packs and authenticate every blob the point needs.")
+@click.option("--point", "point_id", help="This recovery point instead of the latest.")
+def validate(m: Manage, name, deep, point_id) -> int:
+    """Check that the latest recovery point of NAME (or --point) is complete on its target."""
+    with m.manager() as manager:
+        if point_id:
+            _, _, snap = manager.backup_service.find_snapshot(point_id, name)
+        else:
+            snaps = manager.backup_service.snapshots(manager.get_config(name))
+            if not snaps:
+                raise SnapshotNotFound(f"config {name} has no recovery points yet")
+            snap = snaps[-1]
+        report = manager.validator.validate_backup(snap.id, deep=deep)
+    if m.json:
+        emit_json({"type": "summary", **report.to_dict()})
+    else:
+        for problem in report.problems:
+            print(f"damaged: {problem}")
+        read = f", read {report.packs_read} packs and authenticated {report.blobs_authenticated} blobs" \
+            if report.deep else ""
+        print(f"recovery point {report.backup_id[:8]} of {name}: {report.blobs_checked} blobs in "
+              f"{report.packs_checked} packs{read}")
+        print("no problems were found" if report.ok else f"{len(report.problems)} problem(s) found")
+    return 0 if report.ok else 1
+
+
+# ---- usage -------------------------------------------------------------------------------------
+
+
+@click.command()
+@manage_options
+def usage(m: Manage) -> int:
+    """Storage used per configuration: restore size, stored size, ratios, points."""
+    with m.manager() as manager:
+        result = manager.storage.get_storage_usage()
+    if m.json:
+        emit_json({"type": "summary", **result})
+    else:
+        print(f"{'Config':20}  {'Points':>6}  {'Restore size':>12}  {'Stored':>10}  {'Repository':>10}  "
+              f"{'Dedup':>6}  {'Compr.':>6}")
+        for name, u in result["configs"].items():
+            print(f"{name[:20]:20}  {u['points']:>6}  {human_size(u['restore_size']):>12}  "
+                  f"{human_size(u['stored_size']):>10}  {human_size(u['repository_size']):>10}  "
+                  f"{u['dedup_ratio'] or '-':>6}  {u['compression_ratio'] or '-':>6}")
+        t = result["total"]
+        print(f"{'total':20}  {t['points']:>6}  {human_size(t['restore_size']):>12}  {human_size(t['stored_size']):>10}"
+              f"  {human_size(t['repository_size']):>10}")
+    for name, error in result["errors"].items():
+        print(f"strongroom: {name}: {error}", file=sys.stderr)
+    return 1 if result["errors"] else 0
+
+
+COMMANDS = [run, jobs, points, recover, validate, usage]
