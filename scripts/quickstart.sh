@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install strongroom and run its main job on the embedded default: back up a
-# folder into a local repository, list the recovery point, restore it and
-# show that the restored copy is identical.
+# Install strongroom and run its main job on the embedded default: a local
+# repository directory and the local SQLite catalog. It names a backup of a
+# folder, runs it, lists the recovery point, restores it, shows that the
+# restored copy is identical, and validates the point by reading it back.
 #   bash scripts/quickstart.sh [FOLDER]      (default: the project's src/ folder)
 set -euo pipefail
 . "$(dirname "$0")/bootstrap.sh"
@@ -9,16 +10,18 @@ SOURCE="$(cd "${1:-$ROOT/src}" && pwd)"
 WORK="${STRONGROOM_DEMO_DIR:-$ROOT/demo}"
 SR="$ROOT/.venv/bin/strongroom"
 mkdir -p "$WORK"
-export STRONGROOM_REPO="$WORK/repository"
-export STRONGROOM_PASSWORD_FILE="$WORK/password"
-if [ ! -s "$STRONGROOM_PASSWORD_FILE" ]; then
-    (umask 077 && "$ROOT/.venv/bin/python" -c "import secrets; print(secrets.token_urlsafe(32))" > "$STRONGROOM_PASSWORD_FILE")
-    echo "generated a repository password in $STRONGROOM_PASSWORD_FILE (keep a copy somewhere else)"
+export STRONGROOM_CATALOG="$WORK/catalog.db"
+export STRONGROOM_SECRETS="$WORK/secrets.json"
+export STRONGROOM_CACHE_DIR="$WORK/cache"
+if ! "$SR" config show quickstart >/dev/null 2>&1; then
+    # No password given: strongroom generates a strong key and keeps it in the
+    # secrets store; `strongroom key export quickstart` prints the recovery kit.
+    "$SR" config add quickstart --source "$SOURCE" --target-dir "$WORK/repository" --tag quickstart
 fi
-[ -e "$STRONGROOM_REPO/config" ] || "$SR" init
-"$SR" backup "$SOURCE" --tag quickstart
-"$SR" snapshots
+"$SR" run quickstart
+"$SR" points quickstart
 rm -rf "$WORK/restore"
-"$SR" restore latest --target "$WORK/restore" --verify
+"$SR" recover quickstart --target "$WORK/restore"
 diff -r "$SOURCE" "$WORK/restore$SOURCE" && echo "restored copy of $SOURCE is identical"
-"$SR" check --read-data
+"$SR" validate quickstart --deep
+"$SR" usage

@@ -58,7 +58,7 @@ def webdav_target(kind: str) -> Callable[[pytest.FixtureRequest], Target]:
 
         server = request.getfixturevalue("webdav_session_servers").get(kind).scratch()
         client = WebDAVStorage(server.url, server.username, server.password, timeout=20)
-        storage = RetryingStorage(client, RetryPolicy(deadline=10, base_delay=0.05))
+        storage = RetryingStorage(client, RetryPolicy(deadline=30, base_delay=0.05))
         return Target(storage, server.put_raw, atomic_overwrite=kind not in ("wsgidav", "rclone"))
     return factory
 

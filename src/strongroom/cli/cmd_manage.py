@@ -24,6 +24,7 @@ from strongroom.errors import StrongroomError, UsageError, WrongPassword
 from strongroom.services.backup_manager import BackupManager, create_backup_manager
 from strongroom.services.configs import BackupConfig
 from strongroom.services.webdav_service import WebDAVCredentials
+from strongroom.storage.vendors import guess_vendor
 
 VENDORS = ["nutstore", "nextcloud", "owncloud", "generic"]
 
@@ -106,8 +107,8 @@ def _webdav_password(password_file: str | None, username: str) -> str:
 @click.argument("client_id")
 @click.option("--url", required=True, help="The WebDAV URL, e.g. https://dav.jianguoyun.com/dav/")
 @click.option("--user", required=True, help="The account name.")
-@click.option("--vendor", type=click.Choice(VENDORS, case_sensitive=False), default="generic", show_default=True,
-              help="The service: sets its request budget, upload cap and quirks.")
+@click.option("--vendor", type=click.Choice(VENDORS, case_sensitive=False),
+              help="The service: sets its request budget, upload cap and quirks (guessed from the URL).")
 @click.option("--webdav-password-file", type=click.Path(dir_okay=False),
               help="Read the account password from this file (else STRONGROOM_WEBDAV_PASSWORD, or a prompt).")
 @click.option("--replace", is_flag=True, help="Replace a client of the same id.")
@@ -116,12 +117,13 @@ def client_add(m: Manage, client_id, url, user, vendor, webdav_password_file, re
     with m.manager() as manager:
         if client_id in manager.webdav_service.list_clients() and not replace:
             raise UsageError(f"a WebDAV client named {client_id!r} exists already (use --replace)")
-        credentials = WebDAVCredentials(user, _webdav_password(webdav_password_file, user), url, vendor.lower())
+        vendor = (vendor or guess_vendor(url)).lower()
+        credentials = WebDAVCredentials(user, _webdav_password(webdav_password_file, user), url, vendor)
         manager.webdav_service.add_client(client_id, credentials)
     if m.json:
-        emit_json({"type": "summary", "client": client_id, "url": url, "username": user, "vendor": vendor.lower()})
+        emit_json({"type": "summary", "client": client_id, "url": url, "username": user, "vendor": vendor})
     else:
-        print(f"added WebDAV client {client_id}: {user} at {url} ({vendor.lower()}); "
+        print(f"added WebDAV client {client_id}: {user} at {url} ({vendor}); "
               f"try it with `strongroom client test {client_id}`")
 
 

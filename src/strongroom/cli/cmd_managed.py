@@ -119,7 +119,7 @@ def _job_outcome(name: str, job: dict, json_mode: bool) -> int:
               f"in {stats.get('duration', 0):.1f} s")
         if unreadable:
             print(f"warning: {job['error']}; see the errors above")
-        print(f"recovery point {job['snapshot_id']} ({job['kind']})")
+        print(f"recovery point {job['snapshot_id']} ({stats.get('snapshot_kind', job['kind'])})")
     return EXIT_PARTIAL if unreadable else 0
 
 

@@ -234,7 +234,8 @@ class BackupManager:
         except StrongroomError:
             pass  # accounting must not fail a backup that succeeded
         warning = f"{len(result.errors)} file(s) could not be read" if result.errors else None
-        return {"snapshot_id": result.snapshot.id, "stats": result.summary, "warning": warning}
+        stats = {**result.summary, "snapshot_kind": result.snapshot.kind}
+        return {"snapshot_id": result.snapshot.id, "stats": stats, "warning": warning}
 
     def get_job_history(self, name: str | None = None, limit: int = 100) -> list[dict]:
         return self.catalog.list_jobs(config=name, limit=limit)

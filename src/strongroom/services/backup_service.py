@@ -63,7 +63,7 @@ class BackupService:
         secret = self.secrets.get(config.secret_ref) if config.secret_ref else None
         if secret is None:
             raise UsageError(f"config {config.name}: its repository key is not in the secrets store; "
-                             "import it with `strongroom key import` or give a password")
+                             "give it again with `strongroom config edit NAME --store-password`")
         return secret.encode()
 
     def take_password(self, config: BackupConfig) -> None:
