@@ -1,0 +1,63 @@
+"""forget."""
+
+from __future__ import annotations
+
+import click
+
+from strongroom.cli.cmd_restore import snapshot_filter_options
+from strongroom.cli.options import Common, common_options
+from strongroom.cli.output import emit_json
+from strongroom.engine.forget import parse_group_by, plan_forget, remove_snapshots
+from strongroom.model.retention import Policy, parse_duration
+from strongroom.model.select import SnapshotFilter, filter_snapshots
+
+
+@click.command()
+@common_options
+@click.option("--keep-last", type=int, default=0, metavar="N", help="Keep the N newest points.")
+@click.option("--keep-hourly", type=int, default=0, metavar="N", help="Keep the newest point of N hours.")
+@click.option("--keep-daily", type=int, default=0, metavar="N", help="Keep the newest point of N days.")
+@click.option("--keep-weekly", type=int, default=0, metavar="N", help="Keep the newest point of N ISO weeks.")
+@click.option("--keep-monthly", type=int, default=0, metavar="N", help="Keep the newest point of N months.")
+@click.option("--keep-yearly", type=int, default=0, metavar="N", help="Keep the newest point of N years.")
+@click.option("--keep-within", metavar="DURATION", help="Keep every point this close to the newest (30d, 1y6m).")
+@click.option("--keep-tag", multiple=True, metavar="TAG", help="Keep every point with this tag.")
+@click.option("--group-by", default="host,paths", show_default=True,
+              help="Apply the policy per group of: host, paths, tags, config (comma list; '' for one group).")
+@click.option("--allow-remove-all", is_flag=True, help="Allow a policy to remove every point of a group.")
+@click.option("-n", "--dry-run", is_flag=True, help="List what would be kept and removed, and why.")
+@snapshot_filter_options
+def forget(common: Common, keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly,
+           keep_within, keep_tag, group_by, allow_remove_all, dry_run, host, tags, paths) -> None:
+    """Remove recovery points that a retention policy does not keep.
+
+    The data only they referenced stays in the repository until a prune."""
+    if min(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly) < 0:
+        raise click.BadParameter("keep counts cannot be negative")
+    policy = Policy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly,
+                    parse_duration(keep_within) if keep_within else None, tuple(keep_tag))
+    repo = common.open()
+    with repo.lock(exclusive=not dry_run, wait=common.retry_lock):
+        chosen = filter_snapshots(repo.list_snapshots(), SnapshotFilter(host, tuple(tags), tuple(paths)))
+        plan = plan_forget(chosen, policy, parse_group_by(group_by), allow_remove_all)
+        removed = [] if dry_run else remove_snapshots(repo, plan)
+    if common.json:
+        for group in plan:
+            emit_json({"type": "group", "group": group.key, "points": [
+                {"id": s.id, "time": s.time, "keep": d.keep, "reasons": d.reasons} for s, d in group.decisions]})
+        emit_json({"type": "summary", "dry_run": dry_run, "removed": removed,
+                   "kept": sum(d.keep for g in plan for _, d in g.decisions), "storage": repo.requests})
+        return
+    for group in plan:
+        label = ", ".join(f"{k} {v if not isinstance(v, list) else ','.join(v)}" for k, v in group.key.items())
+        print(f"group: {label or 'all'}")
+        for snap, d in group.decisions:
+            verdict = "keep  " if d.keep else "remove"
+            print(f"  {verdict} {snap.short_id}  {snap.datetime.strftime('%Y-%m-%d %H:%M:%S')}  "
+                  f"{', '.join(d.reasons)}")
+    kept = sum(d.keep for g in plan for _, d in g.decisions)
+    gone = sum(not d.keep for g in plan for _, d in g.decisions)
+    print(f"{'would remove' if dry_run else 'removed'} {gone} point(s), kept {kept}")
+
+
+COMMANDS = [forget]
