@@ -6,8 +6,9 @@ import click
 
 from strongroom.cli.cmd_restore import snapshot_filter_options
 from strongroom.cli.options import Common, common_options
-from strongroom.cli.output import emit_json
+from strongroom.cli.output import emit_json, human_size
 from strongroom.engine.forget import parse_group_by, plan_forget, remove_snapshots
+from strongroom.engine.prune import plan_prune, run_prune
 from strongroom.model.retention import Policy, parse_duration
 from strongroom.model.select import SnapshotFilter, filter_snapshots
 
@@ -26,9 +27,10 @@ from strongroom.model.select import SnapshotFilter, filter_snapshots
               help="Apply the policy per group of: host, paths, tags, config (comma list; '' for one group).")
 @click.option("--allow-remove-all", is_flag=True, help="Allow a policy to remove every point of a group.")
 @click.option("-n", "--dry-run", is_flag=True, help="List what would be kept and removed, and why.")
+@click.option("--prune", "then_prune", is_flag=True, help="Prune afterwards, under the same lock.")
 @snapshot_filter_options
 def forget(common: Common, keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly,
-           keep_within, keep_tag, group_by, allow_remove_all, dry_run, host, tags, paths) -> None:
+           keep_within, keep_tag, group_by, allow_remove_all, dry_run, then_prune, host, tags, paths) -> None:
     """Remove recovery points that a retention policy does not keep.
 
     The data only they referenced stays in the repository until a prune."""
@@ -41,12 +43,14 @@ def forget(common: Common, keep_last, keep_hourly, keep_daily, keep_weekly, keep
         chosen = filter_snapshots(repo.list_snapshots(), SnapshotFilter(host, tuple(tags), tuple(paths)))
         plan = plan_forget(chosen, policy, parse_group_by(group_by), allow_remove_all)
         removed = [] if dry_run else remove_snapshots(repo, plan)
+        pruned = run_prune(repo, plan_prune(repo)) if then_prune and not dry_run else None
     if common.json:
         for group in plan:
             emit_json({"type": "group", "group": group.key, "points": [
                 {"id": s.id, "time": s.time, "keep": d.keep, "reasons": d.reasons} for s, d in group.decisions]})
         emit_json({"type": "summary", "dry_run": dry_run, "removed": removed,
-                   "kept": sum(d.keep for g in plan for _, d in g.decisions), "storage": repo.requests})
+                   "kept": sum(d.keep for g in plan for _, d in g.decisions), "prune": pruned,
+                   "storage": repo.requests})
         return
     for group in plan:
         label = ", ".join(f"{k} {v if not isinstance(v, list) else ','.join(v)}" for k, v in group.key.items())
@@ -58,6 +62,8 @@ def forget(common: Common, keep_last, keep_hourly, keep_daily, keep_weekly, keep
     kept = sum(d.keep for g in plan for _, d in g.decisions)
     gone = sum(not d.keep for g in plan for _, d in g.decisions)
     print(f"{'would remove' if dry_run else 'removed'} {gone} point(s), kept {kept}")
+    if pruned:
+        print(f"pruned: freed {human_size(pruned['bytes_freed'])}")
 
 
 COMMANDS = [forget]

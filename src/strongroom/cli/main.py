@@ -18,9 +18,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from strongroom.cli import (cmd_backup, cmd_check, cmd_forget, cmd_manage, cmd_managed, cmd_repo, cmd_restore,
-                                cmd_snapshots)
-    for module in (cmd_repo, cmd_backup, cmd_restore, cmd_snapshots, cmd_forget, cmd_check, cmd_manage,
+    from strongroom.cli import (cmd_backup, cmd_check, cmd_forget, cmd_manage, cmd_managed, cmd_prune, cmd_repo,
+                                cmd_restore, cmd_snapshots)
+    for module in (cmd_repo, cmd_backup, cmd_restore, cmd_snapshots, cmd_forget, cmd_prune, cmd_check, cmd_manage,
                    cmd_managed):
         for command in module.COMMANDS:
             cli.add_command(command)
