@@ -6,6 +6,9 @@ import json
 import random
 import subprocess
 import sys
+import time
+
+import pytest
 
 from conftest import PASSWORD
 from treeutil import snapshot_tree
@@ -85,3 +88,52 @@ def test_prune_needs_the_exclusive_lock(cli, repo_path, cache_dir, tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def _files(folder) -> set[str]:
+    return {p.name for p in folder.rglob("*") if p.is_file()}
+
+
+STAGES = {
+    # a repacked pack has been written
+    "repacking": lambda repo, packs, index: bool(_files(repo / "data") - packs),
+    # the consolidated index has been written
+    "indexed": lambda repo, packs, index: bool(_files(repo / "index") - index),
+    # old index objects or packs are being deleted
+    "deleting": lambda repo, packs, index: bool(index - _files(repo / "index") or packs - _files(repo / "data")),
+}
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_prune_killed_at_any_stage_leaves_a_clean_repository(cli, repo_path, tmp_path, stage):
+    src = tmp_path / "src"
+    src.mkdir()
+    rnd = random.Random(8)
+    cli.run("init", "--pack-size", "1", check=True)
+    for i in range(60):
+        (src / f"f{i:02d}.bin").write_bytes(rnd.randbytes(300_000))
+    cli.run("backup", str(src), "--time", "2024-01-01 10:00", check=True)
+    for i in range(0, 60, 2):
+        (src / f"f{i:02d}.bin").unlink()
+    cli.run("backup", str(src), "--time", "2024-01-02 10:00", check=True)
+    summary(cli.run("forget", "--keep-last", "1", "--json"))
+    packs, index = _files(repo_path / "data"), _files(repo_path / "index")
+
+    proc = cli.popen("prune", "--max-unused", "1%")
+    reached = STAGES[stage]
+    while proc.poll() is None and not reached(repo_path, packs, index):
+        time.sleep(0.0005)
+    killed = proc.poll() is None
+    proc.kill()
+    proc.communicate()
+    assert killed, f"prune finished before it reached {stage}"
+    cli.run("unlock", check=True)
+    report = summary(cli.run("check", "--read-data", "--json"))
+    assert report["ok"], report
+
+    summary(cli.run("prune", "--json"))  # the next prune finishes the work
+    report = summary(cli.run("check", "--read-data", "--json"))
+    assert report["ok"] and not report["warnings"], report
+    target = tmp_path / "restore"
+    cli.run("restore", "latest", "--target", str(target), "--verify", check=True)
+    assert snapshot_tree(target / src.relative_to("/")) == snapshot_tree(src)
