@@ -10,9 +10,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from strongroom.engine.progress import ignore
+from strongroom.engine.forget import plan_forget, remove_snapshots
+from strongroom.engine.prune import plan_prune, run_prune
 from strongroom.engine.stats import repository_stats
 from strongroom.engine.tree_walk import walk
 from strongroom.errors import IntegrityError, StrongroomError, UsageError
+from strongroom.model.retention import Duration, Policy
 from strongroom.model.tree import DIR, FILE
 from strongroom.repo.pack import expected_pack_size, pack_name
 from strongroom.services.backup_service import BackupService
@@ -145,6 +148,26 @@ class StorageManager:
         usage = self.usage_of(config)
         self.service.catalog.add_sample(config.name, {k: v for k, v in usage.items() if k != "config"})
         return usage
+
+    def cleanup_old_backups(self, config: BackupConfig | str, keep_count: int | None = None,
+                            keep_days: int | None = None) -> dict:
+        """Forget the points of one configuration beyond the newest `keep_count`
+        and older than `keep_days` before its newest point (a point either rule
+        keeps stays), then prune. Returns what was removed and the space freed."""
+        if isinstance(config, str):
+            config = self.service.get_config(config)
+        if not keep_count and not keep_days:
+            raise UsageError("cleanup needs keep_count or keep_days (at least one point is always kept)")
+        policy = Policy(last=keep_count or 0, within=Duration(days=keep_days) if keep_days else None)
+        with self.service.repo_lock(config):
+            repo = self.service.open_repository(config)
+            with repo.lock(exclusive=True, wait=60):
+                plan = plan_forget(self.service.snapshots(config, repo), policy, group_by=())
+                removed = remove_snapshots(repo, plan)
+                pruned = run_prune(repo, plan_prune(repo))
+        return {"config": config.name, "removed": removed, "kept": sum(d.keep for g in plan for _, d in g.decisions),
+                "bytes_freed": pruned["bytes_freed"], "packs_deleted": pruned["packs_deleted"],
+                "packs_repacked": pruned["packs_repacked"]}
 
     def get_storage_usage(self) -> dict:
         per_config, errors = {}, {}
