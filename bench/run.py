@@ -20,6 +20,7 @@ is not dropped between steps: all numbers are warm-cache numbers.
 from __future__ import annotations
 
 import argparse
+from abc import ABC, abstractmethod
 import hashlib
 import json
 import os
@@ -176,7 +177,7 @@ def ensure_command(binary: str, package: str) -> str | None:
 # Tools
 
 
-class Tool:
+class Tool(ABC):
     """One backup program: how to make it available and its commands."""
 
     name = ""
@@ -196,24 +197,29 @@ class Tool:
         env.update(self.extra_env)
         return env
 
+    @abstractmethod
     def prepare(self) -> str | None:
         """Make the tool runnable; return why it cannot run, or None."""
-        raise NotImplementedError
 
+    @abstractmethod
     def version(self) -> str:
-        raise NotImplementedError
+        """The tool's version line."""
 
+    @abstractmethod
     def init(self) -> Command:
-        raise NotImplementedError
+        """Create the repository."""
 
+    @abstractmethod
     def backup(self, source: Path, label: str) -> Command:
-        raise NotImplementedError
+        """Back up `source`."""
 
+    @abstractmethod
     def restore(self, target: Path) -> Command:
-        raise NotImplementedError
+        """Restore the latest point into `target`."""
 
+    @abstractmethod
     def check(self) -> Command:
-        raise NotImplementedError
+        """Check, reading all data."""
 
 
 class Strongroom(Tool):

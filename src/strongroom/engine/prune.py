@@ -15,9 +15,9 @@ import hashlib
 from dataclasses import dataclass, field
 
 from strongroom.engine.progress import Listener, ignore
+from strongroom.engine.tree_walk import needed_blobs
 from strongroom.errors import IncompleteObject, IntegrityError, StrongroomError
 from strongroom.model.snapshot import SNAPSHOT_DIR
-from strongroom.model.tree import DIR, FILE
 from strongroom.repo.index import INDEX_DIR
 from strongroom.repo.pack import PackedBlob, PackWriter, expected_pack_size, pack_name
 from strongroom.repo.repository import Repository
@@ -54,33 +54,6 @@ class PrunePlan:
                 "bytes_freed": self.bytes_freed, "requests_estimated": self.requests}
 
 
-def _used_blobs(repo: Repository) -> set[bytes]:
-    """Every tree and chunk a snapshot needs; any unreadable tree stops prune."""
-    def damaged(name: str, error: IntegrityError) -> None:
-        if not isinstance(error, IncompleteObject):  # a cut-off upload is no snapshot
-            raise error
-
-    used: set[bytes] = set()
-    for snap in repo.list_snapshots(on_damaged=damaged):
-        stack = [bytes.fromhex(snap.tree)]
-        while stack:
-            tree_id = stack.pop()
-            if tree_id in used:
-                continue
-            used.add(tree_id)
-            try:
-                tree = repo.load_tree(tree_id)
-            except StrongroomError as e:
-                raise IntegrityError(f"prune stopped: snapshot {snap.short_id} has an unreadable tree ({e}); "
-                                     "run check and repair first") from None
-            for node in tree.nodes:
-                if node.type == DIR and node.subtree:
-                    stack.append(node.subtree)
-                elif node.type == FILE:
-                    used.update(node.content)
-    return used
-
-
 def plan_prune(repo: Repository, max_unused: float = 0.05) -> PrunePlan:
     plan = PrunePlan()
     packs: dict[bytes, list[PackedBlob]] = {}
@@ -95,12 +68,16 @@ def plan_prune(repo: Repository, max_unused: float = 0.05) -> PrunePlan:
             packs[pack_id] = blobs
             repo.index.add_pack(pack_id, blobs)
     repo._index_loaded = True
+    roots = []
     for info in repo.storage.list(SNAPSHOT_DIR):
         try:
-            repo.load_snapshot(info.name)
+            roots.append(bytes.fromhex(repo.load_snapshot(info.name).tree))
         except IncompleteObject:
-            plan.leftovers.append(info.name)
-    used = _used_blobs(repo)
+            plan.leftovers.append(info.name)  # a cut-off upload, no snapshot
+    try:
+        used = needed_blobs(repo, roots)
+    except StrongroomError as e:
+        raise IntegrityError(f"prune stopped: a snapshot has an unreadable tree ({e}); run check first") from None
     missing = [b for b in used if b not in repo.index]
     if missing:
         raise IntegrityError(f"prune stopped: {len(missing)} needed blob(s) are not in any index; run check first")

@@ -6,7 +6,7 @@ import fnmatch
 from typing import Iterator
 
 from strongroom.errors import SnapshotNotFound
-from strongroom.model.tree import DIR, Node
+from strongroom.model.tree import DIR, FILE, Node
 from strongroom.repo.repository import Repository
 
 
@@ -17,6 +17,23 @@ def walk(repo: Repository, tree_id: bytes, prefix: bytes = b"") -> Iterator[tupl
         yield path, node
         if node.type == DIR and node.subtree:
             yield from walk(repo, node.subtree, path)
+
+
+def needed_blobs(repo: Repository, roots: list[bytes]) -> set[bytes]:
+    """Every tree and chunk reachable from the root trees; an unreadable tree raises."""
+    needed: set[bytes] = set()
+    stack = list(roots)
+    while stack:
+        tree_id = stack.pop()
+        if tree_id in needed:
+            continue
+        needed.add(tree_id)
+        for node in repo.load_tree(tree_id).nodes:
+            if node.type == DIR and node.subtree:
+                stack.append(node.subtree)
+            elif node.type == FILE:
+                needed.update(node.content)
+    return needed
 
 
 def resolve(repo: Repository, root_tree: bytes, subpath: str) -> tuple[bytes | None, Node | None]:

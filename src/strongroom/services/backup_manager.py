@@ -13,10 +13,9 @@ from strongroom.engine.progress import ignore
 from strongroom.engine.forget import plan_forget, remove_snapshots
 from strongroom.engine.prune import plan_prune, run_prune
 from strongroom.engine.stats import repository_stats
-from strongroom.engine.tree_walk import walk
+from strongroom.engine.tree_walk import needed_blobs
 from strongroom.errors import IntegrityError, StrongroomError, UsageError
 from strongroom.model.retention import Duration, Policy
-from strongroom.model.tree import DIR, FILE
 from strongroom.repo.pack import expected_pack_size, pack_name
 from strongroom.services.backup_service import BackupService
 from strongroom.services.configs import BackupConfig
@@ -56,17 +55,10 @@ class BackupValidator:
         config, repo, snap = self.service.find_snapshot(backup_id)
         report = ValidationReport(snap.id, config.name, deep or bool(sample))
         repo.load_index()
-        needed: dict[bytes, int] = {}  # blob id -> pack problems are attributed per blob
-        root = bytes.fromhex(snap.tree)
-        needed[root] = 1
         try:
-            for _, node in walk(repo, root):
-                if node.type == DIR and node.subtree:
-                    needed[node.subtree] = 1
-                elif node.type == FILE:
-                    for blob in node.content:
-                        needed[blob] = 1
+            needed = needed_blobs(repo, [bytes.fromhex(snap.tree)])
         except StrongroomError as e:
+            needed = set()
             report.problems.append(f"a tree cannot be read: {e}")
         by_pack: dict[bytes, list[bytes]] = defaultdict(list)
         for blob in needed:

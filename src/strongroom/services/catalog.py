@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from strongroom.errors import StrongroomError
+from strongroom.services.paths import data_dir
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 _JOB_FIELDS = {"status", "attempts", "started_at", "finished_at", "error", "snapshot_id", "stats",
@@ -116,13 +117,7 @@ class Catalog:
     @staticmethod
     def default_path() -> str:
         """`$STRONGROOM_CATALOG`, else `$XDG_DATA_HOME/strongroom/catalog.db` (~/.local/share by default)."""
-        explicit = os.environ.get("STRONGROOM_CATALOG")
-        if explicit:
-            return explicit
-        data_home = os.environ.get("XDG_DATA_HOME", "")
-        if not os.path.isabs(data_home):  # the XDG spec says to ignore relative values
-            data_home = os.path.join(os.path.expanduser("~"), ".local", "share")
-        return os.path.join(data_home, "strongroom", "catalog.db")
+        return os.environ.get("STRONGROOM_CATALOG") or os.path.join(data_dir(), "catalog.db")
 
     # -- connection ---------------------------------------------------------
 

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from strongroom.errors import StrongroomError
+from strongroom.services.paths import data_dir
 
 SERVICE = "strongroom"
 _FORMAT_VERSION = 1
@@ -34,13 +35,7 @@ _FORMAT_VERSION = 1
 
 def default_secrets_path() -> str:
     """`$STRONGROOM_SECRETS`, else `$XDG_DATA_HOME/strongroom/secrets.json` (~/.local/share by default)."""
-    explicit = os.environ.get("STRONGROOM_SECRETS")
-    if explicit:
-        return explicit
-    data_home = os.environ.get("XDG_DATA_HOME", "")
-    if not os.path.isabs(data_home):  # the XDG spec says to ignore relative values
-        data_home = os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(data_home, "strongroom", "secrets.json")
+    return os.environ.get("STRONGROOM_SECRETS") or os.path.join(data_dir(), "secrets.json")
 
 
 def _usable_keyring() -> Any | None:
