@@ -177,9 +177,17 @@ class WebDAVStorage(Storage):
     def _mkcol(self, directory: str) -> None:
         if directory in self._known_dirs:
             return
-        response = self._request("MKCOL", self._url(directory, collection=True), f"create {directory}/")
+        url = self._url(directory, collection=True)
+        response = self._request("MKCOL", url, f"create {directory}/", passthrough=frozenset({403}))
         # 405: it exists already. 409 for a missing parent cannot happen top-down.
-        if response.status_code not in (200, 201, 204, 405):
+        # 403: Apache's answer when another writer created it a moment before;
+        # only a look tells that apart from a real refusal.
+        if response.status_code == 403:
+            if not any(is_dir for _, is_dir, _ in self._propfind(url, 0, f"create {directory}/")):
+                raise AuthenticationFailed(f"create {directory}/: the WebDAV server refused access (HTTP 403): "
+                                           f"check the WebDAV app password and the account's rights to "
+                                           f"{self.base_url}")
+        elif response.status_code not in (200, 201, 204, 405):
             raise self._fail(f"create {directory}/", response)
         with self._lock:
             self._known_dirs.add(directory)
