@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from strongroom.cli.options import Common, common_options
-from strongroom.cli.output import Reporter, emit_json, human_size
+from strongroom.cli.output import Reporter, describe_estimate, emit_json, human_size
 from strongroom.engine.backup import BackupOptions, run_backup
+from strongroom.engine.estimate import estimate_backup, run_summaries
 from strongroom.engine.walk import ExcludeRules
 from strongroom.errors import UsageError
 from strongroom.model.select import parse_time
@@ -54,10 +55,12 @@ def backup(common: Common, paths, exclude, exclude_file, exclude_if_present, exc
     finally:
         reporter.close()
     s = result.summary
+    estimate = estimate_backup(repo, s, run_summaries(repo.list_snapshots(on_damaged=lambda *_: None))) \
+        if dry_run else None
     if common.json:
         emit_json({"type": "summary", "snapshot": result.snapshot.id if result.snapshot else None,
                    "kind": result.snapshot.kind if result.snapshot else None, "dry_run": dry_run,
-                   **s, "storage": repo.requests})
+                   **s, **({"estimate": estimate} if dry_run else {}), "storage": repo.requests})
     else:
         print(f"files: {s['files_new']} new, {s['files_changed']} changed, {s['files_unmodified']} unmodified")
         print(f"read {human_size(s['bytes_read'])} of {human_size(s['total_bytes'])}; "
@@ -65,6 +68,8 @@ def backup(common: Common, paths, exclude, exclude_file, exclude_if_present, exc
               f"({s['data_blobs']} new chunks) in {s['duration']:.1f} s")
         if result.snapshot and not dry_run:
             print(f"snapshot {result.snapshot.short_id} saved ({result.snapshot.kind})")
+        if estimate is not None:
+            print(describe_estimate(estimate))
         if result.errors:
             print(f"{len(result.errors)} file(s) could not be read completely; see the errors above")
     return EXIT_PARTIAL if result.errors else 0

@@ -21,8 +21,9 @@ import click
 
 from strongroom.cli.output import emit_json, human_size
 from strongroom.errors import StrongroomError, UsageError, WrongPassword
+from strongroom.model.retention import describe_policy, parse_duration
 from strongroom.services.backup_manager import BackupManager, create_backup_manager
-from strongroom.services.configs import BackupConfig
+from strongroom.services.configs import AFTER_RUN, BackupConfig
 from strongroom.services.webdav_service import WebDAVCredentials
 from strongroom.storage.vendors import guess_vendor
 
@@ -214,7 +215,22 @@ def config_options(editing: bool):
                          help="Keep a password (STRONGROOM_PASSWORD, STRONGROOM_PASSWORD_FILE or a prompt) "
                               "in the secrets store, e.g. to reconnect to a repository from its recovery kit."),
             click.option("--max-attempts", type=click.IntRange(1), help="Tries per run before a job fails (3)."),
+            click.option("--keep-last", type=click.IntRange(0), metavar="N", help="Retention: keep the N newest points."),
+            click.option("--keep-hourly", type=click.IntRange(0), metavar="N", help="Retention: newest point of N hours."),
+            click.option("--keep-daily", type=click.IntRange(0), metavar="N", help="Retention: newest point of N days."),
+            click.option("--keep-weekly", type=click.IntRange(0), metavar="N", help="Retention: newest point of N weeks."),
+            click.option("--keep-monthly", type=click.IntRange(0), metavar="N",
+                         help="Retention: newest point of N months."),
+            click.option("--keep-yearly", type=click.IntRange(0), metavar="N", help="Retention: newest point of N years."),
+            click.option("--keep-within", metavar="DURATION", help="Retention: every point this close to the newest."),
+            click.option("--keep-tag", "keep_tags", multiple=True, metavar="TAG",
+                         help=f"Retention: keep every point with this tag (repeatable){changes}."),
+            click.option("--retention-after-run", type=click.Choice(AFTER_RUN),
+                         help="After each run: off (the default), forget by the policy, or forget and prune."),
         ]
+        if editing:
+            options.append(click.option("--no-retention", is_flag=True,
+                                        help="Drop the retention policy (and stop applying it after runs)."))
         if editing:
             options.append(click.option("--encrypt/--no-encrypt", default=None,
                                         help="Whether the repository is encrypted."))
@@ -272,6 +288,7 @@ def _apply(config: BackupConfig, o: dict) -> BackupConfig:
         config.max_attempts = o["max_attempts"]
     if o.get("encrypt") is not None:
         config.encrypt = o["encrypt"]
+    _apply_retention(config, o)
     given = [k for k in ("password_file", "password_env", "store_password") if o[k]]
     if len(given) > 1:
         raise UsageError("give one of --password-file, --password-env and --store-password")
@@ -285,6 +302,30 @@ def _apply(config: BackupConfig, o: dict) -> BackupConfig:
         config.password_file = config.password_env = None
         config.password = _stored_password()
     return config
+
+
+def _apply_retention(config: BackupConfig, o: dict) -> None:
+    if o.get("no_retention"):
+        config.retention, config.retention_after_run = {}, "off"
+    retention = dict(config.retention)
+    for rule in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
+        value = o.get(f"keep_{rule}")
+        if value is not None:
+            if value:
+                retention[f"keep_{rule}"] = value
+            else:
+                retention.pop(f"keep_{rule}", None)
+    if o.get("keep_within") is not None:
+        if o["keep_within"]:
+            parse_duration(o["keep_within"])
+            retention["keep_within"] = o["keep_within"]
+        else:
+            retention.pop("keep_within", None)
+    if o.get("keep_tags"):
+        retention["keep_tags"] = [t.strip() for group in o["keep_tags"] for t in group.split(",") if t.strip()]
+    config.retention = retention
+    if o.get("retention_after_run"):
+        config.retention_after_run = o["retention_after_run"]
 
 
 @click.group()
@@ -372,6 +413,8 @@ def config_show(m: Manage, name) -> None:
         ("password", doc["password"]), ("compression", doc["codec"]),
         ("excludes", ", ".join(doc["excludes"]) or "-"), ("exclude caches", "yes" if doc["exclude_caches"] else "no"),
         ("tags", ", ".join(doc["tags"]) or "-"), ("max attempts", str(doc["max_attempts"])),
+        ("retention", describe_policy(doc["retention"])
+         + (f"; applied after each run ({doc['retention_after_run']})" if doc["retention_after_run"] != "off" else "")),
     ]
     if doc["last_job"]:
         job = doc["last_job"]

@@ -1,4 +1,5 @@
-"""Managed backups by name: run, jobs, points, recover, validate, usage."""
+"""Managed backups by name: run, jobs, points, recover, validate, usage,
+apply-retention, estimate."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 import click
 
 from strongroom.cli.cmd_manage import Manage, manage_options
-from strongroom.cli.output import Reporter, emit_json, human_size
+from strongroom.cli.output import Reporter, describe_estimate, emit_json, human_size
 from strongroom.errors import Interrupted, SnapshotNotFound, StrongroomError, UsageError
 from strongroom.model.select import parse_time
 from strongroom.services.recovery import RecoveryProgress, create_recovery_service
@@ -117,9 +118,13 @@ def _job_outcome(name: str, job: dict, json_mode: bool) -> int:
               f"{stats.get('files_unmodified', 0)} unmodified; read {human_size(stats.get('bytes_read'))} of "
               f"{human_size(stats.get('total_bytes'))}, added {human_size(stats.get('data_added'))} "
               f"in {stats.get('duration', 0):.1f} s")
-        if unreadable:
-            print(f"warning: {job['error']}; see the errors above")
+        if job["error"]:
+            print(f"warning: {job['error']}" + ("; see the errors above" if unreadable else ""))
         print(f"recovery point {job['snapshot_id']} ({stats.get('snapshot_kind', job['kind'])})")
+        retention = stats.get("retention")
+        if retention:
+            print(f"retention: removed {len(retention['removed'])} point(s), kept {retention['kept']}, "
+                  f"freed {human_size(retention['bytes_freed'])}")
     return EXIT_PARTIAL if unreadable else 0
 
 
@@ -330,8 +335,17 @@ def validate(m: Manage, name, deep, point_id) -> int:
 
 @click.command()
 @manage_options
-def usage(m: Manage) -> int:
-    """Storage used per configuration: restore size, stored size, ratios, points."""
+@click.option("--trend", is_flag=True, help="Growth per day and week from the samples, and when the target fills.")
+@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=90, show_default=True,
+              help="With --trend: the samples of this many days.")
+@click.option("--config", "config_name", metavar="NAME", help="With --trend: this configuration only.")
+def usage(m: Manage, trend, days, config_name) -> int:
+    """Storage used per configuration: restore size, stored size, ratios, points,
+    and the space left on each target."""
+    if trend:
+        return _usage_trend(m, days, config_name)
+    if config_name:
+        raise UsageError("--config goes with --trend")
     with m.manager() as manager:
         result = manager.storage.get_storage_usage()
     if m.json:
@@ -346,9 +360,95 @@ def usage(m: Manage) -> int:
         t = result["total"]
         print(f"{'total':20}  {t['points']:>6}  {human_size(t['restore_size']):>12}  {human_size(t['stored_size']):>10}"
               f"  {human_size(t['repository_size']):>10}")
+        for url, space in result["targets"].items():
+            print(f"target {url}: {_space(space)}")
     for name, error in result["errors"].items():
         print(f"strongroom: {name}: {error}", file=sys.stderr)
     return 1 if result["errors"] else 0
 
 
-COMMANDS = [run, jobs, points, recover, validate, usage]
+def _space(space: dict) -> str:
+    if space.get("used") is None and space.get("available") is None:
+        return "the target does not report its space"
+    return f"{human_size(space.get('used'))} used, {human_size(space.get('available'))} available"
+
+
+def _growth(per_day) -> str:
+    return "-" if per_day is None else ("+" if per_day >= 0 else "-") + human_size(abs(per_day))
+
+
+def _usage_trend(m: Manage, days: float, config_name: str | None) -> int:
+    with m.manager() as manager:
+        if config_name:
+            manager.get_config(config_name)  # an unknown name is an error, not an empty trend
+        trend = manager.storage.get_storage_trend(config_name, days)
+    if m.json:
+        for name, c in trend["configs"].items():
+            emit_json({"type": "config", "config": name, **c})
+        emit_json({"type": "summary", "days": trend["days"], "targets": trend["targets"]})
+        return 0
+    if not trend["configs"]:
+        print(f"no storage samples in the last {days:g} days: they are taken after every run")
+        return 0
+    print(f"{'Config':20}  {'Samples':>7}  {'Repository':>10}  {'Per day':>11}  {'Per week':>11}")
+    for name, c in trend["configs"].items():
+        print(f"{name[:20]:20}  {len(c['samples']):>7}  {human_size(c['repository_size']):>10}  "
+              f"{_growth(c['growth_per_day']):>11}  {_growth(c['growth_per_week']):>11}")
+    for url, t in trend["targets"].items():
+        if t["growth_per_day"] is None:
+            outlook = "no trend yet: the samples must span an hour or more"
+        elif t["available"] is None:
+            outlook = "the target does not report its free space"
+        elif t.get("not_filling"):
+            outlook = f"{human_size(t['available'])} free, not filling"
+        else:
+            outlook = f"{human_size(t['available'])} free, full in about {t['full_in_days']} days " \
+                      f"({t['projected_full'] or 'far beyond'})"
+        print(f"target {url} ({', '.join(t['configs'])}): {_growth(t['growth_per_day'])} per day; {outlook}")
+    return 0
+
+
+# ---- retention and estimates -----------------------------------------------------------
+
+
+@click.command("apply-retention")
+@manage_options
+@click.argument("name")
+@click.option("-n", "--dry-run", is_flag=True, help="List what would be kept and removed, and why.")
+@click.option("--prune", is_flag=True, help="Prune afterwards, freeing the space of what was removed.")
+def apply_retention(m: Manage, name, dry_run, prune) -> int:
+    """Apply the retention policy of configuration NAME to its recovery points now."""
+    with m.manager() as manager:
+        result = manager.storage.apply_retention(name, prune=prune, dry_run=dry_run)
+    if m.json:
+        for p in result["points"]:
+            emit_json({"type": "point", **p})
+        emit_json({"type": "summary", **{k: v for k, v in result.items() if k != "points"}})
+        return 0
+    for p in result["points"]:
+        verdict = "keep  " if p["keep"] else "remove"
+        print(f"  {verdict} {p['id'][:8]}  {p['time'][:19].replace('T', ' ')}  {', '.join(p['reasons'])}")
+    gone = sum(not p["keep"] for p in result["points"])
+    print(f"{'would remove' if dry_run else 'removed'} {gone} point(s) of {name}, kept {result['kept']}")
+    if result["prune"]:
+        print(f"{'would free' if dry_run else 'freed'} {human_size(result['prune']['bytes_freed'])}")
+    return 0
+
+
+@click.command()
+@manage_options
+@click.argument("name")
+def estimate(m: Manage, name) -> int:
+    """What the next run of NAME would read, store, ask of the target and take
+    (a dry run: nothing is written)."""
+    with m.manager() as manager:
+        result = manager.storage.estimate_space_needed(name)
+    if m.json:
+        emit_json({"type": "summary", **result})
+    else:
+        print(f"files: {result['files_new']} new, {result['files_changed']} changed")
+        print(describe_estimate(result))
+    return EXIT_PARTIAL if result["errors"] else 0
+
+
+COMMANDS = [run, jobs, points, recover, validate, usage, apply_retention, estimate]

@@ -54,12 +54,18 @@ def stats(common: Common, snapshot_ids, host, tags, paths) -> None:
         return
     print(f"snapshots:          {result['snapshots']}")
     print(f"files:              {result['files']}")
-    print(f"restore size:       {human_size(result['restore_size'])}")
+    print(f"restore size:       {human_size(result['restore_size'])}"
+          + (f" (latest {human_size(result['latest_restore_size'])})" if result["snapshots"] > 1 else ""))
     print(f"unique data:        {human_size(result['unique_size'])}")
     print(f"stored (unique):    {human_size(result['unique_stored_size'])}")
     print(f"repository size:    {human_size(result['repository_size'])} in {result['packs']} packs")
     print(f"dedup ratio:        {result['dedup_ratio']}")
     print(f"compression ratio:  {result['compression_ratio']}")
+    space = result["target"]
+    if space["used"] is not None or space["available"] is not None:
+        print(f"target space:       {human_size(space['used'])} used, {human_size(space['available'])} available")
+    else:
+        print("target space:       not reported by the target")
     print(f"requests:           {result['requests']}")
 
 

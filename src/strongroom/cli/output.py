@@ -69,3 +69,31 @@ def human_size(n: int | float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
         n /= 1024
     return str(n)
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def describe_estimate(e: dict) -> str:
+    """One paragraph on what a backup is likely to cost."""
+    seen = "measured on a sample of the new data" if e.get("compression_ratio_from") == "sampled" \
+        else "seen in the repository so far"
+    ratio = f"compression ratio {e['compression_ratio']} {seen}" if e["compression_ratio"] \
+        else "no compression assumed: nothing to learn it from"
+    when = f"about {human_duration(e['seconds'])}" if e["seconds"] is not None \
+        else "time unknown until a run has been measured"
+    budget = f" (the request budget allows {e['request_budget_per_second'] * 3600:.0f} per hour)" \
+        if e["request_budget_per_second"] else ""
+    return (f"estimate: read {human_size(e['bytes_to_read'])}, {human_size(e['new_bytes'])} of it new; "
+            f"likely stored {human_size(e['bytes_likely_stored'])} ({ratio}); about {e['requests']} "
+            f"requests{budget}; {when}")

@@ -30,6 +30,7 @@ from strongroom.model.snapshot import FULL, INCREMENTAL, Snapshot
 from strongroom.model.tree import DIR, FILE, Node, Tree
 from strongroom.repo.chunker import WHOLE_READ_LIMIT
 from strongroom.repo.compression import Compressor, parse_compression
+from strongroom.repo.crypto import OVERHEAD
 from strongroom.repo.pack import DATA
 from strongroom.repo.repository import Repository
 
@@ -37,6 +38,8 @@ FILE_WORKERS = 2
 BLOB_WORKERS = 2
 MAX_FILES_IN_FLIGHT = 64
 MAX_CHUNKS_IN_FLIGHT = 16
+DRY_SAMPLE = 16  # a dry run compresses one new chunk in this many...
+DRY_SAMPLE_ALWAYS = 32 << 20  # ...once it has compressed this many new bytes
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Backup:
         self.compressor = Compressor(*codec)
         self.compression = options.compression or repo.config.compression
         self._dry_seen: set[bytes] = set()
+        self._dry_lock = threading.Lock()
         self._hardlinks: dict[tuple[int, int], Future] = {}
         self._file_slots = threading.BoundedSemaphore(MAX_FILES_IN_FLIGHT)
         self._chunk_slots = threading.BoundedSemaphore(MAX_CHUNKS_IN_FLIGHT)
@@ -111,6 +115,19 @@ class Backup:
             self._failure = self._failure or e
         finally:
             self._chunk_slots.release()
+
+    def _dry_count(self, chunk, blob_id: bytes) -> None:
+        """Count a chunk a dry run would store. For the likely stored size, the
+        first DRY_SAMPLE_ALWAYS new bytes are compressed, and after them one
+        new chunk in DRY_SAMPLE (chosen by id, so evenly spread)."""
+        with self._dry_lock:
+            if blob_id in self.repo.index or blob_id in self._dry_seen:
+                return
+            self._dry_seen.add(blob_id)
+        self.counters.add(data_blobs=1, data_added_raw=len(chunk))
+        if blob_id[0] < 256 // DRY_SAMPLE or self.counters.get("sample_raw") < DRY_SAMPLE_ALWAYS:
+            stored = len(self.compressor.compress(chunk)) + OVERHEAD
+            self.counters.add(sample_raw=len(chunk), sample_stored=stored)
 
     def _read_content(self, path: bytes, st: os.stat_result) -> tuple[tuple[bytes, ...], int] | None:
         """Chunk, hash and store one file; None when it could not be read."""
@@ -147,9 +164,7 @@ class Backup:
                     size += len(chunk)
                     self.counters.add(bytes_read=len(chunk))
                     if self.opt.dry_run:
-                        if blob_id not in self.repo.index and blob_id not in self._dry_seen:
-                            self._dry_seen.add(blob_id)
-                            self.counters.add(data_blobs=1, data_added_raw=len(chunk))
+                        self._dry_count(chunk, blob_id)
                     elif not self.repo.has_blob(blob_id):
                         self._chunk_slots.acquire()
                         self._blob_pool.submit(self._store_chunk, bytes(chunk), blob_id)
@@ -335,7 +350,9 @@ class Backup:
             ids.append(blob_id)
             size += len(chunk)
             self.counters.add(bytes_read=len(chunk))
-            if not self.opt.dry_run and not self.repo.has_blob(blob_id):
+            if self.opt.dry_run:
+                self._dry_count(chunk, blob_id)
+            elif not self.repo.has_blob(blob_id):
                 self._chunk_slots.acquire()
                 self._blob_pool.submit(self._store_chunk, bytes(chunk), blob_id)
         return tuple(ids), size
@@ -446,6 +463,8 @@ class Backup:
             "tree_blobs": c.get("tree_blobs"), "data_added": c.get("data_added"),
             "data_added_raw": c.get("data_added_raw"), "errors": len(self.errors),
             "duration": round(duration, 3),
+            **({"sample_raw": c.get("sample_raw"), "sample_stored": c.get("sample_stored")}
+               if self.opt.dry_run else {}),
         }
 
 

@@ -125,3 +125,44 @@ def _keep(decision: Decision, reason: str) -> None:
     decision.keep = True
     if reason not in decision.reasons:
         decision.reasons.append(reason)
+
+
+# ---- the policy as stored in a managed configuration ----------------------------------
+
+_COUNTS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+RETENTION_KEYS = tuple(f"keep_{c}" for c in _COUNTS) + ("keep_within", "keep_tags")
+
+
+def policy_from_doc(doc: dict | None) -> Policy:
+    """A policy from its stored form: {"keep_daily": 7, "keep_within": "30d",
+    "keep_tags": ["release"], ...}; missing keys keep nothing. An empty or
+    missing doc gives the empty policy."""
+    doc = doc or {}
+    if not isinstance(doc, dict):
+        raise UsageError("a retention policy is a mapping of keep_* rules")
+    unknown = sorted(set(doc) - set(RETENTION_KEYS))
+    if unknown:
+        raise UsageError(f"unknown retention rule {unknown[0]!r}: use {', '.join(RETENTION_KEYS)}")
+    counts = {}
+    for c in _COUNTS:
+        value = doc.get(f"keep_{c}", 0) or 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UsageError(f"retention keep_{c} must be a whole number of at least 0, not {value!r}")
+        counts[c] = value
+    within = doc.get("keep_within")
+    if within is not None and not isinstance(within, str):
+        raise UsageError(f"retention keep_within must be a duration such as 30d, not {within!r}")
+    tags = doc.get("keep_tags") or []
+    if isinstance(tags, str) or not all(isinstance(t, str) and t for t in tags):
+        raise UsageError("retention keep_tags must be a list of tags")
+    return Policy(**counts, within=parse_duration(within) if within else None, tags=tuple(tags))
+
+
+def describe_policy(doc: dict | None) -> str:
+    """`keep last 3, daily 7, within 30d, tag release`, or `none`."""
+    doc = doc or {}
+    parts = [f"{c} {doc[f'keep_{c}']}" for c in _COUNTS if doc.get(f"keep_{c}")]
+    if doc.get("keep_within"):
+        parts.append(f"within {doc['keep_within']}")
+    parts += [f"tag {t}" for t in doc.get("keep_tags") or []]
+    return "keep " + ", ".join(parts) if parts else "none"

@@ -8,7 +8,9 @@ import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
+from strongroom.engine.estimate import RECENT, estimate_backup, run_summaries
 from strongroom.engine.progress import ignore
 from strongroom.engine.forget import plan_forget, remove_snapshots
 from strongroom.engine.prune import plan_prune, run_prune
@@ -118,7 +120,8 @@ class BackupValidator:
 
 
 class StorageManager:
-    """Storage accounting per configuration, and a sample after every run."""
+    """Storage accounting per configuration, a sample after every run, the
+    trend those samples show, retention and estimates."""
 
     def __init__(self, service: BackupService) -> None:
         self.service = service
@@ -126,14 +129,14 @@ class StorageManager:
     def usage_of(self, config: BackupConfig) -> dict:
         repo = self.service.open_repository(config)
         snaps = self.service.snapshots(config, repo)
-        stats = repository_stats(repo, snaps[-1:])  # restore size of the latest point
         total = repository_stats(repo, snaps)
         return {
             "config": config.name, "points": len(snaps),
-            "restore_size": stats["restore_size"], "unique_size": total["unique_size"],
+            "restore_size": total["latest_restore_size"], "unique_size": total["unique_size"],
             "stored_size": total["unique_stored_size"], "repository_size": total["repository_size"],
-            "packs": total["packs"], "dedup_ratio": total["dedup_ratio"],
-            "compression_ratio": total["compression_ratio"],
+            "packs": total["packs"], "data_blobs": total["data_blobs"], "tree_blobs": total["tree_blobs"],
+            "dedup_ratio": total["dedup_ratio"], "compression_ratio": total["compression_ratio"],
+            "target": {"url": repo.storage.url, **total["target"]},
         }
 
     def record_sample(self, config: BackupConfig) -> dict:
@@ -141,25 +144,57 @@ class StorageManager:
         self.service.catalog.add_sample(config.name, {k: v for k, v in usage.items() if k != "config"})
         return usage
 
+    # ---- retention ---------------------------------------------------------------------
+
+    def apply_retention(self, config: BackupConfig | str, policy: Policy | None = None, prune: bool = False,
+                        dry_run: bool = False, record: bool = True) -> dict:
+        """Forget this configuration's points that `policy` (by default the
+        configuration's own) does not keep, then prune if asked. Only the
+        configuration's own points are looked at, as one group. A storage
+        sample is recorded afterwards when something changed and `record`."""
+        if isinstance(config, str):
+            config = self.service.get_config(config)
+        policy = policy if policy is not None else config.policy
+        if policy.empty:
+            raise UsageError(f"config {config.name} has no retention policy: give one with "
+                             f"`strongroom config edit {config.name} --keep-daily N ...`")
+        with self.service.repo_lock(config):
+            repo = self.service.open_repository(config)
+            with repo.lock(exclusive=not dry_run, wait=60):
+                plan = plan_forget(self.service.snapshots(config, repo), policy, group_by=())
+                removed = [] if dry_run else remove_snapshots(repo, plan)
+                if prune:
+                    prune_plan = plan_prune(repo)
+                    pruned = prune_plan.summary() if dry_run else run_prune(repo, prune_plan)
+                else:
+                    pruned = None
+        points = [{"id": snap.id, "time": snap.time, "keep": d.keep, "reasons": d.reasons}
+                  for group in plan for snap, d in group.decisions]
+        result = {"config": config.name, "dry_run": dry_run, "points": points, "removed": removed,
+                  "kept": sum(p["keep"] for p in points), "prune": pruned,
+                  "bytes_freed": pruned["bytes_freed"] if pruned else 0}
+        if record and not dry_run and (removed or pruned):
+            try:
+                self.record_sample(config)
+            except StrongroomError:
+                pass
+        return result
+
     def cleanup_old_backups(self, config: BackupConfig | str, keep_count: int | None = None,
                             keep_days: int | None = None) -> dict:
         """Forget the points of one configuration beyond the newest `keep_count`
         and older than `keep_days` before its newest point (a point either rule
         keeps stays), then prune. Returns what was removed and the space freed."""
-        if isinstance(config, str):
-            config = self.service.get_config(config)
         if not keep_count and not keep_days:
             raise UsageError("cleanup needs keep_count or keep_days (at least one point is always kept)")
         policy = Policy(last=keep_count or 0, within=Duration(days=keep_days) if keep_days else None)
-        with self.service.repo_lock(config):
-            repo = self.service.open_repository(config)
-            with repo.lock(exclusive=True, wait=60):
-                plan = plan_forget(self.service.snapshots(config, repo), policy, group_by=())
-                removed = remove_snapshots(repo, plan)
-                pruned = run_prune(repo, plan_prune(repo))
-        return {"config": config.name, "removed": removed, "kept": sum(d.keep for g in plan for _, d in g.decisions),
+        result = self.apply_retention(config, policy, prune=True)
+        pruned = result["prune"]
+        return {"config": result["config"], "removed": result["removed"], "kept": result["kept"],
                 "bytes_freed": pruned["bytes_freed"], "packs_deleted": pruned["packs_deleted"],
                 "packs_repacked": pruned["packs_repacked"]}
+
+    # ---- accounting --------------------------------------------------------------------
 
     def get_storage_usage(self) -> dict:
         per_config, errors = {}, {}
@@ -169,8 +204,106 @@ class StorageManager:
             except StrongroomError as e:
                 errors[config.name] = str(e)
         total = {key: sum(u[key] or 0 for u in per_config.values())
-                 for key in ("points", "restore_size", "unique_size", "stored_size", "repository_size")}
-        return {"total": total, "configs": per_config, "errors": errors}
+                 for key in ("points", "restore_size", "unique_size", "stored_size")}
+        # Configurations sharing a repository share its packs: count each repository once.
+        repos = {u["target"]["url"]: u for u in per_config.values()}
+        total["repository_size"] = sum(u["repository_size"] or 0 for u in repos.values())
+        targets = {url: {k: v for k, v in u["target"].items() if k != "url"} for url, u in repos.items()}
+        return {"total": total, "configs": per_config, "targets": targets, "errors": errors}
+
+    def get_storage_trend(self, config: str | None = None, days: float = 90.0, min_span: float = 3600.0) -> dict:
+        """Growth per day and week from the samples of the last `days` days, and
+        where the target reports its free space, the day it would be full.
+
+        Growth is the least-squares slope of the repository size over the
+        samples, so one prune or one big first run does not dominate it; the
+        samples must span `min_span` seconds before there is a trend at all.
+        Configurations sharing a repository are fitted together per target."""
+        since = self.service.catalog.now() - days * 86400 if days else None
+        samples = self.service.catalog.list_samples(config, since=since)
+        by_config: dict[str, list[dict]] = defaultdict(list)
+        for sample in samples:
+            by_config[sample["config"]].append(sample)
+        configs = {}
+        for name, rows in by_config.items():
+            series = [{"time": r["time"], "repository_size": r.get("repository_size"),
+                       "stored_size": r.get("stored_size"), "restore_size": r.get("restore_size"),
+                       "points": r.get("points"), "target_used": (r.get("target") or {}).get("used"),
+                       "target_available": (r.get("target") or {}).get("available")} for r in rows]
+            growth = _slope([(r["time"], r["repository_size"]) for r in series if r["repository_size"] is not None],
+                            min_span)
+            last = series[-1]
+            configs[name] = {
+                "samples": series, "target": (rows[-1].get("target") or {}).get("url"),
+                "span_days": round((series[-1]["time"] - series[0]["time"]) / 86400, 3),
+                "growth_per_day": round(growth * 86400) if growth is not None else None,
+                "growth_per_week": round(growth * 86400 * 7) if growth is not None else None,
+                "repository_size": last["repository_size"], "target_available": last["target_available"],
+                **_projection(last["time"], last["target_available"], growth),
+            }
+        # Configurations sharing a repository sample the same repository: its
+        # trend is fitted over all their samples together.
+        by_target: dict[str, list[dict]] = defaultdict(list)
+        for name, c in configs.items():
+            if c["target"]:
+                by_target[c["target"]].extend({**r, "config": name} for r in c["samples"])
+        targets = {}
+        for url, rows in by_target.items():
+            rows.sort(key=lambda r: r["time"])
+            growth = _slope([(r["time"], r["repository_size"]) for r in rows if r["repository_size"] is not None],
+                            min_span)
+            last = rows[-1]
+            targets[url] = {"configs": sorted({r["config"] for r in rows}),
+                            "span_days": round((rows[-1]["time"] - rows[0]["time"]) / 86400, 3),
+                            "growth_per_day": round(growth * 86400) if growth is not None else None,
+                            "growth_per_week": round(growth * 86400 * 7) if growth is not None else None,
+                            "repository_size": last["repository_size"], "available": last["target_available"],
+                            **_projection(last["time"], last["target_available"], growth)}
+        return {"days": days, "configs": configs, "targets": targets}
+
+    # ---- estimates ---------------------------------------------------------------------
+
+    def estimate_space_needed(self, config: BackupConfig | str) -> dict:
+        """What the next run of `config` would read and likely store, the
+        requests it would make and how long it would take at the rates its
+        earlier runs showed: a dry run against the index, nothing written."""
+        if isinstance(config, str):
+            config = self.service.get_config(config)
+        repo, result = self.service.run_backup(config, "incremental", dry_run=True)
+        # The catalog remembers runs whose points retention has removed since.
+        jobs = self.service.catalog.list_jobs(config=config.name, status="succeeded", limit=RECENT)
+        history = [job["stats"] for job in reversed(jobs) if job.get("stats")] \
+            or run_summaries(self.service.snapshots(config, repo))
+        estimate = estimate_backup(repo, result.summary, history)
+        return {"config": config.name, **estimate, "files_new": result.summary["files_new"],
+                "files_changed": result.summary["files_changed"], "errors": len(result.errors),
+                "storage": repo.requests}
+
+
+def _slope(points: list[tuple[float, float]], min_span: float = 0.0) -> float | None:
+    """Least-squares bytes per second; None with fewer than two samples or
+    samples spanning less than `min_span` seconds."""
+    if len(points) < 2 or max(t for t, _ in points) - min(t for t, _ in points) < max(min_span, 1e-9):
+        return None
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    if var == 0:
+        return None
+    return sum((t - mean_t) * (y - mean_y) for t, y in points) / var
+
+
+def _projection(last_time: float, available: int | None, growth: float | None) -> dict:
+    """When `available` bytes run out at `growth` bytes per second."""
+    if available is None or growth is None:
+        return {"full_in_days": None, "projected_full": None}
+    if growth <= 0:
+        return {"full_in_days": None, "projected_full": None, "not_filling": True}
+    seconds = available / growth
+    when = datetime.fromtimestamp(last_time + seconds, timezone.utc) if seconds < 1e11 else None
+    return {"full_in_days": round(seconds / 86400, 1),
+            "projected_full": when.date().isoformat() if when else None}
 
 
 class BackupManager:
@@ -244,12 +377,22 @@ class BackupManager:
         hook = self.on_job_event
         listener = (lambda event: hook(job["id"], event)) if hook is not None else ignore
         repo, result = self.backup_service.run_backup(config, job["kind"], listener)
+        warnings = [f"{len(result.errors)} file(s) could not be read"] if result.errors else []
+        stats = {**result.summary, "snapshot_kind": result.snapshot.kind}
+        if config.retention_after_run != "off":
+            try:
+                applied = self.storage.apply_retention(config, prune=config.retention_after_run == "prune",
+                                                       record=False)
+                stats["retention"] = {"removed": applied["removed"], "kept": applied["kept"],
+                                      "bytes_freed": applied["bytes_freed"]}
+            except StrongroomError as e:
+                # The point is made; the policy is applied again after the next run.
+                warnings.append(f"retention not applied: {e}")
         try:
             self.storage.record_sample(config)
         except StrongroomError:
             pass  # accounting must not fail a backup that succeeded
-        warning = f"{len(result.errors)} file(s) could not be read" if result.errors else None
-        stats = {**result.summary, "snapshot_kind": result.snapshot.kind}
+        warning = "; ".join(warnings) or None
         return {"snapshot_id": result.snapshot.id, "stats": stats, "warning": warning}
 
     def get_job_history(self, name: str | None = None, limit: int = 100) -> list[dict]:

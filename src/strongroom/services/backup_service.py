@@ -99,19 +99,21 @@ class BackupService:
 
     # ---- backups and snapshots -------------------------------------------------------
 
-    def run_backup(self, config: BackupConfig, kind: str, listener: Listener = ignore) -> tuple[Repository, BackupResult]:
+    def run_backup(self, config: BackupConfig, kind: str, listener: Listener = ignore,
+                   dry_run: bool = False) -> tuple[Repository, BackupResult]:
         missing = [p for p in config.source_paths if not os.path.lexists(p)]
         if missing:
             # Not a UsageError: a source on a disk or share that is not mounted
             # yet may come back, so the job queue tries again later.
             raise StrongroomError(f"config {config.name}: source path {missing[0]} does not exist")
         with self.repo_lock(config):
-            repo = self.open_repository(config, create=True)
+            repo = self.open_repository(config, create=not dry_run)
             options = BackupOptions(
                 paths=tuple(config.source_paths),
                 excludes=ExcludeRules.build(config.excludes, (), config.exclude_if_present, config.exclude_caches,
                                             config.exclude_larger_than, config.one_file_system),
                 tags=tuple(config.tags), full=kind == "full", compression=config.codec, config_name=config.name,
+                dry_run=dry_run,
             )
             with repo.lock(exclusive=False, wait=60):
                 result = run_backup(repo, options, listener)

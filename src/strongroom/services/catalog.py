@@ -450,6 +450,10 @@ class Catalog:
 
     # -- storage samples ----------------------------------------------------
 
+    def now(self) -> float:
+        """The catalog's clock (unix seconds): what it stamps jobs and samples with."""
+        return self._clock()
+
     def add_sample(self, config: str, sample: dict) -> None:
         """Record a storage sample (restore_size, stored_size, unique_size, points, ...) taken now."""
         if not isinstance(sample, dict):

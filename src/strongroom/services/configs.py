@@ -6,9 +6,13 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 
 from strongroom.errors import UsageError
+from strongroom.model.retention import policy_from_doc
 from strongroom.repo.compression import parse_compression
 
 LOCAL = "local"
+# What happens after each run: nothing, forget by the retention policy, or
+# forget and then prune.
+AFTER_RUN = ("off", "forget", "prune")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -34,6 +38,10 @@ class BackupConfig:
     tags: list[str] = field(default_factory=list)
     max_attempts: int = 3
     secret_ref: str | None = None  # where the repository password lives in the secrets store
+    # The retention policy of this configuration's points: keep_last, keep_hourly,
+    # keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within ("30d"), keep_tags.
+    retention: dict = field(default_factory=dict)
+    retention_after_run: str = "off"  # one of AFTER_RUN
 
     @property
     def is_local(self) -> bool:
@@ -58,6 +66,16 @@ class BackupConfig:
         if self.max_attempts < 1:
             raise UsageError(f"config {self.name}: max_attempts must be at least 1")
         self.codec  # validates the compression choice
+        policy = policy_from_doc(self.retention)
+        if self.retention_after_run not in AFTER_RUN:
+            raise UsageError(f"config {self.name}: retention_after_run must be one of {', '.join(AFTER_RUN)}")
+        if self.retention_after_run != "off" and policy.empty:
+            raise UsageError(f"config {self.name}: applying retention after each run needs a retention "
+                             f"policy (keep_last, keep_daily, keep_within, ...)")
+
+    @property
+    def policy(self):
+        return policy_from_doc(self.retention)
 
     def to_doc(self) -> dict:
         """What is stored: everything but the password itself."""

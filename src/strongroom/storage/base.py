@@ -75,6 +75,10 @@ class Storage(ABC):
     def make_dirs(self, directories: list[str]) -> None:
         """Create directories up front where a target needs them (WebDAV)."""
 
+    def quota(self) -> tuple[int | None, int | None]:
+        """(used, available) bytes on the target as it reports them; None where unknown."""
+        return None, None
+
     def close(self) -> None:
         pass
 

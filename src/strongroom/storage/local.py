@@ -30,6 +30,17 @@ class LocalStorage(Storage):
     def exists(self) -> bool:
         return os.path.isdir(self.root)
 
+    def quota(self) -> tuple[int | None, int | None]:
+        """The file system's used and free space (free as an ordinary user may use it)."""
+        path = self.root
+        while not os.path.isdir(path):
+            parent = os.path.dirname(path)
+            if parent == path:
+                return None, None
+            path = parent
+        st = os.statvfs(path)
+        return (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_bavail * st.f_frsize
+
     def create(self) -> None:
         os.makedirs(self.root, exist_ok=True)
 

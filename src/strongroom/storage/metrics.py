@@ -73,5 +73,8 @@ class CountingStorage(Storage):
     def make_dirs(self, directories: list[str]) -> None:
         self.inner.make_dirs(directories)
 
+    def quota(self) -> tuple[int | None, int | None]:
+        return self.inner.quota()
+
     def close(self) -> None:
         self.inner.close()

@@ -102,6 +102,9 @@ class RetryingStorage(Storage):
     def make_dirs(self, directories: list[str]) -> None:
         self._call(lambda: self.inner.make_dirs(directories))
 
+    def quota(self) -> tuple[int | None, int | None]:
+        return self._call(self.inner.quota)
+
     def close(self) -> None:
         self.inner.close()
 
