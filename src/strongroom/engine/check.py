@@ -84,18 +84,31 @@ class Checker:
                 self._leftover(e)
             except StrongroomError as e:
                 self._problem(info.name, str(e))
+        loaded: dict[str, dict[bytes, list[PackedBlob]]] = {}
+        superseded: set[str] = set()
         for info in self.repo.storage.list(INDEX_DIR):
             try:
-                packs, _ = self.repo.read_index_object(info.name)
+                packs, supersedes = self.repo.read_index_object(info.name)
             except IncompleteObject as e:
                 self._leftover(e)
                 continue
             except StrongroomError as e:
                 self._problem(info.name, str(e))
                 continue
+            loaded[info.name] = packs
+            superseded.update(f"{INDEX_DIR}/{old.hex()}" for old in supersedes)
+        # As readers do: an index object a consolidated one replaces is not used.
+        for name, packs in loaded.items():
+            if name in superseded:
+                continue
             for pack_id, blobs in packs.items():
                 self.packs[pack_id] = blobs
                 self.repo.index.add_pack(pack_id, blobs)
+        left = superseded & set(loaded)
+        if left:
+            self.report.warnings.append(f"{len(left)} index object(s) replaced by a consolidated index are still "
+                                        f"there (left by an interrupted prune; prune removes them)")
+        self.repo.superseded_index = sorted(left)
         self.repo._index_loaded = True
 
     def _check_packs_exist(self) -> None:

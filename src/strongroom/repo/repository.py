@@ -114,6 +114,7 @@ class Repository:
         self.index = Index()
         self._index_loaded = False
         self.damaged_index: list[str] = []
+        self.superseded_index: list[str] = []  # still on the target after an interrupted prune
         self._fetched_tree_packs: set[bytes] = set()
         # check turns this off: it must judge what is on the target, not our copies.
         self.read_from_cache = True
@@ -222,14 +223,24 @@ class Repository:
         again if needed, and `check` reports it."""
         if self._index_loaded:
             return
+        loaded: dict[str, dict[bytes, list[PackedBlob]]] = {}
+        superseded: set[str] = set()
         for info in self.storage.list(INDEX_DIR):
             try:
-                packs, _ = self.read_index_object(info.name)
+                packs, supersedes = self.read_index_object(info.name)
             except IntegrityError as e:
                 self.damaged_index.append(f"{info.name}: {e}")
                 continue
+            loaded[info.name] = packs
+            superseded.update(f"{INDEX_DIR}/{old.hex()}" for old in supersedes)
+        # A consolidated index (prune's) names the objects it replaces; a prune
+        # stopped before deleting them leaves them, and they are not read.
+        for name, packs in loaded.items():
+            if name in superseded:
+                continue
             for pack_id, blobs in packs.items():
                 self.index.add_pack(pack_id, blobs)
+        self.superseded_index = sorted(superseded & set(loaded))
         self._index_loaded = True
 
     def _read_cached(self, kind: str, name: str) -> bytes:
