@@ -352,13 +352,20 @@ def test_a_wrong_password(m, tmp_path, src):
 
     # Keeping the password in the secrets store instead; a wrong one does not replace it.
     m.run("config", "edit", "docs", "--store-password", env={"STRONGROOM_PASSWORD": "the real one"}, check=True)
+    assert list(m.stored_secrets().values()) == ["the real one"]
     done = m.run("config", "edit", "docs", "--store-password", env={"STRONGROOM_PASSWORD": "a typo"})
     assert done.returncode == 12 and "wrong password" in one_error_line(done)
+    assert list(m.stored_secrets().values()) == ["the real one"]  # the typo was not kept
     assert m.summary("run", "docs")["status"] == "succeeded"
+    # Storing it again replaces the old entry instead of adding one.
+    m.run("config", "edit", "docs", "--store-password", env={"STRONGROOM_PASSWORD": "the real one"}, check=True)
+    assert list(m.stored_secrets().values()) == ["the real one"]
 
-    # A generated key cannot open a repository made with a password: say what to do.
+    # A generated key cannot open a repository made with a password: say what to do,
+    # and keep no key that opens nothing.
     done = m.run("config", "add", "again", "--source", str(src), "--target-dir", str(other))
     assert done.returncode == 12 and "--store-password" in one_error_line(done)
+    assert list(m.stored_secrets().values()) == ["the real one"]
 
 
 def test_an_unreachable_server(m, tmp_path, src, wsgidav_server):

@@ -432,10 +432,6 @@ def config_edit(m: Manage, name, **options) -> None:
     """Change configuration NAME: only the options given change."""
     with m.manager() as manager:
         cfg = _apply(manager.get_config(name), options)
-        if cfg.password is not None:
-            # A new reference: should the new password not open the repository,
-            # the stored one must still be there.
-            cfg.secret_ref = None
         manager.update_config(cfg)
         doc = _config_doc(manager, cfg)
     if m.json:

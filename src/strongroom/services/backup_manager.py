@@ -329,10 +329,21 @@ class BackupManager:
             raise UsageError(f"a configuration named {config.name!r} exists already")
         if not config.is_local:
             self.webdav_service.get_client(config.target_client_id)
+        stored = self.catalog.get_config(config.name) if replace else None
+        previous_ref = (stored or {}).get("secret_ref")
         self.backup_service.take_password(config)
-        repo = self.backup_service.open_repository(config, create=True)
-        repo.save_managed_config(config.name, config.to_doc())
-        self.catalog.put_config(config.name, config.to_doc())
+        try:
+            repo = self.backup_service.open_repository(config, create=True)
+            repo.save_managed_config(config.name, config.to_doc())
+            self.catalog.put_config(config.name, config.to_doc())
+        except BaseException:
+            # A password stored for this attempt alone must not stay behind.
+            if config.secret_ref and config.secret_ref != previous_ref:
+                self.backup_service.secrets.delete(config.secret_ref)
+                config.secret_ref = previous_ref
+            raise
+        if previous_ref and previous_ref != config.secret_ref:
+            self.backup_service.secrets.delete(previous_ref)  # replaced by a new password
         return config
 
     def update_config(self, config: BackupConfig) -> BackupConfig:

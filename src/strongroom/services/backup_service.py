@@ -74,7 +74,9 @@ class BackupService:
         if config.password is None and config.secret_ref and self.secrets.get(config.secret_ref):
             return
         secret = config.password or pysecrets.token_urlsafe(32)
-        config.secret_ref = config.secret_ref or self.secrets.new_ref(f"repo:{config.name}")
+        # Always a new reference: the old secret stays until the new one has
+        # opened the repository (the manager then removes the old one).
+        config.secret_ref = self.secrets.new_ref(f"repo:{config.name}")
         self.secrets.set(config.secret_ref, secret)
         config.password = None
 
