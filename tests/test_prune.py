@@ -11,6 +11,8 @@ import time
 import pytest
 
 from conftest import PASSWORD
+from strongroom.engine.prune import choose_repacks, new_pack_sizes
+from strongroom.repo.pack import DATA, TREE, PackedBlob
 from treeutil import snapshot_tree
 
 MiB = 1024 * 1024
@@ -132,6 +134,83 @@ def test_prune_killed_at_any_stage_leaves_a_clean_repository(cli, repo_path, tmp
     assert report["ok"], report
 
     summary(cli.run("prune", "--json"))  # the next prune finishes the work
+    report = summary(cli.run("check", "--read-data", "--json"))
+    assert report["ok"] and not report["warnings"], report
+    target = tmp_path / "restore"
+    cli.run("restore", "latest", "--target", str(target), "--verify", check=True)
+    assert snapshot_tree(target / src.relative_to("/")) == snapshot_tree(src)
+
+
+# ---- limits on repacking: --max-repack-size and the pack size bound ------------------
+
+
+def _pack(n: int) -> bytes:
+    return bytes([n]) * 32
+
+
+@pytest.mark.parametrize("limit, chosen", [
+    (None, [1, 2, 3, 4]),  # no limit: every candidate, the largest unused share first
+    (10 * MiB, [1, 2, 3, 4]),
+    (6 * MiB, [1, 2, 4]),  # pack 3 (4 MiB) does not fit after 1 and 2; the smaller pack 4 still does
+    (2 * MiB, [1, 4]),
+    (1 * MiB, [2]),  # pack 1 is larger than the limit on its own: it waits; pack 2 fills it
+    (0, []),
+])
+def test_max_repack_size_takes_the_most_wasteful_packs_that_fit(limit, chosen):
+    # pack -> (stored size, unused bytes)
+    candidates = {_pack(3): (4 * MiB, 1 * MiB),     # 25% unused
+                  _pack(1): (int(1.5 * MiB), int(1.2 * MiB)),  # 80%
+                  _pack(4): (MiB // 2, MiB // 10),  # 20%
+                  _pack(2): (MiB, MiB // 2)}        # 50%
+    assert choose_repacks(candidates, limit) == [_pack(n) for n in chosen]
+
+
+def test_new_packs_never_pass_the_limit_and_a_lone_large_blob_gets_its_own():
+    def blob(i: int, length: int, kind: int = DATA) -> PackedBlob:
+        return PackedBlob(kind, bytes([i]) * 32, 0, length, length)
+
+    limit = 1_000_000
+    repack = {_pack(1): [blob(i, 240_000) for i in range(5)] + [blob(50, 3_000, TREE)],
+              _pack(2): [blob(10, 1_500_000), blob(11, 240_000), blob(51, 2_000, TREE)]}
+    sizes = new_pack_sizes(repack, limit)
+    # Four 240 kB blobs fit below 1 MB with the header; the fifth opens a new
+    # pack; the 1.5 MB blob stands alone; the trees share one pack.
+    assert len(sizes) == 5
+    assert sorted(s for s in sizes if s <= limit) == sorted(sizes)[:4]
+    assert max(sizes) > 1_500_000 and sum(1 for s in sizes if s > limit) == 1
+    assert all(s <= 2_000_000 for s in new_pack_sizes(repack, 2_000_000))
+
+
+def test_max_repack_size_spreads_the_work_over_several_prunes(cli, repo_path, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    rnd = random.Random(9)
+    cli.run("init", "--pack-size", "1", check=True)
+    for i in range(48):
+        (src / f"f{i:02d}.bin").write_bytes(rnd.randbytes(150_000))
+    cli.run("backup", str(src), "--time", "2024-01-01 10:00", check=True)
+    for i in range(0, 48, 2):
+        (src / f"f{i:02d}.bin").unlink()
+    cli.run("backup", str(src), "--time", "2024-01-02 10:00", check=True)
+    summary(cli.run("forget", "--keep-last", "1", "--json"))
+    whole = summary(cli.run("prune", "--dry-run", "--json"))
+    assert whole["packs_repacked"] >= 5 and whole["packs_left_to_repack"] == 0
+
+    assert cli.run("prune", "--max-repack-size", "lots").returncode == 1
+    packs_before = _files(repo_path / "data")
+    first = summary(cli.run("prune", "--max-repack-size", "2.5M", "--json"))
+    assert first["packs_repacked"] == 2 and first["bytes_repacked"] <= 2.5 * MiB
+    assert first["packs_left_to_repack"] == whole["packs_repacked"] - 2 and first["bytes_left_to_free"] > 0
+    new = {p for p in (repo_path / "data").rglob("*") if p.is_file() and p.name not in packs_before}
+    assert new and all(p.stat().st_size <= MiB for p in new)  # exactly within the pack size
+    report = summary(cli.run("check", "--read-data", "--json"))
+    assert report["ok"] and not report["warnings"], report  # the packs left are still indexed
+    text = cli.run("prune", "--dry-run", "--max-repack-size", "1M").stdout.decode()
+    assert "left for the next prune" in text, text
+
+    second = summary(cli.run("prune", "--json"))
+    assert second["packs_repacked"] == first["packs_left_to_repack"] and second["packs_left_to_repack"] == 0
+    assert summary(cli.run("prune", "--dry-run", "--json"))["bytes_freed"] == 0
     report = summary(cli.run("check", "--read-data", "--json"))
     assert report["ok"] and not report["warnings"], report
     target = tmp_path / "restore"

@@ -124,17 +124,27 @@ def test_waits_are_reported():
     assert events and "retrying in" in events[0]["message"]
 
 
-def test_budget_refills_over_its_window_and_waits_when_dry(tmp_path):
+def test_budget_lets_no_more_than_its_count_through_in_any_window(tmp_path):
     clock = FakeClock()
     events = []
     state = str(tmp_path / "budget.json")
     budget = RequestBudget(10, 100.0, state, on_wait=events.append, clock=clock, sleep=clock.sleep)
+    sent = []
     for _ in range(10):
         budget.take()
-    assert clock.slept == []
-    budget.take()  # the eleventh waits for one token: 10 s at 0.1 token/s
-    assert clock.slept == [pytest.approx(10.0)]
+        sent.append(clock())
+        clock.sleep(1.0)
+    assert clock.slept == [1.0] * 10
+    budget.take()  # the eleventh waits until the first leaves the window: at t=100
+    sent.append(clock())
+    assert clock.slept[-1] == pytest.approx(90.0)
     assert "request budget" in events[0]["message"]
+    for _ in range(40):
+        budget.take()
+        sent.append(clock())
+    # A bucket that starts full and refills would let 2x through in one window.
+    for i, start in enumerate(sent):
+        assert sum(1 for t in sent[i:] if t < start + 100.0) <= 10
 
 
 def test_budget_persists_across_runs_and_processes(tmp_path):
@@ -143,11 +153,15 @@ def test_budget_persists_across_runs_and_processes(tmp_path):
     first = RequestBudget(5, 1800.0, state, clock=clock, sleep=clock.sleep)
     for _ in range(5):
         first.take()
+    assert len(json.loads(open(state).read())["times"]) == 5
     second = RequestBudget(5, 1800.0, state, clock=clock, sleep=clock.sleep)  # a later run
-    assert second.available() < 1
+    assert second.available() == 0
     second.take()
-    assert clock.slept and clock.slept[0] == pytest.approx(360.0)
-    assert json.loads(open(state).read())["tokens"] < 1
+    assert clock.slept and clock.slept[0] == pytest.approx(1800.0)
+    # A state file of another form (or damaged) starts afresh instead of failing.
+    with open(state, "w") as f:
+        f.write('{"tokens": 0.5, "updated": 1}')
+    assert RequestBudget(5, 1800.0, state, clock=clock, sleep=clock.sleep).available() == 5
 
 
 def test_budget_is_shared_between_threads(tmp_path):

@@ -8,7 +8,8 @@ import click
 
 from strongroom.cli.options import Common, common_options
 from strongroom.cli.output import Reporter, emit_json, human_size
-from strongroom.engine.prune import plan_prune, run_prune
+from strongroom.engine.prune import budget_estimate, plan_prune, request_budget, run_prune
+from strongroom.engine.walk import parse_size
 from strongroom.errors import UsageError
 
 
@@ -23,19 +24,27 @@ def parse_share(text: str) -> float:
 @common_options
 @click.option("--max-unused", default="5%", show_default=True,
               help="Repack a pack when more than this share of it is unused.")
+@click.option("--max-repack-size", metavar="SIZE",
+              help="Repack at most this much of packs (e.g. 500M, 2G) this run; the next prune does the rest.")
 @click.option("-n", "--dry-run", is_flag=True, help="Say what would be freed and what it would cost.")
-def prune(common: Common, max_unused: str, dry_run: bool) -> None:
+def prune(common: Common, max_unused: str, max_repack_size: str | None, dry_run: bool) -> None:
     """Free the space of data that no recovery point references."""
     share = parse_share(max_unused)
+    limit = None if max_repack_size is None else parse_size(max_repack_size)
     repo = common.open()
+    budget = request_budget(repo.storage)
     reporter = Reporter(common.json, "prune")
     common.events.listener = reporter
     try:
         with repo.lock(exclusive=True, wait=common.retry_lock):
-            plan = plan_prune(repo, share)
+            plan = plan_prune(repo, share, limit)
+            estimate = budget_estimate(plan.requests, budget)
             result = plan.summary() if dry_run else run_prune(repo, plan, reporter)
     finally:
         reporter.close()
+    result = {**result, "budget": estimate}
+    if budget is not None and not dry_run:
+        result["budget_waited"] = round(budget.waited, 1)
     if common.json:
         emit_json({"type": "summary", "dry_run": dry_run, **result, "storage": repo.requests})
         return
@@ -44,6 +53,18 @@ def prune(common: Common, max_unused: str, dry_run: bool) -> None:
           f"{result['packs_repacked']} repacked, {result['packs_unindexed_deleted']} unindexed packs and "
           f"{result['leftovers']} incomplete uploads removed; {result['index_objects']} index objects "
           f"consolidated (about {result['requests_estimated']} requests)")
+    if result["packs_left_to_repack"]:
+        print(f"left for the next prune (--max-repack-size): {result['packs_left_to_repack']} packs "
+              f"({human_size(result['bytes_left_to_repack'])}) to repack, about "
+              f"{human_size(result['bytes_left_to_free'])} more to free")
+    if estimate is not None and not dry_run:
+        print(f"waited {result['budget_waited']:.0f} s for the request budget "
+              f"({estimate['requests']} per {estimate['seconds']:g} s)")
+    elif estimate is not None:
+        wait = f"about {estimate['wait_estimated']:.0f} s of waiting" if estimate["wait_estimated"] else "no waiting"
+        print(f"request budget {estimate['requests']} per {estimate['seconds']:g} s: "
+              f"{result['requests_estimated']} requests take {estimate['seconds_at_rate']:.0f} s at its rate; "
+              f"{estimate['available']} available now, so {wait}")
 
 
 COMMANDS = [prune]

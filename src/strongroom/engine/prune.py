@@ -7,6 +7,12 @@ index for everything that stays, naming the index objects it supersedes,
 needed. Until (3) is finished every pack still has an index entry that
 points into an existing pack; after it, the packs left over are merely
 unindexed, which check warns about and the next prune deletes.
+
+On metered targets (a request budget, an upload size cap) prune writes no
+pack above the smaller of the repository's pack size and the target's
+object size cap, and `max_repack_size` spreads the repacking over several
+runs: packs it leaves out stay as they are, fully described by the
+consolidated index, and the next prune takes them up.
 """
 
 from __future__ import annotations
@@ -19,8 +25,95 @@ from strongroom.engine.tree_walk import needed_blobs
 from strongroom.errors import IncompleteObject, IntegrityError, StrongroomError
 from strongroom.model.snapshot import SNAPSHOT_DIR
 from strongroom.repo.index import INDEX_DIR
-from strongroom.repo.pack import PackedBlob, PackWriter, expected_pack_size, pack_name
+from strongroom.repo.locks import REFRESH_EVERY
+from strongroom.repo.pack import ENTRY_SIZE, PackedBlob, PackWriter, expected_pack_size, pack_name
 from strongroom.repo.repository import Repository
+from strongroom.storage.budget import RequestBudget
+
+_EMPTY_PACK = expected_pack_size([])  # header encryption overhead and the trailer
+
+
+def sealed_size(blob_count: int, payload: int) -> int:
+    """Bytes of a pack holding `blob_count` blobs of `payload` bytes in all."""
+    return _EMPTY_PACK + ENTRY_SIZE * blob_count + payload
+
+
+def must_seal_before(blob_count: int, payload: int, blob: PackedBlob, limit: int) -> bool:
+    """Whether an open pack must be sealed before `blob` goes in, so it stays within `limit`.
+
+    A blob is never left out: one too large for the limit on its own gets a
+    pack of its own (the limit is then the repository's pack size, a target;
+    the target's hard cap is far above any blob the chunker makes).
+    """
+    return blob_count > 0 and sealed_size(blob_count + 1, payload + blob.length) > limit
+
+
+def new_pack_sizes(repack: dict[bytes, list[PackedBlob]], limit: int) -> list[int]:
+    """The sizes of the packs run_prune writes for `repack`: the same rule, without the bytes."""
+    open_packs: dict[int, tuple[int, int]] = {}
+    sizes = []
+    for live in repack.values():
+        for blob in live:
+            count, payload = open_packs.get(blob.type, (0, 0))
+            if must_seal_before(count, payload, blob, limit):
+                sizes.append(sealed_size(count, payload))
+                count, payload = 0, 0
+            open_packs[blob.type] = (count + 1, payload + blob.length)
+    return sizes + [sealed_size(count, payload) for count, payload in open_packs.values() if count]
+
+
+def _layers(storage):
+    """The storage and every decorator below it."""
+    seen = set()
+    while storage is not None and id(storage) not in seen:
+        seen.add(id(storage))
+        yield storage
+        storage = vars(storage).get("inner")
+
+
+def object_size_cap(storage) -> int | None:
+    """The most bytes one object may have on this target (the WebDAV vendor's upload cap)."""
+    for layer in _layers(storage):
+        vendor = vars(layer).get("vendor")
+        if vendor is not None:
+            return vendor.max_object_size
+    return None
+
+
+def request_budget(storage) -> RequestBudget | None:
+    """The request budget that gates this target's requests, if one is configured."""
+    for layer in _layers(storage):
+        # The WebDAV client is handed the budget's bound `take` as its gate.
+        owner = getattr(vars(layer).get("_gate"), "__self__", None)
+        if isinstance(owner, RequestBudget):
+            return owner
+    return None
+
+
+def pack_limit(repo: Repository) -> int:
+    """The largest pack prune writes: the pack size, or the target's cap if that is smaller."""
+    cap = object_size_cap(repo.storage)
+    return repo.config.pack_size if cap is None else min(repo.config.pack_size, cap)
+
+
+def choose_repacks(candidates: dict[bytes, tuple[int, int]], max_bytes: int | None) -> list[bytes]:
+    """Which packs to repack this run, given pack -> (stored size, unused bytes).
+
+    Without a limit, all of them. With one, the packs with the largest unused
+    share first (most space freed for each byte read and written), as many as
+    fit in `max_bytes` of stored size; the rest wait for a later prune.
+    """
+    order = sorted(candidates, key=lambda p: (-candidates[p][1] / max(1, candidates[p][0]),
+                                              -candidates[p][1], p))
+    if max_bytes is None:
+        return order
+    chosen, total = [], 0
+    for pack_id in order:
+        size = candidates[pack_id][0]
+        if total + size <= max_bytes:
+            chosen.append(pack_id)
+            total += size
+    return chosen
 
 
 @dataclass
@@ -29,41 +122,87 @@ class PrunePlan:
     leftovers: list[str] = field(default_factory=list)  # cut-off uploads of index objects or snapshots
     keep: dict[bytes, list[PackedBlob]] = field(default_factory=dict)
     repack: dict[bytes, list[PackedBlob]] = field(default_factory=dict)  # pack -> the blobs to carry over
+    deferred: dict[bytes, int] = field(default_factory=dict)  # pack -> unused bytes, left for a later prune
     delete: list[bytes] = field(default_factory=list)  # wholly unused packs
     unindexed: list[bytes] = field(default_factory=list)
     sizes: dict[bytes, int] = field(default_factory=dict)
     used_blobs: int = 0
+    pack_limit: int = 0  # the largest pack this prune may write
+    requests_planning: int = 0  # requests made on the target up to the end of planning
 
     @property
     def bytes_freed(self) -> int:
         gone = sum(self.sizes.get(p, 0) for p in (*self.delete, *self.unindexed, *self.repack))
-        carried = sum(b.length for blobs in self.repack.values() for b in blobs)
-        return gone - carried
+        return gone - sum(self.new_pack_sizes)
+
+    @property
+    def new_pack_sizes(self) -> list[int]:
+        return new_pack_sizes(self.repack, self.pack_limit or 1 << 62)
+
+    @property
+    def new_packs(self) -> int:
+        return len(self.new_pack_sizes)
+
+    @property
+    def requests_to_run(self) -> int:
+        """Requests run_prune makes: read each pack to repack, write the new
+        packs and the consolidated index, delete what goes."""
+        index_write = 1 if self.keep or self.repack or self.index_objects else 0
+        deletes = (len(self.index_objects) + len(self.leftovers) + len(self.delete) + len(self.repack)
+                   + len(self.unindexed))
+        return len(self.repack) + self.new_packs + index_write + deletes
 
     @property
     def requests(self) -> int:
-        new_packs = len(self.repack) and max(1, round(sum(b.length for bl in self.repack.values() for b in bl)
-                                                      / (32 << 20) + 0.5))
-        deletes = len(self.delete) + len(self.unindexed) + len(self.repack) + len(self.index_objects)
-        return len(self.repack) + new_packs + 1 + deletes + len(self.leftovers)
+        """The whole prune: what planning cost, the work, and releasing the lock."""
+        return self.requests_planning + self.requests_to_run + 1
 
     def summary(self) -> dict:
         return {"packs_kept": len(self.keep), "packs_repacked": len(self.repack), "packs_deleted": len(self.delete),
                 "packs_unindexed_deleted": len(self.unindexed), "index_objects": len(self.index_objects),
                 "leftovers": len(self.leftovers), "used_blobs": self.used_blobs,
-                "bytes_freed": self.bytes_freed, "requests_estimated": self.requests}
+                "bytes_freed": self.bytes_freed, "bytes_repacked": sum(self.sizes[p] for p in self.repack),
+                "packs_left_to_repack": len(self.deferred),
+                "bytes_left_to_repack": sum(self.sizes[p] for p in self.deferred),
+                "bytes_left_to_free": sum(self.deferred.values()),
+                "max_pack_size": self.pack_limit, "new_packs": self.new_packs,
+                "requests_to_run": self.requests_to_run, "requests_estimated": self.requests}
 
 
-def plan_prune(repo: Repository, max_unused: float = 0.05) -> PrunePlan:
-    plan = PrunePlan()
+def budget_estimate(requests: int, budget: RequestBudget | None) -> dict | None:
+    """What `requests` cost against a request budget: the time they take at its
+    rate, and how long a run started now waits for tokens (lock refreshes
+    during a long wait included)."""
+    if budget is None:
+        return None
+    available = budget.available()
+    wait = max(0.0, requests - available) / budget.rate
+    refreshes = int(wait // REFRESH_EVERY)  # each writes a new lock and deletes the old one
+    wait = max(0.0, requests + 2 * refreshes - available) / budget.rate
+    return {"requests": budget.capacity, "seconds": budget.window, "available": int(available),
+            "seconds_at_rate": round(requests / budget.rate, 1), "wait_estimated": round(wait, 1),
+            "lock_refreshes": refreshes}
+
+
+def plan_prune(repo: Repository, max_unused: float = 0.05, max_repack_size: int | None = None) -> PrunePlan:
+    plan = PrunePlan(pack_limit=pack_limit(repo))
     packs: dict[bytes, list[PackedBlob]] = {}
+    loaded: dict[str, dict[bytes, list[PackedBlob]]] = {}
+    superseded: set[str] = set()
     for info in repo.storage.list(INDEX_DIR):
         try:
-            found, _ = repo.read_index_object(info.name)
+            found, supersedes = repo.read_index_object(info.name)
         except IncompleteObject:
             plan.leftovers.append(info.name)
             continue
         plan.index_objects.append(info.name)
+        loaded[info.name] = found
+        superseded.update(f"{INDEX_DIR}/{old.hex()}" for old in supersedes)
+    # Objects an earlier, interrupted prune superseded are deleted with the
+    # rest but not used: packs only they name are unindexed, so deleted.
+    for name, found in loaded.items():
+        if name in superseded:
+            continue
         for pack_id, blobs in found.items():
             packs[pack_id] = blobs
             repo.index.add_pack(pack_id, blobs)
@@ -83,6 +222,7 @@ def plan_prune(repo: Repository, max_unused: float = 0.05) -> PrunePlan:
         raise IntegrityError(f"prune stopped: {len(missing)} needed blob(s) are not in any index; run check first")
     plan.used_blobs = len(used)
     plan.sizes = repo.list_packs()
+    candidates: dict[bytes, list[PackedBlob]] = {}
     for pack_id, blobs in packs.items():
         live = [b for b in blobs if b.id in used and repo.index.get(b.id).pack == pack_id]
         total = sum(b.length for b in blobs)
@@ -92,33 +232,48 @@ def plan_prune(repo: Repository, max_unused: float = 0.05) -> PrunePlan:
         if not live:
             plan.delete.append(pack_id)
         elif total - live_bytes > max_unused * total:
-            plan.repack[pack_id] = live
+            candidates[pack_id] = live
         else:
             plan.keep[pack_id] = blobs
+    unused = {p: plan.sizes[p] - sum(b.length for b in live) for p, live in candidates.items()}
+    chosen = choose_repacks({p: (plan.sizes[p], unused[p]) for p in candidates}, max_repack_size)
+    plan.repack = {p: candidates[p] for p in chosen}
+    for pack_id in candidates:
+        if pack_id not in plan.repack:
+            # Left as it is for now: the consolidated index must still describe all of it.
+            plan.keep[pack_id] = packs[pack_id]
+            plan.deferred[pack_id] = unused[pack_id]
     plan.unindexed = [p for p in plan.sizes if p not in packs]
+    plan.requests_planning = repo.storage.total_requests
     return plan
 
 
 def run_prune(repo: Repository, plan: PrunePlan, listener: Listener = ignore) -> dict:
     fanout = repo.config.data_fanout
+    limit = plan.pack_limit or pack_limit(repo)
     new_packs: dict[bytes, list[PackedBlob]] = {}
     writers: dict[int, PackWriter] = {}
+    largest = 0
 
     def seal(writer: PackWriter) -> None:
+        nonlocal largest
         pack_id, data = writer.seal(repo.crypto)
         repo.storage.write(pack_name(pack_id, fanout), data)
         new_packs[pack_id] = writer.blobs
+        largest = max(largest, len(data))
 
     for pack_id, live in plan.repack.items():
         data = repo.storage.read(pack_name(pack_id, fanout))
         if hashlib.sha256(data).digest() != pack_id or len(data) != expected_pack_size(repo.index.packs[pack_id]):
             raise IntegrityError(f"prune stopped: pack {pack_id.hex()[:16]} is damaged; run check first")
         for blob in live:
-            # The stored bytes move as they are: their AAD binds type and id, not the pack.
-            writer = writers.setdefault(blob.type, PackWriter())
-            writer.add(blob.type, blob.id, data[blob.offset:blob.offset + blob.length], blob.raw_length)
-            if writer.size >= repo.config.pack_size:
+            writer = writers.get(blob.type)
+            if writer is not None and must_seal_before(len(writer), writer.size, blob, limit):
                 seal(writers.pop(blob.type))
+            # The stored bytes move as they are: their AAD binds type and id, not the pack.
+            writers.setdefault(blob.type, PackWriter()).add(
+                blob.type, blob.id, data[blob.offset:blob.offset + blob.length], blob.raw_length)
+        del data
         listener({"type": "status", "action": "prune", "packs_repacked": len(new_packs)})
     for writer in writers.values():
         if len(writer):
@@ -135,5 +290,5 @@ def run_prune(repo: Repository, plan: PrunePlan, listener: Listener = ignore) ->
         repo.storage.delete(pack_name(pack_id, fanout))
         if repo.cache is not None:
             repo.cache.discard("trees", pack_id.hex())
-    return {**plan.summary(), "packs_written": len(new_packs), "storage": repo.requests}
-
+    return {**plan.summary(), "packs_written": len(new_packs), "largest_pack_written": largest,
+            "storage": repo.requests}

@@ -102,7 +102,7 @@ class RecoveryExecutor:
         self.service = service
         self._sessions: dict[str, RecoveryProgress] = {}
         self._cancel: dict[str, threading.Event] = {}
-        self._threads: dict[str, threading.Thread] = {}
+        self._done: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
     def create_recovery_plan(self, config_name: str, point_id: str | None = None, at: datetime | None = None,
@@ -148,10 +148,16 @@ class RecoveryExecutor:
             self._sessions[session_id] = progress
             self._cancel[session_id] = cancel
         self.service.catalog.add_session(session_id, plan.config_name, asdict(plan))
-        thread = threading.Thread(target=self._run, args=(session_id, plan, progress, cancel),
-                                  name=f"recovery-{session_id[:6]}", daemon=True)
-        self._threads[session_id] = thread
-        thread.start()
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                self._run(session_id, plan, progress, cancel)
+            finally:
+                done.set()
+
+        self._done[session_id] = done
+        threading.Thread(target=run, name=f"recovery-{session_id[:6]}", daemon=True).start()
         return session_id
 
     def _run(self, session_id: str, plan: RecoveryPlan, progress: RecoveryProgress, cancel: threading.Event) -> None:
@@ -230,9 +236,11 @@ class RecoveryExecutor:
         return True
 
     def wait(self, session_id: str, timeout: float | None = None) -> RecoveryProgress:
-        thread = self._threads.get(session_id)
-        if thread is not None:
-            thread.join(timeout)
+        # An event, not Thread.join: a KeyboardInterrupt during join(timeout)
+        # can leave the thread looking finished while it still runs.
+        done = self._done.get(session_id)
+        if done is not None:
+            done.wait(timeout)
         return self.get_progress(session_id)
 
 

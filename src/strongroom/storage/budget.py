@@ -1,10 +1,14 @@
-"""A persistent request budget: a token bucket per target, shared across runs.
+"""A persistent request budget: at most N requests in any window of W
+seconds per account, shared across runs and processes.
 
 Services such as Nutstore count requests over a 30-minute window that spans
-separate runs, so the bucket lives in a file (under the cache directory)
+separate runs, so the budget lives in a file (under the cache directory)
 and is updated under an exclusive file lock by every process using that
-account. When it runs dry, the caller waits, and says so, instead of
-failing.
+account. It is a sliding-window log, the times of the requests of the last
+window, not a token bucket: a bucket that starts full and refills at N/W
+lets up to 2N requests through in one window, which is what gets an
+account blocked. When the budget is spent, the caller waits, and says so,
+instead of failing.
 """
 
 from __future__ import annotations
@@ -26,51 +30,53 @@ class RequestBudget:
             raise ValueError("a request budget needs at least one request per positive window")
         self.capacity = capacity
         self.window = window
-        self.rate = capacity / window  # tokens per second
+        self.rate = capacity / window  # requests per second over a long run
         self.state_path = state_path
         self.on_wait = on_wait
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._memory = {"tokens": float(capacity), "updated": clock()}
+        self._memory: list[float] = []
         self.waited = 0.0
 
     @staticmethod
     def state_file(cache_root: str, key: str) -> str:
         return os.path.join(cache_root, "budgets", hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
 
-    def _update(self, state: dict) -> dict:
+    def _recent(self, times: list[float], now: float) -> list[float]:
+        """The request times still inside the window ending now (a clock set
+        back leaves times in the future: they count until they pass)."""
+        return sorted(t for t in times if t > now - self.window)[-self.capacity:]
+
+    def _decide(self, times: list[float]) -> tuple[list[float], float]:
+        """Take a request (returning 0) or say how long until one is allowed."""
         now = self._clock()
-        elapsed = max(0.0, now - float(state.get("updated", now)))
-        tokens = min(float(self.capacity), float(state.get("tokens", self.capacity)) + elapsed * self.rate)
-        return {"tokens": tokens, "updated": now}
+        times = self._recent(times, now)
+        if len(times) < self.capacity:
+            return times + [now], 0.0
+        return times, max(times[0] + self.window - now, 1e-3)
+
+    @staticmethod
+    def _parse(raw: bytes) -> list[float]:
+        try:
+            state = json.loads(raw) if raw else {}
+            return [float(t) for t in state.get("times", [])]
+        except (ValueError, TypeError, AttributeError):
+            return []  # an unreadable or older state: start afresh
 
     def _take_or_wait_time(self) -> float:
-        """Take a token and return 0, or return how long until one is there."""
         if self.state_path is None:
-            state = self._update(self._memory)
-            if state["tokens"] >= 1:
-                state["tokens"] -= 1
-                self._memory = state
-                return 0.0
-            self._memory = state
-            return (1 - state["tokens"]) / self.rate
+            self._memory, wait = self._decide(self._memory)
+            return wait
         os.makedirs(os.path.dirname(self.state_path), exist_ok=True)
         fd = os.open(self.state_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            raw = os.read(fd, 4096)
-            try:
-                state = json.loads(raw) if raw else {}
-            except ValueError:
-                state = {}
-            state = self._update(state)
-            wait = 0.0
-            if state["tokens"] >= 1:
-                state["tokens"] -= 1
-            else:
-                wait = (1 - state["tokens"]) / self.rate
-            data = json.dumps(state).encode()
+            chunks = []
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+            times, wait = self._decide(self._parse(b"".join(chunks)))
+            data = json.dumps({"window": self.window, "times": [round(t, 3) for t in times]}).encode()
             os.lseek(fd, 0, os.SEEK_SET)
             os.ftruncate(fd, 0)
             os.write(fd, data)
@@ -79,7 +85,7 @@ class RequestBudget:
             os.close(fd)
 
     def take(self) -> None:
-        """Spend one request, waiting for the bucket to refill if it is empty."""
+        """Spend one request, waiting until the window lets one more through."""
         with self._lock:
             while True:
                 wait = self._take_or_wait_time()
@@ -93,11 +99,14 @@ class RequestBudget:
                 self._sleep(wait)
 
     def available(self) -> float:
+        """Requests that may go now without waiting."""
         with self._lock:
             if self.state_path is None:
-                return self._update(self._memory)["tokens"]
-            try:
-                with open(self.state_path) as f:
-                    return self._update(json.load(f))["tokens"]
-            except (OSError, ValueError):
-                return float(self.capacity)
+                times = self._memory
+            else:
+                try:
+                    with open(self.state_path, "rb") as f:
+                        times = self._parse(f.read())
+                except OSError:
+                    times = []
+            return float(self.capacity - len(self._recent(times, self._clock())))
