@@ -73,3 +73,38 @@ def test_forget_groups_by_host_and_paths(cli, tmp_path):
     assert len(done["removed"]) == 2 and done["kept"] == 2  # the newest of each path
     done = summary(cli.run("forget", "--keep-last", "1", "--group-by", "", "--json"))
     assert len(done["removed"]) == 1 and done["kept"] == 1
+
+
+def test_forget_named_snapshots(cli, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    cli.run("init", check=True)
+    ids = []
+    for i in range(3):
+        (src / f"f{i}").write_bytes(bytes([i]) * 100_000)
+        done = cli.run("backup", str(src), "--json", check=True)
+        ids.append(json.loads(done.stdout.decode().splitlines()[-1])["snapshot"])
+    done = cli.run("forget", ids[0][:8], ids[1], "--dry-run", "--json", check=True)
+    summary = json.loads(done.stdout.decode().splitlines()[-1])
+    assert summary["removed"] == [] and summary["dry_run"]
+    def listed() -> list[str]:
+        lines = cli.run("snapshots", "--json", check=True).stdout.decode().splitlines()
+        return [e["id"] for e in map(json.loads, lines) if e["type"] == "snapshot"]
+
+    assert listed() == ids
+
+    done = cli.run("forget", ids[1][:8], "--json", check=True)
+    assert json.loads(done.stdout.decode().splitlines()[-1])["removed"] == [ids[1]]
+    assert listed() == [ids[0], ids[2]]
+
+    for args, message in ((["forget", ids[0], "--keep-last", "1"], "not both"),
+                          (["forget", "ffffffff"], "no snapshot"),
+                          (["forget", "latest"], "not 'latest'"),
+                          (["forget", ids[0], "--tag", "x"], "leave out")):
+        done = cli.run(*args)
+        assert done.returncode == 1 and message in done.stderr.decode(), (args, done.stderr.decode())
+    done = cli.run("forget", ids[0], "--prune", "--json", check=True)
+    summary = json.loads(done.stdout.decode().splitlines()[-1])
+    assert summary["removed"] == [ids[0]] and summary["prune"]["bytes_freed"] > 0
+    report = json.loads(cli.run("check", "--read-data", "--json").stdout.decode().splitlines()[-1])
+    assert report["ok"] and not report["warnings"], report

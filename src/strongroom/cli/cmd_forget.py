@@ -7,10 +7,11 @@ import click
 from strongroom.cli.cmd_restore import snapshot_filter_options
 from strongroom.cli.options import Common, common_options
 from strongroom.cli.output import emit_json, human_size
-from strongroom.engine.forget import parse_group_by, plan_forget, remove_snapshots
+from strongroom.engine.forget import parse_group_by, plan_forget, plan_remove, remove_snapshots
+from strongroom.errors import UsageError
 from strongroom.engine.prune import plan_prune, run_prune
 from strongroom.model.retention import Policy, parse_duration
-from strongroom.model.select import SnapshotFilter, filter_snapshots
+from strongroom.model.select import SnapshotFilter, filter_snapshots, find_snapshot
 
 
 @click.command()
@@ -29,19 +30,36 @@ from strongroom.model.select import SnapshotFilter, filter_snapshots
 @click.option("-n", "--dry-run", is_flag=True, help="List what would be kept and removed, and why.")
 @click.option("--prune", "then_prune", is_flag=True, help="Prune afterwards, under the same lock.")
 @snapshot_filter_options
+@click.argument("snapshot_ids", nargs=-1, metavar="[SNAPSHOT]...")
 def forget(common: Common, keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly,
-           keep_within, keep_tag, group_by, allow_remove_all, dry_run, then_prune, host, tags, paths) -> None:
-    """Remove recovery points that a retention policy does not keep.
+           keep_within, keep_tag, group_by, allow_remove_all, dry_run, then_prune, host, tags, paths,
+           snapshot_ids) -> None:
+    """Remove recovery points that a retention policy does not keep, or the
+    SNAPSHOTs named (ids or unique prefixes).
 
     The data only they referenced stays in the repository until a prune."""
     if min(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly) < 0:
         raise click.BadParameter("keep counts cannot be negative")
     policy = Policy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly,
                     parse_duration(keep_within) if keep_within else None, tuple(keep_tag))
+    if snapshot_ids and not policy.empty:
+        raise UsageError("give snapshot ids or a retention policy, not both")
+    if snapshot_ids and (host or tags or paths):
+        raise UsageError("snapshot ids name the points themselves: leave out --host, --tag and --path")
     repo = common.open()
     with repo.lock(exclusive=not dry_run, wait=common.retry_lock):
-        chosen = filter_snapshots(repo.list_snapshots(), SnapshotFilter(host, tuple(tags), tuple(paths)))
-        plan = plan_forget(chosen, policy, parse_group_by(group_by), allow_remove_all)
+        if snapshot_ids:
+            snapshots = repo.list_snapshots()
+            named = {}
+            for spec in snapshot_ids:
+                if spec == "latest":
+                    raise UsageError("forget takes snapshot ids, not 'latest'")
+                snap = find_snapshot(snapshots, spec)
+                named[snap.id] = snap
+            plan = plan_remove(list(named.values()))
+        else:
+            chosen = filter_snapshots(repo.list_snapshots(), SnapshotFilter(host, tuple(tags), tuple(paths)))
+            plan = plan_forget(chosen, policy, parse_group_by(group_by), allow_remove_all)
         removed = [] if dry_run else remove_snapshots(repo, plan)
         pruned = run_prune(repo, plan_prune(repo)) if then_prune and not dry_run else None
     if common.json:

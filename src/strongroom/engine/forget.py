@@ -56,6 +56,17 @@ def plan_forget(snapshots: list[Snapshot], policy: Policy, group_by: tuple[str, 
     return result
 
 
+def plan_remove(snapshots: list[Snapshot]) -> list[GroupDecision]:
+    """A plan that removes exactly these snapshots (`forget ID...`)."""
+    chosen = sorted(snapshots, key=lambda s: (s.datetime, s.id), reverse=True)
+    decisions = []
+    for snap in chosen:
+        decision = Decision(Point(snap.id, snap.datetime, snap.tags))
+        decision.reasons.append("named")
+        decisions.append((snap, decision))
+    return [GroupDecision({}, decisions)] if decisions else []
+
+
 def remove_snapshots(repo, plan: list[GroupDecision]) -> list[str]:
     removed = []
     for group in plan:
