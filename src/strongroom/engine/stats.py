@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from strongroom.engine.tree_walk import walk
 from strongroom.errors import StorageError
 from strongroom.model.snapshot import Snapshot
 from strongroom.model.tree import DIR, FILE
@@ -11,22 +10,19 @@ from strongroom.repo.repository import Repository
 
 
 def repository_stats(repo: Repository, snapshots: list[Snapshot]) -> dict:
-    """Restore size of the chosen snapshots against the unique data they need."""
+    """Restore size of the chosen snapshots against the unique data they need.
+
+    Each distinct tree is read and counted once, however many snapshots
+    share it, so a sample after every run stays cheap as points pile up."""
     repo.load_index()
+    totals: dict[bytes, tuple[int, int]] = {}  # tree id -> (files, bytes) below it
+    needed: set[bytes] = set()
     restore_size = files = latest_restore_size = 0
     newest = max(snapshots, key=lambda s: (s.datetime, s.id)) if snapshots else None
-    needed: set[bytes] = set()
     for snap in snapshots:
         root = bytes.fromhex(snap.tree)
-        needed.add(root)
-        size = 0
-        for _, node in walk(repo, root):
-            if node.type == FILE:
-                files += 1
-                size += node.size
-                needed.update(node.content)
-            elif node.type == DIR and node.subtree:
-                needed.add(node.subtree)
+        count, size = _tree_totals(repo, root, totals, needed)
+        files += count
         restore_size += size
         if snap is newest:
             latest_restore_size = size
@@ -58,6 +54,34 @@ def repository_stats(repo: Repository, snapshots: list[Snapshot]) -> dict:
         "target": target_space(repo.storage),
         "requests": repo.requests["requests"],
     }
+
+
+def _tree_totals(repo: Repository, root: bytes, totals: dict[bytes, tuple[int, int]],
+                 needed: set[bytes]) -> tuple[int, int]:
+    """(files, bytes) below `root`, adding every tree and chunk to `needed`."""
+    stack: list[tuple[bytes, object]] = [(root, None)]  # (tree id, its tree once read)
+    while stack:
+        tree_id, tree = stack.pop()
+        if tree_id in totals:
+            continue
+        if tree is None:
+            tree = repo.load_tree(tree_id)
+            needed.add(tree_id)
+            stack.append((tree_id, tree))
+            stack.extend((n.subtree, None) for n in tree.nodes
+                         if n.type == DIR and n.subtree and n.subtree not in totals)
+            continue
+        count = size = 0
+        for node in tree.nodes:
+            if node.type == FILE:
+                count += 1
+                size += node.size
+                needed.update(node.content)
+            elif node.type == DIR and node.subtree:
+                count += totals[node.subtree][0]
+                size += totals[node.subtree][1]
+        totals[tree_id] = (count, size)
+    return totals[root]
 
 
 def target_space(storage) -> dict:
