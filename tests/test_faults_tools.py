@@ -11,7 +11,6 @@ import shutil
 import threading
 import time
 import xml.etree.ElementTree as ET
-from contextlib import contextmanager
 from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
@@ -19,19 +18,9 @@ import httpx
 import pytest
 
 from faults import NUTSTORE_BLOCKED_BODY, FaultMiddleware, FaultProxy
-from webdav_servers import DavServer, run_wsgidav
+from webdav_servers import DavServer, faulty_wsgidav
 
 
-@contextmanager
-def faulty_wsgidav() -> Iterator[tuple[DavServer, FaultMiddleware]]:
-    made: list[FaultMiddleware] = []
-
-    def wrap(app):
-        made.append(FaultMiddleware(app, root="/dav/"))
-        return made[0]
-
-    with run_wsgidav(wrap_app=wrap) as server:
-        yield server, made[0]
 
 
 @pytest.fixture(scope="module")

@@ -106,19 +106,26 @@ STAGES = {
 }
 
 
-@pytest.mark.parametrize("stage", list(STAGES))
-def test_prune_killed_at_any_stage_leaves_a_clean_repository(cli, repo_path, tmp_path, stage):
+def half_forgotten(cli, tmp_path, files: int, size: int, seed: int):
+    """A repository of 1 MiB packs where the only point left uses every
+    other file of the forgotten one: half of every pack is garbage."""
     src = tmp_path / "src"
     src.mkdir()
-    rnd = random.Random(8)
+    rnd = random.Random(seed)
     cli.run("init", "--pack-size", "1", check=True)
-    for i in range(60):
-        (src / f"f{i:02d}.bin").write_bytes(rnd.randbytes(300_000))
+    for i in range(files):
+        (src / f"f{i:02d}.bin").write_bytes(rnd.randbytes(size))
     cli.run("backup", str(src), "--time", "2024-01-01 10:00", check=True)
-    for i in range(0, 60, 2):
+    for i in range(0, files, 2):
         (src / f"f{i:02d}.bin").unlink()
     cli.run("backup", str(src), "--time", "2024-01-02 10:00", check=True)
     summary(cli.run("forget", "--keep-last", "1", "--json"))
+    return src
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_prune_killed_at_any_stage_leaves_a_clean_repository(cli, repo_path, tmp_path, stage):
+    src = half_forgotten(cli, tmp_path, files=60, size=300_000, seed=8)
     packs, index = _files(repo_path / "data"), _files(repo_path / "index")
 
     proc = cli.popen("prune", "--max-unused", "1%")
@@ -182,17 +189,7 @@ def test_new_packs_never_pass_the_limit_and_a_lone_large_blob_gets_its_own():
 
 
 def test_max_repack_size_spreads_the_work_over_several_prunes(cli, repo_path, tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    rnd = random.Random(9)
-    cli.run("init", "--pack-size", "1", check=True)
-    for i in range(48):
-        (src / f"f{i:02d}.bin").write_bytes(rnd.randbytes(150_000))
-    cli.run("backup", str(src), "--time", "2024-01-01 10:00", check=True)
-    for i in range(0, 48, 2):
-        (src / f"f{i:02d}.bin").unlink()
-    cli.run("backup", str(src), "--time", "2024-01-02 10:00", check=True)
-    summary(cli.run("forget", "--keep-last", "1", "--json"))
+    src = half_forgotten(cli, tmp_path, files=48, size=150_000, seed=9)
     whole = summary(cli.run("prune", "--dry-run", "--json"))
     assert whole["packs_repacked"] >= 5 and whole["packs_left_to_repack"] == 0
 

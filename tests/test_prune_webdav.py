@@ -29,7 +29,7 @@ from strongroom.storage.retry import RetryingStorage, RetryPolicy
 from strongroom.storage.vendors import VENDORS
 from strongroom.storage.webdav import WebDAVStorage
 from treeutil import snapshot_tree
-from webdav_servers import DavServer, run_wsgidav
+from webdav_servers import DavServer, faulty_wsgidav
 
 MiB = 1024 * 1024
 PACK = 1 * MiB  # `init --pack-size 1`: many packs from little data
@@ -52,14 +52,8 @@ METERED = {"STRONGROOM_WEBDAV_BUDGET": f"{BUDGET[0]}/{BUDGET[1]}"}
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[DavServer, FaultMiddleware]]:
-    made: list[FaultMiddleware] = []
-
-    def wrap(app):
-        made.append(FaultMiddleware(app, root="/dav/"))
-        return made[0]
-
-    with run_wsgidav(wrap_app=wrap) as server:
-        yield server, made[0]
+    with faulty_wsgidav() as pair:
+        yield pair
 
 
 @dataclasses.dataclass

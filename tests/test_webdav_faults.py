@@ -27,7 +27,7 @@ import pytest
 from conftest import CLI
 from faults import FaultMiddleware, FaultProxy
 from treeutil import snapshot_tree
-from webdav_servers import DavServer, run_wsgidav
+from webdav_servers import DavServer, faulty_wsgidav
 
 MiB = 1024 * 1024
 PACK = 1 * MiB  # `init --pack-size 1`: many packs from little data
@@ -48,14 +48,8 @@ FAST_RETRIES = {
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[DavServer, FaultMiddleware]]:
-    made: list[FaultMiddleware] = []
-
-    def wrap(app):
-        made.append(FaultMiddleware(app, root="/dav/"))
-        return made[0]
-
-    with run_wsgidav(wrap_app=wrap) as server:
-        yield server, made[0]
+    with faulty_wsgidav() as pair:
+        yield pair
 
 
 @dataclass

@@ -425,3 +425,20 @@ SERVERS: dict[str, Callable[..., contextlib.AbstractContextManager[DavServer]]] 
     "apache": run_apache,
     "nginx": run_nginx,
 }
+
+
+@contextlib.contextmanager
+def faulty_wsgidav() -> Iterator[tuple[DavServer, "FaultMiddleware"]]:
+    """wsgidav behind a FaultMiddleware (Nutstore's /dav/ root): the server and
+    the middleware that misbehaves on demand and logs every request."""
+    from faults import FaultMiddleware
+
+    made: list[FaultMiddleware] = []
+
+    def wrap(app):
+        made.append(FaultMiddleware(app, root="/dav/"))
+        return made[0]
+
+    with run_wsgidav(wrap_app=wrap) as server:
+        yield server, made[0]
+
