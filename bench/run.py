@@ -3,7 +3,8 @@
 
 For every tool, on the same data set on local disk, the harness runs: init,
 first backup, unchanged re-backup, backup after a small change, full restore
-into a fresh directory, and a check that reads all data. It records the wall
+into a fresh directory, a check that reads all data, and forgetting all but
+the latest snapshot followed by a prune (borg: prune and compact). It records the wall
 time and peak RSS of every step and the repository size, verifies that each
 restore is identical to the source, prints a Markdown table and optionally
 writes JSON.
@@ -40,7 +41,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-password-not-a-secret"
 MIB = 1 << 20
 
-STEPS = ("init", "backup_initial", "backup_unchanged", "backup_changed", "restore", "check")
+STEPS = ("init", "backup_initial", "backup_unchanged", "backup_changed", "restore", "check", "forget_prune")
 STEP_TITLES = {
     "init": "init",
     "backup_initial": "first backup",
@@ -48,6 +49,7 @@ STEP_TITLES = {
     "backup_changed": "small-change backup",
     "restore": "full restore",
     "check": "check, reading all data",
+    "forget_prune": "forget all but the latest, prune",
 }
 BACKUP_STEPS = ("backup_initial", "backup_unchanged", "backup_changed")
 # A failure here leaves nothing meaningful to measure for that tool.
@@ -221,6 +223,10 @@ class Tool(ABC):
     def check(self) -> Command:
         """Check, reading all data."""
 
+    @abstractmethod
+    def forget_prune(self) -> Command:
+        """Keep the latest snapshot only and free the space of the others."""
+
 
 class Strongroom(Tool):
     name = "strongroom"
@@ -266,6 +272,9 @@ class Strongroom(Tool):
     def check(self) -> Command:
         return Command(self.base() + ["check", "--read-data", "--repo", str(self.repo)])
 
+    def forget_prune(self) -> Command:
+        return Command(self.base() + ["forget", "--keep-last", "1", "--prune", "--repo", str(self.repo)])
+
 
 class Restic(Tool):
     name = "restic"
@@ -295,6 +304,9 @@ class Restic(Tool):
 
     def check(self) -> Command:
         return Command(self.base() + ["check", "--read-data"])
+
+    def forget_prune(self) -> Command:
+        return Command(self.base() + ["forget", "--keep-last", "1", "--prune"])
 
 
 class Borg(Tool):
@@ -327,6 +339,10 @@ class Borg(Tool):
 
     def check(self) -> Command:
         return Command(["borg", "check", "--verify-data", str(self.repo)])
+
+    def forget_prune(self) -> Command:
+        # borg 1.2 frees space only at `compact`.
+        return Command(["sh", "-c", 'borg prune --keep-last 1 "$1" && borg compact "$1"', "sh", str(self.repo)])
 
 
 TOOL_CLASSES = {cls.name: cls for cls in (Strongroom, Restic, Borg)}
@@ -480,6 +496,8 @@ def step_command(tool: Tool, step: str, source: Path, restore_dir: Path) -> Comm
         return tool.backup(source, step)
     if step == "restore":
         return tool.restore(restore_dir)
+    if step == "forget_prune":
+        return tool.forget_prune()
     return tool.check()
 
 
@@ -524,7 +542,7 @@ def indent(text: str) -> str:
 
 
 def record_repo_size(tool: Tool, result: ToolResult, step: str) -> None:
-    keys = {"backup_initial": "after_first_backup", "backup_changed": "final"}
+    keys = {"backup_initial": "after_first_backup", "backup_changed": "final", "forget_prune": "after_prune"}
     if step in keys and tool.repo.exists():
         result.repo_size[keys[step]] = disk_usage(tool.repo)
 
@@ -678,7 +696,8 @@ def table_rows(report: Report, columns: list[ToolResult], peers: list[ToolResult
     rows.append(["restore identical to source"] + [format_restore(t) for t in columns]
                 + [""] * len(peers))
     for key, title in (("after_first_backup", "repo size after first backup"),
-                       ("final", "repo size, final (3 snapshots)")):
+                       ("final", "repo size, final (3 snapshots)"),
+                       ("after_prune", "repo size after forget + prune (1 snapshot)")):
         row = [title] + [format_size(t.repo_size.get(key)) for t in columns]
         row += [size_ratio(ours.repo_size.get(key), p.repo_size.get(key)) for p in peers]
         rows.append(row)
