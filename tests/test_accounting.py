@@ -16,7 +16,7 @@ from strongroom.errors import UsageError
 from strongroom.services.catalog import Catalog
 from test_manage_cli import Managed, one_error_line, points_of, restored
 from treeutil import snapshot_tree
-from webdav_servers import run_rclone, run_wsgidav
+from webdav_servers import faulty_wsgidav, run_rclone, run_wsgidav
 
 MiB = 1024 * 1024
 DAY = 86400.0
@@ -349,3 +349,28 @@ def test_an_estimate_on_a_budgeted_target_counts_the_budget(m, tmp_path):
         assert estimate["seconds"] >= estimate["requests"] * 10
         assert "the request budget allows 360 per hour" in m.run("estimate", "docs", env=budget,
                                                                     check=True).stdout.decode()
+
+
+def test_the_sample_after_a_run_costs_two_requests_on_webdav(m, tmp_path):
+    src = tmp_path / "src"
+    write_state(src, 0)
+    with faulty_wsgidav() as (dav, mw):
+        m.run("client", "add", "cloud", "--url", dav.url, "--user", dav.username,
+              env={"STRONGROOM_WEBDAV_PASSWORD": dav.password}, check=True)
+        m.run("config", "add", "docs", "--source", str(src), "--client", "cloud", "--target-path", "repo",
+              "--password-env", "ACCOUNTING_REPO_PASSWORD", check=True)
+        m.run("run", "docs", check=True)
+        mw.reset_counts()
+        m.run("run", "docs", check=True)
+        log = mw.log
+        # The run ends by releasing its lock; after it come only the sample's
+        # snapshot listing and its quota request: pack sizes come from the
+        # index the run holds, not from listing every pack folder.
+        released = max(i for i, r in enumerate(log) if r.method == "DELETE" and "/locks/" in r.path)
+        after = [(r.method, r.path.rsplit("/repo", 1)[-1]) for r in log[released + 1:]]
+        assert after == [("PROPFIND", "/snapshots/"), ("PROPFIND", "/")], after
+        with Catalog(m.catalog) as catalog:
+            sample = catalog.list_samples("docs")[-1]
+        usage = m.summary("usage")["configs"]["docs"]
+        assert sample["repository_size"] == usage["repository_size"] and sample["points"] == 2
+        assert sample["target"]["available"] == pytest.approx(shutil.disk_usage(dav.root).free, rel=0.05)

@@ -5,15 +5,18 @@ from __future__ import annotations
 from strongroom.errors import StorageError
 from strongroom.model.snapshot import Snapshot
 from strongroom.model.tree import DIR, FILE
-from strongroom.repo.pack import TREE
+from strongroom.repo.pack import TREE, expected_pack_size
 from strongroom.repo.repository import Repository
 
 
-def repository_stats(repo: Repository, snapshots: list[Snapshot]) -> dict:
+def repository_stats(repo: Repository, snapshots: list[Snapshot], list_target: bool = True) -> dict:
     """Restore size of the chosen snapshots against the unique data they need.
 
     Each distinct tree is read and counted once, however many snapshots
-    share it, so a sample after every run stays cheap as points pile up."""
+    share it, so a sample after every run stays cheap as points pile up.
+    With `list_target` the packs are counted as the target lists them (on
+    WebDAV a listing per pack folder); without, as the index describes them,
+    which costs no request (leftovers of interrupted runs are not counted)."""
     repo.load_index()
     totals: dict[bytes, tuple[int, int]] = {}  # tree id -> (files, bytes) below it
     needed: set[bytes] = set()
@@ -37,7 +40,8 @@ def repository_stats(repo: Repository, snapshots: list[Snapshot]) -> dict:
             tree_blobs += 1
         else:
             data_blobs += 1
-    packs = repo.list_packs()
+    packs = repo.list_packs() if list_target else \
+        {pack_id: expected_pack_size(blobs) for pack_id, blobs in repo.index.packs.items()}
     return {
         "snapshots": len(snapshots),
         "files": files,

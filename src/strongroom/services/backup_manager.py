@@ -126,10 +126,14 @@ class StorageManager:
     def __init__(self, service: BackupService) -> None:
         self.service = service
 
-    def usage_of(self, config: BackupConfig) -> dict:
-        repo = self.service.open_repository(config)
+    def usage_of(self, config: BackupConfig, repo=None) -> dict:
+        """Accounting of one configuration; `repo`, when given, is an open
+        repository of it whose index is current (the one a run just used).
+        Pack sizes come from the index: on WebDAV, listing every pack folder
+        would cost more requests than the run itself."""
+        repo = repo or self.service.open_repository(config)
         snaps = self.service.snapshots(config, repo)
-        total = repository_stats(repo, snaps)
+        total = repository_stats(repo, snaps, list_target=False)
         return {
             "config": config.name, "points": len(snaps),
             "restore_size": total["latest_restore_size"], "unique_size": total["unique_size"],
@@ -139,8 +143,8 @@ class StorageManager:
             "target": {"url": repo.storage.url, **total["target"]},
         }
 
-    def record_sample(self, config: BackupConfig) -> dict:
-        usage = self.usage_of(config)
+    def record_sample(self, config: BackupConfig, repo=None) -> dict:
+        usage = self.usage_of(config, repo)
         self.service.catalog.add_sample(config.name, {k: v for k, v in usage.items() if k != "config"})
         return usage
 
@@ -400,7 +404,8 @@ class BackupManager:
                 # The point is made; the policy is applied again after the next run.
                 warnings.append(f"retention not applied: {e}")
         try:
-            self.storage.record_sample(config)
+            # Retention changed the repository: its index must be read again.
+            self.storage.record_sample(config, None if stats.get("retention") else repo)
         except StrongroomError:
             pass  # accounting must not fail a backup that succeeded
         warning = "; ".join(warnings) or None
