@@ -72,14 +72,15 @@ def forget(common: Common, keep_last, keep_hourly, keep_daily, keep_weekly, keep
         return
     for group in plan:
         label = ", ".join(f"{k} {v if not isinstance(v, list) else ','.join(v)}" for k, v in group.key.items())
-        print(f"group: {label or 'all'}")
+        if not snapshot_ids:
+            print(f"group: {label or 'all'}")
         for snap, d in group.decisions:
             verdict = "keep  " if d.keep else "remove"
             print(f"  {verdict} {snap.short_id}  {snap.datetime.strftime('%Y-%m-%d %H:%M:%S')}  "
                   f"{', '.join(d.reasons)}")
     kept = sum(d.keep for g in plan for _, d in g.decisions)
     gone = sum(not d.keep for g in plan for _, d in g.decisions)
-    print(f"{'would remove' if dry_run else 'removed'} {gone} point(s), kept {kept}")
+    print(f"{'would remove' if dry_run else 'removed'} {gone} point(s)" + ("" if snapshot_ids else f", kept {kept}"))
     if pruned:
         print(f"pruned: freed {human_size(pruned['bytes_freed'])}")
 
