@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,15 @@ class CLI:
 @pytest.fixture
 def cli(repo_path: Path, cache_dir: Path) -> CLI:
     return CLI(repo_path, cache_dir)
+
+
+@pytest.fixture
+def src(tmp_path) -> Path:
+    """A small source tree: two text files and a 300 KiB random one in a subfolder."""
+    root = tmp_path / "src"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_bytes(b"alpha\n")
+    (root / "b.txt").write_bytes(b"bravo\n" * 1000)
+    (root / "sub" / "c.bin").write_bytes(random.Random(5).randbytes(300 * 1024))
+    return root
+

@@ -74,16 +74,6 @@ def one_error_line(done: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def src(tmp_path) -> Path:
-    root = tmp_path / "src"
-    (root / "sub").mkdir(parents=True)
-    (root / "a.txt").write_bytes(b"alpha\n")
-    (root / "b.txt").write_bytes(b"bravo\n" * 1000)
-    (root / "sub" / "c.bin").write_bytes(random.Random(5).randbytes(300 * KiB))
-    return root
-
-
 # ---- repository location and init ----------------------------------------------------------
 
 

@@ -71,16 +71,6 @@ def m(tmp_path) -> Managed:
     return Managed(tmp_path)
 
 
-@pytest.fixture
-def src(tmp_path) -> Path:
-    root = tmp_path / "src"
-    (root / "sub").mkdir(parents=True)
-    (root / "a.txt").write_bytes(b"alpha\n")
-    (root / "b.txt").write_bytes(b"bravo\n" * 1000)
-    (root / "sub" / "c.bin").write_bytes(random.Random(5).randbytes(300 * KiB))
-    return root
-
-
 def restored(target: Path, source: Path) -> Path:
     """Where a restore into `target` puts `source` (its absolute path below the target)."""
     return target / str(source).lstrip("/")

@@ -22,7 +22,8 @@ import pytest
 
 from conftest import CLI, PASSWORD
 from faults import FaultMiddleware, RequestRecord
-from strongroom.engine.prune import object_size_cap, plan_prune, request_budget, run_prune
+from strongroom.engine.prune import plan_prune, run_prune
+from strongroom.storage import object_size_cap, request_budget
 from strongroom.repo.repository import Repository
 from strongroom.storage.budget import RequestBudget
 from strongroom.storage.retry import RetryingStorage, RetryPolicy

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 USERNAME = "tester"
@@ -427,8 +428,12 @@ SERVERS: dict[str, Callable[..., contextlib.AbstractContextManager[DavServer]]] 
 }
 
 
+if TYPE_CHECKING:
+    from faults import FaultMiddleware
+
+
 @contextlib.contextmanager
-def faulty_wsgidav() -> Iterator[tuple[DavServer, "FaultMiddleware"]]:
+def faulty_wsgidav() -> Iterator[tuple[DavServer, FaultMiddleware]]:
     """wsgidav behind a FaultMiddleware (Nutstore's /dav/ root): the server and
     the middleware that misbehaves on demand and logs every request."""
     from faults import FaultMiddleware

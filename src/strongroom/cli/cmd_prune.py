@@ -8,7 +8,8 @@ import click
 
 from strongroom.cli.options import Common, common_options
 from strongroom.cli.output import Reporter, emit_json, human_size
-from strongroom.engine.prune import budget_estimate, plan_prune, request_budget, run_prune
+from strongroom.engine.prune import budget_estimate, plan_prune, run_prune
+from strongroom.storage import request_budget
 from strongroom.engine.walk import parse_size
 from strongroom.errors import UsageError
 

@@ -13,7 +13,6 @@ from strongroom.engine.progress import Counters, Listener, ignore
 from strongroom.errors import IncompleteObject, IntegrityError, StrongroomError, UsageError
 from strongroom.model.snapshot import SNAPSHOT_DIR, Snapshot
 from strongroom.model.tree import DIR, FILE, Tree
-from strongroom.repo.index import INDEX_DIR
 from strongroom.repo.pack import TREE, PackedBlob, expected_pack_size, pack_name, parse_header
 from strongroom.repo.repository import Repository
 
@@ -71,6 +70,12 @@ class Checker:
         # A cut-off upload is no recovery point's data: worth a word, not a failure.
         self.report.warnings.append(f"{error}; left by an interrupted run, prune removes it")
 
+    def _index_error(self, name: str, error: Exception) -> None:
+        if isinstance(error, IncompleteObject):
+            self._leftover(error)
+        else:
+            self._problem(name, str(error))
+
     def _load(self) -> None:
         self.repo.read_from_cache = False
         try:
@@ -84,32 +89,12 @@ class Checker:
                 self._leftover(e)
             except StrongroomError as e:
                 self._problem(info.name, str(e))
-        loaded: dict[str, dict[bytes, list[PackedBlob]]] = {}
-        superseded: set[str] = set()
-        for info in self.repo.storage.list(INDEX_DIR):
-            try:
-                packs, supersedes = self.repo.read_index_object(info.name)
-            except IncompleteObject as e:
-                self._leftover(e)
-                continue
-            except StrongroomError as e:
-                self._problem(info.name, str(e))
-                continue
-            loaded[info.name] = packs
-            superseded.update(f"{INDEX_DIR}/{old.hex()}" for old in supersedes)
         # As readers do: an index object a consolidated one replaces is not used.
-        for name, packs in loaded.items():
-            if name in superseded:
-                continue
-            for pack_id, blobs in packs.items():
-                self.packs[pack_id] = blobs
-                self.repo.index.add_pack(pack_id, blobs)
-        left = superseded & set(loaded)
-        if left:
-            self.report.warnings.append(f"{len(left)} index object(s) replaced by a consolidated index are still "
-                                        f"there (left by an interrupted prune; prune removes them)")
-        self.repo.superseded_index = sorted(left)
-        self.repo._index_loaded = True
+        scan = self.repo.scan_index(StrongroomError, self._index_error)
+        self.packs = scan.packs
+        if scan.superseded:
+            self.report.warnings.append(f"{len(scan.superseded)} index object(s) replaced by a consolidated index "
+                                        f"are still there (left by an interrupted prune; prune removes them)")
 
     def _check_packs_exist(self) -> None:
         on_target = self.repo.list_packs()

@@ -28,6 +28,7 @@ import os
 from strongroom.model.snapshot import Snapshot
 from strongroom.repo.crypto import OVERHEAD
 from strongroom.repo.pack import DATA, ENTRY_SIZE
+from strongroom.storage import request_budget
 
 MEASURABLE = 4 << 20  # a run that moved less than this says little about rates
 RECENT = 10  # snapshots looked at for rates
@@ -69,19 +70,6 @@ def observed_rates(summaries: list[dict]) -> dict:
             "store_bytes_per_second": round(stored / store_time) if store_time else None}
 
 
-def request_rate(storage) -> float | None:
-    """Requests per second the target's request budget lets through, if it has one."""
-    seen = set()
-    while storage is not None and id(storage) not in seen:
-        seen.add(id(storage))
-        gate = getattr(storage, "_gate", None)
-        budget = getattr(gate, "__self__", None)
-        if budget is not None and getattr(budget, "rate", None):
-            return float(budget.rate)
-        storage = getattr(storage, "inner", None)
-    return None
-
-
 def estimate_backup(repo, summary: dict, history: list[dict]) -> dict:
     """The likely cost of the backup a dry run just described in `summary`,
     with the rates of the earlier runs in `history` (run summaries, oldest first)."""
@@ -108,7 +96,8 @@ def estimate_backup(repo, summary: dict, history: list[dict]) -> dict:
     checkpoint = float(os.environ.get("STRONGROOM_CHECKPOINT_SECONDS", CHECKPOINT_SECONDS))
     checkpoints = int(seconds // checkpoint) if seconds and checkpoint > 0 else 0
     requests = packs + 1 + 1 + 1 + LOCK_REQUESTS + checkpoints
-    rate = request_rate(repo.storage)
+    budget = request_budget(repo.storage)
+    rate = budget.rate if budget is not None else None
     budget_seconds = requests / rate if rate else None
     if budget_seconds is not None:
         seconds = max(seconds or 0.0, budget_seconds)

@@ -24,10 +24,10 @@ from strongroom.engine.progress import Listener, ignore
 from strongroom.engine.tree_walk import needed_blobs
 from strongroom.errors import IncompleteObject, IntegrityError, StrongroomError
 from strongroom.model.snapshot import SNAPSHOT_DIR
-from strongroom.repo.index import INDEX_DIR
 from strongroom.repo.locks import REFRESH_EVERY
 from strongroom.repo.pack import ENTRY_SIZE, PackedBlob, PackWriter, expected_pack_size, pack_name
 from strongroom.repo.repository import Repository
+from strongroom.storage import object_size_cap
 from strongroom.storage.budget import RequestBudget
 
 _EMPTY_PACK = expected_pack_size([])  # header encryption overhead and the trailer
@@ -60,34 +60,6 @@ def new_pack_sizes(repack: dict[bytes, list[PackedBlob]], limit: int) -> list[in
                 count, payload = 0, 0
             open_packs[blob.type] = (count + 1, payload + blob.length)
     return sizes + [sealed_size(count, payload) for count, payload in open_packs.values() if count]
-
-
-def _layers(storage):
-    """The storage and every decorator below it."""
-    seen = set()
-    while storage is not None and id(storage) not in seen:
-        seen.add(id(storage))
-        yield storage
-        storage = vars(storage).get("inner")
-
-
-def object_size_cap(storage) -> int | None:
-    """The most bytes one object may have on this target (the WebDAV vendor's upload cap)."""
-    for layer in _layers(storage):
-        vendor = vars(layer).get("vendor")
-        if vendor is not None:
-            return vendor.max_object_size
-    return None
-
-
-def request_budget(storage) -> RequestBudget | None:
-    """The request budget that gates this target's requests, if one is configured."""
-    for layer in _layers(storage):
-        # The WebDAV client is handed the budget's bound `take` as its gate.
-        owner = getattr(vars(layer).get("_gate"), "__self__", None)
-        if isinstance(owner, RequestBudget):
-            return owner
-    return None
 
 
 def pack_limit(repo: Repository) -> int:
@@ -186,27 +158,11 @@ def budget_estimate(requests: int, budget: RequestBudget | None) -> dict | None:
 
 def plan_prune(repo: Repository, max_unused: float = 0.05, max_repack_size: int | None = None) -> PrunePlan:
     plan = PrunePlan(pack_limit=pack_limit(repo))
-    packs: dict[bytes, list[PackedBlob]] = {}
-    loaded: dict[str, dict[bytes, list[PackedBlob]]] = {}
-    superseded: set[str] = set()
-    for info in repo.storage.list(INDEX_DIR):
-        try:
-            found, supersedes = repo.read_index_object(info.name)
-        except IncompleteObject:
-            plan.leftovers.append(info.name)
-            continue
-        plan.index_objects.append(info.name)
-        loaded[info.name] = found
-        superseded.update(f"{INDEX_DIR}/{old.hex()}" for old in supersedes)
     # Objects an earlier, interrupted prune superseded are deleted with the
     # rest but not used: packs only they name are unindexed, so deleted.
-    for name, found in loaded.items():
-        if name in superseded:
-            continue
-        for pack_id, blobs in found.items():
-            packs[pack_id] = blobs
-            repo.index.add_pack(pack_id, blobs)
-    repo._index_loaded = True
+    scan = repo.scan_index(IncompleteObject, lambda name, _: plan.leftovers.append(name))
+    plan.index_objects = scan.objects
+    packs = scan.packs
     roots = []
     for info in repo.storage.list(SNAPSHOT_DIR):
         try:

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from strongroom import __version__
@@ -99,6 +99,15 @@ def check_envelope(data: bytes, what: str) -> None:
 def open_object(crypto: Crypto, data: bytes, aad: bytes, what: str) -> bytes:
     check_envelope(data, what)
     return crypto.decrypt(memoryview(data)[_ENVELOPE.size:], aad, what)
+
+
+@dataclass
+class IndexScan:
+    """What `Repository.scan_index` read."""
+
+    objects: list[str]  # the index objects read, superseded ones included
+    superseded: list[str]  # those a consolidated index replaces, still on the target
+    packs: dict[bytes, list[PackedBlob]] = field(default_factory=dict)  # from the others
 
 
 class Repository:
@@ -223,25 +232,33 @@ class Repository:
         again if needed, and `check` reports it."""
         if self._index_loaded:
             return
+        self.scan_index(IntegrityError, lambda name, e: self.damaged_index.append(f"{name}: {e}"))
+
+    def scan_index(self, catch: type[Exception] | tuple[type[Exception], ...],
+                   on_error: Callable[[str, Exception], None]) -> IndexScan:
+        """Read every index object into the index. An object whose read raises
+        `catch` goes to `on_error` and is left out. A consolidated index
+        (prune's) names the objects it replaces; a prune stopped before
+        deleting them leaves them, and their packs are not used."""
         loaded: dict[str, dict[bytes, list[PackedBlob]]] = {}
         superseded: set[str] = set()
         for info in self.storage.list(INDEX_DIR):
             try:
                 packs, supersedes = self.read_index_object(info.name)
-            except IntegrityError as e:
-                self.damaged_index.append(f"{info.name}: {e}")
+            except catch as e:
+                on_error(info.name, e)
                 continue
             loaded[info.name] = packs
             superseded.update(f"{INDEX_DIR}/{old.hex()}" for old in supersedes)
-        # A consolidated index (prune's) names the objects it replaces; a prune
-        # stopped before deleting them leaves them, and they are not read.
+        scan = IndexScan(objects=list(loaded), superseded=sorted(superseded & set(loaded)))
         for name, packs in loaded.items():
-            if name in superseded:
-                continue
-            for pack_id, blobs in packs.items():
-                self.index.add_pack(pack_id, blobs)
-        self.superseded_index = sorted(superseded & set(loaded))
+            if name not in superseded:
+                scan.packs.update(packs)
+        for pack_id, blobs in scan.packs.items():
+            self.index.add_pack(pack_id, blobs)
+        self.superseded_index = scan.superseded
         self._index_loaded = True
+        return scan
 
     def _read_cached(self, kind: str, name: str) -> bytes:
         """Read an object named by its SHA-256, from the cache where it is whole."""

@@ -234,17 +234,9 @@ class StorageManager:
                        "stored_size": r.get("stored_size"), "restore_size": r.get("restore_size"),
                        "points": r.get("points"), "target_used": (r.get("target") or {}).get("used"),
                        "target_available": (r.get("target") or {}).get("available")} for r in rows]
-            growth = _slope([(r["time"], r["repository_size"]) for r in series if r["repository_size"] is not None],
-                            min_span)
-            last = series[-1]
-            configs[name] = {
-                "samples": series, "target": (rows[-1].get("target") or {}).get("url"),
-                "span_days": round((series[-1]["time"] - series[0]["time"]) / 86400, 3),
-                "growth_per_day": round(growth * 86400) if growth is not None else None,
-                "growth_per_week": round(growth * 86400 * 7) if growth is not None else None,
-                "repository_size": last["repository_size"], "target_available": last["target_available"],
-                **_projection(last["time"], last["target_available"], growth),
-            }
+            fit = _fit(series, min_span)
+            configs[name] = {"samples": series, "target": (rows[-1].get("target") or {}).get("url"),
+                             "target_available": series[-1]["target_available"], **fit}
         # Configurations sharing a repository sample the same repository: its
         # trend is fitted over all their samples together.
         by_target: dict[str, list[dict]] = defaultdict(list)
@@ -254,15 +246,8 @@ class StorageManager:
         targets = {}
         for url, rows in by_target.items():
             rows.sort(key=lambda r: r["time"])
-            growth = _slope([(r["time"], r["repository_size"]) for r in rows if r["repository_size"] is not None],
-                            min_span)
-            last = rows[-1]
             targets[url] = {"configs": sorted({r["config"] for r in rows}),
-                            "span_days": round((rows[-1]["time"] - rows[0]["time"]) / 86400, 3),
-                            "growth_per_day": round(growth * 86400) if growth is not None else None,
-                            "growth_per_week": round(growth * 86400 * 7) if growth is not None else None,
-                            "repository_size": last["repository_size"], "available": last["target_available"],
-                            **_projection(last["time"], last["target_available"], growth)}
+                            "available": rows[-1]["target_available"], **_fit(rows, min_span)}
         return {"days": days, "configs": configs, "targets": targets}
 
     # ---- estimates ---------------------------------------------------------------------
@@ -282,6 +267,18 @@ class StorageManager:
         return {"config": config.name, **estimate, "files_new": result.summary["files_new"],
                 "files_changed": result.summary["files_changed"], "errors": len(result.errors),
                 "storage": repo.requests}
+
+
+def _fit(series: list[dict], min_span: float) -> dict:
+    """Growth and outlook of a time-ordered series of samples."""
+    growth = _slope([(r["time"], r["repository_size"]) for r in series if r["repository_size"] is not None],
+                    min_span)
+    last = series[-1]
+    return {"span_days": round((last["time"] - series[0]["time"]) / 86400, 3),
+            "growth_per_day": round(growth * 86400) if growth is not None else None,
+            "growth_per_week": round(growth * 86400 * 7) if growth is not None else None,
+            "repository_size": last["repository_size"],
+            **_projection(last["time"], last["target_available"], growth)}
 
 
 def _slope(points: list[tuple[float, float]], min_span: float = 0.0) -> float | None:

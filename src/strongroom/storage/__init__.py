@@ -8,10 +8,12 @@ from urllib.parse import unquote, urlsplit
 
 from strongroom.errors import UsageError
 from strongroom.storage.base import ObjectInfo, Storage
+from strongroom.storage.budget import RequestBudget
 from strongroom.storage.local import LocalStorage
 from strongroom.storage.metrics import CountingStorage
 
-__all__ = ["ObjectInfo", "Storage", "LocalStorage", "CountingStorage", "open_storage"]
+__all__ = ["ObjectInfo", "Storage", "LocalStorage", "CountingStorage", "open_storage", "object_size_cap",
+           "request_budget"]
 
 Password = Callable[[], str] | str | None
 
@@ -38,7 +40,6 @@ def open_storage(url: str, *, webdav_password: Password = None, vendor: str | No
 
 def _open_webdav(url: str, password: Password, vendor_name: str | None, cache_root: str | None,
                  on_event) -> Storage:
-    from strongroom.storage.budget import RequestBudget
     from strongroom.storage.retry import RetryingStorage, RetryPolicy
     from strongroom.storage.vendors import parse_budget, vendor_profile
     from strongroom.storage.webdav import WebDAVStorage
@@ -79,3 +80,31 @@ def _open_webdav(url: str, password: Password, vendor_name: str | None, cache_ro
     timeout = float(os.environ.get("STRONGROOM_WEBDAV_TIMEOUT", "60"))
     client = WebDAVStorage(base_url, username, password, vendor, timeout=timeout, gate=gate)
     return RetryingStorage(client, RetryPolicy.from_env(vendor.blocked_wait), on_wait=on_event)
+
+
+def _layers(storage):
+    """The storage and every decorator below it."""
+    seen = set()
+    while storage is not None and id(storage) not in seen:
+        seen.add(id(storage))
+        yield storage
+        storage = vars(storage).get("inner")
+
+
+def object_size_cap(storage) -> int | None:
+    """The most bytes one object may have on this target (the WebDAV vendor's upload cap)."""
+    for layer in _layers(storage):
+        vendor = vars(layer).get("vendor")
+        if vendor is not None:
+            return vendor.max_object_size
+    return None
+
+
+def request_budget(storage) -> RequestBudget | None:
+    """The request budget that gates this target's requests, if one is configured."""
+    for layer in _layers(storage):
+        # The WebDAV client is handed the budget's bound `take` as its gate.
+        owner = getattr(vars(layer).get("_gate"), "__self__", None)
+        if isinstance(owner, RequestBudget):
+            return owner
+    return None
