@@ -15,6 +15,19 @@ class ObjectNotFound(StorageError):
     """A named object does not exist on the target."""
 
 
+class FolderNotFound(StorageError):
+    """A folder that was listed does not exist (or the server would not say).
+
+    Deliberately not an ObjectNotFound: a missing folder is never taken for an
+    empty one, so nothing is deleted because a listing came back short.
+    """
+
+
+class ListingFailed(StorageError):
+    """A listing could not be taken whole: the server answered something that is
+    not a listing of the folder asked for (a redirect, an empty multistatus)."""
+
+
 class TransientStorageError(StorageError):
     """A failure that may pass: a network error, 5xx, 423, 429, throttling."""
 
@@ -66,6 +79,20 @@ class SnapshotNotFound(StrongroomError):
 
 class UsageError(StrongroomError):
     pass
+
+
+class KeyFileDamaged(IntegrityError):
+    """A key file does not authenticate or does not match its name."""
+
+
+class RepositoryChanged(IntegrityError):
+    """The repository at a known URL is not the one seen there before."""
+
+
+class LockLost(StrongroomError):
+    """The repository lock could not be kept; the command stops before it writes more."""
+
+    exit_code = 11
 
 
 class Interrupted(StrongroomError):
