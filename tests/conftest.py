@@ -10,15 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from strongroom.repo import keys
 from strongroom.repo.repository import Repository
 from strongroom.storage import LocalStorage
 from webdav_fixtures import *  # noqa: F403  (the WebDAV test servers)
 
 PASSWORD = b"correct horse battery staple"
 
-# Key derivation stays Argon2id, with a small memory cost, so hundreds of
-# opens stay fast; the parameters travel in the key file.
-os.environ.setdefault("STRONGROOM_TEST_KDF_MEMORY_KIB", "1024")
+# Key derivation stays Argon2id with a small memory cost, in this process and
+# in every Python process a test starts (tests/hooks/sitecustomize.py).
+_HOOKS = str(Path(__file__).parent / "hooks")
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_HOOKS, os.environ.get("PYTHONPATH")) if p)
+keys.DEFAULT_KDF = keys.KdfParams(memory_kib=1024, iterations=1, lanes=1)
 
 
 @pytest.fixture

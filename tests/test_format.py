@@ -16,7 +16,7 @@ from pathlib import Path
 import blake3
 import pytest
 
-from strongroom.errors import IntegrityError, InvalidName, SnapshotNotFound, UsageError, WrongPassword
+from strongroom.errors import IntegrityError, InvalidName, SnapshotNotFound, UsageError, WrongPassword, KeyFileDamaged
 from strongroom.model.select import SnapshotFilter, find_snapshot, parse_time, snapshot_at
 from strongroom.model.snapshot import INCREMENTAL, Snapshot
 from strongroom.model.tree import DIR, FILE, SYMLINK, Node, Tree, node_to_dict
@@ -161,10 +161,10 @@ def test_key_file_name_is_sha256_of_content(storage: LocalStorage):
         assert name == "keys/" + hashlib.sha256(data).hexdigest()
 
 
-def test_key_file_under_a_wrong_name_is_ignored(storage: LocalStorage):
+def test_key_file_under_a_wrong_name_is_reported_damaged(storage: LocalStorage):
     data = keys.make_key_file(MasterKey.generate(), PASSWORD)
     storage.write("keys/" + "0" * 64, data)
-    with pytest.raises(WrongPassword):
+    with pytest.raises(KeyFileDamaged, match="is damaged: its content does not match its name"):
         keys.open_key(storage, PASSWORD)
 
 

@@ -89,6 +89,12 @@ class RepositoryChanged(IntegrityError):
     """The repository at a known URL is not the one seen there before."""
 
 
+class ForeignObject(IntegrityError):
+    """An object whose bytes match its name but that does not authenticate under
+    the repository's key: written under another master key. Never skipped past:
+    going on would write the repository again under a key that is not its own."""
+
+
 class LockLost(StrongroomError):
     """The repository lock could not be kept; the command stops before it writes more."""
 

@@ -26,7 +26,7 @@ def check(common: Common, read_data: bool, read_data_subset: str | None) -> int:
     if common.json:
         emit_json({"type": "summary", **report.to_dict(), "storage": repo.requests})
     else:
-        for w in report.warnings:
+        for w in (*report.warnings, *report.advice):
             print(f"warning: {w}")
         for p in report.problems:
             line = f"damaged: {p['object']}: {p['message']}"

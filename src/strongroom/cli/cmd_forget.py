@@ -48,8 +48,8 @@ def forget(common: Common, keep_last, keep_hourly, keep_daily, keep_weekly, keep
         raise UsageError("snapshot ids name the points themselves: leave out --host, --tag and --path")
     repo = common.open()
     with repo.lock(exclusive=not dry_run, wait=common.retry_lock):
+        snapshots = repo.list_snapshots()
         if snapshot_ids:
-            snapshots = repo.list_snapshots()
             named = {}
             for spec in snapshot_ids:
                 if spec == "latest":
@@ -58,10 +58,16 @@ def forget(common: Common, keep_last, keep_hourly, keep_daily, keep_weekly, keep
                 named[snap.id] = snap
             plan = plan_remove(list(named.values()))
         else:
-            chosen = filter_snapshots(repo.list_snapshots(), SnapshotFilter(host, tuple(tags), tuple(paths)))
+            chosen = filter_snapshots(snapshots, SnapshotFilter(host, tuple(tags), tuple(paths)))
             plan = plan_forget(chosen, policy, parse_group_by(group_by), allow_remove_all)
         removed = [] if dry_run else remove_snapshots(repo, plan)
-        pruned = run_prune(repo, plan_prune(repo)) if then_prune and not dry_run else None
+        pruned = None
+        if then_prune and not dry_run:
+            # Every point this command kept must be in prune's listing. None kept is
+            # what was asked for only when this command removed the last ones: an
+            # empty listing from the start proves nothing.
+            kept = {s.id for s in snapshots} - set(removed)
+            pruned = run_prune(repo, plan_prune(repo, must_see=kept, allow_remove_all=bool(removed) and not kept))
     if common.json:
         for group in plan:
             emit_json({"type": "group", "group": group.key, "points": [

@@ -28,7 +28,10 @@ def parse_share(text: str) -> float:
 @click.option("--max-repack-size", metavar="SIZE",
               help="Repack at most this much of packs (e.g. 500M, 2G) this run; the next prune does the rest.")
 @click.option("-n", "--dry-run", is_flag=True, help="Say what would be freed and what it would cost.")
-def prune(common: Common, max_unused: str, max_repack_size: str | None, dry_run: bool) -> None:
+@click.option("--allow-remove-all", is_flag=True,
+              help="Prune even when no recovery point is found, deleting every pack (after forgetting all of them).")
+def prune(common: Common, max_unused: str, max_repack_size: str | None, dry_run: bool,
+          allow_remove_all: bool) -> None:
     """Free the space of data that no recovery point references."""
     share = parse_share(max_unused)
     limit = None if max_repack_size is None else parse_size(max_repack_size)
@@ -38,7 +41,7 @@ def prune(common: Common, max_unused: str, max_repack_size: str | None, dry_run:
     common.events.listener = reporter
     try:
         with repo.lock(exclusive=True, wait=common.retry_lock):
-            plan = plan_prune(repo, share, limit)
+            plan = plan_prune(repo, share, limit, allow_remove_all=allow_remove_all)
             estimate = budget_estimate(plan.requests, budget)
             result = plan.summary() if dry_run else run_prune(repo, plan, reporter)
     finally:

@@ -24,7 +24,7 @@ from datetime import datetime
 from strongroom import __version__
 from strongroom.engine.progress import Counters, Listener, ignore
 from strongroom.engine.walk import ExcludeRules, SourceTree, metadata_node
-from strongroom.errors import StorageError, StrongroomError, UsageError
+from strongroom.errors import ForeignObject, StorageError, StrongroomError, UsageError
 from strongroom.model.select import SnapshotFilter, find_snapshot
 from strongroom.model.snapshot import FULL, INCREMENTAL, Snapshot
 from strongroom.model.tree import DIR, FILE, Node, Tree
@@ -313,8 +313,13 @@ class Backup:
 
     def _parent(self) -> Snapshot | None:
         # A damaged snapshot must not stop every later backup: skip it, say so.
-        snaps = self.repo.list_snapshots(lambda name, e: self.listener(
-            {"type": "warning", "message": f"skipping {name}: {e}"}))
+        # One that is intact but sealed under another key is no damage: see ForeignObject.
+        def damaged(name: str, error: Exception) -> None:
+            if isinstance(error, ForeignObject):
+                raise error
+            self.listener({"type": "warning", "message": f"skipping {name}: {error}"})
+
+        snaps = self.repo.list_snapshots(damaged)
         if self.opt.parent:
             return find_snapshot(snaps, self.opt.parent)
         flt = SnapshotFilter(host=self.hostname, paths=self.paths)

@@ -13,6 +13,7 @@ from strongroom.engine.progress import Counters, Listener, ignore
 from strongroom.errors import IncompleteObject, IntegrityError, StrongroomError, UsageError
 from strongroom.model.snapshot import SNAPSHOT_DIR, Snapshot
 from strongroom.model.tree import DIR, FILE, Tree
+from strongroom.repo import keys
 from strongroom.repo.pack import TREE, PackedBlob, expected_pack_size, pack_name, parse_header
 from strongroom.repo.repository import Repository
 
@@ -21,6 +22,9 @@ from strongroom.repo.repository import Repository
 class CheckReport:
     problems: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # About how the repository could be lost rather than what is wrong in it:
+    # a single key, weak key derivation.
+    advice: list[str] = field(default_factory=list)
     counts: dict = field(default_factory=dict)
 
     @property
@@ -28,7 +32,8 @@ class CheckReport:
         return not self.problems
 
     def to_dict(self) -> dict:
-        return {"ok": self.ok, "problems": self.problems, "warnings": self.warnings, **self.counts}
+        return {"ok": self.ok, "problems": self.problems, "warnings": self.warnings, "advice": self.advice,
+                **self.counts}
 
 
 def select_subset(pack_ids: list[bytes], subset: str | None, rng: random.Random | None = None) -> list[bytes]:
@@ -52,8 +57,9 @@ def select_subset(pack_ids: list[bytes], subset: str | None, rng: random.Random 
 
 
 class Checker:
-    def __init__(self, repo: Repository, listener: Listener = ignore) -> None:
+    def __init__(self, repo: Repository, listener: Listener = ignore, kit_on_record: bool = False) -> None:
         self.repo = repo
+        self.kit_on_record = kit_on_record
         self.listener = listener
         self.report = CheckReport()
         self.damaged_blobs: dict[bytes, str] = {}
@@ -76,7 +82,34 @@ class Checker:
         else:
             self._problem(name, str(error))
 
+    def _check_keys(self) -> None:
+        """Key files as they are on the target, not the cached copies an open may use."""
+        storage = self.repo.storage
+        usable = []
+        for info in storage.list(keys.KEY_DIR):
+            try:
+                doc = keys.parse_key_file(storage.read(info.name), info.name)
+            except StrongroomError as e:
+                self._problem(info.name, str(e))
+                continue
+            usable.append(info.name.rsplit("/", 1)[-1])
+            memory = doc.get("kdf_params", {}).get("memory_kib")
+            if memory is not None and memory < keys.DEFAULT_KDF.memory_kib:
+                self.report.advice.append(
+                    f"key {info.name.rsplit('/', 1)[-1][:8]} derives its key with {memory} KiB, less than the "
+                    f"{keys.DEFAULT_KDF.memory_kib} KiB of new keys: change its password (key passwd) to renew it")
+        if self.repo.key_id not in usable:
+            self._problem(f"{keys.KEY_DIR}/{self.repo.key_id}",
+                          "the key this command opened with is not (or no longer whole) on the target: "
+                          "another machine cannot open the repository with it")
+        if len(usable) == 1 and not self.kit_on_record:
+            self.report.advice.append(
+                "the repository has a single key and no recovery kit is on record: if its password is lost, "
+                "so is every backup; add a second key (key add) or export a recovery kit (key export CONFIG)")
+        self.report.counts["keys"] = len(usable)
+
     def _load(self) -> None:
+        self._check_keys()
         self.repo.read_from_cache = False
         try:
             self.repo.verify_config()
@@ -235,8 +268,8 @@ class Checker:
 
 
 def run_check(repo: Repository, read_data: bool = False, subset: str | None = None,
-              listener: Listener = ignore) -> CheckReport:
-    return Checker(repo, listener).run(read_data, subset)
+              listener: Listener = ignore, kit_on_record: bool = False) -> CheckReport:
+    return Checker(repo, listener, kit_on_record).run(read_data, subset)
 
 
 __all__ = ["run_check", "CheckReport", "select_subset", "TREE", "Tree"]

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 
 from strongroom.engine.progress import Listener, ignore
 from strongroom.engine.tree_walk import needed_blobs
-from strongroom.errors import IncompleteObject, IntegrityError, StrongroomError
+from strongroom.errors import (IncompleteObject, IntegrityError, ListingFailed, ObjectNotFound, StrongroomError,
+                               UsageError)
 from strongroom.model.snapshot import SNAPSHOT_DIR
 from strongroom.repo.locks import REFRESH_EVERY
-from strongroom.repo.pack import ENTRY_SIZE, PackedBlob, PackWriter, expected_pack_size, pack_name
-from strongroom.repo.repository import Repository
+from strongroom.repo.pack import PACK_DIR, ENTRY_SIZE, PackedBlob, PackWriter, expected_pack_size, pack_name
+from strongroom.repo.repository import Repository, check_envelope
 from strongroom.storage import object_size_cap
 from strongroom.storage.budget import RequestBudget
 
@@ -156,19 +157,38 @@ def budget_estimate(requests: int, budget: RequestBudget | None) -> dict | None:
             "lock_refreshes": refreshes}
 
 
-def plan_prune(repo: Repository, max_unused: float = 0.05, max_repack_size: int | None = None) -> PrunePlan:
+def plan_prune(repo: Repository, max_unused: float = 0.05, max_repack_size: int | None = None,
+               allow_remove_all: bool = False, must_see: frozenset[str] | set[str] = frozenset()) -> PrunePlan:
+    """Decide what to delete and repack. Nothing is planned for deletion on the
+    strength of an absence that was not confirmed: a listing that fails raises
+    (the storage layer never answers a failed listing with nothing), snapshot
+    ids the caller knows exist (`must_see`) must be in the listing, a
+    repository without any snapshot is pruned empty only with
+    `allow_remove_all` (a lying server's empty listing looks just like it), a
+    cut-off upload is removed only when the target confirms its size, and an
+    indexed pack missing from the listing of data/ is looked up by name."""
     plan = PrunePlan(pack_limit=pack_limit(repo))
     # Objects an earlier, interrupted prune superseded are deleted with the
     # rest but not used: packs only they name are unindexed, so deleted.
-    scan = repo.scan_index(IncompleteObject, lambda name, _: plan.leftovers.append(name))
+    leftovers: list[str] = []
+    scan = repo.scan_index(IncompleteObject, lambda name, _: leftovers.append(name))
     plan.index_objects = scan.objects
     packs = scan.packs
     roots = []
-    for info in repo.storage.list(SNAPSHOT_DIR):
+    listed = list(repo.storage.list(SNAPSHOT_DIR))
+    unseen = set(must_see) - {info.name.rsplit("/", 1)[-1] for info in listed}
+    if unseen:
+        raise ListingFailed(f"prune stopped: the listing of {SNAPSHOT_DIR}/ leaves out {len(unseen)} recovery "
+                            f"point(s) known to exist ({', '.join(sorted(i[:8] for i in unseen))})")
+    for info in listed:
         try:
             roots.append(bytes.fromhex(repo.load_snapshot(info.name).tree))
         except IncompleteObject:
-            plan.leftovers.append(info.name)  # a cut-off upload, no snapshot
+            leftovers.append(info.name)  # a cut-off upload, no snapshot
+    plan.leftovers = [name for name in leftovers if _confirmed_leftover(repo, name)]
+    if not roots and packs and not allow_remove_all:
+        raise UsageError(f"prune stopped: no recovery point was found in {SNAPSHOT_DIR}/, so every pack would be "
+                         f"deleted. If every point was forgotten on purpose, run prune --allow-remove-all")
     try:
         used = needed_blobs(repo, roots)
     except StrongroomError as e:
@@ -184,7 +204,8 @@ def plan_prune(repo: Repository, max_unused: float = 0.05, max_repack_size: int 
         total = sum(b.length for b in blobs)
         live_bytes = sum(b.length for b in live)
         if pack_id not in plan.sizes:
-            continue  # already gone: the new index simply leaves it out
+            _confirm_gone(repo, pack_id, bool(live))
+            continue  # gone: the new index simply leaves it out
         if not live:
             plan.delete.append(pack_id)
         elif total - live_bytes > max_unused * total:
@@ -202,6 +223,35 @@ def plan_prune(repo: Repository, max_unused: float = 0.05, max_repack_size: int 
     plan.unindexed = [p for p in plan.sizes if p not in packs]
     plan.requests_planning = repo.storage.total_requests
     return plan
+
+
+def _confirmed_leftover(repo: Repository, name: str) -> bool:
+    """Whether an object read as cut off is really short on the target, not cut
+    on the way here: only then is it a leftover to delete."""
+    size = repo.storage.stat(name).size
+    data = repo.storage.read(name)
+    if len(data) != size:
+        raise ListingFailed(f"prune stopped: {name} read {len(data)} bytes where the target says {size}")
+    try:
+        check_envelope(data, name)
+    except IncompleteObject:
+        return True
+    except IntegrityError:
+        raise IntegrityError(f"prune stopped: {name} is damaged; run check first") from None
+    raise ListingFailed(f"prune stopped: {name} was read cut off, but is whole on the target; run prune again")
+
+
+def _confirm_gone(repo: Repository, pack_id: bytes, needed: bool) -> None:
+    """An indexed pack the listing of data/ left out: gone, or a listing that lied."""
+    name = pack_name(pack_id, repo.config.data_fanout)
+    if needed:
+        raise IntegrityError(f"prune stopped: pack {pack_id.hex()[:16]} holds data a recovery point needs and is "
+                             f"not in the listing of {PACK_DIR}/; run check first")
+    try:
+        repo.storage.stat(name)
+    except ObjectNotFound:
+        return
+    raise ListingFailed(f"prune stopped: the listing of {PACK_DIR}/ left out {name}, which exists")
 
 
 def run_prune(repo: Repository, plan: PrunePlan, listener: Listener = ignore) -> dict:

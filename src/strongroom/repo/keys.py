@@ -20,15 +20,34 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
-from strongroom.errors import IntegrityError, WrongPassword
+from strongroom.errors import IntegrityError, KeyFileDamaged, WrongPassword
 from strongroom.repo.crypto import MasterKey, unwrap_with, wrap_with
 from strongroom.storage.base import Storage
 
 KEY_DIR = "keys"
 _AAD = b"strongroom key v1"
 
-# Argon2id parameters for new keys: 64 MiB, 3 passes, 4 lanes (about 0.2 s here).
-DEFAULT_KDF = {"memory_kib": 64 * 1024, "iterations": 3, "lanes": 4}
+
+@dataclass(frozen=True)
+class KdfParams:
+    """Argon2id parameters; stored in each key file, so any reader derives the same key."""
+
+    memory_kib: int = 64 * 1024
+    iterations: int = 3
+    lanes: int = 4
+
+    def to_dict(self) -> dict:
+        return {"memory_kib": self.memory_kib, "iterations": self.iterations, "lanes": self.lanes}
+
+
+# New keys: 64 MiB, 3 passes, 4 lanes (about 0.2 s here). Callers that need
+# other parameters pass them in; nothing lowers this from outside.
+DEFAULT_KDF = KdfParams()
+# What a key file may ask of a reader: a planted key file must not make an
+# open allocate gigabytes or spin for hours.
+MAX_KDF_MEMORY_KIB = 4 * 1024 * 1024
+MAX_KDF_ITERATIONS = 64
+MAX_KDF_LANES = 64
 
 
 @dataclass(frozen=True)
@@ -38,6 +57,7 @@ class KeyInfo:
     created: str
     hostname: str
     username: str
+    memory_kib: int = 0
 
 
 def _derive(password: bytes, salt: bytes, params: dict) -> bytes:
@@ -50,16 +70,7 @@ def _derive(password: bytes, salt: bytes, params: dict) -> bytes:
     ).derive(password)
 
 
-def _kdf_params() -> dict:
-    # Tests may lower the cost; the parameters are stored in the key file, so
-    # any reader derives the same key.
-    memory = os.environ.get("STRONGROOM_TEST_KDF_MEMORY_KIB")
-    if memory:
-        return {"memory_kib": int(memory), "iterations": 1, "lanes": 1}
-    return dict(DEFAULT_KDF)
-
-
-def make_key_file(master: MasterKey, password: bytes | None) -> bytes:
+def make_key_file(master: MasterKey, password: bytes | None, kdf: KdfParams | None = None) -> bytes:
     """Serialise a key file; password None makes a "no password" key."""
     doc = {
         "version": 1,
@@ -72,7 +83,7 @@ def make_key_file(master: MasterKey, password: bytes | None) -> bytes:
         doc["kdf"] = "none"
         doc["master"] = base64.b64encode(payload).decode()
     else:
-        params = _kdf_params()
+        params = (kdf or DEFAULT_KDF).to_dict()
         salt = os.urandom(16)
         doc["kdf"] = "argon2id"
         doc["kdf_params"] = params
@@ -81,76 +92,123 @@ def make_key_file(master: MasterKey, password: bytes | None) -> bytes:
     return json.dumps(doc, sort_keys=True, indent=1).encode()
 
 
-def store_key(storage: Storage, master: MasterKey, password: bytes | None) -> str:
-    data = make_key_file(master, password)
+def store_key(storage: Storage, master: MasterKey, password: bytes | None, kdf: KdfParams | None = None) -> str:
+    data = make_key_file(master, password, kdf)
     key_id = hashlib.sha256(data).hexdigest()
     storage.write(f"{KEY_DIR}/{key_id}", data)
     return key_id
 
 
-def _parse(data: bytes, name: str) -> dict:
+def parse_key_file(data: bytes, name: str) -> dict:
+    """The key file's document, or KeyFileDamaged: a key file names itself by the
+    SHA-256 of its bytes, so any change to it shows."""
+    if hashlib.sha256(data).hexdigest() != name.rsplit("/", 1)[-1]:
+        raise KeyFileDamaged(f"key file {name} is damaged: its content does not match its name")
     try:
         doc = json.loads(data)
-        if doc.get("version") != 1 or doc.get("kdf") not in ("argon2id", "none"):
+        if not isinstance(doc, dict) or doc.get("version") != 1 or doc.get("kdf") not in ("argon2id", "none"):
             raise ValueError
+        if doc["kdf"] == "argon2id":
+            params = doc["kdf_params"]
+            if not (isinstance(params, dict) and all(isinstance(params.get(k), int) for k in
+                                                     ("memory_kib", "iterations", "lanes"))):
+                raise ValueError
+            if not (1 <= params["lanes"] <= MAX_KDF_LANES and 1 <= params["iterations"] <= MAX_KDF_ITERATIONS
+                    and 8 * params["lanes"] <= params["memory_kib"] <= MAX_KDF_MEMORY_KIB):
+                raise KeyFileDamaged(f"key file {name} asks for key derivation parameters outside what this "
+                                     f"version accepts ({params})")
+            base64.b64decode(doc["salt"], validate=True)
+            base64.b64decode(doc["data"], validate=True)
+        else:
+            base64.b64decode(doc["master"], validate=True)
         return doc
-    except ValueError:
-        raise IntegrityError(f"{name}: not a key file this version understands") from None
+    except KeyFileDamaged:
+        raise
+    except (ValueError, KeyError, TypeError):
+        raise KeyFileDamaged(f"key file {name}: not a key file this version understands") from None
 
 
 def try_key(data: bytes, name: str, password: bytes | None) -> MasterKey | None:
-    doc = _parse(data, name)
+    doc = parse_key_file(data, name)
     if doc["kdf"] == "none":
-        return MasterKey.from_dict(json.loads(base64.b64decode(doc["master"])))
+        try:
+            return MasterKey.from_dict(json.loads(base64.b64decode(doc["master"])))
+        except (ValueError, KeyError, TypeError):
+            raise KeyFileDamaged(f"key file {name}: its master key is malformed") from None
     if password is None:
         return None
     derived = _derive(password, base64.b64decode(doc["salt"]), doc["kdf_params"])
     payload = unwrap_with(derived, base64.b64decode(doc["data"]), _AAD)
     if payload is None:
         return None
-    return MasterKey.from_dict(json.loads(payload))
+    try:
+        return MasterKey.from_dict(json.loads(payload))
+    except (ValueError, KeyError, TypeError):
+        raise KeyFileDamaged(f"key file {name}: its master key is malformed") from None
 
 
 def open_key(storage: Storage, password, listed=None, read=None) -> tuple[MasterKey, str]:
     """Find the key file that opens; returns (master key, key id).
 
-    `password` is bytes, None, or a function that returns it: it is only
-    called when no "no password" key exists. Each key file is read once
-    (through `read`, which may answer from a cache), from the listing given
-    or a fresh one.
+    `password` is bytes, None, or a function that returns it. A "no password"
+    key opens only a repository that has no password keys: anyone who can
+    write the target can plant one, with a config under a master key of
+    their own, and a password-protected repository must never be opened by
+    a key its password does not unwrap. Each key file is read once (through
+    `read`, which may answer from a cache), from the listing given or a
+    fresh one. When no key opens and some key file is damaged, that is
+    what the error says: a wrong password is not the only cause.
     """
     files = []
+    damaged: list[KeyFileDamaged] = []
     listed = list(storage.list(KEY_DIR)) if listed is None else listed
     if not listed:
         raise IntegrityError("the repository has no key files")
     for info in listed:
         data = (read or storage.read)(info.name)
         key_id = info.name.rsplit("/", 1)[-1]
-        if hashlib.sha256(data).hexdigest() == key_id:
-            files.append((key_id, data, _parse(data, info.name)))
-    for key_id, data, doc in files:
-        if doc["kdf"] == "none":
-            return try_key(data, key_id, None), key_id
+        try:
+            files.append((key_id, data, parse_key_file(data, info.name)))
+        except KeyFileDamaged as e:
+            damaged.append(e)
+    password_keys = [f for f in files if f[2]["kdf"] == "argon2id"]
+    if not password_keys:
+        for key_id, data, doc in files:
+            try:
+                return try_key(data, f"{KEY_DIR}/{key_id}", None), key_id
+            except KeyFileDamaged as e:
+                damaged.append(e)
+        if damaged:
+            raise damaged[0]
+        raise IntegrityError("the repository has no usable key files")
     if callable(password):
         password = password()
-    for key_id, data, _ in files:
-        master = try_key(data, key_id, password)
+    for key_id, data, _ in password_keys:
+        try:
+            master = try_key(data, f"{KEY_DIR}/{key_id}", password)
+        except KeyFileDamaged as e:
+            damaged.append(e)
+            continue
         if master is not None:
             return master, key_id
+    if damaged:
+        raise KeyFileDamaged(f"{damaged[0]}; no other key file opens with this password "
+                             f"(use another password or the recovery kit)")
     raise WrongPassword("wrong password: no key file opens with it")
 
 
 def list_keys(storage: Storage) -> list[KeyInfo]:
     result = []
     for info in storage.list(KEY_DIR):
-        doc = _parse(storage.read(info.name), info.name)
+        doc = parse_key_file(storage.read(info.name), info.name)
         result.append(
             KeyInfo(
                 id=info.name.rsplit("/", 1)[-1],
                 kdf=doc["kdf"],
-                created=doc.get("created", ""),
-                hostname=doc.get("hostname", ""),
-                username=doc.get("username", ""),
+                created=str(doc.get("created", "")),
+                hostname=str(doc.get("hostname", "")),
+                username=str(doc.get("username", "")),
+                memory_kib=doc.get("kdf_params", {}).get("memory_kib", 0),
             )
         )
     return result

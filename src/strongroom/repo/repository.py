@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from strongroom import __version__
-from strongroom.errors import (IncompleteObject, IntegrityError, ObjectNotFound, RepositoryExists, RepositoryNotFound, StorageError,
-                               StrongroomError)
+from strongroom.errors import (FolderNotFound, ForeignObject, IncompleteObject, IntegrityError, ObjectNotFound,
+                               RepositoryChanged, RepositoryExists, RepositoryNotFound, StorageError, StrongroomError)
 from strongroom.model.snapshot import SNAPSHOT_AAD, SNAPSHOT_DIR, Snapshot
 from strongroom.model.tree import Tree
 from strongroom.repo import keys
@@ -145,7 +145,8 @@ class Repository:
     @classmethod
     def init(cls, storage: Storage, password: bytes | None, compression: str = "zstd",
              pack_size: int = DEFAULT_PACK_SIZE, chunker: ChunkerParams = ChunkerParams(),
-             data_fanout: int = 2, cache_root: str | None = None) -> "Repository":
+             data_fanout: int = 2, cache_root: str | None = None,
+             kdf: keys.KdfParams | None = None) -> "Repository":
         if storage.exists():
             try:
                 storage.stat(CONFIG)
@@ -163,9 +164,12 @@ class Repository:
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             chunker=chunker, compression=compression, pack_size=pack_size, data_fanout=data_fanout,
         )
-        key_id = keys.store_key(storage, master, password)
+        key_id = keys.store_key(storage, master, password, kdf)
         crypto = Crypto(master)
         storage.write(CONFIG, crypto.encrypt(config.encode(), CONFIG_AAD))
+        target = _target_cache(storage, cache_root)
+        if target:
+            _record_identity(target, config, master)
         return cls(storage, master, config, key_id, cache_root)
 
     @classmethod
@@ -175,38 +179,46 @@ class Repository:
 
         With a warm cache this costs one request (the key listing): key files
         and the config never change once written, so their copies are kept
-        per target URL and checked (by name, by decryption) before use.
+        per target URL and checked (by name, by decryption) before use. The
+        same place remembers which repository (id and master key) this URL
+        held: a repository replaced under a known URL is refused, since a
+        writer of the target who knows no password could otherwise plant a
+        key and config of their own and receive every later backup.
         """
-        listed = list(storage.list(keys.KEY_DIR))
+        try:
+            listed = list(storage.list(keys.KEY_DIR))
+        except FolderNotFound:
+            listed = []
         if not listed:
             raise RepositoryNotFound(f"no repository at {storage.url}")
-        target = None if cache_root == "" else RepoCache(
-            cache_root or default_cache_root(), "target-" + hashlib.sha256(storage.url.encode()).hexdigest()[:32])
+        target = _target_cache(storage, cache_root)
 
         def read_key(name: str) -> bytes:
             cached = target.get("keys", name) if target else None
             if cached is not None and object_id(cached) == name.rsplit("/", 1)[-1]:
                 return cached
             data = storage.read(name)
-            if target:
+            if target and object_id(data) == name.rsplit("/", 1)[-1]:
                 target.put("keys", name, data)
             return data
 
         master, key_id = keys.open_key(storage, password, listed, read_key)
         crypto = Crypto(master)
+        config = None
         config_data = target.get("config", CONFIG) if target else None
         if config_data is not None:
             try:
-                return cls(storage, master, RepoConfig.decode(crypto.decrypt(config_data, CONFIG_AAD, "config")),
-                           key_id, cache_root)
+                config = RepoConfig.decode(crypto.decrypt(config_data, CONFIG_AAD, "config"))
             except (IntegrityError, ValueError, KeyError):
-                pass  # another repository once lived at this URL: read it afresh
-        try:
-            config_data = storage.read(CONFIG)
-        except ObjectNotFound:
-            raise RepositoryNotFound(f"no repository at {storage.url}") from None
-        config = RepoConfig.decode(crypto.decrypt(config_data, CONFIG_AAD, "config"))
+                config = None  # not this key's config: read it afresh, then compare identities
+        if config is None:
+            try:
+                config_data = storage.read(CONFIG)
+            except ObjectNotFound:
+                raise RepositoryNotFound(f"no repository at {storage.url}") from None
+            config = RepoConfig.decode(crypto.decrypt(config_data, CONFIG_AAD, "config"))
         if target:
+            _check_identity(target, storage.url, config, master)
             target.put("config", CONFIG, config_data)
         return cls(storage, master, config, key_id, cache_root)
 
@@ -232,7 +244,12 @@ class Repository:
         again if needed, and `check` reports it."""
         if self._index_loaded:
             return
-        self.scan_index(IntegrityError, lambda name, e: self.damaged_index.append(f"{name}: {e}"))
+        def damaged(name: str, error: Exception) -> None:
+            if isinstance(error, ForeignObject):
+                raise error
+            self.damaged_index.append(f"{name}: {error}")
+
+        self.scan_index(IntegrityError, damaged)
 
     def scan_index(self, catch: type[Exception] | tuple[type[Exception], ...],
                    on_error: Callable[[str, Exception], None]) -> IndexScan:
@@ -275,9 +292,20 @@ class Repository:
             self.cache.put(kind, name, data)
         return data
 
+    def _open_named(self, kind: str, name: str, aad: bytes, what: str) -> bytes:
+        """Read an object named by its SHA-256 and decrypt it. Bytes that match
+        their name but do not authenticate were sealed under another key."""
+        data = self._read_cached(kind, name)
+        check_envelope(data, what)
+        try:
+            return open_object(self.crypto, data, aad, what)
+        except IntegrityError:
+            raise ForeignObject(f"{what} is intact but does not authenticate under this repository's key: "
+                                f"the repository's key or config may have been replaced by someone who can "
+                                f"write the target; stopping before anything is written under that key") from None
+
     def read_index_object(self, name: str) -> tuple[dict[bytes, list[PackedBlob]], list[bytes]]:
-        data = self._read_cached("index", name)
-        return decode_index(open_object(self.crypto, data, INDEX_AAD, name), name)
+        return decode_index(self._open_named("index", name, INDEX_AAD, name), name)
 
     def _write_object(self, name: str, data: bytes) -> None:
         """Write one object; if that fails, try once to remove what may be left,
@@ -464,7 +492,14 @@ class Repository:
             raise IncompleteObject(f"snapshot {snap_id[:8]}: {str(e).split(': ', 1)[-1]}") from None
         except IntegrityError:
             raise IntegrityError(f"snapshot {snap_id[:8]}: content does not match its name") from None
-        return Snapshot.decode(open_object(self.crypto, data, SNAPSHOT_AAD, f"snapshot {snap_id[:8]}"), snap_id)
+        check_envelope(data, f"snapshot {snap_id[:8]}")
+        try:
+            plain = open_object(self.crypto, data, SNAPSHOT_AAD, f"snapshot {snap_id[:8]}")
+        except IntegrityError:
+            raise ForeignObject(f"snapshot {snap_id[:8]} is intact but does not authenticate under this "
+                                f"repository's key: the repository's key or config may have been replaced by "
+                                f"someone who can write the target") from None
+        return Snapshot.decode(plain, snap_id)
 
     def list_snapshots(self, on_damaged: Callable[[str, IntegrityError], None] | None = None) -> list[Snapshot]:
         """Every snapshot, oldest first. A damaged one raises, unless `on_damaged` is
@@ -512,6 +547,47 @@ class Repository:
             except ValueError:
                 continue
         return result
+
+
+def _target_cache(storage: Storage, cache_root: str | None) -> RepoCache | None:
+    """The cache kept per target URL: key files, the config, the identity seen there."""
+    if cache_root == "":
+        return None
+    return RepoCache(cache_root or default_cache_root(),
+                     "target-" + hashlib.sha256(storage.url.encode()).hexdigest()[:32])
+
+
+def master_fingerprint(master: MasterKey) -> str:
+    """A one-way fingerprint of the master key, to tell one key from another."""
+    return hashlib.sha256(b"strongroom master fingerprint v1\0" + master.encryption + master.id_key).hexdigest()
+
+
+def _identity(config: RepoConfig, master: MasterKey) -> bytes:
+    return json.dumps({"id": config.id, "master": master_fingerprint(master)}, sort_keys=True).encode()
+
+
+def _record_identity(target: RepoCache, config: RepoConfig, master: MasterKey) -> None:
+    target.put("identity", "repository", _identity(config, master))
+
+
+def _check_identity(target: RepoCache, url: str, config: RepoConfig, master: MasterKey) -> None:
+    seen = target.get("identity", "repository")
+    if seen is None:
+        _record_identity(target, config, master)
+        return
+    try:
+        doc = json.loads(seen)
+        known_id, known_master = doc["id"], doc["master"]
+    except (ValueError, KeyError, TypeError):
+        _record_identity(target, config, master)  # an unreadable note is no evidence either way
+        return
+    if known_id == config.id and known_master == master_fingerprint(master):
+        return
+    what = "its id" if known_id != config.id else "its master key"
+    raise RepositoryChanged(
+        f"the repository at {url} is not the one this machine opened there before ({what} changed): "
+        f"someone who can write the target may have replaced its key and config. If it was replaced on "
+        f"purpose, remove {target.dir}/identity and run the command again")
 
 
 __all__ = ["Repository", "RepoConfig", "DATA", "TREE", "object_id", "__version__"]
