@@ -20,6 +20,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Iterator
 
 from strongroom import __version__
 from strongroom.engine.progress import Counters, Listener, ignore
@@ -232,20 +233,46 @@ class Backup:
             return None
 
     def _walk_dir(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> Future:
+        """Walk a directory tree with a stack of our own, not one Python frame per
+        level: anyone who can write in the source can make it as deep as they like.
+        Each directory's tree is assembled (in the tree thread, in submission
+        order) after the trees of its subdirectories."""
+        stack = [self._open_dir(name, path, st, old)]
+        while True:
+            frame = stack[-1]
+            child = next(frame.pending, None)
+            if child is not None:
+                child_name, child_path, child_st, old_child = child
+                if stat.S_ISDIR(child_st.st_mode):
+                    stack.append(self._open_dir(child_name, child_path, child_st, old_child))
+                else:
+                    frame.children.append(self._walk_entry(child_name, child_path, child_st, old_child))
+                continue
+            stack.pop()
+            self.counters.add(dirs=1)
+            done = self._tree_pool.submit(self._finish_dir, frame.name, frame.path, frame.st, frame.children)
+            if not stack:
+                return done
+            stack[-1].children.append(done)
+
+    def _open_dir(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> "_DirFrame":
         self._check_failed()
         old_tree = self._old_tree(old)
-        children: list[Future] = []
         try:
             entries = sorted(os.scandir(path), key=lambda e: e.name)
         except OSError as e:
+            # Too long a path (past the system's PATH_MAX) lands here too: an
+            # error for this directory, and the rest of the backup goes on.
             self._error(path, f"cannot list directory: {e.strerror}")
             entries = []
         names = {e.name for e in entries}
         if entries and self.opt.excludes.excludes_dir_contents(path, names):
             entries = []
-        crosses = self.opt.excludes.one_file_system and st.st_dev != self._root_dev
-        if crosses:
+        if self.opt.excludes.one_file_system and st.st_dev != self._root_dev:
             entries = []
+        return _DirFrame(name, path, st, self._children_of(entries, old_tree))
+
+    def _children_of(self, entries, old_tree: Tree | None):
         for entry in entries:
             child_path = entry.path
             if self.opt.excludes.excludes_path(child_path):
@@ -257,10 +284,7 @@ class Backup:
             except OSError as e:
                 self._error(child_path, f"cannot stat: {e.strerror}")
                 continue
-            old_child = old_tree.get(entry.name) if old_tree else None
-            children.append(self._walk_entry(entry.name, child_path, child_st, old_child))
-        self.counters.add(dirs=1)
-        return self._tree_pool.submit(self._finish_dir, name, path, st, children)
+            yield entry.name, child_path, child_st, old_tree.get(entry.name) if old_tree else None
 
     def _walk_entry(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> Future:
         if stat.S_ISDIR(st.st_mode):
@@ -471,6 +495,17 @@ class Backup:
             **({"sample_raw": c.get("sample_raw"), "sample_stored": c.get("sample_stored")}
                if self.opt.dry_run else {}),
         }
+
+
+@dataclass
+class _DirFrame:
+    """One directory of the walk: what is left to look at, and the futures of its children's nodes."""
+
+    name: bytes
+    path: bytes
+    st: os.stat_result
+    pending: Iterator
+    children: list[Future] = field(default_factory=list)
 
 
 def _done(value) -> Future:
