@@ -55,7 +55,7 @@ def prune(common: Common, max_unused: str, max_repack_size: str | None, dry_run:
     verb = "would free" if dry_run else "freed"
     print(f"{verb} {human_size(result['bytes_freed'])}: {result['packs_deleted']} unused packs deleted, "
           f"{result['packs_repacked']} repacked, {result['packs_unindexed_deleted']} unindexed packs and "
-          f"{result['leftovers']} incomplete uploads removed; {result['index_objects']} index objects "
+          f"{result['leftovers']} incomplete uploads and {result['temporaries']} temporary files removed; {result['index_objects']} index objects "
           f"consolidated (about {result['requests_estimated']} requests)")
     if result["packs_left_to_repack"]:
         print(f"left for the next prune (--max-repack-size): {result['packs_left_to_repack']} packs "

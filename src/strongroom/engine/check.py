@@ -143,6 +143,11 @@ class Checker:
                               pack=pack_id.hex())
                 for b in blobs:
                     self.damaged_blobs[b.id] = f"pack {pack_id.hex()[:16]} has the wrong size"
+        temporaries = self.repo.storage.temporaries()
+        if temporaries:
+            self.report.warnings.append(
+                f"{len(temporaries)} temporary file(s) of {sum(t.size for t in temporaries)} bytes were left by "
+                f"interrupted writes (e.g. {temporaries[0].name}); prune removes them")
         unindexed = set(on_target) - set(self.packs)
         if unindexed:
             self.report.warnings.append(

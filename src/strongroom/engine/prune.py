@@ -25,13 +25,14 @@ from strongroom.engine.tree_walk import needed_blobs
 from strongroom.errors import (IncompleteObject, IntegrityError, ListingFailed, ObjectNotFound, StrongroomError,
                                UsageError)
 from strongroom.model.snapshot import SNAPSHOT_DIR
-from strongroom.repo.locks import REFRESH_EVERY
+from strongroom.repo.locks import LOCK_DIR, REFRESH_EVERY
 from strongroom.repo.pack import PACK_DIR, ENTRY_SIZE, PackedBlob, PackWriter, expected_pack_size, pack_name
 from strongroom.repo.repository import Repository, check_envelope
 from strongroom.storage import object_size_cap
 from strongroom.storage.budget import RequestBudget
 
-_EMPTY_PACK = expected_pack_size([])  # header encryption overhead and the trailer
+_EMPTY_PACK = expected_pack_size([])
+TEMPORARY_MIN_AGE = 3600.0  # seconds: a lock's write-then-rename file older than this is a dead writer's  # header encryption overhead and the trailer
 
 
 def sealed_size(blob_count: int, payload: int) -> int:
@@ -93,6 +94,7 @@ def choose_repacks(candidates: dict[bytes, tuple[int, int]], max_bytes: int | No
 class PrunePlan:
     index_objects: list[str] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)  # cut-off uploads of index objects or snapshots
+    temporaries: list[str] = field(default_factory=list)  # files interrupted local writes left
     keep: dict[bytes, list[PackedBlob]] = field(default_factory=dict)
     repack: dict[bytes, list[PackedBlob]] = field(default_factory=dict)  # pack -> the blobs to carry over
     deferred: dict[bytes, int] = field(default_factory=dict)  # pack -> unused bytes, left for a later prune
@@ -122,7 +124,7 @@ class PrunePlan:
         packs and the consolidated index, delete what goes."""
         index_write = 1 if self.keep or self.repack or self.index_objects else 0
         deletes = (len(self.index_objects) + len(self.leftovers) + len(self.delete) + len(self.repack)
-                   + len(self.unindexed))
+                   + len(self.unindexed) + len(self.temporaries))
         return len(self.repack) + self.new_packs + index_write + deletes
 
     @property
@@ -133,7 +135,8 @@ class PrunePlan:
     def summary(self) -> dict:
         return {"packs_kept": len(self.keep), "packs_repacked": len(self.repack), "packs_deleted": len(self.delete),
                 "packs_unindexed_deleted": len(self.unindexed), "index_objects": len(self.index_objects),
-                "leftovers": len(self.leftovers), "used_blobs": self.used_blobs,
+                "leftovers": len(self.leftovers), "temporaries": len(self.temporaries),
+                "used_blobs": self.used_blobs,
                 "bytes_freed": self.bytes_freed, "bytes_repacked": sum(self.sizes[p] for p in self.repack),
                 "packs_left_to_repack": len(self.deferred),
                 "bytes_left_to_repack": sum(self.sizes[p] for p in self.deferred),
@@ -221,6 +224,11 @@ def plan_prune(repo: Repository, max_unused: float = 0.05, max_repack_size: int 
             plan.keep[pack_id] = packs[pack_id]
             plan.deferred[pack_id] = unused[pack_id]
     plan.unindexed = [p for p in plan.sizes if p not in packs]
+    # Under the exclusive lock nobody else writes objects, so every temporary
+    # file beside them is a dead writer's. Lock files are the exception: a
+    # process that tries for the lock writes one before it looks.
+    plan.temporaries = [t.name for t in repo.storage.temporaries()
+                        if not t.name.startswith(f"{LOCK_DIR}/") or t.age >= TEMPORARY_MIN_AGE]
     plan.requests_planning = repo.storage.total_requests
     return plan
 
@@ -292,6 +300,8 @@ def run_prune(repo: Repository, plan: PrunePlan, listener: Listener = ignore) ->
         repo.storage.delete(name)
     for name in plan.leftovers:
         repo.storage.delete(name)
+    for name in plan.temporaries:
+        repo.storage.remove_temporary(name)
     for pack_id in (*plan.delete, *plan.repack, *plan.unindexed):
         repo.storage.delete(pack_name(pack_id, fanout))
         if repo.cache is not None:

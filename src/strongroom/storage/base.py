@@ -33,6 +33,15 @@ class ObjectInfo:
     size: int
 
 
+@dataclass(frozen=True)
+class Temporary:
+    """A file an interrupted write left beside the objects, and how old it is."""
+
+    name: str
+    size: int
+    age: float  # seconds since it was last written
+
+
 class Storage(ABC):
     """A place that holds named objects. Implementations are thread-safe."""
 
@@ -78,6 +87,15 @@ class Storage(ABC):
     def quota(self) -> tuple[int | None, int | None]:
         """(used, available) bytes on the target as it reports them; None where unknown."""
         return None, None
+
+    def temporaries(self) -> list[Temporary]:
+        """Files interrupted writes left (a local directory's write-then-rename
+        files). Targets that write in place have none: their cut-off uploads
+        sit under the final name, and the format's envelope tells them apart."""
+        return []
+
+    def remove_temporary(self, name: str) -> None:
+        raise StorageError(f"{self.url} keeps no temporary files")
 
     def close(self) -> None:
         pass

@@ -7,11 +7,12 @@ import os
 import re
 import stat
 import threading
+import time
 import uuid
 from typing import Iterator
 
 from strongroom.errors import ObjectNotFound, StorageError
-from strongroom.storage.base import ObjectInfo, Storage, check_name
+from strongroom.storage.base import ObjectInfo, Storage, Temporary, check_name
 
 _TEMP_PREFIX = ".tmp-"  # never a valid name, so listings pass over it
 _NAME_PART = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
@@ -120,6 +121,19 @@ class LocalStorage(Storage):
             raise ObjectNotFound(f"{name} does not exist (not an object)")
         return ObjectInfo(name, st.st_size)
 
+    def temporaries(self) -> list[Temporary]:
+        return _temporaries(self)
+
+    def remove_temporary(self, name: str) -> None:
+        if not _TEMP_NAME.fullmatch(name):
+            raise StorageError(f"invalid temporary file name {name!r}")
+        try:
+            os.unlink(os.path.join(self.root, name))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise StorageError(f"cannot delete {name}: {e.strerror}") from None
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         base = self._path(prefix)
         stack = [(base, prefix)]
@@ -143,6 +157,27 @@ class LocalStorage(Storage):
                     except FileNotFoundError:
                         continue  # deleted while we listed, e.g. a released lock
                     yield ObjectInfo(child, size)
+
+
+_TEMP_NAME = re.compile(r"(?:[A-Za-z0-9_-][A-Za-z0-9_.-]*/)*\.tmp-[0-9a-f]{32}")
+
+
+def _temporaries(storage: "LocalStorage") -> list[Temporary]:
+    found = []
+    now = time.time()
+    # A walk that misses a folder only finds fewer leftovers: nothing is deleted for what it did not see.
+    for directory, _, files in os.walk(storage.root):
+        for name in files:
+            path = os.path.join(directory, name)
+            if not _TEMP_NAME.fullmatch(os.path.relpath(path, storage.root)):
+                continue
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append(Temporary(os.path.relpath(path, storage.root), st.st_size, max(0.0, now - st.st_mtime)))
+    return sorted(found, key=lambda t: t.name)
 
 
 def _fsync_dir(directory: str) -> None:

@@ -6,7 +6,7 @@ import threading
 from collections import Counter
 from typing import Iterator
 
-from strongroom.storage.base import ObjectInfo, Storage
+from strongroom.storage.base import ObjectInfo, Storage, Temporary
 
 
 class CountingStorage(Storage):
@@ -75,6 +75,14 @@ class CountingStorage(Storage):
 
     def quota(self) -> tuple[int | None, int | None]:
         return self.inner.quota()
+
+    def temporaries(self) -> list[Temporary]:
+        self._count("list")
+        return self.inner.temporaries()
+
+    def remove_temporary(self, name: str) -> None:
+        self.inner.remove_temporary(name)
+        self._count("delete")
 
     def close(self) -> None:
         self.inner.close()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, TypeVar
 
 from strongroom.errors import StorageError, TransientStorageError
-from strongroom.storage.base import ObjectInfo, Storage
+from strongroom.storage.base import ObjectInfo, Storage, Temporary
 
 T = TypeVar("T")
 
@@ -104,6 +104,12 @@ class RetryingStorage(Storage):
 
     def quota(self) -> tuple[int | None, int | None]:
         return self._call(self.inner.quota)
+
+    def temporaries(self) -> list[Temporary]:
+        return self._call(self.inner.temporaries)
+
+    def remove_temporary(self, name: str) -> None:
+        self._call(lambda: self.inner.remove_temporary(name))
 
     def close(self) -> None:
         self.inner.close()
