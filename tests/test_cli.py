@@ -95,7 +95,7 @@ def test_options_after_the_command_name_and_local_urls(cli, tmp_path, src):
     assert summary_of(done)["count"] == 1
 
     done = run_with(cli, "snapshots", drop=("STRONGROOM_REPO",))
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "--repo" in one_error_line(done)
 
 
@@ -110,10 +110,22 @@ def test_init_refuses_an_existing_repository(cli, repo_path):
     assert sorted(os.listdir(repo_path / "keys")) == keys
 
 
-def test_unsupported_url_scheme_is_one_clear_error(cli):
-    done = cli.run("snapshots", "--repo", "ftp://example.invalid/repo")
-    assert done.returncode == 1
-    assert "ftp" in one_error_line(done)
+@pytest.mark.parametrize("url", ["ftp://example.invalid/repo", "sftp:user@example.invalid:/srv/repo",
+                                 "s3:https://example.invalid/bucket", "rest:http://example.invalid/"])
+def test_unsupported_url_scheme_is_one_clear_error(cli, tmp_path, url):
+    done = cli.run("init", "--repo", url, env={"PWD": str(tmp_path)})
+    assert done.returncode == 2
+    assert f"unsupported repository URL scheme {url.split(':')[0]!r}" in one_error_line(done)
+    assert not any(Path.cwd().glob(url.split(":")[0] + ":*"))
+
+
+@pytest.mark.parametrize("args", [["backup"], ["backup", "/tmp", "--compression", "brotli"],
+                                  ["check", "--read-data-subset", "200%"]])
+def test_a_bad_command_line_exits_2(cli, args):
+    cli.run("init", check=True)
+    done = cli.run(*args)
+    assert done.returncode == 2, done.stderr.decode()
+    one_error_line(done)
 
 
 # ---- passwords ------------------------------------------------------------------------------
@@ -139,7 +151,7 @@ def test_password_from_file_env_file_and_command(cli, tmp_path, src):
     done = run_with(cli, "snapshots", "--password-file", str(wrong), drop=NO_PASSWORD_VARS)
     assert done.returncode == 12
     done = run_with(cli, "snapshots", "--password-command", "false", drop=NO_PASSWORD_VARS)
-    assert done.returncode == 1 and "password command" in one_error_line(done)
+    assert done.returncode == 2 and "password command" in one_error_line(done)
     done = run_with(cli, "snapshots", "--password-file", str(tmp_path / "absent"), drop=NO_PASSWORD_VARS)
     assert done.returncode == 1
     assert "cannot read password file" in one_error_line(done)
@@ -150,7 +162,7 @@ def test_password_from_file_env_file_and_command(cli, tmp_path, src):
 
 def test_an_empty_password_is_refused_at_init(cli, repo_path):
     done = run_with(cli, "init", drop=NO_PASSWORD_VARS, STRONGROOM_PASSWORD="")
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "--no-password" in one_error_line(done)
     assert not (repo_path / "config").exists()
 
@@ -339,7 +351,7 @@ def test_key_add_list_passwd_remove(cli, repo_path, src):
     third_key = next(k["id"] for k in keys if not k["current"])
 
     done = cli.run("key", "remove", first_key[:8])
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "in use" in one_error_line(done)
     assert (repo_path / "keys" / first_key).exists()
 
@@ -380,7 +392,7 @@ def test_stdin_backup_restores_the_same_bytes(cli, tmp_path):
     assert again["data_blobs"] == 0  # the same dump deduplicates
 
     done = cli.run("backup", "--stdin", "--stdin-filename", "../evil", input=b"x")
-    assert done.returncode == 1 and "plain file name" in one_error_line(done)
+    assert done.returncode == 2 and "plain file name" in one_error_line(done)
 
 
 def test_excludes(cli, tmp_path):
@@ -415,7 +427,7 @@ def test_excludes(cli, tmp_path):
     assert {"keep/b.tmp", "logs/x.log", "deep/build/out.o", "cache/blob", "marked/data", "large.bin"} <= everything
 
     done = cli.run("backup", str(root), "--exclude-larger-than", "lots")
-    assert done.returncode == 1 and "lots" in one_error_line(done)
+    assert done.returncode == 2 and "lots" in one_error_line(done)
 
 
 def test_one_file_system(cli, tmp_path):
@@ -455,7 +467,7 @@ def test_time_is_recorded_in_local_time_unless_a_zone_is_given(cli, src):
     assert snapshot_list(cli)[0]["time"].endswith("+08:00")
 
     done = cli.run("backup", str(src), "--time", "yesterday-ish")
-    assert done.returncode == 1 and "yesterday-ish" in one_error_line(done)
+    assert done.returncode == 2 and "yesterday-ish" in one_error_line(done)
 
 
 def test_dry_run_stores_nothing(cli, repo_path, src):
@@ -493,7 +505,7 @@ def test_compression_per_backup(cli, tmp_path):
         assert stored < raw * 0.5, codec
 
     done = cli.run("backup", str(tmp_path), "--compression", "rar")
-    assert done.returncode == 1 and "rar" in one_error_line(done)
+    assert done.returncode == 2 and "rar" in one_error_line(done)
 
 
 # ---- errors ------------------------------------------------------------------------------------

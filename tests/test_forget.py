@@ -53,7 +53,7 @@ def test_forget_refuses_to_remove_everything_unless_told(cli, tmp_path):
     cli.run("init", check=True)
     make_points(cli, src, ["2024-01-01 10:00", "2024-01-02 10:00"])
     refused = cli.run("forget", "--keep-tag", "nothing-has-this")
-    assert refused.returncode == 1 and "every recovery point" in refused.stderr.decode()
+    assert refused.returncode == 2 and "every recovery point" in refused.stderr.decode()
     assert summary(cli.run("snapshots", "--json"))["count"] == 2
     done = summary(cli.run("forget", "--keep-tag", "nothing-has-this", "--allow-remove-all", "--json"))
     assert len(done["removed"]) == 2
@@ -97,12 +97,12 @@ def test_forget_named_snapshots(cli, tmp_path):
     assert json.loads(done.stdout.decode().splitlines()[-1])["removed"] == [ids[1]]
     assert listed() == [ids[0], ids[2]]
 
-    for args, message in ((["forget", ids[0], "--keep-last", "1"], "not both"),
-                          (["forget", "ffffffff"], "no snapshot"),
-                          (["forget", "latest"], "not 'latest'"),
-                          (["forget", ids[0], "--tag", "x"], "leave out")):
+    for args, message, code in ((["forget", ids[0], "--keep-last", "1"], "not both", 2),
+                                (["forget", "ffffffff"], "no snapshot", 1),
+                                (["forget", "latest"], "not 'latest'", 2),
+                                (["forget", ids[0], "--tag", "x"], "leave out", 2)):
         done = cli.run(*args)
-        assert done.returncode == 1 and message in done.stderr.decode(), (args, done.stderr.decode())
+        assert done.returncode == code and message in done.stderr.decode(), (args, done.stderr.decode())
     done = cli.run("forget", ids[0], "--prune", "--json", check=True)
     summary = json.loads(done.stdout.decode().splitlines()[-1])
     assert summary["removed"] == [ids[0]] and summary["prune"]["bytes_freed"] > 0

@@ -118,7 +118,7 @@ def test_config_add_list_show_edit_remove(m, tmp_path, src):
     assert list(m.stored_secrets().values()) == [key]  # editing keeps the key
 
     done = m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(tmp_path / "other"))
-    assert done.returncode == 1 and "exists already" in one_error_line(done)
+    assert done.returncode == 2 and "exists already" in one_error_line(done)
     done = m.run("config", "add", "bad", "--source", str(src))
     assert done.returncode == 1 and "--target-dir" in one_error_line(done)
 
@@ -294,7 +294,7 @@ def test_key_export_prints_a_kit_that_opens_the_repository(m, tmp_path, src):
     m.run("config", "add", "plain", "--source", str(src), "--target-dir", str(tmp_path / "plain"), "--no-encrypt",
           check=True)
     done = m.run("key", "export", "plain")
-    assert done.returncode == 1 and "not encrypted" in one_error_line(done)
+    assert done.returncode == 2 and "not encrypted" in one_error_line(done)
     m.run("config", "add", "byenv", "--source", str(src), "--target-dir", str(tmp_path / "byenv"),
           "--password-env", "MY_PASSWORD", env={"MY_PASSWORD": "s3cret"}, check=True)
     done = m.run("key", "export", "byenv")
@@ -393,7 +393,7 @@ def test_webdav_client_and_config_end_to_end(m, tmp_path, src, wsgidav_server):
     dav = wsgidav_server
     env = {"STRONGROOM_WEBDAV_PASSWORD": dav.password}
     done = m.run("client", "add", "cloud", "--url", dav.url, "--user", dav.username)
-    assert done.returncode == 1 and "no WebDAV password" in one_error_line(done)
+    assert done.returncode == 2 and "no WebDAV password" in one_error_line(done)
     m.run("client", "add", "cloud", "--url", dav.url, "--user", dav.username, env=env, check=True)
     [client] = [e for e in m.json("client", "list") if e["type"] == "client"]
     assert client == {"type": "client", "id": "cloud", "url": dav.url, "username": dav.username,

@@ -78,7 +78,9 @@ class SnapshotNotFound(StrongroomError):
 
 
 class UsageError(StrongroomError):
-    pass
+    """The command line or the settings are wrong: nothing was attempted."""
+
+    exit_code = 2
 
 
 class KeyFileDamaged(IntegrityError):

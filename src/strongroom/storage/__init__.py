@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Callable
 from urllib.parse import unquote, urlsplit
 
@@ -16,6 +17,7 @@ __all__ = ["ObjectInfo", "Storage", "LocalStorage", "CountingStorage", "open_sto
            "request_budget"]
 
 Password = Callable[[], str] | str | None
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(?!\\)")
 
 
 def open_storage(url: str, *, webdav_password: Password = None, vendor: str | None = None,
@@ -32,8 +34,11 @@ def open_storage(url: str, *, webdav_password: Password = None, vendor: str | No
         return LocalStorage(url[len("local:"):])
     if url.startswith(("webdav+http://", "webdav+https://")):
         return _open_webdav(url[len("webdav+"):], webdav_password, vendor, cache_root, on_event)
-    if "://" in url:
-        raise UsageError(f"unsupported repository URL scheme {url.split('://', 1)[0]!r}: "
+    scheme = _SCHEME.match(url)
+    if scheme:
+        # `sftp:host:/path`, `s3:...`, `rest:...` are other tools' forms, not a
+        # folder named so: a path that really starts that way is written ./NAME.
+        raise UsageError(f"unsupported repository URL scheme {scheme.group(1)!r}: "
                          "use a path, local:PATH, webdav+https://USER@HOST/PATH or webdav+http://...")
     return LocalStorage(url)
 
