@@ -315,7 +315,8 @@ class Catalog:
     # A job is a dict of its columns: id, config, kind, priority, status,
     # attempts, max_attempts, queued_at, started_at, finished_at,
     # next_try_at (unix floats or None), error, snapshot_id, and stats
-    # decoded from JSON (a dict or None).
+    # decoded from JSON (a dict or None). While a job runs, its stats name
+    # the owner (see `claim_next`).
 
     @staticmethod
     def _job(row: sqlite3.Row) -> dict:
@@ -375,32 +376,58 @@ class Catalog:
     def next_queued(self, now: float) -> dict | None:
         """The queued job to run next: highest priority, then oldest, among those due at `now`.
 
-        Only a hint: another thread or process may claim it first, so follow
-        with `claim_job`, or use `claim_next`.
+        Only a hint: another thread or process may claim it first. The job
+        queue uses `claim_next`, which picks and claims in one transaction.
         """
         with self._read() as db:
             row = db.execute(self._NEXT_QUEUED, (now,)).fetchone()
         return None if row is None else self._job(row)
 
-    def claim_job(self, job_id: int) -> bool:
+    def claim_job(self, job_id: int, owner: dict | None = None) -> bool:
         """Atomically move a job from queued to running; False if it was not queued (someone else won).
 
-        Only the status changes; attempts and started_at are the caller's.
+        With `owner`, the claim also counts the attempt, stamps `started_at`
+        and keeps `owner` as the job's stats, all in the same transaction
+        (see `claim_next`); without, only the status changes.
         """
         with self._write() as db:
-            cursor = db.execute("UPDATE jobs SET status = 'running' WHERE id = ? AND status = 'queued'", (job_id,))
+            if owner is None:
+                cursor = db.execute("UPDATE jobs SET status = 'running' WHERE id = ? AND status = 'queued'",
+                                    (job_id,))
+            else:
+                cursor = db.execute(self._CLAIM + " AND status = 'queued'",
+                                    (self._clock(), _dumps(owner), job_id))
             return cursor.rowcount == 1
 
-    def claim_next(self, now: float) -> dict | None:
-        """`next_queued` and `claim_job` in one transaction: the claimed job (status "running"), or None."""
+    _CLAIM = ("UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, error = NULL,"
+              " finished_at = NULL, next_try_at = NULL, stats = ? WHERE id = ?")
+
+    def claim_next(self, now: float, owner: dict) -> dict | None:
+        """Pick the next queued job (as `next_queued`) and claim it for `owner`, in one transaction.
+
+        The claimed job comes back as it now is: status "running", one more
+        attempt, `started_at` = `now` and `stats` = `owner` (who runs it, so
+        that a job whose process died can be found and put back). A process
+        killed before the commit leaves the job queued; after it, running
+        with its owner: never running without one. None if no job is due.
+        """
         with self._write() as db:
             row = db.execute(self._NEXT_QUEUED, (now,)).fetchone()
             if row is None:
                 return None
-            db.execute("UPDATE jobs SET status = 'running' WHERE id = ?", (row["id"],))
-            job = self._job(row)
-        job["status"] = "running"
-        return job
+            db.execute(self._CLAIM, (now, _dumps(owner), row["id"]))
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
+        return self._job(row)
+
+    def requeue_job(self, job_id: int, attempts: int, error: str) -> bool:
+        """Put a running job back in the queue, unless it moved on since it was seen
+        running at `attempts` (finished, or requeued and claimed again by another
+        process: every claim counts an attempt). True if it was put back."""
+        with self._write() as db:
+            cursor = db.execute("UPDATE jobs SET status = 'queued', error = ?, stats = NULL"
+                                " WHERE id = ? AND status = 'running' AND attempts = ?",
+                                (error, job_id, attempts))
+            return cursor.rowcount == 1
 
     # -- recovery sessions --------------------------------------------------
     # A session is a dict of id, config, status, plan (dict), progress
