@@ -176,6 +176,20 @@ def test_run_points_and_recover_at_a_time(m, tmp_path, src):
     assert table.count("succeeded") == 2 and second_id[:8] in table
 
 
+def test_a_job_is_listed_with_the_kind_of_the_point_it_made(m, tmp_path, src):
+    m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(tmp_path / "repo"), check=True)
+    first = m.summary("run", "docs")  # incremental asked for, but there is no parent yet
+    assert first["status"] == "succeeded" and first["kind"] == "full"
+    assert first["snapshot_kind"] == "full" and first["requested_kind"] == "incremental"
+    second = m.summary("run", "docs")
+    assert second["kind"] == "incremental"
+    assert [(j["kind"], j["snapshot_id"]) for j in m.jobs("docs")] == [
+        ("incremental", second["snapshot"]), ("full", first["snapshot"])]
+    assert [p["kind"] for p in points_of(m, "docs")] == ["full", "incremental"]
+    rows = m.run("jobs", "docs", check=True).stdout.decode().splitlines()[1:3]
+    assert rows[0].split()[2] == "incremental" and rows[1].split()[2] == "full"
+
+
 def test_run_without_waiting_queues_a_job_that_runs_in_the_background(m, tmp_path, src):
     m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(tmp_path / "repo"), check=True)
     done = m.run("run", "docs", "--no-wait", "--priority", "4", check=True)

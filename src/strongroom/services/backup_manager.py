@@ -390,7 +390,7 @@ class BackupManager:
         listener = (lambda event: hook(job["id"], event)) if hook is not None else ignore
         repo, result = self.backup_service.run_backup(config, job["kind"], listener)
         warnings = [f"{len(result.errors)} file(s) could not be read"] if result.errors else []
-        stats = {**result.summary, "snapshot_kind": result.snapshot.kind}
+        stats = {**result.summary, "snapshot_kind": result.snapshot.kind, "requested_kind": job["kind"]}
         if config.retention_after_run != "off":
             try:
                 applied = self.storage.apply_retention(config, prune=config.retention_after_run == "prune",
@@ -406,7 +406,7 @@ class BackupManager:
         except StrongroomError:
             pass  # accounting must not fail a backup that succeeded
         warning = "; ".join(warnings) or None
-        return {"snapshot_id": result.snapshot.id, "stats": stats, "warning": warning}
+        return {"snapshot_id": result.snapshot.id, "kind": result.snapshot.kind, "stats": stats, "warning": warning}
 
     def get_job_history(self, name: str | None = None, limit: int = 100) -> list[dict]:
         return self.catalog.list_jobs(config=name, limit=limit)

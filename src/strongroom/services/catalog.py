@@ -32,7 +32,7 @@ from strongroom.errors import StrongroomError
 from strongroom.services.paths import data_dir
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-_JOB_FIELDS = {"status", "attempts", "started_at", "finished_at", "error", "snapshot_id", "stats",
+_JOB_FIELDS = {"kind", "status", "attempts", "started_at", "finished_at", "error", "snapshot_id", "stats",
                "next_try_at", "priority", "max_attempts"}
 BUSY_TIMEOUT = 10.0  # seconds
 
@@ -315,8 +315,9 @@ class Catalog:
     # A job is a dict of its columns: id, config, kind, priority, status,
     # attempts, max_attempts, queued_at, started_at, finished_at,
     # next_try_at (unix floats or None), error, snapshot_id, and stats
-    # decoded from JSON (a dict or None). While a job runs, its stats name
-    # the owner (see `claim_next`).
+    # decoded from JSON (a dict or None). `kind` is the kind asked for until
+    # the job succeeds, then the kind of the point it made. While a job runs,
+    # its stats name the owner (see `claim_next`).
 
     @staticmethod
     def _job(row: sqlite3.Row) -> dict:

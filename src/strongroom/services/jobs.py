@@ -22,6 +22,8 @@ from typing import Callable
 
 from strongroom.errors import AuthenticationFailed, Interrupted, StrongroomError, UsageError, WrongPassword
 
+# A runner takes the job and returns {"snapshot_id", "kind" (of the point made),
+# "stats", "warning"}; every key is optional.
 Runner = Callable[[dict], dict]
 
 # Another attempt cannot cure these: a bad configuration or a refused password
@@ -99,9 +101,12 @@ class JobQueue:
         attempts = job["attempts"]  # counted by the claim
         try:
             result = self.runner(job)
+            # The kind of what was made, which may differ from what was asked:
+            # the first incremental run of a configuration makes a full point.
+            made = {"kind": result["kind"]} if result.get("kind") in ("full", "incremental") else {}
             self.catalog.update_job(job["id"], status="succeeded", finished_at=self._clock(),
                                     snapshot_id=result.get("snapshot_id"), stats=result.get("stats"),
-                                    error=result.get("warning"))
+                                    error=result.get("warning"), **made)
         except BaseException as e:  # the job's failure is recorded, the worker lives on
             message = str(e) if isinstance(e, StrongroomError) else f"{type(e).__name__}: {e}"
             if not isinstance(e, StrongroomError):
