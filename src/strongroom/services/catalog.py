@@ -30,6 +30,7 @@ from typing import Any
 
 from strongroom.errors import StrongroomError
 from strongroom.services.paths import data_dir
+from strongroom.services.urls import has_password, redact_password
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 _JOB_FIELDS = {"kind", "status", "attempts", "started_at", "finished_at", "error", "snapshot_id", "stats",
@@ -78,11 +79,26 @@ def _v2_sessions_samples(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX samples_config_time ON samples (config, time)")
 
 
+def _v3_mask_passwords_in_urls(db: sqlite3.Connection) -> None:
+    # Earlier versions stored a WebDAV URL given as https://user:password@host/
+    # as it was (and printed it back); none was ever used to log in. Those
+    # passwords become *** (secure_delete, set on every connection, zeroes
+    # the bytes they leave behind).
+    for table, key, field in (("clients", "id", "url"), ("configs", "name", "target_path")):
+        for row in db.execute(f"SELECT {key}, doc FROM {table}").fetchall():
+            doc = json.loads(row[1])
+            value = doc.get(field)
+            if isinstance(value, str) and has_password(value):
+                doc[field] = redact_password(value)
+                db.execute(f"UPDATE {table} SET doc = ? WHERE {key} = ?", (_dumps(doc), row[0]))
+
+
 # Append only: a released entry never changes, or files made with it would
 # be upgraded differently from new ones.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_configs_clients_jobs,
     _v2_sessions_samples,
+    _v3_mask_passwords_in_urls,
 ]
 
 
@@ -149,6 +165,9 @@ class Catalog:
             if mode.lower() != "wal":
                 raise StrongroomError(f"the catalog {self.path} cannot use WAL mode (got {mode!r})")
             db.execute("PRAGMA foreign_keys = ON")
+            # What a write replaces or deletes is zeroed, not left in free
+            # space where reading the file's bytes would find it.
+            db.execute("PRAGMA secure_delete = ON")
             self._db = db
             self._migrate()
         except sqlite3.DatabaseError as exc:
@@ -206,6 +225,7 @@ class Catalog:
 
     def _migrate(self) -> None:
         db = self._db
+        upgraded = False
         while True:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -219,6 +239,12 @@ class Catalog:
                         f"Upgrade strongroom, or point it at another catalog")
                 if version == len(MIGRATIONS):
                     db.execute("COMMIT")
+                    if upgraded:
+                        # The pages as they were before the upgrade stay in the WAL
+                        # until a checkpoint: write them over and empty it. Another
+                        # process reading at this moment may keep it from finishing;
+                        # the next checkpoint then does.
+                        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                     return
                 try:
                     MIGRATIONS[version](db)
@@ -227,6 +253,7 @@ class Catalog:
                                           f"{version}: {exc}") from exc
                 db.execute("UPDATE schema_version SET version = ?", (version + 1,))
                 db.execute("COMMIT")
+                upgraded = True
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")

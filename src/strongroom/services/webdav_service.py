@@ -8,8 +8,12 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 from strongroom.errors import AuthenticationFailed, StorageError, StrongroomError, UsageError
+from strongroom.services.urls import has_password, without_password
 from strongroom.storage import open_storage
 from strongroom.storage.base import Storage
+
+PASSWORD_IN_URL = ("never put the WebDAV password in the URL: give it as the client's password "
+                   "(STRONGROOM_WEBDAV_PASSWORD or --webdav-password-file on the command line)")
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,8 @@ class WebDAVCredentials:
     service_type: str = "generic"  # nutstore, nextcloud, owncloud, generic
 
     def __post_init__(self) -> None:
+        if has_password(self.url):
+            raise UsageError(PASSWORD_IN_URL)
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"WebDAV URL {self.url!r}: use https://HOST/PATH (or http:// on a LAN)")
@@ -63,7 +69,10 @@ class WebDAVService:
                 continue
             password = secrets.get(doc["secret_ref"]) if doc.get("secret_ref") else None
             if password is not None:
-                self._clients[doc["id"]] = WebDAVCredentials(doc["username"], password, doc["url"],
+                # An older version kept a URL with a password in it (masked since):
+                # it was never used to log in, so it is left out.
+                url = without_password(doc["url"])
+                self._clients[doc["id"]] = WebDAVCredentials(doc["username"], password, url,
                                                              doc.get("service_type", "generic"))
 
     def _store(self, client_id: str, credentials: WebDAVCredentials) -> None:
