@@ -403,6 +403,25 @@ def test_an_unreachable_server(m, tmp_path, src, wsgidav_server):
 # ---- WebDAV ----------------------------------------------------------------------------------------
 
 
+def test_client_test_of_a_nutstore_root_says_to_test_a_sync_folder(m, wsgidav_server):
+    env = {"STRONGROOM_WEBDAV_PASSWORD": "the account password"}
+    m.run("client", "add", "cloud", "--url", "https://dav.jianguoyun.com/dav/", "--user", "me@example.com",
+          env=env, check=True)
+    done = m.run("client", "test", "cloud")
+    line = one_error_line(done)
+    assert done.returncode == 1 and "not tested: Nutstore keeps files only inside sync folders" in line
+    assert "--path FOLDER" in line and "reachable" not in done.stdout.decode() + line
+    [summary] = [json.loads(x) for x in m.run("client", "test", "cloud", "--json").stdout.decode().splitlines()]
+    assert summary["tested"] is False and summary["requests"] == 0 and not summary["ok"]
+
+    # The same account form on a server that answers: a folder below the root is tested for real.
+    root, folder = wsgidav_server.url.rstrip("/").rsplit("/", 1)
+    m.run("client", "add", "dav", "--url", root + "/", "--user", wsgidav_server.username, "--vendor", "nutstore",
+          env={"STRONGROOM_WEBDAV_PASSWORD": wsgidav_server.password}, check=True)
+    report = m.summary("client", "test", "dav", "--path", folder)
+    assert report["tested"] and report["ok"] and report["writable"]
+
+
 def test_webdav_client_and_config_end_to_end(m, tmp_path, src, wsgidav_server):
     dav = wsgidav_server
     env = {"STRONGROOM_WEBDAV_PASSWORD": dav.password}

@@ -195,6 +195,8 @@ def client_test(m: Manage, client_id, path) -> int:
         report = manager.webdav_service.test_connection(client_id, path)
     if m.json:
         emit_json({"type": "summary", **dataclasses.asdict(report), "ok": report.ok})
+    elif not report.tested:
+        pass  # nothing was sent, so nothing is known but the error below
     else:
         def yes(flag: bool) -> str:
             return "yes" if flag else "no"

@@ -41,6 +41,10 @@ class ConnectionReport:
     quota_available: int | None = None
     requests: int = 0
     error: str | None = None
+    # False when nothing could be sent: the client's URL with this path is
+    # not a place the service keeps files (`error` says why), so reachable,
+    # authenticated and writable are unknown rather than "no".
+    tested: bool = False
 
     @property
     def ok(self) -> bool:
@@ -130,7 +134,15 @@ class WebDAVService:
         report = ConnectionReport(client_id)
         storage = None
         try:
-            storage = self.open_storage(client_id, path, cache_root="")
+            try:
+                storage = self.open_storage(client_id, path, cache_root="")
+            except UsageError as e:
+                # Refused before any request (e.g. the root of a Nutstore account,
+                # which keeps files only inside sync folders): say so, not "unreachable".
+                report.error = (f"not tested: {e}; test a folder below the client's URL "
+                                f"(the path argument, or `strongroom client test {client_id} --path FOLDER`)")
+                return report
+            report.tested = True
             client = getattr(storage, "inner", storage)
             report.quota_used, report.quota_available = client.quota()
             report.reachable = report.authenticated = True
