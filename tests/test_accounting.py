@@ -175,6 +175,38 @@ def test_usage_counts_the_latest_point_and_the_space_on_the_target(m, tmp_path):
     assert report["target"]["available"] == pytest.approx(free, rel=0.05)
 
 
+def test_the_dedup_ratio_of_data_without_duplicates_is_one(m, tmp_path, monkeypatch):
+    # Many small folders: their trees weigh a few percent of the data, which
+    # must not count as data the files need.
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    rnd = random.Random(8)
+    for d in range(30):
+        (src / f"d{d}").mkdir(parents=True)
+        for f in range(4):
+            (src / f"d{d}" / f"f{f}.bin").write_bytes(rnd.randbytes(rnd.randrange(100, 3000)))
+    m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(repo), "--password-env",
+          "ACCOUNTING_REPO_PASSWORD", check=True)
+    m.run("run", "docs", check=True)
+    docs = m.summary("usage")["configs"]["docs"]
+    assert docs["dedup_ratio"] == 1.0
+    assert docs["unique_size"] > docs["restore_size"]  # the trees are counted there, with the data
+    text = m.run("usage", check=True).stdout.decode()
+    assert " 1.0 " in text
+
+    # The same data again: every byte of the second point is deduplicated.
+    m.run("run", "docs", "--full", check=True)
+    assert m.summary("usage")["configs"]["docs"]["dedup_ratio"] == 2.0
+    # The Python API says the same.
+    monkeypatch.setenv("STRONGROOM_SECRETS_BACKEND", "file")
+    monkeypatch.setenv("ACCOUNTING_REPO_PASSWORD", PASSWORD_ENV["ACCOUNTING_REPO_PASSWORD"])
+    manager = create_backup_manager(db_path=str(m.catalog), secrets_path=str(m.secrets))
+    try:
+        assert manager.storage.usage_of(manager.get_config("docs"))["dedup_ratio"] == 2.0
+    finally:
+        manager.close()
+        manager.catalog.close()
+
+
 def test_the_quota_a_webdav_server_reports_is_shown(m, tmp_path):
     src = tmp_path / "src"
     write_state(src, 0)

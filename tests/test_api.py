@@ -105,6 +105,42 @@ def test_the_issue_example_against_webdav(api_env, wsgidav_server):
         manager.close()
 
 
+def test_connection_to_the_root_of_a_nutstore_account_says_what_is_wrong(api_env):
+    # The Nutstore URL of the issue's example; this host is out of reach here,
+    # and no request must be needed to know the answer.
+    from strongroom import WebDAVCredentials, WebDAVService
+
+    webdav_service = WebDAVService()
+    for client_id, url in (("jianguoyun", "https://dav.jianguoyun.com/dav/"), ("example", "https://dav.example.com/")):
+        webdav_service.add_client(client_id, WebDAVCredentials("user", "pass", url, "nutstore"))
+        report = webdav_service.test_connection(client_id)
+        assert not report.tested and not report.ok and report.requests == 0
+        assert report.error.startswith("not tested: Nutstore keeps files only inside sync folders")
+        assert f"client test {client_id} --path FOLDER" in report.error
+        assert "reachable" not in report.error
+
+
+def test_connection_to_a_folder_of_a_nutstore_like_server_is_tested(api_env, wsgidav_server):
+    from strongroom import WebDAVCredentials, WebDAVService
+
+    # wsgidav serves /dav/ as Nutstore does: the account's root, and a folder in it.
+    root, folder = wsgidav_server.url.rstrip("/").rsplit("/", 1)
+    webdav_service = WebDAVService()
+    webdav_service.add_client("cloud", WebDAVCredentials(wsgidav_server.username, wsgidav_server.password,
+                                                         root + "/", "nutstore"))
+    report = webdav_service.test_connection("cloud")
+    assert not report.tested and report.requests == 0 and "sync folders" in report.error
+    report = webdav_service.test_connection("cloud", folder)
+    assert report.tested and report.ok and report.error is None, report
+    assert report.reachable and report.authenticated and report.writable and 1 <= report.requests <= 5
+    assert list(wsgidav_server.root.iterdir()) == []  # the probe is gone
+
+    webdav_service.add_client("wrong", WebDAVCredentials(wsgidav_server.username, "not the password",
+                                                         root + "/", "nutstore"))
+    report = webdav_service.test_connection("wrong", folder)
+    assert report.tested and report.reachable and not report.authenticated and "refused" in report.error
+
+
 def test_the_issue_example_against_a_local_directory(api_env):
     data = make_tree(api_env / "data", seed=2)
     target = api_env / "target"

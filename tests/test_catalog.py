@@ -292,14 +292,31 @@ def test_next_queued_is_highest_priority_then_oldest_and_waits_for_next_try_at(
     assert catalog.next_queued(now)["id"] == high_new
 
 
-def test_claim_next(catalog: Catalog, clock: FakeClock) -> None:
+def test_claim_next_claims_counts_the_attempt_and_names_the_owner_at_once(catalog: Catalog,
+                                                                          clock: FakeClock) -> None:
     a = catalog.add_job("c", "full", 0, 1)
     b = catalog.add_job("c", "full", 2, 1)
-    assert catalog.claim_next(clock.now)["id"] == b
-    assert catalog.get_job(b)["status"] == "running"
-    job = catalog.claim_next(clock.now)
-    assert (job["id"], job["status"]) == (a, "running")
-    assert catalog.claim_next(clock.now) is None
+    catalog.update_job(b, error="the last attempt failed")
+    owner = {"owner": "host:42", "owner_started": 7}
+    job = catalog.claim_next(clock.now + 5, owner)
+    assert job == {**catalog.get_job(b), "id": b}
+    assert (job["status"], job["attempts"], job["started_at"], job["error"], job["stats"]) == \
+        ("running", 1, clock.now + 5, None, owner)
+    job = catalog.claim_next(clock.now, owner)
+    assert (job["id"], job["status"], job["attempts"]) == (a, "running", 1)
+    assert catalog.claim_next(clock.now, owner) is None
+
+
+def test_requeue_job_only_puts_back_the_claim_it_saw(catalog: Catalog, clock: FakeClock) -> None:
+    job_id = catalog.add_job("c", "full", 0, 3)
+    seen = catalog.claim_next(clock.now, {"owner": "host:1"})
+    assert catalog.requeue_job(job_id, seen["attempts"], "requeued") is True
+    assert catalog.get_job(job_id)["status"] == "queued" and catalog.get_job(job_id)["stats"] is None
+    # Claimed again by someone else: the stale sighting must not put it back.
+    catalog.claim_next(clock.now, {"owner": "host:2"})
+    assert catalog.requeue_job(job_id, seen["attempts"], "requeued") is False
+    assert catalog.get_job(job_id)["status"] == "running"
+    assert catalog.get_job(job_id)["stats"] == {"owner": "host:2"}
 
 
 def test_eight_threads_adding_and_claiming_never_claim_a_job_twice(catalog: Catalog) -> None:

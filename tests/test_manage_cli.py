@@ -176,6 +176,20 @@ def test_run_points_and_recover_at_a_time(m, tmp_path, src):
     assert table.count("succeeded") == 2 and second_id[:8] in table
 
 
+def test_a_job_is_listed_with_the_kind_of_the_point_it_made(m, tmp_path, src):
+    m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(tmp_path / "repo"), check=True)
+    first = m.summary("run", "docs")  # incremental asked for, but there is no parent yet
+    assert first["status"] == "succeeded" and first["kind"] == "full"
+    assert first["snapshot_kind"] == "full" and first["requested_kind"] == "incremental"
+    second = m.summary("run", "docs")
+    assert second["kind"] == "incremental"
+    assert [(j["kind"], j["snapshot_id"]) for j in m.jobs("docs")] == [
+        ("incremental", second["snapshot"]), ("full", first["snapshot"])]
+    assert [p["kind"] for p in points_of(m, "docs")] == ["full", "incremental"]
+    rows = m.run("jobs", "docs", check=True).stdout.decode().splitlines()[1:3]
+    assert rows[0].split()[2] == "incremental" and rows[1].split()[2] == "full"
+
+
 def test_run_without_waiting_queues_a_job_that_runs_in_the_background(m, tmp_path, src):
     m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(tmp_path / "repo"), check=True)
     done = m.run("run", "docs", "--no-wait", "--priority", "4", check=True)
@@ -387,6 +401,25 @@ def test_an_unreachable_server(m, tmp_path, src, wsgidav_server):
 
 
 # ---- WebDAV ----------------------------------------------------------------------------------------
+
+
+def test_client_test_of_a_nutstore_root_says_to_test_a_sync_folder(m, wsgidav_server):
+    env = {"STRONGROOM_WEBDAV_PASSWORD": "the account password"}
+    m.run("client", "add", "cloud", "--url", "https://dav.jianguoyun.com/dav/", "--user", "me@example.com",
+          env=env, check=True)
+    done = m.run("client", "test", "cloud")
+    line = one_error_line(done)
+    assert done.returncode == 1 and "not tested: Nutstore keeps files only inside sync folders" in line
+    assert "--path FOLDER" in line and "reachable" not in done.stdout.decode() + line
+    [summary] = [json.loads(x) for x in m.run("client", "test", "cloud", "--json").stdout.decode().splitlines()]
+    assert summary["tested"] is False and summary["requests"] == 0 and not summary["ok"]
+
+    # The same account form on a server that answers: a folder below the root is tested for real.
+    root, folder = wsgidav_server.url.rstrip("/").rsplit("/", 1)
+    m.run("client", "add", "dav", "--url", root + "/", "--user", wsgidav_server.username, "--vendor", "nutstore",
+          env={"STRONGROOM_WEBDAV_PASSWORD": wsgidav_server.password}, check=True)
+    report = m.summary("client", "test", "dav", "--path", folder)
+    assert report["tested"] and report["ok"] and report["writable"]
 
 
 def test_webdav_client_and_config_end_to_end(m, tmp_path, src, wsgidav_server):

@@ -24,6 +24,7 @@ from strongroom.errors import StrongroomError, UsageError, WrongPassword
 from strongroom.model.retention import describe_policy, parse_duration
 from strongroom.services.backup_manager import BackupManager, create_backup_manager
 from strongroom.services.configs import AFTER_RUN, BackupConfig
+from strongroom.services.urls import has_password, redact_password
 from strongroom.services.webdav_service import WebDAVCredentials
 from strongroom.storage.vendors import guess_vendor
 
@@ -103,10 +104,28 @@ def _webdav_password(password_file: str | None, username: str) -> str:
     raise UsageError("no WebDAV password: set STRONGROOM_WEBDAV_PASSWORD or use --webdav-password-file")
 
 
+def _url_without_password(ctx, param, value: str | None) -> str | None:
+    """Refuse https://user:password@host/ before anything is stored or printed."""
+    if value is not None and has_password(value):
+        raise click.BadParameter("never put the WebDAV password in the URL: set STRONGROOM_WEBDAV_PASSWORD "
+                                 "or use --webdav-password-file")
+    return value
+
+
+def _not_a_url(ctx, param, value: str | None) -> str | None:
+    if value is not None and "://" in value:
+        # The value is not echoed: it may carry a password.
+        where = "a local directory" if param.name == "target_dir" else "a folder below the client's URL"
+        raise click.BadParameter(f"give {where}, not a URL: a WebDAV target is a client "
+                                 "(`strongroom client add`) with --client and --target-path")
+    return value
+
+
 @client.command("add")
 @manage_options
 @click.argument("client_id")
-@click.option("--url", required=True, help="The WebDAV URL, e.g. https://dav.jianguoyun.com/dav/")
+@click.option("--url", required=True, callback=_url_without_password,
+              help="The WebDAV URL, e.g. https://dav.jianguoyun.com/dav/ (no password in it).")
 @click.option("--user", required=True, help="The account name.")
 @click.option("--vendor", type=click.Choice(VENDORS, case_sensitive=False),
               help="The service: sets its request budget, upload cap and quirks (guessed from the URL).")
@@ -133,7 +152,8 @@ def client_add(m: Manage, client_id, url, user, vendor, webdav_password_file, re
 def client_list(m: Manage) -> None:
     """List the WebDAV clients."""
     with m.manager() as manager:
-        docs = manager.catalog.list_clients()
+        # A URL stored with a password by an older version is shown masked.
+        docs = [{**doc, "url": redact_password(doc["url"])} for doc in manager.catalog.list_clients()]
     if m.json:
         for doc in docs:
             emit_json({"type": "client", "id": doc["id"], "url": doc["url"], "username": doc["username"],
@@ -175,6 +195,8 @@ def client_test(m: Manage, client_id, path) -> int:
         report = manager.webdav_service.test_connection(client_id, path)
     if m.json:
         emit_json({"type": "summary", **dataclasses.asdict(report), "ok": report.ok})
+    elif not report.tested:
+        pass  # nothing was sent, so nothing is known but the error below
     else:
         def yes(flag: bool) -> str:
             return "yes" if flag else "no"
@@ -197,9 +219,10 @@ def config_options(editing: bool):
         options = [
             click.option("--source", "sources", multiple=True, required=not editing, type=click.Path(),
                          help=f"A path to back up (repeatable){changes}."),
-            click.option("--target-dir", type=click.Path(file_okay=False), help="Repository in this local directory."),
+            click.option("--target-dir", type=click.Path(file_okay=False), callback=_not_a_url,
+                         help="Repository in this local directory."),
             click.option("--client", "client_id", help="Repository on this WebDAV client (with --target-path)."),
-            click.option("--target-path", help="Folder below the WebDAV client's URL."),
+            click.option("--target-path", callback=_not_a_url, help="Folder below the WebDAV client's URL."),
             click.option("--compression", metavar="CODEC",
                          help="zstd (the default), zstd:LEVEL, lz4, gzip or none."),
             click.option("--exclude", "excludes", multiple=True, metavar="GLOB",

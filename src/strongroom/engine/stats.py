@@ -29,7 +29,7 @@ def repository_stats(repo: Repository, snapshots: list[Snapshot], list_target: b
         restore_size += size
         if snap is newest:
             latest_restore_size = size
-    raw = stored = data_blobs = tree_blobs = 0
+    raw = stored = data_blobs = tree_blobs = data_raw = 0
     for blob_id in needed:
         loc = repo.index.get(blob_id)
         if loc is None:
@@ -40,6 +40,7 @@ def repository_stats(repo: Repository, snapshots: list[Snapshot], list_target: b
             tree_blobs += 1
         else:
             data_blobs += 1
+            data_raw += loc.raw_length
     packs = repo.list_packs() if list_target else \
         {pack_id: expected_pack_size(blobs) for pack_id, blobs in repo.index.packs.items()}
     return {
@@ -53,7 +54,10 @@ def repository_stats(repo: Repository, snapshots: list[Snapshot], list_target: b
         "tree_blobs": tree_blobs,
         "packs": len(packs),
         "repository_size": sum(packs.values()),
-        "dedup_ratio": round(restore_size / raw, 3) if raw else None,
+        # File bytes of all the snapshots over the unique file data they need:
+        # 1.0 for data without duplicates. Trees are metadata, not deduplicated
+        # file data, and counting them would put a first backup below 1.
+        "dedup_ratio": round(restore_size / data_raw, 3) if data_raw else None,
         "compression_ratio": round(raw / stored, 3) if stored else None,
         "target": target_space(repo.storage),
         "requests": repo.requests["requests"],

@@ -390,7 +390,7 @@ class BackupManager:
         listener = (lambda event: hook(job["id"], event)) if hook is not None else ignore
         repo, result = self.backup_service.run_backup(config, job["kind"], listener)
         warnings = [f"{len(result.errors)} file(s) could not be read"] if result.errors else []
-        stats = {**result.summary, "snapshot_kind": result.snapshot.kind}
+        stats = {**result.summary, "snapshot_kind": result.snapshot.kind, "requested_kind": job["kind"]}
         if config.retention_after_run != "off":
             try:
                 applied = self.storage.apply_retention(config, prune=config.retention_after_run == "prune",
@@ -406,7 +406,7 @@ class BackupManager:
         except StrongroomError:
             pass  # accounting must not fail a backup that succeeded
         warning = "; ".join(warnings) or None
-        return {"snapshot_id": result.snapshot.id, "stats": stats, "warning": warning}
+        return {"snapshot_id": result.snapshot.id, "kind": result.snapshot.kind, "stats": stats, "warning": warning}
 
     def get_job_history(self, name: str | None = None, limit: int = 100) -> list[dict]:
         return self.catalog.list_jobs(config=name, limit=limit)
@@ -437,18 +437,23 @@ class BackupManager:
 def create_backup_manager(webdav_service=None, db_path: str | None = None, secrets_path: str | None = None,
                           cache_root: str | None = None, max_concurrent_jobs: int = 2,
                           retry_delay: float = 5.0) -> BackupManager:
-    """A manager over the catalog at `db_path` (default: the user's data
-    directory). Secrets go to `secrets_path`, by default a 0600 file beside
-    the catalog, never into the catalog itself."""
+    """A manager over the catalog at `db_path` (default: STRONGROOM_CATALOG, else
+    the user's data directory). Secrets go to `secrets_path` (default:
+    STRONGROOM_SECRETS, else a 0600 file beside the catalog), never into the
+    catalog itself; STRONGROOM_SECRETS_BACKEND may choose the OS keyring or the
+    file instead. These, with XDG_DATA_HOME for the data directory, are the
+    variables the services read, all at this edge; the one read later is a
+    configuration's own `password_env`, at each of its runs."""
     import os
 
     from strongroom.services.catalog import Catalog
     from strongroom.services.secrets import SecretsStore
     from strongroom.services.webdav_service import WebDAVService
 
-    catalog = Catalog(db_path or Catalog.default_path())
-    if secrets_path is None and not os.environ.get("STRONGROOM_SECRETS"):
-        secrets_path = os.path.splitext(os.path.abspath(db_path or Catalog.default_path()))[0] + ".secrets.json"
+    db_path = db_path or Catalog.default_path()
+    catalog = Catalog(db_path)
+    secrets_path = secrets_path or os.environ.get("STRONGROOM_SECRETS") \
+        or os.path.splitext(os.path.abspath(db_path))[0] + ".secrets.json"
     secrets = SecretsStore(secrets_path)
     webdav_service = webdav_service or WebDAVService()
     webdav_service.attach(catalog, secrets)

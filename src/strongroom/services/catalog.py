@@ -30,9 +30,10 @@ from typing import Any
 
 from strongroom.errors import StrongroomError
 from strongroom.services.paths import data_dir
+from strongroom.services.urls import has_password, redact_password
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-_JOB_FIELDS = {"status", "attempts", "started_at", "finished_at", "error", "snapshot_id", "stats",
+_JOB_FIELDS = {"kind", "status", "attempts", "started_at", "finished_at", "error", "snapshot_id", "stats",
                "next_try_at", "priority", "max_attempts"}
 BUSY_TIMEOUT = 10.0  # seconds
 
@@ -78,11 +79,26 @@ def _v2_sessions_samples(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX samples_config_time ON samples (config, time)")
 
 
+def _v3_mask_passwords_in_urls(db: sqlite3.Connection) -> None:
+    # Earlier versions stored a WebDAV URL given as https://user:password@host/
+    # as it was (and printed it back); none was ever used to log in. Those
+    # passwords become *** (secure_delete, set on every connection, zeroes
+    # the bytes they leave behind).
+    for table, key, field in (("clients", "id", "url"), ("configs", "name", "target_path")):
+        for row in db.execute(f"SELECT {key}, doc FROM {table}").fetchall():
+            doc = json.loads(row[1])
+            value = doc.get(field)
+            if isinstance(value, str) and has_password(value):
+                doc[field] = redact_password(value)
+                db.execute(f"UPDATE {table} SET doc = ? WHERE {key} = ?", (_dumps(doc), row[0]))
+
+
 # Append only: a released entry never changes, or files made with it would
 # be upgraded differently from new ones.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_configs_clients_jobs,
     _v2_sessions_samples,
+    _v3_mask_passwords_in_urls,
 ]
 
 
@@ -149,6 +165,9 @@ class Catalog:
             if mode.lower() != "wal":
                 raise StrongroomError(f"the catalog {self.path} cannot use WAL mode (got {mode!r})")
             db.execute("PRAGMA foreign_keys = ON")
+            # What a write replaces or deletes is zeroed, not left in free
+            # space where reading the file's bytes would find it.
+            db.execute("PRAGMA secure_delete = ON")
             self._db = db
             self._migrate()
         except sqlite3.DatabaseError as exc:
@@ -206,6 +225,7 @@ class Catalog:
 
     def _migrate(self) -> None:
         db = self._db
+        upgraded = False
         while True:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -219,6 +239,12 @@ class Catalog:
                         f"Upgrade strongroom, or point it at another catalog")
                 if version == len(MIGRATIONS):
                     db.execute("COMMIT")
+                    if upgraded:
+                        # The pages as they were before the upgrade stay in the WAL
+                        # until a checkpoint: write them over and empty it. Another
+                        # process reading at this moment may keep it from finishing;
+                        # the next checkpoint then does.
+                        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                     return
                 try:
                     MIGRATIONS[version](db)
@@ -227,6 +253,7 @@ class Catalog:
                                           f"{version}: {exc}") from exc
                 db.execute("UPDATE schema_version SET version = ?", (version + 1,))
                 db.execute("COMMIT")
+                upgraded = True
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
@@ -315,7 +342,9 @@ class Catalog:
     # A job is a dict of its columns: id, config, kind, priority, status,
     # attempts, max_attempts, queued_at, started_at, finished_at,
     # next_try_at (unix floats or None), error, snapshot_id, and stats
-    # decoded from JSON (a dict or None).
+    # decoded from JSON (a dict or None). `kind` is the kind asked for until
+    # the job succeeds, then the kind of the point it made. While a job runs,
+    # its stats name the owner (see `claim_next`).
 
     @staticmethod
     def _job(row: sqlite3.Row) -> dict:
@@ -375,32 +404,58 @@ class Catalog:
     def next_queued(self, now: float) -> dict | None:
         """The queued job to run next: highest priority, then oldest, among those due at `now`.
 
-        Only a hint: another thread or process may claim it first, so follow
-        with `claim_job`, or use `claim_next`.
+        Only a hint: another thread or process may claim it first. The job
+        queue uses `claim_next`, which picks and claims in one transaction.
         """
         with self._read() as db:
             row = db.execute(self._NEXT_QUEUED, (now,)).fetchone()
         return None if row is None else self._job(row)
 
-    def claim_job(self, job_id: int) -> bool:
+    def claim_job(self, job_id: int, owner: dict | None = None) -> bool:
         """Atomically move a job from queued to running; False if it was not queued (someone else won).
 
-        Only the status changes; attempts and started_at are the caller's.
+        With `owner`, the claim also counts the attempt, stamps `started_at`
+        and keeps `owner` as the job's stats, all in the same transaction
+        (see `claim_next`); without, only the status changes.
         """
         with self._write() as db:
-            cursor = db.execute("UPDATE jobs SET status = 'running' WHERE id = ? AND status = 'queued'", (job_id,))
+            if owner is None:
+                cursor = db.execute("UPDATE jobs SET status = 'running' WHERE id = ? AND status = 'queued'",
+                                    (job_id,))
+            else:
+                cursor = db.execute(self._CLAIM + " AND status = 'queued'",
+                                    (self._clock(), _dumps(owner), job_id))
             return cursor.rowcount == 1
 
-    def claim_next(self, now: float) -> dict | None:
-        """`next_queued` and `claim_job` in one transaction: the claimed job (status "running"), or None."""
+    _CLAIM = ("UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, error = NULL,"
+              " finished_at = NULL, next_try_at = NULL, stats = ? WHERE id = ?")
+
+    def claim_next(self, now: float, owner: dict) -> dict | None:
+        """Pick the next queued job (as `next_queued`) and claim it for `owner`, in one transaction.
+
+        The claimed job comes back as it now is: status "running", one more
+        attempt, `started_at` = `now` and `stats` = `owner` (who runs it, so
+        that a job whose process died can be found and put back). A process
+        killed before the commit leaves the job queued; after it, running
+        with its owner: never running without one. None if no job is due.
+        """
         with self._write() as db:
             row = db.execute(self._NEXT_QUEUED, (now,)).fetchone()
             if row is None:
                 return None
-            db.execute("UPDATE jobs SET status = 'running' WHERE id = ?", (row["id"],))
-            job = self._job(row)
-        job["status"] = "running"
-        return job
+            db.execute(self._CLAIM, (now, _dumps(owner), row["id"]))
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
+        return self._job(row)
+
+    def requeue_job(self, job_id: int, attempts: int, error: str) -> bool:
+        """Put a running job back in the queue, unless it moved on since it was seen
+        running at `attempts` (finished, or requeued and claimed again by another
+        process: every claim counts an attempt). True if it was put back."""
+        with self._write() as db:
+            cursor = db.execute("UPDATE jobs SET status = 'queued', error = ?, stats = NULL"
+                                " WHERE id = ? AND status = 'running' AND attempts = ?",
+                                (error, job_id, attempts))
+            return cursor.rowcount == 1
 
     # -- recovery sessions --------------------------------------------------
     # A session is a dict of id, config, status, plan (dict), progress

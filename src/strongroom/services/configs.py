@@ -63,6 +63,11 @@ class BackupConfig:
             raise UsageError(f"config {self.name}: give at least one source path")
         if not self.target_path:
             raise UsageError(f"config {self.name}: give a target path")
+        if "://" in self.target_path:
+            # Not echoed: a URL here may carry a password.
+            raise UsageError(f"config {self.name}: the target path is a URL; a WebDAV target is a client "
+                             f"(WebDAVService.add_client, or `strongroom client add`) and a folder below "
+                             f"its URL, a local target a directory")
         if self.max_attempts < 1:
             raise UsageError(f"config {self.name}: max_attempts must be at least 1")
         self.codec  # validates the compression choice

@@ -1,9 +1,14 @@
 """The job queue: backups waiting in the catalog, run by a few worker threads.
 
 Jobs live in the catalog, so a second process sees the same queue and
-`claim_job` makes sure one job runs once. Higher priority first, then the
-oldest; a failed job goes back to the queue after a back-off until its
-attempts are used up.
+`Catalog.claim_next` makes sure one job runs once. Higher priority first,
+then the oldest; a failed job goes back to the queue after a back-off until
+its attempts are used up.
+
+A claimed job names its owner (host, pid and the process's start time) in
+the same transaction that marks it running, so a running job always says
+who runs it: when that process is gone (kill -9, power cut), the next queue
+started on this host puts the job back.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from typing import Callable
 
 from strongroom.errors import AuthenticationFailed, Interrupted, StrongroomError, UsageError, WrongPassword
 
+# A runner takes the job and returns {"snapshot_id", "kind" (of the point made),
+# "stats", "warning"}; every key is optional.
 Runner = Callable[[dict], dict]
 
 # Another attempt cannot cure these: a bad configuration or a refused password
@@ -53,12 +60,10 @@ class JobQueue:
         (kill -9, power cut); a job another live process runs is left alone."""
         count = 0
         for job in self.catalog.list_jobs(status="running", limit=None):
-            owner = (job.get("stats") or {}).get("owner", "")
-            host, _, pid = owner.rpartition(":")
-            if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+            if _owner_alive(job.get("stats") or {}):
                 continue
-            self.catalog.update_job(job["id"], status="queued", error="requeued: its process ended", stats={})
-            count += 1
+            if self.catalog.requeue_job(job["id"], job["attempts"], "requeued: its process ended"):
+                count += 1
         return count
 
     def _start(self) -> None:
@@ -76,8 +81,8 @@ class JobQueue:
             with self._wake:
                 if self._stop:
                     return
-            job = self.catalog.next_queued(self._clock())
-            if job is None or not self.catalog.claim_job(job["id"]):
+            job = self.catalog.claim_next(self._clock(), current_owner())
+            if job is None:
                 with self._wake:
                     if self._stop:
                         return
@@ -93,14 +98,15 @@ class JobQueue:
         with self._wake:
             self.running += 1
             self.peak_running = max(self.peak_running, self.running)
-        attempts = job["attempts"] + 1
-        self.catalog.update_job(job["id"], attempts=attempts, started_at=self._clock(), error=None,
-                                stats={"owner": f"{socket.gethostname()}:{os.getpid()}"})
+        attempts = job["attempts"]  # counted by the claim
         try:
             result = self.runner(job)
+            # The kind of what was made, which may differ from what was asked:
+            # the first incremental run of a configuration makes a full point.
+            made = {"kind": result["kind"]} if result.get("kind") in ("full", "incremental") else {}
             self.catalog.update_job(job["id"], status="succeeded", finished_at=self._clock(),
                                     snapshot_id=result.get("snapshot_id"), stats=result.get("stats"),
-                                    error=result.get("warning"))
+                                    error=result.get("warning"), **made)
         except BaseException as e:  # the job's failure is recorded, the worker lives on
             message = str(e) if isinstance(e, StrongroomError) else f"{type(e).__name__}: {e}"
             if not isinstance(e, StrongroomError):
@@ -142,6 +148,32 @@ class JobQueue:
             worker.join(timeout=60)
 
 
+def current_owner() -> dict:
+    """Who runs a job claimed now: this host and process, and when the process started
+    (a pid alone may have been reused by another process since)."""
+    pid = os.getpid()
+    return {"owner": f"{socket.gethostname()}:{pid}", "owner_started": _process_start(pid)}
+
+
+def _owner_alive(stats: dict) -> bool:
+    """Whether the process a running job names as its owner may still run it.
+
+    A job without an owner was claimed by an older strongroom that records
+    the owner after the claim, and whose process died in between: nothing
+    can be running it. A job of another host is assumed alive.
+    """
+    owner = stats.get("owner")
+    if not isinstance(owner, str) or not owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    if not pid.isdigit() or not _alive(int(pid)):
+        return False
+    started, now = stats.get("owner_started"), _process_start(int(pid))
+    return started is None or now is None or started == now
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -150,3 +182,18 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _process_start(pid: int) -> int | None:
+    """The start time of process `pid` in clock ticks since boot (Linux), or None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count from the last ")".
+    fields = stat[stat.rfind(b")") + 2:].split()
+    try:
+        return int(fields[19])  # field 22, starttime
+    except (IndexError, ValueError):
+        return None

@@ -8,8 +8,12 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 from strongroom.errors import AuthenticationFailed, StorageError, StrongroomError, UsageError
+from strongroom.services.urls import has_password, without_password
 from strongroom.storage import open_storage
 from strongroom.storage.base import Storage
+
+PASSWORD_IN_URL = ("never put the WebDAV password in the URL: give it as the client's password "
+                   "(STRONGROOM_WEBDAV_PASSWORD or --webdav-password-file on the command line)")
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,8 @@ class WebDAVCredentials:
     service_type: str = "generic"  # nutstore, nextcloud, owncloud, generic
 
     def __post_init__(self) -> None:
+        if has_password(self.url):
+            raise UsageError(PASSWORD_IN_URL)
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"WebDAV URL {self.url!r}: use https://HOST/PATH (or http:// on a LAN)")
@@ -35,6 +41,10 @@ class ConnectionReport:
     quota_available: int | None = None
     requests: int = 0
     error: str | None = None
+    # False when nothing could be sent: the client's URL with this path is
+    # not a place the service keeps files (`error` says why), so reachable,
+    # authenticated and writable are unknown rather than "no".
+    tested: bool = False
 
     @property
     def ok(self) -> bool:
@@ -63,7 +73,10 @@ class WebDAVService:
                 continue
             password = secrets.get(doc["secret_ref"]) if doc.get("secret_ref") else None
             if password is not None:
-                self._clients[doc["id"]] = WebDAVCredentials(doc["username"], password, doc["url"],
+                # An older version kept a URL with a password in it (masked since):
+                # it was never used to log in, so it is left out.
+                url = without_password(doc["url"])
+                self._clients[doc["id"]] = WebDAVCredentials(doc["username"], password, url,
                                                              doc.get("service_type", "generic"))
 
     def _store(self, client_id: str, credentials: WebDAVCredentials) -> None:
@@ -121,7 +134,15 @@ class WebDAVService:
         report = ConnectionReport(client_id)
         storage = None
         try:
-            storage = self.open_storage(client_id, path, cache_root="")
+            try:
+                storage = self.open_storage(client_id, path, cache_root="")
+            except UsageError as e:
+                # Refused before any request (e.g. the root of a Nutstore account,
+                # which keeps files only inside sync folders): say so, not "unreachable".
+                report.error = (f"not tested: {e}; test a folder below the client's URL "
+                                f"(the path argument, or `strongroom client test {client_id} --path FOLDER`)")
+                return report
+            report.tested = True
             client = getattr(storage, "inner", storage)
             report.quota_used, report.quota_available = client.quota()
             report.reachable = report.authenticated = True
