@@ -16,12 +16,7 @@ import os
 import threading
 
 
-def default_cache_root() -> str:
-    root = os.environ.get("STRONGROOM_CACHE_DIR")
-    if root:
-        return root
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "strongroom")
+from strongroom.paths import default_cache_root
 
 
 class RepoCache:

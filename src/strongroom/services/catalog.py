@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from strongroom.errors import StrongroomError
-from strongroom.services.paths import data_dir
+from strongroom.paths import data_dir
 from strongroom.services.urls import has_password, redact_password
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from strongroom.errors import StrongroomError
-from strongroom.services.paths import data_dir
+from strongroom.paths import data_dir
 
 SERVICE = "strongroom"
 _FORMAT_VERSION = 1

@@ -8,6 +8,7 @@ from typing import Callable
 from urllib.parse import unquote, urlsplit
 
 from strongroom.errors import UsageError
+from strongroom.paths import default_cache_root
 from strongroom.storage.base import ObjectInfo, Storage
 from strongroom.storage.budget import RequestBudget
 from strongroom.storage.local import LocalStorage
@@ -78,7 +79,6 @@ def _open_webdav(url: str, password: Password, vendor_name: str | None, cache_ro
         budget = vendor.budget
     gate = None
     if budget is not None:
-        from strongroom.repo.cache import default_cache_root
         root = cache_root or default_cache_root()
         state = None if cache_root == "" else RequestBudget.state_file(root, f"{vendor.name} {username}@{netloc}")
         gate = RequestBudget(budget[0], budget[1], state, on_wait=on_event).take

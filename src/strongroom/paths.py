@@ -1,0 +1,27 @@
+"""Where strongroom keeps its files on this machine: the cache and the data directory.
+
+Every layer may need one of these (storage keeps a request budget's state in
+the cache, repositories their caches, the services their catalog), so they
+live here, below all of them, and read the environment in this one place.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def default_cache_root() -> str:
+    """`$STRONGROOM_CACHE_DIR`, else `$XDG_CACHE_HOME/strongroom` (~/.cache by default)."""
+    root = os.environ.get("STRONGROOM_CACHE_DIR")
+    if root:
+        return root
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "strongroom")
+
+
+def data_dir() -> str:
+    """`$XDG_DATA_HOME/strongroom`, or ~/.local/share/strongroom (relative XDG values are ignored, as the spec says)."""
+    data_home = os.environ.get("XDG_DATA_HOME", "")
+    if not os.path.isabs(data_home):
+        data_home = os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(data_home, "strongroom")
