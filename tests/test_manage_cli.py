@@ -312,7 +312,7 @@ def test_key_export_prints_a_kit_that_opens_the_repository(m, tmp_path, src):
     m.run("config", "add", "byenv", "--source", str(src), "--target-dir", str(tmp_path / "byenv"),
           "--password-env", "MY_PASSWORD", env={"MY_PASSWORD": "s3cret"}, check=True)
     done = m.run("key", "export", "byenv")
-    assert done.returncode == 1 and "variable MY_PASSWORD" in one_error_line(done)
+    assert done.returncode == 2 and "variable MY_PASSWORD" in one_error_line(done)
     assert "s3cret" not in done.stdout.decode() + done.stderr.decode()
 
 
