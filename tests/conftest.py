@@ -48,8 +48,10 @@ class CLI:
 
     def __init__(self, repo_path: Path, cache_dir: Path) -> None:
         self.repo_path = repo_path
-        self.env = dict(os.environ, STRONGROOM_PASSWORD=PASSWORD.decode(), STRONGROOM_REPO=str(repo_path),
-                        STRONGROOM_CACHE_DIR=str(cache_dir))
+        # check looks for a recovery kit on record in the catalog: never the user's own.
+        self.env = {k: v for k, v in os.environ.items() if k != "STRONGROOM_CATALOG"}
+        self.env.update(STRONGROOM_PASSWORD=PASSWORD.decode(), STRONGROOM_REPO=str(repo_path),
+                        STRONGROOM_CACHE_DIR=str(cache_dir), XDG_DATA_HOME=str(cache_dir.parent / "data"))
 
     def run(self, *args: str, input: bytes | None = None, env: dict | None = None,
             check: bool = False) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ import pytest
 
 from strongroom.errors import StrongroomError
 from strongroom.services import catalog as catalog_module
-from strongroom.services.catalog import MIGRATIONS, Catalog
+from strongroom.services.catalog import MIGRATIONS, Catalog, kit_on_record
 
 
 class FakeClock:
@@ -107,7 +107,7 @@ def test_a_file_that_is_not_a_database_is_one_clear_error(db_path: Path) -> None
 
 def test_a_new_file_gets_the_current_schema(catalog: Catalog, db_path: Path) -> None:
     assert catalog.schema_version() == len(MIGRATIONS) == raw_version(db_path)
-    assert {"schema_version", "configs", "clients", "jobs", "sessions", "samples"} <= tables(db_path)
+    assert {"schema_version", "configs", "clients", "jobs", "sessions", "samples", "recovery_kits"} <= tables(db_path)
 
 
 def test_an_empty_file_at_version_0_is_upgraded(db_path: Path) -> None:
@@ -472,6 +472,28 @@ def test_samples(catalog: Catalog, clock: FakeClock) -> None:
     assert [s["restore_size"] for s in catalog.list_samples("a")] == [100, 200]
     assert [s["config"] for s in catalog.list_samples(since=t0 + 10)] == ["b", "a"]
     assert [s["time"] for s in catalog.list_samples("a", since=t0 + 1)] == [t0 + 20]
+
+
+def test_recovery_kits(catalog: Catalog, clock: FakeClock, db_path: Path) -> None:
+    assert catalog.kit_export("repo-a") is None and not catalog.kit_on_record("repo-a", "key-1")
+    catalog.record_kit_export("repo-a", "key-1", "docs")
+    clock.advance(60)
+    catalog.record_kit_export("repo-b", "key-9", "photos")
+    assert catalog.kit_export("repo-a") == {"repository_id": "repo-a", "key_id": "key-1", "config": "docs",
+                                            "exported_at": clock.now - 60}
+    assert catalog.kit_on_record("repo-a", "key-1") and not catalog.kit_on_record("repo-a", "key-2")
+    # A second export (another configuration, a new key) replaces the record.
+    catalog.record_kit_export("repo-a", "key-2", "docs-too")
+    latest = catalog.kit_export("repo-a")
+    assert latest["config"] == "docs-too" and latest["exported_at"] == clock.now
+    assert catalog.kit_on_record("repo-a", "key-2") and not catalog.kit_on_record("repo-a", "key-1")
+    assert kit_on_record("repo-b", "key-9", str(db_path)) and not kit_on_record("repo-c", "key-9", str(db_path))
+
+
+def test_looking_for_a_kit_makes_no_catalog(tmp_path: Path) -> None:
+    path = tmp_path / "none" / "catalog.db"
+    assert not kit_on_record("repo-a", "key-1", str(path))
+    assert not path.parent.exists()
 
 
 def test_values_survive_reopening(db_path: Path) -> None:

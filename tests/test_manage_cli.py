@@ -316,6 +316,46 @@ def test_key_export_prints_a_kit_that_opens_the_repository(m, tmp_path, src):
     assert "s3cret" not in done.stdout.decode() + done.stderr.decode()
 
 
+SINGLE_KEY = "the repository has a single key and no recovery kit is on record"
+
+
+def test_an_exported_kit_is_on_record_for_check(m, tmp_path, src):
+    repo = tmp_path / "repo"
+    m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(repo), check=True)
+    m.run("run", "docs", check=True)
+    password = m.json("key", "export", "docs")[0]["password"]
+    m.catalog.unlink()  # as if the kit had never been exported: a catalog without its record
+    m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(repo), "--store-password",
+          env={"STRONGROOM_PASSWORD": password}, check=True)
+    as_person = {"STRONGROOM_PASSWORD": password}
+
+    done = m.run("check", "--repo", str(repo), env=as_person, check=True)
+    assert f"warning: {SINGLE_KEY}" in done.stdout.decode()
+
+    [kit] = m.json("key", "export", "docs")
+    assert kit["recorded"] and kit["password"] == password
+    # The record is the repository's id, however its location is written.
+    for spelling in (str(repo), f"local:{repo}", f"{repo}/"):
+        done = m.run("check", "--repo", spelling, env=as_person, check=True)
+        assert SINGLE_KEY not in done.stdout.decode() and "no errors were found" in done.stdout.decode()
+    summary = m.summary("check", "--repo", str(repo), env=as_person)
+    assert summary["keys"] == 1 and summary["advice"] == []
+
+    # A kit of a key that is gone opens nothing: the advice is back.
+    m.run("key", "passwd", "--repo", str(repo), env={**as_person, "STRONGROOM_NEW_PASSWORD": "another one"},
+          check=True)
+    done = m.run("check", "--repo", str(repo), env={"STRONGROOM_PASSWORD": "another one"}, check=True)
+    assert f"warning: {SINGLE_KEY}" in done.stdout.decode()
+
+
+def test_check_makes_no_catalog_to_look_for_a_kit(m, tmp_path, src):
+    repo = tmp_path / "repo"
+    m.run("init", "--repo", str(repo), env={"STRONGROOM_PASSWORD": "pw"}, check=True)
+    done = m.run("check", "--repo", str(repo), env={"STRONGROOM_PASSWORD": "pw"}, check=True)
+    assert f"warning: {SINGLE_KEY}" in done.stdout.decode()
+    assert not m.catalog.exists() and not m.catalog.parent.exists()
+
+
 # ---- errors: one clear line, and a failed job in the history ---------------------------------------
 
 

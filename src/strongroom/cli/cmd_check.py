@@ -7,6 +7,7 @@ import click
 from strongroom.cli.options import Common, common_options
 from strongroom.cli.output import Reporter, emit_json
 from strongroom.engine.check import run_check
+from strongroom.services.catalog import kit_on_record
 
 
 @click.command()
@@ -20,7 +21,8 @@ def check(common: Common, read_data: bool, read_data_subset: str | None) -> int:
     common.events.listener = reporter
     try:
         with repo.lock(exclusive=False, wait=common.retry_lock):
-            report = run_check(repo, read_data, read_data_subset, reporter if common.json else _quiet_status(reporter))
+            report = run_check(repo, read_data, read_data_subset, reporter if common.json else _quiet_status(reporter),
+                               kit_on_record=kit_on_record(repo.config.id, repo.key_id))
     finally:
         reporter.close()
     if common.json:

@@ -501,9 +501,26 @@ def key_export(m: Manage, name) -> None:
         target = target_of(manager, cfg)
         password = manager.backup_service.password_for(cfg).decode("utf-8", "surrogateescape")
         vendor = None if cfg.is_local else manager.webdav_service.get_client(cfg.target_client_id).service_type
+        repo, not_recorded = None, None
+        try:
+            # On record by the repository's id (however its URL is spelt) and the
+            # key this password opens, for `check` to find.
+            repo = manager.backup_service.open_repository(cfg)
+            manager.catalog.record_kit_export(repo.config.id, repo.key_id, name)
+        except StrongroomError as e:
+            repo, not_recorded = None, e
+    _print_kit(m, name, target, vendor, password, repo)
+    if not_recorded is not None:
+        # The kit is printed all the same: it may be what gets the repository back.
+        print(f"strongroom: warning: the kit is not on record, the repository did not open: {not_recorded}",
+              file=sys.stderr)
+
+
+def _print_kit(m: Manage, name: str, target: str, vendor: str | None, password: str, repo) -> None:
     if m.json:
         emit_json({"type": "recovery_kit", "config": name, "repository": target, "webdav_vendor": vendor,
-                   "password": password, "notice": KIT_NOTICE})
+                   "password": password, "repository_id": repo.config.id if repo else None,
+                   "recorded": repo is not None, "notice": KIT_NOTICE})
         return
     print(f"strongroom recovery kit for configuration {name}")
     print(f"repository: {target}")

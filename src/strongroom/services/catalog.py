@@ -1,4 +1,5 @@
-"""The local catalog: one SQLite file of configs, clients, jobs, recovery sessions and storage samples.
+"""The local catalog: one SQLite file of configs, clients, jobs, recovery sessions, storage
+samples and the recovery kits exported.
 
 The catalog is history and cache (the repository describes itself), but it
 is also where two processes meet: a scheduler and a `strongroom run` may
@@ -93,12 +94,22 @@ def _v3_mask_passwords_in_urls(db: sqlite3.Connection) -> None:
                 db.execute(f"UPDATE {table} SET doc = ? WHERE {key} = ?", (_dumps(doc), row[0]))
 
 
+def _v4_recovery_kits(db: sqlite3.Connection) -> None:
+    # Keyed by the repository's id, not its URL: the same repository reached
+    # as a path, local:PATH or through another configuration is one record.
+    # key_id is the key the kit's password opens: a kit for a key removed
+    # since opens nothing.
+    db.execute("CREATE TABLE recovery_kits (repository_id TEXT PRIMARY KEY, key_id TEXT NOT NULL,"
+               " config TEXT NOT NULL, exported_at REAL NOT NULL)")
+
+
 # Append only: a released entry never changes, or files made with it would
 # be upgraded differently from new ones.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1_configs_clients_jobs,
     _v2_sessions_samples,
     _v3_mask_passwords_in_urls,
+    _v4_recovery_kits,
 ]
 
 
@@ -503,6 +514,28 @@ class Catalog:
                               (-1 if limit is None else int(limit),)).fetchall()
         return [self._session(row) for row in rows]
 
+    # -- recovery kits ------------------------------------------------------
+    # That a configuration's recovery kit (its repository key) was printed,
+    # per repository id; the newest export replaces an older one.
+
+    def record_kit_export(self, repository_id: str, key_id: str, config: str) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO recovery_kits (repository_id, key_id, config, exported_at) VALUES (?, ?, ?, ?)"
+                       " ON CONFLICT (repository_id) DO UPDATE SET key_id = excluded.key_id,"
+                       " config = excluded.config, exported_at = excluded.exported_at",
+                       (repository_id, key_id, config, self._clock()))
+
+    def kit_export(self, repository_id: str) -> dict | None:
+        """The last kit export for this repository: repository_id, key_id, config, exported_at; or None."""
+        with self._read() as db:
+            row = db.execute("SELECT * FROM recovery_kits WHERE repository_id = ?", (repository_id,)).fetchone()
+        return None if row is None else dict(row)
+
+    def kit_on_record(self, repository_id: str, key_id: str) -> bool:
+        """Whether a kit was exported for this repository with the password of this key."""
+        kit = self.kit_export(repository_id)
+        return kit is not None and kit["key_id"] == key_id
+
     # -- storage samples ----------------------------------------------------
 
     def now(self) -> float:
@@ -530,3 +563,17 @@ class Catalog:
         with self._read() as db:
             rows = db.execute(sql, args).fetchall()
         return [{**json.loads(row["data"]), "config": row["config"], "time": row["time"]} for row in rows]
+
+
+def kit_on_record(repository_id: str, key_id: str, path: str | None = None) -> bool:
+    """`Catalog.kit_on_record` in the catalog at `path` (default: `Catalog.default_path()`),
+    for commands that work on a repository rather than the catalog. No catalog
+    file is made to find out, and one that cannot be read records nothing."""
+    path = path or Catalog.default_path()
+    if not os.path.isfile(path):
+        return False
+    try:
+        with Catalog(path) as catalog:
+            return catalog.kit_on_record(repository_id, key_id)
+    except StrongroomError:
+        return False
