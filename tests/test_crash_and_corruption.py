@@ -362,7 +362,7 @@ def test_read_data_subset_reads_part_of_the_packs(cli, many_packs):
     assert every["packs_read"] == total
 
     bad = cli.run("check", "--read-data-subset", "150%")
-    assert bad.returncode == 1 and "subset" in bad.stderr.decode()
+    assert bad.returncode == 2 and "subset" in bad.stderr.decode()
 
 
 def test_read_data_subset_n_of_t_finds_damage_only_in_its_group(cli, repo_path, many_packs):
