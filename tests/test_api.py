@@ -172,6 +172,28 @@ def test_the_issue_example_against_a_local_directory(api_env):
         manager.close()
 
 
+def test_validation_of_a_point_quick_sampled_and_in_a_batch(api_env):
+    from strongroom import BackupConfig, create_backup_manager
+    from strongroom.errors import UsageError
+
+    manager = create_backup_manager(None, "backup.db")
+    try:
+        manager.add_config(BackupConfig(name="v", source_paths=[str(make_tree(api_env / "data"))],
+                                        target_path=str(api_env / "target")))
+        point = manager.manual_backup("v")
+        quick = manager.validator.validate_backup(point)
+        assert quick.ok and not quick.deep and quick.packs_read == 0 and quick.packs_checked >= 2
+        sampled = manager.validator.validate_backup(point, sample=0.01)  # rounded up: one pack
+        assert sampled.ok and sampled.deep and sampled.packs_read == 1
+        assert 0 < sampled.blobs_authenticated < sampled.blobs_checked == quick.blobs_checked
+        with pytest.raises(UsageError, match="share of the packs"):
+            manager.validator.validate_backup(point, sample=1.5)
+        batch = manager.validator.batch_validate([point, "f" * 64])
+        assert batch[point].ok and not batch["f" * 64].ok
+    finally:
+        manager.close()
+
+
 # ---- the job queue -------------------------------------------------------------------------------
 
 

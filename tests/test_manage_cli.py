@@ -258,6 +258,32 @@ def test_validate_quick_and_deep_then_a_flipped_byte(m, tmp_path, src):
     assert not report["ok"] and any(pack.name[:16] in p for p in report["problems"])
 
 
+def test_validate_looks_at_its_point_only_and_knows_the_kit(m, tmp_path, src):
+    repo = tmp_path / "repo"
+    m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(repo), check=True)
+    first = m.summary("run", "docs")["snapshot"]
+    packs_of_first = set((repo / "data").rglob("*"))
+    (src / "new.bin").write_bytes(random.Random(9).randbytes(200 * KiB))
+    second = m.summary("run", "docs")["snapshot"]
+    only_second = [p for p in set((repo / "data").rglob("*")) - packs_of_first if p.is_file()]
+    assert only_second
+
+    report = m.summary("validate", "docs")
+    assert report["ok"] and report["backup_id"] == second
+    assert any("single key and no recovery kit is on record" in a for a in report["advice"])
+    m.run("key", "export", "docs", check=True)
+    assert m.summary("validate", "docs")["advice"] == []
+
+    # A pack only the newer point needs is gone: the older point is still whole.
+    only_second[0].unlink()
+    older = m.summary("validate", "docs", "--deep", "--point", first[:8])
+    assert older["ok"] and older["packs_read"] == older["packs_checked"] >= 1
+    assert older["blobs_authenticated"] == older["blobs_checked"] < report["blobs_checked"]
+    done = m.run("validate", "docs")
+    assert done.returncode == 1
+    assert f"damaged: pack {only_second[0].name[:16]} is missing" in done.stdout.decode()
+
+
 def test_usage_reports_every_configuration(m, tmp_path, src):
     other = tmp_path / "other"
     other.mkdir()

@@ -320,6 +320,8 @@ def validate(m: Manage, name, deep, point_id) -> int:
     if m.json:
         emit_json({"type": "summary", **report.to_dict()})
     else:
+        for warning in (*report.warnings, *report.advice):
+            print(f"warning: {warning}")
         for problem in report.problems:
             print(f"damaged: {problem}")
         read = f", read {report.packs_read} packs and authenticated {report.blobs_authenticated} blobs" \

@@ -1,4 +1,10 @@
-"""Check: the repository's structure, and (on request) every byte of its data."""
+"""Check: the repository's structure, and (on request) every byte of its data.
+
+A check may be scoped to some snapshots (the managed validator checks one
+recovery point): then only their trees, the blobs they reference and the
+packs holding those are looked at, and a pack that is read has only those
+blobs authenticated. Keys, config and index are checked either way.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import math
 import random
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from strongroom.engine.progress import Counters, Listener, ignore
@@ -57,9 +64,13 @@ def select_subset(pack_ids: list[bytes], subset: str | None, rng: random.Random 
 
 
 class Checker:
-    def __init__(self, repo: Repository, listener: Listener = ignore, kit_on_record: bool = False) -> None:
+    def __init__(self, repo: Repository, listener: Listener = ignore, kit_on_record: bool = False,
+                 snapshots: Sequence[Snapshot] | None = None) -> None:
         self.repo = repo
         self.kit_on_record = kit_on_record
+        self.scope = None if snapshots is None else list(snapshots)
+        self.needed: set[bytes] = set()  # trees and chunks the snapshots reference
+        self._scoped_packs: dict[bytes, list[PackedBlob]] | None = None
         self.listener = listener
         self.report = CheckReport()
         self.damaged_blobs: dict[bytes, str] = {}
@@ -115,13 +126,7 @@ class Checker:
             self.repo.verify_config()
         except StrongroomError as e:
             self._problem("config", str(e))
-        for info in self.repo.storage.list(SNAPSHOT_DIR):
-            try:
-                self.snapshots.append(self.repo.load_snapshot(info.name))
-            except IncompleteObject as e:
-                self._leftover(e)
-            except StrongroomError as e:
-                self._problem(info.name, str(e))
+        self._load_snapshots()
         # As readers do: an index object a consolidated one replaces is not used.
         scan = self.repo.scan_index(StrongroomError, self._index_error)
         self.packs = scan.packs
@@ -129,9 +134,30 @@ class Checker:
             self.report.warnings.append(f"{len(scan.superseded)} index object(s) replaced by a consolidated index "
                                         f"are still there (left by an interrupted prune; prune removes them)")
 
+    def _load_snapshots(self) -> None:
+        if self.scope is not None:
+            self.snapshots = self.scope
+            return
+        for info in self.repo.storage.list(SNAPSHOT_DIR):
+            try:
+                self.snapshots.append(self.repo.load_snapshot(info.name))
+            except IncompleteObject as e:
+                self._leftover(e)
+            except StrongroomError as e:
+                self._problem(info.name, str(e))
+
+    def _packs_in_scope(self) -> dict[bytes, list[PackedBlob]]:
+        """Every indexed pack; scoped, those holding a blob the snapshots need (once their trees are read)."""
+        if self.scope is None:
+            return self.packs
+        if self._scoped_packs is None:
+            held = {loc.pack for loc in map(self.repo.index.get, self.needed) if loc is not None}
+            self._scoped_packs = {pack_id: blobs for pack_id, blobs in self.packs.items() if pack_id in held}
+        return self._scoped_packs
+
     def _check_packs_exist(self) -> None:
         on_target = self.repo.list_packs()
-        for pack_id, blobs in self.packs.items():
+        for pack_id, blobs in self._packs_in_scope().items():
             name = pack_name(pack_id, self.repo.config.data_fanout)
             size = on_target.get(pack_id)
             if size is None:
@@ -143,6 +169,9 @@ class Checker:
                               pack=pack_id.hex())
                 for b in blobs:
                     self.damaged_blobs[b.id] = f"pack {pack_id.hex()[:16]} has the wrong size"
+        self.report.counts["packs"] = len(self._packs_in_scope())
+        if self.scope is not None:
+            return  # leftovers of interrupted runs belong to no snapshot
         temporaries = self.repo.storage.temporaries()
         if temporaries:
             self.report.warnings.append(
@@ -152,7 +181,6 @@ class Checker:
         if unindexed:
             self.report.warnings.append(
                 f"{len(unindexed)} pack(s) are not in any index (left by an interrupted run; prune removes them)")
-        self.report.counts["packs"] = len(self.packs)
 
     def _check_trees(self) -> None:
         seen: set[bytes] = set()
@@ -164,6 +192,7 @@ class Checker:
                 if tree_id in seen:
                     continue
                 seen.add(tree_id)
+                self.needed.add(tree_id)
                 if tree_id in self.damaged_blobs:
                     continue
                 if tree_id not in self.repo.index:
@@ -181,11 +210,13 @@ class Checker:
                     if node.type == DIR and node.subtree:
                         stack.append(node.subtree)
                     elif node.type == FILE:
+                        self.needed.update(node.content)
                         for blob_id in node.content:
                             blobs_needed += 1
                             if blob_id not in self.repo.index and blob_id not in self.damaged_blobs:
                                 self.damaged_blobs[blob_id] = "data blob is not in the index"
         self.report.counts["trees"] = len(seen)
+        self.report.counts["blobs"] = len(self.needed)
         self.report.counts["snapshots"] = len(self.snapshots)
 
     def _read_pack(self, pack_id: bytes, blobs: list[PackedBlob]) -> None:
@@ -206,9 +237,12 @@ class Checker:
             self._problem(name, f"pack header: {e}", pack=pack_id.hex())
         view = memoryview(data)
         for b in blobs:
+            if self.scope is not None and b.id not in self.needed:
+                continue
             try:
                 self.repo.open_blob(b.type, b.id, view[b.offset:b.offset + b.length], b.raw_length, name,
                                     verify_id=True)
+                self.report.counts["blobs_authenticated"] += 1
             except IntegrityError as e:
                 self.damaged_blobs[b.id] = f"blob in pack {pack_id.hex()[:16]} is damaged"
                 self._problem(name, str(e), pack=pack_id.hex(), blob=b.id.hex())
@@ -259,11 +293,17 @@ class Checker:
 
     def run(self, read_data: bool = False, subset: str | None = None) -> CheckReport:
         self._load()
-        self._check_packs_exist()
-        self._check_trees()
+        if self.scope is None:
+            self._check_packs_exist()
+            self._check_trees()
+        else:
+            # Which packs are in scope is known once the trees are read.
+            self._check_trees()
+            self._check_packs_exist()
         if read_data or subset:
-            chosen = select_subset(sorted(self.packs), subset)
+            chosen = select_subset(sorted(self._packs_in_scope()), subset)
             self.counters.total_files = len(chosen)
+            self.report.counts["blobs_authenticated"] = 0
             for pack_id in chosen:
                 self._read_pack(pack_id, self.packs[pack_id])
             self.report.counts["packs_read"] = len(chosen)
@@ -273,8 +313,10 @@ class Checker:
 
 
 def run_check(repo: Repository, read_data: bool = False, subset: str | None = None,
-              listener: Listener = ignore, kit_on_record: bool = False) -> CheckReport:
-    return Checker(repo, listener, kit_on_record).run(read_data, subset)
+              listener: Listener = ignore, kit_on_record: bool = False,
+              snapshots: Sequence[Snapshot] | None = None) -> CheckReport:
+    """Check the repository, or with `snapshots` only what those snapshots need."""
+    return Checker(repo, listener, kit_on_record, snapshots).run(read_data, subset)
 
 
 __all__ = ["run_check", "CheckReport", "select_subset", "TREE", "Tree"]

@@ -3,22 +3,19 @@ validation and storage accounting."""
 
 from __future__ import annotations
 
-import hashlib
-import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from strongroom.engine.check import run_check
 from strongroom.engine.estimate import RECENT, estimate_backup, run_summaries
 from strongroom.engine.progress import ignore
 from strongroom.engine.forget import plan_forget, remove_snapshots
 from strongroom.engine.prune import plan_prune, run_prune
 from strongroom.engine.stats import repository_stats
-from strongroom.engine.tree_walk import needed_blobs
-from strongroom.errors import IntegrityError, StrongroomError, UsageError
+from strongroom.errors import StrongroomError, UsageError
 from strongroom.model.retention import Duration, Policy
-from strongroom.repo.pack import expected_pack_size, pack_name
 from strongroom.services.backup_service import BackupService
 from strongroom.services.configs import BackupConfig
 from strongroom.services.jobs import JobQueue
@@ -35,6 +32,9 @@ class ValidationReport:
     packs_read: int = 0
     blobs_authenticated: int = 0
     problems: list[str] = field(default_factory=list)
+    # check's warnings and advice (e.g. a single key and no recovery kit on record)
+    warnings: list[str] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)
     duration: float = 0.0
 
     def to_dict(self) -> dict:
@@ -46,67 +46,29 @@ class BackupValidator:
 
     Quick: every tree and chunk is indexed and every pack is there with its
     size. Deep (or a sampled share of the packs): the packs are read and each
-    needed blob is authenticated.
+    needed blob is authenticated. It is `check` scoped to the point's
+    snapshot; the repository's keys, config and index are checked too.
     """
 
     def __init__(self, service: BackupService) -> None:
         self.service = service
 
     def validate_backup(self, backup_id: str, deep: bool = False, sample: float | None = None) -> ValidationReport:
+        """`sample` is a share of the point's packs to read (0 < sample <= 1), rounded up."""
+        if sample is not None and not 0 < sample <= 1:
+            raise UsageError(f"sample must be a share of the packs, more than 0 and at most 1, not {sample}")
         started = time.monotonic()
         config, repo, snap = self.service.find_snapshot(backup_id)
-        report = ValidationReport(snap.id, config.name, deep or bool(sample))
-        repo.load_index()
-        try:
-            needed = needed_blobs(repo, [bytes.fromhex(snap.tree)])
-        except StrongroomError as e:
-            needed = set()
-            report.problems.append(f"a tree cannot be read: {e}")
-        by_pack: dict[bytes, list[bytes]] = defaultdict(list)
-        for blob in needed:
-            loc = repo.index.get(blob)
-            if loc is None:
-                report.problems.append(f"blob {blob.hex()[:16]} is not in the index")
-            else:
-                by_pack[loc.pack].append(blob)
-        report.blobs_checked = len(needed)
-        on_target = repo.list_packs()
-        for pack_id in by_pack:
-            expected = expected_pack_size(repo.index.packs[pack_id])
-            size = on_target.get(pack_id)
-            if size is None:
-                report.problems.append(f"pack {pack_id.hex()[:16]} is missing")
-            elif size != expected:
-                report.problems.append(f"pack {pack_id.hex()[:16]} has {size} bytes, expected {expected}")
-        report.packs_checked = len(by_pack)
-        if deep or sample:
-            packs = sorted(by_pack)
-            if sample and not deep:
-                packs = random.sample(packs, max(1, round(len(packs) * sample))) if packs else []
-            for pack_id in packs:
-                self._read_pack(repo, pack_id, by_pack[pack_id], report)
-        report.ok = not report.problems
-        report.duration = round(time.monotonic() - started, 3)
-        return report
-
-    def _read_pack(self, repo, pack_id: bytes, blobs: list[bytes], report: ValidationReport) -> None:
-        name = pack_name(pack_id, repo.config.data_fanout)
-        try:
-            data = repo.storage.read(name)
-        except StrongroomError as e:
-            report.problems.append(f"pack {pack_id.hex()[:16]} cannot be read: {e}")
-            return
-        report.packs_read += 1
-        if hashlib.sha256(data).digest() != pack_id:
-            report.problems.append(f"pack {pack_id.hex()[:16]} does not match its name")
-        for blob in blobs:
-            loc = repo.index.get(blob)
-            try:
-                repo.open_blob(loc.type, blob, memoryview(data)[loc.offset:loc.offset + loc.length],
-                               loc.raw_length, name, verify_id=True)
-                report.blobs_authenticated += 1
-            except IntegrityError as e:
-                report.problems.append(str(e))
+        subset = None if deep or not sample else f"{sample * 100:g}%"
+        kit = self.service.catalog.kit_on_record(repo.config.id, repo.key_id)
+        checked = run_check(repo, read_data=deep, subset=subset, kit_on_record=kit, snapshots=[snap])
+        counts = checked.counts
+        return ValidationReport(
+            snap.id, config.name, deep or bool(sample), ok=checked.ok, blobs_checked=counts["blobs"],
+            packs_checked=counts["packs"], packs_read=counts.get("packs_read", 0),
+            blobs_authenticated=counts.get("blobs_authenticated", 0),
+            problems=[_problem_line(p) for p in checked.problems], warnings=checked.warnings,
+            advice=checked.advice, duration=round(time.monotonic() - started, 3))
 
     def batch_validate(self, backup_ids: list[str], deep: bool = False,
                        sample: float | None = None) -> dict[str, ValidationReport]:
@@ -117,6 +79,15 @@ class BackupValidator:
             except StrongroomError as e:
                 reports[backup_id] = ValidationReport(backup_id, "", deep, ok=False, problems=[str(e)])
         return reports
+
+
+def _problem_line(problem: dict) -> str:
+    """A problem check found, as one line that names a pack by its short id."""
+    message = problem["message"]
+    if not problem.get("pack"):
+        return f"{problem['object']}: {message}"
+    pack = f"pack {problem['pack'][:16]}"
+    return f"{pack} {message[len('pack '):]}" if message.startswith("pack ") else f"{pack}: {message}"
 
 
 class StorageManager:
