@@ -98,8 +98,9 @@ def _v4_recovery_kits(db: sqlite3.Connection) -> None:
     # Keyed by the repository's id, not its URL: the same repository reached
     # as a path, local:PATH or through another configuration is one record.
     # key_id is the key the kit's password opens: a kit for a key removed
-    # since opens nothing.
-    db.execute("CREATE TABLE recovery_kits (repository_id TEXT PRIMARY KEY, key_id TEXT NOT NULL,"
+    # since opens nothing. IF NOT EXISTS: a file whose version number was set
+    # back by hand (tests do, to stand for an older file) keeps its table.
+    db.execute("CREATE TABLE IF NOT EXISTS recovery_kits (repository_id TEXT PRIMARY KEY, key_id TEXT NOT NULL,"
                " config TEXT NOT NULL, exported_at REAL NOT NULL)")
 
 
