@@ -342,6 +342,25 @@ def test_key_export_prints_a_kit_that_opens_the_repository(m, tmp_path, src):
     assert "s3cret" not in done.stdout.decode() + done.stderr.decode()
 
 
+def test_store_password_reads_it_as_the_repository_commands_do(m, tmp_path, src):
+    repo = tmp_path / "repo"
+    secret = tmp_path / "password.txt"
+    secret.write_bytes(b"from a file \xff\n")  # not UTF-8, and a newline that is not part of it
+    m.run("init", "--repo", str(repo), env={"STRONGROOM_PASSWORD_FILE": str(secret)}, check=True)
+    m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(repo), "--store-password",
+          env={"STRONGROOM_PASSWORD_COMMAND": f"cat {secret}"}, check=True)
+    point = m.summary("run", "docs")["snapshot"]
+    done = m.run("snapshots", "--repo", str(repo), "--json", env={"STRONGROOM_PASSWORD_FILE": str(secret)})
+    assert point in done.stdout.decode()
+
+    done = m.run("config", "edit", "docs", "--store-password",
+                 env={"STRONGROOM_PASSWORD_FILE": str(tmp_path / "missing")})
+    assert done.returncode == 2 and "cannot read password file" in one_error_line(done)
+    done = m.run("config", "edit", "docs", "--store-password")
+    assert done.returncode == 2 and one_error_line(done).endswith(
+        "--store-password: set STRONGROOM_PASSWORD, STRONGROOM_PASSWORD_FILE or STRONGROOM_PASSWORD_COMMAND")
+
+
 SINGLE_KEY = "the repository has a single key and no recovery kit is on record"
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import click
 
+from strongroom.cli.options import read_password
 from strongroom.cli.output import emit_json, human_size
 from strongroom.errors import StrongroomError, UsageError, WrongPassword
 from strongroom.model.retention import describe_policy, parse_duration
@@ -235,7 +236,8 @@ def config_options(editing: bool):
             click.option("--password-env", metavar="VAR",
                          help="Read the repository password from this variable at every run."),
             click.option("--store-password", is_flag=True,
-                         help="Keep a password (STRONGROOM_PASSWORD, STRONGROOM_PASSWORD_FILE or a prompt) "
+                         help="Keep a password (STRONGROOM_PASSWORD, STRONGROOM_PASSWORD_FILE, "
+                              "STRONGROOM_PASSWORD_COMMAND or a prompt) "
                               "in the secrets store, e.g. to reconnect to a repository from its recovery kit."),
             click.option("--max-attempts", type=click.IntRange(1), help="Tries per run before a job fails (3)."),
             click.option("--keep-last", type=click.IntRange(0), metavar="N", help="Retention: keep the N newest points."),
@@ -267,22 +269,12 @@ def config_options(editing: bool):
 
 
 def _stored_password() -> str:
-    path = os.environ.get("STRONGROOM_PASSWORD_FILE")
-    if path:
-        try:
-            with open(path, encoding="utf-8", errors="surrogateescape") as f:
-                password = f.read().rstrip("\r\n")
-        except OSError as e:
-            raise UsageError(f"cannot read password file {path}: {e.strerror}") from None
-    elif "STRONGROOM_PASSWORD" in os.environ:
-        password = os.environ["STRONGROOM_PASSWORD"]
-    elif sys.stdin.isatty():
-        password = getpass.getpass("repository password to keep: ")
-    else:
-        raise UsageError("--store-password: set STRONGROOM_PASSWORD or STRONGROOM_PASSWORD_FILE")
+    password = read_password(prompt="repository password to keep: ",
+                             missing="--store-password: set STRONGROOM_PASSWORD, STRONGROOM_PASSWORD_FILE "
+                                     "or STRONGROOM_PASSWORD_COMMAND")
     if not password:
         raise UsageError("empty password")
-    return password
+    return password.decode("utf-8", "surrogateescape")
 
 
 def _apply(config: BackupConfig, o: dict) -> BackupConfig:

@@ -65,16 +65,27 @@ class EventRelay:
             print(f"strongroom: {event.get('message', event)}", file=sys.stderr)
 
 
-def read_password(common: Common, prompt: str = "repository password: ") -> bytes:
-    """The password from a file, a command, the environment or a TTY prompt."""
-    path = common.password_file or os.environ.get("STRONGROOM_PASSWORD_FILE")
+NO_PASSWORD = ("no password: set STRONGROOM_PASSWORD, STRONGROOM_PASSWORD_FILE, "
+               "--password-file or --password-command")
+
+
+def read_password(common: Common | None = None, prompt: str = "repository password: ",
+                  missing: str = NO_PASSWORD) -> bytes:
+    """The repository password, for every command that asks for one.
+
+    In this order: the --password-file of `common` or STRONGROOM_PASSWORD_FILE,
+    the --password-command of `common` or STRONGROOM_PASSWORD_COMMAND,
+    STRONGROOM_PASSWORD, else `prompt` on the terminal. The catalog commands
+    pass no `common` (they take no password options) and their own `missing`.
+    """
+    path = (common and common.password_file) or os.environ.get("STRONGROOM_PASSWORD_FILE")
     if path:
         try:
             with open(path, "rb") as f:
                 return f.read().rstrip(b"\r\n")
         except OSError as e:
             raise UsageError(f"cannot read password file {path}: {e.strerror}") from None
-    command = common.password_command or os.environ.get("STRONGROOM_PASSWORD_COMMAND")
+    command = (common and common.password_command) or os.environ.get("STRONGROOM_PASSWORD_COMMAND")
     if command:
         done = subprocess.run(command, shell=True, stdout=subprocess.PIPE)
         if done.returncode != 0:
@@ -84,8 +95,7 @@ def read_password(common: Common, prompt: str = "repository password: ") -> byte
         return os.environb[b"STRONGROOM_PASSWORD"]
     if sys.stdin.isatty():
         return getpass.getpass(prompt).encode()
-    raise UsageError("no password: set STRONGROOM_PASSWORD, STRONGROOM_PASSWORD_FILE, "
-                     "--password-file or --password-command")
+    raise UsageError(missing)
 
 
 def common_options(func):

@@ -46,7 +46,12 @@ class BackupService:
         return self.webdav.open_storage(config.target_client_id, config.target_path, self.cache_root, on_event)
 
     def password_for(self, config: BackupConfig) -> bytes | None:
-        """The repository password: from its file, its variable, or the secrets store."""
+        """The repository password of a configuration, from the one source it names.
+
+        Its `password_file` (read at every run, the line end stripped), else its
+        `password_env` (the variable's name; read at every run, it must be set),
+        else its key in the secrets store (`secret_ref`). None without encryption.
+        Every service that opens a configuration's repository asks here."""
         if not config.encrypt:
             return None
         if config.password_file:
@@ -64,7 +69,8 @@ class BackupService:
         if secret is None:
             raise UsageError(f"config {config.name}: its repository key is not in the secrets store; "
                              "give it again with `strongroom config edit NAME --store-password`")
-        return secret.encode()
+        # Kept as text: a password that is not UTF-8 went in with surrogate escapes.
+        return secret.encode("utf-8", "surrogateescape")
 
     def take_password(self, config: BackupConfig) -> None:
         """Move a given password (or a generated key) into the secrets store."""
