@@ -457,6 +457,23 @@ def test_a_wrong_password(m, tmp_path, src):
     assert list(m.stored_secrets().values()) == ["the real one"]
 
 
+def test_a_webdav_password_file_is_read_alike_by_client_add_and_repository_commands(m, tmp_path, wsgidav_server):
+    dav = wsgidav_server
+    secret = tmp_path / "dav-password"
+    secret.write_text(dav.password + "\n")
+    m.run("client", "add", "cloud", "--url", dav.url, "--user", dav.username, "--webdav-password-file", str(secret),
+          check=True)
+    assert "credentials accepted yes" in m.run("client", "test", "cloud", check=True).stdout.decode()
+    done = m.run("init", "--repo", dav.storage_url(), "--webdav-password-file", str(secret),
+                 env={"STRONGROOM_PASSWORD": "pw"})
+    assert done.returncode == 0, done.stderr.decode()
+    for args in (("client", "add", "other", "--url", dav.url, "--user", dav.username),
+                 ("snapshots", "--repo", dav.storage_url())):
+        done = m.run(*args, env={"STRONGROOM_WEBDAV_PASSWORD_FILE": str(tmp_path / "absent"),
+                                 "STRONGROOM_PASSWORD": "pw"})
+        assert done.returncode == 2 and "cannot read WebDAV password file" in one_error_line(done)
+
+
 def test_an_unreachable_server(m, tmp_path, src, wsgidav_server):
     dav_env = {"STRONGROOM_WEBDAV_PASSWORD": wsgidav_server.password, "STRONGROOM_WEBDAV_DEADLINE": "1.5"}
     closed = f"http://127.0.0.1:{free_port()}/dav/"

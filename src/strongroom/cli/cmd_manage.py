@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import click
 
-from strongroom.cli.options import read_password
+from strongroom.cli.options import read_password, read_webdav_password_file
 from strongroom.cli.output import emit_json, human_size
 from strongroom.errors import StrongroomError, UsageError, WrongPassword
 from strongroom.model.retention import describe_policy, parse_duration
@@ -91,13 +91,10 @@ def client() -> None:
 
 
 def _webdav_password(password_file: str | None, username: str) -> str:
-    path = password_file or os.environ.get("STRONGROOM_WEBDAV_PASSWORD_FILE")
-    if path:
-        try:
-            with open(path, encoding="utf-8") as f:
-                return f.read().rstrip("\r\n")
-        except OSError as e:
-            raise UsageError(f"cannot read WebDAV password file {path}: {e.strerror}") from None
+    """As the repository commands read it, and a prompt where they would fail."""
+    password = read_webdav_password_file(password_file)
+    if password is not None:
+        return password
     if os.environ.get("STRONGROOM_WEBDAV_PASSWORD"):
         return os.environ["STRONGROOM_WEBDAV_PASSWORD"]
     if sys.stdin.isatty():

@@ -38,14 +38,7 @@ class Common:
         return Repository.open(self.storage(), lambda: read_password(self), self.cache_root)
 
     def _webdav_password(self) -> str | None:
-        path = self.webdav_password_file or os.environ.get("STRONGROOM_WEBDAV_PASSWORD_FILE")
-        if not path:
-            return None
-        try:
-            with open(path, encoding="utf-8") as f:
-                return f.read().rstrip("\r\n")
-        except OSError as e:
-            raise UsageError(f"cannot read WebDAV password file {path}: {e.strerror}") from None
+        return read_webdav_password_file(self.webdav_password_file)
 
     @property
     def cache_root(self) -> str | None:
@@ -96,6 +89,19 @@ def read_password(common: Common | None = None, prompt: str = "repository passwo
     if sys.stdin.isatty():
         return getpass.getpass(prompt).encode()
     raise UsageError(missing)
+
+
+def read_webdav_password_file(path: str | None) -> str | None:
+    """The WebDAV account password from the file `path` or STRONGROOM_WEBDAV_PASSWORD_FILE
+    names; None when neither is given (storage then reads STRONGROOM_WEBDAV_PASSWORD)."""
+    path = path or os.environ.get("STRONGROOM_WEBDAV_PASSWORD_FILE")
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().rstrip("\r\n")
+    except OSError as e:
+        raise UsageError(f"cannot read WebDAV password file {path}: {e.strerror}") from None
 
 
 def common_options(func):
