@@ -165,10 +165,12 @@ class StorageManager:
         with self.service.repo_lock(config):
             repo = self.service.open_repository(config)
             with repo.lock(exclusive=not dry_run, wait=60):
-                plan = plan_forget(self.service.snapshots(config, repo), policy, group_by=())
+                points = self.service.snapshots(config, repo)
+                plan = plan_forget(points, policy, group_by=())
                 removed = [] if dry_run else remove_snapshots(repo, plan)
                 if prune:
-                    prune_plan = plan_prune(repo)
+                    # The points kept here must be in prune's own listing, or it stops.
+                    prune_plan = plan_prune(repo, must_see={s.id for s in points} - set(removed))
                     pruned = prune_plan.summary() if dry_run else run_prune(repo, prune_plan)
                 else:
                     pruned = None
