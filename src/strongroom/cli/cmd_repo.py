@@ -26,7 +26,7 @@ from strongroom.repo.repository import DEFAULT_PACK_SIZE, Repository
 def init(common: Common, compression: str, pack_size: int, no_password: bool) -> None:
     """Create a new repository (and its directory)."""
     storage = common.storage()
-    vendor = getattr(storage, "vendor", None)
+    vendor = storage.info.vendor
     pack_bytes = pack_size * 1024 * 1024 if pack_size else vendor.pack_size if vendor else DEFAULT_PACK_SIZE
     cap = vendor.max_object_size if vendor else None
     if not 1 << 20 <= pack_bytes <= 400 << 20 or cap and pack_bytes + (8 << 20) > cap:
@@ -35,7 +35,8 @@ def init(common: Common, compression: str, pack_size: int, no_password: bool) ->
     if password is not None and not password:
         raise UsageError("empty password: use --no-password for a repository without one")
     repo = Repository.init(storage, password, compression=compression, pack_size=pack_bytes,
-                           data_fanout=vendor.data_fanout if vendor else 2, cache_root=common.cache_root)
+                           data_fanout=vendor.data_fanout if vendor else 2, cache_root=common.cache_root,
+                           settings=common.settings)
     if common.json:
         emit_json({"type": "summary", "repository_id": repo.config.id, "url": repo.storage.url,
                    "encrypted": password is not None})

@@ -13,6 +13,7 @@ import click
 
 from strongroom.errors import UsageError
 from strongroom.repo.repository import Repository
+from strongroom.settings import Settings
 from strongroom.storage import open_storage
 
 
@@ -30,17 +31,22 @@ class Common:
     webdav_password_file: str | None = None
     events: "EventRelay" = field(default_factory=lambda: EventRelay())
 
+    @functools.cached_property
+    def settings(self) -> Settings:
+        """The run's settings, read from the environment once, here at the edge."""
+        return Settings.from_env(cache_root=self.cache_root)
+
     def storage(self):
         return open_storage(self.repo or "", webdav_password=self._webdav_password, vendor=self.webdav_vendor,
-                            cache_root=self.cache_root, on_event=self.events)
+                            cache_root=self.cache_root, on_event=self.events, settings=self.settings)
 
     def open(self) -> Repository:
-        return Repository.open(self.storage(), lambda: read_password(self), self.cache_root)
+        return Repository.open(self.storage(), lambda: read_password(self), self.cache_root, settings=self.settings)
 
     def _webdav_password(self) -> str | None:
         path = self.webdav_password_file or os.environ.get("STRONGROOM_WEBDAV_PASSWORD_FILE")
         if not path:
-            return None
+            return os.environ.get("STRONGROOM_WEBDAV_PASSWORD")
         try:
             with open(path, encoding="utf-8") as f:
                 return f.read().rstrip("\r\n")

@@ -30,6 +30,7 @@ from strongroom.repo.index import INDEX_AAD, INDEX_DIR, Index, decode_index, enc
 from strongroom.repo.locks import LOCK_DIR, Lock
 from strongroom.repo.pack import (DATA, TREE, PACK_DIR, PackedBlob, PackWriter, blob_aad,
                                   pack_name, read_pack_header)
+from strongroom.settings import DEFAULT as DEFAULT_SETTINGS, Settings
 from strongroom.storage.base import Storage
 from strongroom.storage.metrics import CountingStorage
 
@@ -114,7 +115,7 @@ class Repository:
     """An opened repository. Blob writing is thread-safe."""
 
     def __init__(self, storage: Storage, master: MasterKey, config: RepoConfig, key_id: str,
-                 cache_root: str | None = None) -> None:
+                 cache_root: str | None = None, settings: Settings = DEFAULT_SETTINGS) -> None:
         self.storage = storage if isinstance(storage, CountingStorage) else CountingStorage(storage)
         self.crypto = Crypto(master)
         self.config = config
@@ -136,7 +137,7 @@ class Repository:
         self._unsaved: dict[bytes, list[PackedBlob]] = {}
         self._checkpoint_lock = threading.Lock()
         self._last_checkpoint = time.monotonic()
-        self.checkpoint_interval = float(os.environ.get("STRONGROOM_CHECKPOINT_SECONDS", "60"))
+        self.checkpoint_interval = settings.checkpoint_seconds
         self.compressor = Compressor(*parse_compression(config.compression))
         self.on_pack_stored: Callable[[int], None] | None = None
 
@@ -146,7 +147,7 @@ class Repository:
     def init(cls, storage: Storage, password: bytes | None, compression: str = "zstd",
              pack_size: int = DEFAULT_PACK_SIZE, chunker: ChunkerParams = ChunkerParams(),
              data_fanout: int = 2, cache_root: str | None = None,
-             kdf: keys.KdfParams | None = None) -> "Repository":
+             kdf: keys.KdfParams | None = None, settings: Settings = DEFAULT_SETTINGS) -> "Repository":
         if storage.exists():
             try:
                 storage.stat(CONFIG)
@@ -170,11 +171,11 @@ class Repository:
         target = _target_cache(storage, cache_root)
         if target:
             _record_identity(target, config, master)
-        return cls(storage, master, config, key_id, cache_root)
+        return cls(storage, master, config, key_id, cache_root, settings)
 
     @classmethod
     def open(cls, storage: Storage, password: Callable[[], bytes | None] | bytes | None,
-             cache_root: str | None = None) -> "Repository":
+             cache_root: str | None = None, settings: Settings = DEFAULT_SETTINGS) -> "Repository":
         """Open with a password, or a function that asks for one when needed.
 
         With a warm cache this costs one request (the key listing): key files
@@ -220,7 +221,7 @@ class Repository:
         if target:
             _check_identity(target, storage.url, config, master)
             target.put("config", CONFIG, config_data)
-        return cls(storage, master, config, key_id, cache_root)
+        return cls(storage, master, config, key_id, cache_root, settings)
 
     def verify_config(self) -> None:
         """Read the config from the target (not the cache) and authenticate it."""

@@ -314,7 +314,8 @@ class BackupManager:
                  max_concurrent_jobs: int = 2, retry_delay: float = 5.0) -> None:
         self.catalog = catalog
         self.webdav_service = webdav_service
-        self.backup_service = BackupService(catalog, webdav_service, secrets, cache_root)
+        self.backup_service = BackupService(catalog, webdav_service, secrets, cache_root,
+                                            settings=webdav_service.settings)
         self.validator = BackupValidator(self.backup_service)
         self.storage = StorageManager(self.backup_service)
         self.queue = JobQueue(catalog, self._run_job, max_concurrent_jobs, retry_delay)
