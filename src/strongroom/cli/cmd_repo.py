@@ -12,7 +12,6 @@ from strongroom.cli.options import Common, common_options, read_password
 from strongroom.cli.output import emit_json
 from strongroom.errors import UsageError, WrongPassword
 from strongroom.repo import keys
-from strongroom.repo.locks import remove_locks
 from strongroom.repo.repository import DEFAULT_PACK_SIZE, Repository
 
 
@@ -122,7 +121,7 @@ def key_remove(common: Common, key_id: str) -> None:
 def unlock(common: Common, remove_all: bool) -> None:
     """Remove stale locks."""
     repo = common.open()
-    removed = remove_locks(repo.storage, repo.crypto, remove_all)
+    removed = repo.remove_locks(remove_all)
     if common.json:
         emit_json({"type": "summary", "removed": [lock.describe() for lock in removed]})
     else:

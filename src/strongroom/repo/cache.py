@@ -12,6 +12,7 @@ safely.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 
@@ -67,6 +68,29 @@ class RepoCache:
             os.unlink(self._object_path(kind, name))
         except OSError:
             pass
+
+    def read_state(self, name: str) -> dict | None:
+        """A small document this machine keeps about the repository (lock sightings)."""
+        try:
+            with open(os.path.join(self.dir, name)) as f:
+                doc = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def write_state(self, name: str, doc: dict) -> None:
+        path = os.path.join(self.dir, name)
+        temp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            os.makedirs(self.dir, exist_ok=True)
+            with open(temp, "w") as f:
+                json.dump(doc, f)
+            os.replace(temp, path)
+        except OSError:
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
 
     def pending_packs(self) -> list[str]:
         try:

@@ -27,7 +27,8 @@ from strongroom.repo.chunker import Chunker, ChunkerParams
 from strongroom.repo.compression import Compressor, decompress, parse_compression
 from strongroom.repo.crypto import Crypto, MasterKey
 from strongroom.repo.index import INDEX_AAD, INDEX_DIR, Index, decode_index, encode_index
-from strongroom.repo.locks import LOCK_DIR, Lock
+from strongroom.repo.host import HostIdentity
+from strongroom.repo.locks import LOCK_DIR, Lock, LockInfo, LockSightings, LockTiming, Staleness, remove_locks
 from strongroom.repo.pack import (DATA, TREE, PACK_DIR, PackedBlob, PackWriter, blob_aad,
                                   pack_name, read_pack_header)
 from strongroom.storage.base import Storage
@@ -139,6 +140,8 @@ class Repository:
         self.checkpoint_interval = float(os.environ.get("STRONGROOM_CHECKPOINT_SECONDS", "60"))
         self.compressor = Compressor(*parse_compression(config.compression))
         self.on_pack_stored: Callable[[int], None] | None = None
+        self._locks: list[Lock] = []  # taken through lock(): writes check them first
+        self._lock_sightings: LockSightings | None = None
 
     # ---- creating and opening -------------------------------------------------
 
@@ -214,8 +217,33 @@ class Repository:
         """Read the config from the target (not the cache) and authenticate it."""
         RepoConfig.decode(self.crypto.decrypt(self.storage.read(CONFIG), CONFIG_AAD, "config"))
 
-    def lock(self, exclusive: bool = False, wait: float = 0.0) -> Lock:
-        return Lock(self.storage, self.crypto, exclusive).acquire(wait)
+    # ---- locks ----------------------------------------------------------------
+
+    def lock(self, exclusive: bool = False, wait: float = 0.0, timing: LockTiming | None = None) -> Lock:
+        """Take a lock; until it is released, every write first checks it is not lost."""
+        timing = timing or LockTiming()
+        host, sightings = self._lock_identity(timing)
+        lock = Lock(self.storage, self.crypto, exclusive, timing=timing, host=host, sightings=sightings).acquire(wait)
+        self._locks = [held for held in self._locks if held.name is not None or held.lost.is_set()] + [lock]
+        return lock
+
+    def check_lock(self) -> None:
+        """Raise LockLost if a lock taken through lock() was lost: another host
+        may take it for stale, so nothing more may be written or deleted."""
+        for lock in self._locks:
+            lock.check()
+
+    def remove_locks(self, all_locks: bool = False, timing: LockTiming | None = None) -> list[LockInfo]:
+        """Remove every lock, or only those stale by observation or dead by pid here."""
+        timing = timing or LockTiming()
+        host, sightings = self._lock_identity(timing)
+        return remove_locks(self.storage, self.crypto, Staleness(host, sightings, timing.stale_after), all_locks)
+
+    def _lock_identity(self, timing: LockTiming) -> tuple[HostIdentity, LockSightings]:
+        host = HostIdentity.current(os.path.dirname(self.cache.dir) if self.cache is not None else None)
+        if self._lock_sightings is None or self._lock_sightings.clock is not timing.clock:
+            self._lock_sightings = LockSightings(timing.clock, host.boot_id, self.cache)
+        return host, self._lock_sightings
 
     @property
     def requests(self) -> dict:
@@ -282,6 +310,7 @@ class Repository:
     def _write_object(self, name: str, data: bytes) -> None:
         """Write one object; if that fails, try once to remove what may be left,
         since some WebDAV servers keep a cut-off upload under its final name."""
+        self.check_lock()
         try:
             self.storage.write(name, data)
         except StorageError:
