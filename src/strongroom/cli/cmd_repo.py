@@ -69,7 +69,7 @@ def _new_password(common: Common) -> bytes:
 def key_add(common: Common) -> None:
     """Add a password (new password from STRONGROOM_NEW_PASSWORD[_FILE] or a prompt)."""
     repo = common.open()
-    with repo.lock(exclusive=True, wait=common.retry_lock):
+    with common.lock(repo, exclusive=True, writes=True, what="key add"):
         key_id = keys.store_key(repo.storage, repo.crypto.key, _new_password(common))
     print(f"added key {key_id[:8]}")
 
@@ -93,7 +93,7 @@ def key_list(common: Common) -> None:
 def key_passwd(common: Common) -> None:
     """Change the password that opened the repository."""
     repo = common.open()
-    with repo.lock(exclusive=True, wait=common.retry_lock):
+    with common.lock(repo, exclusive=True, writes=True, what="key passwd"):
         key_id = keys.store_key(repo.storage, repo.crypto.key, _new_password(common))
         repo.storage.delete(f"{keys.KEY_DIR}/{repo.key_id}")
     print(f"password changed: key {repo.key_id[:8]} replaced by {key_id[:8]}")
@@ -110,7 +110,7 @@ def key_remove(common: Common, key_id: str) -> None:
         raise UsageError(f"key {key_id} is {'ambiguous' if matches else 'not found'}")
     if matches[0] == repo.key_id:
         raise UsageError("refusing to remove the key in use: open with another password first")
-    with repo.lock(exclusive=True, wait=common.retry_lock):
+    with common.lock(repo, exclusive=True, writes=True, what="key remove"):
         repo.storage.delete(f"{keys.KEY_DIR}/{matches[0]}")
     print(f"removed key {matches[0][:8]}")
 
