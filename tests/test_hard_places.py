@@ -3,8 +3,12 @@ disk, a full cache disk. Real files, real mounts (as root), the real CLI."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import random
 import signal
+import subprocess
 import threading
 from pathlib import Path
 
@@ -21,6 +25,7 @@ from strongroom.storage import LocalStorage
 from strongroom.storage.base import Storage
 
 from conftest import PASSWORD
+from treeutil import snapshot_tree
 
 FAST = LockTiming(refresh_every=0.05, lost_after=0.6, retry_pause=0.05, stale_after=30)
 
@@ -166,3 +171,105 @@ def test_the_cli_exits_11_when_the_lock_is_lost(repo_path, cache_dir, big_src, m
     assert err[-1].endswith("stopped before writing more")
     assert made[-1].written_after_loss() == []
     assert objects(repo_path / "snapshots") == set()
+
+
+# ---- a read-only or full repository disk -----------------------------------------------------
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounts need root")
+NO_LOCK_WARNING = "cannot lock the repository ({}): going on without a lock"
+
+
+@contextlib.contextmanager
+def read_only_view(folder: Path, at: Path):
+    """`folder` seen through a real read-only bind mount at `at`."""
+    at.mkdir()
+    subprocess.run(["mount", "--bind", str(folder), str(at)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(at)], check=True)
+        yield at
+    finally:
+        subprocess.run(["umount", str(at)], check=True)
+
+
+@contextlib.contextmanager
+def small_tmpfs(at: Path, size: str):
+    at.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(at)], check=True)
+    try:
+        yield at
+    finally:
+        subprocess.run(["umount", str(at)], check=True)
+
+
+def fill(folder: Path) -> None:
+    """Fill the file system holding `folder` to the last block."""
+    with open(folder / "filler", "wb", buffering=0) as f:
+        for size in (65536, 4096, 1):
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+    with pytest.raises(OSError):
+        (folder / "one-more").write_bytes(b"x" * 8192)
+
+
+def warnings_in(done) -> list[str]:
+    return [line for line in done.stderr.decode().splitlines() if "cannot lock" in line]
+
+
+def reads_work_without_a_lock(cli, repo: Path, src: Path, tmp_path: Path, reason: str) -> None:
+    env = {"STRONGROOM_REPO": str(repo)}
+    done = cli.run("check", "--read-data", env=env)
+    assert done.returncode == 0, done.stderr.decode()
+    assert "no errors were found" in done.stdout.decode()
+    assert [line.split(": ", 1)[1] for line in warnings_in(done)] == [NO_LOCK_WARNING.format(reason)]
+
+    target = tmp_path / "restored"
+    done = cli.run("restore", "latest", "--target", str(target), env=env)
+    assert done.returncode == 0, done.stderr.decode()
+    assert len(warnings_in(done)) == 1
+    assert snapshot_tree(target / src.relative_to("/")) == snapshot_tree(src)
+
+    for args in (("snapshots",), ("ls", "latest"), ("diff", "latest", "latest"), ("backup", str(src), "--dry-run")):
+        done = cli.run(*args, env=env)
+        assert done.returncode == 0, (args, done.stderr.decode())
+    done = cli.run("check", "--no-lock", env=env)
+    assert done.returncode == 0 and warnings_in(done) == []
+
+
+def writes_fail_clearly(cli, repo: Path, reason: str) -> None:
+    env = {"STRONGROOM_REPO": str(repo)}
+    for args, what in ((("prune",), "prune"), (("forget", "--keep-last", "1"), "forget"),
+                       (("key", "add"), "key add")):
+        done = cli.run(*args, env={**env, "STRONGROOM_NEW_PASSWORD": "another"})
+        assert done.returncode == 1
+        assert done.stderr.decode().strip().splitlines() == [
+            f"strongroom: cannot lock the repository at local:{repo} ({reason}): {what} writes to it and cannot "
+            "go on without a lock"]
+    done = cli.run("prune", "--no-lock", env=env)
+    assert done.returncode != 0 and "--no-lock is only for commands that do not write" in done.stderr.decode()
+
+
+@needs_root
+def test_reading_a_repository_on_a_read_only_mount(cli, repo_path, src, tmp_path):
+    cli.run("init", check=True)
+    cli.run("backup", str(src), check=True)
+    with read_only_view(repo_path, tmp_path / "ro") as ro:
+        reads_work_without_a_lock(cli, ro, src, tmp_path, "read-only file system")
+        writes_fail_clearly(cli, ro, "read-only file system")
+    assert objects(repo_path / "locks") == set()
+
+
+@needs_root
+def test_reading_a_repository_on_a_full_disk(cli, src, tmp_path):
+    with small_tmpfs(tmp_path / "disk", "4m") as disk:
+        repo = disk / "repo"
+        cli.run("init", "--repo", str(repo), check=True)
+        cli.run("backup", str(src), "--repo", str(repo), check=True)
+        snapshots_before = objects(repo / "snapshots")
+        fill(disk)
+        reads_work_without_a_lock(cli, repo, src, tmp_path, "no space left on device")
+        writes_fail_clearly(cli, repo, "no space left on device")
+        assert objects(repo / "snapshots") == snapshots_before
+        assert objects(repo / "locks") == set()
