@@ -34,7 +34,8 @@ def init(common: Common, compression: str, pack_size: int, no_password: bool) ->
     if password is not None and not password:
         raise UsageError("empty password: use --no-password for a repository without one")
     repo = Repository.init(storage, password, compression=compression, pack_size=pack_bytes,
-                           data_fanout=vendor.data_fanout if vendor else 2, cache_root=common.cache_root)
+                           data_fanout=vendor.data_fanout if vendor else 2, cache_root=common.cache_root,
+                           on_warning=common.warn)
     if common.json:
         emit_json({"type": "summary", "repository_id": repo.config.id, "url": repo.storage.url,
                    "encrypted": password is not None})

@@ -39,7 +39,11 @@ class Common:
                             cache_root=self.cache_root, on_event=self.events)
 
     def open(self) -> Repository:
-        return Repository.open(self.storage(), lambda: read_password(self), self.cache_root)
+        return Repository.open(self.storage(), lambda: read_password(self), self.cache_root, on_warning=self.warn)
+
+    def warn(self, message: str) -> None:
+        """A warning from below the engine (the cache), shown as storage events are."""
+        self.events({"type": "warning", "message": message})
 
     def _webdav_password(self) -> str | None:
         path = self.webdav_password_file or os.environ.get("STRONGROOM_WEBDAV_PASSWORD_FILE")
@@ -72,7 +76,7 @@ class Common:
             if writes:
                 raise StorageError(f"cannot lock the repository at {repo.storage.url} ({reason}): {what} writes "
                                    "to it and cannot go on without a lock") from None
-        self.events({"type": "warning", "message": f"cannot lock the repository ({reason}): going on without a lock"})
+        self.warn(f"cannot lock the repository ({reason}): going on without a lock")
         return contextlib.nullcontext()
 
 

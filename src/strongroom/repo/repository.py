@@ -22,7 +22,7 @@ from strongroom.errors import (IncompleteObject, IntegrityError, ObjectNotFound,
 from strongroom.model.snapshot import SNAPSHOT_AAD, SNAPSHOT_DIR, Snapshot
 from strongroom.model.tree import Tree
 from strongroom.repo import keys
-from strongroom.repo.cache import RepoCache, default_cache_root
+from strongroom.repo.cache import CacheWrites, RepoCache, default_cache_root
 from strongroom.repo.chunker import Chunker, ChunkerParams
 from strongroom.repo.compression import Compressor, decompress, parse_compression
 from strongroom.repo.crypto import Crypto, MasterKey
@@ -115,12 +115,17 @@ class Repository:
     """An opened repository. Blob writing is thread-safe."""
 
     def __init__(self, storage: Storage, master: MasterKey, config: RepoConfig, key_id: str,
-                 cache_root: str | None = None) -> None:
+                 cache_root: str | None = None, on_warning: Callable[[str], None] | None = None,
+                 cache_writes: CacheWrites | None = None) -> None:
         self.storage = storage if isinstance(storage, CountingStorage) else CountingStorage(storage)
         self.crypto = Crypto(master)
         self.config = config
         self.key_id = key_id
-        self.cache = RepoCache(cache_root or default_cache_root(), config.id) if cache_root != "" else None
+        # on_warning hears of what goes wrong without failing the command (a full cache disk).
+        self.on_warning = on_warning
+        root = cache_root or default_cache_root()
+        self.cache = RepoCache(root, config.id, cache_writes or CacheWrites(root, on_warning)) \
+            if cache_root != "" else None
         self.index = Index()
         self._index_loaded = False
         self.damaged_index: list[str] = []
@@ -148,7 +153,8 @@ class Repository:
     @classmethod
     def init(cls, storage: Storage, password: bytes | None, compression: str = "zstd",
              pack_size: int = DEFAULT_PACK_SIZE, chunker: ChunkerParams = ChunkerParams(),
-             data_fanout: int = 2, cache_root: str | None = None) -> "Repository":
+             data_fanout: int = 2, cache_root: str | None = None,
+             on_warning: Callable[[str], None] | None = None) -> "Repository":
         if storage.exists():
             try:
                 storage.stat(CONFIG)
@@ -169,11 +175,11 @@ class Repository:
         key_id = keys.store_key(storage, master, password)
         crypto = Crypto(master)
         storage.write(CONFIG, crypto.encrypt(config.encode(), CONFIG_AAD))
-        return cls(storage, master, config, key_id, cache_root)
+        return cls(storage, master, config, key_id, cache_root, on_warning)
 
     @classmethod
     def open(cls, storage: Storage, password: Callable[[], bytes | None] | bytes | None,
-             cache_root: str | None = None) -> "Repository":
+             cache_root: str | None = None, on_warning: Callable[[str], None] | None = None) -> "Repository":
         """Open with a password, or a function that asks for one when needed.
 
         With a warm cache this costs one request (the key listing): key files
@@ -183,8 +189,9 @@ class Repository:
         listed = list(storage.list(keys.KEY_DIR))
         if not listed:
             raise RepositoryNotFound(f"no repository at {storage.url}")
+        writes = CacheWrites(cache_root or default_cache_root(), on_warning)
         target = None if cache_root == "" else RepoCache(
-            cache_root or default_cache_root(), "target-" + hashlib.sha256(storage.url.encode()).hexdigest()[:32])
+            writes.root, "target-" + hashlib.sha256(storage.url.encode()).hexdigest()[:32], writes)
 
         def read_key(name: str) -> bytes:
             cached = target.get("keys", name) if target else None
@@ -201,7 +208,7 @@ class Repository:
         if config_data is not None:
             try:
                 return cls(storage, master, RepoConfig.decode(crypto.decrypt(config_data, CONFIG_AAD, "config")),
-                           key_id, cache_root)
+                           key_id, cache_root, on_warning, writes)
             except (IntegrityError, ValueError, KeyError):
                 pass  # another repository once lived at this URL: read it afresh
         try:
@@ -211,7 +218,7 @@ class Repository:
         config = RepoConfig.decode(crypto.decrypt(config_data, CONFIG_AAD, "config"))
         if target:
             target.put("config", CONFIG, config_data)
-        return cls(storage, master, config, key_id, cache_root)
+        return cls(storage, master, config, key_id, cache_root, on_warning, writes)
 
     def verify_config(self) -> None:
         """Read the config from the target (not the cache) and authenticate it."""
