@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import random
 import signal
@@ -19,8 +20,9 @@ from strongroom.cli.options import Common
 from strongroom.engine.backup import BackupOptions, run_backup
 from strongroom.engine.prune import plan_prune, run_prune
 from strongroom.errors import LockLost, StorageError
+from strongroom.repo.cache import CacheWrites, RepoCache
 from strongroom.repo.locks import LOCK_DIR, LockTiming
-from strongroom.repo.repository import Repository
+from strongroom.repo.repository import DATA, Repository
 from strongroom.storage import LocalStorage
 from strongroom.storage.base import Storage
 
@@ -273,3 +275,88 @@ def test_reading_a_repository_on_a_full_disk(cli, src, tmp_path):
         writes_fail_clearly(cli, repo, "no space left on device")
         assert objects(repo / "snapshots") == snapshots_before
         assert objects(repo / "locks") == set()
+
+
+# ---- a full cache disk -----------------------------------------------------------------------
+
+
+def cache_warnings(done, cache: Path) -> list[str]:
+    return [line for line in done.stderr.decode().splitlines() if f"cache {cache}" in line]
+
+
+@pytest.fixture
+def wide_src(tmp_path: Path) -> Path:
+    """Enough files that the tree pack alone is larger than a 64 KiB cache."""
+    root = tmp_path / "wide"
+    rnd = random.Random(3)
+    for d in range(4):
+        folder = root / f"folder-with-a-long-name-{d:02d}"
+        folder.mkdir(parents=True)
+        for i in range(300):
+            (folder / f"file-with-a-long-name-{i:04d}.txt").write_bytes(rnd.randbytes(64))
+    return root
+
+
+@needs_root
+def test_backup_goes_on_when_the_cache_disk_fills(cli, wide_src, tmp_path):
+    cli.run("init", check=True)
+    with small_tmpfs(tmp_path / "small-cache", "64k") as cache:
+        env = {"STRONGROOM_CACHE_DIR": str(cache)}
+        done = cli.run("backup", str(wide_src), env=env)
+        assert done.returncode == 0, done.stderr.decode()
+        # Its prefix is the reporter's ("warning: ") or, before one runs, "strongroom: ".
+        assert [line.split(": ", 1)[1] for line in cache_warnings(done, cache)] == [
+            f"cache {cache}: No space left on device; going on without it"]
+        assert "snapshot" in done.stdout.decode()
+        target = tmp_path / "restored"
+        done = cli.run("restore", "latest", "--target", str(target), env=env)
+        assert done.returncode == 0, done.stderr.decode()
+        assert len(cache_warnings(done, cache)) <= 1
+    assert snapshot_tree(target / wide_src.relative_to("/")) == snapshot_tree(wide_src)
+    assert cli.run("check", "--read-data").returncode == 0
+
+
+@needs_root
+def test_cache_writes_stop_with_one_warning(tmp_path):
+    with small_tmpfs(tmp_path / "small-cache", "64k") as root:
+        (root / "repo-id").mkdir()
+        (root / "repo-id" / "pending-packs").write_text("a" * 64 + "\n")
+        fill(root)
+        heard = []
+        cache = RepoCache(str(root), "repo-id", CacheWrites(str(root), heard.append))
+        cache.put("trees", "c" * 64, b"x" * 10000)
+        cache.note_pack("b" * 64)  # the cache is off now: not even tried
+        cache.write_state("lock-sightings", {"seen": {}})
+        cache.forget_packs({"a" * 64})
+        cache.put("index", "d" * 64, b"y")
+        assert heard == [f"cache {root}: No space left on device; going on without it"]
+        assert cache.pending_packs() == ["a" * 64]  # what was there is still read
+        assert cache.get("trees", "c" * 64) is None
+        assert objects(root / "repo-id") == {"pending-packs"}  # no temporary files left behind
+
+
+@needs_root
+def test_a_journal_lost_to_a_full_cache_costs_only_uploads(cli, repo_path, big_src, tmp_path):
+    """An interrupted backup whose pending-pack journal could not be written:
+    its packs are not adopted, the next backup stores the blobs again, and
+    prune removes the orphans. Nothing is lost or damaged."""
+    small_pack_repo(repo_path, tmp_path / "cache")
+    with small_tmpfs(tmp_path / "small-cache", "64k") as full:
+        heard = []
+        repo = Repository.open(LocalStorage(str(repo_path)), PASSWORD, cache_root=str(full), on_warning=heard.append)
+        fill(full)
+        for path in sorted(big_src.iterdir()):
+            repo.save_blob(DATA, path.read_bytes())  # packs are stored; no checkpoint: "interrupted"
+        assert heard == [f"cache {full}: No space left on device; going on without it"]
+    orphans = objects(repo_path / "data")
+    assert orphans and objects(repo_path / "index") == set()
+
+    done = cli.run("backup", str(big_src), check=True)
+    assert "resumed" not in done.stderr.decode()
+    assert cli.run("check", "--read-data").returncode == 0
+    pruned = json.loads(cli.run("prune", "--json", check=True).stdout.decode().splitlines()[-1])
+    assert pruned["packs_unindexed_deleted"] == len(orphans)
+    assert cli.run("check", "--read-data").returncode == 0
+    target = tmp_path / "restored"
+    cli.run("restore", "latest", "--target", str(target), check=True)
+    assert snapshot_tree(target / big_src.relative_to("/")) == snapshot_tree(big_src)
