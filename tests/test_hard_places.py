@@ -360,3 +360,22 @@ def test_a_journal_lost_to_a_full_cache_costs_only_uploads(cli, repo_path, big_s
     target = tmp_path / "restored"
     cli.run("restore", "latest", "--target", str(target), check=True)
     assert snapshot_tree(target / big_src.relative_to("/")) == snapshot_tree(big_src)
+
+
+def test_writes_stay_refused_after_a_loss_until_a_new_lock_is_taken(repo_path, cache_dir):
+    small_pack_repo(repo_path, cache_dir)
+    repo = Repository.open(LocalStorage(str(repo_path)), PASSWORD, cache_root=str(cache_dir))
+    now = [0.0]
+    lock = repo.lock(timing=LockTiming(refresh_every=600, lost_after=900, stale_after=1800, clock=lambda: now[0]))
+    repo.write_index_object({})
+    now[0] += 900
+    with pytest.raises(LockLost, match="not refreshed for 900 s"):
+        repo.write_index_object({})
+    lock.release()
+    with pytest.raises(LockLost):
+        repo.write_index_object({})
+    assert len(objects(repo_path / "index")) == 1
+    with repo.lock():
+        repo.write_index_object({})
+    assert len(objects(repo_path / "index")) == 2
+    assert objects(repo_path / "locks") == set()

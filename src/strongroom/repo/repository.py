@@ -231,7 +231,8 @@ class Repository:
         timing = timing or LockTiming()
         host, sightings = self._lock_identity(timing)
         lock = Lock(self.storage, self.crypto, exclusive, timing=timing, host=host, sightings=sightings).acquire(wait)
-        self._locks = [held for held in self._locks if held.name is not None or held.lost.is_set()] + [lock]
+        # A lost lock refuses writes until its holder released it and took a new one.
+        self._locks = [held for held in self._locks if held.name is not None] + [lock]
         return lock
 
     def check_lock(self) -> None:
