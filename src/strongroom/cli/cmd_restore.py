@@ -49,7 +49,7 @@ def restore(common: Common, snapshot, target, at, include, exclude, overwrite, v
     common.events.listener = reporter
     started = time.monotonic()
     try:
-        with repo.lock(exclusive=False, wait=common.retry_lock):
+        with common.lock(repo, writes=False, what="restore"):
             snap, subpath = choose(repo, snapshot, host, tags, paths, at)
             options = RestoreOptions(target, subpath, tuple(include), tuple(exclude), overwrite, verify, dry_run)
             result = run_restore(repo, snap, options, reporter)
