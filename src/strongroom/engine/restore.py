@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from strongroom.engine.progress import Counters, Listener, ignore
+from strongroom.engine.restore_select import Item, select_items
 from strongroom.engine.target_dirs import ROOT, TargetDirs, set_dir_metadata, set_metadata
-from strongroom.engine.tree_walk import leads_to, path_matches, resolve, walk_nodes
 from strongroom.errors import IntegrityError, StrongroomError, UsageError
 from strongroom.model.snapshot import Snapshot
 from strongroom.model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
@@ -52,14 +52,6 @@ class RestoreResult:
     errors: list[dict] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Item:
-    """One entry to restore. Its path is never kept: the parent index leads up to the target."""
-    parent: int  # index of the directory item holding it, or ROOT
-    name: bytes
-    node: Node
-
-
 @dataclass
 class _FileJob:
     index: int  # of the item
@@ -79,7 +71,7 @@ class Restore:
         self.target = os.path.abspath(os.fsencode(options.target))
         self.counters = Counters(listener, "restore")
         self.errors: list[dict] = []
-        self.items: list[_Item] = []
+        self.items: list[Item] = []
         self.failed: dict[int, str] = {}  # item -> why it was not restored (one reason each)
         self.skipped: set[int] = set()  # items left as they were found
         self._lock = threading.Lock()
@@ -113,61 +105,6 @@ class Restore:
     def _error(self, index: int, message: str) -> None:
         """A problem with an item that is there (its metadata, its verification)."""
         self._emit(index, message)
-
-    # ---- choosing what to restore ---------------------------------------------------
-
-    def _select(self) -> list[_Item]:
-        """The items to restore, depth first with parents before children (the walk's order)."""
-        tree_id, node = resolve(self.repo, bytes.fromhex(self.snapshot.tree), self.opt.subpath)
-        if node is not None and node.type != DIR:
-            walked = [(0, node)]
-        else:
-            walked = walk_nodes(self.repo, tree_id) if tree_id else ()
-        prefix = ("/" + "/".join(p for p in self.opt.subpath.split("/") if p)).rstrip("/")
-        include, exclude = self.opt.include, self.opt.exclude
-        nodes: list[Node] = []
-        parents: list[int] = []
-        wanted: list[bool] = []  # not excluded, and chosen (files) or possibly on the way to a choice (dirs)
-        matched: list[bool] = []  # dirs the include patterns name themselves
-        above: list[int] = []  # the directories on the way down to the current item
-        names: list[bytes] = []
-        for index, (depth, n) in enumerate(walked):
-            del above[depth:], names[depth:]
-            names.append(n.name)
-            nodes.append(n)
-            parents.append(above[-1] if above else ROOT)
-            if n.type == DIR:
-                above.append(index)
-            shown = prefix + "/" + os.fsdecode(b"/".join(names)) if include or exclude else ""
-            if exclude and path_matches(exclude, shown):
-                wanted.append(False)
-                matched.append(False)
-            elif n.type == DIR:
-                wanted.append(not include or path_matches(include, shown) or leads_to(include, shown))
-                matched.append(not include or path_matches(include, shown))
-            else:
-                wanted.append(not include or path_matches(include, shown))
-                matched.append(False)
-        keep = list(wanted)
-        if include:
-            # A directory stays when the patterns name it or a chosen item is below it.
-            needed = [False] * len(nodes)
-            for index, n in enumerate(nodes):
-                if n.type != DIR and wanted[index]:
-                    up = parents[index]
-                    while up != ROOT and not needed[up]:
-                        needed[up] = True
-                        up = parents[up]
-            keep = [w and (nodes[i].type != DIR or needed[i] or matched[i]) for i, w in enumerate(wanted)]
-        # Nothing below a directory that is left out.
-        new_index: dict[int, int] = {}
-        items: list[_Item] = []
-        for index, n in enumerate(nodes):
-            up = parents[index]
-            if keep[index] and (up == ROOT or up in new_index):
-                new_index[index] = len(items)
-                items.append(_Item(new_index.get(up, ROOT), n.name, n))
-        return items
 
     # ---- making places safely ----------------------------------------------------------
 
@@ -210,7 +147,8 @@ class Restore:
 
     def run(self) -> RestoreResult:
         self.repo.load_index()
-        self.items = items = self._select()
+        self.items = items = select_items(self.repo, self.snapshot, self.opt.subpath, self.opt.include,
+                                          self.opt.exclude)
         files = [i for i, item in enumerate(items) if item.node.type == FILE]
         self.counters.total_files = len(items)
         self.counters.total_bytes = sum(items[i].node.size for i in files)
@@ -516,7 +454,7 @@ class Restore:
 class _OpenFiles:
     """A few open output files, so a pack's blobs for one file share one open."""
 
-    def __init__(self, dirs: TargetDirs, items: list[_Item], limit: int = 32) -> None:
+    def __init__(self, dirs: TargetDirs, items: list[Item], limit: int = 32) -> None:
         self.dirs = dirs
         self.items = items
         self.limit = limit
