@@ -249,3 +249,29 @@ def test_every_walk_stops_at_a_tree_that_contains_itself(repo, loop, monkeypatch
     assert [(p["object"], p["message"]) for p in report.problems] == [
         (f"tree {loop['fake'].hex()[:16]}", "contains itself")]
     assert report.problems[0]["snapshots"] == [loop["snap"][:8]]
+
+
+# ---- the order is the one the recursive walks gave -----------------------------------------------
+
+
+def recursive_walk(repo, tree_id, prefix=b""):
+    for node in repo.load_tree(tree_id).nodes:
+        yield prefix + b"/" + node.name, node
+        if node.type == "dir" and node.subtree:
+            yield from recursive_walk(repo, node.subtree, prefix + b"/" + node.name)
+
+
+def test_walk_and_diff_keep_the_depth_first_order(repo, tmp_path):
+    def tree(*nodes):
+        return save_tree(repo, *nodes)
+    leaf = tree(file_node(repo, b"x", b"1"), file_node(repo, b"y", b"2"))
+    old = tree(dir_node(b"a", tree(dir_node(b"b", leaf), file_node(repo, b"c", b"3"))), dir_node(b"gone", leaf),
+               file_node(repo, b"m", b"4"), dir_node(b"z", leaf))
+    new = tree(dir_node(b"a", tree(dir_node(b"b", tree(file_node(repo, b"x", b"changed"))), file_node(repo, b"c", b"3"))),
+               dir_node(b"added", leaf), file_node(repo, b"m", b"4", mode=0o600), dir_node(b"z", leaf))
+    save_snapshot(repo, old)
+    assert list(walk(repo, old)) == list(recursive_walk(repo, old))
+    assert [p for p, _ in walk(repo, new, b"/pre")] == [p for p, _ in recursive_walk(repo, new, b"/pre")]
+    assert [(c["change"], c["path"]) for c in diff_trees(repo, old, new)] == [
+        ("M", "/a/b/x"), ("-", "/a/b/y"), ("+", "/added/"), ("+", "/added/x"), ("+", "/added/y"),
+        ("-", "/gone/"), ("-", "/gone/x"), ("-", "/gone/y"), ("U", "/m")]
