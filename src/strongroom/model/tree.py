@@ -20,6 +20,18 @@ FILE, DIR, SYMLINK, FIFO, CHARDEV, BLOCKDEV, SOCKET = (
 NODE_TYPES = {FILE, DIR, SYMLINK, FIFO, CHARDEV, BLOCKDEV, SOCKET}
 
 
+class TreeContainsItself(IntegrityError):
+    """A directory whose subtree is one of the trees above it.
+
+    Impossible while every tree is stored under the hash of its content;
+    a walk that meets one stops with this error instead of going round.
+    """
+
+    def __init__(self, tree_id: bytes) -> None:
+        super().__init__(f"tree {tree_id.hex()[:16]} contains itself")
+        self.tree_id = tree_id
+
+
 def check_name(name: bytes) -> bytes:
     """Refuse any name that could lead outside the directory holding it."""
     if not name or name in (b".", b"..") or b"/" in name or b"\0" in name:

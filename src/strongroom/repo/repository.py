@@ -507,7 +507,10 @@ class Repository:
             if tree is not None:
                 self._tree_cache.move_to_end(tree_id)
                 return tree
-        tree = Tree.decode(self.read_blob(tree_id, TREE))
+        data = self.read_blob(tree_id, TREE)
+        if self.crypto.blob_id(data) != tree_id:  # a tree under another's id could contain itself
+            raise IntegrityError(f"tree {tree_id.hex()[:16]}: content does not match its id")
+        tree = Tree.decode(data)
         with self._tree_lock:
             self._tree_cache[tree_id] = tree
             if len(self._tree_cache) > 4096:
