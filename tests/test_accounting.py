@@ -88,9 +88,9 @@ def test_the_retention_policy_is_checked_when_it_is_given(m, tmp_path):
     add = ["config", "add", "docs", "--source", str(src), "--target-dir", str(tmp_path / "repo"),
            "--password-env", "ACCOUNTING_REPO_PASSWORD"]
     done = m.run(*add, "--retention-after-run", "prune")
-    assert done.returncode == 1 and "needs a retention policy" in one_error_line(done)
+    assert done.returncode == 2 and "needs a retention policy" in one_error_line(done)
     done = m.run(*add, "--keep-within", "3x")
-    assert done.returncode == 1 and "cannot read duration" in one_error_line(done)
+    assert done.returncode == 2 and "cannot read duration" in one_error_line(done)
     done = m.run(*add, "--keep-daily", "-1")
     assert done.returncode == 2
     assert m.run("config", "list", "--json", check=True).stdout.count(b'"type": "config"') == 0
@@ -108,7 +108,7 @@ def test_the_retention_policy_is_checked_when_it_is_given(m, tmp_path):
     doc = [e for e in m.json("config", "show", "docs") if e["type"] == "config"][0]
     assert doc["retention"] == {} and doc["retention_after_run"] == "off"
     done = m.run("apply-retention", "docs")
-    assert done.returncode == 1 and "has no retention policy" in one_error_line(done)
+    assert done.returncode == 2 and "has no retention policy" in one_error_line(done)
 
     for bad in ({"keep_dayly": 3}, {"keep_daily": -1}, {"keep_daily": True}, {"keep_within": 30},
                 {"keep_tags": "release"}):

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from strongroom.errors import RepositoryLocked
+from strongroom.errors import LockLost, RepositoryLocked, StorageError
 from strongroom.repo import locks
 from strongroom.repo.crypto import Crypto, MasterKey
-from strongroom.repo.locks import LOCK_DIR, STALE_AFTER, Lock, read_locks, remove_locks
+from strongroom.repo.host import HostIdentity
+from strongroom.repo.locks import (LOCK_DIR, Lock, LockSightings, LockTiming, Staleness, read_locks,
+                                   remove_locks)
 from strongroom.storage import CountingStorage, LocalStorage
+from strongroom.storage.base import Storage
 
 from conftest import reopen
 
@@ -42,17 +45,42 @@ def dead_pid() -> int:
     return child.pid
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+HERE = HostIdentity.current()
+
+
+def elsewhere(**changes) -> HostIdentity:
+    """Another machine (by default) that shares our hostname: a cloned VM."""
+    fields = {"hostname": HERE.hostname, "machine_id": "f" * 32, "boot_id": HERE.boot_id, "pid_ns": HERE.pid_ns}
+    return HostIdentity(**{**fields, **changes})
+
+
+def staleness(clock=None, stale_after: float = 60.0) -> Staleness:
+    clock = clock or FakeClock()
+    return Staleness(HERE, LockSightings(clock, HERE.boot_id), stale_after)
+
+
 def planted_lock(storage, crypto, monkeypatch, exclusive: bool, *, at: float | None = None,
-                 pid: int | None = None, hostname: str | None = None) -> str:
+                 pid: int | None = None, host: HostIdentity | None = None) -> str:
     """Write a lock object as another process would have, without holding it."""
-    lock = Lock(storage, crypto, exclusive)
+    lock = Lock(storage, crypto, exclusive, host=host or HERE)
     with monkeypatch.context() as m:
         if at is not None:
             m.setattr(locks.time, "time", lambda: at)
         if pid is not None:
             m.setattr(locks.os, "getpid", lambda: pid)
-        if hostname is not None:
-            m.setattr(locks.socket, "gethostname", lambda: hostname)
         return lock._write()
 
 
@@ -105,8 +133,10 @@ def test_lock_records_who_holds_it(storage, crypto):
         assert info.name == held.name
         assert info.exclusive is True
         assert info.hostname == socket.gethostname()
+        assert (info.machine_id, info.boot_id, info.pid_ns) == (HERE.machine_id, HERE.boot_id, HERE.pid_ns)
         assert abs(info.time - time.time()) < 60
-        assert not info.is_stale(time.time())
+        assert not info.process_gone(HERE)
+        assert staleness().judge([info]) == []
     assert read_locks(storage, crypto) == []
 
 
@@ -147,57 +177,119 @@ def test_repository_lock_uses_the_same_objects(repo, repo_path, cache_dir):
 # ---- stale locks -------------------------------------------------------------------------
 
 
-def test_lock_of_a_dead_process_on_this_host_is_stale(storage, crypto, monkeypatch):
+def test_lock_of_a_dead_process_on_this_machine_is_stale(storage, crypto, monkeypatch):
     pid = dead_pid()
     name = planted_lock(storage, crypto, monkeypatch, exclusive=True, pid=pid)
     [info] = read_locks(storage, crypto)
     assert (info.name, info.pid, info.hostname) == (name, pid, socket.gethostname())
-    assert info.is_stale(time.time())
+    assert info.process_gone(HERE)
+    assert staleness().judge([info]) == [info]
 
     shared = Lock(storage, crypto, exclusive=False).acquire()
     assert lock_names(storage) == {name, shared.name}
     shared.release()
 
-    assert [lock.name for lock in remove_locks(storage, crypto)] == [name]
+    assert [lock.name for lock in remove_locks(storage, crypto, staleness())] == [name]
     assert lock_names(storage) == set()
 
 
-def test_lock_of_a_live_process_elsewhere_is_not_stale(storage, crypto, monkeypatch):
-    # The pid is dead here, but on another host nobody can tell: only age counts.
-    name = planted_lock(storage, crypto, monkeypatch, exclusive=True, pid=dead_pid(), hostname="elsewhere.example")
+@pytest.mark.parametrize("host", [
+    elsewhere(),  # a clone with our hostname
+    elsewhere(machine_id=HERE.machine_id, pid_ns="0:1"),  # a container on this machine
+    elsewhere(machine_id=HERE.machine_id, boot_id="0" * 36),  # a clone booted on its own, or an earlier boot
+    elsewhere(hostname="elsewhere.example"),
+], ids=["same-hostname-other-machine", "other-pid-namespace", "other-boot", "other-host"])
+def test_a_dead_pid_elsewhere_says_nothing(storage, crypto, monkeypatch, host):
+    # The pid is dead here, but it was handed out elsewhere: only observation counts.
+    name = planted_lock(storage, crypto, monkeypatch, exclusive=True, pid=dead_pid(), host=host)
     [info] = read_locks(storage, crypto)
-    assert not info.is_stale(time.time())
-    with pytest.raises(RepositoryLocked, match="elsewhere.example"):
+    assert info.hostname == host.hostname and not info.process_gone(HERE)
+    with pytest.raises(RepositoryLocked, match=f"exclusive lock by .*@{host.hostname}"):
         Lock(storage, crypto, exclusive=False).acquire()
-    assert remove_locks(storage, crypto) == []
+    assert remove_locks(storage, crypto, staleness()) == []
     assert lock_names(storage) == {name}
 
 
-def test_lock_older_than_stale_after_is_stale(storage, crypto, monkeypatch):
-    now = time.time()
-    old = planted_lock(storage, crypto, monkeypatch, exclusive=True, at=now - STALE_AFTER - 60,
-                       hostname="elsewhere.example")
-    recent = planted_lock(storage, crypto, monkeypatch, exclusive=False, at=now - STALE_AFTER + 60,
-                          hostname="elsewhere.example")
-    by_name = {lock.name: lock for lock in read_locks(storage, crypto)}
-    assert by_name[old].is_stale(time.time())
-    assert not by_name[recent].is_stale(time.time())
-
-    # The old exclusive lock does not hold back a shared one; the recent shared
-    # one still holds back an exclusive one.
-    Lock(storage, crypto, exclusive=False).acquire().release()
+@pytest.mark.parametrize("skew", [-31 * 60, 31 * 60, -86400 * 365])
+def test_the_time_a_lock_states_never_makes_it_stale(storage, crypto, monkeypatch, skew):
+    # Its writer's clock (or ours) is off by half an hour or more, either way.
+    name = planted_lock(storage, crypto, monkeypatch, exclusive=True, at=time.time() + skew,
+                        host=elsewhere(hostname="elsewhere.example"))
+    rule = staleness()
+    assert rule.judge(read_locks(storage, crypto)) == []
     with pytest.raises(RepositoryLocked):
-        Lock(storage, crypto, exclusive=True).acquire()
+        Lock(storage, crypto, exclusive=False).acquire()
+    assert remove_locks(storage, crypto, rule) == []
+    assert lock_names(storage) == {name}
 
-    assert [lock.name for lock in remove_locks(storage, crypto)] == [old]
+
+def test_a_lock_seen_unchanged_for_the_window_is_stale(storage, crypto, monkeypatch):
+    clock = FakeClock()
+    rule = staleness(clock, stale_after=60)
+    old = planted_lock(storage, crypto, monkeypatch, exclusive=True, host=elsewhere())
+    assert rule.judge(read_locks(storage, crypto)) == []  # first seen now
+    clock.advance(45)
+    recent = planted_lock(storage, crypto, monkeypatch, exclusive=False, host=elsewhere())
+    assert rule.judge(read_locks(storage, crypto)) == []
+    clock.advance(15)
+    assert [lock.name for lock in rule.judge(read_locks(storage, crypto))] == [old]
+
+    # The stale exclusive lock no longer holds back a shared one; the recent
+    # shared one still holds back an exclusive one.
+    timing = LockTiming(stale_after=60, lost_after=30, refresh_every=10, clock=clock)
+    Lock(storage, crypto, exclusive=False, timing=timing, sightings=rule.sightings).acquire().release()
+    with pytest.raises(RepositoryLocked, match="seen unchanged for 15 s"):
+        Lock(storage, crypto, exclusive=True, timing=timing, sightings=rule.sightings).acquire()
+
+    assert [lock.name for lock in remove_locks(storage, crypto, rule)] == [old]
     assert lock_names(storage) == {recent}
 
 
+def test_a_refreshed_lock_is_seen_afresh(storage, crypto, monkeypatch):
+    clock = FakeClock()
+    rule = staleness(clock, stale_after=60)
+    first = planted_lock(storage, crypto, monkeypatch, exclusive=True, host=elsewhere())
+    rule.judge(read_locks(storage, crypto))
+    clock.advance(50)
+    # Its holder refreshes: a new object, the old one deleted.
+    planted_lock(storage, crypto, monkeypatch, exclusive=True, host=elsewhere())
+    storage.delete(first)
+    rule.judge(read_locks(storage, crypto))
+    clock.advance(50)
+    assert rule.judge(read_locks(storage, crypto)) == []
+
+
+def test_sightings_outlive_the_run_in_the_cache(repo, monkeypatch):
+    clock = FakeClock()
+    timing = LockTiming(stale_after=60, lost_after=30, refresh_every=10, clock=clock)
+    name = planted_lock(repo.storage, repo.crypto, monkeypatch, exclusive=True, host=elsewhere())
+    assert repo.remove_locks(timing=timing) == []  # first seen now, and noted in the cache
+    clock.advance(61)
+    later = reopen(Path(repo.storage.url[len("local:"):]), Path(repo.cache.dir).parent)
+    assert [lock.name for lock in later.remove_locks(timing=timing)] == [name]
+    assert lock_names(repo.storage) == set()
+
+
+def test_sightings_of_another_boot_are_not_trusted(tmp_path):
+    class Store:
+        doc = {"boot_id": "an-earlier-boot", "seen": {f"{LOCK_DIR}/{'a' * 64}": 0.0}}
+
+        def read_state(self, name):
+            return self.doc
+
+        def write_state(self, name, doc):
+            self.doc = doc
+
+    clock = FakeClock()
+    sightings = LockSightings(clock, "this-boot", Store())
+    assert sightings.unchanged_for(f"{LOCK_DIR}/{'a' * 64}") == 0.0
+
+
 def test_remove_all_locks(storage, crypto, monkeypatch):
-    planted_lock(storage, crypto, monkeypatch, exclusive=False, hostname="a.example")
-    planted_lock(storage, crypto, monkeypatch, exclusive=True, hostname="b.example")
-    assert remove_locks(storage, crypto) == []
-    assert len(remove_locks(storage, crypto, all_locks=True)) == 2
+    planted_lock(storage, crypto, monkeypatch, exclusive=False, host=elsewhere(hostname="a.example"))
+    planted_lock(storage, crypto, monkeypatch, exclusive=True, host=elsewhere(hostname="b.example"))
+    assert remove_locks(storage, crypto, staleness()) == []
+    assert len(remove_locks(storage, crypto, staleness(), all_locks=True)) == 2
     assert lock_names(storage) == set()
 
 
@@ -256,15 +348,16 @@ def test_refused_acquire_costs_only_a_few_requests(storage, crypto):
     assert [info.name for info in storage.list("locks")] == []
 
 
-def test_refresh_replaces_the_lock_object(storage, crypto, monkeypatch):
-    monkeypatch.setattr(locks, "REFRESH_EVERY", 0.05)
-    lock = Lock(storage, crypto, exclusive=False).acquire()
+def test_refresh_replaces_the_lock_object(storage, crypto):
+    timing = LockTiming(refresh_every=0.05, lost_after=5, retry_pause=0.05, stale_after=10)
+    lock = Lock(storage, crypto, exclusive=False, timing=timing).acquire()
     first = lock.name
     try:
         deadline = time.monotonic() + 5
         while lock.name == first and time.monotonic() < deadline:
             time.sleep(0.02)
         assert lock.name != first
+        assert not lock.lost.is_set()
     finally:
         lock.release()
     assert lock_names(storage) == set()
@@ -302,3 +395,114 @@ def test_racing_exclusive_lockers_never_hold_together(storage, crypto):
     assert most <= 1
     assert sum(results) <= 1
     assert lock_names(storage) == set()
+
+
+# ---- losing a lock -------------------------------------------------------------------------
+
+
+class FailingLockWrites(Storage):
+    """Real local storage whose writes of lock objects fail once `failing` is set,
+    as a full or unreachable target's would."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.failing = threading.Event()
+        self.failed = 0
+
+    def write(self, name, data):
+        if self.failing.is_set() and name.startswith(LOCK_DIR + "/"):
+            self.failed += 1
+            raise StorageError(f"cannot write {name}: Input/output error")
+        self.inner.write(name, data)
+
+    def read(self, name, offset=0, length=None):
+        return self.inner.read(name, offset, length)
+
+    def delete(self, name):
+        self.inner.delete(name)
+
+    def list(self, prefix):
+        return self.inner.list(prefix)
+
+    def stat(self, name):
+        return self.inner.stat(name)
+
+
+FAST = LockTiming(refresh_every=0.05, lost_after=0.6, retry_pause=0.05, stale_after=30)
+
+
+def test_a_lock_that_cannot_be_refreshed_is_lost(storage, crypto):
+    faulty = FailingLockWrites(storage)
+    told = []
+    lock = Lock(faulty, crypto, exclusive=False, timing=FAST).acquire()
+    lock.on_lost(told.append)
+    name = lock.name
+    faulty.failing.set()
+    assert lock.lost.wait(30)
+    assert "could not refresh the lock" in lock.lost_reason and "Input/output error" in lock.lost_reason
+    assert told == [lock.lost_reason]  # told once
+    assert faulty.failed >= 2  # it retried before giving up
+    with pytest.raises(LockLost, match="lock lost: could not refresh"):
+        lock.check()
+    lock._thread.join(10)
+    assert not lock._thread.is_alive()  # and then stopped trying
+    assert lock_names(storage) == {name}
+    lock.release()  # no error: the loss has been reported already
+    assert lock_names(storage) == set()
+    late = []
+    lock.on_lost(late.append)
+    assert late == [told[0]]
+
+
+def test_a_refresh_that_fails_for_a_while_keeps_the_lock(storage, crypto):
+    faulty = FailingLockWrites(storage)
+    timing = LockTiming(refresh_every=0.05, lost_after=20, retry_pause=0.05, stale_after=30)
+    lock = Lock(faulty, crypto, exclusive=False, timing=timing).acquire()
+    try:
+        first = lock.name
+        faulty.failing.set()
+        deadline = time.monotonic() + 10
+        while faulty.failed < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        faulty.failing.clear()
+        while lock.name == first and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert faulty.failed >= 3 and lock.name != first
+        lock.check()
+        assert lock_names(storage) == {lock.name}
+    finally:
+        lock.release()
+
+
+def test_a_lock_removed_from_the_target_is_lost(storage, crypto):
+    lock = Lock(storage, crypto, exclusive=True, timing=FAST).acquire()
+    storage.delete(lock.name)  # `unlock --remove-all`, or a host that took it for stale
+    assert lock.lost.wait(30)
+    assert "removed from the repository" in lock.lost_reason
+    with pytest.raises(LockLost):
+        lock.check()
+    lock.release()
+    assert lock_names(storage) == set()
+
+
+def test_a_lock_unrefreshed_past_its_deadline_is_lost_even_if_the_refresh_hangs(storage, crypto):
+    # The refresh thread never runs here (refresh_every is long): the deadline alone counts.
+    clock = FakeClock()
+    lock = Lock(storage, crypto, exclusive=False,
+                timing=LockTiming(refresh_every=600, lost_after=900, stale_after=1800, clock=clock)).acquire()
+    try:
+        clock.advance(899)
+        lock.check()
+        clock.advance(1)
+        with pytest.raises(LockLost, match="not refreshed for 900 s"):
+            lock.check()
+        assert lock.lost.is_set()
+    finally:
+        lock.release()
+
+
+def test_lock_timing_keeps_loss_inside_the_stale_window():
+    with pytest.raises(ValueError):
+        LockTiming(refresh_every=10, lost_after=60, stale_after=60)
+    assert LockTiming().lost_after <= LockTiming().stale_after / 2

@@ -25,6 +25,7 @@ from faults import FaultMiddleware, RequestRecord
 from strongroom.engine.prune import plan_prune, run_prune
 from strongroom.storage import object_size_cap, request_budget
 from strongroom.repo.repository import Repository
+from strongroom.storage.base import StorageInfo
 from strongroom.storage.budget import RequestBudget
 from strongroom.storage.retry import RetryingStorage, RetryPolicy
 from strongroom.storage.vendors import VENDORS
@@ -233,6 +234,7 @@ def test_a_cap_below_the_pack_size_bounds_repacked_packs(target, tmp_path, cache
     path = urlsplit(target.server.url).path
     client = WebDAVStorage(f"http://127.0.0.1:{target.server.port}{path}", target.server.username,
                            target.server.password, vendor, timeout=10, gate=budget.take)
+    client.info = StorageInfo(vendor=vendor, max_object_size=cap, budget=budget)
     storage = RetryingStorage(client, RetryPolicy(deadline=30, base_delay=0.05, blocked_wait=0.5))
     repo = Repository.open(storage, PASSWORD, str(cache_dir))
     assert object_size_cap(repo.storage) == cap and request_budget(repo.storage) is budget

@@ -270,7 +270,7 @@ def test_verify_and_rerun_of_an_interrupted_restore(backed_up: Path, tmp_path: P
     st = tampered.stat()
     tampered.write_bytes(b"A" * st.st_size)
     os.utime(tampered, ns=(st.st_atime_ns, st.st_mtime_ns))
-    summary, events = run_json(cli, "restore", "latest", "--target", str(target), "--verify", expect=1)
+    summary, events = run_json(cli, "restore", "latest", "--target", str(target), "--verify", expect=3)
     errors = [e for e in events if e["type"] == "error"]
     assert summary["errors"] == 1 and len(errors) == 1
     assert errors[0]["path"].endswith("docs/a.txt") and "differs" in errors[0]["message"]

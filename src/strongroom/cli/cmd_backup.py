@@ -50,7 +50,7 @@ def backup(common: Common, paths, exclude, exclude_file, exclude_if_present, exc
     reporter = Reporter(common.json, "backup")
     common.events.listener = reporter
     try:
-        with repo.lock(exclusive=False, wait=common.retry_lock):
+        with common.lock(repo, writes=not dry_run, what="backup"):
             result = run_backup(repo, options, reporter)
     finally:
         reporter.close()

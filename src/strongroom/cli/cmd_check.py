@@ -20,7 +20,7 @@ def check(common: Common, read_data: bool, read_data_subset: str | None) -> int:
     reporter = Reporter(common.json, "check")
     common.events.listener = reporter
     try:
-        with repo.lock(exclusive=False, wait=common.retry_lock):
+        with common.lock(repo, writes=False, what="check"):
             report = run_check(repo, read_data, read_data_subset, reporter if common.json else _quiet_status(reporter),
                                kit_on_record=kit_on_record(repo.config.id, repo.key_id))
     finally:

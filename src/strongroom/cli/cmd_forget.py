@@ -47,7 +47,7 @@ def forget(common: Common, keep_last, keep_hourly, keep_daily, keep_weekly, keep
     if snapshot_ids and (host or tags or paths):
         raise UsageError("snapshot ids name the points themselves: leave out --host, --tag and --path")
     repo = common.open()
-    with repo.lock(exclusive=not dry_run, wait=common.retry_lock):
+    with common.lock(repo, exclusive=not dry_run, writes=not dry_run, what="forget"):
         snapshots = repo.list_snapshots()
         if snapshot_ids:
             named = {}

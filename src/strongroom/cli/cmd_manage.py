@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import click
 
-from strongroom.cli.options import read_password, read_webdav_password_file
+from strongroom.cli.options import read_password, read_webdav_password
 from strongroom.cli.output import emit_json, human_size
 from strongroom.errors import StrongroomError, UsageError, WrongPassword
 from strongroom.model.retention import describe_policy, parse_duration
@@ -92,11 +92,9 @@ def client() -> None:
 
 def _webdav_password(password_file: str | None, username: str) -> str:
     """As the repository commands read it, and a prompt where they would fail."""
-    password = read_webdav_password_file(password_file)
-    if password is not None:
+    password = read_webdav_password(password_file)
+    if password:
         return password
-    if os.environ.get("STRONGROOM_WEBDAV_PASSWORD"):
-        return os.environ["STRONGROOM_WEBDAV_PASSWORD"]
     if sys.stdin.isatty():
         return getpass.getpass(f"WebDAV password for {username}: ")
     raise UsageError("no WebDAV password: set STRONGROOM_WEBDAV_PASSWORD or use --webdav-password-file")

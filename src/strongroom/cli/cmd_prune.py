@@ -40,7 +40,7 @@ def prune(common: Common, max_unused: str, max_repack_size: str | None, dry_run:
     reporter = Reporter(common.json, "prune")
     common.events.listener = reporter
     try:
-        with repo.lock(exclusive=True, wait=common.retry_lock):
+        with common.lock(repo, exclusive=True, writes=not dry_run, what="prune"):
             plan = plan_prune(repo, share, limit, allow_remove_all=allow_remove_all)
             estimate = budget_estimate(plan.requests, budget)
             result = plan.summary() if dry_run else run_prune(repo, plan, reporter)

@@ -12,7 +12,6 @@ from strongroom.cli.options import Common, common_options, read_password
 from strongroom.cli.output import emit_json
 from strongroom.errors import UsageError, WrongPassword
 from strongroom.repo import keys
-from strongroom.repo.locks import remove_locks
 from strongroom.repo.repository import DEFAULT_PACK_SIZE, Repository
 
 
@@ -26,7 +25,7 @@ from strongroom.repo.repository import DEFAULT_PACK_SIZE, Repository
 def init(common: Common, compression: str, pack_size: int, no_password: bool) -> None:
     """Create a new repository (and its directory)."""
     storage = common.storage()
-    vendor = getattr(storage, "vendor", None)
+    vendor = storage.info.vendor
     pack_bytes = pack_size * 1024 * 1024 if pack_size else vendor.pack_size if vendor else DEFAULT_PACK_SIZE
     cap = vendor.max_object_size if vendor else None
     if not 1 << 20 <= pack_bytes <= 400 << 20 or cap and pack_bytes + (8 << 20) > cap:
@@ -35,7 +34,8 @@ def init(common: Common, compression: str, pack_size: int, no_password: bool) ->
     if password is not None and not password:
         raise UsageError("empty password: use --no-password for a repository without one")
     repo = Repository.init(storage, password, compression=compression, pack_size=pack_bytes,
-                           data_fanout=vendor.data_fanout if vendor else 2, cache_root=common.cache_root)
+                           data_fanout=vendor.data_fanout if vendor else 2, cache_root=common.cache_root,
+                           settings=common.settings, on_warning=common.warn)
     if common.json:
         emit_json({"type": "summary", "repository_id": repo.config.id, "url": repo.storage.url,
                    "encrypted": password is not None})
@@ -70,7 +70,7 @@ def _new_password(common: Common) -> bytes:
 def key_add(common: Common) -> None:
     """Add a password (new password from STRONGROOM_NEW_PASSWORD[_FILE] or a prompt)."""
     repo = common.open()
-    with repo.lock(exclusive=True, wait=common.retry_lock):
+    with common.lock(repo, exclusive=True, writes=True, what="key add"):
         key_id = keys.store_key(repo.storage, repo.crypto.key, _new_password(common))
     print(f"added key {key_id[:8]}")
 
@@ -94,7 +94,7 @@ def key_list(common: Common) -> None:
 def key_passwd(common: Common) -> None:
     """Change the password that opened the repository."""
     repo = common.open()
-    with repo.lock(exclusive=True, wait=common.retry_lock):
+    with common.lock(repo, exclusive=True, writes=True, what="key passwd"):
         key_id = keys.store_key(repo.storage, repo.crypto.key, _new_password(common))
         repo.storage.delete(f"{keys.KEY_DIR}/{repo.key_id}")
     print(f"password changed: key {repo.key_id[:8]} replaced by {key_id[:8]}")
@@ -111,7 +111,7 @@ def key_remove(common: Common, key_id: str) -> None:
         raise UsageError(f"key {key_id} is {'ambiguous' if matches else 'not found'}")
     if matches[0] == repo.key_id:
         raise UsageError("refusing to remove the key in use: open with another password first")
-    with repo.lock(exclusive=True, wait=common.retry_lock):
+    with common.lock(repo, exclusive=True, writes=True, what="key remove"):
         repo.storage.delete(f"{keys.KEY_DIR}/{matches[0]}")
     print(f"removed key {matches[0][:8]}")
 
@@ -122,7 +122,7 @@ def key_remove(common: Common, key_id: str) -> None:
 def unlock(common: Common, remove_all: bool) -> None:
     """Remove stale locks."""
     repo = common.open()
-    removed = remove_locks(repo.storage, repo.crypto, remove_all)
+    removed = repo.remove_locks(remove_all)
     if common.json:
         emit_json({"type": "summary", "removed": [lock.describe() for lock in removed]})
     else:

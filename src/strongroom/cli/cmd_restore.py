@@ -6,6 +6,7 @@ import time
 
 import click
 
+from strongroom.cli.cmd_backup import EXIT_PARTIAL
 from strongroom.cli.options import Common, common_options
 from strongroom.cli.output import Reporter, emit_json, human_size, warn_damaged_snapshot
 from strongroom.engine.diff import diff_trees
@@ -13,6 +14,8 @@ from strongroom.engine.restore import OVERWRITE_MODES, RestoreOptions, run_resto
 from strongroom.engine.tree_walk import resolve, walk
 from strongroom.model.select import SnapshotFilter, find_snapshot, parse_time
 from strongroom.model.tree import DIR
+
+SHOWN_FAILURES = 20
 
 
 def snapshot_filter_options(func):
@@ -49,7 +52,7 @@ def restore(common: Common, snapshot, target, at, include, exclude, overwrite, v
     common.events.listener = reporter
     started = time.monotonic()
     try:
-        with repo.lock(exclusive=False, wait=common.retry_lock):
+        with common.lock(repo, writes=False, what="restore"):
             snap, subpath = choose(repo, snapshot, host, tags, paths, at)
             options = RestoreOptions(target, subpath, tuple(include), tuple(exclude), overwrite, verify, dry_run)
             result = run_restore(repo, snap, options, reporter)
@@ -66,7 +69,17 @@ def restore(common: Common, snapshot, target, at, include, exclude, overwrite, v
               f"{s['duration']:.1f} s")
         if verify and not dry_run:
             print(f"verified {s['files_verified']} files")
-    return 1 if result.errors else 0
+        failed = s["files_failed"]
+        if failed:
+            print(f"{len(failed)} of {s['total_files']} files could not be restored:")
+            for entry in failed[:SHOWN_FAILURES]:
+                print(f"  {entry['path']}: {entry['message']}")
+            if len(failed) > SHOWN_FAILURES:
+                print(f"  ... and {len(failed) - SHOWN_FAILURES} more (all are named in the errors above)")
+        elif result.errors:
+            print(f"{len(result.errors)} problem(s) with restored files; see the errors above")
+    # As for a backup that could not read everything: done, but not all of it.
+    return EXIT_PARTIAL if result.errors else 0
 
 
 @click.command(name="ls")

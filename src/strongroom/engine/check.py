@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from strongroom.engine.progress import Counters, Listener, ignore
 from strongroom.errors import IncompleteObject, IntegrityError, StrongroomError, UsageError
 from strongroom.model.snapshot import SNAPSHOT_DIR, Snapshot
-from strongroom.model.tree import DIR, FILE, Tree
+from strongroom.model.tree import DIR, FILE, Tree, TreeContainsItself
 from strongroom.repo import keys
 from strongroom.repo.pack import TREE, PackedBlob, expected_pack_size, pack_name, parse_header
 from strongroom.repo.repository import Repository
@@ -183,41 +183,68 @@ class Checker:
                 f"{len(unindexed)} pack(s) are not in any index (left by an interrupted run; prune removes them)")
 
     def _check_trees(self) -> None:
-        seen: set[bytes] = set()
-        blobs_needed = 0
+        """Depth-first over every snapshot's trees, each distinct tree once.
+
+        An explicit stack, not recursion, and the trees open on the way down
+        are known: a directory whose subtree is one of them is reported (the
+        tree contains itself) instead of being walked round and round.
+        """
+        done: set[bytes] = set()
         for snap in self.snapshots:
-            stack = [bytes.fromhex(snap.tree)]
+            root = bytes.fromhex(snap.tree)
+            if root in done:
+                continue
+            open_trees = {root}
+            stack = [(root, iter(self._subtrees(root, snap)))]
             while stack:
-                tree_id = stack.pop()
-                if tree_id in seen:
-                    continue
-                seen.add(tree_id)
-                self.needed.add(tree_id)
-                if tree_id in self.damaged_blobs:
-                    continue
-                if tree_id not in self.repo.index:
-                    self.damaged_blobs[tree_id] = "tree is not in the index"
-                    # blob= lets _affected name every snapshot it breaks, and report it only once.
-                    self._problem(f"tree {tree_id.hex()[:16]}", "tree is not in the index", blob=tree_id.hex(),
-                                  snapshots=[snap.id[:8]])
-                    continue
-                try:
-                    tree = self.repo.load_tree(tree_id)
-                except StrongroomError as e:
-                    self.damaged_blobs[tree_id] = str(e)
-                    continue
-                for node in tree.nodes:
-                    if node.type == DIR and node.subtree:
-                        stack.append(node.subtree)
-                    elif node.type == FILE:
-                        self.needed.update(node.content)
-                        for blob_id in node.content:
-                            blobs_needed += 1
-                            if blob_id not in self.repo.index and blob_id not in self.damaged_blobs:
-                                self.damaged_blobs[blob_id] = "data blob is not in the index"
-        self.report.counts["trees"] = len(seen)
+                tree_id, children = stack[-1]
+                child = next(children, None)
+                if child is None:
+                    stack.pop()
+                    open_trees.discard(tree_id)
+                    done.add(tree_id)
+                elif child in open_trees:
+                    self._tree_contains_itself(child, snap)
+                elif child not in done:
+                    open_trees.add(child)
+                    stack.append((child, iter(self._subtrees(child, snap))))
+        self.report.counts["trees"] = len(done)
         self.report.counts["blobs"] = len(self.needed)
         self.report.counts["snapshots"] = len(self.snapshots)
+
+    def _subtrees(self, tree_id: bytes, snap: Snapshot) -> list[bytes]:
+        """Read one tree, note the data blobs it needs; the ids of its subtrees."""
+        self.needed.add(tree_id)
+        if tree_id in self.damaged_blobs:
+            return []
+        if tree_id not in self.repo.index:
+            self.damaged_blobs[tree_id] = "tree is not in the index"
+            # blob= lets _affected name every snapshot it breaks, and report it only once.
+            self._problem(f"tree {tree_id.hex()[:16]}", "tree is not in the index", blob=tree_id.hex(),
+                          snapshots=[snap.id[:8]])
+            return []
+        try:
+            tree = self.repo.load_tree(tree_id)
+        except StrongroomError as e:
+            self.damaged_blobs[tree_id] = str(e)
+            return []
+        subtrees = []
+        for node in tree.nodes:
+            if node.type == DIR and node.subtree:
+                subtrees.append(node.subtree)
+            elif node.type == FILE:
+                self.needed.update(node.content)
+                for blob_id in node.content:
+                    if blob_id not in self.repo.index and blob_id not in self.damaged_blobs:
+                        self.damaged_blobs[blob_id] = "data blob is not in the index"
+        return subtrees
+
+    def _tree_contains_itself(self, tree_id: bytes, snap: Snapshot) -> None:
+        if tree_id in self.damaged_blobs:
+            return
+        error = TreeContainsItself(tree_id)
+        self.damaged_blobs[tree_id] = str(error)
+        self._problem(f"tree {tree_id.hex()[:16]}", "contains itself", blob=tree_id.hex(), snapshots=[snap.id[:8]])
 
     def _read_pack(self, pack_id: bytes, blobs: list[PackedBlob]) -> None:
         name = pack_name(pack_id, self.repo.config.data_fanout)
@@ -275,21 +302,50 @@ class Checker:
                           snapshots=sorted({s for s, _ in touched}), files=sorted({f for _, f in touched}))
 
     def _walk_affected(self, snap: Snapshot, tree_id: bytes, prefix: str, hits) -> None:
+        """Note where each damaged blob appears in the snapshot (depth-first, no recursion)."""
+        short = snap.id[:8]
         if tree_id in self.damaged_blobs:
-            hits[tree_id].add((snap.id[:8], prefix or "/"))
+            hits[tree_id].add((short, prefix or "/"))
             return
-        try:
-            tree = self.repo.load_tree(tree_id)
-        except StrongroomError:
+        tree = self._readable_tree(tree_id)
+        if tree is None:
             return
-        for node in tree.nodes:
-            path = f"{prefix}/{node.display_name}"
+        names: list[str] = []  # the directories entered below `prefix`, one per stack entry after the first
+        open_trees = {tree_id}
+        stack = [(tree_id, iter(tree.nodes))]
+
+        def path(name: str) -> str:
+            return "/".join([prefix, *names, name])
+
+        while stack:
+            current, nodes = stack[-1]
+            node = next(nodes, None)
+            if node is None:
+                stack.pop()
+                open_trees.discard(current)
+                del names[max(len(stack) - 1, 0):]
+                continue
             if node.type == DIR and node.subtree:
-                self._walk_affected(snap, node.subtree, path, hits)
+                if node.subtree in self.damaged_blobs:
+                    hits[node.subtree].add((short, path(node.display_name)))
+                    continue
+                if node.subtree in open_trees:
+                    continue  # _check_trees reports it; here it only must not go round
+                subtree = self._readable_tree(node.subtree)
+                if subtree is not None:
+                    open_trees.add(node.subtree)
+                    names.append(node.display_name)
+                    stack.append((node.subtree, iter(subtree.nodes)))
             elif node.type == FILE:
                 for blob_id in node.content:
                     if blob_id in self.damaged_blobs:
-                        hits[blob_id].add((snap.id[:8], path))
+                        hits[blob_id].add((short, path(node.display_name)))
+
+    def _readable_tree(self, tree_id: bytes) -> Tree | None:
+        try:
+            return self.repo.load_tree(tree_id)
+        except StrongroomError:
+            return None
 
     def run(self, read_data: bool = False, subset: str | None = None) -> CheckReport:
         self._load()

@@ -23,7 +23,6 @@ known until it is done is estimated from the repository's history:
 from __future__ import annotations
 
 import math
-import os
 
 from strongroom.model.snapshot import Snapshot
 from strongroom.repo.crypto import OVERHEAD
@@ -93,7 +92,7 @@ def estimate_backup(repo, summary: dict, history: list[dict]) -> dict:
         parts.append(stored / rates["store_bytes_per_second"])
     if parts:
         seconds = max(parts)
-    checkpoint = float(os.environ.get("STRONGROOM_CHECKPOINT_SECONDS", CHECKPOINT_SECONDS))
+    checkpoint = repo.checkpoint_interval
     checkpoints = int(seconds // checkpoint) if seconds and checkpoint > 0 else 0
     requests = packs + 1 + 1 + 1 + LOCK_REQUESTS + checkpoints
     budget = request_budget(repo.storage)

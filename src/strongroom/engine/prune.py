@@ -272,6 +272,7 @@ def run_prune(repo: Repository, plan: PrunePlan, listener: Listener = ignore) ->
     def seal(writer: PackWriter) -> None:
         nonlocal largest
         pack_id, data = writer.seal(repo.crypto)
+        repo.check_lock()
         repo.storage.write(pack_name(pack_id, fanout), data)
         new_packs[pack_id] = writer.blobs
         largest = max(largest, len(data))
@@ -297,12 +298,15 @@ def run_prune(repo: Repository, plan: PrunePlan, listener: Listener = ignore) ->
     if consolidated or plan.index_objects:
         repo.write_index_object(consolidated, superseded)
     for name in plan.index_objects:
+        repo.check_lock()
         repo.storage.delete(name)
     for name in plan.leftovers:
+        repo.check_lock()
         repo.storage.delete(name)
     for name in plan.temporaries:
         repo.storage.remove_temporary(name)
     for pack_id in (*plan.delete, *plan.repack, *plan.unindexed):
+        repo.check_lock()  # a lost lock may be taken for stale: never delete after that
         repo.storage.delete(pack_name(pack_id, fanout))
         if repo.cache is not None:
             repo.cache.discard("trees", pack_id.hex())

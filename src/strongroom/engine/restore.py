@@ -2,12 +2,14 @@
 
 Every pack is read once (the span that holds the wanted blobs) and its blobs
 are written to every file that needs them; several packs are read in
-parallel. Names come from trees that were validated on decoding, paths are
-built below the target only, and nothing is opened through a symlink: an
-existing symlink where a directory or file must go is replaced, not followed.
-Metadata (owner, mode, xattrs, times) is applied last, directories deepest
-first, so a file's mtime only matches the snapshot once it is complete; that
-is what lets a rerun skip files that are already correct.
+parallel. Names come from trees that were validated on decoding, and every
+entry is created relative to its directory's descriptor (see target_dirs):
+nothing is opened through a symlink, an existing symlink where a directory
+or file must go is replaced, not followed, and no path is ever too long.
+Metadata (owner, mode, xattrs, times) is applied last, each directory after
+everything below it, so a file's mtime only matches the snapshot once it is
+complete; that is what lets a rerun skip files that are already correct. A
+file that could not be written whole is removed, not left looking restored.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from strongroom.engine.progress import Counters, Listener, ignore
-from strongroom.engine.tree_walk import leads_to, path_matches, resolve, walk
+from strongroom.engine.restore_select import Item, select_items
+from strongroom.engine.target_dirs import ROOT, TargetDirs, set_dir_metadata, set_metadata
 from strongroom.errors import IntegrityError, StrongroomError, UsageError
 from strongroom.model.snapshot import Snapshot
 from strongroom.model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
@@ -51,9 +54,8 @@ class RestoreResult:
 
 @dataclass
 class _FileJob:
-    path: bytes
+    index: int  # of the item
     node: Node
-    offsets: list[int] = field(default_factory=list)
 
 
 class Restore:
@@ -69,164 +71,160 @@ class Restore:
         self.target = os.path.abspath(os.fsencode(options.target))
         self.counters = Counters(listener, "restore")
         self.errors: list[dict] = []
+        self.items: list[Item] = []
+        self.failed: dict[int, str] = {}  # item -> why it was not restored (one reason each)
+        self.skipped: set[int] = set()  # items left as they were found
         self._lock = threading.Lock()
         self.is_root = os.geteuid() == 0
-        self._made: set[bytes] = {b""}  # directories (relative) that are real and ours to write in
+        self.dirs: TargetDirs | None = None
 
-    def _error(self, path: bytes, message: str) -> None:
-        entry = {"type": "error", "path": os.fsdecode(path), "message": message}
+    def _path(self, index: int) -> bytes:
+        names = []
+        while index != ROOT:
+            names.append(self.items[index].name)
+            index = self.items[index].parent
+        return b"/".join([self.target, *reversed(names)])
+
+    def _emit(self, index: int, message: str) -> bool:
+        entry = {"type": "error", "path": os.fsdecode(self._path(index)), "message": message}
         with self._lock:
             if any(e["path"] == entry["path"] and e["message"] == message for e in self.errors[-64:]):
-                return  # one line per file and cause, not one per damaged blob
+                return False
             self.errors.append(entry)
         self.listener(entry)
+        return True
 
-    def _dest(self, rel: bytes) -> bytes:
-        return self.target + rel
+    def _fail(self, index: int, message: str) -> None:
+        """The item is not restored: one error line for it, whatever else goes wrong with it."""
+        with self._lock:
+            if index in self.failed:
+                return
+            self.failed[index] = message
+        self._emit(index, message)
 
-    # ---- choosing what to restore ---------------------------------------------------
-
-    def _select(self) -> list[tuple[bytes, Node]]:
-        tree_id, node = resolve(self.repo, bytes.fromhex(self.snapshot.tree), self.opt.subpath)
-        if node is not None and node.type != DIR:
-            items = [(b"/" + node.name, node)]
-        else:
-            items = list(walk(self.repo, tree_id)) if tree_id else []
-        prefix = "/" + "/".join(p for p in self.opt.subpath.split("/") if p)
-        prefix = prefix.rstrip("/")
-        chosen, dirs = [], []
-        for rel, n in items:
-            shown = prefix + os.fsdecode(rel)
-            if self.opt.exclude and path_matches(self.opt.exclude, shown):
-                continue
-            if n.type == DIR:
-                if not self.opt.include or path_matches(self.opt.include, shown) or leads_to(self.opt.include, shown):
-                    dirs.append((rel, n, shown))
-                continue
-            if self.opt.include and not path_matches(self.opt.include, shown):
-                continue
-            chosen.append((rel, n))
-        if self.opt.include:
-            needed = set()
-            for rel, _ in chosen:
-                parts = rel.split(b"/")
-                for i in range(2, len(parts)):
-                    needed.add(b"/".join(parts[:i]))
-            dirs = [(r, n, s) for r, n, s in dirs if r in needed or path_matches(self.opt.include, s)]
-        # Drop everything below an excluded directory.
-        kept_dirs = {r for r, _, _ in dirs}
-        def parents_kept(rel: bytes) -> bool:
-            parts = rel.split(b"/")
-            return all(b"/".join(parts[:i]) in kept_dirs for i in range(2, len(parts)))
-        result = [(r, n) for r, n, _ in dirs if parents_kept(r)]
-        result += [(r, n) for r, n in chosen if parents_kept(r)]
-        result.sort(key=lambda item: item[0].split(b"/"))
-        return result
+    def _error(self, index: int, message: str) -> None:
+        """A problem with an item that is there (its metadata, its verification)."""
+        self._emit(index, message)
 
     # ---- making places safely ----------------------------------------------------------
 
-    def _clear(self, path: bytes, st: os.stat_result) -> None:
+    @staticmethod
+    def _existing(dir_fd: int, name: bytes) -> os.stat_result | None:
+        try:
+            return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    @staticmethod
+    def _clear(dir_fd: int, name: bytes, st: os.stat_result) -> None:
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(errno.EISDIR, "a directory stands where a file goes")
-        os.unlink(path)
+        os.unlink(name, dir_fd=dir_fd)  # a symlink, a hard link, a fifo: removed, never opened
 
-    def _ensure_dir(self, path: bytes) -> None:
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            os.mkdir(path, 0o700)
+    def _ensure_dir(self, dir_fd: int, name: bytes) -> None:
+        st = self._existing(dir_fd, name)
+        if st is None:
+            os.mkdir(name, 0o700, dir_fd=dir_fd)
             return
         if stat.S_ISDIR(st.st_mode):
             return
         if self.opt.overwrite == "never":
             raise FileExistsError(errno.EEXIST, "something that is not a directory is in the way")
-        os.unlink(path)  # a symlink or file where a directory goes: never follow it
-        os.mkdir(path, 0o700)
-
-    def _existing(self, path: bytes) -> os.stat_result | None:
-        try:
-            return os.lstat(path)
-        except FileNotFoundError:
-            return None
+        os.unlink(name, dir_fd=dir_fd)  # a symlink or file where a directory goes: never follow it
+        os.mkdir(name, 0o700, dir_fd=dir_fd)
 
     def _file_is_current(self, st: os.stat_result, node: Node) -> bool:
         return stat.S_ISREG(st.st_mode) and st.st_size == node.size and st.st_mtime_ns == node.mtime_ns
+
+    def _parent_ready(self, index: int) -> bool:
+        """Whether the item's directory is one this restore made; if not, the item fails."""
+        if self.dirs.made(self.items[index].parent):
+            return True
+        self._fail(index, "not restored: a directory above it could not be created")
+        return False
 
     # ---- the run -----------------------------------------------------------------------
 
     def run(self) -> RestoreResult:
         self.repo.load_index()
-        items = self._select()
-        files = [(r, n) for r, n in items if n.type == FILE]
+        self.items = items = select_items(self.repo, self.snapshot, self.opt.subpath, self.opt.include,
+                                          self.opt.exclude)
+        files = [i for i, item in enumerate(items) if item.node.type == FILE]
         self.counters.total_files = len(items)
-        self.counters.total_bytes = sum(n.size for _, n in files)
-        if not self.opt.dry_run:
-            os.makedirs(self.target, exist_ok=True)
-            self._make_dirs(items)
-        jobs, links, skipped = self._plan_files(files)
-        plan = self._plan_packs(jobs)
+        self.counters.total_bytes = sum(items[i].node.size for i in files)
         if self.opt.dry_run:
-            return RestoreResult(self._summary(items, jobs, plan, skipped, dry=True), self.errors)
-        created = self._create_files(jobs)
-        self._write_packs(plan, [job.path for job in jobs], created)
-        if self.cancel.is_set():
-            # Before any metadata: a file left half written must not get its
-            # snapshot size and mtime, or the next restore would take it as current.
-            raise StrongroomError("restore cancelled")
-        for rel, first in links:
-            self._link(rel, first)
-        for rel, node in items:
-            if node.type not in (DIR, FILE):
-                self._special(rel, node)
-        self._apply_metadata(items, skipped)
-        if self.opt.verify:
-            self._verify(files)
+            jobs, links = self._plan_files(files)
+            plan = self._plan_packs(jobs)
+            return RestoreResult(self._summary(jobs, plan, dry=True), self.errors)
+        os.makedirs(self.target, exist_ok=True)
+        with TargetDirs(self.target, items) as self.dirs:
+            self._make_dirs()
+            jobs, links = self._plan_files(files)
+            plan = self._plan_packs(jobs)
+            created = self._create_files(jobs)
+            self._write_packs(plan, jobs, created)
+            if self.cancel.is_set():
+                # Before any metadata: a file left half written must not get its
+                # snapshot size and mtime, or the next restore would take it as current.
+                raise StrongroomError("restore cancelled")
+            self._discard_incomplete(jobs, created)
+            for index, first in links:
+                self._link(index, first)
+            for index, item in enumerate(items):
+                if item.node.type not in (DIR, FILE):
+                    self._special(index, item.node)
+            self._apply_metadata()
+            if self.opt.verify:
+                self._verify(files)
         self.counters.maybe_emit(force=True)
-        return RestoreResult(self._summary(items, jobs, plan, skipped), self.errors)
+        return RestoreResult(self._summary(jobs, plan), self.errors)
 
-    def _make_dirs(self, items) -> None:
+    def _make_dirs(self) -> None:
         """Create directories, parents first, before any file is looked at.
 
         Only below a directory made (or found as a real directory) here is anything
         written: a symlink left in the way, e.g. with --overwrite never, would
         otherwise be followed by every path that passes through it.
         """
-        for rel, node in items:
-            if node.type != DIR:
-                continue
-            if not self._parent_made(rel):
-                self._error(self._dest(rel), "not restored: a directory above it could not be created")
+        for index, item in enumerate(self.items):
+            if item.node.type != DIR or not self._parent_ready(index):
                 continue
             try:
-                self._ensure_dir(self._dest(rel))
-                self._made.add(rel)
+                with self.dirs.at(item.parent) as dir_fd:
+                    self._ensure_dir(dir_fd, item.name)
+                self.dirs.mark_made(index)
             except OSError as e:
-                self._error(self._dest(rel), f"cannot create directory: {e.strerror}")
+                self._fail(index, f"cannot create directory: {e.strerror}")
 
-    def _parent_made(self, rel: bytes) -> bool:
-        return rel.rsplit(b"/", 1)[0] in self._made
-
-    def _plan_files(self, files):
+    def _plan_files(self, files: list[int]) -> tuple[list[_FileJob], list[tuple[int, int]]]:
         jobs: list[_FileJob] = []
-        links: list[tuple[bytes, bytes]] = []
-        skipped: set[bytes] = set()
-        first_of: dict[tuple[int, int], bytes] = {}
-        for rel, node in files:
+        links: list[tuple[int, int]] = []
+        first_of: dict[tuple[int, int], int] = {}
+        for index in files:
+            item = self.items[index]
+            node = item.node
             if node.links > 1 and node.inode:
                 key = (node.device, node.inode)
                 if key in first_of:
-                    links.append((rel, first_of[key]))
+                    links.append((index, first_of[key]))
                     continue
-                first_of[key] = rel
-            existing = self._existing(self._dest(rel)) if not self.opt.dry_run and self._parent_made(rel) else None
-            if existing is not None:
-                if self.opt.overwrite == "never" or (
-                        self.opt.overwrite == "if-changed" and self._file_is_current(existing, node)):
-                    skipped.add(rel)
+                first_of[key] = index
+            if not self.opt.dry_run:
+                if not self._parent_ready(index):
+                    continue
+                try:
+                    with self.dirs.at(item.parent) as dir_fd:
+                        existing = self._existing(dir_fd, item.name)
+                except OSError as e:
+                    self._fail(index, f"cannot create file: {e.strerror}")
+                    continue
+                if existing is not None and (self.opt.overwrite == "never" or (
+                        self.opt.overwrite == "if-changed" and self._file_is_current(existing, node))):
+                    self.skipped.add(index)
                     self.counters.add(files_skipped=1, files_done=1, bytes_done=node.size)
                     continue
-            jobs.append(_FileJob(rel, node))
-        return jobs, links, skipped
+            jobs.append(_FileJob(index, node))
+        return jobs, links
 
     def _plan_packs(self, jobs: list[_FileJob]) -> dict[bytes, dict[bytes, list[tuple[int, int]]]]:
         """pack -> blob -> [(job number, offset in file)]."""
@@ -236,37 +234,36 @@ class Restore:
             for blob_id in job.node.content:
                 loc = self.repo.index.get(blob_id)
                 if loc is None:
-                    self._error(self._dest(job.path), f"blob {blob_id.hex()[:16]} is missing from the index")
-                    offset = -1
+                    self._fail(job.index, f"blob {blob_id.hex()[:16]} is missing from the index")
                     break
                 plan[loc.pack][blob_id].append((number, offset))
                 offset += loc.raw_length
         return plan
 
     def _create_files(self, jobs: list[_FileJob]) -> list[bool]:
-        created = []
-        for job in jobs:
-            path = self._dest(job.path)
-            if not self._parent_made(job.path):
-                self._error(path, "not restored: a directory above it could not be created")
-                created.append(False)
+        created = [False] * len(jobs)
+        for number, job in enumerate(jobs):
+            if job.index in self.failed:
                 continue
+            item = self.items[job.index]
             try:
-                existing = self._existing(path)
-                if existing is not None and not stat.S_ISREG(existing.st_mode):
-                    self._clear(path, existing)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+                with self.dirs.at(item.parent) as dir_fd:
+                    existing = self._existing(dir_fd, item.name)
+                    if existing is not None:
+                        # Removed, not truncated: a hard link planted there must not be written through.
+                        self._clear(dir_fd, item.name, existing)
+                    fd = os.open(item.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                 0o600, dir_fd=dir_fd)
+                created[number] = True
                 try:
                     os.ftruncate(fd, job.node.size)  # holes stay holes: sparse files stay sparse
                 finally:
                     os.close(fd)
-                created.append(True)
             except OSError as e:
-                self._error(path, f"cannot create file: {e.strerror}")
-                created.append(False)
+                self._fail(job.index, f"cannot create file: {e.strerror}")
         return created
 
-    def _write_packs(self, plan, jobs_paths: list[bytes], created: list[bool]) -> None:
+    def _write_packs(self, plan, jobs: list[_FileJob], created: list[bool]) -> None:
         def one_pack(pack_id: bytes, blobs: dict[bytes, list[tuple[int, int]]]) -> None:
             if self.cancel.is_set():
                 return
@@ -279,10 +276,9 @@ class Restore:
             except StrongroomError as e:
                 for targets in blobs.values():
                     for number, _ in targets:
-                        self._error(self._dest(jobs_paths[number]), f"cannot read pack: {e}")
+                        self._fail(jobs[number].index, f"cannot read pack: {e}")
                 return
-            files = _OpenFiles()
-            failed: set[int] = set()
+            files = _OpenFiles(self.dirs, self.items)
             try:
                 for blob_id in sorted(blobs, key=lambda b: locs[b].offset):
                     targets, loc = blobs[blob_id], locs[blob_id]
@@ -291,19 +287,18 @@ class Restore:
                         data = self.repo.open_blob(loc.type, blob_id, span[lo:lo + loc.length], loc.raw_length, name)
                     except IntegrityError as e:
                         for number, _ in targets:
-                            self._error(self._dest(jobs_paths[number]), str(e))
+                            self._fail(jobs[number].index, str(e))
                         continue
                     zero = data.count(0) == len(data)
                     for number, offset in targets:
-                        if not created[number] or number in failed:
+                        index = jobs[number].index
+                        if not created[number] or index in self.failed:
                             continue
                         if not zero:
-                            path = self._dest(jobs_paths[number])
                             try:
-                                os.pwrite(files.get(number, path), data, offset)
+                                os.pwrite(files.get(index), data, offset)
                             except OSError as e:
-                                failed.add(number)
-                                self._error(path, f"write failed: {e.strerror}")
+                                self._fail(index, f"write failed: {e.strerror}")
                                 continue
                             self.counters.add(bytes_written=len(data))
                         self.counters.add(bytes_done=len(data))
@@ -315,97 +310,112 @@ class Restore:
             for f in [pool.submit(one_pack, p, b) for p, b in plan.items()]:
                 f.result()
 
-    def _make_room(self, path: bytes) -> bool:
+    def _discard_incomplete(self, jobs: list[_FileJob], created: list[bool]) -> None:
+        """Remove every file that could not be written whole.
+
+        A file of the right size full of zeros where a chunk failed would look
+        restored to anyone, and to the next restore once it had its mtime.
+        """
+        for number, job in enumerate(jobs):
+            if created[number] and job.index in self.failed:
+                item = self.items[job.index]
+                try:
+                    with self.dirs.at(item.parent) as dir_fd:
+                        os.unlink(item.name, dir_fd=dir_fd)
+                except OSError as e:
+                    self._error(job.index, f"cannot remove the incomplete file: {e.strerror}")
+
+    def _make_room(self, dir_fd: int, index: int) -> bool:
         """Remove what stands where a link or special file goes; False when it stays."""
-        existing = self._existing(path)
+        name = self.items[index].name
+        existing = self._existing(dir_fd, name)
         if existing is None:
             return True
         if self.opt.overwrite == "never":
+            self.skipped.add(index)  # left as found: nothing, metadata included, is applied to it
             return False
-        self._clear(path, existing)
+        self._clear(dir_fd, name, existing)
         return True
 
-    def _link(self, rel: bytes, first: bytes) -> None:
-        path, source = self._dest(rel), self._dest(first)
-        if not (self._parent_made(rel) and self._parent_made(first)):
-            self._error(path, "not restored: a directory above it could not be created")
+    def _link(self, index: int, first: int) -> None:
+        item, source = self.items[index], self.items[first]
+        if not self._parent_ready(index):
+            return
+        if first in self.failed:
+            self._fail(index, "not restored: the file it is a hard link of could not be restored")
             return
         try:
-            if not self._make_room(path):
-                return
-            os.link(source, path, follow_symlinks=False)
+            with self.dirs.lock:
+                source_dir = os.dup(self.dirs.fd(source.parent))  # stays open while the other is opened
+                try:
+                    dir_fd = self.dirs.fd(item.parent)
+                    if not self._make_room(dir_fd, index):
+                        return
+                    os.link(source.name, item.name, src_dir_fd=source_dir, dst_dir_fd=dir_fd,
+                            follow_symlinks=False)
+                finally:
+                    os.close(source_dir)
             self.counters.add(files_done=1, hardlinks=1)
         except OSError as e:
-            self._error(path, f"cannot create hard link: {e.strerror}")
+            self._fail(index, f"cannot create hard link: {e.strerror}")
 
-    def _special(self, rel: bytes, node: Node) -> None:
-        path = self._dest(rel)
-        if not self._parent_made(rel):
-            self._error(path, "not restored: a directory above it could not be created")
+    def _special(self, index: int, node: Node) -> None:
+        item = self.items[index]
+        if node.type == SOCKET:
+            return  # a socket is recreated by the program that owns it
+        if not self._parent_ready(index):
             return
         try:
-            if not self._make_room(path):
-                return
-            if node.type == SYMLINK:
-                os.symlink(node.target, path)
-            elif node.type == FIFO:
-                os.mkfifo(path, 0o600)
-            elif node.type in (CHARDEV, BLOCKDEV):
-                kind = stat.S_IFCHR if node.type == CHARDEV else stat.S_IFBLK
-                os.mknod(path, kind | 0o600, node.rdev)
-            elif node.type == SOCKET:
-                return  # a socket is recreated by the program that owns it
+            with self.dirs.at(item.parent) as dir_fd:
+                if not self._make_room(dir_fd, index):
+                    return
+                if node.type == SYMLINK:
+                    os.symlink(node.target, item.name, dir_fd=dir_fd)
+                elif node.type == FIFO:
+                    os.mkfifo(item.name, 0o600, dir_fd=dir_fd)
+                elif node.type in (CHARDEV, BLOCKDEV):
+                    kind = stat.S_IFCHR if node.type == CHARDEV else stat.S_IFBLK
+                    os.mknod(item.name, kind | 0o600, node.rdev, dir_fd=dir_fd)
             self.counters.add(files_done=1)
         except OSError as e:
-            self._error(path, f"cannot create {node.type}: {e.strerror}")
+            self._fail(index, f"cannot create {node.type}: {e.strerror}")
 
-    def _set_metadata(self, path: bytes, node: Node) -> None:
-        is_link = node.type == SYMLINK
-        if self.is_root:
-            os.chown(path, node.uid, node.gid, follow_symlinks=False)
-        if not is_link:
-            os.chmod(path, node.mode)
-        for key, value in node.xattrs:
-            try:
-                os.setxattr(path, key, value, follow_symlinks=False)
-            except OSError:
-                pass  # not every filesystem or user may set every attribute
-        os.utime(path, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
-
-    def _apply_metadata(self, items, skipped: set[bytes]) -> None:
-        failed = {e["path"] for e in self.errors}
+    def _apply_metadata(self) -> None:
+        """Files first, then each directory after everything below it (reverse walk order)."""
+        never = self.opt.overwrite == "never"
         dirs = []
-        for rel, node in items:
-            if node.type == SOCKET or rel in skipped and self.opt.overwrite == "never":
+        for index, item in enumerate(self.items):
+            if item.node.type == SOCKET or index in self.failed or never and index in self.skipped:
                 continue
-            path = self._dest(rel)
-            if os.fsdecode(path) in failed:
-                continue
-            if node.type == DIR:
-                dirs.append((rel, node))
+            if item.node.type == DIR:
+                dirs.append(index)
                 continue
             try:
-                self._set_metadata(path, node)
+                with self.dirs.at(item.parent) as dir_fd:
+                    set_metadata(dir_fd, item.name, item.node, self.is_root)
             except OSError as e:
-                self._error(path, f"cannot set metadata: {e.strerror}")
-        for rel, node in sorted(dirs, key=lambda item: item[0].count(b"/"), reverse=True):
+                self._error(index, f"cannot set metadata: {e.strerror}")
+        for index in reversed(dirs):
             try:
-                self._set_metadata(self._dest(rel), node)
+                with self.dirs.lock:
+                    set_dir_metadata(self.dirs.fd(index), self.items[index].node, self.is_root)
             except OSError as e:
-                self._error(self._dest(rel), f"cannot set metadata: {e.strerror}")
+                self._error(index, f"cannot set metadata: {e.strerror}")
 
-    def _verify(self, files) -> None:
+    def _verify(self, files: list[int]) -> None:
         """Read every restored file back and check each chunk against its id."""
+        chosen = [i for i in files if i not in self.failed]
         with ThreadPoolExecutor(PACK_WORKERS, thread_name_prefix="verify") as pool:
-            for f in [pool.submit(self._verify_file, rel, node) for rel, node in files]:
+            for f in [pool.submit(self._verify_file, index) for index in chosen]:
                 f.result()
 
-    def _verify_file(self, rel: bytes, node: Node) -> None:
-        path = self._dest(rel)
+    def _verify_file(self, index: int) -> None:
+        item = self.items[index]
+        node = item.node
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = self.dirs.open(item.parent, item.name, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError as e:
-            self._error(path, f"verify: cannot open: {e.strerror}")
+            self._error(index, f"verify: cannot open: {e.strerror}")
             return
         try:
             ok = os.fstat(fd).st_size == node.size
@@ -420,39 +430,44 @@ class Restore:
             if ok:
                 self.counters.add(files_verified=1)
             else:
-                self._error(path, "verify: restored content differs from the snapshot")
+                self._error(index, "verify: restored content differs from the snapshot")
         finally:
             os.close(fd)
 
-    def _summary(self, items, jobs, plan, skipped, dry: bool = False) -> dict:
+    def _summary(self, jobs: list[_FileJob], plan, dry: bool = False) -> dict:
         c = self.counters
+        failed = [{"path": os.fsdecode(self._path(i)), "message": why}
+                  for i, why in sorted(self.failed.items()) if self.items[i].node.type != DIR]
         return {
             "snapshot": self.snapshot.id, "target": os.fsdecode(self.target), "dry_run": dry,
-            "total_files": sum(1 for _, n in items if n.type != DIR),
-            "total_dirs": sum(1 for _, n in items if n.type == DIR),
+            "total_files": sum(1 for item in self.items if item.node.type != DIR),
+            "total_dirs": sum(1 for item in self.items if item.node.type == DIR),
             "total_bytes": c.total_bytes,
-            "files_to_write": len(jobs), "files_skipped": len(skipped),
+            "files_to_write": len(jobs), "files_skipped": len(self.skipped),
             "bytes_to_write": sum(j.node.size for j in jobs),
             "packs": len(plan), "packs_read": c.get("packs_read"),
             "bytes_written": c.get("bytes_written"), "files_verified": c.get("files_verified"),
-            "errors": len(self.errors), "requests": self.repo.requests["requests"],
+            "files_failed": failed, "errors": len(self.errors), "requests": self.repo.requests["requests"],
         }
 
 
 class _OpenFiles:
     """A few open output files, so a pack's blobs for one file share one open."""
 
-    def __init__(self, limit: int = 32) -> None:
+    def __init__(self, dirs: TargetDirs, items: list[Item], limit: int = 32) -> None:
+        self.dirs = dirs
+        self.items = items
         self.limit = limit
         self._fds: dict[int, int] = {}
 
-    def get(self, number: int, path: bytes) -> int:
-        fd = self._fds.pop(number, None)
+    def get(self, index: int) -> int:
+        fd = self._fds.pop(index, None)
         if fd is None:
             if len(self._fds) >= self.limit:
                 os.close(self._fds.pop(next(iter(self._fds))))
-            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
-        self._fds[number] = fd  # most recently used last
+            item = self.items[index]
+            fd = self.dirs.open(item.parent, item.name, os.O_WRONLY | os.O_NOFOLLOW)
+        self._fds[index] = fd  # most recently used last
         return fd
 
     def close(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from strongroom.errors import StorageError
 from strongroom.model.snapshot import Snapshot
-from strongroom.model.tree import DIR, FILE
+from strongroom.model.tree import DIR, FILE, TreeContainsItself
 from strongroom.repo.pack import TREE, expected_pack_size
 from strongroom.repo.repository import Repository
 
@@ -68,13 +68,17 @@ def _tree_totals(repo: Repository, root: bytes, totals: dict[bytes, tuple[int, i
                  needed: set[bytes]) -> tuple[int, int]:
     """(files, bytes) below `root`, adding every tree and chunk to `needed`."""
     stack: list[tuple[bytes, object]] = [(root, None)]  # (tree id, its tree once read)
+    open_trees: set[bytes] = set()  # read, totals not yet known: the trees on the way down
     while stack:
         tree_id, tree = stack.pop()
         if tree_id in totals:
             continue
         if tree is None:
+            if tree_id in open_trees:
+                raise TreeContainsItself(tree_id)  # met again below itself
             tree = repo.load_tree(tree_id)
             needed.add(tree_id)
+            open_trees.add(tree_id)
             stack.append((tree_id, tree))
             stack.extend((n.subtree, None) for n in tree.nodes
                          if n.type == DIR and n.subtree and n.subtree not in totals)
@@ -89,6 +93,7 @@ def _tree_totals(repo: Repository, root: bytes, totals: dict[bytes, tuple[int, i
                 count += totals[node.subtree][0]
                 size += totals[node.subtree][1]
         totals[tree_id] = (count, size)
+        open_trees.discard(tree_id)
     return totals[root]
 
 

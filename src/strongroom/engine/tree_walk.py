@@ -6,17 +6,42 @@ import fnmatch
 from typing import Iterator
 
 from strongroom.errors import SnapshotNotFound
-from strongroom.model.tree import DIR, FILE, Node
+from strongroom.model.tree import DIR, FILE, Node, TreeContainsItself
 from strongroom.repo.repository import Repository
+
+
+def walk_nodes(repo: Repository, tree_id: bytes) -> Iterator[tuple[int, Node]]:
+    """Yield (depth, node) depth-first, parents before children, in tree order.
+
+    An explicit stack rather than recursion: a tree thousands of levels deep
+    costs one list entry per level, not a Python frame. A directory whose
+    subtree is a tree already open on the way down raises TreeContainsItself
+    instead of going round for ever.
+    """
+    open_trees = {tree_id}
+    stack = [(tree_id, iter(repo.load_tree(tree_id).nodes))]
+    while stack:
+        current, nodes = stack[-1]
+        node = next(nodes, None)
+        if node is None:
+            stack.pop()
+            open_trees.discard(current)
+            continue
+        yield len(stack) - 1, node
+        if node.type == DIR and node.subtree:
+            if node.subtree in open_trees:
+                raise TreeContainsItself(node.subtree)
+            open_trees.add(node.subtree)
+            stack.append((node.subtree, iter(repo.load_tree(node.subtree).nodes)))
 
 
 def walk(repo: Repository, tree_id: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, Node]]:
     """Yield (path relative to the start, node) depth-first, parents before children."""
-    for node in repo.load_tree(tree_id).nodes:
-        path = prefix + b"/" + node.name
-        yield path, node
-        if node.type == DIR and node.subtree:
-            yield from walk(repo, node.subtree, path)
+    names: list[bytes] = []  # the names down to the current node; paths are joined, not kept per level
+    for depth, node in walk_nodes(repo, tree_id):
+        del names[depth:]
+        names.append(node.name)
+        yield prefix + b"/" + b"/".join(names), node
 
 
 def needed_blobs(repo: Repository, roots: list[bytes]) -> set[bytes]:

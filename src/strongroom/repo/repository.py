@@ -22,14 +22,16 @@ from strongroom.errors import (FolderNotFound, ForeignObject, IncompleteObject, 
 from strongroom.model.snapshot import SNAPSHOT_AAD, SNAPSHOT_DIR, Snapshot
 from strongroom.model.tree import Tree
 from strongroom.repo import keys
-from strongroom.repo.cache import RepoCache, default_cache_root
+from strongroom.repo.cache import CacheWrites, RepoCache, default_cache_root
 from strongroom.repo.chunker import Chunker, ChunkerParams
 from strongroom.repo.compression import Compressor, decompress, parse_compression
 from strongroom.repo.crypto import Crypto, MasterKey
 from strongroom.repo.index import INDEX_AAD, INDEX_DIR, Index, decode_index, encode_index
-from strongroom.repo.locks import LOCK_DIR, Lock
+from strongroom.repo.host import HostIdentity
+from strongroom.repo.locks import LOCK_DIR, Lock, LockInfo, LockSightings, LockTiming, Staleness, remove_locks
 from strongroom.repo.pack import (DATA, TREE, PACK_DIR, PackedBlob, PackWriter, blob_aad,
                                   pack_name, read_pack_header)
+from strongroom.settings import DEFAULT as DEFAULT_SETTINGS, Settings
 from strongroom.storage.base import Storage
 from strongroom.storage.metrics import CountingStorage
 
@@ -114,12 +116,17 @@ class Repository:
     """An opened repository. Blob writing is thread-safe."""
 
     def __init__(self, storage: Storage, master: MasterKey, config: RepoConfig, key_id: str,
-                 cache_root: str | None = None) -> None:
+                 cache_root: str | None = None, settings: Settings = DEFAULT_SETTINGS,
+                 on_warning: Callable[[str], None] | None = None, cache_writes: CacheWrites | None = None) -> None:
         self.storage = storage if isinstance(storage, CountingStorage) else CountingStorage(storage)
         self.crypto = Crypto(master)
         self.config = config
         self.key_id = key_id
-        self.cache = RepoCache(cache_root or default_cache_root(), config.id) if cache_root != "" else None
+        # on_warning hears of what goes wrong without failing the command (a full cache disk).
+        self.on_warning = on_warning
+        root = cache_root or default_cache_root()
+        self.cache = RepoCache(root, config.id, cache_writes or CacheWrites(root, on_warning)) \
+            if cache_root != "" else None
         self.index = Index()
         self._index_loaded = False
         self.damaged_index: list[str] = []
@@ -136,9 +143,11 @@ class Repository:
         self._unsaved: dict[bytes, list[PackedBlob]] = {}
         self._checkpoint_lock = threading.Lock()
         self._last_checkpoint = time.monotonic()
-        self.checkpoint_interval = float(os.environ.get("STRONGROOM_CHECKPOINT_SECONDS", "60"))
+        self.checkpoint_interval = settings.checkpoint_seconds
         self.compressor = Compressor(*parse_compression(config.compression))
         self.on_pack_stored: Callable[[int], None] | None = None
+        self._locks: list[Lock] = []  # taken through lock(): writes check them first
+        self._lock_sightings: LockSightings | None = None
 
     # ---- creating and opening -------------------------------------------------
 
@@ -146,7 +155,8 @@ class Repository:
     def init(cls, storage: Storage, password: bytes | None, compression: str = "zstd",
              pack_size: int = DEFAULT_PACK_SIZE, chunker: ChunkerParams = ChunkerParams(),
              data_fanout: int = 2, cache_root: str | None = None,
-             kdf: keys.KdfParams | None = None) -> "Repository":
+             kdf: keys.KdfParams | None = None, settings: Settings = DEFAULT_SETTINGS,
+             on_warning: Callable[[str], None] | None = None) -> "Repository":
         if storage.exists():
             try:
                 storage.stat(CONFIG)
@@ -167,14 +177,16 @@ class Repository:
         key_id = keys.store_key(storage, master, password, kdf)
         crypto = Crypto(master)
         storage.write(CONFIG, crypto.encrypt(config.encode(), CONFIG_AAD))
-        target = _target_cache(storage, cache_root)
+        writes = CacheWrites(cache_root or default_cache_root(), on_warning)
+        target = _target_cache(storage, cache_root, writes)
         if target:
             _record_identity(target, config, master)
-        return cls(storage, master, config, key_id, cache_root)
+        return cls(storage, master, config, key_id, cache_root, settings, on_warning, writes)
 
     @classmethod
     def open(cls, storage: Storage, password: Callable[[], bytes | None] | bytes | None,
-             cache_root: str | None = None) -> "Repository":
+             cache_root: str | None = None, settings: Settings = DEFAULT_SETTINGS,
+             on_warning: Callable[[str], None] | None = None) -> "Repository":
         """Open with a password, or a function that asks for one when needed.
 
         With a warm cache this costs one request (the key listing): key files
@@ -191,7 +203,8 @@ class Repository:
             listed = []
         if not listed:
             raise RepositoryNotFound(f"no repository at {storage.url}")
-        target = _target_cache(storage, cache_root)
+        writes = CacheWrites(cache_root or default_cache_root(), on_warning)
+        target = _target_cache(storage, cache_root, writes)
 
         def read_key(name: str) -> bytes:
             cached = target.get("keys", name) if target else None
@@ -220,14 +233,40 @@ class Repository:
         if target:
             _check_identity(target, storage.url, config, master)
             target.put("config", CONFIG, config_data)
-        return cls(storage, master, config, key_id, cache_root)
+        return cls(storage, master, config, key_id, cache_root, settings, on_warning, writes)
 
     def verify_config(self) -> None:
         """Read the config from the target (not the cache) and authenticate it."""
         RepoConfig.decode(self.crypto.decrypt(self.storage.read(CONFIG), CONFIG_AAD, "config"))
 
-    def lock(self, exclusive: bool = False, wait: float = 0.0) -> Lock:
-        return Lock(self.storage, self.crypto, exclusive).acquire(wait)
+    # ---- locks ----------------------------------------------------------------
+
+    def lock(self, exclusive: bool = False, wait: float = 0.0, timing: LockTiming | None = None) -> Lock:
+        """Take a lock; until it is released, every write first checks it is not lost."""
+        timing = timing or LockTiming()
+        host, sightings = self._lock_identity(timing)
+        lock = Lock(self.storage, self.crypto, exclusive, timing=timing, host=host, sightings=sightings).acquire(wait)
+        # A lost lock refuses writes until its holder released it and took a new one.
+        self._locks = [held for held in self._locks if held.name is not None] + [lock]
+        return lock
+
+    def check_lock(self) -> None:
+        """Raise LockLost if a lock taken through lock() was lost: another host
+        may take it for stale, so nothing more may be written or deleted."""
+        for lock in self._locks:
+            lock.check()
+
+    def remove_locks(self, all_locks: bool = False, timing: LockTiming | None = None) -> list[LockInfo]:
+        """Remove every lock, or only those stale by observation or dead by pid here."""
+        timing = timing or LockTiming()
+        host, sightings = self._lock_identity(timing)
+        return remove_locks(self.storage, self.crypto, Staleness(host, sightings, timing.stale_after), all_locks)
+
+    def _lock_identity(self, timing: LockTiming) -> tuple[HostIdentity, LockSightings]:
+        host = HostIdentity.current(os.path.dirname(self.cache.dir) if self.cache is not None else None)
+        if self._lock_sightings is None or self._lock_sightings.clock is not timing.clock:
+            self._lock_sightings = LockSightings(timing.clock, host.boot_id, self.cache)
+        return host, self._lock_sightings
 
     @property
     def requests(self) -> dict:
@@ -310,6 +349,7 @@ class Repository:
     def _write_object(self, name: str, data: bytes) -> None:
         """Write one object; if that fails, try once to remove what may be left,
         since some WebDAV servers keep a cut-off upload under its final name."""
+        self.check_lock()
         try:
             self.storage.write(name, data)
         except StorageError:
@@ -467,7 +507,10 @@ class Repository:
             if tree is not None:
                 self._tree_cache.move_to_end(tree_id)
                 return tree
-        tree = Tree.decode(self.read_blob(tree_id, TREE))
+        data = self.read_blob(tree_id, TREE)
+        if self.crypto.blob_id(data) != tree_id:  # a tree under another's id could contain itself
+            raise IntegrityError(f"tree {tree_id.hex()[:16]}: content does not match its id")
+        tree = Tree.decode(data)
         with self._tree_lock:
             self._tree_cache[tree_id] = tree
             if len(self._tree_cache) > 4096:
@@ -549,12 +592,11 @@ class Repository:
         return result
 
 
-def _target_cache(storage: Storage, cache_root: str | None) -> RepoCache | None:
+def _target_cache(storage: Storage, cache_root: str | None, writes: CacheWrites) -> RepoCache | None:
     """The cache kept per target URL: key files, the config, the identity seen there."""
     if cache_root == "":
         return None
-    return RepoCache(cache_root or default_cache_root(),
-                     "target-" + hashlib.sha256(storage.url.encode()).hexdigest()[:32])
+    return RepoCache(writes.root, "target-" + hashlib.sha256(storage.url.encode()).hexdigest()[:32], writes)
 
 
 def master_fingerprint(master: MasterKey) -> str:

@@ -136,10 +136,12 @@ class StorageManager:
         with self.service.repo_lock(config):
             repo = self.service.open_repository(config)
             with repo.lock(exclusive=not dry_run, wait=60):
-                plan = plan_forget(self.service.snapshots(config, repo), policy, group_by=())
+                points = self.service.snapshots(config, repo)
+                plan = plan_forget(points, policy, group_by=())
                 removed = [] if dry_run else remove_snapshots(repo, plan)
                 if prune:
-                    prune_plan = plan_prune(repo)
+                    # The points kept here must be in prune's own listing, or it stops.
+                    prune_plan = plan_prune(repo, must_see={s.id for s in points} - set(removed))
                     pruned = prune_plan.summary() if dry_run else run_prune(repo, prune_plan)
                 else:
                     pruned = None
@@ -283,7 +285,8 @@ class BackupManager:
                  max_concurrent_jobs: int = 2, retry_delay: float = 5.0) -> None:
         self.catalog = catalog
         self.webdav_service = webdav_service
-        self.backup_service = BackupService(catalog, webdav_service, secrets, cache_root)
+        self.backup_service = BackupService(catalog, webdav_service, secrets, cache_root,
+                                            settings=webdav_service.settings)
         self.validator = BackupValidator(self.backup_service)
         self.storage = StorageManager(self.backup_service)
         self.queue = JobQueue(catalog, self._run_job, max_concurrent_jobs, retry_delay)

@@ -12,6 +12,7 @@ from strongroom.engine.walk import ExcludeRules
 from strongroom.errors import RepositoryNotFound, SnapshotNotFound, StrongroomError, UsageError
 from strongroom.model.select import find_snapshot
 from strongroom.model.snapshot import Snapshot
+from strongroom.settings import Settings
 from strongroom.repo.repository import DEFAULT_PACK_SIZE, Repository
 from strongroom.services.configs import BackupConfig
 from strongroom.storage import LocalStorage
@@ -19,11 +20,13 @@ from strongroom.storage.base import Storage
 
 
 class BackupService:
-    def __init__(self, catalog, webdav_service, secrets, cache_root: str | None = None) -> None:
+    def __init__(self, catalog, webdav_service, secrets, cache_root: str | None = None,
+                 settings: Settings | None = None) -> None:
         self.catalog = catalog
         self.webdav = webdav_service
         self.secrets = secrets
         self.cache_root = cache_root
+        self.settings = settings or Settings.from_env()
         self._repo_locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -43,7 +46,8 @@ class BackupService:
     def storage_for(self, config: BackupConfig, on_event=None) -> Storage:
         if config.is_local:
             return LocalStorage(config.target_path)
-        return self.webdav.open_storage(config.target_client_id, config.target_path, self.cache_root, on_event)
+        return self.webdav.open_storage(config.target_client_id, config.target_path, self.cache_root, on_event,
+                                        settings=self.settings)
 
     def password_for(self, config: BackupConfig) -> bytes | None:
         """The repository password of a configuration, from the one source it names.
@@ -90,14 +94,15 @@ class BackupService:
         storage = self.storage_for(config, on_event)
         password = self.password_for(config)
         try:
-            return Repository.open(storage, password, self.cache_root)
+            return Repository.open(storage, password, self.cache_root, settings=self.settings)
         except RepositoryNotFound:
             if not create:
                 raise
-        vendor = getattr(storage, "vendor", None)
+        vendor = storage.info.vendor
         return Repository.init(storage, password, compression=config.codec,
                                pack_size=vendor.pack_size if vendor else DEFAULT_PACK_SIZE,
-                               data_fanout=vendor.data_fanout if vendor else 2, cache_root=self.cache_root)
+                               data_fanout=vendor.data_fanout if vendor else 2, cache_root=self.cache_root,
+                               settings=self.settings)
 
     def repo_lock(self, config: BackupConfig) -> threading.Lock:
         """One backup at a time per repository within this process."""

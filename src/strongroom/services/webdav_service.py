@@ -9,6 +9,7 @@ from urllib.parse import quote, urlsplit
 
 from strongroom.errors import AuthenticationFailed, StorageError, StrongroomError, UsageError
 from strongroom.services.urls import has_password, without_password
+from strongroom.settings import Settings
 from strongroom.storage import open_storage
 from strongroom.storage.base import Storage
 
@@ -55,7 +56,10 @@ class WebDAVService:
     """WebDAV clients by id. Attached to a catalog and secrets store, it keeps
     them across runs (the password in the secrets store, never the catalog)."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings | None = None) -> None:
+        # Timeouts, retries and budgets of the connections it opens; read from
+        # the environment once, when the service is made, unless given.
+        self.settings = settings or Settings.from_env()
         self._clients: dict[str, WebDAVCredentials] = {}
         self._lock = threading.Lock()
         self._catalog = None
@@ -124,10 +128,12 @@ class WebDAVService:
         port = f":{parts.port}" if parts.port else ""
         return f"webdav+{parts.scheme}://{quote(c.username, safe='')}@{parts.hostname}{port}{full.rstrip('/')}/"
 
-    def open_storage(self, client_id: str, path: str, cache_root: str | None = None, on_event=None) -> Storage:
+    def open_storage(self, client_id: str, path: str, cache_root: str | None = None, on_event=None,
+                     settings: Settings | None = None) -> Storage:
         c = self.get_client(client_id)
         return open_storage(self.repository_url(client_id, path), webdav_password=c.password,
-                            vendor=c.service_type, cache_root=cache_root, on_event=on_event)
+                            vendor=c.service_type, cache_root=cache_root, on_event=on_event,
+                            settings=settings or self.settings)
 
     def test_connection(self, client_id: str, path: str = "") -> ConnectionReport:
         """Reachability, credentials, write permission and quota, in about four requests."""

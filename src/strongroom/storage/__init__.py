@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Callable
 from urllib.parse import unquote, urlsplit
 
 from strongroom.errors import UsageError
 from strongroom.paths import default_cache_root
-from strongroom.storage.base import ObjectInfo, Storage
+from strongroom.settings import DEFAULT, VENDOR_DEFAULT, Settings
+from strongroom.storage.base import ObjectInfo, Storage, StorageInfo
 from strongroom.storage.budget import RequestBudget
 from strongroom.storage.local import LocalStorage
 from strongroom.storage.metrics import CountingStorage
 
-__all__ = ["ObjectInfo", "Storage", "LocalStorage", "CountingStorage", "open_storage", "object_size_cap",
+__all__ = ["ObjectInfo", "Storage", "StorageInfo", "Settings", "LocalStorage", "CountingStorage", "open_storage", "object_size_cap",
            "request_budget"]
 
 Password = Callable[[], str] | str | None
@@ -22,19 +22,22 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(?!\\)")
 
 
 def open_storage(url: str, *, webdav_password: Password = None, vendor: str | None = None,
-                 cache_root: str | None = None, on_event: Callable[[dict], None] | None = None) -> Storage:
+                 cache_root: str | None = None, on_event: Callable[[dict], None] | None = None,
+                 settings: Settings = DEFAULT) -> Storage:
     """Open the storage a repository URL names.
 
     `PATH` or `local:PATH`: a directory. `webdav+https://USER@HOST/PATH` (or
     `webdav+http://`): a WebDAV collection; the account password comes from
-    `webdav_password` or STRONGROOM_WEBDAV_PASSWORD, never from the URL.
+    `webdav_password` (a string or a function that returns one), never from
+    the URL. Timeouts, retries and the request budget come from `settings`.
     """
     if not url:
         raise UsageError("no repository given: use --repo or STRONGROOM_REPO")
     if url.startswith("local:"):
         return LocalStorage(url[len("local:"):])
     if url.startswith(("webdav+http://", "webdav+https://")):
-        return _open_webdav(url[len("webdav+"):], webdav_password, vendor, cache_root, on_event)
+        return _open_webdav(url[len("webdav+"):], webdav_password, vendor,
+                            settings.cache_root if cache_root is None else cache_root, on_event, settings)
     scheme = _SCHEME.match(url)
     if scheme:
         # `sftp:host:/path`, `s3:...`, `rest:...` are other tools' forms, not a
@@ -45,9 +48,9 @@ def open_storage(url: str, *, webdav_password: Password = None, vendor: str | No
 
 
 def _open_webdav(url: str, password: Password, vendor_name: str | None, cache_root: str | None,
-                 on_event) -> Storage:
+                 on_event, settings: Settings) -> Storage:
     from strongroom.storage.retry import RetryingStorage, RetryPolicy
-    from strongroom.storage.vendors import parse_budget, vendor_profile
+    from strongroom.storage.vendors import vendor_profile
     from strongroom.storage.webdav import WebDAVStorage
 
     parts = urlsplit(url)
@@ -63,53 +66,33 @@ def _open_webdav(url: str, password: Password, vendor_name: str | None, cache_ro
                          "e.g. https://dav.jianguoyun.com/dav/Backups/strongroom")
     if callable(password):
         password = password()
-    if password is None:
-        password = os.environ.get("STRONGROOM_WEBDAV_PASSWORD")
     if not password:
         raise UsageError("no WebDAV password: set STRONGROOM_WEBDAV_PASSWORD or use --webdav-password-file")
     netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
     base_url = f"{parts.scheme}://{netloc}{path}"
     username = unquote(parts.username)
 
-    budget_spec = os.environ.get("STRONGROOM_WEBDAV_BUDGET")
+    limit = vendor.budget if settings.webdav_budget == VENDOR_DEFAULT else settings.webdav_budget
     budget = None
-    if budget_spec and budget_spec.lower() not in ("none", "off", "0"):
-        budget = parse_budget(budget_spec)
-    elif budget_spec is None:
-        budget = vendor.budget
-    gate = None
-    if budget is not None:
-        root = cache_root or default_cache_root()
-        state = None if cache_root == "" else RequestBudget.state_file(root, f"{vendor.name} {username}@{netloc}")
-        gate = RequestBudget(budget[0], budget[1], state, on_wait=on_event).take
-    timeout = float(os.environ.get("STRONGROOM_WEBDAV_TIMEOUT", "60"))
-    client = WebDAVStorage(base_url, username, password, vendor, timeout=timeout, gate=gate)
-    return RetryingStorage(client, RetryPolicy.from_env(vendor.blocked_wait), on_wait=on_event)
+    if limit is not None:
+        state = None
+        if cache_root != "":
+            state = RequestBudget.state_file(cache_root or default_cache_root(), f"{vendor.name} {username}@{netloc}")
+        budget = RequestBudget(limit[0], limit[1], state, on_wait=on_event)
+    client = WebDAVStorage(base_url, username, password, vendor, timeout=settings.webdav_timeout,
+                           gate=budget.take if budget else None)
+    client.info = StorageInfo(vendor=vendor, max_object_size=vendor.max_object_size, budget=budget)
+    policy = RetryPolicy(deadline=settings.webdav_deadline, base_delay=settings.webdav_retry_delay,
+                         blocked_wait=vendor.blocked_wait if settings.webdav_blocked_wait is None
+                         else settings.webdav_blocked_wait)
+    return RetryingStorage(client, policy, on_wait=on_event)
 
 
-def _layers(storage):
-    """The storage and every decorator below it."""
-    seen = set()
-    while storage is not None and id(storage) not in seen:
-        seen.add(id(storage))
-        yield storage
-        storage = vars(storage).get("inner")
-
-
-def object_size_cap(storage) -> int | None:
+def object_size_cap(storage: Storage) -> int | None:
     """The most bytes one object may have on this target (the WebDAV vendor's upload cap)."""
-    for layer in _layers(storage):
-        vendor = vars(layer).get("vendor")
-        if vendor is not None:
-            return vendor.max_object_size
-    return None
+    return storage.info.max_object_size
 
 
-def request_budget(storage) -> RequestBudget | None:
+def request_budget(storage: Storage) -> RequestBudget | None:
     """The request budget that gates this target's requests, if one is configured."""
-    for layer in _layers(storage):
-        # The WebDAV client is handed the budget's bound `take` as its gate.
-        owner = getattr(vars(layer).get("_gate"), "__self__", None)
-        if isinstance(owner, RequestBudget):
-            return owner
-    return None
+    return storage.info.budget

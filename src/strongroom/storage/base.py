@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 from strongroom.errors import StorageError
 
@@ -42,10 +42,20 @@ class Temporary:
     age: float  # seconds since it was last written
 
 
+@dataclass(frozen=True)
+class StorageInfo:
+    """What a target says of itself, passed on unchanged by every decorator."""
+
+    vendor: Any = None  # the WebDAV VendorProfile (pack size, fan-out, cap), None for a directory
+    max_object_size: int | None = None  # the server's upload cap, where it has one
+    budget: Any = None  # the RequestBudget that gates its requests, if any
+
+
 class Storage(ABC):
     """A place that holds named objects. Implementations are thread-safe."""
 
     url: str = ""
+    info: StorageInfo = StorageInfo()
 
     @abstractmethod
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:

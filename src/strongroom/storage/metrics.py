@@ -84,5 +84,9 @@ class CountingStorage(Storage):
         self.inner.remove_temporary(name)
         self._count("delete")
 
+    @property
+    def info(self):
+        return self.inner.info
+
     def close(self) -> None:
         self.inner.close()

@@ -111,6 +111,10 @@ class RetryingStorage(Storage):
     def remove_temporary(self, name: str) -> None:
         self._call(lambda: self.inner.remove_temporary(name))
 
+    @property
+    def info(self):
+        return self.inner.info
+
     def close(self) -> None:
         self.inner.close()
 
