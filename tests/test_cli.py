@@ -153,10 +153,10 @@ def test_password_from_file_env_file_and_command(cli, tmp_path, src):
     done = run_with(cli, "snapshots", "--password-command", "false", drop=NO_PASSWORD_VARS)
     assert done.returncode == 2 and "password command" in one_error_line(done)
     done = run_with(cli, "snapshots", "--password-file", str(tmp_path / "absent"), drop=NO_PASSWORD_VARS)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "cannot read password file" in one_error_line(done)
     done = run_with(cli, "snapshots", drop=NO_PASSWORD_VARS)  # no TTY, no password
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "no password" in one_error_line(done)
 
 
@@ -362,7 +362,7 @@ def test_key_add_list_passwd_remove(cli, repo_path, src):
 
     done = run_with(cli, "key", "add", drop=("STRONGROOM_NEW_PASSWORD", "STRONGROOM_NEW_PASSWORD_FILE"),
                     STRONGROOM_PASSWORD="third")
-    assert done.returncode == 1 and "new password" in one_error_line(done)
+    assert done.returncode == 2 and "new password" in one_error_line(done)
 
 
 def test_version(cli):

@@ -120,12 +120,12 @@ def test_config_add_list_show_edit_remove(m, tmp_path, src):
     done = m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(tmp_path / "other"))
     assert done.returncode == 2 and "exists already" in one_error_line(done)
     done = m.run("config", "add", "bad", "--source", str(src))
-    assert done.returncode == 1 and "--target-dir" in one_error_line(done)
+    assert done.returncode == 2 and "--target-dir" in one_error_line(done)
 
     m.run("config", "remove", "docs", check=True)
     assert m.summary("config", "list")["count"] == 0
     done = m.run("config", "show", "docs")
-    assert done.returncode == 1 and "no backup configuration named 'docs'" in one_error_line(done)
+    assert done.returncode == 2 and "no backup configuration named 'docs'" in one_error_line(done)
     assert (repo / "config").is_file()  # the repository stays
 
 
@@ -556,7 +556,7 @@ def test_webdav_client_and_config_end_to_end(m, tmp_path, src, wsgidav_server):
     assert done.returncode == 0 and point in done.stdout.decode()
 
     done = m.run("client", "remove", "cloud")
-    assert done.returncode == 1 and "used by docs" in one_error_line(done)
+    assert done.returncode == 2 and "used by docs" in one_error_line(done)
     m.run("config", "remove", "docs", check=True)
     m.run("client", "remove", "cloud", check=True)
     assert dav.password not in m.stored_secrets().values()
