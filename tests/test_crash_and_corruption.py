@@ -487,12 +487,13 @@ def test_exit_1_for_a_general_error(cli, tmp_path):
     done = cli.run("restore", "deadbeef", "--target", str(tmp_path / "t"))
     assert done.returncode == 1
     assert "deadbeef" in one_error_line(done)
-    done = cli.run("backup", str(tmp_path / "no-such-dir"))
-    assert done.returncode == 1
-    assert "does not exist" in one_error_line(done)
 
 
-def test_exit_2_for_a_bad_command_line(cli):
+def test_exit_2_for_a_bad_command_line(cli, tmp_path):
     done = cli.run("backup", "--no-such-option")
     assert done.returncode == 2
     assert "no-such-option" in done.stderr.decode()
+    cli.run("init", check=True)
+    done = cli.run("backup", str(tmp_path / "no-such-dir"))  # an argument that names nothing
+    assert done.returncode == 2
+    assert "does not exist" in one_error_line(done)
