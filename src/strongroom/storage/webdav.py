@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import xml.etree.ElementTree as ET
 from typing import Callable, Iterator
-from urllib.parse import quote, unquote, urldefrag, urljoin, urlsplit
+from urllib.parse import quote, urldefrag, urljoin, urlsplit
 
 import httpx
 
@@ -26,19 +26,18 @@ from strongroom import __version__
 from strongroom.errors import (AuthenticationFailed, FolderNotFound, ListingFailed, ObjectNotFound, StorageError,
                                TransientStorageError)
 from strongroom.storage.base import Attempt, ObjectInfo, Storage, check_name
+from strongroom.storage.multistatus import (MAX_PAGES, PageLog, entry_for, href_path, parse_multistatus,
+                                           same_origin_below)
 from strongroom.storage.vendors import GENERIC, MiB, VendorProfile
 
 _PROPFIND_BODY = (b'<?xml version="1.0" encoding="utf-8"?>'
                   b'<d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getcontentlength/>'
                   b'</d:prop></d:propfind>')
-_DAV = "{DAV:}"
+_DAV = "{DAV:}"  # for the quota properties
 # GET answers for a name that is a collection or lies below a file: 403
 # (wsgidav, nginx), 405 (rclone), 301 (Apache), 400 (Apache, through a file).
 _NOT_AN_OBJECT = frozenset({301, 400, 403, 404, 405, 409})
 _REDIRECTS = frozenset({300, 301, 302, 303, 305, 307, 308})
-# One listing sends at most this many PROPFINDs (folders and their pages);
-# a server that keeps linking further pages is refused, not followed forever.
-MAX_PAGES = 10_000
 # A page of 750 entries (Nutstore) is about 300 KB; an unpaged folder of
 # 100,000 packs about 40 MB.
 MAX_PAGE_BYTES = 64 * MiB
@@ -247,7 +246,7 @@ class WebDAVStorage(Storage):
         url = self._url(name)
         status, entries, response = self._propfind(url, 0, what)
         if status == 207:
-            own = _entry_for(url, entries)
+            own = entry_for(url, entries)
             if own is None:
                 raise StorageError(f"{what}: the server's answer does not describe {name}")
             if own[1]:
@@ -287,7 +286,7 @@ class WebDAVStorage(Storage):
         twice; every folder is listed once.
         """
         check_name(prefix)
-        pages = _PageLog(self.max_pages)
+        pages = PageLog(self.max_pages)
         pending = [prefix]
         while pending:
             directory = pending.pop()
@@ -296,10 +295,10 @@ class WebDAVStorage(Storage):
             yield from files
 
     def _list_folder(self, directory: str, top: bool, attempt: Attempt,
-                     pages: "_PageLog") -> tuple[list[ObjectInfo], list[str]]:
+                     pages: PageLog) -> tuple[list[ObjectInfo], list[str]]:
         what = f"list {directory}/"
         url = self._url(directory, collection=True)
-        own = _href_path(url, url)
+        own = href_path(url, url)
         files: dict[str, ObjectInfo] = {}
         folders: dict[str, None] = {}
         saw_itself = False
@@ -359,26 +358,10 @@ class WebDAVStorage(Storage):
         if not link:
             return ""
         target = urldefrag(urljoin(url, link))[0]
-        if not self._is_ours(target):
+        if not same_origin_below(self.base_url, target):
             raise ListingFailed(f"{what}: the next page of the listing is at {target}, outside {self.base_url}; "
                                 f"it is not followed")
         return target
-
-    def _is_ours(self, url: str) -> bool:
-        """Same scheme, host and port as the repository, and below its path."""
-        mine, theirs = urlsplit(self.base_url), urlsplit(url)
-        try:
-            ports = (mine.port, theirs.port)
-        except ValueError:
-            return False
-        default = {"http": 80, "https": 443}.get(mine.scheme.lower())
-        path = unquote(theirs.path)
-        return (theirs.scheme.lower() == mine.scheme.lower()
-                and (theirs.hostname or "").lower() == (mine.hostname or "").lower()
-                and (ports[1] or default) == (ports[0] or default)
-                and theirs.username is None and theirs.password is None
-                and not any(part in (".", "..") for part in path.split("/"))
-                and path.startswith(unquote(mine.path)))
 
     def _propfind(self, url: str, depth: int, what: str) -> tuple[int, list[tuple[str, bool, int]], httpx.Response]:
         """One PROPFIND with an explicit Depth: (status, entries of a 207, the response).
@@ -393,12 +376,12 @@ class WebDAVStorage(Storage):
             body = _read_body(response, what, cap=MAX_PAGE_BYTES, too_large=ListingFailed)
         finally:
             response.close()
-        return 207, [(_href_path(url, href), is_dir, size)
-                     for href, is_dir, size in _parse_multistatus(body, what)], response
+        return 207, [(href_path(url, href), is_dir, size)
+                     for href, is_dir, size in parse_multistatus(body, what)], response
 
     def _is_collection(self, url: str, what: str) -> bool:
         status, entries, _ = self._propfind(url, 0, what)
-        own = _entry_for(url, entries) if status == 207 else None
+        own = entry_for(url, entries) if status == 207 else None
         return own is not None and own[1]
 
     def exists(self) -> bool:
@@ -411,7 +394,7 @@ class WebDAVStorage(Storage):
         what = "look up the repository"
         status, entries, response = self._propfind(self.base_url, 0, what)
         if status == 207:
-            own = _entry_for(self.base_url, entries)
+            own = entry_for(self.base_url, entries)
             if own is None:
                 raise StorageError(f"{what}: the server's answer does not describe {self.base_url}")
             if not own[1]:
@@ -480,32 +463,6 @@ def _once(request: Callable[[], object]):
     return request()
 
 
-class _PageLog:
-    """The pages one listing has fetched: a page seen twice is a loop, and
-    there are at most `limit` of them."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.seen: set[str] = set()
-
-    def take(self, url: str, what: str) -> None:
-        if url in self.seen:
-            raise ListingFailed(f"{what}: the server's pages lead back to {url}, a page already listed")
-        if len(self.seen) >= self.limit:
-            raise ListingFailed(f"{what}: the listing runs to more than {self.limit} pages; stopped there")
-        self.seen.add(url)
-
-
-def _href_path(base: str, href: str) -> str:
-    """An href (path-absolute, relative or a full URL) as a decoded path without a trailing slash."""
-    return unquote(urlsplit(urljoin(base, href)).path).rstrip("/")
-
-
-def _entry_for(url: str, entries: list[tuple[str, bool, int]]) -> tuple[str, bool, int] | None:
-    own = _href_path(url, url)
-    return next((e for e in entries if e[0] == own), None)
-
-
 def _read_body(response: httpx.Response, what: str, *, skip: int = 0, keep: int | None = None,
                cap: int | None = None, too_large: type[StorageError] = StorageError) -> bytes:
     """Read a streamed body: drop `skip` bytes, then keep `keep` (None: the
@@ -529,29 +486,3 @@ def _read_body(response: httpx.Response, what: str, *, skip: int = 0, keep: int 
     except httpx.TransportError as e:
         raise TransientStorageError(f"{what}: connection failed while reading ({type(e).__name__}: {e})") from None
     return bytes(kept)
-
-
-def _parse_multistatus(body: bytes, what: str) -> Iterator[tuple[str, bool, int]]:
-    try:
-        root = ET.fromstring(body)
-    except ET.ParseError as e:
-        raise TransientStorageError(f"{what}: unreadable listing ({e})") from None
-    for response in root.iter(f"{_DAV}response"):
-        href = response.findtext(f"{_DAV}href")
-        if not href:
-            continue
-        is_dir, size = False, 0
-        for propstat in response.iter(f"{_DAV}propstat"):
-            status = propstat.findtext(f"{_DAV}status") or ""
-            if " 200" not in status:
-                continue
-            prop = propstat.find(f"{_DAV}prop")
-            if prop is None:
-                continue
-            rtype = prop.find(f"{_DAV}resourcetype")
-            if rtype is not None and rtype.find(f"{_DAV}collection") is not None:
-                is_dir = True
-            length = prop.findtext(f"{_DAV}getcontentlength")
-            if length and length.strip().isdigit():
-                size = int(length.strip())
-        yield href.strip(), is_dir, size
