@@ -518,16 +518,13 @@ def run_measured(code: str, *args) -> tuple[dict, int]:
     ("200 to a range", 1000, 4096, None),
     ("200 to a range", 100 * MiB + 3, 64 * 1024, None),
     ("206, then more than asked", 5 * MiB + 1, 100_000, None),
-    ("206, then more than asked", 7, None, 16 * MiB),
-    ("200 to a whole read", 0, None, 16 * MiB),
+    # A small upload cap does not make a read fail: a repository made
+    # elsewhere may hold larger objects (docs/webdav.md).
+    ("206, then more than asked", 7, 1000, 64 * 1024),
 ])
 def test_a_huge_answer_to_a_read_costs_no_memory(stage: Stage, mode, offset, length, cap):
     stage.scripted.on(lambda m, p, q, e: m == "GET" and p == stage.path + "huge", huge_object(mode))
     answer, rss = run_measured(CHILD, stage.server.url, stage.server.username, stage.server.password,
                                offset, length, cap)
     assert rss < 300 * MiB, f"the client peaked at {rss // MiB} MiB"
-    if length is None:
-        # More than the service takes in one upload: no object can be that big.
-        assert answer["error"] == "StorageError" and f"more than {cap} bytes" in answer["message"]
-    else:
-        assert answer == {"length": length, "sha256": hashlib.sha256(pattern(offset, length)).hexdigest()}
+    assert answer == {"length": length, "sha256": hashlib.sha256(pattern(offset, length)).hexdigest()}

@@ -8,9 +8,9 @@ collections are created only when a PUT says they are missing, and
 remembered for the rest of the run. Errors are typed so that the retry
 decorator knows what may pass and what never will.
 
-Nothing a server sends is taken without a bound: a GET stops reading at
-the bytes asked for, whatever the server sends; a listing page stops at
-MAX_PAGE_BYTES, a listing at MAX_PAGES pages.
+A ranged GET stops reading at the bytes asked for, whatever the server
+sends; a listing page stops at MAX_PAGE_BYTES, a listing at MAX_PAGES
+pages.
 """
 
 from __future__ import annotations
@@ -159,9 +159,11 @@ class WebDAVStorage(Storage):
             headers["Range"] = f"bytes={offset}-{end}"
         # The body is streamed and read only as far as asked: a server that
         # answers a range with the whole object (200), or sends more than the
-        # range, costs bandwidth but not memory. Without a length, no object
-        # can be larger than the service accepts in one upload.
-        cap = self.vendor.max_object_size
+        # range, costs bandwidth but not memory. A read without a length takes
+        # the object whole, however large: the vendor's upload cap bounds what
+        # this client writes, not what a repository made elsewhere holds
+        # (tests/test_prune_webdav.py reads packs above it), so it cannot
+        # bound reads. Callers that know an object's size pass a length.
         url = self._url(name)
         response = self._request("GET", url, what, passthrough=_NOT_AN_OBJECT, stream=True, headers=headers)
         try:
@@ -176,13 +178,13 @@ class WebDAVStorage(Storage):
             if status == 416:
                 return b""
             if status == 200:
-                return _read_body(response, what, skip=offset, keep=length, cap=cap)
+                return _read_body(response, what, skip=offset, keep=length)
             if status != 206:
                 raise self._fail(what, response)
             content_range = response.headers.get("Content-Range", "")
             if not content_range.startswith(f"bytes {offset}-"):
                 raise TransientStorageError(f"{what}: server answered the wrong range ({content_range!r})")
-            return _read_body(response, what, keep=length, cap=cap)
+            return _read_body(response, what, keep=length)
         finally:
             response.close()
 
