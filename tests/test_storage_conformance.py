@@ -18,7 +18,7 @@ from typing import Callable
 
 import pytest
 
-from strongroom.errors import ObjectNotFound, StorageError
+from strongroom.errors import FolderNotFound, ListingFailed, ObjectNotFound, StorageError
 from strongroom.storage import CountingStorage, LocalStorage, ObjectInfo, Storage
 
 
@@ -113,9 +113,29 @@ def test_exists_and_create(target: Target):
     assert s.read("config") == b"x"
 
 
-def test_new_target_lists_nothing(storage: Storage):
-    assert names_in(storage, "data") == {}
+def test_new_target_has_no_folders(storage: Storage):
+    # A folder nobody made is missing, not empty: a listing says so.
+    for prefix in ("data", "keys"):
+        with pytest.raises(FolderNotFound):
+            list(storage.list(prefix))
+
+
+def test_made_folders_list_empty(storage: Storage):
+    storage.make_dirs(["keys", "data", "data/00", "data/ff", "deep/er/still"])
     assert names_in(storage, "keys") == {}
+    assert names_in(storage, "data") == {}
+    assert names_in(storage, "data/00") == {}
+    assert names_in(storage, "deep") == {}
+    assert names_in(storage, "deep/er/still") == {}
+    storage.make_dirs(["keys", "data/00"])  # making them again is harmless
+    storage.write("data/00/pack", b"p")
+    assert names_in(storage, "data") == {"data/00/pack": 1}
+
+
+def test_make_dirs_refuses_invalid_names(storage: Storage):
+    for name in ("../outside", ".hidden", "a//b"):
+        with pytest.raises(StorageError):
+            storage.make_dirs([name])
 
 
 # ---- write and read ---------------------------------------------------------------
@@ -218,7 +238,10 @@ def test_nothing_lives_below_an_object(storage: Storage):
     with pytest.raises(ObjectNotFound):
         storage.stat("snapshots/one/child")
     storage.delete("snapshots/one/child")  # missing, so not an error
-    assert names_in(storage, "snapshots/one") == {}
+    # An object is not a folder: listing it is no empty listing. Apache
+    # answers 400 there (ListingFailed), the others describe the object.
+    with pytest.raises((FolderNotFound, ListingFailed)):
+        list(storage.list("snapshots/one"))
     with pytest.raises(StorageError):
         storage.write("snapshots/one/child", b"c")
     assert storage.read("snapshots/one") == b"s"
@@ -259,11 +282,20 @@ def test_list_prefix_is_a_directory_not_a_string_prefix(storage: Storage):
     assert names_in(storage, "data2") == {"data2/b": 2}
 
 
-def test_list_missing_prefix_is_empty(storage: Storage):
+def test_list_missing_folder_is_not_empty(storage: Storage):
     storage.write("data/x", b"x")
-    assert names_in(storage, "snapshots") == {}
-    assert names_in(storage, "data/zz") == {}
-    assert names_in(storage, "no/such/deep/prefix") == {}
+    for prefix in ("snapshots", "data/zz", "no/such/deep/prefix"):
+        with pytest.raises(FolderNotFound) as caught:
+            list(storage.list(prefix))
+        assert not isinstance(caught.value, ObjectNotFound)
+        assert prefix in str(caught.value)
+    assert names_in(storage, "data") == {"data/x": 1}
+
+
+def test_list_of_a_folder_emptied_by_deletes(storage: Storage):
+    storage.write("locks/sub/l1", b"1")
+    storage.delete("locks/sub/l1")
+    assert names_in(storage, "locks") == {}
 
 
 def test_list_hides_temporary_files_of_interrupted_writes(target: Target, storage: Storage):

@@ -9,12 +9,20 @@ import lz4.block
 import zstandard
 
 from strongroom.errors import IntegrityError, UsageError
+from strongroom.repo.chunker import ChunkerParams
 
 RAW, ZSTD, LZ4, GZIP = 0, 1, 2, 3
 CODECS = {"none": RAW, "zstd": ZSTD, "lz4": LZ4, "gzip": GZIP}
 DEFAULT_LEVELS = {ZSTD: 3, GZIP: 6, LZ4: 0, RAW: 0}
 # zstd's negative levels are its fast modes; lz4 and none ignore the level.
 _LEVEL_RANGES = {ZSTD: (-131072, zstandard.MAX_COMPRESSION_LEVEL), GZIP: (-1, 9)}
+
+# The most a blob may decompress to. A data blob is one chunk, so never more
+# than the chunker's maximum (the repository's own, from its config, where
+# it has one); a tree blob is one directory's JSON, for which a generous
+# fixed cap holds some 200,000 entries (docs/format.md, "Blobs").
+MAX_DATA_BLOB = ChunkerParams().max_size
+MAX_TREE_BLOB = 64 * 1024 * 1024
 
 
 def parse_compression(spec: str) -> tuple[int, int]:
@@ -74,26 +82,58 @@ class Compressor:
 _dctx = threading.local()
 
 
-def decompress(blob: bytes, raw_length: int) -> bytes:
+def decompress(blob: bytes, raw_length: int, limit: int = MAX_DATA_BLOB) -> bytes:
+    """The plaintext of a blob that must be exactly `raw_length` bytes.
+
+    Never allocates more than `limit` (the most a blob of its kind may be):
+    a raw length above it fails before anything is decompressed, and no
+    codec is let write more than the raw length, so a blob that inflates
+    to gigabytes (a compression bomb) fails at raw_length + 1 bytes.
+    """
     if not blob:
         raise IntegrityError("empty blob plaintext")
+    if not 0 <= raw_length <= limit:
+        raise IntegrityError(f"blob claims {raw_length} bytes, more than a blob may have ({limit})")
     codec, payload = blob[0], memoryview(blob)[1:]
     try:
         if codec == RAW:
             out = bytes(payload)
         elif codec == ZSTD:
-            d = getattr(_dctx, "zstd", None)
-            if d is None:
-                d = _dctx.zstd = zstandard.ZstdDecompressor()
-            out = d.decompress(payload, max_output_size=raw_length)
+            out = _zstd_decompress(payload, raw_length)
         elif codec == LZ4:
             out = lz4.block.decompress(payload, uncompressed_size=raw_length)
         elif codec == GZIP:
-            out = zlib.decompress(payload)
+            out = _zlib_decompress(payload, raw_length)
         else:
             raise IntegrityError(f"unknown compression codec {codec}")
     except (zstandard.ZstdError, zlib.error, lz4.block.LZ4BlockError) as e:
         raise IntegrityError(f"blob does not decompress: {e}") from None
     if len(out) != raw_length:
         raise IntegrityError("blob decompressed to the wrong length")
+    return out
+
+
+def _zstd_decompress(payload: memoryview, raw_length: int) -> bytes:
+    # python-zstandard allocates the size a frame declares, whatever
+    # max_output_size says: check the declaration first.
+    declared = zstandard.frame_content_size(payload)
+    if declared != raw_length:
+        if declared == -1:
+            raise IntegrityError("zstd frame without a content size (every writer records it)")
+        raise IntegrityError(f"zstd frame declares {declared} bytes, the index {raw_length}")
+    d = getattr(_dctx, "zstd", None)
+    if d is None:
+        d = _dctx.zstd = zstandard.ZstdDecompressor()
+    return d.decompress(payload, max_output_size=raw_length)
+
+
+def _zlib_decompress(payload: memoryview, raw_length: int) -> bytes:
+    d = zlib.decompressobj()
+    out = d.decompress(payload, raw_length + 1)
+    if len(out) > raw_length or d.unconsumed_tail:
+        raise IntegrityError(f"blob decompresses to more than its {raw_length} bytes")
+    if not d.eof:
+        raise IntegrityError("blob does not decompress: the zlib stream is cut short")
+    if d.unused_data:
+        raise IntegrityError("blob does not decompress: data after the end of the zlib stream")
     return out

@@ -24,7 +24,7 @@ from strongroom.model.tree import Tree
 from strongroom.repo import keys
 from strongroom.repo.cache import CacheWrites, RepoCache, default_cache_root
 from strongroom.repo.chunker import Chunker, ChunkerParams
-from strongroom.repo.compression import Compressor, decompress, parse_compression
+from strongroom.repo.compression import MAX_TREE_BLOB, Compressor, decompress, parse_compression
 from strongroom.repo.crypto import Crypto, MasterKey
 from strongroom.repo.index import INDEX_AAD, INDEX_DIR, Index, decode_index, encode_index
 from strongroom.repo.host import HostIdentity
@@ -496,7 +496,8 @@ class Repository:
     def open_blob(self, blob_type: int, blob_id: bytes, encrypted: bytes | memoryview, raw_length: int,
                   where: str, verify_id: bool = False) -> bytes:
         what = f"blob {blob_id.hex()[:16]} in {where}"
-        plain = decompress(self.crypto.decrypt(encrypted, blob_aad(blob_type, blob_id), what), raw_length)
+        plain = decompress(self.crypto.decrypt(encrypted, blob_aad(blob_type, blob_id), what), raw_length,
+                           MAX_TREE_BLOB if blob_type == TREE else self.config.chunker.max_size)
         if verify_id and self.crypto.blob_id(plain) != blob_id:
             raise IntegrityError(f"{what}: content does not match its id")
         return plain

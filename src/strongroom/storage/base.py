@@ -10,9 +10,14 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from strongroom.errors import StorageError
+
+T = TypeVar("T")
+# Runs one request of a longer operation, and runs it again as often as the
+# caller's policy allows when it fails in a way that may pass.
+Attempt = Callable[[Callable[[], T]], T]
 
 # No component starts with a dot: that excludes "." and "..", the ".tmp-"
 # files of interrupted local writes, and names some WebDAV servers hide
@@ -74,7 +79,25 @@ class Storage(ABC):
 
     @abstractmethod
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Every object below the directory `prefix`, at any depth."""
+        """Every object below the folder `prefix`, at any depth, each once.
+
+        A listing never turns a failure into "empty": it raises FolderNotFound
+        when the folder `prefix` does not exist (or is an object), or when a
+        sub-folder it found is gone when it looks inside; ListingFailed when
+        the answer is not a listing of the folder asked for. An existing,
+        empty folder lists nothing.
+        """
+
+    def list_by_request(self, prefix: str, attempt: Attempt) -> Iterator[ObjectInfo]:
+        """`list`, with each request it sends run through `attempt` (a retry).
+
+        A backend that sends several requests for one listing (WebDAV: a
+        PROPFIND per folder and per page) overrides this, so that a failed
+        request is repeated alone instead of the whole walk. This default
+        takes the listing whole in one attempt. Either way no entry is
+        yielded twice.
+        """
+        yield from attempt(lambda: list(self.list(prefix)))
 
     @abstractmethod
     def stat(self, name: str) -> ObjectInfo:
@@ -92,7 +115,13 @@ class Storage(ABC):
         self.delete(name)
 
     def make_dirs(self, directories: list[str]) -> None:
-        """Create directories up front where a target needs them (WebDAV)."""
+        """Create these folders (and their parents); existing ones are fine.
+
+        A new repository creates its folders up front, so that listing one
+        that is still empty gives [] rather than FolderNotFound. A target
+        without real folders (none so far) would keep this no-op and list a
+        missing prefix as empty.
+        """
 
     def quota(self) -> tuple[int | None, int | None]:
         """(used, available) bytes on the target as it reports them; None where unknown."""

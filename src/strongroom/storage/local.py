@@ -11,7 +11,7 @@ import time
 import uuid
 from typing import Iterator
 
-from strongroom.errors import ObjectNotFound, StorageError
+from strongroom.errors import FolderNotFound, ListingFailed, ObjectNotFound, StorageError
 from strongroom.storage.base import ObjectInfo, Storage, Temporary, check_name
 
 _TEMP_PREFIX = ".tmp-"  # never a valid name, so listings pass over it
@@ -134,6 +134,14 @@ class LocalStorage(Storage):
         except OSError as e:
             raise StorageError(f"cannot delete {name}: {e.strerror}") from None
 
+    def make_dirs(self, directories: list[str]) -> None:
+        for directory in directories:
+            path = self._path(directory)
+            try:
+                self._ensure_dir(path)
+            except OSError as e:
+                raise StorageError(f"cannot create {directory}/: {e.strerror}") from None
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         base = self._path(prefix)
         stack = [(base, prefix)]
@@ -141,10 +149,17 @@ class LocalStorage(Storage):
             directory, rel = stack.pop()
             try:
                 entries = list(os.scandir(directory))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
+            except FileNotFoundError:
+                # The top folder, or a sub-folder seen a moment ago: either way
+                # the listing is not whole, and must not pass for empty.
+                if rel == prefix:
+                    raise FolderNotFound(f"cannot list {prefix}/: the folder does not exist") from None
+                raise FolderNotFound(f"cannot list {prefix}/: its folder {rel}/ vanished while it was listed") \
+                    from None
+            except NotADirectoryError:
+                raise FolderNotFound(f"cannot list {rel}/: it is an object, not a folder") from None
             except OSError as e:
-                raise StorageError(f"cannot list {rel}: {e.strerror}") from None
+                raise ListingFailed(f"cannot list {rel}/: {e.strerror}") from None
             for entry in sorted(entries, key=lambda e: e.name):
                 child = f"{rel}/{entry.name}"
                 if not _NAME_PART.fullmatch(entry.name):

@@ -5,11 +5,18 @@ jitter, honouring Retry-After. A throttling answer (Nutstore's 503
 BlockedTemporarily) waits long: the service counts requests over a window,
 and hammering it extends the block. Refused credentials are never retried:
 repeated bad passwords lock accounts.
+
+What is retried is one request, not the operation around it: a listing of
+many folders and pages hands `_call` down to the backend, which repeats
+only the PROPFIND that failed. Behind a server that drops one request in
+nine, retrying a walk of seventeen requests whole would almost never
+succeed. The deadline applies to each request from its first attempt: a
+listing that makes progress keeps going (MAX_PAGES bounds its length), one
+request that cannot get through gives up at the deadline.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -27,15 +34,6 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 30.0
     blocked_wait: float = 45.0  # after a throttling answer
-
-    @classmethod
-    def from_env(cls, blocked_wait: float) -> "RetryPolicy":
-        env = os.environ
-        return cls(
-            deadline=float(env.get("STRONGROOM_WEBDAV_DEADLINE", cls.deadline)),
-            base_delay=float(env.get("STRONGROOM_WEBDAV_RETRY_DELAY", cls.base_delay)),
-            blocked_wait=float(env.get("STRONGROOM_WEBDAV_BLOCKED_WAIT", blocked_wait)),
-        )
 
 
 class RetryingStorage(Storage):
@@ -87,8 +85,12 @@ class RetryingStorage(Storage):
         self.inner.delete_now(name)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        # A listing is taken whole, so a retry never yields an entry twice.
-        return iter(self._call(lambda: list(self.inner.list(prefix))))
+        # Each request of the listing is retried on its own; the backend
+        # yields every entry once however often a request is repeated.
+        return self.inner.list_by_request(prefix, self._call)
+
+    def list_by_request(self, prefix: str, attempt) -> Iterator[ObjectInfo]:
+        return self.inner.list_by_request(prefix, lambda request: attempt(lambda: self._call(request)))
 
     def stat(self, name: str) -> ObjectInfo:
         return self._call(lambda: self.inner.stat(name))

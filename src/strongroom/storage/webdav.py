@@ -3,9 +3,14 @@
 Only the verbs every server agrees on: PROPFIND with an explicit Depth of 0
 or 1, GET (with Range), PUT with Content-Length, MKCOL, DELETE. No MOVE,
 COPY, LOCK or conditional requests. Listings follow `Link: rel="next"`
-pages. Parent collections are created only when a PUT says they are
-missing, and remembered for the rest of the run. Errors are typed so that
-the retry decorator knows what may pass and what never will.
+pages, only on the same origin and below the repository. Parent
+collections are created only when a PUT says they are missing, and
+remembered for the rest of the run. Errors are typed so that the retry
+decorator knows what may pass and what never will.
+
+A ranged GET stops reading at the bytes asked for, whatever the server
+sends; a listing page stops at MAX_PAGE_BYTES, a listing at MAX_PAGES
+pages.
 """
 
 from __future__ import annotations
@@ -13,23 +18,31 @@ from __future__ import annotations
 import threading
 import xml.etree.ElementTree as ET
 from typing import Callable, Iterator
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from urllib.parse import quote, urldefrag, urljoin, urlsplit
 
 import httpx
 
 from strongroom import __version__
-from strongroom.errors import (AuthenticationFailed, ObjectNotFound, StorageError,
+from strongroom.errors import (AuthenticationFailed, FolderNotFound, ListingFailed, ObjectNotFound, StorageError,
                                TransientStorageError)
-from strongroom.storage.base import ObjectInfo, Storage, check_name
-from strongroom.storage.vendors import GENERIC, VendorProfile
+from strongroom.storage.base import StorageInfo, Attempt, ObjectInfo, Storage, check_name
+from strongroom.storage.multistatus import (MAX_PAGES, PageLog, entry_for, href_path, parse_multistatus,
+                                           same_origin_below)
+from strongroom.storage.vendors import GENERIC, MiB, VendorProfile
 
 _PROPFIND_BODY = (b'<?xml version="1.0" encoding="utf-8"?>'
                   b'<d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getcontentlength/>'
                   b'</d:prop></d:propfind>')
-_DAV = "{DAV:}"
+_DAV = "{DAV:}"  # for the quota properties
 # GET answers for a name that is a collection or lies below a file: 403
 # (wsgidav, nginx), 405 (rclone), 301 (Apache), 400 (Apache, through a file).
 _NOT_AN_OBJECT = frozenset({301, 400, 403, 404, 405, 409})
+_REDIRECTS = frozenset({300, 301, 302, 303, 305, 307, 308})
+# A page of 750 entries (Nutstore) is about 300 KB; an unpaged folder of
+# 100,000 packs about 40 MB.
+MAX_PAGE_BYTES = 64 * MiB
+# Bodies of answers read only for their status (an error's explanation).
+_ERROR_BODY_BYTES = 64 * 1024
 
 
 
@@ -50,16 +63,22 @@ class WebDAVStorage(Storage):
         self.base_path = urlsplit(base_url).path
         self.vendor = vendor
         self.url = f"webdav+{base_url}"
+        # open_storage adds the request budget it gates with.
+        self.info = StorageInfo(vendor=vendor, max_object_size=vendor.max_object_size)
         self._gate = gate
         self._client = httpx.Client(
             auth=(username, password), timeout=httpx.Timeout(timeout, connect=min(timeout, 20.0)),
-            follow_redirects=False, headers={"User-Agent": f"strongroom/{__version__}"},
+            # Objects are encrypted, so compression in transit gains nothing;
+            # and a compressed answer could inflate past every bound below.
+            follow_redirects=False, headers={"User-Agent": f"strongroom/{__version__}",
+                                             "Accept-Encoding": "identity"},
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
         )
         self._known_dirs: set[str] = set()
         self._refused: AuthenticationFailed | None = None
         self._lock = threading.Lock()
         self.http_requests = 0
+        self.max_pages = MAX_PAGES
 
     def __repr__(self) -> str:
         return f"WebDAVStorage({self.base_url!r})"
@@ -71,8 +90,12 @@ class WebDAVStorage(Storage):
         return self.base_url + path + ("/" if collection and path else "")
 
     def _request(self, method: str, url: str, what: str, passthrough: frozenset[int] = frozenset(),
-                 **kwargs) -> httpx.Response:
-        """One HTTP request, its failures typed; statuses in `passthrough` come back as they are."""
+                 stream: bool = False, **kwargs) -> httpx.Response:
+        """One HTTP request, its failures typed; statuses in `passthrough` come back as they are.
+
+        With `stream`, the body is left unread: the caller reads what it needs
+        (`_read_body`) and closes the response.
+        """
         if self._refused is not None:
             # Nutstore locks accounts after repeated refusals: after the first,
             # send nothing more.
@@ -82,14 +105,27 @@ class WebDAVStorage(Storage):
         with self._lock:
             self.http_requests += 1
         try:
-            response = self._client.request(method, url, **kwargs)
+            response = self._client.send(self._client.build_request(method, url, **kwargs), stream=True)
         except httpx.TimeoutException as e:
             raise TransientStorageError(f"{what}: timed out ({type(e).__name__})") from None
         except httpx.TransportError as e:
             raise TransientStorageError(f"{what}: connection failed ({type(e).__name__}: {e})") from None
+        try:
+            self._check_status(response, what, passthrough)
+            if not stream:
+                response.read()
+        except httpx.TransportError as e:
+            response.close()
+            raise TransientStorageError(f"{what}: connection failed ({type(e).__name__}: {e})") from None
+        except BaseException:
+            response.close()
+            raise
+        return response
+
+    def _check_status(self, response: httpx.Response, what: str, passthrough: frozenset[int]) -> None:
         status = response.status_code
         if status in passthrough:
-            return response
+            return
         if status in (401, 403):
             refused = AuthenticationFailed(
                 f"{what}: the WebDAV server refused access (HTTP {status}): check the WebDAV app password "
@@ -100,14 +136,13 @@ class WebDAVStorage(Storage):
         if status == 413:
             raise StorageError(f"{what}: the server refused the upload as too large (HTTP 413): choose a smaller "
                                f"--pack-size at init, or the right --webdav-vendor")
-        if status == 503 and b"BlockedTemporarily" in response.content:
+        if status == 503 and b"BlockedTemporarily" in _read_body(response, what, keep=_ERROR_BODY_BYTES):
             raise TransientStorageError(f"{what}: the server is throttling requests (503 BlockedTemporarily)",
                                         _retry_after(response), throttled=True)
         if status in (423, 429) or status >= 500 and status != 507:
             raise TransientStorageError(f"{what}: HTTP {status} {response.reason_phrase}", _retry_after(response))
         if status == 507:
             raise StorageError(f"{what}: the WebDAV target is full (HTTP 507)")
-        return response
 
     @staticmethod
     def _fail(what: str, response: httpx.Response) -> StorageError:
@@ -124,26 +159,36 @@ class WebDAVStorage(Storage):
         if offset or length is not None:
             end = "" if length is None else str(offset + length - 1)
             headers["Range"] = f"bytes={offset}-{end}"
-        response = self._request("GET", self._url(name), what, passthrough=_NOT_AN_OBJECT, headers=headers)
-        if response.status_code in _NOT_AN_OBJECT:
-            if response.status_code == 403 and name not in self._known_dirs:
-                raise AuthenticationFailed(f"{what}: the WebDAV server refused access (HTTP 403): check the "
-                                           f"WebDAV app password and the account's rights to {self.base_url}")
-            raise ObjectNotFound(f"{name} does not exist")
-        if response.status_code == 416:
-            return b""
-        if response.status_code == 200:
-            data = response.content[offset:] if offset else response.content
-            return data if length is None else data[:length]
-        if response.status_code != 206:
-            raise self._fail(what, response)
-        data = response.content
-        content_range = response.headers.get("Content-Range", "")
-        if not content_range.startswith(f"bytes {offset}-"):
-            raise TransientStorageError(f"{what}: server answered the wrong range ({content_range!r})")
-        if length is not None and len(data) > length:
-            data = data[:length]
-        return data
+        # The body is streamed and read only as far as asked: a server that
+        # answers a range with the whole object (200), or sends more than the
+        # range, costs bandwidth but not memory. A read without a length takes
+        # the object whole, however large: the vendor's upload cap bounds what
+        # this client writes, not what a repository made elsewhere holds
+        # (tests/test_prune_webdav.py reads packs above it), so it cannot
+        # bound reads. Callers that know an object's size pass a length.
+        url = self._url(name)
+        response = self._request("GET", url, what, passthrough=_NOT_AN_OBJECT, stream=True, headers=headers)
+        try:
+            status = response.status_code
+            if status in _REDIRECTS:
+                self._not_an_object_or_fail(url, response, what)
+            if status in _NOT_AN_OBJECT:
+                if status == 403 and name not in self._known_dirs:
+                    raise AuthenticationFailed(f"{what}: the WebDAV server refused access (HTTP 403): check the "
+                                               f"WebDAV app password and the account's rights to {self.base_url}")
+                raise ObjectNotFound(f"{name} does not exist")
+            if status == 416:
+                return b""
+            if status == 200:
+                return _read_body(response, what, skip=offset, keep=length)
+            if status != 206:
+                raise self._fail(what, response)
+            content_range = response.headers.get("Content-Range", "")
+            if not content_range.startswith(f"bytes {offset}-"):
+                raise TransientStorageError(f"{what}: server answered the wrong range ({content_range!r})")
+            return _read_body(response, what, keep=length)
+        finally:
+            response.close()
 
     def write(self, name: str, data: bytes | memoryview) -> None:
         check_name(name)
@@ -183,7 +228,7 @@ class WebDAVStorage(Storage):
         # 403: Apache's answer when another writer created it a moment before;
         # only a look tells that apart from a real refusal.
         if response.status_code == 403:
-            if not any(is_dir for _, is_dir, _ in self._propfind(url, 0, f"create {directory}/")):
+            if not self._is_collection(url, f"create {directory}/"):
                 raise AuthenticationFailed(f"create {directory}/: the WebDAV server refused access (HTTP 403): "
                                            f"check the WebDAV app password and the account's rights to "
                                            f"{self.base_url}")
@@ -201,25 +246,91 @@ class WebDAVStorage(Storage):
 
     def stat(self, name: str) -> ObjectInfo:
         check_name(name)
-        for href, is_dir, size in self._propfind(self._url(name), 0, f"stat {name}"):
-            if is_dir:
+        what = f"stat {name}"
+        url = self._url(name)
+        status, entries, response = self._propfind(url, 0, what)
+        if status == 207:
+            own = entry_for(url, entries)
+            if own is None:
+                raise StorageError(f"{what}: the server's answer does not describe {name}")
+            if own[1]:
                 raise ObjectNotFound(f"{name} is a collection, not an object")
-            return ObjectInfo(name, size)
-        raise ObjectNotFound(f"{name} does not exist")
+            return ObjectInfo(name, own[2])
+        # 404, and a path through a file (400 Apache, 409): a single object may
+        # simply be absent.
+        if status in (400, 404, 409):
+            raise ObjectNotFound(f"{name} does not exist")
+        if status in _REDIRECTS:
+            self._not_an_object_or_fail(url, response, what)
+        raise self._fail(what, response)
+
+    def _not_an_object_or_fail(self, url: str, response: httpx.Response, what: str) -> None:
+        """Raise for a redirect answered to a request for one object.
+
+        Apache's (and nginx's) 301 to the same URL with a slash says "this is
+        a collection": not an object, so ObjectNotFound. Any other redirect
+        (another path, host or scheme, a login page) says nothing about the
+        name; taking it for "absent" could let init write a new repository
+        over an existing one, or a reader skip a snapshot, so it is an error.
+        """
+        location = urldefrag(urljoin(url, response.headers.get("Location", "")))[0]
+        if response.status_code in (301, 308) and location == url + "/":
+            raise ObjectNotFound(f"{url[len(self.base_url):]} is a collection, not an object")
+        raise StorageError(f"{what}: the server redirected the request to {location or 'nowhere'} "
+                           f"(HTTP {response.status_code}); redirects are not followed: check the repository URL")
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        return self.list_by_request(prefix, _once)
+
+    def list_by_request(self, prefix: str, attempt: Attempt) -> Iterator[ObjectInfo]:
+        """A PROPFIND (Depth 1) per folder and per page, each through `attempt`.
+
+        A failed request is sent again alone. A folder's entries are yielded
+        once all its pages are in, so a retried page never yields an entry
+        twice; every folder is listed once.
+        """
         check_name(prefix)
+        pages = PageLog(self.max_pages)
         pending = [prefix]
         while pending:
             directory = pending.pop()
-            base = self._url(directory, collection=True)
-            own = urlsplit(base).path.rstrip("/")
-            for href, is_dir, size in self._propfind(base, 1, f"list {directory}/"):
-                path = unquote(urlsplit(urljoin(base, href)).path).rstrip("/")
-                if path == unquote(own):
+            files, folders = self._list_folder(directory, directory == prefix, attempt, pages)
+            pending.extend(reversed(folders))
+            yield from files
+
+    def _list_folder(self, directory: str, top: bool, attempt: Attempt,
+                     pages: PageLog) -> tuple[list[ObjectInfo], list[str]]:
+        what = f"list {directory}/"
+        url = self._url(directory, collection=True)
+        own = href_path(url, url)
+        files: dict[str, ObjectInfo] = {}
+        folders: dict[str, None] = {}
+        saw_itself = False
+        first = True
+        while url:
+            pages.take(url, what)
+            status, entries, response = attempt(lambda: self._propfind(url, 1, what))
+            if status == 404 and first:
+                if top:
+                    raise FolderNotFound(f"{what}: the folder does not exist")
+                raise FolderNotFound(f"{what}: the folder was in the listing a moment ago, but is gone")
+            if status in _REDIRECTS:
+                location = urljoin(url, response.headers.get("Location", ""))
+                raise ListingFailed(f"{what}: the server redirected the listing to {location or 'nowhere'} "
+                                    f"(HTTP {status}), so it is not a listing of {directory}/")
+            if status != 207:
+                # 400 and 409 (a path through a file), a 404 of a later page.
+                raise ListingFailed(f"{what}: HTTP {status} {response.reason_phrase}")
+            for path, is_dir, size in entries:
+                if path == own:
+                    if not is_dir:
+                        raise FolderNotFound(f"{what}: {directory} is an object, not a folder")
+                    saw_itself = True
                     continue
-                child = path.rsplit("/", 1)[-1]
-                if not child or child.startswith(".tmp-"):
+                parent, _, child = path.rpartition("/")
+                if parent != own:
+                    raise ListingFailed(f"{what}: the server listed {path}, which is not in the folder")
+                if child.startswith(".tmp-"):
                     continue
                 rel = f"{directory}/{child}"
                 try:
@@ -227,30 +338,79 @@ class WebDAVStorage(Storage):
                 except StorageError:
                     continue  # not ours: a sync client's file or a stray upload
                 if is_dir:
-                    pending.append(rel)
-                    self._known_dirs.add(rel)
+                    folders[rel] = None
                 else:
-                    yield ObjectInfo(rel, size)
+                    files[rel] = ObjectInfo(rel, size)
+            url = self._next_page(url, response, what)
+            first = False
+        if not saw_itself:
+            # A Depth: 1 PROPFIND always describes the collection itself (every
+            # server measured puts it first): without it, an answer with no
+            # entries is not an empty folder but a broken answer.
+            raise ListingFailed(f"{what}: the server's answer does not describe the folder itself")
+        with self._lock:
+            self._known_dirs.update(folders)
+        return list(files.values()), list(folders)
 
-    def _propfind(self, url: str, depth: int, what: str) -> Iterator[tuple[str, bool, int]]:
-        """PROPFIND with an explicit Depth, following Link rel="next" pages."""
-        while url:
-            response = self._request("PROPFIND", url, what, passthrough=frozenset({301, 400, 404, 409}),
-                                     content=_PROPFIND_BODY,
-                                     headers={"Depth": str(depth), "Content-Type": "application/xml"})
-            # 400/409: a path through a file; 301: a collection named without its slash (Apache).
-            if response.status_code in (301, 400, 404, 409):
-                return
+    def _next_page(self, url: str, response: httpx.Response, what: str) -> str:
+        """The `Link: rel="next"` page, if it stays with this repository.
+
+        httpx sends the credentials to whatever URL it is given, so a page
+        on another origin, or outside the repository, is refused, not fetched.
+        """
+        link = response.links.get("next", {}).get("url")
+        if not link:
+            return ""
+        target = urldefrag(urljoin(url, link))[0]
+        if not same_origin_below(self.base_url, target):
+            raise ListingFailed(f"{what}: the next page of the listing is at {target}, outside {self.base_url}; "
+                                f"it is not followed")
+        return target
+
+    def _propfind(self, url: str, depth: int, what: str) -> tuple[int, list[tuple[str, bool, int]], httpx.Response]:
+        """One PROPFIND with an explicit Depth: (status, entries of a 207, the response).
+
+        Entries are (decoded path without a trailing slash, is a collection, size).
+        """
+        response = self._request("PROPFIND", url, what, stream=True, content=_PROPFIND_BODY,
+                                 headers={"Depth": str(depth), "Content-Type": "application/xml"})
+        try:
             if response.status_code != 207:
-                raise self._fail(what, response)
-            yield from _parse_multistatus(response.content, what)
-            next_link = response.links.get("next", {}).get("url")
-            url = urljoin(url, next_link) if next_link else ""
+                return response.status_code, [], response
+            body = _read_body(response, what, cap=MAX_PAGE_BYTES, too_large=ListingFailed)
+        finally:
+            response.close()
+        return 207, [(href_path(url, href), is_dir, size)
+                     for href, is_dir, size in parse_multistatus(body, what)], response
+
+    def _is_collection(self, url: str, what: str) -> bool:
+        status, entries, _ = self._propfind(url, 0, what)
+        own = entry_for(url, entries) if status == 207 else None
+        return own is not None and own[1]
 
     def exists(self) -> bool:
-        for _ in self._propfind(self.base_url, 0, "look up the repository"):
+        """Whether the repository folder exists.
+
+        404 (and 400/409, a path through a file) mean no; a redirect is an
+        error, not a no: init would otherwise create a repository beside the
+        one the URL was meant to reach.
+        """
+        what = "look up the repository"
+        status, entries, response = self._propfind(self.base_url, 0, what)
+        if status == 207:
+            own = entry_for(self.base_url, entries)
+            if own is None:
+                raise StorageError(f"{what}: the server's answer does not describe {self.base_url}")
+            if not own[1]:
+                raise StorageError(f"{what}: {self.base_url} is a file, not a folder")
             return True
-        return False
+        if status in (400, 404, 409):
+            return False
+        if status in _REDIRECTS:
+            location = urljoin(self.base_url, response.headers.get("Location", ""))
+            raise StorageError(f"{what}: the server redirects {self.base_url} to {location or 'nowhere'} "
+                               f"(HTTP {status}); redirects are not followed: use the URL it names")
+        raise self._fail(what, response)
 
     def create(self) -> None:
         """Create the repository collection (and its parents where allowed)."""
@@ -294,34 +454,39 @@ class WebDAVStorage(Storage):
         return as_int(used), as_int(available)
 
     def make_dirs(self, directories: list[str]) -> None:
-        for d in directories:
-            self._mkcol(d)
+        for directory in directories:
+            parts = check_name(directory).split("/")
+            for i in range(1, len(parts) + 1):  # parents first: MKCOL makes one level
+                self._mkcol("/".join(parts[:i]))
 
     def close(self) -> None:
         self._client.close()
 
 
-def _parse_multistatus(body: bytes, what: str) -> Iterator[tuple[str, bool, int]]:
+def _once(request: Callable[[], object]):
+    return request()
+
+
+def _read_body(response: httpx.Response, what: str, *, skip: int = 0, keep: int | None = None,
+               cap: int | None = None, too_large: type[StorageError] = StorageError) -> bytes:
+    """Read a streamed body: drop `skip` bytes, then keep `keep` (None: the
+    rest) and stop reading there; more than `cap` kept bytes is an error."""
+    kept = bytearray()
     try:
-        root = ET.fromstring(body)
-    except ET.ParseError as e:
-        raise TransientStorageError(f"{what}: unreadable listing ({e})") from None
-    for response in root.iter(f"{_DAV}response"):
-        href = response.findtext(f"{_DAV}href")
-        if not href:
-            continue
-        is_dir, size = False, 0
-        for propstat in response.iter(f"{_DAV}propstat"):
-            status = propstat.findtext(f"{_DAV}status") or ""
-            if " 200" not in status:
-                continue
-            prop = propstat.find(f"{_DAV}prop")
-            if prop is None:
-                continue
-            rtype = prop.find(f"{_DAV}resourcetype")
-            if rtype is not None and rtype.find(f"{_DAV}collection") is not None:
-                is_dir = True
-            length = prop.findtext(f"{_DAV}getcontentlength")
-            if length and length.strip().isdigit():
-                size = int(length.strip())
-        yield href.strip(), is_dir, size
+        for piece in response.iter_bytes():
+            if skip:
+                if len(piece) <= skip:
+                    skip -= len(piece)
+                    continue
+                piece, skip = piece[skip:], 0
+            if keep is not None:
+                piece = piece[:keep - len(kept)]
+            kept += piece
+            if keep is not None and len(kept) >= keep:
+                break
+            if cap is not None and len(kept) > cap:
+                raise too_large(f"{what}: the server sent more than {cap} bytes, more than any answer "
+                                f"to this request can hold")
+    except httpx.TransportError as e:
+        raise TransientStorageError(f"{what}: connection failed while reading ({type(e).__name__}: {e})") from None
+    return bytes(kept)

@@ -1,0 +1,152 @@
+"""Blobs that claim or inflate to more than a blob may be.
+
+A reader allocates no more than the most a blob of its kind may hold: a
+raw length above that fails before anything is decompressed, and a
+payload that inflates past its raw length (a gzip or zstd bomb) fails at
+raw length + 1 bytes. The bombs run in a child process whose peak RSS is
+measured, since a failing bound shows as memory, not as an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zlib
+from pathlib import Path
+
+import lz4.block
+import pytest
+import zstandard
+
+from strongroom.errors import IntegrityError
+from strongroom.repo.chunker import ChunkerParams
+from strongroom.repo.compression import (GZIP, LZ4, MAX_DATA_BLOB, MAX_TREE_BLOB, RAW, ZSTD, Compressor,
+                                         decompress)
+from strongroom.repo.pack import DATA, TREE, blob_aad
+
+MiB = 1024 * 1024
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+
+
+def test_the_default_bound_is_the_largest_chunk():
+    assert MAX_DATA_BLOB == ChunkerParams().max_size == 4 * MiB
+    data = os.urandom(1024) * (MAX_DATA_BLOB // 1024)
+    for codec in (ZSTD, LZ4, GZIP, RAW):
+        assert decompress(Compressor(codec, 1).compress(data), len(data)) == data
+
+
+@pytest.mark.parametrize("codec", [RAW, ZSTD, LZ4, GZIP])
+def test_a_raw_length_above_the_bound_fails_before_decompressing(codec: int):
+    blob = Compressor(codec, 1).compress(bytes(1000))
+    # A claim of a terabyte: allocating it first would be a MemoryError, not this.
+    with pytest.raises(IntegrityError) as caught:
+        decompress(blob, 1 << 40)
+    assert "more than a blob may have" in str(caught.value)
+    with pytest.raises(IntegrityError):
+        decompress(blob, MAX_DATA_BLOB + 1)
+    with pytest.raises(IntegrityError):
+        decompress(blob, 5 * MiB, limit=4 * MiB)
+    with pytest.raises(IntegrityError):
+        decompress(blob, -1)
+
+
+def test_a_tree_may_be_larger_than_a_chunk():
+    tree = b'{"nodes":[' + b'{"name":"f","type":"file"},' * (10 * MiB // 27) + b"]}"
+    blob = Compressor(ZSTD, 1).compress(tree)
+    with pytest.raises(IntegrityError):
+        decompress(blob, len(tree))
+    assert decompress(blob, len(tree), limit=MAX_TREE_BLOB) == tree
+
+
+def test_a_zstd_frame_must_declare_the_raw_length():
+    data = b"strongroom " * 1000
+    blob = bytes([ZSTD]) + zstandard.ZstdCompressor().compress(data)
+    with pytest.raises(IntegrityError) as caught:
+        decompress(blob, len(data) - 1)
+    assert f"declares {len(data)} bytes" in str(caught.value)
+    undeclared = zstandard.ZstdCompressor(write_content_size=False).compressobj()
+    blob = bytes([ZSTD]) + undeclared.compress(data) + undeclared.flush()
+    with pytest.raises(IntegrityError) as caught:
+        decompress(blob, len(data))
+    assert "without a content size" in str(caught.value)
+
+
+def test_a_zlib_stream_must_end_where_the_blob_does():
+    data = b"strongroom " * 1000
+    stream = zlib.compress(data)
+    assert decompress(bytes([GZIP]) + stream, len(data)) == data
+    with pytest.raises(IntegrityError):
+        decompress(bytes([GZIP]) + stream + b"trailing", len(data))
+    with pytest.raises(IntegrityError):
+        decompress(bytes([GZIP]) + stream[:-6], len(data))  # the end of the stream cut off
+    with pytest.raises(IntegrityError):
+        decompress(bytes([GZIP]) + stream, len(data) - 1)
+
+
+def test_lz4_writes_no_more_than_the_raw_length():
+    data = bytes(64 * 1024)
+    blob = bytes([LZ4]) + lz4.block.compress(data, store_size=False)
+    with pytest.raises(IntegrityError):
+        decompress(blob, 1000)
+
+
+def test_the_repository_bounds_each_kind_of_blob(repo):
+    """open_blob passes the repository's own chunk limit for data, the tree cap for trees."""
+    big = os.urandom(64) * (5 * MiB // 64)  # over the 4 MiB chunk limit, under the tree cap
+    sealed = {kind: repo.crypto.encrypt(Compressor(ZSTD, 1).compress(big), blob_aad(kind, b"\0" * 32))
+              for kind in (DATA, TREE)}
+    with pytest.raises(IntegrityError):
+        repo.open_blob(DATA, b"\0" * 32, sealed[DATA], len(big), "test")
+    assert repo.open_blob(TREE, b"\0" * 32, sealed[TREE], len(big), "test") == big
+
+
+BOMB = """
+import json, sys, zlib, zstandard
+from strongroom.errors import IntegrityError
+from strongroom.repo.compression import GZIP, ZSTD, decompress
+kind, inflated, claimed = json.loads(sys.argv[1])
+zeros = bytes(1 << 20)
+if kind == "gzip":
+    c = zlib.compressobj(9)
+    payload = b"".join(c.compress(zeros) for _ in range(inflated >> 20)) + c.flush()
+    blob = bytes([GZIP]) + payload
+else:
+    c = zstandard.ZstdCompressor(level=1).compressobj(size=inflated if kind == "zstd" else -1)
+    payload = b"".join(c.compress(zeros) for _ in range(inflated >> 20)) + c.flush()
+    blob = bytes([ZSTD]) + payload
+del payload
+try:
+    decompress(blob, claimed)
+    print(json.dumps({"result": "decompressed", "blob": len(blob)}))
+except IntegrityError as e:
+    print(json.dumps({"result": "IntegrityError", "message": str(e), "blob": len(blob)}))
+"""
+
+
+def run_measured(code: str, *args) -> tuple[dict, int]:
+    """Run `code` in a child Python; return its JSON answer and its peak RSS in bytes."""
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], stdout=subprocess.PIPE,
+                                stderr=err, env={"PYTHONPATH": SRC, **os.environ})
+        out = proc.stdout.read()
+        proc.stdout.close()
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, not the test's
+        err.seek(0)
+        assert os.waitstatus_to_exitcode(status) == 0, err.read().decode()
+    return json.loads(out), usage.ru_maxrss * 1024
+
+
+@pytest.mark.parametrize("kind, claimed", [
+    ("gzip", 4 * MiB),             # 1 GiB of zeros in about 1 MiB, claiming one chunk
+    ("zstd", 4 * MiB),             # a frame that declares 1 GiB
+    ("zstd", 1024 * MiB),          # ... and an index that agrees, over the bound
+    ("zstd-undeclared", 4 * MiB),  # a frame that declares nothing
+])
+def test_a_compression_bomb_fails_in_bounded_memory(kind: str, claimed: int):
+    answer, rss = run_measured(BOMB, kind, 1024 * MiB, claimed)
+    assert answer["blob"] < 2 * MiB  # it is a bomb
+    assert answer["result"] == "IntegrityError", answer
+    assert rss < 300 * MiB, f"the reader peaked at {rss // MiB} MiB"
