@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
-from strongroom.errors import IntegrityError, KeyFileDamaged, WrongPassword
+from strongroom.errors import FolderNotFound, IntegrityError, KeyFileDamaged, WrongPassword
 from strongroom.repo.crypto import MasterKey, unwrap_with, wrap_with
 from strongroom.storage.base import Storage
 
@@ -161,7 +161,11 @@ def open_key(storage: Storage, password, listed=None, read=None) -> tuple[Master
     """
     files = []
     damaged: list[KeyFileDamaged] = []
-    listed = list(storage.list(KEY_DIR)) if listed is None else listed
+    if listed is None:
+        try:
+            listed = list(storage.list(KEY_DIR))
+        except FolderNotFound:
+            listed = []
     if not listed:
         raise IntegrityError("the repository has no key files")
     for info in listed:
