@@ -528,3 +528,66 @@ def test_a_huge_answer_to_a_read_costs_no_memory(stage: Stage, mode, offset, len
                                offset, length, cap)
     assert rss < 300 * MiB, f"the client peaked at {rss // MiB} MiB"
     assert answer == {"length": length, "sha256": hashlib.sha256(pattern(offset, length)).hexdigest()}
+
+
+# ---- prune and snapshots end to end: a listing that lies deletes nothing -----------------
+
+
+def _small_repository(stage: Stage, tmp_path: Path):
+    from conftest import PASSWORD
+    from strongroom.engine.backup import BackupOptions, run_backup
+    from strongroom.repo.repository import Repository
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.bin").write_bytes(os.urandom(200_000))
+    repo = Repository.init(stage.retrying(stage.client()), PASSWORD, cache_root="", data_fanout=1)
+    run_backup(repo, BackupOptions(paths=(str(src),)))
+    return Repository.open(stage.retrying(stage.client()), PASSWORD, cache_root="")
+
+
+def _deletes(stage: Stage) -> list[str]:
+    """DELETEs that reached the server, the command's own lock aside."""
+    return [path for method, path, _, _ in stage.scripted.log
+            if method == "DELETE" and not path.startswith(stage.path + "locks/")]
+
+
+def _keep_only_itself(root, responses):
+    for r in responses[1:]:
+        root.remove(r)
+
+
+@pytest.mark.parametrize("answer", ["404", "301", "empty-207", "self-only-207"])
+def test_prune_deletes_nothing_when_the_snapshot_listing_lies(stage: Stage, tmp_path, cli, answer):
+    from strongroom.engine.prune import plan_prune
+    from strongroom.errors import UsageError
+
+    repo = _small_repository(stage, tmp_path)
+    folder = stage.path + "snapshots/"
+    stage.scripted.on(propfind_of(folder), {
+        "404": canned(404),
+        "301": canned(301, [("Location", "http://127.0.0.1:1/elsewhere/")]),
+        "empty-207": canned(207, [("Content-Type", "application/xml")],
+                            b'<?xml version="1.0"?><d:multistatus xmlns:d="DAV:"/>'),
+        # Indistinguishable from a repository whose points were all forgotten:
+        # only the person can say it is so.
+        "self-only-207": edited_multistatus(_keep_only_itself),
+    }[answer])
+    expected = UsageError if answer == "self-only-207" else StorageError
+    with pytest.raises(expected) as caught:
+        plan_prune(repo)
+    if answer == "self-only-207":
+        assert "--allow-remove-all" in str(caught.value)
+    assert _deletes(stage) == []
+
+    # The command line says so too: an error, never "0 snapshot(s)" with exit 0.
+    url = f"webdav+http://{stage.server.username}@127.0.0.1:{stage.server.port}{stage.path}"
+    env = {"STRONGROOM_WEBDAV_PASSWORD": stage.server.password, "STRONGROOM_WEBDAV_BUDGET": "off",
+           "STRONGROOM_WEBDAV_DEADLINE": "5", "STRONGROOM_WEBDAV_RETRY_DELAY": "0.05"}
+    done = cli.run("prune", "--repo", url, "--no-cache", env=env)
+    assert done.returncode in (1, 2) and _deletes(stage) == [], done.stderr.decode()
+    done = cli.run("snapshots", "--repo", url, "--no-cache", env=env)
+    if answer == "self-only-207":
+        assert done.returncode == 0  # an empty folder is a fine answer to a listing
+    else:
+        assert done.returncode == 1 and "0 snapshot" not in done.stdout.decode(), done.stdout.decode()
