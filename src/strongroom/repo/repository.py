@@ -458,7 +458,13 @@ class Repository:
         self.checkpoint()
 
     def save_tree(self, tree: Tree) -> tuple[bytes, int]:
-        return self.save_blob(TREE, tree.encode())
+        data = tree.encode()
+        if len(data) > MAX_TREE_BLOB:
+            # Readers refuse a tree past this bound (memory stays bounded
+            # whatever a repository claims): never write one they would refuse.
+            raise IntegrityError(f"a directory of {len(tree.nodes)} entries makes a tree of {len(data)} bytes, "
+                                 f"over the {MAX_TREE_BLOB} bytes one tree may have")
+        return self.save_blob(TREE, data)
 
     # ---- reading blobs ------------------------------------------------------------
 
