@@ -21,6 +21,7 @@ import lz4.block
 import pytest
 import zstandard
 
+from measure import run_measured
 from strongroom.errors import IntegrityError
 from strongroom.repo.chunker import ChunkerParams
 from strongroom.repo.compression import (GZIP, LZ4, MAX_DATA_BLOB, MAX_TREE_BLOB, RAW, ZSTD, Compressor,
@@ -124,19 +125,6 @@ try:
 except IntegrityError as e:
     print(json.dumps({"result": "IntegrityError", "message": str(e), "blob": len(blob)}))
 """
-
-
-def run_measured(code: str, *args) -> tuple[dict, int]:
-    """Run `code` in a child Python; return its JSON answer and its peak RSS in bytes."""
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], stdout=subprocess.PIPE,
-                                stderr=err, env={"PYTHONPATH": SRC, **os.environ})
-        out = proc.stdout.read()
-        proc.stdout.close()
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, not the test's
-        err.seek(0)
-        assert os.waitstatus_to_exitcode(status) == 0, err.read().decode()
-    return json.loads(out), usage.ru_maxrss * 1024
 
 
 @pytest.mark.parametrize("kind, claimed", [

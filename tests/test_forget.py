@@ -58,7 +58,7 @@ def test_forget_refuses_to_remove_everything_unless_told(cli, tmp_path):
     done = summary(cli.run("forget", "--keep-tag", "nothing-has-this", "--allow-remove-all", "--json"))
     assert len(done["removed"]) == 2
     refused = cli.run("forget")
-    assert refused.returncode == 1 and "no retention rule" in refused.stderr.decode()
+    assert refused.returncode == 2 and "no retention rule" in refused.stderr.decode()
 
 
 def test_forget_groups_by_host_and_paths(cli, tmp_path):

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from faults import FaultMiddleware
+from measure import run_measured
 from strongroom.errors import FolderNotFound, ListingFailed, ObjectNotFound, StorageError
 from strongroom.storage.retry import RetryingStorage, RetryPolicy
 from strongroom.storage.webdav import WebDAVStorage
@@ -497,21 +498,6 @@ try:
 except StorageError as e:
     print(json.dumps({"error": type(e).__name__, "message": str(e)}))
 """
-
-
-def run_measured(code: str, *args) -> tuple[dict, int]:
-    """Run `code` in a child Python; return its JSON answer and its peak RSS in bytes."""
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], stdout=subprocess.PIPE,
-                                stderr=err, env={"PYTHONPATH": SRC, **os.environ})
-        out = proc.stdout.read()
-        proc.stdout.close()
-        # wait4, not wait: it gives this child's own resource usage.
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        assert proc.returncode == 0, err.read().decode()
-    return json.loads(out), usage.ru_maxrss * 1024
 
 
 @pytest.mark.parametrize("mode, offset, length, cap", [

@@ -300,11 +300,16 @@ class BackupForgetPrune(RuleBasedStateMachine):
     @precondition(lambda self: self.forgotten)
     @rule(share=SHARES)
     def prune(self, share: str) -> None:
-        done = self.summary("prune", "--max-unused", share, "--json")
+        # With every point forgotten, prune deletes everything only when told to.
+        told = () if self.points else ("--allow-remove-all",)
+        if not self.points:
+            code, _, err = self.run("prune", "--max-unused", share)
+            assert code == 2 and "--allow-remove-all" in err, err
+        done = self.summary("prune", "--max-unused", share, "--json", *told)
         self.forgotten = False
         assert done["bytes_freed"] >= 0
         # What a prune leaves, the same prune would not touch again.
-        again = self.summary("prune", "--max-unused", share, "--dry-run", "--json")
+        again = self.summary("prune", "--max-unused", share, "--dry-run", "--json", *told)
         assert (again["bytes_freed"], again["packs_deleted"], again["packs_repacked"],
                 again["packs_unindexed_deleted"], again["leftovers"]) == (0, 0, 0, 0, 0), again
         if not self.points:
