@@ -137,7 +137,7 @@ class Tree:
     def decode(cls, data: bytes) -> "Tree":
         try:
             doc = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser's stack
             raise IntegrityError("tree blob is not valid JSON") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("nodes", []), list):
             raise IntegrityError("tree blob is not a tree")

@@ -582,7 +582,10 @@ class Repository:
             try:
                 doc = json.loads(open_object(self.crypto, self._read_cached("configs", info.name),
                                              MANAGED_CONFIG_AAD, info.name))
-            except (IntegrityError, ValueError):
+                if not (isinstance(doc, dict) and isinstance(doc.get("name"), str)
+                        and isinstance(doc.get("time"), (int, float)) and isinstance(doc.get("config"), (dict, type(None)))):
+                    continue
+            except (IntegrityError, ValueError, RecursionError):
                 continue
             if doc["name"] not in newest or doc["time"] > newest[doc["name"]][0]:
                 newest[doc["name"]] = (doc["time"], doc["config"])

@@ -1,0 +1,135 @@
+"""Hostile repositories: objects crafted to crash, mislead or exhaust a reader.
+
+Each test here is a weakness that was found by attacking the tool and then
+fixed: the crafted object, and what a reader must do with it instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from conftest import PASSWORD, reopen
+from crafted import file_node, save_tree
+from strongroom.errors import IntegrityError
+from strongroom.model.snapshot import SNAPSHOT_AAD, Snapshot
+from strongroom.model.tree import Tree
+from strongroom.repo.pack import TREE
+from strongroom.repo.repository import object_id, seal_object
+
+DEEP = 100_000  # far past the JSON parser's recursion limit
+
+
+def deep_json(depth: int = DEEP) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.fixture
+def backed_up(cli, src):
+    cli.run("init", check=True)
+    cli.run("backup", str(src), check=True)
+    return cli
+
+
+def plant_snapshot(repo_path, cache_dir, body: bytes) -> str:
+    """A snapshot object sealed under the repository's own key, with any plaintext."""
+    repo = reopen(repo_path, cache_dir)
+    data = seal_object(repo.crypto, body, SNAPSHOT_AAD)
+    repo.storage.write(f"snapshots/{object_id(data)}", data)
+    return object_id(data)
+
+
+def a_snapshot_doc(repo_path, cache_dir) -> dict:
+    return json.loads(reopen(repo_path, cache_dir).list_snapshots()[0].encode())
+
+
+def assert_one_line(done) -> None:
+    err = done.stderr.decode()
+    assert "Traceback" not in err, err
+    assert "RecursionError" not in err and "TypeError" not in err, err
+
+
+# ---- JSON nested deeper than the parser's stack --------------------------------------------
+
+
+def test_a_planted_key_file_of_deeply_nested_json_does_not_stop_the_repository_opening(backed_up, repo_path):
+    # Key files are read and parsed before anything authenticates them: anyone who can
+    # write the target can plant one. It must be named as damaged, not crash every command.
+    data = deep_json()
+    (repo_path / "keys" / hashlib.sha256(data).hexdigest()).write_bytes(data)
+
+    done = backed_up.run("snapshots")
+    assert done.returncode == 0, done.stderr.decode()
+    assert_one_line(done)
+    done = backed_up.run("check")
+    assert_one_line(done)
+    assert done.returncode == 1
+    assert hashlib.sha256(data).hexdigest() in done.stdout.decode()
+
+
+def test_a_snapshot_of_deeply_nested_json_is_damage_not_a_crash(backed_up, repo_path, cache_dir, src):
+    doc = a_snapshot_doc(repo_path, cache_dir)
+    body = json.dumps(doc)[:-1].encode() + b', "summary": ' + deep_json() + b"}"
+    bad = plant_snapshot(repo_path, cache_dir, body)
+
+    done = backed_up.run("snapshots")
+    assert_one_line(done)
+    assert done.returncode == 0
+    done = backed_up.run("backup", str(src))  # one bad snapshot does not stop later backups
+    assert_one_line(done)
+    assert done.returncode == 0, done.stderr.decode()
+    done = backed_up.run("check")
+    assert_one_line(done)
+    assert done.returncode == 1 and bad[:8] in done.stdout.decode()
+
+
+def test_a_tree_of_deeply_nested_json_is_an_integrity_error(repo):
+    with pytest.raises(IntegrityError):
+        Tree.decode(deep_json())
+    tree_id, _ = repo.save_blob(TREE, deep_json())
+    repo.flush()
+    with pytest.raises(IntegrityError):
+        repo.load_tree(tree_id)
+
+
+# ---- snapshots whose fields have the wrong shape --------------------------------------------
+
+
+def test_a_snapshot_time_without_an_offset_is_refused_on_decoding(backed_up, repo_path, cache_dir, src):
+    # Sorting it against the others raised "can't compare offset-naive and
+    # offset-aware datetimes" in snapshots, backup and forget, while check said all was well.
+    doc = a_snapshot_doc(repo_path, cache_dir)
+    doc["time"] = "2020-01-01T00:00:00"
+    bad = plant_snapshot(repo_path, cache_dir, json.dumps(doc).encode())
+
+    for args in (("snapshots",), ("backup", str(src))):
+        done = backed_up.run(*args)
+        assert_one_line(done)
+        assert done.returncode == 0, done.stderr.decode()
+    done = backed_up.run("check")
+    assert done.returncode == 1 and bad[:8] in done.stdout.decode()
+
+
+@pytest.mark.parametrize("field, value", [
+    ("summary", "text"), ("tags", [1]), ("paths", [None]), ("hostname", 5), ("uid", "0"),
+    ("parent", 7), ("tree", 12),
+])
+def test_a_snapshot_field_of_the_wrong_type_is_refused_on_decoding(field, value):
+    good = Snapshot(time=datetime.now(timezone.utc).isoformat(), tree="ab" * 32, paths=("/",), hostname="h")
+    doc = json.loads(good.encode())
+    Snapshot.decode(json.dumps(doc).encode(), "00" * 32)
+    doc[field] = value
+    with pytest.raises(IntegrityError):
+        Snapshot.decode(json.dumps(doc).encode(), "00" * 32)
+
+
+def test_a_snapshot_summary_that_is_not_an_object_does_not_crash_the_listing(backed_up, repo_path, cache_dir):
+    doc = a_snapshot_doc(repo_path, cache_dir)
+    doc["summary"] = "x"
+    plant_snapshot(repo_path, cache_dir, json.dumps(doc).encode())
+    done = backed_up.run("snapshots")
+    assert_one_line(done)
+    assert done.returncode == 0
