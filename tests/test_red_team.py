@@ -18,7 +18,8 @@ from strongroom.errors import IntegrityError
 from strongroom.model.snapshot import SNAPSHOT_AAD, Snapshot
 from strongroom.model.tree import Tree
 from strongroom.repo.pack import TREE
-from strongroom.repo.repository import object_id, seal_object
+from strongroom.repo.repository import Repository, object_id, seal_object
+from strongroom.storage import LocalStorage
 
 DEEP = 100_000  # far past the JSON parser's recursion limit
 
@@ -133,3 +134,40 @@ def test_a_snapshot_summary_that_is_not_an_object_does_not_crash_the_listing(bac
     done = backed_up.run("snapshots")
     assert_one_line(done)
     assert done.returncode == 0
+
+
+# ---- a config that lifts the decompression bound ----------------------------------------------
+
+
+def test_a_config_asking_for_huge_chunks_is_refused_on_open(repo, repo_path, cache_dir):
+    # The chunker's max_size is the bound on every data blob a reader decompresses:
+    # a config asking for 4 GiB chunks let a 16 KiB pack make restore allocate
+    # 512 MiB for one blob (measured), up to 4 GiB per blob and pack worker.
+    import dataclasses
+    from strongroom.repo.chunker import ChunkerParams
+    from strongroom.repo.repository import CONFIG, CONFIG_AAD
+
+    hostile = dataclasses.replace(repo.config, chunker=ChunkerParams(max_size=2**32 - 1))
+    repo.storage.write(CONFIG, repo.crypto.encrypt(hostile.encode(), CONFIG_AAD))
+    for cache in (cache_dir, cache_dir.parent / "fresh-cache"):
+        with pytest.raises(IntegrityError, match="chunker"):
+            Repository.open(LocalStorage(str(repo_path)), PASSWORD, cache_root=str(cache))
+
+
+def test_init_refuses_chunker_parameters_the_chunker_cannot_cut_with(tmp_path):
+    from strongroom.errors import UsageError
+    from strongroom.repo.chunker import ChunkerParams
+
+    with pytest.raises(UsageError):
+        Repository.init(LocalStorage(str(tmp_path / "r")), PASSWORD, chunker=ChunkerParams(max_size=2**31),
+                        cache_root=str(tmp_path / "c"))
+
+
+def test_a_malformed_config_is_one_error_line(backed_up, repo_path, cache_dir, tmp_path):
+    from strongroom.repo.repository import CONFIG, CONFIG_AAD
+
+    repo = reopen(repo_path, cache_dir)
+    repo.storage.write(CONFIG, repo.crypto.encrypt(b'{"version": 1}', CONFIG_AAD))
+    done = backed_up.run("snapshots", env={"STRONGROOM_CACHE_DIR": str(tmp_path / "fresh")})
+    assert_one_line(done)
+    assert done.returncode != 0 and b"config" in done.stderr
