@@ -7,6 +7,8 @@ fixed: the crafted object, and what a reader must do with it instead.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import json
 from datetime import datetime, timezone
 
@@ -171,3 +173,62 @@ def test_a_malformed_config_is_one_error_line(backed_up, repo_path, cache_dir, t
     done = backed_up.run("snapshots", env={"STRONGROOM_CACHE_DIR": str(tmp_path / "fresh")})
     assert_one_line(done)
     assert done.returncode != 0 and b"config" in done.stderr
+
+
+# ---- metadata applied to a file the restore did not write --------------------------------------
+
+
+def _hard_linked_pair(repo) -> str:
+    """A snapshot of two names of one root-owned setuid file."""
+    from crafted import save_snapshot
+
+    common = dict(mode=0o4777, uid=0, gid=0, inode=77, device=1, links=2)
+    a = file_node(repo, b"a", b"payload\n", **common)
+    b = file_node(repo, b"b", b"payload\n", **common)
+    return save_snapshot(repo, save_tree(repo, a, b))
+
+
+def _planted(tmp_path, target, mtime_ns: int):
+    """A file outside the target, of someone else's, hard-linked into the target as `a`."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"evil da\n")  # the snapshot's size, other content
+    victim.chmod(0o600)
+    if os.geteuid() == 0:
+        os.chown(victim, 65534, 65534)
+    os.utime(victim, ns=(mtime_ns, mtime_ns))
+    target.mkdir()
+    os.link(victim, target / "a")
+    return victim
+
+
+def test_overwrite_never_applies_no_metadata_through_a_link_to_a_file_left_as_found(repo, tmp_path):
+    from crafted import MTIME
+    from strongroom.engine.restore import RestoreOptions, run_restore
+
+    snap_id = _hard_linked_pair(repo)
+    target = tmp_path / "target"
+    victim = _planted(tmp_path, target, MTIME)
+    before = os.stat(victim)
+    snap = [s for s in repo.list_snapshots() if s.id == snap_id][0]
+    run_restore(repo, snap, RestoreOptions(target=str(target), overwrite="never"))
+    after = os.stat(victim)
+    # `a` was left as found; `b` is a new name of that same inode, which must stay as found too.
+    assert (after.st_mode, after.st_uid, after.st_gid) == (before.st_mode, before.st_uid, before.st_gid)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="owners are restored only as root")
+def test_as_root_a_file_someone_else_owns_is_not_taken_as_current(repo, tmp_path):
+    # Same size and mtime as the snapshot's file: taken as current, it was left with
+    # its planted content and then given the snapshot's owner (root) and mode (setuid).
+    from crafted import MTIME
+    from strongroom.engine.restore import RestoreOptions, run_restore
+
+    snap_id = _hard_linked_pair(repo)
+    target = tmp_path / "target"
+    victim = _planted(tmp_path, target, MTIME)
+    snap = [s for s in repo.list_snapshots() if s.id == snap_id][0]
+    run_restore(repo, snap, RestoreOptions(target=str(target), overwrite="if-changed"))
+    st = os.stat(victim)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (65534, 0o600)
+    assert (target / "a").read_bytes() == b"payload\n"
+    assert os.stat(target / "a").st_ino != st.st_ino
