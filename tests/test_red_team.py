@@ -232,3 +232,66 @@ def test_as_root_a_file_someone_else_owns_is_not_taken_as_current(repo, tmp_path
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (65534, 0o600)
     assert (target / "a").read_bytes() == b"payload\n"
     assert os.stat(target / "a").st_ino != st.st_ino
+
+
+# ---- prune and an index that lies about a pack --------------------------------------------------
+
+
+def _two_copies(repo, repo_path, cache_dir):
+    """Blob X in pack Q, and a second pack P; returns (X, Q, P, Y) after a snapshot of X."""
+    from crafted import save_snapshot
+    from strongroom.repo.pack import DATA
+
+    x_node = file_node(repo, b"f", os.urandom(5000))
+    repo.flush()
+    y, _ = repo.save_blob(DATA, os.urandom(5000))
+    repo.flush()
+    save_snapshot(repo, save_tree(repo, x_node))
+    x = x_node.content[0]
+    return x, repo.index.get(x).pack, repo.index.get(y).pack, y
+
+
+def test_prune_does_not_delete_the_only_real_copy_when_an_index_lies_about_a_pack(repo, repo_path, cache_dir):
+    # An index object (authentic: written with the key, or by a bug) says pack P holds X
+    # where P holds Y, and sorts before the one naming X's real pack Q. check found
+    # nothing wrong, prune deleted Q as unused, and X could no longer be restored.
+    from strongroom.engine.prune import plan_prune, run_prune
+    from strongroom.repo.pack import DATA, PackedBlob
+
+    x, q, p, y = _two_copies(repo, repo_path, cache_dir)
+    loc = repo.index.get(y)
+    for info in list(repo.storage.list("index")):
+        if p in repo.read_index_object(info.name)[0]:
+            repo.storage.delete(info.name)
+    while True:
+        lie = repo.write_index_object({p: [PackedBlob(DATA, x, loc.offset, loc.length, loc.raw_length)]})
+        if lie < min(i.name for i in repo.storage.list("index") if i.name != lie):
+            break
+        repo.storage.delete(lie)
+
+    fresh = reopen(repo_path, cache_dir)
+    fresh.load_index()
+    assert fresh.index.get(x).pack == p  # the lie is what the index believes
+    with pytest.raises(IntegrityError, match="header"):
+        run_prune(fresh, plan_prune(fresh))
+    assert q in fresh.list_packs()
+
+
+def test_prune_still_drops_a_true_duplicate(repo, repo_path, cache_dir):
+    from crafted import save_snapshot
+    from strongroom.engine.prune import plan_prune, run_prune
+    from strongroom.engine.restore import RestoreOptions, run_restore
+
+    other = reopen(repo_path, cache_dir)  # two writers store the same chunk at once
+    payload = os.urandom(5000)
+    node = file_node(repo, b"f", payload)
+    file_node(other, b"f", payload)
+    repo.flush()
+    other.flush()
+    save_snapshot(repo, save_tree(repo, node))
+    fresh = reopen(repo_path, cache_dir)
+    result = run_prune(fresh, plan_prune(fresh))
+    assert result["packs_deleted"] == 1
+    again = reopen(repo_path, cache_dir)
+    run_restore(again, again.list_snapshots()[0], RestoreOptions(target=str(repo_path.parent / "out")))
+    assert (repo_path.parent / "out" / "f").read_bytes() == payload
