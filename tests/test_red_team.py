@@ -295,3 +295,33 @@ def test_prune_still_drops_a_true_duplicate(repo, repo_path, cache_dir):
     again = reopen(repo_path, cache_dir)
     run_restore(again, again.list_snapshots()[0], RestoreOptions(target=str(repo_path.parent / "out")))
     assert (repo_path.parent / "out" / "f").read_bytes() == payload
+
+
+# ---- names that look like console markup ----------------------------------------------------------
+
+
+def test_an_error_about_a_path_that_looks_like_markup_is_shown_as_it_is(capsys):
+    # A file `y]` in a directory `x[` gives the path .../x[/y]: taken as markup, its
+    # unmatched closing tag raised MarkupError and stopped a restore halfway.
+    from strongroom.cli.output import Reporter
+
+    reporter = Reporter(json_mode=False, action="restore")
+    reporter({"type": "error", "path": "/t/x[/y]", "message": "a[b]c"})
+    reporter({"type": "error", "path": "/t/secret[bold]x", "message": "m"})
+    err = capsys.readouterr().err
+    assert "/t/x[/y]: a[b]c" in err
+    assert "/t/secret[bold]x: m" in err
+
+
+def test_restore_of_a_failing_file_below_a_bracketed_directory_finishes(cli, repo_path, cache_dir, tmp_path):
+    from crafted import dir_node, save_snapshot
+    from strongroom.model.tree import FILE, Node
+
+    cli.run("init", check=True)
+    repo = reopen(repo_path, cache_dir)
+    missing = Node(name=b"y]", type=FILE, mode=0o600, mtime_ns=1, size=10, content=(os.urandom(32),))
+    save_snapshot(repo, save_tree(repo, dir_node(b"x[", save_tree(repo, missing))))
+    done = cli.run("restore", "latest", "--target", str(tmp_path / "out"))
+    assert_one_line(done)
+    assert done.returncode == 3, done.stderr.decode()
+    assert "x[/y]" in done.stderr.decode()
