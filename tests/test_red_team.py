@@ -325,3 +325,35 @@ def test_restore_of_a_failing_file_below_a_bracketed_directory_finishes(cli, rep
     assert_one_line(done)
     assert done.returncode == 3, done.stderr.decode()
     assert "x[/y]" in done.stderr.decode()
+
+
+# ---- numbers the system calls of a restore cannot take ------------------------------------------
+
+
+@pytest.mark.parametrize("field, value", [
+    ("uid", 2**40), ("gid", -2), ("mode", 99_999_999_999), ("mode", -1), ("size", -5),
+    ("mtime_ns", 10**30), ("rdev", -1), ("links", -1),
+])
+def test_a_tree_node_number_out_of_range_is_refused_on_decoding(field, value):
+    # uid 2**40 or mode 99999999999 raised OverflowError from chown/chmod in the
+    # middle of a restore (a traceback, every directory left without its metadata).
+    from strongroom.model.tree import FILE, Node
+
+    good = Tree((Node(name=b"f", type=FILE, mode=0o644, size=1),))
+    doc = json.loads(good.encode())
+    Tree.decode(json.dumps(doc).encode())
+    doc["nodes"][0][field] = value
+    with pytest.raises(IntegrityError):
+        Tree.decode(json.dumps(doc).encode())
+
+
+def test_restore_of_a_node_with_a_huge_uid_is_one_error_line(cli, repo_path, cache_dir, tmp_path):
+    from crafted import save_snapshot
+
+    cli.run("init", check=True)
+    repo = reopen(repo_path, cache_dir)
+    save_snapshot(repo, save_tree(repo, file_node(repo, b"f", b"hello", uid=2**40)))
+    done = cli.run("restore", "latest", "--target", str(tmp_path / "out"))
+    assert_one_line(done)
+    assert "OverflowError" not in done.stderr.decode()
+    assert done.returncode == 1
