@@ -357,3 +357,38 @@ def test_restore_of_a_node_with_a_huge_uid_is_one_error_line(cli, repo_path, cac
     assert_one_line(done)
     assert "OverflowError" not in done.stderr.decode()
     assert done.returncode == 1
+
+
+# ---- check naming the files of a damaged blob in a snapshot shaped as a graph ------------------
+
+
+def test_check_names_the_files_of_a_damaged_blob_in_bounded_time_when_trees_repeat(cli, repo_path, cache_dir):
+    # 60 levels of a directory holding `a` and `b`, both the same subtree: 2^60 paths
+    # to one file from 61 trees in 15 KB. With a damaged blob, check walked every
+    # path to name the files it takes with it, and never finished.
+    import subprocess
+    import sys
+
+    from crafted import dir_node, save_snapshot
+    from strongroom.repo.pack import DATA, pack_name
+
+    cli.run("init", check=True)
+    repo = reopen(repo_path, cache_dir)
+    tree = save_tree(repo, file_node(repo, b"f", b"hello"))
+    for _ in range(60):
+        tree = save_tree(repo, dir_node(b"a", tree), dir_node(b"b", tree))
+    save_snapshot(repo, tree)
+    [(blob_id, loc)] = [(b, loc) for b, loc in repo.index.items() if loc.type == DATA]
+    pack = repo_path / pack_name(loc.pack, repo.config.data_fanout)
+    data = bytearray(pack.read_bytes())
+    data[loc.offset + 20] ^= 1
+    pack.chmod(0o600)
+    pack.write_bytes(bytes(data))
+
+    done = subprocess.run([sys.executable, "-m", "strongroom", "check", "--read-data", "--json"],
+                          capture_output=True, env=cli.env, timeout=60)
+    assert done.returncode == 1, done.stderr.decode()
+    summary = json.loads(done.stdout.decode().splitlines()[-1])
+    named = [p for p in summary["problems"] if p.get("files")]
+    assert named and all(0 < len(p["files"]) <= 1000 for p in named)
+    assert all(f.endswith("/f") for p in named for f in p["files"])
