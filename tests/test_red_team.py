@@ -392,3 +392,20 @@ def test_check_names_the_files_of_a_damaged_blob_in_bounded_time_when_trees_repe
     named = [p for p in summary["problems"] if p.get("files")]
     assert named and all(0 < len(p["files"]) <= 1000 for p in named)
     assert all(f.endswith("/f") for p in named for f in p["files"])
+
+
+def test_a_local_read_past_the_end_allocates_only_what_is_there(tmp_path):
+    # An index entry claiming 4 GiB of a 5 KB pack had os.pread allocate 4 GiB up front
+    # (MemoryError under an address-space limit, a traceback in restore).
+    import subprocess
+    import sys
+
+    store = LocalStorage(str(tmp_path / "s"))
+    store.create()
+    store.write("config", b"x" * 5000)
+    assert store.read("config", 4990, 2**32 - 1) == b"x" * 10
+    code = ("import resource, sys; from strongroom.storage import LocalStorage;"
+            "resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30));"
+            f"print(len(LocalStorage({str(tmp_path / 's')!r}).read('config', 0, 2**32 - 1)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert done.stdout.strip() == b"5000", done.stderr.decode()
