@@ -7,6 +7,7 @@ import sys
 import threading
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 
@@ -41,7 +42,10 @@ class Reporter:
             if self.json_mode:
                 emit_json(event)
             elif kind == "error":
-                self.console.print(f"[red]error:[/red] {event.get('path') or event.get('object')}: {event['message']}",
+                # Escaped: a path like x[/y] or a name like a[b] is text, never markup
+                # (an unmatched closing tag raised, and stopped a restore halfway).
+                what = escape(str(event.get('path') or event.get('object')))
+                self.console.print(f"[red]error:[/red] {what}: {escape(str(event['message']))}",
                                    markup=True, highlight=False)
             elif kind == "warning":
                 self.console.print(f"warning: {event['message']}", markup=False, highlight=False)

@@ -279,8 +279,9 @@ class Checker:
         if not self.damaged_blobs:
             return
         hits: dict[bytes, set[tuple[str, str]]] = defaultdict(set)
+        below = self._damage_below([bytes.fromhex(snap.tree) for snap in self.snapshots])
         for snap in self.snapshots:
-            self._walk_affected(snap, bytes.fromhex(snap.tree), "", hits)
+            self._walk_affected(snap, bytes.fromhex(snap.tree), "", hits, below)
         for entry in self.report.problems:
             blob = entry.get("blob")
             pack = entry.get("pack")
@@ -301,9 +302,53 @@ class Checker:
             self._problem(f"blob {blob_id.hex()[:16]}", why, blob=blob_id.hex(),
                           snapshots=sorted({s for s, _ in touched}), files=sorted({f for _, f in touched}))
 
-    def _walk_affected(self, snap: Snapshot, tree_id: bytes, prefix: str, hits) -> None:
+    def _damage_below(self, roots: list[bytes]) -> dict[bytes, frozenset[bytes]]:
+        """Tree id -> the damaged blobs reachable from it, each tree read once.
+
+        A snapshot is a graph of trees: one tree may stand at many paths (in a
+        crafted one, at 2^60 of them in 60 levels). Walking paths is only done
+        where this says damage lies below, and stops naming files of a blob
+        after AFFECTED_FILES_NAMED, so the walk is bounded by what is reported.
+        """
+        below: dict[bytes, frozenset[bytes]] = {}
+        entered: set[bytes] = set()
+        stack: list[tuple[bytes, bool]] = [(r, False) for r in roots]
+        while stack:
+            tree_id, children_done = stack.pop()
+            if tree_id in below:
+                continue
+            if tree_id in self.damaged_blobs:
+                below[tree_id] = frozenset((tree_id,))
+                continue
+            tree = self._readable_tree(tree_id)
+            if tree is None:
+                below[tree_id] = frozenset()
+                continue
+            subtrees = [n.subtree for n in tree.nodes if n.type == DIR and n.subtree]
+            if not children_done and tree_id not in entered:
+                entered.add(tree_id)
+                stack.append((tree_id, True))
+                stack.extend((t, False) for t in subtrees if t not in below and t not in entered)
+                continue
+            found = {b for n in tree.nodes if n.type == FILE for b in n.content if b in self.damaged_blobs}
+            for t in subtrees:
+                found |= below.get(t, frozenset())
+            below[tree_id] = frozenset(found)
+        return below
+
+    def _walk_affected(self, snap: Snapshot, tree_id: bytes, prefix: str, hits,
+                       below: dict[bytes, frozenset[bytes]]) -> None:
         """Note where each damaged blob appears in the snapshot (depth-first, no recursion)."""
         short = snap.id[:8]
+        named: dict[bytes, int] = defaultdict(int)  # files named per damaged blob in this snapshot
+
+        def note(blob_id: bytes, where: str) -> None:
+            if named[blob_id] < AFFECTED_FILES_NAMED:
+                named[blob_id] += 1
+                hits[blob_id].add((short, where))
+
+        def worth_entering(subtree: bytes) -> bool:
+            return any(named[b] < AFFECTED_FILES_NAMED for b in below.get(subtree, ()))
         if tree_id in self.damaged_blobs:
             hits[tree_id].add((short, prefix or "/"))
             return
@@ -327,10 +372,12 @@ class Checker:
                 continue
             if node.type == DIR and node.subtree:
                 if node.subtree in self.damaged_blobs:
-                    hits[node.subtree].add((short, path(node.display_name)))
+                    note(node.subtree, path(node.display_name))
                     continue
                 if node.subtree in open_trees:
                     continue  # _check_trees reports it; here it only must not go round
+                if not worth_entering(node.subtree):
+                    continue
                 subtree = self._readable_tree(node.subtree)
                 if subtree is not None:
                     open_trees.add(node.subtree)
@@ -339,7 +386,7 @@ class Checker:
             elif node.type == FILE:
                 for blob_id in node.content:
                     if blob_id in self.damaged_blobs:
-                        hits[blob_id].add((short, path(node.display_name)))
+                        note(blob_id, path(node.display_name))
 
     def _readable_tree(self, tree_id: bytes) -> Tree | None:
         try:
@@ -366,6 +413,9 @@ class Checker:
         self._affected()
         self.report.counts["requests"] = self.repo.requests["requests"]
         return self.report
+
+
+AFFECTED_FILES_NAMED = 1000  # per damaged blob and snapshot: a report, not an inventory
 
 
 def run_check(repo: Repository, read_data: bool = False, subset: str | None = None,

@@ -26,7 +26,8 @@ from strongroom.errors import (IncompleteObject, IntegrityError, ListingFailed, 
                                UsageError)
 from strongroom.model.snapshot import SNAPSHOT_DIR
 from strongroom.repo.locks import LOCK_DIR, REFRESH_EVERY
-from strongroom.repo.pack import PACK_DIR, ENTRY_SIZE, PackedBlob, PackWriter, expected_pack_size, pack_name
+from strongroom.repo.pack import (PACK_DIR, ENTRY_SIZE, PackedBlob, PackWriter, expected_pack_size, pack_name,
+                                  read_pack_header)
 from strongroom.repo.repository import Repository, check_envelope
 from strongroom.storage import object_size_cap
 from strongroom.storage.budget import RequestBudget
@@ -215,6 +216,7 @@ def plan_prune(repo: Repository, max_unused: float = 0.05, max_repack_size: int 
             candidates[pack_id] = live
         else:
             plan.keep[pack_id] = blobs
+    _confirm_other_copies(repo, packs, used, plan.sizes)
     unused = {p: plan.sizes[p] - sum(b.length for b in live) for p, live in candidates.items()}
     chosen = choose_repacks({p: (plan.sizes[p], unused[p]) for p in candidates}, max_repack_size)
     plan.repack = {p: candidates[p] for p in chosen}
@@ -247,6 +249,36 @@ def _confirmed_leftover(repo: Repository, name: str) -> bool:
     except IntegrityError:
         raise IntegrityError(f"prune stopped: {name} is damaged; run check first") from None
     raise ListingFailed(f"prune stopped: {name} was read cut off, but is whole on the target; run prune again")
+
+
+def _confirm_other_copies(repo: Repository, packs: dict[bytes, list[PackedBlob]], used: set[bytes],
+                          sizes: dict[bytes, int]) -> None:
+    """A needed blob that is in more than one pack loses every copy but the one the
+    index points to. Before that, the pack holding that copy must say so in its own
+    (authenticated) header: an index that lies about a pack would otherwise have
+    prune delete the only real copy. One header read per such pack; duplicates are
+    rare (two backups storing the same chunk at once)."""
+    pointed: dict[bytes, set[tuple[bytes, int, int]]] = {}
+    for pack_id, blobs in packs.items():
+        for b in blobs:
+            if b.id in used:
+                loc = repo.index.get(b.id)
+                if loc.pack != pack_id and pack_id in sizes:
+                    pointed.setdefault(loc.pack, set()).add((b.id, loc.offset, loc.length))
+    for pack_id, wanted in pointed.items():
+        name = pack_name(pack_id, repo.config.data_fanout)
+        if pack_id not in sizes:
+            raise IntegrityError(f"prune stopped: {name}, which the index names for a needed blob, is not on the "
+                                 f"target; run check")
+        try:
+            header = {(b.id, b.offset, b.length) for b in read_pack_header(repo.storage, repo.crypto, name,
+                                                                          sizes[pack_id])}
+        except (IntegrityError, ObjectNotFound) as e:
+            raise IntegrityError(f"prune stopped: cannot read the header of {name}: {e}; run check --read-data") \
+                from None
+        if not wanted <= header:
+            raise IntegrityError(f"prune stopped: the index says {name} holds blobs its header does not list, "
+                                 f"and other copies of them would be deleted; run check --read-data")
 
 
 def _confirm_gone(repo: Repository, pack_id: bytes, needed: bool) -> None:

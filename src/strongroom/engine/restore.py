@@ -10,6 +10,11 @@ Metadata (owner, mode, xattrs, times) is applied last, each directory after
 everything below it, so a file's mtime only matches the snapshot once it is
 complete; that is what lets a rerun skip files that are already correct. A
 file that could not be written whole is removed, not left looking restored.
+Metadata never goes to a file whose content this restore did not write
+unless that file is one it may trust: as root, a file taken as current must
+already have the snapshot's owner (size and mtime are anyone's to set on a
+file they plant), and under --overwrite never a hard link made to a file
+left as found leaves that file's owner and mode as they were.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ class Restore:
         self.items: list[Item] = []
         self.failed: dict[int, str] = {}  # item -> why it was not restored (one reason each)
         self.skipped: set[int] = set()  # items left as they were found
+        self.found_inode: set[int] = set()  # hard links made to a file left as found: its metadata stays as found
         self._lock = threading.Lock()
         self.is_root = os.geteuid() == 0
         self.dirs: TargetDirs | None = None
@@ -134,7 +140,13 @@ class Restore:
         os.mkdir(name, 0o700, dir_fd=dir_fd)
 
     def _file_is_current(self, st: os.stat_result, node: Node) -> bool:
-        return stat.S_ISREG(st.st_mode) and st.st_size == node.size and st.st_mtime_ns == node.mtime_ns
+        if not (stat.S_ISREG(st.st_mode) and st.st_size == node.size and st.st_mtime_ns == node.mtime_ns):
+            return False
+        # A file left in place still gets the snapshot's owner and mode. Size and mtime
+        # are anyone's to set on their own file (or on a hard link to it planted in the
+        # target), so as root a file someone else owns is written afresh: never made
+        # root's, or setuid, with content this restore did not write.
+        return not self.is_root or (st.st_uid, st.st_gid) == (node.uid, node.gid)
 
     def _parent_ready(self, index: int) -> bool:
         """Whether the item's directory is one this restore made; if not, the item fails."""
@@ -353,6 +365,9 @@ class Restore:
                         return
                     os.link(source.name, item.name, src_dir_fd=source_dir, dst_dir_fd=dir_fd,
                             follow_symlinks=False)
+                    if self.opt.overwrite == "never" and first in self.skipped:
+                        # The inode is the one found there, not one this restore made.
+                        self.found_inode.add(index)
                 finally:
                     os.close(source_dir)
             self.counters.add(files_done=1, hardlinks=1)
@@ -385,7 +400,8 @@ class Restore:
         never = self.opt.overwrite == "never"
         dirs = []
         for index, item in enumerate(self.items):
-            if item.node.type == SOCKET or index in self.failed or never and index in self.skipped:
+            if item.node.type == SOCKET or index in self.failed or never and index in self.skipped \
+                    or index in self.found_inode:
                 continue
             if item.node.type == DIR:
                 dirs.append(index)

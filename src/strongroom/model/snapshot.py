@@ -49,12 +49,30 @@ class Snapshot:
     def decode(cls, data: bytes, snapshot_id: str) -> "Snapshot":
         try:
             doc = json.loads(data)
+            if not isinstance(doc, dict):
+                raise TypeError("not an object")
             for key in ("paths", "tags", "excludes"):
                 doc[key] = tuple(doc.get(key, ()))
+                if not all(isinstance(v, str) for v in doc[key]):
+                    raise TypeError(f"{key} holds something other than text")
             known = set(cls.__dataclass_fields__) - {"id"}
             snap = cls(**{k: v for k, v in doc.items() if k in known})
-            snap.datetime  # validates the time
+            for key in _TEXT:
+                if not isinstance(getattr(snap, key), str):
+                    raise TypeError(f"{key} is not text")
+            for key in ("parent", "config_name"):
+                if not isinstance(getattr(snap, key), (str, type(None))):
+                    raise TypeError(f"{key} is not text")
+            if not all(type(getattr(snap, key)) is int for key in ("uid", "gid")) or \
+                    not isinstance(snap.summary, dict):
+                raise TypeError("uid, gid or summary of the wrong type")
+            if snap.datetime.tzinfo is None:  # every snapshot is sorted against every other
+                raise ValueError("time without an offset")
             bytes.fromhex(snap.tree)
             return replace(snap, id=snapshot_id)
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
+            # RecursionError: JSON nested deeper than the parser's stack allows.
             raise IntegrityError(f"snapshot {snapshot_id[:8]}: malformed: {e}") from None
+
+
+_TEXT = ("time", "tree", "hostname", "username", "kind", "compression", "program_version")

@@ -100,13 +100,28 @@ def node_to_dict(n: Node) -> dict:
     return doc
 
 
+# The range of each number a node may hold: what the system calls that restore it
+# take (a mode_t, a uid_t, nanoseconds in 64 bits). A number outside raised
+# OverflowError from chown or chmod in the middle of a restore.
+_U32, _U64, _I64 = (0, 2**32 - 1), (0, 2**64 - 1), (-2**63, 2**63 - 1)
+_RANGES = {"mode": (0, 0o177777), "uid": _U32, "gid": _U32, "mtime_ns": _I64, "ctime_ns": _I64,
+           "inode": _U64, "device": _U64, "links": _U64, "size": (0, 2**63 - 1), "rdev": _U64}
+
+
+def _check_numbers(node: Node) -> Node:
+    for key, (low, high) in _RANGES.items():
+        if not low <= getattr(node, key) <= high:
+            raise IntegrityError(f"malformed tree node: {key} {getattr(node, key)} is out of range")
+    return node
+
+
 def node_from_dict(doc: dict) -> Node:
     try:
         node_type = doc["type"]
         if node_type not in NODE_TYPES:
             raise IntegrityError(f"unknown node type {node_type!r}")
         subtree = doc.get("subtree")
-        return Node(
+        return _check_numbers(Node(
             name=check_name(_get_bytes(doc, "name")),
             type=node_type,
             mode=int(doc["mode"]), uid=int(doc["uid"]), gid=int(doc["gid"]),
@@ -119,7 +134,7 @@ def node_from_dict(doc: dict) -> Node:
             target=_get_bytes(doc, "target") if node_type == SYMLINK else b"",
             rdev=int(doc.get("rdev", 0)),
             xattrs=tuple((base64.b64decode(k), base64.b64decode(v)) for k, v in doc.get("xattrs", ())),
-        )
+        ))
     except (KeyError, ValueError, TypeError, AttributeError) as e:
         raise IntegrityError(f"malformed tree node: {e}") from None
 
@@ -137,7 +152,7 @@ class Tree:
     def decode(cls, data: bytes) -> "Tree":
         try:
             doc = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser's stack
             raise IntegrityError("tree blob is not valid JSON") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("nodes", []), list):
             raise IntegrityError("tree blob is not a tree")

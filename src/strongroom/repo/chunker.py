@@ -22,6 +22,25 @@ class ChunkerParams:
     def from_dict(cls, d: dict) -> "ChunkerParams":
         return cls(min_size=d["min_size"], avg_size=d["avg_size"], max_size=d["max_size"])
 
+    def problem(self) -> str | None:
+        """Why these parameters are not ones the chunker can cut with, or None.
+
+        The maximum is also the most a data blob may decompress to, so a
+        config asking for more would lift the bound on every reader.
+        """
+        sizes = (self.min_size, self.avg_size, self.max_size)
+        if not all(type(v) is int for v in sizes):
+            return "chunk sizes must be integers"
+        if not MIN_CHUNK_SIZE <= self.min_size <= self.avg_size <= self.max_size <= MAX_CHUNK_SIZE:
+            return (f"chunk sizes {sizes} are not within {MIN_CHUNK_SIZE} <= min <= avg <= max <= "
+                    f"{MAX_CHUNK_SIZE}")
+        return None
+
+
+# What pyfastcdc accepts for each of the sizes: a chunk is never larger than 16 MiB.
+MIN_CHUNK_SIZE = 1024
+MAX_CHUNK_SIZE = 16 * 1024 * 1024
+
 
 # Below this size a file is read whole and cut in memory: the streaming cutter
 # allocates a buffer of twice the maximum chunk size for every file.

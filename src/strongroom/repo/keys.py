@@ -124,7 +124,7 @@ def parse_key_file(data: bytes, name: str) -> dict:
         return doc
     except KeyFileDamaged:
         raise
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: JSON nested too deep
         raise KeyFileDamaged(f"key file {name}: not a key file this version understands") from None
 
 
@@ -133,7 +133,7 @@ def try_key(data: bytes, name: str, password: bytes | None) -> MasterKey | None:
     if doc["kdf"] == "none":
         try:
             return MasterKey.from_dict(json.loads(base64.b64decode(doc["master"])))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise KeyFileDamaged(f"key file {name}: its master key is malformed") from None
     if password is None:
         return None
@@ -143,7 +143,7 @@ def try_key(data: bytes, name: str, password: bytes | None) -> MasterKey | None:
         return None
     try:
         return MasterKey.from_dict(json.loads(payload))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise KeyFileDamaged(f"key file {name}: its master key is malformed") from None
 
 

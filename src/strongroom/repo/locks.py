@@ -175,7 +175,7 @@ def read_locks(storage: Storage, crypto: Crypto, skip: str | None = None) -> lis
             continue
         try:
             doc = json.loads(crypto.decrypt(storage.read(info.name), LOCK_AAD, info.name))
-        except (ObjectNotFound, IntegrityError, ValueError):
+        except (ObjectNotFound, IntegrityError, ValueError, RecursionError):  # RecursionError: JSON nested too deep
             continue  # vanished, or not ours to read: it cannot hold us back
         locks.append(LockInfo(info.name, doc["time"], doc["exclusive"], doc["hostname"], doc["pid"],
                               doc["username"], doc.get("machine_id"), doc.get("boot_id"), doc.get("pid_ns")))

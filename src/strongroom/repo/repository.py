@@ -18,7 +18,8 @@ from typing import Callable
 
 from strongroom import __version__
 from strongroom.errors import (FolderNotFound, ForeignObject, IncompleteObject, IntegrityError, ObjectNotFound,
-                               RepositoryChanged, RepositoryExists, RepositoryNotFound, StorageError, StrongroomError)
+                               RepositoryChanged, RepositoryExists, RepositoryNotFound, StorageError, StrongroomError,
+                               UsageError)
 from strongroom.model.snapshot import SNAPSHOT_AAD, SNAPSHOT_DIR, Snapshot
 from strongroom.model.tree import Tree
 from strongroom.repo import keys
@@ -62,11 +63,19 @@ class RepoConfig:
 
     @classmethod
     def decode(cls, data: bytes) -> "RepoConfig":
-        doc = json.loads(data)
-        if doc["version"] != FORMAT_VERSION:
-            raise IntegrityError(f"repository format version {doc['version']} is not supported")
-        return cls(doc["id"], doc["version"], doc["created"], ChunkerParams.from_dict(doc["chunker"]),
-                   doc["compression"], doc["pack_size"], doc["data_fanout"])
+        try:
+            doc = json.loads(data)
+            if doc["version"] != FORMAT_VERSION:
+                raise IntegrityError(f"repository format version {doc['version']} is not supported")
+            config = cls(doc["id"], doc["version"], doc["created"], ChunkerParams.from_dict(doc["chunker"]),
+                         doc["compression"], doc["pack_size"], doc["data_fanout"])
+        except (ValueError, KeyError, TypeError, RecursionError):
+            raise IntegrityError("the repository config is malformed") from None
+        problem = config.chunker.problem()
+        if problem:
+            # Its max_size bounds every data blob a reader decompresses.
+            raise IntegrityError(f"the repository config asks for chunker parameters this version refuses: {problem}")
+        return config
 
 
 def object_id(data: bytes) -> str:
@@ -168,6 +177,8 @@ class Repository:
         storage.make_dirs([keys.KEY_DIR, PACK_DIR, INDEX_DIR, SNAPSHOT_DIR, LOCK_DIR, MANAGED_CONFIG_DIR,
                            *fanout_dirs])
         parse_compression(compression)
+        if chunker.problem():
+            raise UsageError(chunker.problem())
         master = MasterKey.generate()
         config = RepoConfig(
             id=os.urandom(16).hex(), version=FORMAT_VERSION,
@@ -582,7 +593,10 @@ class Repository:
             try:
                 doc = json.loads(open_object(self.crypto, self._read_cached("configs", info.name),
                                              MANAGED_CONFIG_AAD, info.name))
-            except (IntegrityError, ValueError):
+                if not (isinstance(doc, dict) and isinstance(doc.get("name"), str)
+                        and isinstance(doc.get("time"), (int, float)) and isinstance(doc.get("config"), (dict, type(None)))):
+                    continue
+            except (IntegrityError, ValueError, RecursionError):
                 continue
             if doc["name"] not in newest or doc["time"] > newest[doc["name"]][0]:
                 newest[doc["name"]] = (doc["time"], doc["config"])

@@ -56,9 +56,9 @@ class LocalStorage(Storage):
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise ObjectNotFound(f"{name} does not exist (not an object)")
-            if length is None:
-                # A range starting past the end holds nothing, like HTTP.
-                length = max(0, st.st_size - offset)
+            # A range starting past the end holds nothing, like HTTP; one past the end
+            # is cut to the object, so a length an index claims is never allocated.
+            length = max(0, st.st_size - offset) if length is None else min(length, max(0, st.st_size - offset))
             data = os.pread(fd, length, offset)
             while len(data) < length:
                 more = os.pread(fd, length - len(data), offset + len(data))
