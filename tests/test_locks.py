@@ -506,3 +506,14 @@ def test_lock_timing_keeps_loss_inside_the_stale_window():
     with pytest.raises(ValueError):
         LockTiming(refresh_every=10, lost_after=60, stale_after=60)
     assert LockTiming().lost_after <= LockTiming().stale_after / 2
+
+
+def test_lock_time_keeps_counting_while_the_machine_sleeps():
+    """Suspend cannot be provoked here; what can be checked is that lock ages are
+    measured on the boot-time clock, which Linux advances across a suspend
+    (CLOCK_MONOTONIC does not)."""
+    import time as _time
+
+    from strongroom.repo.locks import LockTiming, time_awake_or_asleep
+    assert LockTiming().clock is time_awake_or_asleep
+    assert abs(time_awake_or_asleep() - _time.clock_gettime(_time.CLOCK_BOOTTIME)) < 1.0

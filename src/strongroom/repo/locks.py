@@ -43,6 +43,20 @@ LOST_AFTER = 900.0
 STALE_AFTER = 1800.0
 
 
+def time_awake_or_asleep() -> float:
+    """Seconds on a clock that keeps counting while the machine sleeps.
+
+    CLOCK_MONOTONIC stops during suspend: a laptop that slept 40 minutes in
+    the middle of a backup would wake believing its lock was refreshed a
+    moment ago, while other hosts have rightly taken it for stale. On the
+    boot-time clock, it wakes and finds its lock lost.
+    """
+    return time.clock_gettime(_BOOTTIME)
+
+
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+
+
 @dataclass(frozen=True)
 class LockTiming:
     """How often a lock is refreshed, when its holder gives it up, and when
@@ -54,7 +68,7 @@ class LockTiming:
     lost_after: float = LOST_AFTER
     retry_pause: float = 20.0
     stale_after: float = STALE_AFTER
-    clock: Callable[[], float] = time.monotonic
+    clock: Callable[[], float] = time_awake_or_asleep
 
     def __post_init__(self) -> None:
         if not 0 < self.refresh_every < self.lost_after < self.stale_after:
@@ -110,7 +124,7 @@ class LockSightings:
 
     STATE = "lock-sightings"
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, boot_id: str | None = None,
+    def __init__(self, clock: Callable[[], float] = time_awake_or_asleep, boot_id: str | None = None,
                  store: StateStore | None = None) -> None:
         self.clock = clock
         self.boot_id = boot_id
