@@ -283,7 +283,7 @@ class BackupForgetPrune(RuleBasedStateMachine):
             self.forget(args, keep, then_prune=False)
             return
         code, _, err = self.run("forget", *args, "--json")
-        assert code == 1 and "every recovery point" in err, err
+        assert code == 2 and "every recovery point" in err, err
         self.verify(after_prune=False)
 
     @precondition(lambda self: self.points)
