@@ -26,6 +26,7 @@ import getpass
 import hashlib
 import json
 import os
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -334,7 +335,9 @@ class Lock:
             self.name = None
             if time.monotonic() >= deadline:
                 raise RepositoryLocked(f"repository is locked: {self.staleness.explain(conflicts[0])}")
-            time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+            # Jitter: two waiters on the same back-off schedule write, see each
+            # other and withdraw in step, and neither ever goes ahead.
+            time.sleep(max(0.0, min(pause * random.uniform(0.5, 1.0), deadline - time.monotonic())))
             pause = min(pause * 2, 5.0)  # each look costs a listing: back off
         self._thread = threading.Thread(target=self._keep, name="lock-refresh", daemon=True)
         self._thread.start()
