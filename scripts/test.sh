@@ -37,8 +37,16 @@ install_webdav_servers() {
     done
     return "$status"
 }
+# tests/test_mount.py mounts real FUSE file systems: libfuse 3 (loaded by the
+# mfusepy binding) and fusermount3 come with Debian's fuse3.
+install_fuse() {
+    dpkg-query -W -f='${Status}' fuse3 2>/dev/null | grep -q "install ok installed" && return 0
+    echo "installing fuse3" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fuse3 >/dev/null
+}
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     install_webdav_servers || echo "warning: could not install the WebDAV test servers" >&2
+    install_fuse || echo "warning: could not install fuse3" >&2
 fi
 
 exec "$ROOT/.venv/bin/python" -m pytest -q "$@"

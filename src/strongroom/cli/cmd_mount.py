@@ -1,0 +1,84 @@
+"""mount: the snapshots as a read-only file system, until it is unmounted."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from strongroom.cli.options import Common, common_options
+from strongroom.cli.output import emit_json, warn_damaged_snapshot
+from strongroom.errors import StrongroomError, UsageError
+
+
+class MountUnavailable(StrongroomError):
+    """This machine lacks what a FUSE mount needs."""
+
+
+def _check_fuse() -> None:
+    """Say in one line what to install, before any password is asked for."""
+    try:
+        import mfusepy  # noqa: F401  (loads libfuse as it is imported)
+    except ImportError:
+        raise MountUnavailable("mount needs the mfusepy package: pip install 'strongroom[mount]'") from None
+    except OSError:
+        raise MountUnavailable("mount needs libfuse 3: install the fuse3 package "
+                               "(apt-get install fuse3 on Debian and Ubuntu)") from None
+    if not os.path.exists("/dev/fuse"):
+        raise MountUnavailable("mount needs /dev/fuse: load the fuse kernel module (modprobe fuse), or give a "
+                               "container the device (--device /dev/fuse)")
+
+
+@click.command()
+@common_options
+@click.argument("mountpoint", type=click.Path(file_okay=False))
+@click.option("--allow-other", is_flag=True,
+              help="Let other users see the mount (the stored owners and modes then apply; a user other "
+                   "than root needs user_allow_other in /etc/fuse.conf).")
+def mount(common: Common, mountpoint: str, allow_other: bool) -> None:
+    """Serve the snapshots read-only at MOUNTPOINT until Ctrl-C or `fusermount3 -u MOUNTPOINT`.
+
+    snapshots/TIME, ids/ID, hosts/HOST/TIME and tags/TAG/TIME each hold one
+    snapshot's files; `latest` links to the newest of a folder.
+    """
+    _check_fuse()
+    if not os.path.isdir(mountpoint):
+        raise UsageError(f"mount point {mountpoint} is not a directory")
+    if os.path.ismount(mountpoint):
+        raise UsageError(f"something is already mounted at {mountpoint}")
+    from strongroom.engine.mount.fs import SnapshotFS, serve
+
+    def warn(message: str) -> None:
+        if common.json:
+            emit_json({"type": "warning", "message": message})
+        else:
+            print(f"strongroom: warning: {message}", file=sys.stderr, flush=True)
+
+    def snapshots():
+        return repo.list_snapshots(warn_damaged_snapshot)
+
+    repo = common.open()
+    common.events.listener = lambda event: warn(str(event.get("message", event)))
+    with common.lock(repo, writes=False, what="mount") as lock:
+        if lock is not None:
+            lock.on_lost(lambda reason: warn(f"repository lock lost ({reason}): a prune elsewhere may remove "
+                                             "what this mount reads"))
+        repo.load_index()
+        found = snapshots()
+
+        def ready() -> None:
+            if common.json:
+                emit_json({"state": "mounted", "mountpoint": os.path.abspath(mountpoint), "snapshots": len(found)})
+            else:
+                print(f"serving {len(found)} snapshots at {mountpoint}; unmount with Ctrl-C or "
+                      f"`fusermount3 -u {mountpoint}`", flush=True)
+
+        serve(SnapshotFS(repo, found, warn, snapshots, on_ready=ready), mountpoint, allow_other)
+    if common.json:
+        emit_json({"state": "unmounted", "mountpoint": os.path.abspath(mountpoint)})
+    else:
+        print(f"unmounted {mountpoint}", flush=True)
+
+
+COMMANDS = [mount]
