@@ -74,6 +74,7 @@ class SnapshotFS:
         self._on_ready = on_ready
         self._clock = clock
         self._refresh_seconds = refresh_seconds
+        self._said: set[str] = set()
         self._views = self._build(snapshots)
         self._listed_at = clock()
         self._refreshing = threading.Lock()
@@ -88,7 +89,9 @@ class SnapshotFS:
     def _build(self, snapshots: list[Snapshot]) -> Views:
         views = Views.of(snapshots)
         for line in views.left_out:
-            self.warn(line)
+            if line not in self._said and len(self._said) < 10_000:  # once, not at every refresh
+                self._said.add(line)
+                self.warn(line)
         return views
 
     def _refresh(self) -> None:

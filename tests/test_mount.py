@@ -1,0 +1,250 @@
+"""`strongroom mount`: a real FUSE mount served by the real CLI in a subprocess.
+
+Every test unmounts in a finally (fusermount3 -u -z, then the process is
+stopped), so a failing test never leaves a mount or a process behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from crafted import MTIME, dir_node, file_node, save_snapshot, save_tree
+from strongroom.model.tree import SYMLINK, Node
+from strongroom.repo.pack import DATA
+
+T1, T2 = "2026-11-30T10:00:00", "2026-12-01T12:30:05"
+MOUNT_DEADLINE = 120.0  # seconds to wait for the mount to stand; a loaded machine is slow
+
+
+class Mount:
+    """One `strongroom mount` child: its stdout lines are gathered by a thread,
+    its stderr goes to a file (a pipe nobody reads could fill and stall it)."""
+
+    def __init__(self, cli, mountpoint: Path, errors: Path, *args: str) -> None:
+        self.mountpoint = mountpoint
+        self.errors = errors
+        self.lines: list[str] = []
+        env = {**cli.env, "TZ": "UTC"}
+        with open(errors, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "strongroom", "mount", str(mountpoint), *args],
+                                         stdout=subprocess.PIPE, stderr=err, env=env)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.decode())
+
+    @property
+    def stderr(self) -> str:
+        return self.errors.read_text(errors="replace")
+
+    def wait_ready(self) -> None:
+        """Until the mount stands and the command said it serves (libfuse catches
+        signals from then on), or the command ended."""
+        deadline = time.monotonic() + MOUNT_DEADLINE
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"mount exited {self.proc.returncode} before serving:\n{self.stderr}")
+            if os.path.ismount(self.mountpoint) and any("serving" in line or "mounted" in line
+                                                        for line in self.lines):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"not mounted after {MOUNT_DEADLINE} s:\n{self.stderr}")
+
+    def wait_exit(self) -> int:
+        code = self.proc.wait(timeout=120)
+        self._reader.join(timeout=10)
+        return code
+
+    def peak_rss(self) -> int:
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+    def cleanup(self) -> None:
+        if os.path.ismount(self.mountpoint):
+            subprocess.run(["fusermount3", "-u", "-z", str(self.mountpoint)], capture_output=True)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@contextlib.contextmanager
+def mounted(cli, tmp_path: Path, *args: str):
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir(exist_ok=True)
+    mount = Mount(cli, mountpoint, tmp_path / "mount-stderr.txt", *args)
+    try:
+        mount.wait_ready()
+        yield mount
+    finally:
+        mount.cleanup()
+
+
+def locks(repo_path: Path) -> list[str]:
+    return os.listdir(repo_path / "locks")
+
+
+@pytest.fixture
+def two_snapshots(cli, tmp_path):
+    """A tree with a 5 MB random file (several chunks), a symlink and nested
+    folders, backed up twice: host alpha, tag t1, then host beta, tag t2."""
+    root = tmp_path / "tree"
+    (root / "sub" / "deep").mkdir(parents=True)
+    big = random.Random(7).randbytes(5 * 1000 * 1000)
+    (root / "big.bin").write_bytes(big)
+    (root / "sub" / "deep" / "note.txt").write_bytes(b"first\n")
+    os.symlink("sub/deep/note.txt", root / "link")
+    os.chmod(root / "sub" / "deep" / "note.txt", 0o640)
+    assert cli.run("init", check=True)
+    cli.run("backup", str(root), "--host", "alpha", "--tag", "t1", "--time", T1 + "+00:00", check=True)
+    (root / "sub" / "deep" / "note.txt").write_bytes(b"second\n")
+    cli.run("backup", str(root), "--host", "beta", "--tag", "t2", "--time", T2 + "+00:00", check=True)
+    listed = cli.run("snapshots", "--json", check=True).stdout.decode().splitlines()
+    snaps = [json.loads(line) for line in listed if json.loads(line)["type"] == "snapshot"]
+    ids = {s["hostname"]: s["id"][:8] for s in snaps}
+    return root, big, ids
+
+
+def test_mount_shows_every_view_and_serves_the_bytes(cli, tmp_path, repo_path, two_snapshots):
+    root, big, ids = two_snapshots
+    inside = str(root).lstrip("/")  # a snapshot holds the absolute path of what was backed up
+    with mounted(cli, tmp_path) as m:
+        mnt = m.mountpoint
+        assert sorted(os.listdir(mnt)) == ["hosts", "ids", "snapshots", "tags"]
+        assert sorted(os.listdir(mnt / "snapshots")) == [T1, T2, "latest"]
+        assert os.readlink(mnt / "snapshots" / "latest") == T2
+        assert sorted(os.listdir(mnt / "ids")) == sorted(ids.values())
+        assert sorted(os.listdir(mnt / "hosts")) == ["alpha", "beta"]
+        assert sorted(os.listdir(mnt / "hosts" / "alpha")) == [T1, "latest"]
+        assert os.readlink(mnt / "hosts" / "beta" / "latest") == T2
+        assert sorted(os.listdir(mnt / "tags")) == ["t1", "t2"]
+        assert sorted(os.listdir(mnt / "tags" / "t1")) == [T1, "latest"]
+
+        newest = mnt / "snapshots" / "latest" / inside
+        assert sorted(os.listdir(newest)) == ["big.bin", "link", "sub"]
+        assert (newest / "big.bin").read_bytes() == big
+        with open(newest / "big.bin", "rb") as f:  # reads that start inside a chunk and cross into the next
+            for offset in (0, 1_234_567, 2_999_999, 4_999_990):
+                f.seek(offset)
+                assert f.read(70_000) == big[offset:offset + 70_000]
+        assert os.path.islink(newest / "link")
+        assert os.readlink(newest / "link") == "sub/deep/note.txt"
+        assert (newest / "link").read_bytes() == b"second\n"
+        source, shown = os.stat(root / "sub" / "deep" / "note.txt"), os.stat(newest / "sub" / "deep" / "note.txt")
+        assert stat.S_ISREG(shown.st_mode) and stat.S_IMODE(shown.st_mode) == 0o640
+        assert (shown.st_size, shown.st_mtime_ns) == (source.st_size, source.st_mtime_ns)
+        assert stat.S_ISDIR(os.stat(newest / "sub").st_mode)
+        assert os.stat(newest / "big.bin").st_size == len(big)
+
+        # Each view reaches the snapshot it names.
+        note = Path(inside) / "sub" / "deep" / "note.txt"
+        assert (mnt / "ids" / ids["alpha"] / note).read_bytes() == b"first\n"
+        assert (mnt / "hosts" / "alpha" / "latest" / note).read_bytes() == b"first\n"
+        assert (mnt / "tags" / "t2" / T2 / note).read_bytes() == b"second\n"
+        assert not os.path.exists(mnt / "snapshots" / "1999-01-01T00:00:00")
+
+        for attempt in (lambda: open(newest / "new.txt", "wb"), lambda: open(newest / "big.bin", "r+b"),
+                        lambda: os.mkdir(mnt / "snapshots" / "x"), lambda: os.unlink(newest / "link")):
+            with pytest.raises(OSError) as refused:
+                attempt()
+            assert refused.value.errno in (errno.EROFS, errno.EACCES)
+
+        # A shared lock is held while mounted, so a prune elsewhere must wait.
+        assert len(locks(repo_path)) == 1
+        assert cli.run("prune").returncode == 11
+        m.proc.send_signal(signal.SIGINT)
+        assert m.wait_exit() == 0, m.stderr
+        assert not os.path.ismount(mnt)
+    assert locks(repo_path) == []
+    assert cli.run("unlock", check=True).returncode == 0
+
+
+@pytest.mark.parametrize("how", ["fusermount3", "SIGTERM"])
+def test_unmounting_ends_the_command_and_frees_the_lock(cli, tmp_path, repo_path, two_snapshots, how):
+    with mounted(cli, tmp_path) as m:
+        assert len(locks(repo_path)) == 1
+        if how == "fusermount3":
+            subprocess.run(["fusermount3", "-u", str(m.mountpoint)], check=True)
+        else:
+            m.proc.send_signal(signal.SIGTERM)
+        assert m.wait_exit() == 0, m.stderr
+        assert not os.path.ismount(m.mountpoint)
+        assert any(line.startswith("unmounted") for line in m.lines)
+    assert locks(repo_path) == []
+
+
+def test_a_hostile_tree_is_shown_without_its_bad_names(cli, repo, tmp_path, repo_path):
+    """Names that cannot be one path component are left out with one warning;
+    a folder of 30,000 entries lists whole; a lying file and link give EIO."""
+    many = [file_node(repo, f"f{i:05d}".encode(), b"same bytes") for i in range(30_000)]
+    liar = file_node(repo, b"liar", b"five!")
+    bad = [Node(name=name, type=SYMLINK, mode=0o777, mtime_ns=MTIME, target=b"x")
+           for name in (b"a/b", b"..", b".", b"", b"nul\0name", b"n" * 300)]
+    hostile = save_tree(repo, *many, *bad,
+                        Node(name=b"liar", type=liar.type, mode=0o644, mtime_ns=MTIME, size=500, content=liar.content),
+                        Node(name=b"nul-link", type=SYMLINK, mode=0o777, mtime_ns=MTIME, target=b"/etc\0passwd"),
+                        file_node(repo, b"\xff\xferaw", b"raw name"))
+    save_snapshot(repo, save_tree(repo, dir_node(b"top", hostile)), host="../escape")
+    save_snapshot(repo, save_tree(repo, file_node(repo, b"plain", b"ok")), host="fine")
+    assert repo.read_blob(many[0].content[0], DATA) == b"same bytes"
+
+    with mounted(cli, tmp_path) as m:
+        mnt = m.mountpoint
+        assert os.listdir(mnt / "hosts") == ["fine"]  # "../escape" cannot be a folder name
+        (snapshot,) = [name for name in os.listdir(mnt / "ids")
+                       if os.path.isdir(mnt / "ids" / name / "top")]
+        top = mnt / "ids" / snapshot / "top"
+        for _ in range(2):
+            names = os.listdir(top)
+        assert len(names) == 30_000 + 3
+        assert set(names) - {f"f{i:05d}" for i in range(30_000)} == {"liar", "nul-link", "\udcff\udcferaw"}
+        assert (top / "f29999").read_bytes() == b"same bytes"
+        assert (top / os.fsdecode(b"\xff\xferaw")).read_bytes() == b"raw name"
+        for broken in (lambda: (top / "liar").read_bytes(), lambda: os.readlink(top / "nul-link")):
+            with pytest.raises(OSError) as failed:
+                broken()
+            assert failed.value.errno == errno.EIO
+        assert not os.path.exists(mnt / "escape") and not os.path.exists(tmp_path / "escape")
+        peak = m.peak_rss()
+        m.proc.send_signal(signal.SIGINT)
+        assert m.wait_exit() == 0, m.stderr
+    warnings = m.stderr.splitlines()
+    assert sum("left out" in line and "entries" in line for line in warnings) == 1, m.stderr
+    assert sum("'../escape'" in line for line in warnings) == 1, m.stderr
+    assert peak < 1024 * 1024 * 1024, f"peak RSS {peak} bytes"
+    print(f"peak RSS of the mount after listing 30,000 entries twice: {peak / 2**20:.0f} MiB")
+
+
+def test_without_the_binding_or_libfuse_mount_says_what_to_install(cli, tmp_path):
+    (tmp_path / "mnt").mkdir()
+    # sys.modules[name] = None is how Python makes an import of that name fail.
+    missing = subprocess.run([sys.executable, "-c", "import sys; sys.modules['mfusepy'] = None; "
+                              "from strongroom.cli.main import main; main()", "mount", str(tmp_path / "mnt")],
+                             capture_output=True, env=cli.env, timeout=120)
+    assert missing.returncode == 1
+    assert missing.stderr.decode().strip().splitlines() == [
+        "strongroom: mount needs the mfusepy package: pip install 'strongroom[mount]'"]
+    # mfusepy looks libfuse up by this name; one that names no library is a machine without it.
+    no_libfuse = cli.run("mount", str(tmp_path / "mnt"), env={"FUSE_LIBRARY_NAME": "no-such-fuse"})
+    assert no_libfuse.returncode == 1
+    assert no_libfuse.stderr.decode().strip().splitlines() == [
+        "strongroom: mount needs libfuse 3: install the fuse3 package (apt-get install fuse3 on Debian and Ubuntu)"]
+    assert not os.path.ismount(tmp_path / "mnt")
