@@ -126,7 +126,7 @@ def two_snapshots(cli, tmp_path):
 def test_mount_shows_every_view_and_serves_the_bytes(cli, tmp_path, repo_path, two_snapshots):
     root, big, ids = two_snapshots
     inside = str(root).lstrip("/")  # a snapshot holds the absolute path of what was backed up
-    with mounted(cli, tmp_path) as m:
+    with mounted(cli, tmp_path, "--json") as m:
         mnt = m.mountpoint
         assert sorted(os.listdir(mnt)) == ["hosts", "ids", "snapshots", "tags"]
         assert sorted(os.listdir(mnt / "snapshots")) == [T1, T2, "latest"]
@@ -175,6 +175,10 @@ def test_mount_shows_every_view_and_serves_the_bytes(cli, tmp_path, repo_path, t
         assert not os.path.ismount(mnt)
     assert locks(repo_path) == []
     assert cli.run("unlock", check=True).returncode == 0
+    # Each chunk came from the repository once, however the kernel split and repeated the reads.
+    end = json.loads(m.lines[-1])
+    assert end["state"] == "unmounted"
+    assert len(big) <= end["storage"]["bytes_read"] < len(big) * 1.1, end
 
 
 @pytest.mark.parametrize("how", ["fusermount3", "SIGTERM"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import sys
 
@@ -18,6 +19,10 @@ class MountUnavailable(StrongroomError):
 
 def _check_fuse() -> None:
     """Say in one line what to install, before any password is asked for."""
+    # mfusepy takes libfuse 2 where both are installed; 3 is the one maintained,
+    # and the one whose fusermount3 the help names. FUSE_LIBRARY_NAME still wins.
+    if "FUSE_LIBRARY_NAME" not in os.environ and ctypes.util.find_library("fuse3"):
+        os.environ["FUSE_LIBRARY_NAME"] = "fuse3"
     try:
         import mfusepy  # noqa: F401  (loads libfuse as it is imported)
     except ImportError:
@@ -76,7 +81,7 @@ def mount(common: Common, mountpoint: str, allow_other: bool) -> None:
 
         serve(SnapshotFS(repo, found, warn, snapshots, on_ready=ready), mountpoint, allow_other)
     if common.json:
-        emit_json({"state": "unmounted", "mountpoint": os.path.abspath(mountpoint)})
+        emit_json({"state": "unmounted", "mountpoint": os.path.abspath(mountpoint), "storage": repo.requests})
     else:
         print(f"unmounted {mountpoint}", flush=True)
 

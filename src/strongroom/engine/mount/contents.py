@@ -11,6 +11,7 @@ import bisect
 import json
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable
 
@@ -138,6 +139,7 @@ class BlobCache:
         self._cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._loading: dict[bytes, Future] = {}
 
     def get(self, blob_id: bytes) -> bytes:
         with self._lock:
@@ -145,16 +147,31 @@ class BlobCache:
             if data is not None:
                 self._cache.move_to_end(blob_id)
                 return data
-        data = self.repo.read_blob(blob_id, DATA)
-        if self.repo.crypto.blob_id(data) != blob_id:
-            raise IntegrityError(f"blob {blob_id.hex()[:16]}: content does not match its id")
+            # The kernel reads ahead in several threads at once, mostly inside
+            # one chunk: the first fetches it, the others wait for that fetch.
+            loading = self._loading.get(blob_id)
+            fetching = loading is None
+            if fetching:
+                loading = self._loading[blob_id] = Future()
+        if not fetching:
+            return loading.result()
+        try:
+            data = self.repo.read_blob(blob_id, DATA)
+            if self.repo.crypto.blob_id(data) != blob_id:
+                raise IntegrityError(f"blob {blob_id.hex()[:16]}: content does not match its id")
+        except BaseException as e:
+            with self._lock:
+                del self._loading[blob_id]
+            loading.set_exception(e)
+            raise
         with self._lock:
-            if blob_id not in self._cache:
-                self._cache[blob_id] = data
-                self._bytes += len(data)
+            del self._loading[blob_id]
+            self._cache[blob_id] = data
+            self._bytes += len(data)
             while self._bytes > self.max_bytes and len(self._cache) > 1:
                 _, old = self._cache.popitem(last=False)
                 self._bytes -= len(old)
+        loading.set_result(data)
         return data
 
 

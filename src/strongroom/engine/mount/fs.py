@@ -235,8 +235,11 @@ def serve(fs: SnapshotFS, mountpoint: str, allow_other: bool = False) -> None:
     import mfusepy
 
     options = {"foreground": True, "ro": True, "nosuid": True, "nodev": True, "fsname": "strongroom",
-               "subtype": "strongroom", "kernel_cache": True, "max_threads": MAX_THREADS,
-               "max_idle_threads": MAX_THREADS}
+               "subtype": "strongroom", "kernel_cache": True}
+    if mfusepy.fuse_version_major == 3:  # libfuse 2 refuses these options
+        options["max_idle_threads"] = MAX_THREADS
+        if mfusepy.fuse_version_minor >= 12:
+            options["max_threads"] = MAX_THREADS
     if allow_other:
         # Others see it too: then the kernel checks the modes and owners stored.
         options.update(allow_other=True, default_permissions=True)
