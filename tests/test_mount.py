@@ -252,3 +252,64 @@ def test_without_the_binding_or_libfuse_mount_says_what_to_install(cli, tmp_path
     assert no_libfuse.stderr.decode().strip().splitlines() == [
         "strongroom: mount needs libfuse 3: install the fuse3 package (apt-get install fuse3 on Debian and Ubuntu)"]
     assert not os.path.ismount(tmp_path / "mnt")
+
+
+# ---- the same file system in this process, without the kernel: a clock we move --------------
+
+def _names(fs, path: str) -> list[str]:
+    return [name for name, _, _ in fs.readdir_with_offset(path, 0, 0) if name not in (".", "..")]
+
+
+def test_a_new_snapshot_shows_after_the_refresh_and_a_failed_listing_hides_none(repo, repo_path):
+    from strongroom.engine.mount.fs import REFRESH_SECONDS, SnapshotFS
+
+    save_snapshot(repo, save_tree(repo, file_node(repo, b"one", b"1")), host="h1")
+    now, warnings = [0.0], []
+    fs = SnapshotFS(repo, repo.list_snapshots(), warnings.append, repo.list_snapshots, clock=lambda: now[0])
+    assert _names(fs, "/hosts") == ["h1"]
+    save_snapshot(repo, save_tree(repo, file_node(repo, b"two", b"2")), host="h2")
+    assert _names(fs, "/hosts") == ["h1"]  # the listing is not read again at every look
+    now[0] += REFRESH_SECONDS + 1
+    assert _names(fs, "/hosts") == ["h1", "h2"]
+    assert len(_names(fs, "/snapshots")) == 3 and _names(fs, "/snapshots")[-1] == "latest"
+
+    os.rename(repo_path / "snapshots", repo_path / "snapshots-away")  # the next listing fails
+    now[0] += REFRESH_SECONDS + 1
+    assert _names(fs, "/hosts") == ["h1", "h2"]
+    assert len(warnings) == 1 and "showing the one before" in warnings[0]
+    assert fs.getattr("/hosts/h2/latest")["st_size"] == len(_names(fs, "/hosts/h2")[0])
+
+
+def test_names_by_time_by_id_and_what_cannot_be_a_name():
+    from strongroom.engine.mount.views import Folder, InSnapshot, Link, Views, locate
+    from strongroom.model.snapshot import Snapshot
+
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"  # names are in local time
+    time.tzset()
+    try:
+        def snap(when: str, snap_id: str, host: str = "h", tags=()) -> Snapshot:
+            return Snapshot(time=when, tree="00", paths=("/",), hostname=host, tags=tuple(tags), id=snap_id)
+
+        a = snap("2026-12-01T12:30:05.100000+00:00", "aaaaaaaa11", tags=["x", "a/b"])
+        b = snap("2026-12-01T14:30:05.200000+02:00", "aaaaaaaa22", host="..")  # the same second as a
+        c = snap("2026-12-01T12:30:06+00:00", "cccccccc33", host="")
+        views = Views.of([c, b, a])
+        assert list(views.snapshots.entries) == ["2026-12-01T12:30:05", "2026-12-01T12:30:05-1",
+                                                 "2026-12-01T12:30:06"]
+        assert views.snapshots.entries["2026-12-01T12:30:05-1"] is b
+        assert sorted(views.ids) == ["aaaaaaaa11", "aaaaaaaa22", "cccccccc"]  # a shared short id: whole ids
+        assert list(views.hosts) == ["h"] and list(views.tags) == ["x"]
+        assert len(views.left_out) == 3  # the tag a/b, the hosts ".." and ""
+        assert locate(views, ["snapshots", "latest"]) == Link("2026-12-01T12:30:06", c)
+        assert locate(views, ["tags", "x", "latest"]) == Link("2026-12-01T12:30:05", a)
+        assert locate(views, ["ids", "cccccccc", "etc", "passwd"]) == InSnapshot(c, ["etc", "passwd"])
+        assert isinstance(locate(views, ["hosts"]), Folder)
+        for missing in (["hosts", ".."], ["tags", "a"], ["nothing"], ["snapshots", "latest", "x"]):
+            assert locate(views, missing) is None
+    finally:
+        if zone is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = zone
+        time.tzset()
