@@ -113,6 +113,7 @@ def two_snapshots(cli, tmp_path):
     (root / "sub" / "deep" / "note.txt").write_bytes(b"first\n")
     os.symlink("sub/deep/note.txt", root / "link")
     os.chmod(root / "sub" / "deep" / "note.txt", 0o640)
+    os.setxattr(root / "sub" / "deep" / "note.txt", "user.origin", b"kept")
     assert cli.run("init", check=True)
     cli.run("backup", str(root), "--host", "alpha", "--tag", "t1", "--time", T1 + "+00:00", check=True)
     (root / "sub" / "deep" / "note.txt").write_bytes(b"second\n")
@@ -152,6 +153,11 @@ def test_mount_shows_every_view_and_serves_the_bytes(cli, tmp_path, repo_path, t
         assert stat.S_ISREG(shown.st_mode) and stat.S_IMODE(shown.st_mode) == 0o640
         assert (shown.st_size, shown.st_mtime_ns) == (source.st_size, source.st_mtime_ns)
         assert stat.S_ISDIR(os.stat(newest / "sub").st_mode)
+        assert os.listxattr(newest / "sub" / "deep" / "note.txt") == ["user.origin"]
+        assert os.getxattr(newest / "sub" / "deep" / "note.txt", "user.origin") == b"kept"
+        with pytest.raises(OSError) as no_such:
+            os.getxattr(newest / "big.bin", "user.origin")
+        assert no_such.value.errno == errno.ENODATA
         assert os.stat(newest / "big.bin").st_size == len(big)
 
         # Each view reaches the snapshot it names.
@@ -205,7 +211,8 @@ def test_a_hostile_tree_is_shown_without_its_bad_names(cli, repo, tmp_path, repo
     hostile = save_tree(repo, *many, *bad,
                         Node(name=b"liar", type=liar.type, mode=0o644, mtime_ns=MTIME, size=500, content=liar.content),
                         Node(name=b"nul-link", type=SYMLINK, mode=0o777, mtime_ns=MTIME, target=b"/etc\0passwd"),
-                        file_node(repo, b"\xff\xferaw", b"raw name"))
+                        file_node(repo, b"\xff\xferaw", b"raw name", xattrs=(
+                            (b"user.big", b"x" * 70_000), (b"user.nul\0name", b"2"), (b"user.ok", b"1"))))
     save_snapshot(repo, save_tree(repo, dir_node(b"top", hostile)), host="../escape")
     save_snapshot(repo, save_tree(repo, file_node(repo, b"plain", b"ok")), host="fine")
     assert repo.read_blob(many[0].content[0], DATA) == b"same bytes"
@@ -222,6 +229,7 @@ def test_a_hostile_tree_is_shown_without_its_bad_names(cli, repo, tmp_path, repo
         assert set(names) - {f"f{i:05d}" for i in range(30_000)} == {"liar", "nul-link", "\udcff\udcferaw"}
         assert (top / "f29999").read_bytes() == b"same bytes"
         assert (top / os.fsdecode(b"\xff\xferaw")).read_bytes() == b"raw name"
+        assert os.listxattr(top / os.fsdecode(b"\xff\xferaw")) == ["user.ok"]
         for broken in (lambda: (top / "liar").read_bytes(), lambda: os.readlink(top / "nul-link")):
             with pytest.raises(OSError) as failed:
                 broken()

@@ -29,6 +29,7 @@ from strongroom.repo.repository import Repository
 REFRESH_SECONDS = 60.0
 # libfuse's worker threads: each blocks on one read from the repository.
 MAX_THREADS = 8
+XATTR_NAME_MAX, XATTR_SIZE_MAX = 255, 65536  # Linux's limits
 
 _KINDS = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK, FIFO: stat.S_IFIFO,
           CHARDEV: stat.S_IFCHR, BLOCKDEV: stat.S_IFBLK, SOCKET: stat.S_IFSOCK}
@@ -220,8 +221,30 @@ class SnapshotFS:
             self._files.pop(fh, None)
         return 0
 
+    @_fs_errors
+    def listxattr(self, path: str) -> list[str]:
+        _, node, _ = self._find(path)
+        return [name.decode("utf-8", "surrogateescape") for name, value in _xattrs(node)]
+
+    @_fs_errors
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        _, node, _ = self._find(path)
+        wanted = name.encode("utf-8", "surrogateescape")
+        for key, value in _xattrs(node):
+            if key == wanted:
+                return value
+        raise OSError(errno.ENODATA, os.strerror(errno.ENODATA))
+
     def statfs(self, path: str) -> dict:
         return {"f_bsize": 4096, "f_frsize": 4096, "f_namemax": 255}
+
+
+def _xattrs(node: Node | None) -> Iterator[tuple[bytes, bytes]]:
+    """The stored extended attributes the kernel can pass on: a name with NUL
+    would split the list of names, and the kernel caps names and values."""
+    for name, value in node.xattrs if node is not None else ():
+        if name and b"\0" not in name and len(name) <= XATTR_NAME_MAX and len(value) <= XATTR_SIZE_MAX:
+            yield name, value
 
 
 def _ns(snap: Snapshot | None) -> int:
