@@ -215,6 +215,7 @@ def test_a_hostile_tree_is_shown_without_its_bad_names(cli, repo, tmp_path, repo
                             (b"user.big", b"x" * 70_000), (b"user.nul\0name", b"2"), (b"user.ok", b"1"))))
     save_snapshot(repo, save_tree(repo, dir_node(b"top", hostile)), host="../escape")
     save_snapshot(repo, save_tree(repo, file_node(repo, b"plain", b"ok")), host="fine")
+    lost = save_snapshot(repo, os.urandom(32), host="fine")  # its tree is in no pack
     assert repo.read_blob(many[0].content[0], DATA) == b"same bytes"
 
     with mounted(cli, tmp_path) as m:
@@ -235,12 +236,17 @@ def test_a_hostile_tree_is_shown_without_its_bad_names(cli, repo, tmp_path, repo
                 broken()
             assert failed.value.errno == errno.EIO
         assert not os.path.exists(mnt / "escape") and not os.path.exists(tmp_path / "escape")
+        with pytest.raises(OSError) as unreadable:
+            os.listdir(mnt / "ids" / lost[:8])
+        assert unreadable.value.errno == errno.EIO
+        assert os.listdir(mnt / "hosts" / "fine" / min(os.listdir(mnt / "hosts" / "fine"))) == ["plain"]
         peak = m.peak_rss()
         m.proc.send_signal(signal.SIGINT)
         assert m.wait_exit() == 0, m.stderr
     warnings = m.stderr.splitlines()
     assert sum("left out" in line and "entries" in line for line in warnings) == 1, m.stderr
     assert sum("'../escape'" in line for line in warnings) == 1, m.stderr
+    assert any("not in the index" in line for line in warnings), m.stderr
     assert peak < 1024 * 1024 * 1024, f"peak RSS {peak} bytes"
     print(f"peak RSS of the mount after listing 30,000 entries twice: {peak / 2**20:.0f} MiB")
 
