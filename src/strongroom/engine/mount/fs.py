@@ -155,12 +155,13 @@ class SnapshotFS:
 
     @_fs_errors
     def readdir_with_offset(self, path: str, offset: int, fh) -> Iterator[tuple[str, dict, int]]:
-        if isinstance(locate(self._views, [p for p in path.split("/") if p]), Folder):
+        # Only at the start of a listing: one listed a buffer at a time keeps its offsets.
+        if offset == 0 and isinstance(locate(self._views, [p for p in path.split("/") if p]), Folder):
             self._refresh()
         place, node, _ = self._find(path)
         if isinstance(place, Folder):
             names, modes = place.names, None
-        elif node is None or node.type == DIR:
+        elif isinstance(place, InSnapshot) and (node is None or node.type == DIR):
             listing = self.trees.listing((node.subtree or b"") if node else bytes.fromhex(place.snap.tree))
             names, modes = listing.names, listing.nodes
         else:
