@@ -75,8 +75,9 @@ class Mount:
             return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
     def cleanup(self) -> None:
-        if os.path.ismount(self.mountpoint):
-            subprocess.run(["fusermount3", "-u", "-z", str(self.mountpoint)], capture_output=True)
+        # Whether or not it looks mounted: a mount whose process died answers
+        # ENOTCONN, and ismount takes that for "not a mount point".
+        subprocess.run(["fusermount3", "-u", "-z", str(self.mountpoint)], capture_output=True)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -198,6 +199,20 @@ def test_unmounting_ends_the_command_and_frees_the_lock(cli, tmp_path, repo_path
         assert m.wait_exit() == 0, m.stderr
         assert not os.path.ismount(m.mountpoint)
         assert any(line.startswith("unmounted") for line in m.lines)
+    assert locks(repo_path) == []
+
+
+def test_a_mount_left_by_a_killed_process_is_named_and_its_lock_is_dead(cli, tmp_path, repo_path, two_snapshots):
+    with mounted(cli, tmp_path) as m:
+        m.proc.kill()
+        assert m.wait_exit() == -signal.SIGKILL
+        again = cli.run("mount", str(m.mountpoint))
+        assert again.returncode == 2
+        assert again.stderr.decode().strip() == (f"strongroom: a mount whose process has ended is still at "
+                                                 f"{m.mountpoint}: unmount it with `fusermount3 -u {m.mountpoint}`")
+        assert len(locks(repo_path)) == 1
+    assert not os.path.ismount(m.mountpoint) and os.path.isdir(m.mountpoint)  # the finally unmounted it
+    assert "removed 1 lock" in cli.run("unlock", check=True).stdout.decode()  # its process is gone
     assert locks(repo_path) == []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes.util
+import errno
 import os
 import sys
 
@@ -37,7 +38,7 @@ def _check_fuse() -> None:
 
 @click.command()
 @common_options
-@click.argument("mountpoint", type=click.Path(file_okay=False))
+@click.argument("mountpoint")
 @click.option("--allow-other", is_flag=True,
               help="Let other users see the mount (the stored owners and modes then apply; a user other "
                    "than root needs user_allow_other in /etc/fuse.conf).")
@@ -48,6 +49,13 @@ def mount(common: Common, mountpoint: str, allow_other: bool) -> None:
     snapshot's files; `latest` links to the newest of a folder.
     """
     _check_fuse()
+    try:
+        with os.scandir(mountpoint):
+            pass
+    except OSError as e:
+        if e.errno == errno.ENOTCONN:
+            raise UsageError(f"a mount whose process has ended is still at {mountpoint}: "
+                             f"unmount it with `fusermount3 -u {mountpoint}`") from None
     if not os.path.isdir(mountpoint):
         raise UsageError(f"mount point {mountpoint} is not a directory")
     if os.path.ismount(mountpoint):
