@@ -33,14 +33,15 @@ class Mount:
     """One `strongroom mount` child: its stdout lines are gathered by a thread,
     its stderr goes to a file (a pipe nobody reads could fill and stall it)."""
 
-    def __init__(self, cli, mountpoint: Path, errors: Path, *args: str) -> None:
-        self.mountpoint = mountpoint
+    def __init__(self, cli, mountpoint: Path, errors: Path, *args: str, cwd: Path | None = None,
+                 env: dict | None = None) -> None:
         self.errors = errors
         self.lines: list[str] = []
-        env = {**cli.env, "TZ": "UTC"}
+        env = {**cli.env, "TZ": "UTC", **(env or {})}
         with open(errors, "wb") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "strongroom", "mount", str(mountpoint), *args],
-                                         stdout=subprocess.PIPE, stderr=err, env=env)
+                                         stdout=subprocess.PIPE, stderr=err, env=env, cwd=cwd)
+        self.mountpoint = mountpoint if cwd is None else cwd / mountpoint
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -88,10 +89,11 @@ class Mount:
 
 
 @contextlib.contextmanager
-def mounted(cli, tmp_path: Path, *args: str):
-    mountpoint = tmp_path / "mnt"
-    mountpoint.mkdir(exist_ok=True)
-    mount = Mount(cli, mountpoint, tmp_path / "mount-stderr.txt", *args)
+def mounted(cli, tmp_path: Path, *args: str, relative: bool = False, env: dict | None = None):
+    """Mount at tmp_path/mnt; `relative`: from tmp_path as the working directory, as `mnt`."""
+    (tmp_path / "mnt").mkdir(exist_ok=True)
+    mount = Mount(cli, Path("mnt") if relative else tmp_path / "mnt", tmp_path / "mount-stderr.txt", *args,
+                  cwd=tmp_path if relative else None, env=env)
     try:
         mount.wait_ready()
         yield mount
@@ -200,6 +202,19 @@ def test_unmounting_ends_the_command_and_frees_the_lock(cli, tmp_path, repo_path
         assert not os.path.ismount(m.mountpoint)
         assert any(line.startswith("unmounted") for line in m.lines)
     assert locks(repo_path) == []
+
+
+def test_relative_paths_keep_their_meaning_while_mounted(cli, tmp_path, two_snapshots):
+    """libfuse changes to / when it mounts: a relative cache directory must not become /NAME."""
+    root, big, _ = two_snapshots
+    name = f"cache-{os.urandom(6).hex()}"
+    with mounted(cli, tmp_path, relative=True, env={"STRONGROOM_CACHE_DIR": name}) as m:
+        shown = m.mountpoint / "snapshots" / "latest" / str(root).lstrip("/") / "big.bin"
+        assert shown.read_bytes() == big
+        m.proc.send_signal(signal.SIGINT)
+        assert m.wait_exit() == 0, m.stderr
+    assert os.listdir(tmp_path / name) and not os.path.exists("/" + name)
+    assert any(line.startswith("unmounted mnt") for line in m.lines)
 
 
 def test_a_mount_left_by_a_killed_process_is_named_and_its_lock_is_dead(cli, tmp_path, repo_path, two_snapshots):

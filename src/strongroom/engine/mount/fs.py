@@ -84,6 +84,7 @@ class SnapshotFS:
         self._files_lock = threading.Lock()
         self.uid, self.gid = os.getuid(), os.getgid()
         self.served = False  # the kernel came to us: the mount stands
+        self.cwd: str | None = None  # where to be while serving: set by serve()
 
     # ---- the snapshot listing ------------------------------------------------------
 
@@ -139,6 +140,10 @@ class SnapshotFS:
     # ---- the operations ----------------------------------------------------------
 
     def init(self, path) -> None:
+        # libfuse has changed to / by now (as a daemon would); a relative
+        # cache directory or repository path must still mean what it meant.
+        if self.cwd is not None:
+            os.chdir(self.cwd)
         self.served = True
         self._on_ready()
 
@@ -270,6 +275,7 @@ def serve(fs: SnapshotFS, mountpoint: str, allow_other: bool = False) -> None:
     # libfuse catches these signals to unmount, but only where no handler is set:
     # Python's would wait for a main thread that is inside libfuse until unmount.
     saved = {sig: signal.signal(sig, signal.SIG_DFL) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    fs.cwd = os.getcwd()
     try:
         mfusepy.FUSE(fs, mountpoint, **options)
     except RuntimeError as e:
@@ -279,5 +285,6 @@ def serve(fs: SnapshotFS, mountpoint: str, allow_other: bool = False) -> None:
         if not fs.served:
             raise MountFailed(f"could not mount at {mountpoint} (libfuse returned {e})") from None
     finally:
+        os.chdir(fs.cwd)
         for sig, handler in saved.items():
             signal.signal(sig, handler)
