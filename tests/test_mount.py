@@ -192,7 +192,12 @@ def test_mount_shows_every_view_and_serves_the_bytes(cli, tmp_path, repo_path, t
 
 @pytest.mark.parametrize("how", ["fusermount3", "SIGTERM"])
 def test_unmounting_ends_the_command_and_frees_the_lock(cli, tmp_path, repo_path, two_snapshots, how):
-    with mounted(cli, tmp_path) as m:
+    allow_other = how == "fusermount3"  # one of the two also lets other users in
+    with mounted(cli, tmp_path, *(["--allow-other"] if allow_other else [])) as m:
+        (options,) = [line.split()[3].split(",") for line in Path("/proc/mounts").read_text().splitlines()
+                      if line.split()[1] == str(m.mountpoint)]
+        assert {"ro", "nosuid", "nodev"} <= set(options)
+        assert ({"allow_other", "default_permissions"} <= set(options)) == allow_other
         assert len(locks(repo_path)) == 1
         if how == "fusermount3":
             subprocess.run(["fusermount3", "-u", str(m.mountpoint)], check=True)

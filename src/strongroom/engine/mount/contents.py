@@ -22,7 +22,7 @@ from strongroom.repo.pack import DATA, TREE
 from strongroom.repo.repository import Repository
 
 TREE_CACHE_ENTRIES = 200_000
-BLOB_CACHE_BYTES = 64 * 1024 * 1024
+BLOB_CACHE_BYTES = 32 * 1024 * 1024
 # Trees whose left-out entries were already warned about; past this many, one
 # more warning says so and the rest are left out silently.
 WARNED_TREES = 1000
