@@ -316,17 +316,22 @@ def test_a_new_snapshot_shows_after_the_refresh_and_a_failed_listing_hides_none(
     now, warnings = [0.0], []
     fs = SnapshotFS(repo, repo.list_snapshots(), warnings.append, repo.list_snapshots, clock=lambda: now[0])
     assert _names(fs, "/hosts") == ["h1"]
-    save_snapshot(repo, save_tree(repo, file_node(repo, b"two", b"2")), host="h2")
+    save_snapshot(repo, save_tree(repo, file_node(repo, b"two", b"2")), host="latest")
     assert _names(fs, "/hosts") == ["h1"]  # the listing is not read again at every look
     now[0] += REFRESH_SECONDS + 1
-    assert _names(fs, "/hosts") == ["h1", "h2"]
+    assert _names(fs, "/hosts") == ["h1", "latest"]
     assert len(_names(fs, "/snapshots")) == 3 and _names(fs, "/snapshots")[-1] == "latest"
+    types = {name: attrs["st_mode"] for name, attrs, _ in fs.readdir_with_offset("/hosts", 0, 0)}
+    assert types["latest"] == stat.S_IFDIR  # a host of that name is a folder, not the link
+    types = {name: attrs["st_mode"] for name, attrs, _ in fs.readdir_with_offset("/hosts/latest", 0, 0)}
+    assert types["latest"] == stat.S_IFLNK and stat.S_ISLNK(fs.getattr("/hosts/latest/latest")["st_mode"])
+    assert [name for name, _, _ in fs.readdir_with_offset("/snapshots", 3, 0)] == _names(fs, "/snapshots")[1:]
 
     os.rename(repo_path / "snapshots", repo_path / "snapshots-away")  # the next listing fails
     now[0] += REFRESH_SECONDS + 1
-    assert _names(fs, "/hosts") == ["h1", "h2"]
+    assert _names(fs, "/hosts") == ["h1", "latest"]
     assert len(warnings) == 1 and "showing the one before" in warnings[0]
-    assert fs.getattr("/hosts/h2/latest")["st_size"] == len(_names(fs, "/hosts/h2")[0])
+    assert fs.getattr("/hosts/h1/latest")["st_size"] == len(_names(fs, "/hosts/h1")[0])
 
 
 def test_names_by_time_by_id_and_what_cannot_be_a_name():

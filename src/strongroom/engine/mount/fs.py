@@ -165,7 +165,7 @@ class SnapshotFS:
             self._refresh()
         place, node, _ = self._find(path)
         if isinstance(place, Folder):
-            names, modes = place.names, None
+            names, modes = place.names, place.link
         elif isinstance(place, InSnapshot) and (node is None or node.type == DIR):
             listing = self.trees.listing((node.subtree or b"") if node else bytes.fromhex(place.snap.tree))
             names, modes = listing.names, listing.nodes
@@ -174,7 +174,9 @@ class SnapshotFS:
         return self._entries(names, modes, offset)
 
     @staticmethod
-    def _entries(names, nodes, offset: int) -> Iterator[tuple[str, dict, int]]:
+    def _entries(names, nodes: dict[bytes, Node] | str | None, offset: int) -> Iterator[tuple[str, dict, int]]:
+        """The entries from `offset` on; `nodes` gives their types, or for a folder
+        above the snapshots the name of its one symlink."""
         # Offsets let the kernel ask for a large folder a buffer at a time,
         # so no listing is ever copied whole into libfuse's memory.
         if offset < 1:
@@ -183,9 +185,8 @@ class SnapshotFS:
             yield "..", {"st_mode": stat.S_IFDIR}, 2
         for i in range(max(0, offset - 2), len(names)):
             name = names[i]
-            if nodes is None:
-                mode = stat.S_IFLNK if name == "latest" else stat.S_IFDIR
-                yield name, {"st_mode": mode}, i + 3
+            if not isinstance(nodes, dict):
+                yield name, {"st_mode": stat.S_IFLNK if name == nodes else stat.S_IFDIR}, i + 3
             else:
                 yield name.decode("utf-8", "surrogateescape"), {"st_mode": _KINDS[nodes[name].type]}, i + 3
 

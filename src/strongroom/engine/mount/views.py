@@ -103,6 +103,7 @@ class Views:
 class Folder:
     names: list[str]
     snap: Snapshot | None = None  # the newest below, for the folder's time
+    link: str | None = None  # the one entry that is a symlink (`latest`), if any
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def locate(views: Views, parts: list[str]) -> Folder | Link | InSnapshot | None:
 def _in_dir(folder: SnapshotDir, rest: list[str]) -> Folder | Link | InSnapshot | None:
     if not rest:
         newest = folder.entries[folder.latest] if folder.latest else None
-        return Folder(folder.names(), newest)
+        return Folder(folder.names(), newest, LATEST if folder.latest else None)
     if rest[0] == LATEST and folder.latest:
         return Link(folder.latest, folder.entries[folder.latest]) if len(rest) == 1 else None
     snap = folder.entries.get(rest[0])
