@@ -348,11 +348,14 @@ def test_names_by_time_by_id_and_what_cannot_be_a_name():
         a = snap("2026-12-01T12:30:05.100000+00:00", "aaaaaaaa11", tags=["x", "a/b"])
         b = snap("2026-12-01T14:30:05.200000+02:00", "aaaaaaaa22", host="..")  # the same second as a
         c = snap("2026-12-01T12:30:06+00:00", "cccccccc33", host="")
-        views = Views.of([c, b, a])
-        assert list(views.snapshots.entries) == ["2026-12-01T12:30:05", "2026-12-01T12:30:05-1",
-                                                 "2026-12-01T12:30:06"]
+        ancient = snap("0001-01-01T00:00:00+05:00", "dddddddd44", tags=["x", "x"])  # no local time for it
+        views = Views.of([c, b, a, ancient])
+        assert list(views.snapshots.entries) == ["0001-01-01T00:00:00", "2026-12-01T12:30:05",
+                                                 "2026-12-01T12:30:05-1", "2026-12-01T12:30:06"]
         assert views.snapshots.entries["2026-12-01T12:30:05-1"] is b
-        assert sorted(views.ids) == ["aaaaaaaa11", "aaaaaaaa22", "cccccccc"]  # a shared short id: whole ids
+        assert list(views.tags["x"].entries.values()) == [ancient, a]  # a tag given twice is one entry
+        # A shared short id: whole ids.
+        assert sorted(views.ids) == ["aaaaaaaa11", "aaaaaaaa22", "cccccccc", "dddddddd"]
         assert list(views.hosts) == ["h"] and list(views.tags) == ["x"]
         assert len(views.left_out) == 3  # the tag a/b, the hosts ".." and ""
         assert locate(views, ["snapshots", "latest"]) == Link("2026-12-01T12:30:06", c)

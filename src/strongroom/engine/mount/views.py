@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 from strongroom.model.snapshot import Snapshot
 
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 LATEST = "latest"
 # Linux refuses longer names (NAME_MAX); the kernel's FUSE client fails a whole
 # listing on one entry past its own limit, so such an entry is never shown.
@@ -35,7 +34,13 @@ def component_problem(name: bytes) -> str | None:
 
 def time_name(snap: Snapshot) -> str:
     """The snapshot's time in local time, to the second: 2026-12-01T12:30:05."""
-    return snap.datetime.astimezone().strftime(TIME_FORMAT)
+    try:
+        when = snap.datetime.astimezone()
+    except (OverflowError, ValueError, OSError):  # a time near year 1 or 9999: in its own zone
+        when = snap.datetime
+    # Not strftime: %Y gives year 1 as "1", and the names must sort as times do.
+    return (f"{when.year:04d}-{when.month:02d}-{when.day:02d}"
+            f"T{when.hour:02d}:{when.minute:02d}:{when.second:02d}")
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,7 @@ class Views:
         by_tag: dict[str, list[Snapshot]] = {}
         for snap in snaps:
             for name, groups, what in ([(snap.hostname, by_host, "host")] +
-                                       [(tag, by_tag, "tag") for tag in snap.tags]):
+                                       [(tag, by_tag, "tag") for tag in dict.fromkeys(snap.tags)]):
                 problem = component_problem(name.encode("utf-8", "surrogateescape"))
                 if problem:
                     left_out.append(f"snapshot {snap.short_id}: {what} {name[:80]!r} is left out of {what}s/ "
