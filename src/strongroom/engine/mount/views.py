@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from strongroom.model.snapshot import Snapshot
 
 LATEST = "latest"
-# Linux refuses longer names (NAME_MAX); the kernel's FUSE client fails a whole
-# listing on one entry past its own limit, so such an entry is never shown.
+# Linux's NAME_MAX. FUSE would pass names up to 1024 bytes, but no other file
+# system or tool takes them; a name with '/' makes the kernel fail the whole listing.
 NAME_MAX = 255
 
 
