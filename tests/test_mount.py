@@ -370,3 +370,27 @@ def test_names_by_time_by_id_and_what_cannot_be_a_name():
         else:
             os.environ["TZ"] = zone
         time.tzset()
+
+
+def test_a_webdav_repository_mounts_and_each_chunk_is_fetched_once(wsgidav_server, tmp_path):
+    from conftest import CLI
+
+    src = tmp_path / "src"
+    src.mkdir()
+    data = random.Random(11).randbytes(3 * 1000 * 1000)
+    (src / "big.bin").write_bytes(data)
+    cli = CLI(tmp_path / "unused", tmp_path / "cache")
+    cli.env.update({"STRONGROOM_REPO": wsgidav_server.storage_url() + "repo/",
+                    "STRONGROOM_WEBDAV_PASSWORD": wsgidav_server.password, "STRONGROOM_WEBDAV_BUDGET": "off",
+                    "STRONGROOM_WEBDAV_DEADLINE": "60", "STRONGROOM_WEBDAV_RETRY_DELAY": "0.05"})
+    cli.run("init", "--pack-size", "1", check=True)
+    cli.run("backup", str(src), check=True)
+    with mounted(cli, tmp_path, "--json", "--no-cache") as m:
+        shown = m.mountpoint / "snapshots" / "latest" / str(src).lstrip("/") / "big.bin"
+        assert shown.read_bytes() == data
+        assert shown.read_bytes() == data
+        m.proc.send_signal(signal.SIGINT)
+        assert m.wait_exit() == 0, m.stderr
+    end = json.loads(m.lines[-1])
+    assert len(data) <= end["storage"]["bytes_read"] < len(data) * 1.1, end
+    print(f"WebDAV mount, {len(data)} bytes read twice: {end['storage']}")
