@@ -6,6 +6,7 @@ import ctypes.util
 import errno
 import os
 import sys
+import threading
 
 import click
 
@@ -62,11 +63,15 @@ def mount(common: Common, mountpoint: str, allow_other: bool) -> None:
         raise UsageError(f"something is already mounted at {mountpoint}")
     from strongroom.engine.mount.fs import SnapshotFS, serve
 
+    said = threading.Lock()  # warnings come from libfuse's threads: one whole line each
+
     def warn(message: str) -> None:
-        if common.json:
-            emit_json({"type": "warning", "message": message})
-        else:
-            print(f"strongroom: warning: {message}", file=sys.stderr, flush=True)
+        with said:
+            if common.json:
+                emit_json({"type": "warning", "message": message})
+            else:
+                sys.stderr.write(f"strongroom: warning: {message}\n")
+                sys.stderr.flush()
 
     def snapshots():
         return repo.list_snapshots(warn_damaged_snapshot)
