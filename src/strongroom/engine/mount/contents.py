@@ -21,7 +21,8 @@ from strongroom.model.tree import DIR, FILE, Node, node_from_dict
 from strongroom.repo.pack import DATA, TREE
 from strongroom.repo.repository import Repository
 
-TREE_CACHE_ENTRIES = 200_000
+# About 500 bytes each once decoded: some 50 MB of listings at most (one larger listing may stay).
+TREE_CACHE_ENTRIES = 100_000
 BLOB_CACHE_BYTES = 32 * 1024 * 1024
 # Trees whose left-out entries were already warned about; past this many, one
 # more warning says so and the rest are left out silently.
