@@ -166,6 +166,23 @@ def test_budget_lets_no_more_than_its_count_through_in_any_window(tmp_path):
         assert sum(1 for t in sent[i:] if t < start + 100.0) <= 10
 
 
+def test_a_spent_budget_is_told_at_most_once_per_window():
+    clock = FakeClock()
+    events = []
+    budget = RequestBudget(10, 100.0, None, on_wait=events.append, clock=clock, sleep=clock.sleep)
+    started = clock()
+    for _ in range(10):
+        budget.take()
+        clock.now += 1.0
+    assert clock.slept == []
+    for _ in range(60):
+        budget.take()  # each waits for the one a window older to leave it
+    assert len(clock.slept) == 60
+    windows = (clock() - started) / 100.0
+    assert all(e["type"] == "waiting" and e["until"].endswith("Z") for e in events), events
+    assert 1 <= len(events) <= windows + 1, (len(events), windows)
+
+
 def test_budget_persists_across_runs_and_processes(tmp_path):
     clock = FakeClock()
     state = str(tmp_path / "budget.json")

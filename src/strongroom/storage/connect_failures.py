@@ -32,7 +32,8 @@ _CLOSED_IN_HANDSHAKE = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallE
 
 @dataclass(frozen=True)
 class ConnectFailure:
-    reason: str  # one phrase for a person: "connection refused by host:port"
+    reason: str  # a few words, for the line that says what a wait is for: "connection refused"
+    explanation: str  # the whole story, for an error line: which host, what to check
     setup_mistake: bool  # waiting will not help unless someone changes the set-up
 
 
@@ -50,21 +51,30 @@ def classify_connect_failure(error: BaseException, hostname: str, netloc: str) -
     for link in links:
         if isinstance(link, ssl.SSLCertVerificationError):
             why = link.verify_message or link.reason or "verification failed"
-            return ConnectFailure(f"the TLS certificate of {netloc} does not verify ({why})", True)
+            return ConnectFailure(f"TLS certificate does not verify ({why})",
+                                  f"the TLS certificate of {netloc} does not verify ({why})", True)
     for link in links:
         if isinstance(link, _CLOSED_IN_HANDSHAKE):
-            return ConnectFailure(f"{netloc} closed the connection during the TLS handshake", False)
+            return ConnectFailure("connection closed during the TLS handshake",
+                                  f"{netloc} closed the connection during the TLS handshake", False)
         if isinstance(link, ssl.SSLError):
-            return ConnectFailure(f"the TLS handshake with {netloc} failed ({link.reason or link}): it does not "
-                                  f"speak HTTPS on that port (a plain HTTP server is webdav+http://)", True)
+            why = link.reason or type(link).__name__
+            return ConnectFailure(f"TLS handshake failed ({why})",
+                                  f"the TLS handshake with {netloc} failed ({why}): it does not speak HTTPS "
+                                  f"on that port (a plain HTTP server is webdav+http://)", True)
     for link in links:
         if isinstance(link, socket.gaierror):
             if link.errno in _RESOLVER_TROUBLE:
-                return ConnectFailure(f"the name server gave no answer for {hostname} ({link.strerror})", False)
-            return ConnectFailure(f"unknown host {hostname} ({link.strerror or 'does not resolve'})", True)
+                return ConnectFailure("no answer from the name server",
+                                      f"the name server gave no answer for {hostname} ({link.strerror})", False)
+            why = link.strerror or "does not resolve"
+            return ConnectFailure(f"host name does not resolve ({why})", f"unknown host {hostname} ({why})", True)
         if isinstance(link, ConnectionRefusedError):
-            return ConnectFailure(f"connection refused by {netloc}: nothing listens on that port", True)
+            return ConnectFailure("connection refused",
+                                  f"connection refused by {netloc}: nothing listens on that port", True)
     for link in links:
         if isinstance(link, OSError) and link.strerror:
-            return ConnectFailure(f"cannot connect to {netloc} ({link.strerror})", False)
-    return ConnectFailure(f"cannot connect to {netloc} ({type(error).__name__})", False)
+            return ConnectFailure(f"cannot connect ({link.strerror})", f"cannot connect to {netloc} ({link.strerror})",
+                                  False)
+    why = type(error).__name__
+    return ConnectFailure(f"cannot connect ({why})", f"cannot connect to {netloc} ({why})", False)

@@ -120,8 +120,8 @@ class WebDAVStorage(Storage):
         except httpx.ConnectError as e:
             failure = classify_connect_failure(e, self._hostname, self._netloc)
             if failure.setup_mistake and not self.answered:
-                raise StorageUnreachable(f"{what}: {failure.reason}") from None
-            raise TransientStorageError(f"{what}: {failure.reason}", reason=failure.reason) from None
+                raise StorageUnreachable(f"{what}: {failure.explanation}") from None
+            raise TransientStorageError(f"{what}: {failure.explanation}", reason=failure.reason) from None
         except httpx.TransportError as e:
             raise TransientStorageError(f"{what}: connection failed ({type(e).__name__}: {e})",
                                         reason=f"connection failed ({type(e).__name__})") from None
