@@ -83,8 +83,10 @@ def test_a_refused_connection_on_the_first_request_fails_at_once(cli, src):
 
 
 class _Quiet(http.server.BaseHTTPRequestHandler):
+    """Answers every PROPFIND with 404: a server with no repository on it."""
+
     def do_PROPFIND(self) -> None:
-        self.send_response(207)
+        self.send_response(404)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -133,7 +135,8 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def self_signed_port(tmp_path: Path) -> Iterator[int]:
+def self_signed(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """An HTTPS server on 127.0.0.1 with a self-signed certificate: its port and the certificate."""
     cert, key = _self_signed(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -142,17 +145,23 @@ def self_signed_port(tmp_path: Path) -> Iterator[int]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield server.server_address[1]
+        yield server.server_address[1], cert
     finally:
         server.shutdown()
         server.server_close()
 
 
-def test_a_certificate_that_does_not_verify_fails_at_once_and_says_why(cli, self_signed_port):
-    url = f"webdav+https://tester@127.0.0.1:{self_signed_port}/dav/repo"
+def test_a_certificate_that_does_not_verify_fails_at_once_and_says_why(cli, self_signed):
+    port, cert = self_signed
+    url = f"webdav+https://tester@127.0.0.1:{port}/dav/repo"
     line = one_line_failure(*timed(cli, "snapshots", "--repo", url))
-    assert f"the TLS certificate of 127.0.0.1:{self_signed_port} does not verify" in line, line
+    assert f"the TLS certificate of 127.0.0.1:{port} does not verify" in line, line
     assert "self-signed" in line, line
+    # Trusted through SSL_CERT_FILE (as the README says), the handshake passes
+    # and the server's answer is heard: there is no repository there.
+    trusted = one_line_failure(*timed(cli, "snapshots", "--repo", url, env={"SSL_CERT_FILE": str(cert)}),
+                               exit_code=10)
+    assert "no repository at" in trusted, trusted
 
 
 def test_a_wrong_webdav_password_fails_at_once(cli, wsgidav_server: DavServer):
