@@ -6,7 +6,9 @@ Everything runs through the real command line against real sockets on
 an HTTPS server with a self-signed certificate, wsgidav with a wrong
 password, and wsgidav behind a forwarder that goes away in the middle of a
 backup. The one time bound is the rule itself: a set-up mistake is reported
-in under 10 seconds (the default retry deadline is 900).
+in under 10 seconds (the default retry deadline is 900). Failures no socket
+here can produce (a resolver that does not answer, a network that is
+unreachable) are checked on the classification alone, at the end.
 """
 
 from __future__ import annotations
@@ -331,3 +333,43 @@ def test_a_host_that_goes_away_mid_run_is_waited_for_with_one_line(cli, tmp_path
     done = cli.run("restore", "latest", "--repo", url, "--target", str(target), env=env)
     assert done.returncode == 0, done.stderr.decode()
     assert snapshot_tree(target / src.relative_to("/")) == snapshot_tree(src)
+
+
+# ---- the classification, for failures a test cannot make happen here ------------------
+
+
+def _connect_error(cause: BaseException):
+    import httpx
+
+    try:
+        try:
+            raise cause
+        except BaseException as e:
+            raise httpx.ConnectError(str(e)) from e
+    except httpx.ConnectError as wrapped:
+        return wrapped
+
+
+@pytest.mark.parametrize(("cause", "setup_mistake", "reason"), [
+    (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"), False,
+     "no answer from the name server"),
+    (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), True, "host name does not resolve"),
+    (ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), False, "connection closed during the TLS"),
+    (OSError(101, "Network is unreachable"), False, "cannot connect (Network is unreachable)"),
+    (ConnectionRefusedError(111, "Connection refused"), True, "connection refused"),
+])
+def test_what_a_failure_to_connect_means(cause, setup_mistake, reason):
+    from strongroom.storage.connect_failures import classify_connect_failure
+
+    failure = classify_connect_failure(_connect_error(cause), "dav.example.org", "dav.example.org:443")
+    assert failure.setup_mistake is setup_mistake
+    assert failure.reason.startswith(reason), failure
+
+
+def test_a_looping_exception_chain_is_read_to_a_bound():
+    from strongroom.storage.connect_failures import classify_connect_failure
+
+    a, b = OSError("a"), OSError("b")
+    a.__cause__, b.__cause__ = b, a
+    failure = classify_connect_failure(a, "h", "h:1")
+    assert not failure.setup_mistake
