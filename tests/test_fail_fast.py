@@ -86,7 +86,7 @@ def test_a_refused_connection_on_the_first_request_fails_at_once(cli, src):
     url = f"webdav+http://tester@127.0.0.1:{port}/dav/repo"
     for args in (("init",), ("backup", str(src))):
         line = one_line_failure(*timed(cli, *args, "--repo", url))
-        assert f"connection refused by 127.0.0.1:{port}" in line, line
+        assert f"nothing listens on 127.0.0.1:{port} (Connection refused)" in line, line
 
 
 class _Quiet(http.server.BaseHTTPRequestHandler):

@@ -71,7 +71,7 @@ def classify_connect_failure(error: BaseException, hostname: str, netloc: str) -
             return ConnectFailure(f"host name does not resolve ({why})", f"unknown host {hostname} ({why})", True)
         if isinstance(link, ConnectionRefusedError):
             return ConnectFailure("connection refused",
-                                  f"connection refused by {netloc}: nothing listens on that port", True)
+                                  f"nothing listens on {netloc} ({link.strerror or 'connection refused'})", True)
     for link in links:
         if isinstance(link, OSError) and link.strerror:
             return ConnectFailure(f"cannot connect ({link.strerror})", f"cannot connect to {netloc} ({link.strerror})",
