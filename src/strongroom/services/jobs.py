@@ -20,15 +20,17 @@ import time
 import traceback
 from typing import Callable
 
-from strongroom.errors import AuthenticationFailed, Interrupted, StrongroomError, UsageError, WrongPassword
+from strongroom.errors import (AuthenticationFailed, Interrupted, StorageUnreachable, StrongroomError, UsageError,
+                               WrongPassword)
 
 # A runner takes the job and returns {"snapshot_id", "kind" (of the point made),
 # "stats", "warning"}; every key is optional.
 Runner = Callable[[dict], dict]
 
-# Another attempt cannot cure these: a bad configuration or a refused password
-# (and retrying a refused password can lock the account).
-PERMANENT_ERRORS = (UsageError, WrongPassword, AuthenticationFailed)
+# Another attempt cannot cure these: a bad configuration, a refused password
+# (and retrying a refused password can lock the account), a target that has
+# never answered (an unknown host, TLS against plain HTTP, a bad certificate).
+PERMANENT_ERRORS = (UsageError, WrongPassword, AuthenticationFailed, StorageUnreachable)
 
 
 class JobQueue:
