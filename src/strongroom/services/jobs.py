@@ -20,17 +20,18 @@ import time
 import traceback
 from typing import Callable
 
-from strongroom.errors import (AuthenticationFailed, Interrupted, StorageUnreachable, StrongroomError, UsageError,
-                               WrongPassword)
+from strongroom.errors import AuthenticationFailed, Interrupted, StrongroomError, UsageError, WrongPassword
 
 # A runner takes the job and returns {"snapshot_id", "kind" (of the point made),
 # "stats", "warning"}; every key is optional.
 Runner = Callable[[dict], dict]
 
 # Another attempt cannot cure these: a bad configuration, a refused password
-# (and retrying a refused password can lock the account), a target that has
-# never answered (an unknown host, TLS against plain HTTP, a bad certificate).
-PERMANENT_ERRORS = (UsageError, WrongPassword, AuthenticationFailed, StorageUnreachable)
+# (and retrying a refused password can lock the account). A target that does
+# not answer (StorageUnreachable) fails its attempt at once but is tried again
+# on the queue's back-off: a NAS that reboots at 3 am refuses connections for
+# a minute, and a scheduled job must not give up on it for good.
+PERMANENT_ERRORS = (UsageError, WrongPassword, AuthenticationFailed)
 
 
 class JobQueue:
