@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import os
@@ -13,12 +12,14 @@ import subprocess
 import tarfile
 import time
 import zipfile
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from conftest import PASSWORD, reopen
+from conftest import reopen
+from crafted import dir_node, file_node, save_snapshot, save_tree
 from treeutil import snapshot_tree
 
 MiB = 1024 * 1024
@@ -241,6 +242,35 @@ def test_dump_of_a_damaged_file_fails_and_leaves_no_target_file(cli, tmp_path, r
     assert done.returncode == 1
     assert "does not authenticate" in one_error_line(done)
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".strongroom")] == []
+
+
+def test_dump_and_find_on_crafted_trees(cli, repo):
+    """A file whose blobs do not add up to its size fails before a byte of it goes out;
+    a tree thousands of levels deep is searched and archived whole (no recursion per level)."""
+    good = file_node(repo, b"good.txt", b"fine\n")
+    short = file_node(repo, b"short.bin", b"ten bytes!")
+    short = replace(short, size=100)
+    leaf = save_tree(repo, file_node(repo, b"leaf.txt", b"at the bottom\n"))
+    depth = 2000
+    for level in range(depth):
+        leaf = save_tree(repo, dir_node(b"d", leaf))
+    root = save_tree(repo, good, short, dir_node(b"deep", leaf))
+    save_snapshot(repo, root)
+
+    done = cli.run("dump", "latest", "/short.bin")
+    assert done.returncode == 1 and done.stdout == b""
+    assert "do not add up to its size" in one_error_line(done)
+    done = cli.run("dump", "latest", "/")
+    assert done.returncode == 1
+    one_error_line(done)
+
+    found = find_json(cli, "leaf.txt")
+    path = "/deep" + "/d" * depth + "/leaf.txt"
+    assert [m["path"] for m in found[0]["matches"]] == [path]
+    done = cli.run("dump", "latest", "/deep", check=True)
+    with tarfile.open(fileobj=io.BytesIO(done.stdout), mode="r:") as tar:
+        assert tar.extractfile(path.lstrip("/")).read() == b"at the bottom\n"
+        assert len(tar.getnames()) == depth + 2
 
 
 # ---- cat -----------------------------------------------------------------------------------
