@@ -390,6 +390,8 @@ def test_cache_lists_caches_and_cleans_only_old_ones(cli, tmp_path, src, cache_d
     for c in listed["caches"]:
         if c["repository_id"] == old_id:
             _age_tree(Path(c["path"]), 40)
+    # This repository's own cache looks as old, but its target cache was used just now: it is in use.
+    _age_tree(cache_dir / new_id, 40)
     (cache_dir / "notes").mkdir()
     (cache_dir / "notes" / "keep.txt").write_text("mine")
     _age_tree(cache_dir / "notes", 400)
@@ -425,6 +427,17 @@ def test_cache_lists_caches_and_cleans_only_old_ones(cli, tmp_path, src, cache_d
     assert cli.run("find", "a.txt", "--repo", str(other), check=True).stdout.decode().count("a.txt") == 1
     text = cli.run("cache", check=True).stdout.decode()
     assert new_id in text and "last used" in text
+
+
+def test_cache_without_a_cache_root_is_empty(cli, tmp_path):
+    missing = tmp_path / "no-cache-here"
+    for args in (("cache",), ("cache", "--cleanup")):
+        done = cli.run(*args, "--cache-dir", str(missing), check=True)
+        assert f"no caches in {missing}" in done.stdout.decode()
+    assert not missing.exists()
+    done = cli.run("cache", "--cleanup", "--max-age", "-1", "--cache-dir", str(missing))
+    assert done.returncode == 2
+    one_error_line(done)
 
 
 @pytest.mark.parametrize("where", ["/", "home"])

@@ -242,7 +242,7 @@ def cache(cache_dir, cleanup, max_age, no_size, json_output) -> None:
     from strongroom.paths import default_cache_root
     from strongroom.repo.cache_dirs import list_caches, remove_old
     root = cache_dir or default_cache_root()
-    removed = remove_old(root, max_age) if cleanup else []
+    removed = remove_old(root, max_age, home=os.path.expanduser("~")) if cleanup else []
     caches = list_caches(root, measure=not no_size)
     now = time.time()
     if json_output:

@@ -11,7 +11,7 @@ millions of entries is searched in the memory of its deepest path.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from strongroom.engine.tree_walk import walk
@@ -26,19 +26,21 @@ class FindQuery:
     ignore_case: bool = False
     oldest_ns: int | None = None  # entries modified before this are left out
     newest_ns: int | None = None  # and those modified after this
+    # Derived from the patterns: globs on the name, and globs on the whole path.
+    name_globs: tuple[str, ...] = field(init=False, repr=False)
+    path_globs: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        fold = str.lower if self.ignore_case else str
         names, paths = [], []
         for p in self.patterns:
-            p = fold(p)
+            p = p.lower() if self.ignore_case else p
             if "/" not in p.rstrip("/"):
                 names.append(p.rstrip("/") or p)
             else:
                 p = p.rstrip("/")
                 paths.append(p if p.startswith("/") else "*/" + p)
-        object.__setattr__(self, "_names", tuple(names))
-        object.__setattr__(self, "_paths", tuple(paths))
+        object.__setattr__(self, "name_globs", tuple(names))  # the frozen dataclass idiom for derived fields
+        object.__setattr__(self, "path_globs", tuple(paths))
 
     def matches(self, path: str, node: Node) -> bool:
         if self.oldest_ns is not None and node.mtime_ns < self.oldest_ns:
@@ -48,8 +50,8 @@ class FindQuery:
         if self.ignore_case:
             path = path.lower()
         name = path.rsplit("/", 1)[-1]
-        return any(fnmatch.fnmatchcase(name, p) for p in self._names) or \
-            any(fnmatch.fnmatchcase(path, p) for p in self._paths)
+        return any(fnmatch.fnmatchcase(name, p) for p in self.name_globs) or \
+            any(fnmatch.fnmatchcase(path, p) for p in self.path_globs)
 
 
 def find_in_snapshot(repo: Repository, snapshot: Snapshot, query: FindQuery) -> Iterator[tuple[str, Node]]:

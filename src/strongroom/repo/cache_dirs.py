@@ -114,21 +114,24 @@ def list_caches(root: str, measure: bool = True) -> list[CacheDir]:
     return sorted(caches, key=lambda c: (-c.last_used, c.name))
 
 
-def check_root(root: str) -> str:
+def check_root(root: str, home: str) -> str:
     """The real path of a cache root that may be cleaned, or UsageError."""
     real = os.path.realpath(root)
-    if real == os.path.realpath("/") or real == os.path.realpath(os.path.expanduser("~")):
+    if real == os.path.realpath("/") or real == os.path.realpath(home):
         raise UsageError(f"refusing to clean {root}: a cache root may not be / or the home directory")
-    if not os.path.isdir(real):
+    if os.path.lexists(real) and not os.path.isdir(real):
         raise UsageError(f"{root} is not a directory")
     return real
 
 
-def remove_old(root: str, max_age_days: float, now: float | None = None) -> list[CacheDir]:
-    """Remove repository caches not used for `max_age_days`; returns those removed."""
+def remove_old(root: str, max_age_days: float, home: str, now: float | None = None) -> list[CacheDir]:
+    """Remove repository caches not used for `max_age_days`; returns those removed.
+    `home` is the user's home directory, which is never taken for a cache root."""
     if max_age_days < 0:
         raise UsageError("--max-age must not be negative")
-    real = check_root(root)
+    real = check_root(root, home)
+    if not os.path.isdir(real):
+        return []  # no cache root yet: nothing to clean
     if not shutil.rmtree.avoids_symlink_attacks:
         raise UsageError("cache clean-up needs a platform where removing a tree never follows a symlink")
     cutoff = (time.time() if now is None else now) - max_age_days * DAY
