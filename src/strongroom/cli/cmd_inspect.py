@@ -134,7 +134,7 @@ def dump(common: Common, snapshot, path, archive, target, host, tags, paths) -> 
             sys.stdout.buffer.flush()
             return
         result = _dump_to_file(repo, snap, where, archive, target, dump_target)
-    result.update(snapshot_id=snap.id, target=target)
+    result.update(snapshot_id=snap.id, target=target, storage=repo.requests)
     if common.json:
         emit_json(result)
     else:

@@ -1,10 +1,10 @@
 """Dump: one file's bytes, or a folder as a tar or zip stream, out of a snapshot.
 
-A file is streamed a run of blobs at a time: blobs that sit next to each
-other in one pack are fetched with one ranged read of at most SPAN_LIMIT
-bytes, each is authenticated, decompressed and checked against its id as
-restore checks it, and written before the next run is read. Memory stays at
-one span whatever the size of the file. Before the first byte goes out,
+A file is streamed a window of blobs at a time (WINDOW stored bytes): the
+window's blobs are fetched with few ranged reads (see _read_window), each is
+authenticated, decompressed and checked against its id as restore checks
+it, and written before the next window is read. Memory stays at one window
+whatever the size of the file. Before the first byte goes out,
 every blob is looked up in the index and their lengths must add up to the
 file's size, so a file the index cannot serve fails before anything is
 written; damage found later stops the stream with an error (the exit code
@@ -32,10 +32,12 @@ from strongroom.engine.tree_walk import resolve, walk_nodes
 from strongroom.errors import IntegrityError, SnapshotNotFound, UsageError
 from strongroom.model.snapshot import Snapshot
 from strongroom.model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
+from strongroom.repo.index import BlobLocation
 from strongroom.repo.pack import pack_name
 from strongroom.repo.repository import Repository
 
-SPAN_LIMIT = 8 * 1024 * 1024
+WINDOW = 16 * 1024 * 1024  # stored bytes of a file planned and held at once
+SPAN_LIMIT = 16 * 1024 * 1024  # the longest range read
 ARCHIVES = ("tar", "zip")
 
 
@@ -56,22 +58,51 @@ def file_chunks(repo: Repository, node: Node, path: str = "") -> Iterator[bytes]
 def _stream(repo: Repository, node: Node, locs) -> Iterator[bytes]:
     i = 0
     while i < len(locs):
-        # A run: the next blobs, contiguous in the same pack, within the span limit.
-        first = locs[i]
-        end = i + 1
-        while (end < len(locs) and locs[end].pack == first.pack
-               and locs[end].offset == locs[end - 1].offset + locs[end - 1].length
-               and locs[end].offset + locs[end].length - first.offset <= SPAN_LIMIT):
-            end += 1
-        name = pack_name(first.pack, repo.config.data_fanout)
-        last = locs[end - 1]
-        span = memoryview(repo.storage.read(name, first.offset, last.offset + last.length - first.offset))
-        for k in range(i, end):
+        # A window: the next blobs of the file, up to WINDOW stored bytes (at least one).
+        j, needed = i, 0
+        while j < len(locs) and (j == i or needed + locs[j].length <= WINDOW):
+            needed += locs[j].length
+            j += 1
+        stored = _read_window(repo, locs[i:j])
+        for k in range(i, j):
             loc = locs[k]
-            lo = loc.offset - first.offset
-            yield repo.open_blob(loc.type, node.content[k], span[lo:lo + loc.length], loc.raw_length, name,
-                                 verify_id=True)
-        i = end
+            name, data = stored[(loc.pack, loc.offset)]
+            yield repo.open_blob(loc.type, node.content[k], data, loc.raw_length, name, verify_id=True)
+        i = j
+
+
+def _read_window(repo: Repository, locs: list[BlobLocation]) -> dict[tuple[bytes, int], tuple[str, memoryview]]:
+    """The stored bytes of each blob in the window, read as few ranges as waste allows.
+
+    A backup's blob workers store the chunks of a file out of order and
+    between other files' chunks, so a file's blobs are near each other in a
+    pack rather than contiguous. Blobs of one pack are read as one range
+    while the gap before the next is no longer than that blob: at most as
+    many bytes are wasted as are needed, so a window never holds more than
+    twice WINDOW, and a file is read in a few ranges per pack, not one per chunk.
+    """
+    by_pack: dict[bytes, dict[int, BlobLocation]] = {}
+    for loc in locs:
+        by_pack.setdefault(loc.pack, {})[loc.offset] = loc
+    stored: dict[tuple[bytes, int], tuple[str, memoryview]] = {}
+    for pack, blobs in by_pack.items():
+        name = pack_name(pack, repo.config.data_fanout)
+        ordered = [blobs[o] for o in sorted(blobs)]
+        runs, run = [], [ordered[0]]
+        for loc in ordered[1:]:
+            end = run[-1].offset + run[-1].length
+            if 0 <= loc.offset - end <= loc.length and loc.offset + loc.length - run[0].offset <= SPAN_LIMIT:
+                run.append(loc)
+            else:
+                runs.append(run)
+                run = [loc]
+        runs.append(run)
+        for run in runs:
+            start = run[0].offset
+            span = memoryview(repo.storage.read(name, start, run[-1].offset + run[-1].length - start))
+            for loc in run:
+                stored[(pack, loc.offset)] = (name, span[loc.offset - start:loc.offset - start + loc.length])
+    return stored
 
 
 class _ChunkReader:
