@@ -362,6 +362,19 @@ def test_cat_prints_objects_as_json_and_never_key_material(cli, src, repo_path, 
             assert secret not in output
 
 
+def test_cat_key_of_a_no_password_repository_shows_no_master_key(cli, repo_path, cache_dir):
+    cli.run("init", "--no-password", check=True)
+    key_file = next((repo_path / "keys").iterdir())
+    stored = json.loads(key_file.read_bytes())["master"]
+    master = json.loads(base64.b64decode(stored))
+    done = cli.run("cat", "key", key_file.name[:8], check=True)
+    doc = json.loads(done.stdout)
+    assert doc["kdf"] == "none" and doc["id"] == key_file.name and "master" not in doc
+    output = done.stdout + done.stderr + cli.run("cat", "config", check=True).stdout
+    for secret in (stored, master["encryption"], master["id_key"], str(master["chunker_seed"])):
+        assert secret.encode() not in output
+
+
 def test_cat_of_a_damaged_or_missing_object_is_one_line(cli, src, repo_path):
     cli.run("init", check=True)
     snap = backup(cli, str(src))
