@@ -77,35 +77,52 @@ def find(common: Common, patterns, oldest, newest, snapshot_ids, ignore_case, lo
             snaps = sorted(chosen.values(), key=lambda s: (s.datetime, s.id))
         else:
             snaps = filter_snapshots(every, flt)
-        out = sys.stdout
-        first_snapshot = True
-        if common.json:
-            out.write("[")
+        printer = _FindPrinter(common.json, long_format)
         for snap in snaps:
             hits = 0
             for path, node in find_in_snapshot(repo, snap, query):
-                if common.json:
-                    if hits == 0:
-                        out.write(("" if first_snapshot else ",")
-                                  + f'{{"snapshot_id": {json.dumps(snap.id)}, "matches": [')
-                        first_snapshot = False
-                    out.write(("" if hits == 0 else ", ") + json.dumps(_match_document(path, node), sort_keys=True))
-                else:
-                    if hits == 0:
-                        out.write(f"Found matching entries in snapshot {snap.short_id} from "
-                                  f"{snap.datetime.astimezone().strftime('%Y-%m-%d %H:%M:%S')}\n")
-                    if long_format:
-                        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(node.mtime_ns / 1e9))
-                        out.write(f"{_permissions(node)} {node.user or node.uid:>8} {node.group or node.gid:>8} "
-                                  f"{node.size:>12}  {when}  {path}\n")
-                    else:
-                        out.write(path + "\n")
+                printer.match(snap, hits, path, node)
                 hits += 1
-            if hits:
-                out.write(f'], "hits": {hits}}}' if common.json else "\n")
-        if common.json:
-            out.write("]\n")
-        out.flush()
+            printer.end_snapshot(hits)
+        printer.close()
+
+
+class _FindPrinter:
+    """The two shapes of find's output: text grouped per snapshot, or one JSON array
+    written as matches are found (nothing is collected, whatever the number of hits)."""
+
+    def __init__(self, json_mode: bool, long_format: bool) -> None:
+        self.json_mode, self.long_format = json_mode, long_format
+        self.out = sys.stdout
+        self.groups = 0
+        if json_mode:
+            self.out.write("[")
+
+    def match(self, snap, hits: int, path: str, node) -> None:
+        if self.json_mode:
+            if hits == 0:
+                self.out.write(("," if self.groups else "") + f'{{"snapshot_id": {json.dumps(snap.id)}, "matches": [')
+                self.groups += 1
+            self.out.write(("" if hits == 0 else ", ") + json.dumps(_match_document(path, node), sort_keys=True))
+            return
+        if hits == 0:
+            self.out.write(f"Found matching entries in snapshot {snap.short_id} from "
+                           f"{snap.datetime.astimezone().strftime('%Y-%m-%d %H:%M:%S')}\n")
+        if self.long_format:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(node.mtime_ns / 1e9))
+            self.out.write(f"{_permissions(node)} {node.user or node.uid:>8} {node.group or node.gid:>8} "
+                           f"{node.size:>12}  {when}  {path}\n")
+        else:
+            self.out.write(path + "\n")
+
+    def end_snapshot(self, hits: int) -> None:
+        if hits:
+            self.out.write(f'], "hits": {hits}}}' if self.json_mode else "\n")
+
+    def close(self) -> None:
+        if self.json_mode:
+            self.out.write("]\n")
+        self.out.flush()
 
 
 # ---- dump -------------------------------------------------------------------------

@@ -245,8 +245,9 @@ def _write_zip(repo: Repository, entries, out: BinaryIO) -> int:
                 info = _zip_info(name, n, stat.S_IFREG)
                 info.file_size = n.size
                 info.compress_type = zipfile.ZIP_DEFLATED
+                chunks = file_chunks(repo, n, "/" + name)  # checked before the entry's header goes out
                 with archive.open(info, "w", force_zip64=n.size >= 2**31) as dest:
-                    for chunk in file_chunks(repo, n, "/" + name):
+                    for chunk in chunks:
                         dest.write(chunk)
             else:
                 continue
