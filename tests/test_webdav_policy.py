@@ -117,13 +117,30 @@ def test_a_listing_without_request_steps_is_retried_whole():
     assert [i.name for i in retrying(inner, clock).list("data")] == ["data/a", "data/b"]
 
 
-def test_waits_are_reported():
+def test_a_wait_is_told_once_with_its_end_and_its_recovery():
+    clock = FakeClock()
+    events = []
+    errors = [TransientStorageError("delete x: HTTP 503 Service Unavailable", reason="HTTP 503 Service Unavailable")]
+    storage = RetryingStorage(Flaky(errors * 6), RetryPolicy(deadline=600.0), on_wait=events.append,
+                              clock=clock, sleep=clock.sleep, wall_clock=lambda: 1_800_000_000.0)
+    storage.delete("x")
+    assert len(clock.slept) == 6
+    assert [e["type"] for e in events] == ["waiting", "recovered"], events
+    waiting = events[0]
+    # Told at the second failure, half a second or less after the first: the
+    # deadline runs from the first attempt, 600 s after it.
+    assert waiting["reason"] == "HTTP 503 Service Unavailable"
+    assert waiting["until"] == "2027-01-15T08:09:59Z"
+    assert waiting["message"] == "waiting for flaky:: HTTP 503 Service Unavailable; retrying until 08:09:59 UTC"
+
+
+def test_a_request_that_passes_at_its_first_retry_is_not_a_wait():
     clock = FakeClock()
     events = []
     storage = RetryingStorage(Flaky([TransientStorageError("HTTP 500")]), RetryPolicy(), on_wait=events.append,
                               clock=clock, sleep=clock.sleep)
     storage.delete("x")
-    assert events and "retrying in" in events[0]["message"]
+    assert len(clock.slept) == 1 and events == []
 
 
 def test_budget_lets_no_more_than_its_count_through_in_any_window(tmp_path):
@@ -147,6 +164,23 @@ def test_budget_lets_no_more_than_its_count_through_in_any_window(tmp_path):
     # A bucket that starts full and refills would let 2x through in one window.
     for i, start in enumerate(sent):
         assert sum(1 for t in sent[i:] if t < start + 100.0) <= 10
+
+
+def test_a_spent_budget_is_told_at_most_once_per_window():
+    clock = FakeClock()
+    events = []
+    budget = RequestBudget(10, 100.0, None, on_wait=events.append, clock=clock, sleep=clock.sleep)
+    started = clock()
+    for _ in range(10):
+        budget.take()
+        clock.now += 1.0
+    assert clock.slept == []
+    for _ in range(60):
+        budget.take()  # each waits for the one a window older to leave it
+    assert len(clock.slept) == 60
+    windows = (clock() - started) / 100.0
+    assert all(e["type"] == "waiting" and e["until"].endswith("Z") for e in events), events
+    assert 1 <= len(events) <= windows + 1, (len(events), windows)
 
 
 def test_budget_persists_across_runs_and_processes(tmp_path):

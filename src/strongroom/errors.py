@@ -31,10 +31,20 @@ class ListingFailed(StorageError):
 class TransientStorageError(StorageError):
     """A failure that may pass: a network error, 5xx, 423, 429, throttling."""
 
-    def __init__(self, message: str, retry_after: float | None = None, throttled: bool = False) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, throttled: bool = False,
+                 reason: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.throttled = throttled
+        # What is wrong, without the request it happened to ("connection
+        # refused"): the one line that says what a wait is for.
+        self.reason = reason or message
+
+
+class StorageUnreachable(StorageError):
+    """The target cannot be reached as configured, and has not answered once in
+    this run: an unknown host, a refused connection, TLS against a plain HTTP
+    port, a certificate that does not verify. A set-up mistake, not retried."""
 
 
 class AuthenticationFailed(StorageError):

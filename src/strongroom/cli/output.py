@@ -49,6 +49,10 @@ class Reporter:
                                    markup=True, highlight=False)
             elif kind == "warning":
                 self.console.print(f"warning: {event['message']}", markup=False, highlight=False)
+            elif kind in ("waiting", "recovered"):
+                # The storage's one line per wait, as EventRelay prints it
+                # when no progress is shown.
+                self.console.print(f"strongroom: {event['message']}", markup=False, highlight=False)
             if kind == "status" and self.progress is not None:
                 total = event.get("total_bytes") or None
                 self.progress.update(self._task, completed=event.get("bytes_done", event.get("bytes_read", 0)),

@@ -154,8 +154,9 @@ def budget_estimate(requests: int, budget: RequestBudget | None) -> dict | None:
         return None
     available = budget.available()
     wait = max(0.0, requests - available) / budget.rate
-    refreshes = int(wait // REFRESH_EVERY)  # each writes a new lock and deletes the old one
-    wait = max(0.0, requests + 2 * refreshes - available) / budget.rate
+    refreshes = int(wait // REFRESH_EVERY)
+    # Each refresh makes three requests: a stat of the old lock, the new lock, the old one's delete.
+    wait = max(0.0, requests + 3 * refreshes - available) / budget.rate
     return {"requests": budget.capacity, "seconds": budget.window, "available": int(available),
             "seconds_at_rate": round(requests / budget.rate, 1), "wait_estimated": round(wait, 1),
             "lock_refreshes": refreshes}

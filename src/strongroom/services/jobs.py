@@ -26,8 +26,11 @@ from strongroom.errors import AuthenticationFailed, Interrupted, StrongroomError
 # "stats", "warning"}; every key is optional.
 Runner = Callable[[dict], dict]
 
-# Another attempt cannot cure these: a bad configuration or a refused password
-# (and retrying a refused password can lock the account).
+# Another attempt cannot cure these: a bad configuration, a refused password
+# (and retrying a refused password can lock the account). A target that does
+# not answer (StorageUnreachable) fails its attempt at once but is tried again
+# on the queue's back-off: a NAS that reboots at 3 am refuses connections for
+# a minute, and a scheduled job must not give up on it for good.
 PERMANENT_ERRORS = (UsageError, WrongPassword, AuthenticationFailed)
 
 

@@ -8,7 +8,8 @@ account. It is a sliding-window log, the times of the requests of the last
 window, not a token bucket: a bucket that starts full and refills at N/W
 lets up to 2N requests through in one window, which is what gets an
 account blocked. When the budget is spent, the caller waits, and says so,
-instead of failing.
+instead of failing: one "waiting" event, at most once per window however
+many requests wait (each wait goes to the log at DEBUG).
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
+from datetime import datetime, timezone
 from typing import Callable
+
+log = logging.getLogger(__name__)
 
 
 class RequestBudget:
@@ -37,6 +42,7 @@ class RequestBudget:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._memory: list[float] = []
+        self._told_at: float | None = None
         self.waited = 0.0
 
     @staticmethod
@@ -91,12 +97,22 @@ class RequestBudget:
                 wait = self._take_or_wait_time()
                 if wait <= 0:
                     return
-                if self.on_wait:
-                    self.on_wait({"type": "warning", "message":
-                                  f"request budget of {self.capacity} per {self.window:.0f} s is used up; "
-                                  f"waiting {wait:.0f} s"})
+                self._tell(wait)
                 self.waited += wait
                 self._sleep(wait)
+
+    def _tell(self, wait: float) -> None:
+        now = self._clock()
+        log.debug("request budget used up: waiting %.1f s", wait)
+        if self._told_at is not None and now - self._told_at < self.window:
+            return
+        self._told_at = now
+        until = datetime.fromtimestamp(now + wait, timezone.utc).replace(microsecond=0)
+        if self.on_wait:
+            self.on_wait({"type": "waiting", "reason": "request budget used up",
+                          "until": until.isoformat().replace("+00:00", "Z"),
+                          "message": f"request budget of {self.capacity} per {self.window:.0f} s is used up: "
+                                     f"waiting until {until:%H:%M:%S} UTC, then going at its pace"})
 
     def available(self) -> float:
         """Requests that may go now without waiting."""

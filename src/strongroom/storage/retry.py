@@ -13,19 +13,37 @@ nine, retrying a walk of seventeen requests whole would almost never
 succeed. The deadline applies to each request from its first attempt: a
 listing that makes progress keeps going (MAX_PAGES bounds its length), one
 request that cannot get through gives up at the deadline.
+
+Only trouble is retried. A mistake in the set-up (an unknown host, a
+refused connection, TLS against a plain HTTP port, a certificate that does
+not verify, refused credentials) is raised by the backend as a
+non-transient error before its first answer, and fails at once.
+
+A wait is told once: when a request has to be sent a third time, or its
+next wait is long (a throttling answer, a Retry-After), one "waiting" event
+says what for and until when; the retries themselves go to the log at
+DEBUG. A single dropped request retried at once is not a wait. When a
+retried request gets through, one "recovered" event closes the episode;
+giving up is the error the caller raises, nothing more.
 """
 
 from __future__ import annotations
 
+import logging
 import random
+import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Callable, Iterator, TypeVar
 
 from strongroom.errors import StorageError, TransientStorageError
 from strongroom.storage.base import ObjectInfo, Storage, Temporary
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+# A wait this long is told at once, however many attempts came before.
+LONG_WAIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -39,14 +57,23 @@ class RetryPolicy:
 class RetryingStorage(Storage):
     def __init__(self, inner: Storage, policy: RetryPolicy = RetryPolicy(),
                  on_wait: Callable[[dict], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self.inner = inner
         self.url = inner.url
         self.policy = policy
         self.on_wait = on_wait
         self._clock = clock
         self._sleep = sleep
+        self._wall_clock = wall_clock
         self.retries = 0
+        # The wait told and not yet over: (when it began on `clock`, its reason).
+        self._waiting: tuple[float, str] | None = None
+        self._episode_lock = threading.Lock()
+
+    @property
+    def target(self) -> str:
+        return getattr(self.inner, "target", self.url)
 
     def _delay(self, attempt: int, error: TransientStorageError) -> float:
         if error.throttled:
@@ -60,17 +87,48 @@ class RetryingStorage(Storage):
         attempt = 0
         while True:
             try:
-                return fn()
+                result = fn()
             except TransientStorageError as error:
                 attempt += 1
                 delay = self._delay(attempt, error)
                 elapsed = self._clock() - started
                 if elapsed + delay > self.policy.deadline:
+                    with self._episode_lock:
+                        self._waiting = None
                     raise StorageError(f"{error} (gave up after {attempt} attempts in {elapsed:.0f} s)") from None
                 self.retries += 1
-                if self.on_wait:
-                    self.on_wait({"type": "warning", "message": f"{error}; retrying in {delay:.0f} s"})
+                log.debug("%s; attempt %d failed, retrying in %.2f s", error, attempt, delay)
+                if attempt >= 2 or delay >= LONG_WAIT:
+                    self._tell_wait(error, self.policy.deadline - elapsed)
                 self._sleep(delay)
+            else:
+                if attempt:
+                    self._tell_recovery()
+                return result
+
+    def _tell_wait(self, error: TransientStorageError, remaining: float) -> None:
+        """One event for a wait that has begun; nothing while it lasts."""
+        with self._episode_lock:
+            if self._waiting is not None:
+                return
+            self._waiting = (self._clock(), error.reason)
+        until = datetime.fromtimestamp(self._wall_clock() + remaining, timezone.utc).replace(microsecond=0)
+        if self.on_wait:
+            self.on_wait({"type": "waiting", "reason": error.reason,
+                          "until": until.isoformat().replace("+00:00", "Z"),
+                          "message": f"waiting for {self.target}: {error.reason}; "
+                                     f"retrying until {until:%H:%M:%S} UTC"})
+
+    def _tell_recovery(self) -> None:
+        with self._episode_lock:
+            if self._waiting is None:
+                return
+            began, _ = self._waiting
+            self._waiting = None
+        waited = self._clock() - began
+        if self.on_wait:
+            self.on_wait({"type": "recovered", "waited_seconds": round(waited, 1),
+                          "message": f"{self.target} answers again, after a wait of {waited:.0f} s"})
 
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self._call(lambda: self.inner.read(name, offset, length))

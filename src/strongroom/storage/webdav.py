@@ -24,8 +24,9 @@ import httpx
 
 from strongroom import __version__
 from strongroom.errors import (AuthenticationFailed, FolderNotFound, ListingFailed, ObjectNotFound, StorageError,
-                               TransientStorageError)
+                               StorageUnreachable, TransientStorageError)
 from strongroom.storage.base import StorageInfo, Attempt, ObjectInfo, Storage, check_name
+from strongroom.storage.connect_failures import classify_connect_failure
 from strongroom.storage.multistatus import (MAX_PAGES, PageLog, entry_for, href_path, parse_multistatus,
                                            same_origin_below)
 from strongroom.storage.vendors import GENERIC, MiB, VendorProfile
@@ -60,7 +61,15 @@ class WebDAVStorage(Storage):
         if not base_url.endswith("/"):
             base_url += "/"
         self.base_url = base_url
-        self.base_path = urlsplit(base_url).path
+        parts = urlsplit(base_url)
+        self.base_path = parts.path
+        self._hostname = parts.hostname or ""
+        self._netloc = parts.netloc.rpartition("@")[2]
+        # What a wait is for, in the one line that says so.
+        self.target = f"webdav host {self._netloc}"
+        # Set at the first answer of any kind: from then on a failure to
+        # connect is trouble to wait out, not a mistake in the URL.
+        self.answered = False
         self.vendor = vendor
         self.url = f"webdav+{base_url}"
         # open_storage adds the request budget it gates with.
@@ -107,16 +116,24 @@ class WebDAVStorage(Storage):
         try:
             response = self._client.send(self._client.build_request(method, url, **kwargs), stream=True)
         except httpx.TimeoutException as e:
-            raise TransientStorageError(f"{what}: timed out ({type(e).__name__})") from None
+            raise TransientStorageError(f"{what}: timed out ({type(e).__name__})", reason="timed out") from None
+        except httpx.ConnectError as e:
+            failure = classify_connect_failure(e, self._hostname, self._netloc)
+            if failure.setup_mistake and not self.answered:
+                raise StorageUnreachable(f"{what}: {failure.explanation}") from None
+            raise TransientStorageError(f"{what}: {failure.explanation}", reason=failure.reason) from None
         except httpx.TransportError as e:
-            raise TransientStorageError(f"{what}: connection failed ({type(e).__name__}: {e})") from None
+            raise TransientStorageError(f"{what}: connection failed ({type(e).__name__}: {e})",
+                                        reason=f"connection failed ({type(e).__name__})") from None
+        self.answered = True
         try:
             self._check_status(response, what, passthrough)
             if not stream:
                 response.read()
         except httpx.TransportError as e:
             response.close()
-            raise TransientStorageError(f"{what}: connection failed ({type(e).__name__}: {e})") from None
+            raise TransientStorageError(f"{what}: connection failed ({type(e).__name__}: {e})",
+                                        reason=f"connection failed ({type(e).__name__})") from None
         except BaseException:
             response.close()
             raise
@@ -137,10 +154,11 @@ class WebDAVStorage(Storage):
             raise StorageError(f"{what}: the server refused the upload as too large (HTTP 413): choose a smaller "
                                f"--pack-size at init, or the right --webdav-vendor")
         if status == 503 and b"BlockedTemporarily" in _read_body(response, what, keep=_ERROR_BODY_BYTES):
-            raise TransientStorageError(f"{what}: the server is throttling requests (503 BlockedTemporarily)",
-                                        _retry_after(response), throttled=True)
+            reason = "the server is throttling requests (503 BlockedTemporarily)"
+            raise TransientStorageError(f"{what}: {reason}", _retry_after(response), throttled=True, reason=reason)
         if status in (423, 429) or status >= 500 and status != 507:
-            raise TransientStorageError(f"{what}: HTTP {status} {response.reason_phrase}", _retry_after(response))
+            reason = f"HTTP {status} {response.reason_phrase}"
+            raise TransientStorageError(f"{what}: {reason}", _retry_after(response), reason=reason)
         if status == 507:
             raise StorageError(f"{what}: the WebDAV target is full (HTTP 507)")
 
@@ -488,5 +506,6 @@ def _read_body(response: httpx.Response, what: str, *, skip: int = 0, keep: int 
                 raise too_large(f"{what}: the server sent more than {cap} bytes, more than any answer "
                                 f"to this request can hold")
     except httpx.TransportError as e:
-        raise TransientStorageError(f"{what}: connection failed while reading ({type(e).__name__}: {e})") from None
+        raise TransientStorageError(f"{what}: connection failed while reading ({type(e).__name__}: {e})",
+                                    reason=f"connection failed while reading ({type(e).__name__})") from None
     return bytes(kept)
