@@ -38,7 +38,7 @@ class ByConfig:
     def manage(self, common):
         """The catalog commands' settings, from the repository command's own."""
         from strongroom.cli.cmd_manage import Manage
-        return Manage(self.catalog, common.json, common.debug, common.cache_dir)
+        return Manage(catalog=self.catalog, json=common.json, debug=common.debug, cache_dir=common.cache_dir)
 
 
 def config_option(*, allowed: Iterable[str] = (), managed: Iterable = (), refusals: Mapping[str, str] | None = None,
