@@ -58,11 +58,6 @@ def config_option(*, allowed: Iterable[str] = (), managed: Iterable = (), refusa
     refusals = dict(refusals or {})
 
     def decorate(func):
-        @click.option("--config", "config_name", metavar="NAME",
-                      help="Work on managed configuration NAME (from the catalog) instead of a repository.")
-        @click.option("--catalog", envvar="STRONGROOM_CATALOG", type=click.Path(dir_okay=False),
-                      help="With --config: the catalog file (default: STRONGROOM_CATALOG, "
-                           "else ~/.local/share/strongroom/catalog.db).")
         @functools.wraps(func)
         def wrapper(*args, config_name, catalog, **kwargs):
             managed_values = {name: kwargs.pop(name) for name in managed_names}
@@ -83,12 +78,18 @@ def config_option(*, allowed: Iterable[str] = (), managed: Iterable = (), refusa
                                      f"configuration has its own (see `strongroom config show NAME`)")
             return func(*args, config=ByConfig(config_name, catalog, managed_values), **kwargs)
 
+        # Applied last, shown first: --config, then --configs and --catalog, then the managed options.
         for option in reversed(managed):
             wrapper = option(wrapper)
+        wrapper = click.option("--catalog", envvar="STRONGROOM_CATALOG", type=click.Path(dir_okay=False),
+                               help="With --config: the catalog file (default: STRONGROOM_CATALOG, "
+                                    "else ~/.local/share/strongroom/catalog.db).")(wrapper)
         if all_configs:
             wrapper = click.option("--configs", "all_configs", is_flag=True,
                                    help="Work on every managed configuration in the catalog.")(wrapper)
-        return wrapper
+        return click.option("--config", "config_name", metavar="NAME",
+                            help="Work on managed configuration NAME (from the catalog) instead of a "
+                                 "repository.")(wrapper)
     return decorate
 
 
