@@ -65,7 +65,7 @@ def test_a_configs_retention_is_applied_after_each_run(m, tmp_path, after_run):
     states = {}
     for seed in range(1, 5):
         state = write_state(src, seed)
-        states[m.summary("run", "docs")["snapshot"]] = state
+        states[m.summary("backup", "--config", "docs")["snapshot"]] = state
     points = points_of(m, "docs")
     assert [p["id"] for p in points] == list(states)[-2:]
     job = m.jobs("docs")[0]
@@ -78,7 +78,7 @@ def test_a_configs_retention_is_applied_after_each_run(m, tmp_path, after_run):
         assert job["stats"]["retention"]["bytes_freed"] == 0
     for point in points:
         target = tmp_path / "back" / point["id"][:8]
-        m.run("recover", "docs", "--point", point["id"], "--target", str(target), check=True)
+        m.run("restore", "--config", "docs", point["id"], "--target", str(target), check=True)
         assert snapshot_tree(restored(target, src)) == states[point["id"]]
 
 
@@ -107,7 +107,7 @@ def test_the_retention_policy_is_checked_when_it_is_given(m, tmp_path):
     m.run("config", "edit", "docs", "--no-retention", check=True)
     doc = [e for e in m.json("config", "show", "docs") if e["type"] == "config"][0]
     assert doc["retention"] == {} and doc["retention_after_run"] == "off"
-    done = m.run("apply-retention", "docs")
+    done = m.run("forget", "--config", "docs")
     assert done.returncode == 2 and "has no retention policy" in one_error_line(done)
 
     for bad in ({"keep_dayly": 3}, {"keep_daily": -1}, {"keep_daily": True}, {"keep_within": 30},
@@ -128,11 +128,11 @@ def test_apply_retention_touches_only_its_own_configuration(m, tmp_path):
               "ACCOUNTING_REPO_PASSWORD", "--keep-last", "1", check=True)
     for seed in range(1, 4):
         write_state(src, seed)
-        m.run("run", "docs", check=True)
-        m.run("run", "other", check=True)
+        m.run("backup", "--config", "docs", check=True)
+        m.run("backup", "--config", "other", check=True)
     assert len(points_of(m, "docs")) == 3 and len(points_of(m, "other")) == 3
 
-    events = m.json("apply-retention", "docs", "--dry-run", "--prune")
+    events = m.json("forget", "--config", "docs", "--dry-run", "--prune")
     planned = [e for e in events if e["type"] == "point"]
     assert [p["keep"] for p in planned] == [True, False, False]
     assert planned[0]["reasons"] == ["last"] and planned[1]["reasons"] == []
@@ -140,7 +140,7 @@ def test_apply_retention_touches_only_its_own_configuration(m, tmp_path):
     assert summary["dry_run"] and summary["removed"] == [] and summary["prune"]["bytes_freed"] == 0
     assert len(points_of(m, "docs")) == 3
 
-    summary = m.summary("apply-retention", "docs", "--prune")
+    summary = m.summary("forget", "--config", "docs", "--prune")
     assert len(summary["removed"]) == 2 and summary["bytes_freed"] > 1.8 * MiB
     assert len(points_of(m, "docs")) == 1 and len(points_of(m, "other")) == 3
     assert not check_repo(m, repo)["warnings"]
@@ -154,11 +154,11 @@ def test_usage_counts_the_latest_point_and_the_space_on_the_target(m, tmp_path):
     write_state(src, 0)
     m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(repo), "--password-env",
           "ACCOUNTING_REPO_PASSWORD", check=True)
-    m.run("run", "docs", check=True)
+    m.run("backup", "--config", "docs", check=True)
     write_state(src, 1)
-    m.run("run", "docs", check=True)
+    m.run("backup", "--config", "docs", check=True)
     latest = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
-    usage = m.summary("usage")
+    usage = m.summary("stats", "--configs")
     docs = usage["configs"]["docs"]
     assert docs["points"] == 2 and docs["restore_size"] == latest  # the latest point, not the sum
     assert docs["data_blobs"] >= 3 and docs["tree_blobs"] >= 2
@@ -166,7 +166,7 @@ def test_usage_counts_the_latest_point_and_the_space_on_the_target(m, tmp_path):
     free = shutil.disk_usage(repo).free
     assert space["available"] == pytest.approx(free, rel=0.05)
     assert space["total"] == space["used"] + space["available"]
-    text = m.run("usage", check=True).stdout.decode()
+    text = m.run("stats", "--configs", check=True).stdout.decode()
     assert f"target local:{repo}: " in text and "available" in text
 
     stats = m.run("stats", "--repo", str(repo), "--json", env=REPO_PASSWORD)
@@ -186,16 +186,16 @@ def test_the_dedup_ratio_of_data_without_duplicates_is_one(m, tmp_path, monkeypa
             (src / f"d{d}" / f"f{f}.bin").write_bytes(rnd.randbytes(rnd.randrange(100, 3000)))
     m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(repo), "--password-env",
           "ACCOUNTING_REPO_PASSWORD", check=True)
-    m.run("run", "docs", check=True)
-    docs = m.summary("usage")["configs"]["docs"]
+    m.run("backup", "--config", "docs", check=True)
+    docs = m.summary("stats", "--configs")["configs"]["docs"]
     assert docs["dedup_ratio"] == 1.0
     assert docs["unique_size"] > docs["restore_size"]  # the trees are counted there, with the data
-    text = m.run("usage", check=True).stdout.decode()
+    text = m.run("stats", "--configs", check=True).stdout.decode()
     assert " 1.0 " in text
 
     # The same data again: every byte of the second point is deduplicated.
-    m.run("run", "docs", "--full", check=True)
-    assert m.summary("usage")["configs"]["docs"]["dedup_ratio"] == 2.0
+    m.run("backup", "--config", "docs", "--full", check=True)
+    assert m.summary("stats", "--configs")["configs"]["docs"]["dedup_ratio"] == 2.0
     # The Python API says the same.
     monkeypatch.setenv("STRONGROOM_SECRETS_BACKEND", "file")
     monkeypatch.setenv("ACCOUNTING_REPO_PASSWORD", PASSWORD_ENV["ACCOUNTING_REPO_PASSWORD"])
@@ -218,14 +218,14 @@ def test_the_quota_a_webdav_server_reports_is_shown(m, tmp_path):
                   env={"STRONGROOM_WEBDAV_PASSWORD": server.password}, check=True)
             m.run("config", "add", client, "--source", str(src), "--client", client, "--target-path", "repo",
                   "--password-env", "ACCOUNTING_REPO_PASSWORD", check=True)
-            m.run("run", client, check=True)
-        usage = m.summary("usage")
+            m.run("backup", "--config", client, check=True)
+        usage = m.summary("stats", "--configs")
         quota = usage["configs"]["quota"]["target"]
         assert quota["available"] == pytest.approx(shutil.disk_usage(dav.root).free, rel=0.05)
         assert quota["used"] > 0 and quota["total"] == quota["used"] + quota["available"]
         plain_space = usage["configs"]["plain"]["target"]
         assert plain_space["used"] is None and plain_space["available"] is None
-        assert "does not report its space" in m.run("usage", check=True).stdout.decode()
+        assert "does not report its space" in m.run("stats", "--configs", check=True).stdout.decode()
 
 
 # ---- the trend ----------------------------------------------------------------------------
@@ -288,26 +288,26 @@ def test_usage_trend_from_the_command_line(m, tmp_path):
     write_state(src, 0)
     m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(repo), "--password-env",
           "ACCOUNTING_REPO_PASSWORD", check=True)
-    assert "no storage samples" in m.run("usage", "--trend", check=True).stdout.decode()
+    assert "no storage samples" in m.run("stats", "--configs", "--trend", check=True).stdout.decode()
     for seed in (1, 2):
         write_state(src, seed)
-        m.run("run", "docs", check=True)
+        m.run("backup", "--config", "docs", check=True)
     # Every run leaves a sample with the target's space in it.
     with Catalog(m.catalog) as catalog:
         samples = catalog.list_samples("docs")
         assert len(samples) == 2
         assert samples[-1]["target"]["url"] == f"local:{repo}" and samples[-1]["target"]["available"] > 0
         now = catalog.now()
-    assert "no trend yet" in m.run("usage", "--trend", check=True).stdout.decode()
+    assert "no trend yet" in m.run("stats", "--configs", "--trend", check=True).stdout.decode()
     add_samples(m.catalog, "docs", [(now - 14 * DAY + i * DAY, i * 100_000) for i in range(7)],
                 f"local:{repo}", 700 * MiB)
-    lines = m.json("usage", "--trend", "--config", "docs")
+    lines = m.json("stats", "--config", "docs", "--trend")
     config = [e for e in lines if e["type"] == "config"][0]
     assert config["config"] == "docs" and len(config["samples"]) == 9
     assert config["growth_per_day"] is not None and config["growth_per_day"] > 0
-    text = m.run("usage", "--trend", check=True).stdout.decode()
+    text = m.run("stats", "--configs", "--trend", check=True).stdout.decode()
     assert "per day" in text and "full in about" in text
-    done = m.run("usage", "--trend", "--config", "nope")
+    done = m.run("stats", "--config", "nope", "--trend")
     assert done.returncode != 0 and "nope" in one_error_line(done)
 
 
@@ -328,7 +328,7 @@ def test_the_estimate_of_a_run_matches_the_run(m, tmp_path):
     first = m.summary("estimate", "docs")
     assert stored() == before  # a dry run stores nothing
     assert first["seconds"] is None  # no run measured yet
-    m.run("run", "docs", check=True)
+    m.run("backup", "--config", "docs", check=True)
     job = m.jobs("docs")[0]["stats"]
     assert first["bytes_to_read"] == job["bytes_read"]
     assert first["new_bytes"] == job["data_added_raw"]
@@ -339,7 +339,7 @@ def test_the_estimate_of_a_run_matches_the_run(m, tmp_path):
     second = m.summary("estimate", "docs")
     assert second["seconds"] is not None and second["read_bytes_per_second"] > 0
     assert second["requests"] >= second["packs"] + 3
-    m.run("run", "docs", check=True)
+    m.run("backup", "--config", "docs", check=True)
     job = m.jobs("docs")[0]["stats"]
     assert second["bytes_to_read"] == job["bytes_read"]
     assert second["bytes_likely_stored"] == pytest.approx(job["data_added"], rel=0.02)
@@ -391,9 +391,9 @@ def test_the_sample_after_a_run_costs_two_requests_on_webdav(m, tmp_path):
               env={"STRONGROOM_WEBDAV_PASSWORD": dav.password}, check=True)
         m.run("config", "add", "docs", "--source", str(src), "--client", "cloud", "--target-path", "repo",
               "--password-env", "ACCOUNTING_REPO_PASSWORD", check=True)
-        m.run("run", "docs", check=True)
+        m.run("backup", "--config", "docs", check=True)
         mw.reset_counts()
-        m.run("run", "docs", check=True)
+        m.run("backup", "--config", "docs", check=True)
         log = mw.log
         # The run ends by releasing its lock; after it come only the sample's
         # snapshot listing and its quota request: pack sizes come from the
@@ -403,6 +403,6 @@ def test_the_sample_after_a_run_costs_two_requests_on_webdav(m, tmp_path):
         assert after == [("PROPFIND", "/snapshots/"), ("PROPFIND", "/")], after
         with Catalog(m.catalog) as catalog:
             sample = catalog.list_samples("docs")[-1]
-        usage = m.summary("usage")["configs"]["docs"]
+        usage = m.summary("stats", "--configs")["configs"]["docs"]
         assert sample["repository_size"] == usage["repository_size"] and sample["points"] == 2
         assert sample["target"]["available"] == pytest.approx(shutil.disk_usage(dav.root).free, rel=0.05)

@@ -1,6 +1,7 @@
 """The managed-backup commands, run as a person runs them: clients, configs,
-run, jobs, points, recover, validate, usage and key export, against local
-directories and a real WebDAV server (wsgidav in-process)."""
+backup, snapshots, restore, check and stats with --config, jobs and key
+export, against local directories and a real WebDAV server (wsgidav
+in-process). The old names of these commands are tested in test_vocabulary.py."""
 
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ def one_error_line(done: subprocess.CompletedProcess) -> str:
 
 
 def points_of(m: Managed, name: str, *args: str) -> list[dict]:
-    return [e for e in m.json("points", name, *args) if e["type"] == "point"]
+    return json.loads(m.run("snapshots", "--config", name, *args, "--json", check=True).stdout)
 
 
 # ---- configurations --------------------------------------------------------------------------
@@ -134,16 +135,16 @@ def test_config_add_list_show_edit_remove(m, tmp_path, src):
 
 def test_run_points_and_recover_at_a_time(m, tmp_path, src):
     m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(tmp_path / "repo"), check=True)
-    first = m.summary("run", "docs", "--full")
+    first = m.summary("backup", "--config", "docs", "--full")
     assert first["status"] == "succeeded" and first["kind"] == "full" and first["files_new"] == 3
     before = snapshot_tree(src)
 
     (src / "b.txt").write_bytes(b"changed\n" * 500)
     (src / "new.txt").write_bytes(b"new\n")
-    done = m.run("run", "docs", check=True)
+    done = m.run("backup", "--config", "docs", check=True)
     lines = done.stdout.decode().splitlines()
-    assert lines[-1].startswith("recovery point ") and lines[-1].endswith("(incremental)")
-    second_id = lines[-1].split()[2]
+    assert lines[-1].startswith("snapshot ") and lines[-1].endswith("(incremental)")
+    second_id = lines[-1].split()[1]
     after = snapshot_tree(src)
 
     points = points_of(m, "docs")
@@ -153,7 +154,7 @@ def test_run_points_and_recover_at_a_time(m, tmp_path, src):
     assert points_of(m, "docs", "--since", points[1]["time"]) == points[1:]
     assert points_of(m, "docs", "--until", points[0]["time"]) == points[:1]
 
-    events = m.json("recover", "docs", "--target", str(tmp_path / "latest"))
+    events = m.json("restore", "--config", "docs", "--target", str(tmp_path / "latest"))
     assert snapshot_tree(restored(tmp_path / "latest", src)) == after
     statuses = [e for e in events if e["type"] == "status"]
     assert statuses and all({"processed_files", "total_files", "processed_bytes", "total_bytes", "percent", "rate",
@@ -162,11 +163,11 @@ def test_run_points_and_recover_at_a_time(m, tmp_path, src):
     assert summary["status"] == "completed" and summary["point"] == second_id
     assert summary["processed_files"] == summary["total_files"] and summary["percent"] == 100.0
 
-    m.run("recover", "docs", "--target", str(tmp_path / "then"), "--at", points[0]["time"], check=True)
+    m.run("restore", "--config", "docs", "--target", str(tmp_path / "then"), "--at", points[0]["time"], check=True)
     assert snapshot_tree(restored(tmp_path / "then", src)) == before
-    m.run("recover", "docs", "--target", str(tmp_path / "byid"), "--point", first["snapshot"][:10], check=True)
+    m.run("restore", "--config", "docs", "--target", str(tmp_path / "byid"), first["snapshot"][:10], check=True)
     assert snapshot_tree(restored(tmp_path / "byid", src)) == before
-    done = m.run("recover", "docs", "--target", str(tmp_path / "x"), "--at", "2001-01-01 00:00")
+    done = m.run("restore", "--config", "docs", "--target", str(tmp_path / "x"), "--at", "2001-01-01 00:00")
     assert done.returncode == 1 and "no snapshot at or before 2001-01-01" in one_error_line(done)
 
     jobs = m.jobs("docs")
@@ -178,10 +179,10 @@ def test_run_points_and_recover_at_a_time(m, tmp_path, src):
 
 def test_a_job_is_listed_with_the_kind_of_the_point_it_made(m, tmp_path, src):
     m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(tmp_path / "repo"), check=True)
-    first = m.summary("run", "docs")  # incremental asked for, but there is no parent yet
+    first = m.summary("backup", "--config", "docs")  # incremental asked for, but there is no parent yet
     assert first["status"] == "succeeded" and first["kind"] == "full"
     assert first["snapshot_kind"] == "full" and first["requested_kind"] == "incremental"
-    second = m.summary("run", "docs")
+    second = m.summary("backup", "--config", "docs")
     assert second["kind"] == "incremental"
     assert [(j["kind"], j["snapshot_id"]) for j in m.jobs("docs")] == [
         ("incremental", second["snapshot"]), ("full", first["snapshot"])]
@@ -192,7 +193,7 @@ def test_a_job_is_listed_with_the_kind_of_the_point_it_made(m, tmp_path, src):
 
 def test_run_without_waiting_queues_a_job_that_runs_in_the_background(m, tmp_path, src):
     m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(tmp_path / "repo"), check=True)
-    done = m.run("run", "docs", "--no-wait", "--priority", "4", check=True)
+    done = m.run("backup", "--config", "docs", "--no-wait", "--priority", "4", check=True)
     job_id = int(done.stdout.decode().split()[1])
     deadline = time.monotonic() + 60
     while True:
@@ -213,7 +214,7 @@ def test_run_is_stopped_by_ctrl_c(m, tmp_path):
     repo = tmp_path / "repo"
     m.run("config", "add", "big", "--source", str(big), "--target-dir", str(repo), "--compression", "gzip",
           check=True)
-    proc = m.popen("run", "big", "--json")
+    proc = m.popen("backup", "--config", "big", "--json")
     for line in proc.stdout:  # gzip on random data is slow: the backup is under way
         event = json.loads(line)
         if event["type"] == "status" and event.get("bytes_read", 0) > 0:
@@ -235,10 +236,10 @@ def test_validate_quick_and_deep_then_a_flipped_byte(m, tmp_path, src):
     repo = tmp_path / "repo"
     m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(repo), "--compression", "none",
           check=True)
-    point = m.summary("run", "docs")["snapshot"]
-    quick = m.summary("validate", "docs")
+    point = m.summary("backup", "--config", "docs")["snapshot"]
+    quick = m.summary("check", "--config", "docs")
     assert quick["ok"] and quick["backup_id"] == point and quick["packs_read"] == 0 and quick["blobs_checked"] >= 4
-    deep = m.summary("validate", "docs", "--deep", "--point", point[:8])
+    deep = m.summary("check", "--config", "docs", "--read-data", "--snapshot", point[:8])
     assert deep["ok"] and deep["packs_read"] == deep["packs_checked"] >= 2
     assert deep["blobs_authenticated"] == deep["blobs_checked"]
 
@@ -249,37 +250,37 @@ def test_validate_quick_and_deep_then_a_flipped_byte(m, tmp_path, src):
     pack.write_bytes(bytes(data))
 
     # Quick mode checks presence and sizes only, so it cannot see a flipped bit.
-    assert m.run("validate", "docs").returncode == 0
-    done = m.run("validate", "docs", "--deep")
+    assert m.run("check", "--config", "docs").returncode == 0
+    done = m.run("check", "--config", "docs", "--read-data")
     assert done.returncode == 1
     out = done.stdout.decode()
     assert f"damaged: pack {pack.name[:16]}" in out and "problem(s) found" in out
-    report = json.loads(m.run("validate", "docs", "--deep", "--json").stdout)
+    report = json.loads(m.run("check", "--config", "docs", "--read-data", "--json").stdout)
     assert not report["ok"] and any(pack.name[:16] in p for p in report["problems"])
 
 
 def test_validate_looks_at_its_point_only_and_knows_the_kit(m, tmp_path, src):
     repo = tmp_path / "repo"
     m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(repo), check=True)
-    first = m.summary("run", "docs")["snapshot"]
+    first = m.summary("backup", "--config", "docs")["snapshot"]
     packs_of_first = set((repo / "data").rglob("*"))
     (src / "new.bin").write_bytes(random.Random(9).randbytes(200 * KiB))
-    second = m.summary("run", "docs")["snapshot"]
+    second = m.summary("backup", "--config", "docs")["snapshot"]
     only_second = [p for p in set((repo / "data").rglob("*")) - packs_of_first if p.is_file()]
     assert only_second
 
-    report = m.summary("validate", "docs")
+    report = m.summary("check", "--config", "docs")
     assert report["ok"] and report["backup_id"] == second
     assert any("single key and no recovery kit is on record" in a for a in report["advice"])
     m.run("key", "export", "docs", check=True)
-    assert m.summary("validate", "docs")["advice"] == []
+    assert m.summary("check", "--config", "docs")["advice"] == []
 
     # A pack only the newer point needs is gone: the older point is still whole.
     only_second[0].unlink()
-    older = m.summary("validate", "docs", "--deep", "--point", first[:8])
+    older = m.summary("check", "--config", "docs", "--read-data", "--snapshot", first[:8])
     assert older["ok"] and older["packs_read"] == older["packs_checked"] >= 1
     assert older["blobs_authenticated"] == older["blobs_checked"] < report["blobs_checked"]
-    done = m.run("validate", "docs")
+    done = m.run("check", "--config", "docs")
     assert done.returncode == 1
     assert f"damaged: pack {only_second[0].name[:16]} is missing" in done.stdout.decode()
 
@@ -290,16 +291,16 @@ def test_usage_reports_every_configuration(m, tmp_path, src):
     (other / "x.bin").write_bytes(random.Random(2).randbytes(200 * KiB))
     m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(tmp_path / "r1"), check=True)
     m.run("config", "add", "more", "--source", str(other), "--target-dir", str(tmp_path / "r2"), check=True)
-    m.run("run", "docs", check=True)
-    m.run("run", "docs", check=True)
-    m.run("run", "more", check=True)
-    usage = m.summary("usage")
+    m.run("backup", "--config", "docs", check=True)
+    m.run("backup", "--config", "docs", check=True)
+    m.run("backup", "--config", "more", check=True)
+    usage = m.summary("stats", "--configs")
     src_bytes = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
     assert usage["configs"]["docs"]["restore_size"] == src_bytes and usage["configs"]["docs"]["points"] == 2
     assert usage["configs"]["more"]["restore_size"] == 200 * KiB and usage["configs"]["more"]["points"] == 1
     assert usage["total"]["points"] == 3 and usage["errors"] == {}
     assert usage["configs"]["more"]["stored_size"] > 0
-    table = m.run("usage", check=True).stdout.decode()
+    table = m.run("stats", "--configs", check=True).stdout.decode()
     assert "docs" in table and "more" in table and "total" in table
 
 
@@ -313,7 +314,7 @@ def kit_fields(text: str) -> dict[str, str]:
 def test_key_export_prints_a_kit_that_opens_the_repository(m, tmp_path, src):
     repo = tmp_path / "repo"
     m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(repo), check=True)
-    point = m.summary("run", "docs")["snapshot"]
+    point = m.summary("backup", "--config", "docs")["snapshot"]
     out = m.run("key", "export", "docs", check=True).stdout.decode()
     kit = kit_fields(out)
     assert kit["repository"] == str(repo)
@@ -349,7 +350,7 @@ def test_store_password_reads_it_as_the_repository_commands_do(m, tmp_path, src)
     m.run("init", "--repo", str(repo), env={"STRONGROOM_PASSWORD_FILE": str(secret)}, check=True)
     m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(repo), "--store-password",
           env={"STRONGROOM_PASSWORD_COMMAND": f"cat {secret}"}, check=True)
-    point = m.summary("run", "docs")["snapshot"]
+    point = m.summary("backup", "--config", "docs")["snapshot"]
     done = m.run("snapshots", "--repo", str(repo), "--json", env={"STRONGROOM_PASSWORD_FILE": str(secret)})
     assert point in done.stdout.decode()
 
@@ -367,7 +368,7 @@ SINGLE_KEY = "the repository has a single key and no recovery kit is on record"
 def test_an_exported_kit_is_on_record_for_check(m, tmp_path, src):
     repo = tmp_path / "repo"
     m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(repo), check=True)
-    m.run("run", "docs", check=True)
+    m.run("backup", "--config", "docs", check=True)
     password = m.json("key", "export", "docs")[0]["password"]
     m.catalog.unlink()  # as if the kit had never been exported: a catalog without its record
     m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(repo), "--store-password",
@@ -411,7 +412,7 @@ def test_a_missing_source_path(m, tmp_path, src):
     for child in src.iterdir():
         child.unlink()
     src.rmdir()
-    done = m.run("run", "docs", "--attempts", "1")
+    done = m.run("backup", "--config", "docs", "--attempts", "1")
     assert done.returncode == 1
     line = one_error_line(done)
     assert "backup docs failed" in line and f"source path {src} does not exist" in line
@@ -431,13 +432,13 @@ def test_a_wrong_password(m, tmp_path, src):
 
     m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(other),
           "--password-env", "DOCS_PASSWORD", env={"DOCS_PASSWORD": "the real one"}, check=True)
-    done = m.run("run", "docs", env={"DOCS_PASSWORD": "changed since"})
+    done = m.run("backup", "--config", "docs", env={"DOCS_PASSWORD": "changed since"})
     assert done.returncode == 1
     assert "wrong password" in one_error_line(done)
     [job] = m.jobs("docs", "--status", "failed")
     # Another attempt could not help, and repeated bad passwords can lock accounts.
     assert "wrong password" in job["error"] and job["attempts"] == 1 and job["max_attempts"] == 3
-    assert m.summary("run", "docs", env={"DOCS_PASSWORD": "the real one"})["status"] == "succeeded"
+    assert m.summary("backup", "--config", "docs", env={"DOCS_PASSWORD": "the real one"})["status"] == "succeeded"
 
     # Keeping the password in the secrets store instead; a wrong one does not replace it.
     m.run("config", "edit", "docs", "--store-password", env={"STRONGROOM_PASSWORD": "the real one"}, check=True)
@@ -445,7 +446,7 @@ def test_a_wrong_password(m, tmp_path, src):
     done = m.run("config", "edit", "docs", "--store-password", env={"STRONGROOM_PASSWORD": "a typo"})
     assert done.returncode == 12 and "wrong password" in one_error_line(done)
     assert list(m.stored_secrets().values()) == ["the real one"]  # the typo was not kept
-    assert m.summary("run", "docs")["status"] == "succeeded"
+    assert m.summary("backup", "--config", "docs")["status"] == "succeeded"
     # Storing it again replaces the old entry instead of adding one.
     m.run("config", "edit", "docs", "--store-password", env={"STRONGROOM_PASSWORD": "the real one"}, check=True)
     assert list(m.stored_secrets().values()) == ["the real one"]
@@ -493,7 +494,7 @@ def test_an_unreachable_server(m, tmp_path, src, wsgidav_server):
           env=dav_env, check=True)
     m.run("client", "add", "dav", "--url", closed, "--user", "tester", "--replace", env=dav_env, check=True)
     started = time.monotonic()
-    done = m.run("run", "docs", "--attempts", "1", env=dav_env)
+    done = m.run("backup", "--config", "docs", "--attempts", "1", env=dav_env)
     assert done.returncode == 1
     line = one_error_line(done)
     assert "backup docs failed" in line and "Connection refused" in line
@@ -541,11 +542,11 @@ def test_webdav_client_and_config_end_to_end(m, tmp_path, src, wsgidav_server):
     m.run("config", "add", "docs", "--source", str(src), "--client", "cloud", "--target-path", "backups/docs",
           check=True)
     assert (dav.root / "backups" / "docs" / "config").is_file()
-    point = m.summary("run", "docs", "--full")["snapshot"]
+    point = m.summary("backup", "--config", "docs", "--full")["snapshot"]
     assert [p["id"] for p in points_of(m, "docs")] == [point]
-    m.run("recover", "docs", "--target", str(tmp_path / "back"), check=True)
+    m.run("restore", "--config", "docs", "--target", str(tmp_path / "back"), check=True)
     assert snapshot_tree(restored(tmp_path / "back", src)) == snapshot_tree(src)
-    assert m.summary("validate", "docs", "--deep")["ok"]
+    assert m.summary("check", "--config", "docs", "--read-data")["ok"]
 
     out = m.run("key", "export", "docs", check=True).stdout.decode()
     kit = kit_fields(out)
@@ -574,9 +575,9 @@ def test_recover_is_cancelled_by_ctrl_c(m, tmp_path, src):
         m.run("client", "add", "slow", "--url", dav.url, "--user", dav.username, env=env, check=True)
         m.run("config", "add", "docs", "--source", str(src), "--client", "slow", "--target-path", "repo",
               check=True)
-        m.run("run", "docs", check=True)
+        m.run("backup", "--config", "docs", check=True)
         made[0].slow(1.0, methods=["GET"])  # a slow link: each pack takes a second to arrive
-        proc = m.popen("recover", "docs", "--target", str(tmp_path / "back"), "--json")
+        proc = m.popen("restore", "--config", "docs", "--target", str(tmp_path / "back"), "--json")
         for line in proc.stdout:
             event = json.loads(line)
             if event["type"] == "status" and event["status"] == "running":
@@ -590,5 +591,5 @@ def test_recover_is_cancelled_by_ctrl_c(m, tmp_path, src):
         assert status == "cancelled"
         assert not list((dav.root / "repo" / "locks").iterdir())
         made[0].clear()
-        m.run("recover", "docs", "--target", str(tmp_path / "back"), check=True)
+        m.run("restore", "--config", "docs", "--target", str(tmp_path / "back"), check=True)
         assert snapshot_tree(restored(tmp_path / "back", src)) == snapshot_tree(src)

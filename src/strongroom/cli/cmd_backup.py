@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from strongroom.cli.by_config import config_option
 from strongroom.cli.options import Common, common_options
 from strongroom.cli.output import Reporter, describe_estimate, emit_json, human_size
 from strongroom.engine.backup import BackupOptions, run_backup
@@ -15,8 +16,19 @@ from strongroom.model.select import parse_time
 EXIT_PARTIAL = 3
 
 
+MANAGED_RUN = [
+    click.option("--priority", type=int, default=0, help="With --config: higher runs first when jobs queue up."),
+    click.option("--attempts", type=click.IntRange(1), help="With --config: tries before giving up."),
+    click.option("--no-wait", is_flag=True, help="With --config: queue the job and return; it runs in the background."),
+    click.option("--background-child", is_flag=True, hidden=True),
+]
+
+
 @click.command()
 @common_options
+@config_option(allowed=("full", "dry_run"), managed=MANAGED_RUN, refusals={
+    "paths": "backup --config NAME takes no paths: the configuration names its sources "
+             "(change them with `strongroom config edit NAME --source PATH`)"})
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("-e", "--exclude", multiple=True, metavar="GLOB", help="Leave out paths matching GLOB.")
 @click.option("--exclude-file", multiple=True, type=click.Path(), help="Read exclude globs from a file.")
@@ -34,8 +46,12 @@ EXIT_PARTIAL = 3
 @click.option("--stdin", "from_stdin", is_flag=True, help="Back up standard input.")
 @click.option("--stdin-filename", default="stdin", show_default=True, help="File name for --stdin.")
 def backup(common: Common, paths, exclude, exclude_file, exclude_if_present, exclude_caches, exclude_larger_than,
-           one_file_system, tag, host, when, parent, full, dry_run, compression, from_stdin, stdin_filename) -> int:
-    """Back up PATHS into a new snapshot."""
+           one_file_system, tag, host, when, parent, full, dry_run, compression, from_stdin, stdin_filename,
+           config) -> int:
+    """Back up PATHS into a new snapshot (or configuration NAME with --config)."""
+    if config:
+        from strongroom.cli.cmd_managed import backup_config
+        return backup_config(config.manage(common), config.name, full=full, dry_run=dry_run, **config.options)
     if from_stdin and paths:
         raise UsageError("give paths or --stdin, not both")
     tags = tuple(t.strip() for group in tag for t in group.split(",") if t.strip())

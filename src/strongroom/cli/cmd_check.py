@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from strongroom.cli.by_config import config_option
 from strongroom.cli.options import Common, common_options
 from strongroom.cli.output import Reporter, emit_json
 from strongroom.engine.check import run_check
@@ -12,10 +13,16 @@ from strongroom.services.catalog import kit_on_record
 
 @click.command()
 @common_options
+@config_option(allowed=("read_data",), managed=[
+    click.option("--snapshot", metavar="ID", help="With --config: this snapshot instead of the latest.")])
 @click.option("--read-data", is_flag=True, help="Fetch and authenticate every pack and blob.")
 @click.option("--read-data-subset", metavar="N%|n/t", help="Read a share of the packs.")
-def check(common: Common, read_data: bool, read_data_subset: str | None) -> int:
-    """Check the repository's structure, and with --read-data its data."""
+def check(common: Common, read_data: bool, read_data_subset: str | None, config) -> int:
+    """Check the repository's structure, and with --read-data its data; with
+    --config NAME, that the configuration's latest snapshot is complete."""
+    if config:
+        from strongroom.cli.cmd_managed import check_config
+        return check_config(config.manage(common), config.name, read_data=read_data, **config.options)
     repo = common.open()
     reporter = Reporter(common.json, "check")
     common.events.listener = reporter

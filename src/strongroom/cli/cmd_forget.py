@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from strongroom.cli.by_config import config_option
 from strongroom.cli.cmd_restore import snapshot_filter_options
 from strongroom.cli.options import Common, common_options
 from strongroom.cli.output import emit_json, human_size
@@ -16,6 +17,10 @@ from strongroom.model.select import SnapshotFilter, filter_snapshots, find_snaps
 
 @click.command()
 @common_options
+@config_option(allowed=("dry_run", "then_prune"), refusals={
+    f"keep_{rule}": "forget --config NAME applies the configuration's own policy: change it with "
+                    f"`strongroom config edit NAME --keep-{rule.replace('_', '-')} ...`"
+    for rule in ("last", "hourly", "daily", "weekly", "monthly", "yearly", "within", "tag")})
 @click.option("--keep-last", type=int, default=0, metavar="N", help="Keep the N newest points.")
 @click.option("--keep-hourly", type=int, default=0, metavar="N", help="Keep the newest point of N hours.")
 @click.option("--keep-daily", type=int, default=0, metavar="N", help="Keep the newest point of N days.")
@@ -33,11 +38,15 @@ from strongroom.model.select import SnapshotFilter, filter_snapshots, find_snaps
 @click.argument("snapshot_ids", nargs=-1, metavar="[SNAPSHOT]...")
 def forget(common: Common, keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly,
            keep_within, keep_tag, group_by, allow_remove_all, dry_run, then_prune, host, tags, paths,
-           snapshot_ids) -> None:
-    """Remove recovery points that a retention policy does not keep, or the
-    SNAPSHOTs named (ids or unique prefixes).
+           snapshot_ids, config) -> None:
+    """Remove snapshots that a retention policy does not keep, or the
+    SNAPSHOTs named (ids or unique prefixes); with --config NAME, those the
+    configuration's own policy does not keep.
 
     The data only they referenced stays in the repository until a prune."""
+    if config:
+        from strongroom.cli.cmd_managed import forget_config
+        return forget_config(config.manage(common), config.name, dry_run=dry_run, prune=then_prune)
     if min(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly) < 0:
         raise click.BadParameter("keep counts cannot be negative")
     policy = Policy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly,

@@ -225,7 +225,7 @@ def config_options(editing: bool):
                          help=f"Leave out paths matching GLOB (repeatable){changes}."),
             click.option("--exclude-caches/--no-exclude-caches", default=None,
                          help="Leave out directories with a valid CACHEDIR.TAG."),
-            click.option("--tag", "tags", multiple=True, help=f"Tag its recovery points (repeatable){changes}."),
+            click.option("--tag", "tags", multiple=True, help=f"Tag its snapshots (repeatable){changes}."),
             click.option("--password-file", type=click.Path(dir_okay=False),
                          help="Read the repository password from this file at every run."),
             click.option("--password-env", metavar="VAR",
@@ -235,16 +235,18 @@ def config_options(editing: bool):
                               "STRONGROOM_PASSWORD_COMMAND or a prompt) "
                               "in the secrets store, e.g. to reconnect to a repository from its recovery kit."),
             click.option("--max-attempts", type=click.IntRange(1), help="Tries per run before a job fails (3)."),
-            click.option("--keep-last", type=click.IntRange(0), metavar="N", help="Retention: keep the N newest points."),
-            click.option("--keep-hourly", type=click.IntRange(0), metavar="N", help="Retention: newest point of N hours."),
-            click.option("--keep-daily", type=click.IntRange(0), metavar="N", help="Retention: newest point of N days."),
-            click.option("--keep-weekly", type=click.IntRange(0), metavar="N", help="Retention: newest point of N weeks."),
+            click.option("--keep-last", type=click.IntRange(0), metavar="N",
+                         help="Retention: keep the N newest snapshots."),
+            click.option("--keep-hourly", type=click.IntRange(0), metavar="N", help="Retention: newest of N hours."),
+            click.option("--keep-daily", type=click.IntRange(0), metavar="N", help="Retention: newest of N days."),
+            click.option("--keep-weekly", type=click.IntRange(0), metavar="N", help="Retention: newest of N weeks."),
             click.option("--keep-monthly", type=click.IntRange(0), metavar="N",
-                         help="Retention: newest point of N months."),
-            click.option("--keep-yearly", type=click.IntRange(0), metavar="N", help="Retention: newest point of N years."),
-            click.option("--keep-within", metavar="DURATION", help="Retention: every point this close to the newest."),
+                         help="Retention: newest of N months."),
+            click.option("--keep-yearly", type=click.IntRange(0), metavar="N", help="Retention: newest of N years."),
+            click.option("--keep-within", metavar="DURATION",
+                         help="Retention: every snapshot this close to the newest."),
             click.option("--keep-tag", "keep_tags", multiple=True, metavar="TAG",
-                         help=f"Retention: keep every point with this tag (repeatable){changes}."),
+                         help=f"Retention: keep every snapshot with this tag (repeatable){changes}."),
             click.option("--retention-after-run", type=click.Choice(AFTER_RUN),
                          help="After each run: off (the default), forget by the policy, or forget and prune."),
         ]
@@ -429,7 +431,7 @@ def config_show(m: Manage, name) -> None:
     if doc["last_job"]:
         job = doc["last_job"]
         rows.append(("last job", f"{job['id']} {job['status']}"
-                     + (f", recovery point {job['snapshot_id'][:8]}" if job["snapshot_id"] else "")))
+                     + (f", snapshot {job['snapshot_id'][:8]}" if job["snapshot_id"] else "")))
     for label, value in rows:
         print(f"{label + ':':16} {value}")
 
@@ -454,7 +456,7 @@ def config_edit(m: Manage, name, **options) -> None:
 @manage_options
 @click.argument("name")
 def config_remove(m: Manage, name) -> None:
-    """Forget configuration NAME; its recovery points stay in the repository."""
+    """Forget configuration NAME; its snapshots stay in the repository."""
     with m.manager() as manager:
         cfg = manager.get_config(name)
         target = target_of(manager, cfg)
@@ -462,7 +464,7 @@ def config_remove(m: Manage, name) -> None:
     if m.json:
         emit_json({"type": "summary", "removed": name, "target": target})
         return
-    print(f"removed configuration {name}; its recovery points stay in {target}")
+    print(f"removed configuration {name}; its snapshots stay in {target}")
     if password_source(cfg) == "secrets store":
         print("its repository key stays in the secrets store")
 

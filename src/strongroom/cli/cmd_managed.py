@@ -1,9 +1,13 @@
-"""Managed backups by name: run, jobs, points, recover, validate, usage,
-apply-retention, estimate."""
+"""Managed backups by name: what `backup`, `snapshots`, `restore`, `check`,
+`forget` and `stats` do with `--config NAME` (plain functions here, which
+those commands call), `jobs` and `estimate`; and the old names of 0.1 (run,
+points, recover, validate, apply-retention, usage), hidden, each with a
+one-line notice on stderr."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -31,19 +35,21 @@ def _first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
 
-# ---- run ------------------------------------------------------------------------------
+def _renamed(old: str, new: str) -> None:
+    print(f'strongroom: "{old}" is now "{new}"; the old name will be removed in 0.3', file=sys.stderr)
 
 
-@click.command()
-@manage_options
-@click.argument("name")
-@click.option("--full", is_flag=True, help="Read every file, trusting no earlier recovery point.")
-@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first when jobs queue up.")
-@click.option("--attempts", type=click.IntRange(1), help="Tries before giving up (default: the config's).")
-@click.option("--no-wait", is_flag=True, help="Queue the job, print its id and return; it runs in the background.")
-@click.option("--background-child", is_flag=True, hidden=True)
-def run(m: Manage, name, full, priority, attempts, no_wait, background_child) -> int:
-    """Back up configuration NAME now; prints the id of the recovery point made."""
+# ---- backup --config -------------------------------------------------------------------
+
+
+def backup_config(m: Manage, name: str, *, full: bool = False, dry_run: bool = False, priority: int = 0,
+                  attempts: int | None = None, no_wait: bool = False, background_child: bool = False) -> int:
+    """Back up configuration NAME now, through the job queue; prints the id of the snapshot made.
+    With `dry_run`, what `estimate` prints instead: nothing is written."""
+    if dry_run:
+        if no_wait or attempts or priority:
+            raise UsageError("--dry-run runs no job: leave out --no-wait, --priority and --attempts")
+        return estimate_config(m, name)
     kind = "full" if full else "incremental"
     if no_wait and not background_child:
         return _start_in_background(m, name, full, priority, attempts)
@@ -76,6 +82,19 @@ def run(m: Manage, name, full, priority, attempts, no_wait, background_child) ->
             known.set()
             reporter.close()
     return _job_outcome(name, job, m.json)
+
+
+@click.command(hidden=True)
+@manage_options
+@click.argument("name")
+@click.option("--full", is_flag=True, help="Read every file, trusting no earlier snapshot.")
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first when jobs queue up.")
+@click.option("--attempts", type=click.IntRange(1), help="Tries before giving up (default: the config's).")
+@click.option("--no-wait", is_flag=True, help="Queue the job, print its id and return; it runs in the background.")
+def run(m: Manage, name, full, priority, attempts, no_wait) -> int:
+    """Old name of `backup --config NAME`."""
+    _renamed("run", "backup --config NAME")
+    return backup_config(m, name, full=full, priority=priority, attempts=attempts, no_wait=no_wait)
 
 
 def _follow_job(manager, job_id: int, json_mode: bool, reporter: Reporter, stop: threading.Event) -> dict:
@@ -120,10 +139,10 @@ def _job_outcome(name: str, job: dict, json_mode: bool) -> int:
               f"in {stats.get('duration', 0):.1f} s")
         if job["error"]:
             print(f"warning: {job['error']}" + ("; see the errors above" if unreadable else ""))
-        print(f"recovery point {job['snapshot_id']} ({stats.get('snapshot_kind', job['kind'])})")
+        print(f"snapshot {job['snapshot_id']} ({stats.get('snapshot_kind', job['kind'])})")
         retention = stats.get("retention")
         if retention:
-            print(f"retention: removed {len(retention['removed'])} point(s), kept {retention['kept']}, "
+            print(f"retention: removed {len(retention['removed'])} snapshot(s), kept {retention['kept']}, "
                   f"freed {human_size(retention['bytes_freed'])}")
     return EXIT_PARTIAL if unreadable else 0
 
@@ -131,7 +150,8 @@ def _job_outcome(name: str, job: dict, json_mode: bool) -> int:
 def _start_in_background(m: Manage, name: str, full: bool, priority: int, attempts: int | None) -> int:
     """Run the job in a detached child: it queues the job, reports its id on
     stdout and goes on alone, so closing this terminal does not stop it."""
-    argv = [sys.executable, "-m", "strongroom", "run", name, "--background-child", "--priority", str(priority)]
+    argv = [sys.executable, "-m", "strongroom", "backup", "--config", name, "--background-child",
+            "--priority", str(priority)]
     argv += ["--full"] if full else []
     argv += ["--attempts", str(attempts)] if attempts else []
     argv += ["--catalog", os.path.abspath(m.catalog)] if m.catalog else []
@@ -180,7 +200,7 @@ def jobs(m: Manage, name, status, limit) -> None:
         emit_json({"type": "summary", "count": len(found)})
         return
     print(f"{'ID':>5}  {'Config':16}  {'Kind':11}  {'Pri':>3}  {'Status':9}  {'Tries':5}  {'Queued':19}  "
-          f"{'Took':>7}  {'Point':8}  Error")
+          f"{'Took':>7}  {'Snapshot':8}  Error")
     for j in found:
         took = f"{j['finished_at'] - j['started_at']:.1f} s" if j["finished_at"] and j["started_at"] else "-"
         print(f"{j['id']:>5}  {j['config'][:16]:16}  {j['kind']:11}  {j['priority']:>3}  {j['status']:9}  "
@@ -189,57 +209,72 @@ def jobs(m: Manage, name, status, limit) -> None:
     print(f"{len(found)} job(s)")
 
 
-# ---- points ------------------------------------------------------------------------------
+# ---- snapshots --config ------------------------------------------------------------------
 
 
-@click.command()
-@manage_options
-@click.argument("name", required=False)
-@click.option("--since", help="Only points taken at or after this time (YYYY-MM-DD [HH:MM[:SS]] or ISO 8601).")
-@click.option("--until", help="Only points taken at or before this time.")
-def points(m: Manage, name, since, until) -> None:
-    """The recovery points of configuration NAME (or of all), oldest first."""
+def snapshots_config(m: Manage, name: str | None, since: str | None = None, until: str | None = None, *,
+                     json_lines: bool = False) -> None:
+    """The snapshots of configuration `name` (of all when None), oldest first.
+    `--json` prints one array, as `snapshots --json` does; `json_lines` is the
+    old `points --json`, an object per line and a summary."""
     with m.manager() as manager:
         service = create_recovery_service(manager.backup_service)
         found = service.list_recovery_points(name, parse_time(since) if since else None,
                                              parse_time(until) if until else None)
-    if m.json:
+    if m.json and json_lines:
         for p in found:
             emit_json({"type": "point", **dataclasses.asdict(p), "time": p.time.isoformat()})
         emit_json({"type": "summary", "count": len(found)})
+        return
+    if m.json:
+        print(json.dumps([_snapshot_doc(p) for p in found], sort_keys=True))
         return
     print(f"{'ID':8}  {'Time':19}  {'Config':16}  {'Kind':11}  {'Files':>7}  {'Size':>10}  Tags")
     for p in found:
         print(f"{p.id[:8]}  {p.time.strftime('%Y-%m-%d %H:%M:%S')}  {p.config_name[:16]:16}  {p.kind:11}  "
               f"{p.total_files:>7}  {human_size(p.total_bytes):>10}  {','.join(p.tags)}")
-    print(f"{len(found)} recovery point(s)")
+    print(f"{len(found)} snapshot" + ("" if len(found) == 1 else "s"))
 
 
-# ---- recover -------------------------------------------------------------------------------
+def _snapshot_doc(p) -> dict:
+    """restic's names where restic has the field; `time` is RFC 3339 (the snapshot's own offset)."""
+    return {"id": p.id, "short_id": p.id[:8], "time": p.time.isoformat(), "hostname": p.hostname,
+            "paths": list(p.paths), "tags": list(p.tags), "config": p.config_name, "kind": p.kind,
+            "total_files": p.total_files, "total_bytes": p.total_bytes}
 
 
-@click.command()
+@click.command(hidden=True)
 @manage_options
-@click.argument("name")
-@click.option("-t", "--target", required=True, type=click.Path(file_okay=False), help="Directory to restore into.")
-@click.option("--at", help="The newest point at or before this time, instead of the latest.")
-@click.option("--point", "point_id", help="This recovery point (an id or a unique prefix).")
-@click.option("-i", "--include", multiple=True, metavar="GLOB", help="Restore only matching paths.")
-@click.option("-e", "--exclude", multiple=True, metavar="GLOB", help="Leave out matching paths.")
-@click.option("--no-verify", is_flag=True, help="Do not read the restored files back to check them.")
-def recover(m: Manage, name, target, at, point_id, include, exclude, no_verify) -> int:
-    """Restore configuration NAME (its latest point, or the one --at a time) into --target."""
-    if at and point_id:
-        raise UsageError("give --at or --point, not both")
+@click.argument("name", required=False)
+@click.option("--since", help="Only snapshots taken at or after this time (YYYY-MM-DD [HH:MM[:SS]] or ISO 8601).")
+@click.option("--until", help="Only snapshots taken at or before this time.")
+def points(m: Manage, name, since, until) -> None:
+    """Old name of `snapshots --config NAME`."""
+    _renamed("points", "snapshots --config NAME" if name else "snapshots --configs")
+    snapshots_config(m, name, since, until, json_lines=True)
+
+
+# ---- restore --config ----------------------------------------------------------------------
+
+
+def restore_config(m: Manage, name: str, target: str, *, snapshot: str | None = None, at: str | None = None,
+                   include=(), exclude=(), verify: bool = True) -> int:
+    """Restore configuration NAME (its latest snapshot, the one `at` a time, or
+    `snapshot`: an id or unique prefix) into `target`, reading it back unless not `verify`."""
+    if snapshot == "latest":
+        snapshot = None
+    if snapshot and ":" in snapshot:
+        raise UsageError("with --config, SNAPSHOT is an id or `latest`: restore a part with --include")
+    if at and snapshot:
+        raise UsageError("give --at or a snapshot id, not both")
     with m.manager() as manager:
         service = create_recovery_service(manager.backup_service)
-        plan = service.executor.create_recovery_plan(name, point_id, parse_time(at) if at else None,
-                                                     os.path.abspath(target), include, exclude,
-                                                     verify=not no_verify)
+        plan = service.executor.create_recovery_plan(name, snapshot, parse_time(at) if at else None,
+                                                     os.path.abspath(target), include, exclude, verify=verify)
         if m.json:
             emit_json({"type": "plan", **dataclasses.asdict(plan)})
         else:
-            print(f"restoring recovery point {plan.point_id[:8]} ({plan.point_time}) of {name} into "
+            print(f"restoring snapshot {plan.point_id[:8]} ({plan.point_time}) of {name} into "
                   f"{plan.target_path}: {plan.files} files, {human_size(plan.bytes)}", file=sys.stderr)
         session_id = service.executor.execute_recovery(plan)
         try:
@@ -255,16 +290,34 @@ def recover(m: Manage, name, target, at, point_id, include, exclude, no_verify) 
         raise Interrupted("the restore was cancelled")
     if progress.status == "failed":
         if len(progress.errors) == 1:
-            raise StrongroomError(f"recovery of {name} failed: {progress.errors[0]}")
+            raise StrongroomError(f"restore of {name} failed: {progress.errors[0]}")
         for error in progress.errors[:50]:
             print(f"strongroom: error: {error}", file=sys.stderr)
-        raise StrongroomError(f"recovery of {name} failed: {len(progress.errors)} errors")
+        raise StrongroomError(f"restore of {name} failed: {len(progress.errors)} errors")
     if not m.json:
         checked = ", verified" if plan.verify else ""
-        print(f"restored recovery point {plan.point_id[:8]} into {plan.target_path}: "
+        print(f"restored snapshot {plan.point_id[:8]} into {plan.target_path}: "
               f"{progress.processed_files} files, {human_size(progress.processed_bytes)}{checked} "
               f"in {time.time() - progress.started:.1f} s")
     return 0
+
+
+@click.command(hidden=True)
+@manage_options
+@click.argument("name")
+@click.option("-t", "--target", required=True, type=click.Path(file_okay=False), help="Directory to restore into.")
+@click.option("--at", help="The newest snapshot at or before this time, instead of the latest.")
+@click.option("--point", "point_id", help="This snapshot (an id or a unique prefix).")
+@click.option("-i", "--include", multiple=True, metavar="GLOB", help="Restore only matching paths.")
+@click.option("-e", "--exclude", multiple=True, metavar="GLOB", help="Leave out matching paths.")
+@click.option("--no-verify", is_flag=True, help="Do not read the restored files back to check them.")
+def recover(m: Manage, name, target, at, point_id, include, exclude, no_verify) -> int:
+    """Old name of `restore --config NAME`."""
+    _renamed("recover", "restore --config NAME")
+    if at and point_id:
+        raise UsageError("give --at or --point, not both")
+    return restore_config(m, name, target, snapshot=point_id, at=at, include=include, exclude=exclude,
+                          verify=not no_verify)
 
 
 def _progress_doc(p: RecoveryProgress) -> dict:
@@ -275,7 +328,7 @@ def _progress_doc(p: RecoveryProgress) -> dict:
 
 def _follow_session(service, session_id: str, json_mode: bool) -> RecoveryProgress:
     """Show the session's progress until it ends: JSON status lines, or a bar on a terminal."""
-    reporter = None if json_mode else Reporter(False, "recover")
+    reporter = None if json_mode else Reporter(False, "restore")
     last = None
     try:
         while True:
@@ -298,25 +351,21 @@ def _follow_session(service, session_id: str, json_mode: bool) -> RecoveryProgre
             reporter.close()
 
 
-# ---- validate --------------------------------------------------------------------------------
+# ---- check --config -------------------------------------------------------------------------
 
 
-@click.command()
-@manage_options
-@click.argument("name")
-@click.option("--deep", is_flag=True, help="Read the packs and authenticate every blob the point needs.")
-@click.option("--point", "point_id", help="This recovery point instead of the latest.")
-def validate(m: Manage, name, deep, point_id) -> int:
-    """Check that the latest recovery point of NAME (or --point) is complete on its target."""
+def check_config(m: Manage, name: str, *, read_data: bool = False, snapshot: str | None = None) -> int:
+    """Check that the latest snapshot of NAME (or `snapshot`) is complete on its target;
+    with `read_data`, read its packs and authenticate every blob it needs."""
     with m.manager() as manager:
-        if point_id:
-            _, _, snap = manager.backup_service.find_snapshot(point_id, name)
+        if snapshot:
+            _, _, snap = manager.backup_service.find_snapshot(snapshot, name)
         else:
             snaps = manager.backup_service.snapshots(manager.get_config(name))
             if not snaps:
-                raise SnapshotNotFound(f"config {name} has no recovery points yet")
+                raise SnapshotNotFound(f"config {name} has no snapshots yet")
             snap = snaps[-1]
-        report = manager.validator.validate_backup(snap.id, deep=deep)
+        report = manager.validator.validate_backup(snap.id, deep=read_data)
     if m.json:
         emit_json({"type": "summary", **report.to_dict()})
     else:
@@ -326,47 +375,71 @@ def validate(m: Manage, name, deep, point_id) -> int:
             print(f"damaged: {problem}")
         read = f", read {report.packs_read} packs and authenticated {report.blobs_authenticated} blobs" \
             if report.deep else ""
-        print(f"recovery point {report.backup_id[:8]} of {name}: {report.blobs_checked} blobs in "
+        print(f"snapshot {report.backup_id[:8]} of {name}: {report.blobs_checked} blobs in "
               f"{report.packs_checked} packs{read}")
         print("no problems were found" if report.ok else f"{len(report.problems)} problem(s) found")
     return 0 if report.ok else 1
 
 
-# ---- usage -------------------------------------------------------------------------------------
+@click.command(hidden=True)
+@manage_options
+@click.argument("name")
+@click.option("--deep", is_flag=True, help="Read the packs and authenticate every blob the snapshot needs.")
+@click.option("--point", "point_id", help="This snapshot instead of the latest.")
+def validate(m: Manage, name, deep, point_id) -> int:
+    """Old name of `check --config NAME`."""
+    _renamed("validate", "check --config NAME")
+    return check_config(m, name, read_data=deep, snapshot=point_id)
 
 
-@click.command()
+# ---- stats --config / --configs ------------------------------------------------------------
+
+
+def stats_configs(m: Manage, name: str | None, *, trend: bool = False, days: float = 90) -> int:
+    """Storage used by configuration `name` (all when None): restore size,
+    stored size, ratios, snapshots and the space left on each target; with
+    `trend`, the growth from the samples of the last `days` days."""
+    if trend:
+        return _usage_trend(m, days, name)
+    with m.manager() as manager:
+        if name is None:
+            result = manager.storage.get_storage_usage()
+        else:
+            one = manager.storage.usage_of(manager.get_config(name))
+            result = {"configs": {name: one}, "total": None, "errors": {},
+                      "targets": {one["target"]["url"]: {k: v for k, v in one["target"].items() if k != "url"}}}
+    if m.json:
+        emit_json({"type": "summary", **(result if name is None else result["configs"][name])})
+    else:
+        print(f"{'Config':20}  {'Snapshots':>9}  {'Restore size':>12}  {'Stored':>10}  {'Repository':>10}  "
+              f"{'Dedup':>6}  {'Compr.':>6}")
+        for config, u in result["configs"].items():
+            print(f"{config[:20]:20}  {u['points']:>9}  {human_size(u['restore_size']):>12}  "
+                  f"{human_size(u['stored_size']):>10}  {human_size(u['repository_size']):>10}  "
+                  f"{u['dedup_ratio'] or '-':>6}  {u['compression_ratio'] or '-':>6}")
+        t = result["total"]
+        if t is not None:
+            print(f"{'total':20}  {t['points']:>9}  {human_size(t['restore_size']):>12}  "
+                  f"{human_size(t['stored_size']):>10}  {human_size(t['repository_size']):>10}")
+        for url, space in result["targets"].items():
+            print(f"target {url}: {_space(space)}")
+    for config, error in result["errors"].items():
+        print(f"strongroom: {config}: {error}", file=sys.stderr)
+    return 1 if result["errors"] else 0
+
+
+@click.command(hidden=True)
 @manage_options
 @click.option("--trend", is_flag=True, help="Growth per day and week from the samples, and when the target fills.")
 @click.option("--days", type=click.FloatRange(min=0, min_open=True), default=90, show_default=True,
               help="With --trend: the samples of this many days.")
 @click.option("--config", "config_name", metavar="NAME", help="With --trend: this configuration only.")
 def usage(m: Manage, trend, days, config_name) -> int:
-    """Storage used per configuration: restore size, stored size, ratios, points,
-    and the space left on each target."""
-    if trend:
-        return _usage_trend(m, days, config_name)
-    if config_name:
+    """Old name of `stats --configs` and `stats --config NAME`."""
+    _renamed("usage", "stats --configs" if not config_name else "stats --config NAME")
+    if config_name and not trend:
         raise UsageError("--config goes with --trend")
-    with m.manager() as manager:
-        result = manager.storage.get_storage_usage()
-    if m.json:
-        emit_json({"type": "summary", **result})
-    else:
-        print(f"{'Config':20}  {'Points':>6}  {'Restore size':>12}  {'Stored':>10}  {'Repository':>10}  "
-              f"{'Dedup':>6}  {'Compr.':>6}")
-        for name, u in result["configs"].items():
-            print(f"{name[:20]:20}  {u['points']:>6}  {human_size(u['restore_size']):>12}  "
-                  f"{human_size(u['stored_size']):>10}  {human_size(u['repository_size']):>10}  "
-                  f"{u['dedup_ratio'] or '-':>6}  {u['compression_ratio'] or '-':>6}")
-        t = result["total"]
-        print(f"{'total':20}  {t['points']:>6}  {human_size(t['restore_size']):>12}  {human_size(t['stored_size']):>10}"
-              f"  {human_size(t['repository_size']):>10}")
-        for url, space in result["targets"].items():
-            print(f"target {url}: {_space(space)}")
-    for name, error in result["errors"].items():
-        print(f"strongroom: {name}: {error}", file=sys.stderr)
-    return 1 if result["errors"] else 0
+    return stats_configs(m, config_name, trend=trend, days=days)
 
 
 def _space(space: dict) -> str:
@@ -390,7 +463,7 @@ def _usage_trend(m: Manage, days: float, config_name: str | None) -> int:
         emit_json({"type": "summary", "days": trend["days"], "targets": trend["targets"]})
         return 0
     if not trend["configs"]:
-        print(f"no storage samples in the last {days:g} days: they are taken after every run")
+        print(f"no storage samples in the last {days:g} days: they are taken after every backup")
         return 0
     print(f"{'Config':20}  {'Samples':>7}  {'Repository':>10}  {'Per day':>11}  {'Per week':>11}")
     for name, c in trend["configs"].items():
@@ -410,16 +483,11 @@ def _usage_trend(m: Manage, days: float, config_name: str | None) -> int:
     return 0
 
 
-# ---- retention and estimates -----------------------------------------------------------
+# ---- forget --config, and estimates ---------------------------------------------------------
 
 
-@click.command("apply-retention")
-@manage_options
-@click.argument("name")
-@click.option("-n", "--dry-run", is_flag=True, help="List what would be kept and removed, and why.")
-@click.option("--prune", is_flag=True, help="Prune afterwards, freeing the space of what was removed.")
-def apply_retention(m: Manage, name, dry_run, prune) -> int:
-    """Apply the retention policy of configuration NAME to its recovery points now."""
+def forget_config(m: Manage, name: str, *, dry_run: bool = False, prune: bool = False) -> int:
+    """Apply the retention policy of configuration NAME to its snapshots now."""
     with m.manager() as manager:
         result = manager.storage.apply_retention(name, prune=prune, dry_run=dry_run)
     if m.json:
@@ -431,17 +499,25 @@ def apply_retention(m: Manage, name, dry_run, prune) -> int:
         verdict = "keep  " if p["keep"] else "remove"
         print(f"  {verdict} {p['id'][:8]}  {p['time'][:19].replace('T', ' ')}  {', '.join(p['reasons'])}")
     gone = sum(not p["keep"] for p in result["points"])
-    print(f"{'would remove' if dry_run else 'removed'} {gone} point(s) of {name}, kept {result['kept']}")
+    print(f"{'would remove' if dry_run else 'removed'} {gone} snapshot(s) of {name}, kept {result['kept']}")
     if result["prune"]:
         print(f"{'would free' if dry_run else 'freed'} {human_size(result['prune']['bytes_freed'])}")
     return 0
 
 
-@click.command()
+@click.command("apply-retention", hidden=True)
 @manage_options
 @click.argument("name")
-def estimate(m: Manage, name) -> int:
-    """What the next run of NAME would read, store, ask of the target and take
+@click.option("-n", "--dry-run", is_flag=True, help="List what would be kept and removed, and why.")
+@click.option("--prune", is_flag=True, help="Prune afterwards, freeing the space of what was removed.")
+def apply_retention(m: Manage, name, dry_run, prune) -> int:
+    """Old name of `forget --config NAME`."""
+    _renamed("apply-retention", "forget --config NAME")
+    return forget_config(m, name, dry_run=dry_run, prune=prune)
+
+
+def estimate_config(m: Manage, name: str) -> int:
+    """What the next backup of NAME would read, store, ask of the target and take
     (a dry run: nothing is written)."""
     with m.manager() as manager:
         result = manager.storage.estimate_space_needed(name)
@@ -451,6 +527,15 @@ def estimate(m: Manage, name) -> int:
         print(f"files: {result['files_new']} new, {result['files_changed']} changed")
         print(describe_estimate(result))
     return EXIT_PARTIAL if result["errors"] else 0
+
+
+@click.command()
+@manage_options
+@click.argument("name")
+def estimate(m: Manage, name) -> int:
+    """What the next backup of NAME would read, store, ask of the target and take
+    (a dry run: nothing is written; the same as `backup --config NAME --dry-run`)."""
+    return estimate_config(m, name)
 
 
 COMMANDS = [run, jobs, points, recover, validate, usage, apply_retention, estimate]

@@ -6,12 +6,14 @@ import time
 
 import click
 
+from strongroom.cli.by_config import config_option
 from strongroom.cli.cmd_backup import EXIT_PARTIAL
 from strongroom.cli.options import Common, common_options
 from strongroom.cli.output import Reporter, emit_json, human_size, warn_damaged_snapshot
 from strongroom.engine.diff import diff_trees
 from strongroom.engine.restore import OVERWRITE_MODES, RestoreOptions, run_restore
 from strongroom.engine.tree_walk import resolve, walk
+from strongroom.errors import UsageError
 from strongroom.model.select import SnapshotFilter, find_snapshot, parse_time
 from strongroom.model.tree import DIR
 
@@ -35,18 +37,28 @@ def choose(repo, spec: str, host, tags, paths, at: str | None = None):
 
 @click.command()
 @common_options
-@click.argument("snapshot")
+@config_option(allowed=("snapshot", "target", "at", "include", "exclude", "verify"))
+@click.argument("snapshot", required=False)
 @click.option("-t", "--target", required=True, type=click.Path(), help="Directory to restore into.")
 @click.option("--at", help="With `latest`: the newest snapshot at or before this time.")
 @click.option("-i", "--include", multiple=True, metavar="GLOB", help="Restore only matching paths.")
 @click.option("-e", "--exclude", multiple=True, metavar="GLOB", help="Leave out matching paths.")
 @click.option("--overwrite", type=click.Choice(OVERWRITE_MODES), default="if-changed", show_default=True)
-@click.option("--verify", is_flag=True, help="Read every restored file back and check it.")
+@click.option("--verify/--no-verify", default=None,
+              help="Read every restored file back and check it (the default with --config only).")
 @click.option("-n", "--dry-run", is_flag=True, help="Say what would be restored.")
 @snapshot_filter_options
 def restore(common: Common, snapshot, target, at, include, exclude, overwrite, verify, dry_run,
-            host, tags, paths) -> int:
-    """Restore SNAPSHOT (an id, `latest`, or SNAPSHOT:subpath) into --target."""
+            host, tags, paths, config) -> int:
+    """Restore SNAPSHOT (an id, `latest`, or SNAPSHOT:subpath) into --target; with
+    --config NAME, a snapshot of that configuration (its latest when none is named)."""
+    if config:
+        from strongroom.cli.cmd_managed import restore_config
+        return restore_config(config.manage(common), config.name, target, snapshot=snapshot, at=at,
+                              include=include, exclude=exclude, verify=verify is not False)
+    if snapshot is None:
+        raise UsageError("restore needs SNAPSHOT: an id, `latest`, or SNAPSHOT:subpath")
+    verify = bool(verify)
     repo = common.open()
     reporter = Reporter(common.json, "restore")
     common.events.listener = reporter

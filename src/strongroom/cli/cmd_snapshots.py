@@ -6,6 +6,7 @@ import dataclasses
 
 import click
 
+from strongroom.cli.by_config import config_option
 from strongroom.cli.cmd_restore import snapshot_filter_options
 from strongroom.cli.options import Common, common_options
 from strongroom.cli.output import emit_json, human_size, warn_damaged_snapshot
@@ -16,9 +17,15 @@ from strongroom.model.select import SnapshotFilter, filter_snapshots
 
 @click.command()
 @common_options
+@config_option(all_configs=True, managed=[
+    click.option("--since", help="With --config: only snapshots taken at or after this time."),
+    click.option("--until", help="With --config: only snapshots taken at or before this time.")])
 @snapshot_filter_options
-def snapshots(common: Common, host, tags, paths) -> None:
-    """List snapshots."""
+def snapshots(common: Common, host, tags, paths, config) -> None:
+    """List snapshots (of configuration NAME with --config, of all with --configs)."""
+    if config:
+        from strongroom.cli.cmd_managed import snapshots_config
+        return snapshots_config(config.manage(common), config.name, **config.options)
     repo = common.open()
     found = filter_snapshots(repo.list_snapshots(warn_damaged_snapshot),
                              SnapshotFilter(host, tuple(tags), tuple(paths)))
@@ -37,10 +44,17 @@ def snapshots(common: Common, host, tags, paths) -> None:
 
 @click.command()
 @common_options
+@config_option(all_configs=True, managed=[
+    click.option("--trend", is_flag=True, help="With --config(s): growth per day and week, and when the target fills."),
+    click.option("--days", type=click.FloatRange(min=0, min_open=True), default=90,
+                 help="With --trend: the samples of this many days (90).")])
 @click.argument("snapshot_ids", nargs=-1)
 @snapshot_filter_options
-def stats(common: Common, snapshot_ids, host, tags, paths) -> None:
-    """Restore size, stored size, dedup and compression ratios."""
+def stats(common: Common, snapshot_ids, host, tags, paths, config) -> None:
+    """Restore size, stored size, dedup and compression ratios (per configuration with --config or --configs)."""
+    if config:
+        from strongroom.cli.cmd_managed import stats_configs
+        return stats_configs(config.manage(common), config.name, **config.options)
     repo = common.open()
     chosen = filter_snapshots(repo.list_snapshots(), SnapshotFilter(host, tuple(tags), tuple(paths)))
     if snapshot_ids:
