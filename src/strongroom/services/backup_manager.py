@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from strongroom.engine.check import run_check
 from strongroom.engine.estimate import RECENT, estimate_backup, run_summaries
-from strongroom.engine.progress import Listener, ignore
 from strongroom.engine.forget import plan_forget, remove_snapshots
 from strongroom.engine.prune import plan_prune, run_prune
 from strongroom.engine.stats import repository_stats
@@ -307,6 +306,7 @@ class BackupManager:
         self._progress_lock = threading.Lock()
 
     def __enter__(self) -> BackupManager:
+        """The manager itself; leaving the block closes it."""
         return self
 
     def __exit__(self, *exc_info: object) -> None:

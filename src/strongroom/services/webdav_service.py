@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import quote, urlsplit
 
 from strongroom.errors import AuthenticationFailed, StorageError, StrongroomError, UsageError
@@ -13,12 +14,21 @@ from strongroom.settings import Settings
 from strongroom.storage import open_storage
 from strongroom.storage.base import Storage
 
+if TYPE_CHECKING:
+    from strongroom.services.catalog import Catalog
+    from strongroom.services.secrets import SecretsStore
+
 PASSWORD_IN_URL = ("never put the WebDAV password in the URL: give it as the client's password "
                    "(STRONGROOM_WEBDAV_PASSWORD or --webdav-password-file on the command line)")
 
 
 @dataclass(frozen=True)
 class WebDAVCredentials:
+    """One WebDAV account: user, password (never shown in its repr), the
+    server's URL (https, or http on a LAN; never with a password in it) and
+    the kind of service (nutstore, nextcloud, owncloud, generic), which
+    selects the quirks and limits strongroom works within."""
+
     username: str
     password: str = field(repr=False)
     url: str = ""
@@ -34,6 +44,8 @@ class WebDAVCredentials:
 
 @dataclass
 class ConnectionReport:
+    """What `WebDAVService.test_connection` found out about a client."""
+
     client_id: str
     reachable: bool = False
     authenticated: bool = False
@@ -49,6 +61,7 @@ class ConnectionReport:
 
     @property
     def ok(self) -> bool:
+        """Reachable, the login accepted and a file written (and removed again)."""
         return self.reachable and self.authenticated and self.writable
 
 
@@ -65,7 +78,7 @@ class WebDAVService:
         self._catalog = None
         self._secrets = None
 
-    def attach(self, catalog, secrets) -> None:
+    def attach(self, catalog: Catalog, secrets: SecretsStore) -> None:
         """Persist the clients added so far, and load the ones stored before."""
         with self._lock:
             self._catalog, self._secrets = catalog, secrets
@@ -93,6 +106,7 @@ class WebDAVService:
                                              "service_type": credentials.service_type, "secret_ref": ref})
 
     def add_client(self, client_id: str, credentials: WebDAVCredentials) -> None:
+        """Keep `credentials` under `client_id` (in the catalog and secrets store once attached)."""
         if not client_id or client_id == "local":
             raise UsageError("a WebDAV client id must be a non-empty name other than 'local'")
         with self._lock:
@@ -100,6 +114,7 @@ class WebDAVService:
         self._store(client_id, credentials)
 
     def get_client(self, client_id: str) -> WebDAVCredentials:
+        """The credentials of `client_id`; UsageError when there is no such client."""
         with self._lock:
             credentials = self._clients.get(client_id)
         if credentials is None:
@@ -107,10 +122,12 @@ class WebDAVService:
         return credentials
 
     def list_clients(self) -> list[str]:
+        """The client ids, sorted."""
         with self._lock:
             return sorted(self._clients)
 
     def remove_client(self, client_id: str) -> None:
+        """Forget a client and its password."""
         with self._lock:
             self._clients.pop(client_id, None)
         if self._catalog is not None:
@@ -128,8 +145,9 @@ class WebDAVService:
         port = f":{parts.port}" if parts.port else ""
         return f"webdav+{parts.scheme}://{quote(c.username, safe='')}@{parts.hostname}{port}{full.rstrip('/')}/"
 
-    def open_storage(self, client_id: str, path: str, cache_root: str | None = None, on_event=None,
-                     settings: Settings | None = None) -> Storage:
+    def open_storage(self, client_id: str, path: str, cache_root: str | None = None,
+                     on_event: Callable[[dict], None] | None = None, settings: Settings | None = None) -> Storage:
+        """The storage of the folder `path` below the client's URL."""
         c = self.get_client(client_id)
         return open_storage(self.repository_url(client_id, path), webdav_password=c.password,
                             vendor=c.service_type, cache_root=cache_root, on_event=on_event,
