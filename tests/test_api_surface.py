@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import typing
 from datetime import datetime, timezone
 from pathlib import Path
@@ -201,3 +202,25 @@ def test_help_shows_the_api():
     joined = " ".join(text)
     for name in ("create_backup_manager", "BackupManager", "RecoveryService", "BackupResult", "JobHandle"):
         assert name in joined
+
+
+def test_the_example_in_the_package_docstring_runs(tmp_path):
+    doc = strongroom.__doc__
+    example = doc[doc.index("    import strongroom\n"):doc.index("The API is imported on first use")]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("alpha\n")
+    code = textwrap.dedent(example)
+    for placeholder, real in (("/home/me/data", data), ("/mnt/backup/home", tmp_path / "repo"),
+                              ("/tmp/restore", tmp_path / "restore"), ("catalog.db", tmp_path / "c.db")):
+        assert placeholder in code
+        code = code.replace(placeholder, str(real))
+    src = str(Path(strongroom.__file__).parent.parent)
+    env = {k: v for k, v in os.environ.items() if k not in ("STRONGROOM_CATALOG", "STRONGROOM_SECRETS")}
+    env.update(PYTHONPATH=os.pathsep.join([src, env.get("PYTHONPATH", "")]), STRONGROOM_SECRETS_BACKEND="file",
+               STRONGROOM_CACHE_DIR=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    snapshot_id, files_new = done.stdout.decode().split()
+    assert len(snapshot_id) == 64 and files_new == "1"
+    assert (tmp_path / "restore" / str(data / "a.txt").lstrip("/")).read_text() == "alpha\n"

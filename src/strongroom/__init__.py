@@ -21,7 +21,7 @@ Example (a local repository; see docs/api.md for the whole page):
     manager.add_config(strongroom.BackupConfig(
         name="home", source_paths=["/home/me/data"], target_path="/mnt/backup/home"))
     result = manager.manual_backup("home", "full")
-    print(result.snapshot_id, result.statistics.files_new)
+    print(result.snapshot_id, result.summary.files_new)
     recovery = strongroom.create_recovery_service(manager.backup_service)
     progress = recovery.wait(recovery.one_click_restore("home", "/tmp/restore"))
     manager.close()
