@@ -8,6 +8,7 @@ import dataclasses
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -224,3 +225,20 @@ def test_the_example_in_the_package_docstring_runs(tmp_path):
     snapshot_id, files_new = done.stdout.decode().split()
     assert len(snapshot_id) == 64 and files_new == "1"
     assert (tmp_path / "restore" / str(data / "a.txt").lstrip("/")).read_text() == "alpha\n"
+
+
+def test_webdav_credentials_are_checked_when_made():
+    from strongroom.errors import UsageError
+
+    cases = [(("me", "pw", "https://dav.example.com:99999/dav/"), "invalid port number"),
+             (("me", "pw", "ftp://dav.example.com/"), "URL scheme should be 'http' or 'https'"),
+             (("me", "pw", "dav.example.com/dav"), "relative URL without a base"),
+             (("me", "pw", "https://dav.example.com/", "dropbox"), "unknown WebDAV service 'dropbox'")]
+    for args, message in cases:
+        with pytest.raises(UsageError, match=re.escape(message)) as refused:
+            strongroom.WebDAVCredentials(*args)
+        assert "pw" not in str(refused.value).replace("https", "")
+    with pytest.raises(UsageError, match="^WebDAV credentials: password: give text$"):
+        strongroom.WebDAVCredentials("me", 1234, "https://dav.example.com/")  # type: ignore[arg-type]
+    kept = strongroom.WebDAVCredentials("me", "pw", "http://192.168.1.5:8080/dav/", "Nextcloud")
+    assert kept.url == "http://192.168.1.5:8080/dav/"  # kept as given, not rewritten

@@ -1,4 +1,5 @@
-"""The schema of a backup configuration, checked with pydantic where it enters.
+"""The schemas of what the API takes in (a backup configuration, WebDAV
+credentials), checked with pydantic where it enters.
 
 Imported only when a configuration is made or loaded, never by the command
 line's start-up: pydantic takes tens of milliseconds to import.
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator
 
 from strongroom.engine.walk import parse_size
 from strongroom.errors import StrongroomError, UsageError
 from strongroom.model.retention import parse_duration
 from strongroom.repo.compression import parse_compression
+from strongroom.storage.vendors import VENDORS
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Count = Annotated[int, Field(ge=0, le=1_000_000)]
@@ -150,3 +152,49 @@ def check_complete(doc: dict[str, Any]) -> None:
     if doc["retention_after_run"] != "off" and not policy:
         raise UsageError(f"config {name}: applying retention after each run needs a retention "
                          f"policy (keep_last, keep_daily, keep_within, ...)")
+
+
+class CredentialsSchema(BaseModel):
+    """A WebDAV account: the URL must be http(s) with a host, the service one strongroom knows."""
+
+    model_config = ConfigDict(strict=True)
+
+    username: str
+    password: str
+    url: HttpUrl
+    service_type: str
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _url_text(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError("give the URL as text")
+        return HttpUrl(value)
+
+    @field_validator("service_type")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value.lower() not in VENDORS:
+            raise ValueError(f"unknown WebDAV service {value!r}: use {', '.join(sorted(VENDORS))}")
+        return value
+
+
+def check_credentials(username: object, password: object, url: object, service_type: object) -> None:
+    """Refuse, with one UsageError line, WebDAV credentials of the wrong type or form.
+
+    The caller has refused a URL with a password in it already; no message
+    here repeats the password."""
+    try:
+        CredentialsSchema.model_validate({"username": username, "password": password, "url": url,
+                                          "service_type": service_type})
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        field = str(first["loc"][0]) if first["loc"] else "credentials"
+        if first["type"] == "string_type":
+            message = "give text"
+        else:
+            message = first["msg"].removeprefix("Value error, ").removeprefix("Input should be a valid URL, ")
+        if field == "url":
+            raise UsageError(f"WebDAV URL {url!r}: {message}; use https://HOST/PATH (or http:// on a LAN)") \
+                from None
+        raise UsageError(f"WebDAV credentials: {field}: {message}") from None

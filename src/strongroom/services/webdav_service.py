@@ -35,8 +35,10 @@ class WebDAVCredentials:
     service_type: str = "generic"  # nutstore, nextcloud, owncloud, generic
 
     def __post_init__(self) -> None:
-        if has_password(self.url):
+        if isinstance(self.url, str) and has_password(self.url):
             raise UsageError(PASSWORD_IN_URL)
+        from strongroom.services.config_schema import check_credentials
+        check_credentials(self.username, self.password, self.url, self.service_type)
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"WebDAV URL {self.url!r}: use https://HOST/PATH (or http:// on a LAN)")
