@@ -20,7 +20,8 @@ import pytest
 
 import strongroom
 
-RESULTS = ["BackupResult", "BackupStatistics", "BackupSummary", "CleanupResult", "ConfigTrend", "Estimate", "Job",
+RESULTS = ["BackupResult", "BackupStatistics", "BackupSummary", "CleanupResult", "ConfigTrend", "ConnectionReport",
+           "Estimate", "Job",
            "RecoveryPlan", "RecoveryPoint", "RecoveryProgress", "RetentionDecision", "RetentionResult",
            "StorageTrend", "StorageUsage", "TargetSpace", "TargetTrend", "TrendLine", "UsageReport", "UsageSample",
            "UsageTotals", "ValidationReport"]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Callable
 from urllib.parse import quote, urlsplit
 
 from strongroom.errors import AuthenticationFailed, StorageError, StrongroomError, UsageError
+from strongroom.services.results import Result
 from strongroom.services.urls import has_password, without_password
 from strongroom.settings import Settings
 from strongroom.storage import open_storage
@@ -44,8 +45,8 @@ class WebDAVCredentials:
             raise UsageError(f"WebDAV URL {self.url!r}: use https://HOST/PATH (or http:// on a LAN)")
 
 
-@dataclass
-class ConnectionReport:
+@dataclass(frozen=True)
+class ConnectionReport(Result):
     """What `WebDAVService.test_connection` found out about a client."""
 
     client_id: str
@@ -157,7 +158,7 @@ class WebDAVService:
 
     def test_connection(self, client_id: str, path: str = "") -> ConnectionReport:
         """Reachability, credentials, write permission and quota, in about four requests."""
-        report = ConnectionReport(client_id)
+        found: dict = {}
         storage = None
         try:
             try:
@@ -165,26 +166,26 @@ class WebDAVService:
             except UsageError as e:
                 # Refused before any request (e.g. the root of a Nutstore account,
                 # which keeps files only inside sync folders): say so, not "unreachable".
-                report.error = (f"not tested: {e}; test a folder below the client's URL "
-                                f"(the path argument, or `strongroom client test {client_id} --path FOLDER`)")
-                return report
-            report.tested = True
+                found["error"] = (f"not tested: {e}; test a folder below the client's URL "
+                                  f"(the path argument, or `strongroom client test {client_id} --path FOLDER`)")
+                return ConnectionReport(client_id, **found)
+            found["tested"] = True
             client = getattr(storage, "inner", storage)
-            report.quota_used, report.quota_available = client.quota()
-            report.reachable = report.authenticated = True
+            found["quota_used"], found["quota_available"] = client.quota()
+            found["reachable"] = found["authenticated"] = True
             probe = f"strongroom-probe-{os.urandom(6).hex()}"
             client.write(probe, b"strongroom connection test")
             client.delete(probe)
-            report.writable = True
+            found["writable"] = True
         except AuthenticationFailed as e:
-            report.reachable, report.error = True, str(e)
+            found["reachable"], found["error"] = True, str(e)
         except StrongroomError as e:
-            report.error = str(e)
+            found["error"] = str(e)
         finally:
             if storage is not None:
-                report.requests = getattr(storage, "http_requests", 0)
+                found["requests"] = getattr(storage, "http_requests", 0)
                 storage.close()
-        return report
+        return ConnectionReport(client_id, **found)
 
 
 __all__ = ["WebDAVCredentials", "WebDAVService", "ConnectionReport", "StorageError"]
