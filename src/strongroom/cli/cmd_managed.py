@@ -238,7 +238,8 @@ def recover(m: Manage, name, target, at, point_id, include, exclude, no_verify) 
         if m.json:
             emit_json({"type": "plan", **plan.to_dict()})
         else:
-            print(f"restoring recovery point {plan.point_id[:8]} ({plan.point_time}) of {name} into "
+            print(f"restoring recovery point {plan.point_id[:8]} ({plan.point_time.astimezone():%Y-%m-%d %H:%M:%S}) "
+                  f"of {name} into "
                   f"{plan.target_path}: {plan.files} files, {human_size(plan.bytes)}", file=sys.stderr)
         session_id = service.executor.execute_recovery(plan)
         try:

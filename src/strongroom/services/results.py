@@ -70,7 +70,11 @@ class BackupSummary(Result):
     @classmethod
     def from_summary(cls, doc: Mapping[str, Any] | None) -> BackupSummary:
         """From a run summary as the engine and the catalog keep it."""
-        doc = doc or {}
+        doc = dict(doc or {})
+        # restic's names for the same totals, should the engine's summary use them.
+        for ours, restics in (("total_files", "total_files_processed"), ("total_bytes", "total_bytes_processed"),
+                              ("duration", "total_duration")):
+            doc.setdefault(ours, doc.get(restics))
         return cls(**_ints(doc, "files_new", "files_changed", "files_unmodified", "dirs", "total_files",
                            "total_bytes", "bytes_read", "data_blobs", "tree_blobs", "data_added", "data_added_raw",
                            "errors"), duration=float(doc.get("duration") or 0.0))
