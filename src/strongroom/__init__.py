@@ -30,10 +30,7 @@ The API is imported on first use: `import strongroom` and
 `strongroom.__version__` stay light, so the command line starts fast.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+import importlib as _importlib
 
 __version__ = "0.1.0"
 
@@ -82,14 +79,16 @@ _API = {
 __all__ = sorted(_API) + ["__version__"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'strongroom' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value  # the next look-up does not come here
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    # The API and the module's own dunders; not the helpers above, nor the
+    # subpackages (cli, engine, ...) once something has imported them.
+    return sorted(set(__all__) | {name for name in globals() if name.startswith("__")})
