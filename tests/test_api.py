@@ -367,3 +367,42 @@ def test_a_long_restore_reports_progress_and_can_be_cancelled(api_env):
             assert snapshot_tree(restored(api_env / "restore", data)) == snapshot_tree(data)
         finally:
             manager.close()
+
+
+# ---- progress callbacks ----------------------------------------------------------------------------
+
+
+def test_progress_callbacks_get_the_engine_events_and_can_stop_a_run(api_env):
+    from strongroom import BackupConfig, create_backup_manager, create_recovery_service
+
+    data = make_tree(api_env / "data")
+    manager = create_backup_manager(db_path="c.db", retry_delay=0.05)
+    try:
+        manager.add_config(BackupConfig(name="p", source_paths=[str(data)], target_path=str(api_env / "target")))
+        seen_by_hook: list[dict] = []
+        manager.on_job_event = lambda job_id, event: seen_by_hook.append(event)
+        events: list[dict] = []
+        result = manager.manual_backup("p", "full", progress=events.append)
+        # The engine's own event objects, as the job hook (and --json) get them, not a reshaped copy.
+        assert events and len(events) == len(seen_by_hook)
+        assert all(mine is theirs for mine, theirs in zip(events, seen_by_hook))
+        assert events[-1]["files_new"] == result.summary.files_new == 3
+        manager.on_job_event = None
+
+        def stop(event: dict) -> None:
+            raise RuntimeError("stopped by the caller")
+
+        with pytest.raises(StrongroomError, match="backup p failed: RuntimeError: stopped by the caller"):
+            manager.manual_backup("p", "full", max_attempts=1, progress=stop)
+        assert len(manager.backup_service.snapshots(manager.get_config("p"))) == 1
+
+        recovery = create_recovery_service(manager.backup_service)
+        restore_events: list[dict] = []
+        session = recovery.one_click_restore("p", str(api_env / "out"), progress=restore_events.append)
+        assert recovery.wait(session).status == "completed"
+        assert restore_events and restore_events[-1]["bytes_done"] == 700 * KiB + 600
+        stopped = recovery.one_click_restore("p", str(api_env / "out2"), progress=stop)
+        final = recovery.wait(stopped)
+        assert final.status == "failed" and "stopped by the caller" in final.errors[0]
+    finally:
+        manager.close()

@@ -379,8 +379,8 @@ class BackupManager:
 
         `progress`, when given, is called in the worker thread with every
         engine event of the run: the same events `--json` prints (see
-        docs/json.md). An exception it raises stops the backup.
-        `max_attempts` overrides the configuration's for this run."""
+        docs/json.md). An exception it raises fails that attempt (the queue
+        tries again up to `max_attempts`, which overrides the configuration's)."""
         config = self.get_config(name)
         with self._progress_lock:  # the job's worker looks its callback up under this lock
             job_id = self.queue.submit(name, kind, priority, max_attempts or config.max_attempts)
