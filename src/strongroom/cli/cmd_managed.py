@@ -209,7 +209,7 @@ def points(m: Manage, name, since, until) -> None:
         return
     print(f"{'ID':8}  {'Time':19}  {'Config':16}  {'Kind':11}  {'Files':>7}  {'Size':>10}  Tags")
     for p in found:
-        print(f"{p.id[:8]}  {p.time.strftime('%Y-%m-%d %H:%M:%S')}  {p.config_name[:16]:16}  {p.kind:11}  "
+        print(f"{p.id[:8]}  {p.time.astimezone():%Y-%m-%d %H:%M:%S}  {p.config_name[:16]:16}  {p.kind:11}  "
               f"{p.total_files:>7}  {human_size(p.total_bytes):>10}  {','.join(p.tags)}")
     print(f"{len(found)} recovery point(s)")
 
