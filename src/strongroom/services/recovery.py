@@ -52,7 +52,10 @@ class RecoveryPointManager:
 
     def list_recovery_points(self, config_name: str | None = None, since: datetime | None = None,
                              until: datetime | None = None) -> list[RecoveryPoint]:
-        """The snapshots of one configuration (or of all), oldest first, between `since` and `until`."""
+        """The snapshots of one configuration (or of all), oldest first, between
+        `since` and `until` (naive times are local time)."""
+        since = since.astimezone() if since is not None and since.tzinfo is None else since
+        until = until.astimezone() if until is not None and until.tzinfo is None else until
         configs = [self.service.get_config(config_name)] if config_name else self.service.list_configs()
         points = []
         for config in configs:
