@@ -160,7 +160,7 @@ def test_usage_counts_the_latest_point_and_the_space_on_the_target(m, tmp_path):
     latest = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
     usage = m.summary("stats", "--configs")
     docs = usage["configs"]["docs"]
-    assert docs["points"] == 2 and docs["restore_size"] == latest  # the latest point, not the sum
+    assert docs["snapshots"] == 2 and docs["restore_size"] == latest  # the latest point, not the sum
     assert docs["data_blobs"] >= 3 and docs["tree_blobs"] >= 2
     space = usage["targets"][f"local:{repo}"]
     free = shutil.disk_usage(repo).free
@@ -201,7 +201,7 @@ def test_the_dedup_ratio_of_data_without_duplicates_is_one(m, tmp_path, monkeypa
     monkeypatch.setenv("ACCOUNTING_REPO_PASSWORD", PASSWORD_ENV["ACCOUNTING_REPO_PASSWORD"])
     manager = create_backup_manager(db_path=str(m.catalog), secrets_path=str(m.secrets))
     try:
-        assert manager.storage.usage_of(manager.get_config("docs"))["dedup_ratio"] == 2.0
+        assert manager.storage.usage_of(manager.get_config("docs")).dedup_ratio == 2.0
     finally:
         manager.close()
         manager.catalog.close()
@@ -268,19 +268,23 @@ def test_the_trend_gives_growth_and_the_day_the_target_is_full(tmp_path):
     finally:
         manager.close()
 
-    docs = trend["configs"]["docs"]
-    assert docs["growth_per_day"] == 100_000_000 and docs["growth_per_week"] == 700_000_000
-    assert docs["full_in_days"] == 30.0
+    docs = trend.configs["docs"].trend
+    assert docs.growth_per_day == 100_000_000 and docs.growth_per_week == 700_000_000
+    assert docs.full_in_days == 30.0
     last = start + 9 * DAY
-    assert docs["projected_full"] == datetime.fromtimestamp(last + 30 * DAY, timezone.utc).date().isoformat()
-    assert len(docs["samples"]) == 10 and docs["span_days"] == 9.0
-    photos = trend["configs"]["photos"]
-    assert photos["growth_per_day"] == -1_000_000 and photos["not_filling"] and photos["projected_full"] is None
-    assert trend["configs"]["fresh"]["growth_per_day"] is None
-    shared = trend["targets"]["local:/srv/shared"]
-    assert shared["configs"] == ["a", "b"] and shared["growth_per_day"] == 2**20
-    assert shared["projected_full"] is None and shared["available"] is None
-    assert trend["targets"]["webdav+https://dav.example/repo"]["full_in_days"] == 30.0
+    assert docs.projected_full == datetime.fromtimestamp(last + 30 * DAY, timezone.utc).date()
+    assert len(trend.configs["docs"].samples) == 10 and docs.span_days == 9.0
+    assert trend.configs["docs"].samples[-1].time == datetime.fromtimestamp(last, timezone.utc)
+    photos = trend.configs["photos"].trend
+    assert photos.growth_per_day == -1_000_000 and photos.not_filling and photos.projected_full is None
+    assert trend.configs["fresh"].trend.growth_per_day is None
+    shared = trend.targets["local:/srv/shared"]
+    assert shared.configs == ("a", "b") and shared.trend.growth_per_day == 2**20
+    assert shared.trend.projected_full is None and shared.trend.available is None
+    assert trend.targets["webdav+https://dav.example/repo"].trend.full_in_days == 30.0
+    as_json = trend.to_dict()["configs"]["docs"]
+    assert as_json["trend"]["projected_full"] == docs.projected_full.isoformat()
+    assert as_json["samples"][0]["time"].endswith("Z")
 
 
 def test_usage_trend_from_the_command_line(m, tmp_path):
@@ -303,8 +307,8 @@ def test_usage_trend_from_the_command_line(m, tmp_path):
                 f"local:{repo}", 700 * MiB)
     lines = m.json("stats", "--config", "docs", "--trend")
     config = [e for e in lines if e["type"] == "config"][0]
-    assert config["config"] == "docs" and len(config["samples"]) == 9
-    assert config["growth_per_day"] is not None and config["growth_per_day"] > 0
+    assert config["config_name"] == "docs" and len(config["samples"]) == 9
+    assert config["trend"]["growth_per_day"] is not None and config["trend"]["growth_per_day"] > 0
     text = m.run("stats", "--configs", "--trend", check=True).stdout.decode()
     assert "per day" in text and "full in about" in text
     done = m.run("stats", "--config", "nope", "--trend")

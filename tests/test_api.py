@@ -72,7 +72,7 @@ def test_the_issue_example_against_webdav(api_env, wsgidav_server):
                           target_client_id="cloud", target_path="/backups",
                           encrypt=True, compression=True)
     manager.add_config(config)
-    backup_id = manager.manual_backup("my_backup", "full")        # or "incremental"
+    backup_id = manager.manual_backup("my_backup", "full").snapshot_id        # or "incremental"
 
     recovery = create_recovery_service(manager.backup_service)
     session_id = recovery.one_click_restore(config_name="my_backup", target_path=str(restore_to))
@@ -91,7 +91,7 @@ def test_the_issue_example_against_webdav(api_env, wsgidav_server):
         assert (wsgidav_server.root / "backups" / "snapshots" / backup_id).is_file()
 
         (data / "docs" / "a.txt").write_text("changed\n")
-        second = manager.manual_backup("my_backup", "incremental")
+        second = manager.manual_backup("my_backup", "incremental").snapshot_id
         points = recovery.list_recovery_points("my_backup")
         assert [(p.id, p.kind) for p in points] == [(backup_id, "full"), (second, "incremental")]
 
@@ -153,7 +153,8 @@ def test_the_issue_example_against_a_local_directory(api_env):
                           target_client_id=None, target_path=str(target),
                           encrypt=True, compression=True)
     manager.add_config(config)
-    backup_id = manager.manual_backup("my_backup", "full")
+    result = manager.manual_backup("my_backup", "full")
+    backup_id = result.snapshot_id
 
     recovery = create_recovery_service(manager.backup_service)
     session_id = recovery.one_click_restore(config_name="my_backup", target_path=str(restore_to))
@@ -161,13 +162,17 @@ def test_the_issue_example_against_a_local_directory(api_env):
     print(f"{progress.processed_files}/{progress.total_files}")
 
     try:
-        recovery.wait(session_id)
+        progress = recovery.wait(session_id)
         assert progress.status == "completed", progress.errors
         assert progress.processed_files == progress.total_files == 4
         assert snapshot_tree(restored(restore_to, data)) == snapshot_tree(data)
         assert (target / "snapshots" / backup_id).is_file()
+        assert result.short_id == backup_id[:8] and result.kind == result.requested_kind == "full"
+        assert result.summary.files_new == 3 and result.summary.bytes_read == 700 * KiB + 600
+        assert result.finished_at.tzinfo is not None and result.started_at <= result.finished_at
         stats = manager.get_statistics()["my_backup"]
-        assert stats["runs"] == stats["successes"] == 1 and stats["bytes_read"] == 700 * KiB + 600
+        assert stats.runs == stats.successes == 1 and stats.bytes_read == 700 * KiB + 600
+        assert stats.last_success == result.finished_at
     finally:
         manager.close()
 
@@ -180,7 +185,7 @@ def test_validation_of_a_point_quick_sampled_and_in_a_batch(api_env):
     try:
         manager.add_config(BackupConfig(name="v", source_paths=[str(make_tree(api_env / "data"))],
                                         target_path=str(api_env / "target")))
-        point = manager.manual_backup("v")
+        point = manager.manual_backup("v").snapshot_id
         quick = manager.validator.validate_backup(point)
         assert quick.ok and not quick.deep and quick.packs_read == 0 and quick.packs_checked >= 2
         sampled = manager.validator.validate_backup(point, sample=0.01)  # rounded up: one pack
@@ -224,16 +229,20 @@ def test_queued_jobs_run_by_priority_one_at_a_time(api_env):
     manager.on_job_event = lambda job_id, event: gate.wait(10)  # the first job holds the only worker
     try:
         first = manager.manual_backup("first", "full", wait=False)
-        wait_for_status(manager, first, "running")
+        wait_for_status(manager, first.id, "running")
+        assert first.status() == "running"
         queued = [manager.manual_backup(name, "full", priority=p, wait=False)
                   for name, p in (("low", 1), ("high", 9), ("mid", 5))]
+        assert [handle.status() for handle in queued] == ["queued"] * 3
         gate.set()
-        for job_id in [first, *queued]:
-            assert manager.wait_for_job(job_id, timeout=30)["status"] == "succeeded"
-        history = sorted(manager.get_job_history(), key=lambda j: j["started_at"])
-        assert [j["config"] for j in history] == ["first", "high", "mid", "low"]
+        results = [handle.wait(timeout=30) for handle in [first, *queued]]
+        assert [r.job_id for r in results] == [h.id for h in [first, *queued]]
+        for handle in [first, *queued]:
+            assert manager.wait_for_job(handle.id, timeout=30).status == "succeeded"
+        history = sorted(manager.get_job_history(), key=lambda j: j.started_at)
+        assert [j.config_name for j in history] == ["first", "high", "mid", "low"]
         for earlier, later in zip(history, history[1:]):
-            assert earlier["finished_at"] <= later["started_at"]
+            assert earlier.finished_at <= later.started_at
         assert manager.queue.peak_running == 1
     finally:
         gate.set()
@@ -248,11 +257,11 @@ def test_the_concurrency_limit_holds(api_env):
     local_configs(api_env, manager, names)
     manager.on_job_event = lambda job_id, event: time.sleep(0.05)  # long enough for the jobs to overlap
     try:
-        ids = [manager.manual_backup(name, "full", priority=i, wait=False) for i, name in enumerate(names)]
+        ids = [manager.manual_backup(name, "full", priority=i, wait=False).id for i, name in enumerate(names)]
         jobs = [manager.wait_for_job(job_id, timeout=60) for job_id in ids]
-        assert {j["status"] for j in jobs} == {"succeeded"}
+        assert {j.status for j in jobs} == {"succeeded"}
         assert manager.queue.peak_running == 2
-        edges = sorted([(j["started_at"], 1) for j in jobs] + [(j["finished_at"], -1) for j in jobs],
+        edges = sorted([(j.started_at, 1) for j in jobs] + [(j.finished_at, -1) for j in jobs],
                        key=lambda edge: (edge[0], edge[1]))
         running = peak = 0
         for _, change in edges:
@@ -274,14 +283,14 @@ def test_a_failing_job_is_retried_then_reported(api_env, monkeypatch):
         with pytest.raises(StrongroomError, match=f"backup gone failed: .*source path {source} does not exist"):
             manager.manual_backup("gone", "full", timeout=30)
         [job] = manager.get_job_history("gone")
-        assert job["status"] == "failed" and job["attempts"] == job["max_attempts"] == 3
-        assert f"source path {source} does not exist" in job["error"] and job["snapshot_id"] is None
+        assert job.status == "failed" and job.attempts == job.max_attempts == 3
+        assert f"source path {source} does not exist" in job.error and job.snapshot_id is None
         stats = manager.get_statistics()["gone"]
-        assert (stats["runs"], stats["successes"], stats["failures"]) == (1, 0, 1)
+        assert (stats.runs, stats.successes, stats.failures) == (1, 0, 1)
 
         # A source that comes back (a disk mounted late) is picked up by the next attempt.
         manager.queue.retry_delay = 0.5
-        job_id = manager.manual_backup("gone", "full", wait=False)
+        job_id = manager.manual_backup("gone", "full", wait=False).id
         deadline = time.monotonic() + 10
         while manager.catalog.get_job(job_id)["attempts"] < 1 or manager.catalog.get_job(job_id)["status"] != "queued":
             assert time.monotonic() < deadline
@@ -289,7 +298,7 @@ def test_a_failing_job_is_retried_then_reported(api_env, monkeypatch):
         source.mkdir()
         (source / "back.txt").write_text("here again\n")
         job = manager.wait_for_job(job_id, timeout=30)
-        assert job["status"] == "succeeded" and job["attempts"] == 2 and job["error"] is None
+        assert job.status == "succeeded" and job.attempts == 2 and job.error is None
 
         # A wrong password is reported at once: retrying cannot help, and may lock an account.
         monkeypatch.setenv("LOCKED_PASSWORD", "right")
@@ -299,7 +308,7 @@ def test_a_failing_job_is_retried_then_reported(api_env, monkeypatch):
         with pytest.raises(StrongroomError, match="backup locked failed: wrong password"):
             manager.manual_backup("locked", "full", timeout=30)
         [job] = manager.get_job_history("locked")
-        assert job["status"] == "failed" and job["attempts"] == 1 and job["max_attempts"] == 3
+        assert job.status == "failed" and job.attempts == 1 and job.max_attempts == 3
     finally:
         manager.close()
 
@@ -347,7 +356,7 @@ def test_a_long_restore_reports_progress_and_can_be_cancelled(api_env):
             assert recovery.executor.cancel_recovery(session_id)
             final = recovery.executor.wait(session_id)
             assert 0 < seen[0] < seen[1] < plan.bytes
-            assert final.status == "cancelled" and final.errors == []
+            assert final.status == "cancelled" and final.errors == ()
             assert manager.catalog.get_session(session_id)["status"] == "cancelled"
             assert list((dav.root / "repo" / "locks").iterdir()) == []
 
@@ -358,3 +367,42 @@ def test_a_long_restore_reports_progress_and_can_be_cancelled(api_env):
             assert snapshot_tree(restored(api_env / "restore", data)) == snapshot_tree(data)
         finally:
             manager.close()
+
+
+# ---- progress callbacks ----------------------------------------------------------------------------
+
+
+def test_progress_callbacks_get_the_engine_events_and_can_stop_a_run(api_env):
+    from strongroom import BackupConfig, create_backup_manager, create_recovery_service
+
+    data = make_tree(api_env / "data")
+    manager = create_backup_manager(db_path="c.db", retry_delay=0.05)
+    try:
+        manager.add_config(BackupConfig(name="p", source_paths=[str(data)], target_path=str(api_env / "target")))
+        seen_by_hook: list[dict] = []
+        manager.on_job_event = lambda job_id, event: seen_by_hook.append(event)
+        events: list[dict] = []
+        result = manager.manual_backup("p", "full", progress=events.append)
+        # The engine's own event objects, as the job hook (and --json) get them, not a reshaped copy.
+        assert events and len(events) == len(seen_by_hook)
+        assert all(mine is theirs for mine, theirs in zip(events, seen_by_hook))
+        assert events[-1]["files_new"] == result.summary.files_new == 3
+        manager.on_job_event = None
+
+        def stop(event: dict) -> None:
+            raise RuntimeError("stopped by the caller")
+
+        with pytest.raises(StrongroomError, match="backup p failed: RuntimeError: stopped by the caller"):
+            manager.manual_backup("p", "full", max_attempts=1, progress=stop)
+        assert len(manager.backup_service.snapshots(manager.get_config("p"))) == 1
+
+        recovery = create_recovery_service(manager.backup_service)
+        restore_events: list[dict] = []
+        session = recovery.one_click_restore("p", str(api_env / "out"), progress=restore_events.append)
+        assert recovery.wait(session).status == "completed"
+        assert restore_events and restore_events[-1]["bytes_done"] == 700 * KiB + 600
+        stopped = recovery.one_click_restore("p", str(api_env / "out2"), progress=stop)
+        final = recovery.wait(stopped)
+        assert final.status == "failed" and "stopped by the caller" in final.errors[0]
+    finally:
+        manager.close()

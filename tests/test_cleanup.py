@@ -33,11 +33,11 @@ def test_cleanup_keeps_the_newest_and_frees_the_rest(tmp_path, monkeypatch):
         manager.manual_backup("other", "full")
         with pytest.raises(UsageError):
             manager.storage.cleanup_old_backups("docs")
-        assert manager.storage.cleanup_old_backups("docs", keep_days=365)["removed"] == []
+        assert manager.storage.cleanup_old_backups("docs", keep_days=365).removed == ()
 
         result = manager.storage.cleanup_old_backups("docs", keep_count=1)
-        assert len(result["removed"]) == 2 and result["kept"] == 1
-        assert result["bytes_freed"] >= 2 * 2_000_000 * 0.9
+        assert len(result.removed) == 2 and result.kept == 1
+        assert result.bytes_freed >= 2 * 2_000_000 * 0.9
         recovery = create_recovery_service(manager.backup_service)
         assert len(recovery.list_recovery_points("docs")) == 1
         assert len(recovery.list_recovery_points("other")) == 1  # another config is untouched

@@ -296,9 +296,9 @@ def test_usage_reports_every_configuration(m, tmp_path, src):
     m.run("backup", "--config", "more", check=True)
     usage = m.summary("stats", "--configs")
     src_bytes = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
-    assert usage["configs"]["docs"]["restore_size"] == src_bytes and usage["configs"]["docs"]["points"] == 2
-    assert usage["configs"]["more"]["restore_size"] == 200 * KiB and usage["configs"]["more"]["points"] == 1
-    assert usage["total"]["points"] == 3 and usage["errors"] == {}
+    assert usage["configs"]["docs"]["restore_size"] == src_bytes and usage["configs"]["docs"]["snapshots"] == 2
+    assert usage["configs"]["more"]["restore_size"] == 200 * KiB and usage["configs"]["more"]["snapshots"] == 1
+    assert usage["total"]["snapshots"] == 3 and usage["errors"] == {}
     assert usage["configs"]["more"]["stored_size"] > 0
     table = m.run("stats", "--configs", check=True).stdout.decode()
     assert "docs" in table and "more" in table and "total" in table

@@ -6,7 +6,6 @@ one-line notice on stderr."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -55,7 +54,7 @@ def backup_config(m: Manage, name: str, *, full: bool = False, dry_run: bool = F
         return _start_in_background(m, name, full, priority, attempts)
     with m.manager() as manager:
         if background_child:
-            job_id = manager.manual_backup(name, kind, priority, wait=False, max_attempts=attempts)
+            job_id = manager.manual_backup(name, kind, priority, wait=False, max_attempts=attempts).id
             _detach(job_id)
             manager.wait_for_job(job_id)
             return 0
@@ -75,7 +74,7 @@ def backup_config(m: Manage, name: str, *, full: bool = False, dry_run: bool = F
 
         manager.on_job_event = on_event
         try:
-            mine.append(manager.manual_backup(name, kind, priority, wait=False, max_attempts=attempts))
+            mine.append(manager.manual_backup(name, kind, priority, wait=False, max_attempts=attempts).id)
             known.set()
             job = _follow_job(manager, mine[0], m.json, reporter, stop)
         finally:
@@ -223,7 +222,7 @@ def snapshots_config(m: Manage, name: str | None, since: str | None = None, unti
                                              parse_time(until) if until else None)
     if m.json and json_lines:
         for p in found:
-            emit_json({"type": "point", **dataclasses.asdict(p), "time": p.time.isoformat()})
+            emit_json({"type": "point", **p.to_dict()})
         emit_json({"type": "summary", "count": len(found)})
         return
     if m.json:
@@ -231,7 +230,7 @@ def snapshots_config(m: Manage, name: str | None, since: str | None = None, unti
         return
     print(f"{'ID':8}  {'Time':19}  {'Config':16}  {'Kind':11}  {'Files':>7}  {'Size':>10}  Tags")
     for p in found:
-        print(f"{p.id[:8]}  {p.time.strftime('%Y-%m-%d %H:%M:%S')}  {p.config_name[:16]:16}  {p.kind:11}  "
+        print(f"{p.id[:8]}  {p.time.astimezone():%Y-%m-%d %H:%M:%S}  {p.config_name[:16]:16}  {p.kind:11}  "
               f"{p.total_files:>7}  {human_size(p.total_bytes):>10}  {','.join(p.tags)}")
     print(f"{len(found)} snapshot" + ("" if len(found) == 1 else "s"))
 
@@ -272,9 +271,10 @@ def restore_config(m: Manage, name: str, target: str, *, snapshot: str | None = 
         plan = service.executor.create_recovery_plan(name, snapshot, parse_time(at) if at else None,
                                                      os.path.abspath(target), include, exclude, verify=verify)
         if m.json:
-            emit_json({"type": "plan", **dataclasses.asdict(plan)})
+            emit_json({"type": "plan", **plan.to_dict()})
         else:
-            print(f"restoring snapshot {plan.point_id[:8]} ({plan.point_time}) of {name} into "
+            print(f"restoring snapshot {plan.point_id[:8]} ({plan.point_time.astimezone():%Y-%m-%d %H:%M:%S}) "
+                  f"of {name} into "
                   f"{plan.target_path}: {plan.files} files, {human_size(plan.bytes)}", file=sys.stderr)
         session_id = service.executor.execute_recovery(plan)
         try:
@@ -285,7 +285,7 @@ def restore_config(m: Manage, name: str, target: str, *, snapshot: str | None = 
             raise Interrupted("interrupted: the restore was cancelled") from None
     if m.json:
         emit_json({"type": "summary", "session": session_id, "config": name, "point": plan.point_id,
-                   "target": plan.target_path, **_progress_doc(progress), "errors": progress.errors})
+                   "target": plan.target_path, **_progress_doc(progress), "errors": list(progress.errors)})
     if progress.status == "cancelled":
         raise Interrupted("the restore was cancelled")
     if progress.status == "failed":
@@ -298,7 +298,7 @@ def restore_config(m: Manage, name: str, target: str, *, snapshot: str | None = 
         checked = ", verified" if plan.verify else ""
         print(f"restored snapshot {plan.point_id[:8]} into {plan.target_path}: "
               f"{progress.processed_files} files, {human_size(progress.processed_bytes)}{checked} "
-              f"in {time.time() - progress.started:.1f} s")
+              f"in {progress.elapsed:.1f} s")
     return 0
 
 
@@ -403,9 +403,9 @@ def stats_configs(m: Manage, name: str | None, *, trend: bool = False, days: flo
         return _usage_trend(m, days, name)
     with m.manager() as manager:
         if name is None:
-            result = manager.storage.get_storage_usage()
+            result = manager.storage.get_storage_usage().to_dict()
         else:
-            one = manager.storage.usage_of(manager.get_config(name))
+            one = manager.storage.usage_of(manager.get_config(name)).to_dict()
             result = {"configs": {name: one}, "total": None, "errors": {},
                       "targets": {one["target"]["url"]: {k: v for k, v in one["target"].items() if k != "url"}}}
     if m.json:
@@ -414,12 +414,12 @@ def stats_configs(m: Manage, name: str | None, *, trend: bool = False, days: flo
         print(f"{'Config':20}  {'Snapshots':>9}  {'Restore size':>12}  {'Stored':>10}  {'Repository':>10}  "
               f"{'Dedup':>6}  {'Compr.':>6}")
         for config, u in result["configs"].items():
-            print(f"{config[:20]:20}  {u['points']:>9}  {human_size(u['restore_size']):>12}  "
+            print(f"{config[:20]:20}  {u['snapshots']:>9}  {human_size(u['restore_size']):>12}  "
                   f"{human_size(u['stored_size']):>10}  {human_size(u['repository_size']):>10}  "
                   f"{u['dedup_ratio'] or '-':>6}  {u['compression_ratio'] or '-':>6}")
         t = result["total"]
         if t is not None:
-            print(f"{'total':20}  {t['points']:>9}  {human_size(t['restore_size']):>12}  "
+            print(f"{'total':20}  {t['snapshots']:>9}  {human_size(t['restore_size']):>12}  "
                   f"{human_size(t['stored_size']):>10}  {human_size(t['repository_size']):>10}")
         for url, space in result["targets"].items():
             print(f"target {url}: {_space(space)}")
@@ -456,10 +456,10 @@ def _usage_trend(m: Manage, days: float, config_name: str | None) -> int:
     with m.manager() as manager:
         if config_name:
             manager.get_config(config_name)  # an unknown name is an error, not an empty trend
-        trend = manager.storage.get_storage_trend(config_name, days)
+        trend = manager.storage.get_storage_trend(config_name, days).to_dict()
     if m.json:
         for name, c in trend["configs"].items():
-            emit_json({"type": "config", "config": name, **c})
+            emit_json({"type": "config", **c})
         emit_json({"type": "summary", "days": trend["days"], "targets": trend["targets"]})
         return 0
     if not trend["configs"]:
@@ -467,9 +467,11 @@ def _usage_trend(m: Manage, days: float, config_name: str | None) -> int:
         return 0
     print(f"{'Config':20}  {'Samples':>7}  {'Repository':>10}  {'Per day':>11}  {'Per week':>11}")
     for name, c in trend["configs"].items():
-        print(f"{name[:20]:20}  {len(c['samples']):>7}  {human_size(c['repository_size']):>10}  "
-              f"{_growth(c['growth_per_day']):>11}  {_growth(c['growth_per_week']):>11}")
-    for url, t in trend["targets"].items():
+        line = c["trend"]
+        print(f"{name[:20]:20}  {len(c['samples']):>7}  {human_size(line['repository_size']):>10}  "
+              f"{_growth(line['growth_per_day']):>11}  {_growth(line['growth_per_week']):>11}")
+    for url, target in trend["targets"].items():
+        t = target["trend"]
         if t["growth_per_day"] is None:
             outlook = "no trend yet: the samples must span an hour or more"
         elif t["available"] is None:
@@ -479,7 +481,7 @@ def _usage_trend(m: Manage, days: float, config_name: str | None) -> int:
         else:
             outlook = f"{human_size(t['available'])} free, full in about {t['full_in_days']} days " \
                       f"({t['projected_full'] or 'far beyond'})"
-        print(f"target {url} ({', '.join(t['configs'])}): {_growth(t['growth_per_day'])} per day; {outlook}")
+        print(f"target {url} ({', '.join(target['configs'])}): {_growth(t['growth_per_day'])} per day; {outlook}")
     return 0
 
 
@@ -491,17 +493,18 @@ def forget_config(m: Manage, name: str, *, dry_run: bool = False, prune: bool = 
     with m.manager() as manager:
         result = manager.storage.apply_retention(name, prune=prune, dry_run=dry_run)
     if m.json:
-        for p in result["points"]:
-            emit_json({"type": "point", **p})
-        emit_json({"type": "summary", **{k: v for k, v in result.items() if k != "points"}})
+        for d in result.decisions:
+            emit_json({"type": "point", **d.to_dict()})
+        emit_json({"type": "summary", **{k: v for k, v in result.to_dict().items() if k != "decisions"}})
         return 0
-    for p in result["points"]:
-        verdict = "keep  " if p["keep"] else "remove"
-        print(f"  {verdict} {p['id'][:8]}  {p['time'][:19].replace('T', ' ')}  {', '.join(p['reasons'])}")
-    gone = sum(not p["keep"] for p in result["points"])
-    print(f"{'would remove' if dry_run else 'removed'} {gone} snapshot(s) of {name}, kept {result['kept']}")
-    if result["prune"]:
-        print(f"{'would free' if dry_run else 'freed'} {human_size(result['prune']['bytes_freed'])}")
+    for d in result.decisions:
+        verdict = "keep  " if d.keep else "remove"
+        print(f"  {verdict} {d.snapshot_id[:8]}  {d.time.astimezone():%Y-%m-%d %H:%M:%S}  {', '.join(d.reasons)}")
+    gone = sum(not d.keep for d in result.decisions)
+    print(f"{'would remove' if dry_run else 'removed'} {gone} snapshot{'' if gone == 1 else 's'} of {name}, "
+          f"kept {result.kept}")
+    if result.pruned:
+        print(f"{'would free' if dry_run else 'freed'} {human_size(result.bytes_freed)}")
     return 0
 
 
@@ -520,7 +523,7 @@ def estimate_config(m: Manage, name: str) -> int:
     """What the next backup of NAME would read, store, ask of the target and take
     (a dry run: nothing is written)."""
     with m.manager() as manager:
-        result = manager.storage.estimate_space_needed(name)
+        result = manager.storage.estimate_space_needed(name).to_dict()
     if m.json:
         emit_json({"type": "summary", **result})
     else:

@@ -1,16 +1,23 @@
-"""The Python API, re-exported from `strongroom`."""
+"""The Python API, re-exported from `strongroom` (see `strongroom.__doc__`)."""
 
+from strongroom.errors import StrongroomError
 from strongroom.services.backup_manager import (BackupManager, BackupValidator, StorageManager,
-                                                ValidationReport, create_backup_manager)
+                                                create_backup_manager)
 from strongroom.services.backup_service import BackupService
 from strongroom.services.configs import BackupConfig
 from strongroom.services.recovery import (RecoveryExecutor, RecoveryPlan, RecoveryPoint, RecoveryPointManager,
-                                          RecoveryProgress, RecoveryService, create_recovery_service)
+                                          RecoveryService, create_recovery_service)
+from strongroom.services.results import (BackupResult, BackupStatistics, BackupSummary, CleanupResult, ConfigTrend,
+                                         Estimate, Job, JobHandle, RecoveryProgress, RetentionDecision,
+                                         RetentionResult, StorageTrend, StorageUsage, TargetSpace, TargetTrend,
+                                         TrendLine, UsageReport, UsageSample, UsageTotals, ValidationReport)
 from strongroom.services.webdav_service import ConnectionReport, WebDAVCredentials, WebDAVService
 
 __all__ = [
-    "BackupConfig", "BackupManager", "BackupService", "BackupValidator", "ConnectionReport", "RecoveryExecutor",
-    "RecoveryPlan", "RecoveryPoint", "RecoveryPointManager", "RecoveryProgress", "RecoveryService",
-    "StorageManager", "ValidationReport", "WebDAVCredentials", "WebDAVService", "create_backup_manager",
-    "create_recovery_service",
+    "BackupConfig", "BackupManager", "BackupResult", "BackupService", "BackupStatistics", "BackupSummary",
+    "BackupValidator", "CleanupResult", "ConfigTrend", "ConnectionReport", "Estimate", "Job", "JobHandle",
+    "RecoveryExecutor", "RecoveryPlan", "RecoveryPoint", "RecoveryPointManager", "RecoveryProgress",
+    "RecoveryService", "RetentionDecision", "RetentionResult", "StorageManager", "StorageTrend", "StorageUsage",
+    "StrongroomError", "TargetSpace", "TargetTrend", "TrendLine", "UsageReport", "UsageSample", "UsageTotals",
+    "ValidationReport", "WebDAVCredentials", "WebDAVService", "create_backup_manager", "create_recovery_service",
 ]

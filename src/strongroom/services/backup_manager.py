@@ -3,42 +3,35 @@ validation and storage accounting."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable
 
 from strongroom.engine.check import run_check
 from strongroom.engine.estimate import RECENT, estimate_backup, run_summaries
-from strongroom.engine.progress import ignore
 from strongroom.engine.forget import plan_forget, remove_snapshots
 from strongroom.engine.prune import plan_prune, run_prune
 from strongroom.engine.stats import repository_stats
 from strongroom.errors import StrongroomError, UsageError
 from strongroom.model.retention import Duration, Policy
+from strongroom.repo.repository import Repository
 from strongroom.services.backup_service import BackupService
 from strongroom.services.configs import BackupConfig
 from strongroom.services.jobs import JobQueue
+from strongroom.services.results import (BackupResult, BackupStatistics, CleanupResult, ConfigTrend, Estimate,
+                                         Job, JobHandle, RetentionDecision, RetentionResult, StorageTrend,
+                                         StorageUsage, TargetSpace, TargetTrend, TrendLine, UsageReport,
+                                         UsageSample, UsageTotals, ValidationReport, utc)
 
+if TYPE_CHECKING:
+    from strongroom.services.catalog import Catalog
+    from strongroom.services.secrets import SecretsStore
+    from strongroom.services.webdav_service import WebDAVService
 
-@dataclass
-class ValidationReport:
-    backup_id: str
-    config_name: str
-    deep: bool
-    ok: bool = True
-    blobs_checked: int = 0
-    packs_checked: int = 0
-    packs_read: int = 0
-    blobs_authenticated: int = 0
-    problems: list[str] = field(default_factory=list)
-    # check's warnings and advice (e.g. a single key and no recovery kit on record)
-    warnings: list[str] = field(default_factory=list)
-    advice: list[str] = field(default_factory=list)
-    duration: float = 0.0
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
+# Called with every engine event of a backup: the same events `--json` prints (docs/json.md).
+Progress = Callable[[dict], None]
 
 
 class BackupValidator:
@@ -68,17 +61,18 @@ class BackupValidator:
             snap.id, config.name, deep or bool(sample), ok=checked.ok, blobs_checked=counts["blobs"],
             packs_checked=counts["packs"], packs_read=counts.get("packs_read", 0),
             blobs_authenticated=counts.get("blobs_authenticated", 0),
-            problems=[_problem_line(p) for p in checked.problems], warnings=checked.warnings,
-            advice=checked.advice, duration=round(time.monotonic() - started, 3))
+            problems=tuple(_problem_line(p) for p in checked.problems), warnings=tuple(checked.warnings),
+            advice=tuple(checked.advice), duration=round(time.monotonic() - started, 3))
 
     def batch_validate(self, backup_ids: list[str], deep: bool = False,
                        sample: float | None = None) -> dict[str, ValidationReport]:
+        """Validate each snapshot; one that cannot be found or read is a report with ok False."""
         reports = {}
         for backup_id in backup_ids:
             try:
                 reports[backup_id] = self.validate_backup(backup_id, deep, sample)
             except StrongroomError as e:
-                reports[backup_id] = ValidationReport(backup_id, "", deep, ok=False, problems=[str(e)])
+                reports[backup_id] = ValidationReport(backup_id, "", deep, ok=False, problems=(str(e),))
         return reports
 
 
@@ -98,7 +92,7 @@ class StorageManager:
     def __init__(self, service: BackupService) -> None:
         self.service = service
 
-    def usage_of(self, config: BackupConfig, repo=None) -> dict:
+    def usage_of(self, config: BackupConfig, repo: Repository | None = None) -> StorageUsage:
         """Accounting of one configuration; `repo`, when given, is an open
         repository of it whose index is current (the one a run just used).
         Pack sizes come from the index: on WebDAV, listing every pack folder
@@ -106,24 +100,23 @@ class StorageManager:
         repo = repo or self.service.open_repository(config)
         snaps = self.service.snapshots(config, repo)
         total = repository_stats(repo, snaps, list_target=False)
-        return {
-            "config": config.name, "points": len(snaps),
-            "restore_size": total["latest_restore_size"], "unique_size": total["unique_size"],
-            "stored_size": total["unique_stored_size"], "repository_size": total["repository_size"],
-            "packs": total["packs"], "data_blobs": total["data_blobs"], "tree_blobs": total["tree_blobs"],
-            "dedup_ratio": total["dedup_ratio"], "compression_ratio": total["compression_ratio"],
-            "target": {"url": repo.storage.url, **total["target"]},
-        }
+        space = total["target"]
+        return StorageUsage(
+            config.name, len(snaps), total["latest_restore_size"], total["unique_size"],
+            total["unique_stored_size"], total["repository_size"], total["packs"], total["data_blobs"],
+            total["tree_blobs"], total["dedup_ratio"], total["compression_ratio"],
+            TargetSpace(repo.storage.url, space.get("used"), space.get("available"), space.get("total")))
 
-    def record_sample(self, config: BackupConfig, repo=None) -> dict:
+    def record_sample(self, config: BackupConfig, repo: Repository | None = None) -> StorageUsage:
+        """Take the usage of `config` now and keep it in the catalog as a sample for trends."""
         usage = self.usage_of(config, repo)
-        self.service.catalog.add_sample(config.name, {k: v for k, v in usage.items() if k != "config"})
+        self.service.catalog.add_sample(config.name, usage.sample())
         return usage
 
     # ---- retention ---------------------------------------------------------------------
 
     def apply_retention(self, config: BackupConfig | str, policy: Policy | None = None, prune: bool = False,
-                        dry_run: bool = False, record: bool = True) -> dict:
+                        dry_run: bool = False, record: bool = True) -> RetentionResult:
         """Forget this configuration's points that `policy` (by default the
         configuration's own) does not keep, then prune if asked. Only the
         configuration's own points are looked at, as one group. A storage
@@ -146,11 +139,13 @@ class StorageManager:
                     pruned = prune_plan.summary() if dry_run else run_prune(repo, prune_plan)
                 else:
                     pruned = None
-        points = [{"id": snap.id, "time": snap.time, "keep": d.keep, "reasons": d.reasons}
-                  for group in plan for snap, d in group.decisions]
-        result = {"config": config.name, "dry_run": dry_run, "points": points, "removed": removed,
-                  "kept": sum(p["keep"] for p in points), "prune": pruned,
-                  "bytes_freed": pruned["bytes_freed"] if pruned else 0}
+        decisions = tuple(RetentionDecision(snap.id, snap.datetime.astimezone(timezone.utc), d.keep,
+                                            tuple(d.reasons))
+                          for group in plan for snap, d in group.decisions)
+        pruned = pruned or {}
+        result = RetentionResult(config.name, dry_run, decisions, tuple(removed), sum(d.keep for d in decisions),
+                                 prune, int(pruned.get("bytes_freed") or 0), int(pruned.get("packs_deleted") or 0),
+                                 int(pruned.get("packs_repacked") or 0), pruned or None)
         if record and not dry_run and (removed or pruned):
             try:
                 self.record_sample(config)
@@ -159,7 +154,7 @@ class StorageManager:
         return result
 
     def cleanup_old_backups(self, config: BackupConfig | str, keep_count: int | None = None,
-                            keep_days: int | None = None) -> dict:
+                            keep_days: int | None = None) -> CleanupResult:
         """Forget the points of one configuration beyond the newest `keep_count`
         and older than `keep_days` before its newest point (a point either rule
         keeps stays), then prune. Returns what was removed and the space freed."""
@@ -167,29 +162,30 @@ class StorageManager:
             raise UsageError("cleanup needs keep_count or keep_days (at least one point is always kept)")
         policy = Policy(last=keep_count or 0, within=Duration(days=keep_days) if keep_days else None)
         result = self.apply_retention(config, policy, prune=True)
-        pruned = result["prune"]
-        return {"config": result["config"], "removed": result["removed"], "kept": result["kept"],
-                "bytes_freed": pruned["bytes_freed"], "packs_deleted": pruned["packs_deleted"],
-                "packs_repacked": pruned["packs_repacked"]}
+        return CleanupResult(result.config_name, result.removed, result.kept, result.bytes_freed,
+                             result.packs_deleted, result.packs_repacked)
 
     # ---- accounting --------------------------------------------------------------------
 
-    def get_storage_usage(self) -> dict:
-        per_config, errors = {}, {}
+    def get_storage_usage(self) -> UsageReport:
+        """The usage of every configuration; one that cannot be read is in `errors`, not left out silently."""
+        per_config: dict[str, StorageUsage] = {}
+        errors: dict[str, str] = {}
         for config in self.service.list_configs():
             try:
                 per_config[config.name] = self.usage_of(config)
             except StrongroomError as e:
                 errors[config.name] = str(e)
-        total = {key: sum(u[key] or 0 for u in per_config.values())
-                 for key in ("points", "restore_size", "unique_size", "stored_size")}
+        usages = per_config.values()
         # Configurations sharing a repository share its packs: count each repository once.
-        repos = {u["target"]["url"]: u for u in per_config.values()}
-        total["repository_size"] = sum(u["repository_size"] or 0 for u in repos.values())
-        targets = {url: {k: v for k, v in u["target"].items() if k != "url"} for url, u in repos.items()}
-        return {"total": total, "configs": per_config, "targets": targets, "errors": errors}
+        repos = {u.target.url: u for u in usages}
+        total = UsageTotals(sum(u.snapshots for u in usages), sum(u.restore_size or 0 for u in usages),
+                            sum(u.unique_size or 0 for u in usages), sum(u.stored_size or 0 for u in usages),
+                            sum(u.repository_size or 0 for u in repos.values()))
+        return UsageReport(total, per_config, {url: u.target for url, u in repos.items()}, errors)
 
-    def get_storage_trend(self, config: str | None = None, days: float = 90.0, min_span: float = 3600.0) -> dict:
+    def get_storage_trend(self, config: str | None = None, days: float = 90.0,
+                          min_span: float = 3600.0) -> StorageTrend:
         """Growth per day and week from the samples of the last `days` days, and
         where the target reports its free space, the day it would be full.
 
@@ -208,9 +204,8 @@ class StorageManager:
                        "stored_size": r.get("stored_size"), "restore_size": r.get("restore_size"),
                        "points": r.get("points"), "target_used": (r.get("target") or {}).get("used"),
                        "target_available": (r.get("target") or {}).get("available")} for r in rows]
-            fit = _fit(series, min_span)
             configs[name] = {"samples": series, "target": (rows[-1].get("target") or {}).get("url"),
-                             "target_available": series[-1]["target_available"], **fit}
+                             "fit": _fit(series, min_span)}
         # Configurations sharing a repository sample the same repository: its
         # trend is fitted over all their samples together.
         by_target: dict[str, list[dict]] = defaultdict(list)
@@ -220,13 +215,14 @@ class StorageManager:
         targets = {}
         for url, rows in by_target.items():
             rows.sort(key=lambda r: r["time"])
-            targets[url] = {"configs": sorted({r["config"] for r in rows}),
-                            "available": rows[-1]["target_available"], **_fit(rows, min_span)}
-        return {"days": days, "configs": configs, "targets": targets}
+            targets[url] = TargetTrend(url, tuple(sorted({r["config"] for r in rows})), _fit(rows, min_span))
+        typed = {name: ConfigTrend(name, c["target"], tuple(_sample(r) for r in c["samples"]), c["fit"])
+                 for name, c in configs.items()}
+        return StorageTrend(days, typed, targets)
 
     # ---- estimates ---------------------------------------------------------------------
 
-    def estimate_space_needed(self, config: BackupConfig | str) -> dict:
+    def estimate_space_needed(self, config: BackupConfig | str) -> Estimate:
         """What the next run of `config` would read and likely store, the
         requests it would make and how long it would take at the rates its
         earlier runs showed: a dry run against the index, nothing written."""
@@ -237,22 +233,30 @@ class StorageManager:
         jobs = self.service.catalog.list_jobs(config=config.name, status="succeeded", limit=RECENT)
         history = [job["stats"] for job in reversed(jobs) if job.get("stats")] \
             or run_summaries(self.service.snapshots(config, repo))
-        estimate = estimate_backup(repo, result.summary, history)
-        return {"config": config.name, **estimate, "files_new": result.summary["files_new"],
-                "files_changed": result.summary["files_changed"], "errors": len(result.errors),
-                "storage": repo.requests}
+        e = estimate_backup(repo, result.summary, history)
+        return Estimate(config.name, result.summary["files_new"], result.summary["files_changed"],
+                        len(result.errors), e["bytes_to_read"], e["new_bytes"], e["bytes_likely_stored"],
+                        e["compression_ratio"], e["compression_ratio_from"], e["packs"], e["requests"],
+                        e["read_bytes_per_second"], e["store_bytes_per_second"], e["request_budget_per_second"],
+                        e["seconds"], dict(repo.requests))
 
 
-def _fit(series: list[dict], min_span: float) -> dict:
+def _sample(r: dict) -> UsageSample:
+    return UsageSample(utc(r["time"]), r["repository_size"], r["stored_size"], r["restore_size"], r["points"],
+                       r["target_used"], r["target_available"])
+
+
+def _fit(series: list[dict], min_span: float) -> TrendLine:
     """Growth and outlook of a time-ordered series of samples."""
     growth = _slope([(r["time"], r["repository_size"]) for r in series if r["repository_size"] is not None],
                     min_span)
     last = series[-1]
-    return {"span_days": round((last["time"] - series[0]["time"]) / 86400, 3),
-            "growth_per_day": round(growth * 86400) if growth is not None else None,
-            "growth_per_week": round(growth * 86400 * 7) if growth is not None else None,
-            "repository_size": last["repository_size"],
-            **_projection(last["time"], last["target_available"], growth)}
+    outlook = _projection(last["time"], last["target_available"], growth)
+    return TrendLine(round((last["time"] - series[0]["time"]) / 86400, 3),
+                     round(growth * 86400) if growth is not None else None,
+                     round(growth * 86400 * 7) if growth is not None else None,
+                     last["repository_size"], last["target_available"], outlook["full_in_days"],
+                     outlook["projected_full"], outlook.get("not_filling", False))
 
 
 def _slope(points: list[tuple[float, float]], min_span: float = 0.0) -> float | None:
@@ -277,12 +281,16 @@ def _projection(last_time: float, available: int | None, growth: float | None) -
         return {"full_in_days": None, "projected_full": None, "not_filling": True}
     seconds = available / growth
     when = datetime.fromtimestamp(last_time + seconds, timezone.utc) if seconds < 1e11 else None
-    return {"full_in_days": round(seconds / 86400, 1),
-            "projected_full": when.date().isoformat() if when else None}
+    return {"full_in_days": round(seconds / 86400, 1), "projected_full": when.date() if when else None}
 
 
 class BackupManager:
-    def __init__(self, catalog, webdav_service, secrets, cache_root: str | None = None,
+    """The one object of the API: named configurations, manual backups through
+    the job queue, history, statistics, validation (`validator`) and storage
+    accounting (`storage`). Make it with `create_backup_manager`; `close()` it
+    (or use it in a `with` block) to stop its workers."""
+
+    def __init__(self, catalog: Catalog, webdav_service: WebDAVService, secrets: SecretsStore, cache_root: str | None = None,
                  max_concurrent_jobs: int = 2, retry_delay: float = 5.0) -> None:
         self.catalog = catalog
         self.webdav_service = webdav_service
@@ -293,19 +301,33 @@ class BackupManager:
         self.queue = JobQueue(catalog, self._run_job, max_concurrent_jobs, retry_delay)
         # Called as on_job_event(job_id, event) with every engine event of a running
         # backup (progress, unreadable files); an exception it raises stops that backup.
-        self.on_job_event = None
+        self.on_job_event: Callable[[int, dict], None] | None = None
+        self._progress: dict[int, Progress] = {}
+        self._progress_lock = threading.Lock()
+
+    def __enter__(self) -> BackupManager:
+        """The manager itself; leaving the block closes it."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # ---- configurations ------------------------------------------------------------
 
     def add_config(self, config: BackupConfig, replace: bool = False) -> BackupConfig:
         """Validate, keep the password in the secrets store, make (or open) the
-        repository, and store the configuration in the catalog and the repository."""
+        repository, and store the configuration in the catalog and the repository.
+
+        Refused with UsageError: an invalid field, a name already taken (unless
+        `replace`), an unknown WebDAV client, a source path that does not exist."""
         config.validate()
         if not replace and self.catalog.get_config(config.name) is not None:
             raise UsageError(f"a configuration named {config.name!r} exists already")
         if not config.is_local:
             self.webdav_service.get_client(config.target_client_id)
         stored = self.catalog.get_config(config.name) if replace else None
+        # An edit may keep a source that is not mounted now; a path it adds must exist.
+        config.check_sources(known=(stored or {}).get("source_paths") or ())
         previous_ref = (stored or {}).get("secret_ref")
         self.backup_service.take_password(config)
         try:
@@ -323,16 +345,19 @@ class BackupManager:
         return config
 
     def update_config(self, config: BackupConfig) -> BackupConfig:
+        """Replace the stored configuration of the same name (see `add_config`)."""
         return self.add_config(config, replace=True)
 
     def get_config(self, name: str) -> BackupConfig:
+        """The configuration named `name`; UsageError when there is none."""
         return self.backup_service.get_config(name)
 
     def list_configs(self) -> list[BackupConfig]:
+        """Every configuration in the catalog."""
         return self.backup_service.list_configs()
 
     def remove_config(self, name: str) -> None:
-        """Forget a configuration; its recovery points stay in the repository."""
+        """Forget a configuration; its snapshots stay in the repository."""
         config = self.get_config(name)
         try:
             self.backup_service.open_repository(config).save_managed_config(name, None)
@@ -343,26 +368,56 @@ class BackupManager:
     # ---- running ---------------------------------------------------------------------
 
     def manual_backup(self, name: str, kind: str = "incremental", priority: int = 0, wait: bool = True,
-                      timeout: float | None = None, max_attempts: int | None = None) -> str | int:
-        """Queue a backup. With wait (the default) return the recovery point's id
-        once it is made; without, return the job id (see `wait_for_job`).
-        `max_attempts` overrides the config's for this run."""
-        config = self.get_config(name)
-        job_id = self.queue.submit(name, kind, priority, max_attempts or config.max_attempts)
-        if not wait:
-            return job_id
-        job = self.wait_for_job(job_id, timeout)
-        if job["status"] != "succeeded":
-            raise StrongroomError(f"backup {name} failed: {(job.get('error') or '').splitlines()[0]}")
-        return job["snapshot_id"]
+                      timeout: float | None = None, max_attempts: int | None = None,
+                      progress: Progress | None = None) -> BackupResult | JobHandle:
+        """Queue a backup of configuration `name` ("full" reads every file).
 
-    def wait_for_job(self, job_id: int, timeout: float | None = None) -> dict:
-        return self.queue.wait(job_id, timeout)
+        With `wait` (the default) block until it is done and return its
+        BackupResult (`.snapshot_id`, `.summary`), or raise StrongroomError
+        when it failed after its attempts. With `wait=False` return a
+        JobHandle at once: `.id`, `.status()`, `.wait(timeout)` -> BackupResult.
+
+        `progress`, when given, is called in the worker thread with every
+        engine event of the run: the same events `--json` prints (see
+        docs/json.md). An exception it raises fails that attempt (the queue
+        tries again up to `max_attempts`, which overrides the configuration's)."""
+        config = self.get_config(name)
+        with self._progress_lock:  # the job's worker looks its callback up under this lock
+            job_id = self.queue.submit(name, kind, priority, max_attempts or config.max_attempts)
+            if progress is not None:
+                self._progress[job_id] = progress
+        handle = JobHandle(job_id, name, self.catalog.get_job, self.queue.wait)
+        if not wait:
+            return handle
+        try:
+            return handle.wait(timeout)
+        finally:
+            with self._progress_lock:
+                self._progress.pop(job_id, None)
+
+    def wait_for_job(self, job_id: int, timeout: float | None = None) -> Job:
+        """Block until job `job_id` is done (succeeded, failed or cancelled) and return it."""
+        return Job.from_row(self.queue.wait(job_id, timeout))
+
+    def get_job(self, job_id: int) -> Job:
+        """Job `job_id` as it is now; UsageError when there is none."""
+        row = self.catalog.get_job(job_id)
+        if row is None:
+            raise UsageError(f"no job {job_id}")
+        return Job.from_row(row)
 
     def _run_job(self, job: dict) -> dict:
         config = self.get_config(job["config"])
         hook = self.on_job_event
-        listener = (lambda event: hook(job["id"], event)) if hook is not None else ignore
+        with self._progress_lock:
+            progress = self._progress.get(job["id"])
+
+        def listener(event: dict) -> None:
+            if hook is not None:
+                hook(job["id"], event)
+            if progress is not None:
+                progress(event)
+
         repo, result = self.backup_service.run_backup(config, job["kind"], listener)
         warnings = [f"{len(result.errors)} file(s) could not be read"] if result.errors else []
         stats = {**result.summary, "snapshot_kind": result.snapshot.kind, "requested_kind": job["kind"]}
@@ -370,10 +425,10 @@ class BackupManager:
             try:
                 applied = self.storage.apply_retention(config, prune=config.retention_after_run == "prune",
                                                        record=False)
-                stats["retention"] = {"removed": applied["removed"], "kept": applied["kept"],
-                                      "bytes_freed": applied["bytes_freed"]}
+                stats["retention"] = {"removed": list(applied.removed), "kept": applied.kept,
+                                      "bytes_freed": applied.bytes_freed}
             except StrongroomError as e:
-                # The point is made; the policy is applied again after the next run.
+                # The snapshot is made; the policy is applied again after the next run.
                 warnings.append(f"retention not applied: {e}")
         try:
             # Retention changed the repository: its index must be read again.
@@ -383,33 +438,36 @@ class BackupManager:
         warning = "; ".join(warnings) or None
         return {"snapshot_id": result.snapshot.id, "kind": result.snapshot.kind, "stats": stats, "warning": warning}
 
-    def get_job_history(self, name: str | None = None, limit: int = 100) -> list[dict]:
-        return self.catalog.list_jobs(config=name, limit=limit)
+    def get_job_history(self, name: str | None = None, limit: int = 100) -> list[Job]:
+        """Jobs (of configuration `name`, or all), newest first."""
+        return [Job.from_row(row) for row in self.catalog.list_jobs(config=name, limit=limit)]
 
-    def get_statistics(self) -> dict:
+    def get_statistics(self) -> dict[str, BackupStatistics]:
+        """The run history of every configuration, by name."""
         stats = {}
         for config in self.list_configs():
             jobs = self.catalog.list_jobs(config=config.name, limit=100000)
             done = [j for j in jobs if j["status"] == "succeeded"]
-            stats[config.name] = {
-                "runs": len([j for j in jobs if j["status"] in ("succeeded", "failed")]),
-                "successes": len(done),
-                "failures": len([j for j in jobs if j["status"] == "failed"]),
-                "last_success": max((j["finished_at"] for j in done), default=None),
-                "bytes_read": sum((j.get("stats") or {}).get("bytes_read", 0) for j in done),
-                "bytes_stored": sum((j.get("stats") or {}).get("data_added", 0) for j in done),
-                "duration": round(sum((j.get("stats") or {}).get("duration", 0) for j in done), 3),
-            }
+            last = max((j["finished_at"] for j in done), default=None)
+            stats[config.name] = BackupStatistics(
+                config.name, runs=len([j for j in jobs if j["status"] in ("succeeded", "failed")]),
+                successes=len(done), failures=len([j for j in jobs if j["status"] == "failed"]),
+                last_success=utc(last),
+                bytes_read=sum((j.get("stats") or {}).get("bytes_read", 0) for j in done),
+                bytes_stored=sum((j.get("stats") or {}).get("data_added", 0) for j in done),
+                duration=round(sum((j.get("stats") or {}).get("duration", 0) for j in done), 3))
         return stats
 
     def validate_backup(self, backup_id: str, deep: bool = False) -> ValidationReport:
+        """Check snapshot `backup_id` (an id or unique prefix); see BackupValidator."""
         return self.validator.validate_backup(backup_id, deep)
 
     def close(self) -> None:
+        """Stop the job queue's workers (a running job finishes first)."""
         self.queue.stop()
 
 
-def create_backup_manager(webdav_service=None, db_path: str | None = None, secrets_path: str | None = None,
+def create_backup_manager(webdav_service: WebDAVService | None = None, db_path: str | None = None, secrets_path: str | None = None,
                           cache_root: str | None = None, max_concurrent_jobs: int = 2,
                           retry_delay: float = 5.0) -> BackupManager:
     """A manager over the catalog at `db_path` (default: STRONGROOM_CATALOG, else

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets as pysecrets
 import threading
+from typing import TYPE_CHECKING, Callable
 
 from strongroom.engine.backup import BackupOptions, BackupResult, run_backup
 from strongroom.engine.progress import Listener, ignore
@@ -18,10 +19,22 @@ from strongroom.services.configs import BackupConfig
 from strongroom.storage import LocalStorage
 from strongroom.storage.base import Storage
 
+if TYPE_CHECKING:
+    from strongroom.services.catalog import Catalog
+    from strongroom.services.secrets import SecretsStore
+    from strongroom.services.webdav_service import WebDAVService
+
+# Called with the storage's events (retries, throttling) while a repository is open.
+StorageEvents = Callable[[dict], None]
+
 
 class BackupService:
-    def __init__(self, catalog, webdav_service, secrets, cache_root: str | None = None,
-                 settings: Settings | None = None) -> None:
+    """Where the management layer meets the engine: the repository of each
+    configuration, its password, and backups and snapshots per configuration.
+    BackupManager, RecoveryService and the command line all go through it."""
+
+    def __init__(self, catalog: Catalog, webdav_service: WebDAVService, secrets: SecretsStore,
+                 cache_root: str | None = None, settings: Settings | None = None) -> None:
         self.catalog = catalog
         self.webdav = webdav_service
         self.secrets = secrets
@@ -33,17 +46,20 @@ class BackupService:
     # ---- configurations --------------------------------------------------------
 
     def get_config(self, name: str) -> BackupConfig:
+        """The configuration named `name`; UsageError when there is none."""
         doc = self.catalog.get_config(name)
         if doc is None:
             raise UsageError(f"no backup configuration named {name!r}")
         return BackupConfig.from_doc(doc)
 
     def list_configs(self) -> list[BackupConfig]:
+        """Every configuration in the catalog."""
         return [BackupConfig.from_doc(doc) for doc in self.catalog.list_configs()]
 
     # ---- repositories ------------------------------------------------------------
 
-    def storage_for(self, config: BackupConfig, on_event=None) -> Storage:
+    def storage_for(self, config: BackupConfig, on_event: StorageEvents | None = None) -> Storage:
+        """The storage the configuration's repository lives on."""
         if config.is_local:
             return LocalStorage(config.target_path)
         return self.webdav.open_storage(config.target_client_id, config.target_path, self.cache_root, on_event,
@@ -90,7 +106,9 @@ class BackupService:
         self.secrets.set(config.secret_ref, secret)
         config.password = None
 
-    def open_repository(self, config: BackupConfig, create: bool = False, on_event=None) -> Repository:
+    def open_repository(self, config: BackupConfig, create: bool = False,
+                        on_event: StorageEvents | None = None) -> Repository:
+        """Open the configuration's repository, or with `create` make it when there is none yet."""
         storage = self.storage_for(config, on_event)
         password = self.password_for(config)
         try:
@@ -112,8 +130,13 @@ class BackupService:
 
     # ---- backups and snapshots -------------------------------------------------------
 
-    def run_backup(self, config: BackupConfig, kind: str, listener: Listener = ignore,
+    def run_backup(self, config: BackupConfig, kind: str, progress: Listener = ignore,
                    dry_run: bool = False) -> tuple[Repository, BackupResult]:
+        """Back up `config` now, in this thread, outside the job queue ("full" reads every file).
+
+        `progress` is called with every engine event of the run: the same
+        events `--json` prints (see docs/json.md). With `dry_run` nothing is
+        written: the result says what a run would store."""
         missing = [p for p in config.source_paths if not os.path.lexists(p)]
         if missing:
             # Not a UsageError: a source on a disk or share that is not mounted
@@ -129,10 +152,11 @@ class BackupService:
                 dry_run=dry_run,
             )
             with repo.lock(exclusive=False, wait=60):
-                result = run_backup(repo, options, listener)
+                result = run_backup(repo, options, progress)
             return repo, result
 
     def snapshots(self, config: BackupConfig, repo: Repository | None = None) -> list[Snapshot]:
+        """The configuration's snapshots in its repository (damaged ones left out), oldest first."""
         repo = repo or self.open_repository(config)
         return [s for s in repo.list_snapshots(on_damaged=lambda *_: None) if s.config_name == config.name]
 

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-import re
+import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from strongroom.errors import UsageError
-from strongroom.model.retention import policy_from_doc
+from strongroom.model.retention import Policy, policy_from_doc
 from strongroom.repo.compression import parse_compression
 
 LOCAL = "local"
 # What happens after each run: nothing, forget by the retention policy, or
 # forget and then prune.
 AFTER_RUN = ("off", "forget", "prune")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass
 class BackupConfig:
-    """One named backup. `password` is taken in and moved to the secrets store;
-    it is never written to the catalog or the repository."""
+    """One named backup: what to back up (`source_paths`), where (a local
+    directory as `target_path`, or a WebDAV client id and a folder below its
+    URL), and how (encryption, compression, excludes, retention).
+
+    The fields are checked when it is made (pydantic: a string where a list
+    of paths belongs, an unknown compression, a negative retention count are
+    refused with a UsageError naming the field) and again, complete, when it
+    is stored. `password` is taken in and moved to the secrets store; it is
+    never written to the catalog or the repository."""
 
     name: str
     source_paths: list[str]
@@ -40,15 +48,24 @@ class BackupConfig:
     secret_ref: str | None = None  # where the repository password lives in the secrets store
     # The retention policy of this configuration's points: keep_last, keep_hourly,
     # keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within ("30d"), keep_tags.
-    retention: dict = field(default_factory=dict)
+    retention: dict[str, Any] = field(default_factory=dict)
     retention_after_run: str = "off"  # one of AFTER_RUN
+
+    def __post_init__(self) -> None:
+        from strongroom.services.config_schema import check_fields
+        check_fields(self._fields())
+
+    def _fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @property
     def is_local(self) -> bool:
+        """True when the target is a local directory rather than a WebDAV client."""
         return self.target_client_id in (None, "", LOCAL)
 
     @property
     def codec(self) -> str:
+        """The compression as a codec name (zstd, lz4, gzip, none, with an optional level)."""
         if self.compression is True:
             return "zstd"
         if self.compression is False:
@@ -57,38 +74,31 @@ class BackupConfig:
         return str(self.compression)
 
     def validate(self) -> None:
-        if not _NAME.fullmatch(self.name or ""):
-            raise UsageError(f"config name {self.name!r}: use letters, digits, '.', '-', '_' (up to 64)")
-        if not self.source_paths or not all(isinstance(p, str) and p for p in self.source_paths):
-            raise UsageError(f"config {self.name}: give at least one source path")
-        if not self.target_path:
-            raise UsageError(f"config {self.name}: give a target path")
-        if "://" in self.target_path:
-            # Not echoed: a URL here may carry a password.
-            raise UsageError(f"config {self.name}: the target path is a URL; a WebDAV target is a client "
-                             f"(WebDAVService.add_client, or `strongroom client add`) and a folder below "
-                             f"its URL, a local target a directory")
-        if self.max_attempts < 1:
-            raise UsageError(f"config {self.name}: max_attempts must be at least 1")
-        self.codec  # validates the compression choice
-        policy = policy_from_doc(self.retention)
-        if self.retention_after_run not in AFTER_RUN:
-            raise UsageError(f"config {self.name}: retention_after_run must be one of {', '.join(AFTER_RUN)}")
-        if self.retention_after_run != "off" and policy.empty:
-            raise UsageError(f"config {self.name}: applying retention after each run needs a retention "
-                             f"policy (keep_last, keep_daily, keep_within, ...)")
+        """Refuse (UsageError, one line naming the field) a configuration that cannot be stored."""
+        from strongroom.services.config_schema import check_complete
+        check_complete(self._fields())
+
+    def check_sources(self, known: Iterable[str] = ()) -> None:
+        """Refuse a source path that does not exist, unless it is among `known`
+        (the paths a stored version of this configuration already had)."""
+        known = set(known)
+        for path in self.source_paths:
+            if path not in known and not os.path.lexists(path):
+                raise UsageError(f"config {self.name}: source path {path} does not exist")
 
     @property
-    def policy(self):
+    def policy(self) -> Policy:
+        """The retention policy of this configuration's snapshots."""
         return policy_from_doc(self.retention)
 
-    def to_doc(self) -> dict:
+    def to_doc(self) -> dict[str, Any]:
         """What is stored: everything but the password itself."""
         doc = asdict(self)
         doc.pop("password")
         return doc
 
     @classmethod
-    def from_doc(cls, doc: dict) -> "BackupConfig":
+    def from_doc(cls, doc: dict[str, Any]) -> BackupConfig:
+        """A configuration from its stored form; unknown keys (of a newer version) are left out."""
         known = {f.name for f in fields(cls)} - {"password"}
         return cls(**{k: v for k, v in doc.items() if k in known})

@@ -3,21 +3,30 @@ the background with progress and cancellation, and the one-click facade."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
 
 from strongroom.engine.restore import RestoreOptions, run_restore
 from strongroom.errors import SnapshotNotFound, StrongroomError, UsageError
 from strongroom.model.select import snapshot_at
 from strongroom.model.snapshot import Snapshot
 from strongroom.services.backup_service import BackupService
+from strongroom.services.results import RecoveryProgress, Result, utc
+
+# Called with every engine event of a restore: the same events `--json` prints (docs/json.md).
+Progress = Callable[[dict], None]
 
 
 @dataclass(frozen=True)
-class RecoveryPoint:
+class RecoveryPoint(Result):
+    """A snapshot of a configuration, as recovery lists it."""
+
     id: str
     config_name: str
     time: datetime
@@ -29,17 +38,24 @@ class RecoveryPoint:
     total_bytes: int
 
     @classmethod
-    def of(cls, config_name: str, snap: Snapshot) -> "RecoveryPoint":
-        return cls(snap.id, config_name, snap.datetime, snap.kind, snap.paths, snap.hostname, snap.tags,
+    def of(cls, config_name: str, snap: Snapshot) -> RecoveryPoint:
+        """The recovery point of snapshot `snap` of configuration `config_name`."""
+        return cls(snap.id, config_name, snap.datetime.astimezone(timezone.utc), snap.kind, snap.paths, snap.hostname, snap.tags,
                    snap.summary.get("total_files", 0), snap.summary.get("total_bytes", 0))
 
 
 class RecoveryPointManager:
+    """Snapshots by configuration and time."""
+
     def __init__(self, service: BackupService) -> None:
         self.service = service
 
     def list_recovery_points(self, config_name: str | None = None, since: datetime | None = None,
                              until: datetime | None = None) -> list[RecoveryPoint]:
+        """The snapshots of one configuration (or of all), oldest first, between
+        `since` and `until` (naive times are local time)."""
+        since = since.astimezone() if since is not None and since.tzinfo is None else since
+        until = until.astimezone() if until is not None and until.tzinfo is None else until
         configs = [self.service.get_config(config_name)] if config_name else self.service.list_configs()
         points = []
         for config in configs:
@@ -49,21 +65,25 @@ class RecoveryPointManager:
         return sorted(points, key=lambda p: (p.time, p.id))
 
     def get_recovery_point(self, point_id: str) -> RecoveryPoint:
+        """The snapshot with this id (or unique prefix), in any configuration."""
         config, _, snap = self.service.find_snapshot(point_id)
         return RecoveryPoint.of(config.name, snap)
 
     def find_point_in_time(self, config_name: str, when: datetime) -> RecoveryPoint:
+        """The newest snapshot of `config_name` taken at or before `when` (naive: local time)."""
         config = self.service.get_config(config_name)
         if when.tzinfo is None:
             when = when.astimezone()
         return RecoveryPoint.of(config.name, snapshot_at(self.service.snapshots(config), when))
 
 
-@dataclass
-class RecoveryPlan:
+@dataclass(frozen=True)
+class RecoveryPlan(Result):
+    """What a restore will do: which snapshot, where, and how much."""
+
     config_name: str
     point_id: str
-    point_time: str
+    point_time: datetime
     target_path: str
     mode: str  # full or selective
     include: tuple[str, ...] = ()
@@ -79,18 +99,31 @@ class RecoveryPlan:
 
 
 @dataclass
-class RecoveryProgress:
+class _Session:
+    """The changing state of one restore; callers get frozen RecoveryProgress copies."""
+
     session_id: str
-    status: str = "pending"  # pending, running, verifying, completed, failed, cancelled
+    status: str = "pending"
     processed_files: int = 0
     total_files: int = 0
     processed_bytes: int = 0
     total_bytes: int = 0
     percent: float = 0.0
-    rate: float = 0.0  # bytes per second
-    eta: float | None = None  # seconds
+    rate: float = 0.0
+    eta: float | None = None
     errors: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+
+    def frozen(self) -> RecoveryProgress:
+        return RecoveryProgress(self.session_id, self.status, self.processed_files, self.total_files,
+                                self.processed_bytes, self.total_bytes, self.percent, self.rate, self.eta,
+                                tuple(self.errors), utc(self.started))
+
+    def stored(self) -> dict[str, Any]:
+        """The form the catalog keeps (times as epoch seconds, as older versions wrote)."""
+        doc = dataclasses.asdict(self)
+        doc["errors"] = doc["errors"][:100]
+        return doc
 
 
 # Observed restore speed used for estimates until this machine has measured one.
@@ -98,16 +131,19 @@ _DEFAULT_RATE = 100 * 1024 * 1024
 
 
 class RecoveryExecutor:
+    """Restores in background threads, with progress and cancellation."""
+
     def __init__(self, service: BackupService) -> None:
         self.service = service
-        self._sessions: dict[str, RecoveryProgress] = {}
+        self._sessions: dict[str, _Session] = {}
         self._cancel: dict[str, threading.Event] = {}
         self._done: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
     def create_recovery_plan(self, config_name: str, point_id: str | None = None, at: datetime | None = None,
-                             target_path: str | None = None, include=(), exclude=(), subpath: str = "",
-                             verify: bool = True, overwrite: str = "if-changed") -> RecoveryPlan:
+                             target_path: str | None = None, include: Iterable[str] = (),
+                             exclude: Iterable[str] = (), subpath: str = "", verify: bool = True,
+                             overwrite: str = "if-changed") -> RecoveryPlan:
         """What would be restored. No point and no time: the latest. No target:
         the original location (the paths as they were, below `/`)."""
         config = self.service.get_config(config_name)
@@ -123,36 +159,40 @@ class RecoveryExecutor:
             snap = snaps[-1]
         else:
             raise SnapshotNotFound(f"config {config_name} has no recovery points yet")
-        plan = RecoveryPlan(config_name, snap.id, snap.time, target_path or "/",
+        include, exclude = tuple(include), tuple(exclude)
+        plan = RecoveryPlan(config_name, snap.id, snap.datetime.astimezone(timezone.utc), target_path or "/",
                             "selective" if include or exclude or subpath else "full",
-                            tuple(include), tuple(exclude), subpath, verify, overwrite)
+                            include, exclude, subpath, verify, overwrite)
         dry = run_restore(repo, snap, self._options(plan, dry_run=True))
-        plan.files = dry.summary["total_files"]
-        plan.bytes = dry.summary["bytes_to_write"]
-        plan.packs = dry.summary["packs"]
-        plan.requests = plan.packs + 8  # open, lock, listings, unlock, and a read per pack
-        plan.estimated_seconds = round(plan.bytes / _DEFAULT_RATE, 1)
-        return plan
+        packs = dry.summary["packs"]
+        return dataclasses.replace(
+            plan, files=dry.summary["total_files"], bytes=dry.summary["bytes_to_write"], packs=packs,
+            requests=packs + 8,  # open, lock, listings, unlock, and a read per pack
+            estimated_seconds=round(dry.summary["bytes_to_write"] / _DEFAULT_RATE, 1))
 
     @staticmethod
     def _options(plan: RecoveryPlan, dry_run: bool = False) -> RestoreOptions:
         return RestoreOptions(plan.target_path, plan.subpath, plan.include, plan.exclude, plan.overwrite,
                               verify=plan.verify and not dry_run, dry_run=dry_run)
 
-    def execute_recovery(self, plan: RecoveryPlan) -> str:
-        """Start the restore in a background thread; returns the session id."""
+    def execute_recovery(self, plan: RecoveryPlan, progress: Progress | None = None) -> str:
+        """Start the restore in a background thread; returns the session id.
+
+        `progress`, when given, is called in that thread with every engine
+        event of the restore: the same events `--json` prints (see
+        docs/json.md). An exception it raises stops the restore."""
         session_id = uuid.uuid4().hex[:16]
-        progress = RecoveryProgress(session_id, total_files=plan.files, total_bytes=plan.bytes)
+        state = _Session(session_id, total_files=plan.files, total_bytes=plan.bytes)
         cancel = threading.Event()
         with self._lock:
-            self._sessions[session_id] = progress
+            self._sessions[session_id] = state
             self._cancel[session_id] = cancel
-        self.service.catalog.add_session(session_id, plan.config_name, asdict(plan))
+        self.service.catalog.add_session(session_id, plan.config_name, plan.to_dict())
         done = threading.Event()
 
         def run() -> None:
             try:
-                self._run(session_id, plan, progress, cancel)
+                self._run(session_id, plan, state, cancel, progress)
             finally:
                 done.set()
 
@@ -160,12 +200,15 @@ class RecoveryExecutor:
         threading.Thread(target=run, name=f"recovery-{session_id[:6]}", daemon=True).start()
         return session_id
 
-    def _run(self, session_id: str, plan: RecoveryPlan, progress: RecoveryProgress, cancel: threading.Event) -> None:
+    def _run(self, session_id: str, plan: RecoveryPlan, progress: _Session, cancel: threading.Event,
+             callback: Progress | None) -> None:
         catalog = self.service.catalog
         last_saved = 0.0
 
         def listener(event: dict) -> None:
             nonlocal last_saved
+            if callback is not None:
+                callback(event)
             if event.get("type") == "error":
                 progress.errors.append(f"{event.get('path')}: {event.get('message')}")
                 return
@@ -183,7 +226,7 @@ class RecoveryExecutor:
             progress.eta = round(left / progress.rate, 1) if progress.rate > 0 else None
             if time.monotonic() - last_saved > 1.0:
                 last_saved = time.monotonic()
-                catalog.update_session(session_id, progress=self._public(progress))
+                catalog.update_session(session_id, progress=progress.stored())
 
         progress.status = "running"
         catalog.update_session(session_id, status="running")
@@ -205,29 +248,26 @@ class RecoveryExecutor:
         except BaseException as e:
             progress.status = "failed"
             progress.errors.append(f"{type(e).__name__}: {e}")
-        catalog.update_session(session_id, status=progress.status, progress=self._public(progress),
+        catalog.update_session(session_id, status=progress.status, progress=progress.stored(),
                                error="; ".join(progress.errors[:5]) or None)
 
-    @staticmethod
-    def _public(progress: RecoveryProgress) -> dict:
-        doc = asdict(progress)
-        doc["errors"] = doc["errors"][:100]
-        return doc
-
     def get_progress(self, session_id: str) -> RecoveryProgress:
+        """The session's progress now (also of a session an earlier process ran)."""
         with self._lock:
-            progress = self._sessions.get(session_id)
-        if progress is not None:
-            return progress
+            state = self._sessions.get(session_id)
+        if state is not None:
+            return state.frozen()
         row = self.service.catalog.get_session(session_id)  # a session of an earlier run
         if row is None:
             raise UsageError(f"no recovery session {session_id}")
         doc = row.get("progress") or {}
-        known = set(RecoveryProgress.__dataclass_fields__)
-        return RecoveryProgress(**{**{k: v for k, v in doc.items() if k in known},
-                                   "session_id": session_id, "status": row["status"]})
+        known = set(_Session.__dataclass_fields__)
+        state = _Session(**{**{k: v for k, v in doc.items() if k in known},
+                            "session_id": session_id, "status": row["status"]})
+        return state.frozen()
 
     def cancel_recovery(self, session_id: str) -> bool:
+        """Ask a running restore to stop; False when this process runs no such session."""
         with self._lock:
             cancel = self._cancel.get(session_id)
         if cancel is None:
@@ -236,6 +276,7 @@ class RecoveryExecutor:
         return True
 
     def wait(self, session_id: str, timeout: float | None = None) -> RecoveryProgress:
+        """Block until the session is done (or `timeout` seconds pass); its progress then."""
         # An event, not Thread.join: a KeyboardInterrupt during join(timeout)
         # can leave the thread looking finished while it still runs.
         done = self._done.get(session_id)
@@ -252,39 +293,50 @@ class RecoveryService:
         self.points = RecoveryPointManager(service)
         self.executor = RecoveryExecutor(service)
 
-    def list_recovery_points(self, config_name: str | None = None, since=None, until=None) -> list[RecoveryPoint]:
+    def list_recovery_points(self, config_name: str | None = None, since: datetime | None = None,
+                             until: datetime | None = None) -> list[RecoveryPoint]:
+        """The snapshots of one configuration (or of all), oldest first, between `since` and `until`."""
         return self.points.list_recovery_points(config_name, since, until)
 
     def find_point_in_time(self, config_name: str, when: datetime) -> RecoveryPoint:
+        """The newest snapshot of `config_name` taken at or before `when`."""
         return self.points.find_point_in_time(config_name, when)
 
     def one_click_restore(self, config_name: str, target_path: str | None = None, at: datetime | None = None,
-                          point_id: str | None = None, verify: bool = True) -> str:
-        """Restore the latest point (or the one at `at`) of a config; returns a session id."""
+                          point_id: str | None = None, verify: bool = True,
+                          progress: Progress | None = None) -> str:
+        """Restore the latest snapshot (or the one at `at`, or `point_id`) of a
+        configuration into `target_path` (default: where it came from) in the
+        background; returns a session id for `get_recovery_progress` and `wait`.
+        `progress` gets every engine event (see `RecoveryExecutor.execute_recovery`)."""
         plan = self.executor.create_recovery_plan(config_name, point_id, at, target_path, verify=verify)
-        return self.executor.execute_recovery(plan)
+        return self.executor.execute_recovery(plan, progress)
 
-    def selective_restore(self, config_name: str, include, target_path: str | None = None,
-                          at: datetime | None = None, point_id: str | None = None, exclude=(),
-                          verify: bool = True) -> str:
-        """Restore only paths matching the globs in `include`."""
+    def selective_restore(self, config_name: str, include: str | Iterable[str], target_path: str | None = None,
+                          at: datetime | None = None, point_id: str | None = None, exclude: Iterable[str] = (),
+                          verify: bool = True, progress: Progress | None = None) -> str:
+        """Restore only paths matching the globs in `include`, like `one_click_restore`."""
         if isinstance(include, str):
             include = (include,)
         if not include:
             raise UsageError("a selective restore needs at least one path or glob")
         plan = self.executor.create_recovery_plan(config_name, point_id, at, target_path, include, exclude,
                                                   verify=verify)
-        return self.executor.execute_recovery(plan)
+        return self.executor.execute_recovery(plan, progress)
 
     def get_recovery_progress(self, session_id: str) -> RecoveryProgress:
+        """The session's progress now."""
         return self.executor.get_progress(session_id)
 
     def cancel_recovery(self, session_id: str) -> bool:
+        """Ask a running restore to stop; False when this process runs no such session."""
         return self.executor.cancel_recovery(session_id)
 
     def wait(self, session_id: str, timeout: float | None = None) -> RecoveryProgress:
+        """Block until the session is done (or `timeout` seconds pass); its progress then."""
         return self.executor.wait(session_id, timeout)
 
 
 def create_recovery_service(backup_service: BackupService) -> RecoveryService:
+    """The recovery service over a manager's `backup_service`."""
     return RecoveryService(backup_service)

@@ -5,13 +5,19 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import quote, urlsplit
 
 from strongroom.errors import AuthenticationFailed, StorageError, StrongroomError, UsageError
+from strongroom.services.results import Result
 from strongroom.services.urls import has_password, without_password
 from strongroom.settings import Settings
 from strongroom.storage import open_storage
 from strongroom.storage.base import Storage
+
+if TYPE_CHECKING:
+    from strongroom.services.catalog import Catalog
+    from strongroom.services.secrets import SecretsStore
 
 PASSWORD_IN_URL = ("never put the WebDAV password in the URL: give it as the client's password "
                    "(STRONGROOM_WEBDAV_PASSWORD or --webdav-password-file on the command line)")
@@ -19,21 +25,30 @@ PASSWORD_IN_URL = ("never put the WebDAV password in the URL: give it as the cli
 
 @dataclass(frozen=True)
 class WebDAVCredentials:
+    """One WebDAV account: user, password (never shown in its repr), the
+    server's URL (https, or http on a LAN; never with a password in it) and
+    the kind of service (nutstore, nextcloud, owncloud, generic), which
+    selects the quirks and limits strongroom works within."""
+
     username: str
     password: str = field(repr=False)
     url: str = ""
     service_type: str = "generic"  # nutstore, nextcloud, owncloud, generic
 
     def __post_init__(self) -> None:
-        if has_password(self.url):
+        if isinstance(self.url, str) and has_password(self.url):
             raise UsageError(PASSWORD_IN_URL)
+        from strongroom.services.config_schema import check_credentials
+        check_credentials(self.username, self.password, self.url, self.service_type)
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"WebDAV URL {self.url!r}: use https://HOST/PATH (or http:// on a LAN)")
 
 
-@dataclass
-class ConnectionReport:
+@dataclass(frozen=True)
+class ConnectionReport(Result):
+    """What `WebDAVService.test_connection` found out about a client."""
+
     client_id: str
     reachable: bool = False
     authenticated: bool = False
@@ -49,6 +64,7 @@ class ConnectionReport:
 
     @property
     def ok(self) -> bool:
+        """Reachable, the login accepted and a file written (and removed again)."""
         return self.reachable and self.authenticated and self.writable
 
 
@@ -65,7 +81,7 @@ class WebDAVService:
         self._catalog = None
         self._secrets = None
 
-    def attach(self, catalog, secrets) -> None:
+    def attach(self, catalog: Catalog, secrets: SecretsStore) -> None:
         """Persist the clients added so far, and load the ones stored before."""
         with self._lock:
             self._catalog, self._secrets = catalog, secrets
@@ -93,6 +109,7 @@ class WebDAVService:
                                              "service_type": credentials.service_type, "secret_ref": ref})
 
     def add_client(self, client_id: str, credentials: WebDAVCredentials) -> None:
+        """Keep `credentials` under `client_id` (in the catalog and secrets store once attached)."""
         if not client_id or client_id == "local":
             raise UsageError("a WebDAV client id must be a non-empty name other than 'local'")
         with self._lock:
@@ -100,6 +117,7 @@ class WebDAVService:
         self._store(client_id, credentials)
 
     def get_client(self, client_id: str) -> WebDAVCredentials:
+        """The credentials of `client_id`; UsageError when there is no such client."""
         with self._lock:
             credentials = self._clients.get(client_id)
         if credentials is None:
@@ -107,10 +125,12 @@ class WebDAVService:
         return credentials
 
     def list_clients(self) -> list[str]:
+        """The client ids, sorted."""
         with self._lock:
             return sorted(self._clients)
 
     def remove_client(self, client_id: str) -> None:
+        """Forget a client and its password."""
         with self._lock:
             self._clients.pop(client_id, None)
         if self._catalog is not None:
@@ -128,8 +148,9 @@ class WebDAVService:
         port = f":{parts.port}" if parts.port else ""
         return f"webdav+{parts.scheme}://{quote(c.username, safe='')}@{parts.hostname}{port}{full.rstrip('/')}/"
 
-    def open_storage(self, client_id: str, path: str, cache_root: str | None = None, on_event=None,
-                     settings: Settings | None = None) -> Storage:
+    def open_storage(self, client_id: str, path: str, cache_root: str | None = None,
+                     on_event: Callable[[dict], None] | None = None, settings: Settings | None = None) -> Storage:
+        """The storage of the folder `path` below the client's URL."""
         c = self.get_client(client_id)
         return open_storage(self.repository_url(client_id, path), webdav_password=c.password,
                             vendor=c.service_type, cache_root=cache_root, on_event=on_event,
@@ -137,7 +158,7 @@ class WebDAVService:
 
     def test_connection(self, client_id: str, path: str = "") -> ConnectionReport:
         """Reachability, credentials, write permission and quota, in about four requests."""
-        report = ConnectionReport(client_id)
+        found: dict = {}
         storage = None
         try:
             try:
@@ -145,26 +166,26 @@ class WebDAVService:
             except UsageError as e:
                 # Refused before any request (e.g. the root of a Nutstore account,
                 # which keeps files only inside sync folders): say so, not "unreachable".
-                report.error = (f"not tested: {e}; test a folder below the client's URL "
-                                f"(the path argument, or `strongroom client test {client_id} --path FOLDER`)")
-                return report
-            report.tested = True
+                found["error"] = (f"not tested: {e}; test a folder below the client's URL "
+                                  f"(the path argument, or `strongroom client test {client_id} --path FOLDER`)")
+                return ConnectionReport(client_id, **found)
+            found["tested"] = True
             client = getattr(storage, "inner", storage)
-            report.quota_used, report.quota_available = client.quota()
-            report.reachable = report.authenticated = True
+            found["quota_used"], found["quota_available"] = client.quota()
+            found["reachable"] = found["authenticated"] = True
             probe = f"strongroom-probe-{os.urandom(6).hex()}"
             client.write(probe, b"strongroom connection test")
             client.delete(probe)
-            report.writable = True
+            found["writable"] = True
         except AuthenticationFailed as e:
-            report.reachable, report.error = True, str(e)
+            found["reachable"], found["error"] = True, str(e)
         except StrongroomError as e:
-            report.error = str(e)
+            found["error"] = str(e)
         finally:
             if storage is not None:
-                report.requests = getattr(storage, "http_requests", 0)
+                found["requests"] = getattr(storage, "http_requests", 0)
                 storage.close()
-        return report
+        return ConnectionReport(client_id, **found)
 
 
 __all__ = ["WebDAVCredentials", "WebDAVService", "ConnectionReport", "StorageError"]
