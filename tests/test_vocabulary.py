@@ -161,13 +161,13 @@ def test_check_with_config(world):
 def test_stats_with_config_and_configs(world):
     m = world["m"]
     one = m.summary("stats", "--config", "docs")
-    assert one["config"] == "docs" and one["points"] == 2 and one["repository_size"] > 0
+    assert one["config_name"] == "docs" and one["snapshots"] == 2 and one["repository_size"] > 0
     every = m.summary("stats", "--configs")
-    assert every["configs"]["docs"]["points"] == 2 and every["total"]["points"] == 2
+    assert every["configs"]["docs"]["snapshots"] == 2 and every["total"]["snapshots"] == 2
     table = m.run("stats", "--config", "docs", check=True).stdout.decode()
     assert table.splitlines()[1].split()[:2] == ["docs", "2"] and "total" not in table
     trend = m.lines("stats", "--config", "docs", "--trend", "--days", "30")
-    assert [e["config"] for e in trend if e["type"] == "config"] == ["docs"]
+    assert [e["config_name"] for e in trend if e["type"] == "config"] == ["docs"]
     assert m.summary("stats", "--configs", "--trend")["days"] == 90
 
 
@@ -221,7 +221,7 @@ def test_the_old_names_work_as_before_with_one_notice(world, tmp_path):
 
     usage = m.run("usage", "--json", check=True)
     assert_one_notice(usage, "usage", "stats --configs")
-    assert json.loads(usage.stdout)["configs"]["docs"]["points"] == 2
+    assert json.loads(usage.stdout)["configs"]["docs"]["snapshots"] == 2
     trend = m.run("usage", "--trend", "--config", "docs", check=True)
     assert_one_notice(trend, "usage", "stats --config NAME")
     refused = m.run("usage", "--config", "docs")
