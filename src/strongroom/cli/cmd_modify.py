@@ -111,4 +111,89 @@ def rewrite(common: Common, exclude, exclude_file, forget_old, dry_run, host, ta
     print(f"{verb} {len(changed)} of {len(chosen)} snapshot(s)")
 
 
-COMMANDS = [tag, rewrite]
+@click.group()
+def repair() -> None:
+    """Mend a repository: rebuild the index, or snapshots whose data is gone."""
+
+
+@repair.command("index")
+@common_options
+@click.option("--read-all-packs", is_flag=True,
+              help="Read every pack whole and verify every blob, instead of trusting the old index where it fits.")
+def repair_index_command(common: Common, read_all_packs: bool) -> int:
+    """Rebuild the index from the packs' headers.
+
+    A new, complete index is written first; only then are the old index
+    objects deleted. Packs whose header cannot be read are reported (exit 1)
+    and left on the target."""
+    from strongroom.engine.repair import repair_index
+
+    repo = common.open()
+    with common.lock(repo, exclusive=True, writes=True, what="repair index"):
+        result = repair_index(repo, read_all=read_all_packs)
+    if common.json:
+        emit_json({**result.to_dict(), "storage": repo.requests})
+    else:
+        for problem in result.unreadable:
+            print(f"unreadable pack {problem}")
+        print(f"new index: {result.packs} pack(s), {result.blobs} blob(s); read {result.headers_read} pack(s), "
+              f"reused {result.reused} index entr{'y' if result.reused == 1 else 'ies'}; "
+              f"removed {result.index_removed} old index object(s)")
+        if result.dropped:
+            print(f"{result.dropped} pack(s) the old index named are gone from the target")
+        if result.damaged_blobs:
+            print(f"{result.damaged_blobs} damaged blob(s) left out")
+        if result.unreadable or result.damaged_blobs or result.dropped:
+            print("run `repair snapshots` to find the snapshots that lost data")
+    return 1 if result.unreadable or result.damaged_blobs else 0
+
+
+@repair.command("snapshots")
+@common_options
+@click.option("--forget", "forget_old", is_flag=True,
+              help="Store repaired copies and delete the damaged originals (without it, only report).")
+def repair_snapshots_command(common: Common, forget_old: bool) -> int:
+    """Find snapshots whose trees or file contents are missing (exit 1 if any).
+
+    With --forget each gets a copy in which a file with missing content is
+    empty and an unreadable directory is empty, naming the original, which is
+    then deleted; a snapshot whose root tree is gone is deleted. Run `repair
+    index` first when packs were lost or damaged."""
+    from strongroom.engine.repair import repair_snapshots
+
+    repo = common.open()
+    with common.lock(repo, exclusive=forget_old, writes=forget_old, what="repair snapshots"):
+        report = repair_snapshots(repo, forget=forget_old)
+    damaged = report.damaged
+    if common.json:
+        emit_json({"forget": forget_old, "snapshots": len(report.snapshots), "damaged_snapshots": len(damaged),
+                   "damaged": [{"snapshot_id": r.snapshot.id, "short_id": r.snapshot.short_id,
+                                "damaged_nodes": r.damaged, "root_missing": r.root_missing,
+                                "new_snapshot_id": r.new.id if r.new else None, "removed": r.removed}
+                               for r in damaged],
+                   "paths": report.paths, "unreadable_snapshots": report.damaged_objects,
+                   "missing_packs": report.missing_packs,
+                   "storage": repo.requests})
+    else:
+        for problem in report.damaged_objects:
+            print(f"unreadable snapshot {problem}")
+        for line in report.paths:
+            print(f"  {line}")
+        for r in damaged:
+            if r.root_missing:
+                print(f"{r.snapshot.short_id}: root tree unreadable ({r.root_missing}): "
+                      + ("removed" if r.removed else "would be removed"))
+            else:
+                print(f"{r.snapshot.short_id}: {r.damaged} damaged entr{'y' if r.damaged == 1 else 'ies'}"
+                      + (f": repaired as {r.new.short_id}" if r.new else ""))
+        print(f"{len(damaged)} of {len(report.snapshots)} snapshot(s) damaged"
+              + ("" if forget_old or not damaged else "; run `repair snapshots --forget` to repair them"))
+        if report.missing_packs:
+            print(f"{report.missing_packs} pack(s) the index names are gone from the target: run `repair index` "
+                  f"so that it no longer names them")
+    if forget_old:
+        return 1 if report.damaged_objects else 0
+    return 1 if damaged or report.damaged_objects else 0
+
+
+COMMANDS = [tag, rewrite, repair]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from strongroom.engine.replace import changed_copy, store_copy
-from strongroom.engine.tree_rewrite import TreeRewriter
+from strongroom.engine.tree_rewrite import TreeRewriter, updated_summary
 from strongroom.engine.walk import ExcludeRules
 from strongroom.model.snapshot import Snapshot
 from strongroom.model.tree import Node
@@ -57,10 +57,7 @@ def rewrite_snapshots(repo: Repository, snapshots: list[Snapshot], rules: Exclud
         if not result.changed:
             report.results.append(RewriteResult(snap, None))
             continue
-        summary = dict(snap.summary)
-        if "total_files" in summary:
-            summary["total_files"], summary["total_bytes"] = result.files, result.size
-        copy = changed_copy(snap, tree=result.tree.hex(), summary=summary,
+        copy = changed_copy(snap, tree=result.tree.hex(), summary=updated_summary(snap.summary, result),
                             excludes=tuple(dict.fromkeys((*snap.excludes, *rules.patterns))))
         if not dry_run:
             repo.flush()  # packs, then the index naming them, then the snapshot

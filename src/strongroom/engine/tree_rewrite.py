@@ -38,6 +38,14 @@ class Rewritten:
         return self.edits > 0
 
 
+def updated_summary(summary: dict, result: Rewritten) -> dict:
+    """A snapshot's summary with the totals of its rewritten tree (files and their bytes)."""
+    summary = dict(summary)
+    if "total_files" in summary:
+        summary["total_files"], summary["total_bytes"] = result.files, result.size
+    return summary
+
+
 @dataclass
 class _Frame:
     path: bytes
