@@ -213,6 +213,22 @@ def test_repair_index_rebuilds_a_deleted_index(cli, repo_path, tmp_path):
     check_clean(cli)
 
 
+def test_repair_index_stopped_before_deleting_the_old_index_leaves_a_usable_repository(cli, repo_path, tmp_path):
+    one, _ = two_backups(cli, tmp_path)
+    saved = {p.name: p.read_bytes() for p in (repo_path / "index").iterdir()}
+    done = last_json(cli.run("repair", "index", "--json"))
+    assert done["index_removed"] == len(saved) and not (set(saved) & {p.name for p in (repo_path / "index").iterdir()})
+    for name, data in saved.items():  # as if killed after the new index was written
+        (repo_path / "index" / name).write_bytes(data)
+    report = last_json(cli.run("check", "--read-data", "--json"))
+    assert report["ok"] and all("replaced by a consolidated index" in w for w in report["warnings"]), report
+    snap = next(i for i, s in listed(cli).items() if s["paths"] == [str(one)])
+    assert restored(cli, snap, tmp_path / "r", one) == snapshot_tree(one)
+    cli.run("prune", check=True)  # finishes the work
+    assert len(list((repo_path / "index").iterdir())) == 1
+    check_clean(cli)
+
+
 def test_repair_index_reports_a_pack_whose_header_cannot_be_read(cli, repo_path, tmp_path):
     two_backups(cli, tmp_path)
     for old in (repo_path / "index").iterdir():
