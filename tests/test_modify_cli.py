@@ -6,6 +6,7 @@ import json
 import os
 import random
 import shutil
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -171,6 +172,36 @@ def test_rewrite_drops_a_directory_with_an_anchored_pattern(cli, tmp_path):
     expected = {k: v for k, v in snapshot_tree(src).items() if not k.startswith(b"a/cache")}
     assert got == expected
     check_clean(cli)
+
+
+def test_rewrite_walks_a_tree_deeper_than_the_interpreter_recurses(cli, tmp_path):
+    src, target = tmp_path / "src", tmp_path / "r"
+    src.mkdir()
+    depth = 1200  # past Python's recursion limit, within PATH_MAX
+    fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):  # through descriptors: pathlib and os.makedirs recurse per level
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    for name in ("secret", "kept"):
+        out = os.open(name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(out, name.encode())
+        os.close(out)
+    os.close(fd)
+    bottom = str(src) + "/d" * depth
+    try:
+        cli.run("init", check=True)
+        cli.run("backup", str(src), check=True)
+        done = last_json(cli.run("rewrite", "--exclude", "secret", "--forget", "--json"))
+        assert done["removed_paths"] == [bottom + "/secret"]
+        cli.run("restore", "latest", "--target", str(target), check=True)
+        back = str(target) + bottom
+        assert sorted(os.listdir(back)) == ["kept"]
+        with open(back + "/kept") as f:
+            assert f.read() == "kept"
+    finally:
+        subprocess.run(["rm", "-rf", str(src), str(target)], check=True)  # rmtree recurses per level
 
 
 # ---- repair index -------------------------------------------------------------------------
