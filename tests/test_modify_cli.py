@@ -7,11 +7,12 @@ import os
 import random
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 
-from conftest import CLI
+from conftest import CLI, PASSWORD
 from treeutil import snapshot_tree
 
 MiB = 1024 * 1024
@@ -96,6 +97,29 @@ def test_tag_selects_by_filters_and_refuses_a_muddled_command_line(cli, src):
         assert bad.returncode == 2
         one_error_line(bad)
     assert len(listed(cli)) == 2
+
+
+def test_tag_rewrite_and_repair_wait_for_a_shared_lock(cli, repo_path, cache_dir, src):
+    # A backup's shared lock: none of them may write beside it.
+    cli.run("init", check=True)
+    cli.run("backup", str(src), check=True)
+    objects = sorted(p.name for p in (repo_path / "snapshots").iterdir())
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from strongroom.repo.repository import Repository;"
+        "from strongroom.storage import LocalStorage;"
+        f"r = Repository.open(LocalStorage({str(repo_path)!r}), {PASSWORD!r}, {str(cache_dir)!r});"
+        "l = r.lock(exclusive=False); print('locked', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"locked"
+        for args in (["tag", "--add", "x"], ["rewrite", "--exclude", "a.txt"], ["repair", "index"],
+                     ["repair", "snapshots", "--forget"]):
+            done = cli.run(*args)
+            assert done.returncode == 11 and "locked" in one_error_line(done), args
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(p.name for p in (repo_path / "snapshots").iterdir()) == objects
 
 
 # ---- rewrite ------------------------------------------------------------------------------
