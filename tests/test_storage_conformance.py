@@ -113,6 +113,18 @@ def test_exists_and_create(target: Target):
     assert s.read("config") == b"x"
 
 
+def test_entries_name_everything_in_the_target_folder(target: Target):
+    # What init looks at: every name, ours or not, objects and folders alike.
+    with pytest.raises(FolderNotFound):
+        target.storage.entries()
+    target.storage.create()
+    assert target.storage.entries() == []
+    target.storage.write("config", b"c")
+    target.storage.write("data/00/pack", b"p")
+    target.put_raw("My Notes (1).txt", b"not ours")
+    assert target.storage.entries() == ["My Notes (1).txt", "config", "data"]
+
+
 def test_new_target_has_no_folders(storage: Storage):
     # A folder nobody made is missing, not empty: a listing says so.
     for prefix in ("data", "keys"):

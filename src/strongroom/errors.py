@@ -59,6 +59,13 @@ class RepositoryExists(StrongroomError):
     pass
 
 
+class FolderNotEmpty(StrongroomError):
+    """`init` was pointed at a folder that holds something but no repository.
+
+    Exit code 1, as for an existing repository: the command line was right,
+    the place is not. Nothing was written there."""
+
+
 class RepositoryLocked(StrongroomError):
     exit_code = 11
 

@@ -23,7 +23,9 @@ from strongroom.repo.repository import DEFAULT_PACK_SIZE, Repository
 @click.option("--no-password", "no_password", is_flag=True,
               help="Store the master key unwrapped: integrity without secrecy.")
 def init(common: Common, compression: str, pack_size: int, no_password: bool) -> None:
-    """Create a new repository (and its directory)."""
+    """Create a new repository (and its directory).
+
+    Refuses a location that holds a repository, or anything else (exit 1)."""
     storage = common.storage()
     vendor = storage.info.vendor
     pack_bytes = pack_size * 1024 * 1024 if pack_size else vendor.pack_size if vendor else DEFAULT_PACK_SIZE

@@ -18,11 +18,10 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from strongroom.cli import (cmd_backup, cmd_check, cmd_forget, cmd_inspect, cmd_manage, cmd_managed, cmd_prune,
-                                cmd_repo, cmd_restore, cmd_snapshots)
-    from strongroom.cli import cmd_mount
+    from strongroom.cli import (cmd_backup, cmd_check, cmd_forget, cmd_inspect, cmd_manage, cmd_managed, cmd_modify,
+                                cmd_mount, cmd_prune, cmd_repo, cmd_restore, cmd_snapshots)
     for module in (cmd_repo, cmd_backup, cmd_restore, cmd_snapshots, cmd_forget, cmd_prune, cmd_check, cmd_manage,
-                   cmd_managed, cmd_inspect, cmd_mount):
+                   cmd_managed, cmd_inspect, cmd_mount, cmd_modify):
         for command in module.COMMANDS:
             cli.add_command(command)
     for command in cmd_manage.KEY_COMMANDS:  # `key export NAME` works on a configuration

@@ -30,6 +30,9 @@ class Snapshot:
     compression: str = ""
     program_version: str = ""
     summary: dict = field(default_factory=dict)
+    # The id of the snapshot this one was made from by `tag`, `rewrite` or
+    # `repair snapshots` (the first one, when changed again); None for a backup.
+    original: str | None = None
     id: str = ""  # the object's name; not part of its content
 
     @property
@@ -43,6 +46,8 @@ class Snapshot:
     def encode(self) -> bytes:
         doc = asdict(self)
         del doc["id"]
+        if doc["original"] is None:  # a backup's bytes stay as they were before the field existed
+            del doc["original"]
         return json.dumps(doc, sort_keys=True).encode()
 
     @classmethod
@@ -60,7 +65,7 @@ class Snapshot:
             for key in _TEXT:
                 if not isinstance(getattr(snap, key), str):
                     raise TypeError(f"{key} is not text")
-            for key in ("parent", "config_name"):
+            for key in ("parent", "config_name", "original"):
                 if not isinstance(getattr(snap, key), (str, type(None))):
                     raise TypeError(f"{key} is not text")
             if not all(type(getattr(snap, key)) is int for key in ("uid", "gid")) or \
@@ -69,6 +74,8 @@ class Snapshot:
             if snap.datetime.tzinfo is None:  # every snapshot is sorted against every other
                 raise ValueError("time without an offset")
             bytes.fromhex(snap.tree)
+            if snap.original is not None:
+                bytes.fromhex(snap.original)
             return replace(snap, id=snapshot_id)
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
             # RecursionError: JSON nested deeper than the parser's stack allows.

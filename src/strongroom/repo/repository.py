@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from strongroom import __version__
-from strongroom.errors import (FolderNotFound, ForeignObject, IncompleteObject, IntegrityError, ObjectNotFound,
-                               RepositoryChanged, RepositoryExists, RepositoryNotFound, StorageError, StrongroomError,
-                               UsageError)
+from strongroom.errors import (FolderNotEmpty, FolderNotFound, ForeignObject, IncompleteObject, IntegrityError,
+                               ObjectNotFound, RepositoryChanged, RepositoryExists, RepositoryNotFound, StorageError,
+                               StrongroomError, UsageError)
 from strongroom.model.snapshot import SNAPSHOT_AAD, SNAPSHOT_DIR, Snapshot
 from strongroom.model.tree import Tree
 from strongroom.repo import keys
@@ -172,6 +172,7 @@ class Repository:
                 raise RepositoryExists(f"a repository already exists at {storage.url}")
             except ObjectNotFound:
                 pass
+            _refuse_other_content(storage)
         storage.create()
         fanout_dirs = [f"{PACK_DIR}/{i:0{data_fanout}x}" for i in range(16 ** data_fanout)] if data_fanout else []
         storage.make_dirs([keys.KEY_DIR, PACK_DIR, INDEX_DIR, SNAPSHOT_DIR, LOCK_DIR, MANAGED_CONFIG_DIR,
@@ -611,6 +612,26 @@ class Repository:
             except ValueError:
                 continue
         return result
+
+
+# The folders init creates. A target holding only these, with nothing in them,
+# is what an init stopped before it wrote its key and config leaves: init may go on.
+_LAYOUT = frozenset({keys.KEY_DIR, PACK_DIR, INDEX_DIR, SNAPSHOT_DIR, LOCK_DIR, MANAGED_CONFIG_DIR})
+
+
+def _refuse_other_content(storage: Storage) -> None:
+    """Refuse to make a repository in a folder that holds anything else: its
+    files would sit among the repository's, and a later mistake could take
+    one for the other. A listing that fails stops init, as it should."""
+    found = storage.entries()
+    if not found:
+        return
+    if set(found) <= _LAYOUT and not any(next(iter(storage.list(name)), None) for name in found):
+        return
+    shown = ", ".join(repr(name[:60]) for name in found[:3]) + (", ..." if len(found) > 3 else "")
+    raise FolderNotEmpty(f"refusing to create a repository at {storage.url}: the folder is not empty "
+                         f"({len(found)} entr{'y' if len(found) == 1 else 'ies'}: {shown}) and holds no "
+                         f"repository; choose an empty or new folder")
 
 
 def _target_cache(storage: Storage, cache_root: str | None, writes: CacheWrites) -> RepoCache | None:

@@ -107,6 +107,13 @@ class Storage(ABC):
         """Whether the target location itself exists."""
         return True
 
+    def entries(self) -> list[str]:
+        """The names directly inside the target folder, of every kind: objects,
+        folders, hidden files and names that are not ours. What `init` looks
+        at before it makes a repository there. Raises as `list` does when the
+        folder cannot be listed; a target that cannot tell raises too."""
+        raise StorageError(f"{self.url or 'this target'} cannot tell what its folder holds")
+
     def create(self) -> None:
         """Prepare an empty target (create the directory)."""
 

@@ -31,6 +31,16 @@ class LocalStorage(Storage):
     def exists(self) -> bool:
         return os.path.isdir(self.root)
 
+    def entries(self) -> list[str]:
+        try:
+            return sorted(os.listdir(self.root))
+        except FileNotFoundError:
+            raise FolderNotFound(f"cannot list {self.root}: the folder does not exist") from None
+        except NotADirectoryError:
+            raise FolderNotFound(f"cannot list {self.root}: it is a file, not a folder") from None
+        except OSError as e:
+            raise ListingFailed(f"cannot list {self.root}: {e.strerror}") from None
+
     def quota(self) -> tuple[int | None, int | None]:
         """The file system's used and free space (free as an ordinary user may use it)."""
         path = self.root

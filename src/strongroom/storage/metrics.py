@@ -67,6 +67,10 @@ class CountingStorage(Storage):
     def exists(self) -> bool:
         return self.inner.exists()
 
+    def entries(self) -> list[str]:
+        self._count("list")
+        return self.inner.entries()
+
     def create(self) -> None:
         self.inner.create()
 

@@ -156,6 +156,9 @@ class RetryingStorage(Storage):
     def exists(self) -> bool:
         return self._call(self.inner.exists)
 
+    def entries(self) -> list[str]:
+        return self._call(self.inner.entries)
+
     def create(self) -> None:
         self._call(self.inner.create)
 

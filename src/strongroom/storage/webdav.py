@@ -430,6 +430,34 @@ class WebDAVStorage(Storage):
                                f"(HTTP {status}); redirects are not followed: use the URL it names")
         raise self._fail(what, response)
 
+    def entries(self) -> list[str]:
+        """Every name in the repository collection (one Depth 1 PROPFIND per page).
+
+        Raw names: hidden files and names outside our alphabet count too,
+        since `init` asks whether anything at all is there."""
+        what = "list the repository folder"
+        url, own, names, saw_itself = self.base_url, href_path(self.base_url, self.base_url), [], False
+        pages = PageLog(self.max_pages)
+        while url:
+            pages.take(url, what)
+            status, entries, response = self._propfind(url, 1, what)
+            if status == 404 and url == self.base_url:
+                raise FolderNotFound(f"{what}: the folder does not exist")
+            if status != 207:
+                raise ListingFailed(f"{what}: HTTP {status} {response.reason_phrase}")
+            for path, _, _ in entries:
+                if path == own:
+                    saw_itself = True
+                    continue
+                parent, _, child = path.rpartition("/")
+                if parent != own:
+                    raise ListingFailed(f"{what}: the server listed {path}, which is not in the folder")
+                names.append(child)
+            url = self._next_page(url, response, what)
+        if not saw_itself:
+            raise ListingFailed(f"{what}: the server's answer does not describe the folder itself")
+        return sorted(names)
+
     def create(self) -> None:
         """Create the repository collection (and its parents where allowed)."""
         response = self._request("MKCOL", self.base_url, "create the repository folder", frozenset({403}))

@@ -1,0 +1,38 @@
+"""Replacing a snapshot by a changed copy: the new one first, then the old one goes.
+
+Used by `tag`, `rewrite` and `repair snapshots`. The order keeps the
+recovery point visible at every moment: a command killed between the two
+steps leaves both snapshots, never neither. The copy records in `original`
+the id of the snapshot it was first made from, as restic does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from strongroom.model.snapshot import SNAPSHOT_DIR, Snapshot
+from strongroom.repo.repository import Repository
+
+
+def changed_copy(snap: Snapshot, **changes) -> Snapshot:
+    """`snap` with `changes`, naming its original, not yet stored."""
+    return replace(snap, **changes, original=snap.original or snap.id, id="")
+
+
+def store_copy(repo: Repository, old: Snapshot, new: Snapshot, remove_old: bool) -> Snapshot:
+    """Write `new`; then, if asked, delete `old`. Returns `new` with its id.
+
+    The caller holds the exclusive lock, and has flushed every tree and
+    index object `new` needs, so the snapshot is written last, as a backup's is.
+    """
+    new = replace(new, id=repo.save_snapshot(new))
+    if remove_old and new.id != old.id:
+        remove_snapshot(repo, old.id)
+    return new
+
+
+def remove_snapshot(repo: Repository, snapshot_id: str) -> None:
+    repo.check_lock()  # a lost lock may already be taken for stale elsewhere
+    repo.storage.delete(f"{SNAPSHOT_DIR}/{snapshot_id}")
+    if repo.cache is not None:
+        repo.cache.discard("snapshots", snapshot_id)
