@@ -17,6 +17,7 @@ request that cannot get through gives up at the deadline.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from typing import Callable, Iterator, TypeVar
 
 from strongroom.errors import StorageError, TransientStorageError
 from strongroom.storage.base import ObjectInfo, Storage, Temporary
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -68,6 +71,7 @@ class RetryingStorage(Storage):
                 if elapsed + delay > self.policy.deadline:
                     raise StorageError(f"{error} (gave up after {attempt} attempts in {elapsed:.0f} s)") from None
                 self.retries += 1
+                log.info("%s; attempt %d failed, retrying in %.1f s", error, attempt, delay)
                 if self.on_wait:
                     self.on_wait({"type": "warning", "message": f"{error}; retrying in {delay:.0f} s"})
                 self._sleep(delay)
