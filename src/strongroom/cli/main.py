@@ -83,6 +83,7 @@ def _exit_error(json_mode: bool, code: int, message: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    argv = argv or ["--help"]  # as restic: the help on stdout, exit 0
     options = argv[:argv.index("--")] if "--" in argv else argv
     debug = "--debug" in options
     json_mode = "--json" in options

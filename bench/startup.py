@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Start-up time of the command line, against restic and borg.
+
+Times `strongroom --version`, `strongroom --help` and `strongroom version`
+(this checkout's src/, run as `python -m strongroom`), the bare interpreter
+(`python -c pass`, the floor no Python tool goes below), `restic version` and
+`borg --version`, over N runs each, interleaved so a slow moment of the
+machine spreads over all of them. Prints the median and the fastest run of
+each, and the medians' ratios to restic's and to the bare interpreter.
+
+    python bench/startup.py [--runs 30] [--compare OTHER_CHECKOUT/src] [--json FILE]
+
+`--compare` adds the same strongroom rows run from another source tree (for
+example the main branch), for a before-and-after in one run. As root, missing
+peers are installed with apt-get, as bench/run.py does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import ensure_command  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STRONGROOM_ARGS = (["--version"], ["--help"], ["version"])
+
+
+def strongroom_rows(source: Path, label: str) -> list[tuple[str, list[str], dict]]:
+    env = dict(os.environ, PYTHONPATH=str(source))
+    return [(f"{label} {' '.join(args)}", [sys.executable, "-m", "strongroom", *args], env)
+            for args in STRONGROOM_ARGS]
+
+
+def time_once(argv: list[str], env: dict) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {done.returncode}")
+    return elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30, help="runs of each command (default 30)")
+    parser.add_argument("--compare", type=Path, metavar="SRC", help="also time strongroom from this source tree")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+
+    rows = strongroom_rows(REPO_ROOT / "src", "strongroom")
+    if args.compare:
+        rows += strongroom_rows(args.compare.resolve(), f"strongroom ({args.compare})")
+    rows.append(("python -c pass", [sys.executable, "-c", "pass"], dict(os.environ)))
+    for binary, package, version_args in (("restic", "restic", ["version"]), ("borg", "borgbackup", ["--version"])):
+        why_not = ensure_command(binary, package)
+        if why_not:
+            print(f"{binary}: skipped: {why_not}", file=sys.stderr)
+        else:
+            rows.append((f"{binary} {' '.join(version_args)}", [binary, *version_args], dict(os.environ)))
+
+    for _, command, env in rows:  # warm the page cache and the bytecode caches
+        time_once(command, env)
+    times: dict[str, list[float]] = {label: [] for label, _, _ in rows}
+    for _ in range(args.runs):
+        for label, command, env in rows:
+            times[label].append(time_once(command, env))
+
+    medians = {label: statistics.median(t) for label, t in times.items()}
+    restic = medians.get("restic version")
+    python = medians["python -c pass"]
+    print(f"start-up, {args.runs} runs each, {os.cpu_count()} cores, python {sys.version.split()[0]}\n")
+    print("| command | median ms | fastest ms | x restic | x python -c pass |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for label, median in medians.items():
+        vs_restic = f"{median / restic:.1f}" if restic else "-"
+        print(f"| `{label}` | {median * 1000:.1f} | {min(times[label]) * 1000:.1f} | {vs_restic} | "
+              f"{median / python:.2f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"runs": args.runs, "medians_s": medians,
+                                         "fastest_s": {k: min(v) for k, v in times.items()}}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
