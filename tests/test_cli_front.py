@@ -43,6 +43,15 @@ def imported_by(cli, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
     return done, probe
 
 
+def json_documents(stdout: bytes) -> list[dict]:
+    """The objects printed: one array (restic's form for `snapshots`), or one object a line."""
+    try:
+        whole = json.loads(stdout)
+    except ValueError:
+        return [json.loads(line) for line in stdout.decode().splitlines()]
+    return whole if isinstance(whole, list) else [whole]
+
+
 def heavy_modules(modules: list[str]) -> list[str]:
     return [m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY)]
 
@@ -84,8 +93,7 @@ def test_global_json_and_password_file(cli, src, tmp_path):
     password_file.write_bytes(PASSWORD + b"\n")
     env = {"STRONGROOM_PASSWORD": "wrong"}
     done = cli.run("--json", "--password-file", str(password_file), "snapshots", env=env, check=True)
-    lines = [json.loads(line) for line in done.stdout.decode().splitlines()]
-    snapshots = [doc for doc in lines if doc.get("type") == "snapshot" or "paths" in doc]
+    snapshots = [doc for doc in json_documents(done.stdout) if "paths" in doc]
     assert snapshots and snapshots[0]["paths"] == [str(src)]
     assert cli.run("snapshots", env=env).returncode == 12  # without it the wrong password is used
 

@@ -1,17 +1,13 @@
-"""Options every repository command takes, and opening the repository."""
+"""The shared options (before the command or after it), and opening the repository."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import getpass
 import os
-import subprocess
 import sys
 from dataclasses import dataclass, field
-from typing import ContextManager
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ContextManager
 
 import click
 from click.core import ParameterSource
@@ -129,6 +125,7 @@ def read_password(common: Common | None = None, prompt: str = "repository passwo
             raise UsageError(f"cannot read password file {path}: {e.strerror}") from None
     command = (common and common.password_command) or os.environ.get("STRONGROOM_PASSWORD_COMMAND")
     if command:
+        import subprocess
         done = subprocess.run(command, shell=True, stdout=subprocess.PIPE)
         if done.returncode != 0:
             raise UsageError(f"password command failed with exit code {done.returncode}")
@@ -136,6 +133,7 @@ def read_password(common: Common | None = None, prompt: str = "repository passwo
     if "STRONGROOM_PASSWORD" in os.environ:
         return os.environb[b"STRONGROOM_PASSWORD"]
     if sys.stdin.isatty():
+        import getpass
         return getpass.getpass(prompt).encode()
     raise UsageError(missing)
 
