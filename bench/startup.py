@@ -66,8 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             rows.append((f"{binary} {' '.join(version_args)}", [binary, *version_args], dict(os.environ)))
 
-    for _, command, env in rows:  # warm the page cache and the bytecode caches
-        time_once(command, env)
+    runnable = []
+    for label, command, env in rows:  # warm the page cache and the bytecode caches
+        if subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode:
+            print(f"{label}: skipped: it exits with an error", file=sys.stderr)
+        else:
+            runnable.append((label, command, env))
+    rows = runnable
     times: dict[str, list[float]] = {label: [] for label, _, _ in rows}
     for _ in range(args.runs):
         for label, command, env in rows:
