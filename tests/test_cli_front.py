@@ -86,6 +86,20 @@ def test_global_repo_before_the_command(cli, tmp_path):
     assert "no repository" in late.stderr.decode()
 
 
+def test_global_flags_and_catalog_reach_the_command(cli, src, tmp_path):
+    cli.run("init", check=True)
+    refused = cli.run("--no-lock", "backup", str(src))
+    assert refused.returncode == 2 and "--no-lock is only for commands that do not write" in refused.stderr.decode()
+    assert cli.run("--no-lock", "snapshots").returncode == 0
+    catalog = tmp_path / "elsewhere" / "catalog.db"
+    catalog.parent.mkdir()
+    cli.run("--catalog", str(catalog), "config", "list", check=True)
+    assert catalog.exists()
+    cache = tmp_path / "other-cache"
+    cli.run("--cache-dir", str(cache), "snapshots", check=True)
+    assert cache.is_dir() and any(cache.iterdir())
+
+
 def test_global_json_and_password_file(cli, src, tmp_path):
     cli.run("init", check=True)
     cli.run("backup", str(src), check=True)

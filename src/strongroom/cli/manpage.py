@@ -39,7 +39,7 @@ def page_name(ctx: click.Context) -> str:
 def render(command: click.Command, ctx: click.Context, version: str, date: datetime.date) -> str:
     name = page_name(ctx)
     out = [f'.TH "{escape(name.upper())}" "1" "{date.isoformat()}" "strongroom {escape(version)}" '
-           '"strongroom manual"',
+           '"strongroom manual"', ".nh",  # no hyphenation: an option or a URL is copied as printed
            ".SH NAME", f"{escape(name)} \\- {escape(command.get_short_help_str(limit=200))}",
            ".SH SYNOPSIS", f".B {escape(ctx.command_path)}", escape(" ".join(command.collect_usage_pieces(ctx)))]
     paragraphs = _paragraphs(command.help or "")
