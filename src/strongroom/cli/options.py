@@ -159,9 +159,9 @@ VENDORS = ["nutstore", "nextcloud", "owncloud", "generic"]
 
 
 def repository_options(envvars: bool) -> list:
-    """The repository options, as decorators in the order help lists them. On a
-    command they also read their STRONGROOM_* variable; before the command not
-    (the command reads it, and a value given on the line beats it either way)."""
+    """The repository options, as decorators in the order help lists them. Only
+    the command's copies read the STRONGROOM_* variables: a value on the command
+    line, before the command or after it, beats the variable."""
     def env(name: str) -> str | None:
         return name if envvars else None
     return [
