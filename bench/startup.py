@@ -6,7 +6,8 @@ Times `strongroom --version`, `strongroom --help` and `strongroom version`
 (`python -c pass`, the floor no Python tool goes below), `restic version` and
 `borg --version`, over N runs each, interleaved so a slow moment of the
 machine spreads over all of them. Prints the median and the fastest run of
-each, and the medians' ratios to restic's and to the bare interpreter.
+each, the median CPU time (which a busy machine inflates less than the wall
+time), and the medians' ratios to restic's and to the bare interpreter.
 
     python bench/startup.py [--runs 30] [--compare OTHER_CHECKOUT/src] [--json FILE]
 
@@ -39,13 +40,17 @@ def strongroom_rows(source: Path, label: str) -> list[tuple[str, list[str], dict
             for args in STRONGROOM_ARGS]
 
 
-def time_once(argv: list[str], env: dict) -> float:
+def time_once(argv: list[str], env: dict) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, from wait4) of one run. On a
+    busy machine the wall time counts waiting for a core; the CPU time does not."""
     started = time.perf_counter()
-    done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
     elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} exited {done.returncode}")
-    return elapsed
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {child.returncode}")
+    return elapsed, usage.ru_utime + usage.ru_stime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,23 +79,30 @@ def main(argv: list[str] | None = None) -> int:
             runnable.append((label, command, env))
     rows = runnable
     times: dict[str, list[float]] = {label: [] for label, _, _ in rows}
+    cpu: dict[str, list[float]] = {label: [] for label, _, _ in rows}
     for _ in range(args.runs):
         for label, command, env in rows:
-            times[label].append(time_once(command, env))
+            wall, used = time_once(command, env)
+            times[label].append(wall)
+            cpu[label].append(used)
 
     medians = {label: statistics.median(t) for label, t in times.items()}
+    cpu_medians = {label: statistics.median(t) for label, t in cpu.items()}
     restic = medians.get("restic version")
     python = medians["python -c pass"]
-    print(f"start-up, {args.runs} runs each, {os.cpu_count()} cores, python {sys.version.split()[0]}\n")
-    print("| command | median ms | fastest ms | x restic | x python -c pass |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    load = os.getloadavg()[0]
+    print(f"start-up, {args.runs} runs each, {os.cpu_count()} cores (load {load:.1f}), "
+          f"python {sys.version.split()[0]}\n")
+    print("| command | median ms | fastest ms | median CPU ms | x restic | x python -c pass |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for label, median in medians.items():
         vs_restic = f"{median / restic:.1f}" if restic else "-"
-        print(f"| `{label}` | {median * 1000:.1f} | {min(times[label]) * 1000:.1f} | {vs_restic} | "
-              f"{median / python:.2f} |")
+        print(f"| `{label}` | {median * 1000:.1f} | {min(times[label]) * 1000:.1f} | "
+              f"{cpu_medians[label] * 1000:.1f} | {vs_restic} | {median / python:.2f} |")
     if args.json:
-        args.json.write_text(json.dumps({"runs": args.runs, "medians_s": medians,
-                                         "fastest_s": {k: min(v) for k, v in times.items()}}, indent=2))
+        args.json.write_text(json.dumps({"runs": args.runs, "load": load, "medians_s": medians,
+                                         "fastest_s": {k: min(v) for k, v in times.items()},
+                                         "cpu_medians_s": cpu_medians}, indent=2))
     return 0
 
 

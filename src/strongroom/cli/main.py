@@ -6,10 +6,8 @@ nothing heavy, so `--version` and `--help` start fast.
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
-import traceback
 
 import click
 
@@ -72,13 +70,23 @@ def cli(**_options) -> None:
     configure_logging(verbose=_options["verbose"], quiet=_options["quiet"], log_file=_options["log_file"])
 
 
+def _exit_error_json(code: int, message: str) -> None:
+    import json
+    sys.stdout.write(json.dumps({"message_type": "exit_error", "code": code, "message": message}) + "\n")
+    sys.stdout.flush()
+
+
 def _exit_error(json_mode: bool, code: int, message: str) -> None:
     """The one line on stderr and, with --json, restic's exit_error object on stdout."""
     print(f"strongroom: {message}", file=sys.stderr)
     if json_mode:
-        sys.stdout.write(json.dumps({"message_type": "exit_error", "code": code, "message": message}) + "\n")
-        sys.stdout.flush()
+        _exit_error_json(code, message)
     sys.exit(code)
+
+
+def _traceback() -> None:
+    import traceback
+    traceback.print_exc()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -94,21 +102,20 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(code or 0)
     except StrongroomError as e:
         if debug:
-            traceback.print_exc()
+            _traceback()
         _exit_error(json_mode, e.exit_code, str(e))
     except (click.exceptions.Abort, KeyboardInterrupt):
         _exit_error(json_mode, 130, "interrupted")
     except click.ClickException as e:
         e.show()
         if json_mode:
-            sys.stdout.write(json.dumps({"message_type": "exit_error", "code": e.exit_code,
-                                         "message": e.format_message()}) + "\n")
+            _exit_error_json(e.exit_code, e.format_message())
         sys.exit(e.exit_code)
     except BrokenPipeError:
         sys.exit(1)
     except OSError as e:
         if debug:
-            traceback.print_exc()
+            _traceback()
         _exit_error(json_mode, 1, (e.strerror or str(e)) + (f": {e.filename}" if e.filename else ""))
 
 

@@ -13,7 +13,6 @@ checks that it is the first line of the command's own docstring.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from dataclasses import dataclass
 
 GROUPS = {  # group: its heading in `strongroom --help`, in this order
@@ -94,6 +93,7 @@ BY_NAME = {entry.name: entry for entry in ENTRIES}
 
 def available(entry: Entry) -> bool:
     """Whether the entry's module is there, found without importing it."""
+    import importlib.util  # here: `--version` needs none of it
     try:
         return importlib.util.find_spec(entry.module) is not None
     except (ImportError, ValueError):
