@@ -20,13 +20,18 @@ from strongroom.cli import registry
 HEAVY = ("strongroom.repo", "strongroom.engine", "strongroom.storage", "strongroom.services", "cryptography",
          "httpx", "zstandard", "rich")
 
-# Runs the CLI's main() in a child and reports, on stderr, where strongroom came
-# from and every module that was imported by the time it exited.
+# Runs the command line in a child, as `python -m strongroom` does ("module") or
+# through cli/main.py's main() (the click path, "click"), and reports on stderr
+# where strongroom came from and every module imported by the time it exited.
 _PROBE = """
-import json, sys
+import json, runpy, sys
+entry, sys.argv = sys.argv[1], ["strongroom", *sys.argv[2:]]
 try:
-    from strongroom.cli.main import main
-    main(sys.argv[1:])
+    if entry == "module":
+        runpy.run_module("strongroom", run_name="__main__")
+    else:
+        from strongroom.cli.main import main
+        main(sys.argv[1:])
 except SystemExit:
     pass
 import strongroom
@@ -34,11 +39,11 @@ sys.stderr.write("\\nPROBE " + json.dumps({"file": strongroom.__file__, "modules
 """
 
 
-def imported_by(cli, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+def imported_by(cli, entry: str, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
     # Without tests/hooks: its sitecustomize imports the repository's key module into every process.
     path = [p for p in cli.env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).name != "hooks"]
     env = {**cli.env, "PYTHONPATH": os.pathsep.join(path)}
-    done = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-c", _PROBE, entry, *args], capture_output=True, env=env, timeout=120)
     probe = json.loads(done.stderr.decode().rsplit("PROBE ", 1)[1])
     return done, probe
 
@@ -56,19 +61,35 @@ def heavy_modules(modules: list[str]) -> list[str]:
     return [m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY)]
 
 
-@pytest.mark.parametrize("args", [["--version"], ["--help"], ["version"], ["version", "--json"]])
-def test_start_up_imports_no_repository_crypto_or_engine(cli, args):
-    done, probe = imported_by(cli, *args)
+@pytest.mark.parametrize("entry", ["module", "click"])
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["version"], ["version", "--json"],
+                                  ["-r", "/nowhere", "--version"]])
+def test_start_up_imports_no_repository_crypto_or_engine(cli, entry, args):
+    done, probe = imported_by(cli, entry, *args)
     assert done.returncode == 0, done.stderr
     assert probe["file"] == strongroom.__file__  # the child runs this checkout's code
     assert heavy_modules(probe["modules"]) == []
-    assert f"strongroom {strongroom.__version__}" in done.stdout.decode() or "Repository commands" in \
-        done.stdout.decode() or json.loads(done.stdout)["version"] == strongroom.__version__
+    out = done.stdout.decode()
+    if "--help" in args:
+        assert "Repository commands:" in out
+    elif "--json" in args:
+        assert json.loads(out) == {"message_type": "version", "version": strongroom.__version__,
+                                   "python": sys.version.split()[0]}
+    else:
+        assert out == f"strongroom {strongroom.__version__} (python {sys.version.split()[0]})\n"
+
+
+def test_version_alone_is_answered_before_click_is_imported(cli):
+    for args in (["--version"], ["version"], ["version", "--json"]):
+        done, probe = imported_by(cli, "module", *args)
+        assert "click" not in probe["modules"], args
+    done, probe = imported_by(cli, "module", "--help")
+    assert "click" in probe["modules"]
 
 
 def test_the_import_probe_sees_a_command_that_does_load_the_repository(cli):
     # The check above can fail: a command's own help imports its module, and with it the repository.
-    done, probe = imported_by(cli, "snapshots", "--help")
+    done, probe = imported_by(cli, "module", "snapshots", "--help")
     assert done.returncode == 0, done.stderr
     assert "strongroom.repo.repository" in probe["modules"]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import sys
 
@@ -11,6 +10,7 @@ import click
 
 from strongroom import __version__
 from strongroom.cli.options import from_command_line
+from strongroom.cli.start import version_json, version_line
 from strongroom.errors import UsageError
 
 _COMPLETE_VAR = "_STRONGROOM_COMPLETE"  # click's name for prog_name "strongroom"
@@ -69,11 +69,7 @@ def generate(bash_completion, zsh_completion, fish_completion, man_dir) -> None:
 def version(json_output: bool) -> None:
     """Print the version."""
     json_output = from_command_line({"json_output": json_output})["json_output"]
-    python = sys.version.split()[0]
-    if json_output:
-        print(json.dumps({"message_type": "version", "version": __version__, "python": python}))
-    else:
-        print(f"strongroom {__version__} (python {python})")
+    print(version_json() if json_output else version_line())
 
 
 COMMANDS = [generate, version]

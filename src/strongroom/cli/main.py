@@ -1,7 +1,8 @@
 """`strongroom`: the command line. Each error is one line; exit codes are documented.
 
 Commands load lazily from cli/registry.py: this module imports click and
-nothing heavy, so `--version` and `--help` start fast.
+nothing heavy, so `--help` starts fast (`--version` and `version` alone are
+answered in cli/start.py, before click is imported).
 """
 
 from __future__ import annotations
@@ -14,11 +15,8 @@ import click
 from strongroom import __version__
 from strongroom.cli import registry
 from strongroom.cli.options import global_options
+from strongroom.cli.start import version_line
 from strongroom.errors import StrongroomError
-
-
-def version_line() -> str:
-    return f"strongroom {__version__} (python {sys.version.split()[0]})"
 
 
 def _print_version(ctx: click.Context, param, value: bool) -> None:
