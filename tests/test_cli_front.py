@@ -250,3 +250,29 @@ def test_generate_needs_something_to_write(cli):
     done = cli.run("generate")
     assert done.returncode == 2
     assert done.stderr.decode().count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def served():
+    from webdav_servers import faulty_wsgidav
+    with faulty_wsgidav() as pair:
+        yield pair
+
+
+def test_verbose_and_the_log_file_show_each_retry_without_the_password(served, cli, tmp_path):
+    server, mw = served
+    mw.clear()
+    scratch = server.scratch()
+    env = {"STRONGROOM_WEBDAV_PASSWORD": scratch.password, "STRONGROOM_WEBDAV_RETRY_DELAY": "0.05",
+           "STRONGROOM_WEBDAV_DEADLINE": "30", "STRONGROOM_WEBDAV_BUDGET": "off"}
+    url = scratch.storage_url()
+    cli.run("-r", url, "init", env=env, check=True)
+    mw.fail(500, 2, methods=["PROPFIND"])
+    log = tmp_path / "webdav.log"
+    done = cli.run("-v", "--log-file", str(log), "-r", url, "snapshots", env=env, check=True)
+    assert mw.count(status=500) == 2
+    records = [line for line in log.read_text().splitlines() if "strongroom.storage.retry" in line]
+    assert len(records) == 2 and all("retrying in" in line for line in records)
+    assert done.stderr.decode().count("failed, retrying in") == 2
+    assert scratch.password not in log.read_text() + done.stderr.decode()
+    mw.clear()
