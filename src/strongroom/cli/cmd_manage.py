@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import click
 
-from strongroom.cli.options import (catalog_option, configure_run, from_command_line, read_password, read_webdav_password,
-                                    run_options, shared_after)
+from strongroom.cli.options import (catalog_option, configure_run, from_command_line, read_password,
+                                    read_webdav_password, run_options, shared_after)
 from strongroom.cli.output import emit_json, human_size
 from strongroom.errors import StrongroomError, UsageError, WrongPassword
 from strongroom.model.retention import describe_policy, parse_duration
