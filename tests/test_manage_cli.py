@@ -514,8 +514,10 @@ def test_client_test_of_a_nutstore_root_says_to_test_a_sync_folder(m, wsgidav_se
     line = one_error_line(done)
     assert done.returncode == 1 and "not tested: Nutstore keeps files only inside sync folders" in line
     assert "--path FOLDER" in line and "reachable" not in done.stdout.decode() + line
-    [summary] = [json.loads(x) for x in m.run("client", "test", "cloud", "--json").stdout.decode().splitlines()]
+    # The summary, then the exit_error every fatal error prints with --json.
+    summary, error = [json.loads(x) for x in m.run("client", "test", "cloud", "--json").stdout.decode().splitlines()]
     assert summary["tested"] is False and summary["requests"] == 0 and not summary["ok"]
+    assert error["message_type"] == "exit_error" and error["code"] == 1
 
     # The same account form on a server that answers: a folder below the root is tested for real.
     root, folder = wsgidav_server.url.rstrip("/").rsplit("/", 1)

@@ -1,3 +1,3 @@
-from strongroom.cli.main import main
+from strongroom.cli.start import main
 
 main()

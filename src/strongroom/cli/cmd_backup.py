@@ -63,7 +63,7 @@ def backup(common: Common, paths, exclude, exclude_file, exclude_if_present, exc
         dry_run=dry_run, compression=compression, stdin_filename=stdin_filename if from_stdin else None,
     )
     repo = common.open()
-    reporter = Reporter(common.json, "backup")
+    reporter = Reporter(common.json, "backup", quiet=common.quiet)
     common.events.listener = reporter
     try:
         with common.lock(repo, writes=not dry_run, what="backup"):
@@ -77,7 +77,7 @@ def backup(common: Common, paths, exclude, exclude_file, exclude_if_present, exc
         emit_json({"type": "summary", "snapshot": result.snapshot.id if result.snapshot else None,
                    "kind": result.snapshot.kind if result.snapshot else None, "dry_run": dry_run,
                    **s, **({"estimate": estimate} if dry_run else {}), "storage": repo.requests})
-    else:
+    elif not common.quiet:
         print(f"files: {s['files_new']} new, {s['files_changed']} changed, {s['files_unmodified']} unmodified")
         print(f"read {human_size(s['bytes_read'])} of {human_size(s['total_bytes'])}; "
               f"{'would add' if dry_run else 'added'} {human_size(s['data_added'] or s['data_added_raw'])} "

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import click
 
-from strongroom.cli.options import read_password, read_webdav_password
+from strongroom.cli.options import (catalog_option, configure_run, from_command_line, read_password,
+                                    read_webdav_password, run_options, shared_after)
 from strongroom.cli.output import emit_json, human_size
 from strongroom.errors import StrongroomError, UsageError, WrongPassword
 from strongroom.model.retention import describe_policy, parse_duration
@@ -38,6 +39,8 @@ class Manage:
     json: bool
     debug: bool
     cache_dir: str | None
+    quiet: bool = False
+    verbose: int = 0
 
     @contextmanager
     def manager(self) -> Iterator[BackupManager]:
@@ -49,17 +52,19 @@ class Manage:
             manager.catalog.close()
 
 
+_MANAGE = ("catalog", "json_output", "quiet", "verbose", "log_file", "debug", "cache_dir")
+
+
 def manage_options(func):
-    """The options of every catalog command (they go after its name)."""
-    @click.option("--catalog", envvar="STRONGROOM_CATALOG", type=click.Path(dir_okay=False),
-                  help="The catalog file (default: STRONGROOM_CATALOG, else ~/.local/share/strongroom/catalog.db).")
-    @click.option("--json", "json_output", is_flag=True, help="JSON lines instead of tables and bars.")
-    @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
-    @click.option("--cache-dir", envvar="STRONGROOM_CACHE_DIR", help="Local cache directory.")
+    """The options of every catalog command, listed after its own; given before
+    the command (`strongroom --catalog F config list`) they work too."""
     @functools.wraps(func)
-    def wrapper(*args, catalog, json_output, debug, cache_dir, **kwargs):
-        return func(Manage(catalog, json_output, debug, cache_dir), *args, **kwargs)
-    return wrapper
+    def wrapper(*args, **kwargs):
+        values = from_command_line({name: kwargs.pop(name) for name in _MANAGE})
+        configure_run(values)
+        return func(Manage(values["catalog"], values["json_output"], values["debug"], values["cache_dir"],
+                           quiet=values["quiet"], verbose=values["verbose"]), *args, **kwargs)
+    return shared_after([catalog_option(True)] + run_options(True), func, wrapper)
 
 
 def target_of(manager: BackupManager, config: BackupConfig) -> str:

@@ -1,4 +1,4 @@
-"""init, key, unlock, version."""
+"""init, key, unlock."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import sys
 
 import click
 
-from strongroom import __version__
 from strongroom.cli.options import Common, common_options, read_password
 from strongroom.cli.output import emit_json
 from strongroom.errors import UsageError, WrongPassword
@@ -131,15 +130,5 @@ def unlock(common: Common, remove_all: bool) -> None:
         print(f"removed {len(removed)} lock(s)")
 
 
-@click.command()
-@click.option("--json", "json_output", is_flag=True)
-def version(json_output: bool) -> None:
-    """Print the version."""
-    if json_output:
-        emit_json({"version": __version__, "python": sys.version.split()[0]})
-    else:
-        print(f"strongroom {__version__} (python {sys.version.split()[0]})")
-
-
-COMMANDS = [init, key, unlock, version]
+COMMANDS = [init, key, unlock]
 __all__ = ["COMMANDS", "WrongPassword"]

@@ -1,23 +1,25 @@
-"""Options every repository command takes, and opening the repository."""
+"""The shared options (before the command or after it), and opening the repository."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import getpass
 import os
-import subprocess
 import sys
 from dataclasses import dataclass, field
-from typing import ContextManager
+from typing import TYPE_CHECKING, ContextManager
 
 import click
+from click.core import ParameterSource
 
 from strongroom.errors import StorageError, UsageError
-from strongroom.repo.locks import write_refusal
-from strongroom.repo.repository import Repository
 from strongroom.settings import Settings
-from strongroom.storage import open_storage
+
+if TYPE_CHECKING:
+    from strongroom.repo.repository import Repository
+
+# The repository, storage and locks are imported where a command uses them, so
+# that importing this module (as every command module does) stays cheap.
 
 
 @dataclass
@@ -33,6 +35,11 @@ class Common:
     no_lock: bool = False
     webdav_vendor: str | None = None
     webdav_password_file: str | None = None
+    quiet: bool = False
+    verbose: int = 0
+    log_file: str | None = None
+    # The catalog, for a command that also works on a configuration by name.
+    catalog: str | None = None
     events: "EventRelay" = field(default_factory=lambda: EventRelay())
 
     @functools.cached_property
@@ -41,10 +48,12 @@ class Common:
         return Settings.from_env(cache_root=self.cache_root)
 
     def storage(self):
+        from strongroom.storage import open_storage
         return open_storage(self.repo or "", webdav_password=self._webdav_password, vendor=self.webdav_vendor,
                             cache_root=self.cache_root, on_event=self.events, settings=self.settings)
 
     def open(self) -> Repository:
+        from strongroom.repo.repository import Repository
         return Repository.open(self.storage(), lambda: read_password(self), self.cache_root, settings=self.settings,
                                on_warning=self.warn)
 
@@ -67,6 +76,7 @@ class Common:
             if writes:
                 raise UsageError(f"--no-lock is only for commands that do not write: {what} writes to the repository")
             return contextlib.nullcontext()
+        from strongroom.repo.locks import write_refusal
         try:
             return repo.lock(exclusive=exclusive, wait=self.retry_lock)
         except StorageError as e:
@@ -115,6 +125,7 @@ def read_password(common: Common | None = None, prompt: str = "repository passwo
             raise UsageError(f"cannot read password file {path}: {e.strerror}") from None
     command = (common and common.password_command) or os.environ.get("STRONGROOM_PASSWORD_COMMAND")
     if command:
+        import subprocess
         done = subprocess.run(command, shell=True, stdout=subprocess.PIPE)
         if done.returncode != 0:
             raise UsageError(f"password command failed with exit code {done.returncode}")
@@ -122,6 +133,7 @@ def read_password(common: Common | None = None, prompt: str = "repository passwo
     if "STRONGROOM_PASSWORD" in os.environ:
         return os.environb[b"STRONGROOM_PASSWORD"]
     if sys.stdin.isatty():
+        import getpass
         return getpass.getpass(prompt).encode()
     raise UsageError(missing)
 
@@ -139,28 +151,116 @@ def read_webdav_password(path: str | None) -> str | None:
         raise UsageError(f"cannot read WebDAV password file {path}: {e.strerror}") from None
 
 
-def common_options(func):
-    """Attach the repository options to a command (they go after its name)."""
-    @click.option("-r", "--repo", envvar="STRONGROOM_REPO", help="Repository: a path or local:PATH.")
-    @click.option("--password-file", type=click.Path(dir_okay=False), help="Read the password from this file.")
-    @click.option("--password-command", help="Run this command and read the password from its output.")
-    @click.option("--json", "json_output", is_flag=True, help="JSON lines of progress and one summary object.")
-    @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
-    @click.option("--cache-dir", envvar="STRONGROOM_CACHE_DIR", help="Local cache directory.")
-    @click.option("--no-cache", is_flag=True, help="Use no local cache.")
-    @click.option("--retry-lock", type=float, default=0.0, metavar="SECONDS",
-                  help="Wait this long for a conflicting lock to go away.")
-    @click.option("--no-lock", is_flag=True,
-                  help="Take no lock (only for commands that do not write, e.g. on a read-only disk).")
-    @click.option("--webdav-vendor", envvar="STRONGROOM_WEBDAV_VENDOR",
-                  type=click.Choice(["nutstore", "nextcloud", "owncloud", "generic"], case_sensitive=False),
-                  help="WebDAV service: sets the request budget, upload cap and quirks (guessed from the host).")
-    @click.option("--webdav-password-file", type=click.Path(dir_okay=False),
-                  help="Read the WebDAV account password from this file (else STRONGROOM_WEBDAV_PASSWORD).")
-    @functools.wraps(func)
-    def wrapper(*args, repo, password_file, password_command, json_output, debug, cache_dir, no_cache,
-                retry_lock, no_lock, webdav_vendor, webdav_password_file, **kwargs):
-        common = Common(repo, password_file, password_command, json_output, debug, cache_dir, no_cache, retry_lock,
-                        no_lock, webdav_vendor, webdav_password_file)
-        return func(common, *args, **kwargs)
+# ---- the shared options, before or after the command ------------------------------------------
+
+REPO_HELP = ("Repository: a directory (PATH or local:PATH), or WebDAV as webdav+https://USER@HOST/PATH "
+             "(or webdav+http://...); the WebDAV password never goes in the URL.")
+VENDORS = ["nutstore", "nextcloud", "owncloud", "generic"]
+
+
+def repository_options(envvars: bool) -> list:
+    """The repository options, as decorators in the order help lists them. Only
+    the command's copies read the STRONGROOM_* variables: a value on the command
+    line, before the command or after it, beats the variable."""
+    def env(name: str) -> str | None:
+        return name if envvars else None
+    return [
+        click.option("-r", "--repo", envvar=env("STRONGROOM_REPO"), metavar="URL",
+                     help=REPO_HELP + " Default: STRONGROOM_REPO."),
+        click.option("--password-file", type=click.Path(dir_okay=False), help="Read the password from this file."),
+        click.option("--password-command", help="Run this command and read the password from its output."),
+        click.option("--retry-lock", type=float, default=0.0, metavar="SECONDS",
+                     help="Wait this long for a conflicting lock to go away."),
+        click.option("--no-lock", is_flag=True,
+                     help="Take no lock (only for commands that do not write, e.g. on a read-only disk)."),
+        click.option("--no-cache", is_flag=True, help="Use no local cache."),
+        click.option("--webdav-vendor", envvar=env("STRONGROOM_WEBDAV_VENDOR"),
+                     type=click.Choice(VENDORS, case_sensitive=False), metavar="VENDOR",
+                     help=f"WebDAV service ({', '.join(VENDORS)}): sets the request budget, upload cap and "
+                          "quirks (default: guessed from the host)."),
+        click.option("--webdav-password-file", type=click.Path(dir_okay=False),
+                     help="Read the WebDAV account password from this file (else STRONGROOM_WEBDAV_PASSWORD)."),
+    ]
+
+
+def catalog_option(envvars: bool):
+    return click.option("--catalog", envvar="STRONGROOM_CATALOG" if envvars else None,
+                        type=click.Path(dir_okay=False),
+                        help="The catalog file (default: STRONGROOM_CATALOG, else "
+                             "~/.local/share/strongroom/catalog.db).")
+
+
+def run_options(envvars: bool) -> list:
+    """What every command takes: output, logging, the cache."""
+    return [
+        click.option("--json", "json_output", is_flag=True, help="JSON lines of progress and one summary object."),
+        click.option("-q", "--quiet", is_flag=True, help="Print no progress and no messages, only errors and data."),
+        click.option("-v", "--verbose", count=True, help="Say more (repeat for more): each lock, each retry."),
+        click.option("--log-file", type=click.Path(dir_okay=False), metavar="PATH",
+                     help="Append log records (all levels) to this file."),
+        click.option("--debug", is_flag=True, help="Show a traceback on errors."),
+        click.option("--cache-dir", envvar="STRONGROOM_CACHE_DIR" if envvars else None, metavar="DIR",
+                     help="Local cache directory."),
+    ]
+
+
+def global_options(func):
+    """The options `strongroom` itself takes before the command name."""
+    for decorator in reversed(repository_options(False) + [catalog_option(False)] + run_options(False)):
+        func = decorator(func)
+    return func
+
+
+def shared_after(decorators: list, func, wrapper):
+    """Put `decorators`' options on `wrapper` after the command's own (those on
+    `func`), so a command's --help lists its own options first."""
+    own = wrapper.__dict__.pop("__click_params__", [])
+    for decorator in reversed(decorators):
+        wrapper = decorator(wrapper)
+    # click lists params in the reverse of this list's order.
+    wrapper.__click_params__ = wrapper.__click_params__ + own
     return wrapper
+
+
+def from_command_line(values: dict) -> dict:
+    """The command's option values, where the ones not given after the command
+    take the value given before it (`strongroom -r REPO snapshots`)."""
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx is not None else None
+    if root is None or root is ctx:
+        return values
+    merged = dict(values)
+    for name, value in values.items():
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            continue
+        if name in root.params and root.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            merged[name] = root.params[name]
+    if "verbose" in values and "verbose" in root.params:
+        merged["verbose"] = values["verbose"] + root.params["verbose"]
+    return merged
+
+
+def configure_run(values: dict) -> None:
+    from strongroom.cli.logs import configure_logging
+    configure_logging(verbose=values["verbose"], quiet=values["quiet"], log_file=values["log_file"])
+
+
+_COMMON = ("repo", "password_file", "password_command", "retry_lock", "no_lock", "no_cache", "webdav_vendor",
+           "webdav_password_file", "json_output", "quiet", "verbose", "log_file", "debug", "cache_dir")
+
+
+def common_options(func):
+    """Attach the repository options to a command; its own options are listed first."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        values = from_command_line({name: kwargs.pop(name) for name in _COMMON})
+        configure_run(values)
+        root = click.get_current_context().find_root()
+        catalog = root.params.get("catalog") or os.environ.get("STRONGROOM_CATALOG")
+        common = Common(values["repo"], values["password_file"], values["password_command"], values["json_output"],
+                        values["debug"], values["cache_dir"], values["no_cache"], values["retry_lock"],
+                        no_lock=values["no_lock"], webdav_vendor=values["webdav_vendor"],
+                        webdav_password_file=values["webdav_password_file"], quiet=values["quiet"],
+                        verbose=values["verbose"], log_file=values["log_file"], catalog=catalog)
+        return func(common, *args, **kwargs)
+    return shared_after(repository_options(True) + run_options(True), func, wrapper)

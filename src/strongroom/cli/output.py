@@ -19,7 +19,7 @@ def emit_json(obj: dict) -> None:
 class Reporter:
     """Turns engine events into output; use as the engine's listener."""
 
-    def __init__(self, json_mode: bool, action: str) -> None:
+    def __init__(self, json_mode: bool, action: str, quiet: bool = False) -> None:
         self.json_mode = json_mode
         self.action = action
         # soft_wrap: an error stays one line (a path is never broken at column 80).
@@ -27,7 +27,7 @@ class Reporter:
         self._lock = threading.Lock()
         self.progress: Progress | None = None
         self._task = None
-        if not json_mode and sys.stderr.isatty():
+        if not json_mode and not quiet and sys.stderr.isatty():
             self.progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
                 TransferSpeedColumn(), TextColumn("{task.fields[files]} files"), TimeRemainingColumn(),

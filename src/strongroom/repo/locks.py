@@ -25,6 +25,7 @@ import errno
 import getpass
 import hashlib
 import json
+import logging
 import os
 import random
 import threading
@@ -36,6 +37,8 @@ from strongroom.errors import IntegrityError, LockLost, ObjectNotFound, Reposito
 from strongroom.repo.crypto import Crypto
 from strongroom.repo.host import HostIdentity
 from strongroom.storage.base import Storage
+
+log = logging.getLogger(__name__)
 
 LOCK_DIR = "locks"
 LOCK_AAD = b"strongroom lock v1"
@@ -335,12 +338,14 @@ class Lock:
             self.name = None
             if time.monotonic() >= deadline:
                 raise RepositoryLocked(f"repository is locked: {self.staleness.explain(conflicts[0])}")
+            log.info("repository is locked (%s): waiting", self.staleness.explain(conflicts[0]))
             # Jitter: two waiters on the same back-off schedule write, see each
             # other and withdraw in step, and neither ever goes ahead.
             time.sleep(max(0.0, min(pause * random.uniform(0.5, 1.0), deadline - time.monotonic())))
             pause = min(pause * 2, 5.0)  # each look costs a listing: back off
         self._thread = threading.Thread(target=self._keep, name="lock-refresh", daemon=True)
         self._thread.start()
+        log.info("took %s lock %s", "an exclusive" if self.exclusive else "a shared", self.name)
         return self
 
     def _keep(self) -> None:
@@ -398,6 +403,7 @@ class Lock:
         self._remove_leftovers()
         if self.name:
             name, self.name = self.name, None
+            log.debug("releasing lock %s", name)
             if not best_effort:
                 self.storage.delete(name)
                 return

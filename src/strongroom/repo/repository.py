@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import struct
 import os
 import threading
@@ -35,6 +36,8 @@ from strongroom.repo.pack import (DATA, TREE, PACK_DIR, PackedBlob, PackWriter, 
 from strongroom.settings import DEFAULT as DEFAULT_SETTINGS, Settings
 from strongroom.storage.base import Storage
 from strongroom.storage.metrics import CountingStorage
+
+log = logging.getLogger(__name__)
 
 CONFIG = "config"
 CONFIG_AAD = b"strongroom config v1"
@@ -193,6 +196,7 @@ class Repository:
         target = _target_cache(storage, cache_root, writes)
         if target:
             _record_identity(target, config, master)
+        log.info("created repository %s at %s (key %s)", config.id[:8], storage.url, key_id[:8])
         return cls(storage, master, config, key_id, cache_root, settings, on_warning, writes)
 
     @classmethod
@@ -245,6 +249,7 @@ class Repository:
         if target:
             _check_identity(target, storage.url, config, master)
             target.put("config", CONFIG, config_data)
+        log.info("opened repository %s at %s with key %s", config.id[:8], storage.url, key_id[:8])
         return cls(storage, master, config, key_id, cache_root, settings, on_warning, writes)
 
     def verify_config(self) -> None:

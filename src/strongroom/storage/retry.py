@@ -97,7 +97,7 @@ class RetryingStorage(Storage):
                         self._waiting = None
                     raise StorageError(f"{error} (gave up after {attempt} attempts in {elapsed:.0f} s)") from None
                 self.retries += 1
-                log.debug("%s; attempt %d failed, retrying in %.2f s", error, attempt, delay)
+                log.info("%s; attempt %d failed, retrying in %.2f s", error, attempt, delay)
                 if attempt >= 2 or delay >= LONG_WAIT:
                     self._tell_wait(error, self.policy.deadline - elapsed)
                 self._sleep(delay)
