@@ -40,40 +40,38 @@ _CLI = "strongroom.cli."
 
 ENTRIES: tuple[Entry, ...] = (
     Entry("init", _CLI + "cmd_repo", "repository", "Create a new repository (and its directory)."),
-    Entry("backup", _CLI + "cmd_backup", "repository", "Back up PATHS into a new snapshot."),
+    Entry("backup", _CLI + "cmd_backup", "repository", "Back up PATHS, or configuration NAME with --config."),
     Entry("snapshots", _CLI + "cmd_snapshots", "repository",
           "List snapshots."),
     Entry("restore", _CLI + "cmd_restore", "repository",
-          "Restore SNAPSHOT (an id, `latest`, or SNAPSHOT:subpath) into --target."),
+          "Restore a snapshot, or a path in it, into --target."),
     Entry("ls", _CLI + "cmd_restore", "repository",
           "List the files of SNAPSHOT (below PATH)."),
     Entry("diff", _CLI + "cmd_restore", "repository", "Show what changed between two snapshots."),
     Entry("find", _CLI + "cmd_inspect", "repository", "Find files by name or glob across snapshots."),
-    Entry("dump", _CLI + "cmd_inspect", "repository", "Write one file of a snapshot to stdout, a folder as tar."),
+    Entry("dump", _CLI + "cmd_inspect", "repository", "Write a file of a snapshot to stdout, a folder as tar."),
     Entry("cat", _CLI + "cmd_inspect", "repository", "Print a repository object, for debugging."),
     Entry("mount", _CLI + "cmd_mount", "repository", "Mount the snapshots read-only (FUSE)."),
     Entry("stats", _CLI + "cmd_snapshots", "repository",
           "Restore size, stored size, dedup and compression ratios."),
     Entry("config", _CLI + "cmd_manage", "configurations",
-          "Named backup configurations: what to back up, where, and how."),
+          "Named backup configurations: what, where and how."),
     Entry("client", _CLI + "cmd_manage", "configurations", "Named WebDAV accounts that configurations back up to."),
     Entry("estimate", _CLI + "cmd_managed", "configurations",
-          "What the next run of NAME would read, store, ask of the target and take "
-          "(a dry run: nothing is written)."),
+          "What the next backup of NAME would cost (a dry run)."),
     Entry("jobs", _CLI + "cmd_managed", "jobs",
           "The job queue and history (of configuration NAME, or all)."),
     Entry("key", _CLI + "cmd_repo", "keys", "Manage the passwords (key files) of a repository.",
           extend=(_CLI + "cmd_manage", "KEY_COMMANDS")),
     Entry("check", _CLI + "cmd_check", "maintenance",
-          "Check the repository's structure, and with --read-data its data."),
+          "Check the repository; with --read-data, all its data."),
     Entry("forget", _CLI + "cmd_forget", "maintenance",
-          "Remove recovery points that a retention policy does not keep, or the SNAPSHOTs named "
-          "(ids or unique prefixes)."),
+          "Remove snapshots a retention policy does not keep."),
     Entry("prune", _CLI + "cmd_prune", "maintenance",
-          "Free the space of data that no recovery point references."),
+          "Free the space of data that no snapshot references."),
     Entry("tag", _CLI + "cmd_modify", "maintenance", "Add, remove or set the tags of snapshots."),
     Entry("rewrite", _CLI + "cmd_modify", "maintenance", "Drop paths from existing snapshots."),
-    Entry("repair", _CLI + "cmd_modify", "maintenance", "Rebuild the index from the packs, or drop broken snapshots."),
+    Entry("repair", _CLI + "cmd_modify", "maintenance", "Rebuild the index, or mend snapshots whose data is gone."),
     Entry("unlock", _CLI + "cmd_repo", "maintenance", "Remove stale locks."),
     Entry("cache", _CLI + "cmd_inspect", "maintenance", "Show or clean the local caches."),
     Entry("generate", _CLI + "cmd_generate", "other", "Write shell completion scripts or man pages."),
@@ -112,6 +110,10 @@ def load(entry: Entry):
         return None
     module = importlib.import_module(entry.module)
     command = next((c for c in getattr(module, "COMMANDS", ()) if c.name == entry.name), None)
+    if command is not None and not entry.hidden:
+        # The line `strongroom --help` shows is the registry's, whether or not the
+        # module is loaded; the command's own --help keeps its whole docstring.
+        command.short_help = entry.help
     if command is not None and entry.extend is not None:
         extra_module, attribute = entry.extend
         for sub in getattr(importlib.import_module(extra_module), attribute, ()):
