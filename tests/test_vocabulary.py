@@ -241,7 +241,8 @@ def test_the_old_names_work_as_before_with_one_notice(world, tmp_path):
 
 def test_the_old_names_are_not_in_the_help(world):
     shown = world["m"].run("--help", check=True).stdout.decode()
-    commands = {line.split()[0] for line in shown.split("Commands:")[1].splitlines() if line.strip()}
+    listing = shown.split("Repository commands:")[1]
+    commands = {line.split()[0] for line in listing.splitlines() if line.startswith("  ") and line.strip()}
     assert {"backup", "snapshots", "restore", "check", "forget", "stats", "estimate", "jobs", "config"} <= commands
     assert not commands & {"run", "points", "recover", "validate", "apply-retention", "usage"}
     backup_help = world["m"].run("backup", "--help", check=True).stdout.decode()
@@ -258,6 +259,8 @@ REFUSED = [
     (["check", "--config", "docs", "-r", "{root}/repo"], "give --config NAME or -r/--repo, not both"),
     (["forget", "--config", "docs", "-r", "{root}/repo"], "give --config NAME or -r/--repo, not both"),
     (["stats", "--config", "docs", "-r", "{root}/repo"], "give --config NAME or -r/--repo, not both"),
+    (["-r", "{root}/repo", "snapshots", "--config", "docs"], "give --config NAME or -r/--repo, not both"),
+    (["--password-file", "{root}/pw", "check", "--config", "docs"], "--password-file does not go with --config"),
     (["forget", "--config", "docs", "--keep-last", "3"], "forget --config NAME applies the configuration's own"),
     (["forget", "--config", "docs", "--keep-within", "1y"], "config edit NAME --keep-within"),
     (["backup", "--config", "docs", "--exclude", "*.tmp"], "--exclude does not go with --config"),
@@ -283,3 +286,16 @@ def test_mixtures_are_usage_errors_in_one_line(world, argv, message):
     assert done.returncode == 2, (argv, done.stderr.decode())
     assert len(lines) == 1 and lines[0].startswith("strongroom: ") and message in lines[0], lines
     assert done.stdout == b""
+
+
+def test_global_options_before_the_command_reach_a_configuration(world, tmp_path):
+    """`strongroom --catalog C --json -v snapshots --config NAME`: the options
+    before the command count as if given after it."""
+    m = world["m"]
+    catalog = m.env["STRONGROOM_CATALOG"]
+    env = {k: v for k, v in m.env.items() if k != "STRONGROOM_CATALOG"}
+    done = subprocess.run([sys.executable, "-m", "strongroom", "--catalog", catalog, "--json", "-v", "snapshots",
+                           "--config", "docs"], capture_output=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert len(found) >= 2 and {s["config"] for s in found} == {"docs"}

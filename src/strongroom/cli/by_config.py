@@ -22,7 +22,8 @@ from strongroom.errors import UsageError
 
 # Shared by every command that takes --config: they mean the same with a
 # configuration as with a repository.
-ALWAYS_ALLOWED = frozenset({"config_name", "all_configs", "catalog", "json_output", "debug", "cache_dir"})
+ALWAYS_ALLOWED = frozenset({"config_name", "all_configs", "catalog", "json_output", "debug", "cache_dir", "quiet",
+                            "verbose", "log_file"})
 
 BOTH_GIVEN = "give --config NAME or -r/--repo, not both: a configuration names its own repository"
 
@@ -76,6 +77,7 @@ def config_option(*, allowed: Iterable[str] = (), managed: Iterable = (), refusa
                 if p.name not in permitted and p.name not in managed_values:
                     raise UsageError(refusals.get(p.name) or f"{_flag(p)} does not go with --config: the "
                                      f"configuration has its own (see `strongroom config show NAME`)")
+            catalog = catalog or _catalog_before_command()
             return func(*args, config=ByConfig(config_name, catalog, managed_values), **kwargs)
 
         # Applied last, shown first: --config, then --configs and --catalog, then the managed options.
@@ -104,8 +106,22 @@ def _names(options: list) -> list[str]:
 
 
 def _given_on_command_line() -> list[click.Parameter]:
+    """The command's parameters given on the command line, after the command
+    or (the global options) before it."""
     ctx = click.get_current_context()
-    return [p for p in ctx.command.params if ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE]
+    root = ctx.find_root()
+    before = set() if root is ctx else {
+        p.name for p in root.command.params if root.get_parameter_source(p.name) is ParameterSource.COMMANDLINE}
+    return [p for p in ctx.command.params
+            if ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE or p.name in before]
+
+
+def _catalog_before_command() -> str | None:
+    ctx = click.get_current_context()
+    root = ctx.find_root()
+    if root is ctx or root.get_parameter_source("catalog") is not ParameterSource.COMMANDLINE:
+        return None
+    return root.params.get("catalog")
 
 
 def _flag(param: click.Parameter) -> str:
