@@ -61,7 +61,7 @@ def test_the_wheel_holds_the_package_its_types_and_its_licence(wheel):
     assert "License-Expression: Apache-2.0" in metadata
     assert "Requires-Dist: pyfastcdc<0.4,>=0.3.1" in metadata
     assert 'Requires-Dist: keyring<26,>=24; extra == "keyring"' in metadata
-    assert "strongroom = strongroom.cli.main:main" in entry_points
+    assert "strongroom = strongroom.cli.start:main" in entry_points
 
 
 def test_the_installed_command_backs_up_and_restores_outside_the_source_tree(wheel, tmp_path):
