@@ -14,6 +14,7 @@ import click
 
 from strongroom.cli.cmd_manage import Manage, manage_options
 from strongroom.cli.output import Reporter, describe_estimate, emit_json, human_size
+from strongroom.engine.progress import event_type, stored_bytes
 from strongroom.errors import Interrupted, SnapshotNotFound, StrongroomError, UsageError
 from strongroom.model.select import parse_time
 from strongroom.services.recovery import RecoveryProgress, create_recovery_service
@@ -64,7 +65,7 @@ def run(m: Manage, name, full, priority, attempts, no_wait, background_child) ->
                 return
             if stop.is_set():
                 raise Interrupted("interrupted")
-            if event.get("type") != "summary":
+            if event_type(event) != "summary":
                 reporter(event)
 
         manager.on_job_event = on_event
@@ -116,7 +117,7 @@ def _job_outcome(name: str, job: dict, json_mode: bool) -> int:
     if not json_mode:
         print(f"files: {stats.get('files_new', 0)} new, {stats.get('files_changed', 0)} changed, "
               f"{stats.get('files_unmodified', 0)} unmodified; read {human_size(stats.get('bytes_read'))} of "
-              f"{human_size(stats.get('total_bytes'))}, added {human_size(stats.get('data_added'))} "
+              f"{human_size(stats.get('total_bytes'))}, added {human_size(stored_bytes(stats))} "
               f"in {stats.get('duration', 0):.1f} s")
         if job["error"]:
             print(f"warning: {job['error']}" + ("; see the errors above" if unreadable else ""))

@@ -8,7 +8,8 @@ import click
 
 from strongroom.cli.cmd_restore import snapshot_filter_options
 from strongroom.cli.options import Common, common_options
-from strongroom.cli.output import emit_json, human_size, warn_damaged_snapshot
+from strongroom.cli.output import (emit_json, emit_json_array, human_size, local_time, plural, rfc3339,
+                                   warn_damaged_snapshot)
 from strongroom.engine.stats import repository_stats
 from strongroom.errors import SnapshotNotFound
 from strongroom.model.select import SnapshotFilter, filter_snapshots
@@ -23,16 +24,19 @@ def snapshots(common: Common, host, tags, paths) -> None:
     found = filter_snapshots(repo.list_snapshots(warn_damaged_snapshot),
                              SnapshotFilter(host, tuple(tags), tuple(paths)))
     if common.json:
-        for s in found:
-            emit_json({"type": "snapshot", **dataclasses.asdict(s)})
-        emit_json({"type": "summary", "count": len(found), "storage": repo.requests})
+        emit_json_array([snapshot_json(s) for s in found])
         return
     print(f"{'ID':8}  {'Time':19}  {'Host':12}  {'Kind':11}  {'Tags':12}  {'Size':>10}  Paths")
     for s in found:
         size = human_size(s.summary.get("total_bytes"))
-        print(f"{s.short_id}  {s.datetime.strftime('%Y-%m-%d %H:%M:%S')}  {s.hostname[:12]:12}  {s.kind:11}  "
+        print(f"{s.short_id}  {local_time(s.time)}  {s.hostname[:12]:12}  {s.kind:11}  "
               f"{','.join(s.tags)[:12]:12}  {size:>10}  {', '.join(s.paths)}")
-    print(f"{len(found)} snapshot(s)")
+    print(plural(len(found), "snapshot"))
+
+
+def snapshot_json(s) -> dict:
+    """A snapshot as restic prints one (time in RFC 3339, id, short_id, ...), with strongroom's fields."""
+    return {**dataclasses.asdict(s), "time": rfc3339(s.time), "short_id": s.short_id}
 
 
 @click.command()

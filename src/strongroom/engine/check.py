@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from strongroom.engine.progress import Counters, Listener, ignore
+from strongroom.engine.progress import Counters, Listener, check_status, error_event, ignore
 from strongroom.errors import IncompleteObject, IntegrityError, StrongroomError, UsageError
 from strongroom.model.snapshot import SNAPSHOT_DIR, Snapshot
 from strongroom.model.tree import DIR, FILE, Tree, TreeContainsItself
@@ -76,12 +76,13 @@ class Checker:
         self.damaged_blobs: dict[bytes, str] = {}
         self.packs: dict[bytes, list[PackedBlob]] = {}
         self.snapshots: list[Snapshot] = []
-        self.counters = Counters(listener, "check")
+        self.counters = Counters(listener, check_status)
 
     def _problem(self, obj: str, message: str, **extra) -> None:
         entry = {"object": obj, "message": message, **extra}
         self.report.problems.append(entry)
-        self.listener({"type": "error", **entry})
+        self.counters.add(errors=1)
+        self.listener(error_event(message, obj, "check", **{"object": obj, **extra}))
 
     def _leftover(self, error: IncompleteObject) -> None:
         # A cut-off upload is no recovery point's data: worth a word, not a failure.
@@ -190,7 +191,9 @@ class Checker:
         tree contains itself) instead of being walked round and round.
         """
         done: set[bytes] = set()
+        self.counters.set_totals(final=True, snapshots=len(self.snapshots))
         for snap in self.snapshots:
+            self.counters.add(snapshots_done=1)
             root = bytes.fromhex(snap.tree)
             if root in done:
                 continue
@@ -203,6 +206,7 @@ class Checker:
                     stack.pop()
                     open_trees.discard(tree_id)
                     done.add(tree_id)
+                    self.counters.add(trees_done=1)
                 elif child in open_trees:
                     self._tree_contains_itself(child, snap)
                 elif child not in done:
@@ -253,7 +257,7 @@ class Checker:
         except StrongroomError as e:
             self._problem(name, f"cannot read pack: {e}", pack=pack_id.hex())
             return
-        self.counters.add(packs_read=1, bytes_read=len(data))
+        self.counters.add(packs_done=1, bytes_done=len(data))
         if hashlib.sha256(data).digest() != pack_id:
             self._problem(name, "pack content does not match its name", pack=pack_id.hex())
         try:
@@ -405,14 +409,20 @@ class Checker:
             self._check_packs_exist()
         if read_data or subset:
             chosen = select_subset(sorted(self._packs_in_scope()), subset)
-            self.counters.total_files = len(chosen)
+            self.counters.set_totals(packs=len(chosen), bytes=sum(self._pack_size(p) for p in chosen))
+            self.counters.maybe_emit(force=True)
             self.report.counts["blobs_authenticated"] = 0
             for pack_id in chosen:
                 self._read_pack(pack_id, self.packs[pack_id])
             self.report.counts["packs_read"] = len(chosen)
+        self.counters.maybe_emit(force=True)
         self._affected()
-        self.report.counts["requests"] = self.repo.requests["requests"]
         return self.report
+
+    def _pack_size(self, pack_id: bytes) -> int:
+        """A pack's size as the index knows it: the end of its last blob plus its header."""
+        blobs = self.packs[pack_id]
+        return expected_pack_size(blobs) if blobs else 0
 
 
 AFFECTED_FILES_NAMED = 1000  # per damaged blob and snapshot: a report, not an inventory

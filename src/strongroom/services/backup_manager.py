@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from strongroom.engine.check import run_check
 from strongroom.engine.estimate import RECENT, estimate_backup, run_summaries
-from strongroom.engine.progress import ignore
+from strongroom.engine.progress import ignore, stored_bytes
 from strongroom.engine.forget import plan_forget, remove_snapshots
 from strongroom.engine.prune import plan_prune, run_prune
 from strongroom.engine.stats import repository_stats
@@ -397,7 +397,7 @@ class BackupManager:
                 "failures": len([j for j in jobs if j["status"] == "failed"]),
                 "last_success": max((j["finished_at"] for j in done), default=None),
                 "bytes_read": sum((j.get("stats") or {}).get("bytes_read", 0) for j in done),
-                "bytes_stored": sum((j.get("stats") or {}).get("data_added", 0) for j in done),
+                "bytes_stored": sum(stored_bytes(j.get("stats") or {}) for j in done),
                 "duration": round(sum((j.get("stats") or {}).get("duration", 0) for j in done), 3),
             }
         return stats

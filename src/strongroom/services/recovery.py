@@ -9,6 +9,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+from strongroom.engine.progress import event_type
 from strongroom.engine.restore import RestoreOptions, run_restore
 from strongroom.errors import SnapshotNotFound, StrongroomError, UsageError
 from strongroom.model.select import snapshot_at
@@ -166,10 +167,10 @@ class RecoveryExecutor:
 
         def listener(event: dict) -> None:
             nonlocal last_saved
-            if event.get("type") == "error":
+            if event_type(event) == "error":
                 progress.errors.append(f"{event.get('path')}: {event.get('message')}")
                 return
-            if event.get("type") != "status":
+            if event_type(event) != "status":
                 return
             progress.processed_files = event.get("files_done", 0)
             progress.processed_bytes = min(event.get("bytes_done", 0), progress.total_bytes or event.get("bytes_done", 0))
