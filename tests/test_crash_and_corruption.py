@@ -77,8 +77,7 @@ def interruptible(cli, *args: str, stdin=None) -> subprocess.Popen:
 
 
 def snapshot_ids(cli) -> list[str]:
-    return [e["id"] for e in json_lines(cli.run("snapshots", "--json", check=True).stdout)
-            if e["type"] == "snapshot"]
+    return [e["id"] for e in json.loads(cli.run("snapshots", "--json", check=True).stdout)]
 
 
 def tree_size(root: Path) -> int:

@@ -320,8 +320,7 @@ def test_key_export_prints_a_kit_that_opens_the_repository(m, tmp_path, src):
     assert "somewhere other than this machine" in out
     done = m.run("snapshots", "--repo", kit["repository"], "--json", env={"STRONGROOM_PASSWORD": kit["password"]})
     assert done.returncode == 0, done.stderr.decode()
-    assert [json.loads(line)["id"] for line in done.stdout.decode().splitlines()
-            if json.loads(line)["type"] == "snapshot"] == [point]
+    assert [e["id"] for e in json.loads(done.stdout)] == [point]
     done = m.run("snapshots", "--repo", str(repo), env={"STRONGROOM_PASSWORD": "not the key"})
     assert done.returncode == 12
 

@@ -46,4 +46,4 @@ def test_backup_restore_and_check_on_each_server(webdav_server, tmp_path: Path):
     report = summary(cli.run("check", "--read-data", "--json", env=env))
     assert report["ok"] and report["packs_read"] == report["packs"] >= 3
     listed = cli.run("snapshots", "--json", env=env)
-    assert summary(listed)["count"] == 2
+    assert len(summary(listed)) == 2

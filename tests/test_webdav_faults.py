@@ -250,7 +250,8 @@ def test_server_errors_are_retried(dav, tmp_path, status):
     assert requests_of(s) == dav.mw.count()
     if status == 429:
         dav.mw.fail(429, 1, after=1, retry_after=1)
-        succeeded(dav, dav.run("snapshots", "--json"))
+        listed = dav.run("snapshots", "--json")
+        assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 1, listed.stderr.decode()
         assert min(retry_gaps(dav, 429)) >= 0.95, dav.sequence()
     dav.mw.fail(status, 2, methods=["GET"], after=0)  # key and config come from the cache
     restored_equal(dav, src, tmp_path / "work" / "restore")
