@@ -18,6 +18,7 @@ from strongroom.engine.progress import event_type, stored_bytes
 from strongroom.errors import Interrupted, SnapshotNotFound, StrongroomError, UsageError
 from strongroom.model.select import parse_time
 from strongroom.services.recovery import RecoveryProgress, create_recovery_service
+from strongroom.words import plural
 
 EXIT_PARTIAL = 3
 JOB_DONE = ("succeeded", "failed", "cancelled")
@@ -124,7 +125,7 @@ def _job_outcome(name: str, job: dict, json_mode: bool) -> int:
         print(f"recovery point {job['snapshot_id']} ({stats.get('snapshot_kind', job['kind'])})")
         retention = stats.get("retention")
         if retention:
-            print(f"retention: removed {len(retention['removed'])} point(s), kept {retention['kept']}, "
+            print(f"retention: removed {plural(len(retention['removed']), 'point')}, kept {retention['kept']}, "
                   f"freed {human_size(retention['bytes_freed'])}")
     return EXIT_PARTIAL if unreadable else 0
 
@@ -187,7 +188,7 @@ def jobs(m: Manage, name, status, limit) -> None:
         print(f"{j['id']:>5}  {j['config'][:16]:16}  {j['kind']:11}  {j['priority']:>3}  {j['status']:9}  "
               f"{j['attempts']}/{j['max_attempts']:<3}  {_when(j['queued_at']):19}  {took:>7}  "
               f"{(j['snapshot_id'] or '-')[:8]:8}  {_first_line(j['error'])}")
-    print(f"{len(found)} job(s)")
+    print(plural(len(found), "job"))
 
 
 # ---- points ------------------------------------------------------------------------------
@@ -213,7 +214,7 @@ def points(m: Manage, name, since, until) -> None:
     for p in found:
         print(f"{p.id[:8]}  {p.time.strftime('%Y-%m-%d %H:%M:%S')}  {p.config_name[:16]:16}  {p.kind:11}  "
               f"{p.total_files:>7}  {human_size(p.total_bytes):>10}  {','.join(p.tags)}")
-    print(f"{len(found)} recovery point(s)")
+    print(plural(len(found), "recovery point"))
 
 
 # ---- recover -------------------------------------------------------------------------------
@@ -329,7 +330,7 @@ def validate(m: Manage, name, deep, point_id) -> int:
             if report.deep else ""
         print(f"recovery point {report.backup_id[:8]} of {name}: {report.blobs_checked} blobs in "
               f"{report.packs_checked} packs{read}")
-        print("no problems were found" if report.ok else f"{len(report.problems)} problem(s) found")
+        print("no problems were found" if report.ok else f"{plural(len(report.problems), 'problem')} found")
     return 0 if report.ok else 1
 
 

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 
 from strongroom.engine.progress import event_type
+from strongroom.words import plural  # noqa: F401  (the commands import it from here)
 
 SCHEMA = "strongroom/1"
 
@@ -38,11 +39,6 @@ def emit_json_array(items: list[dict]) -> None:
     """One JSON array, as restic prints a listing (snapshots --json)."""
     sys.stdout.write(json.dumps(items) + "\n")
     sys.stdout.flush()
-
-
-def plural(count: int, noun: str, nouns: str | None = None) -> str:
-    """ "1 file", "2 files", "0 files"."""
-    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
 def local_time(when: str | datetime) -> str:

@@ -23,6 +23,7 @@ from strongroom.model.tree import DIR, FILE, Tree, TreeContainsItself
 from strongroom.repo import keys
 from strongroom.repo.pack import TREE, PackedBlob, expected_pack_size, pack_name, parse_header
 from strongroom.repo.repository import Repository
+from strongroom.words import plural
 
 
 @dataclass
@@ -132,8 +133,10 @@ class Checker:
         scan = self.repo.scan_index(StrongroomError, self._index_error)
         self.packs = scan.packs
         if scan.superseded:
-            self.report.warnings.append(f"{len(scan.superseded)} index object(s) replaced by a consolidated index "
-                                        f"are still there (left by an interrupted prune; prune removes them)")
+            n = len(scan.superseded)
+            self.report.warnings.append(f"{plural(n, 'index object')} replaced by a consolidated index "
+                                        f"{'is' if n == 1 else 'are'} still there (left by an interrupted prune; "
+                                        "prune removes them)")
 
     def _load_snapshots(self) -> None:
         if self.scope is not None:
@@ -176,12 +179,14 @@ class Checker:
         temporaries = self.repo.storage.temporaries()
         if temporaries:
             self.report.warnings.append(
-                f"{len(temporaries)} temporary file(s) of {sum(t.size for t in temporaries)} bytes were left by "
+                f"{plural(len(temporaries), 'temporary file')} of {plural(sum(t.size for t in temporaries), 'byte')} "
+                f"{'was' if len(temporaries) == 1 else 'were'} left by "
                 f"interrupted writes (e.g. {temporaries[0].name}); prune removes them")
         unindexed = set(on_target) - set(self.packs)
         if unindexed:
             self.report.warnings.append(
-                f"{len(unindexed)} pack(s) are not in any index (left by an interrupted run; prune removes them)")
+                f"{plural(len(unindexed), 'pack')} {'is' if len(unindexed) == 1 else 'are'} not in any index "
+                "(left by an interrupted run; prune removes them)")
 
     def _check_trees(self) -> None:
         """Depth-first over every snapshot's trees, each distinct tree once.

@@ -19,6 +19,7 @@ from strongroom.model.retention import Duration, Policy
 from strongroom.services.backup_service import BackupService
 from strongroom.services.configs import BackupConfig
 from strongroom.services.jobs import JobQueue
+from strongroom.words import plural
 
 
 @dataclass
@@ -364,7 +365,7 @@ class BackupManager:
         hook = self.on_job_event
         listener = (lambda event: hook(job["id"], event)) if hook is not None else ignore
         repo, result = self.backup_service.run_backup(config, job["kind"], listener)
-        warnings = [f"{len(result.errors)} file(s) could not be read"] if result.errors else []
+        warnings = [f"{plural(len(result.errors), 'file')} could not be read"] if result.errors else []
         stats = {**result.summary, "snapshot_kind": result.snapshot.kind, "requested_kind": job["kind"]}
         if config.retention_after_run != "off":
             try:
