@@ -9,7 +9,7 @@ import click
 
 from strongroom.cli.cmd_backup import EXIT_PARTIAL
 from strongroom.cli.options import Common, common_options
-from strongroom.cli.output import (Reporter, emit_json, human_duration, human_size, local_time, plural,
+from strongroom.cli.output import (Reporter, emit_json, human_duration, human_size, local_time, plural, rfc3339,
                                    warn_damaged_snapshot)
 from strongroom.engine.diff import diff_trees
 from strongroom.engine.restore import OVERWRITE_MODES, RestoreOptions, run_restore
@@ -105,7 +105,8 @@ def ls_command(common: Common, snapshot, path, long_format, host, tags, paths) -
     if tree_id:
         entries = ((prefix.encode("utf-8", "surrogateescape") + p, n) for p, n in walk(repo, tree_id))
     if common.json:
-        emit_json({"type": "snapshot", "id": snap.id, "time": snap.time, "paths": list(snap.paths)})
+        emit_json({"message_type": "snapshot", "id": snap.id, "short_id": snap.short_id, "time": rfc3339(snap.time),
+                   "tree": snap.tree, "paths": list(snap.paths), "hostname": snap.hostname})
     for rel, n in entries:
         shown = rel.decode("utf-8", "backslashreplace") if n is not node else prefix
         if common.json:

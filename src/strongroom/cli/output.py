@@ -61,10 +61,11 @@ def status_line(event: dict) -> str:
     errors = event.get("error_count") or 0
     tail = f", {plural(errors, 'error')}" if errors else ""
     if action == "backup":
-        counted = "" if event.get("scan_finished") else " (still counting)"
         current = event.get("current_files") or []
         now = f"  {current[0]}" if current else ""
-        return f"{event['files_done']} of {plural(event['total_files'], 'file')}{counted}{tail}{now}"
+        if not event.get("scan_finished"):
+            return f"{event['files_done']} of {event['total_files']} files found so far{tail}{now}"
+        return f"{event['files_done']} of {plural(event['total_files'], 'file')}{tail}{now}"
     if action == "restore":
         done = event["files_restored"] + event["files_skipped"]
         return f"{done} of {plural(event['total_files'], 'file')}{tail}"
@@ -98,11 +99,11 @@ class Reporter:
         if not json_mode and sys.stderr.isatty():
             self.progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                TextColumn("{task.fields[amount]}"), TextColumn("{task.fields[detail]}", markup=False),
+                TextColumn("{task.fields[line]}", markup=False),
                 console=self.console, transient=True,
             )
             self.progress.start()
-            self._task = self.progress.add_task(action, total=None, amount="", detail="")
+            self._task = self.progress.add_task(action, total=None, line="")
 
     def __call__(self, event: dict) -> None:
         with self._lock:
@@ -125,8 +126,8 @@ class Reporter:
                 eta = f", {human_duration(left)} left" if left else ""
                 amount = f"{human_size(done)} of {human_size(total)}{rate}{eta}" if total else \
                     human_size(done) if done else ""
-                self.progress.update(self._task, completed=event["percent_done"], total=1.0, amount=amount,
-                                     detail=status_line(event))
+                line = "; ".join(part for part in (amount, status_line(event)) if part)
+                self.progress.update(self._task, completed=event["percent_done"], total=1.0, line=line)
 
     def close(self) -> None:
         if self.progress is not None:
@@ -168,6 +169,8 @@ def describe_storage(files_bytes: int, new_bytes: int, stored: int, verb: str = 
         return whole
     if stored >= files_bytes:
         return f"{whole}: no smaller (on this little data, encryption and trees cost more than dedup saves)"
+    if files_bytes / stored < 1.05:
+        return f"{whole}: about as much (little in it to dedup or compress)"
     return (f"{whole}: {human_ratio(files_bytes / stored)} smaller (dedup {human_ratio(files_bytes / new_bytes)}, "
             f"compression {human_ratio(new_bytes / stored)})")
 

@@ -523,7 +523,7 @@ class Backup:
                         continue
                     size += st.st_size
                 files += 1
-                if files % 1000 == 0:
+                if files % 256 == 0:
                     self.counters.set_totals(files=files, bytes=size)
         self.counters.set_totals(final=self._failure is None, files=files, bytes=size)
 

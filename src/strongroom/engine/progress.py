@@ -2,8 +2,8 @@
 
 An event is a plain dict with a "message_type" key ("status", "error",
 "warning"; restic's names) and the fields docs/json.md lists for it. The CLI
-draws bars or JSON lines from the stream, the services store it, and the
-Python API's `progress=` callback gets the same dicts. A status event is
+draws bars or JSON lines from the stream, the services store it, and any
+`listener` given to run_backup, run_restore or run_check gets the same dicts. A status event is
 built by one of the `*_status` functions below from the running counters, so
 each action's fields are defined in one place.
 """
