@@ -211,3 +211,23 @@ def test_human_output_counts_and_dates_read_right(cli, tree, tmp_path):
     for text in (backup, one, two, restored, check):
         assert not re.search(r"\d (KB|MB|GB)\b", text), text
         assert not re.search(r"\d{4}-\d\d-\d\dT\d", text), text  # no RFC 3339 in text for people
+
+
+def test_links_are_files_and_a_hard_link_is_restored_once(cli, tree, tmp_path):
+    root, files, size = tree
+    first = root / "d3" / "f1.bin"
+    (root / "d0" / "again.bin").hardlink_to(first)
+    (root / "d2" / "link").symlink_to("../d3/f1.bin")
+    cli.run("init", check=True)
+    lines = lines_of(cli.run("backup", str(root), "--json"))
+    last, [summary] = of_type(lines, "status")[-1], of_type(lines, "summary")
+    # Each name is a file of the snapshot; the second name of the hard link is not read again.
+    assert last["total_files"] == last["files_done"] == summary["total_files_processed"] == files + 2
+    assert last["total_bytes"] == last["bytes_done"] == size + first.stat().st_size
+    assert summary["bytes_read"] == size
+    lines = lines_of(cli.run("restore", "latest", "--target", str(tmp_path / "out"), "--json"))
+    done = of_type(lines, "summary")[0]
+    assert (done["total_files"], done["files_restored"]) == (files + 2, files + 2)
+    assert done["total_bytes"] == done["bytes_restored"] == size
+    out = tmp_path / "out" / str(root).lstrip("/")
+    assert (out / "d0" / "again.bin").stat().st_ino == (out / "d3" / "f1.bin").stat().st_ino

@@ -70,7 +70,8 @@ def restore(common: Common, snapshot, target, at, include, exclude, overwrite, v
         print(f"{verb} snapshot {snap.short_id} of {local_time(snap.time)} into {s['target']}: {done}, "
               f"{human_size(s['total_bytes'] if dry_run else s['bytes_restored'])}"
               + (f" of {human_size(s['total_bytes'])}" if not dry_run else "")
-              + f"; {s['files_skipped']} already current, {plural(s['packs'], 'pack')} read, "
+              + f"; {s['files_skipped']} already current, {plural(s['packs'], 'pack')} "
+              f"{'to read' if dry_run else 'read'}, "
               f"in {human_duration(s['duration'])}")
         if verify and not dry_run:
             print(f"verified {plural(s['files_verified'], 'file')}")

@@ -8,8 +8,8 @@ import click
 
 from strongroom.cli.cmd_restore import snapshot_filter_options
 from strongroom.cli.options import Common, common_options
-from strongroom.cli.output import (emit_json, emit_json_array, human_size, local_time, plural, rfc3339,
-                                   warn_damaged_snapshot)
+from strongroom.cli.output import (emit_json, emit_json_array, human_ratio, human_size, local_time, plural,
+                                   rfc3339, warn_damaged_snapshot)
 from strongroom.engine.stats import repository_stats
 from strongroom.errors import SnapshotNotFound
 from strongroom.model.select import SnapshotFilter, filter_snapshots
@@ -63,8 +63,11 @@ def stats(common: Common, snapshot_ids, host, tags, paths) -> None:
     print(f"unique data:        {human_size(result['unique_size'])}")
     print(f"stored (unique):    {human_size(result['unique_stored_size'])}")
     print(f"repository size:    {human_size(result['repository_size'])} in {result['packs']} packs")
-    print(f"dedup ratio:        {result['dedup_ratio']}")
-    print(f"compression ratio:  {result['compression_ratio']}")
+    dedup, compression = result["dedup_ratio"], result["compression_ratio"]
+    print(f"dedup:              {human_ratio(dedup) if dedup else '-'} (the snapshots' file bytes over the "
+          "unique file data)")
+    print(f"compression:        {human_ratio(compression) if compression else '-'} (unique data over its "
+          "stored size)")
     space = result["target"]
     if space["used"] is not None or space["available"] is not None:
         print(f"target space:       {human_size(space['used'])} used, {human_size(space['available'])} available")

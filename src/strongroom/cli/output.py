@@ -74,6 +74,8 @@ def status_line(event: dict) -> str:
             return f"{event['packs_done']} of {plural(event['total_packs'], 'pack')} read{tail}"
         return (f"{event['snapshots_done']} of {plural(event['total_snapshots'], 'snapshot')}, "
                 f"{plural(event['trees_done'], 'tree')}{tail}")
+    if "files_done" in event and action is None:
+        return plural(event["files_done"], "file")
     if action == "prune":
         return f"{event['packs_done']} of {plural(event['total_packs'], 'pack')} repacked"
     return ""
@@ -118,8 +120,11 @@ class Reporter:
                                    markup=True, highlight=False)
             elif kind == "warning":
                 self.console.print(f"warning: {event['message']}", markup=False, highlight=False)
-            if kind == "status" and self.progress is not None and "percent_done" in event:
+            if kind == "status" and self.progress is not None:
                 done, total = _amounts(event)
+                fraction = event.get("percent_done")
+                if fraction is None:  # a status from outside the engine (recover's, from its session)
+                    fraction = min(1.0, done / total) if total else 0.0
                 seconds = event.get("seconds_elapsed") or 0
                 rate = f", {human_size(done / seconds)}/s" if seconds else ""
                 left = event.get("seconds_remaining")
@@ -127,7 +132,7 @@ class Reporter:
                 amount = f"{human_size(done)} of {human_size(total)}{rate}{eta}" if total else \
                     human_size(done) if done else ""
                 line = "; ".join(part for part in (amount, status_line(event)) if part)
-                self.progress.update(self._task, completed=event["percent_done"], total=1.0, line=line)
+                self.progress.update(self._task, completed=fraction, total=1.0, line=line)
 
     def close(self) -> None:
         if self.progress is not None:
