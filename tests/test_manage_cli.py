@@ -531,8 +531,8 @@ def test_webdav_client_and_config_end_to_end(m, tmp_path, src, wsgidav_server):
     assert done.returncode == 2 and "no WebDAV password" in one_error_line(done)
     m.run("client", "add", "cloud", "--url", dav.url, "--user", dav.username, env=env, check=True)
     [client] = [e for e in m.json("client", "list") if e["type"] == "client"]
-    assert client == {"type": "client", "id": "cloud", "url": dav.url, "username": dav.username,
-                      "vendor": "generic"}
+    assert client == {"message_type": "client", "schema": "strongroom/1", "type": "client", "id": "cloud",
+                      "url": dav.url, "username": dav.username, "vendor": "generic"}
     assert dav.password in m.stored_secrets().values()
     report = m.summary("client", "test", "cloud")
     assert report["ok"] and report["writable"] and report["requests"] <= 5
