@@ -95,7 +95,8 @@ class Counters:
 
 
 def _fraction(done: int, total: int) -> float:
-    return min(1.0, done / total) if total > 0 else 0.0
+    """Done of total; nothing to do is all of it done (callers hold back a total not yet final)."""
+    return min(1.0, done / total) if total > 0 else 1.0
 
 
 def _remaining(elapsed: float, fraction: float, final: bool) -> dict:
@@ -112,8 +113,8 @@ def backup_status(c: Counters, elapsed: float) -> dict:
         fraction = _fraction(bytes_done, total_bytes)
     else:  # nothing but empty files, links and the like: count the entries
         fraction = _fraction(files_done, total_files)
-    if not c.totals_final:
-        fraction = min(fraction, 0.999)  # a total still growing is no finish line
+    if not c.totals_final:  # a total still growing is no finish line
+        fraction = min(fraction, 0.999) if total_files else 0.0
     return {
         "message_type": "status", "action": "backup",
         "seconds_elapsed": int(elapsed), **_remaining(elapsed, fraction, c.totals_final),
@@ -144,8 +145,10 @@ def check_status(c: Counters, elapsed: float) -> dict:
     """Snapshots and trees while the structure is checked; packs with --read-data."""
     total_packs = c.total("packs")
     reading = total_packs > 0 or c.get("packs_done") > 0
-    fraction = _fraction(c.get("packs_done"), total_packs) if reading \
-        else _fraction(c.get("snapshots_done"), c.total("snapshots"))
+    if reading:
+        fraction = _fraction(c.get("packs_done"), total_packs)
+    else:  # the snapshots are counted once they are loaded
+        fraction = _fraction(c.get("snapshots_done"), c.total("snapshots")) if c.totals_final else 0.0
     return {
         "message_type": "status", "action": "check", "phase": "read-data" if reading else "structure",
         "seconds_elapsed": int(elapsed), **_remaining(elapsed, fraction, True),
