@@ -13,7 +13,7 @@ import time
 import click
 
 from strongroom.cli.cmd_manage import Manage, manage_options
-from strongroom.cli.output import Reporter, describe_estimate, emit_json, human_size
+from strongroom.cli.output import Reporter, describe_estimate, emit_json, human_size, local_time, rfc3339
 from strongroom.engine.progress import event_type, stored_bytes
 from strongroom.errors import Interrupted, SnapshotNotFound, StrongroomError, UsageError
 from strongroom.model.select import parse_time
@@ -207,12 +207,12 @@ def points(m: Manage, name, since, until) -> None:
                                              parse_time(until) if until else None)
     if m.json:
         for p in found:
-            emit_json({"type": "point", **dataclasses.asdict(p), "time": p.time.isoformat()})
+            emit_json({"type": "point", **dataclasses.asdict(p), "time": rfc3339(p.time)})
         emit_json({"type": "summary", "count": len(found)})
         return
     print(f"{'ID':8}  {'Time':19}  {'Config':16}  {'Kind':11}  {'Files':>7}  {'Size':>10}  Tags")
     for p in found:
-        print(f"{p.id[:8]}  {p.time.strftime('%Y-%m-%d %H:%M:%S')}  {p.config_name[:16]:16}  {p.kind:11}  "
+        print(f"{p.id[:8]}  {local_time(p.time)}  {p.config_name[:16]:16}  {p.kind:11}  "
               f"{p.total_files:>7}  {human_size(p.total_bytes):>10}  {','.join(p.tags)}")
     print(plural(len(found), "recovery point"))
 
