@@ -336,7 +336,7 @@ def test_the_estimate_of_a_run_matches_the_run(m, tmp_path):
     job = m.jobs("docs")[0]["stats"]
     assert first["bytes_to_read"] == job["bytes_read"]
     assert first["new_bytes"] == job["data_added_raw"]
-    assert first["bytes_likely_stored"] == pytest.approx(job["data_added"], rel=0.02)
+    assert first["bytes_likely_stored"] == pytest.approx(job["data_added_packed"], rel=0.02)
     assert first["compression_ratio_from"] == "sampled"
 
     (src / "more.txt").write_text("".join(f"another {i}\n" for i in range(300000)))
@@ -346,7 +346,7 @@ def test_the_estimate_of_a_run_matches_the_run(m, tmp_path):
     m.run("backup", "--config", "docs", check=True)
     job = m.jobs("docs")[0]["stats"]
     assert second["bytes_to_read"] == job["bytes_read"]
-    assert second["bytes_likely_stored"] == pytest.approx(job["data_added"], rel=0.02)
+    assert second["bytes_likely_stored"] == pytest.approx(job["data_added_packed"], rel=0.02)
     assert "estimate: read" in m.run("estimate", "docs", check=True).stdout.decode()
 
 

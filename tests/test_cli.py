@@ -49,8 +49,7 @@ def backup(cli, *args: str, env: dict | None = None) -> dict:
 
 
 def snapshot_list(cli, *args: str) -> list[dict]:
-    return [e for e in json_lines(cli.run("snapshots", "--json", *args, check=True).stdout)
-            if e["type"] == "snapshot"]
+    return json.loads(cli.run("snapshots", "--json", *args, check=True).stdout)
 
 
 def listed_paths(cli, snapshot: str = "latest", *args: str) -> set[str]:
@@ -87,12 +86,12 @@ def test_options_after_the_command_name_and_local_urls(cli, tmp_path, src):
     assert done.returncode == 0, done.stderr.decode()
     snap = summary_of(done)["snapshot"]
     done = run_with(cli, "snapshots", "--json", "--repo", f"local:{repo}", drop=("STRONGROOM_REPO",))
-    assert [e["id"] for e in json_lines(done.stdout) if e["type"] == "snapshot"] == [snap]
+    assert [e["id"] for e in json.loads(done.stdout)] == [snap]
     # STRONGROOM_REPO alone is enough; --repo wins over it.
     done = run_with(cli, "snapshots", "--json", STRONGROOM_REPO=f"local:{repo}")
-    assert summary_of(done)["count"] == 1
+    assert len(json.loads(done.stdout)) == 1
     done = run_with(cli, "snapshots", "--json", "--repo", str(repo), STRONGROOM_REPO=str(tmp_path / "elsewhere"))
-    assert summary_of(done)["count"] == 1
+    assert len(json.loads(done.stdout)) == 1
 
     done = run_with(cli, "snapshots", drop=("STRONGROOM_REPO",))
     assert done.returncode == 2
@@ -138,13 +137,13 @@ def test_password_from_file_env_file_and_command(cli, tmp_path, src):
     secret.write_bytes(PASSWORD + b"\n")
 
     done = run_with(cli, "snapshots", "--json", "--password-file", str(secret), drop=NO_PASSWORD_VARS)
-    assert done.returncode == 0 and summary_of(done)["count"] == 1
+    assert done.returncode == 0 and len(json.loads(done.stdout)) == 1
     done = run_with(cli, "snapshots", "--json", drop=NO_PASSWORD_VARS, STRONGROOM_PASSWORD_FILE=str(secret))
-    assert done.returncode == 0 and summary_of(done)["count"] == 1
+    assert done.returncode == 0 and len(json.loads(done.stdout)) == 1
     done = run_with(cli, "snapshots", "--json", "--password-command", f"cat {secret}", drop=NO_PASSWORD_VARS)
-    assert done.returncode == 0 and summary_of(done)["count"] == 1
+    assert done.returncode == 0 and len(json.loads(done.stdout)) == 1
     done = run_with(cli, "snapshots", "--json", drop=NO_PASSWORD_VARS, STRONGROOM_PASSWORD_COMMAND=f"cat {secret}")
-    assert done.returncode == 0 and summary_of(done)["count"] == 1
+    assert done.returncode == 0 and len(json.loads(done.stdout)) == 1
 
     wrong = tmp_path / "wrong"
     wrong.write_bytes(b"nope\n")
@@ -185,7 +184,7 @@ def test_no_password_repository_opens_without_one_and_is_still_authenticated(cli
     done = run_with(cli, "backup", str(src), "--json", drop=NO_PASSWORD_VARS)
     assert done.returncode == 0, done.stderr.decode()
     done = run_with(cli, "snapshots", "--json", drop=NO_PASSWORD_VARS)
-    assert summary_of(done)["count"] == 1
+    assert len(json.loads(done.stdout)) == 1
     assert run_with(cli, "check", "--read-data", drop=NO_PASSWORD_VARS).returncode == 0
 
     # Every object is still authenticated: a flipped byte in a pack is found...
@@ -243,7 +242,7 @@ def test_snapshots_filters_and_json(cli, tmp_path, src):
 
     text = cli.run("snapshots", "--host", "alpha", check=True).stdout.decode()
     assert one[:8] in text and three[:8] in text and two[:8] not in text
-    assert "2 snapshot(s)" in text
+    assert "2 snapshots" in text
 
 
 def test_ls_with_a_path_and_json(cli, src):
@@ -321,7 +320,7 @@ def test_stats_json(cli, tmp_path):
     assert s["repository_size"] >= s["unique_stored_size"]
 
     human = cli.run("stats", check=True).stdout.decode()
-    assert "dedup ratio" in human and "compression ratio" in human
+    assert "dedup:              4.0x" in human and "compression: " in human
 
 
 # ---- keys -----------------------------------------------------------------------------------
@@ -493,7 +492,7 @@ def test_compression_per_backup(cli, tmp_path):
         (root / "text.txt").write_bytes(text)
         (root / "random.bin").write_bytes(os.urandom(200 * KiB))
         s = backup(cli, str(root), "--compression", codec)
-        added[codec] = (s["data_added"], s["data_added_raw"])
+        added[codec] = (s["data_added_packed"], s["data_added_raw"])
         target = tmp_path / f"restore-{codec.replace(':', '-')}"
         cli.run("restore", s["snapshot"], "--target", str(target), "--verify", check=True)
         assert snapshot_tree(target / str(root).lstrip("/")) == snapshot_tree(root)

@@ -43,7 +43,7 @@ def test_same_data_twice_stores_almost_nothing(tmp_path: Path, repo: Repository,
 
     again = backup(repo, src)
     assert again.summary["data_blobs"] == 0
-    assert again.summary["data_added"] < 16 * 1024
+    assert again.summary["data_added_packed"] < 16 * 1024
     assert repo_size(repo_path) - size_after_first < 16 * 1024
 
     # A fresh process-like open, and a second source dir holding a copy of the same data.
@@ -57,7 +57,7 @@ def test_same_data_twice_stores_almost_nothing(tmp_path: Path, repo: Repository,
     assert second.summary["bytes_read"] == 5 * MiB + 2_000_000  # new paths: read, but not stored
     # only trees, an index object and the snapshot were added
     assert repo_size(repo_path) - size_after_first < 64 * 1024
-    assert second.summary["data_added"] < 64 * 1024
+    assert second.summary["data_added_packed"] < 64 * 1024
     assert data_files(repo_path) - data_after_first < 64 * 1024
 
 
@@ -79,7 +79,7 @@ def test_insert_one_byte_near_start_stores_few_chunks(tmp_path: Path, repo: Repo
     assert second.summary["files_changed"] == 1
     assert second.summary["bytes_read"] == 64 * MiB + 1
     assert 1 <= second.summary["data_blobs"] <= 4
-    assert second.summary["data_added"] < 12 * MiB
+    assert second.summary["data_added_packed"] < 12 * MiB
     assert repo_size(repo_path) - size_before < 12 * MiB
 
 
@@ -94,7 +94,7 @@ def test_identical_files_in_different_places_are_stored_once(tmp_path: Path, rep
     result = backup(repo, src)
     assert result.summary["bytes_read"] == len(payload) * len(places)
     assert result.summary["data_added_raw"] == len(payload)  # each chunk stored once
-    assert result.summary["data_added"] < 2 * len(payload)
+    assert result.summary["data_added_packed"] < 2 * len(payload)
 
     # every copy names the same chunks, and each of those chunks was stored once
     nodes = {rel: n for rel, n in walk(repo, bytes.fromhex(result.snapshot.tree)) if n.type == "file"}
@@ -138,7 +138,7 @@ def test_unchanged_rebackup_reads_nothing_and_full_reads_all(tmp_path: Path, rep
     assert full.summary["bytes_read"] == total
     assert full.summary["files_new"] == 0
     assert full.summary["data_blobs"] == 0
-    assert full.summary["data_added"] == 0
+    assert full.summary["data_added_packed"] == 0
     assert full.snapshot.tree == first.snapshot.tree
 
     # a touched file is read again, the others still are not

@@ -101,7 +101,7 @@ def test_restore_of_10000_levels_is_whole(cli, deep, tmp_path):
     target = tmp_path / "target"
     done = cli.run("restore", deep["first"][:12], "--target", str(target), "--verify")
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    assert "verified 1 files" in done.stdout.decode()
+    assert "verified 1 file\n" in done.stdout.decode()
 
     fd = open_below(target, [b"d"] * DEPTH)
     try:

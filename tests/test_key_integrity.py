@@ -97,7 +97,7 @@ def test_a_planted_no_password_key_never_opens_a_password_repository(backed_up, 
     cli.run("backup", str(src), check=True)
     done = cli.run("check")
     assert done.returncode == 1 and "damaged: config: config: does not authenticate" in done.stdout.decode()
-    assert len(cli.run("snapshots", "--json", check=True).stdout.decode().split('"type": "snapshot"')) == 3
+    assert len(json.loads(cli.run("snapshots", "--json", check=True).stdout)) == 2
 
     # A new machine: the planted key is not used, the planted config does not open: stop, write nothing.
     written = files_under(repo_path / "data") | files_under(repo_path / "snapshots")

@@ -107,7 +107,7 @@ def template(tmp_path_factory) -> Template:
 
 def snapshot_ids(cli: CLI) -> set[str]:
     done = cli.run("snapshots", "--json", check=True)
-    return {doc["id"] for doc in map(json.loads, done.stdout.decode().splitlines()) if doc["type"] == "snapshot"}
+    return {doc["id"] for doc in json.loads(done.stdout)}
 
 
 def assert_restores(cli: CLI, tmp_path: Path, expected: dict[str, tuple[Path, dict]]) -> None:

@@ -322,7 +322,7 @@ class BackupForgetPrune(RuleBasedStateMachine):
     def verify(self, after_prune: bool) -> None:
         code, out, err = self.run("snapshots", "--json")
         assert code == 0, err
-        listed = {line["id"]: line for line in map(json.loads, out.splitlines()) if line["type"] == "snapshot"}
+        listed = {doc["id"]: doc for doc in json.loads(out)}
         assert set(listed) == set(self.points)
         for sid, point in self.points.items():
             assert tuple(listed[sid]["tags"]) == point.tags

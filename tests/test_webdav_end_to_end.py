@@ -33,7 +33,7 @@ def test_backup_restore_and_check_on_each_server(webdav_server, tmp_path: Path):
 
     assert summary(cli.run("init", "--pack-size", "1", "--json", env=env))["encrypted"] is True
     first = summary(cli.run("backup", str(src), "--json", env=env))
-    assert first["kind"] == "full" and first["files_new"] == 3
+    assert first["kind"] == "full" and first["files_new"] == 4  # the symlink is a file, as restic counts it
     (src / "sub" / "text.txt").write_text("changed\n")
     second = summary(cli.run("backup", str(src), "--json", env=env))
     assert second["kind"] == "incremental" and second["files_changed"] == 1
@@ -46,4 +46,4 @@ def test_backup_restore_and_check_on_each_server(webdav_server, tmp_path: Path):
     report = summary(cli.run("check", "--read-data", "--json", env=env))
     assert report["ok"] and report["packs_read"] == report["packs"] >= 3
     listed = cli.run("snapshots", "--json", env=env)
-    assert summary(listed)["count"] == 2
+    assert len(summary(listed)) == 2

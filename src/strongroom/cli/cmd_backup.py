@@ -6,7 +6,8 @@ import click
 
 from strongroom.cli.by_config import config_option
 from strongroom.cli.options import Common, common_options
-from strongroom.cli.output import Reporter, describe_estimate, emit_json, human_size
+from strongroom.cli.output import (Reporter, describe_estimate, describe_storage, emit_json, human_duration,
+                                   human_size, local_time, plural)
 from strongroom.engine.backup import BackupOptions, run_backup
 from strongroom.engine.estimate import estimate_backup, run_summaries
 from strongroom.engine.walk import ExcludeRules
@@ -73,21 +74,27 @@ def backup(common: Common, paths, exclude, exclude_file, exclude_if_present, exc
     s = result.summary
     estimate = estimate_backup(repo, s, run_summaries(repo.list_snapshots(on_damaged=lambda *_: None))) \
         if dry_run else None
+    snap = result.snapshot if result.snapshot and not dry_run else None
     if common.json:
-        emit_json({"type": "summary", "snapshot": result.snapshot.id if result.snapshot else None,
+        emit_json({"message_type": "summary", "action": "backup", **s,
+                   "snapshot_id": snap.id if snap else None, "snapshot": snap.id if snap else None,
                    "kind": result.snapshot.kind if result.snapshot else None, "dry_run": dry_run,
-                   **s, **({"estimate": estimate} if dry_run else {}), "storage": repo.requests})
+                   **({"estimate": estimate} if dry_run else {}), "storage": repo.requests})
     elif not common.quiet:
-        print(f"files: {s['files_new']} new, {s['files_changed']} changed, {s['files_unmodified']} unmodified")
-        print(f"read {human_size(s['bytes_read'])} of {human_size(s['total_bytes'])}; "
-              f"{'would add' if dry_run else 'added'} {human_size(s['data_added'] or s['data_added_raw'])} "
-              f"({s['data_blobs']} new chunks) in {s['duration']:.1f} s")
-        if result.snapshot and not dry_run:
-            print(f"snapshot {result.snapshot.short_id} saved ({result.snapshot.kind})")
+        print(f"files: {s['files_new']} new, {s['files_changed']} changed, {s['files_unmodified']} unmodified; "
+              f"directories: {s['dirs_new']} new, {s['dirs_changed']} changed, {s['dirs_unmodified']} unmodified")
+        print(f"processed {plural(s['total_files_processed'], 'file')}, {human_size(s['total_bytes_processed'])} "
+              f"(read {human_size(s['bytes_read'])}) in {human_duration(s['total_duration'])}")
+        print(describe_storage(s["total_bytes_processed"], s["data_added"],
+                               s["data_added_packed"] if not dry_run else 0, "stored")
+              if not dry_run else f"would add {human_size(s['data_added_raw'])} of new data "
+                                  f"({plural(s['data_blobs'], 'new chunk')})")
+        if snap is not None:
+            print(f"snapshot {snap.short_id} saved ({snap.kind}, {local_time(snap.time)})")
         if estimate is not None:
             print(describe_estimate(estimate))
         if result.errors:
-            print(f"{len(result.errors)} file(s) could not be read completely; see the errors above")
+            print(f"{plural(len(result.errors), 'file')} could not be read completely; see the errors above")
     return EXIT_PARTIAL if result.errors else 0
 
 

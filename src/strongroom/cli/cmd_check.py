@@ -6,7 +6,8 @@ import click
 
 from strongroom.cli.by_config import config_option
 from strongroom.cli.options import Common, common_options
-from strongroom.cli.output import Reporter, emit_json
+from strongroom.cli.output import Reporter, emit_json, plural
+from strongroom.engine.progress import event_type
 from strongroom.engine.check import run_check
 from strongroom.services.catalog import kit_on_record
 
@@ -33,7 +34,7 @@ def check(common: Common, read_data: bool, read_data_subset: str | None, config)
     finally:
         reporter.close()
     if common.json:
-        emit_json({"type": "summary", **report.to_dict(), "storage": repo.requests})
+        emit_json({"message_type": "summary", "action": "check", **report.to_dict(), "storage": repo.requests})
     else:
         for w in (*report.warnings, *report.advice):
             print(f"warning: {w}")
@@ -45,15 +46,16 @@ def check(common: Common, read_data: bool, read_data_subset: str | None, config)
                 line += "\n  files: " + "\n         ".join(p["files"][:50])
             print(line)
         c = report.counts
-        print(f"checked {c.get('snapshots', 0)} snapshots, {c.get('trees', 0)} trees, {c.get('packs', 0)} packs"
-              + (f", read {c['packs_read']} packs" if "packs_read" in c else ""))
-        print("no errors were found" if report.ok else f"{len(report.problems)} problem(s) found")
+        print(f"checked {plural(c.get('snapshots', 0), 'snapshot')}, {plural(c.get('trees', 0), 'tree')}, "
+              f"{plural(c.get('packs', 0), 'pack')}"
+              + (f"; read {plural(c['packs_read'], 'pack')}" if "packs_read" in c else ""))
+        print("no errors were found" if report.ok else f"{plural(len(report.problems), 'problem')} found")
     return 0 if report.ok else 1
 
 
 def _quiet_status(reporter):
     def listener(event: dict) -> None:
-        if event.get("type") != "error":  # problems are printed once, with what they affect
+        if event_type(event) != "error":  # problems are printed once, with what they affect
             reporter(event)
     return listener
 

@@ -7,7 +7,7 @@ import click
 from strongroom.cli.by_config import config_option
 from strongroom.cli.cmd_restore import snapshot_filter_options
 from strongroom.cli.options import Common, common_options
-from strongroom.cli.output import emit_json, human_size
+from strongroom.cli.output import emit_json, human_size, local_time, plural, rfc3339
 from strongroom.engine.forget import parse_group_by, plan_forget, plan_remove, remove_snapshots
 from strongroom.errors import UsageError
 from strongroom.engine.prune import plan_prune, run_prune
@@ -80,7 +80,7 @@ def forget(common: Common, keep_last, keep_hourly, keep_daily, keep_weekly, keep
     if common.json:
         for group in plan:
             emit_json({"type": "group", "group": group.key, "points": [
-                {"id": s.id, "time": s.time, "keep": d.keep, "reasons": d.reasons} for s, d in group.decisions]})
+                {"id": s.id, "short_id": s.short_id, "time": rfc3339(s.time), "keep": d.keep, "reasons": d.reasons} for s, d in group.decisions]})
         emit_json({"type": "summary", "dry_run": dry_run, "removed": removed,
                    "kept": sum(d.keep for g in plan for _, d in g.decisions), "prune": pruned,
                    "storage": repo.requests})
@@ -91,11 +91,12 @@ def forget(common: Common, keep_last, keep_hourly, keep_daily, keep_weekly, keep
             print(f"group: {label or 'all'}")
         for snap, d in group.decisions:
             verdict = "keep  " if d.keep else "remove"
-            print(f"  {verdict} {snap.short_id}  {snap.datetime.strftime('%Y-%m-%d %H:%M:%S')}  "
+            print(f"  {verdict} {snap.short_id}  {local_time(snap.time)}  "
                   f"{', '.join(d.reasons)}")
     kept = sum(d.keep for g in plan for _, d in g.decisions)
     gone = sum(not d.keep for g in plan for _, d in g.decisions)
-    print(f"{'would remove' if dry_run else 'removed'} {gone} point(s)" + ("" if snapshot_ids else f", kept {kept}"))
+    print(f"{'would remove' if dry_run else 'removed'} {plural(gone, 'snapshot')}"
+          + ("" if snapshot_ids else f", kept {kept}"))
     if pruned:
         print(f"pruned: freed {human_size(pruned['bytes_freed'])}")
 

@@ -29,6 +29,7 @@ from strongroom.services.configs import AFTER_RUN, BackupConfig
 from strongroom.services.urls import has_password, redact_password
 from strongroom.services.webdav_service import WebDAVCredentials
 from strongroom.storage.vendors import guess_vendor
+from strongroom.words import plural
 
 VENDORS = ["nutstore", "nextcloud", "owncloud", "generic"]
 
@@ -164,7 +165,7 @@ def client_list(m: Manage) -> None:
     print(f"{'ID':16}  {'Vendor':9}  {'User':20}  URL")
     for doc in docs:
         print(f"{doc['id'][:16]:16}  {doc.get('service_type', 'generic'):9}  {doc['username'][:20]:20}  {doc['url']}")
-    print(f"{len(docs)} client(s)")
+    print(plural(len(docs), "client"))
 
 
 @client.command("remove")
@@ -411,7 +412,7 @@ def config_list(m: Manage) -> None:
         last = (d["last_job"] or {}).get("status", "never")
         print(f"{d['name'][:20]:20}  {'yes' if d['encrypt'] else 'no':9}  {d['codec']:8}  {last:9}  "
               f"{', '.join(d['source_paths'])} -> {d['target']}")
-    print(f"{len(docs)} configuration(s)")
+    print(plural(len(docs), "configuration"))
 
 
 @config.command("show")

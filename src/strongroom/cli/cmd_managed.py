@@ -16,10 +16,12 @@ import time
 import click
 
 from strongroom.cli.cmd_manage import Manage, manage_options
-from strongroom.cli.output import Reporter, describe_estimate, emit_json, human_size
+from strongroom.cli.output import Reporter, describe_estimate, emit_json, human_size, local_time, rfc3339
+from strongroom.engine.progress import event_type, stored_bytes
 from strongroom.errors import Interrupted, SnapshotNotFound, StrongroomError, UsageError
 from strongroom.model.select import parse_time
 from strongroom.services.recovery import RecoveryProgress, create_recovery_service
+from strongroom.words import plural
 
 EXIT_PARTIAL = 3
 JOB_DONE = ("succeeded", "failed", "cancelled")
@@ -69,7 +71,7 @@ def backup_config(m: Manage, name: str, *, full: bool = False, dry_run: bool = F
                 return
             if stop.is_set():
                 raise Interrupted("interrupted")
-            if event.get("type") != "summary":
+            if event_type(event) != "summary":
                 reporter(event)
 
         manager.on_job_event = on_event
@@ -134,14 +136,14 @@ def _job_outcome(name: str, job: dict, json_mode: bool) -> int:
     if not json_mode:
         print(f"files: {stats.get('files_new', 0)} new, {stats.get('files_changed', 0)} changed, "
               f"{stats.get('files_unmodified', 0)} unmodified; read {human_size(stats.get('bytes_read'))} of "
-              f"{human_size(stats.get('total_bytes'))}, added {human_size(stats.get('data_added'))} "
+              f"{human_size(stats.get('total_bytes'))}, added {human_size(stored_bytes(stats))} "
               f"in {stats.get('duration', 0):.1f} s")
         if job["error"]:
             print(f"warning: {job['error']}" + ("; see the errors above" if unreadable else ""))
         print(f"snapshot {job['snapshot_id']} ({stats.get('snapshot_kind', job['kind'])})")
         retention = stats.get("retention")
         if retention:
-            print(f"retention: removed {len(retention['removed'])} snapshot(s), kept {retention['kept']}, "
+            print(f"retention: removed {plural(len(retention['removed']), 'snapshot')}, kept {retention['kept']}, "
                   f"freed {human_size(retention['bytes_freed'])}")
     return EXIT_PARTIAL if unreadable else 0
 
@@ -205,7 +207,7 @@ def jobs(m: Manage, name, status, limit) -> None:
         print(f"{j['id']:>5}  {j['config'][:16]:16}  {j['kind']:11}  {j['priority']:>3}  {j['status']:9}  "
               f"{j['attempts']}/{j['max_attempts']:<3}  {_when(j['queued_at']):19}  {took:>7}  "
               f"{(j['snapshot_id'] or '-')[:8]:8}  {_first_line(j['error'])}")
-    print(f"{len(found)} job(s)")
+    print(plural(len(found), "job"))
 
 
 # ---- snapshots --config ------------------------------------------------------------------
@@ -230,9 +232,9 @@ def snapshots_config(m: Manage, name: str | None, since: str | None = None, unti
         return
     print(f"{'ID':8}  {'Time':19}  {'Config':16}  {'Kind':11}  {'Files':>7}  {'Size':>10}  Tags")
     for p in found:
-        print(f"{p.id[:8]}  {p.time.astimezone():%Y-%m-%d %H:%M:%S}  {p.config_name[:16]:16}  {p.kind:11}  "
+        print(f"{p.id[:8]}  {local_time(p.time)}  {p.config_name[:16]:16}  {p.kind:11}  "
               f"{p.total_files:>7}  {human_size(p.total_bytes):>10}  {','.join(p.tags)}")
-    print(f"{len(found)} snapshot" + ("" if len(found) == 1 else "s"))
+    print(plural(len(found), "snapshot"))
 
 
 def _snapshot_doc(p) -> dict:
@@ -273,7 +275,7 @@ def restore_config(m: Manage, name: str, target: str, *, snapshot: str | None = 
         if m.json:
             emit_json({"type": "plan", **plan.to_dict()})
         else:
-            print(f"restoring snapshot {plan.point_id[:8]} ({plan.point_time.astimezone():%Y-%m-%d %H:%M:%S}) "
+            print(f"restoring snapshot {plan.point_id[:8]} ({local_time(plan.point_time)}) "
                   f"of {name} into "
                   f"{plan.target_path}: {plan.files} files, {human_size(plan.bytes)}", file=sys.stderr)
         session_id = service.executor.execute_recovery(plan)
@@ -377,7 +379,7 @@ def check_config(m: Manage, name: str, *, read_data: bool = False, snapshot: str
             if report.deep else ""
         print(f"snapshot {report.backup_id[:8]} of {name}: {report.blobs_checked} blobs in "
               f"{report.packs_checked} packs{read}")
-        print("no problems were found" if report.ok else f"{len(report.problems)} problem(s) found")
+        print("no problems were found" if report.ok else f"{plural(len(report.problems), 'problem')} found")
     return 0 if report.ok else 1
 
 
@@ -499,7 +501,7 @@ def forget_config(m: Manage, name: str, *, dry_run: bool = False, prune: bool = 
         return 0
     for d in result.decisions:
         verdict = "keep  " if d.keep else "remove"
-        print(f"  {verdict} {d.snapshot_id[:8]}  {d.time.astimezone():%Y-%m-%d %H:%M:%S}  {', '.join(d.reasons)}")
+        print(f"  {verdict} {d.snapshot_id[:8]}  {local_time(d.time)}  {', '.join(d.reasons)}")
     gone = sum(not d.keep for d in result.decisions)
     print(f"{'would remove' if dry_run else 'removed'} {gone} snapshot{'' if gone == 1 else 's'} of {name}, "
           f"kept {result.kept}")

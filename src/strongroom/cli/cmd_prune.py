@@ -7,7 +7,7 @@ import re
 import click
 
 from strongroom.cli.options import Common, common_options
-from strongroom.cli.output import Reporter, emit_json, human_size
+from strongroom.cli.output import Reporter, emit_json, human_size, plural
 from strongroom.engine.prune import budget_estimate, plan_prune, run_prune
 from strongroom.storage import request_budget
 from strongroom.engine.walk import parse_size
@@ -50,15 +50,16 @@ def prune(common: Common, max_unused: str, max_repack_size: str | None, dry_run:
     if budget is not None and not dry_run:
         result["budget_waited"] = round(budget.waited, 1)
     if common.json:
-        emit_json({"type": "summary", "dry_run": dry_run, **result, "storage": repo.requests})
+        emit_json({"message_type": "summary", "action": "prune", "dry_run": dry_run, **result, "storage": repo.requests})
         return
     verb = "would free" if dry_run else "freed"
-    print(f"{verb} {human_size(result['bytes_freed'])}: {result['packs_deleted']} unused packs deleted, "
-          f"{result['packs_repacked']} repacked, {result['packs_unindexed_deleted']} unindexed packs and "
-          f"{result['leftovers']} incomplete uploads and {result['temporaries']} temporary files removed; {result['index_objects']} index objects "
-          f"consolidated (about {result['requests_estimated']} requests)")
+    print(f"{verb} {human_size(result['bytes_freed'])}: {plural(result['packs_deleted'], 'unused pack')} deleted, "
+          f"{result['packs_repacked']} repacked, {plural(result['packs_unindexed_deleted'], 'unindexed pack')} and "
+          f"{plural(result['leftovers'], 'incomplete upload')} and {plural(result['temporaries'], 'temporary file')} "
+          f"removed; {plural(result['index_objects'], 'index object')} consolidated "
+          f"(about {plural(result['requests_estimated'], 'request')})")
     if result["packs_left_to_repack"]:
-        print(f"left for the next prune (--max-repack-size): {result['packs_left_to_repack']} packs "
+        print(f"left for the next prune (--max-repack-size): {plural(result['packs_left_to_repack'], 'pack')} "
               f"({human_size(result['bytes_left_to_repack'])}) to repack, about "
               f"{human_size(result['bytes_left_to_free'])} more to free")
     if estimate is not None and not dry_run:

@@ -12,6 +12,7 @@ from strongroom.cli.output import emit_json
 from strongroom.errors import UsageError, WrongPassword
 from strongroom.repo import keys
 from strongroom.repo.repository import DEFAULT_PACK_SIZE, Repository
+from strongroom.words import plural
 
 
 @click.command()
@@ -127,7 +128,7 @@ def unlock(common: Common, remove_all: bool) -> None:
     if common.json:
         emit_json({"type": "summary", "removed": [lock.describe() for lock in removed]})
     else:
-        print(f"removed {len(removed)} lock(s)")
+        print(f"removed {plural(len(removed), 'lock')}")
 
 
 COMMANDS = [init, key, unlock]

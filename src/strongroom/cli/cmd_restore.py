@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import click
 
 from strongroom.cli.by_config import config_option
 from strongroom.cli.cmd_backup import EXIT_PARTIAL
 from strongroom.cli.options import Common, common_options
-from strongroom.cli.output import Reporter, emit_json, human_size, warn_damaged_snapshot
+from strongroom.cli.output import (Reporter, emit_json, human_duration, human_size, local_time, plural, rfc3339,
+                                   warn_damaged_snapshot)
 from strongroom.engine.diff import diff_trees
 from strongroom.engine.restore import OVERWRITE_MODES, RestoreOptions, run_restore
 from strongroom.engine.tree_walk import resolve, walk
@@ -73,23 +75,27 @@ def restore(common: Common, snapshot, target, at, include, exclude, overwrite, v
     s = result.summary
     s["duration"] = round(time.monotonic() - started, 3)
     if common.json:
-        emit_json({"type": "summary", **s, "storage": repo.requests})
+        emit_json({"message_type": "summary", "action": "restore", **s, "storage": repo.requests})
     else:
         verb = "would restore" if dry_run else "restored"
-        print(f"{verb} snapshot {snap.short_id} ({snap.time}) into {s['target']}: {s['total_files']} files, "
-              f"{human_size(s['total_bytes'])}, {s['files_skipped']} already current, {s['packs']} packs, "
-              f"{s['duration']:.1f} s")
+        done = plural(s["total_files"], "file") if dry_run else f"{s['files_restored']} of {plural(s['total_files'], 'file')}"
+        print(f"{verb} snapshot {snap.short_id} of {local_time(snap.time)} into {s['target']}: {done}, "
+              f"{human_size(s['total_bytes'] if dry_run else s['bytes_restored'])}"
+              + (f" of {human_size(s['total_bytes'])}" if not dry_run else "")
+              + f"; {s['files_skipped']} already current, {plural(s['packs'], 'pack')} "
+              f"{'to read' if dry_run else 'read'}, "
+              f"in {human_duration(s['duration'])}")
         if verify and not dry_run:
-            print(f"verified {s['files_verified']} files")
+            print(f"verified {plural(s['files_verified'], 'file')}")
         failed = s["files_failed"]
         if failed:
-            print(f"{len(failed)} of {s['total_files']} files could not be restored:")
+            print(f"{len(failed)} of {plural(s['total_files'], 'file')} could not be restored:")
             for entry in failed[:SHOWN_FAILURES]:
                 print(f"  {entry['path']}: {entry['message']}")
             if len(failed) > SHOWN_FAILURES:
                 print(f"  ... and {len(failed) - SHOWN_FAILURES} more (all are named in the errors above)")
         elif result.errors:
-            print(f"{len(result.errors)} problem(s) with restored files; see the errors above")
+            print(f"{plural(len(result.errors), 'problem')} with restored files; see the errors above")
     # As for a backup that could not read everything: done, but not all of it.
     return EXIT_PARTIAL if result.errors else 0
 
@@ -112,14 +118,15 @@ def ls_command(common: Common, snapshot, path, long_format, host, tags, paths) -
     if tree_id:
         entries = ((prefix.encode("utf-8", "surrogateescape") + p, n) for p, n in walk(repo, tree_id))
     if common.json:
-        emit_json({"type": "snapshot", "id": snap.id, "time": snap.time, "paths": list(snap.paths)})
+        emit_json({"message_type": "snapshot", "id": snap.id, "short_id": snap.short_id, "time": rfc3339(snap.time),
+                   "tree": snap.tree, "paths": list(snap.paths), "hostname": snap.hostname})
     for rel, n in entries:
         shown = rel.decode("utf-8", "backslashreplace") if n is not node else prefix
         if common.json:
             emit_json({"type": "node", "path": shown, "node_type": n.type, "size": n.size, "mode": n.mode,
                        "uid": n.uid, "gid": n.gid, "mtime_ns": n.mtime_ns})
         elif long_format:
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(n.mtime_ns / 1e9))
+            when = local_time(datetime.fromtimestamp(n.mtime_ns / 1e9))
             print(f"{n.type:8} {n.mode:04o} {n.user or n.uid:>8} {n.size:>12}  {when}  {shown}")
         else:
             print(shown)

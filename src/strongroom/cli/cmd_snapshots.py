@@ -9,7 +9,8 @@ import click
 from strongroom.cli.by_config import config_option
 from strongroom.cli.cmd_restore import snapshot_filter_options
 from strongroom.cli.options import Common, common_options
-from strongroom.cli.output import emit_json, human_size, warn_damaged_snapshot
+from strongroom.cli.output import (emit_json, emit_json_array, human_ratio, human_size, local_time, plural,
+                                   rfc3339, warn_damaged_snapshot)
 from strongroom.engine.stats import repository_stats
 from strongroom.errors import SnapshotNotFound
 from strongroom.model.select import SnapshotFilter, filter_snapshots
@@ -30,16 +31,19 @@ def snapshots(common: Common, host, tags, paths, config) -> None:
     found = filter_snapshots(repo.list_snapshots(warn_damaged_snapshot),
                              SnapshotFilter(host, tuple(tags), tuple(paths)))
     if common.json:
-        for s in found:
-            emit_json({"type": "snapshot", **dataclasses.asdict(s)})
-        emit_json({"type": "summary", "count": len(found), "storage": repo.requests})
+        emit_json_array([snapshot_json(s) for s in found])
         return
     print(f"{'ID':8}  {'Time':19}  {'Host':12}  {'Kind':11}  {'Tags':12}  {'Size':>10}  Paths")
     for s in found:
         size = human_size(s.summary.get("total_bytes"))
-        print(f"{s.short_id}  {s.datetime.strftime('%Y-%m-%d %H:%M:%S')}  {s.hostname[:12]:12}  {s.kind:11}  "
+        print(f"{s.short_id}  {local_time(s.time)}  {s.hostname[:12]:12}  {s.kind:11}  "
               f"{','.join(s.tags)[:12]:12}  {size:>10}  {', '.join(s.paths)}")
-    print(f"{len(found)} snapshot(s)")
+    print(plural(len(found), "snapshot"))
+
+
+def snapshot_json(s) -> dict:
+    """A snapshot as restic prints one (time in RFC 3339, id, short_id, ...), with strongroom's fields."""
+    return {**dataclasses.asdict(s), "time": rfc3339(s.time), "short_id": s.short_id}
 
 
 @click.command()
@@ -73,8 +77,11 @@ def stats(common: Common, snapshot_ids, host, tags, paths, config) -> None:
     print(f"unique data:        {human_size(result['unique_size'])}")
     print(f"stored (unique):    {human_size(result['unique_stored_size'])}")
     print(f"repository size:    {human_size(result['repository_size'])} in {result['packs']} packs")
-    print(f"dedup ratio:        {result['dedup_ratio']}")
-    print(f"compression ratio:  {result['compression_ratio']}")
+    dedup, compression = result["dedup_ratio"], result["compression_ratio"]
+    print(f"dedup:              {human_ratio(dedup) if dedup else '-'} (the snapshots' file bytes over the "
+          "unique file data)")
+    print(f"compression:        {human_ratio(compression) if compression else '-'} (unique data over its "
+          "stored size)")
     space = result["target"]
     if space["used"] is not None or space["available"] is not None:
         print(f"target space:       {human_size(space['used'])} used, {human_size(space['available'])} available")

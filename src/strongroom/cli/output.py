@@ -1,19 +1,90 @@
-"""Showing engine events: a progress bar on a terminal, JSON lines, or quiet."""
+"""Showing engine events: a progress bar on a terminal, JSON lines, or quiet.
+
+Every JSON object printed carries `message_type` (restic's names) and
+`schema` (SCHEMA); docs/json.md describes each one. Human text uses one size
+format (binary units), one date format and counted nouns (`plural`).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import threading
+from datetime import datetime
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import BarColumn, Progress, TextColumn
+
+from strongroom.engine.progress import event_type
+from strongroom.words import plural  # noqa: F401  (the commands import it from here)
+
+SCHEMA = "strongroom/1"
+
+
+def json_object(obj: dict) -> dict:
+    """`obj` as printed: message_type and schema first. `type`, the name
+    before schema 1, is kept beside message_type for scripts that read it."""
+    kind = event_type(obj)
+    rest = {k: v for k, v in obj.items() if k not in ("message_type", "type", "schema")}
+    return {"message_type": kind, "schema": SCHEMA, **rest, **({"type": kind} if kind else {})}
 
 
 def emit_json(obj: dict) -> None:
-    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.write(json.dumps(json_object(obj)) + "\n")
     sys.stdout.flush()
+
+
+def emit_json_array(items: list[dict]) -> None:
+    """One JSON array, as restic prints a listing (snapshots --json)."""
+    sys.stdout.write(json.dumps(items) + "\n")
+    sys.stdout.flush()
+
+
+def local_time(when: str | datetime) -> str:
+    """One date format for tables and summaries: local time, to the second."""
+    moment = datetime.fromisoformat(when) if isinstance(when, str) else when
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def rfc3339(when: str | datetime) -> str:
+    """The date format of JSON: RFC 3339 with the offset (local time when none was recorded)."""
+    moment = datetime.fromisoformat(when) if isinstance(when, str) else when
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return moment.isoformat()
+
+
+def status_line(event: dict) -> str:
+    """What a status event says, in words, beside the bar."""
+    action = event.get("action")
+    errors = event.get("error_count") or 0
+    tail = f", {plural(errors, 'error')}" if errors else ""
+    if action == "backup":
+        current = event.get("current_files") or []
+        now = f"  {current[0]}" if current else ""
+        if not event.get("scan_finished"):
+            return f"{event['files_done']} of {event['total_files']} files found so far{tail}{now}"
+        return f"{event['files_done']} of {plural(event['total_files'], 'file')}{tail}{now}"
+    if action == "restore":
+        done = event["files_restored"] + event["files_skipped"]
+        return f"{done} of {plural(event['total_files'], 'file')}{tail}"
+    if action == "check":
+        if event.get("phase") == "read-data":
+            return f"{event['packs_done']} of {plural(event['total_packs'], 'pack')} read{tail}"
+        return (f"{event['snapshots_done']} of {plural(event['total_snapshots'], 'snapshot')}, "
+                f"{plural(event['trees_done'], 'tree')}{tail}")
+    if "files_done" in event and action is None:
+        return plural(event["files_done"], "file")
+    if action == "prune":
+        return f"{event['packs_done']} of {plural(event['total_packs'], 'pack')} repacked"
+    return ""
+
+
+def _amounts(event: dict) -> tuple[int, int | None]:
+    if event.get("action") == "restore":
+        return event["bytes_restored"] + event["bytes_skipped"], event.get("total_bytes") or None
+    return event.get("bytes_done", 0), event.get("total_bytes") or None
 
 
 class Reporter:
@@ -29,22 +100,22 @@ class Reporter:
         self._task = None
         if not json_mode and not quiet and sys.stderr.isatty():
             self.progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
-                TransferSpeedColumn(), TextColumn("{task.fields[files]} files"), TimeRemainingColumn(),
+                TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                TextColumn("{task.fields[line]}", markup=False),
                 console=self.console, transient=True,
             )
             self.progress.start()
-            self._task = self.progress.add_task(action, total=None, files=0)
+            self._task = self.progress.add_task(action, total=None, line="")
 
     def __call__(self, event: dict) -> None:
         with self._lock:
-            kind = event.get("type")
+            kind = event_type(event)
             if self.json_mode:
                 emit_json(event)
             elif kind == "error":
                 # Escaped: a path like x[/y] or a name like a[b] is text, never markup
                 # (an unmatched closing tag raised, and stopped a restore halfway).
-                what = escape(str(event.get('path') or event.get('object')))
+                what = escape(str(event.get("item") or event.get("path") or event.get("object")))
                 self.console.print(f"[red]error:[/red] {what}: {escape(str(event['message']))}",
                                    markup=True, highlight=False)
             elif kind == "warning":
@@ -54,9 +125,18 @@ class Reporter:
                 # when no progress is shown.
                 self.console.print(f"strongroom: {event['message']}", markup=False, highlight=False)
             if kind == "status" and self.progress is not None:
-                total = event.get("total_bytes") or None
-                self.progress.update(self._task, completed=event.get("bytes_done", event.get("bytes_read", 0)),
-                                     total=total, files=event.get("files_done", 0))
+                done, total = _amounts(event)
+                fraction = event.get("percent_done")
+                if fraction is None:  # a status from outside the engine (recover's, from its session)
+                    fraction = min(1.0, done / total) if total else 0.0
+                seconds = event.get("seconds_elapsed") or 0
+                rate = f", {human_size(done / seconds)}/s" if seconds else ""
+                left = event.get("seconds_remaining")
+                eta = f", {human_duration(left)} left" if left else ""
+                amount = f"{human_size(done)} of {human_size(total)}{rate}{eta}" if total else \
+                    human_size(done) if done else ""
+                line = "; ".join(part for part in (amount, status_line(event)) if part)
+                self.progress.update(self._task, completed=fraction, total=1.0, line=line)
 
     def close(self) -> None:
         if self.progress is not None:
@@ -70,18 +150,45 @@ def warn_damaged_snapshot(name: str, error: Exception) -> None:
 
 
 def human_size(n: int | float | None) -> str:
+    """Binary units everywhere (KiB = 1024 bytes), three significant digits."""
     if n is None:
         return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            break
         n /= 1024
-    return str(n)
+    if unit == "B":
+        return f"{n:.0f} B"
+    return f"{n:.2f} {unit}" if abs(n) < 10 else f"{n:.1f} {unit}" if abs(n) < 100 else f"{n:.0f} {unit}"
+
+
+def human_ratio(x: float) -> str:
+    return f"{x:.1f}x" if x < 10 else f"{x:.0f}x"
+
+
+def describe_storage(files_bytes: int, new_bytes: int, stored: int, verb: str = "stored") -> str:
+    """How much less was stored than the files hold, in words: the whole gain,
+    then its two parts. dedup = file bytes per new byte (data not already in
+    the repository); compression = new bytes per stored byte (encryption's
+    overhead included), so the whole is their product."""
+    if not stored:
+        return f"{verb} nothing new for {human_size(files_bytes)} of files: all of it was in the repository already"
+    whole = f"{verb} {human_size(stored)} for {human_size(files_bytes)} of files"
+    if not files_bytes or not new_bytes:
+        return whole
+    if stored >= files_bytes:
+        return f"{whole}: no smaller (on this little data, encryption and trees cost more than dedup saves)"
+    if files_bytes / stored < 1.05:
+        return f"{whole}: about as much (little in it to dedup or compress)"
+    return (f"{whole}: {human_ratio(files_bytes / stored)} smaller (dedup {human_ratio(files_bytes / new_bytes)}, "
+            f"compression {human_ratio(new_bytes / stored)})")
 
 
 def human_duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     seconds = int(round(seconds))
     if seconds < 90:
         return f"{seconds} s"

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Iterator
 
 from strongroom import __version__
-from strongroom.engine.progress import Counters, Listener, ignore
+from strongroom.engine.progress import Counters, Listener, backup_status, error_event, ignore, warning_event
 from strongroom.engine.walk import ExcludeRules, SourceTree, metadata_node
 from strongroom.errors import ForeignObject, StorageError, StrongroomError, UsageError
 from strongroom.model.select import SnapshotFilter, find_snapshot
@@ -74,7 +74,7 @@ class Backup:
         self.repo = repo
         self.opt = options
         self.listener = listener
-        self.counters = Counters(listener, "backup")
+        self.counters = Counters(listener, backup_status)
         self.errors: list[dict] = []
         self._errors_lock = threading.Lock()
         self._failure: BaseException | None = None
@@ -95,9 +95,10 @@ class Backup:
     # ---- reporting -------------------------------------------------------------
 
     def _error(self, path: bytes | str, message: str) -> None:
-        entry = {"type": "error", "path": os.fsdecode(path), "message": message}
+        entry = error_event(message, os.fsdecode(path), "archival")
         with self._errors_lock:
             self.errors.append(entry)
+        self.counters.add(errors=1)
         self.listener(entry)
 
     def _check_failed(self) -> None:
@@ -190,6 +191,8 @@ class Backup:
         )
 
     def _file_node(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> Node | None:
+        shown = os.fsdecode(path)
+        self.counters.begin(shown)
         try:
             self._check_failed()
             if self._unchanged(st, old):
@@ -209,18 +212,30 @@ class Backup:
             self._error(path, f"cannot read metadata: {e.strerror}")
             return None
         finally:
+            self.counters.end(shown)
             self._file_slots.release()
 
     def _submit_file(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> Future:
         key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and key in self._hardlinks:
             first = self._hardlinks[key]
-            return self._tree_pool.submit(lambda: _relink(first.result(), name, path, st))
+            return self._tree_pool.submit(lambda: self._relink(first.result(), name, path, st, old))
         self._file_slots.acquire()
         future = self._file_pool.submit(self._file_node, name, path, st, old)
         if st.st_nlink > 1:
             self._hardlinks[key] = future
         return future
+
+    def _relink(self, first: Node | None, name: bytes, path: bytes, st: os.stat_result,
+                old: Node | None) -> Node | None:
+        """A further name of a hard-linked file: same content, its own name. It
+        is a file of the snapshot, counted as the scan counted it."""
+        if first is None:
+            return None
+        kind = "files_new" if old is None else "files_unmodified" if old.content == first.content \
+            else "files_changed"
+        self.counters.add(files_done=1, bytes_done=first.size, **{kind: 1})
+        return metadata_node(name, path, st, size=first.size, content=first.content)
 
     # ---- directories ------------------------------------------------------------
 
@@ -249,8 +264,8 @@ class Backup:
                     frame.children.append(self._walk_entry(child_name, child_path, child_st, old_child))
                 continue
             stack.pop()
-            self.counters.add(dirs=1)
-            done = self._tree_pool.submit(self._finish_dir, frame.name, frame.path, frame.st, frame.children)
+            done = self._tree_pool.submit(self._finish_dir, frame.name, frame.path, frame.st, frame.children,
+                                          frame.old)
             if not stack:
                 return done
             stack[-1].children.append(done)
@@ -270,7 +285,7 @@ class Backup:
             entries = []
         if self.opt.excludes.one_file_system and st.st_dev != self._root_dev:
             entries = []
-        return _DirFrame(name, path, st, self._children_of(entries, old_tree))
+        return _DirFrame(name, path, st, self._children_of(entries, old_tree), old)
 
     def _children_of(self, entries, old_tree: Tree | None):
         for entry in entries:
@@ -294,13 +309,16 @@ class Backup:
                 return _done(None)
             return self._submit_file(name, path, st, old)
         try:
-            self.counters.add(files_done=1)
-            return _done(metadata_node(name, path, st))
+            node = metadata_node(name, path, st)
+            kind = "files_new" if old is None else "files_unmodified" if old == node else "files_changed"
+            self.counters.add(files_done=1, **{kind: 1})
+            return _done(node)
         except OSError as e:
             self._error(path, f"cannot read: {e.strerror}")
             return _done(None)
 
-    def _finish_dir(self, name: bytes, path: bytes, st: os.stat_result | None, children: list[Future]) -> Node:
+    def _finish_dir(self, name: bytes, path: bytes, st: os.stat_result | None, children: list[Future],
+                    old: Node | None = None) -> Node:
         nodes = tuple(n for n in (f.result() for f in children) if n is not None)
         tree = Tree(nodes)
         if self.opt.dry_run or self._failure is not None:
@@ -308,10 +326,14 @@ class Backup:
         else:
             tree_id, added = self.repo.save_tree(tree)
             if added:
-                self.counters.add(tree_blobs=1, data_added=added)
+                self.counters.add(tree_blobs=1, data_added=added, tree_added_raw=len(tree.encode()))
         if st is None:
             return Node(name=b"root", type=DIR, subtree=tree_id)
-        return metadata_node(name, path, st, subtree=tree_id)
+        node = metadata_node(name, path, st, subtree=tree_id)
+        # As restic counts them: a directory is unmodified when its tree and its own metadata are.
+        kind = "dirs_new" if old is None or old.type != DIR else "dirs_unmodified" if old == node else "dirs_changed"
+        self.counters.add(dirs=1, **{kind: 1})
+        return node
 
     def _walk_virtual(self, name: bytes, path: bytes, src: SourceTree, old: Node | None) -> Future | None:
         """Directories above the source paths: metadata only, plus their chosen children."""
@@ -331,7 +353,7 @@ class Backup:
             if f is not None:
                 children.append(f)
         st = os.lstat(path) if path != b"/" else None
-        return self._tree_pool.submit(self._finish_dir, name, path, st, children)
+        return self._tree_pool.submit(self._finish_dir, name, path, st, children, old)
 
     # ---- the whole run ------------------------------------------------------------
 
@@ -341,7 +363,7 @@ class Backup:
         def damaged(name: str, error: Exception) -> None:
             if isinstance(error, ForeignObject):
                 raise error
-            self.listener({"type": "warning", "message": f"skipping {name}: {error}"})
+            self.listener(warning_event(f"skipping {name}: {error}"))
 
         snaps = self.repo.list_snapshots(damaged)
         if self.opt.parent:
@@ -368,6 +390,7 @@ class Backup:
         now = time.time_ns()
         node = Node(name=name, type=FILE, mode=0o600, uid=os.getuid(), gid=os.getgid(),
                     mtime_ns=now, ctime_ns=now, size=result[1], content=result[0])
+        self.counters.set_totals(final=True, files=1, bytes=result[1])
         self.counters.add(files_done=1, files_new=1, bytes_done=result[1])
         return self._tree_pool.submit(self._finish_dir, b"", b"/", None, [_done(node)])
 
@@ -394,15 +417,18 @@ class Backup:
                 raise UsageError(f"{p} does not exist")
         self.repo.load_index()
         for damaged in self.repo.damaged_index:
-            self.listener({"type": "warning", "message": f"skipping damaged index object {damaged}"})
+            self.listener(warning_event(f"skipping damaged index object {damaged}"))
         if not self.opt.dry_run:
             adopted = self.repo.adopt_pending_packs()
             if adopted:
-                self.listener({"type": "warning", "message": f"resumed: {adopted} packs from an interrupted run"})
+                self.listener(warning_event(f"resumed: {adopted} packs from an interrupted run"))
         parent = self._parent() if not self.opt.stdin_filename else None
         started = time.monotonic()
+        started_at = datetime.now().astimezone()
+        scan = None
         if not self.opt.stdin_filename:
-            threading.Thread(target=self._count_totals, name="scan", daemon=True).start()
+            scan = threading.Thread(target=self._count_totals, name="scan", daemon=True)
+            scan.start()
         old_root = Node(name=b"root", type=DIR, subtree=bytes.fromhex(parent.tree)) if parent else None
         try:
             if self.opt.stdin_filename:
@@ -442,8 +468,10 @@ class Backup:
             raise self._failure
         if not self.opt.dry_run:
             self.repo.flush()
+        if scan is not None:
+            scan.join()
         self.counters.maybe_emit(force=True)
-        summary = self._summary(time.monotonic() - started)
+        summary = self._summary(time.monotonic() - started, started_at)
         snap = Snapshot(
             time=(self.opt.time or datetime.now().astimezone()).isoformat(timespec="microseconds"),
             tree=root.subtree.hex(), paths=self.paths, hostname=self.hostname,
@@ -458,39 +486,68 @@ class Backup:
         return BackupResult(snap, list(self.errors), summary)
 
     def _count_totals(self) -> None:
-        """Count files and bytes ahead of the walk, so progress can show an ETA."""
+        """Count files and bytes ahead of the walk, as restic's scanner does, so
+        progress has a total and an ETA. The rules are the walk's (excludes,
+        contents of excluded directories, one file system, size limit), so the
+        totals are true once the scan is done; directories are not files."""
         files = size = 0
-        for path in self.paths:
-            stack = [os.fsencode(path)]
+        rules = self.opt.excludes
+        paths = [p for p in self.paths if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in self.paths)]
+        for path in paths:
+            top = os.fsencode(path)
+            try:
+                root_dev = os.lstat(top).st_dev
+            except OSError:
+                continue
+            stack = [top]
             while stack and self._failure is None:
-                top = stack.pop()
+                here = stack.pop()
                 try:
-                    st = os.lstat(top)
+                    st = os.lstat(here)
                 except OSError:
                     continue
                 if stat.S_ISDIR(st.st_mode):
+                    if rules.one_file_system and st.st_dev != root_dev:
+                        continue
                     try:
-                        with os.scandir(top) as entries:
-                            stack.extend(e.path for e in entries if not self.opt.excludes.excludes_path(e.path))
+                        with os.scandir(here) as listing:
+                            entries = list(listing)
                     except OSError:
-                        pass
+                        continue
+                    if entries and rules.excludes_dir_contents(here, {e.name for e in entries}):
+                        continue
+                    stack.extend(e.path for e in entries if not rules.excludes_path(e.path))
                     continue
-                files += 1
-                if stat.S_ISREG(st.st_mode) and not self.opt.excludes.excludes_size(st.st_size):
+                if stat.S_ISREG(st.st_mode):
+                    if rules.excludes_size(st.st_size):
+                        continue
                     size += st.st_size
-                if files % 1000 == 0:
-                    self.counters.total_files, self.counters.total_bytes = files, size
-        self.counters.total_files, self.counters.total_bytes = files, size
+                files += 1
+                if files % 256 == 0:
+                    self.counters.set_totals(files=files, bytes=size)
+        self.counters.set_totals(final=self._failure is None, files=files, bytes=size)
 
-    def _summary(self, duration: float) -> dict:
+    def _summary(self, duration: float, started_at: datetime) -> dict:
+        """What the run did, kept in the snapshot. restic's names first; then
+        strongroom's, some from before schema 1 (`total_files` is
+        total_files_processed, `total_bytes` total_bytes_processed, `duration`
+        total_duration), kept because stored snapshots and scripts use them.
+        Snapshots from before schema 1 have no data_added_packed, and their
+        data_added is what was stored (packed): `stored_bytes` reads either."""
         c = self.counters
         return {
             "files_new": c.get("files_new"), "files_changed": c.get("files_changed"),
-            "files_unmodified": c.get("files_unmodified"), "dirs": c.get("dirs"),
-            "total_files": c.get("files_done"), "total_bytes": c.get("bytes_done"),
-            "bytes_read": c.get("bytes_read"), "data_blobs": c.get("data_blobs"),
-            "tree_blobs": c.get("tree_blobs"), "data_added": c.get("data_added"),
-            "data_added_raw": c.get("data_added_raw"), "errors": len(self.errors),
+            "files_unmodified": c.get("files_unmodified"), "dirs_new": c.get("dirs_new"),
+            "dirs_changed": c.get("dirs_changed"), "dirs_unmodified": c.get("dirs_unmodified"),
+            "data_blobs": c.get("data_blobs"), "tree_blobs": c.get("tree_blobs"),
+            "data_added": c.get("data_added_raw") + c.get("tree_added_raw"), "data_added_packed": c.get("data_added"),
+            "total_files_processed": c.get("files_done"), "total_bytes_processed": c.get("bytes_done"),
+            "total_duration": round(duration, 3),
+            "backup_start": started_at.isoformat(timespec="seconds"),
+            "backup_end": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "dirs": c.get("dirs"), "total_files": c.get("files_done"), "total_bytes": c.get("bytes_done"),
+            "bytes_read": c.get("bytes_read"), "data_added_raw": c.get("data_added_raw"),
+            "errors": len(self.errors),
             "duration": round(duration, 3),
             **({"sample_raw": c.get("sample_raw"), "sample_stored": c.get("sample_stored")}
                if self.opt.dry_run else {}),
@@ -505,6 +562,7 @@ class _DirFrame:
     path: bytes
     st: os.stat_result
     pending: Iterator
+    old: Node | None = None
     children: list[Future] = field(default_factory=list)
 
 
@@ -512,13 +570,6 @@ def _done(value) -> Future:
     f: Future = Future()
     f.set_result(value)
     return f
-
-
-def _relink(first: Node | None, name: bytes, path: bytes, st: os.stat_result) -> Node | None:
-    """A further name of a hard-linked file: same content, its own name."""
-    if first is None:
-        return None
-    return metadata_node(name, path, st, size=first.size, content=first.content)
 
 
 def run_backup(repo: Repository, options: BackupOptions, listener: Listener = ignore) -> BackupResult:

@@ -16,13 +16,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from strongroom.engine.progress import Counters, Listener, ignore
+from strongroom.engine.progress import Counters, Listener, check_status, error_event, ignore
 from strongroom.errors import IncompleteObject, IntegrityError, StrongroomError, UsageError
 from strongroom.model.snapshot import SNAPSHOT_DIR, Snapshot
 from strongroom.model.tree import DIR, FILE, Tree, TreeContainsItself
 from strongroom.repo import keys
 from strongroom.repo.pack import TREE, PackedBlob, expected_pack_size, pack_name, parse_header
 from strongroom.repo.repository import Repository
+from strongroom.words import plural
 
 
 @dataclass
@@ -76,12 +77,13 @@ class Checker:
         self.damaged_blobs: dict[bytes, str] = {}
         self.packs: dict[bytes, list[PackedBlob]] = {}
         self.snapshots: list[Snapshot] = []
-        self.counters = Counters(listener, "check")
+        self.counters = Counters(listener, check_status)
 
     def _problem(self, obj: str, message: str, **extra) -> None:
         entry = {"object": obj, "message": message, **extra}
         self.report.problems.append(entry)
-        self.listener({"type": "error", **entry})
+        self.counters.add(errors=1)
+        self.listener(error_event(message, obj, "check", **{"object": obj, **extra}))
 
     def _leftover(self, error: IncompleteObject) -> None:
         # A cut-off upload is no recovery point's data: worth a word, not a failure.
@@ -131,8 +133,10 @@ class Checker:
         scan = self.repo.scan_index(StrongroomError, self._index_error)
         self.packs = scan.packs
         if scan.superseded:
-            self.report.warnings.append(f"{len(scan.superseded)} index object(s) replaced by a consolidated index "
-                                        f"are still there (left by an interrupted prune; prune removes them)")
+            n = len(scan.superseded)
+            self.report.warnings.append(f"{plural(n, 'index object')} replaced by a consolidated index "
+                                        f"{'is' if n == 1 else 'are'} still there (left by an interrupted prune; "
+                                        "prune removes them)")
 
     def _load_snapshots(self) -> None:
         if self.scope is not None:
@@ -175,12 +179,14 @@ class Checker:
         temporaries = self.repo.storage.temporaries()
         if temporaries:
             self.report.warnings.append(
-                f"{len(temporaries)} temporary file(s) of {sum(t.size for t in temporaries)} bytes were left by "
+                f"{plural(len(temporaries), 'temporary file')} of {plural(sum(t.size for t in temporaries), 'byte')} "
+                f"{'was' if len(temporaries) == 1 else 'were'} left by "
                 f"interrupted writes (e.g. {temporaries[0].name}); prune removes them")
         unindexed = set(on_target) - set(self.packs)
         if unindexed:
             self.report.warnings.append(
-                f"{len(unindexed)} pack(s) are not in any index (left by an interrupted run; prune removes them)")
+                f"{plural(len(unindexed), 'pack')} {'is' if len(unindexed) == 1 else 'are'} not in any index "
+                "(left by an interrupted run; prune removes them)")
 
     def _check_trees(self) -> None:
         """Depth-first over every snapshot's trees, each distinct tree once.
@@ -190,7 +196,9 @@ class Checker:
         tree contains itself) instead of being walked round and round.
         """
         done: set[bytes] = set()
+        self.counters.set_totals(final=True, snapshots=len(self.snapshots))
         for snap in self.snapshots:
+            self.counters.add(snapshots_done=1)
             root = bytes.fromhex(snap.tree)
             if root in done:
                 continue
@@ -203,6 +211,7 @@ class Checker:
                     stack.pop()
                     open_trees.discard(tree_id)
                     done.add(tree_id)
+                    self.counters.add(trees_done=1)
                 elif child in open_trees:
                     self._tree_contains_itself(child, snap)
                 elif child not in done:
@@ -253,7 +262,7 @@ class Checker:
         except StrongroomError as e:
             self._problem(name, f"cannot read pack: {e}", pack=pack_id.hex())
             return
-        self.counters.add(packs_read=1, bytes_read=len(data))
+        self.counters.add(packs_done=1, bytes_done=len(data))
         if hashlib.sha256(data).digest() != pack_id:
             self._problem(name, "pack content does not match its name", pack=pack_id.hex())
         try:
@@ -405,14 +414,20 @@ class Checker:
             self._check_packs_exist()
         if read_data or subset:
             chosen = select_subset(sorted(self._packs_in_scope()), subset)
-            self.counters.total_files = len(chosen)
+            self.counters.set_totals(packs=len(chosen), bytes=sum(self._pack_size(p) for p in chosen))
+            self.counters.maybe_emit(force=True)
             self.report.counts["blobs_authenticated"] = 0
             for pack_id in chosen:
                 self._read_pack(pack_id, self.packs[pack_id])
             self.report.counts["packs_read"] = len(chosen)
+        self.counters.maybe_emit(force=True)
         self._affected()
-        self.report.counts["requests"] = self.repo.requests["requests"]
         return self.report
+
+    def _pack_size(self, pack_id: bytes) -> int:
+        """A pack's size as the index knows it: the end of its last blob plus its header."""
+        blobs = self.packs[pack_id]
+        return expected_pack_size(blobs) if blobs else 0
 
 
 AFFECTED_FILES_NAMED = 1000  # per damaged blob and snapshot: a report, not an inventory

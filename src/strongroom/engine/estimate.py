@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+from strongroom.engine.progress import stored_bytes
 from strongroom.model.snapshot import Snapshot
 from strongroom.repo.crypto import OVERHEAD
 from strongroom.repo.pack import DATA, ENTRY_SIZE
@@ -62,8 +63,8 @@ def observed_rates(summaries: list[dict]) -> dict:
         if (s.get("bytes_read") or 0) >= MEASURABLE:
             read += s["bytes_read"]
             read_time += duration
-        if (s.get("data_added") or 0) >= MEASURABLE:
-            stored += s["data_added"]
+        if stored_bytes(s) >= MEASURABLE:
+            stored += stored_bytes(s)
             store_time += duration
     return {"read_bytes_per_second": round(read / read_time) if read_time else None,
             "store_bytes_per_second": round(stored / store_time) if store_time else None}

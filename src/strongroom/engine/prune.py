@@ -310,7 +310,7 @@ def run_prune(repo: Repository, plan: PrunePlan, listener: Listener = ignore) ->
         new_packs[pack_id] = writer.blobs
         largest = max(largest, len(data))
 
-    for pack_id, live in plan.repack.items():
+    for done, (pack_id, live) in enumerate(plan.repack.items(), 1):
         data = repo.storage.read(pack_name(pack_id, fanout))
         if hashlib.sha256(data).digest() != pack_id or len(data) != expected_pack_size(repo.index.packs[pack_id]):
             raise IntegrityError(f"prune stopped: pack {pack_id.hex()[:16]} is damaged; run check first")
@@ -322,7 +322,8 @@ def run_prune(repo: Repository, plan: PrunePlan, listener: Listener = ignore) ->
             writers.setdefault(blob.type, PackWriter()).add(
                 blob.type, blob.id, data[blob.offset:blob.offset + blob.length], blob.raw_length)
         del data
-        listener({"type": "status", "action": "prune", "packs_repacked": len(new_packs)})
+        listener({"message_type": "status", "action": "prune", "percent_done": round(done / len(plan.repack), 4),
+                  "total_packs": len(plan.repack), "packs_done": done, "packs_written": len(new_packs)})
     for writer in writers.values():
         if len(writer):
             seal(writer)

@@ -27,7 +27,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from strongroom.engine.progress import Counters, Listener, ignore
+from strongroom.engine.progress import Counters, Listener, error_event, ignore, restore_status
 from strongroom.engine.restore_select import Item, select_items
 from strongroom.engine.target_dirs import ROOT, TargetDirs, set_dir_metadata, set_metadata
 from strongroom.errors import IntegrityError, StrongroomError, UsageError
@@ -74,7 +74,8 @@ class Restore:
         self.listener = listener
         self.cancel = cancel or threading.Event()
         self.target = os.path.abspath(os.fsencode(options.target))
-        self.counters = Counters(listener, "restore")
+        self.counters = Counters(listener, restore_status)
+        self._blobs_left: list[int] = []  # per file job: blobs still to write
         self.errors: list[dict] = []
         self.items: list[Item] = []
         self.failed: dict[int, str] = {}  # item -> why it was not restored (one reason each)
@@ -92,11 +93,12 @@ class Restore:
         return b"/".join([self.target, *reversed(names)])
 
     def _emit(self, index: int, message: str) -> bool:
-        entry = {"type": "error", "path": os.fsdecode(self._path(index)), "message": message}
+        entry = error_event(message, os.fsdecode(self._path(index)), "restore")
         with self._lock:
             if any(e["path"] == entry["path"] and e["message"] == message for e in self.errors[-64:]):
                 return False
             self.errors.append(entry)
+        self.counters.add(errors=1)
         self.listener(entry)
         return True
 
@@ -162,8 +164,7 @@ class Restore:
         self.items = items = select_items(self.repo, self.snapshot, self.opt.subpath, self.opt.include,
                                           self.opt.exclude)
         files = [i for i, item in enumerate(items) if item.node.type == FILE]
-        self.counters.total_files = len(items)
-        self.counters.total_bytes = sum(items[i].node.size for i in files)
+        self._set_totals(files)
         if self.opt.dry_run:
             jobs, links = self._plan_files(files)
             plan = self._plan_packs(jobs)
@@ -190,6 +191,21 @@ class Restore:
                 self._verify(files)
         self.counters.maybe_emit(force=True)
         return RestoreResult(self._summary(jobs, plan), self.errors)
+
+    def _set_totals(self, files: list[int]) -> None:
+        """Files are every entry but directories (sockets are not restored, so
+        not counted); bytes are the files' contents, a hard link's once."""
+        seen: set[tuple[int, int]] = set()
+        size = 0
+        for index in files:
+            node = self.items[index].node
+            if node.links > 1 and node.inode:
+                if (node.device, node.inode) in seen:
+                    continue
+                seen.add((node.device, node.inode))
+            size += node.size
+        count = sum(1 for item in self.items if item.node.type not in (DIR, SOCKET))
+        self.counters.set_totals(final=True, files=count, bytes=size)
 
     def _make_dirs(self) -> None:
         """Create directories, parents first, before any file is looked at.
@@ -233,7 +249,7 @@ class Restore:
                 if existing is not None and (self.opt.overwrite == "never" or (
                         self.opt.overwrite == "if-changed" and self._file_is_current(existing, node))):
                     self.skipped.add(index)
-                    self.counters.add(files_skipped=1, files_done=1, bytes_done=node.size)
+                    self.counters.add(files_skipped=1, bytes_skipped=node.size)
                     continue
             jobs.append(_FileJob(index, node))
         return jobs, links
@@ -275,7 +291,20 @@ class Restore:
                 self._fail(job.index, f"cannot create file: {e.strerror}")
         return created
 
+    def _wrote(self, number: int, jobs: list[_FileJob], pieces: int = 1) -> None:
+        """`pieces` of a file's blobs are in place; the last one makes it a file restored."""
+        with self._lock:
+            self._blobs_left[number] -= pieces
+            whole = self._blobs_left[number] == 0 and jobs[number].index not in self.failed
+        if whole:
+            self.counters.add(files_restored=1)
+
     def _write_packs(self, plan, jobs: list[_FileJob], created: list[bool]) -> None:
+        self._blobs_left = [len(job.node.content) for job in jobs]
+        for number, job in enumerate(jobs):
+            if created[number] and not job.node.content and job.index not in self.failed:
+                self.counters.add(files_restored=1)  # empty: whole once created
+
         def one_pack(pack_id: bytes, blobs: dict[bytes, list[tuple[int, int]]]) -> None:
             if self.cancel.is_set():
                 return
@@ -313,7 +342,8 @@ class Restore:
                                 self._fail(index, f"write failed: {e.strerror}")
                                 continue
                             self.counters.add(bytes_written=len(data))
-                        self.counters.add(bytes_done=len(data))
+                        self.counters.add(bytes_restored=len(data))
+                        self._wrote(number, jobs)
             finally:
                 files.close()
             self.counters.add(packs_read=1)
@@ -345,6 +375,7 @@ class Restore:
             return True
         if self.opt.overwrite == "never":
             self.skipped.add(index)  # left as found: nothing, metadata included, is applied to it
+            self.counters.add(files_skipped=1)
             return False
         self._clear(dir_fd, name, existing)
         return True
@@ -370,7 +401,7 @@ class Restore:
                         self.found_inode.add(index)
                 finally:
                     os.close(source_dir)
-            self.counters.add(files_done=1, hardlinks=1)
+            self.counters.add(files_restored=1, hardlinks=1)
         except OSError as e:
             self._fail(index, f"cannot create hard link: {e.strerror}")
 
@@ -391,7 +422,7 @@ class Restore:
                 elif node.type in (CHARDEV, BLOCKDEV):
                     kind = stat.S_IFCHR if node.type == CHARDEV else stat.S_IFBLK
                     os.mknod(item.name, kind | 0o600, node.rdev, dir_fd=dir_fd)
-            self.counters.add(files_done=1)
+            self.counters.add(files_restored=1)
         except OSError as e:
             self._fail(index, f"cannot create {node.type}: {e.strerror}")
 
@@ -454,16 +485,19 @@ class Restore:
         c = self.counters
         failed = [{"path": os.fsdecode(self._path(i)), "message": why}
                   for i, why in sorted(self.failed.items()) if self.items[i].node.type != DIR]
+        # restic's names first (files_restored: written, linked or made; bytes_restored:
+        # content put in place, holes included), then strongroom's.
         return {
-            "snapshot": self.snapshot.id, "target": os.fsdecode(self.target), "dry_run": dry,
-            "total_files": sum(1 for item in self.items if item.node.type != DIR),
-            "total_dirs": sum(1 for item in self.items if item.node.type == DIR),
-            "total_bytes": c.total_bytes,
-            "files_to_write": len(jobs), "files_skipped": len(self.skipped),
-            "bytes_to_write": sum(j.node.size for j in jobs),
+            "seconds_elapsed": int(c.elapsed()), "total_files": c.total("files"),
+            "files_restored": c.get("files_restored"), "files_skipped": len(self.skipped),
+            "total_bytes": c.total("bytes"), "bytes_restored": c.get("bytes_restored"),
+            "bytes_skipped": c.get("bytes_skipped"),
+            "snapshot_id": self.snapshot.id, "snapshot": self.snapshot.id, "target": os.fsdecode(self.target),
+            "dry_run": dry, "total_dirs": sum(1 for item in self.items if item.node.type == DIR),
+            "files_to_write": len(jobs), "bytes_to_write": sum(j.node.size for j in jobs),
             "packs": len(plan), "packs_read": c.get("packs_read"),
             "bytes_written": c.get("bytes_written"), "files_verified": c.get("files_verified"),
-            "files_failed": failed, "errors": len(self.errors), "requests": self.repo.requests["requests"],
+            "files_failed": failed, "errors": len(self.errors),
         }
 
 

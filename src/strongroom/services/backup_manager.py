@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from strongroom.engine.check import run_check
 from strongroom.engine.estimate import RECENT, estimate_backup, run_summaries
+from strongroom.engine.progress import stored_bytes
 from strongroom.engine.forget import plan_forget, remove_snapshots
 from strongroom.engine.prune import plan_prune, run_prune
 from strongroom.engine.stats import repository_stats
@@ -24,6 +25,7 @@ from strongroom.services.results import (BackupResult, BackupStatistics, Cleanup
                                          Job, JobHandle, RetentionDecision, RetentionResult, StorageTrend,
                                          StorageUsage, TargetSpace, TargetTrend, TrendLine, UsageReport,
                                          UsageSample, UsageTotals, ValidationReport, utc)
+from strongroom.words import plural
 
 if TYPE_CHECKING:
     from strongroom.services.catalog import Catalog
@@ -419,7 +421,7 @@ class BackupManager:
                 progress(event)
 
         repo, result = self.backup_service.run_backup(config, job["kind"], listener)
-        warnings = [f"{len(result.errors)} file(s) could not be read"] if result.errors else []
+        warnings = [f"{plural(len(result.errors), 'file')} could not be read"] if result.errors else []
         stats = {**result.summary, "snapshot_kind": result.snapshot.kind, "requested_kind": job["kind"]}
         if config.retention_after_run != "off":
             try:
@@ -454,7 +456,7 @@ class BackupManager:
                 successes=len(done), failures=len([j for j in jobs if j["status"] == "failed"]),
                 last_success=utc(last),
                 bytes_read=sum((j.get("stats") or {}).get("bytes_read", 0) for j in done),
-                bytes_stored=sum((j.get("stats") or {}).get("data_added", 0) for j in done),
+                bytes_stored=sum(stored_bytes(j.get("stats") or {}) for j in done),
                 duration=round(sum((j.get("stats") or {}).get("duration", 0) for j in done), 3))
         return stats
 

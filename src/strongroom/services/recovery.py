@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+from strongroom.engine.progress import event_type
 from strongroom.engine.restore import RestoreOptions, run_restore
 from strongroom.errors import SnapshotNotFound, StrongroomError, UsageError
 from strongroom.model.select import snapshot_at
@@ -209,10 +210,10 @@ class RecoveryExecutor:
             nonlocal last_saved
             if callback is not None:
                 callback(event)
-            if event.get("type") == "error":
+            if event_type(event) == "error":
                 progress.errors.append(f"{event.get('path')}: {event.get('message')}")
                 return
-            if event.get("type") != "status":
+            if event_type(event) != "status":
                 return
             progress.processed_files = event.get("files_done", 0)
             progress.processed_bytes = min(event.get("bytes_done", 0), progress.total_bytes or event.get("bytes_done", 0))
