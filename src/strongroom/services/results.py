@@ -62,8 +62,9 @@ class BackupSummary(Result):
     bytes_read: int = 0
     data_blobs: int = 0
     tree_blobs: int = 0
-    data_added: int = 0  # bytes stored (compressed, encrypted)
-    data_added_raw: int = 0  # the same blobs before compression
+    data_added: int = 0  # bytes of new data and trees before compression (restic's meaning)
+    data_added_packed: int = 0  # the same, as stored (compressed, encrypted)
+    data_added_raw: int = 0  # the new data blobs before compression
     errors: int = 0  # files or folders that could not be read
     duration: float = 0.0
 
@@ -75,9 +76,13 @@ class BackupSummary(Result):
         for ours, restics in (("total_files", "total_files_processed"), ("total_bytes", "total_bytes_processed"),
                               ("duration", "total_duration")):
             doc.setdefault(ours, doc.get(restics))
+        if "data_added_packed" not in doc:  # a summary from before JSON schema 1: data_added was the stored size
+            doc["data_added_packed"] = doc.get("data_added")
+            doc["data_added"] = doc.get("data_added_raw")
         return cls(**_ints(doc, "files_new", "files_changed", "files_unmodified", "dirs", "total_files",
-                           "total_bytes", "bytes_read", "data_blobs", "tree_blobs", "data_added", "data_added_raw",
-                           "errors"), duration=float(doc.get("duration") or 0.0))
+                           "total_bytes", "bytes_read", "data_blobs", "tree_blobs", "data_added",
+                           "data_added_packed", "data_added_raw", "errors"),
+                   duration=float(doc.get("duration") or 0.0))
 
 
 @dataclass(frozen=True)
