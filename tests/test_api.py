@@ -168,7 +168,7 @@ def test_the_issue_example_against_a_local_directory(api_env):
         assert snapshot_tree(restored(restore_to, data)) == snapshot_tree(data)
         assert (target / "snapshots" / backup_id).is_file()
         assert result.short_id == backup_id[:8] and result.kind == result.requested_kind == "full"
-        assert result.summary.files_new == 3 and result.summary.bytes_read == 700 * KiB + 600
+        assert result.summary.files_new == 4 and result.summary.bytes_read == 700 * KiB + 600  # three files and a symlink
         assert result.finished_at.tzinfo is not None and result.started_at <= result.finished_at
         stats = manager.get_statistics()["my_backup"]
         assert stats.runs == stats.successes == 1 and stats.bytes_read == 700 * KiB + 600
@@ -386,7 +386,8 @@ def test_progress_callbacks_get_the_engine_events_and_can_stop_a_run(api_env):
         # The engine's own event objects, as the job hook (and --json) get them, not a reshaped copy.
         assert events and len(events) == len(seen_by_hook)
         assert all(mine is theirs for mine, theirs in zip(events, seen_by_hook))
-        assert events[-1]["files_new"] == result.summary.files_new == 3
+        last = [e for e in events if e.get("message_type") == "status"][-1]
+        assert last["files_done"] == last["total_files"] == result.summary.files_new == 4  # 3 files, a symlink
         manager.on_job_event = None
 
         def stop(event: dict) -> None:
