@@ -198,6 +198,24 @@ def test_quiet_backup_prints_nothing(cli, src):
     assert again.stdout == b"" and again.stderr == b""
 
 
+def test_quiet_acting_commands_print_nothing_and_answers_stay(cli, src, tmp_path):
+    """-q mutes what acts (init, backup, restore, forget, prune, check's
+    summary, unlock, tag); what answers (snapshots, ls, find) still prints."""
+    silent = [("init",), ("backup", str(src)), ("backup", str(src)),
+              ("restore", "latest", "--target", str(tmp_path / "out")), ("check",), ("unlock",),
+              ("tag", "--add", "q", "latest"), ("forget", "--keep-last", "1"), ("prune",)]
+    for args in silent:
+        done = cli.run("-q", *args, check=True)
+        assert done.stdout == b"" and done.stderr == b"", (args, done.stdout, done.stderr)
+    assert (tmp_path / "out").is_dir() and any((tmp_path / "out").rglob("*"))
+    listing = cli.run("-q", "snapshots", check=True).stdout.decode()
+    assert "1 snapshot" in listing and "q" in listing
+    assert cli.run("-q", "ls", "latest", check=True).stdout.strip()
+    assert cli.run("-q", "find", "*", check=True).stdout.strip()
+    summary = json.loads(cli.run("-q", "--json", "check", check=True).stdout.decode().splitlines()[-1])
+    assert summary["message_type"] == "summary" and summary["ok"] is True  # --json is never muted
+
+
 def test_log_file_and_verbose(cli, src, tmp_path):
     cli.run("init", check=True)
     log = tmp_path / "run.log"

@@ -39,7 +39,8 @@ class ByConfig:
     def manage(self, common):
         """The catalog commands' settings, from the repository command's own."""
         from strongroom.cli.cmd_manage import Manage
-        return Manage(catalog=self.catalog, json=common.json, debug=common.debug, cache_dir=common.cache_dir)
+        return Manage(catalog=self.catalog, json=common.json, debug=common.debug, cache_dir=common.cache_dir,
+                      quiet=common.quiet, verbose=common.verbose)
 
 
 def config_option(*, allowed: Iterable[str] = (), managed: Iterable = (), refusals: Mapping[str, str] | None = None,

@@ -25,7 +25,7 @@ def check(common: Common, read_data: bool, read_data_subset: str | None, config)
         from strongroom.cli.cmd_managed import check_config
         return check_config(config.manage(common), config.name, read_data=read_data, **config.options)
     repo = common.open()
-    reporter = Reporter(common.json, "check")
+    reporter = Reporter(common.json, "check", quiet=common.quiet)
     common.events.listener = reporter
     try:
         with common.lock(repo, writes=False, what="check"):
@@ -36,7 +36,7 @@ def check(common: Common, read_data: bool, read_data_subset: str | None, config)
     if common.json:
         emit_json({"message_type": "summary", "action": "check", **report.to_dict(), "storage": repo.requests})
     else:
-        for w in (*report.warnings, *report.advice):
+        for w in (*report.warnings, *(() if common.quiet else report.advice)):
             print(f"warning: {w}")
         for p in report.problems:
             line = f"damaged: {p['object']}: {p['message']}"
@@ -45,6 +45,8 @@ def check(common: Common, read_data: bool, read_data_subset: str | None, config)
             if p.get("files"):
                 line += "\n  files: " + "\n         ".join(p["files"][:50])
             print(line)
+        if common.quiet:  # problems and warnings only
+            return 0 if report.ok else 1
         c = report.counts
         print(f"checked {plural(c.get('snapshots', 0), 'snapshot')}, {plural(c.get('trees', 0), 'tree')}, "
               f"{plural(c.get('packs', 0), 'pack')}"

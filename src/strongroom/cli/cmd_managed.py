@@ -60,7 +60,7 @@ def backup_config(m: Manage, name: str, *, full: bool = False, dry_run: bool = F
             _detach(job_id)
             manager.wait_for_job(job_id)
             return 0
-        reporter = Reporter(m.json, "backup")
+        reporter = Reporter(m.json, "backup", quiet=m.quiet)
         mine: list[int] = []
         known = threading.Event()
         stop = threading.Event()

@@ -37,7 +37,7 @@ def prune(common: Common, max_unused: str, max_repack_size: str | None, dry_run:
     limit = None if max_repack_size is None else parse_size(max_repack_size)
     repo = common.open()
     budget = request_budget(repo.storage)
-    reporter = Reporter(common.json, "prune")
+    reporter = Reporter(common.json, "prune", quiet=common.quiet)
     common.events.listener = reporter
     try:
         with common.lock(repo, exclusive=True, writes=not dry_run, what="prune"):

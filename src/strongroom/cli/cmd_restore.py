@@ -62,7 +62,7 @@ def restore(common: Common, snapshot, target, at, include, exclude, overwrite, v
         raise UsageError("restore needs SNAPSHOT: an id, `latest`, or SNAPSHOT:subpath")
     verify = bool(verify)
     repo = common.open()
-    reporter = Reporter(common.json, "restore")
+    reporter = Reporter(common.json, "restore", quiet=common.quiet)
     common.events.listener = reporter
     started = time.monotonic()
     try:

@@ -262,5 +262,29 @@ def common_options(func):
                         no_lock=values["no_lock"], webdav_vendor=values["webdav_vendor"],
                         webdav_password_file=values["webdav_password_file"], quiet=values["quiet"],
                         verbose=values["verbose"], log_file=values["log_file"], catalog=catalog)
-        return func(common, *args, **kwargs)
+        with quiet_output(common, click.get_current_context().command_path):
+            return func(common, *args, **kwargs)
     return shared_after(repository_options(True) + run_options(True), func, wrapper)
+
+
+# The commands that act rather than answer: with -q they print nothing on
+# stdout (errors and warnings still go to stderr, and --json is never muted).
+# The others print what was asked for (snapshots, ls, find, dump, cat, stats,
+# diff, key list, ...), -q or not.
+ACTING_COMMANDS = frozenset({"backup", "restore", "forget", "prune", "init", "unlock", "tag", "rewrite", "repair",
+                             "key add", "key passwd", "key remove", "mount"})
+
+
+def quiet_output(common: Common, command_path: str) -> ContextManager:
+    """Stdout muted for an acting command under -q; as it is otherwise."""
+    words = command_path.split()[1:]  # "strongroom key add" -> key add
+    acting = any(" ".join(words[:n]) in ACTING_COMMANDS for n in (1, 2))
+    if not (common.quiet and not common.json and acting):
+        return contextlib.nullcontext()
+    return _muted_stdout()
+
+
+@contextlib.contextmanager
+def _muted_stdout():
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
