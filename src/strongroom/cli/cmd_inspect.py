@@ -14,7 +14,7 @@ import click
 
 from strongroom.cli.cmd_restore import choose, snapshot_filter_options
 from strongroom.cli.options import Common, common_options
-from strongroom.cli.output import emit_json, human_size, warn_damaged_snapshot
+from strongroom.cli.output import emit_json, human_size, terminal_safe, warn_damaged_snapshot
 from strongroom.errors import UsageError
 from strongroom.model.select import SnapshotFilter, filter_snapshots, find_snapshot, parse_time
 
@@ -110,10 +110,11 @@ class _FindPrinter:
                            f"{snap.datetime.astimezone().strftime('%Y-%m-%d %H:%M:%S')}\n")
         if self.long_format:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(node.mtime_ns / 1e9))
-            self.out.write(f"{_permissions(node)} {node.user or node.uid:>8} {node.group or node.gid:>8} "
-                           f"{node.size:>12}  {when}  {path}\n")
+            self.out.write(f"{_permissions(node)} {terminal_safe(node.user or node.uid):>8} "
+                           f"{terminal_safe(node.group or node.gid):>8} {node.size:>12}  {when}  "
+                           f"{terminal_safe(path)}\n")
         else:
-            self.out.write(path + "\n")
+            self.out.write(terminal_safe(path) + "\n")
 
     def end_snapshot(self, hits: int) -> None:
         if hits:

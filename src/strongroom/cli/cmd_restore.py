@@ -11,7 +11,7 @@ from strongroom.cli.by_config import config_option
 from strongroom.cli.cmd_backup import EXIT_PARTIAL
 from strongroom.cli.options import Common, common_options
 from strongroom.cli.output import (Reporter, emit_json, human_duration, human_size, local_time, plural, rfc3339,
-                                   warn_damaged_snapshot)
+                                   terminal_safe, warn_damaged_snapshot)
 from strongroom.engine.diff import diff_trees
 from strongroom.engine.restore import OVERWRITE_MODES, RestoreOptions, run_restore
 from strongroom.engine.tree_walk import resolve, walk
@@ -91,7 +91,7 @@ def restore(common: Common, snapshot, target, at, include, exclude, overwrite, v
         if failed:
             print(f"{len(failed)} of {plural(s['total_files'], 'file')} could not be restored:")
             for entry in failed[:SHOWN_FAILURES]:
-                print(f"  {entry['path']}: {entry['message']}")
+                print(f"  {terminal_safe(entry['path'])}: {terminal_safe(entry['message'])}")
             if len(failed) > SHOWN_FAILURES:
                 print(f"  ... and {len(failed) - SHOWN_FAILURES} more (all are named in the errors above)")
         elif result.errors:
@@ -127,9 +127,10 @@ def ls_command(common: Common, snapshot, path, long_format, host, tags, paths) -
                        "uid": n.uid, "gid": n.gid, "mtime_ns": n.mtime_ns})
         elif long_format:
             when = local_time(datetime.fromtimestamp(n.mtime_ns / 1e9))
-            print(f"{n.type:8} {n.mode:04o} {n.user or n.uid:>8} {n.size:>12}  {when}  {shown}")
+            print(f"{n.type:8} {n.mode:04o} {terminal_safe(n.user or n.uid):>8} {n.size:>12}  {when}  "
+                  f"{terminal_safe(shown)}")
         else:
-            print(shown)
+            print(terminal_safe(shown))
     if common.json:
         emit_json({"type": "summary", "snapshot": snap.id, "storage": repo.requests})
 
@@ -150,7 +151,7 @@ def diff(common: Common, first, second) -> None:
         if common.json:
             emit_json({"type": "change", **change})
         else:
-            print(f"{change['change']}    {change['path']}")
+            print(f"{change['change']}    {terminal_safe(change['path'])}")
     summary = {"added": counts["+"], "removed": counts["-"], "modified": counts["M"],
                "type_changed": counts["T"], "metadata_changed": counts["U"]}
     if common.json:

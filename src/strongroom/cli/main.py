@@ -115,6 +115,11 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             _traceback()
         _exit_error(json_mode, 1, (e.strerror or str(e)) + (f": {e.filename}" if e.filename else ""))
+    except Exception as e:  # a bug: still one line (and exit_error), the traceback on --debug
+        if debug:
+            _traceback()
+        hint = "" if debug else "; run again with --debug for the traceback, and report it"
+        _exit_error(json_mode, 1, f"internal error: {type(e).__name__}: {e}{hint}")
 
 
 __all__ = ["cli", "main", "__version__"]

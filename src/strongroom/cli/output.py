@@ -115,11 +115,11 @@ class Reporter:
             elif kind == "error":
                 # Escaped: a path like x[/y] or a name like a[b] is text, never markup
                 # (an unmatched closing tag raised, and stopped a restore halfway).
-                what = escape(str(event.get("item") or event.get("path") or event.get("object")))
-                self.console.print(f"[red]error:[/red] {what}: {escape(str(event['message']))}",
+                what = escape(terminal_safe(event.get("item") or event.get("path") or event.get("object")))
+                self.console.print(f"[red]error:[/red] {what}: {escape(terminal_safe(event['message']))}",
                                    markup=True, highlight=False)
             elif kind == "warning":
-                self.console.print(f"warning: {event['message']}", markup=False, highlight=False)
+                self.console.print(f"warning: {terminal_safe(event['message'])}", markup=False, highlight=False)
             elif kind in ("waiting", "recovered"):
                 # The storage's one line per wait, as EventRelay prints it
                 # when no progress is shown.
@@ -147,6 +147,16 @@ class Reporter:
 def warn_damaged_snapshot(name: str, error: Exception) -> None:
     """Listing snapshots goes on past a damaged one; say which was left out."""
     print(f"strongroom: warning: skipping {name}: {error}", file=sys.stderr)
+
+
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7f, *range(0x80, 0xa0))}
+
+
+def terminal_safe(text: object) -> str:
+    """A name from a repository as text for a terminal: control characters
+    (escape sequences, newlines, C1 codes) as \\xNN, so a crafted file name
+    cannot move the cursor, rewrite the screen or fake an extra line."""
+    return str(text).translate(_CONTROLS)
 
 
 def human_size(n: int | float | None) -> str:
