@@ -56,8 +56,10 @@ def repair_index(repo: Repository, read_all: bool = False, listener: Listener = 
     others (all of them with `read_all`) have their header read. With
     `read_all` each pack is read whole: its bytes must match its name, and a
     blob that does not authenticate is left out, so `repair snapshots` then
-    sees it as missing. A pack whose header cannot be read is reported and
-    left out; it stays on the target.
+    sees it as missing. A pack that cannot be read is reported; it stays on
+    the target, and what the old index said of it stays in the new one (a
+    read that fails, or a listed size that lies, is no proof its blobs are
+    gone); a pack no old index described is left out.
     """
     result = IndexRepair()
     old: dict[bytes, list[PackedBlob]] = {}
@@ -90,7 +92,14 @@ def repair_index(repo: Repository, read_all: bool = False, listener: Listener = 
         except ObjectNotFound:
             raise ListingFailed(f"repair stopped: {name} was in the listing of data/ but cannot be read") from None
         except IntegrityError as e:
-            result.unreadable.append(f"{name}: {e}")
+            if known is not None:
+                # A failed read is no proof the pack's blobs are gone (a listing
+                # that lies about its size makes a sound header unreadable): what
+                # the old index says of it is kept, and check judges the pack.
+                packs[pack_id] = known
+                result.unreadable.append(f"{name}: {e} (the old index's entries kept)")
+            else:
+                result.unreadable.append(f"{name}: {e}")
             continue
         finally:
             result.headers_read += 1
