@@ -48,3 +48,75 @@ def test_repair_index_keeps_a_pack_whose_listed_size_lies(stage, tmp_path):
     stage.scripted.clear()
     indexed = _indexed(stage, needed)
     assert indexed == needed, f"{len(needed - indexed)} blob(s) a snapshot needs lost their index entry"
+
+
+# ---- secrets: nothing the commands print or log holds one ------------------------------
+
+
+def _secret_forms(*secrets: bytes) -> list[bytes]:
+    import base64
+    forms = []
+    for s in secrets:
+        forms += [s, base64.b64encode(s), s.hex().encode()]
+    return forms
+
+
+def test_no_secret_in_any_output_or_log_at_vv(wsgidav_server, tmp_path):
+    """Every new command at -vv with a log file, against WebDAV: the repository
+    password, the WebDAV password (alone and as a Basic header), the master key
+    and the key file's salt and wrapped key appear in no stdout, stderr or log."""
+    import base64
+    import json
+
+    from conftest import CLI
+    from strongroom.storage.webdav import WebDAVStorage
+
+    server = wsgidav_server.scratch()
+    server.root.mkdir()
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f.txt").write_bytes(b"payload\n" * 100)
+    url = server.storage_url()
+    log = tmp_path / "log.txt"
+    cli = CLI(tmp_path / "unused", tmp_path / "cache")
+    env = {"STRONGROOM_REPO": url, "STRONGROOM_WEBDAV_PASSWORD": server.password,
+           "STRONGROOM_WEBDAV_DEADLINE": "5", "STRONGROOM_WEBDAV_RETRY_DELAY": "0.05",
+           "STRONGROOM_WEBDAV_BUDGET": "off"}
+    outputs: list[bytes] = []
+
+    def run(*args, ok=True, **extra):
+        done = cli.run("-vv", "--log-file", str(log), *args, env={**env, **extra})
+        assert (done.returncode == 0) == ok, (args, done.stderr.decode())
+        outputs.extend([done.stdout, done.stderr])
+        return done
+
+    run("init")
+    run("backup", str(src))
+    snap = json.loads(run("snapshots", "--json").stdout.splitlines()[0])["id"]
+    run("find", "--json", "*.txt")
+    run("dump", "latest", str(src / "d" / "f.txt"))
+    run("dump", "latest", str(src), "--archive", "tar")
+    for kind in ("config", "snapshot", "key", "index"):
+        if kind == "config":
+            run("cat", kind)
+            continue
+        folder = {"snapshot": "snapshots", "key": "keys", "index": "index"}[kind]
+        first = next(p.name for p in (server.root / folder).iterdir())
+        run("cat", kind, snap if kind == "snapshot" else first, "--json")
+    run("tag", "--add", "x", snap)
+    run("snapshots", "--json", "--no-cache")
+    # Errors, as one line and as exit_error JSON: a wrong WebDAV password, a wrong
+    # repository password.
+    run("--json", "snapshots", ok=False, STRONGROOM_WEBDAV_PASSWORD="not-" + server.password)
+    run("--json", "find", "x", ok=False, STRONGROOM_PASSWORD="not the password")
+    outputs.append(log.read_bytes())
+
+    repo = Repository.open(WebDAVStorage(server.url, server.username, server.password), PASSWORD, cache_root="")
+    key_file = json.loads(next((server.root / "keys").iterdir()).read_bytes())
+    secrets = _secret_forms(PASSWORD, server.password.encode(), repo.crypto.key.encryption, repo.crypto.key.id_key,
+                            base64.b64decode(key_file["salt"]), base64.b64decode(key_file["data"]))
+    secrets.append(base64.b64encode(f"{server.username}:{server.password}".encode()))
+    assert outputs[-1].count(b"\n") > 20, "the log file holds the runs"
+    for out in outputs:
+        for secret in secrets:
+            assert secret not in out, f"a secret is in: {out[:300]!r}"
