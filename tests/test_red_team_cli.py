@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from conftest import PASSWORD
 from strongroom.engine.repair import repair_index
 from strongroom.engine.tree_walk import needed_blobs
@@ -120,3 +122,41 @@ def test_no_secret_in_any_output_or_log_at_vv(wsgidav_server, tmp_path):
     for out in outputs:
         for secret in secrets:
             assert secret not in out, f"a secret is in: {out[:300]!r}"
+
+
+# ---- repair snapshots --forget: one bad read is no proof ---------------------------------
+
+
+def _garble_one_read_of_data(stage, which: int):
+    """The `which`-th GET of a pack (from 1) answers with its bytes turned over; the others are honest."""
+    seen = []
+
+    def matches(method, path, query, environ):
+        if method != "GET" or "/data/" not in path:
+            return False
+        seen.append(path)
+        return len(seen) == which
+
+    def answer(environ, inner):
+        status, headers, body = inner()
+        return status, headers, bytes(b ^ 0x55 for b in body)
+    stage.scripted.on(matches, answer)
+    return seen
+
+
+@pytest.mark.parametrize("which", [1, 2], ids=["root-tree", "a-directory"])
+def test_repair_snapshots_forget_removes_nothing_on_one_bad_read(stage, tmp_path, which):
+    """One garbled answer for the root tree (or a directory's tree) stops the
+    command: before, the snapshot was deleted (or the directory emptied in its copy)."""
+    from strongroom.engine.repair import repair_snapshots
+    from strongroom.errors import TransientStorageError
+
+    repo = _small_repository(stage, tmp_path)
+    before = sorted(s.id for s in repo.list_snapshots())
+    seen = _garble_one_read_of_data(stage, which)
+    with pytest.raises(TransientStorageError, match="inconsistently"):
+        repair_snapshots(repo, forget=True)
+    assert len(seen) > which, "the garbled tree was read again"
+    stage.scripted.clear()
+    after = Repository.open(stage.retrying(stage.client()), PASSWORD, cache_root="")
+    assert sorted(s.id for s in after.list_snapshots()) == before
