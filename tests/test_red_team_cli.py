@@ -160,3 +160,27 @@ def test_repair_snapshots_forget_removes_nothing_on_one_bad_read(stage, tmp_path
     stage.scripted.clear()
     after = Repository.open(stage.retrying(stage.client()), PASSWORD, cache_root="")
     assert sorted(s.id for s in after.list_snapshots()) == before
+
+
+# ---- tag, rewrite, repair: the copy is on the target before the original goes -----------
+
+
+def _swallow_snapshot_puts(stage):
+    """PUTs to snapshots/ are answered 201 and never stored: a server that says yes and forgets."""
+    stage.scripted.on(lambda method, path, query, environ: method == "PUT" and "/snapshots/" in path,
+                      lambda environ, inner: (environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)),
+                                              (201, [], b""))[1])
+
+
+def test_tag_keeps_the_original_when_the_copy_was_not_stored(stage, tmp_path):
+    from strongroom.engine.tag import TagChange, retag
+    from strongroom.errors import StorageError
+
+    repo = _small_repository(stage, tmp_path)
+    before = sorted(s.id for s in repo.list_snapshots())
+    _swallow_snapshot_puts(stage)
+    with pytest.raises(StorageError, match="kept"):
+        retag(repo, repo.list_snapshots(), TagChange.parse(add=("moved",)))
+    stage.scripted.clear()
+    after = Repository.open(stage.retrying(stage.client()), PASSWORD, cache_root="")
+    assert sorted(s.id for s in after.list_snapshots()) == before
