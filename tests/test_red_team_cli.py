@@ -184,3 +184,27 @@ def test_tag_keeps_the_original_when_the_copy_was_not_stored(stage, tmp_path):
     stage.scripted.clear()
     after = Repository.open(stage.retrying(stage.client()), PASSWORD, cache_root="")
     assert sorted(s.id for s in after.list_snapshots()) == before
+
+
+# ---- fail-fast: a server that answers, even with 503, is waited for -----------------------
+
+
+def _webdav_env(stage) -> tuple[str, dict]:
+    url = f"webdav+http://{stage.server.username}@127.0.0.1:{stage.server.port}{stage.path}"
+    return url, {"STRONGROOM_WEBDAV_PASSWORD": stage.server.password, "STRONGROOM_WEBDAV_BUDGET": "off",
+                 "STRONGROOM_WEBDAV_DEADLINE": "30", "STRONGROOM_WEBDAV_RETRY_DELAY": "0.05"}
+
+
+@pytest.mark.parametrize("status", [503, 502, 429])
+def test_a_busy_answer_to_the_first_requests_is_retried(stage, tmp_path, cli, status):
+    _small_repository(stage, tmp_path)
+    url, env = _webdav_env(stage)
+    busy = []
+
+    def first_three(method, path, query, environ):
+        busy.append(path)
+        return len(busy) <= 3
+    stage.scripted.on(first_three, lambda environ, inner: (status, [("Retry-After", "0")], b"busy"))
+    done = cli.run("snapshots", "--repo", url, "--no-cache", "--json", env=env)
+    assert done.returncode == 0, done.stderr.decode()
+    assert len(busy) > 3 and stage.scripted.count(status=status) == 3
