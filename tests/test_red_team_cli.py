@@ -208,3 +208,45 @@ def test_a_busy_answer_to_the_first_requests_is_retried(stage, tmp_path, cli, st
     done = cli.run("snapshots", "--repo", url, "--no-cache", "--json", env=env)
     assert done.returncode == 0, done.stderr.decode()
     assert len(busy) > 3 and stage.scripted.count(status=status) == 3
+
+
+# ---- cache --cleanup: never outside the cache root -------------------------------------------
+
+
+def test_cache_cleanup_removes_nothing_outside_the_root(cli, tmp_path):
+    import os
+
+    outside = tmp_path / "outside"
+    (outside / "a").mkdir(parents=True)
+    (outside / "a" / "precious").write_text("keep")
+    (outside / "b").mkdir()
+    (outside / "b" / "precious").write_text("keep")
+    real_root = tmp_path / "real-cache"
+    real_root.mkdir()
+    (real_root / ("a" * 32)).symlink_to(outside / "a", target_is_directory=True)  # looks like a cache
+    old = real_root / ("b" * 32)
+    old.mkdir()
+    (old / "link").symlink_to(outside / "b", target_is_directory=True)
+    (old / "file").write_text("cached")
+    target = real_root / ("target-" + "c" * 32)
+    target.mkdir()
+    (real_root / "budgets").mkdir()
+    root = tmp_path / "cache-link"
+    root.symlink_to(real_root, target_is_directory=True)  # the root itself may be a link
+    long_ago = 1_000_000_000
+    for path in (old / "file", old, target, real_root / "budgets"):
+        os.utime(path, (long_ago, long_ago), follow_symlinks=False)
+    os.utime(old / "link", (long_ago, long_ago), follow_symlinks=False)
+
+    done = cli.run("cache", "--cache-dir", str(root), "--cleanup", "--max-age", "0", "--json")
+    assert done.returncode == 0, done.stderr.decode()
+    assert not old.exists()
+    assert (outside / "a" / "precious").read_text() == "keep" and (outside / "b" / "precious").read_text() == "keep"
+    assert (real_root / ("a" * 32)).is_symlink() and target.is_dir() and (real_root / "budgets").is_dir()
+
+    home = tmp_path / "home"
+    (home / ("d" * 32)).mkdir(parents=True)
+    os.utime(home / ("d" * 32), (long_ago, long_ago))
+    for given in (str(home) + "/.", str(root) + "/../home"):
+        done = cli.run("cache", "--cache-dir", given, "--cleanup", "--max-age", "0", env={"HOME": str(home)})
+        assert done.returncode != 0 and (home / ("d" * 32)).is_dir(), done.stdout.decode()
