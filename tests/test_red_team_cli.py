@@ -250,3 +250,61 @@ def test_cache_cleanup_removes_nothing_outside_the_root(cli, tmp_path):
     for given in (str(home) + "/.", str(root) + "/../home"):
         done = cli.run("cache", "--cache-dir", given, "--cleanup", "--max-age", "0", env={"HOME": str(home)})
         assert done.returncode != 0 and (home / ("d" * 32)).is_dir(), done.stdout.decode()
+
+
+def test_no_secret_in_the_config_commands_or_their_errors(tmp_path):
+    """`--config NAME` on a WebDAV client with a generated key, at -vv with a log
+    file: neither the client's password, the generated repository key, the master
+    key nor the key file's salt or wrapped key appear in any output, error line,
+    exit_error JSON or the log; also once the server is gone."""
+    import base64
+    import json
+
+    from strongroom.services.secrets import SecretsStore
+    from strongroom.storage.webdav import WebDAVStorage
+    from test_manage_cli import Managed
+    from webdav_servers import run_wsgidav
+
+    m = Managed(tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.txt").write_bytes(b"payload\n" * 100)
+    log = tmp_path / "log.txt"
+    outputs: list[bytes] = []
+
+    def run(*args, ok=True, env=None):
+        done = m.run("-vv", "--log-file", str(log), *args, env=env)
+        assert (done.returncode == 0) == ok, (args, done.stdout.decode(), done.stderr.decode())
+        outputs.extend([done.stdout, done.stderr])
+        return done
+
+    with run_wsgidav() as dav:
+        run("client", "add", "cloud", "--url", dav.url, "--user", dav.username,
+            env={"STRONGROOM_WEBDAV_PASSWORD": dav.password})
+        run("config", "add", "docs", "--source", str(src), "--client", "cloud", "--target-path", "repo")
+        run("backup", "--config", "docs")
+        run("backup", "--config", "docs", "--json")
+        run("snapshots", "--config", "docs", "--json")
+        run("check", "--config", "docs", "--json")
+        run("stats", "--config", "docs", "--json")
+        run("config", "show", "docs", "--json")
+        run("--json", "snapshots", "--config", "nosuch", ok=False)
+        run("snapshots", "--config", "docs", "--repo", str(tmp_path), ok=False)
+        store = SecretsStore(m.secrets, backend="file")
+        values = [store.get(ref).encode() for ref in store.refs()]
+        repo_key = next(v for v in values if v != dav.password.encode())
+        repo = Repository.open(WebDAVStorage(dav.url + "repo/", dav.username, dav.password), repo_key,
+                               cache_root="")
+        key_file = json.loads(next((dav.root / "repo" / "keys").iterdir()).read_bytes())
+        username, password = dav.username, dav.password
+    run("--json", "snapshots", "--config", "docs", ok=False)  # the server is gone
+    run("check", "--config", "docs", ok=False)
+    outputs.append(log.read_bytes())
+    assert outputs[-1].count(b"\n") > 10
+
+    secrets = _secret_forms(password.encode(), repo_key, repo.crypto.key.encryption, repo.crypto.key.id_key,
+                            base64.b64decode(key_file["salt"]), base64.b64decode(key_file["data"]))
+    secrets.append(base64.b64encode(f"{username}:{password}".encode()))
+    for out in outputs:
+        for secret in secrets:
+            assert secret not in out, f"a secret is in: {out[:300]!r}"
