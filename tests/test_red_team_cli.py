@@ -308,3 +308,25 @@ def test_no_secret_in_the_config_commands_or_their_errors(tmp_path):
     for out in outputs:
         for secret in secrets:
             assert secret not in out, f"a secret is in: {out[:300]!r}"
+
+
+# ---- init: a folder that only looks absent ---------------------------------------------------
+
+
+def test_init_over_a_repository_whose_folder_answers_404_writes_nothing(stage, tmp_path, cli):
+    """A server that answers the look-up of the folder with 404, though it is there
+    (a flaky proxy, a share being remounted): init must not go on to write a new
+    config over the repository's."""
+    from test_hostile_webdav import canned, propfind_of
+
+    _small_repository(stage, tmp_path)
+    config = (stage.server.root / "config").read_bytes()
+    keys_before = sorted(p.name for p in (stage.server.root / "keys").iterdir())
+    stage.scripted.on(propfind_of(stage.path, "0"), canned(404))
+    url, env = _webdav_env(stage)
+    done = cli.run("init", "--repo", url, "--no-cache", env=env)
+    stage.scripted.clear()
+    assert done.returncode != 0, done.stderr.decode()
+    assert (stage.server.root / "config").read_bytes() == config
+    assert sorted(p.name for p in (stage.server.root / "keys").iterdir()) == keys_before
+    assert cli.run("snapshots", "--repo", url, "--no-cache", env=env).returncode == 0

@@ -170,13 +170,12 @@ class Repository:
              kdf: keys.KdfParams | None = None, settings: Settings = DEFAULT_SETTINGS,
              on_warning: Callable[[str], None] | None = None) -> "Repository":
         if storage.exists():
-            try:
-                storage.stat(CONFIG)
-                raise RepositoryExists(f"a repository already exists at {storage.url}")
-            except ObjectNotFound:
-                pass
-            _refuse_other_content(storage)
+            _refuse_existing(storage)
         storage.create()
+        # Again once the folder is there, whatever the look-up said: a server that
+        # answered it with 404 for a folder that exists (a proxy, a share being
+        # remounted) must not have init write a new config over a repository's.
+        _refuse_existing(storage)
         fanout_dirs = [f"{PACK_DIR}/{i:0{data_fanout}x}" for i in range(16 ** data_fanout)] if data_fanout else []
         storage.make_dirs([keys.KEY_DIR, PACK_DIR, INDEX_DIR, SNAPSHOT_DIR, LOCK_DIR, MANAGED_CONFIG_DIR,
                            *fanout_dirs])
@@ -622,6 +621,16 @@ class Repository:
 # The folders init creates. A target holding only these, with nothing in them,
 # is what an init stopped before it wrote its key and config leaves: init may go on.
 _LAYOUT = frozenset({keys.KEY_DIR, PACK_DIR, INDEX_DIR, SNAPSHOT_DIR, LOCK_DIR, MANAGED_CONFIG_DIR})
+
+
+def _refuse_existing(storage: Storage) -> None:
+    """Refuse a folder that holds a repository, or anything else."""
+    try:
+        storage.stat(CONFIG)
+        raise RepositoryExists(f"a repository already exists at {storage.url}")
+    except ObjectNotFound:
+        pass
+    _refuse_other_content(storage)
 
 
 def _refuse_other_content(storage: Storage) -> None:
