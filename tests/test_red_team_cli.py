@@ -330,3 +330,35 @@ def test_init_over_a_repository_whose_folder_answers_404_writes_nothing(stage, t
     assert (stage.server.root / "config").read_bytes() == config
     assert sorted(p.name for p in (stage.server.root / "keys").iterdir()) == keys_before
     assert cli.run("snapshots", "--repo", url, "--no-cache", env=env).returncode == 0
+
+
+# ---- rewrite on a deep crafted tree: memory by the depth, not its square ------------------
+
+
+_REWRITE_MEASURED = """
+import json, sys
+from strongroom.engine.rewrite import rewrite_snapshots
+from strongroom.engine.walk import ExcludeRules
+from strongroom.repo.repository import Repository
+from strongroom.storage import LocalStorage
+where, password = json.loads(sys.argv[1])
+repo = Repository.open(LocalStorage(where), password.encode(), cache_root="")
+report = rewrite_snapshots(repo, repo.list_snapshots(), ExcludeRules.build(("leaf.txt",), ()), dry_run=True)
+print(json.dumps({"removed": [r.removed for r in report.results]}))
+"""
+
+
+def test_rewrite_of_a_deep_tree_with_long_names_keeps_memory_flat(repo, repo_path):
+    """1,500 levels of 250-byte names: a path of 375 KB at the bottom. Kept per
+    level (and per remembered directory), the paths alone came to 280 MB."""
+    from crafted import dir_node, file_node, save_snapshot, save_tree
+    from measure import run_measured
+
+    depth, name = 1500, b"n" * 250
+    below = save_tree(repo, file_node(repo, b"leaf.txt", b"leaf\n"))
+    for level in range(depth):
+        below = save_tree(repo, dir_node(name[:-4] + b"%04d" % level, below))
+    save_snapshot(repo, below)
+    answer, peak = run_measured(_REWRITE_MEASURED, str(repo_path), PASSWORD.decode())
+    assert answer == {"removed": [1]}
+    assert peak < 150 * 1024 * 1024, f"rewrite peaked at {peak // 2**20} MiB"
