@@ -362,3 +362,38 @@ def test_rewrite_of_a_deep_tree_with_long_names_keeps_memory_flat(repo, repo_pat
     answer, peak = run_measured(_REWRITE_MEASURED, str(repo_path), PASSWORD.decode())
     assert answer == {"removed": [1]}
     assert peak < 150 * 1024 * 1024, f"rewrite peaked at {peak // 2**20} MiB"
+
+
+# ---- the tree cache: bounded by bytes, not by a count of trees ----------------------------
+
+
+_WALK_MEASURED = """
+import json, sys
+from strongroom.engine.tree_walk import walk_nodes
+from strongroom.repo.repository import Repository
+from strongroom.storage import LocalStorage
+where, password = json.loads(sys.argv[1])
+repo = Repository.open(LocalStorage(where), password.encode(), cache_root="")
+snap, = repo.list_snapshots()
+print(json.dumps({"nodes": sum(1 for _ in walk_nodes(repo, bytes.fromhex(snap.tree)))}))
+"""
+
+
+def test_a_walk_over_many_large_directories_keeps_memory_flat(repo, repo_path):
+    """24 directories of 12,000 entries each, walked as find, ls and dump walk:
+    each tree is needed once, and the trees kept for later must not add up to
+    all of them (4,096 trees of up to 64 MiB each could be kept)."""
+    from crafted import MTIME, dir_node, save_snapshot, save_tree
+    from measure import run_measured
+    from strongroom.model.tree import FILE, Node
+
+    dirs, entries = 24, 12_000
+    subtrees = []
+    for d in range(dirs):
+        nodes = tuple(Node(name=b"%02d-file-%06d.txt" % (d, i), type=FILE, mode=0o644, mtime_ns=MTIME, size=0,
+                           content=()) for i in range(entries))
+        subtrees.append(dir_node(b"dir-%02d" % d, save_tree(repo, *nodes)))
+    save_snapshot(repo, save_tree(repo, *subtrees))
+    answer, peak = run_measured(_WALK_MEASURED, str(repo_path), PASSWORD.decode())
+    assert answer == {"nodes": dirs * (entries + 1)}
+    assert peak < 110 * 1024 * 1024, f"the walk peaked at {peak // 2**20} MiB"

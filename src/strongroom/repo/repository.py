@@ -45,6 +45,10 @@ MANAGED_CONFIG_DIR = "configs"
 MANAGED_CONFIG_AAD = b"strongroom managed config v1"
 FORMAT_VERSION = 1
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
+# Decoded trees kept for reuse: at most this many, from at most this many
+# bytes of plaintext (a decoded tree takes a few times its plaintext).
+TREE_CACHE_TREES = 4096
+TREE_CACHE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,9 @@ class Repository:
         self._fetched_tree_packs: set[bytes] = set()
         # check turns this off: it must judge what is on the target, not our copies.
         self.read_from_cache = True
-        self._tree_cache: OrderedDict[bytes, Tree] = OrderedDict()
+        # Decoded trees, newest use last, with the size of the plaintext each came from.
+        self._tree_cache: OrderedDict[bytes, tuple[Tree, int]] = OrderedDict()
+        self._tree_cache_bytes = 0
         self._tree_lock = threading.Lock()
         # writing state
         self._write_lock = threading.Lock()
@@ -526,18 +532,24 @@ class Repository:
 
     def load_tree(self, tree_id: bytes) -> Tree:
         with self._tree_lock:
-            tree = self._tree_cache.get(tree_id)
-            if tree is not None:
+            cached = self._tree_cache.get(tree_id)
+            if cached is not None:
                 self._tree_cache.move_to_end(tree_id)
-                return tree
+                return cached[0]
         data = self.read_blob(tree_id, TREE)
         if self.crypto.blob_id(data) != tree_id:  # a tree under another's id could contain itself
             raise IntegrityError(f"tree {tree_id.hex()[:16]}: content does not match its id")
         tree = Tree.decode(data)
         with self._tree_lock:
-            self._tree_cache[tree_id] = tree
-            if len(self._tree_cache) > 4096:
-                self._tree_cache.popitem(last=False)
+            if tree_id not in self._tree_cache:
+                self._tree_cache[tree_id] = (tree, len(data))
+                self._tree_cache_bytes += len(data)
+            # Bounded by bytes as well as by count: a repository's trees may each be
+            # up to MAX_TREE_BLOB, and thousands of large ones must not all stay.
+            while len(self._tree_cache) > 1 and (len(self._tree_cache) > TREE_CACHE_TREES
+                                                 or self._tree_cache_bytes > TREE_CACHE_BYTES):
+                _, (_, size) = self._tree_cache.popitem(last=False)
+                self._tree_cache_bytes -= size
         return tree
 
     # ---- snapshots ----------------------------------------------------------------
