@@ -397,3 +397,35 @@ def test_a_walk_over_many_large_directories_keeps_memory_flat(repo, repo_path):
     answer, peak = run_measured(_WALK_MEASURED, str(repo_path), PASSWORD.decode())
     assert answer == {"nodes": dirs * (entries + 1)}
     assert peak < 110 * 1024 * 1024, f"the walk peaked at {peak // 2**20} MiB"
+
+
+# ---- small objects are read to a bound: a crafted lock, key or snapshot of 300 MiB ---------
+
+
+_OPEN_MEASURED = """
+import json, sys
+from strongroom.errors import StrongroomError
+from strongroom.repo.locks import read_locks
+from strongroom.repo.repository import Repository
+from strongroom.storage import LocalStorage
+where, password = json.loads(sys.argv[1])
+try:
+    repo = Repository.open(LocalStorage(where), password.encode(), cache_root="")
+    locks = read_locks(repo.storage, repo.crypto)
+    snaps = repo.list_snapshots(lambda name, e: None)
+    print(json.dumps({"locks": len(locks), "snapshots": len(snaps)}))
+except StrongroomError as e:
+    print(json.dumps({"error": type(e).__name__}))
+"""
+
+
+@pytest.mark.parametrize("folder", ["locks", "keys", "snapshots"])
+def test_a_huge_small_object_is_not_read_whole(repo, repo_path, folder):
+    from measure import run_measured
+
+    huge = repo_path / folder / ("ab" * 32)
+    with open(huge, "wb") as f:
+        f.truncate(300 * 1024 * 1024)  # sparse: costs no disk
+    answer, peak = run_measured(_OPEN_MEASURED, str(repo_path), PASSWORD.decode())
+    assert answer in ({"locks": 0, "snapshots": 0}, {"error": "KeyFileDamaged"}), answer
+    assert peak < 150 * 1024 * 1024, f"peaked at {peak // 2**20} MiB reading a crafted {folder[:-1]}"

@@ -34,7 +34,7 @@ from strongroom.repo.locks import LOCK_DIR, Lock, LockInfo, LockSightings, LockT
 from strongroom.repo.pack import (DATA, TREE, PACK_DIR, PackedBlob, PackWriter, blob_aad,
                                   pack_name, read_pack_header)
 from strongroom.settings import DEFAULT as DEFAULT_SETTINGS, Settings
-from strongroom.storage.base import Storage
+from strongroom.storage.base import Storage, read_bounded
 from strongroom.storage.metrics import CountingStorage
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ FORMAT_VERSION = 1
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
 # Decoded trees kept for reuse: at most this many, from at most this many
 # bytes of plaintext (a decoded tree takes a few times its plaintext).
+MAX_CONFIG = 64 * 1024  # bounds on small objects read whole (they are a few KiB)
+MAX_SNAPSHOT = 16 * 1024 * 1024
 TREE_CACHE_TREES = 4096
 TREE_CACHE_BYTES = 8 * 1024 * 1024
 
@@ -231,7 +233,7 @@ class Repository:
             cached = target.get("keys", name) if target else None
             if cached is not None and object_id(cached) == name.rsplit("/", 1)[-1]:
                 return cached
-            data = storage.read(name)
+            data = keys.read_key_file(storage, name)
             if target and object_id(data) == name.rsplit("/", 1)[-1]:
                 target.put("keys", name, data)
             return data
@@ -247,7 +249,7 @@ class Repository:
                 config = None  # not this key's config: read it afresh, then compare identities
         if config is None:
             try:
-                config_data = storage.read(CONFIG)
+                config_data = read_bounded(storage, CONFIG, MAX_CONFIG, "config")
             except ObjectNotFound:
                 raise RepositoryNotFound(f"no repository at {storage.url}") from None
             config = RepoConfig.decode(crypto.decrypt(config_data, CONFIG_AAD, "config"))
@@ -259,7 +261,8 @@ class Repository:
 
     def verify_config(self) -> None:
         """Read the config from the target (not the cache) and authenticate it."""
-        RepoConfig.decode(self.crypto.decrypt(self.storage.read(CONFIG), CONFIG_AAD, "config"))
+        RepoConfig.decode(self.crypto.decrypt(read_bounded(self.storage, CONFIG, MAX_CONFIG, "config"), CONFIG_AAD,
+                                              "config"))
 
     # ---- locks ----------------------------------------------------------------
 
@@ -338,14 +341,15 @@ class Repository:
         self._index_loaded = True
         return scan
 
-    def _read_cached(self, kind: str, name: str) -> bytes:
-        """Read an object named by its SHA-256, from the cache where it is whole."""
+    def _read_cached(self, kind: str, name: str, cap: int | None = None) -> bytes:
+        """Read an object named by its SHA-256, from the cache where it is whole
+        (from the target: to `cap` bytes, when given)."""
         expected = name.rsplit("/", 1)[-1]
         if self.cache is not None and self.read_from_cache:
             data = self.cache.get(kind, name)
             if data is not None and object_id(data) == expected:
                 return data
-        data = self.storage.read(name)
+        data = self.storage.read(name) if cap is None else read_bounded(self.storage, name, cap, kind[:-1])
         if object_id(data) != expected:
             check_envelope(data, name)  # a cut-off upload says so
             raise IntegrityError(f"{name}: content does not match its name")
@@ -565,7 +569,7 @@ class Repository:
     def load_snapshot(self, name: str) -> Snapshot:
         snap_id = name.rsplit("/", 1)[-1]
         try:
-            data = self._read_cached("snapshots", name)
+            data = self._read_cached("snapshots", name, MAX_SNAPSHOT)
         except IncompleteObject as e:
             raise IncompleteObject(f"snapshot {snap_id[:8]}: {str(e).split(': ', 1)[-1]}") from None
         except IntegrityError:
