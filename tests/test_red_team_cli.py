@@ -5,6 +5,7 @@ data, print a secret or be led outside what they were asked to touch.
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -429,3 +430,60 @@ def test_a_huge_small_object_is_not_read_whole(repo, repo_path, folder):
     answer, peak = run_measured(_OPEN_MEASURED, str(repo_path), PASSWORD.decode())
     assert answer in ({"locks": 0, "snapshots": 0}, {"error": "KeyFileDamaged"}), answer
     assert peak < 150 * 1024 * 1024, f"peaked at {peak // 2**20} MiB reading a crafted {folder[:-1]}"
+
+
+# ---- dump: a tar of a crafted snapshot extracts inside its target only ---------------------
+
+
+def test_a_dumped_tar_of_crafted_links_extracts_inside_the_target(repo, cli, tmp_path):
+    """Symlinks that point up and out, an absolute one, and hard links (by inode)
+    across folders: `tar -x` of the dump writes nothing outside the target."""
+    import subprocess
+    import tarfile
+
+    from crafted import MTIME, dir_node, file_node, save_snapshot, save_tree
+    from strongroom.model.tree import SYMLINK, Node
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim").write_text("keep")
+
+    def link(name: bytes, target: bytes) -> Node:
+        return Node(name=name, type=SYMLINK, mode=0o777, mtime_ns=MTIME, target=target)
+
+    shared = dict(inode=9, device=1, links=2)
+    inner = save_tree(repo, file_node(repo, b"twin", b"second name\n", **shared),
+                      link(b"up", b"../../../../../../../../" + str(outside).lstrip("/").encode()))
+    root = save_tree(repo, dir_node(b"d", inner), file_node(repo, b"first", b"first name\n", **shared),
+                     link(b"abs", str(outside).encode()), link(b"victim-link", str(outside / "victim").encode()))
+    save_snapshot(repo, root)
+
+    archive = tmp_path / "dump.tar"
+    cli.run("dump", "latest", "/", "--target", str(archive), check=True)
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            assert not member.name.startswith("/") and ".." not in member.name.split("/"), member.name
+            if member.islnk():
+                assert member.linkname in tar.getnames(), member.linkname
+    target = tmp_path / "target"
+    target.mkdir()
+    subprocess.run(["tar", "-xf", str(archive), "-C", str(target)], check=True)
+    assert sorted(p.name for p in outside.iterdir()) == ["victim"]
+    assert (outside / "victim").read_text() == "keep"
+    # One inode, two names: the first name in the archive carries the bytes (d/twin).
+    assert os.path.samefile(target / "first", target / "d" / "twin")
+    assert (target / "first").read_bytes() == b"second name\n"
+    assert os.readlink(target / "abs") == str(outside)
+
+
+def test_generate_man_holds_no_secret_from_the_environment(tmp_path, cli):
+    secrets = {"STRONGROOM_PASSWORD": "repo-pw-8d1f", "STRONGROOM_WEBDAV_PASSWORD": "dav-pw-77aa",
+               "STRONGROOM_REPO": str(tmp_path / "repo-path-3c2e")}
+    pages = tmp_path / "man"
+    pages.mkdir()
+    cli.run("generate", "--man", str(pages), env=secrets, check=True)
+    written = [p.read_bytes() for p in pages.iterdir()]
+    assert len(written) > 10
+    for page in written:
+        for value in secrets.values():
+            assert value.encode() not in page
