@@ -487,3 +487,45 @@ def test_generate_man_holds_no_secret_from_the_environment(tmp_path, cli):
     for page in written:
         for value in secrets.values():
             assert value.encode() not in page
+
+
+# ---- --config NAME: never the repository the environment or the global -r names ----------
+
+
+def test_forget_with_a_config_never_touches_the_repository_of_the_environment(tmp_path):
+    """STRONGROOM_REPO and STRONGROOM_PASSWORD name another repository, and `-r`
+    before the command names it too: `forget --config docs` forgets by the
+    configuration's policy in the configuration's repository, or refuses."""
+    import json
+
+    from test_manage_cli import Managed
+
+    m = Managed(tmp_path)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.txt").write_text("one\n")
+    other = tmp_path / "other"
+    other_env = {"STRONGROOM_REPO": str(other), "STRONGROOM_PASSWORD": "other password"}
+    m.run("init", env=other_env, check=True)
+    for _ in range(3):
+        m.run("backup", str(src), env=other_env, check=True)
+    m.run("config", "add", "docs", "--source", str(src), "--target-dir", str(tmp_path / "docs-repo"),
+          "--keep-last", "1", check=True)
+    m.run("backup", "--config", "docs", check=True)
+    m.run("backup", "--config", "docs", check=True)
+
+    def snapshots(*args, env=None) -> int:
+        done = m.run("snapshots", "--json", *args, env=env, check=True)
+        docs = [json.loads(line) for line in done.stdout.decode().splitlines()]
+        docs = [d for doc in docs for d in (doc if isinstance(doc, list) else [doc])]
+        return sum(1 for d in docs if d.get("type", "snapshot") == "snapshot" and "id" in d)
+
+    def other_snapshots() -> int:
+        return snapshots(env=other_env)
+
+    assert other_snapshots() == 3
+    m.run("forget", "--config", "docs", env=other_env, check=True)
+    refused = m.run("-r", str(other), "forget", "--config", "docs", env=other_env)
+    assert refused.returncode != 0 and b"not both" in refused.stderr
+    assert other_snapshots() == 3
+    assert snapshots("--config", "docs") == 1
