@@ -6,6 +6,7 @@ data, print a secret or be led outside what they were asked to touch.
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -529,3 +530,51 @@ def test_forget_with_a_config_never_touches_the_repository_of_the_environment(tm
     assert refused.returncode != 0 and b"not both" in refused.stderr
     assert other_snapshots() == 3
     assert snapshots("--config", "docs") == 1
+
+
+# ---- a tree pack answered with hundreds of MiB ------------------------------------------------
+
+
+_TREE_READ_MEASURED = """
+import json, sys
+from strongroom.errors import StrongroomError
+from strongroom.repo.repository import Repository
+from strongroom.storage.webdav import WebDAVStorage
+url, user, dav_password, password, cache = json.loads(sys.argv[1])
+repo = Repository.open(WebDAVStorage(url, user, dav_password, timeout=60), password.encode(), cache_root=cache)
+snap, = repo.list_snapshots()
+try:
+    print(json.dumps({"nodes": len(repo.load_tree(bytes.fromhex(snap.tree)).nodes)}))
+except StrongroomError as e:
+    print(json.dumps({"error": type(e).__name__}))
+"""
+
+
+def test_a_tree_pack_answered_with_300_mib_is_read_to_a_bound(stage, tmp_path):
+    """With a cache, a tree is read by fetching its whole pack, with no length:
+    a server that answers with 300 MiB made the client hold all of it (twice)."""
+    from measure import run_measured
+    from strongroom.engine.backup import BackupOptions, run_backup
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a\n")
+    repo = Repository.init(stage.retrying(stage.client()), PASSWORD, cache_root="", pack_size=1024 * 1024,
+                           data_fanout=1)
+    run_backup(repo, BackupOptions(paths=(str(src),)))
+    huge = 300 * 1024 * 1024
+
+    def whole_pack(method, path, query, environ) -> bool:
+        """A GET of a pack with no range, or a range past any one tree blob."""
+        if method != "GET" or "/data/" not in path:
+            return False
+        m = re.fullmatch(r"bytes=(\d+)-(\d*)", environ.get("HTTP_RANGE", ""))
+        return m is None or not m.group(2) or int(m.group(2)) - int(m.group(1)) > 1024 * 1024
+
+    def endless(environ, inner):  # the range, if any, ignored
+        block = b"\0" * (1024 * 1024)
+        return 200, [("Content-Length", str(huge))], (block for _ in range(huge // len(block)))
+    stage.scripted.on(whole_pack, endless)
+    answer, peak = run_measured(_TREE_READ_MEASURED, stage.server.url, stage.server.username,
+                                stage.server.password, PASSWORD.decode(), str(tmp_path / "cache"))
+    assert peak < 200 * 1024 * 1024, f"peaked at {peak // 2**20} MiB reading one tree ({answer})"
