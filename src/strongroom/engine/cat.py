@@ -18,9 +18,10 @@ from strongroom.model.snapshot import Snapshot
 from strongroom.model.tree import Tree
 from strongroom.repo import keys
 from strongroom.repo.index import INDEX_DIR
-from strongroom.repo.locks import LOCK_AAD, LOCK_DIR
+from strongroom.repo.locks import LOCK_AAD, LOCK_DIR, MAX_LOCK
 from strongroom.repo.pack import BLOB_TYPES, PACK_DIR, TREE, pack_name, read_pack_header
 from strongroom.repo.repository import Repository
+from strongroom.storage.base import read_bounded
 
 KINDS = ("config", "snapshot", "index", "pack", "blob", "key", "lock", "tree")
 _HEX = set("0123456789abcdef")
@@ -81,7 +82,7 @@ def pack_document(repo: Repository, prefix: str) -> dict:
 
 def key_document(repo: Repository, prefix: str) -> dict:
     name = find_object(repo, "key", keys.KEY_DIR, prefix)
-    doc = keys.parse_key_file(repo.storage.read(name), name)
+    doc = keys.parse_key_file(keys.read_key_file(repo.storage, name), name)
     shown = {"id": name.rsplit("/", 1)[-1], "kdf": doc["kdf"], "current": name.endswith("/" + repo.key_id)}
     for field in ("version", "created", "hostname", "username"):
         if isinstance(doc.get(field), (str, int)):
@@ -93,7 +94,7 @@ def key_document(repo: Repository, prefix: str) -> dict:
 
 def lock_document(repo: Repository, prefix: str) -> dict:
     name = find_object(repo, "lock", LOCK_DIR, prefix)
-    plain = repo.crypto.decrypt(repo.storage.read(name), LOCK_AAD, name)
+    plain = repo.crypto.decrypt(read_bounded(repo.storage, name, MAX_LOCK, "lock"), LOCK_AAD, name)
     try:
         doc = json.loads(plain)
     except (ValueError, RecursionError):

@@ -101,7 +101,7 @@ class Checker:
         usable = []
         for info in storage.list(keys.KEY_DIR):
             try:
-                doc = keys.parse_key_file(storage.read(info.name), info.name)
+                doc = keys.parse_key_file(keys.read_key_file(storage, info.name), info.name)
             except StrongroomError as e:
                 self._problem(info.name, str(e))
                 continue

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field, replace
 from strongroom.engine.progress import Listener, ignore
 from strongroom.engine.replace import changed_copy, remove_snapshot, store_copy
 from strongroom.engine.tree_rewrite import TreeRewriter, updated_summary
-from strongroom.errors import ForeignObject, IntegrityError, ListingFailed, ObjectNotFound, UsageError
+from strongroom.errors import (ForeignObject, IntegrityError, ListingFailed, ObjectNotFound,
+                               TransientStorageError, UsageError)
 from strongroom.model.snapshot import Snapshot
-from strongroom.model.tree import FILE, Node, Tree
-from strongroom.repo.pack import PackedBlob, expected_pack_size, pack_name, parse_header, read_pack_header
+from strongroom.model.tree import FILE, Node, Tree, TreeContainsItself
+from strongroom.repo.pack import TREE, PackedBlob, expected_pack_size, pack_name, parse_header, read_pack_header
 from strongroom.repo.repository import Repository
 
 PROBLEMS_SHOWN = 1000  # paths listed per report; counts are always whole
@@ -56,8 +57,10 @@ def repair_index(repo: Repository, read_all: bool = False, listener: Listener = 
     others (all of them with `read_all`) have their header read. With
     `read_all` each pack is read whole: its bytes must match its name, and a
     blob that does not authenticate is left out, so `repair snapshots` then
-    sees it as missing. A pack whose header cannot be read is reported and
-    left out; it stays on the target.
+    sees it as missing. A pack that cannot be read is reported; it stays on
+    the target, and what the old index said of it stays in the new one (a
+    read that fails, or a listed size that lies, is no proof its blobs are
+    gone); a pack no old index described is left out.
     """
     result = IndexRepair()
     old: dict[bytes, list[PackedBlob]] = {}
@@ -90,7 +93,14 @@ def repair_index(repo: Repository, read_all: bool = False, listener: Listener = 
         except ObjectNotFound:
             raise ListingFailed(f"repair stopped: {name} was in the listing of data/ but cannot be read") from None
         except IntegrityError as e:
-            result.unreadable.append(f"{name}: {e}")
+            if known is not None:
+                # A failed read is no proof the pack's blobs are gone (a listing
+                # that lies about its size makes a sound header unreadable): what
+                # the old index says of it is kept, and check judges the pack.
+                packs[pack_id] = known
+                result.unreadable.append(f"{name}: {e} (the old index's entries kept)")
+            else:
+                result.unreadable.append(f"{name}: {e}")
             continue
         finally:
             result.headers_read += 1
@@ -191,6 +201,8 @@ def repair_snapshots(repo: Repository, forget: bool = False) -> SnapshotsRepair:
     empty_tree: list[bytes] = []
 
     def broken(path: bytes, node: Node, error: IntegrityError) -> Node:
+        if forget:
+            _confirm_unreadable(repo, node.subtree, present)
         note(path, f"directory unreadable ({error}), " + ("emptied" if forget else "would be emptied"))
         if not empty_tree:
             empty_tree.append(rewriter.tree_id(Tree(())))
@@ -203,9 +215,12 @@ def repair_snapshots(repo: Repository, forget: bool = False) -> SnapshotsRepair:
         report.snapshots.append(entry)
         try:
             result = rewriter.rewrite(bytes.fromhex(snap.tree))
+        except TreeContainsItself:
+            raise  # a crafted tree, not lost data: nothing is removed for it
         except IntegrityError as e:
             entry.root_missing = str(e)
             if forget:
+                _confirm_unreadable(repo, bytes.fromhex(snap.tree), present)
                 remove_snapshot(repo, snap.id)
                 entry.removed = True
             continue
@@ -217,6 +232,23 @@ def repair_snapshots(repo: Repository, forget: bool = False) -> SnapshotsRepair:
             copy = changed_copy(snap, tree=result.tree.hex(), summary=updated_summary(snap.summary, result))
             entry.new = store_copy(repo, snap, copy, remove_old=True)
     return report
+
+
+def _confirm_unreadable(repo: Repository, tree_id: bytes, present: set[bytes]) -> None:
+    """Before a tree is given up for lost, on the strength of one read that failed:
+    a tree the index does not name, or in a pack the target does not hold, is
+    lost; otherwise it is read once more from the target, and a tree that then
+    reads whole stops the command (a server or a path that garbles an answer
+    now and then must not cost a snapshot)."""
+    loc = repo.index.get(tree_id)
+    if loc is None or loc.pack not in present:
+        return
+    try:
+        repo.read_blob(tree_id, TREE)
+    except IntegrityError:
+        return  # damaged twice alike: the tree is what is wrong
+    raise TransientStorageError(f"repair stopped: tree {tree_id.hex()[:16]} failed to read, then read whole: "
+                                f"the target answers inconsistently; run repair again once it is reliable")
 
 
 def _index_complete(repo: Repository, listed: dict[bytes, int]) -> None:

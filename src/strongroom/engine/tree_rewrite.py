@@ -3,14 +3,16 @@
 `rewrite` drops paths and `repair snapshots` empties damaged files; both are
 an edit of single nodes, and a walk that stores a new tree for every
 directory whose entries changed, from the leaves up to a new root. The walk
-keeps one directory's entries per level on an explicit stack, so memory is
-bounded by the depth times the largest directory, and stack depth does not
+keeps one directory's entries per level on an explicit stack, and the path
+of the deepest directory only, so memory is bounded by the depth times the
+largest directory, and stack depth does not
 grow with the tree's. Unchanged directories keep their tree id, so they cost
 nothing and deduplicate as before.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -48,7 +50,10 @@ def updated_summary(summary: dict, result: Rewritten) -> dict:
 
 @dataclass
 class _Frame:
-    path: bytes
+    # The directory's path while it is the deepest open one, else None: a path
+    # kept per level would cost the depth squared (10,000 levels of long names
+    # are gigabytes); it is joined again from the nodes when the walk comes back up.
+    path: bytes | None
     tree_id: bytes
     nodes: tuple[Node, ...]
     node: Node | None  # the directory node in the parent; None for the root
@@ -98,9 +103,10 @@ class TreeRewriter:
             result = Rewritten(new_id, frame.edits, frame.files, frame.size)
             if len(self._memo) >= MEMO_LIMIT:
                 self._memo.clear()
-            self._memo[(frame.path, frame.tree_id)] = result
+            self._memo[(_digest(frame.path), frame.tree_id)] = result
             if not frames:
                 return result
+            frames[-1].path = b"".join(b"/" + f.node.name for f in frames[1:])
             _add(frames[-1], replace(frame.node, subtree=new_id) if frame.edits else frame.node, result)
 
     def _visit(self, frames: list[_Frame], open_trees: set[bytes], frame: _Frame, node: Node) -> None:
@@ -116,7 +122,7 @@ class TreeRewriter:
                 frame.files += 1
                 frame.size += edited.size
             return
-        known = self._memo.get((path, edited.subtree))
+        known = self._memo.get((_digest(path), edited.subtree))
         if known is not None:
             _add(frame, replace(edited, subtree=known.tree) if known.edits else edited, known)
             return
@@ -135,7 +141,13 @@ class TreeRewriter:
                 frame.out.append(fixed)
             return
         open_trees.add(edited.subtree)
+        frame.path = None
         frames.append(_Frame(path, edited.subtree, tree.nodes, edited))
+
+
+def _digest(path: bytes) -> bytes:
+    """The memo's key for a path: a path can be long, a digest is 32 bytes."""
+    return hashlib.blake2b(path, digest_size=32).digest()
 
 
 def _add(frame: _Frame, node: Node, child: Rewritten) -> None:

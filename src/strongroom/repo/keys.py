@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
 from strongroom.errors import FolderNotFound, IntegrityError, KeyFileDamaged, WrongPassword
 from strongroom.repo.crypto import MasterKey, unwrap_with, wrap_with
-from strongroom.storage.base import Storage
+from strongroom.storage.base import Storage, read_bounded
 
 KEY_DIR = "keys"
 _AAD = b"strongroom key v1"
@@ -48,6 +48,7 @@ DEFAULT_KDF = KdfParams()
 MAX_KDF_MEMORY_KIB = 4 * 1024 * 1024
 MAX_KDF_ITERATIONS = 64
 MAX_KDF_LANES = 64
+MAX_KEY_FILE = 64 * 1024  # a key file is under a kilobyte
 
 
 @dataclass(frozen=True)
@@ -169,9 +170,9 @@ def open_key(storage: Storage, password, listed=None, read=None) -> tuple[Master
     if not listed:
         raise IntegrityError("the repository has no key files")
     for info in listed:
-        data = (read or storage.read)(info.name)
         key_id = info.name.rsplit("/", 1)[-1]
         try:
+            data = (read or (lambda name: read_key_file(storage, name)))(info.name)
             files.append((key_id, data, parse_key_file(data, info.name)))
         except KeyFileDamaged as e:
             damaged.append(e)
@@ -201,10 +202,20 @@ def open_key(storage: Storage, password, listed=None, read=None) -> tuple[Master
     raise WrongPassword("wrong password: no key file opens with it")
 
 
+def read_key_file(storage: Storage, name: str) -> bytes:
+    """A key file's bytes, to MAX_KEY_FILE: a larger one is damaged."""
+    try:
+        return read_bounded(storage, name, MAX_KEY_FILE, "key file")
+    except KeyFileDamaged:
+        raise
+    except IntegrityError as e:
+        raise KeyFileDamaged(f"key file {name} is damaged: {str(e).split(': ', 1)[-1]}") from None
+
+
 def list_keys(storage: Storage) -> list[KeyInfo]:
     result = []
     for info in storage.list(KEY_DIR):
-        doc = parse_key_file(storage.read(info.name), info.name)
+        doc = parse_key_file(read_key_file(storage, info.name), info.name)
         result.append(
             KeyInfo(
                 id=info.name.rsplit("/", 1)[-1],

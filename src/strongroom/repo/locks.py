@@ -36,12 +36,13 @@ from typing import Callable, Iterable, Protocol
 from strongroom.errors import IntegrityError, LockLost, ObjectNotFound, RepositoryLocked, StorageError, StrongroomError
 from strongroom.repo.crypto import Crypto
 from strongroom.repo.host import HostIdentity
-from strongroom.storage.base import Storage
+from strongroom.storage.base import Storage, read_bounded
 
 log = logging.getLogger(__name__)
 
 LOCK_DIR = "locks"
 LOCK_AAD = b"strongroom lock v1"
+MAX_LOCK = 64 * 1024  # a lock is a few hundred bytes
 REFRESH_EVERY = 300.0
 LOST_AFTER = 900.0
 STALE_AFTER = 1800.0
@@ -192,7 +193,7 @@ def read_locks(storage: Storage, crypto: Crypto, skip: str | None = None) -> lis
         if info.name == skip:
             continue
         try:
-            doc = json.loads(crypto.decrypt(storage.read(info.name), LOCK_AAD, info.name))
+            doc = json.loads(crypto.decrypt(read_bounded(storage, info.name, MAX_LOCK, "lock"), LOCK_AAD, info.name))
         except (ObjectNotFound, IntegrityError, ValueError, RecursionError):  # RecursionError: JSON nested too deep
             continue  # vanished, or not ours to read: it cannot hold us back
         locks.append(LockInfo(info.name, doc["time"], doc["exclusive"], doc["hostname"], doc["pid"],

@@ -34,7 +34,7 @@ from strongroom.repo.locks import LOCK_DIR, Lock, LockInfo, LockSightings, LockT
 from strongroom.repo.pack import (DATA, TREE, PACK_DIR, PackedBlob, PackWriter, blob_aad,
                                   pack_name, read_pack_header)
 from strongroom.settings import DEFAULT as DEFAULT_SETTINGS, Settings
-from strongroom.storage.base import Storage
+from strongroom.storage.base import Storage, read_bounded
 from strongroom.storage.metrics import CountingStorage
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,12 @@ MANAGED_CONFIG_DIR = "configs"
 MANAGED_CONFIG_AAD = b"strongroom managed config v1"
 FORMAT_VERSION = 1
 DEFAULT_PACK_SIZE = 32 * 1024 * 1024
+# Decoded trees kept for reuse: at most this many, from at most this many
+# bytes of plaintext (a decoded tree takes a few times its plaintext).
+MAX_CONFIG = 64 * 1024  # bounds on small objects read whole (they are a few KiB)
+MAX_SNAPSHOT = 16 * 1024 * 1024
+TREE_CACHE_TREES = 4096
+TREE_CACHE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -146,7 +152,9 @@ class Repository:
         self._fetched_tree_packs: set[bytes] = set()
         # check turns this off: it must judge what is on the target, not our copies.
         self.read_from_cache = True
-        self._tree_cache: OrderedDict[bytes, Tree] = OrderedDict()
+        # Decoded trees, newest use last, with the size of the plaintext each came from.
+        self._tree_cache: OrderedDict[bytes, tuple[Tree, int]] = OrderedDict()
+        self._tree_cache_bytes = 0
         self._tree_lock = threading.Lock()
         # writing state
         self._write_lock = threading.Lock()
@@ -170,13 +178,12 @@ class Repository:
              kdf: keys.KdfParams | None = None, settings: Settings = DEFAULT_SETTINGS,
              on_warning: Callable[[str], None] | None = None) -> "Repository":
         if storage.exists():
-            try:
-                storage.stat(CONFIG)
-                raise RepositoryExists(f"a repository already exists at {storage.url}")
-            except ObjectNotFound:
-                pass
-            _refuse_other_content(storage)
+            _refuse_existing(storage)
         storage.create()
+        # Again once the folder is there, whatever the look-up said: a server that
+        # answered it with 404 for a folder that exists (a proxy, a share being
+        # remounted) must not have init write a new config over a repository's.
+        _refuse_existing(storage)
         fanout_dirs = [f"{PACK_DIR}/{i:0{data_fanout}x}" for i in range(16 ** data_fanout)] if data_fanout else []
         storage.make_dirs([keys.KEY_DIR, PACK_DIR, INDEX_DIR, SNAPSHOT_DIR, LOCK_DIR, MANAGED_CONFIG_DIR,
                            *fanout_dirs])
@@ -226,7 +233,7 @@ class Repository:
             cached = target.get("keys", name) if target else None
             if cached is not None and object_id(cached) == name.rsplit("/", 1)[-1]:
                 return cached
-            data = storage.read(name)
+            data = keys.read_key_file(storage, name)
             if target and object_id(data) == name.rsplit("/", 1)[-1]:
                 target.put("keys", name, data)
             return data
@@ -242,7 +249,7 @@ class Repository:
                 config = None  # not this key's config: read it afresh, then compare identities
         if config is None:
             try:
-                config_data = storage.read(CONFIG)
+                config_data = read_bounded(storage, CONFIG, MAX_CONFIG, "config")
             except ObjectNotFound:
                 raise RepositoryNotFound(f"no repository at {storage.url}") from None
             config = RepoConfig.decode(crypto.decrypt(config_data, CONFIG_AAD, "config"))
@@ -254,7 +261,8 @@ class Repository:
 
     def verify_config(self) -> None:
         """Read the config from the target (not the cache) and authenticate it."""
-        RepoConfig.decode(self.crypto.decrypt(self.storage.read(CONFIG), CONFIG_AAD, "config"))
+        RepoConfig.decode(self.crypto.decrypt(read_bounded(self.storage, CONFIG, MAX_CONFIG, "config"), CONFIG_AAD,
+                                              "config"))
 
     # ---- locks ----------------------------------------------------------------
 
@@ -333,14 +341,15 @@ class Repository:
         self._index_loaded = True
         return scan
 
-    def _read_cached(self, kind: str, name: str) -> bytes:
-        """Read an object named by its SHA-256, from the cache where it is whole."""
+    def _read_cached(self, kind: str, name: str, cap: int | None = None) -> bytes:
+        """Read an object named by its SHA-256, from the cache where it is whole
+        (from the target: to `cap` bytes, when given)."""
         expected = name.rsplit("/", 1)[-1]
         if self.cache is not None and self.read_from_cache:
             data = self.cache.get(kind, name)
             if data is not None and object_id(data) == expected:
                 return data
-        data = self.storage.read(name)
+        data = self.storage.read(name) if cap is None else read_bounded(self.storage, name, cap, kind[:-1])
         if object_id(data) != expected:
             check_envelope(data, name)  # a cut-off upload says so
             raise IntegrityError(f"{name}: content does not match its name")
@@ -507,8 +516,17 @@ class Repository:
 
     def _read_tree_pack(self, loc, blob_id: bytes, name: str) -> bytes:
         """Fetch a whole tree pack once: its other trees are needed next."""
+        # Read to a bound: a server may answer with gigabytes. A pack is filled to
+        # pack_size and closed after one more blob, plus its header; a larger
+        # answer is cut, fails its hash and is not cached, and the blob is then
+        # read by its range alone.
+        cap = 2 * self.config.pack_size + MAX_TREE_BLOB
         try:
-            data = self.storage.read(name)
+            data = self.storage.read(name, 0, cap)
+            if len(data) < loc.offset + loc.length:
+                data = b""
+                blob = self.storage.read(name, loc.offset, loc.length)
+                return self.open_blob(loc.type, blob_id, blob, loc.raw_length, name)
         except ObjectNotFound:
             raise IntegrityError(f"pack {loc.pack.hex()[:16]} is missing") from None
         if hashlib.sha256(data).digest() == loc.pack:
@@ -527,18 +545,24 @@ class Repository:
 
     def load_tree(self, tree_id: bytes) -> Tree:
         with self._tree_lock:
-            tree = self._tree_cache.get(tree_id)
-            if tree is not None:
+            cached = self._tree_cache.get(tree_id)
+            if cached is not None:
                 self._tree_cache.move_to_end(tree_id)
-                return tree
+                return cached[0]
         data = self.read_blob(tree_id, TREE)
         if self.crypto.blob_id(data) != tree_id:  # a tree under another's id could contain itself
             raise IntegrityError(f"tree {tree_id.hex()[:16]}: content does not match its id")
         tree = Tree.decode(data)
         with self._tree_lock:
-            self._tree_cache[tree_id] = tree
-            if len(self._tree_cache) > 4096:
-                self._tree_cache.popitem(last=False)
+            if tree_id not in self._tree_cache:
+                self._tree_cache[tree_id] = (tree, len(data))
+                self._tree_cache_bytes += len(data)
+            # Bounded by bytes as well as by count: a repository's trees may each be
+            # up to MAX_TREE_BLOB, and thousands of large ones must not all stay.
+            while len(self._tree_cache) > 1 and (len(self._tree_cache) > TREE_CACHE_TREES
+                                                 or self._tree_cache_bytes > TREE_CACHE_BYTES):
+                _, (_, size) = self._tree_cache.popitem(last=False)
+                self._tree_cache_bytes -= size
         return tree
 
     # ---- snapshots ----------------------------------------------------------------
@@ -554,7 +578,7 @@ class Repository:
     def load_snapshot(self, name: str) -> Snapshot:
         snap_id = name.rsplit("/", 1)[-1]
         try:
-            data = self._read_cached("snapshots", name)
+            data = self._read_cached("snapshots", name, MAX_SNAPSHOT)
         except IncompleteObject as e:
             raise IncompleteObject(f"snapshot {snap_id[:8]}: {str(e).split(': ', 1)[-1]}") from None
         except IntegrityError:
@@ -622,6 +646,16 @@ class Repository:
 # The folders init creates. A target holding only these, with nothing in them,
 # is what an init stopped before it wrote its key and config leaves: init may go on.
 _LAYOUT = frozenset({keys.KEY_DIR, PACK_DIR, INDEX_DIR, SNAPSHOT_DIR, LOCK_DIR, MANAGED_CONFIG_DIR})
+
+
+def _refuse_existing(storage: Storage) -> None:
+    """Refuse a folder that holds a repository, or anything else."""
+    try:
+        storage.stat(CONFIG)
+        raise RepositoryExists(f"a repository already exists at {storage.url}")
+    except ObjectNotFound:
+        pass
+    _refuse_other_content(storage)
 
 
 def _refuse_other_content(storage: Storage) -> None:

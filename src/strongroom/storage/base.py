@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
 
-from strongroom.errors import StorageError
+from strongroom.errors import IntegrityError, StorageError
 
 T = TypeVar("T")
 # Runs one request of a longer operation, and runs it again as often as the
@@ -151,3 +151,13 @@ class Storage(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def read_bounded(storage: "Storage", name: str, cap: int, what: str) -> bytes:
+    """A small object, read whole but never past `cap` bytes: a key file, a lock,
+    the config or a snapshot from a hostile target could otherwise be gigabytes,
+    and a listing's size is the target's word too. Over the bound: IntegrityError."""
+    data = storage.read(name, 0, cap + 1)
+    if len(data) > cap:
+        raise IntegrityError(f"{name}: over {cap} bytes, more than any {what} holds")
+    return data
