@@ -121,8 +121,7 @@ def two_snapshots(cli, tmp_path):
     cli.run("backup", str(root), "--host", "alpha", "--tag", "t1", "--time", T1 + "+00:00", check=True)
     (root / "sub" / "deep" / "note.txt").write_bytes(b"second\n")
     cli.run("backup", str(root), "--host", "beta", "--tag", "t2", "--time", T2 + "+00:00", check=True)
-    listed = cli.run("snapshots", "--json", check=True).stdout.decode().splitlines()
-    snaps = [json.loads(line) for line in listed if json.loads(line)["type"] == "snapshot"]
+    snaps = json.loads(cli.run("snapshots", "--json", check=True).stdout)
     ids = {s["hostname"]: s["id"][:8] for s in snaps}
     return root, big, ids
 

@@ -96,7 +96,7 @@ def test_no_secret_in_any_output_or_log_at_vv(wsgidav_server, tmp_path):
 
     run("init")
     run("backup", str(src))
-    snap = json.loads(run("snapshots", "--json").stdout.splitlines()[0])["id"]
+    snap = json.loads(run("snapshots", "--json").stdout)[0]["id"]
     run("find", "--json", "*.txt")
     run("dump", "latest", str(src / "d" / "f.txt"))
     run("dump", "latest", str(src), "--archive", "tar")
