@@ -165,7 +165,7 @@ def test_prune_keeps_to_the_budget_and_the_cap_and_the_estimate_holds(target, tm
     assert busiest_window([r.arrived for r in log], BUDGET[1]) <= capacity, target.sequence()
     assert log[-1].arrived - log[0].arrived >= (made - capacity - 1) / rate
     assert result["budget_waited"] > 0
-    assert any("request budget" in w["message"] for w in events(done, "warning"))
+    assert any("request budget" in w["message"] for w in events(done, "waiting"))
     # One read for each pack to repack, paced by the bucket like every other request.
     reads = [r for r in log if r.method == "GET" and "/data/" in r.path]
     assert len(reads) == result["packs_repacked"]
