@@ -49,4 +49,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     install_fuse || echo "warning: could not install fuse3" >&2
 fi
 
-exec "$ROOT/.venv/bin/python" -m pytest -q "$@"
+# Two workers, a test file each at a time (its servers and fixtures stay in
+# one process): most tests wait on child processes and servers, so two cores
+# take the suite in about 12 minutes instead of 22.
+exec "$ROOT/.venv/bin/python" -m pytest -q -n 2 --dist loadfile "$@"

@@ -617,7 +617,14 @@ def test_request_budgets_with_a_warm_cache(dav, tmp_path):
     assert unchanged["files_unmodified"] == 26
     assert requests_of(unchanged) == dav.mw.count(), dav.sequence()
     assert requests_of(unchanged) <= 10, dav.sequence()
-    small_repo_cost = requests_of(unchanged)
+    # An unchanged backup may still store one pack and one index, of the trees
+    # of folders above the source that changed meanwhile: /tmp does whenever
+    # another process makes a file in it (the suite runs two workers).
+    def beyond_new_trees(summary: dict) -> int:
+        assert summary["data_blobs"] == 0 and summary["tree_blobs"] <= len(src.parts)
+        return requests_of(summary) - (2 if summary["tree_blobs"] else 0)
+
+    small_repo_cost = beyond_new_trees(unchanged)
 
     restore = succeeded(dav, dav.run("restore", "latest", "--target", str(tmp_path / "work" / "r1"), "--json"))
     assert requests_of(restore) == dav.mw.count(), dav.sequence()
@@ -628,4 +635,4 @@ def test_request_budgets_with_a_warm_cache(dav, tmp_path):
         succeeded(dav, dav.run("backup", more.as_posix(), "--json", "--tag", f"n{n}"))
     unchanged = succeeded(dav, dav.run("backup", src.as_posix(), "--json"))
     assert requests_of(unchanged) == dav.mw.count(), dav.sequence()
-    assert requests_of(unchanged) == small_repo_cost, dav.sequence()
+    assert beyond_new_trees(unchanged) == small_repo_cost, dav.sequence()
