@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install strongroom and run its main job on the embedded default: a local
 # repository directory and the local SQLite catalog. It names a backup of a
-# folder, runs it, lists the recovery point, restores it, shows that the
-# restored copy is identical, and validates the point by reading it back.
+# folder, runs it, lists the snapshot, restores it, shows that the
+# restored copy is identical, and checks the snapshot by reading it back.
 #   bash scripts/quickstart.sh [FOLDER]      (default: the project's src/ folder)
 set -euo pipefail
 . "$(dirname "$0")/bootstrap.sh"
@@ -18,10 +18,10 @@ if ! "$SR" config show quickstart >/dev/null 2>&1; then
     # secrets store; `strongroom key export quickstart` prints the recovery kit.
     "$SR" config add quickstart --source "$SOURCE" --target-dir "$WORK/repository" --tag quickstart
 fi
-"$SR" run quickstart
-"$SR" points quickstart
+"$SR" backup --config quickstart
+"$SR" snapshots --config quickstart
 rm -rf "$WORK/restore"
-"$SR" recover quickstart --target "$WORK/restore"
+"$SR" restore --config quickstart --target "$WORK/restore"
 diff -r "$SOURCE" "$WORK/restore$SOURCE" && echo "restored copy of $SOURCE is identical"
-"$SR" validate quickstart --deep
-"$SR" usage
+"$SR" check --config quickstart --read-data
+"$SR" stats --configs
