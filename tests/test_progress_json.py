@@ -190,6 +190,14 @@ def test_snapshots_json_is_one_array_with_restic_fields(cli, tree):
     assert (snap["id"], snap["short_id"], snap["tags"]) == (first["snapshot_id"], first["snapshot_id"][:8], ["a"])
     assert snap["paths"] == [str(root)]
 
+    [stats] = lines_of(cli.run("stats", "--json", check=True))
+    assert stats["message_type"] == "summary" and stats["schema"] == "strongroom/1"
+    assert_types(stats, {"total_size": int, "total_file_count": int, "snapshots_count": int,
+                         "total_uncompressed_size": int, "total_blob_count": int})
+    assert (stats["snapshots_count"], stats["total_file_count"]) == (1, first["total_files_processed"])
+    assert stats["total_size"] == first["total_bytes_processed"] == stats["restore_size"]
+    assert stats["total_blob_count"] == first["data_blobs"] + first["tree_blobs"]
+
 
 def test_human_output_counts_and_dates_read_right(cli, tree, tmp_path):
     root, files, _ = tree

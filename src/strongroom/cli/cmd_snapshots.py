@@ -68,7 +68,11 @@ def stats(common: Common, snapshot_ids, host, tags, paths, config) -> None:
         chosen = [s for s in chosen if any(s.id.startswith(i.lower()) for i in snapshot_ids)]
     result = repository_stats(repo, chosen)
     if common.json:
-        emit_json({"type": "summary", **result})
+        # restic's names (its restore-size and raw-data modes) beside strongroom's own.
+        restic = {"total_size": result["restore_size"], "total_file_count": result["files"],
+                  "snapshots_count": result["snapshots"], "total_uncompressed_size": result["unique_size"],
+                  "total_blob_count": result["data_blobs"] + result["tree_blobs"]}
+        emit_json({"message_type": "summary", "type": "summary", "action": "stats", **result, **restic})
         return
     print(f"snapshots:          {result['snapshots']}")
     print(f"files:              {result['files']}")
