@@ -82,3 +82,16 @@ def src(tmp_path) -> Path:
     (root / "sub" / "c.bin").write_bytes(random.Random(5).randbytes(300 * 1024))
     return root
 
+
+
+def hold_shared_lock(repo_path: Path, cache_dir: Path) -> subprocess.Popen:
+    """Another process holding a shared lock on the repository at `repo_path`
+    (for a minute), returned once it holds it; the caller kills it."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from strongroom.repo.repository import Repository;"
+        "from strongroom.storage import LocalStorage;"
+        f"r = Repository.open(LocalStorage({str(repo_path)!r}), {PASSWORD!r}, {str(cache_dir)!r});"
+        "l = r.lock(exclusive=False); print('locked', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE)
+    assert holder.stdout.readline().strip() == b"locked"
+    return holder

@@ -7,12 +7,11 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
-from conftest import CLI, PASSWORD
+from conftest import CLI, hold_shared_lock
 from treeutil import snapshot_tree
 
 MiB = 1024 * 1024
@@ -103,14 +102,8 @@ def test_tag_rewrite_and_repair_wait_for_a_shared_lock(cli, repo_path, cache_dir
     cli.run("init", check=True)
     cli.run("backup", str(src), check=True)
     objects = sorted(p.name for p in (repo_path / "snapshots").iterdir())
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from strongroom.repo.repository import Repository;"
-        "from strongroom.storage import LocalStorage;"
-        f"r = Repository.open(LocalStorage({str(repo_path)!r}), {PASSWORD!r}, {str(cache_dir)!r});"
-        "l = r.lock(exclusive=False); print('locked', flush=True); time.sleep(60)")],
-        stdout=subprocess.PIPE)
+    holder = hold_shared_lock(repo_path, cache_dir)
     try:
-        assert holder.stdout.readline().strip() == b"locked"
         for args in (["tag", "--add", "x"], ["rewrite", "--exclude", "a.txt"], ["repair", "index"],
                      ["repair", "snapshots", "--forget"]):
             done = cli.run(*args)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import PASSWORD
+from conftest import hold_shared_lock
 from strongroom.engine.prune import choose_repacks, new_pack_sizes
 from strongroom.repo.pack import DATA, TREE, PackedBlob
 from treeutil import snapshot_tree
@@ -77,14 +75,8 @@ def test_partly_used_packs_are_repacked(cli, repo_path, tmp_path):
 
 def test_prune_needs_the_exclusive_lock(cli, repo_path, cache_dir, tmp_path):
     cli.run("init", check=True)
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from strongroom.repo.repository import Repository;"
-        "from strongroom.storage import LocalStorage;"
-        f"r = Repository.open(LocalStorage({str(repo_path)!r}), {PASSWORD!r}, {str(cache_dir)!r});"
-        "l = r.lock(exclusive=False); print('locked', flush=True); time.sleep(60)")],
-        stdout=subprocess.PIPE)
+    holder = hold_shared_lock(repo_path, cache_dir)
     try:
-        assert holder.stdout.readline().strip() == b"locked"
         done = cli.run("prune")
         assert done.returncode == 11 and "locked" in done.stderr.decode()
     finally:

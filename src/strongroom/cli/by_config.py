@@ -78,7 +78,8 @@ def config_option(*, allowed: Iterable[str] = (), managed: Iterable = (), refusa
                 if p.name not in permitted and p.name not in managed_values:
                     raise UsageError(refusals.get(p.name) or f"{_flag(p)} does not go with --config: the "
                                      f"configuration has its own (see `strongroom config show NAME`)")
-            catalog = catalog or _catalog_before_command()
+            from strongroom.cli.options import from_command_line  # --catalog before the command
+            catalog = from_command_line({"catalog": catalog})["catalog"]
             return func(*args, config=ByConfig(config_name, catalog, managed_values), **kwargs)
 
         # Applied last, shown first: --config, then --configs and --catalog, then the managed options.
@@ -116,13 +117,6 @@ def _given_on_command_line() -> list[click.Parameter]:
     return [p for p in ctx.command.params
             if ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE or p.name in before]
 
-
-def _catalog_before_command() -> str | None:
-    ctx = click.get_current_context()
-    root = ctx.find_root()
-    if root is ctx or root.get_parameter_source("catalog") is not ParameterSource.COMMANDLINE:
-        return None
-    return root.params.get("catalog")
 
 
 def _flag(param: click.Parameter) -> str:
