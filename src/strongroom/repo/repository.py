@@ -49,6 +49,7 @@ DEFAULT_PACK_SIZE = 32 * 1024 * 1024
 # bytes of plaintext (a decoded tree takes a few times its plaintext).
 MAX_CONFIG = 64 * 1024  # bounds on small objects read whole (they are a few KiB)
 MAX_SNAPSHOT = 16 * 1024 * 1024
+MAX_MANAGED_CONFIG = 1024 * 1024  # a stored configuration or plan: a few KiB, a long exclude list more
 TREE_CACHE_TREES = 4096
 TREE_CACHE_BYTES = 8 * 1024 * 1024
 
@@ -621,7 +622,7 @@ class Repository:
         newest: dict[str, tuple[float, dict | None]] = {}
         for info in self.storage.list(MANAGED_CONFIG_DIR):
             try:
-                doc = json.loads(open_object(self.crypto, self._read_cached("configs", info.name),
+                doc = json.loads(open_object(self.crypto, self._read_cached("configs", info.name, MAX_MANAGED_CONFIG),
                                              MANAGED_CONFIG_AAD, info.name))
                 if not (isinstance(doc, dict) and isinstance(doc.get("name"), str)
                         and isinstance(doc.get("time"), (int, float)) and isinstance(doc.get("config"), (dict, type(None)))):

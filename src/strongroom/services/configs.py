@@ -15,6 +15,8 @@ LOCAL = "local"
 # What happens after each run: nothing, forget by the retention policy, or
 # forget and then prune.
 AFTER_RUN = ("off", "forget", "prune")
+# Fields that live on the object only: never stored, never checked by the schema.
+TRANSIENT = ("password", "taken_from_repository")
 
 
 @dataclass
@@ -50,13 +52,16 @@ class BackupConfig:
     # keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within ("30d"), keep_tags.
     retention: dict[str, Any] = field(default_factory=dict)
     retention_after_run: str = "off"  # one of AFTER_RUN
+    # Set by `add_config`: the fields it took from the copy of this configuration
+    # that the repository held (a configuration added again on a new machine).
+    taken_from_repository: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         from strongroom.services.config_schema import check_fields
         check_fields(self._fields())
 
     def _fields(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "taken_from_repository"}
 
     @property
     def is_local(self) -> bool:
@@ -94,11 +99,12 @@ class BackupConfig:
     def to_doc(self) -> dict[str, Any]:
         """What is stored: everything but the password itself."""
         doc = asdict(self)
-        doc.pop("password")
+        for name in TRANSIENT:
+            doc.pop(name)
         return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> BackupConfig:
         """A configuration from its stored form; unknown keys (of a newer version) are left out."""
-        known = {f.name for f in fields(cls)} - {"password"}
+        known = {f.name for f in fields(cls)} - set(TRANSIENT)
         return cls(**{k: v for k, v in doc.items() if k in known})

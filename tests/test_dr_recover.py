@@ -1,0 +1,173 @@
+"""Recovery from nothing: configurations read back from their repositories
+(merged when added again, imported whole), the recovery kit of a plan, and
+`dr recover` on a machine with an empty catalog, cache and secrets store,
+against a local directory and a real WebDAV server (wsgidav on loopback)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from strongroom.errors import UsageError, WrongPassword
+from strongroom.services.backup_manager import create_backup_manager
+from strongroom.services.configs import BackupConfig
+from strongroom.services.webdav_service import WebDAVCredentials, WebDAVService
+
+REPO_PASSWORD = "kit test password"
+# Variables of the surrounding shell that would change what is tested.
+_SCRUBBED = ("STRONGROOM_PASSWORD", "STRONGROOM_PASSWORD_FILE", "STRONGROOM_PASSWORD_COMMAND", "STRONGROOM_REPO",
+             "STRONGROOM_WEBDAV_PASSWORD", "STRONGROOM_WEBDAV_PASSWORD_FILE", "STRONGROOM_WEBDAV_VENDOR",
+             "STRONGROOM_CATALOG", "STRONGROOM_SECRETS", "STRONGROOM_CACHE_DIR")
+
+
+class Machine:
+    """One machine's state (catalog, secrets store, cache) in its own folder,
+    and the real `strongroom` run in a subprocess against it."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.catalog = home / "catalog.db"
+        self.secrets = home / "secrets.json"
+        self.cache = home / "cache"
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+        env.update(STRONGROOM_SECRETS=str(self.secrets), STRONGROOM_SECRETS_BACKEND="file",
+                   XDG_DATA_HOME=str(home / "data"), STRONGROOM_WEBDAV_RETRY_DELAY="0.05",
+                   STRONGROOM_WEBDAV_DEADLINE="30")
+        self.env = env
+
+    def run(self, *args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "strongroom", *args, "--catalog", str(self.catalog),
+                "--cache-dir", str(self.cache)]
+        done = subprocess.run(argv, capture_output=True, env={**self.env, **(env or {})}, timeout=120)
+        if check and done.returncode != 0:
+            raise AssertionError(f"strongroom {' '.join(args)} exited {done.returncode}:\n"
+                                 f"{done.stdout.decode()}\n{done.stderr.decode()}")
+        return done
+
+    def json(self, *args: str, env: dict | None = None) -> list[dict]:
+        done = self.run(*args, "--json", env=env, check=True)
+        return [json.loads(line) for line in done.stdout.decode().splitlines() if line.startswith("{")]
+
+    def summary(self, *args: str, env: dict | None = None) -> dict:
+        return [e for e in self.json(*args, env=env) if e.get("type") == "summary"][-1]
+
+    @contextlib.contextmanager
+    def manager(self, webdav_service: WebDAVService | None = None):
+        """The Python API's manager over this machine's state, closed (workers, catalog) afterwards."""
+        manager = create_backup_manager(webdav_service, str(self.catalog), str(self.secrets), str(self.cache))
+        try:
+            yield manager
+        finally:
+            manager.close()
+    
+    def wipe(self) -> None:
+        """The machine is gone: nothing of its state is left."""
+        import shutil
+        shutil.rmtree(self.home)
+        assert not self.home.exists()
+
+
+def one_error_line(done: subprocess.CompletedProcess) -> str:
+    lines = [line for line in done.stderr.decode().splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr.decode()
+    assert lines[0].startswith("strongroom: ") and "Traceback" not in lines[0]
+    return lines[0]
+
+
+def config_doc(machine: Machine, name: str) -> dict:
+    [doc] = [e for e in machine.json("config", "show", name) if e["type"] == "config"]
+    return doc
+
+
+# ---- configurations read back -------------------------------------------------------------
+
+
+def test_a_configuration_added_again_on_a_new_machine_keeps_what_it_does_not_say(tmp_path, src):
+    repo = tmp_path / "repo"
+    env = {"STRONGROOM_PASSWORD": REPO_PASSWORD}
+    old = Machine(tmp_path / "old")
+    added = old.summary("config", "add", "docs", "--source", str(src), "--target-dir", str(repo),
+                        "--store-password", "--tag", "daily", "--tag", "office", "--keep-daily", "7",
+                        "--keep-last", "3", "--exclude", "*.tmp", "--max-attempts", "5",
+                        "--retention-after-run", "forget", env=env)
+    assert added["taken_from_repository"] == []  # a new repository holds nothing to take
+    old.run("backup", "--config", "docs", check=True)
+    old.wipe()
+
+    new = Machine(tmp_path / "new")
+    done = new.run("config", "add", "docs", "--source", str(src), "--target-dir", str(repo), "--store-password",
+                   "--tag", "moved", env=env, check=True)
+    assert "took excludes, max_attempts, retention, retention_after_run from the copy stored in the repository" \
+        in done.stdout.decode()
+    doc = config_doc(new, "docs")
+    assert doc["tags"] == ["moved"]  # given: it wins
+    assert doc["retention"] == {"keep_daily": 7, "keep_last": 3}
+    assert doc["excludes"] == ["*.tmp"] and doc["max_attempts"] == 5 and doc["retention_after_run"] == "forget"
+
+    # The repository now holds the new machine's copy: a third machine takes its tags.
+    third = Machine(tmp_path / "third")
+    added = third.summary("config", "add", "docs", "--source", str(src), "--target-dir", str(repo),
+                          "--store-password", env=env)
+    assert added["taken_from_repository"] == ["excludes", "max_attempts", "retention", "retention_after_run",
+                                              "tags"]
+    assert config_doc(third, "docs")["tags"] == ["moved"]
+    # A configuration of another name takes nothing from docs.
+    other = third.summary("config", "add", "other", "--source", str(src), "--target-dir", str(repo),
+                          "--store-password", env=env)
+    assert other["taken_from_repository"] == []
+    assert config_doc(third, "other")["retention"] == {}
+
+
+def test_import_configs_reads_every_stored_configuration_into_an_empty_catalog(tmp_path, src, wsgidav_server):
+    dav = wsgidav_server
+    old = Machine(tmp_path / "old")
+    webdav = WebDAVService()
+    webdav.add_client("cloud", WebDAVCredentials(dav.username, dav.password, dav.url))
+    with old.manager(webdav) as manager:
+        manager.add_config(BackupConfig("docs", [str(src)], target_path=str(tmp_path / "repo"),
+                                        password=REPO_PASSWORD, tags=["a"], retention={"keep_last": 2}))
+        manager.add_config(BackupConfig("more", [str(src / "sub")], target_path=str(tmp_path / "repo"),
+                                        password=REPO_PASSWORD, excludes=["*.bak"]))
+        manager.add_config(BackupConfig("far", [str(src)], target_client_id="cloud", target_path="backups/far",
+                                        password=REPO_PASSWORD, tags=["cloud"]))
+        point = manager.manual_backup("docs").snapshot_id
+    old.wipe()
+
+    new = Machine(tmp_path / "new")
+    webdav = WebDAVService()
+    webdav.add_client("dav2", WebDAVCredentials(dav.username, dav.password, dav.url))
+    with new.manager(webdav) as manager:
+        with pytest.raises(WrongPassword):
+            manager.import_configs(str(tmp_path / "repo"), "not the password")
+        with pytest.raises(UsageError, match="holds no configuration named 'nope'"):
+            manager.import_configs(str(tmp_path / "repo"), REPO_PASSWORD, names=["nope"])
+        assert manager.list_configs() == []
+
+        made = manager.import_configs(str(tmp_path / "repo"), REPO_PASSWORD)
+        assert [c.name for c in made] == ["docs", "more"]
+        docs, more = manager.get_config("docs"), manager.get_config("more")
+        assert docs.tags == ["a"] and docs.retention == {"keep_last": 2} and more.excludes == ["*.bak"]
+        assert docs.target_path == str(tmp_path / "repo") and docs.is_local
+        assert docs.secret_ref and docs.secret_ref != more.secret_ref
+        assert manager.backup_service.password_for(docs) == REPO_PASSWORD.encode()
+        assert REPO_PASSWORD not in new.catalog.read_bytes().decode("utf-8", "replace")
+        # The imported configuration works: its snapshots are there, a backup runs.
+        assert [s.id for s in manager.backup_service.snapshots(docs)] == [point]
+        assert manager.manual_backup("more").snapshot_id
+
+        with pytest.raises(UsageError, match="'docs' exists already"):
+            manager.import_configs(str(tmp_path / "repo"), REPO_PASSWORD, names=["docs"])
+        [again] = manager.import_configs(str(tmp_path / "repo"), REPO_PASSWORD, names=["docs"], replace=True)
+        assert again.secret_ref != docs.secret_ref
+        assert manager.backup_service.secrets.get(docs.secret_ref) is None  # the replaced one is gone
+
+        # Over WebDAV, pointed at the client this machine has.
+        [far] = manager.import_configs("backups/far", REPO_PASSWORD, client_id="dav2")
+        assert (far.target_client_id, far.target_path, far.tags) == ("dav2", "backups/far", ["cloud"])
+        assert manager.manual_backup("far").snapshot_id
