@@ -8,9 +8,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
+import stat
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -171,3 +174,133 @@ def test_import_configs_reads_every_stored_configuration_into_an_empty_catalog(t
         [far] = manager.import_configs("backups/far", REPO_PASSWORD, client_id="dav2")
         assert (far.target_client_id, far.target_path, far.tags) == ("dav2", "backups/far", ["cloud"])
         assert manager.manual_backup("far").snapshot_id
+
+
+# ---- a plan over a local directory and WebDAV, its kit, and recovery from nothing ------------------
+
+
+PLAN = "Production DR"
+
+
+def small_tree(root: Path, seed: int) -> Path:
+    rng = random.Random(seed)
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_bytes(f"tree {seed}\n".encode())
+    (root / "sub" / "b.bin").write_bytes(rng.randbytes(50 * 1024))
+    return root
+
+
+@pytest.fixture
+def estate(tmp_path, wsgidav_server):
+    """The old machine: three configurations, two in one local repository and
+    one on WebDAV, each backed up once, and a plan over them."""
+    from strongroom.dr.plan import plan_from_order
+    from strongroom.dr.store import PlanStore
+
+    dav = wsgidav_server
+    sources = {name: small_tree(tmp_path / "sources" / name, seed)
+               for seed, name in enumerate(("app", "far", "files"))}
+    old = Machine(tmp_path / "old")
+    webdav = WebDAVService()
+    webdav.add_client("cloud", WebDAVCredentials(dav.username, dav.password, dav.url))
+    local = tmp_path / "local-repo"
+    with old.manager(webdav) as manager:
+        manager.add_config(BackupConfig("app", [str(sources["app"])], target_path=str(local),
+                                        password=REPO_PASSWORD, tags=["app"]))
+        manager.add_config(BackupConfig("files", [str(sources["files"])], target_path=str(local),
+                                        password=REPO_PASSWORD, retention={"keep_last": 4}))
+        manager.add_config(BackupConfig("far", [str(sources["far"])], target_client_id="cloud",
+                                        target_path="backups/far", password=REPO_PASSWORD))
+        for name in sources:
+            manager.manual_backup(name)
+        PlanStore(manager.backup_service).save(plan_from_order(PLAN, ["app", "far", "files"],
+                                                               str(tmp_path / "restore-here")))
+    return SimpleNamespace(old=old, dav=dav, sources=sources, local=local, tmp=tmp_path)
+
+
+def test_the_kit_of_a_plan_holds_every_repository_and_no_webdav_password_unless_asked(estate):
+    old, dav, tmp = estate.old, estate.dav, estate.tmp
+    done = old.run("dr", "kit", PLAN, "--output", str(tmp / "kit.txt"), check=True)
+    assert f"to {tmp / 'kit.txt'}" in done.stdout.decode()
+    kit_file = tmp / "kit.txt"
+    assert stat.S_IMODE(kit_file.stat().st_mode) == 0o600
+    text = kit_file.read_text()
+    assert dav.password not in text and "WebDAV password: not in this kit" in text
+    assert text.count(f"Password:        {REPO_PASSWORD}") == 2  # the local repository and the WebDAV one
+    assert f"strongroom dr recover --kit {kit_file} --plan '{PLAN}' --target-base {tmp / 'restore-here'}" in text
+    assert f"Configurations:  app, files" in text and f"Location:        {estate.local}" in text
+
+    from strongroom.dr.kit import read_kit
+    kit = read_kit(str(kit_file))
+    assert kit.plan == PLAN and not kit.webdav_passwords
+    local, far = kit.repositories
+    assert (local.location, local.configs, local.password) == (str(estate.local), ("app", "files"), REPO_PASSWORD)
+    assert far.location == dav.storage_url() + "backups/far/" and far.account.password is None
+    assert far.account.folder == "backups/far" and far.account.url == dav.url
+    # The kit is on record for the repositories it names, as `key export` puts it.
+    from strongroom.services.catalog import Catalog
+    with Catalog(old.catalog) as catalog:
+        assert catalog.kit_export(local.repository_id)["config"] == "files"  # the last of the two
+        assert catalog.kit_export(far.repository_id)["config"] == "far"
+
+    with_passwords = old.summary("dr", "kit", PLAN, "-o", str(tmp / "kit-all.txt"), "--include-passwords")
+    assert with_passwords["webdav_passwords"] and dav.password in (tmp / "kit-all.txt").read_text()
+    assert dav.password not in json.dumps(with_passwords) and REPO_PASSWORD not in json.dumps(with_passwords)
+    assert stat.S_IMODE((tmp / "kit-all.txt").stat().st_mode) == 0o600
+    # Printed, it is the same page; the kit of an unknown plan is one line.
+    assert "-----BEGIN STRONGROOM RECOVERY KIT-----" in old.run("dr", "kit", PLAN, check=True).stdout.decode()
+    done = old.run("dr", "kit", "No such plan")
+    assert done.returncode == 2 and "no DR plan named 'No such plan'" in one_error_line(done)
+
+
+def test_recovery_reads_configurations_and_plans_from_the_repositories_alone(estate):
+    old, dav, tmp = estate.old, estate.dav, estate.tmp
+    old.run("dr", "kit", PLAN, "--output", str(tmp / "kit.txt"), check=True)
+    old.wipe()
+
+    new = Machine(tmp / "new")
+    done = new.run("dr", "recover", "--kit", str(tmp / "kit.txt"))
+    assert done.returncode == 2 and "no WebDAV password for tester" in one_error_line(done)
+    listing = new.summary("dr", "recover", "--kit", str(tmp / "kit.txt"),
+                          env={"STRONGROOM_WEBDAV_PASSWORD": dav.password})
+    assert [p["name"] for p in listing["plans"]] == [PLAN]
+    assert listing["plans"][0]["configs"] == ["app", "far", "files"] and listing["plans"][0]["missing_configs"] == []
+    assert {c["name"]: c["repository"] for c in listing["configs"]} == {
+        "app": str(estate.local), "files": str(estate.local), "far": dav.storage_url() + "backups/far/"}
+    # Listing changes nothing on this machine.
+    with new.manager() as manager:
+        assert manager.list_configs() == [] and manager.catalog.list_plans() == []
+
+    # By URL and password alone: the local repository holds the plan, but not all it needs.
+    done = new.run("dr", "recover", "--repo", str(estate.local), env={"STRONGROOM_PASSWORD": REPO_PASSWORD},
+                   check=True)
+    out = done.stdout.decode()
+    assert f"plan {PLAN} (version" in out and "needs configuration far, which none of these repositories holds" in out
+    done = new.run("dr", "recover", "--repo", str(estate.local), "--plan", PLAN,
+                   env={"STRONGROOM_PASSWORD": REPO_PASSWORD})
+    assert done.returncode == 1 and "needs configuration 'far'" in one_error_line(done)
+    done = new.run("dr", "recover", "--repo", str(estate.local), env={"STRONGROOM_PASSWORD": "wrong"})
+    assert done.returncode == 12
+
+
+def test_recovery_rebuilds_the_catalog_a_plan_needs(estate):
+    from strongroom.dr.kit import read_kit
+    from strongroom.dr.recover import Recovery, sources_from_kit
+
+    old, dav, tmp = estate.old, estate.dav, estate.tmp
+    old.run("dr", "kit", PLAN, "--output", str(tmp / "kit.txt"), "--include-passwords", check=True)
+    old.wipe()
+    new = Machine(tmp / "new")
+    with new.manager() as manager:
+        recovery = Recovery(manager, sources_from_kit(read_kit(str(tmp / "kit.txt"))))
+        plan = recovery.rebuild(PLAN)
+        assert plan.configs == ("app", "far", "files")
+        assert manager.get_config("app").tags == ["app"] and manager.get_config("files").retention == {"keep_last": 4}
+        far = manager.get_config("far")
+        assert (far.target_client_id, far.target_path) == ("cloud", "backups/far")
+        assert manager.webdav_service.get_client("cloud").url == dav.url
+        assert manager.catalog.get_plan(PLAN)["version"] == plan.version
+        # Each configuration opens from here on, and a second rebuild changes nothing.
+        assert all(manager.backup_service.snapshots(manager.get_config(n)) for n in plan.configs)
+        assert recovery.rebuild(PLAN) == plan
+        assert REPO_PASSWORD not in new.catalog.read_bytes().decode("utf-8", "replace")
