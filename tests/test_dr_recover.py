@@ -180,6 +180,7 @@ def test_import_configs_reads_every_stored_configuration_into_an_empty_catalog(t
 
 
 PLAN = "Production DR"
+BEGIN, END = "-----BEGIN STRONGROOM RECOVERY KIT-----", "-----END STRONGROOM RECOVERY KIT-----"
 
 
 def small_tree(root: Path, seed: int) -> Path:
@@ -270,6 +271,17 @@ def test_recovery_reads_configurations_and_plans_from_the_repositories_alone(est
     # Listing changes nothing on this machine.
     with new.manager() as manager:
         assert manager.list_configs() == [] and manager.catalog.list_plans() == []
+
+    # A kit whose repository is not the one at its location, or that was cut off, is refused.
+    text = (tmp / "kit.txt").read_text()
+    kit_doc = json.loads(text.split(BEGIN, 1)[1].split(END, 1)[0])
+    kit_doc["repositories"][0]["repository_id"] = "0" * 32
+    (tmp / "other.txt").write_text(f"{BEGIN}\n{json.dumps(kit_doc)}\n{END}\n")
+    done = new.run("dr", "recover", "--kit", str(tmp / "other.txt"))
+    assert done.returncode == 1 and "not 0000000000000000 as the recovery kit says" in one_error_line(done)
+    (tmp / "cut.txt").write_text(text.split(END, 1)[0])
+    done = new.run("dr", "recover", "--kit", str(tmp / "cut.txt"))
+    assert done.returncode == 2 and "the recovery kit is cut off" in one_error_line(done)
 
     # By URL and password alone: the local repository holds the plan, but not all it needs.
     done = new.run("dr", "recover", "--repo", str(estate.local), env={"STRONGROOM_PASSWORD": REPO_PASSWORD},
