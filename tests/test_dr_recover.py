@@ -180,6 +180,7 @@ def test_import_configs_reads_every_stored_configuration_into_an_empty_catalog(t
 
 
 PLAN = "Production DR"
+LOCAL_PLAN = "Local only"
 BEGIN, END = "-----BEGIN STRONGROOM RECOVERY KIT-----", "-----END STRONGROOM RECOVERY KIT-----"
 
 
@@ -214,8 +215,9 @@ def estate(tmp_path, wsgidav_server):
                                         target_path="backups/far", password=REPO_PASSWORD))
         for name in sources:
             manager.manual_backup(name)
-        PlanStore(manager.backup_service).save(plan_from_order(PLAN, ["app", "far", "files"],
-                                                               str(tmp_path / "restore-here")))
+        store = PlanStore(manager.backup_service)
+        store.save(plan_from_order(PLAN, ["app", "far", "files"], str(tmp_path / "restore-here")))
+        store.save(plan_from_order(LOCAL_PLAN, ["files", "app"], str(tmp_path / "restore-local")))
     return SimpleNamespace(old=old, dav=dav, sources=sources, local=local, tmp=tmp_path)
 
 
@@ -264,8 +266,8 @@ def test_recovery_reads_configurations_and_plans_from_the_repositories_alone(est
     assert done.returncode == 2 and "no WebDAV password for tester" in one_error_line(done)
     listing = new.summary("dr", "recover", "--kit", str(tmp / "kit.txt"),
                           env={"STRONGROOM_WEBDAV_PASSWORD": dav.password})
-    assert [p["name"] for p in listing["plans"]] == [PLAN]
-    assert listing["plans"][0]["configs"] == ["app", "far", "files"] and listing["plans"][0]["missing_configs"] == []
+    assert [p["name"] for p in listing["plans"]] == [LOCAL_PLAN, PLAN]
+    assert listing["plans"][1]["configs"] == ["app", "far", "files"] and listing["plans"][1]["missing_configs"] == []
     assert {c["name"]: c["repository"] for c in listing["configs"]} == {
         "app": str(estate.local), "files": str(estate.local), "far": dav.storage_url() + "backups/far/"}
     # Listing changes nothing on this machine.
