@@ -208,3 +208,38 @@ def test_plan_run_from_dict_refuses_crafted_text():
         with pytest.raises(RunDocumentError) as caught:
             plan_run_from_dict(text)
         assert says in str(caught.value)
+
+
+# ---- runs as the store keeps them ---------------------------------------------------------
+
+
+def test_runs_recorded_by_the_store_read_back_and_render(tmp_path, monkeypatch):
+    from strongroom import BackupConfig, create_backup_manager
+    from strongroom.dr.store import PlanStore
+
+    for name in ("STRONGROOM_SECRETS", "STRONGROOM_CATALOG", "STRONGROOM_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("STRONGROOM_SECRETS_BACKEND", "file")
+    (tmp_path / "src").mkdir()
+    manager = create_backup_manager(db_path=str(tmp_path / "catalog.db"), cache_root=str(tmp_path / "cache"))
+    try:
+        for name in ("database", "app"):
+            manager.add_config(BackupConfig(name=name, source_paths=[str(tmp_path / "src")],
+                                            target_path=str(tmp_path / f"repo-{name}"), password="pw"))
+        store = PlanStore(manager.backup_service)
+        older = plan_run(started=START - timedelta(days=1), rto=90.0, run_id="older")
+        latest = failed_run()
+        for run in (older, latest):
+            store.record_run(run)
+        from_catalog = [plan_run_from_dict(doc) for doc in store.runs(EVIL_PLAN)]
+        assert from_catalog == [latest]  # runs() is per plan: the older one is another plan's
+        assert [plan_run_from_dict(d) for d in store.runs()] == [older, latest]
+        repo = manager.backup_service.open_repository(manager.get_config("app"))
+        from_repository = [plan_run_from_dict(doc) for doc in PlanStore.runs_in_repository(repo)]
+        assert from_repository == [older, latest]
+    finally:
+        manager.close()
+        manager.catalog.close()
+    for fmt in ("md", "json", "html"):
+        assert render(from_repository[-1], fmt, from_repository[:-1]) == render(latest, fmt, [older])
+    assert "&lt;script&gt;" in render(from_repository[-1], "html")

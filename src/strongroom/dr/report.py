@@ -56,8 +56,9 @@ def worst_rpo(run: PlanRun) -> float | None:
 
 
 def trend(run: PlanRun, history: Iterable[PlanRun]) -> list[TrendPoint]:
-    """The tests up to and including `run` (it is the last point whatever its mode), at most TREND_RUNS."""
-    earlier = [h for h in history if h.id != run.id and h.mode == "test" and h.started <= run.started]
+    """The tests of its plan up to and including `run` (the last point whatever its mode), at most TREND_RUNS."""
+    earlier = [h for h in history if h.id != run.id and h.plan == run.plan and h.mode == "test"
+               and h.started <= run.started]
     earlier.sort(key=lambda h: h.started)
     return [TrendPoint(r.id, r.started, r.verdict, r.rto_seconds, worst_rpo(r), r.rto_target, r.rpo_target)
             for r in (earlier + [run])[-TREND_RUNS:]]
