@@ -136,7 +136,8 @@ def test_several_runs_one_after_the_other():
 
 
 def test_json_report_is_the_run_with_schema_and_trend():
-    history = [plan_run(started=START - timedelta(days=1), rto=50.0, run_id="old")]
+    history = [plan_run(plan=EVIL_PLAN, started=START - timedelta(days=1), rto=50.0, run_id="old"),
+               plan_run(started=START - timedelta(days=1), run_id="another plan's")]
     run = failed_run()
     doc = json.loads(render(run, "json", history))
     assert doc["schema"] == REPORT_SCHEMA == SCHEMA and doc["message_type"] == "dr_report"
