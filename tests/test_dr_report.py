@@ -85,7 +85,9 @@ def test_html_draws_the_trend_when_there_are_several_tests():
     ys = [float(point.split(",")[1]) for point in polylines[0]]
     assert ys[-1] == min(ys)  # the slowest test is the highest point
     assert sum(1 for tag, attrs in tags.tags if tag == "circle" and attrs["class"] == "dot-fail") == 2
-    assert any(tag == "line" and attrs.get("class") == "chart-target" for tag, attrs in tags.tags)
+    # The RTO target is drawn; the RPO target (1d, the points 2h old) would flatten the line: it is named.
+    assert sum(1 for tag, attrs in tags.tags if tag == "line" and attrs.get("class") == "chart-target") == 1
+    assert "target 1d, above the chart" in page
     # A single test has no line to draw.
     assert "<svg" not in render(latest, "html")
 

@@ -85,7 +85,9 @@ def size_text(n: float | None) -> str:
 def seconds_text(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return f"{seconds:.2f}s" if seconds < 10 else format_seconds(seconds)
+    if seconds < 1:
+        return f"{seconds:.2f}s"
+    return f"{seconds:.1f}s" if seconds < 10 else format_seconds(seconds)
 
 
 def against(achieved: float | None, target: float | None) -> str:

@@ -124,7 +124,9 @@ def line_chart(title: str, points: Sequence[TrendPoint], values: Sequence[float 
     known = [v for v in values if v is not None]
     if not known:
         return f"<p>{esc(title)}: no value recorded.</p>"
-    top_value = max(known + ([target] if target is not None else [])) * 1.1 or 1.0
+    # A target far above every value would flatten the line: it is then named, not drawn.
+    drawn_target = target if target is not None and target <= 3 * max(known) else None
+    top_value = max(known + ([drawn_target] if drawn_target is not None else [])) * 1.1 or 1.0
     inner_w, inner_h = width - left - right, height - top - bottom
 
     def x(i: int) -> float:
@@ -141,7 +143,10 @@ def line_chart(title: str, points: Sequence[TrendPoint], values: Sequence[float 
              f"y2=\"{top + inner_h}\"/>",
              f"<text x=\"{left - 6}\" y=\"{top + 4}\" text-anchor=\"end\">{esc(format_seconds(top_value))}</text>",
              f"<text x=\"{left - 6}\" y=\"{top + inner_h + 4}\" text-anchor=\"end\">0</text>"]
-    if target is not None:
+    if target is not None and drawn_target is None:
+        parts.append(f"<text x=\"{width - right}\" y=\"14\" text-anchor=\"end\">"
+                     f"target {esc(format_seconds(target))}, above the chart</text>")
+    elif target is not None:
         parts.append(f"<line class=\"chart-target\" x1=\"{left}\" y1=\"{y(target):.1f}\" x2=\"{width - right}\" "
                      f"y2=\"{y(target):.1f}\"><title>target {esc(format_seconds(target))}</title></line>")
         parts.append(f"<text x=\"{width - right}\" y=\"{y(target) - 4:.1f}\" text-anchor=\"end\">"
@@ -159,10 +164,10 @@ def line_chart(title: str, points: Sequence[TrendPoint], values: Sequence[float 
             parts.append(f"<circle class=\"dot-{_css_class(point.verdict)}\" cx=\"{x(i):.1f}\" cy=\"{y(v):.1f}\" "
                          f"r=\"4\"><title>{esc(utc_text(point.started))}: {esc(seconds_text(v))}, "
                          f"{esc(point.verdict)}</title></circle>")
-    parts.append(f"<text x=\"{left}\" y=\"{height - 12}\">{esc(utc_text(points[0].started))}</text>")
+    parts.append(f"<text x=\"{left}\" y=\"{height - 12}\">{esc(utc_text(points[0].started)[:10])}</text>")
     if len(points) > 1:
         parts.append(f"<text x=\"{width - right}\" y=\"{height - 12}\" text-anchor=\"end\">"
-                     f"{esc(utc_text(points[-1].started))}</text>")
+                     f"{esc(utc_text(points[-1].started)[:10])}</text>")
     parts.append("</svg>")
     return "".join(parts)
 
