@@ -92,6 +92,7 @@ class _Finder:
         self.tree_paths: dict[bytes, list[str]] = defaultdict(list)
         self.budget = WALK_BUDGET
         self.cut = False
+        self.unfilled = len(damage.objects)  # objects with fewer than FILES_NAMED files named
 
     def objects_of(self, node: Node) -> set[str]:
         hit = set()
@@ -137,9 +138,6 @@ class _Finder:
                 n.type == FILE and self.objects_of(n) for n in tree.nodes)
         return below
 
-    def _full(self) -> bool:
-        return all(len(self.files[o]) >= FILES_NAMED for o in self.damage.objects)
-
     def _walk(self, root: bytes, below: dict[bytes, bool]) -> None:
         """Depth first over the paths that lead to damage, without recursion."""
         tree = self._tree(root)
@@ -158,7 +156,7 @@ class _Finder:
                 del names[max(len(stack) - 1, 0):]
                 continue
             self.budget -= 1
-            if self.budget < 0 or self._full():
+            if self.budget < 0 or not self.unfilled:
                 self.cut = self.budget < 0
                 return
             path = "/" + "/".join([*names, os.fsdecode(node.name)])
@@ -168,6 +166,7 @@ class _Finder:
                 for obj in self.objects_of(node):
                     if len(self.files[obj]) < FILES_NAMED:
                         self.files[obj].append(path)
+                        self.unfilled -= len(self.files[obj]) == FILES_NAMED
             elif node.type == DIR and node.subtree:
                 if not below.get(node.subtree) or node.subtree in open_trees:
                     continue

@@ -102,6 +102,11 @@ class OutputTail:
         self.lines.append(line)
         self._partial.clear()
 
+    def held_bytes(self) -> int:
+        """What the tail holds now, about: the kept lines and the partial one."""
+        with self._lock:
+            return len(self._partial) + sum(len(line.encode()) for line in self.lines)
+
     def close(self) -> tuple[str, ...]:
         """The lines kept, the partial last one included; what is fed later is dropped."""
         with self._lock:
