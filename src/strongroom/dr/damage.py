@@ -6,7 +6,8 @@ authenticate; "blob <id>": a chunk missing from the index). A restore
 reports a file once, for the first damage it meets; so the files an object
 touches are found here from the snapshot itself: every file (within the
 step's include selection) with a chunk in a damaged pack or a damaged
-blob, read from the snapshot's trees and the index.
+blob, read from the snapshot's trees and the index. Paths are the
+snapshot's, shown as `check` shows them (UTF-8; other bytes as \\xNN).
 
 The snapshot is a graph of trees, and a crafted one may stand a tree at
 2^60 paths. Trees are read once each to learn where damage lies below
@@ -144,7 +145,10 @@ class _Finder:
         if tree is None:
             self.tree_paths[root].append("/")
             return
-        names: list[str] = []  # the directories entered, one per stack entry after the first
+        # The directories entered, one per stack entry after the first: as include
+        # patterns see them (os.fsdecode, as restore_select) and as they are shown.
+        names: list[str] = []
+        shown: list[str] = []
         open_trees = {root}
         stack = [(root, iter(tree.nodes))]
         while stack:
@@ -153,7 +157,7 @@ class _Finder:
             if node is None:
                 stack.pop()
                 open_trees.discard(current)
-                del names[max(len(stack) - 1, 0):]
+                del names[max(len(stack) - 1, 0):], shown[max(len(stack) - 1, 0):]
                 continue
             self.budget -= 1
             if self.budget < 0 or not self.unfilled:
@@ -165,7 +169,7 @@ class _Finder:
                     continue
                 for obj in self.objects_of(node):
                     if len(self.files[obj]) < FILES_NAMED:
-                        self.files[obj].append(path)
+                        self.files[obj].append("/" + "/".join([*shown, node.display_name]))
                         self.unfilled -= len(self.files[obj]) == FILES_NAMED
             elif node.type == DIR and node.subtree:
                 if not below.get(node.subtree) or node.subtree in open_trees:
@@ -175,10 +179,11 @@ class _Finder:
                 subtree = self._tree(node.subtree)
                 if subtree is None:
                     if len(self.tree_paths[node.subtree]) < FILES_NAMED:
-                        self.tree_paths[node.subtree].append(path)
+                        self.tree_paths[node.subtree].append("/" + "/".join([*shown, node.display_name]))
                     continue
                 open_trees.add(node.subtree)
                 names.append(os.fsdecode(node.name))
+                shown.append(node.display_name)
                 stack.append((node.subtree, iter(subtree.nodes)))
 
     def problems(self, root: bytes) -> list[Problem]:
