@@ -121,6 +121,11 @@ def test_a_hook_that_cannot_start_says_why(tmp_path, monkeypatch):
     assert done.exit_code is None and done.output_tail == (f"cannot start: No such file or directory: {tmp_path}/sh",)
 
 
+def test_an_environment_that_cannot_be_given_is_a_hook_that_cannot_start():
+    done = run_hook(Hook("true"), "before", {"PATH": "/bin", "BAD": "a\0b"})
+    assert done.exit_code is None and done.output_tail == ("cannot start: embedded null byte",)
+
+
 def test_a_hook_runs_in_its_working_directory(tmp_path):
     done = run_hook(Hook("pwd; echo made > here"), "after", ENV, cwd=str(tmp_path))
     assert done.output_tail == (str(tmp_path),) and (tmp_path / "here").read_text() == "made\n"
@@ -363,3 +368,14 @@ def test_a_missing_pack_or_a_damaged_index_fails_the_structure(two_backups, repo
     fresh = Repository.open(LocalStorage(str(repo_path)), PASSWORD, cache_root=str(cache_dir))
     damaged = check_repository(fresh, 0)
     assert not damaged.structure_ok and any(index.name in line for line in damaged.problems)
+
+
+def test_a_check_that_cannot_be_finished_is_not_taken_for_a_clean_one(two_backups):
+    b = two_backups
+    for p in (b["repo_path"] / "snapshots").iterdir():
+        p.unlink()
+    (b["repo_path"] / "snapshots").rmdir()  # a folder that cannot be listed is no empty folder
+    done = check_repository(b["repo"], 3)
+    assert (done.structure_ok, done.packs_read, done.share_read) == (False, 0, 0.0)
+    [line] = done.problems
+    assert line.startswith("the check could not be finished: ")

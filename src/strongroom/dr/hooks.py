@@ -152,6 +152,8 @@ def run_hook(hook: Hook, phase: str, env: dict[str, str], cwd: str | None = None
     except OSError as e:
         where = f": {e.filename}" if e.filename else ""
         return result(None, False, (safe_line(f"cannot start: {e.strerror or e}{where}".encode()),))
+    except ValueError as e:  # a NUL byte in the environment given
+        return result(None, False, (safe_line(f"cannot start: {e}".encode()),))
 
     tail = OutputTail()
     reader = threading.Thread(target=_read_all, args=(proc.stdout, tail), name="hook-output", daemon=True)
@@ -221,10 +223,25 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs. A zombie does not: where init
+    reaps orphans late (or strongroom is itself pid 1 in a container), a
+    killed grandchild would otherwise look alive until SIGKILL time."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return True  # no /proc to ask: take the group's word
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] != b"Z":
+            return True
+    return False

@@ -55,6 +55,13 @@ def check_repository(repo: Repository, packs_read: int, read_data_subset: float 
     checker = Checker(repo, listener or ignore, kit_on_record=True)
     try:
         report = checker.run(packs=chosen)
+    except StrongroomError as e:
+        # A listing that failed, a target that stopped answering: the check could
+        # not be made, and that is what the evidence says, not that all is well.
+        return RepositoryCheck(
+            repository=redact_password(repo.storage.url), structure_ok=False, packs_total=len(known),
+            packs_read=0, share_read=0.0, problems=(one_line(f"the check could not be finished: {e}", PROBLEM_CHARS),),
+            duration_seconds=round(time.monotonic() - started, 3))
     finally:
         repo.read_from_cache = from_cache  # the check reads the target only; the caller's reads stay as they were
     total = report.counts.get("packs", len(known))
