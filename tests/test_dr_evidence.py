@@ -379,3 +379,20 @@ def test_a_check_that_cannot_be_finished_is_not_taken_for_a_clean_one(two_backup
     assert (done.structure_ok, done.packs_read, done.share_read) == (False, 0, 0.0)
     [line] = done.problems
     assert line.startswith("the check could not be finished: ")
+
+
+def test_a_repository_over_webdav_is_checked_and_named_without_its_password(wsgidav_server, tmp_path):
+    from strongroom.storage.webdav import WebDAVStorage
+    server = wsgidav_server.scratch()
+    storage = WebDAVStorage(server.url, server.username, server.password)
+    repo = Repository.init(storage, PASSWORD, cache_root=str(tmp_path / "cache"), pack_size=64 * KiB)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.bin").write_bytes(random.Random(3).randbytes(100 * KiB))
+    run_backup(repo, BackupOptions(paths=(str(src),)))
+    done = check_repository(repo, 0, read_data_subset=0.5)
+    assert (done.structure_ok, done.problems) == (True, ())
+    assert done.repository == f"webdav+{server.url}"
+    assert done.packs_total == len([p for p in (server.root / "data").rglob("*") if p.is_file()])
+    assert done.packs_read == -(-done.packs_total // 2)
+    assert server.password not in repr(done)
