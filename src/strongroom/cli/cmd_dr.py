@@ -19,7 +19,7 @@ from strongroom.cli.cmd_manage import Manage, manage_options
 from strongroom.cli.output import emit_json, local_time, terminal_safe
 from strongroom.dr.durations import format_seconds, parse_seconds
 from strongroom.dr.plan import Hook, Plan, Step, plan_from_order
-from strongroom.dr.report import FORMATS, plan_run_from_dict, render_runs
+from strongroom.dr.report import FORMATS, TREND_RUNS, plan_run_from_dict, render_runs
 from strongroom.dr.results import PlanRun
 from strongroom.dr.run_document import RunDocumentError
 from strongroom.errors import StrongroomError, UsageError
@@ -247,7 +247,9 @@ def dr_delete(m: Manage, name) -> None:
 def _recorded_runs(docs: list[dict], last: int, plan: str) -> tuple[list[PlanRun], list[PlanRun]]:
     """The last `last` runs (each must read: a report never passes over a run) and the ones before (history;
     one that does not read is left out of the trend, with a warning)."""
-    chosen_docs, earlier_docs = docs[-last:], docs[:-last]
+    chosen_docs = docs[-last:]
+    # Only tests make the trend; a record whose mode does not read is read (and warned of), not passed over.
+    earlier_docs = [d for d in docs[:-last] if not (isinstance(d, dict) and d.get("mode") == "run")][-TREND_RUNS:]
     chosen = []
     for doc in chosen_docs:
         try:
