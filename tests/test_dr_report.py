@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 from datetime import timedelta
 from html.parser import HTMLParser
+from typing import Any
 
 import pytest
 
 from dr_runs import EVIL_OUTPUT, EVIL_PLAN, START, failed_run, plan_run, step
 from strongroom.cli.output import SCHEMA
 from strongroom.dr.report import REPORT_SCHEMA, plan_run_from_dict, render, render_runs
-from strongroom.dr.run_document import MAX_LIST, RunDocumentError
+from strongroom.dr.run_document import MAX_LIST, RunDocumentError, _Reader
 from strongroom.errors import IntegrityError, UsageError
 
 # ---- HTML: one self-contained page, every value escaped ----------------------------------
@@ -246,3 +248,28 @@ def test_runs_recorded_by_the_store_read_back_and_render(tmp_path, monkeypatch):
     for fmt in ("md", "json", "html"):
         assert render(from_repository[-1], fmt, from_repository[:-1]) == render(latest, fmt, [older])
     assert "&lt;script&gt;" in render(from_repository[-1], "html")
+
+
+@dataclass(frozen=True)
+class Newer:
+    """Field types a later result may add."""
+
+    counts: dict[str, int]
+    names: list[str]
+    extra: Any = None
+    when: tuple[str, ...] = field(default=())
+
+
+def test_plan_run_from_dict_reads_the_field_types_a_newer_result_may_add():
+    doc = {"counts": {"a": 1}, "names": ["x"], "extra": {"deep": [1, {"k": "v"}]}}
+    assert _Reader().value(Newer, doc, "n") == Newer({"a": 1}, ["x"], {"deep": [1, {"k": "v"}]})
+    nested: Any = "end"
+    for _ in range(9):
+        nested = [nested]
+    for bad, says in (({**doc, "counts": {"a": "1"}}, "n.counts.a is not an integer"),
+                      ({**doc, "counts": [1]}, "n.counts is not an object"),
+                      ({**doc, "extra": nested}, "nested deeper than 8"),
+                      ({**doc, "extra": float("inf")}, "not finite")):
+        with pytest.raises(RunDocumentError) as caught:
+            _Reader().value(Newer, bad, "n")
+        assert says in str(caught.value)

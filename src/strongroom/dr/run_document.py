@@ -14,6 +14,7 @@ does not know (fields a newer version added) are passed over.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import types
@@ -66,13 +67,12 @@ def _check_choices(run: PlanRun) -> None:
             raise RunDocumentError(f"run record: step {step.name[:40]!r} has status {step.status[:40]!r}")
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
+MAX_FREE_DEPTH = 8  # nesting of a field typed Any (a free-form JSON value)
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls]
+    return typing.get_type_hints(cls)
 
 
 class _Reader:
@@ -95,18 +95,55 @@ class _Reader:
                 if type(None) in options:
                     return None
                 raise RunDocumentError(f"run record: {where} is missing (null)")
-            [inner] = [o for o in options if o is not type(None)]
-            return self.value(inner, value, where)
-        if origin is tuple:
+            inner = [o for o in options if o is not type(None)]
+            for option in inner[:-1]:  # int | str and the like: the first type that reads it
+                try:
+                    return self.value(option, value, where)
+                except RunDocumentError:
+                    pass
+            return self.value(inner[-1], value, where)
+        if kind is Any:
+            return self.free(value, where)
+        if origin is dict:
+            key_kind, item_kind = typing.get_args(kind)
+            if not isinstance(value, dict) or key_kind is not str:
+                raise RunDocumentError(f"run record: {where} is not an object")
+            if len(value) > MAX_LIST:
+                raise RunDocumentError(f"run record: {where} has more than {MAX_LIST} items")
+            return {_scalar(str, k, f"{where} key"): self.value(item_kind, v, f"{where}.{k[:40]}")
+                    for k, v in value.items()}
+        if origin in (tuple, list):
             item_kind = typing.get_args(kind)[0]
             if not isinstance(value, list):
                 raise RunDocumentError(f"run record: {where} is not a list")
             if len(value) > MAX_LIST:
                 raise RunDocumentError(f"run record: {where} has more than {MAX_LIST} items")
-            return tuple(self.value(item_kind, item, f"{where}[{i}]") for i, item in enumerate(value))
+            items = (self.value(item_kind, item, f"{where}[{i}]") for i, item in enumerate(value))
+            return tuple(items) if origin is tuple else list(items)
         if dataclasses.is_dataclass(kind):
             return self.record(kind, value, where)
         return _scalar(kind, value, where)
+
+    def free(self, value: Any, where: str) -> Any:
+        """A free-form JSON value: checked level by level (no recursion), bounded in depth and items."""
+        pending = [(value, 0)]
+        while pending:
+            item, depth = pending.pop()
+            self._count(where)
+            if isinstance(item, (dict, list)):
+                if depth >= MAX_FREE_DEPTH:
+                    raise RunDocumentError(f"run record: {where} is nested deeper than {MAX_FREE_DEPTH}")
+                children = list(item.values()) if isinstance(item, dict) else item
+                if isinstance(item, dict) and not all(isinstance(k, str) for k in item):
+                    raise RunDocumentError(f"run record: {where} has a key that is not text")
+                pending.extend((child, depth + 1) for child in children)
+            elif isinstance(item, str):
+                _scalar(str, item, where)
+            elif isinstance(item, float) and not math.isfinite(item):
+                raise RunDocumentError(f"run record: {where} holds a number that is not finite")
+            elif item is not None and not isinstance(item, (bool, int, float)):
+                raise RunDocumentError(f"run record: {where} is not a JSON value")
+        return value
 
     def record(self, cls: type, doc: Any, where: str) -> Any:
         if not isinstance(doc, dict):
