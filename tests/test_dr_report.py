@@ -197,7 +197,8 @@ def _broken(change) -> dict:
     (lambda d: d["steps"][1]["problems"][0].update(files=["f"] * (MAX_LIST + 1)), "more than"),
     (lambda d: d["steps"][0].update(name="x" * 70_000), "longer than"),
     (lambda d: d["checks"].append("check"), "run.checks[1] is not an object"),
-    (lambda d: d.update(steps=[d["steps"][0]] * 5000), "more than 200000 values"),
+    (lambda d: d["steps"][1].update(problems=[{"object": "p", "message": "m", "files": ["f"] * MAX_LIST}] * 21),
+     "more than 2000000 values"),
 ])
 def test_plan_run_from_dict_refuses_malformed_records(change, says):
     with pytest.raises(RunDocumentError, match=None) as caught:

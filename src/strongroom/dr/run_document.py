@@ -26,8 +26,8 @@ from strongroom.dr.results import STEP_STATUSES, VERDICTS, PlanRun
 from strongroom.errors import IntegrityError
 
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
-MAX_ITEMS = 200_000  # values in one document, all levels together
-MAX_LIST = 10_000  # items in one list (steps, problems, a problem's files, output lines)
+MAX_ITEMS = 2_000_000  # values in one document, all levels together
+MAX_LIST = 100_000  # items in one list (steps, problems, a problem's files, output lines)
 MAX_TEXT = 64 * 1024  # characters in one string
 _MODES = ("run", "test")
 
