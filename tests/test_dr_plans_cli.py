@@ -161,7 +161,7 @@ def test_a_plan_file_round_trips_through_show_toml(dr, tmp_path):
     plan_file = tmp_path / "plan.toml"
     plan_file.write_text(RICH_PLAN.format(base=base))
     created = dr.out("dr", "create", "--file", str(plan_file))
-    assert "created DR plan Production DR" in created and "'Production DR'" in created  # quoted for a shell
+    assert "created DR plan Production DR" in created
     printed = dr.out("dr", "show", PLAN, "--toml")
     assert Plan.from_toml(printed) == Plan.from_toml(plan_file.read_text())
     shown = dr.out("dr", "show", PLAN)
@@ -274,6 +274,9 @@ def test_report_renders_the_runs_the_store_recorded(dr, tmp_path, monkeypatch):
     db.close()
     line = dr.refused("dr", "report", PLAN, code=1)
     assert "a recorded run of plan 'Production DR' does not read" in line and "run.steps is not a list" in line
+    listed = dr.run("dr", "list", "--json", check=True)
+    assert json.loads(listed.stdout.decode().splitlines()[0])["last_test"]["verdict"] == "unreadable"
+    assert "does not read" in listed.stderr.decode()  # never an older test's verdict, nor "never"
     # As history it is left out of the trend, with a warning.
     with sqlite3.connect(dr.catalog) as db:
         db.execute("UPDATE dr_runs SET doc = ? WHERE id = 'test-2'", (json.dumps({"id": "test-2", "mode": 7}),))

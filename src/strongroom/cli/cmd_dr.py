@@ -110,8 +110,15 @@ def dr_create(m: Manage, name, order, target_base, rto, rpo, continue_on_error, 
                    "replace": replace})
         return
     print(f"{'replaced' if replace else 'created'} DR plan {terminal_safe(saved.name)} (version {saved.version}): "
-          f"{plural(len(saved.steps), 'step')}, {', '.join(terminal_safe(s.name) for s in saved.steps)}; "
-          f"rehearse it with `strongroom dr test {_shell_word(saved.name)}`")
+          f"{plural(len(saved.steps), 'step')}, {', '.join(terminal_safe(s.name) for s in saved.steps)}"
+          + _rehearse_hint(saved.name, "; "))
+
+
+def _rehearse_hint(name: str, before: str) -> str:
+    """How to rehearse the plan, when this build can."""
+    if "test" not in dr.commands:
+        return ""
+    return f"{before}rehearse it with `strongroom dr test {_shell_word(name)}`"
 
 
 def _shell_word(name: str) -> str:
@@ -123,18 +130,23 @@ def _shell_word(name: str) -> str:
 
 
 def _last_of_mode(docs: list[dict], mode: str) -> dict | None:
-    """The newest readable-enough record of a mode: its id, verdict and times (the record is checked whole)."""
+    """The newest record of a mode: its id, verdict and times (the record is checked whole). A newer
+    record whose mode cannot be told makes the answer "unreadable", never an older run or "never"."""
     for doc in reversed(docs):
-        if isinstance(doc, dict) and doc.get("mode") == mode:
-            try:
-                run = plan_run_from_dict(doc)
-            except RunDocumentError as e:
-                print(f"strongroom: warning: a recorded {mode} of plan {terminal_safe(doc.get('plan'))} "
-                      f"does not read: {e}", file=sys.stderr)
-                return {"id": terminal_safe(str(doc.get("id"))[:64]), "verdict": "unreadable", "started": None,
-                        "finished": None}
-            return {"id": run.id, "verdict": run.verdict, "started": _iso(run.started),
-                    "finished": _iso(run.finished), "rto_seconds": run.rto_seconds}
+        known = isinstance(doc, dict) and doc.get("mode") in ("run", "test")
+        if known and doc.get("mode") != mode:
+            continue
+        try:
+            run = plan_run_from_dict(doc)
+        except RunDocumentError as e:
+            plan = doc.get("plan") if isinstance(doc, dict) else None
+            print(f"strongroom: warning: a recorded run of plan {terminal_safe(str(plan)[:100])} does not read: {e}",
+                  file=sys.stderr)
+            ident = doc.get("id") if isinstance(doc, dict) else None
+            return {"id": terminal_safe(str(ident)[:64]), "verdict": "unreadable", "started": None,
+                    "finished": None, "rto_seconds": None}
+        return {"id": run.id, "verdict": run.verdict, "started": _iso(run.started),
+                "finished": _iso(run.finished), "rto_seconds": run.rto_seconds}
     return None
 
 
@@ -295,8 +307,7 @@ def dr_report(m: Manage, name, last, fmt, output) -> None:
         docs = store.runs(name)
         if not docs:
             store.get(name)  # no plan of that name: a usage error
-            raise StrongroomError(f"DR plan {name!r} has no recorded run yet: rehearse it with "
-                                  f"`strongroom dr test {_shell_word(name)}`")
+            raise StrongroomError(f"DR plan {name!r} has no recorded run yet" + _rehearse_hint(name, ": "))
     chosen, history = _recorded_runs(docs, last, name)
     text = render_runs(chosen, fmt, history)
     if not output:
