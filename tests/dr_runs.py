@@ -46,6 +46,7 @@ def failed_run() -> PlanRun:
     damaged = step("app", status="failed", errors=2, verified=False, files_verified=80,
                    messages=("2 files did not verify",),
                    problems=(Problem("pack 3fa2c1d0", "does not authenticate", ("/app/main.py", "/app/lib.py")),),
-                   hooks=(hook("before", "systemctl stop app", 0), hook("after", "./probe.sh", 1, EVIL_OUTPUT, False)))
-    return plan_run(plan=EVIL_PLAN, verdict="fail", steps=(step("database"), damaged),
+                   hooks=(hook("before", "systemctl stop app", 0), hook("after", "./probe.sh | tee probe.log", 1, EVIL_OUTPUT, False)))
+    check = RepositoryCheck("/srv/repos/app", False, 40, 40, 1.0, ("pack 3fa2c1d0:\nshort | read",), 2.0)
+    return plan_run(plan=EVIL_PLAN, verdict="fail", steps=(step("database"), damaged), checks=(check,),
                     reasons=("step app failed: 2 files did not verify", "RPO exceeded: app's point is 2d old"))

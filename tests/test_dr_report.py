@@ -69,8 +69,8 @@ def test_html_is_one_self_contained_page_with_every_value_escaped():
     assert "&lt;script&gt;" in page and "&quot;&gt;&lt;img" in page
     # What an auditor needs is on the page.
     for fact in ("0123456789abcdef", "backup-01", "0.9.0", "2026-11-30 02:00:00 UTC", "pack 3fa2c1d0",
-                 "/app/main.py", "systemctl stop app", "Exit code", "10%", "4 of 40", "fail",
-                 "RPO exceeded: app's point is 2d old", "/srv/repos/database", "Cleanup"):
+                 "/app/main.py", "systemctl stop app", "Exit code", "100%", "40 of 40", "damaged", "fail",
+                 "RPO exceeded: app's point is 2d old", "/srv/repos/app", "Cleanup"):
         assert fact in text, fact
     assert 'name="viewport"' in page and "@media print" in page and "@media (max-width" in page
 
@@ -100,11 +100,13 @@ def test_html_draws_the_trend_when_there_are_several_tests():
 def test_markdown_escapes_what_would_break_a_table_or_become_markup():
     text = render(failed_run(), "md")
     assert "\x1b" not in text and "\\x1b[2J" in text
+    assert "| after | ./probe.sh \\| tee probe.log |" in text
+    assert "| pack 3fa2c1d0:\\\\x0ashort \\| read |" in text  # the backslash of \\x0a is escaped too
     outside_code = re.sub(r"(?ms)^(`{3,})\n.*?^\1$", "", text)  # a fenced block is shown as it is
     assert "<script>" in text and not re.search(r"(?<!\\)<", outside_code) and "\\<img src=x onerror=alert(1)\\>" in text
     for line in text.splitlines():
-        if line.startswith("| ") and "Command" not in line:
-            cells = [c for c in line.replace("\\|", "").split("|")[1:-1]]
+        if line.startswith("| "):
+            cells = line.replace("\\|", "").split("|")[1:-1]
             assert len(cells) in (2, 4, 6), line
     # Hook output sits in a fence longer than any backtick run inside it.
     assert "````\nloading dump\n<script>alert('x')</script>\n| col | break |\n```\ndone\\x1b[2J\n````" in text
