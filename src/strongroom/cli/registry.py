@@ -57,6 +57,7 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("config", _CLI + "cmd_manage", "configurations",
           "Named backup configurations: what, where and how."),
     Entry("client", _CLI + "cmd_manage", "configurations", "Named WebDAV accounts that configurations back up to."),
+    Entry("dr", _CLI + "cmd_dr", "configurations", "Disaster-recovery plans: run, rehearse, report."),
     Entry("estimate", _CLI + "cmd_managed", "configurations",
           "What the next backup of NAME would cost (a dry run)."),
     Entry("jobs", _CLI + "cmd_managed", "jobs",
@@ -74,7 +75,6 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("repair", _CLI + "cmd_modify", "maintenance", "Rebuild the index, or mend snapshots whose data is gone."),
     Entry("unlock", _CLI + "cmd_repo", "maintenance", "Remove stale locks."),
     Entry("cache", _CLI + "cmd_inspect", "maintenance", "Show or clean the local caches."),
-    Entry("dr", _CLI + "cmd_dr", "configurations", "Disaster-recovery plans: recover, test, report."),
     Entry("generate", _CLI + "cmd_generate", "other", "Write shell completion scripts or man pages."),
     Entry("version", _CLI + "cmd_generate", "other", "Print the version."),
     # The names of the managed commands before `--config NAME`: still working, not listed.
