@@ -148,14 +148,22 @@ class PlanRunner:
         self.seed = seed if seed is not None else secrets.randbits(32)
         self.record = record
         self._made_scratch = False
+        self._base: str | None = None
         self._packs_read: dict[int, int] = {}  # per step: packs its restore read and verified
 
     # ---- the run ---------------------------------------------------------------------------
 
+    def prepare(self) -> str:
+        """Where the steps will restore below: the target base, or the scratch area of a
+        test (made now; a given one must be empty). Refusals are UsageErrors, before any work."""
+        if self._base is None:
+            self._base = self._scratch() if self.mode == "test" else self.target_base
+        return self._base
+
     def run(self) -> PlanRun:
         started = datetime.now(timezone.utc)
         t0 = time.monotonic()
-        base = self._scratch() if self.mode == "test" else self.target_base
+        base = self.prepare()
         rng = random.Random(self.seed)
         resolved = [self._resolve(step, started, rng) for step in self.plan.steps]
         progress = _PlanProgress([self._snapshot_totals(r) for r in resolved])
