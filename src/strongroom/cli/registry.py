@@ -59,6 +59,7 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("client", _CLI + "cmd_manage", "configurations", "Named WebDAV accounts that configurations back up to."),
     Entry("estimate", _CLI + "cmd_managed", "configurations",
           "What the next backup of NAME would cost (a dry run)."),
+    Entry("dr", _CLI + "cmd_dr", "configurations", "Disaster-recovery plans: run, rehearse, report."),
     Entry("jobs", _CLI + "cmd_managed", "jobs",
           "The job queue and history (of configuration NAME, or all)."),
     Entry("key", _CLI + "cmd_repo", "keys", "Manage the passwords (key files) of a repository.",

@@ -162,6 +162,10 @@ class DisasterRecoveryManager:
         run.runner.cancel.set()
         return True
 
+    def done(self, run_id: str, timeout: float | None = None) -> bool:
+        """Whether the run has finished, after waiting up to `timeout` seconds for it."""
+        return self._run(run_id).done.wait(timeout)
+
     def wait(self, run_id: str, timeout: float | None = None) -> PlanRun:
         """Block until the run is done; its PlanRun. A run that broke off raises its
         error here; one still going after `timeout` seconds raises StrongroomError."""
