@@ -262,6 +262,27 @@ def test_a_report_file_is_written(dr, tmp_path):
     assert done.returncode == 2 and b".md, .json or .html" in done.stderr
 
 
+def test_a_flipped_byte_fails_the_rehearsal_and_names_the_files_it_touches(dr, tmp_path):
+    dr.config("damaged", {"hit.bin": random.Random(5).randbytes(300 * KiB), "ok.txt": b"fine\n"})
+    source = dr.config("fine", {"a.txt": b"alpha\n"})
+    pack = max((p for p in (tmp_path / "repos" / "damaged" / "data").rglob("*") if p.is_file()),
+               key=lambda p: p.stat().st_size)
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    pack.write_bytes(bytes(data))
+    dr.plan("damage", ["damaged", "fine"], on_failure="continue")
+    code, events, _ = dr.json("dr", "test", "damage", "--scratch", str(tmp_path / "scratch"), "--keep")
+    summary = summary_of(events)
+    assert code == 1 and summary["verdict"] == "fail" and statuses(summary) == ["failed", "passed"]
+    hit, fine = summary["steps"]
+    assert hit["problems"] and all(p["files"] for p in hit["problems"])
+    assert {Path(f).name for p in hit["problems"] for f in p["files"]} == {"hit.bin"}
+    assert hit["errors"] >= 1 and fine["problems"] == [] and fine["files_verified"] == 1
+    assert any(r.startswith("step damaged: failed: 1 file could not be restored") for r in summary["reasons"])
+    assert not (restored(tmp_path / "scratch" / "damaged", tmp_path / "sources" / "damaged") / "hit.bin").exists()
+    assert snapshot_tree(restored(tmp_path / "scratch" / "fine", source)) == snapshot_tree(source)
+
+
 # ---- goals -----------------------------------------------------------------------------------
 
 

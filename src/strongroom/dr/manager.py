@@ -25,6 +25,8 @@ from strongroom.services.results import RecoveryProgress
 # (with "plan" and "step" added), dr_step and dr_status (docs/json.md).
 Progress = Callable[[dict], None]
 
+KEPT_RUNS = 100  # finished runs kept in memory for wait() and progress; the catalog keeps them all
+
 
 @dataclass
 class _Run:
@@ -118,6 +120,9 @@ class DisasterRecoveryManager:
         runner.listener = listener
         run = _Run(runner, sessions)
         with self._lock:
+            finished = [i for i, r in self._runs.items() if r.done.is_set()]
+            for old in finished[:max(0, len(finished) - KEPT_RUNS)]:
+                del self._runs[old]
             self._runs[runner.run_id] = run
 
         def work() -> None:

@@ -20,10 +20,7 @@ from __future__ import annotations
 import os
 import random
 import secrets
-import shutil
 import socket
-import stat
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,6 +31,7 @@ from strongroom import __version__
 from strongroom.dr.plan import Plan, PointRule, Step
 from strongroom.dr.points import choose_snapshot, describe_rule, snapshot_time
 from strongroom.dr.results import HookResult, PlanRun, Problem, RepositoryCheck, StepResult
+from strongroom.dr.scratch import ScratchArea
 from strongroom.dr.verdict import judge
 from strongroom.engine.progress import Listener, event_type, ignore, warning_event
 from strongroom.engine.restore import RestoreOptions, run_restore
@@ -42,6 +40,7 @@ from strongroom.model.snapshot import Snapshot
 from strongroom.repo.repository import Repository
 from strongroom.services.backup_service import BackupService
 from strongroom.services.configs import BackupConfig
+from strongroom.words import plural
 
 try:  # the real pieces, where installed; else their plain forms (dr/standins.py)
     from strongroom.dr.hooks import hook_env, run_hook
@@ -147,7 +146,7 @@ class PlanRunner:
         self.trigger = trigger
         self.seed = seed if seed is not None else secrets.randbits(32)
         self.record = record
-        self._made_scratch = False
+        self._scratch: ScratchArea | None = None
         self._base: str | None = None
         self._packs_read: dict[int, int] = {}  # per step: packs its restore read and verified
 
@@ -157,7 +156,11 @@ class PlanRunner:
         """Where the steps will restore below: the target base, or the scratch area of a
         test (made now; a given one must be empty). Refusals are UsageErrors, before any work."""
         if self._base is None:
-            self._base = self._scratch() if self.mode == "test" else self.target_base
+            if self.mode == "test":
+                self._scratch = ScratchArea(self.scratch_given, self.plan.target_base)
+                self._base = self._scratch.path
+            else:
+                self._base = self.target_base
         return self._base
 
     def run(self) -> PlanRun:
@@ -189,10 +192,10 @@ class PlanRunner:
             checks = self._check_repositories(resolved, results) if self.mode == "test" \
                 and not self.cancel.is_set() else ()
             cleaned = True
-            cleanup_seconds = self._clean_up(base) if self.mode == "test" else 0.0
+            cleanup_seconds = self._clean_up()
         finally:
-            if not cleaned and self.mode == "test":
-                self._clean_up(base)
+            if not cleaned:
+                self._clean_up()
         verdict, reasons = judge(results, rto_seconds, self.plan.rto, self.plan.verify)
         if any(not c.structure_ok or c.problems for c in checks):
             bad = [c for c in checks if not c.structure_ok or c.problems]
@@ -338,9 +341,9 @@ class PlanRunner:
             unverified = sum(1 for e in result.errors if str(e.get("message", "")).startswith("verify:"))
             state.failed = True
             state.messages.append("; ".join(part for part in (
-                f"{failed} files could not be restored" if failed else "",
-                f"{unverified} files did not verify" if unverified else "",
-                f"{len(result.errors)} restore errors" if not failed and not unverified else "") if part))
+                f"{plural(failed, 'file')} could not be restored" if failed else "",
+                f"{plural(unverified, 'file')} did not verify" if unverified else "",
+                plural(len(result.errors), "restore error") if not failed and not unverified else "") if part))
             return
         if not self._hooks(step.after, "after", env, target, state):
             return
@@ -412,59 +415,14 @@ class PlanRunner:
             # The run happened whatever its record: say so, never undo it.
             self._emit(warning_event(f"the run could not be recorded: {e}"))
 
-    # ---- the scratch area ------------------------------------------------------------------
-
-    def _scratch(self) -> str:
-        """The scratch area of a test: the one given (empty or new), else a private new one
-        beside the plan's target base (same file system, same speed), else in TMPDIR."""
-        if self.scratch_given is not None:
-            place = self.scratch_given
-            if os.path.lexists(place):
-                if not os.path.isdir(place) or os.path.islink(place):
-                    raise UsageError(f"scratch {place} is not a directory")
-                if os.listdir(place):
-                    raise UsageError(f"scratch {place} is not empty: give an empty or new directory")
-            else:
-                os.makedirs(place, 0o700)
-                self._made_scratch = True
-            return place
-        parent = os.path.dirname(self.plan.target_base.rstrip("/")) or "/"
-        where = parent if os.path.isdir(parent) and os.access(parent, os.W_OK | os.X_OK) else None
-        place = tempfile.mkdtemp(prefix="strongroom-dr-test-", dir=where)
-        self._made_scratch = True
-        return place
-
-    def _clean_up(self, base: str) -> float:
-        """Remove what the test restored (and the scratch folder if it made it); its time."""
-        if self.keep:
+    def _clean_up(self) -> float:
+        """Remove what the test restored unless it is kept; the time it took."""
+        if self.keep or self._scratch is None:
             return 0.0
-        t0 = time.monotonic()
-        for step in self.plan.steps:
-            place = os.path.join(base, step.name)
-            if os.path.lexists(place):
-                _remove_tree(place)
-        if self._made_scratch:
-            try:
-                os.rmdir(base)
-            except OSError as e:
-                self._emit(warning_event(f"cannot remove the scratch area {base}: {e.strerror}"))
-        return time.monotonic() - t0
-
-
-def _remove_tree(path: str) -> None:
-    """rmtree that also clears what a restore made read-only (a directory of mode 0555)."""
-
-    def again(function, failed: str, _exc) -> None:
-        parent = os.path.dirname(failed)
-        try:
-            os.chmod(parent, stat.S_IRWXU)
-            if os.path.isdir(failed) and not os.path.islink(failed):
-                os.chmod(failed, stat.S_IRWXU)
-            function(failed)
-        except OSError:
-            pass
-
-    shutil.rmtree(path, onerror=again)
+        seconds, problems = self._scratch.remove([step.name for step in self.plan.steps])
+        for problem in problems:
+            self._emit(warning_event(problem))
+        return seconds
 
 
 def _rfc3339(when: datetime) -> str:
