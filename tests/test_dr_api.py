@@ -115,6 +115,9 @@ def test_a_rehearsal_through_the_api_with_progress_and_events(api_env):
         assert not (api_env / "prod").exists() and run.scratch_kept
         assert snapshot_tree(restored(scratch / "files", sources["files"])) == snapshot_tree(sources["files"])
         assert run.rpo_target == 86400 and all(0 <= s.rpo_seconds < 600 for s in run.steps)
+        # Each repository read is checked; the packs the restores authenticated count as read.
+        assert len(run.checks) == 2 and all(c.structure_ok and c.problems == () for c in run.checks)
+        assert all(0 < c.packs_read <= c.packs_total and c.share_read > 0 for c in run.checks)
         assert run.summary()["steps"][0]["files_verified"] == 2
         kinds = [e["message_type"] for e in events]
         assert kinds[0] == "dr_step" and kinds[-1] == "dr_status" and "status" in kinds

@@ -28,10 +28,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from strongroom import __version__
+from strongroom.dr.damage import problems_of
+from strongroom.dr.hooks import hook_env, run_hook
 from strongroom.dr.plan import Plan, PointRule, Step
 from strongroom.dr.points import choose_snapshot, describe_rule, snapshot_time
+from strongroom.dr.repocheck import check_repository
 from strongroom.dr.results import HookResult, PlanRun, Problem, RepositoryCheck, StepResult
 from strongroom.dr.scratch import ScratchArea
+from strongroom.dr.space import check_free_space
 from strongroom.dr.verdict import judge
 from strongroom.engine.progress import Listener, event_type, ignore, warning_event
 from strongroom.engine.restore import RestoreOptions, run_restore
@@ -42,18 +46,6 @@ from strongroom.services.backup_service import BackupService
 from strongroom.services.configs import BackupConfig
 from strongroom.words import plural
 
-try:  # the real pieces, where installed; else their plain forms (dr/standins.py)
-    from strongroom.dr.hooks import hook_env, run_hook
-except ImportError:
-    from strongroom.dr.standins import hook_env, run_hook
-try:
-    from strongroom.dr.space import check_free_space
-except ImportError:
-    from strongroom.dr.standins import check_free_space
-try:
-    from strongroom.dr.damage import problems_of
-except ImportError:
-    from strongroom.dr.standins import problems_of
 
 MODES = ("run", "test")
 LOCK_WAIT = 60  # seconds a step waits for a conflicting repository lock
@@ -148,7 +140,7 @@ class PlanRunner:
         self.record = record
         self._scratch: ScratchArea | None = None
         self._base: str | None = None
-        self._packs_read: dict[int, int] = {}  # per step: packs its restore read and verified
+        self._packs_read: dict[int, set[bytes]] = {}  # per step: the packs its restore read and authenticated
 
     # ---- the run ---------------------------------------------------------------------------
 
@@ -324,7 +316,8 @@ class PlanRunner:
             options = RestoreOptions(target, include=step.include, verify=self.plan.verify)
             dry = run_restore(repo, snap, RestoreOptions(target, include=step.include, dry_run=True))
             progress.totals[index] = (dry.summary["total_files"], dry.summary["total_bytes"])
-            check_free_space(target, int(dry.summary["bytes_to_write"]))
+            check_free_space(target, int(dry.summary["bytes_to_write"]),
+                             needed_files=int(dry.summary["files_to_write"]) + int(dry.summary["total_dirs"]))
             if not self._hooks(step.before, "before", env, None, state):
                 return
             t0 = time.monotonic()
@@ -333,7 +326,7 @@ class PlanRunner:
             finally:
                 state.restore_seconds = time.monotonic() - t0
         state.summary = result.summary
-        self._packs_read[index] = int(result.summary.get("packs_read", 0))
+        self._packs_read[index] = set(result.read_packs)
         if result.errors:
             state.problems = tuple(problems_of(repo, snap, result.errors, step.include))
             state.errors += len(result.errors)
@@ -389,20 +382,17 @@ class PlanRunner:
     # ---- after the steps -------------------------------------------------------------------
 
     def _check_repositories(self, resolved: list[_Resolved], results: list[StepResult]) -> tuple[RepositoryCheck, ...]:
-        try:
-            from strongroom.dr.repocheck import check_repository
-        except ImportError:
-            return ()
-        packs: dict[str, tuple[Repository, int]] = {}
+        packs: dict[str, tuple[Repository, set[bytes]]] = {}
         for index, (found, result) in enumerate(zip(resolved, results)):
             if found.repo is None or result.status == "skipped":
                 continue
-            repo, read = packs.get(found.repository, (found.repo, 0))
-            packs[found.repository] = (repo, read + self._packs_read.get(index, 0))
+            repo, read = packs.setdefault(found.repository, (found.repo, set()))
+            read |= self._packs_read.get(index, set())
         checks = []
         for url, (repo, read) in packs.items():
             try:
-                checks.append(check_repository(repo, packs_read=read))
+                with repo.lock(exclusive=False, wait=LOCK_WAIT):
+                    checks.append(check_repository(repo, packs_read=len(read), read_packs=read))
             except StrongroomError as e:
                 checks.append(RepositoryCheck(url, False, 0, 0, 0.0, (str(e),), 0.0))
         return tuple(checks)
