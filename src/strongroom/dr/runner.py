@@ -340,8 +340,11 @@ class PlanRunner:
             return
         if not self._hooks(step.after, "after", env, target, state):
             return
-        if step.database:
+        if step.database and self.mode == "run":
             self._load_database(step, target, state)
+        elif step.database:
+            # A rehearsal never touches a real target, and a database is one.
+            state.messages.append(f"the dump was restored and verified, not loaded into {step.database} (a test)")
 
     def _hooks(self, hooks: tuple, phase: str, env: dict[str, str], cwd: str | None, state: _Step) -> bool:
         """Run the commands of one phase in order; False when the step cannot go on."""
