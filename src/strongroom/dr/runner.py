@@ -344,7 +344,7 @@ class PlanRunner:
             self._load_database(step, target, state)
         elif step.database:
             # A rehearsal never touches a real target, and a database is one.
-            state.messages.append(f"the dump was restored and verified, not loaded into {step.database} (a test)")
+            state.messages.append("the dump was restored and verified, not loaded into its database (a test)")
 
     def _hooks(self, hooks: tuple, phase: str, env: dict[str, str], cwd: str | None, state: _Step) -> bool:
         """Run the commands of one phase in order; False when the step cannot go on."""
