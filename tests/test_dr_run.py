@@ -138,6 +138,69 @@ def log_hooks(log: Path) -> dict:
             "after": [hook(f'echo "after $STRONGROOM_STEP" >> {log}')]}
 
 
+# ---- the pure parts: which snapshot, which verdict -------------------------------------------
+
+
+def test_point_rules_pick_from_a_table_of_times():
+    from strongroom.dr.plan import PointRule
+    from strongroom.dr.points import choose_snapshot
+    from strongroom.errors import SnapshotNotFound
+    from strongroom.model.snapshot import Snapshot
+
+    now = datetime.fromisoformat("2026-12-01T12:00:00+00:00")
+    times = ["2026-11-20T02:00:00+00:00", "2026-11-28T02:00:00+01:00", "2026-11-30T02:00:00+00:00",
+             "2026-12-01T02:00:00+00:00"]
+    snaps = [Snapshot(t, "00", ("/d",), "h", id=f"{i}" * 64) for i, t in enumerate(times)]
+    rng = random.Random(1)
+    shuffled = [snaps[2], snaps[0], snaps[3], snaps[1]]
+    assert choose_snapshot(shuffled, PointRule(), now, rng) is snaps[3]
+    at = datetime.fromisoformat("2026-11-30T02:00:00+00:00")
+    assert choose_snapshot(shuffled, PointRule("at", at), now, rng) is snaps[2]  # at or before: equal counts
+    assert choose_snapshot(shuffled, PointRule("at", datetime.fromisoformat("2026-11-29T00:00:00+00:00")),
+                           now, rng) is snaps[1]
+    with pytest.raises(SnapshotNotFound):
+        choose_snapshot(shuffled, PointRule("at", datetime.fromisoformat("2026-01-01T00:00:00+00:00")), now, rng)
+    week = PointRule("random", within=7 * 86400)
+    drawn = {choose_snapshot(shuffled, week, now, random.Random(seed)).id for seed in range(40)}
+    assert drawn == {snaps[1].id, snaps[2].id, snaps[3].id}  # never the one of 11 days ago
+    same = [choose_snapshot(shuffled, week, now, random.Random(9)).id for _ in range(3)]
+    assert len(set(same)) == 1  # a seed draws the same again
+    with pytest.raises(SnapshotNotFound, match="no snapshot in the last 1h"):
+        choose_snapshot(shuffled, PointRule("random", within=3600), now, rng)
+    with pytest.raises(SnapshotNotFound):
+        choose_snapshot([], PointRule(), now, rng)
+
+
+def step_result(name: str = "app", **fields):
+    from strongroom.dr.results import StepResult
+    doc = dict(name=name, config=name, repository="/r", status="passed", target="/t", snapshot="3fa2c1d0" + "0" * 56,
+               snapshot_time=None, rule="latest", rpo_seconds=60.0, rpo_target=None, rto_target=None, started=None,
+               duration_seconds=5.0, restore_seconds=4.0, files=3, bytes=10, throughput=2.5, files_verified=3,
+               verified=True, warnings=0, errors=0, messages=(), problems=(), hooks=())
+    doc.update(fields)
+    return StepResult(**doc)
+
+
+@pytest.mark.parametrize("steps, rto, target, verdict, reasons", [
+    ([step_result()], 5.0, None, "pass", []),
+    ([step_result(status="warning", warnings=1, messages=("after-command 'x' exited 1",))], 5.0, None,
+     "pass-with-warnings", ["step app: after-command 'x' exited 1"]),
+    ([step_result(rpo_seconds=187200.0, rpo_target=86400.0)], 5.0, None, "fail",
+     ["step app: snapshot 3fa2c1d0 is 2d4h old, older than the RPO target 1d"]),
+    ([step_result()], 5.0, 0.001, "fail", ["the plan took 5s to recover, longer than the RTO target 0.001s"]),
+    ([step_result(rto_target=2.0)], 5.0, None, "fail", ["step app: took 5s, longer than its RTO target 2s"]),
+    ([step_result(status="failed", messages=("no snapshot yet",)),
+      step_result("b", status="skipped", messages=("step app failed and the plan stops on a failure",),
+                  rpo_target=1.0)], 5.0, None, "fail",
+     ["step app: failed: no snapshot yet", "step b: skipped (step app failed and the plan stops on a failure)"]),
+    ([step_result(status="cancelled")], 5.0, None, "fail", ["step app: cancelled"]),
+    ([step_result(verified=False)], 5.0, None, "fail", ["step app: not every restored file was verified"]),
+])
+def test_the_verdict_from_a_table_of_results(steps, rto, target, verdict, reasons):
+    from strongroom.dr.verdict import judge
+    assert judge(steps, rto, target, verify=True) == (verdict, tuple(reasons))
+
+
 # ---- order, stop and continue, hooks ---------------------------------------------------------
 
 

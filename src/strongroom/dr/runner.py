@@ -160,13 +160,13 @@ class PlanRunner:
         t0 = time.monotonic()
         base = self.prepare()
         rng = random.Random(self.seed)
-        resolved = [self._resolve(step, started, rng) for step in self.plan.steps]
-        progress = _PlanProgress([self._snapshot_totals(r) for r in resolved])
         results: list[StepResult] = []
         last_end = t0
         stopped: str | None = None
         cleaned = False
         try:
+            resolved = [self._resolve(step, started, rng) for step in self.plan.steps]
+            progress = _PlanProgress([self._snapshot_totals(r) for r in resolved])
             for index, step in enumerate(self.plan.steps):
                 if stopped is None and self.cancel.is_set():
                     stopped = "the plan was cancelled"
@@ -223,6 +223,8 @@ class PlanRunner:
                                              now, rng)
         except StrongroomError as e:
             found.error = str(e)
+        except OSError as e:
+            found.error = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
         return found
 
     def _repository_url(self, config: BackupConfig) -> str:

@@ -39,11 +39,12 @@ def judge(steps: Sequence[StepResult], rto_seconds: float, rto_target: float | N
             failures.append(f"{who}: not every restored file was verified")
         if step.status == "warning":
             warnings += [f"{who}: {m}" for m in step.messages] or [f"{who}: warnings"]
-        if step.rto_target is not None and step.status not in ("skipped",) \
+        if step.rto_target is not None and step.status != "skipped" \
                 and step.duration_seconds > step.rto_target:
             failures.append(f"{who}: took {duration_words(step.duration_seconds)}, longer than its RTO target "
                             f"{duration_words(step.rto_target)}")
-        if step.rpo_target is not None and step.rpo_seconds is not None and step.rpo_seconds > step.rpo_target:
+        if step.rpo_target is not None and step.rpo_seconds is not None and step.rpo_seconds > step.rpo_target \
+                and step.status != "skipped":
             failures.append(f"{who}: snapshot {step.snapshot[:8]} is {duration_words(step.rpo_seconds)} old, "
                             f"older than the RPO target {duration_words(step.rpo_target)}")
     if rto_target is not None and rto_seconds > rto_target:
