@@ -19,7 +19,7 @@ import click
 
 from strongroom.cli.cmd_manage import Manage, manage_options
 from strongroom.cli.output import emit_json, human_duration, human_size, local_time, terminal_safe
-from strongroom.errors import UsageError
+from strongroom.errors import StrongroomError, UsageError
 from strongroom.words import plural
 
 REPORT_FORMATS = {".md": "md", ".markdown": "md", ".json": "json", ".html": "html", ".htm": "html"}
@@ -107,6 +107,7 @@ def _report_format(path: str | None) -> str | None:
         raise UsageError(f"--report {path}: name it .md, .json or .html to choose the format")
     try:
         import strongroom.dr.report  # noqa: F401
+        import strongroom.dr.run_document  # noqa: F401
     except ImportError:
         if fmt != "json":
             raise UsageError("this version writes reports as .json only") from None
@@ -115,11 +116,17 @@ def _report_format(path: str | None) -> str | None:
 
 def _write_report(dr, run, fmt: str, path: str) -> None:
     try:
-        from strongroom.dr.report import plan_run_from_dict, render
+        from strongroom.dr.report import render
+        from strongroom.dr.run_document import plan_run_from_dict
     except ImportError:
         text = json.dumps(run.to_dict(), indent=2) + "\n"
     else:
-        history = [plan_run_from_dict(doc) for doc in dr.store.runs(plan=run.plan, last=HISTORY)]
+        history = []
+        for doc in dr.store.runs(plan=run.plan, last=HISTORY):
+            try:
+                history.append(plan_run_from_dict(doc))
+            except StrongroomError:
+                continue  # a record that does not read is no point of the trend
         text = render(run, fmt, history)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
