@@ -321,6 +321,18 @@ def test_a_report_file_is_written(dr, tmp_path):
     assert done.returncode == 0, done.stderr
     doc = json.loads(report.read_text())
     assert doc["plan"] == "reported" and doc["verdict"] == "pass" and doc["steps"][0]["config"] == "app"
+    # The format is the file name's; the plan's earlier runs are the trend.
+    for name in ("report.md", "report.html"):
+        done = dr.run("dr", "test", "reported", "--report", str(tmp_path / "out" / name))
+        assert done.returncode == 0, done.stderr
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "reported" in markdown and "pass" in markdown and "|" in markdown
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert page.lstrip().lower().startswith("<!doctype html") and "reported" in page and "<svg" in page
+    # Each rehearsal was recorded: `dr report` shows all three, the last with the others as its trend.
+    reports = [json.loads(line) for line in dr.run("dr", "report", "reported", "--last", "5", "--json")
+               .stdout.decode().splitlines()]
+    assert [r["mode"] for r in reports] == ["test"] * 3 and len(reports[-1]["trend"]) == 3
     done = dr.run("dr", "test", "reported", "--report", str(tmp_path / "report.txt"))
     assert done.returncode == 2 and b".md, .json or .html" in done.stderr
 

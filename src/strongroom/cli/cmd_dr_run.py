@@ -9,7 +9,6 @@ command exits 130 (SIGINT) or 143 (SIGTERM).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -24,7 +23,6 @@ from strongroom.words import plural
 
 REPORT_FORMATS = {".md": "md", ".markdown": "md", ".json": "json", ".html": "html", ".htm": "html"}
 PASSING = ("pass", "pass-with-warnings")
-HISTORY = 10  # earlier runs a report shows as a trend
 
 
 class PlanView:
@@ -105,29 +103,22 @@ def _report_format(path: str | None) -> str | None:
     fmt = REPORT_FORMATS.get(os.path.splitext(path)[1].lower())
     if fmt is None:
         raise UsageError(f"--report {path}: name it .md, .json or .html to choose the format")
-    try:
-        import strongroom.dr.report  # noqa: F401
-        import strongroom.dr.run_document  # noqa: F401
-    except ImportError:
-        if fmt != "json":
-            raise UsageError("this version writes reports as .json only") from None
     return fmt
 
 
 def _write_report(dr, run, fmt: str, path: str) -> None:
-    try:
-        from strongroom.dr.report import render
-        from strongroom.dr.run_document import plan_run_from_dict
-    except ImportError:
-        text = json.dumps(run.to_dict(), indent=2) + "\n"
-    else:
-        history = []
-        for doc in dr.store.runs(plan=run.plan, last=HISTORY):
-            try:
-                history.append(plan_run_from_dict(doc))
-            except StrongroomError:
-                continue  # a record that does not read is no point of the trend
-        text = render(run, fmt, history)
+    """The run's report, with the plan's recorded runs before it as the trend."""
+    from strongroom.dr.report import TREND_RUNS, render
+    from strongroom.dr.run_document import plan_run_from_dict
+
+    history = []
+    for doc in dr.store.runs(plan=run.plan, last=TREND_RUNS):
+        try:
+            history.append(plan_run_from_dict(doc))
+        except StrongroomError as e:  # not a point of the trend, and said so
+            print(f"strongroom: warning: a recorded run of plan {terminal_safe(run.plan)} is left out of "
+                  f"the trend: {terminal_safe(e)}", file=sys.stderr)
+    text = render(run, fmt, history)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
 
