@@ -63,10 +63,12 @@ class Hook:
         object.__setattr__(self, "timeout", float(self.timeout))
 
     def to_doc(self) -> dict[str, Any]:
+        """The stored form (timeout in seconds)."""
         return {"command": self.command, "timeout": float(self.timeout), "mode": self.mode}
 
     @classmethod
     def from_doc(cls, doc: Any) -> Hook:
+        """A hook from its document, or from a bare command string."""
         if isinstance(doc, str):
             return cls(doc)
         doc = _table(doc, "hook", {"command", "timeout", "mode"})
@@ -179,6 +181,7 @@ class Step:
         return os.path.join(base, self.target or self.config)
 
     def to_doc(self) -> dict[str, Any]:
+        """The stored form (durations in seconds)."""
         doc: dict[str, Any] = {"config": self.config, "name": self.name, "target": self.target,
                                **self.point.to_doc(), "include": list(self.include),
                                "before": [h.to_doc() for h in self.before],
@@ -188,6 +191,7 @@ class Step:
 
     @classmethod
     def from_doc(cls, doc: Any) -> Step:
+        """A step from its document or TOML table, or from a bare configuration name."""
         if isinstance(doc, str):
             return cls(doc)
         doc = _table(doc, "step", {"config", "name", "target", "point", "at", "within", "within_seconds",
@@ -249,6 +253,7 @@ class Plan:
 
     @property
     def id(self) -> str:
+        """The plan's id: its name."""
         return self.name
 
     @property
@@ -257,6 +262,7 @@ class Plan:
         return tuple(dict.fromkeys(s.config for s in self.steps))
 
     def step_rto(self, step: Step) -> float | None:
+        """A step's own RTO target (the plan's applies to the whole run)."""
         return step.rto
 
     def step_rpo(self, step: Step) -> float | None:
@@ -290,6 +296,7 @@ class Plan:
 
     @classmethod
     def from_toml(cls, text: str, updated: float = 0.0) -> Plan:
+        """A plan from the text of a TOML file; UsageError for bad TOML or a bad plan."""
         try:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
@@ -331,6 +338,7 @@ class Plan:
         return "\n".join(lines) + "\n"
 
     def with_target_base(self, base: str) -> Plan:
+        """The same plan restoring below `base`."""
         return replace(self, target_base=base)
 
 
