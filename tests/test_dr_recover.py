@@ -17,6 +17,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from treeutil import snapshot_tree
+
+from strongroom.dr.manager import DisasterRecoveryManager
 from strongroom.errors import UsageError, WrongPassword
 from strongroom.services.backup_manager import create_backup_manager
 from strongroom.services.configs import BackupConfig
@@ -318,3 +321,66 @@ def test_recovery_rebuilds_the_catalog_a_plan_needs(estate):
         assert all(manager.backup_service.snapshots(manager.get_config(n)) for n in plan.configs)
         assert recovery.rebuild(PLAN) == plan
         assert REPO_PASSWORD not in new.catalog.read_bytes().decode("utf-8", "replace")
+
+
+def restored(target: Path, source: Path) -> Path:
+    """Where a step restoring into `target` puts `source` (its absolute path below the target)."""
+    return target / str(source).lstrip("/")
+
+
+def summary_of(done: subprocess.CompletedProcess) -> dict:
+    lines = [json.loads(line) for line in done.stdout.decode().splitlines() if line.startswith("{")]
+    return [e for e in lines if e.get("message_type") == "summary"][-1]
+
+
+def test_recovery_from_the_kit_restores_every_step_byte_identical(estate):
+    old, dav, tmp = estate.old, estate.dav, estate.tmp
+    old.run("dr", "kit", PLAN, "--output", str(tmp / "kit.txt"), check=True)
+    old.wipe()
+
+    new = Machine(tmp / "new")
+    env = {"STRONGROOM_WEBDAV_PASSWORD": dav.password}
+    rehearsal = summary_of(new.run("dr", "recover", "--kit", str(tmp / "kit.txt"), "--plan", PLAN, "--test",
+                                   "--json", env=env, check=True))
+    assert rehearsal["mode"] == "test" and rehearsal["verdict"] == "pass"
+    assert not (tmp / "restore-here").exists()  # a rehearsal never writes the real targets
+
+    target = tmp / "recovered"
+    done = new.run("dr", "recover", "--kit", str(tmp / "kit.txt"), "--plan", PLAN, "--target-base", str(target),
+                   "--json", env=env)
+    assert done.returncode == 0, done.stderr.decode()
+    summary = summary_of(done)
+    assert summary["mode"] == "run" and summary["verdict"] == "pass"
+    assert [s["config"] for s in summary["steps"]] == ["app", "far", "files"]
+    assert all(s["files_verified"] == 2 for s in summary["steps"])
+    for name, source in estate.sources.items():
+        assert snapshot_tree(restored(target / name, source)) == snapshot_tree(source), name
+    # What the recovery made: the plan's catalog entries, its run on record, no password in the catalog.
+    with new.manager() as manager:
+        assert sorted(c.name for c in manager.list_configs()) == ["app", "far", "files"]
+        runs = DisasterRecoveryManager(manager.backup_service).store.runs(PLAN)
+        assert [(r["mode"], r["trigger"], r["verdict"]) for r in runs] == [("test", "recover", "pass"),
+                                                                           ("run", "recover", "pass")]
+    catalog_text = new.catalog.read_bytes().decode("utf-8", "replace")
+    assert REPO_PASSWORD not in catalog_text and dav.password not in catalog_text
+    # The same machine lists and rehearses the local plan from the repository's URL alone.
+    done = new.run("dr", "recover", "--repo", str(estate.local), "--plan", LOCAL_PLAN, "--target-base",
+                   str(tmp / "again"), env={"STRONGROOM_PASSWORD": REPO_PASSWORD}, check=True)
+    assert f"plan {LOCAL_PLAN} (run, version" in done.stdout.decode()
+    for name in ("app", "files"):
+        source = estate.sources[name]
+        assert snapshot_tree(restored(tmp / "again" / name, source)) == snapshot_tree(source)
+
+
+def test_recovery_from_the_repository_url_alone_on_an_empty_machine(estate):
+    tmp = estate.tmp
+    estate.old.wipe()
+    new = Machine(tmp / "new")
+    target = tmp / "by-url"
+    done = new.run("dr", "recover", "--repo", str(estate.local), "--plan", LOCAL_PLAN, "--target-base", str(target),
+                   "--json", env={"STRONGROOM_PASSWORD": REPO_PASSWORD})
+    assert done.returncode == 0, done.stderr.decode()
+    assert summary_of(done)["verdict"] == "pass"
+    for name in ("files", "app"):
+        source = estate.sources[name]
+        assert snapshot_tree(restored(target / name, source)) == snapshot_tree(source)

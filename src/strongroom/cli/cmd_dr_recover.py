@@ -126,12 +126,13 @@ def dr_recover(m: Manage, kit_file, repos, plan_name, target_base, test, passwor
         if not plan_name:
             _list(m, found, kit_file)
             return 0
-        run = recovery.run(plan_name, os.path.abspath(target_base) if target_base else None, test)
-    if m.json:
-        emit_json(run.summary())
-    else:
-        _print_run(run)
-    return 0 if run.verdict != "fail" else 1
+        plan = recovery.rebuild(plan_name)
+    # The catalog now holds what the plan needs: it runs as `dr run` / `dr test` would.
+    from strongroom.cli.cmd_dr_run import _follow
+    if test:
+        return _follow(m, plan.name, "test", trigger="recover", scratch=None, keep=False)
+    return _follow(m, plan.name, "run", trigger="recover",
+                   target_base=os.path.abspath(target_base) if target_base else None, at=None)
 
 
 def _list(m: Manage, found, kit_file: str | None) -> None:
@@ -154,20 +155,6 @@ def _list(m: Manage, found, kit_file: str | None) -> None:
         print("no DR plan is stored in these repositories")
     source = f"--kit {kit_file}" if kit_file else "--repo URL"
     print(f"to recover: strongroom dr recover {source} --plan NAME [--target-base DIR] [--test]")
-
-
-def _print_run(run) -> None:
-    print(f"{'rehearsed' if run.mode == 'test' else 'recovered'} plan {run.plan} (version {run.plan_version}): "
-          f"{run.verdict}")
-    for step in run.steps:
-        snapshot = f", snapshot {step.snapshot[:8]}" if step.snapshot else ""
-        print(f"  {step.name}: {step.status}{snapshot}, {plural(step.files_verified, 'file')} verified "
-              f"-> {step.target}")
-        for message in step.messages:
-            print(f"    {message}")
-    for reason in run.reasons:
-        print(f"  {reason}")
-    print(f"RTO achieved: {run.rto_seconds:.1f}s")
 
 
 COMMANDS = [dr_kit, dr_recover]

@@ -276,7 +276,7 @@ class Recovery:
         plan = self.rebuild(name)
         from strongroom.dr.manager import DisasterRecoveryManager
 
-        dr = DisasterRecoveryManager(self.manager)
+        dr = DisasterRecoveryManager(self.service)
         if test:
             return dr.test_dr_plan(plan.id, wait=True, trigger="recover")
         run_id = dr.execute_dr_plan(plan.id, target_base=target_base or plan.target_base, trigger="recover")
