@@ -372,15 +372,25 @@ def test_recovery_from_the_kit_restores_every_step_byte_identical(estate):
         assert snapshot_tree(restored(tmp / "again" / name, source)) == snapshot_tree(source)
 
 
-def test_recovery_from_the_repository_url_alone_on_an_empty_machine(estate):
-    tmp = estate.tmp
+def test_recovery_from_repository_urls_alone_on_an_empty_machine(estate):
+    dav, tmp = estate.dav, estate.tmp
     estate.old.wipe()
     new = Machine(tmp / "new")
+    far = dav.storage_url() + "backups/far/"
+    env = {"STRONGROOM_PASSWORD": REPO_PASSWORD, "STRONGROOM_WEBDAV_PASSWORD": dav.password}
+    listing = new.summary("dr", "recover", "--repo", far, env=env)
+    assert [(r["location"], r["configs"], r["plans"]) for r in listing["repositories"]] == [(far, ["far"], [PLAN])]
+    assert listing["plans"][0]["missing_configs"] == ["app", "files"]
+
     target = tmp / "by-url"
-    done = new.run("dr", "recover", "--repo", str(estate.local), "--plan", LOCAL_PLAN, "--target-base", str(target),
-                   "--json", env={"STRONGROOM_PASSWORD": REPO_PASSWORD})
+    done = new.run("dr", "recover", "--repo", str(estate.local), "--repo", far, "--plan", PLAN, "--target-base",
+                   str(target), "--json", env=env)
     assert done.returncode == 0, done.stderr.decode()
     assert summary_of(done)["verdict"] == "pass"
-    for name in ("files", "app"):
-        source = estate.sources[name]
-        assert snapshot_tree(restored(target / name, source)) == snapshot_tree(source)
+    for name, source in estate.sources.items():
+        assert snapshot_tree(restored(target / name, source)) == snapshot_tree(source), name
+    with new.manager() as manager:
+        # The account is the repository's URL without the folder its configuration names.
+        client = manager.get_config("far").target_client_id
+        assert manager.webdav_service.get_client(client).url == dav.url
+        assert manager.get_config("far").target_path == "backups/far"
