@@ -267,6 +267,11 @@ def test_recovery_reads_configurations_and_plans_from_the_repositories_alone(est
     new = Machine(tmp / "new")
     done = new.run("dr", "recover", "--kit", str(tmp / "kit.txt"))
     assert done.returncode == 2 and "no WebDAV password for tester" in one_error_line(done)
+    for wrong, says in ((("--kit", str(tmp / "kit.txt"), "--repo", str(estate.local)), "give --kit FILE or --repo URL"),
+                        (("--kit", str(tmp / "kit.txt"), "--plan", PLAN, "--test", "--target-base", str(tmp)),
+                         "--target-base is for a recovery")):
+        done = new.run("dr", "recover", *wrong)
+        assert done.returncode == 2 and says in one_error_line(done)
     listing = new.summary("dr", "recover", "--kit", str(tmp / "kit.txt"),
                           env={"STRONGROOM_WEBDAV_PASSWORD": dav.password})
     assert [p["name"] for p in listing["plans"]] == [LOCAL_PLAN, PLAN]
