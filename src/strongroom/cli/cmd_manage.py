@@ -437,7 +437,7 @@ def config_add(m: Manage, name, no_encrypt, **options) -> None:
 
 
 def _config_doc(manager: BackupManager, cfg: BackupConfig) -> dict:
-    doc = cfg.to_doc()
+    doc = {"source_command": None, "stdin_filename": None, "sqlite": None, "postgres": None, **cfg.to_doc()}
     doc.pop("secret_ref", None)  # a reference, not a secret, but it helps nobody reading this
     doc.pop("postgres_secret_ref", None)
     doc["source_kind"] = cfg.source_kind

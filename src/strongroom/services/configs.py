@@ -16,6 +16,8 @@ LOCAL = "local"
 # What happens after each run: nothing, forget by the retention policy, or
 # forget and then prune.
 AFTER_RUN = ("off", "forget", "prune")
+# The fields of the sources other than paths, left out of the stored form when unset.
+_SOURCE_FIELDS = ("source_command", "stdin_filename", "sqlite", "postgres", "postgres_secret_ref")
 
 
 @dataclass
@@ -151,6 +153,10 @@ class BackupConfig:
         doc = asdict(self)
         doc.pop("password")
         doc.pop("postgres_password")
+        # A configuration of files is stored as before these fields existed.
+        for key in _SOURCE_FIELDS:
+            if doc[key] is None:
+                del doc[key]
         return doc
 
     @classmethod
