@@ -49,6 +49,9 @@ def test_the_api_page_runs(tmp_path, wsgidav_server):
     assert "next run reads 0 bytes" in lines  # nothing changed since the last run
     assert "removed 2 snapshot(s), kept 1" in lines
     assert "cloud restore completed: 2/2" in lines
+    assert "dr step completed: 2/2 files" in lines
+    assert "dr test pass ['passed'] True" in lines
+    assert "dr test pass-with-warnings step my_backup: after-command 'exit 3' exited 3" in lines
 
     # What the page says happened, happened.
     [work] = scratch.iterdir()
@@ -57,6 +60,8 @@ def test_the_api_page_runs(tmp_path, wsgidav_server):
     notes = work / "notes" / str(data).lstrip("/")
     assert sorted(p.name for p in notes.rglob("*") if p.is_file()) == ["notes.txt"]
     assert snapshot_tree(work / "from-cloud" / str(data).lstrip("/")) == snapshot_tree(data)
+    assert snapshot_tree(work / "dr" / "my_backup" / str(data).lstrip("/")) == snapshot_tree(data)
+    assert not (work / "dr2").exists()  # a rehearsal never touches the real targets
     stored = list((wsgidav_server.root / "backups" / "snapshots").iterdir())
     assert len(stored) == 1
     # The WebDAV password is in the secrets file only, not in the catalog.

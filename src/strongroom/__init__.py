@@ -10,6 +10,7 @@ each backing up to a repository in a local directory or on a WebDAV server:
     RecoveryService         snapshots by configuration and time, one-click and selective restores
     BackupValidator         checks that everything a snapshot needs is on the target
     StorageManager          storage usage, trends, retention and estimates
+    DisasterRecoveryManager disaster-recovery plans (Plan, Step, Hook): run, rehearsed, measured (PlanRun)
     BackupResult, Job, JobHandle, StorageUsage, ValidationReport, RecoveryProgress, ...
                             the results: frozen dataclasses with UTC datetimes and to_dict()
 
@@ -74,6 +75,12 @@ _API = {
     "UsageTotals": "strongroom.services.results",
     "ValidationReport": "strongroom.services.results",
     "StrongroomError": "strongroom.errors",
+    "DisasterRecoveryManager": "strongroom.dr.manager",
+    "Hook": "strongroom.dr.plan",
+    "Plan": "strongroom.dr.plan",
+    "Step": "strongroom.dr.plan",
+    "PlanRun": "strongroom.dr.results",
+    "StepResult": "strongroom.dr.results",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -57,6 +57,7 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("config", _CLI + "cmd_manage", "configurations",
           "Named backup configurations: what, where and how."),
     Entry("client", _CLI + "cmd_manage", "configurations", "Named WebDAV accounts that configurations back up to."),
+    Entry("dr", _CLI + "cmd_dr", "configurations", "Disaster-recovery plans: run, rehearse, report."),
     Entry("estimate", _CLI + "cmd_managed", "configurations",
           "What the next backup of NAME would cost (a dry run)."),
     Entry("jobs", _CLI + "cmd_managed", "jobs",

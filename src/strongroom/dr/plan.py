@@ -59,13 +59,16 @@ class Hook:
         if self.mode not in HOOK_MODES:
             raise UsageError(f"hook {self.command[:40]!r}: mode must be one of {', '.join(HOOK_MODES)}")
         if not isinstance(self.timeout, (int, float)) or isinstance(self.timeout, bool) or not 0 < self.timeout <= 86400:
-            raise UsageError(f"hook {self.command[:40]!r}: timeout must be between 1s and 24h")
+            raise UsageError(f"hook {self.command[:40]!r}: timeout must be above 0s and at most 24h")
+        object.__setattr__(self, "timeout", float(self.timeout))
 
     def to_doc(self) -> dict[str, Any]:
+        """The stored form (timeout in seconds)."""
         return {"command": self.command, "timeout": float(self.timeout), "mode": self.mode}
 
     @classmethod
     def from_doc(cls, doc: Any) -> Hook:
+        """A hook from its document, or from a bare command string."""
         if isinstance(doc, str):
             return cls(doc)
         doc = _table(doc, "hook", {"command", "timeout", "mode"})
@@ -92,6 +95,8 @@ class PointRule:
             raise UsageError("point \"random\" needs a span (within = \"7d\"), and only it takes one")
         if self.at is not None and self.at.tzinfo is None:
             object.__setattr__(self, "at", self.at.astimezone())
+        if self.within is not None:
+            object.__setattr__(self, "within", parse_seconds(self.within, "point within"))
         if self.within is not None and self.within <= 0:
             raise UsageError("point \"random\": within must be longer than 0s")
 
@@ -165,6 +170,7 @@ class Step:
             raise UsageError(f"step {self.name}: include is a list of patterns")
         if len(self.before) > MAX_HOOKS or len(self.after) > MAX_HOOKS:
             raise UsageError(f"step {self.name}: at most {MAX_HOOKS} commands before and after")
+        _seconds_fields(self, "rto", "rpo")
         if self.database is not None and (not isinstance(self.database, str) or not self.database.strip()):
             raise UsageError(f"step {self.name}: database must be a database name or DSN")
 
@@ -175,6 +181,7 @@ class Step:
         return os.path.join(base, self.target or self.config)
 
     def to_doc(self) -> dict[str, Any]:
+        """The stored form (durations in seconds)."""
         doc: dict[str, Any] = {"config": self.config, "name": self.name, "target": self.target,
                                **self.point.to_doc(), "include": list(self.include),
                                "before": [h.to_doc() for h in self.before],
@@ -184,6 +191,7 @@ class Step:
 
     @classmethod
     def from_doc(cls, doc: Any) -> Step:
+        """A step from its document or TOML table, or from a bare configuration name."""
         if isinstance(doc, str):
             return cls(doc)
         doc = _table(doc, "step", {"config", "name", "target", "point", "at", "within", "within_seconds",
@@ -220,6 +228,8 @@ class Plan:
 
     def __post_init__(self) -> None:
         check_plan_name(self.name)
+        _seconds_fields(self, "rto", "rpo")
+        object.__setattr__(self, "steps", tuple(self.steps))
         if not self.steps:
             raise UsageError(f"plan {self.name}: give at least one step")
         if len(self.steps) > MAX_STEPS:
@@ -243,6 +253,7 @@ class Plan:
 
     @property
     def id(self) -> str:
+        """The plan's id: its name."""
         return self.name
 
     @property
@@ -251,6 +262,7 @@ class Plan:
         return tuple(dict.fromkeys(s.config for s in self.steps))
 
     def step_rto(self, step: Step) -> float | None:
+        """A step's own RTO target (the plan's applies to the whole run)."""
         return step.rto
 
     def step_rpo(self, step: Step) -> float | None:
@@ -284,6 +296,7 @@ class Plan:
 
     @classmethod
     def from_toml(cls, text: str, updated: float = 0.0) -> Plan:
+        """A plan from the text of a TOML file; UsageError for bad TOML or a bad plan."""
         try:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
@@ -325,6 +338,7 @@ class Plan:
         return "\n".join(lines) + "\n"
 
     def with_target_base(self, base: str) -> Plan:
+        """The same plan restoring below `base`."""
         return replace(self, target_base=base)
 
 
@@ -362,6 +376,14 @@ def _strings(value: Any, what: str) -> list[str]:
 def _duration(doc: dict[str, Any], key: str) -> float | None:
     value = doc.get(f"{key}_seconds", doc.get(key))
     return None if value is None else parse_seconds(value, key.upper() if key in ("rto", "rpo") else key)
+
+
+def _seconds_fields(obj: Any, *names: str) -> None:
+    """Durations as floats (or None), so equal plans hash alike whether given 1800 or 1800.0."""
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None:
+            object.__setattr__(obj, name, parse_seconds(value, name.upper()))
 
 
 def _exact(seconds: float) -> str:

@@ -78,6 +78,7 @@ class Checker:
         self.packs: dict[bytes, list[PackedBlob]] = {}
         self.snapshots: list[Snapshot] = []
         self.counters = Counters(listener, check_status)
+        self.read_problems = 0  # of report.problems, those found by reading pack data
 
     def _problem(self, obj: str, message: str, **extra) -> None:
         entry = {"object": obj, "message": message, **extra}
@@ -403,7 +404,9 @@ class Checker:
         except StrongroomError:
             return None
 
-    def run(self, read_data: bool = False, subset: str | None = None) -> CheckReport:
+    def run(self, read_data: bool = False, subset: str | None = None,
+            packs: Sequence[bytes] | None = None) -> CheckReport:
+        """`packs`, when given, are the packs to read (those in scope of them), instead of a subset."""
         self._load()
         if self.scope is None:
             self._check_packs_exist()
@@ -412,14 +415,19 @@ class Checker:
             # Which packs are in scope is known once the trees are read.
             self._check_trees()
             self._check_packs_exist()
-        if read_data or subset:
-            chosen = select_subset(sorted(self._packs_in_scope()), subset)
+        before_reading = len(self.report.problems)
+        if read_data or subset or packs is not None:
+            in_scope = self._packs_in_scope()
+            chosen = [p for p in dict.fromkeys(packs) if p in in_scope] if packs is not None \
+                else select_subset(sorted(in_scope), subset)
             self.counters.set_totals(packs=len(chosen), bytes=sum(self._pack_size(p) for p in chosen))
             self.counters.maybe_emit(force=True)
             self.report.counts["blobs_authenticated"] = 0
             for pack_id in chosen:
                 self._read_pack(pack_id, self.packs[pack_id])
             self.report.counts["packs_read"] = len(chosen)
+        # What reading found; everything else (_affected included) is the structure's.
+        self.read_problems = len(self.report.problems) - before_reading
         self.counters.maybe_emit(force=True)
         self._affected()
         return self.report

@@ -55,6 +55,8 @@ class RestoreOptions:
 class RestoreResult:
     summary: dict
     errors: list[dict] = field(default_factory=list)
+    # The packs read whose every blob this restore wanted authenticated.
+    read_packs: set[bytes] = field(default_factory=set)
 
 
 @dataclass
@@ -77,6 +79,7 @@ class Restore:
         self.counters = Counters(listener, restore_status)
         self._blobs_left: list[int] = []  # per file job: blobs still to write
         self.errors: list[dict] = []
+        self.read_packs: set[bytes] = set()
         self.items: list[Item] = []
         self.failed: dict[int, str] = {}  # item -> why it was not restored (one reason each)
         self.skipped: set[int] = set()  # items left as they were found
@@ -92,8 +95,9 @@ class Restore:
             index = self.items[index].parent
         return b"/".join([self.target, *reversed(names)])
 
-    def _emit(self, index: int, message: str) -> bool:
-        entry = error_event(message, os.fsdecode(self._path(index)), "restore")
+    def _emit(self, index: int, message: str, obj: str | None = None) -> bool:
+        """`obj` names the repository object at fault ("pack <id>", "blob <id>"), where there is one."""
+        entry = error_event(message, os.fsdecode(self._path(index)), "restore", **({"object": obj} if obj else {}))
         with self._lock:
             if any(e["path"] == entry["path"] and e["message"] == message for e in self.errors[-64:]):
                 return False
@@ -102,13 +106,13 @@ class Restore:
         self.listener(entry)
         return True
 
-    def _fail(self, index: int, message: str) -> None:
+    def _fail(self, index: int, message: str, obj: str | None = None) -> None:
         """The item is not restored: one error line for it, whatever else goes wrong with it."""
         with self._lock:
             if index in self.failed:
                 return
             self.failed[index] = message
-        self._emit(index, message)
+        self._emit(index, message, obj)
 
     def _error(self, index: int, message: str) -> None:
         """A problem with an item that is there (its metadata, its verification)."""
@@ -190,7 +194,7 @@ class Restore:
             if self.opt.verify:
                 self._verify(files)
         self.counters.maybe_emit(force=True)
-        return RestoreResult(self._summary(jobs, plan), self.errors)
+        return RestoreResult(self._summary(jobs, plan), self.errors, self.read_packs)
 
     def _set_totals(self, files: list[int]) -> None:
         """Files are every entry but directories (sockets are not restored, so
@@ -262,7 +266,8 @@ class Restore:
             for blob_id in job.node.content:
                 loc = self.repo.index.get(blob_id)
                 if loc is None:
-                    self._fail(job.index, f"blob {blob_id.hex()[:16]} is missing from the index")
+                    self._fail(job.index, f"blob {blob_id.hex()[:16]} is missing from the index",
+                               f"blob {blob_id.hex()}")
                     break
                 plan[loc.pack][blob_id].append((number, offset))
                 offset += loc.raw_length
@@ -317,9 +322,10 @@ class Restore:
             except StrongroomError as e:
                 for targets in blobs.values():
                     for number, _ in targets:
-                        self._fail(jobs[number].index, f"cannot read pack: {e}")
+                        self._fail(jobs[number].index, f"cannot read pack: {e}", f"pack {pack_id.hex()}")
                 return
             files = _OpenFiles(self.dirs, self.items)
+            whole = True
             try:
                 for blob_id in sorted(blobs, key=lambda b: locs[b].offset):
                     targets, loc = blobs[blob_id], locs[blob_id]
@@ -327,8 +333,9 @@ class Restore:
                     try:
                         data = self.repo.open_blob(loc.type, blob_id, span[lo:lo + loc.length], loc.raw_length, name)
                     except IntegrityError as e:
+                        whole = False
                         for number, _ in targets:
-                            self._fail(jobs[number].index, str(e))
+                            self._fail(jobs[number].index, str(e), f"pack {pack_id.hex()}")
                         continue
                     zero = data.count(0) == len(data)
                     for number, offset in targets:
@@ -346,6 +353,9 @@ class Restore:
                         self._wrote(number, jobs)
             finally:
                 files.close()
+            if whole:
+                with self._lock:
+                    self.read_packs.add(pack_id)
             self.counters.add(packs_read=1)
 
         with ThreadPoolExecutor(PACK_WORKERS, thread_name_prefix="restore") as pool:

@@ -620,6 +620,8 @@ class Repository:
         """The newest stored configuration of each name (removed ones left out)."""
         newest: dict[str, tuple[float, dict | None]] = {}
         for info in self.storage.list(MANAGED_CONFIG_DIR):
+            if "-" in info.name.rsplit("/", 1)[-1]:
+                continue  # a record of another kind (save_managed_record)
             try:
                 doc = json.loads(open_object(self.crypto, self._read_cached("configs", info.name),
                                              MANAGED_CONFIG_AAD, info.name))
@@ -632,6 +634,45 @@ class Repository:
                 newest[doc["name"]] = (doc["time"], doc["config"])
         return {name: cfg for name, (_, cfg) in newest.items() if cfg is not None}
 
+    def save_managed_record(self, kind: str, name: str, doc: dict | None) -> str:
+        """Store a record of `kind` (a DR plan, a DR run; None: its removal) beside
+        the configurations, so a new machine can read it back from the target
+        alone. Each save is a new object, `configs/KIND-ID`, sealed under its
+        own associated data; the newest of a name wins."""
+        _check_record_kind(kind)
+        body = json.dumps({"kind": kind, "name": name, "time": time.time(), "doc": doc}, sort_keys=True).encode()
+        if len(body) > MAX_MANAGED_RECORD:
+            raise UsageError(f"the {kind} record {name[:60]!r} is too large to store ({len(body)} bytes)")
+        data = seal_object(self.crypto, body, _record_aad(kind))
+        object_name = f"{MANAGED_CONFIG_DIR}/{kind}-{object_id(data)}"
+        self._write_object(object_name, data)
+        return object_name
+
+    def load_managed_records(self, kind: str) -> dict[str, tuple[float, dict]]:
+        """The newest stored record of `kind` for each name, with its time
+        (removed ones left out). A record that does not open (damaged, foreign,
+        malformed, too large) is passed over: the others stay readable."""
+        _check_record_kind(kind)
+        newest: dict[str, tuple[float, dict | None]] = {}
+        prefix = f"{kind}-"
+        for info in self.storage.list(MANAGED_CONFIG_DIR):
+            base = info.name.rsplit("/", 1)[-1]
+            if not base.startswith(prefix) or info.size > MAX_MANAGED_RECORD + 4096:
+                continue
+            try:
+                data = read_bounded(self.storage, info.name, MAX_MANAGED_RECORD + 4096, kind)
+                if object_id(data) != base[len(prefix):]:
+                    continue
+                doc = json.loads(open_object(self.crypto, data, _record_aad(kind), info.name))
+                if not (isinstance(doc, dict) and doc.get("kind") == kind and isinstance(doc.get("name"), str)
+                        and isinstance(doc.get("time"), (int, float)) and isinstance(doc.get("doc"), (dict, type(None)))):
+                    continue
+            except (IntegrityError, ValueError, RecursionError):
+                continue
+            if doc["name"] not in newest or doc["time"] > newest[doc["name"]][0]:
+                newest[doc["name"]] = (float(doc["time"]), doc["doc"])
+        return {name: (when, rec) for name, (when, rec) in newest.items() if rec is not None}
+
     def list_packs(self) -> dict[bytes, int]:
         """Every pack on the target with its size (one listing)."""
         result = {}
@@ -641,6 +682,22 @@ class Repository:
             except ValueError:
                 continue
         return result
+
+
+# Records kept beside the configurations (save_managed_record): a kind is a
+# word, and each kind has its own associated data, so one kind's object never
+# opens as another's.
+MAX_MANAGED_RECORD = 4 * 1024 * 1024
+_RECORD_KINDS = frozenset({"plan", "run"})
+
+
+def _check_record_kind(kind: str) -> None:
+    if kind not in _RECORD_KINDS:
+        raise ValueError(f"unknown record kind {kind!r}")
+
+
+def _record_aad(kind: str) -> bytes:
+    return b"strongroom managed record v1 " + kind.encode()
 
 
 # The folders init creates. A target holding only these, with nothing in them,

@@ -1,5 +1,8 @@
 """The Python API, re-exported from `strongroom` (see `strongroom.__doc__`)."""
 
+from strongroom.dr.manager import DisasterRecoveryManager
+from strongroom.dr.plan import Hook, Plan, Step
+from strongroom.dr.results import PlanRun, StepResult
 from strongroom.errors import StrongroomError
 from strongroom.services.backup_manager import (BackupManager, BackupValidator, StorageManager,
                                                 create_backup_manager)
@@ -15,7 +18,8 @@ from strongroom.services.webdav_service import ConnectionReport, WebDAVCredentia
 
 __all__ = [
     "BackupConfig", "BackupManager", "BackupResult", "BackupService", "BackupStatistics", "BackupSummary",
-    "BackupValidator", "CleanupResult", "ConfigTrend", "ConnectionReport", "Estimate", "Job", "JobHandle",
+    "BackupValidator", "CleanupResult", "ConfigTrend", "ConnectionReport", "DisasterRecoveryManager", "Estimate",
+    "Hook", "Job", "JobHandle", "Plan", "PlanRun", "Step", "StepResult",
     "RecoveryExecutor", "RecoveryPlan", "RecoveryPoint", "RecoveryPointManager", "RecoveryProgress",
     "RecoveryService", "RetentionDecision", "RetentionResult", "StorageManager", "StorageTrend", "StorageUsage",
     "StrongroomError", "TargetSpace", "TargetTrend", "TrendLine", "UsageReport", "UsageSample", "UsageTotals",

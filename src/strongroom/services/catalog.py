@@ -1,5 +1,5 @@
 """The local catalog: one SQLite file of configs, clients, jobs, recovery sessions, storage
-samples and the recovery kits exported.
+samples, the recovery kits exported, and disaster-recovery plans and runs.
 
 The catalog is history and cache (the repository describes itself), but it
 is also where two processes meet: a scheduler and a `strongroom run` may
@@ -104,6 +104,18 @@ def _v4_recovery_kits(db: sqlite3.Connection) -> None:
                " config TEXT NOT NULL, exported_at REAL NOT NULL)")
 
 
+def _v5_dr_plans_runs(db: sqlite3.Connection) -> None:
+    # A plan's document is its whole definition; `updated` is when this
+    # version was made (the newest of the catalog's and the repositories'
+    # copies wins). A run is the evidence of one execution or rehearsal,
+    # kept after its plan is deleted.
+    db.execute("CREATE TABLE IF NOT EXISTS dr_plans (name TEXT PRIMARY KEY, doc TEXT NOT NULL,"
+               " version TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL)")
+    db.execute("CREATE TABLE IF NOT EXISTS dr_runs (id TEXT PRIMARY KEY, plan TEXT NOT NULL, mode TEXT NOT NULL,"
+               " verdict TEXT NOT NULL, started REAL NOT NULL, finished REAL NOT NULL, doc TEXT NOT NULL)")
+    db.execute("CREATE INDEX IF NOT EXISTS dr_runs_plan ON dr_runs (plan, started)")
+
+
 # Append only: a released entry never changes, or files made with it would
 # be upgraded differently from new ones.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
@@ -111,6 +123,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v2_sessions_samples,
     _v3_mask_passwords_in_urls,
     _v4_recovery_kits,
+    _v5_dr_plans_runs,
 ]
 
 
@@ -536,6 +549,53 @@ class Catalog:
         """Whether a kit was exported for this repository with the password of this key."""
         kit = self.kit_export(repository_id)
         return kit is not None and kit["key_id"] == key_id
+
+    # -- disaster-recovery plans and runs -----------------------------------
+
+    def put_plan(self, name: str, doc: dict, version: str, updated: float) -> None:
+        """Insert or replace a plan; a replaced plan keeps its `created` time."""
+        with self._write() as db:
+            db.execute("INSERT INTO dr_plans (name, doc, version, created, updated) VALUES (?, ?, ?, ?, ?)"
+                       " ON CONFLICT (name) DO UPDATE SET doc = excluded.doc, version = excluded.version,"
+                       " updated = excluded.updated", (name, _dumps(doc), version, self._clock(), updated))
+
+    def get_plan(self, name: str) -> dict | None:
+        """name, doc (dict), version, created, updated; or None."""
+        with self._read() as db:
+            row = db.execute("SELECT * FROM dr_plans WHERE name = ?", (name,)).fetchone()
+        return None if row is None else {**dict(row), "doc": _loads(row["doc"])}
+
+    def list_plans(self) -> list[dict]:
+        with self._read() as db:
+            rows = db.execute("SELECT * FROM dr_plans ORDER BY name").fetchall()
+        return [{**dict(row), "doc": _loads(row["doc"])} for row in rows]
+
+    def delete_plan(self, name: str) -> bool:
+        """True if a plan was removed; its runs stay as history."""
+        with self._write() as db:
+            return db.execute("DELETE FROM dr_plans WHERE name = ?", (name,)).rowcount > 0
+
+    def add_dr_run(self, run_id: str, plan: str, mode: str, verdict: str, started: float, finished: float,
+                   doc: dict) -> None:
+        """Record a finished run (again: the newer record replaces it)."""
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO dr_runs (id, plan, mode, verdict, started, finished, doc)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?)", (run_id, plan, mode, verdict, started, finished, _dumps(doc)))
+
+    def list_dr_runs(self, plan: str | None = None, limit: int | None = None) -> list[dict]:
+        """Runs, oldest first; with `limit`, the newest that many. Each: id, plan, mode,
+        verdict, started, finished, doc (dict)."""
+        query = "SELECT * FROM dr_runs" + (" WHERE plan = ?" if plan is not None else "") \
+            + " ORDER BY started DESC, rowid DESC LIMIT ?"
+        args: list[Any] = ([plan] if plan is not None else []) + [-1 if limit is None else int(limit)]
+        with self._read() as db:
+            rows = db.execute(query, args).fetchall()
+        return [{**dict(row), "doc": _loads(row["doc"])} for row in reversed(rows)]
+
+    def get_dr_run(self, run_id: str) -> dict | None:
+        with self._read() as db:
+            row = db.execute("SELECT * FROM dr_runs WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else {**dict(row), "doc": _loads(row["doc"])}
 
     # -- storage samples ----------------------------------------------------
 

@@ -290,9 +290,12 @@ class RecoveryService:
     """The facade: recovery points, one-click and selective restores, progress."""
 
     def __init__(self, service: BackupService) -> None:
+        from strongroom.dr.manager import DisasterRecoveryManager  # here: the dr package imports this layer
+
         self.backup_service = service
         self.points = RecoveryPointManager(service)
         self.executor = RecoveryExecutor(service)
+        self.dr = DisasterRecoveryManager(service)
 
     def list_recovery_points(self, config_name: str | None = None, since: datetime | None = None,
                              until: datetime | None = None) -> list[RecoveryPoint]:
@@ -326,16 +329,34 @@ class RecoveryService:
         return self.executor.execute_recovery(plan, progress)
 
     def get_recovery_progress(self, session_id: str) -> RecoveryProgress:
-        """The session's progress now."""
-        return self.executor.get_progress(session_id)
+        """The session's progress now (a restore's, or a disaster-recovery run's or step's)."""
+        live = self.dr.session_progress(session_id)
+        return live if live is not None else self.executor.get_progress(session_id)
+
+    def create_disaster_recovery_plan(self, name: str, recovery_order: Iterable[str], target_base_path: str,
+                                      **options: Any) -> str:
+        """A plan restoring these configurations in this order, each below
+        `target_base_path`; returns its id. `options` are those of
+        `DisasterRecoveryManager.create_dr_plan` (rto, rpo, on_failure, verify, replace)."""
+        return self.dr.create_dr_plan(name, recovery_order=list(recovery_order), target_base_path=target_base_path,
+                                      **options)
+
+    def execute_disaster_recovery(self, plan_id: str, **options: Any) -> list[str]:
+        """Run the plan in the background; returns the session ids of its steps, in
+        plan order, for `get_recovery_progress` and `wait`. `options` are those of
+        `DisasterRecoveryManager.execute_dr_plan` (target_base, at, progress)."""
+        return self.dr.step_sessions(self.dr.execute_dr_plan(plan_id, **options))
 
     def cancel_recovery(self, session_id: str) -> bool:
-        """Ask a running restore to stop; False when this process runs no such session."""
-        return self.executor.cancel_recovery(session_id)
+        """Ask a running restore (or the DR run a step's session is part of) to stop;
+        False when this process runs no such session."""
+        run_id = self.dr.run_of(session_id)
+        return self.dr.cancel(run_id) if run_id is not None else self.executor.cancel_recovery(session_id)
 
     def wait(self, session_id: str, timeout: float | None = None) -> RecoveryProgress:
         """Block until the session is done (or `timeout` seconds pass); its progress then."""
-        return self.executor.wait(session_id, timeout)
+        live = self.dr.wait_session(session_id, timeout)
+        return live if live is not None else self.executor.wait(session_id, timeout)
 
 
 def create_recovery_service(backup_service: BackupService) -> RecoveryService:

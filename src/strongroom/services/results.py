@@ -424,7 +424,7 @@ class RecoveryProgress(Result):
     """A restore session at one moment."""
 
     session_id: str
-    status: str = "pending"  # pending, running, completed, failed, cancelled
+    status: str = "pending"  # pending, running, completed, failed, cancelled; a DR step also skipped
     processed_files: int = 0
     total_files: int = 0
     processed_bytes: int = 0
@@ -437,8 +437,8 @@ class RecoveryProgress(Result):
 
     @property
     def done(self) -> bool:
-        """True once the session completed, failed or was cancelled."""
-        return self.status in ("completed", "failed", "cancelled")
+        """True once the session completed, failed, was cancelled (or, a DR step, skipped)."""
+        return self.status in ("completed", "failed", "cancelled", "skipped")
 
     @property
     def elapsed(self) -> float:

@@ -1,0 +1,424 @@
+"""Running a plan: its steps in order, for real ("run") or rehearsed ("test").
+
+A step starts only when the one before it has restored, verified and passed
+its after-commands. Each step: its configuration and snapshot (chosen when
+the plan starts, so RPO is measured at that moment), the free space at its
+target against what the restore will write (before anything is written or
+any command run), its before-commands, the restore with verification under
+a shared repository lock, its after-commands, and for a PostgreSQL step the
+dump loaded into its database. A rehearsal restores every step into
+`SCRATCH/<step name>`, never into the real targets, checks the repositories
+it read, and removes the scratch area unless asked to keep it.
+
+Progress is one event stream: the restore's own events with `plan` and
+`step` added, `dr_step` at each step's start and end, and `dr_status` for
+the whole plan (docs/json.md). The result is a PlanRun (dr/results.py).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from strongroom import __version__
+from strongroom.dr.damage import problems_of
+from strongroom.dr.hooks import hook_env, run_hook
+from strongroom.dr.plan import Plan, PointRule, Step
+from strongroom.dr.points import choose_snapshot, describe_rule, snapshot_time
+from strongroom.dr.repocheck import check_repository
+from strongroom.dr.results import HookResult, PlanRun, Problem, RepositoryCheck, StepResult
+from strongroom.dr.scratch import ScratchArea
+from strongroom.dr.space import check_free_space
+from strongroom.dr.verdict import judge
+from strongroom.engine.progress import Listener, event_type, ignore, warning_event
+from strongroom.engine.restore import RestoreOptions, run_restore
+from strongroom.errors import StrongroomError, UsageError
+from strongroom.model.snapshot import Snapshot
+from strongroom.repo.repository import Repository
+from strongroom.services.backup_service import BackupService
+from strongroom.services.configs import BackupConfig
+from strongroom.words import plural
+
+
+MODES = ("run", "test")
+LOCK_WAIT = 60  # seconds a step waits for a conflicting repository lock
+
+
+@dataclass
+class _Resolved:
+    """A step's configuration, repository and snapshot, found when the plan starts."""
+
+    config: BackupConfig | None = None
+    repo: Repository | None = None
+    repository: str = ""
+    snapshot: Snapshot | None = None
+    rule: str = ""
+    error: str | None = None
+
+
+@dataclass
+class _Step:
+    """The changing facts of the step being run; frozen into a StepResult at its end."""
+
+    messages: list[str] = field(default_factory=list)
+    hooks: list[HookResult] = field(default_factory=list)
+    problems: tuple[Problem, ...] = ()
+    failed: bool = False
+    cancelled: bool = False
+    warnings: int = 0
+    errors: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)
+    restore_seconds: float = 0.0
+
+    def fail(self, message: str) -> None:
+        self.failed = True
+        self.errors += 1
+        self.messages.append(message)
+
+    def warn(self, message: str) -> None:
+        self.warnings += 1
+        self.messages.append(message)
+
+
+class _PlanProgress:
+    """Files and bytes of the whole plan: the steps done, plus the one running."""
+
+    def __init__(self, totals: list[tuple[int, int]]) -> None:
+        self.totals = totals  # per step (files, bytes): the snapshot's, then the restore's own count
+        self.done = [(0, 0)] * len(totals)
+        self.started = time.monotonic()
+
+    def event(self, plan: str, index: int) -> dict:
+        files_done = sum(f for f, _ in self.done)
+        bytes_done = sum(b for _, b in self.done)
+        total_files = sum(f for f, _ in self.totals)
+        total_bytes = sum(b for _, b in self.totals)
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = bytes_done / elapsed
+        fraction = min(1.0, bytes_done / total_bytes) if total_bytes else \
+            min(1.0, files_done / total_files) if total_files else 1.0
+        eta = round((total_bytes - bytes_done) / rate, 1) if rate > 0 and total_bytes >= bytes_done else None
+        return {"message_type": "dr_status", "plan": plan, "step_index": index, "steps": len(self.totals),
+                "files_done": files_done, "total_files": total_files, "bytes_done": bytes_done,
+                "total_bytes": total_bytes, "percent": round(100.0 * fraction, 1), "rate": round(rate, 1),
+                "eta": eta}
+
+
+class PlanRunner:
+    """Runs one plan once. `run()` returns the PlanRun; `cancel` (set from any
+    thread) stops the step in flight cleanly and skips the rest."""
+
+    def __init__(self, service: BackupService, plan: Plan, mode: str = "run", *, run_id: str | None = None,
+                 target_base: str | None = None, at: datetime | None = None, scratch: str | None = None,
+                 keep: bool = False, listener: Listener = ignore, cancel: threading.Event | None = None,
+                 trigger: str = "api", seed: int | None = None, record: bool = True) -> None:
+        if mode not in MODES:
+            raise UsageError(f"mode must be one of {', '.join(MODES)}")
+        if mode == "run" and (scratch is not None or keep):
+            raise UsageError("a scratch area is for tests: a run restores into the plan's targets")
+        if mode == "test" and target_base is not None:
+            raise UsageError("a test restores into a scratch area: give --scratch, not a target base")
+        self.service = service
+        self.plan = plan
+        self.mode = mode
+        self.run_id = run_id or secrets.token_hex(8)
+        self.target_base = os.path.abspath(target_base) if target_base else plan.target_base
+        self.at = None if at is None else (at if at.tzinfo else at.astimezone())
+        self.scratch_given = os.path.abspath(scratch) if scratch else None
+        self.keep = keep
+        self.listener = listener
+        self.cancel = cancel or threading.Event()
+        self.trigger = trigger
+        self.seed = seed if seed is not None else secrets.randbits(32)
+        self.record = record
+        self._scratch: ScratchArea | None = None
+        self._base: str | None = None
+        self._packs_read: dict[int, set[bytes]] = {}  # per step: the packs its restore read and authenticated
+
+    # ---- the run ---------------------------------------------------------------------------
+
+    def prepare(self) -> str:
+        """Where the steps will restore below: the target base, or the scratch area of a
+        test (made now; a given one must be empty). Refusals are UsageErrors, before any work."""
+        if self._base is None:
+            if self.mode == "test":
+                self._scratch = ScratchArea(self.scratch_given, self.plan.target_base)
+                self._base = self._scratch.path
+            else:
+                self._base = self.target_base
+        return self._base
+
+    def run(self) -> PlanRun:
+        started = datetime.now(timezone.utc)
+        t0 = time.monotonic()
+        base = self.prepare()
+        rng = random.Random(self.seed)
+        results: list[StepResult] = []
+        last_end = t0
+        stopped: str | None = None
+        cleaned = False
+        try:
+            resolved = [self._resolve(step, started, rng) for step in self.plan.steps]
+            progress = _PlanProgress([self._snapshot_totals(r) for r in resolved])
+            for index, step in enumerate(self.plan.steps):
+                if stopped is None and self.cancel.is_set():
+                    stopped = "the plan was cancelled"
+                if stopped is not None:
+                    results.append(self._skipped(step, resolved[index], base, started, stopped))
+                    continue
+                result = self._run_step(index, step, resolved[index], self._target(step, base), started, progress)
+                results.append(result)
+                last_end = time.monotonic()
+                if result.status == "cancelled":
+                    stopped = "the plan was cancelled"
+                elif result.status == "failed" and self.plan.on_failure == "stop":
+                    stopped = f"step {step.name} failed and the plan stops on a failure"
+            rto_seconds = round(last_end - t0, 3)
+            checks = self._check_repositories(resolved, results) if self.mode == "test" \
+                and not self.cancel.is_set() else ()
+            cleaned = True
+            cleanup_seconds = self._clean_up()
+        finally:
+            if not cleaned:
+                self._clean_up()
+        verdict, reasons = judge(results, rto_seconds, self.plan.rto, self.plan.verify)
+        if any(not c.structure_ok or c.problems for c in checks):
+            bad = [c for c in checks if not c.structure_ok or c.problems]
+            verdict = "fail"
+            reasons += tuple(f"repository {c.repository}: {c.problems[0] if c.problems else 'structure damaged'}"
+                             for c in bad)
+        run = PlanRun(self.run_id, self.plan.name, self.plan.version, self.mode, self.trigger, socket.gethostname(),
+                      __version__, started, datetime.now(timezone.utc), base,
+                      self.mode == "test" and self.keep, tuple(results), rto_seconds, self.plan.rto,
+                      self.plan.rpo, tuple(checks), round(cleanup_seconds, 3), verdict, reasons)
+        if self.record:
+            self._record(run)
+        return run
+
+    def _emit(self, event: dict) -> None:
+        self.listener(event)
+
+    def _target(self, step: Step, base: str) -> str:
+        return os.path.join(base, step.name) if self.mode == "test" else step.target_in(base)
+
+    # ---- choosing what each step restores ------------------------------------------------
+
+    def _rule(self, step: Step) -> PointRule:
+        return PointRule("at", self.at) if self.at is not None else step.point
+
+    def _resolve(self, step: Step, now: datetime, rng: random.Random) -> _Resolved:
+        found = _Resolved(rule=describe_rule(self._rule(step), self.seed))
+        try:
+            found.config = self.service.get_config(step.config)
+            found.repository = self._repository_url(found.config)
+            found.repo = self.service.open_repository(found.config)
+            found.snapshot = choose_snapshot(self.service.snapshots(found.config, found.repo), self._rule(step),
+                                             now, rng)
+        except StrongroomError as e:
+            found.error = str(e)
+        except OSError as e:
+            found.error = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        return found
+
+    def _repository_url(self, config: BackupConfig) -> str:
+        if config.is_local:
+            return config.target_path
+        try:
+            return self.service.webdav.repository_url(config.target_client_id, config.target_path)
+        except StrongroomError:
+            return f"{config.target_client_id}:{config.target_path}"
+
+    @staticmethod
+    def _snapshot_totals(found: _Resolved) -> tuple[int, int]:
+        if found.snapshot is None:
+            return 0, 0
+        summary = found.snapshot.summary or {}
+        return int(summary.get("total_files") or 0), int(summary.get("total_bytes") or 0)
+
+    # ---- one step --------------------------------------------------------------------------
+
+    def _run_step(self, index: int, step: Step, found: _Resolved, target: str, started: datetime,
+                  progress: _PlanProgress) -> StepResult:
+        t0 = time.monotonic()
+        step_started = datetime.now(timezone.utc)
+        snap = found.snapshot
+        self._emit({"message_type": "dr_step", "action": "start", "plan": self.plan.name, "step": step.name,
+                    "step_index": index, "steps": len(self.plan.steps), "config": step.config, "target": target,
+                    "snapshot": snap.id if snap else None,
+                    "snapshot_time": _rfc3339(snapshot_time(snap)) if snap else None, "rule": found.rule,
+                    "mode": self.mode})
+        state = _Step()
+        if found.error is not None:
+            state.fail(found.error)
+        else:
+            try:
+                self._restore_step(index, step, found, target, state, progress)
+            except StrongroomError as e:
+                if self.cancel.is_set():
+                    state.cancelled = True
+                    state.messages.append("cancelled")
+                else:
+                    state.fail(str(e))
+            except OSError as e:
+                state.fail(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+        if self.cancel.is_set() and not state.failed:
+            state.cancelled = True
+        summary = state.summary
+        progress.done[index] = (summary.get("total_files", 0), summary.get("total_bytes", 0)) \
+            if not state.failed and not state.cancelled else progress.done[index]
+        status = "cancelled" if state.cancelled else "failed" if state.failed else \
+            "warning" if state.warnings else "passed"
+        files = int(summary.get("total_files", 0))
+        verified = self.plan.verify and status in ("passed", "warning") and not summary.get("errors") \
+            and "files_verified" in summary
+        rpo = (started - snapshot_time(snap)).total_seconds() if snap else None
+        result = StepResult(
+            name=step.name, config=step.config, repository=found.repository, status=status, target=target,
+            snapshot=snap.id if snap else None, snapshot_time=snapshot_time(snap) if snap else None, rule=found.rule,
+            rpo_seconds=None if rpo is None else round(rpo, 3), rpo_target=self.plan.step_rpo(step),
+            rto_target=self.plan.step_rto(step), started=step_started,
+            duration_seconds=round(time.monotonic() - t0, 3), restore_seconds=round(state.restore_seconds, 3),
+            files=files, bytes=int(summary.get("total_bytes", 0)),
+            throughput=round(summary.get("bytes_restored", 0) / state.restore_seconds, 1)
+            if state.restore_seconds > 0 else 0.0,
+            files_verified=int(summary.get("files_verified", 0)), verified=bool(verified),
+            warnings=state.warnings, errors=state.errors, messages=tuple(state.messages),
+            problems=state.problems, hooks=tuple(state.hooks), database=step.database)
+        self._emit({"message_type": "dr_step", "action": "end", "plan": self.plan.name, "step": step.name,
+                    "step_index": index, "steps": len(self.plan.steps), "status": status,
+                    "duration_seconds": result.duration_seconds, "files": result.files, "bytes": result.bytes,
+                    "files_verified": result.files_verified, "warnings": result.warnings, "errors": result.errors,
+                    "messages": list(result.messages)})
+        self._emit(progress.event(self.plan.name, index))
+        return result
+
+    def _restore_step(self, index: int, step: Step, found: _Resolved, target: str, state: _Step,
+                      progress: _PlanProgress) -> None:
+        repo, snap = found.repo, found.snapshot
+        env = hook_env(self.plan, step, step.config, target, snap.id, snapshot_time(snap), self.mode)
+
+        def listener(event: dict) -> None:
+            event = {**event, "plan": self.plan.name, "step": step.name}
+            self._emit(event)
+            kind = event_type(event)
+            if kind == "status":
+                progress.done[index] = (event.get("files_done", 0), event.get("bytes_done", 0))
+                self._emit(progress.event(self.plan.name, index))
+            elif kind == "warning":
+                state.warn(str(event.get("message", "")))
+
+        with repo.lock(exclusive=False, wait=LOCK_WAIT):
+            options = RestoreOptions(target, include=step.include, verify=self.plan.verify)
+            dry = run_restore(repo, snap, RestoreOptions(target, include=step.include, dry_run=True))
+            progress.totals[index] = (dry.summary["total_files"], dry.summary["total_bytes"])
+            check_free_space(target, int(dry.summary["bytes_to_write"]),
+                             needed_files=int(dry.summary["files_to_write"]) + int(dry.summary["total_dirs"]))
+            if not self._hooks(step.before, "before", env, None, state):
+                return
+            t0 = time.monotonic()
+            try:
+                result = run_restore(repo, snap, options, listener, self.cancel)
+            finally:
+                state.restore_seconds = time.monotonic() - t0
+        state.summary = result.summary
+        self._packs_read[index] = set(result.read_packs)
+        if result.errors:
+            state.problems = tuple(problems_of(repo, snap, result.errors, step.include))
+            state.errors += len(result.errors)
+            failed = len(result.summary.get("files_failed", []))
+            unverified = sum(1 for e in result.errors if str(e.get("message", "")).startswith("verify:"))
+            state.failed = True
+            state.messages.append("; ".join(part for part in (
+                f"{plural(failed, 'file')} could not be restored" if failed else "",
+                f"{plural(unverified, 'file')} did not verify" if unverified else "",
+                plural(len(result.errors), "restore error") if not failed and not unverified else "") if part))
+            return
+        if not self._hooks(step.after, "after", env, target, state):
+            return
+        if step.database and self.mode == "run":
+            self._load_database(step, target, state)
+        elif step.database:
+            # A rehearsal never touches a real target, and a database is one.
+            state.messages.append("the dump was restored and verified, not loaded into its database (a test)")
+
+    def _hooks(self, hooks: tuple, phase: str, env: dict[str, str], cwd: str | None, state: _Step) -> bool:
+        """Run the commands of one phase in order; False when the step cannot go on."""
+        for hook in hooks:
+            result = run_hook(hook, phase, env, cwd, self.cancel)
+            state.hooks.append(result)
+            if self.cancel.is_set():
+                state.cancelled = True
+                state.messages.append(f"cancelled during the {phase}-command {hook.command!r}")
+                return False
+            if result.ok:
+                continue
+            why = "timed out" if result.timed_out else "could not start" if result.exit_code is None \
+                else f"exited {result.exit_code}"
+            message = f"{phase}-command {hook.command!r} {why}"
+            if hook.mode == "essential":
+                state.fail(message)
+                return False
+            state.warn(message)
+        return True
+
+    def _load_database(self, step: Step, target: str, state: _Step) -> None:
+        dumps = [os.path.join(d, f) for d, _, names in os.walk(target) for f in names if f.endswith(".dump")]
+        if len(dumps) != 1:
+            state.fail(f"expected one restored .dump file to load into {step.database}, found {len(dumps)}")
+            return
+        from strongroom.sources.postgres import load_dump
+        load_dump(dumps[0], step.database)
+
+    def _skipped(self, step: Step, found: _Resolved, base: str, started: datetime, why: str) -> StepResult:
+        snap = found.snapshot
+        rpo = (started - snapshot_time(snap)).total_seconds() if snap else None
+        return StepResult(step.name, step.config, found.repository, "skipped", self._target(step, base),
+                          snap.id if snap else None, snapshot_time(snap) if snap else None, found.rule,
+                          None if rpo is None else round(rpo, 3), self.plan.step_rpo(step), self.plan.step_rto(step),
+                          None, 0.0, 0.0, 0, 0, 0.0, 0, False, 0, 0, (why,), (), (), step.database)
+
+    # ---- after the steps -------------------------------------------------------------------
+
+    def _check_repositories(self, resolved: list[_Resolved], results: list[StepResult]) -> tuple[RepositoryCheck, ...]:
+        packs: dict[str, tuple[Repository, set[bytes]]] = {}
+        for index, (found, result) in enumerate(zip(resolved, results)):
+            if found.repo is None or result.status == "skipped":
+                continue
+            repo, read = packs.setdefault(found.repository, (found.repo, set()))
+            read |= self._packs_read.get(index, set())
+        checks = []
+        for url, (repo, read) in packs.items():
+            try:
+                with repo.lock(exclusive=False, wait=LOCK_WAIT):
+                    checks.append(check_repository(repo, packs_read=len(read), read_packs=read))
+            except StrongroomError as e:
+                checks.append(RepositoryCheck(url, False, 0, 0, 0.0, (str(e),), 0.0))
+        return tuple(checks)
+
+    def _record(self, run: PlanRun) -> None:
+        try:
+            from strongroom.dr.store import PlanStore
+            PlanStore(self.service).record_run(run)
+        except (ImportError, StrongroomError, OSError) as e:
+            # The run happened whatever its record: say so, never undo it.
+            self._emit(warning_event(f"the run could not be recorded: {e}"))
+
+    def _clean_up(self) -> float:
+        """Remove what the test restored unless it is kept; the time it took."""
+        if self.keep or self._scratch is None:
+            return 0.0
+        seconds, problems = self._scratch.remove([step.name for step in self.plan.steps])
+        for problem in problems:
+            self._emit(warning_event(problem))
+        return seconds
+
+
+def _rfc3339(when: datetime) -> str:
+    return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
