@@ -312,7 +312,8 @@ def test_load_dump_failures_are_one_line(tmp_path, pg):
         load_dump(str(tmp_path / "missing.dump"), pg.dsn("x"))
 
 
-def _pg_dump_processes() -> list[int]:
+def _pg_dump_processes(socket_dir: str) -> list[int]:
+    """The pg_dump processes talking to this test's server (other tests may run their own)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -320,7 +321,7 @@ def _pg_dump_processes() -> list[int]:
                 argv = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if argv and argv[0].endswith(b"pg_dump"):
+            if argv and argv[0].endswith(b"pg_dump") and socket_dir.encode() in b" ".join(argv):
                 found.append(int(entry.name))
     return found
 
@@ -358,7 +359,7 @@ def test_a_database_password_stays_secret(m, tmp_path, pg, monkeypatch):
     child = m.popen("backup", "--config", "vault")
     try:
         deadline = time.monotonic() + 60
-        while not (dumps := _pg_dump_processes()):
+        while not (dumps := _pg_dump_processes(pg.socket_dir)):
             assert child.poll() is None and time.monotonic() < deadline, child.communicate()
             time.sleep(0.05)
         [pid] = dumps
@@ -378,7 +379,7 @@ def test_a_database_password_stays_secret(m, tmp_path, pg, monkeypatch):
     # Nowhere in plain text: the catalog, the repository, the cache, what `config show` prints.
     shown = m.run("config", "show", "vault", check=True).stdout.decode()
     shown_json = m.run("config", "show", "vault", "--json", check=True).stdout.decode()
-    assert "keeper" in shown and "database password: secrets store" in shown
+    assert "keeper" in shown and "db password:     secrets store" in shown
     for text in (shown, shown_json):
         assert secret not in text
     stored = all_bytes_below(m.catalog.parent, repo, tmp_path / "cache").replace(
@@ -422,7 +423,7 @@ def test_config_show_names_the_source(m, tmp_path, pg):
     assert "source:          command echo hi (stored as hi.txt)" in shown
     shown = m.run("config", "show", "pgdb", check=True).stdout.decode()
     assert "source:          PostgreSQL" in shown and "dbname='shop'" in shown
-    assert "database password: none given" in shown
+    assert "db password:     none given" in shown
     docs = {e["name"]: e for e in m.json("config", "list") if e["type"] == "config"}
     assert {name: d["source_kind"] for name, d in docs.items()} == {"notes": "sqlite", "cmd": "command",
                                                                     "pgdb": "postgres"}

@@ -483,7 +483,7 @@ def config_show(m: Manage, name) -> None:
         return
     rows = [
         ("name", doc["name"]), ("sources" if doc["source_kind"] == "files" else "source", doc["source"]),
-        *([("database password", doc["database_password"])] if "database_password" in doc else []),
+        *([("db password", doc["database_password"])] if "database_password" in doc else []),
         ("target", doc["target"]),
         ("client", doc["target_client_id"] or "local directory"), ("encrypted", "yes" if doc["encrypt"] else "no"),
         ("password", doc["password"]), ("compression", doc["codec"]),
