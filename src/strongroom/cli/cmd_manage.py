@@ -229,7 +229,7 @@ def config_options(editing: bool):
             click.option("--postgres", metavar="DSN", callback=_dsn_without_password,
                          help="Back up this PostgreSQL database (a name or a connection string) with pg_dump."),
             click.option("--postgres-password-file", type=click.Path(dir_okay=False),
-                         help="With --postgres: keep the database password in this file in the secrets store."),
+                         help="With --postgres: read the database password from this file into the secrets store."),
             click.option("--target-dir", type=click.Path(file_okay=False), callback=_not_a_url,
                          help="Repository in this local directory."),
             click.option("--client", "client_id", help="Repository on this WebDAV client (with --target-path)."),
