@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from postgres_server import running_postgres
 from treeutil import snapshot_tree
 
 from strongroom.dr.manager import DisasterRecoveryManager
@@ -338,10 +339,36 @@ def summary_of(done: subprocess.CompletedProcess) -> dict:
     return [e for e in lines if e.get("message_type") == "summary"][-1]
 
 
-def test_recovery_from_the_kit_restores_every_step_byte_identical(estate):
+@pytest.fixture(scope="module")
+def pg():
+    with running_postgres() as server:
+        yield server
+
+
+def rows_of(pg, database: str) -> list[str]:
+    return pg.psql(database, "SELECT id, item FROM orders ORDER BY id").splitlines()
+
+
+def test_recovery_from_the_kit_restores_every_step_byte_identical(estate, pg):
+    from strongroom.dr.plan import Plan, Step
+    from strongroom.dr.store import PlanStore
+
     old, dav, tmp = estate.old, estate.dav, estate.tmp
+    # A PostgreSQL database first, in the local repository, loaded by its step into a new database.
+    pg.psql("postgres", "DROP DATABASE IF EXISTS shop; DROP DATABASE IF EXISTS shop_recovered; CREATE DATABASE shop;")
+    pg.psql("shop", "CREATE TABLE orders (id int PRIMARY KEY, item text NOT NULL);"
+                    "INSERT INTO orders SELECT g, 'item ' || md5(g::text) FROM generate_series(1, 300) g;")
+    rows = rows_of(pg, "shop")
+    with old.manager() as manager:
+        manager.add_config(BackupConfig("database", [], postgres=pg.dsn("shop"), target_path=str(estate.local),
+                                        password=REPO_PASSWORD))
+        manager.manual_backup("database")
+        PlanStore(manager.backup_service).save(Plan(PLAN, (Step("database", database=pg.dsn("shop_recovered")),
+                                                           Step("app"), Step("far"), Step("files")),
+                                                    str(tmp / "restore-here")), replace=True)
     old.run("dr", "kit", PLAN, "--output", str(tmp / "kit.txt"), check=True)
     old.wipe()
+    pg.psql("postgres", "DROP DATABASE shop")
 
     new = Machine(tmp / "new")
     env = {"STRONGROOM_WEBDAV_PASSWORD": dav.password}
@@ -356,13 +383,14 @@ def test_recovery_from_the_kit_restores_every_step_byte_identical(estate):
     assert done.returncode == 0, done.stderr.decode()
     summary = summary_of(done)
     assert summary["mode"] == "run" and summary["verdict"] == "pass"
-    assert [s["config"] for s in summary["steps"]] == ["app", "far", "files"]
-    assert all(s["files_verified"] == 2 for s in summary["steps"])
+    assert [s["config"] for s in summary["steps"]] == ["database", "app", "far", "files"]
+    assert [s["files_verified"] for s in summary["steps"]] == [1, 2, 2, 2]
     for name, source in estate.sources.items():
         assert snapshot_tree(restored(target / name, source)) == snapshot_tree(source), name
+    assert rows_of(pg, "shop_recovered") == rows  # the dump, restored from the kit alone, loaded and queried
     # What the recovery made: the plan's catalog entries, its run on record, no password in the catalog.
     with new.manager() as manager:
-        assert sorted(c.name for c in manager.list_configs()) == ["app", "far", "files"]
+        assert sorted(c.name for c in manager.list_configs()) == ["app", "database", "far", "files"]
         runs = DisasterRecoveryManager(manager.backup_service).store.runs(PLAN)
         assert [(r["mode"], r["trigger"], r["verdict"]) for r in runs] == [("test", "recover", "pass"),
                                                                            ("run", "recover", "pass")]

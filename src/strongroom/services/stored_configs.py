@@ -65,10 +65,8 @@ def merge_stored(config: BackupConfig, stored: dict) -> list[str]:
     value `stored` (a copy of the same configuration) has; the names taken,
     sorted. A copy that does not read as a configuration gives nothing."""
     try:
-        copy = BackupConfig.from_doc({**stored, "name": config.name, "source_paths": list(config.source_paths),
-                                      "target_client_id": config.target_client_id,
-                                      "target_path": config.target_path, "password": None,
-                                      "password_file": None, "password_env": None, "secret_ref": None})
+        copy = BackupConfig(name=config.name, source_paths=[],
+                            **{k: stored[k] for k in MERGED_FIELDS if k in stored})
     except (UsageError, TypeError):
         return []
     defaults = _defaults()
@@ -122,9 +120,11 @@ def import_configs(service: BackupService, target_path: str, password: str | byt
         existing = service.catalog.get_config(name)
         if existing is not None and not replace:
             raise UsageError(f"a configuration named {name!r} exists already in the catalog")
+        # The old machine's secrets are not here: a database password is given
+        # again (`config edit --postgres-password-file`) before the next backup.
         doc = {**stored[name], "name": name, "target_client_id": client_id, "target_path": target_path,
                "encrypt": secret is not None, "password": None, "password_file": None, "password_env": None,
-               "secret_ref": None}
+               "secret_ref": None, "postgres_password": None, "postgres_secret_ref": None}
         try:
             config = BackupConfig.from_doc(doc)
             config.validate()
