@@ -427,3 +427,25 @@ def test_recovery_from_repository_urls_alone_on_an_empty_machine(estate):
         client = manager.get_config("far").target_client_id
         assert manager.webdav_service.get_client(client).url == dav.url
         assert manager.get_config("far").target_path == "backups/far"
+
+
+def test_the_newest_stored_copy_of_a_configuration_wins_across_repositories(tmp_path, src):
+    from strongroom.dr.recover import Recovery, source_from_url
+    from strongroom.repo.repository import Repository
+    from strongroom.storage import LocalStorage
+
+    for name, tags in (("old", ["first"]), ("new", ["second"])):
+        repo = Repository.init(LocalStorage(str(tmp_path / name)), b"pw", cache_root="")
+        repo.save_managed_config("app", {"name": "app", "source_paths": [str(src)], "target_path": str(tmp_path / name),
+                                         "tags": tags})
+    machine = Machine(tmp_path / "machine")
+    with machine.manager() as manager:
+        # Listed newest first: the order of the URLs does not decide.
+        recovery = Recovery(manager, [source_from_url(str(tmp_path / "new"), "pw"),
+                                      source_from_url(str(tmp_path / "old"), "pw")])
+        found = recovery.read()
+        assert found.configs["app"][0] == 0 and found.configs["app"][1]["tags"] == ["second"]
+        assert any("the newer copy" in w for w in found.warnings)
+        recovery = Recovery(manager, [source_from_url(str(tmp_path / "old"), "pw"),
+                                      source_from_url(str(tmp_path / "new"), "pw")])
+        assert recovery.read().configs["app"][1]["tags"] == ["second"]

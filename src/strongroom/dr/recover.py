@@ -91,8 +91,8 @@ class FoundRepository:
 
 @dataclass(frozen=True)
 class Found:
-    """What the repositories hold: configurations (the first repository that
-    holds a name gives it) and plans (the newest version of each name)."""
+    """What the repositories hold: configurations and plans, the newest
+    stored version of each name across the repositories."""
 
     repositories: tuple[FoundRepository, ...]
     configs: dict[str, tuple[int, dict]]  # name -> (index of its repository, its stored form)
@@ -171,22 +171,27 @@ class Recovery:
         for index, source in enumerate(self.sources):
             repo = self._open(index)
             try:
-                stored = repo.load_managed_configs()
+                stored = repo.load_managed_configs_timed()
                 held = PlanStore.plans_in_repository(repo)
             except FolderNotFound:
                 stored, held = {}, []  # made before configurations were stored: it holds none
-            for name, doc in sorted(stored.items()):
+            for name, (when, doc) in sorted(stored.items()):
                 if name in configs:
-                    warnings.append(f"configuration {name} is in {self.sources[configs[name][0]].location} and "
-                                    f"{source.location}: the first is used")
+                    older, newer = (configs[name], (index, doc, when)) if when > configs[name][2] \
+                        else ((index, doc, when), configs[name])
+                    warnings.append(f"configuration {name} is in {self.sources[older[0]].location} and "
+                                    f"{self.sources[newer[0]].location}: the newer copy, in "
+                                    f"{self.sources[newer[0]].location}, is used")
+                    configs[name] = newer
                 else:
-                    configs[name] = (index, doc)
+                    configs[name] = (index, doc, when)
             for plan in held:
                 if plan.name not in plans or plan.updated > plans[plan.name].updated:
                     plans[plan.name] = plan
             repos.append(FoundRepository(source.location, repo.config.id, tuple(sorted(stored)),
                                          tuple(p.name for p in held)))
-        self._found = Found(tuple(repos), configs, plans, tuple(warnings))
+        self._found = Found(tuple(repos), {name: (i, doc) for name, (i, doc, _) in configs.items()}, plans,
+                            tuple(warnings))
         return self._found
 
     def plan(self, name: str) -> Plan:

@@ -619,6 +619,10 @@ class Repository:
 
     def load_managed_configs(self) -> dict[str, dict]:
         """The newest stored configuration of each name (removed ones left out)."""
+        return {name: doc for name, (_, doc) in self.load_managed_configs_timed().items()}
+
+    def load_managed_configs_timed(self) -> dict[str, tuple[float, dict]]:
+        """The newest stored configuration of each name with the time it was stored."""
         newest: dict[str, tuple[float, dict | None]] = {}
         for info in self.storage.list(MANAGED_CONFIG_DIR):
             if "-" in info.name.rsplit("/", 1)[-1]:
@@ -632,8 +636,8 @@ class Repository:
             except (IntegrityError, ValueError, RecursionError):
                 continue
             if doc["name"] not in newest or doc["time"] > newest[doc["name"]][0]:
-                newest[doc["name"]] = (doc["time"], doc["config"])
-        return {name: cfg for name, (_, cfg) in newest.items() if cfg is not None}
+                newest[doc["name"]] = (float(doc["time"]), doc["config"])
+        return {name: (when, cfg) for name, (when, cfg) in newest.items() if cfg is not None}
 
     def save_managed_record(self, kind: str, name: str, doc: dict | None) -> str:
         """Store a record of `kind` (a DR plan, a DR run; None: its removal) beside
