@@ -68,6 +68,10 @@ class BackupConfig:
     postgres: str | None = None
     postgres_password: str | None = field(default=None, repr=False)
     postgres_secret_ref: str | None = None
+    # When backups run by themselves (the daemon): each a dict of spec (a cron
+    # expression, every DURATION or daily-since-last), window, random_delay,
+    # missed (run-once or skip) and priority; see strongroom.schedule.spec.
+    schedules: list[dict[str, Any]] = field(default_factory=list)
     # Set by `add_config`: the fields it took from the copy of this configuration
     # that the repository held (a configuration added again on a new machine).
     taken_from_repository: list[str] = field(default_factory=list, compare=False, repr=False)
@@ -162,7 +166,15 @@ class BackupConfig:
         for key in _SOURCE_FIELDS:
             if doc[key] is None:
                 del doc[key]
+        if not doc["schedules"]:
+            del doc["schedules"]
         return doc
+
+    def parsed_schedules(self, local_zone) -> list:
+        """The schedules as strongroom.schedule.spec.Schedule objects, cron read in
+        `local_zone` unless a spec names its own."""
+        from strongroom.schedule.spec import Schedule
+        return [Schedule.from_doc(doc, local_zone) for doc in self.schedules]
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> BackupConfig:
