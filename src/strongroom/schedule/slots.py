@@ -46,8 +46,9 @@ class Slot:
 def next_slot(spec: Schedule, after: datetime, last_success: datetime | None = None) -> datetime:
     """The first slot after `after`. For daily-since-last: when it is due, 24 h
     after `last_success` (or `after` itself when there was none)."""
+    after = after.astimezone(UTC)
     if spec.kind == "since-last":
-        return after if last_success is None else last_success + timedelta(seconds=DAY)
+        return after if last_success is None else last_success.astimezone(UTC) + timedelta(seconds=DAY)
     if spec.kind == "interval":
         step = spec.interval or 1.0
         return _utc((math.floor(after.timestamp() / step) + 1) * step)
@@ -57,6 +58,7 @@ def next_slot(spec: Schedule, after: datetime, last_success: datetime | None = N
 
 def prev_slot(spec: Schedule, at: datetime) -> datetime | None:
     """The last slot at or before `at` (cron and interval schedules)."""
+    at = at.astimezone(UTC)
     if spec.kind == "interval":
         step = spec.interval or 1.0
         return _utc(math.floor(at.timestamp() / step) * step)
@@ -69,6 +71,7 @@ def prev_slot(spec: Schedule, at: datetime) -> datetime | None:
 def start_at(spec: Schedule, slot: datetime, config: str) -> datetime:
     """When `slot` may start: at its time, or when the window next opens; then
     the random delay (kept inside the window)."""
+    slot = slot.astimezone(UTC)
     earliest = spec.window.next_open(slot, spec.zone) if spec.window else slot
     longest = spec.random_delay
     if spec.window and longest:
@@ -85,7 +88,7 @@ def random_delay(config: str, schedule_id: str, slot: datetime, longest: float) 
 
 
 def due(spec: Schedule, now: datetime, last_slot: datetime | None, last_success: datetime | None,
-        daemon_started: datetime, config: str = "") -> Slot | None:
+        daemon_started: datetime, config: str = "", last_claimed: datetime | None = None) -> Slot | None:
     """The slot to run now, or None.
 
     `last_slot` is the latest slot of this schedule claimed in the catalog,
@@ -93,11 +96,13 @@ def due(spec: Schedule, now: datetime, last_slot: datetime | None, last_success:
     `daemon_started` is the earliest time a slot counts from while none of
     this schedule has run: the later of the daemon's start and the
     schedule's creation, so a new schedule does not start with a slot of
-    the past."""
+    the past. `last_claimed` is when that last slot was claimed (daily-since-last
+    counts from it when the slot brought no success). Every time comes back
+    in UTC (see `_utc_all`)."""
+    now, last_slot, last_success, daemon_started, last_claimed = _utc_all(now, last_slot, last_success,
+                                                                          daemon_started, last_claimed)
     if spec.kind == "since-last":
-        known = [t for t in (last_success, last_slot) if t is not None]
-        # After a slot that brought no success, the next try is a day after that slot.
-        slot = max(known) + timedelta(seconds=DAY) if known else daemon_started
+        slot = _since_last(last_slot, last_success, last_claimed, daemon_started)
     else:
         latest = prev_slot(spec, now)
         if latest is None:
@@ -121,17 +126,29 @@ def due(spec: Schedule, now: datetime, last_slot: datetime | None, last_success:
     return Slot(spec.id, slot, begin, missed, spec.priority)
 
 
+def _since_last(last_slot: datetime | None, last_success: datetime | None, last_claimed: datetime | None,
+                fallback: datetime) -> datetime:
+    """A day after the last success, or after the last slot was claimed when that
+    brought none (a failed run, or one still running): a slot claimed late,
+    say after a weekend off, counts from its claim, not from its nominal time,
+    so it does not fall due again at once. The claim is in the catalog, so
+    every process finds the same slot."""
+    known = [t for t in (last_success, last_claimed or last_slot) if t is not None]
+    return max(known) + timedelta(seconds=DAY) if known else fallback
+
+
 def upcoming(spec: Schedule, now: datetime, count: int, last_slot: datetime | None = None,
-             last_success: datetime | None = None, config: str = "") -> list[Slot]:
+             last_success: datetime | None = None, config: str = "",
+             last_claimed: datetime | None = None) -> list[Slot]:
     """The next `count` slots from `now` with their starts, for a person to read:
     a slot due now first (as `due` would run it if the scheduler started now)."""
+    now, last_slot, last_success, last_claimed = _utc_all(now, last_slot, last_success, last_claimed)
     out: list[Slot] = []
-    current = due(spec, now, last_slot, last_success, now, config)
+    current = due(spec, now, last_slot, last_success, now, config, last_claimed)
     if current is not None and spec.kind != "since-last":
         out.append(current)
     if spec.kind == "since-last":
-        base = max([t for t in (last_success, last_slot) if t is not None], default=None)
-        slot = now if base is None else max(base + timedelta(seconds=DAY), now)
+        slot = max(_since_last(last_slot, last_success, last_claimed, now), now)
         while len(out) < count:
             out.append(Slot(spec.id, slot, max(start_at(spec, slot, config), slot), False, spec.priority))
             slot = slot + timedelta(seconds=DAY)
@@ -142,6 +159,12 @@ def upcoming(spec: Schedule, now: datetime, count: int, last_slot: datetime | No
         out.append(Slot(spec.id, slot, start_at(spec, slot, config), False, spec.priority))
         after = slot
     return out
+
+
+def _utc_all(*moments: datetime | None) -> tuple:
+    """In UTC: an aware datetime inside a repeated hour never compares equal to
+    one of another zone (PEP 495), so slots are compared in one zone only."""
+    return tuple(None if m is None else m.astimezone(UTC) for m in moments)
 
 
 def _utc(seconds: float) -> datetime:

@@ -23,6 +23,7 @@ class ScheduleState:
     schedule: Schedule
     last_slot: datetime | None
     last_success: datetime | None
+    last_claimed: datetime | None = None  # when last_slot was claimed
 
 
 def _instant(seconds: float | None) -> datetime | None:
@@ -41,15 +42,17 @@ def states(catalog, config: BackupConfig, local_zone: ZoneInfo) -> list[Schedule
     out = []
     for schedule in config.parsed_schedules(local_zone):
         claimed = catalog.last_slot(config.name, schedule.id)
-        out.append(ScheduleState(config.name, schedule, _instant(claimed["slot"]) if claimed else None, success))
+        out.append(ScheduleState(config.name, schedule, _instant(claimed["slot"]) if claimed else None, success,
+                                 _instant(claimed["claimed_at"]) if claimed else None))
     return out
 
 
 def next_due(state: ScheduleState, now: datetime, count: int = 1) -> list[Slot]:
     """The next `count` slots of one schedule, a slot due now first."""
-    return upcoming(state.schedule, now, count, state.last_slot, state.last_success, state.config)
+    return upcoming(state.schedule, now, count, state.last_slot, state.last_success, state.config,
+                    state.last_claimed)
 
 
 def due_now(state: ScheduleState, now: datetime, since: datetime) -> Slot | None:
     """The slot the scheduler should claim and run now (see slots.due)."""
-    return due(state.schedule, now, state.last_slot, state.last_success, since, state.config)
+    return due(state.schedule, now, state.last_slot, state.last_success, since, state.config, state.last_claimed)
