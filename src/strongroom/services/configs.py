@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strongroom.errors import UsageError
 from strongroom.model.retention import Policy, policy_from_doc
 from strongroom.repo.compression import parse_compression
 from strongroom.sources.base import SourceSpec
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from strongroom.schedule.spec import Schedule
 
 LOCAL = "local"
 # What happens after each run: nothing, forget by the retention policy, or
@@ -170,7 +175,7 @@ class BackupConfig:
             del doc["schedules"]
         return doc
 
-    def parsed_schedules(self, local_zone) -> list:
+    def parsed_schedules(self, local_zone: ZoneInfo) -> list[Schedule]:
         """The schedules as strongroom.schedule.spec.Schedule objects, cron read in
         `local_zone` unless a spec names its own."""
         from strongroom.schedule.spec import Schedule
