@@ -142,6 +142,7 @@ def test_named_zones():
     ("0 0 * * fri-mon", None, "the range fri-mon runs backwards"),
     ("5-1 * * * *", None, "the range 5-1 runs backwards"),
     ("*/0 * * * *", None, "the step must be a whole number above 0"),
+    ("\u0663 * * * *", None, "is not a number from 0 to 59"),  # an Arabic-Indic three
     ("0 0 * *", None, "not a cron expression"),
     ("TZ=Mars/Olympus 0 0 * * *", None, "unknown time zone 'Mars/Olympus'"),
     ("TZ=../../etc/passwd 0 0 * * *", None, "unknown time zone"),
@@ -319,6 +320,7 @@ def test_claim_slot_once_with_its_job(tmp_path):
         assert catalog.get_slot("db", "30 2 * * *", slot)["outcome"] == "succeeded"
         assert not catalog.update_slot("db", "30 2 * * *", slot + 1, outcome="failed")
         assert catalog.claim_slot("db", "30 2 * * *", slot - 86400, owner)
+        assert not catalog.claim_slot("db", "30 2 * * *", datetime.fromtimestamp(slot, BERLIN), owner)  # same slot
         assert catalog.last_slot("db", "30 2 * * *")["slot"] == slot  # the latest slot, not the latest claim
 
 

@@ -166,7 +166,7 @@ def _parse_field(text: str, name: str, low: int, high: int, names: tuple[str, ..
         body, slash, step_text = item.partition("/")
         step = 1
         if slash:
-            if not step_text.isdigit() or int(step_text) == 0:
+            if not _digits(step_text) or int(step_text) == 0:
                 raise UsageError(f"cron {name} field {text!r}: the step must be a whole number above 0")
             step = int(step_text)
         if body == "*":
@@ -187,10 +187,15 @@ def _value(token: str, text: str, name: str, low: int, high: int, names: tuple[s
     lowered = token.lower()
     if lowered in names:
         return names.index(lowered) + low
-    if not token.isdigit():
+    if not _digits(token):
         known = f" or a name ({', '.join(names)})" if names else ""
         raise UsageError(f"cron {name} field {text!r}: {token!r} is not a number from {low} to {high}{known}")
     number = int(token)
     if not low <= number <= high:
         raise UsageError(f"cron {name} field {text!r}: {number} is outside {low}-{high}")
     return number
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() admits other scripts' digits too."""
+    return text.isascii() and text.isdigit() and len(text) <= 9

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from strongroom.errors import StrongroomError
@@ -136,6 +137,10 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v5_dr_plans_runs,
     _v6_schedule_slots,
 ]
+
+
+def _seconds(moment: float | datetime) -> float:
+    return moment.timestamp() if isinstance(moment, datetime) else float(moment)
 
 
 def _dumps(value: Any) -> str:
@@ -613,13 +618,15 @@ class Catalog:
     # claimed_at (unix floats), owner (dict: who claimed it, as
     # jobs.current_owner), job_id (the job it queued, or None) and outcome.
 
-    def claim_slot(self, config: str, schedule_id: str, slot_time: float, owner: dict,
+    def claim_slot(self, config: str, schedule_id: str, slot_time: float | datetime, owner: dict,
                    job: dict | None = None) -> bool:
         """Claim one slot of a schedule; False if it was claimed before (by any process).
+        `slot_time` is unix seconds or an aware datetime (as slots.Slot.time).
 
         With `job` (kind, priority, max_attempts), the job is queued in the same
         transaction and its id recorded with the claim: a crash leaves either
         both or neither."""
+        slot_time = _seconds(slot_time)
         with self._write() as db:
             cursor = db.execute("INSERT OR IGNORE INTO schedule_slots (config, schedule, slot, claimed_at, owner)"
                                 " VALUES (?, ?, ?, ?, ?)",
@@ -635,9 +642,10 @@ class Catalog:
                            (queued.lastrowid, config, schedule_id, float(slot_time)))
             return True
 
-    def update_slot(self, config: str, schedule_id: str, slot_time: float, job_id: int | None = None,
+    def update_slot(self, config: str, schedule_id: str, slot_time: float | datetime, job_id: int | None = None,
                     outcome: str | None = None) -> bool:
         """Record the job a claimed slot queued and/or its outcome; True if the slot was claimed."""
+        slot_time = _seconds(slot_time)
         fields = {k: v for k, v in (("job_id", job_id), ("outcome", outcome)) if v is not None}
         if not fields:
             return self.get_slot(config, schedule_id, slot_time) is not None
@@ -652,7 +660,8 @@ class Catalog:
     def _slot(row: sqlite3.Row) -> dict:
         return {**dict(row), "owner": _loads(row["owner"])}
 
-    def get_slot(self, config: str, schedule_id: str, slot_time: float) -> dict | None:
+    def get_slot(self, config: str, schedule_id: str, slot_time: float | datetime) -> dict | None:
+        slot_time = _seconds(slot_time)
         with self._read() as db:
             row = db.execute("SELECT * FROM schedule_slots WHERE config = ? AND schedule = ? AND slot = ?",
                              (config, schedule_id, float(slot_time))).fetchone()
