@@ -429,6 +429,13 @@ def test_cli_config_schedules_and_schedule_next(tmp_path):
 
     listed = [e for e in cli.json("schedule", "list") if e["type"] == "schedule"]
     assert [(e["config"], e["id"]) for e in listed] == [("db", "TZ=Asia/Shanghai 30 2 * * *"), ("db", "every 6h")]
+    assert [e["last_slot"] for e in listed] == [None, None]
+    # A slot claimed (as the scheduler would) shows as the last one.
+    claimed = (grid[0] - timedelta(hours=12)).astimezone(UTC)
+    with Catalog(tmp_path / "catalog.db") as catalog:
+        assert catalog.claim_slot("db", "every 6h", claimed, {"owner": "test:1"})
+    listed = [e for e in cli.json("schedule", "list") if e["type"] == "schedule"]
+    assert datetime.fromisoformat(listed[1]["last_slot"]) == claimed and not listed[1]["due_now"]
 
     edited = cli.run("config", "edit", "db", "--window", "22:00-06:00")
     assert edited.returncode == 0, edited.stderr
