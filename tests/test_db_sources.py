@@ -143,10 +143,13 @@ def test_a_command_not_on_path_is_refused_up_front():
 
 
 def test_a_command_is_streamed_not_staged(m, tmp_path):
-    """200 MB through a backup: no temporary file appears, and the peak memory
+    """1 GB through a backup: no temporary file appears, and the peak memory
     of the backup process (the kernel's accounting of that child alone)
-    stays far below the size of the data."""
-    size = 200_000_000
+    stays far below the size of the data. (What the pipeline holds is
+    bounded by its chunks in flight, 16 of at most 4 MiB, and its packs; on a
+    busy machine the allocator's arenas add to that, so the data must be far
+    larger than the bound for the comparison to mean anything.)"""
+    size = 1_000_000_000
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     m.run("config", "add", "zeros", "--source-command", f"head -c {size} /dev/zero", "--stdin-filename",
@@ -176,7 +179,7 @@ def test_a_command_is_streamed_not_staged(m, tmp_path):
     assert child.returncode == 0, errors
     assert seen and max(seen) == 0 and list(scratch.iterdir()) == []
     peak = usage.ru_maxrss * 1024
-    assert peak < size / 2, f"peak RSS {peak} bytes for {size} bytes streamed"
+    assert peak < 400 * 1024 * 1024, f"peak RSS {peak} bytes for {size} bytes streamed"
     [snap] = snapshots_of(m, "zeros")
     assert snap["paths"] == ["/zeros.bin"] and snap["total_bytes"] == size
 
