@@ -17,6 +17,8 @@ from strongroom.engine.prune import plan_prune, run_prune
 from strongroom.engine.stats import repository_stats
 from strongroom.errors import StrongroomError, UsageError
 from strongroom.model.retention import Duration, Policy
+from strongroom.notify import events as notify_events
+from strongroom.notify.notifier import Notifier
 from strongroom.repo.repository import Repository
 from strongroom.services.backup_service import BackupService
 from strongroom.services.configs import BackupConfig
@@ -294,7 +296,8 @@ class BackupManager:
     (or use it in a `with` block) to stop its workers."""
 
     def __init__(self, catalog: Catalog, webdav_service: WebDAVService, secrets: SecretsStore, cache_root: str | None = None,
-                 max_concurrent_jobs: int = 2, retry_delay: float = 5.0) -> None:
+                 max_concurrent_jobs: int = 2, retry_delay: float = 5.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.catalog = catalog
         self.webdav_service = webdav_service
         self.backup_service = BackupService(catalog, webdav_service, secrets, cache_root,
@@ -302,6 +305,10 @@ class BackupManager:
         self.validator = BackupValidator(self.backup_service)
         self.storage = StorageManager(self.backup_service)
         self.queue = JobQueue(catalog, self._run_job, max_concurrent_jobs, retry_delay)
+        # The notification channels in the catalog hear of every run's final
+        # outcome; `clock` is the time the alert policy reasons with.
+        self.notifier = Notifier(catalog, secrets, clock)
+        self.queue.on_outcome = self._notify_outcome
         # Called as on_job_event(job_id, event) with every engine event of a running
         # backup (progress, unreadable files); an exception it raises stops that backup.
         self.on_job_event: Callable[[int, dict], None] | None = None
@@ -470,6 +477,17 @@ class BackupManager:
         warning = "; ".join(warnings) or None
         return {"snapshot_id": result.snapshot.id, "kind": result.snapshot.kind, "stats": stats, "warning": warning}
 
+    def _notify_outcome(self, job: dict, outcome: str, detail: dict | str | None) -> None:
+        now = self.notifier.now()
+        if outcome == "started":
+            event = notify_events.Event("run_started", job["config"], now)
+        elif outcome == "failed":
+            event = notify_events.run_failed(job["config"], now, str(detail or ""), job["attempts"])
+        else:
+            result = detail if isinstance(detail, dict) else {}
+            event = notify_events.run_finished(job["config"], now, result.get("warning"), result.get("snapshot_id"))
+        self.notifier.emit(event)
+
     def get_job_history(self, name: str | None = None, limit: int = 100) -> list[Job]:
         """Jobs (of configuration `name`, or all), newest first."""
         return [Job.from_row(row) for row in self.catalog.list_jobs(config=name, limit=limit)]
@@ -501,7 +519,7 @@ class BackupManager:
 
 def create_backup_manager(webdav_service: WebDAVService | None = None, db_path: str | None = None, secrets_path: str | None = None,
                           cache_root: str | None = None, max_concurrent_jobs: int = 2,
-                          retry_delay: float = 5.0) -> BackupManager:
+                          retry_delay: float = 5.0, clock: Callable[[], float] = time.time) -> BackupManager:
     """A manager over the catalog at `db_path` (default: STRONGROOM_CATALOG, else
     the user's data directory). Secrets go to `secrets_path` (default:
     STRONGROOM_SECRETS, else a 0600 file beside the catalog), never into the
@@ -522,4 +540,4 @@ def create_backup_manager(webdav_service: WebDAVService | None = None, db_path: 
     secrets = SecretsStore(secrets_path)
     webdav_service = webdav_service or WebDAVService()
     webdav_service.attach(catalog, secrets)
-    return BackupManager(catalog, webdav_service, secrets, cache_root, max_concurrent_jobs, retry_delay)
+    return BackupManager(catalog, webdav_service, secrets, cache_root, max_concurrent_jobs, retry_delay, clock)
