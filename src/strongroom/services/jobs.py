@@ -47,6 +47,9 @@ class JobQueue:
         self.retry_delay = retry_delay
         self._clock = clock
         self.on_outcome: Outcome | None = None
+        # Jobs whose final row is written but whose outcome is still being told:
+        # `wait` returns after the notifications, so a caller sees them sent.
+        self._telling: set[int] = set()
         self._wake = threading.Condition()
         self._done = threading.Condition()
         self._stop = False
@@ -108,6 +111,8 @@ class JobQueue:
             self.peak_running = max(self.peak_running, self.running)
         attempts = job["attempts"]  # counted by the claim
         self._tell(job, "started", None)
+        with self._done:
+            self._telling.add(job["id"])
         try:
             result = self.runner(job)
             # The kind of what was made, which may differ from what was asked:
@@ -135,6 +140,7 @@ class JobQueue:
                 self.running -= 1
                 self._wake.notify_all()
             with self._done:
+                self._telling.discard(job["id"])
                 self._done.notify_all()
 
     def _tell(self, job: dict, outcome: str, detail: dict | str | None) -> None:
@@ -153,7 +159,11 @@ class JobQueue:
             if job is None:
                 raise UsageError(f"no job {job_id}")
             if job["status"] in ("succeeded", "failed", "cancelled"):
-                return job
+                with self._done:
+                    if job_id not in self._telling:
+                        return job
+                    self._done.wait(timeout=0.2)
+                continue
             if deadline is not None and time.monotonic() >= deadline:
                 raise StrongroomError(f"job {job_id} is still {job['status']} after {timeout} s")
             with self._done:
