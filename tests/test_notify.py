@@ -319,3 +319,34 @@ def test_a_failed_send_does_not_change_the_result(m, tmp_path, http):
     assert "notification channel dead: run_failed not sent" in err
     [sent] = [json.loads(r.body) for r in http.at("/hook")]
     assert sent["event"] == "run_failed" and sent["config"] == "docs"
+
+
+def test_dr_rehearsals_are_notified_with_their_verdict(tmp_path, http, monkeypatch):
+    import strongroom
+    from strongroom.notify.channels import ChannelSpec, add_channel
+
+    monkeypatch.setenv("STRONGROOM_SECRETS_BACKEND", "file")
+    with strongroom.create_backup_manager(db_path=str(tmp_path / "c.db"), secrets_path=str(tmp_path / "s.json"),
+                                          cache_root=str(tmp_path / "cache")) as manager:
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "a.txt").write_text("a")
+        manager.add_config(strongroom.BackupConfig(name="files", source_paths=[str(src)],
+                                                   target_path=str(tmp_path / "repo")))
+        manager.manual_backup("files")
+        add_channel(manager.catalog, manager.backup_service.secrets, ChannelSpec(
+            "hook", "webhook", {}, {"url": f"{http.url}/hook"}, min_severity="info", configs=("files",)))
+        dr = strongroom.DisasterRecoveryManager(manager.backup_service)
+        dr.create_dr_plan("strict", recovery_order=["files"], target_base_path=str(tmp_path / "prod"),
+                          rto="0.001s")
+        dr.create_dr_plan("nightly", recovery_order=["files"], target_base_path=str(tmp_path / "prod"))
+        failed = dr.test_dr_plan("strict", scratch=str(tmp_path / "scratch1"))
+        passed = dr.test_dr_plan("nightly", scratch=str(tmp_path / "scratch2"))
+        assert failed.verdict == "fail" and passed.verdict == "pass"
+        events = [json.loads(r.body) for r in http.at("/hook")]
+        # The channel is filtered to configuration files: the plans restore it, so it hears of both.
+        assert [(e["event"], e["config"], e["severity"]) for e in events] == \
+            [("dr_test_failed", "strict", "error"), ("dr_test_passed", "nightly", "info")]
+        assert "RTO" in events[0]["message"] and "strongroom dr report strict" in events[0]["message"]
+        dr.test_dr_plan("nightly", scratch=str(tmp_path / "scratch3"))
+        assert len(http.at("/hook")) == 3  # a pass is news each time, at severity info

@@ -36,7 +36,7 @@ class Message:
     def to_json(self) -> dict:
         """The webhook body: the fields every receiver can rely on (docs/json.md)."""
         from datetime import datetime, timezone
-        when = datetime.fromtimestamp(self.time, timezone.utc).isoformat().replace("+00:00", "Z")
+        when = datetime.fromtimestamp(self.time, timezone.utc).isoformat()
         return {"event": self.event, "severity": self.severity, "config": self.config, "title": self.title,
                 "message": self.text, "time": when, "details": self.details}
 

@@ -74,6 +74,21 @@ def run_finished(config: str, time: float, warning: str | None, snapshot_id: str
     return Event("run_succeeded", config, time, None, details)
 
 
+def dr_test_result(run) -> Event | None:
+    """The event of a finished DR run (a `PlanRun`): a rehearsal's verdict, or
+    None for a real recovery (the person running it is watching). The
+    plan's configurations are in `details["configs"]`, for the channels'
+    configuration filter."""
+    if run.mode != "test":
+        return None
+    configs = sorted({s.config for s in getattr(run, "steps", ()) if getattr(s, "config", None)})
+    details = {"run": run.id, "verdict": run.verdict, "configs": configs}
+    when = run.finished.timestamp()
+    if run.verdict == "fail":
+        return Event("dr_test_failed", run.plan, when, _first_line("; ".join(run.reasons) or "verdict fail"), details)
+    return Event("dr_test_passed", run.plan, when, None, details)
+
+
 def _first_line(text: str) -> str:
     # An unexpected error carries a traceback after its first line: not for a message.
     return one_line((text or "unknown error").splitlines()[0] if text else "unknown error")

@@ -58,7 +58,7 @@ class Notifier:
             return []
 
     def _emit(self, event: Event) -> list[Delivery]:
-        channels = [c for c in self.catalog.list_channels() if _wants_config(c, event.config)]
+        channels = [c for c in self.catalog.list_channels() if _wants(c, event)]
         if not channels:
             return []
         deliveries = []
@@ -118,8 +118,11 @@ class Notifier:
         return message
 
 
-def _wants_config(channel: dict, config: str) -> bool:
-    return not channel.get("configs") or config in channel["configs"]
+def _wants(channel: dict, event: Event) -> bool:
+    """Whether the channel's configuration filter lets the event through: it names
+    the event's configuration (or plan), or one of a DR plan's configurations."""
+    wanted = channel.get("configs")
+    return not wanted or event.config in wanted or bool(set(event.details.get("configs") or ()) & set(wanted))
 
 
 def _when(t: float | None) -> str:
@@ -160,3 +163,17 @@ def compose(event: Event, decisions: list[Decision]) -> tuple[Message | None, st
     if recovered:
         details["recovered"] = [d.condition for d in recovered]
     return Message(name, severity, event.config, title, "\n".join(lines), event.time, details=details), route
+
+
+def notify_dr_run(service, run) -> list[Delivery]:
+    """Tell the channels of `service`'s catalog about a finished DR rehearsal
+    (`PlanRun`); a real run is not notified. Never raises."""
+    from strongroom.notify.events import dr_test_result
+    try:
+        event = dr_test_result(run)
+        if event is None:
+            return []
+        return Notifier(service.catalog, service.secrets).emit(event)
+    except Exception as e:
+        log.warning("notifications about DR plan %s not sent: %s", getattr(run, "plan", "?"), one_line(e))
+        return []
