@@ -1,5 +1,6 @@
 """The local catalog: one SQLite file of configs, clients, jobs, recovery sessions, storage
-samples, the recovery kits exported, and disaster-recovery plans and runs.
+samples, the recovery kits exported, disaster-recovery plans and runs, and
+notification channels with the alert state of each configuration.
 
 The catalog is history and cache (the repository describes itself), but it
 is also where two processes meet: a scheduler and a `strongroom run` may
