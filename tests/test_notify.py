@@ -114,6 +114,33 @@ def test_policy_first_failure_one_reminder_a_day_then_recovered():
                   day - 1)[0].send is None
 
 
+def test_one_message_per_event_even_when_it_ends_one_condition_and_starts_another():
+    from strongroom.notify.events import run_failed, run_finished
+    from strongroom.notify.notifier import compose
+    from strongroom.notify.policy import decide_event
+
+    states: dict = {}
+    decisions, changed = decide_event(states, run_failed("docs", 100.0, "boom\nTraceback: secret", 3))
+    states.update(changed)
+    message, route = compose(run_failed("docs", 100.0, "boom\nTraceback: secret", 3), decisions)
+    assert message.event == "run_failed" and route == "error" and "Traceback" not in message.text
+    # A run with warnings ends the failures and starts the warnings: one message says both.
+    warned = run_finished("docs", 200.0, "2 files could not be read", "abc")
+    decisions, changed = decide_event(states, warned)
+    states.update(changed)
+    message, route = compose(warned, decisions)
+    assert message.event == "run_warning" and message.severity == "warning" and route == "error"
+    assert "finished with warnings: 2 files could not be read" in message.text
+    assert "docs has recovered: no more failing backups" in message.text
+    assert message.details["recovered"] == ["failing"] and message.details["notice"] == "started"
+    clean = run_finished("docs", 300.0, None, "def")
+    decisions, changed = decide_event(states, clean)
+    message, route = compose(clean, decisions)
+    assert message.event == "recovered" and route == "warning" and "no more backup warnings" in message.text
+    states.update(changed)
+    assert compose(clean, decide_event(states, clean)[0])[0] is None
+
+
 # ---- channels, each tried with `notify test` ----------------------------------------------------
 
 

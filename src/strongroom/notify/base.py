@@ -72,3 +72,13 @@ def one_line(text: object, limit: int = 300) -> str:
     """An error from a library as one bounded line."""
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
+def http_failure(error: Exception) -> str:
+    """Why an HTTP request failed, without httpx's text (which may quote the URL)."""
+    import httpx
+    if isinstance(error, httpx.TimeoutException):
+        return f"no answer in time ({type(error).__name__})"
+    if isinstance(error, httpx.ConnectError):
+        return "cannot connect (ConnectError)"
+    return type(error).__name__

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import httpx
 
-from strongroom.notify.base import Message, NotifyError
+from strongroom.notify.base import Message, NotifyError, http_failure
 
 SUFFIX = {"start": "/start", "success": "", "fail": "/fail"}
 
@@ -32,9 +32,10 @@ class HeartbeatChannel:
         # The body is kept by healthchecks.io as the ping's log: the message, bounded.
         body = f"{message.title}\n{message.text}"[:10000].encode()
         try:
-            response = httpx.post(self.url + SUFFIX[ping], content=body, timeout=self.timeout,
-                                  headers={"User-Agent": "strongroom", "Content-Type": "text/plain"})
+            with httpx.stream("POST", self.url + SUFFIX[ping], content=body, timeout=self.timeout,
+                              headers={"User-Agent": "strongroom", "Content-Type": "text/plain"}) as response:
+                status = response.status_code  # the body is not read: it may be of any size
         except httpx.HTTPError as e:
-            raise NotifyError(f"{self.shown}: {type(e).__name__}") from None
-        if not 200 <= response.status_code < 300:
-            raise NotifyError(f"{self.shown} answered HTTP {response.status_code} to the {ping} ping")
+            raise NotifyError(f"{self.shown}: {http_failure(e)}") from None
+        if not 200 <= status < 300:
+            raise NotifyError(f"{self.shown} answered HTTP {status} to the {ping} ping")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Callable
 
+from strongroom.errors import StrongroomError
 from strongroom.notify.base import Message, NotifyError, make_channel, one_line, severity_at_least
 from strongroom.notify.events import CONDITION_NAMES, KINDS, Event, advice, what_happened
 from strongroom.notify.policy import REMINDER_EVERY, AlertState, Decision, decide_event
@@ -54,7 +55,8 @@ class Notifier:
         try:
             return self._emit(event)
         except Exception as e:  # a notification must never change the result it reports
-            log.warning("notifications about %s not sent: %s", event.config, one_line(e))
+            reason = str(e) if isinstance(e, StrongroomError) else f"unexpected {type(e).__name__}"
+            log.warning("notifications about %s not sent: %s", event.config, one_line(reason))
             return []
 
     def _emit(self, event: Event) -> list[Delivery]:
@@ -89,7 +91,8 @@ class Notifier:
         try:
             self.channel(channel).send(message)
         except Exception as e:
-            error = str(e) if isinstance(e, NotifyError) else one_line(f"{type(e).__name__}: {e}")
+            # Only our own errors are worded to hold no secret; a library's may quote a URL.
+            error = str(e) if isinstance(e, NotifyError) else f"unexpected {type(e).__name__}"
             log.warning("notification channel %s: %s not sent: %s", channel["name"], message.event, error)
             return Delivery(channel["name"], message.event, False, error)
         log.info("notification channel %s: sent %s about %s", channel["name"], message.event, message.config)
@@ -175,5 +178,6 @@ def notify_dr_run(service, run) -> list[Delivery]:
             return []
         return Notifier(service.catalog, service.secrets).emit(event)
     except Exception as e:
-        log.warning("notifications about DR plan %s not sent: %s", getattr(run, "plan", "?"), one_line(e))
+        reason = str(e) if isinstance(e, StrongroomError) else f"unexpected {type(e).__name__}"
+        log.warning("notifications about DR plan %s not sent: %s", getattr(run, "plan", "?"), one_line(reason))
         return []

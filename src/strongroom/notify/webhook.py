@@ -15,7 +15,7 @@ import json
 
 import httpx
 
-from strongroom.notify.base import Message, NotifyError, one_line
+from strongroom.notify.base import Message, NotifyError, http_failure
 
 SIGNATURE_HEADER = "X-Strongroom-Signature"
 
@@ -43,10 +43,11 @@ class WebhookChannel:
         if self.key:
             headers[SIGNATURE_HEADER] = signature(self.key, body)
         try:
-            response = httpx.post(self.url, content=body, headers=headers, timeout=self.timeout,
-                                  follow_redirects=False)
+            # Streamed and never read: the answer's body is the receiver's, of any size.
+            with httpx.stream("POST", self.url, content=body, headers=headers, timeout=self.timeout,
+                              follow_redirects=False) as response:
+                status = response.status_code
         except httpx.HTTPError as e:
-            # httpx's message may quote the URL: name the error's kind only.
-            raise NotifyError(f"{self.shown}: {type(e).__name__}") from None
-        if not 200 <= response.status_code < 300:
-            raise NotifyError(f"{self.shown} answered HTTP {response.status_code}")
+            raise NotifyError(f"{self.shown}: {http_failure(e)}") from None
+        if not 200 <= status < 300:
+            raise NotifyError(f"{self.shown} answered HTTP {status}")
