@@ -261,7 +261,7 @@ def test_a_failing_backup_is_notified_once_reminded_daily_and_recovers(tmp_path,
             manager.add_config(BackupConfig(name=name, source_paths=[str(sources[name])],
                                             target_path=str(tmp_path / "repo" / name), max_attempts=2))
         secrets = manager.backup_service.secrets
-        add_channel(manager.catalog, secrets, ChannelSpec(
+        manager.add_notification_channel(ChannelSpec(
             "hook", "webhook", {"shown_url": "hook"}, {"url": f"{http.url}/hook/{HOOK_TOKEN}"}))
         add_channel(manager.catalog, secrets, ChannelSpec(
             "errors-of-docs", "apprise", {}, {"url": f"json://127.0.0.1:{http.port}/apprise"},

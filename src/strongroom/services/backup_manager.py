@@ -18,6 +18,7 @@ from strongroom.engine.stats import repository_stats
 from strongroom.errors import StrongroomError, UsageError
 from strongroom.model.retention import Duration, Policy
 from strongroom.notify import events as notify_events
+from strongroom.notify.channels import ChannelSpec, add_channel, remove_channel
 from strongroom.notify.notifier import Notifier
 from strongroom.repo.repository import Repository
 from strongroom.services.backup_service import BackupService
@@ -476,6 +477,17 @@ class BackupManager:
             pass  # accounting must not fail a backup that succeeded
         warning = "; ".join(warnings) or None
         return {"snapshot_id": result.snapshot.id, "kind": result.snapshot.kind, "stats": stats, "warning": warning}
+
+    # ---- notifications -----------------------------------------------------------------
+
+    def add_notification_channel(self, spec: ChannelSpec, replace: bool = False) -> dict:
+        """Store a notification channel (its secrets to the secrets store); returns its
+        catalog row. See strongroom.notify.channels.ChannelSpec."""
+        return add_channel(self.catalog, self.backup_service.secrets, spec, replace)
+
+    def remove_notification_channel(self, name: str) -> None:
+        """Forget a notification channel and its secrets."""
+        remove_channel(self.catalog, self.backup_service.secrets, name)
 
     def _notify_outcome(self, job: dict, outcome: str, detail: dict | str | None) -> None:
         now = self.notifier.now()
