@@ -236,7 +236,7 @@ def test_webhook_signed_apprise_json_and_heartbeat(m, tmp_path, http):
     done = m.run("notify", "add", "x", "--apprise", "nonsense-not-a-service://foo")
     assert done.returncode == 2 and "Apprise does not understand this URL" in done.stderr.decode()
     done = m.run("notify", "add", "x", "--webhook", "http://h/", "--config", "nope")
-    assert done.returncode == 2 and "no configuration named nope" in done.stderr.decode()
+    assert done.returncode == 2 and "no configuration or DR plan named nope" in done.stderr.decode()
 
 
 # ---- a failing backup: once after its retries, a reminder a day later, one recovery ---------------
@@ -377,3 +377,36 @@ def test_dr_rehearsals_are_notified_with_their_verdict(tmp_path, http, monkeypat
         assert "RTO" in events[0]["message"] and "strongroom dr report strict" in events[0]["message"]
         dr.test_dr_plan("nightly", scratch=str(tmp_path / "scratch3"))
         assert len(http.at("/hook")) == 3  # a pass is news each time, at severity info
+
+
+def test_overdue_and_filling_targets_raise_once_and_clear(tmp_path, http, monkeypatch):
+    from strongroom import create_backup_manager
+    from strongroom.notify.channels import ChannelSpec
+    from strongroom.notify.checks import overdue_event, target_full_events
+    from strongroom.services.results import StorageTrend, TargetTrend, TrendLine
+
+    monkeypatch.setenv("STRONGROOM_SECRETS_BACKEND", "file")
+    day = 86400.0
+    assert overdue_event("docs", 1000.0, day, 1000.0 + day) is None
+    assert overdue_event("docs", None, day, 5.0).details["since"] == "ever"
+
+    def trend(full_in_days):
+        line = TrendLine(10.0, 10**9, 7 * 10**9, 10**10, 5 * 10**9, full_in_days, None, full_in_days is None)
+        return StorageTrend(90.0, {}, {"/repo": TargetTrend("/repo", ("docs",), line)})
+
+    with create_backup_manager(db_path=str(tmp_path / "c.db"), secrets_path=str(tmp_path / "s.json")) as manager:
+        manager.add_notification_channel(ChannelSpec("hook", "webhook", {}, {"url": f"{http.url}/hook"}))
+        notifier = manager.notifier
+        for hours in range(0, 30, 6):  # checked every 6 hours for a day and more
+            now = 10 * day + hours * 3600
+            notifier.emit(overdue_event("docs", 0.0, 2 * day, now))
+            for event in target_full_events(trend(5.0), 14, now):
+                notifier.emit(event)
+        for event in target_full_events(trend(None), 14, 12 * day):  # pruned: not filling any more
+            notifier.emit(event)
+        sent = [json.loads(r.body) for r in http.at("/hook")]
+        assert [(e["event"], e["details"]["notice"]) for e in sent] == [
+            ("overdue", "started"), ("target_full_soon", "started"),
+            ("overdue", "reminder"), ("target_full_soon", "reminder"), ("recovered", "recovered")]
+        assert "has no successful backup since 1970-01-01 00:00 UTC" in sent[0]["message"]
+        assert "full in about 5.0 days" in sent[1]["message"]

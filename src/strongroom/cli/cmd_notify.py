@@ -113,7 +113,7 @@ def _json_row(row: dict) -> dict:
 @click.option("--heartbeat", metavar="URL", help="Ping URL, URL/start and URL/fail (healthchecks.io style).")
 @click.option("--heartbeat-file", type=click.Path(dir_okay=False), help="The heartbeat URL from this file.")
 @click.option("--config", "configs", multiple=True, metavar="NAME",
-              help="Only about configuration NAME (repeatable; all by default).")
+              help="Only about configuration or DR plan NAME (repeatable; all by default).")
 @click.option("--min-severity", type=click.Choice(SEVERITIES), default="warning", show_default=True,
               help="Send messages of this severity and above.")
 @click.option("--replace", is_flag=True, help="Replace a channel of the same name.")

@@ -59,7 +59,7 @@ def validate(spec: ChannelSpec, known_configs: set[str]) -> None:
         raise UsageError(f"--min-severity is one of {', '.join(SEVERITIES)}")
     unknown = sorted(set(spec.configs) - known_configs)
     if unknown:
-        raise UsageError(f"no configuration named {', '.join(unknown)}")
+        raise UsageError(f"no configuration or DR plan named {', '.join(unknown)}")
     if spec.kind == "email":
         from strongroom.notify.email import parse_smtp_url
         if not spec.settings.get("to") or any("@" not in a for a in spec.settings["to"]):
@@ -88,7 +88,7 @@ def add_channel(catalog: Catalog, secrets: SecretsStore, spec: ChannelSpec, repl
     old = catalog.get_channel(spec.name)
     if old is not None and not replace:
         raise UsageError(f"a notification channel named {spec.name!r} exists already (use --replace)")
-    validate(spec, {c["name"] for c in catalog.list_configs()})
+    validate(spec, {c["name"] for c in catalog.list_configs()} | {p["name"] for p in catalog.list_plans()})
     refs = {}
     try:
         for key, value in spec.secrets.items():
