@@ -410,3 +410,32 @@ def test_overdue_and_filling_targets_raise_once_and_clear(tmp_path, http, monkey
             ("overdue", "reminder"), ("target_full_soon", "reminder"), ("recovered", "recovered")]
         assert "has no successful backup since 1970-01-01 00:00 UTC" in sent[0]["message"]
         assert "full in about 5.0 days" in sent[1]["message"]
+
+
+def test_verification_reports_damage_once(tmp_path, http, monkeypatch):
+    import strongroom
+    from strongroom.notify.channels import ChannelSpec
+
+    monkeypatch.setenv("STRONGROOM_SECRETS_BACKEND", "file")
+    with strongroom.create_backup_manager(db_path=str(tmp_path / "c.db"), secrets_path=str(tmp_path / "s.json"),
+                                          cache_root=str(tmp_path / "cache")) as manager:
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "a.txt").write_text("a" * 1000)
+        manager.add_config(strongroom.BackupConfig(name="files", source_paths=[str(src)],
+                                                   target_path=str(tmp_path / "repo")))
+        point = manager.manual_backup("files").snapshot_id
+        manager.add_notification_channel(ChannelSpec("hook", "webhook", {}, {"url": f"{http.url}/hook"},
+                                                     min_severity="info"))
+        assert manager.validator.validate_backup(point).ok
+        packs = [p for p in (tmp_path / "repo" / "data").rglob("*") if p.is_file()]
+        assert packs
+        for pack in packs:
+            pack.unlink()
+        for _ in range(2):
+            assert not manager.validator.validate_backup(point).ok
+        sent = [json.loads(r.body) for r in http.at("/hook")]
+        assert [(e["event"], e["severity"]) for e in sent] == [("verification_passed", "info"),
+                                                               ("damage_found", "error")]
+        assert "Damage was found in the repository of configuration files" in sent[1]["message"]
+        assert "What to do: Run `strongroom check --config files --read-data`" in sent[1]["message"]

@@ -47,7 +47,8 @@ KINDS: dict[str, Kind] = {
 
 # A success also ends these conditions: a configuration that backs up again
 # is no longer overdue, and a clean run has no warnings.
-ALSO_CLEARS = {"run_succeeded": ("warnings", "overdue"), "run_warning": ("failing", "overdue")}
+ALSO_CLEARS = {"run_succeeded": ("warnings", "overdue"), "run_warning": ("failing", "overdue"),
+               "verification_passed": ("damage",)}
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,18 @@ def run_finished(config: str, time: float, warning: str | None, snapshot_id: str
     if warning:
         return Event("run_warning", config, time, _first_line(warning), details)
     return Event("run_succeeded", config, time, None, details)
+
+
+def validation_result(report, time: float) -> Event:
+    """The event of a ValidationReport: a sound point passed; problems found are damage."""
+    details = {"snapshot_id": report.backup_id, "deep": report.deep}
+    if report.ok:
+        return Event("verification_passed", report.config_name, time, None, details)
+    if report.problems:
+        more = len(report.problems) - 1
+        first = report.problems[0] + (f" (and {more} more)" if more else "")
+        return Event("damage_found", report.config_name, time, _first_line(first), details)
+    return Event("verification_failed", report.config_name, time, "the check did not pass", details)
 
 
 def dr_test_result(run) -> Event | None:

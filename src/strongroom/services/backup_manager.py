@@ -51,6 +51,9 @@ class BackupValidator:
 
     def __init__(self, service: BackupService) -> None:
         self.service = service
+        # Told of every report (the manager sends it to the notification
+        # channels); what it raises is ignored.
+        self.on_report: Callable[[ValidationReport], None] | None = None
 
     def validate_backup(self, backup_id: str, deep: bool = False, sample: float | None = None) -> ValidationReport:
         """`sample` is a share of the point's packs to read (0 < sample <= 1), rounded up."""
@@ -63,12 +66,18 @@ class BackupValidator:
         kit = self.service.catalog.kit_on_record(repo.config.id, repo.key_id)
         checked = run_check(repo, read_data=deep, subset=subset, kit_on_record=kit, snapshots=[snap])
         counts = checked.counts
-        return ValidationReport(
+        report = ValidationReport(
             snap.id, config.name, deep or bool(sample), ok=checked.ok, blobs_checked=counts["blobs"],
             packs_checked=counts["packs"], packs_read=counts.get("packs_read", 0),
             blobs_authenticated=counts.get("blobs_authenticated", 0),
             problems=tuple(_problem_line(p) for p in checked.problems), warnings=tuple(checked.warnings),
             advice=tuple(checked.advice), duration=round(time.monotonic() - started, 3))
+        if self.on_report is not None:
+            try:
+                self.on_report(report)
+            except Exception:
+                pass  # a notification never changes the report
+        return report
 
     def batch_validate(self, backup_ids: list[str], deep: bool = False,
                        sample: float | None = None) -> dict[str, ValidationReport]:
@@ -310,6 +319,7 @@ class BackupManager:
         # outcome; `clock` is the time the alert policy reasons with.
         self.notifier = Notifier(catalog, secrets, clock)
         self.queue.on_outcome = self._notify_outcome
+        self.validator.on_report = self._notify_validation
         # Called as on_job_event(job_id, event) with every engine event of a running
         # backup (progress, unreadable files); an exception it raises stops that backup.
         self.on_job_event: Callable[[int, dict], None] | None = None
@@ -488,6 +498,9 @@ class BackupManager:
     def remove_notification_channel(self, name: str) -> None:
         """Forget a notification channel and its secrets."""
         remove_channel(self.catalog, self.backup_service.secrets, name)
+
+    def _notify_validation(self, report: ValidationReport) -> None:
+        self.notifier.emit(notify_events.validation_result(report, self.notifier.now()))
 
     def _notify_outcome(self, job: dict, outcome: str, detail: dict | str | None) -> None:
         now = self.notifier.now()
