@@ -18,6 +18,7 @@ from strongroom.dr.runner import PlanRunner
 from strongroom.dr.sessions import RunSessions
 from strongroom.dr.store import PlanStore
 from strongroom.errors import StrongroomError, UsageError
+from strongroom.notify.notifier import notify_dr_run
 from strongroom.services.backup_service import BackupService
 from strongroom.services.results import RecoveryProgress
 
@@ -130,6 +131,7 @@ class DisasterRecoveryManager:
                 sessions.start()
                 run.result = runner.run()
                 sessions.finish(run.result)
+                notify_dr_run(self.service, run.result)  # a rehearsal's verdict to the channels; never raises
             except BaseException as e:  # kept for wait(), which raises it in the caller's thread
                 run.error = e
                 try:

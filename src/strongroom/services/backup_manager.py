@@ -17,6 +17,9 @@ from strongroom.engine.prune import plan_prune, run_prune
 from strongroom.engine.stats import repository_stats
 from strongroom.errors import StrongroomError, UsageError
 from strongroom.model.retention import Duration, Policy
+from strongroom.notify import events as notify_events
+from strongroom.notify.channels import ChannelSpec, add_channel, remove_channel
+from strongroom.notify.notifier import Notifier
 from strongroom.repo.repository import Repository
 from strongroom.services.backup_service import BackupService
 from strongroom.services.configs import BackupConfig
@@ -48,6 +51,9 @@ class BackupValidator:
 
     def __init__(self, service: BackupService) -> None:
         self.service = service
+        # Told of every report (the manager sends it to the notification
+        # channels); what it raises is ignored.
+        self.on_report: Callable[[ValidationReport], None] | None = None
 
     def validate_backup(self, backup_id: str, deep: bool = False, sample: float | None = None) -> ValidationReport:
         """`sample` is a share of the point's packs to read (0 < sample <= 1), rounded up."""
@@ -60,12 +66,18 @@ class BackupValidator:
         kit = self.service.catalog.kit_on_record(repo.config.id, repo.key_id)
         checked = run_check(repo, read_data=deep, subset=subset, kit_on_record=kit, snapshots=[snap])
         counts = checked.counts
-        return ValidationReport(
+        report = ValidationReport(
             snap.id, config.name, deep or bool(sample), ok=checked.ok, blobs_checked=counts["blobs"],
             packs_checked=counts["packs"], packs_read=counts.get("packs_read", 0),
             blobs_authenticated=counts.get("blobs_authenticated", 0),
             problems=tuple(_problem_line(p) for p in checked.problems), warnings=tuple(checked.warnings),
             advice=tuple(checked.advice), duration=round(time.monotonic() - started, 3))
+        if self.on_report is not None:
+            try:
+                self.on_report(report)
+            except Exception:
+                pass  # a notification never changes the report
+        return report
 
     def batch_validate(self, backup_ids: list[str], deep: bool = False,
                        sample: float | None = None) -> dict[str, ValidationReport]:
@@ -294,7 +306,8 @@ class BackupManager:
     (or use it in a `with` block) to stop its workers."""
 
     def __init__(self, catalog: Catalog, webdav_service: WebDAVService, secrets: SecretsStore, cache_root: str | None = None,
-                 max_concurrent_jobs: int = 2, retry_delay: float = 5.0) -> None:
+                 max_concurrent_jobs: int = 2, retry_delay: float = 5.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.catalog = catalog
         self.webdav_service = webdav_service
         self.backup_service = BackupService(catalog, webdav_service, secrets, cache_root,
@@ -302,6 +315,11 @@ class BackupManager:
         self.validator = BackupValidator(self.backup_service)
         self.storage = StorageManager(self.backup_service)
         self.queue = JobQueue(catalog, self._run_job, max_concurrent_jobs, retry_delay)
+        # The notification channels in the catalog hear of every run's final
+        # outcome; `clock` is the time the alert policy reasons with.
+        self.notifier = Notifier(catalog, secrets, clock)
+        self.queue.on_outcome = self._notify_outcome
+        self.validator.on_report = self._notify_validation
         # Called as on_job_event(job_id, event) with every engine event of a running
         # backup (progress, unreadable files); an exception it raises stops that backup.
         self.on_job_event: Callable[[int, dict], None] | None = None
@@ -470,6 +488,31 @@ class BackupManager:
         warning = "; ".join(warnings) or None
         return {"snapshot_id": result.snapshot.id, "kind": result.snapshot.kind, "stats": stats, "warning": warning}
 
+    # ---- notifications -----------------------------------------------------------------
+
+    def add_notification_channel(self, spec: ChannelSpec, replace: bool = False) -> dict:
+        """Store a notification channel (its secrets to the secrets store); returns its
+        catalog row. See strongroom.notify.channels.ChannelSpec."""
+        return add_channel(self.catalog, self.backup_service.secrets, spec, replace)
+
+    def remove_notification_channel(self, name: str) -> None:
+        """Forget a notification channel and its secrets."""
+        remove_channel(self.catalog, self.backup_service.secrets, name)
+
+    def _notify_validation(self, report: ValidationReport) -> None:
+        self.notifier.emit(notify_events.validation_result(report, self.notifier.now()))
+
+    def _notify_outcome(self, job: dict, outcome: str, detail: dict | str | None) -> None:
+        now = self.notifier.now()
+        if outcome == "started":
+            event = notify_events.Event("run_started", job["config"], now)
+        elif outcome == "failed":
+            event = notify_events.run_failed(job["config"], now, str(detail or ""), job["attempts"])
+        else:
+            result = detail if isinstance(detail, dict) else {}
+            event = notify_events.run_finished(job["config"], now, result.get("warning"), result.get("snapshot_id"))
+        self.notifier.emit(event)
+
     def get_job_history(self, name: str | None = None, limit: int = 100) -> list[Job]:
         """Jobs (of configuration `name`, or all), newest first."""
         return [Job.from_row(row) for row in self.catalog.list_jobs(config=name, limit=limit)]
@@ -501,7 +544,7 @@ class BackupManager:
 
 def create_backup_manager(webdav_service: WebDAVService | None = None, db_path: str | None = None, secrets_path: str | None = None,
                           cache_root: str | None = None, max_concurrent_jobs: int = 2,
-                          retry_delay: float = 5.0) -> BackupManager:
+                          retry_delay: float = 5.0, clock: Callable[[], float] = time.time) -> BackupManager:
     """A manager over the catalog at `db_path` (default: STRONGROOM_CATALOG, else
     the user's data directory). Secrets go to `secrets_path` (default:
     STRONGROOM_SECRETS, else a 0600 file beside the catalog), never into the
@@ -522,4 +565,4 @@ def create_backup_manager(webdav_service: WebDAVService | None = None, db_path: 
     secrets = SecretsStore(secrets_path)
     webdav_service = webdav_service or WebDAVService()
     webdav_service.attach(catalog, secrets)
-    return BackupManager(catalog, webdav_service, secrets, cache_root, max_concurrent_jobs, retry_delay)
+    return BackupManager(catalog, webdav_service, secrets, cache_root, max_concurrent_jobs, retry_delay, clock)

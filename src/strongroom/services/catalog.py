@@ -1,6 +1,7 @@
 """The local catalog: one SQLite file of configs, clients, jobs, recovery sessions, storage
-samples, the recovery kits exported, disaster-recovery plans and runs, and the
-schedule slots claimed.
+samples, the recovery kits exported, disaster-recovery plans and runs, the
+schedule slots claimed, and notification channels with the alert state of
+each configuration.
 
 The catalog is history and cache (the repository describes itself), but it
 is also where two processes meet: a scheduler and a `strongroom run` may
@@ -127,6 +128,19 @@ def _v6_schedule_slots(db: sqlite3.Connection) -> None:
                " outcome TEXT, PRIMARY KEY (config, schedule, slot))")
 
 
+def _v7_notify_channels_alerts(db: sqlite3.Connection) -> None:
+    # A channel's settings hold no secret: its password, HMAC key or
+    # token-bearing URL is in the secrets store, named in secret_refs.
+    # configs is a JSON list of configuration names, empty for all.
+    db.execute("CREATE TABLE IF NOT EXISTS notify_channels (name TEXT PRIMARY KEY, kind TEXT NOT NULL,"
+               " settings TEXT NOT NULL, secret_refs TEXT NOT NULL, min_severity TEXT NOT NULL,"
+               " configs TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL)")
+    # What was last said about one condition of one configuration (notify/policy.py).
+    db.execute("CREATE TABLE IF NOT EXISTS alert_state (config TEXT NOT NULL, condition TEXT NOT NULL,"
+               " active INTEGER NOT NULL, since REAL, last_sent REAL, repeats INTEGER NOT NULL,"
+               " severity TEXT NOT NULL, PRIMARY KEY (config, condition))")
+
+
 # Append only: a released entry never changes, or files made with it would
 # be upgraded differently from new ones.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
@@ -136,6 +150,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v4_recovery_kits,
     _v5_dr_plans_runs,
     _v6_schedule_slots,
+    _v7_notify_channels_alerts,
 ]
 
 
@@ -681,6 +696,62 @@ class Catalog:
         args: list[Any] = ([config] if config is not None else []) + [-1 if limit is None else int(limit)]
         with self._read() as db:
             return [self._slot(row) for row in db.execute(sql, args).fetchall()]
+    # -- notification channels and alert state -------------------------------
+
+    @staticmethod
+    def _channel(row: sqlite3.Row) -> dict:
+        return {"name": row["name"], "kind": row["kind"], "settings": _loads(row["settings"]),
+                "secret_refs": _loads(row["secret_refs"]), "min_severity": row["min_severity"],
+                "configs": _loads(row["configs"]), "created": row["created"], "updated": row["updated"]}
+
+    def put_channel(self, name: str, kind: str, settings: dict, secret_refs: dict, min_severity: str,
+                    configs: list[str]) -> None:
+        """Insert or replace a notification channel (no secret in `settings`)."""
+        now = self._clock()
+        with self._write() as db:
+            db.execute("INSERT INTO notify_channels (name, kind, settings, secret_refs, min_severity, configs,"
+                       " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                       " kind = excluded.kind, settings = excluded.settings, secret_refs = excluded.secret_refs,"
+                       " min_severity = excluded.min_severity, configs = excluded.configs,"
+                       " updated = excluded.updated",
+                       (name, kind, _dumps(settings), _dumps(secret_refs), min_severity, _dumps(list(configs)),
+                        now, now))
+
+    def get_channel(self, name: str) -> dict | None:
+        with self._read() as db:
+            row = db.execute("SELECT * FROM notify_channels WHERE name = ?", (name,)).fetchone()
+        return None if row is None else self._channel(row)
+
+    def list_channels(self) -> list[dict]:
+        with self._read() as db:
+            rows = db.execute("SELECT * FROM notify_channels ORDER BY name").fetchall()
+        return [self._channel(row) for row in rows]
+
+    def delete_channel(self, name: str) -> bool:
+        with self._write() as db:
+            return db.execute("DELETE FROM notify_channels WHERE name = ?", (name,)).rowcount > 0
+
+    def alert_states(self, config: str | None = None) -> list[dict]:
+        """Rows of alert_state (of one configuration, or all)."""
+        sql = "SELECT * FROM alert_state" + (" WHERE config = ?" if config is not None else "") \
+            + " ORDER BY config, condition"
+        with self._read() as db:
+            rows = db.execute(sql, () if config is None else (config,)).fetchall()
+        return [{**dict(row), "active": bool(row["active"])} for row in rows]
+
+    def update_alert_states(self, config: str, decide: Callable[[list[dict]], tuple[Any, dict[str, dict]]]) -> Any:
+        """Read the alert states of `config`, let `decide` return (result, changed
+        rows by condition), write those, all in one write transaction: two
+        processes reporting the same failure send one message between them."""
+        with self._write() as db:
+            rows = db.execute("SELECT * FROM alert_state WHERE config = ?", (config,)).fetchall()
+            result, changed = decide([{**dict(row), "active": bool(row["active"])} for row in rows])
+            for condition, row in changed.items():
+                db.execute("INSERT OR REPLACE INTO alert_state (config, condition, active, since, last_sent,"
+                           " repeats, severity) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (config, condition, int(bool(row["active"])), row.get("since"), row.get("last_sent"),
+                            int(row.get("repeats") or 0), row.get("severity") or "info"))
+        return result
 
     # -- storage samples ----------------------------------------------------
 

@@ -25,6 +25,10 @@ from strongroom.errors import AuthenticationFailed, Interrupted, StrongroomError
 # A runner takes the job and returns {"snapshot_id", "kind" (of the point made),
 # "stats", "warning"}; every key is optional.
 Runner = Callable[[dict], dict]
+# Told of a run's start and of its final outcome (not of a retry): called as
+# on_outcome(job row, "started" | "succeeded" | "failed", result or error).
+# What it raises is ignored: it must not change the job's result.
+Outcome = Callable[[dict, str, "dict | str | None"], None]
 
 # Another attempt cannot cure these: a bad configuration, a refused password
 # (and retrying a refused password can lock the account). A target that does
@@ -42,6 +46,10 @@ class JobQueue:
         self.max_concurrent = max_concurrent
         self.retry_delay = retry_delay
         self._clock = clock
+        self.on_outcome: Outcome | None = None
+        # Jobs whose final row is written but whose outcome is still being told:
+        # `wait` returns after the notifications, so a caller sees them sent.
+        self._telling: set[int] = set()
         self._wake = threading.Condition()
         self._done = threading.Condition()
         self._stop = False
@@ -102,6 +110,9 @@ class JobQueue:
             self.running += 1
             self.peak_running = max(self.peak_running, self.running)
         attempts = job["attempts"]  # counted by the claim
+        self._tell(job, "started", None)
+        with self._done:
+            self._telling.add(job["id"])
         try:
             result = self.runner(job)
             # The kind of what was made, which may differ from what was asked:
@@ -110,6 +121,7 @@ class JobQueue:
             self.catalog.update_job(job["id"], status="succeeded", finished_at=self._clock(),
                                     snapshot_id=result.get("snapshot_id"), stats=result.get("stats"),
                                     error=result.get("warning"), **made)
+            self._tell(job, "succeeded", result)
         except BaseException as e:  # the job's failure is recorded, the worker lives on
             message = str(e) if isinstance(e, StrongroomError) else f"{type(e).__name__}: {e}"
             if not isinstance(e, StrongroomError):
@@ -122,12 +134,22 @@ class JobQueue:
                 self.catalog.update_job(job["id"], status="queued", error=message, next_try_at=self._clock() + delay)
             else:
                 self.catalog.update_job(job["id"], status="failed", error=message, finished_at=self._clock())
+                self._tell(job, "failed", message)
         finally:
             with self._wake:
                 self.running -= 1
                 self._wake.notify_all()
             with self._done:
+                self._telling.discard(job["id"])
                 self._done.notify_all()
+
+    def _tell(self, job: dict, outcome: str, detail: dict | str | None) -> None:
+        if self.on_outcome is None:
+            return
+        try:
+            self.on_outcome(job, outcome, detail)
+        except Exception:
+            pass  # the notifier logs its own failures; the job's result stands
 
     def wait(self, job_id: int, timeout: float | None = None) -> dict:
         """Block until the job succeeded or failed for good; returns its row."""
@@ -137,7 +159,11 @@ class JobQueue:
             if job is None:
                 raise UsageError(f"no job {job_id}")
             if job["status"] in ("succeeded", "failed", "cancelled"):
-                return job
+                with self._done:
+                    if job_id not in self._telling:
+                        return job
+                    self._done.wait(timeout=0.2)
+                continue
             if deadline is not None and time.monotonic() >= deadline:
                 raise StrongroomError(f"job {job_id} is still {job['status']} after {timeout} s")
             with self._done:
