@@ -149,9 +149,11 @@ class PlanRunner:
         test (made now; a given one must be empty). Refusals are UsageErrors, before any work."""
         if self._base is None:
             if self.mode == "test":
-                self._scratch = ScratchArea(self.scratch_given, self.plan.target_base)
+                self._scratch = ScratchArea(self.scratch_given, self.plan.target_base,
+                                            [s.target_in(self.plan.target_base) for s in self.plan.steps])
                 self._base = self._scratch.path
             else:
+                _refuse_shared_targets(self.plan, [s.target_in(self.target_base) for s in self.plan.steps])
                 self._base = self.target_base
         return self._base
 
@@ -290,7 +292,7 @@ class PlanRunner:
             if state.restore_seconds > 0 else 0.0,
             files_verified=int(summary.get("files_verified", 0)), verified=bool(verified),
             warnings=state.warnings, errors=state.errors, messages=tuple(state.messages),
-            problems=state.problems, hooks=tuple(state.hooks), database=step.database)
+            problems=state.problems, hooks=tuple(state.hooks), database=step.database, include=step.include)
         self._emit({"message_type": "dr_step", "action": "end", "plan": self.plan.name, "step": step.name,
                     "step_index": index, "steps": len(self.plan.steps), "status": status,
                     "duration_seconds": result.duration_seconds, "files": result.files, "bytes": result.bytes,
@@ -382,7 +384,8 @@ class PlanRunner:
         return StepResult(step.name, step.config, found.repository, "skipped", self._target(step, base),
                           snap.id if snap else None, snapshot_time(snap) if snap else None, found.rule,
                           None if rpo is None else round(rpo, 3), self.plan.step_rpo(step), self.plan.step_rto(step),
-                          None, 0.0, 0.0, 0, 0, 0.0, 0, False, 0, 0, (why,), (), (), step.database)
+                          None, 0.0, 0.0, 0, 0, 0.0, 0, False, 0, 0, (why,), (), (), step.database,
+                          step.include)
 
     # ---- after the steps -------------------------------------------------------------------
 
@@ -418,6 +421,20 @@ class PlanRunner:
         for problem in problems:
             self._emit(warning_event(problem))
         return seconds
+
+
+def _refuse_shared_targets(plan: Plan, targets: list[str]) -> None:
+    """Two steps whose targets are one place, or one inside the other, once symlinks are
+    resolved: the second restore would write over the first. The plan itself only
+    compares the paths as written."""
+    real = [os.path.realpath(t) for t in targets]
+    for i, a in enumerate(real):
+        for j in range(i + 1, len(real)):
+            b = real[j]
+            if a == b or b.startswith(a.rstrip("/") + "/") or a.startswith(b.rstrip("/") + "/"):
+                raise UsageError(f"plan {plan.name}: the targets of steps {plan.steps[i].name} ({targets[i]}) "
+                                 f"and {plan.steps[j].name} ({targets[j]}) are one place once symlinks are "
+                                 "followed; give each step its own target")
 
 
 def _rfc3339(when: datetime) -> str:

@@ -4,9 +4,13 @@ A pure function of the step results and the times: `fail` when a step failed
 or was cancelled, when a restored file did not verify, when a recovery took
 longer than its RTO target (the plan's, from plan start to the last step
 done, or a step's own), or when a snapshot used was older than its RPO target
-when the plan started; `pass-with-warnings` when only warnings remain; else
-`pass`. A test must never pass by restoring a stale point because today's
-backup failed, so RPO is judged in real runs and rehearsals alike.
+when the plan started, or when a step restored no file at all (its include
+matches nothing, or its snapshot is empty: a recovery that brings nothing
+back recovers nothing); `pass-with-warnings` when only warnings remain, and
+always when the plan does not verify (nothing then says the files restored
+are the ones backed up); else `pass`. A test must never pass by restoring a
+stale point because today's backup failed, so RPO is judged in real runs and
+rehearsals alike.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ def judge(steps: Sequence[StepResult], rto_seconds: float, rto_target: float | N
             failures.append(f"{who}: skipped ({step.messages[0]})" if step.messages else f"{who}: skipped")
         elif verify and not step.verified:
             failures.append(f"{who}: not every restored file was verified")
+        elif step.files == 0:
+            failures.append(f"{who}: restored no file" + (" (its include matches nothing in the snapshot)"
+                                                         if step.include else " (the snapshot holds none)"))
         if step.status == "warning":
             warnings += [f"{who}: {m}" for m in step.messages] or [f"{who}: warnings"]
         if step.rto_target is not None and step.status != "skipped" \
@@ -50,6 +57,8 @@ def judge(steps: Sequence[StepResult], rto_seconds: float, rto_target: float | N
     if rto_target is not None and rto_seconds > rto_target:
         failures.append(f"the plan took {duration_words(rto_seconds)} to recover, longer than the RTO target "
                         f"{duration_words(rto_target)}")
+    if not verify and any(step.status in ("passed", "warning") for step in steps):
+        warnings.append("verification is off in this plan: no restored file was checked against its snapshot")
     if failures:
         return "fail", tuple(failures + warnings)
     if warnings:

@@ -1,0 +1,118 @@
+"""Disaster recovery attacked as an adversary and a careful user would: the
+real `dr run` / `dr test` in a subprocess over real repositories on disk.
+
+A plan that restores nothing or checks nothing must not pass clean; a
+scratch area never overlaps a real target, symlinks followed; two steps
+never share a target through a symlink."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from test_dr_run import DR, dr, restored  # noqa: F401  (the fixture)
+
+
+def summary(dr: DR, *args: str) -> tuple[int, dict, str]:
+    code, lines, err = dr.json(*args)
+    assert lines, err
+    return code, lines[-1], err
+
+
+# ---- the verdict -----------------------------------------------------------------------------
+
+
+def test_a_step_whose_include_matches_nothing_fails(dr: DR):
+    dr.config("app", {"a.txt": b"alpha", "sub/b.txt": b"beta"})
+    dr.plan("empty include", [{"config": "app", "include": ["no-such-file*"]}])
+    code, last, _ = summary(dr, "dr", "test", "empty include")
+    assert code == 1 and last["message_type"] == "summary"
+    assert last["verdict"] == "fail"
+    assert last["steps"][0]["files"] == 0
+    assert "step app: restored no file (its include matches nothing in the snapshot)" in last["reasons"]
+
+
+def test_an_empty_snapshot_fails_too(dr: DR):
+    (dr.root / "sources" / "app").mkdir(parents=True)
+    dr.config("app", {})
+    dr.plan("nothing", ["app"])
+    code, last, _ = summary(dr, "dr", "test", "nothing")
+    assert (code, last["verdict"]) == (1, "fail")
+    assert "step app: restored no file (the snapshot holds none)" in last["reasons"]
+
+
+def test_a_plan_that_does_not_verify_passes_only_with_a_warning(dr: DR):
+    dr.config("app", {"a.txt": b"alpha"})
+    dr.plan("unchecked", ["app"], verify=False)
+    code, last, _ = summary(dr, "dr", "test", "unchecked")
+    assert code == 0
+    assert last["verdict"] == "pass-with-warnings"
+    assert last["steps"][0]["files"] == 1 and last["steps"][0]["files_verified"] == 0
+    assert last["reasons"] == ["verification is off in this plan: no restored file was checked against its "
+                               "snapshot"]
+    text = dr.run("dr", "report", "unchecked").stdout.decode()
+    assert "every file verified" not in text
+
+
+# ---- the scratch area and the real targets -----------------------------------------------------
+
+
+def _plan_with_real_target(dr: DR, tmp_path: Path) -> Path:
+    dr.config("app", {"a.txt": b"alpha"})
+    real = tmp_path / "live" / "app"
+    real.mkdir(parents=True)
+    (real / "keep.txt").write_bytes(b"live data")
+    dr.plan("P", [{"config": "app", "target": str(real)}], target_base_path=str(tmp_path / "live"))
+    return real
+
+
+@pytest.mark.parametrize("where", ["inside", "is", "holds", "via-symlink"])
+def test_a_scratch_area_overlapping_a_real_target_is_refused_before_anything(dr: DR, tmp_path, where):
+    real = _plan_with_real_target(dr, tmp_path)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    scratch = {"inside": real / "rehearsal", "is": real, "holds": tmp_path / "live",
+               "via-symlink": link / "rehearsal"}[where]
+    if where == "holds":
+        (real / "keep.txt").unlink()
+        real.rmdir()  # an empty folder above the target: the step folder would be the real target
+    before = sorted(p.name for p in real.parent.rglob("*"))
+    code, lines, err = dr.json("dr", "test", "P", "--scratch", str(scratch))
+    assert code == 2, err
+    assert lines[-1]["message_type"] == "exit_error"
+    assert "overlaps the real target" in lines[-1]["message"]
+    assert sorted(p.name for p in real.parent.rglob("*")) == before
+    assert not (real / "rehearsal").exists()
+
+
+def test_the_default_scratch_area_leaves_a_target_that_holds_the_target_base(dr: DR, tmp_path):
+    # The default place is beside the target base; here that is inside a real target.
+    dr.config("app", {"a.txt": b"alpha"})
+    dr.config("files", {"f.txt": b"file"})
+    outer = tmp_path / "srv"
+    outer.mkdir()
+    dr.plan("P", [{"config": "app", "target": str(outer)}, {"config": "files", "target": "/elsewhere-never-made"}],
+            target_base_path=str(outer / "base"))
+    code, last, err = summary(dr, "dr", "test", "P", "--keep")
+    assert code == 0, err
+    assert last["verdict"] == "pass"
+    scratch = Path(last["steps"][0]["target"]).parent
+    assert not str(scratch.resolve()).startswith(str(outer.resolve()) + "/")
+    assert list(outer.iterdir()) == []
+
+
+def test_two_steps_restoring_into_one_place_through_a_symlink_are_refused(dr: DR, tmp_path):
+    dr.config("app", {"a.txt": b"alpha"})
+    dr.config("files", {"a.txt": b"other"})
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "alias").symlink_to(real)
+    dr.plan("P", [{"config": "app", "target": str(real)}, {"config": "files", "target": str(tmp_path / "alias")}])
+    code, lines, err = dr.json("dr", "run", "P")
+    assert code == 2, err
+    assert lines[-1]["message_type"] == "exit_error"
+    assert "are one place once symlinks are followed" in lines[-1]["message"]
+    assert list(real.iterdir()) == []
