@@ -7,8 +7,11 @@ never share a target through a symlink."""
 
 from __future__ import annotations
 
-import json
 import os
+import signal
+import subprocess
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -116,3 +119,83 @@ def test_two_steps_restoring_into_one_place_through_a_symlink_are_refused(dr: DR
     assert lines[-1]["message_type"] == "exit_error"
     assert "are one place once symlinks are followed" in lines[-1]["message"]
     assert list(real.iterdir()) == []
+
+
+# ---- targets a real run cannot use ------------------------------------------------------------
+
+
+def test_a_target_that_is_a_file_fails_the_step_before_its_commands(dr: DR, tmp_path):
+    dr.config("app", {"a.txt": b"alpha"})
+    afile = tmp_path / "afile"
+    afile.write_bytes(b"mine")
+    ran = tmp_path / "before-ran"
+    dr.plan("F", [{"config": "app", "target": str(afile), "before": [{"command": f"touch {ran}"}]}])
+    code, last, _ = summary(dr, "dr", "run", "F")
+    assert (code, last["verdict"]) == (1, "fail")
+    assert last["reasons"] == [f"step app: failed: target {afile} is not a directory: nothing was restored"]
+    assert not ran.exists() and afile.read_bytes() == b"mine"
+
+
+@contextmanager
+def read_only_folder(tmp_path: Path):
+    """A read-only tmpfs as root (as the tests run in CI); else a folder of mode 0555."""
+    place = tmp_path / "ro"
+    place.mkdir()
+    if os.geteuid() != 0:
+        place.chmod(0o555)
+        yield place
+        place.chmod(0o755)
+        return
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(place)], check=True)
+    try:
+        yield place
+    finally:
+        subprocess.run(["umount", str(place)], check=True)
+
+
+def test_a_read_only_target_fails_the_step_in_one_line_before_its_commands(dr: DR, tmp_path):
+    dr.config("app", {"a.txt": b"alpha"})
+    ran = tmp_path / "before-ran"
+    with read_only_folder(tmp_path) as ro:
+        dr.plan("RO", [{"config": "app", "target": str(ro / "app"), "before": [{"command": f"touch {ran}"}]}])
+        code, last, _ = summary(dr, "dr", "run", "RO")
+    assert (code, last["verdict"]) == (1, "fail")
+    [reason] = last["reasons"]
+    assert reason.startswith(f"step app: failed: target {ro / 'app'} cannot be written ({ro} is read-only")
+    assert "b'" not in reason and "\n" not in reason
+    assert not ran.exists()
+
+
+# ---- two runs at once ------------------------------------------------------------------------
+
+
+def test_a_second_run_into_the_same_targets_is_refused_and_a_killed_run_leaves_no_lock(dr: DR, tmp_path):
+    dr.config("app", {"a.txt": b"alpha"})
+    started, pid_file = tmp_path / "started", tmp_path / "hook.pid"
+    dr.plan("slow", [{"config": "app", "before": [{"command": f"echo $$ > {pid_file}; touch {started}; exec sleep 60"}]}])
+    dr.plan("same target", [{"config": "app", "target": str(dr.root / "restore" / "app")}])
+    first = dr.popen("dr", "run", "slow", "--json")
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert first.poll() is None and time.monotonic() < deadline, first.stderr.read().decode()
+            time.sleep(0.05)
+        for name in ("slow", "same target"):
+            code, lines, err = dr.json("dr", "run", name)
+            assert code == 11, err
+            assert lines[-1]["message_type"] == "exit_error"
+            assert lines[-1]["message"] == f"another DR run is restoring into {dr.root / 'restore' / 'app'}: " \
+                                           "wait for it to finish"
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)  # the hook the killed run left
+            except ProcessLookupError:
+                pass
+    code, last, err = summary(dr, "dr", "run", "same target")
+    assert (code, last["verdict"]) == (0, "pass"), err
+    assert (dr.root / "restore" / "app").is_dir()

@@ -35,7 +35,8 @@ from strongroom.dr.points import choose_snapshot, describe_rule, snapshot_time
 from strongroom.dr.repocheck import check_repository
 from strongroom.dr.results import HookResult, PlanRun, Problem, RepositoryCheck, StepResult
 from strongroom.dr.scratch import ScratchArea
-from strongroom.dr.space import check_free_space
+from strongroom.dr.space import check_free_space, check_target
+from strongroom.dr.target_locks import TargetLocks
 from strongroom.dr.verdict import judge
 from strongroom.engine.progress import Listener, event_type, ignore, warning_event
 from strongroom.engine.restore import RestoreOptions, run_restore
@@ -139,6 +140,7 @@ class PlanRunner:
         self.seed = seed if seed is not None else secrets.randbits(32)
         self.record = record
         self._scratch: ScratchArea | None = None
+        self._locks: TargetLocks | None = None
         self._base: str | None = None
         self._packs_read: dict[int, set[bytes]] = {}  # per step: the packs its restore read and authenticated
 
@@ -153,7 +155,10 @@ class PlanRunner:
                                             [s.target_in(self.plan.target_base) for s in self.plan.steps])
                 self._base = self._scratch.path
             else:
-                _refuse_shared_targets(self.plan, [s.target_in(self.target_base) for s in self.plan.steps])
+                targets = [s.target_in(self.target_base) for s in self.plan.steps]
+                _refuse_shared_targets(self.plan, targets)
+                self._locks = TargetLocks(_locks_folder(self.service), targets)
+                self._locks.acquire()
                 self._base = self.target_base
         return self._base
 
@@ -190,6 +195,8 @@ class PlanRunner:
         finally:
             if not cleaned:
                 self._clean_up()
+            if self._locks is not None:
+                self._locks.release()
         verdict, reasons = judge(results, rto_seconds, self.plan.rto, self.plan.verify)
         if any(not c.structure_ok or c.problems for c in checks):
             bad = [c for c in checks if not c.structure_ok or c.problems]
@@ -226,7 +233,7 @@ class PlanRunner:
         except StrongroomError as e:
             found.error = str(e)
         except OSError as e:
-            found.error = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+            found.error = _os_error(e)
         return found
 
     def _repository_url(self, config: BackupConfig) -> str:
@@ -269,7 +276,7 @@ class PlanRunner:
                 else:
                     state.fail(str(e))
             except OSError as e:
-                state.fail(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+                state.fail(_os_error(e))
         if self.cancel.is_set() and not state.failed:
             state.cancelled = True
         summary = state.summary
@@ -316,6 +323,7 @@ class PlanRunner:
             elif kind == "warning":
                 state.warn(str(event.get("message", "")))
 
+        check_target(target)
         with repo.lock(exclusive=False, wait=LOCK_WAIT):
             options = RestoreOptions(target, include=step.include, verify=self.plan.verify)
             dry = run_restore(repo, snap, RestoreOptions(target, include=step.include, dry_run=True))
@@ -421,6 +429,17 @@ class PlanRunner:
         for problem in problems:
             self._emit(warning_event(problem))
         return seconds
+
+
+def _os_error(e: OSError) -> str:
+    """An OSError in words: its reason and the path, as text (a restore names paths in bytes)."""
+    where = f": {os.fsdecode(e.filename)}" if e.filename else ""
+    return f"{e.strerror or e}{where}"
+
+
+def _locks_folder(service: BackupService) -> str:
+    """Beside the catalog: every process of this machine that shares the catalog sees them."""
+    return os.path.join(os.path.dirname(os.path.abspath(service.catalog.path)), "dr-locks")
 
 
 def _refuse_shared_targets(plan: Plan, targets: list[str]) -> None:
