@@ -7,6 +7,7 @@ never share a target through a symlink."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -199,3 +200,87 @@ def test_a_second_run_into_the_same_targets_is_refused_and_a_killed_run_leaves_n
     code, last, err = summary(dr, "dr", "run", "same target")
     assert (code, last["verdict"]) == (0, "pass"), err
     assert (dr.root / "restore" / "app").is_dir()
+
+
+# ---- kill -9 -----------------------------------------------------------------------------------
+
+
+def _start_and_wait(dr: DR, tmp_path: Path, mode: str, plan: str) -> tuple[subprocess.Popen, Path]:
+    started, pid_file = tmp_path / "started", tmp_path / "hook.pid"
+    dr.plan(plan, [{"config": "app", "before": [{"command": f"echo $$ > {pid_file}; touch {started}; exec sleep 60"}]},
+                   "files"])
+    proc = dr.popen("dr", mode, plan, "--json")
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+        time.sleep(0.05)
+    return proc, pid_file
+
+
+def _kill(proc: subprocess.Popen, pid_file: Path) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    try:
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def test_a_run_killed_with_9_leaves_no_session_running_and_no_record_of_a_pass(dr: DR, tmp_path):
+    from strongroom.dr.store import PlanStore
+    from strongroom.services.recovery import create_recovery_service
+    dr.config("app", {"a.txt": b"alpha"})
+    dr.config("files", {"f.txt": b"file"})
+    proc, pid_file = _start_and_wait(dr, tmp_path, "test", "killed")
+    _kill(proc, pid_file)
+    with dr.manager() as manager:
+        rows = manager.catalog.list_sessions(None)
+        assert len(rows) == 3 and {r["status"] for r in rows} == {"running", "pending"}  # as the kill left them
+        recovery = create_recovery_service(manager.backup_service)
+        for row in rows:
+            progress = recovery.get_recovery_progress(row["id"])
+            assert progress.status == "failed" and progress.done
+            assert progress.errors[-1].startswith(f"interrupted: process {proc.pid} on ")
+            assert recovery.wait(row["id"], timeout=5).status == "failed"
+        assert {r["status"] for r in manager.catalog.list_sessions(None)} == {"failed"}
+        assert PlanStore(manager.backup_service).runs("killed") == []
+
+
+def test_a_live_run_is_never_taken_for_an_interrupted_one(dr: DR, tmp_path):
+    from strongroom.services.recovery import create_recovery_service
+    dr.config("app", {"a.txt": b"alpha"})
+    dr.config("files", {"f.txt": b"file"})
+    proc, pid_file = _start_and_wait(dr, tmp_path, "run", "alive")
+    try:
+        with dr.manager() as manager:
+            recovery = create_recovery_service(manager.backup_service)
+            statuses = {recovery.get_recovery_progress(r["id"]).status for r in manager.catalog.list_sessions(None)}
+        assert statuses == {"running", "pending"}
+    finally:
+        _kill(proc, pid_file)
+
+
+# ---- secrets -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dsn", ["postgresql://app:s3cr3t-pw@db.example/app", "host=db password=s3cr3t-pw dbname=app",
+                                 "postgresql://db.example/app?sslmode=require&password=s3cr3t-pw"])
+def test_a_database_dsn_holding_a_password_is_refused_and_never_echoed(dr: DR, tmp_path, dsn):
+    dr.config("db", {"app.dump": b"PGDMP"})
+    plan = tmp_path / "plan.toml"
+    plan.write_text(f'name = "P"\ntarget_base = "{tmp_path / "restore"}"\n\n[[steps]]\nconfig = "db"\n'
+                    f'database = "{dsn}"\n')
+    done = dr.run("dr", "create", "--file", str(plan), "--json")
+    assert done.returncode == 2
+    out, err = done.stdout.decode(), done.stderr.decode()
+    assert "the database DSN holds a password" in json.loads(out.splitlines()[-1])["message"]
+    assert "s3cr3t-pw" not in out + err
+    assert dr.run("dr", "list", "--json").stdout.decode().count('"type": "plan"') == 0
+
+
+def test_a_database_dsn_without_a_password_is_kept(dr: DR, tmp_path):
+    dr.config("db", {"app.dump": b"PGDMP"})
+    dr.plan("P", [{"config": "db", "database": "postgresql://app@db.example/app"}])
+    code, lines, err = dr.json("dr", "show", "P")
+    assert code == 0, err
+    assert lines[-1]["steps"][0]["database"] == "postgresql://app@db.example/app"

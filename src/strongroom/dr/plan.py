@@ -15,10 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 from strongroom.dr.durations import format_seconds, parse_seconds
 from strongroom.errors import UsageError
@@ -173,6 +175,10 @@ class Step:
         _seconds_fields(self, "rto", "rpo")
         if self.database is not None and (not isinstance(self.database, str) or not self.database.strip()):
             raise UsageError(f"step {self.name}: database must be a database name or DSN")
+        if self.database is not None and _holds_password(self.database):
+            # The plan is shown, stored, sealed in repositories and cited in every report.
+            raise UsageError(f"step {self.name}: the database DSN holds a password; a plan is shown in reports: "
+                             "keep the password out of it (the configuration's secret or ~/.pgpass gives it)")
 
     def target_in(self, base: str) -> str:
         """Where this step restores when the plan's targets are below `base`."""
@@ -203,6 +209,19 @@ class Step:
             before=tuple(Hook.from_doc(h) for h in _list(doc.get("before", []), "before")),
             after=tuple(Hook.from_doc(h) for h in _list(doc.get("after", []), "after")),
             rto=_duration(doc, "rto"), rpo=_duration(doc, "rpo"), database=doc.get("database"))
+
+
+def _holds_password(dsn: str) -> bool:
+    """A libpq connection string with a password in it: `postgresql://u:PW@h/db`,
+    `...?password=PW`, or the key/value form `host=h password=PW`."""
+    if re.search(r"(^|[\s?&;])password\s*=", dsn, re.IGNORECASE):
+        return True
+    if re.match(r"postgres(ql)?://", dsn, re.IGNORECASE):
+        try:
+            return urlsplit(dsn).password is not None
+        except ValueError:
+            return True  # not a URL we can read: not one to keep in a report either
+    return False
 
 
 def check_step_name(name: object) -> str:
