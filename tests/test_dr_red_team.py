@@ -284,3 +284,24 @@ def test_a_database_dsn_without_a_password_is_kept(dr: DR, tmp_path):
     code, lines, err = dr.json("dr", "show", "P")
     assert code == 0, err
     assert lines[-1]["steps"][0]["database"] == "postgresql://app@db.example/app"
+
+
+# ---- hostile records in a repository ------------------------------------------------------------
+
+
+def test_the_records_of_a_kind_are_bounded_together_and_superseded_versions_do_not_count(repo, monkeypatch):
+    from strongroom.errors import IntegrityError
+    from strongroom.repo import repository
+    monkeypatch.setattr(repository, "MAX_MANAGED_RECORDS_TOTAL", 64 * 1024)
+    filler = "x" * 4000
+    for version in range(40):  # one name saved again and again: only the newest is held
+        repo.save_managed_record("plan", "P", {"v": version, "filler": filler})
+    assert repo.load_managed_records("plan")["P"][1]["v"] == 39
+    for n in range(10):
+        repo.save_managed_record("run", f"run-{n}", {"filler": filler})
+    assert len(repo.load_managed_records("run")) == 10
+    for n in range(10, 40):  # a crafted target: more runs than memory should hold
+        repo.save_managed_record("run", f"run-{n}", {"filler": filler})
+    with pytest.raises(IntegrityError, match="the run records of .* hold more than 0 MiB: too many to read"):
+        repo.load_managed_records("run")
+    assert repo.load_managed_records("plan")["P"][1]["v"] == 39  # the other kind reads on
