@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -305,3 +306,31 @@ def test_the_records_of_a_kind_are_bounded_together_and_superseded_versions_do_n
     with pytest.raises(IntegrityError, match="the run records of .* hold more than 0 MiB: too many to read"):
         repo.load_managed_records("run")
     assert repo.load_managed_records("plan")["P"][1]["v"] == 39  # the other kind reads on
+
+
+# ---- a damaged newest snapshot ------------------------------------------------------------------
+
+
+def test_a_damaged_newest_snapshot_is_never_passed_over_in_silence(dr: DR, tmp_path):
+    source = dr.config("app", {"a.txt": b"first"})
+    with dr.manager() as manager:
+        [older] = manager.backup_service.snapshots(manager.backup_service.get_config("app"))
+    (source / "a.txt").write_bytes(b"second")
+    dr.backup("app")
+    folder = tmp_path / "repos" / "app" / "snapshots"
+    newest = next(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(older.id))
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    newest.write_bytes(bytes(data))
+    shutil.rmtree(dr.cache)  # as on the machine a recovery runs on: the snapshot is read from the target
+    dr.plan("P", ["app"])
+    warning = f"step app: 1 snapshot of the repository did not read and was passed over ({newest.name[:8]}): " \
+              "the point chosen may not be the newest"
+    code, last, err = summary(dr, "dr", "run", "P")
+    assert code == 0, (last["reasons"], err)
+    assert last["steps"][0]["snapshot"] == older.id  # the newest that reads
+    assert (last["verdict"], last["reasons"]) == ("pass-with-warnings", [warning])
+    # A rehearsal also checks the repository, which fails it for the damage.
+    code, last, err = summary(dr, "dr", "test", "P")
+    assert (code, last["verdict"]) == (1, "fail")
+    assert warning in last["reasons"]

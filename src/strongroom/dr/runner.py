@@ -62,6 +62,7 @@ class _Resolved:
     snapshot: Snapshot | None = None
     rule: str = ""
     error: str | None = None
+    damaged: list[str] = field(default_factory=list)  # snapshots of the repository that did not read
 
 
 @dataclass
@@ -228,8 +229,12 @@ class PlanRunner:
             found.config = self.service.get_config(step.config)
             found.repository = self._repository_url(found.config)
             found.repo = self.service.open_repository(found.config)
-            found.snapshot = choose_snapshot(self.service.snapshots(found.config, found.repo), self._rule(step),
-                                             now, rng)
+            # Not service.snapshots: a damaged snapshot may be the newest point, and a plan must say
+            # when it restores an older one for that reason.
+            listed = found.repo.list_snapshots(
+                on_damaged=lambda name, _e: found.damaged.append(name.rsplit("/", 1)[-1]))
+            found.snapshot = choose_snapshot([s for s in listed if s.config_name == found.config.name],
+                                             self._rule(step), now, rng)
         except StrongroomError as e:
             found.error = str(e)
         except OSError as e:
@@ -264,6 +269,11 @@ class PlanRunner:
                     "snapshot_time": _rfc3339(snapshot_time(snap)) if snap else None, "rule": found.rule,
                     "mode": self.mode})
         state = _Step()
+        if found.damaged:
+            shown = ", ".join(name[:8] for name in found.damaged[:3]) + (", ..." if len(found.damaged) > 3 else "")
+            state.warn(f"{plural(len(found.damaged), 'snapshot')} of the repository did not read and "
+                       f"{'was' if len(found.damaged) == 1 else 'were'} passed over ({shown}): "
+                       "the point chosen may not be the newest")
         if found.error is not None:
             state.fail(found.error)
         else:
