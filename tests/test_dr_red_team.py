@@ -334,3 +334,40 @@ def test_a_damaged_newest_snapshot_is_never_passed_over_in_silence(dr: DR, tmp_p
     code, last, err = summary(dr, "dr", "test", "P")
     assert (code, last["verdict"]) == (1, "fail")
     assert warning in last["reasons"]
+
+
+# ---- the JSON contract ---------------------------------------------------------------------------
+
+
+def test_refusals_before_the_first_step_end_with_exit_error_and_run_nothing(dr: DR, tmp_path):
+    dr.config("app", {"a.txt": b"alpha"})
+    ran = tmp_path / "ran"
+    dr.plan("P", [{"config": "app", "before": [{"command": f"touch {ran}"}]}])
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_bytes(b"x")
+    for args, message in (
+            (("dr", "test", "nope"), "no DR plan named 'nope'"),
+            (("dr", "run", "P", "--at", "soon"), "cannot read time 'soon': use e.g. 2026-11-30T02:00:00Z"),
+            (("dr", "test", "P", "--scratch", str(full)), f"scratch {full} is not empty: give an empty or new directory"),
+            (("dr", "test", "P", "--report", str(tmp_path / "no" / "r.md")),
+             f"--report {tmp_path / 'no' / 'r.md'}: there is no folder {tmp_path / 'no'}")):
+        code, lines, err = dr.json(*args)
+        assert code == 2, (args, err)
+        assert lines == [{"message_type": "exit_error", "schema": "strongroom/1", "type": "exit_error", "code": 2,
+                          "message": message}], (args, lines)
+    assert not ran.exists()
+    assert dr.run("dr", "report", "P").returncode != 0  # nothing was recorded
+
+
+def test_a_report_that_cannot_be_written_after_the_run_still_ends_with_the_summary(dr: DR, tmp_path):
+    dr.config("app", {"a.txt": b"alpha"})
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    dr.plan("P", [{"config": "app", "before": [{"command": f"rmdir {folder}"}]}])
+    code, lines, err = dr.json("dr", "test", "P", "--report", str(folder / "r.md"))
+    assert code == 1, err
+    assert lines[-1]["message_type"] == "summary" and lines[-1]["verdict"] == "pass"
+    assert lines[-2] == {"message_type": "error", "schema": "strongroom/1", "type": "error", "item": str(folder / "r.md"),
+                         "message": f"the report {folder / 'r.md'} could not be written: No such file or directory"}
+    assert "could not be written" in err
