@@ -371,3 +371,29 @@ def test_a_report_that_cannot_be_written_after_the_run_still_ends_with_the_summa
     assert lines[-2] == {"message_type": "error", "schema": "strongroom/1", "type": "error", "item": str(folder / "r.md"),
                          "message": f"the report {folder / 'r.md'} could not be written: No such file or directory"}
     assert "could not be written" in err
+
+
+# ---- the verdict from tables ------------------------------------------------------------------
+
+
+def _result(**fields):
+    from test_dr_run import step_result
+    return step_result(**fields)
+
+
+@pytest.mark.parametrize("steps, verify, verdict, reasons", [
+    ([_result(files=0, files_verified=0)], True, "fail", ["step app: restored no file (the snapshot holds none)"]),
+    ([_result(files=0, files_verified=0, include=("*.sql",))], True, "fail",
+     ["step app: restored no file (its include matches nothing in the snapshot)"]),
+    ([_result(verified=False, files_verified=0)], False, "pass-with-warnings",
+     ["verification is off in this plan: no restored file was checked against its snapshot"]),
+    ([_result(status="failed", verified=False, messages=("boom",))], False, "fail", ["step app: failed: boom"]),
+    ([_result(rpo_seconds=-86400.0)], True, "pass-with-warnings",
+     ["step app: snapshot 3fa2c1d0 is dated 1d after the plan started (a clock is wrong): its age cannot be told"]),
+    ([_result(rpo_seconds=-86400.0, rpo_target=3600.0)], True, "fail",
+     ["step app: snapshot 3fa2c1d0 is dated 1d after the plan started (a clock is wrong): its age cannot be told"]),
+    ([_result(rpo_seconds=-60.0, rpo_target=3600.0)], True, "pass", []),  # two clocks a minute apart
+])
+def test_the_verdict_never_passes_clean_on_nothing_restored_unchecked_or_undated(steps, verify, verdict, reasons):
+    from strongroom.dr.verdict import judge
+    assert judge(steps, 5.0, None, verify=verify) == (verdict, tuple(reasons))
