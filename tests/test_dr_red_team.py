@@ -397,3 +397,23 @@ def _result(**fields):
 def test_the_verdict_never_passes_clean_on_nothing_restored_unchecked_or_undated(steps, verify, verdict, reasons):
     from strongroom.dr.verdict import judge
     assert judge(steps, 5.0, None, verify=verify) == (verdict, tuple(reasons))
+
+
+# ---- dr run --target-base ------------------------------------------------------------------------
+
+
+def test_a_target_base_given_for_the_run_holds_steps_with_absolute_targets_too(dr: DR, tmp_path):
+    source = dr.config("app", {"a.txt": b"alpha"})
+    dr.config("files", {"f.txt": b"file"})
+    absolute = tmp_path / "plan-wrote-here"
+    seen = tmp_path / "seen"
+    dr.plan("P", [{"config": "app", "target": str(absolute), "after": [{"command": f"echo $STRONGROOM_TARGET > {seen}"}]},
+                  "files"])
+    new = tmp_path / "new-machine"
+    code, last, err = summary(dr, "dr", "run", "P", "--target-base", str(new))
+    assert (code, last["verdict"]) == (0, "pass"), err
+    moved = new / str(absolute).lstrip("/")
+    assert [s["target"] for s in last["steps"]] == [str(moved), str(new / "files")]
+    assert (restored(moved, source) / "a.txt").read_bytes() == b"alpha"
+    assert seen.read_text().strip() == str(moved)
+    assert not absolute.exists()

@@ -196,7 +196,8 @@ def _print_summary(run) -> None:
 @click.command("run")
 @manage_options
 @click.argument("name")
-@click.option("--target-base", type=click.Path(file_okay=False), help="Restore below DIR, not the plan's base.")
+@click.option("--target-base", type=click.Path(file_okay=False),
+              help="Restore every step below DIR (absolute targets too), not the plan's base.")
 @click.option("--at", help="In every step, the newest snapshot at or before this time.")
 def dr_run(m: Manage, name, target_base, at) -> int:
     """Run plan NAME for real: its steps, in order, into their targets.

@@ -132,6 +132,7 @@ class PlanRunner:
         self.mode = mode
         self.run_id = run_id or secrets.token_hex(8)
         self.target_base = os.path.abspath(target_base) if target_base else plan.target_base
+        self.base_given = bool(target_base)
         self.at = None if at is None else (at if at.tzinfo else at.astimezone())
         self.scratch_given = os.path.abspath(scratch) if scratch else None
         self.keep = keep
@@ -156,7 +157,7 @@ class PlanRunner:
                                             [s.target_in(self.plan.target_base) for s in self.plan.steps])
                 self._base = self._scratch.path
             else:
-                targets = [s.target_in(self.target_base) for s in self.plan.steps]
+                targets = [self._real_target(s, self.target_base) for s in self.plan.steps]
                 _refuse_shared_targets(self.plan, targets)
                 self._locks = TargetLocks(_locks_folder(self.service), targets)
                 self._locks.acquire()
@@ -216,7 +217,15 @@ class PlanRunner:
         self.listener(event)
 
     def _target(self, step: Step, base: str) -> str:
-        return os.path.join(base, step.name) if self.mode == "test" else step.target_in(base)
+        return os.path.join(base, step.name) if self.mode == "test" else self._real_target(step, base)
+
+    def _real_target(self, step: Step, base: str) -> str:
+        """Where a real run restores the step. A target base given for the run holds every
+        step, those with an absolute target of their own too (re-rooted below it): who says
+        "restore below DIR" expects nothing written outside DIR."""
+        if self.base_given and os.path.isabs(step.target):
+            return os.path.join(base, step.target.lstrip("/"))
+        return step.target_in(base)
 
     # ---- choosing what each step restores ------------------------------------------------
 
