@@ -417,3 +417,25 @@ def test_a_target_base_given_for_the_run_holds_steps_with_absolute_targets_too(d
     assert (restored(moved, source) / "a.txt").read_bytes() == b"alpha"
     assert seen.read_text().strip() == str(moved)
     assert not absolute.exists()
+
+
+def test_a_rehearsal_killed_with_9_leaves_its_scratch_area_and_the_next_one_names_it(dr: DR, tmp_path):
+    dr.config("app", {"a.txt": b"alpha"})
+    dr.config("files", {"f.txt": b"file"})
+    proc, pid_file = _start_and_wait(dr, tmp_path, "test", "killed")
+    _kill(proc, pid_file)
+    beside = dr.root  # the default scratch area is made beside the target base, dr.root / "restore"
+    [left] = [p for p in beside.iterdir() if p.name.startswith("strongroom-dr-test-") and p.is_dir()]
+    dr.plan("again", ["files"])
+    code, lines, err = dr.json("dr", "test", "again", "--keep")
+    assert code == 0, err
+    warnings = [line["message"] for line in lines if line["message_type"] == "warning"]
+    assert warnings == [f"an earlier rehearsal was stopped before its clean-up and left its scratch area {left}: "
+                        "remove it when you are done with it"]
+    assert left.is_dir()  # named, never removed
+    kept = Path(lines[-1]["steps"][0]["target"]).parent
+    assert kept.is_dir() and not Path(str(kept) + ".owner").exists()
+    code, lines, err = dr.json("dr", "test", "again")  # the kept one is not taken for one left behind
+    assert [line["message"] for line in lines if line["message_type"] == "warning"] == warnings
+    assert sorted(p.name for p in beside.iterdir() if p.name.startswith("strongroom-dr-test-")) == \
+        sorted([left.name, left.name + ".owner", kept.name])

@@ -169,6 +169,9 @@ class PlanRunner:
         t0 = time.monotonic()
         base = self.prepare()
         rng = random.Random(self.seed)
+        for area in self._scratch.left_behind if self._scratch is not None else ():
+            self._emit(warning_event(f"an earlier rehearsal was stopped before its clean-up and left its scratch "
+                                     f"area {area}: remove it when you are done with it"))
         results: list[StepResult] = []
         last_end = t0
         stopped: str | None = None
@@ -442,6 +445,8 @@ class PlanRunner:
 
     def _clean_up(self) -> float:
         """Remove what the test restored unless it is kept; the time it took."""
+        if self._scratch is not None and self.keep:
+            self._scratch.release()
         if self.keep or self._scratch is None:
             return 0.0
         seconds, problems = self._scratch.remove([step.name for step in self.plan.steps])
