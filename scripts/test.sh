@@ -44,9 +44,32 @@ install_fuse() {
     echo "installing fuse3" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fuse3 >/dev/null
 }
+# tests/test_db_sources.py makes its own PostgreSQL clusters (initdb, pg_ctl on
+# a socket directory) and dumps them with pg_dump: Debian's postgresql. Its
+# postinst must not start (or leave running) the system cluster on 5432.
+install_postgresql() {
+    dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q "install ok installed" && return 0
+    echo "installing postgresql" >&2
+    local policy=/usr/sbin/policy-rc.d made_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+    fi
+    local status=0
+    apt-get update -qq || status=$?
+    if [ "$status" -eq 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql \
+            >/dev/null || status=$?
+    fi
+    [ -n "$made_policy" ] && rm -f "$policy"
+    command -v pg_ctlcluster >/dev/null && pg_lsclusters -h 2>/dev/null | while read -r version name _; do
+        pg_ctlcluster "$version" "$name" stop >/dev/null 2>&1 || true
+    done
+    return "$status"
+}
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     install_webdav_servers || echo "warning: could not install the WebDAV test servers" >&2
     install_fuse || echo "warning: could not install fuse3" >&2
+    install_postgresql || echo "warning: could not install postgresql" >&2
 fi
 
 # Two workers, a test file each at a time (its servers and fixtures stay in

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from typing import BinaryIO, Callable
+
 import click
 
 from strongroom.cli.by_config import config_option
@@ -45,30 +49,54 @@ MANAGED_RUN = [
 @click.option("-n", "--dry-run", is_flag=True, help="Read and report, store nothing.")
 @click.option("--compression", help="Codec for this backup: zstd[:LEVEL], lz4, gzip, none.")
 @click.option("--stdin", "from_stdin", is_flag=True, help="Back up standard input.")
-@click.option("--stdin-filename", default="stdin", show_default=True, help="File name for --stdin.")
+@click.option("--stdin-from-command", "from_command", is_flag=True,
+              help="Back up the output of the command given as the arguments (after --); it must exit 0.")
+@click.option("--stdin-filename", default="stdin", show_default=True,
+              help="File name for --stdin or --stdin-from-command.")
 def backup(common: Common, paths, exclude, exclude_file, exclude_if_present, exclude_caches, exclude_larger_than,
-           one_file_system, tag, host, when, parent, full, dry_run, compression, from_stdin, stdin_filename,
-           config) -> int:
+           one_file_system, tag, host, when, parent, full, dry_run, compression, from_stdin, from_command,
+           stdin_filename, config) -> int:
     """Back up PATHS into a new snapshot (or configuration NAME with --config)."""
     if config:
         from strongroom.cli.cmd_managed import backup_config
         return backup_config(config.manage(common), config.name, full=full, dry_run=dry_run, **config.options)
     if from_stdin and paths:
         raise UsageError("give paths or --stdin, not both")
+    if from_command and (from_stdin or not paths):
+        raise UsageError("--stdin-from-command takes the command as its arguments: backup --stdin-from-command "
+                         "-- CMD ARGS...")
+    open_stream = None
+    if from_command:
+        from strongroom.sources.command import command_stream
+        argv, paths = list(paths), ()
+        open_stream = lambda: command_stream(argv, f"command {argv[0]}")  # noqa: E731
+    return _backup(common, paths, exclude, exclude_file, exclude_if_present, exclude_caches, exclude_larger_than,
+                   one_file_system, tag, host, when, parent, full, dry_run, compression,
+                   stdin_filename if from_stdin or from_command else None, open_stream)
+
+
+def _backup(common: Common, paths, exclude, exclude_file, exclude_if_present, exclude_caches, exclude_larger_than,
+            one_file_system, tag, host, when, parent, full, dry_run, compression, stdin_filename,
+            open_stream: Callable[[], AbstractContextManager[BinaryIO]] | None) -> int:
     tags = tuple(t.strip() for group in tag for t in group.split(",") if t.strip())
     options = BackupOptions(
         paths=tuple(paths),
         excludes=ExcludeRules.build(exclude, exclude_file, exclude_if_present, exclude_caches,
                                     exclude_larger_than, one_file_system),
         tags=tags, host=host, time=parse_time(when) if when else None, parent=parent, full=full,
-        dry_run=dry_run, compression=compression, stdin_filename=stdin_filename if from_stdin else None,
+        dry_run=dry_run, compression=compression, stdin_filename=stdin_filename,
     )
     repo = common.open()
     reporter = Reporter(common.json, "backup", quiet=common.quiet)
     common.events.listener = reporter
     try:
         with common.lock(repo, writes=not dry_run, what="backup"):
-            result = run_backup(repo, options, reporter)
+            if open_stream is None:
+                result = run_backup(repo, options, reporter)
+            else:
+                # The command starts once the repository is open and locked.
+                with open_stream() as stream:
+                    result = run_backup(repo, replace(options, stdin_stream=stream), reporter)
     finally:
         reporter.close()
     s = result.summary

@@ -219,8 +219,17 @@ def config_options(editing: bool):
     def decorate(func):
         changes = " (replaces the old list)" if editing else ""
         options = [
-            click.option("--source", "sources", multiple=True, required=not editing, type=click.Path(),
+            click.option("--source", "sources", multiple=True, type=click.Path(),
                          help=f"A path to back up (repeatable){changes}."),
+            click.option("--source-command", metavar="COMMAND",
+                         help="Back up this shell command's output instead of paths (a failing one fails the run)."),
+            click.option("--stdin-filename", metavar="NAME", help="With --source-command: the stored file's name."),
+            click.option("--sqlite", type=click.Path(dir_okay=False),
+                         help="Back up this SQLite database (a consistent copy) instead of paths."),
+            click.option("--postgres", metavar="DSN", callback=_dsn_without_password,
+                         help="Back up this PostgreSQL database (a name or a connection string) with pg_dump."),
+            click.option("--postgres-password-file", type=click.Path(dir_okay=False),
+                         help="With --postgres: read the database password from this file into the secrets store."),
             click.option("--target-dir", type=click.Path(file_okay=False), callback=_not_a_url,
                          help="Repository in this local directory."),
             click.option("--client", "client_id", help="Repository on this WebDAV client (with --target-path)."),
@@ -280,10 +289,50 @@ def _stored_password() -> str:
     return password.decode("utf-8", "surrogateescape")
 
 
-def _apply(config: BackupConfig, o: dict) -> BackupConfig:
-    """Change `config` by the options given; anything not given stays."""
+def _dsn_without_password(ctx, param, value: str | None) -> str | None:
+    """Refuse a password in --postgres before anything is stored or printed: argv is public."""
+    if value is not None:
+        from strongroom.sources.dsn import parse_dsn
+        if "password" in parse_dsn(value):
+            raise click.BadParameter("never put the database password in the connection string on the "
+                                     "command line: use --postgres-password-file (or ~/.pgpass)")
+    return value
+
+
+def _apply_source(config: BackupConfig, o: dict) -> None:
+    """One kind of source: the one given replaces whatever the configuration had."""
+    given = [flag for flag, key in (("--source", "sources"), ("--source-command", "source_command"),
+                                    ("--sqlite", "sqlite"), ("--postgres", "postgres")) if o[key]]
+    if len(given) > 1:
+        raise UsageError(f"give one kind of source, not {given[0]} and {given[1]}")
+    if given:
+        config.source_paths, config.source_command, config.sqlite = [], None, None
+        config.set_postgres(None)
     if o["sources"]:
         config.source_paths = [os.path.abspath(p) for p in o["sources"]]
+    if o["source_command"]:
+        config.source_command = o["source_command"]
+    elif given:
+        config.stdin_filename = None
+    if o["stdin_filename"]:
+        config.stdin_filename = o["stdin_filename"]
+    if o["sqlite"]:
+        config.sqlite = os.path.abspath(o["sqlite"])
+    if o["postgres"]:
+        config.set_postgres(o["postgres"])
+    if o["postgres_password_file"]:
+        if config.source_kind != "postgres":
+            raise UsageError("--postgres-password-file goes with a PostgreSQL source (--postgres)")
+        try:
+            with open(o["postgres_password_file"], "rb") as f:
+                config.postgres_password = f.read().rstrip(b"\r\n").decode("utf-8", "surrogateescape")
+        except OSError as e:
+            raise UsageError(f"cannot read --postgres-password-file: {e.strerror}") from None
+
+
+def _apply(config: BackupConfig, o: dict) -> BackupConfig:
+    """Change `config` by the options given; anything not given stays."""
+    _apply_source(config, o)
     if o["target_dir"] and (o["client_id"] or o["target_path"]):
         raise UsageError("give --target-dir, or --client with --target-path, not both")
     if o["target_dir"]:
@@ -363,6 +412,8 @@ def config_add(m: Manage, name, no_encrypt, **options) -> None:
     """
     if not options["target_dir"] and not (options["client_id"] and options["target_path"]):
         raise UsageError("give --target-dir DIR, or --client ID with --target-path PATH")
+    if not any(options[k] for k in ("sources", "source_command", "sqlite", "postgres")):
+        raise UsageError("give what to back up: --source PATH, --source-command, --sqlite or --postgres")
     cfg = _apply(BackupConfig(name=name, source_paths=[], encrypt=not no_encrypt), options)
     generated = cfg.encrypt and not (cfg.password_file or cfg.password_env or cfg.password)
     with m.manager() as manager:
@@ -378,7 +429,7 @@ def config_add(m: Manage, name, no_encrypt, **options) -> None:
         emit_json({"type": "summary", "config": name, "target": target, "encrypt": cfg.encrypt,
                    "password": password_source(cfg), "generated_key": generated})
         return
-    print(f"added configuration {name}: {', '.join(cfg.source_paths)} -> {target}")
+    print(f"added configuration {name}: {cfg.describe_source()} -> {target}")
     if generated:
         print(f"its repository key was generated and is kept in this machine's secrets store. Run "
               f"`strongroom key export {name}` now and keep the recovery kit somewhere else: without it the "
@@ -386,8 +437,13 @@ def config_add(m: Manage, name, no_encrypt, **options) -> None:
 
 
 def _config_doc(manager: BackupManager, cfg: BackupConfig) -> dict:
-    doc = cfg.to_doc()
+    doc = {"source_command": None, "stdin_filename": None, "sqlite": None, "postgres": None, **cfg.to_doc()}
     doc.pop("secret_ref", None)  # a reference, not a secret, but it helps nobody reading this
+    doc.pop("postgres_secret_ref", None)
+    doc["source_kind"] = cfg.source_kind
+    doc["source"] = cfg.describe_source()
+    if cfg.source_kind == "postgres":
+        doc["database_password"] = "secrets store" if cfg.postgres_secret_ref else "none given"
     doc["codec"] = cfg.codec
     doc["target"] = target_of(manager, cfg)
     doc["password"] = password_source(cfg)
@@ -411,7 +467,7 @@ def config_list(m: Manage) -> None:
     for d in docs:
         last = (d["last_job"] or {}).get("status", "never")
         print(f"{d['name'][:20]:20}  {'yes' if d['encrypt'] else 'no':9}  {d['codec']:8}  {last:9}  "
-              f"{', '.join(d['source_paths'])} -> {d['target']}")
+              f"{d['source']} -> {d['target']}")
     print(plural(len(docs), "configuration"))
 
 
@@ -426,7 +482,9 @@ def config_show(m: Manage, name) -> None:
         emit_json({"type": "config", **doc})
         return
     rows = [
-        ("name", doc["name"]), ("sources", ", ".join(doc["source_paths"])), ("target", doc["target"]),
+        ("name", doc["name"]), ("sources" if doc["source_kind"] == "files" else "source", doc["source"]),
+        *([("db password", doc["database_password"])] if "database_password" in doc else []),
+        ("target", doc["target"]),
         ("client", doc["target_client_id"] or "local directory"), ("encrypted", "yes" if doc["encrypt"] else "no"),
         ("password", doc["password"]), ("compression", doc["codec"]),
         ("excludes", ", ".join(doc["excludes"]) or "-"), ("exclude caches", "yes" if doc["exclude_caches"] else "no"),
@@ -455,7 +513,7 @@ def config_edit(m: Manage, name, **options) -> None:
     if m.json:
         emit_json({"type": "summary", **doc})
     else:
-        print(f"updated configuration {name}: {', '.join(cfg.source_paths)} -> {doc['target']}")
+        print(f"updated configuration {name}: {cfg.describe_source()} -> {doc['target']}")
 
 
 @config.command("remove")

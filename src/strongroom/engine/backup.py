@@ -20,7 +20,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 from strongroom import __version__
 from strongroom.engine.progress import Counters, Listener, backup_status, error_event, ignore, warning_event
@@ -55,6 +55,9 @@ class BackupOptions:
     dry_run: bool = False
     compression: str | None = None
     stdin_filename: str | None = None
+    # With stdin_filename: the binary stream to store (default: sys.stdin.buffer).
+    # Its read() may raise to fail the backup; no snapshot is written then.
+    stdin_stream: BinaryIO | None = field(default=None, compare=False, repr=False)
     config_name: str | None = None
 
 
@@ -386,7 +389,7 @@ class Backup:
         name = os.fsencode(self.opt.stdin_filename.strip("/"))
         if not name or b"/" in name:
             raise UsageError("--stdin-filename must be a plain file name")
-        result = self._read_stream(sys.stdin.buffer)
+        result = self._read_stream(self.opt.stdin_stream or sys.stdin.buffer)
         now = time.time_ns()
         node = Node(name=name, type=FILE, mode=0o600, uid=os.getuid(), gid=os.getgid(),
                     mtime_ns=now, ctime_ns=now, size=result[1], content=result[0])

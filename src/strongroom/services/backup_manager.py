@@ -331,8 +331,10 @@ class BackupManager:
         # An edit may keep a source that is not mounted now; a path it adds must exist.
         config.check_sources(known=(stored or {}).get("source_paths") or ())
         previous_ref = (stored or {}).get("secret_ref")
+        previous_db_ref = (stored or {}).get("postgres_secret_ref")
         self.backup_service.take_password(config)
         try:
+            self.backup_service.take_source_password(config)
             repo = self.backup_service.open_repository(config, create=True)
             repo.save_managed_config(config.name, config.to_doc())
             self.catalog.put_config(config.name, config.to_doc())
@@ -341,9 +343,13 @@ class BackupManager:
             if config.secret_ref and config.secret_ref != previous_ref:
                 self.backup_service.secrets.delete(config.secret_ref)
                 config.secret_ref = previous_ref
+            if config.postgres_secret_ref and config.postgres_secret_ref != previous_db_ref:
+                self.backup_service.secrets.delete(config.postgres_secret_ref)
+                config.postgres_secret_ref = previous_db_ref
             raise
-        if previous_ref and previous_ref != config.secret_ref:
-            self.backup_service.secrets.delete(previous_ref)  # replaced by a new password
+        for old, new in ((previous_ref, config.secret_ref), (previous_db_ref, config.postgres_secret_ref)):
+            if old and old != new:
+                self.backup_service.secrets.delete(old)  # replaced by a new password
         return config
 
     def update_config(self, config: BackupConfig) -> BackupConfig:
@@ -366,6 +372,9 @@ class BackupManager:
         except StrongroomError:
             pass  # the target is gone or unreachable: the catalog still forgets it
         self.catalog.delete_config(name)
+        if config.postgres_secret_ref:
+            # Unlike the repository key, the database password restores nothing.
+            self.backup_service.secrets.delete(config.postgres_secret_ref)
 
     # ---- running ---------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from strongroom.model.snapshot import Snapshot
 from strongroom.settings import Settings
 from strongroom.repo.repository import DEFAULT_PACK_SIZE, Repository
 from strongroom.services.configs import BackupConfig
+from strongroom.sources import Source, source_for
 from strongroom.storage import LocalStorage
 from strongroom.storage.base import Storage
 
@@ -106,6 +107,33 @@ class BackupService:
         self.secrets.set(config.secret_ref, secret)
         config.password = None
 
+    def take_source_password(self, config: BackupConfig) -> None:
+        """Move a given database password into the secrets store (a new
+        reference each time; the manager removes the one it replaces). A
+        configuration that is no longer a PostgreSQL source keeps none."""
+        if config.source_kind != "postgres":
+            config.postgres_password = config.postgres_secret_ref = None
+            return
+        config.set_postgres(config.postgres)  # a password set into the field afterwards
+        if config.postgres_password is None:
+            return
+        config.postgres_secret_ref = self.secrets.new_ref(f"postgres:{config.name}")
+        self.secrets.set(config.postgres_secret_ref, config.postgres_password)
+        config.postgres_password = None
+
+    def source_for(self, config: BackupConfig) -> Source:
+        """The source of a configuration that is not files, with its database password."""
+        password = None
+        if config.source_kind == "postgres":
+            password = config.postgres_password
+            if password is None and config.postgres_secret_ref:
+                password = self.secrets.get(config.postgres_secret_ref)
+                if password is None:
+                    raise UsageError(f"config {config.name}: its database password is not in the secrets "
+                                     f"store; give it again with `strongroom config edit {config.name} "
+                                     f"--postgres-password-file FILE`")
+        return source_for(config.source_spec(password))
+
     def open_repository(self, config: BackupConfig, create: bool = False,
                         on_event: StorageEvents | None = None) -> Repository:
         """Open the configuration's repository, or with `create` make it when there is none yet."""
@@ -137,6 +165,8 @@ class BackupService:
         `progress` is called with every engine event of the run: the same
         events `--json` prints (see docs/json.md). With `dry_run` nothing is
         written: the result says what a run would store."""
+        if config.source_kind != "files":
+            return self._run_source_backup(config, kind, progress, dry_run)
         missing = [p for p in config.source_paths if not os.path.lexists(p)]
         if missing:
             # Not a UsageError: a source on a disk or share that is not mounted
@@ -152,6 +182,21 @@ class BackupService:
                 dry_run=dry_run,
             )
             with repo.lock(exclusive=False, wait=60):
+                result = run_backup(repo, options, progress)
+            return repo, result
+
+    def _run_source_backup(self, config: BackupConfig, kind: str, progress: Listener,
+                           dry_run: bool) -> tuple[Repository, BackupResult]:
+        """A command, SQLite or PostgreSQL source: one stream, stored as one
+        file. The source starts once the repository is open and locked; if
+        it fails, so does the backup, and no snapshot is written."""
+        source = self.source_for(config)
+        with self.repo_lock(config):
+            repo = self.open_repository(config, create=not dry_run)
+            with repo.lock(exclusive=False, wait=60), source.open() as stream:
+                options = BackupOptions(stdin_filename=source.file_name, stdin_stream=stream,
+                                        tags=tuple(config.tags), full=kind == "full", compression=config.codec,
+                                        config_name=config.name, dry_run=dry_run)
                 result = run_backup(repo, options, progress)
             return repo, result
 

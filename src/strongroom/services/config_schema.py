@@ -71,6 +71,12 @@ class ConfigSchema(BaseModel):
     secret_ref: str | None = None
     retention: RetentionSchema = RetentionSchema()
     retention_after_run: Literal["off", "forget", "prune"] = "off"
+    source_command: Annotated[str, Field(min_length=1, max_length=65536)] | None = None
+    stdin_filename: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    sqlite: Annotated[str, Field(min_length=1)] | None = None
+    postgres: Annotated[str, Field(min_length=1)] | None = None
+    postgres_password: str | None = None
+    postgres_secret_ref: str | None = None
 
     @field_validator("compression")
     @classmethod
@@ -139,8 +145,28 @@ def check_complete(doc: dict[str, Any]) -> None:
     """What a configuration needs before it is stored, beyond `check_fields`."""
     check_fields(doc)
     name = doc["name"]
-    if not doc["source_paths"]:
-        raise UsageError(f"config {name}: give at least one source path")
+    kinds = [kind for kind, given in (("source paths", doc["source_paths"]),
+                                      ("a source command", doc["source_command"]),
+                                      ("a SQLite database", doc["sqlite"]),
+                                      ("a PostgreSQL database", doc["postgres"])) if given]
+    if not kinds:
+        raise UsageError(f"config {name}: give at least one source path (or a source command, "
+                         f"a SQLite database or a PostgreSQL database)")
+    if len(kinds) > 1:
+        raise UsageError(f"config {name}: give one kind of source, not {kinds[0]} and {kinds[1]}")
+    if doc["stdin_filename"] is not None:
+        if not doc["source_command"]:
+            raise UsageError(f"config {name}: a stored file name (stdin_filename) goes with a source command")
+        if "/" in doc["stdin_filename"] or doc["stdin_filename"] in (".", ".."):
+            raise UsageError(f"config {name}: stdin_filename must be a plain file name")
+    if doc["postgres"]:
+        from strongroom.sources.dsn import database_of, parse_dsn
+        try:
+            database_of(doc["postgres"])
+        except UsageError as e:
+            raise UsageError(f"config {name}: {e}") from None
+        if "password" in parse_dsn(doc["postgres"]):
+            raise UsageError(f"config {name}: the PostgreSQL connection string still holds a password")
     if not doc["target_path"]:
         raise UsageError(f"config {name}: give a target path")
     if "://" in doc["target_path"]:

@@ -10,16 +10,20 @@ from typing import Any
 from strongroom.errors import UsageError
 from strongroom.model.retention import Policy, policy_from_doc
 from strongroom.repo.compression import parse_compression
+from strongroom.sources.base import SourceSpec
 
 LOCAL = "local"
 # What happens after each run: nothing, forget by the retention policy, or
 # forget and then prune.
 AFTER_RUN = ("off", "forget", "prune")
+# The fields of the sources other than paths, left out of the stored form when unset.
+_SOURCE_FIELDS = ("source_command", "stdin_filename", "sqlite", "postgres", "postgres_secret_ref")
 
 
 @dataclass
 class BackupConfig:
-    """One named backup: what to back up (`source_paths`), where (a local
+    """One named backup: what to back up (`source_paths`; or instead one of
+    `source_command` with `stdin_filename`, `sqlite`, `postgres`), where (a local
     directory as `target_path`, or a WebDAV client id and a folder below its
     URL), and how (encryption, compression, excludes, retention).
 
@@ -27,7 +31,9 @@ class BackupConfig:
     of paths belongs, an unknown compression, a negative retention count are
     refused with a UsageError naming the field) and again, complete, when it
     is stored. `password` is taken in and moved to the secrets store; it is
-    never written to the catalog or the repository."""
+    never written to the catalog or the repository. A password in the
+    `postgres` connection string is taken out of it at once into
+    `postgres_password`, which goes to the secrets store in the same way."""
 
     name: str
     source_paths: list[str]
@@ -50,10 +56,55 @@ class BackupConfig:
     # keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within ("30d"), keep_tags.
     retention: dict[str, Any] = field(default_factory=dict)
     retention_after_run: str = "off"  # one of AFTER_RUN
+    # Sources other than paths (at most one; source_paths is empty then): a
+    # command whose stdout is stored as the file `stdin_filename`, a SQLite
+    # database file, a PostgreSQL database name or connection string (kept
+    # without its password; that lives in the secrets store at postgres_secret_ref).
+    source_command: str | None = None
+    stdin_filename: str | None = None
+    sqlite: str | None = None
+    postgres: str | None = None
+    postgres_password: str | None = field(default=None, repr=False)
+    postgres_secret_ref: str | None = None
 
     def __post_init__(self) -> None:
         from strongroom.services.config_schema import check_fields
         check_fields(self._fields())
+        self.set_postgres(self.postgres)
+
+    def set_postgres(self, dsn: str | None) -> None:
+        """Set the PostgreSQL source; a password in `dsn` moves to `postgres_password`."""
+        if dsn is None:
+            self.postgres = None
+            return
+        from strongroom.sources.dsn import split_password
+        self.postgres, password = split_password(dsn)
+        if password is not None:
+            self.postgres_password = password
+
+    @property
+    def source_kind(self) -> str:
+        """files, command, sqlite or postgres (the first given, when a stored doc is wrong)."""
+        for kind, value in (("command", self.source_command), ("sqlite", self.sqlite),
+                            ("postgres", self.postgres)):
+            if value:
+                return kind
+        return "files"
+
+    def source_spec(self, password: str | None = None) -> SourceSpec:
+        """What the source family needs to run this configuration's source (not for files)."""
+        target = {"command": self.source_command, "sqlite": self.sqlite, "postgres": self.postgres}
+        return SourceSpec(self.source_kind, target[self.source_kind] or "",
+                          self.stdin_filename or "stdin", password)
+
+    def describe_source(self) -> str:
+        """The source in one line, for a person (never a password)."""
+        kind = self.source_kind
+        if kind == "files":
+            return ", ".join(self.source_paths)
+        if kind == "command":
+            return f"command {self.source_command} (stored as {self.stdin_filename or 'stdin'})"
+        return f"{'SQLite database' if kind == 'sqlite' else 'PostgreSQL'} {self.sqlite or self.postgres}"
 
     def _fields(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -80,7 +131,13 @@ class BackupConfig:
 
     def check_sources(self, known: Iterable[str] = ()) -> None:
         """Refuse a source path that does not exist, unless it is among `known`
-        (the paths a stored version of this configuration already had)."""
+        (the paths a stored version of this configuration already had); for
+        the other kinds, a source that cannot run here (a command not on
+        PATH, a SQLite file that is not there, no pg_dump)."""
+        if self.source_kind != "files":
+            from strongroom.sources import source_for
+            source_for(self.source_spec()).check()
+            return
         known = set(known)
         for path in self.source_paths:
             if path not in known and not os.path.lexists(path):
@@ -95,10 +152,15 @@ class BackupConfig:
         """What is stored: everything but the password itself."""
         doc = asdict(self)
         doc.pop("password")
+        doc.pop("postgres_password")
+        # A configuration of files is stored as before these fields existed.
+        for key in _SOURCE_FIELDS:
+            if doc[key] is None:
+                del doc[key]
         return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> BackupConfig:
         """A configuration from its stored form; unknown keys (of a newer version) are left out."""
-        known = {f.name for f in fields(cls)} - {"password"}
+        known = {f.name for f in fields(cls)} - {"password", "postgres_password"}
         return cls(**{k: v for k, v in doc.items() if k in known})
