@@ -20,7 +20,6 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit
 
 from strongroom.dr.durations import format_seconds, parse_seconds
 from strongroom.errors import UsageError
@@ -212,16 +211,14 @@ class Step:
 
 
 def _holds_password(dsn: str) -> bool:
-    """A libpq connection string with a password in it: `postgresql://u:PW@h/db`,
-    `...?password=PW`, or the key/value form `host=h password=PW`."""
-    if re.search(r"(^|[\s?&;])password\s*=", dsn, re.IGNORECASE):
-        return True
-    if re.match(r"postgres(ql)?://", dsn, re.IGNORECASE):
-        try:
-            return urlsplit(dsn).password is not None
-        except ValueError:
-            return True  # not a URL we can read: not one to keep in a report either
-    return False
+    """A connection string with a password in it (`postgresql://u:PW@h/db`,
+    `...?password=PW`, `host=h password=PW`), read as libpq reads it; one that
+    does not read is taken to hold one when the word is in it."""
+    from strongroom.sources.dsn import split_password
+    try:
+        return split_password(dsn)[1] is not None
+    except UsageError:
+        return "password" in dsn.lower() or bool(re.match(r"postgres(ql)?://[^/@]*:[^/@]*@", dsn, re.IGNORECASE))
 
 
 def check_step_name(name: object) -> str:
