@@ -439,3 +439,18 @@ def test_a_rehearsal_killed_with_9_leaves_its_scratch_area_and_the_next_one_name
     assert [line["message"] for line in lines if line["message_type"] == "warning"] == warnings
     assert sorted(p.name for p in beside.iterdir() if p.name.startswith("strongroom-dr-test-")) == \
         sorted([left.name, left.name + ".owner", kept.name])
+
+
+# ---- crafted plans --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", ["../../etc", "..", "a/b", "app\x1b[2J"])
+def test_a_crafted_plan_whose_config_name_would_leave_the_target_base_does_not_read(repo, config):
+    from strongroom.dr.plan import Plan
+    from strongroom.dr.store import PlanStore
+    from strongroom.errors import UsageError
+    doc = {"name": "P", "target_base": "/srv/restore", "steps": [{"config": config}]}
+    with pytest.raises(UsageError, match="a configuration name is printable, without /"):
+        Plan.from_doc(doc)
+    repo.save_managed_record("plan", "P", doc)  # as someone holding the key could
+    assert PlanStore.plans_in_repository(repo) == []

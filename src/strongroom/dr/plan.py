@@ -160,6 +160,9 @@ class Step:
     def __post_init__(self) -> None:
         if not isinstance(self.config, str) or not self.config:
             raise UsageError("a step needs a configuration (config = NAME)")
+        if "/" in self.config or self.config in (".", "..") or not self.config.isprintable():
+            # The default target is TARGET_BASE/<config>: a name of a crafted plan must not leave it.
+            raise UsageError(f"step config {self.config[:MAX_NAME]!r}: a configuration name is printable, without /")
         if not self.name:
             object.__setattr__(self, "name", self.config)
         check_step_name(self.name)
