@@ -180,7 +180,7 @@ class Step:
         if self.database is not None and _holds_password(self.database):
             # The plan is shown, stored, sealed in repositories and cited in every report.
             raise UsageError(f"step {self.name}: the database DSN holds a password; a plan is shown in reports: "
-                             "keep the password out of it (the configuration's secret or ~/.pgpass gives it)")
+                             "keep the password out of it (~/.pgpass, PGPASSFILE or PGPASSWORD give it)")
 
     def target_in(self, base: str) -> str:
         """Where this step restores when the plan's targets are below `base`."""
