@@ -454,3 +454,33 @@ def test_a_crafted_plan_whose_config_name_would_leave_the_target_base_does_not_r
         Plan.from_doc(doc)
     repo.save_managed_record("plan", "P", doc)  # as someone holding the key could
     assert PlanStore.plans_in_repository(repo) == []
+
+
+# ---- a long history -------------------------------------------------------------------------------
+
+
+def test_list_and_report_read_only_the_records_they_show(dr: DR):
+    import sqlite3
+    from strongroom.dr.store import PlanStore
+    dr.config("app", {"a.txt": b"alpha"})
+    dr.plan("P", ["app"])
+    code, newest, err = summary(dr, "dr", "test", "P")
+    assert code == 0, err
+    with dr.manager() as manager:
+        [doc] = PlanStore(manager.backup_service).runs("P")
+        for n in range(50):  # an older history, every other one a real run
+            started = 1_000_000.0 + n * 3600
+            manager.catalog.add_dr_run(f"old-{n:02d}", "P", "run" if n % 2 else "test", "pass", started,
+                                       started + 1, {**doc, "id": f"old-{n:02d}", "mode": "run" if n % 2 else "test"})
+    with sqlite3.connect(dr.catalog) as db:  # the oldest record no longer reads
+        db.execute("UPDATE dr_runs SET doc = '{' WHERE id = 'old-00'")
+    code, lines, err = dr.json("dr", "list")
+    assert code == 0, err
+    assert lines[0]["last_test"]["id"] == newest["id"] and lines[0]["last_run"]["id"] == "old-49"
+    code, lines, err = dr.json("dr", "report", "P")
+    assert code == 0, err
+    report = lines[-1]
+    assert report["id"] == newest["id"]
+    assert [point["id"] for point in report["trend"]] == [f"old-{n:02d}" for n in range(12, 50, 2)] + [newest["id"]]
+    done = dr.run("dr", "delete", "P", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout.decode().splitlines()[-1])["runs_kept"] == 51

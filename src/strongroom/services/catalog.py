@@ -582,15 +582,20 @@ class Catalog:
             db.execute("INSERT OR REPLACE INTO dr_runs (id, plan, mode, verdict, started, finished, doc)"
                        " VALUES (?, ?, ?, ?, ?, ?, ?)", (run_id, plan, mode, verdict, started, finished, _dumps(doc)))
 
-    def list_dr_runs(self, plan: str | None = None, limit: int | None = None) -> list[dict]:
-        """Runs, oldest first; with `limit`, the newest that many. Each: id, plan, mode,
-        verdict, started, finished, doc (dict)."""
-        query = "SELECT * FROM dr_runs" + (" WHERE plan = ?" if plan is not None else "") \
+    def list_dr_runs(self, plan: str | None = None, limit: int | None = None, mode: str | None = None) -> list[dict]:
+        """Runs (of one plan, of one mode), oldest first; with `limit`, the newest that many.
+        Each: id, plan, mode, verdict, started, finished, doc (dict)."""
+        where = [(clause, value) for clause, value in (("plan = ?", plan), ("mode = ?", mode)) if value is not None]
+        query = "SELECT * FROM dr_runs" + (" WHERE " + " AND ".join(c for c, _ in where) if where else "") \
             + " ORDER BY started DESC, rowid DESC LIMIT ?"
-        args: list[Any] = ([plan] if plan is not None else []) + [-1 if limit is None else int(limit)]
+        args: list[Any] = [v for _, v in where] + [-1 if limit is None else int(limit)]
         with self._read() as db:
             rows = db.execute(query, args).fetchall()
         return [{**dict(row), "doc": _loads(row["doc"])} for row in reversed(rows)]
+
+    def count_dr_runs(self, plan: str) -> int:
+        with self._read() as db:
+            return int(db.execute("SELECT COUNT(*) FROM dr_runs WHERE plan = ?", (plan,)).fetchone()[0])
 
     def get_dr_run(self, run_id: str) -> dict | None:
         with self._read() as db:
