@@ -484,3 +484,20 @@ def test_list_and_report_read_only_the_records_they_show(dr: DR):
     assert [point["id"] for point in report["trend"]] == [f"old-{n:02d}" for n in range(12, 50, 2)] + [newest["id"]]
     done = dr.run("dr", "delete", "P", "--json")
     assert done.returncode == 0 and json.loads(done.stdout.decode().splitlines()[-1])["runs_kept"] == 51
+
+
+def test_a_damaged_record_in_the_catalog_is_one_clear_line_never_an_internal_error(dr: DR):
+    import sqlite3
+    dr.config("app", {"a.txt": b"alpha"})
+    dr.plan("P", ["app"])
+    code, newest, err = summary(dr, "dr", "test", "P")
+    assert code == 0, err
+    with sqlite3.connect(dr.catalog) as db:
+        db.execute("UPDATE dr_runs SET doc = '{\"id\": ' WHERE id = ?", (newest["id"],))
+    done = dr.run("dr", "report", "P")
+    assert done.returncode == 1
+    assert done.stderr.decode().startswith("strongroom: a recorded run of plan 'P' does not read: run record: not JSON")
+    assert "internal error" not in done.stderr.decode()
+    code, lines, err = dr.json("dr", "list")
+    assert code == 0 and lines[0]["last_test"]["verdict"] == "unreadable"
+    assert "does not read" in err

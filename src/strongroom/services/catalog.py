@@ -135,6 +135,15 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def _run_doc(text: str) -> Any:
+    """A recorded run's document; one that is not JSON (a damaged row) stays its text, so the
+    reader of runs (dr/run_document.py) says what is wrong with it rather than the catalog failing."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+
+
 class Catalog:
     """The SQLite catalog. Every method is one short transaction and is thread-safe.
 
@@ -563,7 +572,7 @@ class Catalog:
         """name, doc (dict), version, created, updated; or None."""
         with self._read() as db:
             row = db.execute("SELECT * FROM dr_plans WHERE name = ?", (name,)).fetchone()
-        return None if row is None else {**dict(row), "doc": _loads(row["doc"])}
+        return None if row is None else {**dict(row), "doc": _run_doc(row["doc"])}
 
     def list_plans(self) -> list[dict]:
         with self._read() as db:
@@ -591,7 +600,7 @@ class Catalog:
         args: list[Any] = [v for _, v in where] + [-1 if limit is None else int(limit)]
         with self._read() as db:
             rows = db.execute(query, args).fetchall()
-        return [{**dict(row), "doc": _loads(row["doc"])} for row in reversed(rows)]
+        return [{**dict(row), "doc": _run_doc(row["doc"])} for row in reversed(rows)]
 
     def count_dr_runs(self, plan: str) -> int:
         with self._read() as db:
@@ -600,7 +609,7 @@ class Catalog:
     def get_dr_run(self, run_id: str) -> dict | None:
         with self._read() as db:
             row = db.execute("SELECT * FROM dr_runs WHERE id = ?", (run_id,)).fetchone()
-        return None if row is None else {**dict(row), "doc": _loads(row["doc"])}
+        return None if row is None else {**dict(row), "doc": _run_doc(row["doc"])}
 
     # -- storage samples ----------------------------------------------------
 
