@@ -501,3 +501,26 @@ def test_a_damaged_record_in_the_catalog_is_one_clear_line_never_an_internal_err
     code, lines, err = dr.json("dr", "list")
     assert code == 0 and lines[0]["last_test"]["verdict"] == "unreadable"
     assert "does not read" in err
+
+
+# ---- a random point in a real run ----------------------------------------------------------------
+
+
+def test_a_real_run_restores_the_newest_snapshot_where_the_plan_rehearses_a_random_one(dr: DR):
+    source = dr.config("app", {"a.txt": b"v0"})
+    for version in range(1, 6):
+        (source / "a.txt").write_bytes(f"v{version}".encode())
+        dr.backup("app")
+    with dr.manager() as manager:
+        snaps = manager.backup_service.snapshots(manager.backup_service.get_config("app"))
+    dr.plan("P", [{"config": "app", "point": "random", "within": "7d"}])
+    for attempt in range(3):
+        code, lines, err = dr.json("dr", "run", "P")
+        assert code == 0, err
+        [start] = [e for e in lines if e["message_type"] == "dr_step" and e["action"] == "start"]
+        assert start["snapshot"] == snaps[-1].id
+        assert start["rule"] == "latest (the plan's random within the last 7d is for rehearsals)"
+        assert (restored(dr.root / "restore" / "app", source) / "a.txt").read_bytes() == b"v5"
+    code, lines, err = dr.json("dr", "test", "P")  # a rehearsal still draws
+    [start] = [e for e in lines if e["message_type"] == "dr_step" and e["action"] == "start"]
+    assert code == 0 and start["rule"].startswith("random within the last 7d (seed ")

@@ -233,10 +233,18 @@ class PlanRunner:
     # ---- choosing what each step restores ------------------------------------------------
 
     def _rule(self, step: Step) -> PointRule:
-        return PointRule("at", self.at) if self.at is not None else step.point
+        if self.at is not None:
+            return PointRule("at", self.at)
+        if self.mode == "run" and step.point.kind == "random":
+            # A random point is for rehearsals: a real recovery restores the newest.
+            return PointRule()
+        return step.point
 
     def _resolve(self, step: Step, now: datetime, rng: random.Random) -> _Resolved:
-        found = _Resolved(rule=describe_rule(self._rule(step), self.seed))
+        rule = describe_rule(self._rule(step), self.seed)
+        if self._rule(step) is not step.point and step.point.kind == "random" and self.at is None:
+            rule += f" (the plan's {step.point.describe()} is for rehearsals)"
+        found = _Resolved(rule=rule)
         try:
             found.config = self.service.get_config(step.config)
             found.repository = self._repository_url(found.config)
