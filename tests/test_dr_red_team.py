@@ -524,3 +524,16 @@ def test_a_real_run_restores_the_newest_snapshot_where_the_plan_rehearses_a_rand
     code, lines, err = dr.json("dr", "test", "P")  # a rehearsal still draws
     [start] = [e for e in lines if e["message_type"] == "dr_step" and e["action"] == "start"]
     assert code == 0 and start["rule"].startswith("random within the last 7d (seed ")
+
+
+def test_a_run_never_restores_into_a_repository(dr: DR, tmp_path):
+    dr.config("app", {"a.txt": b"alpha"})  # its repository is tmp_path / "repos" / "app"
+    dr.plan("P", ["app"], target_base_path=str(tmp_path / "repos"))  # TARGET_BASE/<config>: the repository
+    before = sorted(str(p) for p in (tmp_path / "repos" / "app").rglob("*") if "/locks/" not in str(p))
+    code, lines, err = dr.json("dr", "run", "P")
+    assert code == 2, err
+    assert lines[-1]["message"] == f"step app: its target {tmp_path / 'repos' / 'app'} is inside the repository " \
+                                   f"{tmp_path / 'repos' / 'app'}; give a target outside every repository"
+    assert sorted(str(p) for p in (tmp_path / "repos" / "app").rglob("*") if "/locks/" not in str(p)) == before
+    code, last, err = summary(dr, "dr", "test", "P")  # a rehearsal restores elsewhere
+    assert (code, last["verdict"]) == (0, "pass"), err

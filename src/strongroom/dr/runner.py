@@ -159,6 +159,7 @@ class PlanRunner:
             else:
                 targets = [self._real_target(s, self.target_base) for s in self.plan.steps]
                 _refuse_shared_targets(self.plan, targets)
+                self._refuse_targets_in_repositories(targets)
                 self._locks = TargetLocks(_locks_folder(self.service), targets)
                 self._locks.acquire()
                 self._base = self.target_base
@@ -221,6 +222,25 @@ class PlanRunner:
 
     def _target(self, step: Step, base: str) -> str:
         return os.path.join(base, step.name) if self.mode == "test" else self._real_target(step, base)
+
+    def _refuse_targets_in_repositories(self, targets: list[str]) -> None:
+        """A target that is, or lies inside, the local repository of one of the plan's
+        configurations (a target base that is the repositories' folder, and a step named
+        after its configuration): the restore would write its files among the repository's."""
+        repositories = []
+        for name in self.plan.configs:
+            try:
+                config = self.service.get_config(name)
+            except StrongroomError:
+                continue  # its step fails when its turn comes
+            if config.is_local and config.target_path:
+                repositories.append(os.path.realpath(config.target_path))
+        for step, target in zip(self.plan.steps, targets):
+            real = os.path.realpath(target)
+            for repository in repositories:
+                if real == repository or real.startswith(repository.rstrip("/") + "/"):
+                    raise UsageError(f"step {step.name}: its target {target} is inside the repository "
+                                     f"{repository}; give a target outside every repository")
 
     def _real_target(self, step: Step, base: str) -> str:
         """Where a real run restores the step. A target base given for the run holds every
