@@ -537,3 +537,39 @@ def test_a_run_never_restores_into_a_repository(dr: DR, tmp_path):
     assert sorted(str(p) for p in (tmp_path / "repos" / "app").rglob("*") if "/locks/" not in str(p)) == before
     code, last, err = summary(dr, "dr", "test", "P")  # a rehearsal restores elsewhere
     assert (code, last["verdict"]) == (0, "pass"), err
+
+
+# ---- the clean-up of a rehearsal ----------------------------------------------------------------
+
+
+def test_the_clean_up_never_crosses_into_a_mount_and_clears_read_only_folders(dr: DR, tmp_path):
+    """A command that bind-mounts real data into the scratch area (root, as the tests run in CI):
+    the clean-up removes what the test made, and leaves the mount and all it holds alone."""
+    dr.config("app", {"a.txt": b"alpha"})
+    real = tmp_path / "real-data"
+    real.mkdir()
+    (real / "precious.db").write_bytes(b"do not delete")
+    as_root = os.geteuid() == 0
+    mount = f'mkdir "$STRONGROOM_TARGET/live" && mount --bind {real} "$STRONGROOM_TARGET/live"; ' if as_root else ""
+    locked = 'mkdir -p "$STRONGROOM_TARGET/ro/sub" && touch "$STRONGROOM_TARGET/ro/sub/f" && chmod 0555 ' \
+             '"$STRONGROOM_TARGET/ro/sub" "$STRONGROOM_TARGET/ro"'
+    dr.plan("P", [{"config": "app", "after": [{"command": mount + locked}]}])
+    scratch = tmp_path / "scratch"
+    try:
+        code, lines, err = dr.json("dr", "test", "P", "--scratch", str(scratch))
+        assert code == 0, err
+        assert lines[-1]["verdict"] == "pass"
+        warnings = [line["message"] for line in lines if line["message_type"] == "warning"]
+        assert (real / "precious.db").read_bytes() == b"do not delete"
+        assert not (scratch / "app" / "ro").exists()
+        if as_root:
+            live = scratch / "app" / "live"
+            assert f"left {live} alone: it is another file system (a mount), and what is in it was not restored " \
+                   "by the test" in warnings
+            assert (live / "precious.db").exists()
+        else:
+            assert warnings == [] and not scratch.exists()
+    finally:
+        if as_root and (scratch / "app" / "live").exists():
+            subprocess.run(["umount", str(scratch / "app" / "live")], check=False)
+    assert (real / "precious.db").read_bytes() == b"do not delete"

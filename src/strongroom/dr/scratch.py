@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import tempfile
 import time
@@ -93,7 +92,7 @@ class ScratchArea:
         for name in step_names:
             place = self.step(name)
             if os.path.lexists(place):
-                remove_tree(place)
+                problems += remove_tree(place)
         self.release()
         if self.made:
             try:
@@ -149,16 +148,96 @@ def _overlap(path: str, targets: Sequence[str]) -> str | None:
     return None
 
 
-def remove_tree(path: str) -> None:
-    """rmtree that also clears what a restore made read-only (a directory of mode 0555)."""
+MAX_PROBLEMS = 20
 
-    def again(function, failed: str, _exc) -> None:
+
+def _mount_points_below(path: str) -> set[str]:
+    """The mount points at or below `path` (/proc/self/mountinfo; none known without it)."""
+    real = os.path.realpath(path)
+    found = set()
+    try:
+        with open("/proc/self/mountinfo", "rb") as f:
+            for line in f.read(16 << 20).splitlines():
+                fields = line.split(b" ")
+                if len(fields) < 5:
+                    continue
+                point = _unescape(fields[4])
+                if point == real or point.startswith(real.rstrip("/") + "/"):
+                    found.add(os.path.join(path, os.path.relpath(point, real)) if point != real else path)
+    except OSError:
+        pass
+    return {os.path.normpath(p) for p in found}
+
+
+def _unescape(field: bytes) -> str:
+    """A mountinfo path: space, tab, newline and backslash are written as \\ooo."""
+    out = bytearray()
+    i = 0
+    while i < len(field):
+        if field[i] == 0x5C and i + 4 <= len(field) and field[i + 1:i + 4].isdigit():
+            out.append(int(field[i + 1:i + 4], 8) & 0xFF)
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return os.fsdecode(bytes(out))
+
+
+def remove_tree(path: str) -> list[str]:
+    """Remove what a restore made below `path`; the problems, in words (at most MAX_PROBLEMS).
+
+    Never crosses into another file system: a directory on another device
+    than `path` (a mount a command made inside the scratch area, a bind mount
+    of real data) is left alone with all it holds, and said. Symlinks are
+    removed, never followed. Directories a restore made read-only (0555) are
+    given write permission back first. The walk keeps its own stack: a tree
+    as deep as a hostile snapshot makes it costs no recursion. A bind mount of
+    a folder of the same file system has the same device, so the mount points
+    are also read from /proc/self/mountinfo."""
+    problems: list[str] = []
+
+    def problem(text: str) -> None:
+        if len(problems) < MAX_PROBLEMS:
+            problems.append(text)
+
+    try:
+        top = os.lstat(path)
+    except OSError as e:
+        return [f"cannot remove {path}: {e.strerror}"]
+    mounts = _mount_points_below(path)
+    if not stat.S_ISDIR(top.st_mode):
         try:
-            os.chmod(os.path.dirname(failed), stat.S_IRWXU)
-            if os.path.isdir(failed) and not os.path.islink(failed):
-                os.chmod(failed, stat.S_IRWXU)
-            function(failed)
-        except OSError:
-            pass
-
-    shutil.rmtree(path, onerror=again)
+            os.unlink(path)
+        except OSError as e:
+            problem(f"cannot remove {path}: {e.strerror}")
+        return problems
+    stack: list[tuple[str, bool]] = [(path, False)]
+    while stack:
+        folder, emptied = stack.pop()
+        if emptied:
+            try:
+                os.rmdir(folder)
+            except OSError as e:
+                problem(f"cannot remove {folder}: {e.strerror}")
+            continue
+        try:
+            st = os.lstat(folder)
+            if st.st_dev != top.st_dev or folder in mounts:
+                problem(f"left {folder} alone: it is another file system (a mount), and what is in it was "
+                        "not restored by the test")
+                continue
+            if stat.S_IMODE(st.st_mode) & stat.S_IRWXU != stat.S_IRWXU:
+                os.chmod(folder, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
+            stack.append((folder, True))
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append((entry.path, False))
+                    else:
+                        try:
+                            os.unlink(entry.path)
+                        except OSError as e:
+                            problem(f"cannot remove {entry.path}: {e.strerror}")
+        except OSError as e:
+            problem(f"cannot remove {folder}: {e.strerror}")
+    return problems
