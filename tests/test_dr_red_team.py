@@ -573,3 +573,17 @@ def test_the_clean_up_never_crosses_into_a_mount_and_clears_read_only_folders(dr
         if as_root and (scratch / "app" / "live").exists():
             subprocess.run(["umount", str(scratch / "app" / "live")], check=False)
     assert (real / "precious.db").read_bytes() == b"do not delete"
+
+
+def test_a_step_folder_of_a_rehearsal_is_private_in_a_shared_scratch_area(dr: DR, tmp_path):
+    source = dr.config("app", {"secret.key": b"k"})
+    os.chmod(source / "secret.key", 0o4755)  # a setuid file, as /usr/bin holds
+    dr.backup("app")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    seen = tmp_path / "mode"
+    dr.plan("P", [{"config": "app", "after": [{"command": f'stat -c %a "$STRONGROOM_TARGET" > {seen}'}]}])
+    code, last, err = summary(dr, "dr", "test", "P", "--scratch", str(shared))
+    assert (code, last["verdict"]) == (0, "pass"), err
+    assert seen.read_text().strip() == "700"

@@ -374,6 +374,11 @@ class PlanRunner:
                 state.warn(str(event.get("message", "")))
 
         check_target(target)
+        if self.mode == "test":
+            # Private, whatever the scratch area's own mode: a rehearsal as root recreates the
+            # snapshot's setuid files and secrets, and an old setuid binary must not be others' to run.
+            os.makedirs(target, 0o700, exist_ok=True)
+            os.chmod(target, 0o700)
         with repo.lock(exclusive=False, wait=LOCK_WAIT):
             options = RestoreOptions(target, include=step.include, verify=self.plan.verify)
             dry = run_restore(repo, snap, RestoreOptions(target, include=step.include, dry_run=True))
