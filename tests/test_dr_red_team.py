@@ -587,3 +587,24 @@ def test_a_step_folder_of_a_rehearsal_is_private_in_a_shared_scratch_area(dr: DR
     code, last, err = summary(dr, "dr", "test", "P", "--scratch", str(shared))
     assert (code, last["verdict"]) == (0, "pass"), err
     assert seen.read_text().strip() == "700"
+
+
+def test_a_run_that_cannot_start_leaves_no_lock_and_no_scratch_area(dr: DR, tmp_path):
+    import sqlite3
+    from strongroom.dr.manager import DisasterRecoveryManager
+    from strongroom.errors import StrongroomError
+    dr.config("app", {"a.txt": b"alpha"})
+    dr.plan("P", ["app"])
+    with dr.manager() as manager:
+        api = DisasterRecoveryManager(manager.backup_service)
+        with sqlite3.connect(dr.catalog) as db:  # the catalog cannot take the run's sessions
+            db.execute("ALTER TABLE sessions RENAME TO sessions_away")
+        scratch = tmp_path / "scratch"
+        for start in (lambda: api.execute_dr_plan("P"), lambda: api.test_dr_plan("P", scratch=str(scratch))):
+            with pytest.raises((StrongroomError, sqlite3.Error)):
+                start()
+        assert not scratch.exists()
+        with sqlite3.connect(dr.catalog) as db:
+            db.execute("ALTER TABLE sessions_away RENAME TO sessions")
+        run = api.wait(api.execute_dr_plan("P"), timeout=60)  # the first attempt holds no lock
+        assert run.verdict == "pass"

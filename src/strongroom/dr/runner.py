@@ -165,6 +165,15 @@ class PlanRunner:
                 self._base = self.target_base
         return self._base
 
+    def abandon(self) -> None:
+        """Give up a prepared run that will not be run: release its target locks, remove its
+        scratch area (it holds nothing yet)."""
+        try:
+            self._clean_up()
+        finally:
+            if self._locks is not None:
+                self._locks.release()
+
     def run(self) -> PlanRun:
         started = datetime.now(timezone.utc)
         t0 = time.monotonic()
