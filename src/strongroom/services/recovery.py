@@ -4,6 +4,7 @@ the background with progress and cancellation, and the one-click facade."""
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import threading
 import time
 import uuid
@@ -271,8 +272,11 @@ class RecoveryExecutor:
             # Its process died without a word (kill -9, a crash): say so, once and for all.
             state.status = "failed"
             state.errors = [*state.errors, f"interrupted: {describe(owner)} ended before the session finished"]
-            self.service.catalog.update_session(session_id, status="failed", progress=state.stored(),
-                                                error="; ".join(state.errors[:5]))
+            try:
+                self.service.catalog.update_session(session_id, status="failed", progress=state.stored(),
+                                                    error="; ".join(state.errors[:5]))
+            except (StrongroomError, OSError, sqlite3.Error):
+                pass  # a catalog this process cannot write: the answer is the same, said again next time
         return state.frozen()
 
     def cancel_recovery(self, session_id: str) -> bool:
