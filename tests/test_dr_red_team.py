@@ -21,8 +21,8 @@ import pytest
 from test_dr_run import DR, dr, restored  # noqa: F401  (the fixture)
 
 
-def summary(dr: DR, *args: str) -> tuple[int, dict, str]:
-    code, lines, err = dr.json(*args)
+def summary(dr: DR, *args: str, env: dict | None = None) -> tuple[int, dict, str]:
+    code, lines, err = dr.json(*args, env=env)
     assert lines, err
     return code, lines[-1], err
 
@@ -611,3 +611,19 @@ def test_a_run_that_cannot_start_leaves_no_lock_and_no_scratch_area(dr: DR, tmp_
             db.execute("ALTER TABLE sessions_away RENAME TO sessions")
         run = api.wait(api.execute_dr_plan("P"), timeout=60)  # the first attempt holds no lock
         assert run.verdict == "pass"
+
+
+def test_step_facts_reach_a_command_only_as_environment_never_as_shell_text(dr: DR, tmp_path):
+    dr.config("app", {"a.txt": b"alpha"})
+    seen, env_dump, scratch = tmp_path / "seen", tmp_path / "env", tmp_path / "scratch"
+    name = 'x"; touch pwned; echo "$(touch pwned)`touch pwned`'  # the after-command runs in the step's folder
+    plan = "P $(touch pwned)"
+    dr.plan(plan, [{"config": "app", "name": name,
+                    "after": [{"command": f'printf %s "$STRONGROOM_STEP" > {seen}; env > {env_dump}'}]}])
+    code, last, err = summary(dr, "dr", "test", plan, "--scratch", str(scratch), "--keep", env={
+        "STRONGROOM_PASSWORD": "repo-s3cret", "PGPASSWORD": "pg-s3cret", "AWS_SECRET_ACCESS_KEY": "aws-s3cret"})
+    assert (code, last["verdict"]) == (0, "pass"), err
+    assert seen.read_text() == name
+    assert not list(scratch.rglob("pwned")) and not list(Path.cwd().glob("pwned"))
+    dumped = env_dump.read_text()
+    assert "s3cret" not in dumped and "PASSWORD" not in dumped and f"STRONGROOM_PLAN={plan}" in dumped
