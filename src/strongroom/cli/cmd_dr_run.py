@@ -129,7 +129,8 @@ def _write_report(dr, run, fmt: str, path: str) -> None:
     _write_atomically(path, text)
 
 
-def _follow(m: Manage, name: str, mode: str, report: str | None = None, **options) -> int:
+def _follow(m: Manage, name: str, mode: str, report: str | None = None, trigger: str = "manual",
+            **options) -> int:
     from strongroom.dr.manager import DisasterRecoveryManager
 
     fmt = _report_format(report)
@@ -144,9 +145,9 @@ def _follow(m: Manage, name: str, mode: str, report: str | None = None, **option
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             if mode == "run":
-                run_id = dr.execute_dr_plan(name, progress=view, trigger="manual", **options)
+                run_id = dr.execute_dr_plan(name, progress=view, trigger=trigger, **options)
             else:
-                run_id = dr.test_dr_plan(name, progress=view, wait=False, trigger="manual", **options)
+                run_id = dr.test_dr_plan(name, progress=view, wait=False, trigger=trigger, **options)
             cancelled = False
             while not dr.done(run_id, 0.1):
                 if signalled and not cancelled:

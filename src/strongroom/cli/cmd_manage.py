@@ -427,9 +427,12 @@ def config_add(m: Manage, name, no_encrypt, **options) -> None:
         target = target_of(manager, cfg)
     if m.json:
         emit_json({"type": "summary", "config": name, "target": target, "encrypt": cfg.encrypt,
-                   "password": password_source(cfg), "generated_key": generated})
+                   "password": password_source(cfg), "generated_key": generated,
+                   "taken_from_repository": list(cfg.taken_from_repository)})
         return
     print(f"added configuration {name}: {cfg.describe_source()} -> {target}")
+    if cfg.taken_from_repository:
+        print(f"took {', '.join(cfg.taken_from_repository)} from the copy stored in the repository")
     if generated:
         print(f"its repository key was generated and is kept in this machine's secrets store. Run "
               f"`strongroom key export {name}` now and keep the recovery kit somewhere else: without it the "

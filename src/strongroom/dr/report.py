@@ -261,7 +261,7 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
 
 def markdown(run: PlanRun, points: list[TrendPoint]) -> str:
     out = [f"# {md(run_title(run))}", "", f"**Verdict: {md(run.verdict)}**", ""]
-    out += [f"- {md(reason)}" for reason in run.reasons] or ["- no reason recorded"]
+    out += [f"- {md(reason)}" for reason in run.reasons] or [f"- {md(pass_words(run))}"]
     out += ["", *_table(("", ""), header_rows(run))]
     for number, step in enumerate(run.steps, 1):
         out += ["", f"## Step {number}: {md(step.name)} ({md(step.status)})", "", *_table(("", ""), step_rows(step))]
@@ -284,3 +284,13 @@ def markdown(run: PlanRun, points: list[TrendPoint]) -> str:
 
 __all__ = ["FORMATS", "RunDocumentError", "TrendPoint", "plan_run_from_dict", "render", "render_runs", "trend",
            "worst_rpo"]
+
+
+def pass_words(run: PlanRun) -> str:
+    """What a verdict without reasons means, in words."""
+    if run.verdict != "pass":
+        return "no reason recorded"
+    targets = " and ".join(name for name, value in (("RTO", run.rto_target), ("RPO", run.rpo_target))
+                           if value is not None)
+    return (f"every step ({len(run.steps)}) restored and verified its files"
+            + (f", within the plan's {targets} target{'s' if ' and ' in targets else ''}" if targets else ""))

@@ -17,7 +17,7 @@ from typing import Sequence
 from strongroom.dr.durations import format_seconds
 from strongroom.dr.report import (CHECK_HEAD, HOOK_HEAD, OUTPUT_LINES, RTO_HEAD, TREND_HEAD, TrendPoint, check_rows,
                                   header_rows, hook_rows, problem_lines, rto_rows, run_title, seconds_text,
-                                  step_rows, trend_rows, utc_text)
+                                  pass_words, step_rows, trend_rows, utc_text)
 from strongroom.dr.results import PlanRun
 
 _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x09), *range(0x0b, 0x20), 0x7f, *range(0x80, 0xa0))}
@@ -184,7 +184,7 @@ def _trend_section(points: Sequence[TrendPoint]) -> str:
 
 
 def _article(run: PlanRun, points: Sequence[TrendPoint]) -> str:
-    reasons = "".join(f"<li>{esc(r)}</li>" for r in run.reasons) or "<li>no reason recorded</li>"
+    reasons = "".join(f"<li>{esc(r)}</li>" for r in run.reasons) or f"<li>{esc(pass_words(run))}</li>"
     return "".join([
         f"<article><h1>{esc(run_title(run))}</h1>",
         f"<p><span class=\"verdict {_css_class(run.verdict)}\">Verdict: {esc(run.verdict)}</span></p>",

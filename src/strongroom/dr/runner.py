@@ -78,6 +78,7 @@ class _Step:
     errors: int = 0
     summary: dict[str, Any] = field(default_factory=dict)
     restore_seconds: float = 0.0
+    database: str | None = None  # the database the step's dump was loaded into
 
     def fail(self, message: str) -> None:
         self.failed = True
@@ -358,7 +359,7 @@ class PlanRunner:
             if state.restore_seconds > 0 else 0.0,
             files_verified=int(summary.get("files_verified", 0)), verified=bool(verified),
             warnings=state.warnings, errors=state.errors, messages=tuple(state.messages),
-            problems=state.problems, hooks=tuple(state.hooks), database=step.database, include=step.include)
+            problems=state.problems, hooks=tuple(state.hooks), database=state.database, include=step.include)
         self._emit({"message_type": "dr_step", "action": "end", "plan": self.plan.name, "step": step.name,
                     "step_index": index, "steps": len(self.plan.steps), "status": status,
                     "duration_seconds": result.duration_seconds, "files": result.files, "bytes": result.bytes,
@@ -414,13 +415,30 @@ class PlanRunner:
                 f"{plural(unverified, 'file')} did not verify" if unverified else "",
                 plural(len(result.errors), "restore error") if not failed and not unverified else "") if part))
             return
-        if not self._hooks(step.after, "after", env, target, state):
+        if not step.database:
+            self._hooks(step.after, "after", env, target, state)
             return
-        if step.database and self.mode == "run":
-            self._load_database(step, target, state)
-        elif step.database:
-            # A rehearsal never touches a real target, and a database is one.
-            state.messages.append("the dump was restored and verified, not loaded into its database (a test)")
+        # The dump is loaded before the after-commands, so they can probe the
+        # database. A rehearsal never touches a real target, and a database
+        # is one: it loads the dump into a scratch database on the same
+        # server, gives its name to the after-commands, and drops it after
+        # them (unless the scratch area is kept).
+        from strongroom.sources.dsn import database_of, split_password
+        from strongroom.sources.postgres import drop_database, scratch_database
+        database = step.database if self.mode == "run" else scratch_database(step.database, self.run_id)
+        loaded = False
+        try:
+            loaded = self._load_database(database, target, state)
+            if loaded:
+                env = {**env, "STRONGROOM_DATABASE": database_of(split_password(database)[0])}
+                self._hooks(step.after, "after", env, target, state)
+        finally:
+            if self.mode == "test" and not self.keep:
+                try:
+                    drop_database(database)
+                except StrongroomError as e:
+                    state.warn(f"the scratch database {database_of(split_password(database)[0])} was not "
+                               f"dropped: {e}")
 
     def _hooks(self, hooks: tuple, phase: str, env: dict[str, str], cwd: str | None, state: _Step) -> bool:
         """Run the commands of one phase in order; False when the step cannot go on."""
@@ -442,13 +460,18 @@ class PlanRunner:
             state.warn(message)
         return True
 
-    def _load_database(self, step: Step, target: str, state: _Step) -> None:
+    def _load_database(self, database: str, target: str, state: _Step) -> bool:
+        """Load the step's one restored dump into `database`; False (the step failed) when it cannot."""
+        from strongroom.sources.dsn import database_of, split_password
+        from strongroom.sources.postgres import load_dump
+        name = database_of(split_password(database)[0])
         dumps = [os.path.join(d, f) for d, _, names in os.walk(target) for f in names if f.endswith(".dump")]
         if len(dumps) != 1:
-            state.fail(f"expected one restored .dump file to load into {step.database}, found {len(dumps)}")
-            return
-        from strongroom.sources.postgres import load_dump
-        load_dump(dumps[0], step.database)
+            state.fail(f"expected one restored .dump file to load into {name}, found {len(dumps)}")
+            return False
+        load_dump(dumps[0], database)
+        state.database = name
+        return True
 
     def _skipped(self, step: Step, found: _Resolved, base: str, started: datetime, why: str) -> StepResult:
         snap = found.snapshot

@@ -49,6 +49,7 @@ DEFAULT_PACK_SIZE = 32 * 1024 * 1024
 # bytes of plaintext (a decoded tree takes a few times its plaintext).
 MAX_CONFIG = 64 * 1024  # bounds on small objects read whole (they are a few KiB)
 MAX_SNAPSHOT = 16 * 1024 * 1024
+MAX_MANAGED_CONFIG = 1024 * 1024  # a stored configuration or plan: a few KiB, a long exclude list more
 TREE_CACHE_TREES = 4096
 TREE_CACHE_BYTES = 8 * 1024 * 1024
 
@@ -618,12 +619,16 @@ class Repository:
 
     def load_managed_configs(self) -> dict[str, dict]:
         """The newest stored configuration of each name (removed ones left out)."""
+        return {name: doc for name, (_, doc) in self.load_managed_configs_timed().items()}
+
+    def load_managed_configs_timed(self) -> dict[str, tuple[float, dict]]:
+        """The newest stored configuration of each name with the time it was stored."""
         newest: dict[str, tuple[float, dict | None]] = {}
         for info in self.storage.list(MANAGED_CONFIG_DIR):
             if "-" in info.name.rsplit("/", 1)[-1]:
                 continue  # a record of another kind (save_managed_record)
             try:
-                doc = json.loads(open_object(self.crypto, self._read_cached("configs", info.name),
+                doc = json.loads(open_object(self.crypto, self._read_cached("configs", info.name, MAX_MANAGED_CONFIG),
                                              MANAGED_CONFIG_AAD, info.name))
                 if not (isinstance(doc, dict) and isinstance(doc.get("name"), str)
                         and isinstance(doc.get("time"), (int, float)) and isinstance(doc.get("config"), (dict, type(None)))):
@@ -631,8 +636,8 @@ class Repository:
             except (IntegrityError, ValueError, RecursionError):
                 continue
             if doc["name"] not in newest or doc["time"] > newest[doc["name"]][0]:
-                newest[doc["name"]] = (doc["time"], doc["config"])
-        return {name: cfg for name, (_, cfg) in newest.items() if cfg is not None}
+                newest[doc["name"]] = (float(doc["time"]), doc["config"])
+        return {name: (when, cfg) for name, (when, cfg) in newest.items() if cfg is not None}
 
     def save_managed_record(self, kind: str, name: str, doc: dict | None) -> str:
         """Store a record of `kind` (a DR plan, a DR run; None: its removal) beside

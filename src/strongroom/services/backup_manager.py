@@ -21,6 +21,7 @@ from strongroom.repo.repository import Repository
 from strongroom.services.backup_service import BackupService
 from strongroom.services.configs import BackupConfig
 from strongroom.services.jobs import JobQueue
+from strongroom.services.stored_configs import import_configs, merge_stored, stored_copy
 from strongroom.services.results import (BackupResult, BackupStatistics, CleanupResult, ConfigTrend, Estimate,
                                          Job, JobHandle, RetentionDecision, RetentionResult, StorageTrend,
                                          StorageUsage, TargetSpace, TargetTrend, TrendLine, UsageReport,
@@ -320,6 +321,11 @@ class BackupManager:
         """Validate, keep the password in the secrets store, make (or open) the
         repository, and store the configuration in the catalog and the repository.
 
+        When the catalog has no configuration of this name but the repository
+        holds a copy of one (it was added on another machine), the fields left
+        at their defaults take the copy's values (retention, tags, excludes,
+        compression...); `config.taken_from_repository` names them.
+
         Refused with UsageError: an invalid field, a name already taken (unless
         `replace`), an unknown WebDAV client, a source path that does not exist."""
         config.validate()
@@ -336,6 +342,11 @@ class BackupManager:
         try:
             self.backup_service.take_source_password(config)
             repo = self.backup_service.open_repository(config, create=True)
+            if stored is None:
+                # Not in this catalog: the repository may hold it from another machine.
+                copy = stored_copy(repo, config.name)
+                config.taken_from_repository = merge_stored(config, copy) if copy else []
+                config.validate()
             repo.save_managed_config(config.name, config.to_doc())
             self.catalog.put_config(config.name, config.to_doc())
         except BaseException:
@@ -351,6 +362,16 @@ class BackupManager:
             if old and old != new:
                 self.backup_service.secrets.delete(old)  # replaced by a new password
         return config
+
+    def import_configs(self, target_path: str, password: str | bytes | None, client_id: str | None = None,
+                       names: list[str] | None = None, replace: bool = False) -> list[BackupConfig]:
+        """Read every configuration stored in a repository (or those in `names`)
+        into the catalog: the repository in the local directory `target_path`,
+        or in the folder `target_path` below WebDAV client `client_id`, opened
+        with `password`. Each is pointed at that repository, the password kept
+        in the secrets store under a new reference. A name the catalog has
+        already is refused (UsageError, nothing written) unless `replace`."""
+        return import_configs(self.backup_service, target_path, password, client_id, names, replace)
 
     def update_config(self, config: BackupConfig) -> BackupConfig:
         """Replace the stored configuration of the same name (see `add_config`)."""

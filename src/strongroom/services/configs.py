@@ -16,6 +16,8 @@ LOCAL = "local"
 # What happens after each run: nothing, forget by the retention policy, or
 # forget and then prune.
 AFTER_RUN = ("off", "forget", "prune")
+# Fields that live on the object only: never stored, never checked by the schema.
+TRANSIENT = ("password", "postgres_password", "taken_from_repository")
 # The fields of the sources other than paths, left out of the stored form when unset.
 _SOURCE_FIELDS = ("source_command", "stdin_filename", "sqlite", "postgres", "postgres_secret_ref")
 
@@ -66,6 +68,9 @@ class BackupConfig:
     postgres: str | None = None
     postgres_password: str | None = field(default=None, repr=False)
     postgres_secret_ref: str | None = None
+    # Set by `add_config`: the fields it took from the copy of this configuration
+    # that the repository held (a configuration added again on a new machine).
+    taken_from_repository: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         from strongroom.services.config_schema import check_fields
@@ -107,7 +112,7 @@ class BackupConfig:
         return f"{'SQLite database' if kind == 'sqlite' else 'PostgreSQL'} {self.sqlite or self.postgres}"
 
     def _fields(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "taken_from_repository"}
 
     @property
     def is_local(self) -> bool:
@@ -151,8 +156,8 @@ class BackupConfig:
     def to_doc(self) -> dict[str, Any]:
         """What is stored: everything but the password itself."""
         doc = asdict(self)
-        doc.pop("password")
-        doc.pop("postgres_password")
+        for name in TRANSIENT:
+            doc.pop(name)
         # A configuration of files is stored as before these fields existed.
         for key in _SOURCE_FIELDS:
             if doc[key] is None:
@@ -162,5 +167,5 @@ class BackupConfig:
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> BackupConfig:
         """A configuration from its stored form; unknown keys (of a newer version) are left out."""
-        known = {f.name for f in fields(cls)} - {"password", "postgres_password"}
+        known = {f.name for f in fields(cls)} - set(TRANSIENT)
         return cls(**{k: v for k, v in doc.items() if k in known})

@@ -92,6 +92,26 @@ def load_dump(dump_path: str, database: str, env_extra: Mapping[str, str] | None
           f"--dbname={dbname_argument(dsn)}", dump_path], "pg_restore", env)
 
 
+def scratch_database(database: str, tag: str) -> str:
+    """Another database on the same server for a rehearsal to load a dump into:
+    `NAME_drtest_TAG` (within PostgreSQL's 63-byte names), in the same form as
+    `database` (a bare name stays a bare name)."""
+    name = database_of(split_password(database)[0])
+    suffix = "_drtest_" + "".join(c for c in tag if c.isalnum())[:12].lower()
+    base = name.encode()[:63 - len(suffix)].decode("utf-8", "ignore")
+    scratch = base + suffix
+    return scratch if is_plain_name(database) else with_database(database, scratch)
+
+
+def drop_database(database: str, env_extra: Mapping[str, str] | None = None) -> None:
+    """Drop `database` (a name or a connection string) if it exists, closing
+    what is still connected to it (PostgreSQL 13 and later)."""
+    dsn, password = split_password(database)
+    name = database_of(dsn)
+    env = child_environment(_password_env(password, env_extra))
+    _psql(with_database(dsn, MAINTENANCE_DB), 'DROP DATABASE IF EXISTS :"name" WITH (FORCE);', name, env)
+
+
 def _psql(dsn: str, statement: str, name: str, env: dict[str, str]) -> str:
     # The name goes in as a psql variable, quoted by psql (:'x' literal, :"x" identifier).
     return _run([find_tool("psql"), "--no-psqlrc", "--no-password", "--quiet", "--tuples-only", "--no-align",
