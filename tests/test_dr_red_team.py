@@ -627,3 +627,15 @@ def test_step_facts_reach_a_command_only_as_environment_never_as_shell_text(dr: 
     assert not list(scratch.rglob("pwned")) and not list(Path.cwd().glob("pwned"))
     dumped = env_dump.read_text()
     assert "s3cret" not in dumped and "PASSWORD" not in dumped and f"STRONGROOM_PLAN={plan}" in dumped
+
+
+def test_a_rehearsal_runs_beside_a_shared_lock_as_a_backup_holds_it(dr: DR):
+    dr.config("app", {"a.txt": b"alpha"})
+    dr.plan("P", ["app"])
+    with dr.manager() as manager:
+        service = manager.backup_service
+        repo = service.open_repository(service.get_config("app"))
+        with repo.lock(exclusive=False):  # another process's backup, as far as the rehearsal can tell
+            code, last, err = summary(dr, "dr", "test", "P")
+    assert (code, last["verdict"]) == (0, "pass"), err
+    assert last["steps"][0]["files_verified"] == 1
