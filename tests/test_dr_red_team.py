@@ -644,3 +644,25 @@ def test_a_rehearsal_runs_beside_a_shared_lock_as_a_backup_holds_it(dr: DR):
             code, last, err = summary(dr, "dr", "test", "P")
     assert (code, last["verdict"]) == (0, "pass"), err
     assert last["steps"][0]["files_verified"] == 1
+
+
+def test_a_cancel_is_seen_while_a_step_waits_for_a_lock_a_prune_holds(dr: DR):
+    from strongroom.dr.manager import DisasterRecoveryManager
+    from strongroom.dr.runner import LOCK_POLL, LOCK_WAIT
+    dr.config("app", {"a.txt": b"alpha"})
+    dr.plan("P", ["app"])
+    with dr.manager() as manager:
+        service = manager.backup_service
+        api = DisasterRecoveryManager(service)
+        repo = service.open_repository(service.get_config("app"))
+        with repo.lock(exclusive=True):  # as a prune holds it
+            run_id = api.test_dr_plan("P", wait=False)
+            [step] = api.step_sessions(run_id)
+            deadline = time.monotonic() + 30
+            while api.session_progress(step).status != "running":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert api.cancel(run_id)
+            # Seen within a piece of the wait, not at its end: the run is back long before LOCK_WAIT.
+            run = api.wait(run_id, timeout=(LOCK_WAIT + LOCK_POLL) / 2)
+    assert run.steps[0].status == "cancelled" and run.verdict == "fail"

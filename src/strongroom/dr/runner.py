@@ -40,7 +40,7 @@ from strongroom.dr.target_locks import TargetLocks
 from strongroom.dr.verdict import judge
 from strongroom.engine.progress import Listener, event_type, ignore, warning_event
 from strongroom.engine.restore import RestoreOptions, run_restore
-from strongroom.errors import StrongroomError, UsageError
+from strongroom.errors import RepositoryLocked, StrongroomError, UsageError
 from strongroom.model.snapshot import Snapshot
 from strongroom.repo.repository import Repository
 from strongroom.services.backup_service import BackupService
@@ -50,6 +50,7 @@ from strongroom.words import plural
 
 MODES = ("run", "test")
 LOCK_WAIT = 60  # seconds a step waits for a conflicting repository lock
+LOCK_POLL = 5.0  # seconds of that wait between two looks at the cancel event
 
 
 @dataclass
@@ -389,7 +390,7 @@ class PlanRunner:
             # snapshot's setuid files and secrets, and an old setuid binary must not be others' to run.
             os.makedirs(target, 0o700, exist_ok=True)
             os.chmod(target, 0o700)
-        with repo.lock(exclusive=False, wait=LOCK_WAIT):
+        with self._shared_lock(repo):
             options = RestoreOptions(target, include=step.include, verify=self.plan.verify)
             dry = run_restore(repo, snap, RestoreOptions(target, include=step.include, dry_run=True))
             progress.totals[index] = (dry.summary["total_files"], dry.summary["total_bytes"])
@@ -439,6 +440,17 @@ class PlanRunner:
                 except StrongroomError as e:
                     state.warn(f"the scratch database {database_of(split_password(database)[0])} was not "
                                f"dropped: {e}")
+
+    def _shared_lock(self, repo: Repository):
+        """The step's shared lock, waited for up to LOCK_WAIT in pieces of LOCK_POLL, so a
+        cancel (Ctrl-C while a prune holds the repository) is seen within one piece."""
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                return repo.lock(exclusive=False, wait=max(0.0, min(LOCK_POLL, deadline - time.monotonic())))
+            except RepositoryLocked:
+                if self.cancel.is_set() or time.monotonic() >= deadline:
+                    raise
 
     def _hooks(self, hooks: tuple, phase: str, env: dict[str, str], cwd: str | None, state: _Step) -> bool:
         """Run the commands of one phase in order; False when the step cannot go on."""
