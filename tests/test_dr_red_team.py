@@ -666,3 +666,18 @@ def test_a_cancel_is_seen_while_a_step_waits_for_a_lock_a_prune_holds(dr: DR):
             # Seen within a piece of the wait, not at its end: the run is back long before LOCK_WAIT.
             run = api.wait(run_id, timeout=(LOCK_WAIT + LOCK_POLL) / 2)
     assert run.steps[0].status == "cancelled" and run.verdict == "fail"
+
+
+def test_a_snapshot_forgotten_after_the_plan_started_is_said(dr: DR, tmp_path):
+    dr.config("first", {"f.txt": b"first"})
+    source = dr.config("app", {"a.txt": b"alpha"})
+    with dr.manager() as manager:
+        [snap] = manager.backup_service.snapshots(manager.backup_service.get_config("app"))
+    forgotten = next(p for p in (tmp_path / "repos" / "app" / "snapshots").rglob(f"{snap.id}*"))
+    # The first step's command removes the second's snapshot object, as a forget elsewhere would.
+    dr.plan("P", [{"config": "first", "before": [{"command": f"rm {forgotten}"}]}, "app"])
+    code, last, err = summary(dr, "dr", "run", "P")
+    assert (code, last["verdict"]) == (0, "pass-with-warnings"), err
+    assert last["reasons"] == [f"step app: snapshot {snap.id[:8]} was removed from the repository after the plan "
+                               "started (a forget): what it points to may be pruned"]
+    assert (restored(tmp_path / "restore" / "app", source) / "a.txt").read_bytes() == b"alpha"

@@ -40,8 +40,8 @@ from strongroom.dr.target_locks import TargetLocks
 from strongroom.dr.verdict import judge
 from strongroom.engine.progress import Listener, event_type, ignore, warning_event
 from strongroom.engine.restore import RestoreOptions, run_restore
-from strongroom.errors import RepositoryLocked, StrongroomError, UsageError
-from strongroom.model.snapshot import Snapshot
+from strongroom.errors import ObjectNotFound, RepositoryLocked, StrongroomError, UsageError
+from strongroom.model.snapshot import SNAPSHOT_DIR, Snapshot
 from strongroom.repo.repository import Repository
 from strongroom.services.backup_service import BackupService
 from strongroom.services.configs import BackupConfig
@@ -391,6 +391,7 @@ class PlanRunner:
             os.makedirs(target, 0o700, exist_ok=True)
             os.chmod(target, 0o700)
         with self._shared_lock(repo):
+            self._still_listed(repo, snap, state)
             options = RestoreOptions(target, include=step.include, verify=self.plan.verify)
             dry = run_restore(repo, snap, RestoreOptions(target, include=step.include, dry_run=True))
             progress.totals[index] = (dry.summary["total_files"], dry.summary["total_bytes"])
@@ -440,6 +441,16 @@ class PlanRunner:
                 except StrongroomError as e:
                     state.warn(f"the scratch database {database_of(split_password(database)[0])} was not "
                                f"dropped: {e}")
+
+    @staticmethod
+    def _still_listed(repo: Repository, snap: Snapshot, state: _Step) -> None:
+        """Snapshots are chosen when the plan starts and locked when their step does: a forget
+        in between (retention elsewhere) is said, since a prune may then have taken its data."""
+        try:
+            repo.storage.stat(f"{SNAPSHOT_DIR}/{snap.id}")
+        except ObjectNotFound:
+            state.warn(f"snapshot {snap.id[:8]} was removed from the repository after the plan started "
+                       "(a forget): what it points to may be pruned")
 
     def _shared_lock(self, repo: Repository):
         """The step's shared lock, waited for up to LOCK_WAIT in pieces of LOCK_POLL, so a
