@@ -264,10 +264,23 @@ def config_options(editing: bool):
                          help=f"Retention: keep every snapshot with this tag (repeatable){changes}."),
             click.option("--retention-after-run", type=click.Choice(AFTER_RUN),
                          help="After each run: off (the default), forget by the policy, or forget and prune."),
+            click.option("--schedule", "schedules", multiple=True, metavar="SPEC",
+                         help="When it runs by itself: \"30 2 * * *\", \"TZ=Asia/Shanghai 30 2 * * *\", "
+                              f"\"every 6h\" or daily-since-last (repeatable){changes}."),
+            click.option("--window", metavar="HH:MM-HH:MM",
+                         help="With --schedule: start only within these local times (22:00-06:00)."),
+            click.option("--random-delay", metavar="DURATION",
+                         help="With --schedule: start up to this much later (e.g. 30m), within the window."),
+            click.option("--missed", type=click.Choice(["run-once", "skip"]),
+                         help="With --schedule: a slot missed while off runs once when back (the default), "
+                              "or is skipped."),
+            click.option("--priority", type=int, metavar="N",
+                         help="With --schedule: the priority of the jobs its slots queue (0)."),
         ]
         if editing:
             options.append(click.option("--no-retention", is_flag=True,
                                         help="Drop the retention policy (and stop applying it after runs)."))
+            options.append(click.option("--no-schedule", is_flag=True, help="Drop every schedule."))
         if editing:
             options.append(click.option("--encrypt/--no-encrypt", default=None,
                                         help="Whether the repository is encrypted."))
@@ -356,6 +369,7 @@ def _apply(config: BackupConfig, o: dict) -> BackupConfig:
     if o.get("encrypt") is not None:
         config.encrypt = o["encrypt"]
     _apply_retention(config, o)
+    _apply_schedules(config, o)
     given = [k for k in ("password_file", "password_env", "store_password") if o[k]]
     if len(given) > 1:
         raise UsageError("give one of --password-file, --password-env and --store-password")
@@ -393,6 +407,37 @@ def _apply_retention(config: BackupConfig, o: dict) -> None:
     config.retention = retention
     if o.get("retention_after_run"):
         config.retention_after_run = o["retention_after_run"]
+
+
+_SCHEDULE_RULES = (("window", "--window"), ("random_delay", "--random-delay"), ("missed", "--missed"),
+                   ("priority", "--priority"))
+
+
+def _apply_schedules(config: BackupConfig, o: dict) -> None:
+    """--schedule replaces the list; the rules alone change every schedule the configuration has."""
+    from strongroom.schedule.spec import parse_schedule
+    if o.get("no_schedule"):
+        if o["schedules"]:
+            raise UsageError("give --schedule or --no-schedule, not both")
+        config.schedules = []
+    rules = {key: o[key] for key, _ in _SCHEDULE_RULES if o.get(key) is not None}
+    if o["schedules"]:
+        made = [parse_schedule(spec, **rules).to_doc() for spec in o["schedules"]]
+    elif rules:
+        if not config.schedules:
+            flag = next(flag for key, flag in _SCHEDULE_RULES if key in rules)
+            raise UsageError(f"{flag} goes with a schedule: give --schedule SPEC")
+        made = [parse_schedule(doc["spec"], **{"window": doc.get("window"), "random_delay": doc.get("random_delay"),
+                                               "missed": doc.get("missed") or "run-once",
+                                               "priority": doc.get("priority") or 0, **rules}).to_doc()
+                for doc in config.schedules]
+    else:
+        return
+    ids = [doc["spec"] for doc in made]
+    twice = next((i for i in ids if ids.count(i) > 1), None)
+    if twice is not None:
+        raise UsageError(f"the schedule {twice!r} is given twice")
+    config.schedules = made
 
 
 @click.group()
@@ -450,6 +495,8 @@ def _config_doc(manager: BackupManager, cfg: BackupConfig) -> dict:
     doc["codec"] = cfg.codec
     doc["target"] = target_of(manager, cfg)
     doc["password"] = password_source(cfg)
+    from strongroom.cli.cmd_schedule import schedule_docs
+    doc["schedules"] = schedule_docs(manager.catalog, cfg)
     last = manager.catalog.list_jobs(config=cfg.name, limit=1)
     doc["last_job"] = {k: last[0][k] for k in ("id", "status", "finished_at", "snapshot_id")} if last else None
     return doc
@@ -495,6 +542,8 @@ def config_show(m: Manage, name) -> None:
         ("retention", describe_policy(doc["retention"])
          + (f"; applied after each run ({doc['retention_after_run']})" if doc["retention_after_run"] != "off" else "")),
     ]
+    for schedule in doc["schedules"]:
+        rows.append(("schedule", f"{schedule['description']}; next {schedule['next_local']}"))
     if doc["last_job"]:
         job = doc["last_job"]
         rows.append(("last job", f"{job['id']} {job['status']}"

@@ -62,6 +62,7 @@ ENTRIES: tuple[Entry, ...] = (
           "What the next backup of NAME would cost (a dry run)."),
     Entry("jobs", _CLI + "cmd_managed", "jobs",
           "The job queue and history (of configuration NAME, or all)."),
+    Entry("schedule", _CLI + "cmd_schedule", "jobs", "When the configurations' schedules are due."),
     Entry("key", _CLI + "cmd_repo", "keys", "Manage the passwords (key files) of a repository.",
           extend=(_CLI + "cmd_manage", "KEY_COMMANDS")),
     Entry("check", _CLI + "cmd_check", "maintenance",

@@ -1,5 +1,6 @@
 """The local catalog: one SQLite file of configs, clients, jobs, recovery sessions, storage
-samples, the recovery kits exported, and disaster-recovery plans and runs.
+samples, the recovery kits exported, disaster-recovery plans and runs, and the
+schedule slots claimed.
 
 The catalog is history and cache (the repository describes itself), but it
 is also where two processes meet: a scheduler and a `strongroom run` may
@@ -27,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from strongroom.errors import StrongroomError
@@ -116,6 +118,15 @@ def _v5_dr_plans_runs(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS dr_runs_plan ON dr_runs (plan, started)")
 
 
+def _v6_schedule_slots(db: sqlite3.Connection) -> None:
+    # One row per slot of a schedule that was claimed to run: the primary key
+    # is what makes a slot run at most once across processes and restarts.
+    # `slot` is unix seconds of the slot's time on the schedule's grid.
+    db.execute("CREATE TABLE IF NOT EXISTS schedule_slots (config TEXT NOT NULL, schedule TEXT NOT NULL,"
+               " slot REAL NOT NULL, claimed_at REAL NOT NULL, owner TEXT NOT NULL, job_id INTEGER,"
+               " outcome TEXT, PRIMARY KEY (config, schedule, slot))")
+
+
 # Append only: a released entry never changes, or files made with it would
 # be upgraded differently from new ones.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
@@ -124,7 +135,12 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v3_mask_passwords_in_urls,
     _v4_recovery_kits,
     _v5_dr_plans_runs,
+    _v6_schedule_slots,
 ]
+
+
+def _seconds(moment: float | datetime) -> float:
+    return moment.timestamp() if isinstance(moment, datetime) else float(moment)
 
 
 def _dumps(value: Any) -> str:
@@ -610,6 +626,75 @@ class Catalog:
         with self._read() as db:
             row = db.execute("SELECT * FROM dr_runs WHERE id = ?", (run_id,)).fetchone()
         return None if row is None else {**dict(row), "doc": _run_doc(row["doc"])}
+
+    # -- schedule slots -----------------------------------------------------
+    # A claimed slot is a dict of config, schedule (the spec's id), slot,
+    # claimed_at (unix floats), owner (dict: who claimed it, as
+    # jobs.current_owner), job_id (the job it queued, or None) and outcome.
+
+    def claim_slot(self, config: str, schedule_id: str, slot_time: float | datetime, owner: dict,
+                   job: dict | None = None) -> bool:
+        """Claim one slot of a schedule; False if it was claimed before (by any process).
+        `slot_time` is unix seconds or an aware datetime (as slots.Slot.time).
+
+        With `job` (kind, priority, max_attempts), the job is queued in the same
+        transaction and its id recorded with the claim: a crash leaves either
+        both or neither."""
+        slot_time = _seconds(slot_time)
+        with self._write() as db:
+            cursor = db.execute("INSERT OR IGNORE INTO schedule_slots (config, schedule, slot, claimed_at, owner)"
+                                " VALUES (?, ?, ?, ?, ?)",
+                                (config, schedule_id, float(slot_time), self._clock(), _dumps(owner)))
+            if cursor.rowcount != 1:
+                return False
+            if job is not None:
+                queued = db.execute("INSERT INTO jobs (config, kind, priority, status, attempts, max_attempts,"
+                                    " queued_at) VALUES (?, ?, ?, 'queued', 0, ?, ?)",
+                                    (config, job["kind"], int(job.get("priority", 0)),
+                                     int(job.get("max_attempts", 1)), self._clock()))
+                db.execute("UPDATE schedule_slots SET job_id = ? WHERE config = ? AND schedule = ? AND slot = ?",
+                           (queued.lastrowid, config, schedule_id, float(slot_time)))
+            return True
+
+    def update_slot(self, config: str, schedule_id: str, slot_time: float | datetime, job_id: int | None = None,
+                    outcome: str | None = None) -> bool:
+        """Record the job a claimed slot queued and/or its outcome; True if the slot was claimed."""
+        slot_time = _seconds(slot_time)
+        fields = {k: v for k, v in (("job_id", job_id), ("outcome", outcome)) if v is not None}
+        if not fields:
+            return self.get_slot(config, schedule_id, slot_time) is not None
+        names = sorted(fields)
+        with self._write() as db:
+            cursor = db.execute(f"UPDATE schedule_slots SET {', '.join(f'{n} = ?' for n in names)}"
+                                " WHERE config = ? AND schedule = ? AND slot = ?",
+                                [fields[n] for n in names] + [config, schedule_id, float(slot_time)])
+            return cursor.rowcount > 0
+
+    @staticmethod
+    def _slot(row: sqlite3.Row) -> dict:
+        return {**dict(row), "owner": _loads(row["owner"])}
+
+    def get_slot(self, config: str, schedule_id: str, slot_time: float | datetime) -> dict | None:
+        slot_time = _seconds(slot_time)
+        with self._read() as db:
+            row = db.execute("SELECT * FROM schedule_slots WHERE config = ? AND schedule = ? AND slot = ?",
+                             (config, schedule_id, float(slot_time))).fetchone()
+        return None if row is None else self._slot(row)
+
+    def last_slot(self, config: str, schedule_id: str) -> dict | None:
+        """The latest slot claimed of this schedule (the latest slot time, not the latest claim)."""
+        with self._read() as db:
+            row = db.execute("SELECT * FROM schedule_slots WHERE config = ? AND schedule = ?"
+                             " ORDER BY slot DESC LIMIT 1", (config, schedule_id)).fetchone()
+        return None if row is None else self._slot(row)
+
+    def list_slots(self, config: str | None = None, limit: int | None = 100) -> list[dict]:
+        """Claimed slots, latest slot first, optionally of one configuration."""
+        sql = "SELECT * FROM schedule_slots" + (" WHERE config = ?" if config is not None else "") \
+            + " ORDER BY slot DESC, rowid DESC LIMIT ?"
+        args: list[Any] = ([config] if config is not None else []) + [-1 if limit is None else int(limit)]
+        with self._read() as db:
+            return [self._slot(row) for row in db.execute(sql, args).fetchall()]
 
     # -- storage samples ----------------------------------------------------
 

@@ -47,6 +47,44 @@ class RetentionSchema(BaseModel):
         return value
 
 
+class ScheduleSchema(BaseModel):
+    """One schedule of a configuration (strongroom.schedule.spec reads it)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    spec: Annotated[str, Field(min_length=1, max_length=200)]
+    window: str | None = None
+    random_delay: str | None = None
+    missed: Literal["run-once", "skip"] = "run-once"
+    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+
+    @field_validator("spec")
+    @classmethod
+    def _spec(cls, value: str) -> str:
+        from strongroom.schedule.spec import parse_schedule
+        _reraise(parse_schedule, value)
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        if value is not None:
+            from strongroom.schedule.spec import parse_window
+            _reraise(parse_window, value)
+        return value
+
+    @field_validator("random_delay")
+    @classmethod
+    def _delay(cls, value: str | None) -> str | None:
+        if value is not None:
+            from strongroom.schedule.spec import parse_seconds
+            _reraise(lambda text: parse_seconds(text, "random delay"), value)
+        return value
+
+
+MAX_SCHEDULES = 32
+
+
 class ConfigSchema(BaseModel):
     """Every field of BackupConfig, with its type and the rules on its value."""
 
@@ -77,6 +115,19 @@ class ConfigSchema(BaseModel):
     postgres: Annotated[str, Field(min_length=1)] | None = None
     postgres_password: str | None = None
     postgres_secret_ref: str | None = None
+    schedules: Annotated[list[ScheduleSchema], Field(max_length=MAX_SCHEDULES)] = []
+
+    @field_validator("schedules")
+    @classmethod
+    def _distinct(cls, value: list[ScheduleSchema]) -> list[ScheduleSchema]:
+        from strongroom.schedule.spec import parse_schedule
+        seen = set()
+        for schedule in value:
+            key = parse_schedule(schedule.spec).id
+            if key in seen:
+                raise ValueError(f"the schedule {key!r} is given twice")
+            seen.add(key)
+        return value
 
     @field_validator("compression")
     @classmethod
@@ -111,7 +162,7 @@ _HINTS = {
     "string_pattern_mismatch": "use letters, digits, '.', '-', '_' (up to 64), starting with a letter or digit",
     "string_too_short": "must not be empty",
     "extra_forbidden": "is not a known field",
-    "literal_error": "use one of off, forget, prune",
+    "literal_error": "use one of {expected}",
     "dict_type": "give a mapping of keep_* rules",
     "model_type": "give a mapping of keep_* rules",
 }
@@ -127,7 +178,8 @@ def _line(name: str, error: ValidationError) -> str:
     else:
         given = first.get("input")
         kind = "one string" if isinstance(given, str) else f"a value of type {type(given).__name__}"
-        message = hint.format(kind=kind)
+        expected = str((first.get("ctx") or {}).get("expected", "")).replace("'", "").replace(" or ", ", ")
+        message = hint.format(kind=kind, expected=expected)
     more = error.error_count() - 1
     extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
     return f"config {name or '?'}: {where}: {message}{extra}"

@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from strongroom.errors import UsageError
 from strongroom.model.retention import Policy, policy_from_doc
 from strongroom.repo.compression import parse_compression
 from strongroom.sources.base import SourceSpec
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from strongroom.schedule.spec import Schedule
 
 LOCAL = "local"
 # What happens after each run: nothing, forget by the retention policy, or
@@ -68,6 +73,10 @@ class BackupConfig:
     postgres: str | None = None
     postgres_password: str | None = field(default=None, repr=False)
     postgres_secret_ref: str | None = None
+    # When backups run by themselves (the daemon): each a dict of spec (a cron
+    # expression, every DURATION or daily-since-last), window, random_delay,
+    # missed (run-once or skip) and priority; see strongroom.schedule.spec.
+    schedules: list[dict[str, Any]] = field(default_factory=list)
     # Set by `add_config`: the fields it took from the copy of this configuration
     # that the repository held (a configuration added again on a new machine).
     taken_from_repository: list[str] = field(default_factory=list, compare=False, repr=False)
@@ -162,7 +171,15 @@ class BackupConfig:
         for key in _SOURCE_FIELDS:
             if doc[key] is None:
                 del doc[key]
+        if not doc["schedules"]:
+            del doc["schedules"]
         return doc
+
+    def parsed_schedules(self, local_zone: ZoneInfo) -> list[Schedule]:
+        """The schedules as strongroom.schedule.spec.Schedule objects, cron read in
+        `local_zone` unless a spec names its own."""
+        from strongroom.schedule.spec import Schedule
+        return [Schedule.from_doc(doc, local_zone) for doc in self.schedules]
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> BackupConfig:
