@@ -36,7 +36,8 @@ from strongroom.dr.repocheck import check_repository
 from strongroom.dr.results import HookResult, PlanRun, Problem, RepositoryCheck, StepResult
 from strongroom.dr.scratch import ScratchArea
 from strongroom.dr.space import check_free_space, check_target
-from strongroom.dr.target_locks import TargetLocks
+from strongroom.dr.target_locks import TargetLocks, locks_folder
+from strongroom.dr.targets import refuse_shared_targets, refuse_targets_in_repositories
 from strongroom.dr.verdict import judge
 from strongroom.engine.progress import Listener, event_type, ignore, warning_event
 from strongroom.engine.restore import RestoreOptions, run_restore
@@ -160,9 +161,9 @@ class PlanRunner:
                 self._base = self._scratch.path
             else:
                 targets = [self._real_target(s, self.target_base) for s in self.plan.steps]
-                _refuse_shared_targets(self.plan, targets)
-                self._refuse_targets_in_repositories(targets)
-                self._locks = TargetLocks(_locks_folder(self.service), targets)
+                refuse_shared_targets(self.plan, targets)
+                refuse_targets_in_repositories(self.service, self.plan, targets)
+                self._locks = TargetLocks(locks_folder(self.service), targets)
                 self._locks.acquire()
                 self._base = self.target_base
         return self._base
@@ -233,25 +234,6 @@ class PlanRunner:
 
     def _target(self, step: Step, base: str) -> str:
         return os.path.join(base, step.name) if self.mode == "test" else self._real_target(step, base)
-
-    def _refuse_targets_in_repositories(self, targets: list[str]) -> None:
-        """A target that is, or lies inside, the local repository of one of the plan's
-        configurations (a target base that is the repositories' folder, and a step named
-        after its configuration): the restore would write its files among the repository's."""
-        repositories = []
-        for name in self.plan.configs:
-            try:
-                config = self.service.get_config(name)
-            except StrongroomError:
-                continue  # its step fails when its turn comes
-            if config.is_local and config.target_path:
-                repositories.append(os.path.realpath(config.target_path))
-        for step, target in zip(self.plan.steps, targets):
-            real = os.path.realpath(target)
-            for repository in repositories:
-                if real == repository or real.startswith(repository.rstrip("/") + "/"):
-                    raise UsageError(f"step {step.name}: its target {target} is inside the repository "
-                                     f"{repository}; give a target outside every repository")
 
     def _real_target(self, step: Step, base: str) -> str:
         """Where a real run restores the step. A target base given for the run holds every
@@ -547,25 +529,6 @@ def _os_error(e: OSError) -> str:
     """An OSError in words: its reason and the path, as text (a restore names paths in bytes)."""
     where = f": {os.fsdecode(e.filename)}" if e.filename else ""
     return f"{e.strerror or e}{where}"
-
-
-def _locks_folder(service: BackupService) -> str:
-    """Beside the catalog: every process of this machine that shares the catalog sees them."""
-    return os.path.join(os.path.dirname(os.path.abspath(service.catalog.path)), "dr-locks")
-
-
-def _refuse_shared_targets(plan: Plan, targets: list[str]) -> None:
-    """Two steps whose targets are one place, or one inside the other, once symlinks are
-    resolved: the second restore would write over the first. The plan itself only
-    compares the paths as written."""
-    real = [os.path.realpath(t) for t in targets]
-    for i, a in enumerate(real):
-        for j in range(i + 1, len(real)):
-            b = real[j]
-            if a == b or b.startswith(a.rstrip("/") + "/") or a.startswith(b.rstrip("/") + "/"):
-                raise UsageError(f"plan {plan.name}: the targets of steps {plan.steps[i].name} ({targets[i]}) "
-                                 f"and {plan.steps[j].name} ({targets[j]}) are one place once symlinks are "
-                                 "followed; give each step its own target")
 
 
 def _rfc3339(when: datetime) -> str:

@@ -15,8 +15,17 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+from typing import TYPE_CHECKING
 
 from strongroom.errors import RepositoryLocked, StrongroomError
+
+if TYPE_CHECKING:
+    from strongroom.services.backup_service import BackupService
+
+
+def locks_folder(service: BackupService) -> str:
+    """Beside the catalog: every process of this machine that shares the catalog sees them."""
+    return os.path.join(os.path.dirname(os.path.abspath(service.catalog.path)), "dr-locks")
 
 
 class TargetBusy(RepositoryLocked):
