@@ -167,8 +167,10 @@ def dr_list(m: Manage) -> None:
         store = _store(manager)
         rows = []
         for plan in store.list():
-            runs = store.runs(plan.name)
-            rows.append((plan, _last_of_mode(runs, "test"), _last_of_mode(runs, "run")))
+            # Only the newest record of each mode is read: a plan tested hourly for years
+            # has a history that a listing must not load.
+            rows.append((plan, _last_of_mode(store.runs(plan.name, last=1, mode="test"), "test"),
+                         _last_of_mode(store.runs(plan.name, last=1, mode="run"), "run")))
     if m.json:
         for plan, test, run in rows:
             emit_json({"type": "plan", "name": plan.name, "version": plan.version,
@@ -246,7 +248,7 @@ def dr_delete(m: Manage, name) -> None:
     with m.manager() as manager:
         store = _store(manager)
         store.delete(name)
-        kept = len(store.runs(name))
+        kept = store.count_runs(name)
     if m.json:
         emit_json({"type": "summary", "deleted": name, "runs_kept": kept})
         return
@@ -256,12 +258,14 @@ def dr_delete(m: Manage, name) -> None:
 # ---- report ------------------------------------------------------------------------------------
 
 
-def _recorded_runs(docs: list[dict], last: int, plan: str) -> tuple[list[PlanRun], list[PlanRun]]:
-    """The last `last` runs (each must read: a report never passes over a run) and the ones before (history;
-    one that does not read is left out of the trend, with a warning)."""
-    chosen_docs = docs[-last:]
+def _recorded_runs(chosen_docs: list[dict], tests: list[dict], plan: str) -> tuple[list[PlanRun], list[PlanRun]]:
+    """The runs chosen (each must read: a report never passes over a run) and the tests before them
+    (history; one that does not read is left out of the trend, with a warning). `tests` are the
+    plan's newest tests, the chosen ones among them: every test not chosen is older than those."""
+    chosen_ids = {d.get("id") for d in chosen_docs if isinstance(d, dict)}
     # Only tests make the trend; a record whose mode does not read is read (and warned of), not passed over.
-    earlier_docs = [d for d in docs[:-last] if not (isinstance(d, dict) and d.get("mode") == "run")][-TREND_RUNS:]
+    earlier_docs = [d for d in tests if not (isinstance(d, dict) and (d.get("mode") == "run"
+                                                                      or d.get("id") in chosen_ids))][-TREND_RUNS:]
     chosen = []
     for doc in chosen_docs:
         try:
@@ -304,11 +308,12 @@ def dr_report(m: Manage, name, last, fmt, output) -> None:
     fmt = fmt or ("json" if m.json else "md")
     with m.manager() as manager:
         store = _store(manager)
-        docs = store.runs(name)
+        docs = store.runs(name, last=last)  # the history beyond what is shown is never read
         if not docs:
             store.get(name)  # no plan of that name: a usage error
             raise StrongroomError(f"DR plan {name!r} has no recorded run yet" + _rehearse_hint(name, ": "))
-    chosen, history = _recorded_runs(docs, last, name)
+        tests = store.runs(name, last=last + TREND_RUNS, mode="test")
+    chosen, history = _recorded_runs(docs, tests, name)
     text = render_runs(chosen, fmt, history)
     if not output:
         sys.stdout.write(text)

@@ -97,12 +97,18 @@ class PlanView:
 
 
 def _report_format(path: str | None) -> str | None:
-    """The report's format from its file name; refused before anything runs."""
+    """The report's format from its file name, and a folder it can be written in;
+    refused before anything runs, not after a rehearsal of an hour."""
     if path is None:
         return None
     fmt = REPORT_FORMATS.get(os.path.splitext(path)[1].lower())
     if fmt is None:
         raise UsageError(f"--report {path}: name it .md, .json or .html to choose the format")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"--report {path}: there is no folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--report {path}: the folder {folder} cannot be written")
     return fmt
 
 
@@ -119,8 +125,8 @@ def _write_report(dr, run, fmt: str, path: str) -> None:
             print(f"strongroom: warning: a recorded run of plan {terminal_safe(run.plan)} is left out of "
                   f"the trend: {terminal_safe(e)}", file=sys.stderr)
     text = render(run, fmt, history)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
+    from strongroom.cli.cmd_dr import _write_atomically
+    _write_atomically(path, text)
 
 
 def _follow(m: Manage, name: str, mode: str, report: str | None = None, trigger: str = "manual",
@@ -151,8 +157,17 @@ def _follow(m: Manage, name: str, mode: str, report: str | None = None, trigger:
             view.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
+        unwritten = None
         if fmt is not None:
-            _write_report(dr, run, fmt, report)
+            try:
+                _write_report(dr, run, fmt, report)
+            except (OSError, StrongroomError) as e:  # the run is done and recorded: its summary still comes last
+                unwritten = f"the report {report} could not be written: " + \
+                    (f"{e.strerror or e}" if isinstance(e, OSError) else str(e))
+    if unwritten is not None:
+        if m.json:
+            emit_json({"message_type": "error", "item": report, "message": unwritten})
+        print(f"strongroom: error: {terminal_safe(unwritten)}", file=sys.stderr)
     if m.json:
         emit_json(run.summary())
     else:
@@ -160,7 +175,7 @@ def _follow(m: Manage, name: str, mode: str, report: str | None = None, trigger:
     if signalled:
         print("strongroom: interrupted: the plan was cancelled", file=sys.stderr)
         return 128 + signalled[0]
-    return 0 if run.verdict in PASSING else 1
+    return 0 if run.verdict in PASSING and unwritten is None else 1
 
 
 def _print_summary(run) -> None:
@@ -182,7 +197,8 @@ def _print_summary(run) -> None:
 @click.command("run")
 @manage_options
 @click.argument("name")
-@click.option("--target-base", type=click.Path(file_okay=False), help="Restore below DIR, not the plan's base.")
+@click.option("--target-base", type=click.Path(file_okay=False),
+              help="Restore every step below DIR (absolute targets too), not the plan's base.")
 @click.option("--at", help="In every step, the newest snapshot at or before this time.")
 def dr_run(m: Manage, name, target_base, at) -> int:
     """Run plan NAME for real: its steps, in order, into their targets.

@@ -70,7 +70,10 @@ def cli(**_options) -> None:
 
 def _exit_error_json(code: int, message: str) -> None:
     import json
-    sys.stdout.write(json.dumps({"message_type": "exit_error", "code": code, "message": message}) + "\n")
+    # As every JSON line (docs/json.md): message_type, schema (output.SCHEMA, not imported here:
+    # it loads rich) and type.
+    sys.stdout.write(json.dumps({"message_type": "exit_error", "schema": "strongroom/1", "code": code,
+                                 "message": message, "type": "exit_error"}) + "\n")
     sys.stdout.flush()
 
 

@@ -111,7 +111,11 @@ class DisasterRecoveryManager:
         cancel = threading.Event()
         runner = PlanRunner(self.service, plan, mode, cancel=cancel, trigger=trigger, **options)
         runner.prepare()
-        sessions = RunSessions(self.service.catalog, runner.run_id, plan, mode)
+        try:
+            sessions = RunSessions(self.service.catalog, runner.run_id, plan, mode)
+        except BaseException:
+            runner.abandon()  # never started: its target locks and scratch area go now, not at exit
+            raise
 
         def listener(event: dict) -> None:
             sessions(event)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -159,6 +160,9 @@ class Step:
     def __post_init__(self) -> None:
         if not isinstance(self.config, str) or not self.config:
             raise UsageError("a step needs a configuration (config = NAME)")
+        if "/" in self.config or self.config in (".", "..") or not self.config.isprintable():
+            # The default target is TARGET_BASE/<config>: a name of a crafted plan must not leave it.
+            raise UsageError(f"step config {self.config[:MAX_NAME]!r}: a configuration name is printable, without /")
         if not self.name:
             object.__setattr__(self, "name", self.config)
         check_step_name(self.name)
@@ -173,6 +177,10 @@ class Step:
         _seconds_fields(self, "rto", "rpo")
         if self.database is not None and (not isinstance(self.database, str) or not self.database.strip()):
             raise UsageError(f"step {self.name}: database must be a database name or DSN")
+        if self.database is not None and _holds_password(self.database):
+            # The plan is shown, stored, sealed in repositories and cited in every report.
+            raise UsageError(f"step {self.name}: the database DSN holds a password; a plan is shown in reports: "
+                             "keep the password out of it (~/.pgpass, PGPASSFILE or PGPASSWORD give it)")
 
     def target_in(self, base: str) -> str:
         """Where this step restores when the plan's targets are below `base`."""
@@ -203,6 +211,17 @@ class Step:
             before=tuple(Hook.from_doc(h) for h in _list(doc.get("before", []), "before")),
             after=tuple(Hook.from_doc(h) for h in _list(doc.get("after", []), "after")),
             rto=_duration(doc, "rto"), rpo=_duration(doc, "rpo"), database=doc.get("database"))
+
+
+def _holds_password(dsn: str) -> bool:
+    """A connection string with a password in it (`postgresql://u:PW@h/db`,
+    `...?password=PW`, `host=h password=PW`), read as libpq reads it; one that
+    does not read is taken to hold one when the word is in it."""
+    from strongroom.sources.dsn import split_password
+    try:
+        return split_password(dsn)[1] is not None
+    except UsageError:
+        return "password" in dsn.lower() or bool(re.match(r"postgres(ql)?://[^/@]*:[^/@]*@", dsn, re.IGNORECASE))
 
 
 def check_step_name(name: object) -> str:

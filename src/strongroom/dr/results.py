@@ -82,6 +82,7 @@ class StepResult(Result):
     problems: tuple[Problem, ...]
     hooks: tuple[HookResult, ...]
     database: str | None = None  # the database a PostgreSQL dump was loaded into
+    include: tuple[str, ...] = ()  # the step's include patterns (none: the whole snapshot)
 
     def summary(self) -> dict[str, Any]:
         """This step in the `--json` contract."""

@@ -35,12 +35,14 @@ from strongroom.dr.points import choose_snapshot, describe_rule, snapshot_time
 from strongroom.dr.repocheck import check_repository
 from strongroom.dr.results import HookResult, PlanRun, Problem, RepositoryCheck, StepResult
 from strongroom.dr.scratch import ScratchArea
-from strongroom.dr.space import check_free_space
+from strongroom.dr.space import check_free_space, check_target
+from strongroom.dr.target_locks import TargetLocks, locks_folder
+from strongroom.dr.targets import refuse_shared_targets, refuse_targets_in_repositories
 from strongroom.dr.verdict import judge
 from strongroom.engine.progress import Listener, event_type, ignore, warning_event
 from strongroom.engine.restore import RestoreOptions, run_restore
-from strongroom.errors import StrongroomError, UsageError
-from strongroom.model.snapshot import Snapshot
+from strongroom.errors import ObjectNotFound, RepositoryLocked, StrongroomError, UsageError
+from strongroom.model.snapshot import SNAPSHOT_DIR, Snapshot
 from strongroom.repo.repository import Repository
 from strongroom.services.backup_service import BackupService
 from strongroom.services.configs import BackupConfig
@@ -49,6 +51,7 @@ from strongroom.words import plural
 
 MODES = ("run", "test")
 LOCK_WAIT = 60  # seconds a step waits for a conflicting repository lock
+LOCK_POLL = 5.0  # seconds of that wait between two looks at the cancel event
 
 
 @dataclass
@@ -61,6 +64,7 @@ class _Resolved:
     snapshot: Snapshot | None = None
     rule: str = ""
     error: str | None = None
+    damaged: list[str] = field(default_factory=list)  # snapshots of the repository that did not read
 
 
 @dataclass
@@ -131,6 +135,7 @@ class PlanRunner:
         self.mode = mode
         self.run_id = run_id or secrets.token_hex(8)
         self.target_base = os.path.abspath(target_base) if target_base else plan.target_base
+        self.base_given = bool(target_base)
         self.at = None if at is None else (at if at.tzinfo else at.astimezone())
         self.scratch_given = os.path.abspath(scratch) if scratch else None
         self.keep = keep
@@ -140,6 +145,7 @@ class PlanRunner:
         self.seed = seed if seed is not None else secrets.randbits(32)
         self.record = record
         self._scratch: ScratchArea | None = None
+        self._locks: TargetLocks | None = None
         self._base: str | None = None
         self._packs_read: dict[int, set[bytes]] = {}  # per step: the packs its restore read and authenticated
 
@@ -150,17 +156,35 @@ class PlanRunner:
         test (made now; a given one must be empty). Refusals are UsageErrors, before any work."""
         if self._base is None:
             if self.mode == "test":
-                self._scratch = ScratchArea(self.scratch_given, self.plan.target_base)
+                self._scratch = ScratchArea(self.scratch_given, self.plan.target_base,
+                                            [s.target_in(self.plan.target_base) for s in self.plan.steps])
                 self._base = self._scratch.path
             else:
+                targets = [self._real_target(s, self.target_base) for s in self.plan.steps]
+                refuse_shared_targets(self.plan, targets)
+                refuse_targets_in_repositories(self.service, self.plan, targets)
+                self._locks = TargetLocks(locks_folder(self.service), targets)
+                self._locks.acquire()
                 self._base = self.target_base
         return self._base
+
+    def abandon(self) -> None:
+        """Give up a prepared run that will not be run: release its target locks, remove its
+        scratch area (it holds nothing yet)."""
+        try:
+            self._clean_up()
+        finally:
+            if self._locks is not None:
+                self._locks.release()
 
     def run(self) -> PlanRun:
         started = datetime.now(timezone.utc)
         t0 = time.monotonic()
         base = self.prepare()
         rng = random.Random(self.seed)
+        for area in self._scratch.left_behind if self._scratch is not None else ():
+            self._emit(warning_event(f"an earlier rehearsal was stopped before its clean-up and left its scratch "
+                                     f"area {area}: remove it when you are done with it"))
         results: list[StepResult] = []
         last_end = t0
         stopped: str | None = None
@@ -189,6 +213,8 @@ class PlanRunner:
         finally:
             if not cleaned:
                 self._clean_up()
+            if self._locks is not None:
+                self._locks.release()
         verdict, reasons = judge(results, rto_seconds, self.plan.rto, self.plan.verify)
         if any(not c.structure_ok or c.problems for c in checks):
             bad = [c for c in checks if not c.structure_ok or c.problems]
@@ -207,25 +233,45 @@ class PlanRunner:
         self.listener(event)
 
     def _target(self, step: Step, base: str) -> str:
-        return os.path.join(base, step.name) if self.mode == "test" else step.target_in(base)
+        return os.path.join(base, step.name) if self.mode == "test" else self._real_target(step, base)
+
+    def _real_target(self, step: Step, base: str) -> str:
+        """Where a real run restores the step. A target base given for the run holds every
+        step, those with an absolute target of their own too (re-rooted below it): who says
+        "restore below DIR" expects nothing written outside DIR."""
+        if self.base_given and os.path.isabs(step.target):
+            return os.path.join(base, step.target.lstrip("/"))
+        return step.target_in(base)
 
     # ---- choosing what each step restores ------------------------------------------------
 
     def _rule(self, step: Step) -> PointRule:
-        return PointRule("at", self.at) if self.at is not None else step.point
+        if self.at is not None:
+            return PointRule("at", self.at)
+        if self.mode == "run" and step.point.kind == "random":
+            # A random point is for rehearsals: a real recovery restores the newest.
+            return PointRule()
+        return step.point
 
     def _resolve(self, step: Step, now: datetime, rng: random.Random) -> _Resolved:
-        found = _Resolved(rule=describe_rule(self._rule(step), self.seed))
+        rule = describe_rule(self._rule(step), self.seed)
+        if self._rule(step) is not step.point and step.point.kind == "random" and self.at is None:
+            rule += f" (the plan's {step.point.describe()} is for rehearsals)"
+        found = _Resolved(rule=rule)
         try:
             found.config = self.service.get_config(step.config)
             found.repository = self._repository_url(found.config)
             found.repo = self.service.open_repository(found.config)
-            found.snapshot = choose_snapshot(self.service.snapshots(found.config, found.repo), self._rule(step),
-                                             now, rng)
+            # Not service.snapshots: a damaged snapshot may be the newest point, and a plan must say
+            # when it restores an older one for that reason.
+            listed = found.repo.list_snapshots(
+                on_damaged=lambda name, _e: found.damaged.append(name.rsplit("/", 1)[-1]))
+            found.snapshot = choose_snapshot([s for s in listed if s.config_name == found.config.name],
+                                             self._rule(step), now, rng)
         except StrongroomError as e:
             found.error = str(e)
         except OSError as e:
-            found.error = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+            found.error = _os_error(e)
         return found
 
     def _repository_url(self, config: BackupConfig) -> str:
@@ -256,6 +302,11 @@ class PlanRunner:
                     "snapshot_time": _rfc3339(snapshot_time(snap)) if snap else None, "rule": found.rule,
                     "mode": self.mode})
         state = _Step()
+        if found.damaged:
+            shown = ", ".join(name[:8] for name in found.damaged[:3]) + (", ..." if len(found.damaged) > 3 else "")
+            state.warn(f"{plural(len(found.damaged), 'snapshot')} of the repository did not read and "
+                       f"{'was' if len(found.damaged) == 1 else 'were'} passed over ({shown}): "
+                       "the point chosen may not be the newest")
         if found.error is not None:
             state.fail(found.error)
         else:
@@ -268,7 +319,7 @@ class PlanRunner:
                 else:
                     state.fail(str(e))
             except OSError as e:
-                state.fail(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+                state.fail(_os_error(e))
         if self.cancel.is_set() and not state.failed:
             state.cancelled = True
         summary = state.summary
@@ -291,7 +342,7 @@ class PlanRunner:
             if state.restore_seconds > 0 else 0.0,
             files_verified=int(summary.get("files_verified", 0)), verified=bool(verified),
             warnings=state.warnings, errors=state.errors, messages=tuple(state.messages),
-            problems=state.problems, hooks=tuple(state.hooks), database=state.database)
+            problems=state.problems, hooks=tuple(state.hooks), database=state.database, include=step.include)
         self._emit({"message_type": "dr_step", "action": "end", "plan": self.plan.name, "step": step.name,
                     "step_index": index, "steps": len(self.plan.steps), "status": status,
                     "duration_seconds": result.duration_seconds, "files": result.files, "bytes": result.bytes,
@@ -315,7 +366,14 @@ class PlanRunner:
             elif kind == "warning":
                 state.warn(str(event.get("message", "")))
 
-        with repo.lock(exclusive=False, wait=LOCK_WAIT):
+        check_target(target)
+        if self.mode == "test":
+            # Private, whatever the scratch area's own mode: a rehearsal as root recreates the
+            # snapshot's setuid files and secrets, and an old setuid binary must not be others' to run.
+            os.makedirs(target, 0o700, exist_ok=True)
+            os.chmod(target, 0o700)
+        with self._shared_lock(repo):
+            self._still_listed(repo, snap, state)
             options = RestoreOptions(target, include=step.include, verify=self.plan.verify)
             dry = run_restore(repo, snap, RestoreOptions(target, include=step.include, dry_run=True))
             progress.totals[index] = (dry.summary["total_files"], dry.summary["total_bytes"])
@@ -366,6 +424,27 @@ class PlanRunner:
                     state.warn(f"the scratch database {database_of(split_password(database)[0])} was not "
                                f"dropped: {e}")
 
+    @staticmethod
+    def _still_listed(repo: Repository, snap: Snapshot, state: _Step) -> None:
+        """Snapshots are chosen when the plan starts and locked when their step does: a forget
+        in between (retention elsewhere) is said, since a prune may then have taken its data."""
+        try:
+            repo.storage.stat(f"{SNAPSHOT_DIR}/{snap.id}")
+        except ObjectNotFound:
+            state.warn(f"snapshot {snap.id[:8]} was removed from the repository after the plan started "
+                       "(a forget): what it points to may be pruned")
+
+    def _shared_lock(self, repo: Repository):
+        """The step's shared lock, waited for up to LOCK_WAIT in pieces of LOCK_POLL, so a
+        cancel (Ctrl-C while a prune holds the repository) is seen within one piece."""
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                return repo.lock(exclusive=False, wait=max(0.0, min(LOCK_POLL, deadline - time.monotonic())))
+            except RepositoryLocked:
+                if self.cancel.is_set() or time.monotonic() >= deadline:
+                    raise
+
     def _hooks(self, hooks: tuple, phase: str, env: dict[str, str], cwd: str | None, state: _Step) -> bool:
         """Run the commands of one phase in order; False when the step cannot go on."""
         for hook in hooks:
@@ -405,7 +484,8 @@ class PlanRunner:
         return StepResult(step.name, step.config, found.repository, "skipped", self._target(step, base),
                           snap.id if snap else None, snapshot_time(snap) if snap else None, found.rule,
                           None if rpo is None else round(rpo, 3), self.plan.step_rpo(step), self.plan.step_rto(step),
-                          None, 0.0, 0.0, 0, 0, 0.0, 0, False, 0, 0, (why,), (), (), step.database)
+                          None, 0.0, 0.0, 0, 0, 0.0, 0, False, 0, 0, (why,), (), (), step.database,
+                          step.include)
 
     # ---- after the steps -------------------------------------------------------------------
 
@@ -435,12 +515,20 @@ class PlanRunner:
 
     def _clean_up(self) -> float:
         """Remove what the test restored unless it is kept; the time it took."""
+        if self._scratch is not None and self.keep:
+            self._scratch.release()
         if self.keep or self._scratch is None:
             return 0.0
         seconds, problems = self._scratch.remove([step.name for step in self.plan.steps])
         for problem in problems:
             self._emit(warning_event(problem))
         return seconds
+
+
+def _os_error(e: OSError) -> str:
+    """An OSError in words: its reason and the path, as text (a restore names paths in bytes)."""
+    where = f": {os.fsdecode(e.filename)}" if e.filename else ""
+    return f"{e.strerror or e}{where}"
 
 
 def _rfc3339(when: datetime) -> str:

@@ -20,6 +20,7 @@ from strongroom.dr.results import PlanRun
 from strongroom.engine.progress import event_type
 from strongroom.services.catalog import Catalog
 from strongroom.services.results import RecoveryProgress, utc
+from strongroom.services.session_owner import this_process
 
 SAVE_EVERY = 1.0  # seconds between catalog writes of one session's progress
 MAX_ERRORS = 100
@@ -64,11 +65,13 @@ class RunSessions:
         self.run = _State(run_id)
         self.steps = {step.name: _State(uuid.uuid4().hex[:16]) for step in plan.steps}
         self._lock = threading.Lock()
+        owner = this_process()  # a reader can tell a run killed with -9 (services/session_owner.py)
         catalog.add_session(run_id, None, {"dr_plan": plan.name, "plan_version": plan.version, "mode": mode,
-                                           "steps": [s.session_id for s in self.steps.values()]})
+                                           "steps": [s.session_id for s in self.steps.values()], "owner": owner})
         for step in plan.steps:
             catalog.add_session(self.steps[step.name].session_id, step.config,
-                                {"dr_plan": plan.name, "step": step.name, "run": run_id, "mode": mode})
+                                {"dr_plan": plan.name, "step": step.name, "run": run_id, "mode": mode,
+                                 "owner": owner})
 
     @property
     def step_ids(self) -> list[str]:

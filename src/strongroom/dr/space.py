@@ -49,6 +49,21 @@ def nearest_existing(path: str) -> str:
     return path
 
 
+def check_target(target: str) -> None:
+    """Refuse, before any command runs or anything is written, a target that is
+    not a directory (a file, a symlink to one) or that cannot be written: on a
+    read-only file system, or not this user's to write (os.access answers
+    EROFS for root too)."""
+    if os.path.lexists(target) and not os.path.isdir(target):
+        raise StrongroomError(f"target {target} is not a directory: nothing was restored")
+    where = nearest_existing(target)
+    if not os.path.isdir(where):
+        raise StrongroomError(f"target {target}: {where} is not a directory: nothing was restored")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise StrongroomError(f"target {target} cannot be written ({where} is read-only or not this "
+                              "user's to write): nothing was restored")
+
+
 def margin(needed: int) -> int:
     return min(math.ceil(needed * MARGIN_SHARE), MARGIN_MAX)
 

@@ -93,9 +93,14 @@ class PlanStore:
             except StrongroomError as e:
                 log.warning("DR run %s: could not record it in the repository of %s: %s", run.id, config.name, e)
 
-    def runs(self, plan: str | None = None, last: int | None = None) -> list[dict]:
-        """Recorded runs (of one plan, or all), oldest first; each is `PlanRun.to_dict()`."""
-        return [row["doc"] for row in self.catalog.list_dr_runs(plan, last)]
+    def runs(self, plan: str | None = None, last: int | None = None, mode: str | None = None) -> list[dict]:
+        """Recorded runs (of one plan, or all; of one mode, or both), oldest first; with `last`,
+        only the newest that many are read. Each is `PlanRun.to_dict()`."""
+        return [row["doc"] for row in self.catalog.list_dr_runs(plan, last, mode)]
+
+    def count_runs(self, plan: str) -> int:
+        """How many runs of `plan` are recorded (none of them read)."""
+        return self.catalog.count_dr_runs(plan)
 
     # ---- what a repository holds ---------------------------------------------------------
 

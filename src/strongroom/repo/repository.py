@@ -659,6 +659,8 @@ class Repository:
         malformed, too large) is passed over: the others stay readable."""
         _check_record_kind(kind)
         newest: dict[str, tuple[float, dict | None]] = {}
+        held: dict[str, int] = {}  # the sealed size of the record kept for each name
+        total = 0
         prefix = f"{kind}-"
         for info in self.storage.list(MANAGED_CONFIG_DIR):
             base = info.name.rsplit("/", 1)[-1]
@@ -676,6 +678,12 @@ class Repository:
                 continue
             if doc["name"] not in newest or doc["time"] > newest[doc["name"]][0]:
                 newest[doc["name"]] = (float(doc["time"]), doc["doc"])
+                total += len(data) - held.get(doc["name"], 0)
+                held[doc["name"]] = len(data)
+                if total > MAX_MANAGED_RECORDS_TOTAL:
+                    # Each record is bounded; so must be their number, or a crafted target fills memory.
+                    raise IntegrityError(f"the {kind} records of {self.storage.url} hold more than "
+                                         f"{MAX_MANAGED_RECORDS_TOTAL >> 20} MiB: too many to read")
         return {name: (when, rec) for name, (when, rec) in newest.items() if rec is not None}
 
     def list_packs(self) -> dict[bytes, int]:
@@ -693,6 +701,7 @@ class Repository:
 # word, and each kind has its own associated data, so one kind's object never
 # opens as another's.
 MAX_MANAGED_RECORD = 4 * 1024 * 1024
+MAX_MANAGED_RECORDS_TOTAL = 256 * 1024 * 1024  # the newest records of one kind, all names together
 _RECORD_KINDS = frozenset({"plan", "run"})
 
 

@@ -166,6 +166,15 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def _run_doc(text: str) -> Any:
+    """A recorded run's document; one that is not JSON (a damaged row) stays its text, so the
+    reader of runs (dr/run_document.py) says what is wrong with it rather than the catalog failing."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+
+
 class Catalog:
     """The SQLite catalog. Every method is one short transaction and is thread-safe.
 
@@ -594,7 +603,7 @@ class Catalog:
         """name, doc (dict), version, created, updated; or None."""
         with self._read() as db:
             row = db.execute("SELECT * FROM dr_plans WHERE name = ?", (name,)).fetchone()
-        return None if row is None else {**dict(row), "doc": _loads(row["doc"])}
+        return None if row is None else {**dict(row), "doc": _run_doc(row["doc"])}
 
     def list_plans(self) -> list[dict]:
         with self._read() as db:
@@ -613,20 +622,25 @@ class Catalog:
             db.execute("INSERT OR REPLACE INTO dr_runs (id, plan, mode, verdict, started, finished, doc)"
                        " VALUES (?, ?, ?, ?, ?, ?, ?)", (run_id, plan, mode, verdict, started, finished, _dumps(doc)))
 
-    def list_dr_runs(self, plan: str | None = None, limit: int | None = None) -> list[dict]:
-        """Runs, oldest first; with `limit`, the newest that many. Each: id, plan, mode,
-        verdict, started, finished, doc (dict)."""
-        query = "SELECT * FROM dr_runs" + (" WHERE plan = ?" if plan is not None else "") \
+    def list_dr_runs(self, plan: str | None = None, limit: int | None = None, mode: str | None = None) -> list[dict]:
+        """Runs (of one plan, of one mode), oldest first; with `limit`, the newest that many.
+        Each: id, plan, mode, verdict, started, finished, doc (dict)."""
+        where = [(clause, value) for clause, value in (("plan = ?", plan), ("mode = ?", mode)) if value is not None]
+        query = "SELECT * FROM dr_runs" + (" WHERE " + " AND ".join(c for c, _ in where) if where else "") \
             + " ORDER BY started DESC, rowid DESC LIMIT ?"
-        args: list[Any] = ([plan] if plan is not None else []) + [-1 if limit is None else int(limit)]
+        args: list[Any] = [v for _, v in where] + [-1 if limit is None else int(limit)]
         with self._read() as db:
             rows = db.execute(query, args).fetchall()
-        return [{**dict(row), "doc": _loads(row["doc"])} for row in reversed(rows)]
+        return [{**dict(row), "doc": _run_doc(row["doc"])} for row in reversed(rows)]
+
+    def count_dr_runs(self, plan: str) -> int:
+        with self._read() as db:
+            return int(db.execute("SELECT COUNT(*) FROM dr_runs WHERE plan = ?", (plan,)).fetchone()[0])
 
     def get_dr_run(self, run_id: str) -> dict | None:
         with self._read() as db:
             row = db.execute("SELECT * FROM dr_runs WHERE id = ?", (run_id,)).fetchone()
-        return None if row is None else {**dict(row), "doc": _loads(row["doc"])}
+        return None if row is None else {**dict(row), "doc": _run_doc(row["doc"])}
 
     # -- schedule slots -----------------------------------------------------
     # A claimed slot is a dict of config, schedule (the spec's id), slot,

@@ -4,6 +4,7 @@ the background with progress and cancellation, and the one-click facade."""
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import threading
 import time
 import uuid
@@ -19,6 +20,7 @@ from strongroom.model.select import snapshot_at
 from strongroom.model.snapshot import Snapshot
 from strongroom.services.backup_service import BackupService
 from strongroom.services.results import RecoveryProgress, Result, utc
+from strongroom.services.session_owner import describe, owner_ended, this_process
 
 # Called with every engine event of a restore: the same events `--json` prints (docs/json.md).
 Progress = Callable[[dict], None]
@@ -188,7 +190,7 @@ class RecoveryExecutor:
         with self._lock:
             self._sessions[session_id] = state
             self._cancel[session_id] = cancel
-        self.service.catalog.add_session(session_id, plan.config_name, plan.to_dict())
+        self.service.catalog.add_session(session_id, plan.config_name, {**plan.to_dict(), "owner": this_process()})
         done = threading.Event()
 
         def run() -> None:
@@ -265,6 +267,16 @@ class RecoveryExecutor:
         known = set(_Session.__dataclass_fields__)
         state = _Session(**{**{k: v for k, v in doc.items() if k in known},
                             "session_id": session_id, "status": row["status"]})
+        owner = (row.get("plan") or {}).get("owner") if isinstance(row.get("plan"), dict) else None
+        if state.status in ("pending", "running") and owner_ended(owner):
+            # Its process died without a word (kill -9, a crash): say so, once and for all.
+            state.status = "failed"
+            state.errors = [*state.errors, f"interrupted: {describe(owner)} ended before the session finished"]
+            try:
+                self.service.catalog.update_session(session_id, status="failed", progress=state.stored(),
+                                                    error="; ".join(state.errors[:5]))
+            except (StrongroomError, OSError, sqlite3.Error):
+                pass  # a catalog this process cannot write: the answer is the same, said again next time
         return state.frozen()
 
     def cancel_recovery(self, session_id: str) -> bool:
