@@ -449,3 +449,26 @@ def test_the_newest_stored_copy_of_a_configuration_wins_across_repositories(tmp_
         recovery = Recovery(manager, [source_from_url(str(tmp_path / "old"), "pw"),
                                       source_from_url(str(tmp_path / "new"), "pw")])
         assert recovery.read().configs["app"][1]["tags"] == ["second"]
+
+
+def test_the_listing_shows_every_step_target_and_command_before_anything_runs(tmp_path, src):
+    from strongroom.dr.plan import Hook, Plan, Step
+    from strongroom.dr.store import PlanStore
+
+    old = Machine(tmp_path / "old")
+    repo = tmp_path / "repo"
+    with old.manager() as manager:
+        manager.add_config(BackupConfig("app", [str(src)], target_path=str(repo), password=REPO_PASSWORD))
+        PlanStore(manager.backup_service).save(Plan("shop", (Step("app", before=(Hook("systemctl stop shop"),),
+                                                                  after=(Hook("curl -f http://127.0.0.1/\x1b[2J"),)),),
+                                                    str(tmp_path / "there")))
+    old.wipe()
+    new = Machine(tmp_path / "new")
+    done = new.run("dr", "recover", "--repo", str(repo), env={"STRONGROOM_PASSWORD": REPO_PASSWORD}, check=True)
+    out = done.stdout.decode()
+    assert f"step app: restores app into {tmp_path / 'there' / 'app'}" in out
+    assert "runs before: systemctl stop shop" in out
+    assert "runs after: curl -f http://127.0.0.1/\\x1b[2J" in out and "\x1b" not in out
+    listing = new.summary("dr", "recover", "--repo", str(repo), env={"STRONGROOM_PASSWORD": REPO_PASSWORD})
+    [step] = listing["plans"][0]["details"]
+    assert step["before"] == ["systemctl stop shop"] and step["target"] == str(tmp_path / "there" / "app")

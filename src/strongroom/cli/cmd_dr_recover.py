@@ -149,6 +149,13 @@ def _list(m: Manage, found, kit_file: str | None) -> None:
         print(f"plan {terminal_safe(plan['name'])} (version {plan['version']}): "
               f"{plural(len(plan['steps']), 'step')} ({terminal_safe(', '.join(plan['steps']))}), restores into "
               f"{terminal_safe(plan['target_base'])}{hooks}")
+        for step in plan["details"]:
+            into = f" and loads its dump into {terminal_safe(step['database'])}" if step["database"] else ""
+            print(f"  step {terminal_safe(step['name'])}: restores {terminal_safe(step['config'])} into "
+                  f"{terminal_safe(step['target'])}{into}")
+            for phase in ("before", "after"):
+                for command in step[phase]:
+                    print(f"    runs {phase}: {terminal_safe(command)}")
         for name in plan["missing_configs"]:
             print(f"  needs configuration {terminal_safe(name)}, which none of these repositories holds")
     if not doc["plans"]:

@@ -112,7 +112,12 @@ class Found:
                 "plans": [{"name": p.name, "version": p.version, "steps": [s.name for s in p.steps],
                            "configs": list(p.configs), "missing_configs": self.missing(p),
                            "target_base": p.target_base,
-                           "hooks": sum(len(s.before) + len(s.after) for s in p.steps)}
+                           "hooks": sum(len(s.before) + len(s.after) for s in p.steps),
+                           # What a run would do, shown before anything runs: a plan read
+                           # from a repository is run by whoever holds its key.
+                           "details": [{"name": s.name, "config": s.config, "target": s.target_in(p.target_base),
+                                        "database": s.database, "before": [h.command for h in s.before],
+                                        "after": [h.command for h in s.after]} for s in p.steps]}
                           for p in sorted(self.plans.values(), key=lambda p: p.name)],
                 "warnings": list(self.warnings)}
 
