@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 
 from strongroom.engine.progress import event_type
-from strongroom.words import plural  # noqa: F401  (the commands import it from here)
+from strongroom.words import human_size, plural  # noqa: F401  (the commands import them from here)
 
 SCHEMA = "strongroom/1"
 
@@ -157,19 +157,6 @@ def terminal_safe(text: object) -> str:
     (escape sequences, newlines, C1 codes) as \\xNN, so a crafted file name
     cannot move the cursor, rewrite the screen or fake an extra line."""
     return str(text).translate(_CONTROLS)
-
-
-def human_size(n: int | float | None) -> str:
-    """Binary units everywhere (KiB = 1024 bytes), three significant digits."""
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            break
-        n /= 1024
-    if unit == "B":
-        return f"{n:.0f} B"
-    return f"{n:.2f} {unit}" if abs(n) < 10 else f"{n:.1f} {unit}" if abs(n) < 100 else f"{n:.0f} {unit}"
 
 
 def human_ratio(x: float) -> str:

@@ -13,13 +13,13 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 from strongroom.dr.plan import Plan
 from strongroom.dr.results import PlanRun
 from strongroom.engine.progress import event_type
 from strongroom.services.catalog import Catalog
-from strongroom.services.results import RecoveryProgress, utc
+from strongroom.services.recovery import SessionState
+from strongroom.services.results import RecoveryProgress
 from strongroom.services.session_owner import this_process
 
 SAVE_EVERY = 1.0  # seconds between catalog writes of one session's progress
@@ -30,31 +30,8 @@ _STEP_STATUS = {"passed": "completed", "warning": "completed", "failed": "failed
 
 
 @dataclass
-class _State:
-    session_id: str
-    status: str = "pending"
-    processed_files: int = 0
-    total_files: int = 0
-    processed_bytes: int = 0
-    total_bytes: int = 0
-    percent: float = 0.0
-    rate: float = 0.0
-    eta: float | None = None
-    errors: list[str] = field(default_factory=list)
-    started: float = field(default_factory=time.time)
-    saved: float = field(default=0.0, repr=False)
-
-    def frozen(self) -> RecoveryProgress:
-        return RecoveryProgress(self.session_id, self.status, self.processed_files, self.total_files,
-                                self.processed_bytes, self.total_bytes, self.percent, self.rate, self.eta,
-                                tuple(self.errors), utc(self.started))
-
-    def stored(self) -> dict[str, Any]:
-        """The form RecoveryExecutor keeps, so it reads these sessions too."""
-        return {"session_id": self.session_id, "status": self.status, "processed_files": self.processed_files,
-                "total_files": self.total_files, "processed_bytes": self.processed_bytes,
-                "total_bytes": self.total_bytes, "percent": self.percent, "rate": self.rate, "eta": self.eta,
-                "errors": self.errors[:MAX_ERRORS], "started": self.started}
+class _State(SessionState):
+    saved: float = field(default=0.0, repr=False)  # when its progress was last written
 
 
 class RunSessions:

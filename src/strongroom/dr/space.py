@@ -17,6 +17,7 @@ import math
 import os
 
 from strongroom.errors import StrongroomError
+from strongroom.words import human_size
 
 MARGIN_SHARE = 0.01
 MARGIN_MAX = 16 << 20
@@ -24,18 +25,6 @@ MARGIN_MAX = 16 << 20
 
 class InsufficientSpace(StrongroomError):
     """The target's file system has too little room (or too few inodes) for a restore."""
-
-
-def human_size(n: int) -> str:
-    """Binary units (KiB = 1024 bytes), as the command line writes sizes."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(value) < 1024 or unit == "PiB":
-            break
-        value /= 1024
-    if unit == "B":
-        return f"{int(value)} B"
-    return f"{value:.2f} {unit}" if value < 10 else f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
 
 
 def nearest_existing(path: str) -> str:

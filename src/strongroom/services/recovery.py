@@ -102,8 +102,9 @@ class RecoveryPlan(Result):
 
 
 @dataclass
-class _Session:
-    """The changing state of one restore; callers get frozen RecoveryProgress copies."""
+class SessionState:
+    """The changing state of one restore session; callers get frozen RecoveryProgress copies.
+    Plan runs keep theirs in the same form (dr/sessions.py)."""
 
     session_id: str
     status: str = "pending"
@@ -138,7 +139,7 @@ class RecoveryExecutor:
 
     def __init__(self, service: BackupService) -> None:
         self.service = service
-        self._sessions: dict[str, _Session] = {}
+        self._sessions: dict[str, SessionState] = {}
         self._cancel: dict[str, threading.Event] = {}
         self._done: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
@@ -185,7 +186,7 @@ class RecoveryExecutor:
         event of the restore: the same events `--json` prints (see
         docs/json.md). An exception it raises stops the restore."""
         session_id = uuid.uuid4().hex[:16]
-        state = _Session(session_id, total_files=plan.files, total_bytes=plan.bytes)
+        state = SessionState(session_id, total_files=plan.files, total_bytes=plan.bytes)
         cancel = threading.Event()
         with self._lock:
             self._sessions[session_id] = state
@@ -203,7 +204,7 @@ class RecoveryExecutor:
         threading.Thread(target=run, name=f"recovery-{session_id[:6]}", daemon=True).start()
         return session_id
 
-    def _run(self, session_id: str, plan: RecoveryPlan, progress: _Session, cancel: threading.Event,
+    def _run(self, session_id: str, plan: RecoveryPlan, progress: SessionState, cancel: threading.Event,
              callback: Progress | None) -> None:
         catalog = self.service.catalog
         last_saved = 0.0
@@ -264,8 +265,8 @@ class RecoveryExecutor:
         if row is None:
             raise UsageError(f"no recovery session {session_id}")
         doc = row.get("progress") or {}
-        known = set(_Session.__dataclass_fields__)
-        state = _Session(**{**{k: v for k, v in doc.items() if k in known},
+        known = set(SessionState.__dataclass_fields__)
+        state = SessionState(**{**{k: v for k, v in doc.items() if k in known},
                             "session_id": session_id, "status": row["status"]})
         owner = (row.get("plan") or {}).get("owner") if isinstance(row.get("plan"), dict) else None
         if state.status in ("pending", "running") and owner_ended(owner):
