@@ -260,11 +260,13 @@ class VanishingForwarder:
         return True
 
     def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+        tail = b""  # a request line may be cut between two reads: look at it whole
         try:
             while data := source.recv(1 << 16):
-                if from_client and self.state == "armed" and self._PACK_UPLOAD.search(data):
+                if from_client and self.state == "armed" and self._PACK_UPLOAD.search(tail + data):
                     self._go_away()
                     return
+                tail = data[-512:]
                 sink.sendall(data)
             sink.shutdown(socket.SHUT_WR)
         except OSError:
