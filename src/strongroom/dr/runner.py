@@ -23,19 +23,19 @@ import secrets
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
 
 from strongroom import __version__
 from strongroom.dr.damage import problems_of
+from strongroom.dr.database_step import load_database
 from strongroom.dr.hooks import hook_env, run_hook
 from strongroom.dr.plan import Plan, PointRule, Step
 from strongroom.dr.points import choose_snapshot, describe_rule, snapshot_time
 from strongroom.dr.repocheck import check_repository
-from strongroom.dr.results import HookResult, PlanRun, Problem, RepositoryCheck, StepResult
+from strongroom.dr.results import PlanRun, RepositoryCheck, StepResult
 from strongroom.dr.scratch import ScratchArea
 from strongroom.dr.space import check_free_space, check_target
+from strongroom.dr.step_state import PlanProgress, Resolved, StepState
 from strongroom.dr.target_locks import TargetLocks, locks_folder
 from strongroom.dr.targets import refuse_shared_targets, refuse_targets_in_repositories
 from strongroom.dr.verdict import judge
@@ -52,68 +52,6 @@ from strongroom.words import plural
 MODES = ("run", "test")
 LOCK_WAIT = 60  # seconds a step waits for a conflicting repository lock
 LOCK_POLL = 5.0  # seconds of that wait between two looks at the cancel event
-
-
-@dataclass
-class _Resolved:
-    """A step's configuration, repository and snapshot, found when the plan starts."""
-
-    config: BackupConfig | None = None
-    repo: Repository | None = None
-    repository: str = ""
-    snapshot: Snapshot | None = None
-    rule: str = ""
-    error: str | None = None
-    damaged: list[str] = field(default_factory=list)  # snapshots of the repository that did not read
-
-
-@dataclass
-class _Step:
-    """The changing facts of the step being run; frozen into a StepResult at its end."""
-
-    messages: list[str] = field(default_factory=list)
-    hooks: list[HookResult] = field(default_factory=list)
-    problems: tuple[Problem, ...] = ()
-    failed: bool = False
-    cancelled: bool = False
-    warnings: int = 0
-    errors: int = 0
-    summary: dict[str, Any] = field(default_factory=dict)
-    restore_seconds: float = 0.0
-    database: str | None = None  # the database the step's dump was loaded into
-
-    def fail(self, message: str) -> None:
-        self.failed = True
-        self.errors += 1
-        self.messages.append(message)
-
-    def warn(self, message: str) -> None:
-        self.warnings += 1
-        self.messages.append(message)
-
-
-class _PlanProgress:
-    """Files and bytes of the whole plan: the steps done, plus the one running."""
-
-    def __init__(self, totals: list[tuple[int, int]]) -> None:
-        self.totals = totals  # per step (files, bytes): the snapshot's, then the restore's own count
-        self.done = [(0, 0)] * len(totals)
-        self.started = time.monotonic()
-
-    def event(self, plan: str, index: int) -> dict:
-        files_done = sum(f for f, _ in self.done)
-        bytes_done = sum(b for _, b in self.done)
-        total_files = sum(f for f, _ in self.totals)
-        total_bytes = sum(b for _, b in self.totals)
-        elapsed = max(time.monotonic() - self.started, 1e-6)
-        rate = bytes_done / elapsed
-        fraction = min(1.0, bytes_done / total_bytes) if total_bytes else \
-            min(1.0, files_done / total_files) if total_files else 1.0
-        eta = round((total_bytes - bytes_done) / rate, 1) if rate > 0 and total_bytes >= bytes_done else None
-        return {"message_type": "dr_status", "plan": plan, "step_index": index, "steps": len(self.totals),
-                "files_done": files_done, "total_files": total_files, "bytes_done": bytes_done,
-                "total_bytes": total_bytes, "percent": round(100.0 * fraction, 1), "rate": round(rate, 1),
-                "eta": eta}
 
 
 class PlanRunner:
@@ -191,7 +129,7 @@ class PlanRunner:
         cleaned = False
         try:
             resolved = [self._resolve(step, started, rng) for step in self.plan.steps]
-            progress = _PlanProgress([self._snapshot_totals(r) for r in resolved])
+            progress = PlanProgress([self._snapshot_totals(r) for r in resolved])
             for index, step in enumerate(self.plan.steps):
                 if stopped is None and self.cancel.is_set():
                     stopped = "the plan was cancelled"
@@ -253,11 +191,11 @@ class PlanRunner:
             return PointRule()
         return step.point
 
-    def _resolve(self, step: Step, now: datetime, rng: random.Random) -> _Resolved:
+    def _resolve(self, step: Step, now: datetime, rng: random.Random) -> Resolved:
         rule = describe_rule(self._rule(step), self.seed)
         if self._rule(step) is not step.point and step.point.kind == "random" and self.at is None:
             rule += f" (the plan's {step.point.describe()} is for rehearsals)"
-        found = _Resolved(rule=rule)
+        found = Resolved(rule=rule)
         try:
             found.config = self.service.get_config(step.config)
             found.repository = self._repository_url(found.config)
@@ -283,7 +221,7 @@ class PlanRunner:
             return f"{config.target_client_id}:{config.target_path}"
 
     @staticmethod
-    def _snapshot_totals(found: _Resolved) -> tuple[int, int]:
+    def _snapshot_totals(found: Resolved) -> tuple[int, int]:
         if found.snapshot is None:
             return 0, 0
         summary = found.snapshot.summary or {}
@@ -291,8 +229,8 @@ class PlanRunner:
 
     # ---- one step --------------------------------------------------------------------------
 
-    def _run_step(self, index: int, step: Step, found: _Resolved, target: str, started: datetime,
-                  progress: _PlanProgress) -> StepResult:
+    def _run_step(self, index: int, step: Step, found: Resolved, target: str, started: datetime,
+                  progress: PlanProgress) -> StepResult:
         t0 = time.monotonic()
         step_started = datetime.now(timezone.utc)
         snap = found.snapshot
@@ -301,7 +239,7 @@ class PlanRunner:
                     "snapshot": snap.id if snap else None,
                     "snapshot_time": _rfc3339(snapshot_time(snap)) if snap else None, "rule": found.rule,
                     "mode": self.mode})
-        state = _Step()
+        state = StepState()
         if found.damaged:
             shown = ", ".join(name[:8] for name in found.damaged[:3]) + (", ..." if len(found.damaged) > 3 else "")
             state.warn(f"{plural(len(found.damaged), 'snapshot')} of the repository did not read and "
@@ -351,8 +289,8 @@ class PlanRunner:
         self._emit(progress.event(self.plan.name, index))
         return result
 
-    def _restore_step(self, index: int, step: Step, found: _Resolved, target: str, state: _Step,
-                      progress: _PlanProgress) -> None:
+    def _restore_step(self, index: int, step: Step, found: Resolved, target: str, state: StepState,
+                      progress: PlanProgress) -> None:
         repo, snap = found.repo, found.snapshot
         env = hook_env(self.plan, step, step.config, target, snap.id, snapshot_time(snap), self.mode)
 
@@ -402,30 +340,11 @@ class PlanRunner:
         if not step.database:
             self._hooks(step.after, "after", env, target, state)
             return
-        # The dump is loaded before the after-commands, so they can probe the
-        # database. A rehearsal never touches a real target, and a database
-        # is one: it loads the dump into a scratch database on the same
-        # server, gives its name to the after-commands, and drops it after
-        # them (unless the scratch area is kept).
-        from strongroom.sources.dsn import database_of, split_password
-        from strongroom.sources.postgres import drop_database, scratch_database
-        database = step.database if self.mode == "run" else scratch_database(step.database, self.run_id)
-        loaded = False
-        try:
-            loaded = self._load_database(database, target, state)
-            if loaded:
-                env = {**env, "STRONGROOM_DATABASE": database_of(split_password(database)[0])}
-                self._hooks(step.after, "after", env, target, state)
-        finally:
-            if self.mode == "test" and not self.keep:
-                try:
-                    drop_database(database)
-                except StrongroomError as e:
-                    state.warn(f"the scratch database {database_of(split_password(database)[0])} was not "
-                               f"dropped: {e}")
+        load_database(step, self.mode, self.run_id, self.keep, target, env, state,
+                      lambda env: self._hooks(step.after, "after", env, target, state))
 
     @staticmethod
-    def _still_listed(repo: Repository, snap: Snapshot, state: _Step) -> None:
+    def _still_listed(repo: Repository, snap: Snapshot, state: StepState) -> None:
         """Snapshots are chosen when the plan starts and locked when their step does: a forget
         in between (retention elsewhere) is said, since a prune may then have taken its data."""
         try:
@@ -445,7 +364,7 @@ class PlanRunner:
                 if self.cancel.is_set() or time.monotonic() >= deadline:
                     raise
 
-    def _hooks(self, hooks: tuple, phase: str, env: dict[str, str], cwd: str | None, state: _Step) -> bool:
+    def _hooks(self, hooks: tuple, phase: str, env: dict[str, str], cwd: str | None, state: StepState) -> bool:
         """Run the commands of one phase in order; False when the step cannot go on."""
         for hook in hooks:
             result = run_hook(hook, phase, env, cwd, self.cancel)
@@ -465,20 +384,7 @@ class PlanRunner:
             state.warn(message)
         return True
 
-    def _load_database(self, database: str, target: str, state: _Step) -> bool:
-        """Load the step's one restored dump into `database`; False (the step failed) when it cannot."""
-        from strongroom.sources.dsn import database_of, split_password
-        from strongroom.sources.postgres import load_dump
-        name = database_of(split_password(database)[0])
-        dumps = [os.path.join(d, f) for d, _, names in os.walk(target) for f in names if f.endswith(".dump")]
-        if len(dumps) != 1:
-            state.fail(f"expected one restored .dump file to load into {name}, found {len(dumps)}")
-            return False
-        load_dump(dumps[0], database)
-        state.database = name
-        return True
-
-    def _skipped(self, step: Step, found: _Resolved, base: str, started: datetime, why: str) -> StepResult:
+    def _skipped(self, step: Step, found: Resolved, base: str, started: datetime, why: str) -> StepResult:
         snap = found.snapshot
         rpo = (started - snapshot_time(snap)).total_seconds() if snap else None
         return StepResult(step.name, step.config, found.repository, "skipped", self._target(step, base),
@@ -489,7 +395,7 @@ class PlanRunner:
 
     # ---- after the steps -------------------------------------------------------------------
 
-    def _check_repositories(self, resolved: list[_Resolved], results: list[StepResult]) -> tuple[RepositoryCheck, ...]:
+    def _check_repositories(self, resolved: list[Resolved], results: list[StepResult]) -> tuple[RepositoryCheck, ...]:
         packs: dict[str, tuple[Repository, set[bytes]]] = {}
         for index, (found, result) in enumerate(zip(resolved, results)):
             if found.repo is None or result.status == "skipped":
