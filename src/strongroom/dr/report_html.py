@@ -164,10 +164,13 @@ def line_chart(title: str, points: Sequence[TrendPoint], values: Sequence[float 
             parts.append(f"<circle class=\"dot-{_css_class(point.verdict)}\" cx=\"{x(i):.1f}\" cy=\"{y(v):.1f}\" "
                          f"r=\"4\"><title>{esc(utc_text(point.started))}: {esc(seconds_text(v))}, "
                          f"{esc(point.verdict)}</title></circle>")
-    parts.append(f"<text x=\"{left}\" y=\"{height - 12}\">{esc(utc_text(points[0].started)[:10])}</text>")
+    # The day, or the time of day (UTC) when every point falls on one day.
+    first, last = utc_text(points[0].started), utc_text(points[-1].started)
+    cut = slice(11, 16) if first[:10] == last[:10] else slice(0, 10)
+    parts.append(f"<text x=\"{left}\" y=\"{height - 12}\">{esc(first[cut])}</text>")
     if len(points) > 1:
         parts.append(f"<text x=\"{width - right}\" y=\"{height - 12}\" text-anchor=\"end\">"
-                     f"{esc(utc_text(points[-1].started)[:10])}</text>")
+                     f"{esc(last[cut])}</text>")
     parts.append("</svg>")
     return "".join(parts)
 
