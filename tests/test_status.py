@@ -75,8 +75,8 @@ def test_a_daily_cron_turns_red_after_one_and_a_half_days_without_a_success(mana
     assert late.newest_point_age_seconds > 36 * HOUR
     assert late.snapshot_id == made.snapshot_id  # still the newest point the catalog knows of
     assert [(s.name, s.status) for s in manager.get_status()] == [("daily", "green")]
-    [later] = manager.get_status(now + timedelta(hours=37))  # cron in the machine's zone: 36 h all the same
-    assert (later.status, later.overdue, later.reason) == (late.status, late.overdue, late.reason)
+    [later] = manager.get_status(now + timedelta(hours=40))  # in the machine's zone: a day may be 25 h
+    assert (later.status, later.overdue) == ("red", True) and later.reason.startswith("overdue: ")
 
 
 def test_every_and_daily_since_last_are_held_to_their_own_period(manager, tmp_path):
