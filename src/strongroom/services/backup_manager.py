@@ -34,6 +34,7 @@ from strongroom.words import plural
 if TYPE_CHECKING:
     from strongroom.services.catalog import Catalog
     from strongroom.services.secrets import SecretsStore
+    from strongroom.services.status import ConfigStatus
     from strongroom.services.webdav_service import WebDAVService
 
 # Called with every engine event of a backup: the same events `--json` prints (docs/json.md).
@@ -532,6 +533,14 @@ class BackupManager:
                 bytes_stored=sum(stored_bytes(j.get("stats") or {}) for j in done),
                 duration=round(sum((j.get("stats") or {}).get("duration", 0) for j in done), 3))
         return stats
+
+    def get_status(self, now: datetime | None = None) -> list[ConfigStatus]:
+        """How every configuration stands at `now` (default: the catalog's clock),
+        as `strongroom status` shows it; see strongroom.services.status."""
+        from strongroom.schedule.spec import system_zone
+        from strongroom.services.status import all_statuses
+        moment = now or datetime.fromtimestamp(self.catalog.now(), timezone.utc)
+        return all_statuses(self.catalog, self.list_configs(), moment, system_zone())
 
     def validate_backup(self, backup_id: str, deep: bool = False) -> ValidationReport:
         """Check snapshot `backup_id` (an id or unique prefix); see BackupValidator."""

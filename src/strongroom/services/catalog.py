@@ -795,6 +795,13 @@ class Catalog:
             rows = db.execute(sql, args).fetchall()
         return [{**json.loads(row["data"]), "config": row["config"], "time": row["time"]} for row in rows]
 
+    def latest_sample(self, config: str) -> dict | None:
+        """The newest storage sample of `config` (as in `list_samples`), or None."""
+        with self._read() as db:
+            row = db.execute("SELECT * FROM samples WHERE config = ? ORDER BY time DESC, id DESC LIMIT 1",
+                             (config,)).fetchone()
+        return None if row is None else {**json.loads(row["data"]), "config": row["config"], "time": row["time"]}
+
 
 def kit_on_record(repository_id: str, key_id: str, path: str | None = None) -> bool:
     """`Catalog.kit_on_record` in the catalog at `path` (default: `Catalog.default_path()`),
