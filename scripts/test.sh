@@ -4,30 +4,38 @@ set -euo pipefail
 . "$(dirname "$0")/bootstrap.sh" test
 cd "$ROOT"
 
-# The WebDAV conformance tests run real servers (rclone, Apache mod_dav, nginx
-# with dav_ext) on loopback; install the Debian packages when we can.
-install_webdav_servers() {
-    local wanted=(rclone apache2 apache2-utils nginx-extras libnginx-mod-http-dav-ext)
-    local missing=() pkg
-    for pkg in "${wanted[@]}"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+# The tests start their own servers on random ports, so packages must not
+# start system daemons: a policy-rc.d that refuses every start keeps their
+# init scripts quiet while apt-get installs (the second of apache2 and nginx
+# would fail to bind port 80, and its postinst with it).
+missing_packages() {
+    local pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || echo "$pkg"
     done
-    [ "${#missing[@]}" -eq 0 ] && return 0
-    echo "installing test servers: ${missing[*]}" >&2
-    # The tests start their own servers on random ports: keep the packages'
-    # init scripts from starting system daemons on port 80 (the second of
-    # apache2 and nginx would fail to bind, and its postinst with it).
-    local policy=/usr/sbin/policy-rc.d made_policy=""
+}
+install_without_starting() {
+    local policy=/usr/sbin/policy-rc.d made_policy="" status=0
     if [ ! -e "$policy" ]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
     fi
-    local status=0
     apt-get update -qq || status=$?
     if [ "$status" -eq 0 ]; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-            >/dev/null || status=$?
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null || status=$?
     fi
     [ -n "$made_policy" ] && rm -f "$policy"
+    return "$status"
+}
+
+# The WebDAV conformance tests run real servers (rclone, Apache mod_dav, nginx
+# with dav_ext) on loopback; install the Debian packages when we can.
+install_webdav_servers() {
+    local missing
+    mapfile -t missing < <(missing_packages rclone apache2 apache2-utils nginx-extras libnginx-mod-http-dav-ext)
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    echo "installing test servers: ${missing[*]}" >&2
+    local status=0
+    install_without_starting "${missing[@]}" || status=$?
     # Whatever a postinst may still have started, stop it.
     service apache2 stop >/dev/null 2>&1 || true
     service nginx stop >/dev/null 2>&1 || true
@@ -40,27 +48,18 @@ install_webdav_servers() {
 # tests/test_mount.py mounts real FUSE file systems: libfuse 3 (loaded by the
 # mfusepy binding) and fusermount3 come with Debian's fuse3.
 install_fuse() {
-    dpkg-query -W -f='${Status}' fuse3 2>/dev/null | grep -q "install ok installed" && return 0
+    [ -z "$(missing_packages fuse3)" ] && return 0
     echo "installing fuse3" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fuse3 >/dev/null
+    install_without_starting fuse3
 }
 # tests/test_db_sources.py makes its own PostgreSQL clusters (initdb, pg_ctl on
 # a socket directory) and dumps them with pg_dump: Debian's postgresql. Its
 # postinst must not start (or leave running) the system cluster on 5432.
 install_postgresql() {
-    dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q "install ok installed" && return 0
+    [ -z "$(missing_packages postgresql)" ] && return 0
     echo "installing postgresql" >&2
-    local policy=/usr/sbin/policy-rc.d made_policy=""
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
-    fi
     local status=0
-    apt-get update -qq || status=$?
-    if [ "$status" -eq 0 ]; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql \
-            >/dev/null || status=$?
-    fi
-    [ -n "$made_policy" ] && rm -f "$policy"
+    install_without_starting postgresql || status=$?
     command -v pg_ctlcluster >/dev/null && pg_lsclusters -h 2>/dev/null | while read -r version name _; do
         pg_ctlcluster "$version" "$name" stop >/dev/null 2>&1 || true
     done

@@ -15,6 +15,7 @@ from datetime import datetime
 
 import click
 
+from strongroom.atomic import replaced_whole
 from strongroom.cli.cmd_manage import Manage, manage_options
 from strongroom.cli.output import emit_json, local_time, terminal_safe
 from strongroom.dr.durations import format_seconds, parse_seconds
@@ -283,15 +284,9 @@ def _recorded_runs(chosen_docs: list[dict], tests: list[dict], plan: str) -> tup
 
 
 def _write_atomically(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    """A report file, written whole or not at all (readable by others: it holds no secret)."""
+    with replaced_whole(path, 0o644, prefix=".report-") as f:
+        f.write(text.encode("utf-8"))
 
 
 @dr.command("report")

@@ -6,12 +6,12 @@ import json
 import os
 import stat
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 
 import click
 
+from strongroom.atomic import replaced_whole
 from strongroom.cli.cmd_restore import choose, snapshot_filter_options
 from strongroom.cli.options import Common, common_options
 from strongroom.cli.output import emit_json, human_size, terminal_safe, warn_damaged_snapshot
@@ -163,21 +163,8 @@ def dump(common: Common, snapshot, path, archive, target, host, tags, paths) -> 
 def _dump_to_file(repo, snap, where: str, archive: str, target: str, dump_target) -> dict:
     """Dump into a new file beside `target` (mode 0600), renamed over it once complete,
     so a failed dump never leaves a partial file or spoils an existing one."""
-    folder = os.path.dirname(os.path.abspath(target))
-    fd, temp = tempfile.mkstemp(dir=folder, prefix=".strongroom-dump-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            result = dump_target(repo, snap, where, out, archive)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-    return result
+    with replaced_whole(target, 0o600, prefix=".strongroom-dump-") as out:
+        return dump_target(repo, snap, where, out, archive)
 
 
 # ---- cat --------------------------------------------------------------------------

@@ -17,13 +17,13 @@ import json
 import os
 import shlex
 import socket
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from strongroom import __version__
+from strongroom.atomic import replaced_whole
 from strongroom.errors import StrongroomError, UsageError
 
 if TYPE_CHECKING:
@@ -233,22 +233,8 @@ def make_kit(manager: BackupManager, plan_name: str, include_passwords: bool = F
 def write_kit(kit: RecoveryKit, path: str) -> str:
     """Write the kit to `path`, mode 0600, whole or not at all; returns the absolute path."""
     path = os.path.abspath(path)
-    folder = os.path.dirname(path)
-    text = kit.page(path).encode("utf-8", "surrogateescape")
-    fd, temporary = tempfile.mkstemp(prefix=".kit-", dir=folder)  # mkstemp makes it 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
+    with replaced_whole(path, 0o600, prefix=".kit-") as f:
+        f.write(kit.page(path).encode("utf-8", "surrogateescape"))
     return path
 
 
