@@ -326,6 +326,10 @@ class BackupManager:
         self.on_job_event: Callable[[int, dict], None] | None = None
         self._progress: dict[int, Progress] = {}
         self._progress_lock = threading.Lock()
+        # Set when the process shuts down (the daemon's SIGTERM): a running job
+        # stops at its next chance and goes back to the queue, to resume at
+        # the next start.
+        self.stopping = threading.Event()
 
     def __enter__(self) -> BackupManager:
         """The manager itself; leaving the block closes it."""

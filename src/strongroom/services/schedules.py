@@ -56,3 +56,28 @@ def next_due(state: ScheduleState, now: datetime, count: int = 1) -> list[Slot]:
 def due_now(state: ScheduleState, now: datetime, since: datetime) -> Slot | None:
     """The slot the scheduler should claim and run now (see slots.due)."""
     return due(state.schedule, now, state.last_slot, state.last_success, since, state.config, state.last_claimed)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One schedule of scheduled work, as the daemon's scheduler sees it.
+
+    `state.config` is the key the slot is claimed under (a configuration's
+    name for its backups). `job` is what a claimed slot queues, as
+    Catalog.claim_slot takes it: kind, priority, max_attempts. `since` is
+    when the owner of the schedule last changed (unix seconds): a schedule
+    does not start with a slot from before it existed."""
+    state: ScheduleState
+    job: dict
+    since: float | None = None
+
+
+def scheduled_tasks(catalog, local_zone: ZoneInfo) -> list[Task]:
+    """Every schedule of every configuration in the catalog, with the job each of its slots queues."""
+    tasks = []
+    for doc in catalog.list_configs():
+        config = BackupConfig.from_doc(doc)
+        for state in states(catalog, config, local_zone):
+            job = {"kind": "incremental", "priority": state.schedule.priority, "max_attempts": config.max_attempts}
+            tasks.append(Task(state, job, doc.get("updated")))
+    return tasks
