@@ -122,3 +122,8 @@ class LockLost(StrongroomError):
 
 class Interrupted(StrongroomError):
     exit_code = 130
+
+
+class ShuttingDown(Interrupted):
+    """The process is stopping (the daemon's SIGTERM): the job stops at its next
+    chunk and goes back to the queue, to run again at the next start."""

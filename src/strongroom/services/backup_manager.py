@@ -15,7 +15,7 @@ from strongroom.engine.progress import stored_bytes
 from strongroom.engine.forget import plan_forget, remove_snapshots
 from strongroom.engine.prune import plan_prune, run_prune
 from strongroom.engine.stats import repository_stats
-from strongroom.errors import StrongroomError, UsageError
+from strongroom.errors import ShuttingDown, StrongroomError, UsageError
 from strongroom.model.retention import Duration, Policy
 from strongroom.notify import events as notify_events
 from strongroom.notify.channels import ChannelSpec, add_channel, remove_channel
@@ -315,7 +315,11 @@ class BackupManager:
                                             settings=webdav_service.settings)
         self.validator = BackupValidator(self.backup_service)
         self.storage = StorageManager(self.backup_service)
-        self.queue = JobQueue(catalog, self._run_job, max_concurrent_jobs, retry_delay)
+        # Set when the process shuts down (the daemon's SIGTERM): a running job
+        # stops at its next chunk and goes back to the queue, to resume at
+        # the next start (the packs it stored are indexed or adopted then).
+        self.stopping = threading.Event()
+        self.queue = JobQueue(catalog, self._run_job, max_concurrent_jobs, retry_delay, stopping=self.stopping)
         # The notification channels in the catalog hear of every run's final
         # outcome; `clock` is the time the alert policy reasons with.
         self.notifier = Notifier(catalog, secrets, clock)
@@ -326,10 +330,6 @@ class BackupManager:
         self.on_job_event: Callable[[int, dict], None] | None = None
         self._progress: dict[int, Progress] = {}
         self._progress_lock = threading.Lock()
-        # Set when the process shuts down (the daemon's SIGTERM): a running job
-        # stops at its next chance and goes back to the queue, to resume at
-        # the next start.
-        self.stopping = threading.Event()
 
     def __enter__(self) -> BackupManager:
         """The manager itself; leaving the block closes it."""
@@ -462,12 +462,16 @@ class BackupManager:
         return Job.from_row(row)
 
     def _run_job(self, job: dict) -> dict:
+        if self.stopping.is_set():
+            raise ShuttingDown("strongroom is shutting down")
         config = self.get_config(job["config"])
         hook = self.on_job_event
         with self._progress_lock:
             progress = self._progress.get(job["id"])
 
         def listener(event: dict) -> None:
+            if self.stopping.is_set():
+                raise ShuttingDown(f"backup {config.name} stopped: strongroom is shutting down")
             if hook is not None:
                 hook(job["id"], event)
             if progress is not None:

@@ -20,7 +20,8 @@ import time
 import traceback
 from typing import Callable
 
-from strongroom.errors import AuthenticationFailed, Interrupted, StrongroomError, UsageError, WrongPassword
+from strongroom.errors import (AuthenticationFailed, Interrupted, StorageUnreachable, StrongroomError, UsageError,
+                               WrongPassword)
 
 # A runner takes the job and returns {"snapshot_id", "kind" (of the point made),
 # "stats", "warning"}; every key is optional.
@@ -29,6 +30,9 @@ Runner = Callable[[dict], dict]
 # on_outcome(job row, "started" | "succeeded" | "failed", result or error).
 # What it raises is ignored: it must not change the job's result.
 Outcome = Callable[[dict, str, "dict | str | None"], None]
+# Told when a claimed job goes back to the queue instead of finishing: called
+# as on_requeue(job row, why, seconds until it may run again or None).
+Requeued = Callable[[dict, str, "float | None"], None]
 
 # Another attempt cannot cure these: a bad configuration, a refused password
 # (and retrying a refused password can lock the account). A target that does
@@ -36,17 +40,31 @@ Outcome = Callable[[dict, str, "dict | str | None"], None]
 # on the queue's back-off: a NAS that reboots at 3 am refuses connections for
 # a minute, and a scheduled job must not give up on it for good.
 PERMANENT_ERRORS = (UsageError, WrongPassword, AuthenticationFailed)
+# The longest wait between two tries of a target that does not answer during
+# the wake-up grace (see JobQueue.in_grace).
+GRACE_RETRY_CAP = 30.0
 
 
 class JobQueue:
     def __init__(self, catalog, runner: Runner, max_concurrent: int = 2, retry_delay: float = 5.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, stopping: threading.Event | None = None) -> None:
         self.catalog = catalog
         self.runner = runner
         self.max_concurrent = max_concurrent
         self.retry_delay = retry_delay
         self._clock = clock
         self.on_outcome: Outcome | None = None
+        self.on_requeue: Requeued | None = None
+        # Set when the process shuts down: no new job is claimed, and a job
+        # that stops because of it goes back to the queue without counting
+        # the attempt (the next start runs it again).
+        self.stopping = stopping if stopping is not None else threading.Event()
+        # True while a target that does not answer is to be expected: just
+        # after the daemon started or the machine woke up (the network comes
+        # up after us). Then StorageUnreachable puts the job back after a
+        # back-off without using up an attempt. None: never.
+        self.in_grace: Callable[[], bool] | None = None
+        self._grace_tries: dict[int, int] = {}
         # Jobs whose final row is written but whose outcome is still being told:
         # `wait` returns after the notifications, so a caller sees them sent.
         self._telling: set[int] = set()
@@ -77,6 +95,16 @@ class JobQueue:
                 count += 1
         return count
 
+    def start(self) -> None:
+        """Start the workers now, though nothing was submitted: jobs queued by
+        someone else (a claimed schedule slot, another process) run too."""
+        self._start()
+
+    def wake(self) -> None:
+        """Tell idle workers that jobs were queued."""
+        with self._wake:
+            self._wake.notify_all()
+
     def _start(self) -> None:
         if not self._workers:
             self.requeue_abandoned()
@@ -90,7 +118,7 @@ class JobQueue:
     def _work(self) -> None:
         while True:
             with self._wake:
-                if self._stop:
+                if self._stop or self.stopping.is_set():
                     return
             job = self.catalog.claim_next(self._clock(), current_owner())
             if job is None:
@@ -126,12 +154,23 @@ class JobQueue:
             message = str(e) if isinstance(e, StrongroomError) else f"{type(e).__name__}: {e}"
             if not isinstance(e, StrongroomError):
                 message += "\n" + traceback.format_exc(limit=5)
-            if isinstance(e, (Interrupted, KeyboardInterrupt)):
+            if self.stopping.is_set() and not isinstance(e, PERMANENT_ERRORS):
+                # Stopped by the shutdown (or failed while it cut things short):
+                # not an attempt of its own; what it stored stays for the next run.
+                self._put_back(job, attempts - 1, "interrupted: strongroom stopped; it runs again at the next start",
+                               None, "stopped")
+            elif isinstance(e, (Interrupted, KeyboardInterrupt)):
                 self.catalog.update_job(job["id"], status="cancelled", error="interrupted",
                                         finished_at=self._clock())
+            elif isinstance(e, StorageUnreachable) and self.in_grace is not None and self.in_grace():
+                tries = self._grace_tries.get(job["id"], 0) + 1
+                self._grace_tries[job["id"]] = tries
+                delay = min(self.retry_delay * 2 ** (tries - 1), GRACE_RETRY_CAP)
+                self._put_back(job, attempts - 1, message, delay, f"the target does not answer yet: {message}")
             elif attempts < job["max_attempts"] and not isinstance(e, PERMANENT_ERRORS):
                 delay = self.retry_delay * 2 ** (attempts - 1)
                 self.catalog.update_job(job["id"], status="queued", error=message, next_try_at=self._clock() + delay)
+                self._tell_requeue(job, f"attempt {attempts} of {job['max_attempts']} failed: {message}", delay)
             else:
                 self.catalog.update_job(job["id"], status="failed", error=message, finished_at=self._clock())
                 self._tell(job, "failed", message)
@@ -142,6 +181,20 @@ class JobQueue:
             with self._done:
                 self._telling.discard(job["id"])
                 self._done.notify_all()
+
+    def _put_back(self, job: dict, attempts: int, error: str, delay: float | None, why: str) -> None:
+        """Queue a claimed job again with `attempts` counted, its owner cleared."""
+        self.catalog.update_job(job["id"], status="queued", attempts=max(attempts, 0), error=error, stats=None,
+                                next_try_at=None if delay is None else self._clock() + delay)
+        self._tell_requeue(job, why, delay)
+
+    def _tell_requeue(self, job: dict, why: str, delay: float | None) -> None:
+        if self.on_requeue is None:
+            return
+        try:
+            self.on_requeue(job, why, delay)
+        except Exception:
+            pass  # only a report: the job's row is written
 
     def _tell(self, job: dict, outcome: str, detail: dict | str | None) -> None:
         if self.on_outcome is None:

@@ -1,0 +1,95 @@
+"""`strongroom serve`: the daemon, in the foreground, until a signal stops it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+import click
+
+from strongroom.cli.cmd_manage import Manage, manage_options
+from strongroom.cli.output import emit_json
+from strongroom.words import plural
+
+
+def _log_to_stderr(quiet: bool) -> None:
+    """One line per daemon event on stderr (journal-friendly)."""
+    logger = logging.getLogger("strongroom.daemon")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("strongroom serve: %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+@click.command("serve")
+@manage_options
+@click.option("--jobs", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Jobs that run at the same time.")
+@click.option("--tick", type=click.FloatRange(0.05, 60), default=1.0, show_default=True, metavar="SECONDS",
+              help="Seconds between two looks at the schedules.")
+@click.option("--wake-grace", type=click.FloatRange(0), default=300.0, show_default=True, metavar="SECONDS",
+              help="After the start or a wake-up, retry a target that does not answer for this long "
+                   "without using up attempts.")
+def serve(m: Manage, jobs, tick, wake_grace) -> None:
+    """Run the schedules and the job queue until stopped.
+
+    Claims each due slot of every configuration's schedules in the catalog
+    (a slot runs once, even across restarts and clock jumps; a missed one
+    runs once when the daemon is back, or not with --missed skip), runs
+    the queued jobs (--jobs at a time, retried with back-off), and checks
+    every few minutes for overdue configurations and filling targets, which
+    it sends to the notification channels.
+
+    One daemon per catalog: a second one exits 1 at once, naming the pid
+    of the first. SIGTERM or SIGINT: a running backup stops at its next
+    chunk and its job goes back to the queue; the next start runs it again
+    without sending the stored data twice. A second SIGINT exits at once
+    (the job is then put back at the next start, as after kill -9)."""
+    from strongroom.daemon import Daemon
+    from strongroom.schedule.spec import system_zone
+    from strongroom.services.backup_manager import create_backup_manager
+    from strongroom.services.schedules import scheduled_tasks
+
+    _log_to_stderr(m.quiet)
+    zone = system_zone()
+    manager = create_backup_manager(db_path=m.catalog, cache_root=m.cache_dir, max_concurrent_jobs=jobs)
+    try:
+        daemon = Daemon(manager, local_zone=zone, tick=tick, wake_grace=wake_grace)
+
+        def on_signal(number: int, _frame) -> None:
+            name = signal.Signals(number).name
+            if daemon.stopping and number == signal.SIGINT:
+                print("strongroom serve: stopped at once; a running job is put back at the next start",
+                      file=sys.stderr, flush=True)
+                os._exit(130)
+            daemon.stop(name)
+
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, on_signal)
+        signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
+        daemon.start()  # DaemonRunning (exit 1) when another daemon holds the catalog
+        schedules = len(scheduled_tasks(manager.catalog, zone))
+        # The HTTP endpoints (/metrics, /healthz) start here, over `daemon`, and stop after it.
+        if m.json:
+            emit_json({"type": "serve_started", "catalog": manager.catalog.path, "pid": os.getpid(),
+                       "schedules": schedules, "jobs": jobs})
+        else:
+            print(f"strongroom serve: catalog {manager.catalog.path}, pid {os.getpid()}, "
+                  f"{plural(schedules, 'schedule')}, {jobs} at a time", flush=True)
+        daemon.run_until_stopped()
+    finally:
+        manager.close()
+        manager.catalog.close()
+    if m.json:
+        emit_json({"type": "serve_stopped", "reason": daemon.stop_reason, "slots_claimed": daemon.claimed,
+                   "jobs_put_back": daemon.put_back})
+    else:
+        back = f"; {plural(daemon.put_back, 'job')} put back to run at the next start" if daemon.put_back else ""
+        print(f"strongroom serve: stopped ({daemon.stop_reason}) after {plural(daemon.claimed, 'slot')} "
+              f"claimed{back}", flush=True)
+
+
+COMMANDS = [serve]
