@@ -1,0 +1,265 @@
+"""`strongroom serve` as a real process over a real catalog and repositories:
+schedules every few seconds make points, each slot runs once, a second
+daemon is refused, SIGTERM puts the running backup back and the next start
+resumes it, kill -9 is recovered from, a missed slot runs once (or not
+with --missed skip).
+
+Nothing waits a fixed time for something to happen: the catalog is polled
+with a deadline. The one fixed wait lets schedule slots pass while no
+daemon runs, which is the point of that test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from strongroom.services.catalog import Catalog
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+HOOKS = str(Path(__file__).resolve().parent / "hooks")
+DEADLINE = 60.0
+
+# A source command that streams 16 MiB of incompressible but repeatable data
+# slowly (so a run can be stopped in the middle, and the next run of the same
+# command finds the same chunks), and leaves a mark once 10 MiB are out.
+SLOW_SOURCE = """
+import pathlib, random, sys, time
+r = random.Random(7)
+for i in range(16):
+    sys.stdout.buffer.write(r.randbytes(1 << 20))
+    sys.stdout.flush()
+    if i == 9:
+        pathlib.Path(sys.argv[1]).touch()
+    time.sleep(0.15)
+"""
+
+
+class Serve:
+    """The real command line over one catalog in `tmp_path`."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.catalog_path = tmp_path / "catalog.db"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")}
+        self.env.update(STRONGROOM_CATALOG=str(self.catalog_path), STRONGROOM_SECRETS_BACKEND="file",
+                        STRONGROOM_SECRETS=str(tmp_path / "secrets.json"),
+                        STRONGROOM_CACHE_DIR=str(tmp_path / "cache"), TZ="UTC",
+                        PYTHONPATH=os.pathsep.join([SRC, HOOKS]))
+        self.started = 0
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "strongroom", *args], capture_output=True, text=True,
+                              env=self.env, timeout=120)
+
+    def ok(self, *args: str) -> str:
+        done = self.run(*args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def serve(self, *args: str) -> subprocess.Popen:
+        """A daemon with its output in files (a pipe nobody reads would fill up)."""
+        self.started += 1
+        out = open(self.tmp / f"serve-{self.started}.out", "w")
+        err = open(self.tmp / f"serve-{self.started}.err", "w")
+        proc = subprocess.Popen([sys.executable, "-m", "strongroom", "serve", "--tick", "0.2", *args],
+                                stdout=out, stderr=err, env=self.env)
+        proc.out_path, proc.err_path = out.name, err.name  # type: ignore[attr-defined]
+        out.close()
+        err.close()
+        return proc
+
+    def catalog(self) -> Catalog:
+        return Catalog(str(self.catalog_path))
+
+    def add_slow_config(self, name: str, schedule: str) -> Path:
+        script = self.tmp / "slow.py"
+        script.write_text(SLOW_SOURCE)
+        mark = self.tmp / "mark"
+        self.ok("config", "add", name, "--source-command", f"{sys.executable} {script} {mark}",
+                "--stdin-filename", "data.bin", "--target-dir", str(self.tmp / "repo"), "--no-encrypt",
+                "--schedule", schedule)
+        return mark
+
+
+def output(proc: subprocess.Popen) -> tuple[str, str]:
+    return Path(proc.out_path).read_text(), Path(proc.err_path).read_text()  # type: ignore[attr-defined]
+
+
+def wait_for(what: str, predicate, proc: subprocess.Popen | None = None, deadline: float = DEADLINE):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"serve exited {proc.returncode} while waiting for {what}: {output(proc)}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}" + (f": {output(proc)}" if proc else ""))
+
+
+def started(proc: subprocess.Popen) -> bool:
+    return "pid" in output(proc)[0]
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
+    proc.send_signal(sig)
+    return proc.wait(timeout=DEADLINE)
+
+
+def jobs(catalog: Catalog, config: str) -> list[dict]:
+    return catalog.list_jobs(config=config, limit=None)
+
+
+def test_every_2s_makes_several_points_and_each_slot_runs_once(tmp_path):
+    s = Serve(tmp_path)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a").write_text("alpha")
+    s.ok("config", "add", "docs", "--source", str(tmp_path / "src"), "--target-dir", str(tmp_path / "repo"),
+         "--no-encrypt", "--schedule", "every 2s")
+    proc = s.serve("--jobs", "1")
+    catalog = s.catalog()
+    wait_for("three successes", lambda: len(catalog.list_jobs(config="docs", status="succeeded")) >= 3, proc)
+    assert stop(proc) == 0
+    out, err = output(proc)
+    assert f"pid {proc.pid}, 1 schedule" in out and "stopped (SIGTERM)" in out
+    assert "slot claimed: docs, schedule every 2s" in err and "succeeded: docs" in err
+
+    slots = catalog.list_slots("docs", limit=None)
+    all_jobs = jobs(catalog, "docs")
+    assert len(slots) == len(all_jobs) >= 3
+    assert sorted(slot["job_id"] for slot in slots) == sorted(job["id"] for job in all_jobs)
+    assert len({slot["slot"] for slot in slots}) == len(slots)
+    assert all(slot["owner"]["owner"].endswith(f":{proc.pid}") for slot in slots)
+    # Every slot on the 2-second grid.
+    assert all(slot["slot"] % 2 == 0 for slot in slots)
+    points = json.loads(s.ok("snapshots", "--repo", str(tmp_path / "repo"), "--json"))
+    assert len(points) == len(catalog.list_jobs(config="docs", status="succeeded", limit=None))
+
+
+def test_a_second_serve_on_the_same_catalog_refuses_naming_the_first(tmp_path):
+    s = Serve(tmp_path)
+    first = s.serve()
+    try:
+        wait_for("the first daemon", lambda: started(first), first)
+        second = s.run("serve")
+        assert second.returncode == 1
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"pid {first.pid}" in lines[0] and "already running" in lines[0]
+        assert str(s.catalog_path) in lines[0]
+        assert first.poll() is None
+    finally:
+        assert stop(first) == 0
+    # The lock went with the first daemon.
+    third = s.serve()
+    wait_for("a daemon after the first", lambda: started(third), third)
+    assert stop(third, signal.SIGINT) == 0
+
+
+def test_sigterm_puts_the_running_backup_back_and_the_next_start_resumes_it(tmp_path):
+    s = Serve(tmp_path)
+    mark = s.add_slow_config("slow", "daily-since-last")
+    catalog = s.catalog()
+    proc = s.serve()
+    wait_for("the backup to be under way", mark.exists, proc)
+    assert stop(proc) == 0
+    out, err = output(proc)
+    assert "1 job put back" in out
+    [job] = jobs(catalog, "slow")
+    assert job["status"] == "queued" and job["attempts"] == 0 and "stopped" in job["error"]
+
+    again = s.serve()
+    done = wait_for("the backup to finish", lambda: catalog.get_job(job["id"])["status"] == "succeeded", again)
+    assert done
+    assert stop(again) == 0
+    finished = catalog.get_job(job["id"])
+    assert finished["attempts"] == 1
+    # What the first run stored before it stopped was not sent again.
+    assert 0 < finished["stats"]["data_added"] < finished["stats"]["bytes_read"] == 16 << 20
+    assert len(catalog.list_slots("slow")) == 1 and len(jobs(catalog, "slow")) == 1
+    s.ok("check", "--repo", str(tmp_path / "repo"))
+
+
+def test_kill_9_during_a_backup_is_requeued_at_the_next_start_and_checks_clean(tmp_path):
+    s = Serve(tmp_path)
+    mark = s.add_slow_config("slow", "daily-since-last")
+    catalog = s.catalog()
+    proc = s.serve()
+    wait_for("the backup to be under way", mark.exists, proc)
+    proc.kill()
+    proc.wait(timeout=DEADLINE)
+    [job] = jobs(catalog, "slow")
+    assert job["status"] == "running" and job["stats"]["owner"].endswith(f":{proc.pid}")
+
+    again = s.serve()
+    wait_for("the backup to finish", lambda: catalog.get_job(job["id"])["status"] == "succeeded", again)
+    assert stop(again) == 0
+    assert "requeued 1 job(s) left running by a process that ended" in output(again)[1]
+    assert catalog.get_job(job["id"])["attempts"] == 2  # the killed run counts as an attempt
+    [slot] = catalog.list_slots("slow")
+    assert slot["job_id"] == job["id"] and len(jobs(catalog, "slow")) == 1
+    s.ok("check", "--repo", str(tmp_path / "repo"))
+    points = json.loads(s.ok("snapshots", "--repo", str(tmp_path / "repo"), "--json"))
+    assert len(points) == 1
+
+
+def slots_of(catalog: Catalog, pid: int) -> list[float]:
+    return sorted(slot["slot"] for slot in catalog.list_slots("docs", limit=None)
+                  if slot["owner"]["owner"].endswith(f":{pid}"))
+
+
+def test_a_missed_slot_runs_once_after_a_downtime_and_not_at_all_with_skip(tmp_path):
+    s = Serve(tmp_path)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a").write_text("alpha")
+    s.ok("config", "add", "docs", "--source", str(tmp_path / "src"), "--target-dir", str(tmp_path / "repo"),
+         "--no-encrypt", "--schedule", "every 2s")
+    catalog = s.catalog()
+
+    def downtime() -> tuple[float, float]:
+        """Run a daemon until it claimed a slot, stop it, let three slots pass."""
+        proc = s.serve()
+        wait_for("a slot", lambda: slots_of(catalog, proc.pid), proc)
+        assert stop(proc) == 0
+        last = catalog.list_slots("docs", limit=1)[0]["slot"]
+        time.sleep(max(0.0, last + 7.5 - time.time()))  # slots last+2, +4, +6 pass with no daemon
+        return last, time.time()
+
+    last, back = downtime()
+    proc = s.serve()
+    wait_for("the missed slot", lambda: slots_of(catalog, proc.pid), proc)
+    assert stop(proc) == 0
+    first = slots_of(catalog, proc.pid)[0]
+    # One run for the downtime: the latest slot before the start, none of the earlier ones.
+    assert first >= back - 2 and first > last + 4
+    assert not [t for t in (slot["slot"] for slot in catalog.list_slots("docs", limit=None))
+                if last < t < first]
+    assert "(missed)" in output(proc)[1]
+
+    s.ok("config", "edit", "docs", "--missed", "skip")
+    last, back = downtime()
+    proc = s.serve()
+    wait_for("a slot after the start", lambda: slots_of(catalog, proc.pid), proc)
+    assert stop(proc) == 0
+    # With skip, no slot from before the start runs: the first is the next one on the grid.
+    assert slots_of(catalog, proc.pid)[0] > back
+    assert "(missed)" not in output(proc)[1]
+    assert all(slot["job_id"] for slot in catalog.list_slots("docs", limit=None))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_before_any_schedule_stops_cleanly(tmp_path, sig):
+    s = Serve(tmp_path)
+    proc = s.serve("--json")
+    wait_for("the daemon", lambda: "serve_started" in output(proc)[0], proc)
+    assert stop(proc, sig) == 0
+    lines = [json.loads(line) for line in output(proc)[0].splitlines()]
+    assert [line["type"] for line in lines] == ["serve_started", "serve_stopped"]
+    assert lines[0]["pid"] == proc.pid and lines[0]["schedules"] == 0
+    assert lines[1]["reason"] == signal.Signals(sig).name and lines[1]["slots_claimed"] == 0
