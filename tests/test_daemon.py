@@ -2,11 +2,12 @@
 (a wake-up) claims the one slot due at once and reopens the wake-up grace,
 a backward jump claims nothing again; a WebDAV target that is down when the
 daemon starts and comes up a few seconds later is retried without using up
-the job's attempts (and without the grace, the same run fails); overdue
-alerts reach a real HTTP receiver once.
+the job's attempts (and without the grace, the same run fails); an overdue
+alert reaches a real HTTP receiver once.
 
-The wall clock is real time plus an offset the test moves; the monotonic
-clock is the real one, so the loop's waits are real and short."""
+The wall clock is real time plus an offset the test moves (alone: a jump;
+with the monotonic clock: time passing); the loop's own waits are real and
+short."""
 
 from __future__ import annotations
 
