@@ -74,6 +74,7 @@ class Daemon:
         self.claimed = 0  # slots this daemon claimed
         self.put_back = 0  # jobs the shutdown sent back to the queue
         self._heartbeat: float | None = None
+        self._last_failure: str | None = None  # a pass that keeps failing is logged once, not every tick
         self._grace_until = 0.0  # on the monotonic clock
         self._check_due = 0.0  # on the monotonic clock
         self._stop = threading.Event()
@@ -186,8 +187,14 @@ class Daemon:
                     self._check_due = self._monotonic() + self.check_every
                     self.check_alerts()
                 self._heartbeat = self._clock()
-            except Exception as e:  # the loop lives on; a missing heartbeat tells /healthz
-                log.error("scheduler pass failed: %s", _safe(e))
+                if self._last_failure is not None:
+                    log.info("scheduler passes succeed again")
+                    self._last_failure = None
+            except Exception as e:  # the loop lives on; a stale heartbeat tells /healthz
+                failure = _safe(e)
+                if failure != self._last_failure:
+                    log.error("scheduler pass failed: %s", failure)
+                    self._last_failure = failure
             self._sleep.wait(self.tick)
             self._sleep.clear()
 

@@ -9,6 +9,11 @@ A claimed job names its owner (host, pid and the process's start time) in
 the same transaction that marks it running, so a running job always says
 who runs it: when that process is gone (kill -9, power cut), the next queue
 started on this host puts the job back.
+
+A shutdown (`stopping`, the daemon's SIGTERM) puts the running jobs back as
+queued with their attempt not counted, and a target that does not answer
+during the daemon's wake-up grace (`in_grace`) does the same after a
+back-off: neither is the job's own failure.
 """
 
 from __future__ import annotations
@@ -149,6 +154,7 @@ class JobQueue:
             self.catalog.update_job(job["id"], status="succeeded", finished_at=self._clock(),
                                     snapshot_id=result.get("snapshot_id"), stats=result.get("stats"),
                                     error=result.get("warning"), **made)
+            self._grace_tries.pop(job["id"], None)
             self._tell(job, "succeeded", result)
         except BaseException as e:  # the job's failure is recorded, the worker lives on
             message = str(e) if isinstance(e, StrongroomError) else f"{type(e).__name__}: {e}"
@@ -173,6 +179,7 @@ class JobQueue:
                 self._tell_requeue(job, f"attempt {attempts} of {job['max_attempts']} failed: {message}", delay)
             else:
                 self.catalog.update_job(job["id"], status="failed", error=message, finished_at=self._clock())
+                self._grace_tries.pop(job["id"], None)
                 self._tell(job, "failed", message)
         finally:
             with self._wake:
