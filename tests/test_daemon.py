@@ -3,7 +3,8 @@
 a backward jump claims nothing again; a WebDAV target that is down when the
 daemon starts and comes up a few seconds later is retried without using up
 the job's attempts (and without the grace, the same run fails); an overdue
-alert reaches a real HTTP receiver once.
+alert reaches a real HTTP receiver once, a filling target's warning once
+and its all-clear once.
 
 The wall clock is real time plus an offset the test moves (alone: a jump;
 with the monotonic clock: time passing); the loop's own waits are real and
@@ -24,6 +25,7 @@ import pytest
 from strongroom import BackupConfig, WebDAVCredentials, WebDAVService, create_backup_manager
 from strongroom.daemon import Daemon, DaemonRunning
 from strongroom.notify.channels import ChannelSpec
+from strongroom.services.catalog import Catalog
 from notify_receivers import HTTPReceiver
 from webdav_servers import USERNAME, free_port
 
@@ -224,5 +226,44 @@ def test_an_overdue_alert_goes_out_once(make_manager, tmp_path):
         bodies = [json.loads(r.body) for r in receiver.at("/hook")]
         overdue = [b for b in bodies if b["event"] == "overdue"]
         assert len(overdue) == 1 and overdue[0]["config"] == "nightly"
+    finally:
+        receiver.close()
+
+
+def test_a_target_filling_up_is_warned_of_once_and_cleared_once(make_manager, tmp_path):
+    manager = make_manager()
+    receiver = HTTPReceiver()
+    try:
+        manager.add_notification_channel(ChannelSpec("hook", "webhook", {}, {"url": f"{receiver.url}/hook"},
+                                                     min_severity="info"))
+        add_local(manager, tmp_path, "photos", "every 1h")
+        now, gib = time.time(), 1 << 30
+        # Samples as the runs leave them, written at chosen times: growing 2 GiB a
+        # day with 1 GiB left, so the target is full in half a day.
+        at = {"t": now - 86400}
+        samples = Catalog(manager.catalog.path, clock=lambda: at["t"])
+        target = str(tmp_path / "repo-photos")
+
+        def sample(size: int, available: int) -> None:
+            samples.add_sample("photos", {"points": 1, "repository_size": size, "stored_size": size,
+                                          "restore_size": size,
+                                          "target": {"url": target, "used": size, "available": available}})
+
+        sample(1 * gib, 3 * gib)
+        at["t"] = now - 60
+        sample(3 * gib, 1 * gib)
+        daemon = Daemon(manager, local_zone=UTC, tick=0.05, check_every=0.2)
+        with running(daemon):
+            wait_for("the warning", lambda: receiver.at("/hook"))
+            passes(daemon, 10)
+            assert [json.loads(r.body)["event"] for r in receiver.at("/hook")] == ["target_full_soon"]
+            at["t"] = now
+            sample(3 * gib, 1 << 50)  # room again (a bigger disk)
+            wait_for("the all-clear", lambda: len(receiver.at("/hook")) > 1)
+            passes(daemon, 10)
+        bodies = [json.loads(r.body) for r in receiver.at("/hook")]
+        assert [b["event"] for b in bodies] == ["target_full_soon", "recovered"]
+        assert all(b["config"] == "photos" for b in bodies)
+        samples.close()
     finally:
         receiver.close()

@@ -28,7 +28,8 @@ DEADLINE = 60.0
 
 # A source command that streams 16 MiB of incompressible but repeatable data
 # slowly (so a run can be stopped in the middle, and the next run of the same
-# command finds the same chunks), and leaves a mark once 10 MiB are out.
+# command finds the same chunks), and leaves a mark once 10 MiB are out;
+# then, while a hold file exists, it waits (a run that does not stop at once).
 SLOW_SOURCE = """
 import pathlib, random, sys, time
 r = random.Random(7)
@@ -37,6 +38,8 @@ for i in range(16):
     sys.stdout.flush()
     if i == 9:
         pathlib.Path(sys.argv[1]).touch()
+        while pathlib.Path(sys.argv[2]).exists():
+            time.sleep(0.1)
     time.sleep(0.15)
 """
 
@@ -53,6 +56,7 @@ class Serve:
                         STRONGROOM_CACHE_DIR=str(tmp_path / "cache"), TZ="UTC",
                         PYTHONPATH=os.pathsep.join([SRC, HOOKS]))
         self.started = 0
+        self.hold = tmp_path / "hold"
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "strongroom", *args], capture_output=True, text=True,
@@ -82,7 +86,7 @@ class Serve:
         script = self.tmp / "slow.py"
         script.write_text(SLOW_SOURCE)
         mark = self.tmp / "mark"
-        self.ok("config", "add", name, "--source-command", f"{sys.executable} {script} {mark}",
+        self.ok("config", "add", name, "--source-command", f"{sys.executable} {script} {mark} {self.hold}",
                 "--stdin-filename", "data.bin", "--target-dir", str(self.tmp / "repo"), "--no-encrypt",
                 "--schedule", schedule)
         return mark
@@ -186,14 +190,25 @@ def test_sigterm_puts_the_running_backup_back_and_the_next_start_resumes_it(tmp_
     s.ok("check", "--repo", str(tmp_path / "repo"))
 
 
-def test_kill_9_during_a_backup_is_requeued_at_the_next_start_and_checks_clean(tmp_path):
+@pytest.mark.parametrize("how", ["kill -9", "two SIGINTs"])
+def test_a_killed_backup_is_requeued_at_the_next_start_and_checks_clean(tmp_path, how):
     s = Serve(tmp_path)
     mark = s.add_slow_config("slow", "daily-since-last")
     catalog = s.catalog()
+    if how == "two SIGINTs":
+        s.hold.touch()  # the source stalls: the first Ctrl-C cannot stop the backup at its next chunk
     proc = s.serve()
     wait_for("the backup to be under way", mark.exists, proc)
-    proc.kill()
-    proc.wait(timeout=DEADLINE)
+    if how == "kill -9":
+        proc.kill()
+        proc.wait(timeout=DEADLINE)
+    else:
+        proc.send_signal(signal.SIGINT)
+        wait_for("the first Ctrl-C", lambda: "stopping (SIGINT)" in output(proc)[1], proc)
+        proc.send_signal(signal.SIGINT)  # the second: out at once
+        assert proc.wait(timeout=DEADLINE) == 130
+        assert "stopped at once" in output(proc)[1]
+        s.hold.unlink()
     [job] = jobs(catalog, "slow")
     assert job["status"] == "running" and job["stats"]["owner"].endswith(f":{proc.pid}")
 
