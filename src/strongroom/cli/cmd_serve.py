@@ -20,8 +20,12 @@ def _log_to_stderr(quiet: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("strongroom serve: %(levelname)s %(message)s"))
     logger.addHandler(handler)
+    # --log-file still gets every record: its handler sits on the `strongroom` logger.
+    for file_handler in logging.getLogger("strongroom").handlers:
+        if isinstance(file_handler, logging.FileHandler):
+            logger.addHandler(file_handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False
+    logger.propagate = False  # or warnings would be printed twice, once by the `strongroom` console handler
 
 
 @click.command("serve")
