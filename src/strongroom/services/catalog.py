@@ -463,6 +463,22 @@ class Catalog:
         with self._read() as db:
             return [self._job(row) for row in db.execute(sql, args).fetchall()]
 
+    def last_job(self, config: str, kinds: tuple[str, ...], statuses: tuple[str, ...]) -> dict | None:
+        """The newest job of `config` whose kind is one of `kinds` and status one of `statuses`, or None."""
+        if not kinds or not statuses:
+            return None
+        sql = (f"SELECT * FROM jobs WHERE config = ? AND kind IN ({', '.join('?' * len(kinds))})"
+               f" AND status IN ({', '.join('?' * len(statuses))}) ORDER BY id DESC LIMIT 1")
+        with self._read() as db:
+            row = db.execute(sql, (config, *kinds, *statuses)).fetchone()
+        return None if row is None else self._job(row)
+
+    def queue_depth(self) -> dict[int, int]:
+        """How many jobs are queued (due or waiting for a retry), by priority."""
+        with self._read() as db:
+            rows = db.execute("SELECT priority, COUNT(*) FROM jobs WHERE status = 'queued' GROUP BY priority").fetchall()
+        return {int(row[0]): int(row[1]) for row in rows}
+
     _NEXT_QUEUED = ("SELECT * FROM jobs WHERE status = 'queued' AND (next_try_at IS NULL OR next_try_at <= ?)"
                     " ORDER BY priority DESC, queued_at, id LIMIT 1")
 

@@ -15,7 +15,7 @@ from strongroom.storage.local import LocalStorage
 from strongroom.storage.metrics import CountingStorage
 
 __all__ = ["ObjectInfo", "Storage", "StorageInfo", "Settings", "LocalStorage", "CountingStorage", "open_storage", "object_size_cap",
-           "request_budget"]
+           "request_budget", "shared_request_budget"]
 
 Password = Callable[[], str] | str | None
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(?!\\)")
@@ -72,13 +72,7 @@ def _open_webdav(url: str, password: Password, vendor_name: str | None, cache_ro
     base_url = f"{parts.scheme}://{netloc}{path}"
     username = unquote(parts.username)
 
-    limit = vendor.budget if settings.webdav_budget == VENDOR_DEFAULT else settings.webdav_budget
-    budget = None
-    if limit is not None:
-        state = None
-        if cache_root != "":
-            state = RequestBudget.state_file(cache_root or default_cache_root(), f"{vendor.name} {username}@{netloc}")
-        budget = RequestBudget(limit[0], limit[1], state, on_wait=on_event)
+    budget = _budget(vendor, username, netloc, cache_root, settings, on_event)
     client = WebDAVStorage(base_url, username, password, vendor, timeout=settings.webdav_timeout,
                            gate=budget.take if budget else None)
     client.info = StorageInfo(vendor=vendor, max_object_size=vendor.max_object_size, budget=budget)
@@ -86,6 +80,34 @@ def _open_webdav(url: str, password: Password, vendor_name: str | None, cache_ro
                          blocked_wait=vendor.blocked_wait if settings.webdav_blocked_wait is None
                          else settings.webdav_blocked_wait)
     return RetryingStorage(client, policy, on_wait=on_event)
+
+
+def _budget(vendor, username: str, netloc: str, cache_root: str | None, settings: Settings,
+            on_event: Callable[[dict], None] | None) -> RequestBudget | None:
+    limit = vendor.budget if settings.webdav_budget == VENDOR_DEFAULT else settings.webdav_budget
+    if limit is None:
+        return None
+    state = None
+    if cache_root != "":
+        state = RequestBudget.state_file(cache_root or default_cache_root(), f"{vendor.name} {username}@{netloc}")
+    return RequestBudget(limit[0], limit[1], state, on_wait=on_event)
+
+
+def shared_request_budget(url: str, username: str, vendor_name: str | None, cache_root: str | None,
+                          settings: Settings = DEFAULT) -> RequestBudget | None:
+    """The request budget that the runs against the WebDAV account at `url`
+    (https://HOST/PATH) as `username` share, read from its state file without
+    a request; `cache_root` as `open_storage` takes it. None when the account
+    has no budget, or keeps none in a file (no cache: each run counts alone)."""
+    from strongroom.storage.vendors import vendor_profile
+
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise UsageError(f"WebDAV URL {url!r} names no host")
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    resolved = settings.cache_root if cache_root is None else cache_root
+    budget = _budget(vendor_profile(vendor_name, url), username, netloc, resolved, settings, None)
+    return budget if budget is not None and budget.state_path is not None else None
 
 
 def object_size_cap(storage: Storage) -> int | None:
