@@ -18,7 +18,7 @@ from conftest import PASSWORD
 from strongroom.cli import registry
 
 HEAVY = ("strongroom.repo", "strongroom.engine", "strongroom.storage", "strongroom.services", "cryptography",
-         "httpx", "zstandard", "rich")
+         "httpx", "zstandard", "rich", "strongroom.daemon", "fastapi", "starlette", "uvicorn", "prometheus_client")
 
 # Runs the command line in a child, as `python -m strongroom` does ("module") or
 # through cli/main.py's main() (the click path, "click"), and reports on stderr

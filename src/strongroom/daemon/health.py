@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from strongroom.errors import StrongroomError
 from strongroom.schedule.spec import system_zone
-from strongroom.daemon.standing import Standing, standing
+from strongroom.daemon.standing import ScheduleGaps, Standing, standing
 
 UTC = timezone.utc
 
@@ -34,16 +34,17 @@ def _age(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def overdue_configs(manager, now: float, zone: ZoneInfo) -> list[Standing]:
+def overdue_configs(manager, now: float, zone: ZoneInfo, gaps: ScheduleGaps | None = None) -> list[Standing]:
     """The standing of each overdue configuration, in the catalog's order."""
-    found = [standing(manager.catalog, config, now, zone) for config in manager.list_configs()]
+    found = [standing(manager.catalog, config, now, zone, gaps) for config in manager.list_configs()]
     return [item for item in found if item.overdue]
 
 
 def health(manager, now: float, heartbeat: float | None, stale_after: float,
-           zone: ZoneInfo | None = None) -> tuple[int, dict]:
+           zone: ZoneInfo | None = None, gaps: ScheduleGaps | None = None) -> tuple[int, dict]:
     """(HTTP status, JSON body) of `/healthz` at unix time `now`; `heartbeat` is
-    when the scheduler last made a pass (None: not yet, or not running)."""
+    when the scheduler last made a pass (None: not yet, or not running). `gaps`
+    keeps cron schedules' gaps between calls (see standing.ScheduleGaps)."""
     reasons: list[str] = []
     if heartbeat is None:
         reasons.append("the scheduler is not running: it has made no pass")
@@ -52,7 +53,7 @@ def health(manager, now: float, heartbeat: float | None, stale_after: float,
                        f"at {_stamp(heartbeat)} (allowed: {_age(stale_after)})")
     overdue: list[str] = []
     try:
-        for item in overdue_configs(manager, now, zone or system_zone()):
+        for item in overdue_configs(manager, now, zone or system_zone(), gaps):
             overdue.append(item.config)
             reasons.append(f"configuration {item.config!r} is overdue: no successful backup since "
                            f"{_stamp(item.last_success)} ({_age(now - item.last_success)} ago; "

@@ -191,6 +191,7 @@ class HttpEndpoints:
     def __init__(self, manager, heartbeat: Callable[[], float | None], token: str | None = None,
                  clock: Callable[[], float] = time.time, stale_after: float = 60.0,
                  zone: ZoneInfo | None = None) -> None:
+        from strongroom.daemon.standing import ScheduleGaps
         from strongroom.schedule.spec import system_zone
 
         self.manager = manager
@@ -198,6 +199,7 @@ class HttpEndpoints:
         self.clock = clock
         self.stale_after = stale_after
         self.zone = zone or system_zone()
+        self.gaps = ScheduleGaps()
         self.app = self._make_app(token)
         self._server = None
         self._thread: threading.Thread | None = None
@@ -222,14 +224,14 @@ class HttpEndpoints:
             beat = self.heartbeat()
             extra = {} if beat is None else {"strongroom_scheduler_heartbeat_timestamp_seconds": beat}
             try:
-                text = render_metrics(self.manager, self.clock(), extra, self.zone)
+                text = render_metrics(self.manager, self.clock(), extra, self.zone, self.gaps)
             except StrongroomError as e:
                 return PlainTextResponse(f"metrics unavailable: {e}\n", status_code=500)
             return Response(text, media_type=CONTENT_TYPE_PLAIN_0_0_4, headers={"cache-control": "no-store"})
 
         @app.get("/healthz")
         def healthz() -> JSONResponse:
-            code, body = health(self.manager, self.clock(), self.heartbeat(), self.stale_after, self.zone)
+            code, body = health(self.manager, self.clock(), self.heartbeat(), self.stale_after, self.zone, self.gaps)
             return JSONResponse(body, status_code=code, headers={"cache-control": "no-store"})
 
         if token:

@@ -30,7 +30,7 @@ from strongroom import __version__
 from strongroom.dr.results import VERDICTS
 from strongroom.engine.progress import stored_bytes
 from strongroom.errors import StrongroomError
-from strongroom.daemon.standing import BACKUP_KINDS, standing
+from strongroom.daemon.standing import BACKUP_KINDS, ScheduleGaps, standing
 from strongroom.schedule.spec import system_zone
 
 RUN_STATUSES = ("running", "succeeded", "failed", "cancelled")
@@ -39,14 +39,15 @@ _METRIC_NAME = "strongroom_"
 
 
 def render_metrics(manager, now: float, extra: Mapping[str, float] | None = None,
-                   zone: ZoneInfo | None = None) -> bytes:
+                   zone: ZoneInfo | None = None, gaps: ScheduleGaps | None = None) -> bytes:
     """The metrics at unix time `now`, as the Prometheus text format (0.0.4).
 
     `extra` adds gauges of the process that serves them (the daemon's
     `strongroom_scheduler_heartbeat_timestamp_seconds`, say): metric name to
     value, each name starting with `strongroom_`. `zone` is the one cron
-    schedules are read in when they name none (default: the machine's)."""
-    families = list(_families(manager, now, zone or system_zone(), extra or {}))
+    schedules are read in when they name none (default: the machine's);
+    `gaps` keeps cron schedules' gaps between scrapes (see standing.ScheduleGaps)."""
+    families = list(_families(manager, now, zone or system_zone(), extra or {}, gaps or ScheduleGaps()))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Fixed(families))
     return generate_latest(registry)
@@ -107,11 +108,12 @@ _CONFIG_GAUGES = (
 )
 
 
-def _families(manager, now: float, zone: ZoneInfo, extra: Mapping[str, float]) -> Iterable[Metric]:
+def _families(manager, now: float, zone: ZoneInfo, extra: Mapping[str, float],
+              gaps: ScheduleGaps) -> Iterable[Metric]:
     build = InfoMetricFamily("strongroom_build", "The strongroom that serves these metrics.")
     build.add_metric([], {"version": __version__, "python": platform.python_version()})
     yield build
-    yield from _config_families(manager, now, zone)
+    yield from _config_families(manager, now, zone, gaps)
     yield from _budget_families(manager)
     yield from _queue_families(manager.catalog)
     yield from _dr_families(manager.catalog)
@@ -124,7 +126,7 @@ def _families(manager, now: float, zone: ZoneInfo, extra: Mapping[str, float]) -
         yield family
 
 
-def _config_families(manager, now: float, zone: ZoneInfo) -> Iterable[Metric]:
+def _config_families(manager, now: float, zone: ZoneInfo, gaps: ScheduleGaps) -> Iterable[Metric]:
     catalog = manager.catalog
     gauges = _Gauges()
     for name, help_text in _CONFIG_GAUGES:
@@ -141,7 +143,7 @@ def _config_families(manager, now: float, zone: ZoneInfo) -> Iterable[Metric]:
             gauges.set("strongroom_config_last_run_timestamp_seconds", key, when)
             for status in RUN_STATUSES:
                 gauges.set("strongroom_config_last_status", (config.name, status), int(last["status"] == status))
-        now_standing = standing(catalog, config, now, zone)
+        now_standing = standing(catalog, config, now, zone, gaps)
         success = now_standing.success
         if success is not None:
             stats = success["stats"] if isinstance(success["stats"], dict) else {}
