@@ -215,6 +215,15 @@ def test_healthz_turns_503_when_overdue_or_the_scheduler_stops(manager, tmp_path
     assert never.json()["reasons"] == ["the scheduler is not running: it has made no pass"]
     assert "strongroom_scheduler_heartbeat_timestamp_seconds" not in scrape(base)
 
+    # A catalog that cannot be read is a failure, never an empty, healthy answer.
+    beat["at"] = 0.0
+    manager.catalog.close()
+    unread = httpx.get(base + "/healthz", timeout=10)
+    assert unread.status_code == 503
+    assert unread.json()["reasons"] == [f"the catalog could not be read: the catalog {manager.catalog.path} is closed"]
+    failed = httpx.get(base + "/metrics", timeout=10)
+    assert failed.status_code == 500 and failed.text.startswith("metrics unavailable: the catalog")
+
 
 def test_queue_depth_by_priority(manager, tmp_path, serve):
     add(manager, tmp_path, "home", [])

@@ -10,6 +10,7 @@ without a schedule, is not overdue.
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -58,7 +59,7 @@ def health(manager, now: float, heartbeat: float | None, stale_after: float,
             reasons.append(f"configuration {item.config!r} is overdue: no successful backup since "
                            f"{_stamp(item.last_success)} ({_age(now - item.last_success)} ago; "
                            f"its schedule allows {_age(item.allowed_age)})")
-    except StrongroomError as e:
+    except (StrongroomError, sqlite3.Error) as e:
         reasons.append(f"the catalog could not be read: {e}")
     body = {"status": "failing" if reasons else "ok", "reasons": reasons, "overdue": overdue,
             "heartbeat": None if heartbeat is None else _stamp(heartbeat), "time": _stamp(now)}

@@ -20,6 +20,7 @@ import ipaddress
 import json
 import os
 import socket
+import sqlite3
 import stat
 import threading
 import time
@@ -225,7 +226,7 @@ class HttpEndpoints:
             extra = {} if beat is None else {"strongroom_scheduler_heartbeat_timestamp_seconds": beat}
             try:
                 text = render_metrics(self.manager, self.clock(), extra, self.zone, self.gaps)
-            except StrongroomError as e:
+            except (StrongroomError, sqlite3.Error) as e:
                 return PlainTextResponse(f"metrics unavailable: {e}\n", status_code=500)
             return Response(text, media_type=CONTENT_TYPE_PLAIN_0_0_4, headers={"cache-control": "no-store"})
 
