@@ -12,6 +12,7 @@ clock, never waited for."""
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import socket
@@ -260,7 +261,8 @@ def test_dr_rehearsals_show_time_rto_rpo_and_verdict(manager, tmp_path, serve):
     assert (("plan", "tight"),) not in scrape(base)["strongroom_dr_last_test_rto_seconds"]
 
 
-def test_a_token_guards_every_request(manager, tmp_path, serve):
+def test_a_token_guards_every_request(manager, tmp_path, serve, caplog):
+    caplog.set_level(logging.DEBUG)
     add(manager, tmp_path, "home", [])
     base, _, _ = serve(token=TOKEN)
     for path in ("/metrics", "/healthz", "/openapi.json", "/nowhere"):
@@ -271,6 +273,12 @@ def test_a_token_guards_every_request(manager, tmp_path, serve):
             assert TOKEN not in refused.text and refused.headers["www-authenticate"].startswith("Bearer")
     assert one(scrape(base, headers={"Authorization": f"Bearer {TOKEN}"}), "strongroom_configs") == 1
     assert httpx.get(base + "/healthz", headers={"Authorization": f"bearer {TOKEN}"}, timeout=10).status_code == 200
+    # Neither the token nor a query string reaches the server's logs.
+    asked = httpx.get(base + "/metrics?key=query-secret-4242", headers={"Authorization": f"Bearer {TOKEN}"},
+                      timeout=10)
+    assert asked.status_code == 200 and "query-secret-4242" not in asked.text
+    served = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore")))
+    assert TOKEN not in served and "query-secret-4242" not in served  # (the client here logs its own URLs)
 
 
 def test_exposure_needs_the_flag_and_a_token_beyond_loopback():

@@ -106,7 +106,7 @@ def serve_token(environ: Mapping[str, str], path: str | None) -> str | None:
     if from_env is not None:
         raise UsageError(f"give the token once: {TOKEN_ENV} is set and a token file is given")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY)
     except OSError as e:
         raise UsageError(f"cannot read token file {path}: {e.strerror or e}") from None
     try:
