@@ -218,6 +218,7 @@ def test_healthz_turns_503_when_overdue_or_the_scheduler_stops(manager, tmp_path
 
     # A catalog that cannot be read is a failure, never an empty, healthy answer.
     beat["at"] = 0.0
+    manager.close()  # the queue's workers first: they read the catalog too
     manager.catalog.close()
     unread = httpx.get(base + "/healthz", timeout=10)
     assert unread.status_code == 503
