@@ -34,6 +34,7 @@ from webdav_servers import run_wsgidav
 
 HOUR = 3600.0
 TOKEN = "s3cr3t-t0ken-0123456789abcdef"
+ODD_PLAN = 'tight "quoted" \\ back\\nslash'  # a label value to escape
 
 
 class Clock:
@@ -113,6 +114,7 @@ def test_metrics_show_a_real_run_and_lose_a_removed_configuration(manager, tmp_p
     add(manager, tmp_path, "laptop", ["daily-since-last", "0 3 * * *"])
     made = manager.manual_backup("home", "full")
     [job] = manager.catalog.list_jobs(config="home")
+    assert job["snapshot_id"] == made.snapshot_id
     base, _, _ = serve()
 
     metrics = scrape(base)
@@ -244,9 +246,9 @@ def test_dr_rehearsals_show_time_rto_rpo_and_verdict(manager, tmp_path, serve):
     dr = strongroom.DisasterRecoveryManager(manager.backup_service)
     dr.create_dr_plan("nightly", recovery_order=["home"], target_base_path=str(tmp_path / "prod"),
                       rto="30m", rpo=86400)
-    dr.create_dr_plan("tight", recovery_order=["home"], target_base_path=str(tmp_path / "prod"), rto=0.001)
+    dr.create_dr_plan(ODD_PLAN, recovery_order=["home"], target_base_path=str(tmp_path / "prod"), rto=0.001)
     passed = dr.test_dr_plan("nightly", scratch=str(tmp_path / "scratch1"))
-    failed = dr.test_dr_plan("tight", scratch=str(tmp_path / "scratch2"))
+    failed = dr.test_dr_plan(ODD_PLAN, scratch=str(tmp_path / "scratch2"))
     assert (passed.verdict, failed.verdict) == ("pass", "fail")
     base, _, _ = serve()
     metrics = scrape(base)
@@ -256,10 +258,10 @@ def test_dr_rehearsals_show_time_rto_rpo_and_verdict(manager, tmp_path, serve):
     assert one(metrics, "strongroom_dr_rto_target_seconds", plan="nightly") == 1800
     assert one(metrics, "strongroom_dr_rpo_target_seconds", plan="nightly") == 86400
     assert one(metrics, "strongroom_dr_last_test_verdict", plan="nightly", verdict="pass") == 1
-    assert one(metrics, "strongroom_dr_last_test_verdict", plan="tight", verdict="fail") == 1
-    assert one(metrics, "strongroom_dr_last_test_verdict", plan="tight", verdict="pass") == 0
-    dr.delete_dr_plan("tight")
-    assert (("plan", "tight"),) not in scrape(base)["strongroom_dr_last_test_rto_seconds"]
+    assert one(metrics, "strongroom_dr_last_test_verdict", plan=ODD_PLAN, verdict="fail") == 1
+    assert one(metrics, "strongroom_dr_last_test_verdict", plan=ODD_PLAN, verdict="pass") == 0
+    dr.delete_dr_plan(ODD_PLAN)
+    assert (("plan", ODD_PLAN),) not in scrape(base)["strongroom_dr_last_test_rto_seconds"]
 
 
 def test_a_token_guards_every_request(manager, tmp_path, serve, caplog):
