@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import strongroom
 from strongroom import BackupConfig, WebDAVCredentials, WebDAVService, create_backup_manager
-from strongroom.daemon.http import HttpEndpoints, check_exposure, parse_listen, serve_token
+from strongroom.daemon.http import HttpEndpoints, check_exposure, parse_listen, serve_token, start_endpoints
 from strongroom.engine.progress import stored_bytes
 from strongroom.errors import StrongroomError, UsageError
 from strongroom.schedule.spec import parse_schedule
@@ -341,3 +341,19 @@ def test_the_token_comes_from_the_environment_or_a_private_file(tmp_path):
         serve_token({"STRONGROOM_SERVE_TOKEN": "a token with spaces in it"}, None)
     with pytest.raises(UsageError, match="cannot read token file"):
         serve_token({}, str(tmp_path / "missing"))
+
+
+def test_start_endpoints_takes_the_serve_options(manager):
+    with pytest.raises(UsageError, match="exposes the daemon beyond this machine"):
+        start_endpoints(manager, lambda: None, "0.0.0.0:0", allow_remote=False, environ={})
+    with pytest.raises(UsageError, match="needs a token"):
+        start_endpoints(manager, lambda: None, "0.0.0.0:0", allow_remote=True, environ={})
+    endpoints, url = start_endpoints(manager, lambda: None, "127.0.0.1:0", allow_remote=False,
+                                     environ={"STRONGROOM_SERVE_TOKEN": TOKEN})
+    try:
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
+        assert httpx.get(url + "/healthz", timeout=10).status_code == 401
+        assert httpx.get(url + "/healthz", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).status_code == 503
+    finally:
+        endpoints.stop()
+

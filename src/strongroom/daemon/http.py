@@ -220,7 +220,7 @@ class HttpEndpoints:
 
         app = FastAPI(title="strongroom", version=__version__, docs_url=None, redoc_url=None)
 
-        @app.get("/metrics", include_in_schema=True)
+        @app.get("/metrics")
         def metrics() -> Response:
             beat = self.heartbeat()
             extra = {} if beat is None else {"strongroom_scheduler_heartbeat_timestamp_seconds": beat}
@@ -278,3 +278,21 @@ class HttpEndpoints:
         if sock is not None:
             sock.close()
         self._server = self._thread = self._socket = None
+
+
+def start_endpoints(manager, heartbeat: Callable[[], float | None], listen: str, allow_remote: bool,
+                    environ: Mapping[str, str], token_file: str | None = None,
+                    clock: Callable[[], float] = time.time, stale_after: float = 60.0,
+                    zone: ZoneInfo | None = None) -> tuple[HttpEndpoints, str]:
+    """What `serve --listen HOST:PORT [--allow-remote]` does with its options:
+    read the address and the token (`serve_token`), refuse an exposure that
+    was not asked for (`check_exposure`), and start the endpoints. Returns
+    them (to `stop()`) and the base URL they answer on."""
+    host, port = parse_listen(listen)
+    token = serve_token(environ, token_file)
+    check_exposure(host, allow_remote, token)
+    endpoints = HttpEndpoints(manager, heartbeat, token, clock, stale_after, zone)
+    bound = endpoints.start(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    return endpoints, f"http://{shown}:{bound}"
+
