@@ -218,9 +218,21 @@ def test_healthz_turns_503_when_overdue_or_the_scheduler_stops(manager, tmp_path
     assert never.json()["reasons"] == ["the scheduler is not running: it has made no pass"]
     assert "strongroom_scheduler_heartbeat_timestamp_seconds" not in scrape(base)
 
-    # A catalog that cannot be read is a failure, never an empty, healthy answer.
+    # A verification that succeeded (a job of another kind, as scheduled checks
+    # are) is no backup: the configuration stays overdue.
     beat["at"] = 0.0
-    manager.close()  # the queue's workers first: they read the catalog too
+    manager.close()  # no worker of this process may take the job
+    success_before = one(scrape(base), "strongroom_config_last_success_timestamp_seconds", config="home")
+    clock.offset = 2 * HOUR
+    check = manager.catalog.add_job("home", "check", 0, 1)
+    manager.catalog.update_job(check, status="succeeded", started_at=clock() - 1, finished_at=clock())
+    still = httpx.get(base + "/healthz", timeout=10)
+    assert still.status_code == 503 and still.json()["overdue"] == ["home"]
+    metrics = scrape(base)
+    assert one(metrics, "strongroom_config_last_success_timestamp_seconds", config="home") == success_before
+    assert one(metrics, "strongroom_config_overdue", config="home") == 1
+
+    # A catalog that cannot be read is a failure, never an empty, healthy answer.
     manager.catalog.close()
     unread = httpx.get(base + "/healthz", timeout=10)
     assert unread.status_code == 503
