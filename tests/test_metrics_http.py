@@ -17,6 +17,8 @@ import os
 import platform
 import socket
 import stat
+import time
+from datetime import timezone
 from pathlib import Path
 
 import httpx
@@ -33,6 +35,7 @@ from strongroom.settings import Settings
 from webdav_servers import run_wsgidav
 
 HOUR = 3600.0
+UTC = timezone.utc
 TOKEN = "s3cr3t-t0ken-0123456789abcdef"
 ODD_PLAN = 'tight "quoted" \\ back\\nslash'  # a label value to escape
 
@@ -44,7 +47,6 @@ class Clock:
         self.offset = 0.0
 
     def __call__(self) -> float:
-        import time
         return time.time() + self.offset
 
 
@@ -368,4 +370,33 @@ def test_start_endpoints_takes_the_serve_options(manager):
         assert httpx.get(url + "/healthz", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).status_code == 503
     finally:
         endpoints.stop()
+
+
+def test_the_daemons_heartbeat_drives_healthz(manager, tmp_path):
+    from strongroom.daemon import Daemon
+
+    add(manager, tmp_path, "home", ["every 1h"])
+    clock = Clock()
+    daemon = Daemon(manager, local_zone=UTC, tick=0.05, clock=clock)
+    endpoints = HttpEndpoints(manager, daemon.heartbeat, clock=clock, stale_after=60.0)
+    url = f"http://127.0.0.1:{endpoints.start('127.0.0.1', 0)}"
+    try:
+        assert httpx.get(url + "/healthz", timeout=10).json()["reasons"] == [
+            "the scheduler is not running: it has made no pass"]
+        daemon.start()
+        deadline = clock() + 60
+        while daemon.heartbeat() is None and clock() < deadline:
+            time.sleep(0.05)
+        answer = httpx.get(url + "/healthz", timeout=10)
+        assert answer.status_code == 200, answer.json()
+        daemon.stop("test")
+        daemon.join()
+        clock.offset = 120.0  # the last pass is two minutes old now
+        stale = httpx.get(url + "/healthz", timeout=10)
+        assert stale.status_code == 503 and stale.json()["reasons"][0].startswith(
+            "the scheduler is not running: its last pass was 2 min ago")
+    finally:
+        endpoints.stop()
+        daemon.stop("test")
+        daemon.join()
 
