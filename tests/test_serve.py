@@ -72,7 +72,9 @@ class Serve:
         self.started += 1
         out = open(self.tmp / f"serve-{self.started}.out", "w")
         err = open(self.tmp / f"serve-{self.started}.err", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "strongroom", "serve", "--tick", "0.2", *args],
+        listen = () if any(a.startswith("--listen") or a == "--no-listen" for a in args) \
+            else ("--listen", "127.0.0.1:0")
+        proc = subprocess.Popen([sys.executable, "-m", "strongroom", "serve", "--tick", "0.2", *listen, *args],
                                 stdout=out, stderr=err, env=self.env)
         proc.out_path, proc.err_path = out.name, err.name  # type: ignore[attr-defined]
         out.close()
@@ -145,6 +147,59 @@ def test_every_2s_makes_several_points_and_each_slot_runs_once(tmp_path):
     assert all(slot["slot"] % 2 == 0 for slot in slots)
     points = json.loads(s.ok("snapshots", "--repo", str(tmp_path / "repo"), "--json"))
     assert len(points) == len(catalog.list_jobs(config="docs", status="succeeded", limit=None))
+
+
+def _url(proc: subprocess.Popen) -> str:
+    line = output(proc)[0].splitlines()[0]
+    return line.rsplit(" on ", 1)[1].strip()
+
+
+def test_metrics_and_healthz_of_a_real_daemon(tmp_path):
+    """/metrics shows the values of the runs the daemon made; /healthz turns 503
+    once the configuration's backups fail for longer than its schedule allows."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    s = Serve(tmp_path)
+    stop_file = tmp_path / "stop"
+    # The source fails once the stop file exists.
+    s.ok("config", "add", "app", "--source-command",
+         f"{sys.executable} -c \"import os,sys; sys.exit(3) if os.path.exists({str(stop_file)!r}) "
+         f"else sys.stdout.write('x' * 5000)\"",
+         "--stdin-filename", "app.txt", "--target-dir", str(tmp_path / "repo"), "--no-encrypt",
+         "--schedule", "every 2s", "--max-attempts", "1")
+    proc = s.serve("--jobs", "1", "--listen", "127.0.0.1:0")
+    catalog = s.catalog()
+    try:
+        wait_for("the daemon", lambda: started(proc), proc)
+        url = _url(proc)
+        assert url.startswith("http://127.0.0.1:")
+        wait_for("two successes", lambda: len(catalog.list_jobs(config="app", status="succeeded")) >= 2, proc)
+        wait_for("a healthy daemon", lambda: httpx.get(url + "/healthz").status_code == 200, proc)
+        families = {f.name: f for f in text_string_to_metric_families(httpx.get(url + "/metrics").text)}
+
+        def value(family: str, **labels: str) -> float:
+            found = [x.value for x in families[family].samples
+                     if all(x.labels.get(k) == v for k, v in labels.items())]
+            assert found, (family, labels, families[family].samples)
+            return found[0]
+
+        assert value("strongroom_config_schedule_period_seconds", config="app") == 2.0
+        assert value("strongroom_config_points", config="app") >= 2
+        assert value("strongroom_config_last_files", config="app") == 1
+        assert value("strongroom_config_last_read_bytes", config="app") == 5000
+        assert value("strongroom_config_last_status", config="app", status="succeeded") == 1
+        assert value("strongroom_config_overdue", config="app") == 0
+        assert "strongroom_build_info" in families
+
+        stop_file.touch()  # from now on every run fails
+        # 1.5 periods without a success: overdue, and the daemon says so.
+        wait_for("503", lambda: httpx.get(url + "/healthz").status_code == 503, proc)
+        body = httpx.get(url + "/healthz").json()
+        assert any("app" in reason for reason in body["reasons"]), body
+        assert catalog.list_jobs(config="app", status="failed")
+    finally:
+        assert stop(proc) == 0
 
 
 def test_a_second_serve_on_the_same_catalog_refuses_naming_the_first(tmp_path):

@@ -13,6 +13,8 @@ from strongroom.cli.cmd_manage import Manage, manage_options
 from strongroom.cli.output import emit_json
 from strongroom.words import plural
 
+DEFAULT_LISTEN = "127.0.0.1:9180"
+
 
 def _log_to_stderr(quiet: bool) -> None:
     """One line per daemon event on stderr (journal-friendly)."""
@@ -37,7 +39,15 @@ def _log_to_stderr(quiet: bool) -> None:
 @click.option("--wake-grace", type=click.FloatRange(0), default=300.0, show_default=True, metavar="SECONDS",
               help="After the start or a wake-up, retry a target that does not answer for this long "
                    "without using up attempts.")
-def serve(m: Manage, jobs, tick, wake_grace) -> None:
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="HOST:PORT",
+              help="Where /metrics and /healthz answer (port 0 picks a free one).")
+@click.option("--no-listen", is_flag=True, help="Serve no HTTP endpoints.")
+@click.option("--allow-remote", is_flag=True,
+              help="Allow --listen on an address other than loopback (a token is then required).")
+@click.option("--token-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="A 0600 file holding the bearer token the endpoints require "
+                   "(or STRONGROOM_SERVE_TOKEN).")
+def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, token_file) -> None:
     """Run the schedules and the job queue until stopped.
 
     Claims each due slot of every configuration's schedules in the catalog
@@ -51,7 +61,10 @@ def serve(m: Manage, jobs, tick, wake_grace) -> None:
     of the first. SIGTERM or SIGINT: a running backup stops at its next
     chunk and its job goes back to the queue; the next start runs it again
     without sending the stored data twice. A second SIGINT exits at once
-    (the job is then put back at the next start, as after kill -9)."""
+    (the job is then put back at the next start, as after kill -9).
+
+    /metrics (Prometheus) and /healthz answer on --listen, 127.0.0.1 by
+    default; another address needs --allow-remote and a token."""
     from strongroom.daemon import Daemon
     from strongroom.schedule.spec import system_zone
     from strongroom.services.backup_manager import create_backup_manager
@@ -59,7 +72,16 @@ def serve(m: Manage, jobs, tick, wake_grace) -> None:
 
     _log_to_stderr(m.quiet)
     zone = system_zone()
+    if not no_listen:
+        # Read and refused before anything starts: a bad address or an exposure
+        # without a token is a set-up mistake.
+        from strongroom.daemon.http import check_exposure, parse_listen, serve_token
+        host, port = parse_listen(listen)
+        token = serve_token(os.environ, token_file)
+        check_exposure(host, allow_remote, token)
     manager = create_backup_manager(db_path=m.catalog, cache_root=m.cache_dir, max_concurrent_jobs=jobs)
+    endpoints = None
+    url = None
     try:
         daemon = Daemon(manager, local_zone=zone, tick=tick, wake_grace=wake_grace)
 
@@ -76,15 +98,29 @@ def serve(m: Manage, jobs, tick, wake_grace) -> None:
         signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
         daemon.start()  # DaemonRunning (exit 1) when another daemon holds the catalog
         schedules = len(scheduled_tasks(manager.catalog, zone))
-        # The HTTP endpoints (/metrics, /healthz) start here, over `daemon`, and stop after it.
+        if not no_listen:
+            # After the catalog lock: a second daemon is refused for the catalog,
+            # not for the port.
+            from strongroom.daemon.http import HttpEndpoints
+            endpoints = HttpEndpoints(manager, daemon.heartbeat, token, stale_after=max(60.0, 3 * tick), zone=zone)
+            try:
+                bound = endpoints.start(host, port)
+            except BaseException:
+                daemon.stop("the HTTP endpoints did not start")
+                daemon.join()
+                raise
+            url = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
         if m.json:
             emit_json({"type": "serve_started", "catalog": manager.catalog.path, "pid": os.getpid(),
-                       "schedules": schedules, "jobs": jobs})
+                       "schedules": schedules, "jobs": jobs, "url": url})
         else:
+            where = f", /metrics and /healthz on {url}" if url else ""
             print(f"strongroom serve: catalog {manager.catalog.path}, pid {os.getpid()}, "
-                  f"{plural(schedules, 'schedule')}, {jobs} at a time", flush=True)
+                  f"{plural(schedules, 'schedule')}, {jobs} at a time{where}", flush=True)
         daemon.run_until_stopped()
     finally:
+        if endpoints is not None:
+            endpoints.stop()
         manager.close()
         manager.catalog.close()
     if m.json:
