@@ -25,3 +25,11 @@ rm -rf "$WORK/restore"
 diff -r "$SOURCE" "$WORK/restore$SOURCE" && echo "restored copy of $SOURCE is identical"
 "$SR" check --config quickstart --read-data
 "$SR" stats --configs
+cat <<TEXT
+
+To back it up on a schedule from now on, give it one and start the daemon
+(it runs until Ctrl-C or SIGTERM; /metrics and /healthz on 127.0.0.1:9180):
+  export STRONGROOM_CATALOG="$STRONGROOM_CATALOG" STRONGROOM_SECRETS="$STRONGROOM_SECRETS" STRONGROOM_CACHE_DIR="$STRONGROOM_CACHE_DIR"
+  $SR config edit quickstart --schedule "every 6h"
+  $SR serve
+TEXT
