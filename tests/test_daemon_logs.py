@@ -146,3 +146,26 @@ def test_a_second_setup_replaces_the_first_and_bad_settings_are_refused(tmp_path
     (tmp_path / "dir.log").mkdir()
     with pytest.raises(UsageError, match=r"cannot open log file .*dir\.log: Is a directory"):
         setup_logging(stderr=False, file=str(tmp_path / "dir.log"))
+
+
+def test_a_password_a_service_reads_is_scrubbed_from_then_on(tmp_path, monkeypatch):
+    from strongroom import BackupConfig, create_backup_manager
+    monkeypatch.setenv("STRONGROOM_SECRETS_BACKEND", "file")
+    path = tmp_path / "daemon.log"
+    setup_logging(stderr=False, file=str(path))
+    password, stored = "file-held repository key 7731", "store-held key 0042"
+    (tmp_path / "pw").write_text(password + "\n")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("a")
+    with create_backup_manager(db_path=str(tmp_path / "c.db"), secrets_path=str(tmp_path / "s.json"),
+                               cache_root=str(tmp_path / "cache")) as manager:
+        for name, extra in (("by-file", {"password_file": str(tmp_path / "pw")}), ("by-store", {"password": stored})):
+            manager.add_config(BackupConfig(name=name, source_paths=[str(tmp_path / "src")],
+                                            target_path=str(tmp_path / name), **extra))
+            manager.manual_backup(name)
+    manager.catalog.close()
+    log = logging.getLogger("strongroom.services")
+    log.warning("a library quoted %r and %r", password, stored)
+    text = path.read_text()
+    assert text.endswith("WARNING strongroom.services: a library quoted '***' and '***'\n")
+    assert password not in text and stored not in text

@@ -272,3 +272,52 @@ def test_cli_check_and_test_schedules(tmp_path):
 
     assert cli.run("config", "edit", "db", "--no-check-schedule").returncode == 0
     assert cli.json("config", "show", "db")[0]["check_schedules"] == []
+
+
+def test_a_check_and_a_rehearsal_stop_when_the_manager_is_stopping(manager, tmp_path):
+    from strongroom.errors import Interrupted
+    from strongroom.services.scheduled_runs import run_check_job, run_dr_test_job
+    add(manager, tmp_path, check_schedules=[check_schedule("every 1d", "100%")])
+    manager.manual_backup("files")
+    manager.disaster_recovery.create_dr_plan("nightly", recovery_order=["files"],
+                                             target_base_path=str(tmp_path / "prod"), test_schedule="every 1d")
+    # Rows as the queue hands them to the runner (not queued: the manager's workers would take them).
+    check_job = {"id": 10**9, "config": "files", "kind": "check", "attempts": 1, "max_attempts": 1}
+    test_job = {"id": 10**9 + 1, "config": plan_key("nightly"), "kind": "dr-test", "attempts": 1, "max_attempts": 1}
+    manager.stopping.set()
+    with pytest.raises(Interrupted, match="the check stopped: strongroom is shutting down"):
+        run_check_job(manager, check_job)
+    with pytest.raises(Interrupted, match="the DR test of plan nightly stopped: strongroom is shutting down"):
+        run_dr_test_job(manager, test_job)
+    manager.stopping.clear()
+    assert run_check_job(manager, check_job)["stats"]["packs_read"] >= 1
+
+    # Stopped while it runs: a step's hook holds the rehearsal until the manager stops.
+    import threading
+    from strongroom.dr.plan import Hook, Step
+    marker = tmp_path / "hook-started"
+    manager.disaster_recovery.create_dr_plan(
+        "held", steps=[Step("files", before=(Hook(f"touch {marker}; sleep 2"),))],
+        target_base_path=str(tmp_path / "prod3"))
+    held_job = {**test_job, "id": 10**9 + 2, "config": plan_key("held")}
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(_raised(run_dr_test_job, manager, held_job)))
+    worker.start()
+    for _ in range(500):
+        if marker.exists():
+            break
+        threading.Event().wait(0.02)
+    assert marker.exists()
+    manager.stopping.set()
+    worker.join(timeout=60)
+    assert [type(e).__name__ for e in outcome] == ["Interrupted"]
+    [run] = manager.catalog.list_dr_runs("held")
+    assert run["verdict"] != "pass"  # cancelled: the rehearsal did not finish its steps
+
+
+def _raised(func, *args):
+    try:
+        func(*args)
+    except BaseException as e:
+        return e
+    return None

@@ -28,7 +28,7 @@ from strongroom.services.schedules import plan_of_key
 if TYPE_CHECKING:
     from strongroom.services.backup_manager import BackupManager
 
-STOP_POLL = 0.5  # seconds between looks at `stopping` while a rehearsal runs
+STOP_POLL = 0.2  # seconds between looks at `stopping` while a rehearsal runs
 LOCK_WAIT = 60.0  # seconds a check waits for a prune or another exclusive lock to end
 
 
@@ -97,6 +97,8 @@ def run_dr_test_job(manager: BackupManager, job: dict) -> dict:
     plan = plan_of_key(job["config"])
     if plan is None:
         raise UsageError(f"job {job['id']}: a DR test job belongs to a plan (dr:PLAN), not to {job['config']!r}")
+    if manager.stopping.is_set():
+        raise Interrupted(f"the DR test of plan {plan} stopped: strongroom is shutting down")
     dr = manager.disaster_recovery
     run_id = dr.test_dr_plan(plan, wait=False, trigger="schedule")
     stopped = False
