@@ -58,7 +58,11 @@ def status(m: Manage, check) -> None:
     Red: the last run failed, or overdue. Amber: never backed up, the last
     run warned or was cancelled, or no schedule and the newest point older
     than 7 days. Green: the rest. Exit 0 whatever the colours (1 with
-    --check when any is red); an unreadable catalog is an error."""
+    --check when any is red); an unreadable catalog is an error.
+
+    Scheduled checks and DR tests are listed below the configurations with
+    their last scheduled outcome (in --json, a configuration's `checks`);
+    only backups make a configuration's colour."""
     zone = system_zone()
     now = datetime.fromtimestamp(time.time(), timezone.utc)
     with m.manager() as manager:

@@ -332,6 +332,7 @@ class BackupManager:
         # the next start.
         self.stopping = threading.Event()
         self._dr = None
+        self._dr_lock = threading.Lock()
 
     def __enter__(self) -> BackupManager:
         """The manager itself; leaving the block closes it."""
@@ -467,7 +468,7 @@ class BackupManager:
     def disaster_recovery(self):
         """The DisasterRecoveryManager over this manager's service (made at first use),
         which scheduled DR tests run through."""
-        with self._progress_lock:
+        with self._dr_lock:
             if self._dr is None:
                 from strongroom.dr.manager import DisasterRecoveryManager  # the dr package imports this layer
                 self._dr = DisasterRecoveryManager(self.backup_service)

@@ -16,11 +16,12 @@ import re
 import time
 from datetime import timezone
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from strongroom.engine.check import run_check
 from strongroom.errors import DamageFound, Interrupted, StrongroomError, UsageError
 from strongroom.notify.base import one_line
-from strongroom.schedule.spec import system_zone
+from strongroom.services.backup_manager import _problem_line
 from strongroom.services.configs import DEFAULT_CHECK_SUBSET, BackupConfig
 from strongroom.services.results import ValidationReport
 from strongroom.services.schedules import plan_of_key
@@ -38,7 +39,8 @@ def check_subset_for(catalog, job: dict, config: BackupConfig) -> str:
     else the default. An `n/t` subset moves on by one part from the part the
     last successful check read, so that t checks read the whole repository."""
     slot = catalog.slot_of_job(job["id"])
-    schedules = config.parsed_check_schedules(system_zone())
+    # A schedule's id does not depend on the zone its cron is read in (a named zone is in its text).
+    schedules = config.parsed_check_schedules(ZoneInfo("UTC"))
     wanted = [subset for schedule, subset in schedules if slot and schedule.id == slot["schedule"]]
     subset = (wanted or [s for _, s in schedules] or [DEFAULT_CHECK_SUBSET])[0]
     part = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", subset)
@@ -70,7 +72,6 @@ def run_check_job(manager: BackupManager, job: dict) -> dict:
         kit = manager.catalog.kit_on_record(repo.config.id, repo.key_id)
         # A configuration without points yet: the whole repository is what there is to check.
         checked = run_check(repo, subset=subset, listener=listener, kit_on_record=kit, snapshots=points or None)
-    from strongroom.services.backup_manager import _problem_line
     counts = checked.counts
     report = ValidationReport(
         points[-1].id if points else "", config.name, True, ok=checked.ok, blobs_checked=counts["blobs"],

@@ -29,7 +29,7 @@ from strongroom.schedule.slots import next_slot, prev_slot
 from strongroom.schedule.spec import DAY, Schedule
 from strongroom.services.configs import BackupConfig
 from strongroom.services.jobs import BACKUP_KINDS
-from strongroom.services.schedules import next_due, states
+from strongroom.services.schedules import next_due, scheduled_tasks, states
 
 UTC = timezone.utc
 OVERDUE_FACTOR = 1.5
@@ -188,7 +188,6 @@ class VerificationStatus:
 
 def verification_statuses(catalog, now: datetime, zone: ZoneInfo) -> list[VerificationStatus]:
     """Every check and DR-test schedule in the catalog, configurations first, then plans."""
-    from strongroom.services.schedules import scheduled_tasks
     now = now.astimezone(UTC)
     out = []
     for task in scheduled_tasks(catalog, zone):
