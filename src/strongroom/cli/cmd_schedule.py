@@ -70,7 +70,7 @@ def task_doc(task: Task, now: datetime, zone, count: int = 1) -> dict:
 
 @click.group()
 def schedule() -> None:
-    """When the configurations' schedules are due."""
+    """When backups, checks and DR tests are due."""
 
 
 @schedule.command("list")
