@@ -55,9 +55,13 @@ def test_lines_in_the_file_are_stamped_one_per_event_and_hold_no_secret(tmp_path
     odd = "tøp secret/42@x"
     register_secret(odd)
     log.info("as a URL holds it: https://dav.example.com/?token=%s", quote(odd, safe=""))
+    not_utf8 = b"key-\xff\xfe-bytes"
+    register_secret(not_utf8)  # as the secrets store keeps it: text with surrogate escapes
+    register_secret(not_utf8.decode("utf-8", "surrogateescape"))
+    log.info("read %s", not_utf8.decode("utf-8", "replace"))
     text = path.read_text()
     lines = text.splitlines()
-    assert len(lines) == 5  # the debug line is below the level; a traceback stays on its line
+    assert len(lines) == 6  # the debug line is below the level; a traceback stays on its line
     assert all(STAMPED.match(line) for line in lines), lines
     assert lines[0].endswith("INFO strongroom.test: backup of files started")
     assert "https://alice:***@dav.example.com/backup did not answer" in lines[1]
@@ -65,6 +69,7 @@ def test_lines_in_the_file_are_stamped_one_per_event_and_hold_no_secret(tmp_path
     assert "Traceback (most recent call last):\\n" in lines[3] and "RuntimeError: wrong password ***" in lines[3]
     assert "https://bob:***@nas.local/" in lines[3]
     assert lines[4].endswith("as a URL holds it: https://dav.example.com/?token=***")
+    assert lines[5].endswith("INFO strongroom.test: read ***")
     assert SECRET not in text and URL_PASSWORD not in text and quote(odd, safe="") not in text
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 

@@ -59,11 +59,13 @@ class SecretSet:
         self._values: tuple[str, ...] = ()
 
     def add(self, value: str | bytes | None) -> None:
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
+        """Keep `value` out of the logs: as given, as its bytes read as UTF-8 (a
+        password that is not UTF-8 is text with surrogate escapes, or bytes),
+        and percent-encoded as a URL would hold it."""
         if not value:
             return
-        forms = {value, quote(value, safe="")}
+        raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+        forms = {raw.decode("utf-8", "surrogateescape"), raw.decode("utf-8", "replace"), quote(raw, safe="")}
         with self._lock:
             # Longest first: a secret that holds another is masked whole.
             self._values = tuple(sorted(set(self._values) | forms, key=len, reverse=True))
