@@ -65,10 +65,18 @@ install_postgresql() {
     done
     return "$status"
 }
+# tests/test_systemd_units.py verifies the shipped units with systemd-analyze
+# and runs the real systemd-inhibit: Debian's systemd (installed, not booted).
+install_systemd() {
+    [ -z "$(missing_packages systemd)" ] && return 0
+    echo "installing systemd" >&2
+    install_without_starting systemd
+}
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     install_webdav_servers || echo "warning: could not install the WebDAV test servers" >&2
     install_fuse || echo "warning: could not install fuse3" >&2
     install_postgresql || echo "warning: could not install postgresql" >&2
+    install_systemd || echo "warning: could not install systemd" >&2
 fi
 
 # Two workers, a test file each at a time (its servers and fixtures stay in

@@ -267,3 +267,24 @@ def test_a_target_filling_up_is_warned_of_once_and_cleared_once(make_manager, tm
         samples.close()
     finally:
         receiver.close()
+
+
+def test_a_configuration_that_cannot_be_read_leaves_the_others_scheduled(make_manager, tmp_path, caplog):
+    clock = MovableClock()
+    manager = make_manager(clock=clock)
+    add_local(manager, tmp_path, "good", "every 1h")
+    add_local(manager, tmp_path, "broken", "every 1h")
+    # As a newer strongroom or a hand edit might leave it: a schedule spec this one cannot read.
+    doc = manager.catalog.get_config("broken")
+    doc["schedules"] = [{"spec": "every fortnight or so"}]
+    manager.catalog.put_config("broken", {k: v for k, v in doc.items() if k not in ("name", "created", "updated")})
+    daemon = Daemon(manager, local_zone=UTC, clock=clock, monotonic=clock.monotonic, tick=0.05)
+    with caplog.at_level("ERROR", logger="strongroom.daemon"), running(daemon):
+        passes(daemon)
+        clock.offset += 3600 + 60
+        [slot] = wait_for("the good configuration's slot", lambda: manager.catalog.list_slots("good"))
+        passes(daemon, 5)
+        assert manager.catalog.list_slots("broken") == []
+        assert daemon.heartbeat() is not None  # the passes succeed
+    said = [r.getMessage() for r in caplog.records if "'broken'" in r.getMessage()]
+    assert len(said) == 1 and "has no schedules until it is fixed" in said[0]

@@ -86,6 +86,10 @@ class IncompleteObject(IntegrityError):
     """
 
 
+class DamageFound(IntegrityError):
+    """A check found damage in a repository: reading it again finds the same."""
+
+
 class InvalidName(IntegrityError):
     """A name read from the repository could escape the restore target."""
 

@@ -7,6 +7,7 @@ subcommands from their modules (the list at the bottom).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import shlex
@@ -79,9 +80,11 @@ def _read_plan_file(path: str) -> Plan:
 @click.option("--no-verify", is_flag=True, help="Do not check every restored file against its point.")
 @click.option("--file", "plan_file", type=click.Path(dir_okay=False),
               help="Read the whole plan from this TOML file (as `dr show NAME --toml` prints it).")
+@click.option("--test-schedule", metavar="SPEC",
+              help="When the daemon rehearses it: \"0 3 * * 0\", \"every 1w\" (as config --schedule).")
 @click.option("--replace", is_flag=True, help="Replace the plan of the same name with this one.")
 def dr_create(m: Manage, name, order, target_base, rto, rpo, continue_on_error, no_verify, plan_file,
-              replace) -> None:
+              test_schedule, replace) -> None:
     """Create DR plan NAME from --order and --target-base, or --file."""
     if plan_file:
         given = [flag for flag, value in (("--order", order), ("--target-base", target_base), ("--rto", rto),
@@ -92,6 +95,8 @@ def dr_create(m: Manage, name, order, target_base, rto, rpo, continue_on_error, 
         plan = _read_plan_file(plan_file)
         if name is not None and name != plan.name:
             raise UsageError(f"the plan file names its plan {plan.name!r}, not {name!r}")
+        if test_schedule:  # given beside the file, it takes the place of the file's `schedule`
+            plan = dataclasses.replace(plan, schedule=test_schedule)
     else:
         if not name:
             raise UsageError("give the plan a NAME (or a plan file with --file)")
@@ -101,14 +106,14 @@ def dr_create(m: Manage, name, order, target_base, rto, rpo, continue_on_error, 
         if not target_base:
             raise UsageError("give --target-base DIR: where the steps restore")
         plan = plan_from_order(name, configs, target_base, _duration(rto, "RTO"), _duration(rpo, "RPO"),
-                               "continue" if continue_on_error else "stop", not no_verify)
+                               "continue" if continue_on_error else "stop", not no_verify, test_schedule)
     with m.manager() as manager:
         saved = _store(manager).save(plan, replace=replace)
     if m.json:
         emit_json({"type": "summary", "plan": saved.name, "version": saved.version,
                    "steps": [s.name for s in saved.steps], "configs": list(saved.configs),
                    "target_base": saved.target_base, "rto_target": saved.rto, "rpo_target": saved.rpo,
-                   "replace": replace})
+                   "test_schedule": saved.schedule, "replace": replace})
         return
     print(f"{'replaced' if replace else 'created'} DR plan {terminal_safe(saved.name)} (version {saved.version}): "
           f"{plural(len(saved.steps), 'step')}, {', '.join(terminal_safe(s.name) for s in saved.steps)}"
@@ -233,6 +238,7 @@ def dr_show(m: Manage, name, as_toml) -> None:
             ("target base", terminal_safe(plan.target_base)), ("RTO target", format_seconds(plan.rto)),
             ("RPO target", format_seconds(plan.rpo)), ("on failure", plan.on_failure),
             ("verify", "every restored file" if plan.verify else "no"),
+            ("test schedule", terminal_safe(plan.schedule) if plan.schedule else "-"),
             ("updated", local_time(datetime.fromtimestamp(plan.updated).astimezone()) if plan.updated else "-")]
     for label, value in rows:
         print(f"{label + ':':13} {value}")

@@ -25,7 +25,8 @@ from strongroom.cli.output import emit_json, human_size
 from strongroom.errors import StrongroomError, UsageError, WrongPassword
 from strongroom.model.retention import describe_policy, parse_duration
 from strongroom.services.backup_manager import BackupManager, create_backup_manager
-from strongroom.services.configs import AFTER_RUN, BackupConfig
+from strongroom.services.configs import AFTER_RUN, DEFAULT_CHECK_SUBSET, BackupConfig
+from strongroom.services.jobs import BACKUP_KINDS
 from strongroom.services.urls import has_password, redact_password
 from strongroom.services.webdav_service import WebDAVCredentials
 from strongroom.storage.vendors import guess_vendor
@@ -42,6 +43,7 @@ class Manage:
     cache_dir: str | None
     quiet: bool = False
     verbose: int = 0
+    log_file: str | None = None
 
     @contextmanager
     def manager(self) -> Iterator[BackupManager]:
@@ -64,7 +66,8 @@ def manage_options(func):
         values = from_command_line({name: kwargs.pop(name) for name in _MANAGE})
         configure_run(values)
         return func(Manage(values["catalog"], values["json_output"], values["debug"], values["cache_dir"],
-                           quiet=values["quiet"], verbose=values["verbose"]), *args, **kwargs)
+                           quiet=values["quiet"], verbose=values["verbose"], log_file=values["log_file"]),
+                    *args, **kwargs)
     return shared_after([catalog_option(True)] + run_options(True), func, wrapper)
 
 
@@ -276,11 +279,18 @@ def config_options(editing: bool):
                               "or is skipped."),
             click.option("--priority", type=int, metavar="N",
                          help="With --schedule: the priority of the jobs its slots queue (0)."),
+            click.option("--check-schedule", "check_schedules", multiple=True, metavar="SPEC",
+                         help="When its points are verified by themselves (a SPEC as for --schedule; "
+                              f"repeatable){changes}."),
+            click.option("--check-subset", metavar="N%|n/t",
+                         help=f"With --check-schedule: the share of packs each check reads "
+                              f"({DEFAULT_CHECK_SUBSET}; n/t goes through the t parts in turn)."),
         ]
         if editing:
             options.append(click.option("--no-retention", is_flag=True,
                                         help="Drop the retention policy (and stop applying it after runs)."))
             options.append(click.option("--no-schedule", is_flag=True, help="Drop every schedule."))
+            options.append(click.option("--no-check-schedule", is_flag=True, help="Drop every check schedule."))
         if editing:
             options.append(click.option("--encrypt/--no-encrypt", default=None,
                                         help="Whether the repository is encrypted."))
@@ -370,6 +380,7 @@ def _apply(config: BackupConfig, o: dict) -> BackupConfig:
         config.encrypt = o["encrypt"]
     _apply_retention(config, o)
     _apply_schedules(config, o)
+    _apply_check_schedules(config, o)
     given = [k for k in ("password_file", "password_env", "store_password") if o[k]]
     if len(given) > 1:
         raise UsageError("give one of --password-file, --password-env and --store-password")
@@ -440,6 +451,36 @@ def _apply_schedules(config: BackupConfig, o: dict) -> None:
     config.schedules = made
 
 
+def _apply_check_schedules(config: BackupConfig, o: dict) -> None:
+    """--check-schedule replaces the check schedules; --check-subset alone changes every one's subset."""
+    from strongroom.schedule.spec import parse_schedule
+    from strongroom.services.config_schema import check_subset
+    if o.get("no_check_schedule"):
+        if o["check_schedules"]:
+            raise UsageError("give --check-schedule or --no-check-schedule, not both")
+        config.check_schedules = []
+    subset = o.get("check_subset")
+    if subset is not None:
+        try:
+            check_subset(subset)
+        except UsageError as e:
+            raise UsageError(f"--check-subset: {e}") from None
+    if o["check_schedules"]:
+        made = [{**parse_schedule(spec).to_doc(), **({"subset": subset} if subset else {})}
+                for spec in o["check_schedules"]]
+    elif subset is not None:
+        if not config.check_schedules:
+            raise UsageError("--check-subset goes with a check schedule: give --check-schedule SPEC")
+        made = [{**doc, "subset": subset} for doc in config.check_schedules]
+    else:
+        return
+    ids = [doc["spec"] for doc in made]
+    twice = next((i for i in ids if ids.count(i) > 1), None)
+    if twice is not None:
+        raise UsageError(f"the check schedule {twice!r} is given twice")
+    config.check_schedules = made
+
+
 @click.group()
 def config() -> None:
     """Named backup configurations: what to back up, where, and how."""
@@ -495,9 +536,10 @@ def _config_doc(manager: BackupManager, cfg: BackupConfig) -> dict:
     doc["codec"] = cfg.codec
     doc["target"] = target_of(manager, cfg)
     doc["password"] = password_source(cfg)
-    from strongroom.cli.cmd_schedule import schedule_docs
+    from strongroom.cli.cmd_schedule import check_schedule_docs, schedule_docs
     doc["schedules"] = schedule_docs(manager.catalog, cfg)
-    last = manager.catalog.list_jobs(config=cfg.name, limit=1)
+    doc["check_schedules"] = check_schedule_docs(manager.catalog, cfg)
+    last = manager.catalog.list_jobs(config=cfg.name, limit=1, kinds=BACKUP_KINDS)
     doc["last_job"] = {k: last[0][k] for k in ("id", "status", "finished_at", "snapshot_id")} if last else None
     return doc
 
@@ -544,6 +586,9 @@ def config_show(m: Manage, name) -> None:
     ]
     for schedule in doc["schedules"]:
         rows.append(("schedule", f"{schedule['description']}; next {schedule['next_local']}"))
+    for schedule in doc["check_schedules"]:
+        rows.append(("check schedule", f"{schedule['description']}, reading {schedule['subset']} of the packs; "
+                                       f"next {schedule['next_local']}"))
     if doc["last_job"]:
         job = doc["last_job"]
         rows.append(("last job", f"{job['id']} {job['status']}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -14,20 +13,6 @@ from strongroom.cli.output import emit_json
 from strongroom.words import plural
 
 DEFAULT_LISTEN = "127.0.0.1:9180"
-
-
-def _log_to_stderr(quiet: bool) -> None:
-    """One line per daemon event on stderr (journal-friendly)."""
-    logger = logging.getLogger("strongroom.daemon")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("strongroom serve: %(levelname)s %(message)s"))
-    logger.addHandler(handler)
-    # --log-file still gets every record: its handler sits on the `strongroom` logger.
-    for file_handler in logging.getLogger("strongroom").handlers:
-        if isinstance(file_handler, logging.FileHandler):
-            logger.addHandler(file_handler)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False  # or warnings would be printed twice, once by the `strongroom` console handler
 
 
 @click.command("serve")
@@ -70,7 +55,12 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
     from strongroom.services.backup_manager import create_backup_manager
     from strongroom.services.schedules import scheduled_tasks
 
-    _log_to_stderr(m.quiet)
+    from strongroom.daemon.logs import setup_logging
+
+    # One line per event on stderr (the journal's form when stderr is the
+    # journal) and, with --log-file, a rotating file; passwords scrubbed.
+    setup_logging(stderr=True, file=m.log_file,
+                  level="debug" if m.verbose > 1 else "warning" if m.quiet else "info")
     zone = system_zone()
     if not no_listen:
         # Read and refused before anything starts: a bad address or an exposure

@@ -12,7 +12,7 @@ from strongroom.cli.cmd_manage import Manage, manage_options
 from strongroom.cli.cmd_schedule import local_text, rfc3339
 from strongroom.cli.output import emit_json_array, human_duration, human_size, terminal_safe
 from strongroom.schedule.spec import system_zone
-from strongroom.services.status import RED, ConfigStatus, all_statuses
+from strongroom.services.status import RED, ConfigStatus, VerificationStatus, all_statuses, verification_statuses
 from strongroom.words import plural
 
 
@@ -29,6 +29,13 @@ def status_doc(s: ConfigStatus, zone) -> dict:
         "newest_point_age_seconds": s.newest_point_age_seconds, "size_bytes": s.size_bytes,
         "restore_size_bytes": s.restore_size_bytes, "size_sampled_at": when(s.sampled_at),
     }
+
+
+def verification_doc(v: VerificationStatus, zone) -> dict:
+    """A scheduled check or DR test as `status --json` prints it (in `checks`)."""
+    return {"kind": v.kind, "schedule": v.schedule, "subset": v.subset, "next_run": rfc3339(v.next_run, zone),
+            "last_run": {"time": rfc3339(v.last_run.time, zone), "status": v.last_run.status,
+                         "error": v.last_run.error} if v.last_run else None}
 
 
 @click.command("status")
@@ -51,13 +58,21 @@ def status(m: Manage, check) -> None:
     Red: the last run failed, or overdue. Amber: never backed up, the last
     run warned or was cancelled, or no schedule and the newest point older
     than 7 days. Green: the rest. Exit 0 whatever the colours (1 with
-    --check when any is red); an unreadable catalog is an error."""
+    --check when any is red); an unreadable catalog is an error.
+
+    Scheduled checks and DR tests are listed below the configurations with
+    their last scheduled outcome (in --json, a configuration's `checks`);
+    only backups make a configuration's colour."""
     zone = system_zone()
     now = datetime.fromtimestamp(time.time(), timezone.utc)
     with m.manager() as manager:
         statuses = all_statuses(manager.catalog, manager.list_configs(), now, zone)
+        checks = verification_statuses(manager.catalog, now, zone)
     if m.json:
-        emit_json_array([status_doc(s, zone) for s in statuses])
+        docs = [status_doc(s, zone) for s in statuses]
+        for doc in docs:
+            doc["checks"] = [verification_doc(v, zone) for v in checks if v.kind == "check" and v.name == doc["config"]]
+        emit_json_array(docs)
     else:
         print(f"{'Config':20}  {'Status':6}  {'Last success':25}  {'Next run':25}  {'Newest':10}  "
               f"{'Size':10}  Reason")
@@ -69,6 +84,16 @@ def status(m: Manage, check) -> None:
                   f"{human_size(s.size_bytes):10}  {terminal_safe(s.reason)}")
         red = sum(s.status == RED for s in statuses)
         print(plural(len(statuses), "configuration") + (f", {red} red" if red else ""))
+        if checks:
+            print(f"\n{'Checked':20}  {'Kind':8}  {'Next run':25}  {'Last run':25}  Outcome")
+            for v in checks:
+                last = local_text(v.last_run.time, zone) if v.last_run else "never"
+                outcome = "-"
+                if v.last_run:
+                    outcome = v.last_run.status + (f": {v.last_run.error.splitlines()[0]}" if v.last_run.error else "")
+                kind = "check" if v.kind == "check" else "DR test"
+                print(f"{terminal_safe(v.name)[:20]:20}  {kind:8}  {local_text(v.next_run, zone):25}  {last:25}  "
+                      f"{terminal_safe(outcome)}")
     if check and any(s.status == RED for s in statuses):
         click.get_current_context().exit(1)
 

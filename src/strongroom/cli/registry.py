@@ -62,7 +62,7 @@ ENTRIES: tuple[Entry, ...] = (
           "What the next backup of NAME would cost (a dry run)."),
     Entry("jobs", _CLI + "cmd_managed", "jobs",
           "The job queue and history (of configuration NAME, or all)."),
-    Entry("schedule", _CLI + "cmd_schedule", "jobs", "When the configurations' schedules are due."),
+    Entry("schedule", _CLI + "cmd_schedule", "jobs", "When backups, checks and DR tests are due."),
     Entry("status", _CLI + "cmd_status", "jobs", "Each configuration: last success, next run, overdue, size."),
     Entry("notify", _CLI + "cmd_notify", "jobs", "Notification channels: email, webhooks, Apprise, pings."),
     Entry("serve", _CLI + "cmd_serve", "jobs", "Run the schedules and the job queue until stopped."),

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Callable
 from zoneinfo import ZoneInfo
 
 from strongroom.daemon.alerts import FULL_WITHIN_DAYS, alert_events
+from strongroom.daemon.inhibit import SleepInhibitor
 from strongroom.daemon.lock import ServeLock, lock_path_for
 from strongroom.schedule.clock import ClockWatch
 from strongroom.services.jobs import current_owner
@@ -74,6 +75,7 @@ class Daemon:
         self.claimed = 0  # slots this daemon claimed
         self.put_back = 0  # jobs the shutdown sent back to the queue
         self._heartbeat: float | None = None
+        self._problems: list[str] = []  # stored documents the last pass could not read
         self._last_failure: str | None = None  # a pass that keeps failing is logged once, not every tick
         self._grace_until = 0.0  # on the monotonic clock
         self._check_due = 0.0  # on the monotonic clock
@@ -108,6 +110,14 @@ class Daemon:
                     told(job, outcome, detail)
 
             queue.on_outcome = on_outcome
+            runner = queue.runner
+
+            def run_awake(job: dict) -> dict:
+                # No sleep while a job runs (where logind can be asked: daemon/inhibit.py).
+                with SleepInhibitor(f"strongroom {job['kind']} of {job['config']}"):
+                    return runner(job)
+
+            queue.runner = run_awake
             requeued = queue.requeue_abandoned()
             if requeued:
                 log.info("requeued %d job(s) left running by a process that ended", requeued)
@@ -222,7 +232,13 @@ class Daemon:
         moment = datetime.fromtimestamp(now, UTC)
         started = self.started_at if self.started_at is not None else now
         claimed = 0
-        for task in scheduled_tasks(self.manager.catalog, self.local_zone):
+        problems: list[str] = []
+        tasks = scheduled_tasks(self.manager.catalog, self.local_zone, problems)
+        if problems != self._problems:  # said once, not every pass
+            for problem in problems:
+                log.error("%s", _safe(problem))
+            self._problems = problems
+        for task in tasks:
             if self._stop.is_set():
                 break
             since = datetime.fromtimestamp(max(started, task.since or started), UTC)

@@ -54,13 +54,14 @@ class DisasterRecoveryManager:
     def create_dr_plan(self, name: str, recovery_order: Iterable[str] | None = None,
                        target_base_path: str | None = None, steps: Iterable[Step | dict | str] | None = None,
                        rto: float | str | None = None, rpo: float | str | None = None, on_failure: str = "stop",
-                       verify: bool = True, replace: bool = False) -> str:
+                       verify: bool = True, replace: bool = False, test_schedule: str | None = None) -> str:
         """Make a plan and store it (catalog and repositories); returns its id, the name.
 
         Give `recovery_order` (configuration names, restored in that order below
         `target_base_path`, each into a folder of its name) or `steps` (Step
         objects, or their documents as in a TOML plan). `rto` and `rpo` are
-        seconds or durations such as "30m" and "24h"."""
+        seconds or durations such as "30m" and "24h". `test_schedule`, a
+        schedule SPEC ("every 1w", "0 3 * * 0"), is when the daemon rehearses it."""
         if (recovery_order is None) == (steps is None):
             raise UsageError("give the recovery order (configuration names) or the steps, one of them")
         if not target_base_path:
@@ -71,7 +72,8 @@ class DisasterRecoveryManager:
             tuple(s if isinstance(s, Step) else Step.from_doc(s) for s in steps)
         plan = Plan(name, made, os.path.abspath(target_base_path),
                     None if rto is None else parse_seconds(rto, "RTO"),
-                    None if rpo is None else parse_seconds(rpo, "RPO"), on_failure, verify)
+                    None if rpo is None else parse_seconds(rpo, "RPO"), on_failure, verify,
+                    schedule=test_schedule)
         return self.store.save(plan, replace=replace).id
 
     def list_dr_plans(self) -> list[Plan]:
@@ -135,7 +137,7 @@ class DisasterRecoveryManager:
                 sessions.start()
                 run.result = runner.run()
                 sessions.finish(run.result)
-                notify_dr_run(self.service, run.result)  # a rehearsal's verdict to the channels; never raises
+                notify_dr_run(self.service, run.result)  # the verdict to the channels; never raises
             except BaseException as e:  # kept for wait(), which raises it in the caller's thread
                 run.error = e
                 try:

@@ -243,6 +243,10 @@ class Plan:
     on_failure: str = "stop"
     verify: bool = True
     description: str = ""
+    # When the daemon rehearses it (a schedule SPEC as a configuration's
+    # --schedule), or None. Not part of `version`: when a plan is tested does
+    # not change what a test of it measures.
+    schedule: str | None = None
     updated: float = field(default=0.0, compare=False)  # when this version was made (epoch seconds)
 
     def __post_init__(self) -> None:
@@ -269,6 +273,14 @@ class Plan:
             raise UsageError(f"plan {self.name}: on_failure must be one of {', '.join(ON_FAILURE)}")
         if not isinstance(self.verify, bool):
             raise UsageError(f"plan {self.name}: verify is true or false")
+        if self.schedule is not None:
+            from strongroom.schedule.spec import parse_schedule
+            if not isinstance(self.schedule, str):
+                raise UsageError(f"plan {self.name}: schedule is a spec such as \"every 1w\" or \"0 3 * * 0\"")
+            try:
+                object.__setattr__(self, "schedule", parse_schedule(self.schedule).text)
+            except UsageError as e:
+                raise UsageError(f"plan {self.name}: {e}") from None
 
     @property
     def id(self) -> str:
@@ -291,27 +303,33 @@ class Plan:
     @property
     def version(self) -> str:
         """A hash of the plan's document: equal plans have equal versions."""
-        body = json.dumps(self.to_doc(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        doc = self.to_doc()
+        doc.pop("schedule", None)
+        body = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
     def to_doc(self) -> dict[str, Any]:
-        """The stored form (durations in seconds); `updated` is kept beside it, not in it."""
-        return {"name": self.name, "target_base": self.target_base, "rto_seconds": self.rto,
-                "rpo_seconds": self.rpo, "on_failure": self.on_failure, "verify": self.verify,
-                "description": self.description, "steps": [s.to_doc() for s in self.steps]}
+        """The stored form (durations in seconds); `updated` is kept beside it, not in it.
+        `schedule` is there only when set, so a plan without one is stored as before."""
+        doc = {"name": self.name, "target_base": self.target_base, "rto_seconds": self.rto,
+               "rpo_seconds": self.rpo, "on_failure": self.on_failure, "verify": self.verify,
+               "description": self.description, "steps": [s.to_doc() for s in self.steps]}
+        if self.schedule is not None:
+            doc["schedule"] = self.schedule
+        return doc
 
     @classmethod
     def from_doc(cls, doc: Any, updated: float = 0.0) -> Plan:
         """A plan from its document or its TOML table; unknown keys are refused."""
         doc = _table(doc, "plan", {"name", "target_base", "rto", "rpo", "rto_seconds", "rpo_seconds",
-                                   "on_failure", "verify", "description", "steps"})
+                                   "on_failure", "verify", "description", "steps", "schedule"})
         description = doc.get("description", "")
         if not isinstance(description, str):
             raise UsageError("plan description is text")
         return cls(name=check_plan_name(doc.get("name")), steps=tuple(Step.from_doc(s) for s in _list(doc.get("steps", []), "steps")),
                    target_base=doc.get("target_base") or "", rto=_duration(doc, "rto"), rpo=_duration(doc, "rpo"),
                    on_failure=doc.get("on_failure", "stop"), verify=doc.get("verify", True),
-                   description=description, updated=updated)
+                   description=description, schedule=doc.get("schedule"), updated=updated)
 
     @classmethod
     def from_toml(cls, text: str, updated: float = 0.0) -> Plan:
@@ -331,6 +349,8 @@ class Plan:
             if value is not None:
                 lines.append(f"{key} = {_q(_exact(value))}")
         lines += [f"on_failure = {_q(self.on_failure)}", f"verify = {'true' if self.verify else 'false'}"]
+        if self.schedule is not None:
+            lines.append(f"schedule = {_q(self.schedule)}")
         for step in self.steps:
             lines += ["", "[[steps]]", f"config = {_q(step.config)}"]
             if step.name != step.config:
@@ -362,10 +382,11 @@ class Plan:
 
 
 def plan_from_order(name: str, order: list[str], target_base: str, rto: float | None = None,
-                    rpo: float | None = None, on_failure: str = "stop", verify: bool = True) -> Plan:
+                    rpo: float | None = None, on_failure: str = "stop", verify: bool = True,
+                    schedule: str | None = None) -> Plan:
     """The common plan: restore these configurations in this order below `target_base`."""
     return Plan(name, tuple(Step(c) for c in order), os.path.abspath(target_base) if target_base else "",
-                rto, rpo, on_failure, verify)
+                rto, rpo, on_failure, verify, schedule=schedule)
 
 
 # ---- checking input ---------------------------------------------------------------------

@@ -3,7 +3,7 @@
 An event is a fact about one configuration (or DR plan): a run failed
 after its retries, finished with warnings, succeeded; the configuration is
 overdue; its target will be full soon; a verification or DR test failed or
-passed; damage was found. Each kind raises or clears one *condition*
+passed; a real DR run finished or failed; damage was found. Each kind raises or clears one *condition*
 (failing, warnings, overdue, ...); the policy (policy.py) decides from the
 condition's state whether a message goes out at all.
 
@@ -42,6 +42,8 @@ KINDS: dict[str, Kind] = {
     "verification_passed": Kind("verification", False, "info", news_when_clear=True),
     "dr_test_failed": Kind("dr_test", True, "error"),
     "dr_test_passed": Kind("dr_test", False, "info", news_when_clear=True),
+    "dr_run_failed": Kind("dr_run", True, "error"),
+    "dr_run_passed": Kind("dr_run", False, "info", news_when_clear=True),
     "damage_found": Kind("damage", True, "error"),
 }
 
@@ -102,6 +104,20 @@ def dr_test_result(run) -> Event | None:
     return Event("dr_test_passed", run.plan, when, None, details)
 
 
+def dr_run_result(run) -> Event | None:
+    """The event of a finished real recovery (a `PlanRun` of mode "run"): failed
+    is an error, anything else news (whoever started it may not be watching
+    when it ends); None for a rehearsal (see `dr_test_result`)."""
+    if run.mode != "run":
+        return None
+    configs = sorted({s.config for s in getattr(run, "steps", ()) if getattr(s, "config", None)})
+    details = {"run": run.id, "verdict": run.verdict, "configs": configs}
+    when = run.finished.timestamp()
+    if run.verdict == "fail":
+        return Event("dr_run_failed", run.plan, when, _first_line("; ".join(run.reasons) or "verdict fail"), details)
+    return Event("dr_run_passed", run.plan, when, None, details)
+
+
 def _first_line(text: str) -> str:
     # An unexpected error carries a traceback after its first line: not for a message.
     return one_line((text or "unknown error").splitlines()[0] if text else "unknown error")
@@ -130,6 +146,9 @@ def what_happened(event: Event) -> tuple[str, str]:
                                 f"The backups of configuration {c} were verified and are sound."),
         "dr_test_failed": (f"DR test of {c} failed", f"The disaster-recovery test of plan {c} failed: {e}."),
         "dr_test_passed": (f"DR test of {c} passed", f"The disaster-recovery test of plan {c} passed."),
+        "dr_run_failed": (f"DR run of {c} failed", f"The disaster recovery of plan {c} failed: {e}."),
+        "dr_run_passed": (f"DR run of {c} finished",
+                          f"The disaster recovery of plan {c} finished with verdict {d.get('verdict', '?')}."),
         "damage_found": (f"damage found in {c}", f"Damage was found in the repository of configuration {c}: {e}."),
     }[event.kind]
 
@@ -144,6 +163,7 @@ ADVICE = {
     "verification_failed": "Run `strongroom check --config {c}` and repair what it reports before you need "
                            "these backups.",
     "dr_test_failed": "Open the report with `strongroom dr report {c}` and fix the failed step.",
+    "dr_run_failed": "Open the report with `strongroom dr report {c}`, fix the failed step and run it again.",
     "damage_found": "Run `strongroom check --config {c} --read-data` and `strongroom repair` as it advises; "
                     "make a new backup soon.",
 }
@@ -156,4 +176,4 @@ def advice(event: Event) -> str:
 
 CONDITION_NAMES = {"failing": "failing backups", "warnings": "backup warnings", "overdue": "being overdue",
                    "target_full": "a filling target", "verification": "failed verification",
-                   "dr_test": "a failed DR test", "damage": "damage", "running": "running"}
+                   "dr_test": "a failed DR test", "dr_run": "a failed DR run", "damage": "damage", "running": "running"}

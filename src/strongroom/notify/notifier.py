@@ -169,11 +169,11 @@ def compose(event: Event, decisions: list[Decision]) -> tuple[Message | None, st
 
 
 def notify_dr_run(service, run) -> list[Delivery]:
-    """Tell the channels of `service`'s catalog about a finished DR rehearsal
-    (`PlanRun`); a real run is not notified. Never raises."""
-    from strongroom.notify.events import dr_test_result
+    """Tell the channels of `service`'s catalog about a finished DR run (`PlanRun`):
+    a rehearsal's verdict (dr_test_*) or a real recovery's (dr_run_*). Never raises."""
+    from strongroom.notify.events import dr_run_result, dr_test_result
     try:
-        event = dr_test_result(run)
+        event = dr_test_result(run) or dr_run_result(run)
         if event is None:
             return []
         return Notifier(service.catalog, service.secrets).emit(event)

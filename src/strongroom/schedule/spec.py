@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from strongroom.errors import UsageError
 from strongroom.schedule.cron import CronExpr, parse_cron, to_instant
 
+CHECK_PREFIX = "check:"  # the ids of a configuration's check schedules (no spec starts so)
 MISSED_POLICIES = ("run-once", "skip")
 SINCE_LAST = "daily-since-last"
 DAY = 86400.0
@@ -141,10 +142,13 @@ class Schedule:
     random_delay_text: str | None = None
     missed: str = "run-once"
     priority: int = 0
+    # Set where one owner has schedules of several kinds (a configuration's
+    # checks are "check:SPEC"), so their slots are claimed apart from its backups'.
+    id_prefix: str = ""
 
     @property
     def id(self) -> str:
-        return self.text
+        return self.id_prefix + self.text
 
     def describe(self) -> str:
         """The schedule in one line, for a person."""

@@ -7,7 +7,7 @@ import threading
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from strongroom.engine.check import run_check
 from strongroom.engine.estimate import RECENT, estimate_backup, run_summaries
@@ -23,7 +23,7 @@ from strongroom.notify.notifier import Notifier
 from strongroom.repo.repository import Repository
 from strongroom.services.backup_service import BackupService
 from strongroom.services.configs import BackupConfig
-from strongroom.services.jobs import JobQueue
+from strongroom.services.jobs import BACKUP_KINDS, JobQueue
 from strongroom.services.stored_configs import import_configs, merge_stored, stored_copy
 from strongroom.services.results import (BackupResult, BackupStatistics, CleanupResult, ConfigTrend, Estimate,
                                          Job, JobHandle, RetentionDecision, RetentionResult, StorageTrend,
@@ -246,7 +246,8 @@ class StorageManager:
             config = self.service.get_config(config)
         repo, result = self.service.run_backup(config, "incremental", dry_run=True)
         # The catalog remembers runs whose points retention has removed since.
-        jobs = self.service.catalog.list_jobs(config=config.name, status="succeeded", limit=RECENT)
+        jobs = self.service.catalog.list_jobs(config=config.name, status="succeeded", limit=RECENT,
+                                              kinds=BACKUP_KINDS)
         history = [job["stats"] for job in reversed(jobs) if job.get("stats")] \
             or run_summaries(self.service.snapshots(config, repo))
         e = estimate_backup(repo, result.summary, history)
@@ -330,6 +331,8 @@ class BackupManager:
         self.on_job_event: Callable[[int, dict], None] | None = None
         self._progress: dict[int, Progress] = {}
         self._progress_lock = threading.Lock()
+        self._dr = None
+        self._dr_lock = threading.Lock()
 
     def __enter__(self) -> BackupManager:
         """The manager itself; leaving the block closes it."""
@@ -461,9 +464,26 @@ class BackupManager:
             raise UsageError(f"no job {job_id}")
         return Job.from_row(row)
 
+    @property
+    def disaster_recovery(self):
+        """The DisasterRecoveryManager over this manager's service (made at first use),
+        which scheduled DR tests run through."""
+        with self._dr_lock:
+            if self._dr is None:
+                from strongroom.dr.manager import DisasterRecoveryManager  # the dr package imports this layer
+                self._dr = DisasterRecoveryManager(self.backup_service)
+            return self._dr
+
     def _run_job(self, job: dict) -> dict:
         if self.stopping.is_set():
             raise ShuttingDown("strongroom is shutting down")
+        # Scheduled verification rides the same queue; see strongroom.services.scheduled_runs.
+        if job["kind"] == "check":
+            from strongroom.services.scheduled_runs import run_check_job
+            return run_check_job(self, job)
+        if job["kind"] == "dr-test":
+            from strongroom.services.scheduled_runs import run_dr_test_job
+            return run_dr_test_job(self, job)
         config = self.get_config(job["config"])
         hook = self.on_job_event
         with self._progress_lock:
@@ -512,6 +532,8 @@ class BackupManager:
         self.notifier.emit(notify_events.validation_result(report, self.notifier.now()))
 
     def _notify_outcome(self, job: dict, outcome: str, detail: dict | str | None) -> None:
+        if job["kind"] not in BACKUP_KINDS:
+            return  # a check or a DR test tells its result through its own events, once
         now = self.notifier.now()
         if outcome == "started":
             event = notify_events.Event("run_started", job["config"], now)
@@ -530,7 +552,7 @@ class BackupManager:
         """The run history of every configuration, by name."""
         stats = {}
         for config in self.list_configs():
-            jobs = self.catalog.list_jobs(config=config.name, limit=100000)
+            jobs = self.catalog.list_jobs(config=config.name, limit=100000, kinds=BACKUP_KINDS)
             done = [j for j in jobs if j["status"] == "succeeded"]
             last = max((j["finished_at"] for j in done), default=None)
             stats[config.name] = BackupStatistics(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Callable
 
 from strongroom.engine.backup import BackupOptions, BackupResult, run_backup
 from strongroom.engine.progress import Listener, ignore
+from strongroom.daemon.logs import register_secret
 from strongroom.engine.walk import ExcludeRules
 from strongroom.errors import RepositoryNotFound, SnapshotNotFound, StrongroomError, UsageError
 from strongroom.model.select import find_snapshot
@@ -78,13 +79,16 @@ class BackupService:
         if config.password_file:
             try:
                 with open(config.password_file, "rb") as f:
-                    return f.read().rstrip(b"\r\n")
+                    password = f.read().rstrip(b"\r\n")
             except OSError as e:
                 raise UsageError(f"config {config.name}: cannot read password file: {e.strerror}") from None
+            register_secret(password)  # never in a log line of the daemon
+            return password
         if config.password_env:
             value = os.environb.get(config.password_env.encode())
             if not value:
                 raise UsageError(f"config {config.name}: variable {config.password_env} is not set")
+            register_secret(value)
             return value
         secret = self.secrets.get(config.secret_ref) if config.secret_ref else None
         if secret is None:

@@ -448,8 +448,10 @@ class Catalog:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else self._job(row)
 
-    def list_jobs(self, config: str | None = None, status: str | None = None, limit: int | None = 100) -> list[dict]:
-        """Jobs, newest first, optionally of one config and/or one status; `limit=None` for all."""
+    def list_jobs(self, config: str | None = None, status: str | None = None, limit: int | None = 100,
+                  kinds: tuple[str, ...] | None = None) -> list[dict]:
+        """Jobs, newest first, optionally of one config and/or one status and/or
+        one of `kinds` (e.g. jobs.BACKUP_KINDS); `limit=None` for all."""
         where, args = [], []
         if config is not None:
             where.append("config = ?")
@@ -457,6 +459,9 @@ class Catalog:
         if status is not None:
             where.append("status = ?")
             args.append(status)
+        if kinds is not None:
+            where.append(f"kind IN ({', '.join('?' * len(kinds))})" if kinds else "0")
+            args.extend(kinds)
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(-1 if limit is None else int(limit))
@@ -717,6 +722,12 @@ class Catalog:
         with self._read() as db:
             row = db.execute("SELECT * FROM schedule_slots WHERE config = ? AND schedule = ?"
                              " ORDER BY slot DESC LIMIT 1", (config, schedule_id)).fetchone()
+        return None if row is None else self._slot(row)
+
+    def slot_of_job(self, job_id: int) -> dict | None:
+        """The claimed slot that queued job `job_id`, or None (a job queued by hand)."""
+        with self._read() as db:
+            row = db.execute("SELECT * FROM schedule_slots WHERE job_id = ? LIMIT 1", (job_id,)).fetchone()
         return None if row is None else self._slot(row)
 
     def list_slots(self, config: str | None = None, limit: int | None = 100) -> list[dict]:

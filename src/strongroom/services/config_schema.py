@@ -82,6 +82,26 @@ class ScheduleSchema(BaseModel):
         return value
 
 
+class CheckScheduleSchema(ScheduleSchema):
+    """One check schedule: a schedule and the share of packs its checks read."""
+
+    subset: Annotated[str, Field(min_length=1, max_length=20)] | None = None
+
+    @field_validator("subset")
+    @classmethod
+    def _subset(cls, value: str | None) -> str | None:
+        if value is not None:
+            _reraise(check_subset, value)
+        return value
+
+
+def check_subset(text: str) -> str:
+    """A share of packs a check reads, N% or n/t (as check --read-data-subset)."""
+    from strongroom.engine.check import select_subset
+    select_subset([], text)
+    return text
+
+
 MAX_SCHEDULES = 32
 
 
@@ -116,8 +136,9 @@ class ConfigSchema(BaseModel):
     postgres_password: str | None = None
     postgres_secret_ref: str | None = None
     schedules: Annotated[list[ScheduleSchema], Field(max_length=MAX_SCHEDULES)] = []
+    check_schedules: Annotated[list[CheckScheduleSchema], Field(max_length=MAX_SCHEDULES)] = []
 
-    @field_validator("schedules")
+    @field_validator("schedules", "check_schedules")
     @classmethod
     def _distinct(cls, value: list[ScheduleSchema]) -> list[ScheduleSchema]:
         from strongroom.schedule.spec import parse_schedule

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from strongroom.errors import UsageError
@@ -24,6 +24,8 @@ AFTER_RUN = ("off", "forget", "prune")
 # Fields that live on the object only: never stored, never checked by the schema.
 TRANSIENT = ("password", "postgres_password", "taken_from_repository")
 # The fields of the sources other than paths, left out of the stored form when unset.
+# The share of the packs a scheduled check reads when its schedule names none.
+DEFAULT_CHECK_SUBSET = "5%"
 _SOURCE_FIELDS = ("source_command", "stdin_filename", "sqlite", "postgres", "postgres_secret_ref")
 
 
@@ -77,6 +79,10 @@ class BackupConfig:
     # expression, every DURATION or daily-since-last), window, random_delay,
     # missed (run-once or skip) and priority; see strongroom.schedule.spec.
     schedules: list[dict[str, Any]] = field(default_factory=list)
+    # When its repository is verified by itself (the daemon): sampled checks,
+    # each a schedule as above plus `subset`, the share of packs one check
+    # reads ("5%", or "n/t": the checks go through the t parts in turn).
+    check_schedules: list[dict[str, Any]] = field(default_factory=list)
     # Set by `add_config`: the fields it took from the copy of this configuration
     # that the repository held (a configuration added again on a new machine).
     taken_from_repository: list[str] = field(default_factory=list, compare=False, repr=False)
@@ -171,8 +177,9 @@ class BackupConfig:
         for key in _SOURCE_FIELDS:
             if doc[key] is None:
                 del doc[key]
-        if not doc["schedules"]:
-            del doc["schedules"]
+        for key in ("schedules", "check_schedules"):
+            if not doc[key]:
+                del doc[key]
         return doc
 
     def parsed_schedules(self, local_zone: ZoneInfo) -> list[Schedule]:
@@ -180,6 +187,13 @@ class BackupConfig:
         `local_zone` unless a spec names its own."""
         from strongroom.schedule.spec import Schedule
         return [Schedule.from_doc(doc, local_zone) for doc in self.schedules]
+
+    def parsed_check_schedules(self, local_zone: ZoneInfo) -> list[tuple[Schedule, str]]:
+        """The check schedules, each with the subset its checks read; their ids
+        are "check:SPEC", apart from the backup schedules' ids."""
+        from strongroom.schedule.spec import CHECK_PREFIX, Schedule
+        return [(replace(Schedule.from_doc(doc, local_zone), id_prefix=CHECK_PREFIX),
+                 doc.get("subset") or DEFAULT_CHECK_SUBSET) for doc in self.check_schedules]
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> BackupConfig:

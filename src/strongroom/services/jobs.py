@@ -25,8 +25,8 @@ import time
 import traceback
 from typing import Callable
 
-from strongroom.errors import (AuthenticationFailed, Interrupted, StorageUnreachable, StrongroomError, UsageError,
-                               WrongPassword)
+from strongroom.errors import (AuthenticationFailed, DamageFound, Interrupted, StorageUnreachable, StrongroomError,
+                               UsageError, WrongPassword)
 
 # A runner takes the job and returns {"snapshot_id", "kind" (of the point made),
 # "stats", "warning"}; every key is optional.
@@ -40,14 +40,19 @@ Outcome = Callable[[dict, str, "dict | str | None"], None]
 Requeued = Callable[[dict, str, "float | None"], None]
 
 # Another attempt cannot cure these: a bad configuration, a refused password
-# (and retrying a refused password can lock the account). A target that does
+# (and retrying a refused password can lock the account), damage a check
+# found (reading it again finds it again). A target that does
 # not answer (StorageUnreachable) fails its attempt at once but is tried again
 # on the queue's back-off: a NAS that reboots at 3 am refuses connections for
 # a minute, and a scheduled job must not give up on it for good.
-PERMANENT_ERRORS = (UsageError, WrongPassword, AuthenticationFailed)
+PERMANENT_ERRORS = (UsageError, WrongPassword, AuthenticationFailed, DamageFound)
 # The longest wait between two tries of a target that does not answer during
 # the wake-up grace (see JobQueue.in_grace).
 GRACE_RETRY_CAP = 30.0
+
+# The kinds of job that make a recovery point; the others (a scheduled
+# "check", a "dr-test") are verification and never count as a backup.
+BACKUP_KINDS = ("full", "incremental")
 
 
 class JobQueue:

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from strongroom.daemon.logs import register_secret
 from strongroom.errors import StrongroomError
 from strongroom.paths import data_dir
 
@@ -229,9 +230,12 @@ class SecretsStore:
         self._impl.set(ref, secret)
 
     def get(self, ref: str) -> str | None:
-        """The secret behind `ref`, or None."""
+        """The secret behind `ref`, or None. A secret read is kept out of the
+        daemon's log lines from then on (strongroom.daemon.logs)."""
         self._check_ref(ref)
-        return self._impl.get(ref)
+        value = self._impl.get(ref)
+        register_secret(value)
+        return value
 
     def delete(self, ref: str) -> None:
         """Forget `ref`; deleting an unknown reference is not an error."""

@@ -28,7 +28,8 @@ from zoneinfo import ZoneInfo
 from strongroom.schedule.slots import next_slot, prev_slot
 from strongroom.schedule.spec import DAY, Schedule
 from strongroom.services.configs import BackupConfig
-from strongroom.services.schedules import next_due, states
+from strongroom.services.jobs import BACKUP_KINDS
+from strongroom.services.schedules import next_due, scheduled_tasks, states
 
 UTC = timezone.utc
 OVERDUE_FACTOR = 1.5
@@ -112,8 +113,8 @@ def _instant(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
-def _last_run(catalog, name: str) -> LastRun | None:
-    for job in catalog.list_jobs(config=name, limit=RECENT_JOBS):
+def _last_run(catalog, name: str, kinds: tuple[str, ...] = BACKUP_KINDS) -> LastRun | None:
+    for job in catalog.list_jobs(config=name, limit=RECENT_JOBS, kinds=kinds):
         if job["status"] == "queued":
             continue
         when = job["finished_at"] if job["finished_at"] is not None else job["started_at"]
@@ -136,7 +137,7 @@ def config_status(catalog, config: BackupConfig, now: datetime, zone: ZoneInfo) 
     read in when they name none (the machine's, for the command line)."""
     now = now.astimezone(UTC)
     last_run = _last_run(catalog, config.name)
-    successes = catalog.list_jobs(config=config.name, status="succeeded", limit=1)
+    successes = catalog.list_jobs(config=config.name, status="succeeded", limit=1, kinds=BACKUP_KINDS)
     success = successes[0] if successes else None
     last_success = _instant(success["finished_at"]) if success else None
     age = max((now - last_success).total_seconds(), 0.0) if last_success else None
@@ -170,6 +171,32 @@ def config_status(catalog, config: BackupConfig, now: datetime, zone: ZoneInfo) 
         overdue, allowed, int(size) if isinstance(size, (int, float)) else None,
         int(restore_size) if isinstance(restore_size, (int, float)) else None,
         _instant(sample["time"]) if sample else None, colour, reason)
+
+
+@dataclass(frozen=True)
+class VerificationStatus:
+    """A scheduled check of a configuration or test of a DR plan: when it runs
+    next and how its last scheduled run ended. Not part of a configuration's
+    colour, which is about its backups; a failed one is notified on its own."""
+    name: str  # the configuration, or the DR plan
+    kind: str  # check or dr-test
+    schedule: str  # the spec
+    next_run: datetime
+    last_run: LastRun | None
+    subset: str | None = None  # what a check reads
+
+
+def verification_statuses(catalog, now: datetime, zone: ZoneInfo) -> list[VerificationStatus]:
+    """Every check and DR-test schedule in the catalog, configurations first, then plans."""
+    now = now.astimezone(UTC)
+    out = []
+    for task in scheduled_tasks(catalog, zone):
+        if task.kind in BACKUP_KINDS:
+            continue
+        out.append(VerificationStatus(task.name, task.kind, task.state.schedule.text,
+                                      next_due(task.state, now)[0].start_at,
+                                      _last_run(catalog, task.state.config, (task.kind,)), task.subset))
+    return out
 
 
 def all_statuses(catalog, configs: list[BackupConfig], now: datetime, zone: ZoneInfo) -> list[ConfigStatus]:

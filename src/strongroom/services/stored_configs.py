@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 # sources (given again, the paths may differ), the target (where the copy was
 # found) or the password (given, or generated, on this machine).
 MERGED_FIELDS = ("compression", "excludes", "exclude_caches", "exclude_if_present", "exclude_larger_than",
-                 "one_file_system", "tags", "max_attempts", "retention", "retention_after_run", "schedules")
+                 "one_file_system", "tags", "max_attempts", "retention", "retention_after_run", "schedules",
+                 "check_schedules")
 
 
 def _defaults() -> dict[str, Any]:
