@@ -244,13 +244,18 @@ class HttpEndpoints:
         once it accepts connections. A port in use is a StrongroomError."""
         import uvicorn
 
+        from strongroom.daemon.connections import MAX_CONNECTIONS, BoundedH11Protocol
+
         if self._thread is not None:
             raise StrongroomError("the HTTP endpoints are started already")
         sock = _bind(host, port)
         config = uvicorn.Config(self.app, log_config=None, log_level="warning", access_log=False,
-                                lifespan="off", loop="asyncio", http="h11", ws="none", server_header=False,
-                                timeout_keep_alive=5, timeout_graceful_shutdown=int(STOP_TIMEOUT),
-                                limit_concurrency=64)
+                                lifespan="off", loop="asyncio", http=BoundedH11Protocol, ws="none",
+                                server_header=False, timeout_keep_alive=5,
+                                timeout_graceful_shutdown=int(STOP_TIMEOUT),
+                                # A backstop only: BoundedH11Protocol sheds idle connections
+                                # long before (uvicorn's own limit counts them, see connections.py).
+                                limit_concurrency=2 * MAX_CONNECTIONS)
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="strongroom-http", daemon=True)
         thread.start()

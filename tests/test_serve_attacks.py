@@ -1,0 +1,104 @@
+"""The daemon attacked as an adversary would: clients that hold the HTTP
+endpoints' connections, path and header tricks around the token, and the
+other faults found by trying to break `strongroom serve`. Each test here
+failed before the fix it names in its docstring.
+
+The endpoints run in this process on 127.0.0.1, port 0 (uvicorn), and are
+spoken to over real sockets; daemons run as the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import pytest
+
+from strongroom import create_backup_manager
+from strongroom.daemon.connections import BoundedH11Protocol
+from strongroom.daemon.http import HttpEndpoints
+
+TOKEN = "s3cr3t-t0ken-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def manager(tmp_path, monkeypatch):
+    monkeypatch.setenv("STRONGROOM_SECRETS_BACKEND", "file")
+    monkeypatch.setenv("STRONGROOM_SECRETS", str(tmp_path / "secrets.json"))
+    made = create_backup_manager(db_path=str(tmp_path / "catalog.db"), cache_root=str(tmp_path / "cache"))
+    yield made
+    made.close()
+    made.catalog.close()
+
+
+@pytest.fixture
+def endpoints(manager):
+    """endpoints(token=None) -> (port, base URL): HttpEndpoints on 127.0.0.1 with a live heartbeat."""
+    started = []
+
+    def start(token=None):
+        served = HttpEndpoints(manager, time.time, token=token)
+        port = served.start("127.0.0.1", 0)
+        started.append(served)
+        return port, f"http://127.0.0.1:{port}"
+
+    yield start
+    for served in started:
+        served.stop()
+
+
+def _half_request(port: int) -> socket.socket:
+    """A connection that starts a request and never finishes its head."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: strongroom\r\n")
+    return sock
+
+
+def test_clients_holding_connections_do_not_starve_healthz(endpoints):
+    """Fault: 64 connections that never finish a request made every later
+    request a 503 (uvicorn's limit_concurrency counts connections) for as
+    long as they stayed open. Fix: daemon/connections.py sheds the oldest
+    idle connection when the cap is reached."""
+    port, base = endpoints(token=TOKEN)
+    held = [_half_request(port) for _ in range(BoundedH11Protocol.max_connections + 10)]
+    try:
+        for _ in range(3):
+            answer = httpx.get(base + "/healthz", headers=AUTH, timeout=10)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["status"] == "ok"
+        # The oldest of the held connections were the ones closed.
+        held[0].settimeout(10)
+        assert held[0].recv(100) == b""
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_request_head_that_never_ends_is_closed(endpoints, monkeypatch):
+    """Fault: a connection that never finished its request line was kept open
+    for ever (uvicorn arms no timer before the first response), even when
+    it dripped a byte now and then. Fix: a deadline on the request's head."""
+    monkeypatch.setattr(BoundedH11Protocol, "head_timeout", 0.5)
+    port, base = endpoints()
+    dripping = socket.create_connection(("127.0.0.1", port), timeout=10)
+    closed = False
+    for byte in b"GET /healthz HTTP/1.1\r\nHost: strongroom\r\n":
+        try:
+            dripping.sendall(bytes([byte]))
+        except OSError:
+            closed = True
+            break
+        time.sleep(0.1)
+    if not closed:
+        assert dripping.recv(100) == b""  # closed by the server, not answered
+    dripping.close()
+    # A whole request on a kept-alive connection is served, and the next head has its own deadline.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as kept:
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: strongroom\r\n\r\n")
+        assert kept.recv(100).startswith(b"HTTP/1.1 200 ")
+        kept.sendall(b"GET /healthz HTTP/1.1\r\n")
+        data = b""
+        while chunk := kept.recv(65536):
+            data += chunk
+        assert b"HTTP/1.1" not in data  # the rest of the first answer, if any, and then the close
