@@ -9,6 +9,7 @@ spoken to over real sockets; daemons run as the real CLI in a subprocess."""
 from __future__ import annotations
 
 import socket
+import sqlite3
 import time
 
 import httpx
@@ -17,6 +18,8 @@ import pytest
 from strongroom import create_backup_manager
 from strongroom.daemon.connections import BoundedH11Protocol
 from strongroom.daemon.http import HttpEndpoints
+from strongroom.services.catalog import BUSY_TIMEOUT
+from test_serve import Serve, output, stop, wait_for
 
 TOKEN = "s3cr3t-t0ken-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -102,3 +105,41 @@ def test_a_request_head_that_never_ends_is_closed(endpoints, monkeypatch):
         while chunk := kept.recv(65536):
             data += chunk
         assert b"HTTP/1.1" not in data  # the rest of the first answer, if any, and then the close
+
+
+def _add_every_2s(s: Serve, tmp_path, name: str = "docs") -> None:
+    source = tmp_path / f"src-{name}"
+    source.mkdir()
+    (source / "a").write_text("alpha")
+    s.ok("config", "add", name, "--source", str(source), "--target-dir", str(tmp_path / f"repo-{name}"),
+         "--no-encrypt", "--schedule", "every 2s")
+
+
+def test_a_writer_holding_the_catalog_past_the_busy_timeout_does_not_kill_the_workers(tmp_path):
+    """Fault: another process holding the catalog's write lock longer than the
+    busy timeout made claim_next raise "database is locked" in every worker
+    thread, which died of it (a traceback on stderr); the scheduler went on
+    claiming slots and /healthz said ok, but no job ever ran again. Fix: a
+    worker logs the failed claim once and tries again."""
+    s = Serve(tmp_path)
+    _add_every_2s(s, tmp_path)
+    proc = s.serve("--jobs", "1")
+    catalog = s.catalog()
+    wait_for("a first success", lambda: catalog.list_jobs(config="docs", status="succeeded"), proc)
+    writer = sqlite3.connect(str(s.catalog_path), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        wait_for("the workers to give up waiting for the catalog",
+                 lambda: "cannot claim jobs from the catalog" in output(proc)[1] or "locked" in output(proc)[1],
+                 proc, deadline=BUSY_TIMEOUT * 3)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    done = len(catalog.list_jobs(config="docs", status="succeeded", limit=None))
+    wait_for("jobs to run again", lambda: len(catalog.list_jobs(config="docs", status="succeeded", limit=None))
+             > done + 1, proc)
+    assert stop(proc) == 0
+    err = output(proc)[1]
+    assert "Traceback" not in err and "Exception in thread" not in err
+    assert err.count("cannot claim jobs from the catalog") >= 1
+    assert "jobs are claimed from the catalog again" in err

@@ -18,8 +18,10 @@ back-off: neither is the job's own failure.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 import traceback
@@ -49,6 +51,10 @@ PERMANENT_ERRORS = (UsageError, WrongPassword, AuthenticationFailed, DamageFound
 # The longest wait between two tries of a target that does not answer during
 # the wake-up grace (see JobQueue.in_grace).
 GRACE_RETRY_CAP = 30.0
+# Seconds before a worker tries to claim again after the catalog refused a claim.
+CLAIM_RETRY = 2.0
+
+log = logging.getLogger("strongroom.jobs")
 
 # The kinds of job that make a recovery point; the others (a scheduled
 # "check", a "dr-test") are verification and never count as a backup.
@@ -78,6 +84,7 @@ class JobQueue:
         # Jobs whose final row is written but whose outcome is still being told:
         # `wait` returns after the notifications, so a caller sees them sent.
         self._telling: set[int] = set()
+        self._claims_failing = False  # a stretch of failed claims is logged once
         self._wake = threading.Condition()
         self._done = threading.Condition()
         self._stop = False
@@ -130,14 +137,43 @@ class JobQueue:
             with self._wake:
                 if self._stop or self.stopping.is_set():
                     return
-            job = self.catalog.claim_next(self._clock(), current_owner())
+            try:
+                job = self.catalog.claim_next(self._clock(), current_owner())
+            except (sqlite3.Error, StrongroomError) as e:
+                self._claim_failed(e)
+                with self._wake:
+                    if self._stop:
+                        return
+                    self._wake.wait(timeout=CLAIM_RETRY)
+                continue
+            self._claim_worked()
             if job is None:
                 with self._wake:
                     if self._stop:
                         return
                     self._wake.wait(timeout=self._idle_wait())
                 continue
-            self._run(job)
+            try:
+                self._run(job)
+            except (sqlite3.Error, StrongroomError) as e:
+                # Its outcome could not be written: the row still says running, under
+                # this process, and is put back at the next start (requeue_abandoned).
+                log.error("job %d of %s: its outcome could not be written to the catalog: %s", job["id"],
+                          job["config"], _one_line(e))
+
+    def _claim_failed(self, error: BaseException) -> None:
+        with self._wake:
+            first, self._claims_failing = not self._claims_failing, True
+        if first:
+            log.error("cannot claim jobs from the catalog (trying again every %.0f s): %s", CLAIM_RETRY,
+                      _one_line(error))
+
+    def _claim_worked(self) -> None:
+        if self._claims_failing:
+            with self._wake:
+                was, self._claims_failing = self._claims_failing, False
+            if was:
+                log.info("jobs are claimed from the catalog again")
 
     def _idle_wait(self) -> float:
         # A retry becomes due after retry_delay at the earliest: look that often.
@@ -240,6 +276,11 @@ class JobQueue:
             self._wake.notify_all()
         for worker in self._workers:
             worker.join(timeout=60)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error) if isinstance(error, StrongroomError) else f"{type(error).__name__}: {error}"
+    return " ".join(text.split())
 
 
 def current_owner() -> dict:
