@@ -19,7 +19,7 @@ from strongroom import create_backup_manager
 from strongroom.daemon.connections import BoundedH11Protocol
 from strongroom.daemon.http import HttpEndpoints
 from strongroom.services.catalog import BUSY_TIMEOUT
-from test_serve import Serve, output, stop, wait_for
+from test_serve import Serve, _url, output, stop, wait_for
 
 TOKEN = "s3cr3t-t0ken-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -115,12 +115,13 @@ def _add_every_2s(s: Serve, tmp_path, name: str = "docs") -> None:
          "--no-encrypt", "--schedule", "every 2s")
 
 
-def test_a_writer_holding_the_catalog_past_the_busy_timeout_does_not_kill_the_workers(tmp_path):
+def test_a_writer_holding_the_catalog_neither_kills_the_workers_nor_holds_up_the_endpoints(tmp_path):
     """Fault: another process holding the catalog's write lock longer than the
     busy timeout made claim_next raise "database is locked" in every worker
     thread, which died of it (a traceback on stderr); the scheduler went on
     claiming slots and /healthz said ok, but no job ever ran again. Fix: a
-    worker logs the failed claim once and tries again."""
+    worker logs the failed claim once and tries again. And /healthz waited
+    behind those workers (see below)."""
     s = Serve(tmp_path)
     _add_every_2s(s, tmp_path)
     proc = s.serve("--jobs", "1")
@@ -129,6 +130,13 @@ def test_a_writer_holding_the_catalog_past_the_busy_timeout_does_not_kill_the_wo
     writer = sqlite3.connect(str(s.catalog_path), isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")
     try:
+        # The endpoints answer while the daemon's own threads wait for the catalog
+        # (Fault: they queued behind them, 20 s and more. Fix: a connection of their own.)
+        base = _url(proc)
+        for _ in range(6):
+            for path in ("/healthz", "/metrics"):
+                assert httpx.get(base + path, timeout=BUSY_TIMEOUT / 2).status_code == 200
+            time.sleep(0.3)
         wait_for("the workers to give up waiting for the catalog",
                  lambda: "cannot claim jobs from the catalog" in output(proc)[1] or "locked" in output(proc)[1],
                  proc, deadline=BUSY_TIMEOUT * 3)

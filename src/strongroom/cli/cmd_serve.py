@@ -71,6 +71,7 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
         check_exposure(host, allow_remote, token)
     manager = create_backup_manager(db_path=m.catalog, cache_root=m.cache_dir, max_concurrent_jobs=jobs)
     endpoints = None
+    reader = None
     url = None
     try:
         daemon = Daemon(manager, local_zone=zone, tick=tick, wake_grace=wake_grace)
@@ -92,7 +93,13 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
             # After the catalog lock: a second daemon is refused for the catalog,
             # not for the port.
             from strongroom.daemon.http import HttpEndpoints
-            endpoints = HttpEndpoints(manager, daemon.heartbeat, token, stale_after=max(60.0, 3 * tick), zone=zone)
+            # A catalog connection of their own: the daemon's is shared by its
+            # threads under one lock, which a worker holds while it waits (up to
+            # the busy timeout) for another process's write; a read never waits
+            # for a writer in WAL mode, so a scrape answers even then.
+            reader = create_backup_manager(db_path=manager.catalog.path, cache_root=m.cache_dir,
+                                           max_concurrent_jobs=1)
+            endpoints = HttpEndpoints(reader, daemon.heartbeat, token, stale_after=max(60.0, 3 * tick), zone=zone)
             try:
                 bound = endpoints.start(host, port)
             except BaseException:
@@ -111,6 +118,9 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
     finally:
         if endpoints is not None:
             endpoints.stop()
+        if reader is not None:
+            reader.close()
+            reader.catalog.close()
         manager.close()
         manager.catalog.close()
     if m.json:
