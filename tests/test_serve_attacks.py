@@ -8,8 +8,12 @@ spoken to over real sockets; daemons run as the real CLI in a subprocess."""
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 
 import httpx
@@ -19,7 +23,7 @@ from strongroom import create_backup_manager
 from strongroom.daemon.connections import BoundedH11Protocol
 from strongroom.daemon.http import HttpEndpoints
 from strongroom.services.catalog import BUSY_TIMEOUT
-from test_serve import Serve, _url, output, stop, wait_for
+from test_serve import HOOKS, SRC, Serve, _url, output, stop, wait_for
 
 TOKEN = "s3cr3t-t0ken-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -151,3 +155,59 @@ def test_a_writer_holding_the_catalog_neither_kills_the_workers_nor_holds_up_the
     assert "Traceback" not in err and "Exception in thread" not in err
     assert err.count("cannot claim jobs from the catalog") >= 1
     assert "jobs are claimed from the catalog again" in err
+
+
+STAMPED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
+
+
+def test_the_http_servers_warnings_reach_the_log_file_stamped_and_one_line(tmp_path):
+    """Fault: uvicorn's own warnings (a malformed request, a shed connection)
+    went to Python's last-resort handler: bare lines on stderr, without time
+    or level, unscrubbed, and missing from --log-file. Fix: serve gives
+    uvicorn's loggers the daemon's handlers."""
+    s = Serve(tmp_path)
+    log_file = tmp_path / "serve.log"
+    proc = s.serve("--log-file", str(log_file))
+    wait_for("the daemon to start", lambda: "pid" in output(proc)[0], proc)
+    host, port = _url(proc).rsplit("/", 1)[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\x00\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
+    wait_for("the warning in the log file",
+             lambda: log_file.exists() and "Invalid HTTP request" in log_file.read_text(), proc)
+    assert stop(proc) == 0
+    for text in (output(proc)[1], log_file.read_text()):
+        lines = text.splitlines()
+        assert lines and all(STAMPED.match(line) for line in lines), lines
+        assert any(line.endswith("WARNING uvicorn.error: Invalid HTTP request received.") for line in lines)
+
+
+THREAD_DIES = """
+import logging, sys, threading
+from strongroom.daemon.logs import log_uncaught_in_threads, register_secret, setup_logging
+setup_logging(stderr=True, level="info")
+log_uncaught_in_threads(logging.getLogger("strongroom.daemon"))
+register_secret(sys.argv[1])
+def die():
+    raise RuntimeError("cannot reach https://u:" + sys.argv[1] + "@nas/ after\\nthree tries")
+worker = threading.Thread(target=die, name="job-0")
+worker.start()
+worker.join()
+"""
+
+
+def test_a_thread_that_dies_is_one_scrubbed_line(tmp_path):
+    """Fault (seen in the workers' death above): an exception that ended a
+    thread of the daemon was Python's many-line traceback on stderr, secrets
+    and all, and absent from --log-file. Fix: serve reports it through its
+    logger (log_uncaught_in_threads)."""
+    secret = "hunter2-thread-secret"
+    env = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}
+    env["PYTHONPATH"] = os.pathsep.join([SRC, HOOKS])
+    done = subprocess.run([sys.executable, "-c", THREAD_DIES, secret], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and STAMPED.match(lines[0]), lines
+    assert "ERROR strongroom.daemon: thread job-0 ended by an error: RuntimeError" in lines[0]
+    assert "Traceback" in lines[0] and secret not in done.stderr and "***" in lines[0]

@@ -55,12 +55,16 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
     from strongroom.services.backup_manager import create_backup_manager
     from strongroom.services.schedules import scheduled_tasks
 
-    from strongroom.daemon.logs import setup_logging
+    import logging
+
+    from strongroom.daemon.logs import log_uncaught_in_threads, setup_logging
 
     # One line per event on stderr (the journal's form when stderr is the
     # journal) and, with --log-file, a rotating file; passwords scrubbed.
+    # uvicorn's warnings and a thread's fatal error take the same way.
     setup_logging(stderr=True, file=m.log_file,
-                  level="debug" if m.verbose > 1 else "warning" if m.quiet else "info")
+                  level="debug" if m.verbose > 1 else "warning" if m.quiet else "info", also=("uvicorn",))
+    log_uncaught_in_threads(logging.getLogger("strongroom.daemon"))
     zone = system_zone()
     if not no_listen:
         # Read and refused before anything starts: a bad address or an exposure

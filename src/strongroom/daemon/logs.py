@@ -143,10 +143,13 @@ def stderr_is_journal(stream: IO, environ: Mapping[str, str]) -> bool:
 
 def setup_logging(stderr: bool = True, file: str | None = None, level: str = "info", max_bytes: int = MAX_BYTES,
                   backups: int = BACKUPS, environ: Mapping[str, str] | None = None,
-                  stream: IO | None = None) -> None:
+                  stream: IO | None = None, also: tuple[str, ...] = ()) -> None:
     """Send the `strongroom` loggers' events at `level` and above to stderr
     (`stream`) and/or the rotating file `file`. Called at the edge (`serve`),
     which passes `environ` (default: this process's) for JOURNAL_STREAM.
+    `also` names other loggers the process owns (serve: uvicorn's) to send
+    there too, at warning and above, rather than to Python's last-resort
+    handler (bare, unscrubbed lines on stderr, none in the file).
     Called again, it replaces what it set up before (and the command line's
     handlers); UsageError for an unknown level or a file that cannot be opened."""
     if level not in LEVELS:
@@ -168,13 +171,31 @@ def setup_logging(stderr: bool = True, file: str | None = None, level: str = "in
             raise UsageError(f"cannot open log file {file}: {e.strerror}") from None
         to_file.setFormatter(OneLineFormatter())
         handlers.append(to_file)
-    logger = logging.getLogger("strongroom")
-    for old in [h for h in logger.handlers if getattr(h, _MARK, False) or getattr(h, _CLI_MARK, False)]:
-        logger.removeHandler(old)
-        old.close()
     for handler in handlers:
         handler.setLevel(LEVELS[level])
         setattr(handler, _MARK, True)
-        logger.addHandler(handler)
-    logger.setLevel(LEVELS[level])
-    logger.propagate = False  # an embedding program's root handlers keep to its own logs
+    for name in ("strongroom", *also):
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if getattr(h, _MARK, False) or getattr(h, _CLI_MARK, False)]:
+            logger.removeHandler(old)
+            if name == "strongroom":
+                old.close()
+        for handler in handlers:
+            logger.addHandler(handler)
+        logger.setLevel(LEVELS[level] if name == "strongroom" else max(LEVELS[level], logging.WARNING))
+        logger.propagate = False  # an embedding program's root handlers keep to its own logs
+
+
+def log_uncaught_in_threads(logger: logging.Logger) -> None:
+    """Report an exception that ends a thread through `logger` (one scrubbed
+    line, in the file too) instead of Python's default traceback on stderr.
+    For the edge (`serve`) to call: it replaces `threading.excepthook`."""
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        logger.error("thread %s ended by an error: %s: %s", name, args.exc_type.__name__, args.exc_value,
+                     exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+    threading.excepthook = hook
