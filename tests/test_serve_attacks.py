@@ -15,11 +15,14 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import timezone
 
 import httpx
 import pytest
 
-from strongroom import create_backup_manager
+from strongroom import BackupConfig, create_backup_manager
+from strongroom.daemon import Daemon
+from strongroom.schedule.spec import parse_schedule
 from strongroom.daemon.connections import BoundedH11Protocol
 from strongroom.daemon.http import HttpEndpoints
 from strongroom.services.catalog import BUSY_TIMEOUT
@@ -211,3 +214,32 @@ def test_a_thread_that_dies_is_one_scrubbed_line(tmp_path):
     assert len(lines) == 1 and STAMPED.match(lines[0]), lines
     assert "ERROR strongroom.daemon: thread job-0 ended by an error: RuntimeError" in lines[0]
     assert "Traceback" in lines[0] and secret not in done.stderr and "***" in lines[0]
+
+
+def test_slots_due_at_the_same_second_are_queued_most_urgent_first(tmp_path, monkeypatch):
+    """Fault: a pass claimed the due slots in the order of the configurations'
+    names, each claim its own transaction, while the queue's idle workers look
+    for work every half second on their own: a worker that looked between two
+    claims started a low-priority job although a higher one was due at the
+    same second (with --jobs 1 it then ran first). Fix: the pass claims the
+    most urgent slots first, so whatever a worker finds queued mid-pass is
+    the most urgent due."""
+    monkeypatch.setenv("STRONGROOM_SECRETS_BACKEND", "file")
+    monkeypatch.setenv("STRONGROOM_SECRETS", str(tmp_path / "secrets.json"))
+    manager = create_backup_manager(db_path=str(tmp_path / "catalog.db"), cache_root=str(tmp_path / "cache"))
+    try:
+        source = tmp_path / "src"
+        source.mkdir()
+        (source / "a").write_text("alpha")
+        wanted = {"a-low": -5, "b-none": 0, "c-high": 9, "d-mid": 3}
+        for name, priority in wanted.items():
+            manager.add_config(BackupConfig(
+                name=name, source_paths=[str(source)], target_path=str(tmp_path / f"repo-{name}"), encrypt=False,
+                schedules=[parse_schedule("daily-since-last", priority=priority).to_doc()]))
+        daemon = Daemon(manager, local_zone=timezone.utc)  # not started: one pass, no workers
+        assert daemon.schedule_pass() == len(wanted)
+        queued = sorted(manager.catalog.list_jobs(limit=None), key=lambda job: job["id"])
+        assert [job["config"] for job in queued] == sorted(wanted, key=lambda name: -wanted[name])
+    finally:
+        manager.close()
+        manager.catalog.close()

@@ -238,7 +238,9 @@ class Daemon:
             for problem in problems:
                 log.error("%s", _safe(problem))
             self._problems = problems
-        for task in tasks:
+        # Highest priority first: a worker may claim a queued job between two of
+        # these claims, and must then find the most urgent one already queued.
+        for task in sorted(tasks, key=lambda t: -t.job["priority"]):
             if self._stop.is_set():
                 break
             since = datetime.fromtimestamp(max(started, task.since or started), UTC)
