@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -26,6 +27,7 @@ from strongroom.schedule.spec import parse_schedule
 from strongroom.daemon.connections import BoundedH11Protocol
 from strongroom.daemon.http import HttpEndpoints
 from strongroom.services.catalog import BUSY_TIMEOUT
+from strongroom.services.scheduled_runs import LOCK_WAIT
 from test_serve import HOOKS, SRC, Serve, _url, output, stop, wait_for
 
 TOKEN = "s3cr3t-t0ken-0123456789abcdef"
@@ -243,3 +245,49 @@ def test_slots_due_at_the_same_second_are_queued_most_urgent_first(tmp_path, mon
     finally:
         manager.close()
         manager.catalog.close()
+
+
+HOLD_LOCK = """
+import pathlib, sys, time
+from strongroom import create_backup_manager
+manager = create_backup_manager(db_path=sys.argv[1], cache_root=sys.argv[2])
+repo = manager.backup_service.open_repository(manager.get_config(sys.argv[3]))
+with repo.lock(exclusive=True):  # as a long prune of another process holds it
+    pathlib.Path(sys.argv[4]).touch()
+    while pathlib.Path(sys.argv[5]).exists():
+        time.sleep(0.1)
+"""
+
+
+def test_sigterm_ends_a_wait_for_the_repository_lock(tmp_path):
+    """Fault: a job waiting for its repository's lock (another process's
+    prune, a manual `strongroom forget`) did not look at the shutdown: SIGTERM
+    waited up to 60 s for the lock, longer than a service manager waits
+    before it kills. Fix: the wait looks at `stopping` every 0.2 s, and the
+    job goes back to the queue, its attempt not counted."""
+    s = Serve(tmp_path)
+    _add_every_2s(s, tmp_path)
+    s.ok("backup", "--config", "docs")  # the repository exists
+    held, hold = tmp_path / "held", tmp_path / "hold-lock"
+    hold.touch()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(s.catalog_path), str(tmp_path / "cache"),
+                               "docs", str(held), str(hold)], env=s.env)
+    proc = None
+    try:
+        wait_for("the other process to hold the lock", held.exists)
+        proc = s.serve("--jobs", "1")
+        wait_for("the job to wait for the lock", lambda: "repository is locked" in output(proc)[1], proc)
+        proc.send_signal(signal.SIGTERM)
+        # It stops while the other process still holds the lock (its wait is 60 s).
+        assert proc.wait(timeout=LOCK_WAIT / 2) == 0
+        assert holder.poll() is None and held.exists()
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        hold.unlink()
+        holder.wait(timeout=60)
+    assert "1 job put back" in output(proc)[0]
+    catalog = s.catalog()
+    put_back = [job for job in catalog.list_jobs(config="docs", limit=None) if job["status"] == "queued"]
+    assert len(put_back) == 1 and put_back[0]["attempts"] == 0

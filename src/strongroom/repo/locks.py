@@ -33,7 +33,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol
 
-from strongroom.errors import IntegrityError, LockLost, ObjectNotFound, RepositoryLocked, StorageError, StrongroomError
+from strongroom.errors import (IntegrityError, Interrupted, LockLost, ObjectNotFound, RepositoryLocked, StorageError,
+                               StrongroomError)
 from strongroom.repo.crypto import Crypto
 from strongroom.repo.host import HostIdentity
 from strongroom.storage.base import Storage, read_bounded
@@ -46,6 +47,7 @@ MAX_LOCK = 64 * 1024  # a lock is a few hundred bytes
 REFRESH_EVERY = 300.0
 LOST_AFTER = 900.0
 STALE_AFTER = 1800.0
+STOP_LOOK = 0.2  # seconds between two looks at `stop` while a lock is waited for
 
 
 def time_awake_or_asleep() -> float:
@@ -323,7 +325,10 @@ class Lock:
         stale = {lock.name for lock in self.staleness.judge(others)}
         return [lock for lock in others if lock.name not in stale and (self.exclusive or lock.exclusive)]
 
-    def acquire(self, wait: float = 0.0) -> "Lock":
+    def acquire(self, wait: float = 0.0, stop: Callable[[], bool] | None = None) -> "Lock":
+        """Take the lock, waiting up to `wait` seconds for conflicting ones to go
+        (RepositoryLocked after that). `stop`, asked between two looks, ends the
+        wait early (Interrupted): a daemon told to stop does not wait out a prune."""
         deadline = time.monotonic() + wait
         pause = 0.5
         while True:
@@ -342,7 +347,15 @@ class Lock:
             log.info("repository is locked (%s): waiting", self.staleness.explain(conflicts[0]))
             # Jitter: two waiters on the same back-off schedule write, see each
             # other and withdraw in step, and neither ever goes ahead.
-            time.sleep(max(0.0, min(pause * random.uniform(0.5, 1.0), deadline - time.monotonic())))
+            until = time.monotonic() + max(0.0, min(pause * random.uniform(0.5, 1.0), deadline - time.monotonic()))
+            while True:
+                if stop is not None and stop():
+                    raise Interrupted(f"stopped while waiting for the repository lock "
+                                      f"({self.staleness.explain(conflicts[0])})")
+                left = until - time.monotonic()
+                if left <= 0:
+                    break
+                time.sleep(min(left, STOP_LOOK))
             pause = min(pause * 2, 5.0)  # each look costs a listing: back off
         self._thread = threading.Thread(target=self._keep, name="lock-refresh", daemon=True)
         self._thread.start()

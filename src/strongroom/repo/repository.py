@@ -267,11 +267,13 @@ class Repository:
 
     # ---- locks ----------------------------------------------------------------
 
-    def lock(self, exclusive: bool = False, wait: float = 0.0, timing: LockTiming | None = None) -> Lock:
-        """Take a lock; until it is released, every write first checks it is not lost."""
+    def lock(self, exclusive: bool = False, wait: float = 0.0, timing: LockTiming | None = None,
+             stop: Callable[[], bool] | None = None) -> Lock:
+        """Take a lock; until it is released, every write first checks it is not lost.
+        `stop` may end the wait for it early (see Lock.acquire)."""
         timing = timing or LockTiming()
         host, sightings = self._lock_identity(timing)
-        lock = Lock(self.storage, self.crypto, exclusive, timing=timing, host=host, sightings=sightings).acquire(wait)
+        lock = Lock(self.storage, self.crypto, exclusive, timing=timing, host=host, sightings=sightings).acquire(wait, stop)
         # A lost lock refuses writes until its holder released it and took a new one.
         self._locks = [held for held in self._locks if held.name is not None] + [lock]
         return lock

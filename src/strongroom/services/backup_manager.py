@@ -132,11 +132,13 @@ class StorageManager:
     # ---- retention ---------------------------------------------------------------------
 
     def apply_retention(self, config: BackupConfig | str, policy: Policy | None = None, prune: bool = False,
-                        dry_run: bool = False, record: bool = True) -> RetentionResult:
+                        dry_run: bool = False, record: bool = True,
+                        stop: Callable[[], bool] | None = None) -> RetentionResult:
         """Forget this configuration's points that `policy` (by default the
         configuration's own) does not keep, then prune if asked. Only the
         configuration's own points are looked at, as one group. A storage
-        sample is recorded afterwards when something changed and `record`."""
+        sample is recorded afterwards when something changed and `record`.
+        `stop`, when it turns true, ends a wait for the repository's lock."""
         if isinstance(config, str):
             config = self.service.get_config(config)
         policy = policy if policy is not None else config.policy
@@ -145,7 +147,7 @@ class StorageManager:
                              f"`strongroom config edit {config.name} --keep-daily N ...`")
         with self.service.repo_lock(config):
             repo = self.service.open_repository(config)
-            with repo.lock(exclusive=not dry_run, wait=60):
+            with repo.lock(exclusive=not dry_run, wait=60, stop=stop):
                 points = self.service.snapshots(config, repo)
                 plan = plan_forget(points, policy, group_by=())
                 removed = [] if dry_run else remove_snapshots(repo, plan)
@@ -497,13 +499,14 @@ class BackupManager:
             if progress is not None:
                 progress(event)
 
-        repo, result = self.backup_service.run_backup(config, job["kind"], listener)
+        # A shutdown also ends a wait for the repository's lock (a prune of another process).
+        repo, result = self.backup_service.run_backup(config, job["kind"], listener, stop=self.stopping.is_set)
         warnings = [f"{plural(len(result.errors), 'file')} could not be read"] if result.errors else []
         stats = {**result.summary, "snapshot_kind": result.snapshot.kind, "requested_kind": job["kind"]}
         if config.retention_after_run != "off":
             try:
                 applied = self.storage.apply_retention(config, prune=config.retention_after_run == "prune",
-                                                       record=False)
+                                                       record=False, stop=self.stopping.is_set)
                 stats["retention"] = {"removed": list(applied.removed), "kept": applied.kept,
                                       "bytes_freed": applied.bytes_freed}
             except StrongroomError as e:

@@ -163,14 +163,15 @@ class BackupService:
     # ---- backups and snapshots -------------------------------------------------------
 
     def run_backup(self, config: BackupConfig, kind: str, progress: Listener = ignore,
-                   dry_run: bool = False) -> tuple[Repository, BackupResult]:
+                   dry_run: bool = False, stop: Callable[[], bool] | None = None) -> tuple[Repository, BackupResult]:
         """Back up `config` now, in this thread, outside the job queue ("full" reads every file).
 
         `progress` is called with every engine event of the run: the same
         events `--json` prints (see docs/json.md). With `dry_run` nothing is
-        written: the result says what a run would store."""
+        written: the result says what a run would store. `stop`, when it
+        turns true, ends a wait for the repository's lock (Interrupted)."""
         if config.source_kind != "files":
-            return self._run_source_backup(config, kind, progress, dry_run)
+            return self._run_source_backup(config, kind, progress, dry_run, stop)
         missing = [p for p in config.source_paths if not os.path.lexists(p)]
         if missing:
             # Not a UsageError: a source on a disk or share that is not mounted
@@ -185,19 +186,19 @@ class BackupService:
                 tags=tuple(config.tags), full=kind == "full", compression=config.codec, config_name=config.name,
                 dry_run=dry_run,
             )
-            with repo.lock(exclusive=False, wait=60):
+            with repo.lock(exclusive=False, wait=60, stop=stop):
                 result = run_backup(repo, options, progress)
             return repo, result
 
-    def _run_source_backup(self, config: BackupConfig, kind: str, progress: Listener,
-                           dry_run: bool) -> tuple[Repository, BackupResult]:
+    def _run_source_backup(self, config: BackupConfig, kind: str, progress: Listener, dry_run: bool,
+                           stop: Callable[[], bool] | None = None) -> tuple[Repository, BackupResult]:
         """A command, SQLite or PostgreSQL source: one stream, stored as one
         file. The source starts once the repository is open and locked; if
         it fails, so does the backup, and no snapshot is written."""
         source = self.source_for(config)
         with self.repo_lock(config):
             repo = self.open_repository(config, create=not dry_run)
-            with repo.lock(exclusive=False, wait=60), source.open() as stream:
+            with repo.lock(exclusive=False, wait=60, stop=stop), source.open() as stream:
                 options = BackupOptions(stdin_filename=source.file_name, stdin_stream=stream,
                                         tags=tuple(config.tags), full=kind == "full", compression=config.codec,
                                         config_name=config.name, dry_run=dry_run)

@@ -67,7 +67,7 @@ def run_check_job(manager: BackupManager, job: dict) -> dict:
             raise Interrupted("the check stopped: strongroom is shutting down")
 
     repo = service.open_repository(config)
-    with repo.lock(exclusive=False, wait=LOCK_WAIT):
+    with repo.lock(exclusive=False, wait=LOCK_WAIT, stop=manager.stopping.is_set):
         points = service.snapshots(config, repo)
         kit = manager.catalog.kit_on_record(repo.config.id, repo.key_id)
         # A configuration without points yet: the whole repository is what there is to check.
