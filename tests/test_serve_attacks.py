@@ -291,3 +291,28 @@ def test_sigterm_ends_a_wait_for_the_repository_lock(tmp_path):
     catalog = s.catalog()
     put_back = [job for job in catalog.list_jobs(config="docs", limit=None) if job["status"] == "queued"]
     assert len(put_back) == 1 and put_back[0]["attempts"] == 0
+
+
+def test_the_serve_token_reaches_no_child_and_no_log_line(tmp_path):
+    """Fault: STRONGROOM_SERVE_TOKEN stayed in the daemon's environment, so
+    every source command (and pg_dump, systemd-inhibit) inherited it (only
+    STRONGROOM_*PASSWORD* variables were held back), and the token was not
+    among the secrets scrubbed from the logs. Fix: serve takes it out of its
+    environment once read, and registers it as a secret."""
+    s = Serve(tmp_path)
+    s.env["STRONGROOM_SERVE_TOKEN"] = TOKEN
+    seen = tmp_path / "child-env.txt"
+    # A source command that keeps its environment, then fails saying the token (read from elsewhere).
+    s.ok("config", "add", "leaky", "--source-command",
+         f"sh -c 'env > {seen}; echo leaked {TOKEN} >&2; exit 3'", "--stdin-filename", "data.bin",
+         "--target-dir", str(tmp_path / "repo"), "--no-encrypt", "--schedule", "every 2s", "--max-attempts", "1")
+    log_file = tmp_path / "serve.log"
+    proc = s.serve("--log-file", str(log_file))
+    try:
+        wait_for("the failed run", lambda: "job 1 failed" in output(proc)[1], proc)
+    finally:
+        assert stop(proc) == 0
+    assert seen.exists() and "STRONGROOM_SERVE_TOKEN" not in seen.read_text() and TOKEN not in seen.read_text()
+    err = output(proc)[1]
+    assert "leaked ***" in err
+    assert TOKEN not in err and TOKEN not in log_file.read_text() and TOKEN not in output(proc)[0]

@@ -57,7 +57,7 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
 
     import logging
 
-    from strongroom.daemon.logs import log_uncaught_in_threads, setup_logging
+    from strongroom.daemon.logs import log_uncaught_in_threads, register_secret, setup_logging
 
     # One line per event on stderr (the journal's form when stderr is the
     # journal) and, with --log-file, a rotating file; passwords scrubbed.
@@ -73,6 +73,11 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
         host, port = parse_listen(listen)
         token = serve_token(os.environ, token_file)
         check_exposure(host, allow_remote, token)
+        register_secret(token)  # never in a log line
+    # The token is read (or not needed): no child of the daemon inherits it
+    # (a source command, pg_dump, systemd-inhibit).
+    from strongroom.daemon.http import TOKEN_ENV
+    register_secret(os.environ.pop(TOKEN_ENV, None))
     manager = create_backup_manager(db_path=m.catalog, cache_root=m.cache_dir, max_concurrent_jobs=jobs)
     endpoints = None
     reader = None
