@@ -8,6 +8,7 @@ spoken to over real sockets; daemons run as the real CLI in a subprocess."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -316,3 +317,46 @@ def test_the_serve_token_reaches_no_child_and_no_log_line(tmp_path):
     err = output(proc)[1]
     assert "leaked ***" in err
     assert TOKEN not in err and TOKEN not in log_file.read_text() and TOKEN not in output(proc)[0]
+
+
+def test_a_daemon_killed_while_its_retention_runs_does_not_back_up_the_slot_again(tmp_path):
+    """Fault: a backup whose point was made, killed (kill -9, or a shutdown
+    that outlasted the queue's wait) while its retention ran, was still
+    "running" in the catalog; the next start put it back and ran the backup
+    again: two points for one slot. Fix: the job records its point as soon
+    as it is made, and the next start marks such a job succeeded."""
+    s = Serve(tmp_path)
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "a").write_text("alpha")
+    repo = tmp_path / "repo"
+    s.ok("config", "add", "docs", "--source", str(source), "--target-dir", str(repo), "--no-encrypt",
+         "--schedule", "every 1h", "--keep-last", "5", "--retention-after-run", "prune")
+    s.ok("backup", "--config", "docs")
+    held, hold = tmp_path / "held", tmp_path / "hold-lock"
+    hold.touch()
+    # A shared lock lets the backup run and keeps its retention (exclusive) waiting.
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK.replace("exclusive=True", "exclusive=False"),
+                               str(s.catalog_path), str(tmp_path / "cache"), "docs", str(held), str(hold)],
+                              env=s.env)
+    try:
+        wait_for("the other process to hold the lock", held.exists)
+        catalog = s.catalog()
+        job_id = catalog.add_job("docs", "incremental", 0, 3)  # as a claimed slot queues it
+        proc = s.serve("--jobs", "1")
+        # The backup's own (shared) lock went through: only its retention waits.
+        wait_for("the retention to wait for the lock", lambda: "repository is locked" in output(proc)[1], proc)
+        proc.kill()
+        proc.wait()
+    finally:
+        hold.unlink()
+        holder.wait(timeout=60)
+    assert catalog.get_job(job_id)["status"] == "running"
+    proc = s.serve("--jobs", "1")
+    wait_for("the job to be settled", lambda: catalog.get_job(job_id)["status"] != "running", proc)
+    assert stop(proc) == 0
+    job = catalog.get_job(job_id)
+    assert job["status"] == "succeeded" and job["error"].startswith("its process ended after the point was made")
+    points = json.loads(s.ok("snapshots", "--repo", str(repo), "--json"))
+    assert len(points) == 2  # the first backup and the killed job's: not a third
+    assert s.run("check", "--repo", str(repo)).returncode == 0

@@ -3,6 +3,7 @@ validation and storage accounting."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections import defaultdict
@@ -501,6 +502,12 @@ class BackupManager:
 
         # A shutdown also ends a wait for the repository's lock (a prune of another process).
         repo, result = self.backup_service.run_backup(config, job["kind"], listener, stop=self.stopping.is_set)
+        try:
+            # The point is made: should the process end before the job does (a long
+            # retention, kill -9), the next start marks it succeeded, not runs it again.
+            self.catalog.update_job(job["id"], snapshot_id=result.snapshot.id)
+        except (StrongroomError, sqlite3.Error):
+            pass
         warnings = [f"{plural(len(result.errors), 'file')} could not be read"] if result.errors else []
         stats = {**result.summary, "snapshot_kind": result.snapshot.kind, "requested_kind": job["kind"]}
         if config.retention_after_run != "off":

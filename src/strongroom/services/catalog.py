@@ -533,6 +533,16 @@ class Catalog:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
         return self._job(row)
 
+    def finish_abandoned_job(self, job_id: int, attempts: int, error: str, finished_at: float) -> bool:
+        """Mark succeeded a running job whose point is made (its snapshot_id is
+        set) but whose process ended before it finished (retention, accounting),
+        under the same condition as `requeue_job`. True if it was marked."""
+        with self._write() as db:
+            cursor = db.execute("UPDATE jobs SET status = 'succeeded', error = ?, finished_at = ?, stats = NULL"
+                                " WHERE id = ? AND status = 'running' AND attempts = ? AND snapshot_id IS NOT NULL",
+                                (error, finished_at, job_id, attempts))
+            return cursor.rowcount == 1
+
     def requeue_job(self, job_id: int, attempts: int, error: str) -> bool:
         """Put a running job back in the queue, unless it moved on since it was seen
         running at `attempts` (finished, or requeued and claimed again by another

@@ -51,6 +51,9 @@ PERMANENT_ERRORS = (UsageError, WrongPassword, AuthenticationFailed, DamageFound
 # The longest wait between two tries of a target that does not answer during
 # the wake-up grace (see JobQueue.in_grace).
 GRACE_RETRY_CAP = 30.0
+# The warning of a backup whose process ended after its point was made.
+ABANDONED_AFTER_POINT = ("its process ended after the point was made: retention after the run, if any, "
+                         "is applied after the next run")
 # Seconds before a worker tries to claim again after the catalog refused a claim.
 CLAIM_RETRY = 2.0
 
@@ -103,10 +106,18 @@ class JobQueue:
 
     def requeue_abandoned(self) -> int:
         """Put back jobs left "running" by a process of this host that died
-        (kill -9, power cut); a job another live process runs is left alone."""
+        (kill -9, power cut); a job another live process runs is left alone.
+        A backup whose point was made before its process died (it was applying
+        its retention) is marked succeeded instead: running it again would
+        make a second point for the same slot. Returns how many were put back."""
         count = 0
         for job in self.catalog.list_jobs(status="running", limit=None):
             if _owner_alive(job.get("stats") or {}):
+                continue
+            if job.get("snapshot_id") and job["kind"] in BACKUP_KINDS:
+                if self.catalog.finish_abandoned_job(job["id"], job["attempts"], ABANDONED_AFTER_POINT, self._clock()):
+                    log.warning("job %d of %s: its point %s was made before its process ended; marked succeeded",
+                                job["id"], job["config"], str(job["snapshot_id"])[:16])
                 continue
             if self.catalog.requeue_job(job["id"], job["attempts"], "requeued: its process ended"):
                 count += 1
