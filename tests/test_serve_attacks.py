@@ -360,3 +360,39 @@ def test_a_daemon_killed_while_its_retention_runs_does_not_back_up_the_slot_agai
     points = json.loads(s.ok("snapshots", "--repo", str(repo), "--json"))
     assert len(points) == 2  # the first backup and the killed job's: not a third
     assert s.run("check", "--repo", str(repo)).returncode == 0
+
+
+def test_kill_9_at_random_moments_then_a_restart_loses_nothing_and_runs_no_slot_twice(tmp_path):
+    """Held (kept as a guard): a daemon killed at random moments of its runs
+    (with retention and prune after each) and started again leaves every
+    claimed slot with one job, every job finished, and a repository that
+    checks clean."""
+    import random
+
+    s = Serve(tmp_path)
+    source = tmp_path / "src"
+    source.mkdir()
+    for i in range(10):
+        (source / f"f{i}").write_bytes(os.urandom(40_000))
+    repo = tmp_path / "repo"
+    s.ok("config", "add", "docs", "--source", str(source), "--target-dir", str(repo), "--no-encrypt",
+         "--schedule", "every 1s", "--keep-last", "3", "--retention-after-run", "prune")
+    draw = random.Random(11)
+    catalog = s.catalog()
+    for _ in range(5):
+        proc = s.serve("--jobs", "2")
+        wait_for("the daemon to start", lambda: "pid" in output(proc)[0], proc)
+        time.sleep(draw.uniform(0.2, 1.5))  # a random moment of its work: the point of the test
+        proc.kill()
+        proc.wait()
+    proc = s.serve("--jobs", "2")
+    wait_for("the daemon to start", lambda: "pid" in output(proc)[0], proc)
+    wait_for("every job to finish",
+             lambda: catalog.list_jobs(config="docs", limit=None)
+             and all(job["status"] == "succeeded" for job in catalog.list_jobs(config="docs", limit=None)), proc)
+    assert stop(proc) == 0
+    slots = catalog.list_slots("docs", limit=None)
+    all_jobs = catalog.list_jobs(config="docs", limit=None)
+    assert len({slot["slot"] for slot in slots}) == len(slots)
+    assert sorted(slot["job_id"] for slot in slots) == sorted(job["id"] for job in all_jobs)
+    assert s.run("check", "--repo", str(repo)).returncode == 0
