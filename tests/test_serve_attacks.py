@@ -396,3 +396,54 @@ def test_kill_9_at_random_moments_then_a_restart_loses_nothing_and_runs_no_slot_
     assert len({slot["slot"] for slot in slots}) == len(slots)
     assert sorted(slot["job_id"] for slot in slots) == sorted(job["id"] for job in all_jobs)
     assert s.run("check", "--repo", str(repo)).returncode == 0
+
+
+def test_the_wake_up_grace_ends_and_masks_no_refused_password(tmp_path, monkeypatch):
+    """Held (kept as a guard): during the wake-up grace a target that refuses
+    the password (HTTP 401) fails its job at once, and a target that never
+    answers fails it once the grace is over, not retried for ever."""
+    import secrets as tokens
+
+    from strongroom import WebDAVCredentials, WebDAVService
+    from test_daemon import dav_on, running
+    from webdav_servers import USERNAME, free_port
+
+    monkeypatch.setenv("STRONGROOM_SECRETS_BACKEND", "file")
+    monkeypatch.setenv("STRONGROOM_SECRETS", str(tmp_path / "secrets.json"))
+    port, password = free_port(), tokens.token_urlsafe(12)
+    service = WebDAVService()
+    with dav_on(port, tmp_path / "nas", password) as url:
+        service.add_client("nas", WebDAVCredentials(username=USERNAME, password=password, url=url,
+                                                    service_type="generic"))
+        manager = create_backup_manager(service, db_path=str(tmp_path / "catalog.db"),
+                                        cache_root=str(tmp_path / "cache"), retry_delay=0.2)
+        source = tmp_path / "src"
+        source.mkdir()
+        (source / "a.txt").write_text("data\n")
+        manager.add_config(BackupConfig(name="home", source_paths=[str(source)], target_client_id="nas",
+                                        target_path="backups", encrypt=False, max_attempts=1,
+                                        schedules=[{"spec": "daily-since-last"}]))
+    # The account's password was changed on the NAS since: the one stored is refused.
+    try:
+        with dav_on(port, tmp_path / "nas", tokens.token_urlsafe(12)):
+            daemon = Daemon(manager, local_zone=timezone.utc, tick=0.05, wake_grace=600.0)
+            with running(daemon):
+                [slot] = wait_for("the slot", lambda: manager.catalog.list_slots("home"))
+                job = manager.wait_for_job(slot["job_id"], timeout=60)
+                assert daemon.in_wake_grace()
+        assert job.status == "failed" and job.attempts == 1 and "401" in job.error
+    finally:
+        manager.close()
+        manager.catalog.close()
+    # Nothing listens any more; a grace of 1 s: tried again while it lasts, then failed for good.
+    manager = create_backup_manager(service, db_path=str(tmp_path / "catalog.db"),
+                                    cache_root=str(tmp_path / "cache"), retry_delay=0.2)
+    try:
+        job_id = manager.catalog.add_job("home", "incremental", 0, 1)
+        daemon = Daemon(manager, local_zone=timezone.utc, tick=0.05, wake_grace=1.0)
+        with running(daemon):
+            job = manager.wait_for_job(job_id, timeout=60)
+        assert job.status == "failed" and job.attempts == 1 and "nothing listens" in job.error
+    finally:
+        manager.close()
+        manager.catalog.close()
