@@ -447,3 +447,24 @@ def test_the_wake_up_grace_ends_and_masks_no_refused_password(tmp_path, monkeypa
     finally:
         manager.close()
         manager.catalog.close()
+
+
+def test_a_port_in_use_stops_the_started_daemon_cleanly(tmp_path):
+    """Held (kept as a guard): when the endpoints cannot start after the daemon
+    took the catalog, serve exits 1 with one line, and leaves the catalog
+    free and no job running."""
+    s = Serve(tmp_path)
+    _add_every_2s(s, tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = s.serve("--listen", f"127.0.0.1:{port}")
+        assert proc.wait(timeout=60) == 1
+    err = output(proc)[1]
+    assert f"cannot listen on 127.0.0.1:{port}: the port is in use" in err and "Traceback" not in err
+    catalog = s.catalog()
+    assert not catalog.list_jobs(status="running", limit=None)
+    again = s.serve("--no-listen")
+    wait_for("a second daemon to start on the freed catalog", lambda: "pid" in output(again)[0], again)
+    assert stop(again) == 0

@@ -53,7 +53,6 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
     from strongroom.daemon import Daemon
     from strongroom.schedule.spec import system_zone
     from strongroom.services.backup_manager import create_backup_manager
-    from strongroom.services.schedules import scheduled_tasks
 
     import logging
 
@@ -66,6 +65,7 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
                   level="debug" if m.verbose > 1 else "warning" if m.quiet else "info", also=("uvicorn",))
     log_uncaught_in_threads(logging.getLogger("strongroom.daemon"))
     zone = system_zone()
+    token, address = None, None
     if not no_listen:
         # Read and refused before anything starts: a bad address or an exposure
         # without a token is a set-up mistake.
@@ -74,6 +74,7 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
         token = serve_token(os.environ, token_file)
         check_exposure(host, allow_remote, token)
         register_secret(token)  # never in a log line
+        address = (host, port)
     # The token is read (or not needed): no child of the daemon inherits it
     # (a source command, pg_dump, systemd-inhibit).
     from strongroom.daemon.http import TOKEN_ENV
@@ -97,25 +98,13 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
             signal.signal(number, on_signal)
         signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
         daemon.start()  # DaemonRunning (exit 1) when another daemon holds the catalog
-        schedules = len(scheduled_tasks(manager.catalog, zone))
-        if not no_listen:
-            # After the catalog lock: a second daemon is refused for the catalog,
-            # not for the port.
-            from strongroom.daemon.http import HttpEndpoints
-            # A catalog connection of their own: the daemon's is shared by its
-            # threads under one lock, which a worker holds while it waits (up to
-            # the busy timeout) for another process's write; a read never waits
-            # for a writer in WAL mode, so a scrape answers even then.
-            reader = create_backup_manager(db_path=manager.catalog.path, cache_root=m.cache_dir,
-                                           max_concurrent_jobs=1)
-            endpoints = HttpEndpoints(reader, daemon.heartbeat, token, stale_after=max(60.0, 3 * tick), zone=zone)
-            try:
-                bound = endpoints.start(host, port)
-            except BaseException:
-                daemon.stop("the HTTP endpoints did not start")
-                daemon.join()
-                raise
-            url = f"http://{f'[{host}]' if ':' in host else host}:{bound}"
+        try:
+            reader, endpoints, url, schedules = _start_the_rest(m, manager, daemon, zone, tick, token, address)
+        except BaseException:
+            # The daemon runs already: its jobs go back to the queue, the catalog is released.
+            daemon.stop("serve could not start")
+            daemon.join()
+            raise
         if m.json:
             emit_json({"type": "serve_started", "catalog": manager.catalog.path, "pid": os.getpid(),
                        "schedules": schedules, "jobs": jobs, "url": url})
@@ -139,6 +128,34 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
         back = f"; {plural(daemon.put_back, 'job')} put back to run at the next start" if daemon.put_back else ""
         print(f"strongroom serve: stopped ({daemon.stop_reason}) after {plural(daemon.claimed, 'slot')} "
               f"claimed{back}", flush=True)
+
+
+def _start_the_rest(m: Manage, manager, daemon, zone, tick: float, token: str | None,
+                    address: tuple[str, int] | None):
+    """What starts once the daemon holds the catalog: the endpoints on `address`
+    (None: none). Returns (their manager, the endpoints, their URL, the number of schedules)."""
+    from strongroom.services.backup_manager import create_backup_manager
+    from strongroom.services.schedules import scheduled_tasks
+
+    schedules = len(scheduled_tasks(manager.catalog, zone))
+    if address is None:
+        return None, None, None, schedules
+    # After the catalog lock: a second daemon is refused for the catalog, not for the port.
+    from strongroom.daemon.http import HttpEndpoints
+    host, port = address
+    # A catalog connection of their own: the daemon's is shared by its threads
+    # under one lock, which a worker holds while it waits (up to the busy
+    # timeout) for another process's write; a read never waits for a writer in
+    # WAL mode, so a scrape answers even then.
+    reader = create_backup_manager(db_path=manager.catalog.path, cache_root=m.cache_dir, max_concurrent_jobs=1)
+    endpoints = HttpEndpoints(reader, daemon.heartbeat, token, stale_after=max(60.0, 3 * tick), zone=zone)
+    try:
+        bound = endpoints.start(host, port)
+    except BaseException:
+        reader.close()
+        reader.catalog.close()
+        raise
+    return reader, endpoints, f"http://{f'[{host}]' if ':' in host else host}:{bound}", schedules
 
 
 COMMANDS = [serve]
