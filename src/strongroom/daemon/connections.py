@@ -44,10 +44,12 @@ class BoundedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
         if not self.transport.is_closing():
-            self._opened = time.monotonic()  # idle again: the next request's head has its own deadline
+            # Idle again: the next request's head has its own deadline. Armed before
+            # the parent serves a pipelined request, whose new cycle then disarms it.
+            self._opened = time.monotonic()
             self._await_head()
+        super().on_response_complete()
 
     # ---- the head deadline ----------------------------------------------------------------
 
