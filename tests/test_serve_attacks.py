@@ -468,3 +468,21 @@ def test_a_port_in_use_stops_the_started_daemon_cleanly(tmp_path):
     again = s.serve("--no-listen")
     wait_for("a second daemon to start on the freed catalog", lambda: "pid" in output(again)[0], again)
     assert stop(again) == 0
+
+
+def test_the_address_bound_is_checked_again_not_only_the_name(manager):
+    """Fault: --listen NAME was resolved twice, once to decide whether it is
+    loopback and again to bind; a name whose answer changed in between was
+    bound beyond loopback without --allow-remote. Fix: without it, the
+    address actually bound must be loopback too. (A name's answer cannot be
+    changed here; an address that is not loopback stands for it.)"""
+    from strongroom.errors import UsageError
+
+    served = HttpEndpoints(manager, time.time)
+    with pytest.raises(UsageError, match="would expose the daemon beyond this machine"):
+        served.start("0.0.0.0", 0, loopback_only=True)
+    port = served.start("127.0.0.1", 0, loopback_only=True)
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+    finally:
+        served.stop()

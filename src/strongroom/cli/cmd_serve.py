@@ -99,7 +99,8 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
         signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
         daemon.start()  # DaemonRunning (exit 1) when another daemon holds the catalog
         try:
-            reader, endpoints, url, schedules = _start_the_rest(m, manager, daemon, zone, tick, token, address)
+            reader, endpoints, url, schedules = _start_the_rest(m, manager, daemon, zone, tick, token, address,
+                                                                allow_remote)
         except BaseException:
             # The daemon runs already: its jobs go back to the queue, the catalog is released.
             daemon.stop("serve could not start")
@@ -131,7 +132,7 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
 
 
 def _start_the_rest(m: Manage, manager, daemon, zone, tick: float, token: str | None,
-                    address: tuple[str, int] | None):
+                    address: tuple[str, int] | None, allow_remote: bool):
     """What starts once the daemon holds the catalog: the endpoints on `address`
     (None: none). Returns (their manager, the endpoints, their URL, the number of schedules)."""
     from strongroom.services.backup_manager import create_backup_manager
@@ -150,7 +151,7 @@ def _start_the_rest(m: Manage, manager, daemon, zone, tick: float, token: str | 
     reader = create_backup_manager(db_path=manager.catalog.path, cache_root=m.cache_dir, max_concurrent_jobs=1)
     endpoints = HttpEndpoints(reader, daemon.heartbeat, token, stale_after=max(60.0, 3 * tick), zone=zone)
     try:
-        bound = endpoints.start(host, port)
+        bound = endpoints.start(host, port, loopback_only=not allow_remote)
     except BaseException:
         reader.close()
         reader.catalog.close()

@@ -160,12 +160,17 @@ class _BearerToken:
         await send({"type": "http.response.body", "body": body})
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, loopback_only: bool = False) -> socket.socket:
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)[0]
     except OSError as e:
         raise StrongroomError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    if loopback_only and not ipaddress.ip_address(address[0].split("%")[0]).is_loopback:
+        # A name is resolved again here: what check_exposure found loopback may
+        # not be any more (a DNS answer that changed).
+        raise UsageError(f"listening on {host} would expose the daemon beyond this machine "
+                         f"({host} now resolves to {address[0]}): listen on 127.0.0.1")
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -239,16 +244,17 @@ class HttpEndpoints:
             app.add_middleware(_BearerToken, token=token)
         return app
 
-    def start(self, host: str, port: int) -> int:
+    def start(self, host: str, port: int, loopback_only: bool = False) -> int:
         """Listen on `host`:`port` (0: a free port) in a daemon thread; return the port
-        once it accepts connections. A port in use is a StrongroomError."""
+        once it accepts connections. A port in use is a StrongroomError; with
+        `loopback_only`, an address that is not loopback is a UsageError."""
         import uvicorn
 
         from strongroom.daemon.connections import MAX_CONNECTIONS, BoundedH11Protocol
 
         if self._thread is not None:
             raise StrongroomError("the HTTP endpoints are started already")
-        sock = _bind(host, port)
+        sock = _bind(host, port, loopback_only)
         config = uvicorn.Config(self.app, log_config=None, log_level="warning", access_log=False,
                                 lifespan="off", loop="asyncio", http=BoundedH11Protocol, ws="none",
                                 server_header=False, timeout_keep_alive=5,
@@ -297,7 +303,7 @@ def start_endpoints(manager, heartbeat: Callable[[], float | None], listen: str,
     token = serve_token(environ, token_file)
     check_exposure(host, allow_remote, token)
     endpoints = HttpEndpoints(manager, heartbeat, token, clock, stale_after, zone)
-    bound = endpoints.start(host, port)
+    bound = endpoints.start(host, port, loopback_only=not allow_remote)
     shown = f"[{host}]" if ":" in host else host
     return endpoints, f"http://{shown}:{bound}"
 
