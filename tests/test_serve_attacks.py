@@ -486,3 +486,25 @@ def test_the_address_bound_is_checked_again_not_only_the_name(manager):
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
     finally:
         served.stop()
+
+
+def test_removing_a_configuration_cancels_its_queued_jobs(tmp_path):
+    """Fault: a configuration removed while a job of it was queued (a slot
+    claimed, a retry waiting) left the job queued; the daemon then ran it,
+    it failed for want of the configuration, and the channels were told of a
+    failed backup. Fix: the removal cancels its queued jobs in the same
+    transaction."""
+    s = Serve(tmp_path)
+    _add_every_2s(s, tmp_path, "gone")
+    _add_every_2s(s, tmp_path, "kept")
+    catalog = s.catalog()
+    gone = catalog.add_job("gone", "incremental", 0, 3)  # as a claimed slot queues it
+    kept = catalog.add_job("kept", "incremental", 0, 3)
+    s.ok("config", "remove", "gone")
+    job = catalog.get_job(gone)
+    assert job["status"] == "cancelled" and "configuration was removed" in job["error"]
+    proc = s.serve("--jobs", "1")
+    wait_for("the other job", lambda: catalog.get_job(kept)["status"] == "succeeded", proc)
+    assert stop(proc) == 0
+    assert catalog.get_job(gone)["status"] == "cancelled"
+    assert "failed: gone" not in output(proc)[1]

@@ -386,8 +386,17 @@ class Catalog:
         return self._list_docs("configs", "name")
 
     def delete_config(self, name: str) -> bool:
-        """True if a config was removed. Its jobs, sessions and samples stay as history."""
-        return self._delete_doc("configs", "name", name)
+        """True if a config was removed. Its jobs, sessions and samples stay as
+        history; its queued jobs are cancelled in the same transaction (a job
+        already running finishes). Run later, they would fail for want of the
+        configuration, and alert as failed backups."""
+        with self._write() as db:
+            if db.execute("DELETE FROM configs WHERE name = ?", (name,)).rowcount == 0:
+                return False
+            db.execute("UPDATE jobs SET status = 'cancelled', error = ?, finished_at = ?"
+                       " WHERE config = ? AND status = 'queued'",
+                       ("cancelled: its configuration was removed", self._clock(), name))
+            return True
 
     def put_client(self, client_id: str, doc: dict) -> None:
         """Insert or replace a WebDAV client; the doc holds a secret reference, never a password."""
