@@ -380,7 +380,7 @@ def test_kill_9_at_random_moments_then_a_restart_loses_nothing_and_runs_no_slot_
          "--schedule", "every 1s", "--keep-last", "3", "--retention-after-run", "prune")
     draw = random.Random(11)
     catalog = s.catalog()
-    for _ in range(5):
+    for _ in range(4):
         proc = s.serve("--jobs", "2")
         wait_for("the daemon to start", lambda: "pid" in output(proc)[0], proc)
         time.sleep(draw.uniform(0.2, 1.5))  # a random moment of its work: the point of the test
