@@ -136,6 +136,7 @@ def test_a_writer_holding_the_catalog_neither_kills_the_workers_nor_holds_up_the
     _add_every_2s(s, tmp_path)
     proc = s.serve("--jobs", "1")
     catalog = s.catalog()
+    wait_for("the daemon to start", lambda: "pid" in output(proc)[0], proc)
     wait_for("a first success", lambda: catalog.list_jobs(config="docs", status="succeeded"), proc)
     writer = sqlite3.connect(str(s.catalog_path), isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")
