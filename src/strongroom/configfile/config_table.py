@@ -142,6 +142,10 @@ def _schedules(table: dict, path: Path, problems: Problems) -> list[dict[str, An
     rules = {k: table[k] for k in SCHEDULE_RULES if k in table}
     if rules and not entries:
         problems.add((*path, next(iter(rules))), "goes with a schedule: give schedule = SPEC")
+    for key, value in rules.items():
+        # Each rule checked once, at its own key, not again with every schedule it goes with.
+        if problems.check((*path, key), parse_schedule, "every 1h", **{key: value}) is None:
+            return []
     made, seen = [], set()
     for i, entry in enumerate(entries):
         where = (*path, "schedule", i) if isinstance(given, list) else (*path, "schedule")
@@ -185,7 +189,7 @@ def _check_fields(fields: dict[str, Any], table: dict, path: Path, problems: Pro
         key = FIELD_KEYS.get(field, field)
         if field == "target_path" and "target_dir" in table:
             key = "target_dir"
-        problems.add((*path, key, *rest), message)
+        problems.add((*path, key, *rest), message.replace("True or False", "true or false"))
     if found:
         return
     full = {"password": None, "password_file": None, "password_env": None, "password_command": None,

@@ -145,6 +145,8 @@ class KeyLines:
             if stripped.startswith("["):
                 keys, _ = _read_key(stripped, 1)
                 table = tuple(self._resolve(keys))
+                for n in range(1, len(table)):
+                    self._lines.setdefault(table[:n], number)
                 self._lines[table] = number
                 continue
             keys, end = _read_key(stripped, 0)

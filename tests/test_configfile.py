@@ -1,0 +1,308 @@
+"""Configuration as a file: `strongroom apply` and `export-config`, run as a
+person runs them (the real CLI in subprocesses), against local repositories
+and a real WebDAV server (wsgidav in-process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+# Variables of the surrounding shell that would change what is tested.
+_SCRUBBED = ("STRONGROOM_PASSWORD", "STRONGROOM_PASSWORD_FILE", "STRONGROOM_PASSWORD_COMMAND", "STRONGROOM_REPO",
+             "STRONGROOM_WEBDAV_PASSWORD", "STRONGROOM_WEBDAV_PASSWORD_FILE", "STRONGROOM_WEBDAV_VENDOR",
+             "STRONGROOM_CONFIG", "XDG_CONFIG_HOME")
+REPO_PASSWORD = "file-declared repository pass 7f3a"
+
+
+class Strongroom:
+    """The real `strongroom` in subprocesses, its catalog, secrets and cache in tmp_path."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.catalog = tmp_path / "state" / "catalog.db"
+        self.secrets = tmp_path / "state" / "secrets.json"
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+        env.update(STRONGROOM_CATALOG=str(self.catalog), STRONGROOM_SECRETS=str(self.secrets),
+                   STRONGROOM_CACHE_DIR=str(tmp_path / "cache"), STRONGROOM_SECRETS_BACKEND="file",
+                   STRONGROOM_WEBDAV_RETRY_DELAY="0.05", STRONGROOM_WEBDAV_DEADLINE="30")
+        self.env = env
+        self.argvs: list[list[str]] = []
+
+    def run(self, *args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "strongroom", *args]
+        self.argvs.append(argv)
+        done = subprocess.run(argv, capture_output=True, env={**self.env, **(env or {})}, timeout=120,
+                              cwd=self.tmp)
+        if check and done.returncode != 0:
+            raise AssertionError(f"strongroom {' '.join(args)} exited {done.returncode}:\n"
+                                 f"{done.stdout.decode()}\n{done.stderr.decode()}")
+        return done
+
+    def out(self, *args: str, env: dict | None = None) -> str:
+        return self.run(*args, env=env, check=True).stdout.decode()
+
+    def json(self, *args: str, env: dict | None = None) -> list[dict]:
+        return [json.loads(line) for line in self.out(*args, "--json", env=env).splitlines()
+                if line.startswith("{")]
+
+
+@pytest.fixture
+def sr(tmp_path) -> Strongroom:
+    return Strongroom(tmp_path)
+
+
+@pytest.fixture
+def setup(tmp_path) -> Path:
+    """Two source trees and a password command beside the file."""
+    for name in ("home", "db"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.txt").write_text(f"the {name} data\n")
+    command = tmp_path / "repo-pass.sh"
+    command.write_text(f"#!/bin/sh\nprintf '%s\\n' '{REPO_PASSWORD}'\n")
+    command.chmod(0o700)
+    return tmp_path
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+FILE = """
+[client.dav]
+url = "{url}"
+user = "{user}"
+password_env = "DAV_PASSWORD"
+
+[config.home]
+source = ["home"]
+target_dir = "repos/home"
+password_command = "{command}"
+exclude = ["*.tmp"]
+tag = ["laptop"]
+max_attempts = 2
+retention_after_run = "forget"
+
+[config.home.retention]
+keep_daily = 7
+keep_weekly = 4
+
+[[config.home.schedule]]
+spec = "30 2 * * *"
+window = "22:00-06:00"
+missed = "skip"
+
+[config.db]
+source = ["db"]
+client = "dav"
+target_path = "db-repo"
+compression = "lz4"
+schedule = "every 6h"
+
+[notify.ops]
+webhook_env = "OPS_HOOK"
+min_severity = "error"
+config = ["home"]
+
+[dr.nightly]
+target_base = "restored"
+rto = "30m"
+
+[[dr.nightly.steps]]
+config = "home"
+
+[[dr.nightly.steps]]
+config = "db"
+"""
+
+
+def declare(setup: Path, dav) -> tuple[Path, dict]:
+    path = write(setup / "strongroom.toml", FILE.format(url=dav.url, user=dav.username,
+                                                        command=setup / "repo-pass.sh"))
+    return path, {"DAV_PASSWORD": dav.password, "OPS_HOOK": "http://127.0.0.1:9/hook/SECRET-TOKEN"}
+
+
+def test_apply_creates_everything_and_a_second_apply_changes_nothing(sr, setup, wsgidav_server):
+    path, env = declare(setup, wsgidav_server)
+    dry = sr.out("apply", str(path), "--dry-run", env=env)
+    assert dry.splitlines()[:5] == ["+ client dav", "+ config db", "+ config home", "+ dr nightly", "+ notify ops"]
+    assert configs_in(sr) == []  # the dry run changed nothing
+
+    applied = sr.out("apply", str(path), env=env)
+    assert applied.splitlines() == ["+ client dav", "+ config db", "+ config home", "+ dr nightly",
+                                    "+ notify ops"]
+    [home] = sr.json("config", "show", "home")
+    assert home["source_paths"] == [str(setup / "home")] and home["target"] == str(setup / "repos" / "home")
+    assert home["password"] == "command" and home["excludes"] == ["*.tmp"] and home["tags"] == ["laptop"]
+    assert home["retention"] == {"keep_daily": 7, "keep_weekly": 4} and home["retention_after_run"] == "forget"
+    assert home["max_attempts"] == 2
+    [db] = sr.json("config", "show", "db")
+    assert db["target_client_id"] == "dav" and db["codec"] == "lz4" and db["password"] == "secrets store"
+    schedules = {(e["config"], e["id"], e.get("window"), e.get("missed"))
+                 for e in sr.json("schedule", "list") if e["type"] == "schedule"}
+    assert schedules == {("home", "30 2 * * *", "22:00-06:00", "skip"), ("db", "every 6h", None, "run-once")}
+    [channel, _] = sr.json("notify", "list")
+    assert (channel["name"], channel["kind"], channel["min_severity"], channel["configs"]) == \
+        ("ops", "webhook", "error", ["home"])
+    assert "SECRET-TOKEN" not in json.dumps(channel)
+    [plan] = sr.json("dr", "show", "nightly")
+    assert plan["target_base"] == str(setup / "restored") and [s["config"] for s in plan["steps"]] == ["home", "db"]
+    assert sr.json("client", "list")[0]["url"] == wsgidav_server.url
+
+    before = sr.catalog.read_bytes()
+    assert sr.out("apply", str(path), env=env).splitlines() == ["no changes"]
+    assert sr.catalog.read_bytes() == before  # nothing was written
+
+    # One key edited: one line naming it.
+    path.write_text(path.read_text().replace("keep_daily = 7", "keep_daily = 14"))
+    assert sr.out("apply", str(path), env=env).splitlines() == ["~ config home: retention"]
+    path.write_text(path.read_text().replace('spec = "30 2 * * *"', 'spec = "45 3 * * *"')
+                    .replace('compression = "lz4"', 'compression = "zstd"'))
+    changes = [e for e in sr.json("apply", str(path), "--dry-run", env=env) if e["type"] == "change"]
+    assert [(c["name"], c["action"], c["fields"]) for c in changes] == \
+        [("db", "change", ["compression"]), ("home", "change", ["schedule"])]
+    assert sr.json("config", "show", "home")[0]["schedules"][0]["id"] == "30 2 * * *"  # a dry run
+
+    # A changed secret is a change too, named but never shown.
+    changed = sr.run("apply", str(path), env={**env, "OPS_HOOK": "http://127.0.0.1:9/hook/OTHER-TOKEN"}, check=True)
+    assert "~ notify ops: webhook" in changed.stdout.decode()
+    assert b"TOKEN" not in changed.stdout + changed.stderr
+
+
+def test_export_then_apply_is_a_no_op(sr, setup, wsgidav_server):
+    path, env = declare(setup, wsgidav_server)
+    sr.run("apply", str(path), env=env, check=True)
+    exported = setup / "exported" / "strongroom.toml"
+    exported.parent.mkdir()
+    sr.run("export-config", "-o", str(exported), check=True)
+    text = exported.read_text()
+    for secret in (wsgidav_server.password, REPO_PASSWORD, "SECRET-TOKEN"):
+        assert secret not in text
+    assert 'password_command = "' in text and "kept in the secrets store" in text
+    # No variables now: the exported file references no secret, the stored ones stay.
+    assert sr.out("apply", str(exported)).splitlines() == ["no changes"]
+    assert sr.out("export-config") == text
+
+
+def test_a_backup_through_a_password_command_keeps_the_password_out_of_everything(sr, setup, wsgidav_server):
+    path, env = declare(setup, wsgidav_server)
+    outputs = [sr.run("apply", str(path), env=env, check=True)]
+    outputs.append(sr.run("backup", "--config", "home", check=True))
+    outputs.append(sr.run("snapshots", "--config", "home", check=True))
+    assert "1 snapshot" in outputs[-1].stdout.decode()
+    outputs.append(sr.run("backup", "--config", "db", check=True))
+    # The repository opens with the command's password, and with nothing else.
+    opened = sr.run("snapshots", "--repo", str(setup / "repos" / "home"), "--password-file",
+                    str(write(setup / "pw.txt", REPO_PASSWORD + "\n")), check=True)
+    assert "1 snapshot" in opened.stdout.decode()
+    secret = REPO_PASSWORD.encode()
+    assert secret not in sr.catalog.read_bytes() and secret not in sr.secrets.read_bytes()
+    assert not any(secret in part for done in outputs for part in (done.stdout, done.stderr))
+    assert not any(REPO_PASSWORD in " ".join(argv) for argv in sr.argvs)
+
+    # A failing command: one line, without what it printed.
+    (setup / "repo-pass.sh").write_text("#!/bin/sh\necho LEAKED-OUTPUT; echo LEAKED-ERROR >&2; exit 3\n")
+    failed = sr.run("backup", "--config", "home")
+    assert failed.returncode != 0
+    assert b"config home: the password command failed with exit status 3" in failed.stderr
+    assert b"LEAKED" not in failed.stdout + failed.stderr
+    # Applying a change that opens the repository fails the same way, after the file was read whole.
+    path.write_text(path.read_text().replace("max_attempts = 2", "max_attempts = 4"))
+    refused = sr.run("apply", str(path), env=env)
+    assert refused.returncode == 1 and b"LEAKED" not in refused.stdout + refused.stderr
+    assert refused.stderr.decode().splitlines() == \
+        ["strongroom: config home: the password command failed with exit status 3"]
+
+
+@pytest.mark.parametrize("body, line, key, words", [
+    ('[config.a]\nsource = ["home"]\ntarget_dir = "r"\nschedule = "every banana"\n', 4, "config.a.schedule",
+     "interval 'banana'"),
+    ('[config.a]\nsource = ["home"]\ntarget_dir = "r"\n\ncolour = "blue"\n', 5, "config.a.colour", "unknown key"),
+    ('[config.a]\nsource = ["home"]\ntarget_dir = "r"\npassword = "hunter2"\n', 4, "config.a.password",
+     "password_file, password_env or password_command"),
+    ('[config.a]\nsource = ["home"]\ntarget_dir = "r"\nmax_attempts = "three"\n', 4, "config.a.max_attempts",
+     "give a whole number"),
+    ('[config.a]\nsource = ["home"\ntarget_dir = "r"\n', 3, "", "not valid TOML"),
+    ('[notify.ops]\nwebhook = "https://example.org/h"\nhmac_key = "k"\n', 3, "notify.ops.hmac_key",
+     "hmac_key_file, hmac_key_env or hmac_key_command"),
+    ('[dr.p]\ntarget_base = "/r"\n[[dr.p.steps]]\nconfig = "a"\nwhen = "now"\n', 5, "dr.p.steps[0].when",
+     "unknown key 'when'"),
+])
+def test_an_error_names_the_line_and_key_and_changes_nothing(sr, setup, body, line, key, words):
+    good = '[config.first]\nsource = ["db"]\ntarget_dir = "repos/first"\n\n'
+    path = write(setup / "strongroom.toml", good + body)
+    done = sr.run("apply", str(path))
+    assert done.returncode == 2
+    err = done.stderr.decode()
+    where = f"{path}:{line + 4}: " + (f"{key}: " if key else "")
+    assert where in err and words in err, err
+    assert "hunter2" not in err
+    assert configs_in(sr) == []
+
+
+def configs_in(sr: Strongroom) -> list[str]:
+    """The configurations in the catalog, read from its SQLite file."""
+    if not sr.catalog.exists():
+        return []
+    with sqlite3.connect(sr.catalog) as db:
+        return [row[0] for row in db.execute("SELECT name FROM configs ORDER BY name")]
+
+
+def test_every_error_of_a_file_at_once(sr, setup):
+    path = write(setup / "strongroom.toml", """
+        [config.a]
+        source = ["home"]
+        target_dir = "r"
+        schedule = ["every 6h", "every 6h"]
+        window = "25:00-26:00"
+
+        [config.b]
+        source = "home"
+        target_dir = "r2"
+        token = "abc"
+        encrypt = "yes"
+
+        [nonsense.x]
+        a = 1
+    """)
+    done = sr.run("apply", str(path), "--json")
+    assert done.returncode == 2
+    [summary] = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert not summary["ok"] and len(summary["errors"]) == 4, summary["errors"]
+    assert [e.split(": ", 2)[1] for e in summary["errors"]] == \
+        ["config.a.window", "config.b.token", "config.b.encrypt", "nonsense"]
+
+
+def test_prune_removes_what_the_file_does_not_declare(sr, setup):
+    sr.run("config", "add", "old", "--source", str(setup / "db"), "--target-dir", str(setup / "repos" / "old"),
+           check=True)
+    path = write(setup / "strongroom.toml", '[config.home]\nsource = ["home"]\ntarget_dir = "repos/home"\n')
+    kept = sr.out("apply", str(path))
+    assert kept.splitlines() == ["+ config home", "  config old: not in the file (kept; --prune removes it)"]
+    assert configs_in(sr) == ["home", "old"]
+    assert sr.out("apply", str(path), "--prune", "--dry-run").splitlines() == \
+        ["- config old", "(dry run: nothing was changed)"]
+    assert sr.out("apply", str(path), "--prune").splitlines() == ["- config old"]
+    assert configs_in(sr) == ["home"]
+    assert (setup / "repos" / "old" / "config").exists()  # its repository stays
+
+
+def test_the_file_is_found_from_the_environment(sr, setup):
+    xdg = setup / "xdg"
+    write((xdg / "strongroom").mkdir(parents=True) or xdg / "strongroom" / "strongroom.toml",
+          '[config.home]\nsource = ["../../home"]\ntarget_dir = "../../repos/home"\n')
+    assert sr.out("apply", "--dry-run", env={"XDG_CONFIG_HOME": str(xdg)}).splitlines()[0] == "+ config home"
+    other = write(setup / "other.toml", '[config.db]\nsource = ["db"]\ntarget_dir = "repos/db"\n')
+    env = {"XDG_CONFIG_HOME": str(xdg), "STRONGROOM_CONFIG": str(other)}
+    assert sr.out("apply", "--dry-run", env=env).splitlines()[0] == "+ config db"
+    assert sr.out("apply", "--config", str(xdg / "strongroom" / "strongroom.toml"), "--dry-run",
+                  env=env).splitlines()[0] == "+ config home"
+    missing = sr.run("apply", env={"XDG_CONFIG_HOME": str(setup / "none")})
+    assert missing.returncode == 2 and b"cannot read the configuration file" in missing.stderr
