@@ -306,3 +306,47 @@ def test_the_file_is_found_from_the_environment(sr, setup):
                   env=env).splitlines()[0] == "+ config home"
     missing = sr.run("apply", env={"XDG_CONFIG_HOME": str(setup / "none")})
     assert missing.returncode == 2 and b"cannot read the configuration file" in missing.stderr
+
+
+def test_lines_are_found_past_multi_line_values_and_in_arrays_of_tables():
+    from strongroom.configfile.lines import KeyLines, dotted
+    text = textwrap.dedent('''
+        # a comment [config.nope]
+        [config.db]
+        source = [
+          "/a",  # ] not the end
+          "/b",
+        ]
+        note = """
+        password = "not a key"
+        [config.not-a-table]
+        """
+        "quoted.key" = 1
+        target_dir = '/t'
+        [[config.db.schedule]]
+        spec = "every 6h"
+        [[config.db.schedule]]
+        spec = "bad"
+        [dr."my plan"]
+        [[dr."my plan".steps]]
+        config = "db"
+        [[dr."my plan".steps]]
+        config = "db2"
+        before = [{ command = "x" }]
+    ''').lstrip()
+    lines = KeyLines(text)
+    expected = {("config", "db", "source"): 3, ("config", "db", "note"): 7, ("config", "db", "quoted.key"): 11,
+                ("config", "db", "target_dir"): 12, ("config", "db", "schedule", 1, "spec"): 16,
+                ("config", "db", "schedule", 0): 13, ("config", "db", "password"): 2,
+                ("config", "not-a-table"): 2, ("dr", "my plan", "steps", 1, "config"): 21,
+                ("dr", "my plan", "steps", 1, "before", 0, "command"): 22}
+    assert {path: lines.line_of(path) for path in expected} == expected
+    assert dotted(("dr", "my plan", "steps", 1, "config")) == 'dr."my plan".steps[1].config'
+
+
+def test_config_add_takes_a_password_command(sr, setup):
+    sr.run("config", "add", "home", "--source", str(setup / "home"), "--target-dir", str(setup / "repos" / "home"),
+           "--password-command", str(setup / "repo-pass.sh"), check=True)
+    [shown] = sr.json("config", "show", "home")
+    assert shown["password"] == "command" and shown["password_command"] == str(setup / "repo-pass.sh")
+    assert REPO_PASSWORD.encode() not in sr.secrets.read_bytes() + sr.catalog.read_bytes()
