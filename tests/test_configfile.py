@@ -292,6 +292,10 @@ def test_prune_removes_what_the_file_does_not_declare(sr, setup):
     assert sr.out("apply", str(path), "--prune").splitlines() == ["- config old"]
     assert configs_in(sr) == ["home"]
     assert (setup / "repos" / "old" / "config").exists()  # its repository stays
+    # A file that declares nothing is more likely the wrong file: --prune refuses it.
+    empty = sr.run("apply", str(write(setup / "empty.toml", "# nothing yet\n")), "--prune")
+    assert empty.returncode == 2 and b"the file declares nothing" in empty.stderr
+    assert configs_in(sr) == ["home"]
 
 
 def test_the_file_is_found_from_the_environment(sr, setup):

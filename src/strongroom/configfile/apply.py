@@ -111,6 +111,10 @@ def apply_file(manager: BackupManager, path: str | os.PathLike, dry_run: bool = 
         report.errors, report.invalid = [str(e)], True
         return report
     declared, problems = parse(text, str(path), environ, base_dir_of(path))
+    if prune and not problems and not any((declared.clients, declared.configs, declared.channels,
+                                           declared.plans)):
+        # More likely the wrong file than a wish to empty the catalog.
+        problems.add((), "the file declares nothing: --prune would remove everything, so it is refused")
     if not problems:
         steps = _Planner(manager, declared, problems, prune).plan()
     if problems:

@@ -10,6 +10,8 @@ more there than it should.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from collections.abc import Mapping
 
@@ -33,7 +35,8 @@ def run_password_command(command: str, what: str, timeout: float = DEFAULT_TIMEO
             try:
                 out, _ = child.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
-                child.kill()
+                # The whole group: a child the shell started would hold the pipe open.
+                os.killpg(child.pid, signal.SIGKILL)
                 child.communicate()
                 raise UsageError(f"{what} did not finish within {timeout:g}s") from None
     except OSError as e:
