@@ -354,3 +354,45 @@ def test_config_add_takes_a_password_command(sr, setup):
     [shown] = sr.json("config", "show", "home")
     assert shown["password"] == "command" and shown["password_command"] == str(setup / "repo-pass.sh")
     assert REPO_PASSWORD.encode() not in sr.secrets.read_bytes() + sr.catalog.read_bytes()
+
+
+def test_apply_file_from_another_thread_as_the_daemon_calls_it(tmp_path, setup, monkeypatch):
+    """The API the daemon uses at start and on SIGHUP: a report, never a raise for a bad file."""
+    import threading
+
+    from strongroom import create_backup_manager
+    from strongroom.configfile import apply_file
+
+    monkeypatch.setenv("STRONGROOM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("STRONGROOM_SECRETS_BACKEND", "file")
+    monkeypatch.setenv("STRONGROOM_SECRETS", str(tmp_path / "secrets.json"))
+    path = write(setup / "strongroom.toml", """
+        [config.home]
+        source = ["home"]
+        target_dir = "repos/home"
+        password_env = "HOME_REPO_PASSWORD"
+        schedule = "every 6h"
+    """)
+    # A repository password is read at each use, from the process's environment;
+    # `environ` is what the file's own references (clients, channels) read.
+    monkeypatch.setenv("HOME_REPO_PASSWORD", REPO_PASSWORD)
+    environ: dict[str, str] = {}
+    reports = []
+    with create_backup_manager(None, str(tmp_path / "catalog.db")) as manager:
+        def reload(dry_run: bool = False) -> None:
+            reports.append(apply_file(manager, path, dry_run=dry_run, environ=environ))
+
+        for _ in range(2):
+            worker = threading.Thread(target=reload)
+            worker.start()
+            worker.join()
+        path.write_text(path.read_text().replace("every 6h", "every banana"))
+        reload()
+        assert [c.name for c in manager.list_configs()] == ["home"]
+        assert manager.get_config("home").schedules[0]["spec"] == "every 6h"  # the bad file changed nothing
+    first, second, bad = reports
+    assert [(c.kind, c.name, c.action) for c in first.changes] == [("config", "home", "add")] and first.ok
+    assert second.lines() == ["no changes"] and second.exit_code == 0
+    assert not bad.ok and bad.exit_code == 2 and bad.changes == []
+    assert bad.errors == [f"{path}:5: config.home.schedule: schedule 'every banana': interval 'banana': give a "
+                          "duration such as 5s, 30m, 6h, 1h30m, 2d"]

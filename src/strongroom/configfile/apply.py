@@ -98,8 +98,10 @@ def apply_file(manager: BackupManager, path: str | os.PathLike, dry_run: bool = 
                environ: Mapping[str, str] | None = None) -> ApplyReport:
     """Make the catalog of `manager` match the file at `path` (see the module).
 
-    Secret references (`*_env`, `*_command`) read `environ` (the process's by
-    default). Touches no process-wide state (signals, the working directory),
+    The secret references `apply` reads itself (a client's, a channel's, a
+    database password) read `environ` (the process's by default); a
+    repository password stays a reference, read at each use from the
+    process's own environment, as `config add --password-env` does. Touches no process-wide state (signals, the working directory),
     so a daemon may call it from any thread; calls that may overlap should be
     made one at a time (the daemon's reload does)."""
     environ = os.environ if environ is None else environ
