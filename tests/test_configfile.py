@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from strongroom.configfile import apply_file
+
 # Variables of the surrounding shell that would change what is tested.
 _SCRUBBED = ("STRONGROOM_PASSWORD", "STRONGROOM_PASSWORD_FILE", "STRONGROOM_PASSWORD_COMMAND", "STRONGROOM_REPO",
              "STRONGROOM_WEBDAV_PASSWORD", "STRONGROOM_WEBDAV_PASSWORD_FILE", "STRONGROOM_WEBDAV_VENDOR",
@@ -56,6 +58,17 @@ class Strongroom:
 @pytest.fixture
 def sr(tmp_path) -> Strongroom:
     return Strongroom(tmp_path)
+
+
+@pytest.fixture
+def manager(tmp_path, monkeypatch):
+    """A BackupManager in this process, over a catalog and secrets in tmp_path (as the daemon holds one)."""
+    from strongroom import create_backup_manager
+    monkeypatch.setenv("STRONGROOM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("STRONGROOM_SECRETS_BACKEND", "file")
+    monkeypatch.setenv("STRONGROOM_SECRETS", str(tmp_path / "secrets.json"))
+    with create_backup_manager(None, str(tmp_path / "catalog.db")) as made:
+        yield made
 
 
 @pytest.fixture
@@ -235,16 +248,16 @@ def test_a_backup_through_a_password_command_keeps_the_password_out_of_everythin
     ('[dr.p]\ntarget_base = "/r"\n[[dr.p.steps]]\nconfig = "a"\nwhen = "now"\n', 5, "dr.p.steps[0].when",
      "unknown key 'when'"),
 ])
-def test_an_error_names_the_line_and_key_and_changes_nothing(sr, setup, body, line, key, words):
+def test_an_error_names_the_line_and_key_and_changes_nothing(manager, setup, body, line, key, words):
     good = '[config.first]\nsource = ["db"]\ntarget_dir = "repos/first"\n\n'
     path = write(setup / "strongroom.toml", good + body)
-    done = sr.run("apply", str(path))
-    assert done.returncode == 2
-    err = done.stderr.decode()
+    report = apply_file(manager, path, environ={})
+    assert not report.ok and report.exit_code == 2 and report.changes == []
     where = f"{path}:{line + 4}: " + (f"{key}: " if key else "")
-    assert where in err and words in err, err
-    assert "hunter2" not in err
-    assert configs_in(sr) == []
+    assert len(report.errors) == 1 and report.errors[0].startswith(where) and words in report.errors[0], \
+        report.errors
+    assert "hunter2" not in report.errors[0]
+    assert manager.list_configs() == [] and not (setup / "repos").exists()
 
 
 def configs_in(sr: Strongroom) -> list[str]:
@@ -298,16 +311,22 @@ def test_prune_removes_what_the_file_does_not_declare(sr, setup):
     assert configs_in(sr) == ["home"]
 
 
-def test_the_file_is_found_from_the_environment(sr, setup):
+def test_the_file_is_found_from_the_command_line_then_the_environment(sr, setup):
+    from strongroom.configfile import locate
+    home = {"HOME": "/home/me"}
+    assert locate(None, home) == Path("/home/me/.config/strongroom/strongroom.toml")
+    assert locate(None, {**home, "XDG_CONFIG_HOME": "/xdg"}) == Path("/xdg/strongroom/strongroom.toml")
+    assert locate(None, {**home, "XDG_CONFIG_HOME": "relative"}) == Path("/home/me/.config/strongroom/strongroom.toml")
+    assert locate(None, {**home, "XDG_CONFIG_HOME": "/xdg", "STRONGROOM_CONFIG": "/etc/s.toml"}) == Path("/etc/s.toml")
+    assert locate("mine.toml", {"STRONGROOM_CONFIG": "/etc/s.toml"}) == Path("mine.toml")
+
     xdg = setup / "xdg"
-    write((xdg / "strongroom").mkdir(parents=True) or xdg / "strongroom" / "strongroom.toml",
-          '[config.home]\nsource = ["../../home"]\ntarget_dir = "../../repos/home"\n')
-    assert sr.out("apply", "--dry-run", env={"XDG_CONFIG_HOME": str(xdg)}).splitlines()[0] == "+ config home"
+    (xdg / "strongroom").mkdir(parents=True)
+    write(xdg / "strongroom" / "strongroom.toml", '[config.home]\nsource = ["../../home"]\ntarget_dir = "../../r"\n')
     other = write(setup / "other.toml", '[config.db]\nsource = ["db"]\ntarget_dir = "repos/db"\n')
     env = {"XDG_CONFIG_HOME": str(xdg), "STRONGROOM_CONFIG": str(other)}
     assert sr.out("apply", "--dry-run", env=env).splitlines()[0] == "+ config db"
-    assert sr.out("apply", "--config", str(xdg / "strongroom" / "strongroom.toml"), "--dry-run",
-                  env=env).splitlines()[0] == "+ config home"
+    assert sr.out("apply", "--dry-run", env={"XDG_CONFIG_HOME": str(xdg)}).splitlines()[0] == "+ config home"
     missing = sr.run("apply", env={"XDG_CONFIG_HOME": str(setup / "none")})
     assert missing.returncode == 2 and b"cannot read the configuration file" in missing.stderr
 
@@ -353,19 +372,14 @@ def test_config_add_takes_a_password_command(sr, setup):
            "--password-command", str(setup / "repo-pass.sh"), check=True)
     [shown] = sr.json("config", "show", "home")
     assert shown["password"] == "command" and shown["password_command"] == str(setup / "repo-pass.sh")
-    assert REPO_PASSWORD.encode() not in sr.secrets.read_bytes() + sr.catalog.read_bytes()
+    assert REPO_PASSWORD.encode() not in sr.catalog.read_bytes()
+    assert not sr.secrets.exists() or REPO_PASSWORD.encode() not in sr.secrets.read_bytes()
 
 
-def test_apply_file_from_another_thread_as_the_daemon_calls_it(tmp_path, setup, monkeypatch):
+def test_apply_file_from_another_thread_as_the_daemon_calls_it(manager, setup, monkeypatch):
     """The API the daemon uses at start and on SIGHUP: a report, never a raise for a bad file."""
     import threading
 
-    from strongroom import create_backup_manager
-    from strongroom.configfile import apply_file
-
-    monkeypatch.setenv("STRONGROOM_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("STRONGROOM_SECRETS_BACKEND", "file")
-    monkeypatch.setenv("STRONGROOM_SECRETS", str(tmp_path / "secrets.json"))
     path = write(setup / "strongroom.toml", """
         [config.home]
         source = ["home"]
@@ -378,18 +392,18 @@ def test_apply_file_from_another_thread_as_the_daemon_calls_it(tmp_path, setup, 
     monkeypatch.setenv("HOME_REPO_PASSWORD", REPO_PASSWORD)
     environ: dict[str, str] = {}
     reports = []
-    with create_backup_manager(None, str(tmp_path / "catalog.db")) as manager:
-        def reload(dry_run: bool = False) -> None:
-            reports.append(apply_file(manager, path, dry_run=dry_run, environ=environ))
 
-        for _ in range(2):
-            worker = threading.Thread(target=reload)
-            worker.start()
-            worker.join()
-        path.write_text(path.read_text().replace("every 6h", "every banana"))
-        reload()
-        assert [c.name for c in manager.list_configs()] == ["home"]
-        assert manager.get_config("home").schedules[0]["spec"] == "every 6h"  # the bad file changed nothing
+    def reload(dry_run: bool = False) -> None:
+        reports.append(apply_file(manager, path, dry_run=dry_run, environ=environ))
+
+    for _ in range(2):
+        worker = threading.Thread(target=reload)
+        worker.start()
+        worker.join()
+    path.write_text(path.read_text().replace("every 6h", "every banana"))
+    reload()
+    assert [c.name for c in manager.list_configs()] == ["home"]
+    assert manager.get_config("home").schedules[0]["spec"] == "every 6h"  # the bad file changed nothing
     first, second, bad = reports
     assert [(c.kind, c.name, c.action) for c in first.changes] == [("config", "home", "add")] and first.ok
     assert second.lines() == ["no changes"] and second.exit_code == 0
