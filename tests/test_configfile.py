@@ -77,6 +77,9 @@ def setup(tmp_path) -> Path:
     for name in ("home", "db"):
         (tmp_path / name).mkdir()
         (tmp_path / name / f"{name}.txt").write_text(f"the {name} data\n")
+    with sqlite3.connect(tmp_path / "shop.sqlite") as db:
+        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT)")
+        db.execute("INSERT INTO orders (item) VALUES ('tea')")
     command = tmp_path / "repo-pass.sh"
     command.write_text(f"#!/bin/sh\nprintf '%s\\n' '{REPO_PASSWORD}'\n")
     command.chmod(0o700)
@@ -113,7 +116,7 @@ window = "22:00-06:00"
 missed = "skip"
 
 [config.db]
-source = ["db"]
+sqlite = "shop.sqlite"
 client = "dav"
 target_path = "db-repo"
 compression = "lz4"
@@ -158,6 +161,7 @@ def test_apply_creates_everything_and_a_second_apply_changes_nothing(sr, setup, 
     assert home["max_attempts"] == 2
     [db] = sr.json("config", "show", "db")
     assert db["target_client_id"] == "dav" and db["codec"] == "lz4" and db["password"] == "secrets store"
+    assert db["source_kind"] == "sqlite" and db["sqlite"] == str(setup / "shop.sqlite")
     schedules = {(e["config"], e["id"], e.get("window"), e.get("missed"))
                  for e in sr.json("schedule", "list") if e["type"] == "schedule"}
     assert schedules == {("home", "30 2 * * *", "22:00-06:00", "skip"), ("db", "every 6h", None, "run-once")}
@@ -210,7 +214,8 @@ def test_a_backup_through_a_password_command_keeps_the_password_out_of_everythin
     outputs.append(sr.run("backup", "--config", "home", check=True))
     outputs.append(sr.run("snapshots", "--config", "home", check=True))
     assert "1 snapshot" in outputs[-1].stdout.decode()
-    outputs.append(sr.run("backup", "--config", "db", check=True))
+    outputs.append(sr.run("backup", "--config", "db", check=True))  # SQLite to WebDAV
+    assert "1 snapshot" in sr.out("snapshots", "--config", "db")
     # The repository opens with the command's password, and with nothing else.
     opened = sr.run("snapshots", "--repo", str(setup / "repos" / "home"), "--password-file",
                     str(write(setup / "pw.txt", REPO_PASSWORD + "\n")), check=True)
@@ -285,6 +290,10 @@ def test_every_error_of_a_file_at_once(sr, setup):
         [nonsense.x]
         a = 1
     """)
+    human = sr.run("apply", str(path))
+    assert human.returncode == 2 and human.stdout == b""
+    assert human.stderr.decode().splitlines()[0] == \
+        f"strongroom: {path}:5: config.a.window: window '25:00-26:00': hours run 00-23 and minutes 00-59"
     done = sr.run("apply", str(path), "--json")
     assert done.returncode == 2
     [summary] = [json.loads(line) for line in done.stdout.decode().splitlines()]
@@ -410,3 +419,34 @@ def test_apply_file_from_another_thread_as_the_daemon_calls_it(manager, setup, m
     assert not bad.ok and bad.exit_code == 2 and bad.changes == []
     assert bad.errors == [f"{path}:5: config.home.schedule: schedule 'every banana': interval 'banana': give a "
                           "duration such as 5s, 30m, 6h, 1h30m, 2d"]
+
+
+def test_a_database_password_is_referenced_and_kept_in_the_secrets_store(manager, setup):
+    from strongroom.configfile import export_text
+    path = write(setup / "strongroom.toml", """
+        [config.shop]
+        postgres = "host=127.0.0.1 dbname=shop user=backup"
+        postgres_password_env = "SHOP_DB_PASSWORD"
+        target_dir = "repos/shop"
+    """)
+    first = apply_file(manager, path, environ={"SHOP_DB_PASSWORD": "db-secret-one"})
+    assert first.ok and first.lines() == ["+ config shop"], first.errors
+    config = manager.get_config("shop")
+    assert config.postgres_secret_ref and manager.backup_service.secrets.get(config.postgres_secret_ref) == \
+        "db-secret-one"
+    assert b"db-secret-one" not in (setup / "catalog.db").read_bytes()
+    assert apply_file(manager, path, environ={"SHOP_DB_PASSWORD": "db-secret-one"}).lines() == ["no changes"]
+    changed = apply_file(manager, path, environ={"SHOP_DB_PASSWORD": "db-secret-two"})
+    assert changed.lines() == ["~ config shop: postgres_password"]
+    config = manager.get_config("shop")
+    assert manager.backup_service.secrets.get(config.postgres_secret_ref) == "db-secret-two"
+    # Exported, the stored password is a comment; applied, that keeps it.
+    text = export_text(manager)
+    assert "db-secret" not in text and "# postgres_password: kept in the secrets store" in text
+    exported = write(setup / "exported.toml", text)
+    assert apply_file(manager, exported, environ={}).lines() == ["no changes"]
+    # Inline in the connection string is refused like any inline secret.
+    path.write_text(path.read_text().replace("user=backup", "user=backup password=hunter2"))
+    refused = apply_file(manager, path, environ={"SHOP_DB_PASSWORD": "db-secret-two"})
+    assert refused.exit_code == 2 and "config.shop.postgres: a secret is never written in the file" in \
+        refused.errors[0] and "hunter2" not in refused.errors[0]

@@ -101,12 +101,12 @@ def read_config(name: str, table: Any, problems: Problems, environ: Mapping[str,
         problems.add((*path, next(k for k in reference_keys("postgres_password") if k in table)),
                      "a database password goes with a PostgreSQL source (postgres)")
     if "postgres" in table and isinstance(table["postgres"], str):
-        from strongroom.sources.dsn import parse_dsn
+        from strongroom.sources.dsn import split_password
         try:
-            holds = "password" in parse_dsn(table["postgres"])
+            fields["postgres"], inline = split_password(table["postgres"])
         except UsageError:
-            holds = False
-        if holds:
+            inline = None  # the checks below say what is wrong with it
+        if inline is not None:
             problems.add((*path, "postgres"), "a secret is never written in the file: take the password out "
                                               "of the connection string and give postgres_password_file, "
                                               "postgres_password_env or postgres_password_command")
