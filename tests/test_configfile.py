@@ -234,7 +234,7 @@ def test_a_backup_through_a_password_command_keeps_the_password_out_of_everythin
     # Applying a change that opens the repository fails the same way, after the file was read whole.
     path.write_text(path.read_text().replace("max_attempts = 2", "max_attempts = 4"))
     refused = sr.run("apply", str(path), env=env)
-    assert refused.returncode == 1 and b"LEAKED" not in refused.stdout + refused.stderr
+    assert refused.returncode == 2 and b"LEAKED" not in refused.stdout + refused.stderr
     assert refused.stderr.decode().splitlines() == \
         ["strongroom: config home: the password command failed with exit status 3"]
 
@@ -314,6 +314,13 @@ def test_prune_removes_what_the_file_does_not_declare(sr, setup):
     assert sr.out("apply", str(path), "--prune").splitlines() == ["- config old"]
     assert configs_in(sr) == ["home"]
     assert (setup / "repos" / "old" / "config").exists()  # its repository stays
+    # Declared again without its password: a new key would not open the repository that is there.
+    again = write(setup / "again.toml", '[config.old]\nsource = ["db"]\ntarget_dir = "repos/old"\n')
+    refused = sr.run("apply", str(again))
+    assert refused.returncode == 12 and refused.stderr.decode().splitlines() == [
+        "strongroom: config old: its target holds a repository already: reference that repository's password "
+        "with password_file, password_env or password_command"]
+    assert configs_in(sr) == ["home"]
     # A file that declares nothing is more likely the wrong file: --prune refuses it.
     empty = sr.run("apply", str(write(setup / "empty.toml", "# nothing yet\n")), "--prune")
     assert empty.returncode == 2 and b"the file declares nothing" in empty.stderr

@@ -71,6 +71,7 @@ class ApplyReport:
     changes: list[Change] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     invalid: bool = False
+    failure_code: int = 1  # the exit code of the error that stopped the writing (12: a wrong password...)
 
     @property
     def ok(self) -> bool:
@@ -82,7 +83,7 @@ class ApplyReport:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.ok else (2 if self.invalid else 1)
+        return 0 if self.ok else (2 if self.invalid else self.failure_code)
 
     def lines(self) -> list[str]:
         """One line per object, then "no changes" when nothing differs; the errors last."""
@@ -134,6 +135,7 @@ def apply_file(manager: BackupManager, path: str | os.PathLike, dry_run: bool = 
             write()
         except StrongroomError as e:
             report.errors = [f"{change.kind} {change.name}: {_without_prefix(str(e), change)}"]
+            report.failure_code = e.exit_code
             break
         done.append(change)
     if report.errors:
@@ -250,7 +252,18 @@ class _Planner:
             self.steps.append((Change("config", config.name, CHANGE, tuple(fields)),
                                lambda: self.manager.update_config(made)))
         else:
-            self.steps.append((Change("config", config.name, ADD), lambda: self.manager.add_config(made)))
+            self.steps.append((Change("config", config.name, ADD), lambda: self._add_config(made, config)))
+
+    def _add_config(self, made: Any, config: FileConfig) -> None:
+        from strongroom.errors import WrongPassword
+        try:
+            self.manager.add_config(made)
+        except WrongPassword:
+            if not config.stored_password:
+                raise
+            # A key was generated for it, and its target holds a repository already.
+            raise WrongPassword(f"its target holds a repository already: reference that repository's "
+                                f"password with password_file, password_env or password_command") from None
 
     # ---- DR plans -------------------------------------------------------------------------
 
