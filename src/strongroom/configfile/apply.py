@@ -262,8 +262,8 @@ class _Planner:
             if not config.stored_password:
                 raise
             # A key was generated for it, and its target holds a repository already.
-            raise WrongPassword(f"its target holds a repository already: reference that repository's "
-                                f"password with password_file, password_env or password_command") from None
+            raise WrongPassword("its target holds a repository already: reference that repository's "
+                                "password with password_file, password_env or password_command") from None
 
     # ---- DR plans -------------------------------------------------------------------------
 
