@@ -102,9 +102,11 @@ def apply_file(manager: BackupManager, path: str | os.PathLike, dry_run: bool = 
     The secret references `apply` reads itself (a client's, a channel's, a
     database password) read `environ` (the process's by default); a
     repository password stays a reference, read at each use from the
-    process's own environment, as `config add --password-env` does. Touches no process-wide state (signals, the working directory),
-    so a daemon may call it from any thread; calls that may overlap should be
-    made one at a time (the daemon's reload does)."""
+    process's own environment, as `config add --password-env` does.
+
+    It touches no process-wide state (signals, the working directory), so a
+    daemon may call it from any thread; calls that may overlap should be
+    made one at a time. A bad file is a report with errors, never a raise."""
     environ = os.environ if environ is None else environ
     path = Path(path)
     report = ApplyReport(str(path), dry_run, prune)
@@ -119,7 +121,11 @@ def apply_file(manager: BackupManager, path: str | os.PathLike, dry_run: bool = 
         # More likely the wrong file than a wish to empty the catalog.
         problems.add((), "the file declares nothing: --prune would remove everything, so it is refused")
     if not problems:
-        steps = _Planner(manager, declared, problems, prune).plan()
+        try:
+            steps = _Planner(manager, declared, problems, prune).plan()
+        except StrongroomError as e:  # the catalog or the secrets store could not be read
+            report.errors, report.failure_code = [str(e)], e.exit_code
+            return report
     if problems:
         report.errors, report.invalid = problems.lines_out(), True
         return report
