@@ -289,6 +289,15 @@ def test_every_error_of_a_file_at_once(sr, setup):
 
         [nonsense.x]
         a = 1
+
+        [config.c]
+        source = ["home"]
+        client = "nowhere"
+        target_path = "c"
+
+        [notify.hook]
+        webhook = "ftp://example.org/hook"
+        config = ["a", "b", "c"]
     """)
     human = sr.run("apply", str(path))
     assert human.returncode == 2 and human.stdout == b""
@@ -297,9 +306,9 @@ def test_every_error_of_a_file_at_once(sr, setup):
     done = sr.run("apply", str(path), "--json")
     assert done.returncode == 2
     [summary] = [json.loads(line) for line in done.stdout.decode().splitlines()]
-    assert not summary["ok"] and len(summary["errors"]) == 4, summary["errors"]
+    assert not summary["ok"] and len(summary["errors"]) == 6, summary["errors"]
     assert [e.split(": ", 2)[1] for e in summary["errors"]] == \
-        ["config.a.window", "config.b.token", "config.b.encrypt", "nonsense"]
+        ["config.a.window", "config.b.token", "config.b.encrypt", "nonsense", "config.c.client", "notify.hook"]
 
 
 def test_prune_removes_what_the_file_does_not_declare(sr, setup):

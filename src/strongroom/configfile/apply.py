@@ -120,7 +120,8 @@ def apply_file(manager: BackupManager, path: str | os.PathLike, dry_run: bool = 
                                            declared.plans)):
         # More likely the wrong file than a wish to empty the catalog.
         problems.add((), "the file declares nothing: --prune would remove everything, so it is refused")
-    if not problems:
+    if declared.readable:
+        # Run with problems too, on what did read: the whole file's problems at once.
         try:
             steps = _Planner(manager, declared, problems, prune).plan()
         except StrongroomError as e:  # the catalog or the secrets store could not be read
@@ -165,18 +166,18 @@ class _Planner:
         self.prune = prune
         self.steps: list[tuple[Change, Any]] = []
 
-    def _final(self, declared: dict, stored: list[str]) -> set[str]:
+    def _final(self, kind: str, stored: list[str]) -> set[str]:
         """The names there will be: the file's, and the catalog's the file leaves alone."""
-        return set(declared) | (set() if self.prune else set(stored))
+        return self.declared.names[kind] | (set() if self.prune else set(stored))
 
     def plan(self) -> list[tuple[Change, Any]]:
         stored_clients = {d["id"]: d for d in self.catalog.list_clients()}
         stored_configs = {d["name"]: d for d in self.catalog.list_configs()}
         stored_plans = {r["name"]: r for r in self.catalog.list_plans()}
         stored_channels = {r["name"]: r for r in self.catalog.list_channels()}
-        self.clients = self._final(self.declared.clients, list(stored_clients))
-        self.configs = self._final(self.declared.configs, list(stored_configs))
-        self.plans = self._final(self.declared.plans, list(stored_plans))
+        self.clients = self._final("client", list(stored_clients))
+        self.configs = self._final("config", list(stored_configs))
+        self.plans = self._final("dr", list(stored_plans))
         for name, client in sorted(self.declared.clients.items()):
             self._client(client, stored_clients.get(name))
         for name, config in sorted(self.declared.configs.items()):
@@ -185,11 +186,10 @@ class _Planner:
             self._plan(plan, stored_plans.get(name))
         for name, channel in sorted(self.declared.channels.items()):
             self._channel(channel, stored_channels.get(name))
-        removals = [("notify", stored_channels, self.declared.channels), ("dr", stored_plans, self.declared.plans),
-                    ("config", stored_configs, self.declared.configs),
-                    ("client", stored_clients, self.declared.clients)]
-        for kind, stored, declared in removals:
-            for name in sorted(set(stored) - set(declared)):
+        removals = [("notify", stored_channels), ("dr", stored_plans), ("config", stored_configs),
+                    ("client", stored_clients)]
+        for kind, stored in removals:
+            for name in sorted(set(stored) - self.declared.names[kind]):
                 if self.prune:
                     self._remove(kind, name, stored[name])
                 else:

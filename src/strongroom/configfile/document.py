@@ -39,6 +39,10 @@ class Declared:
     configs: dict[str, FileConfig] = field(default_factory=dict)
     channels: dict[str, FileChannel] = field(default_factory=dict)
     plans: dict[str, Any] = field(default_factory=dict)  # name: dr.plan.Plan
+    # Every name the file declares, by table (client, config, notify, dr), those
+    # with problems too: what refers to them is not an error of its own.
+    names: dict[str, set[str]] = field(default_factory=dict)
+    readable: bool = False  # the text is TOML and its tables are the known ones
 
 
 def read_text(path: Path) -> str:
@@ -82,6 +86,8 @@ def parse(text: str, file: str, environ: Mapping[str, str], base_dir: str) -> tu
     if sum(len(doc.get(t, {})) for t in TABLES) > MAX_OBJECTS:
         problems.add((), f"more than {MAX_OBJECTS} objects")
         return declared, problems
+    declared.names = {t: set(doc.get(t, {})) for t in TABLES}
+    declared.readable = True
     from strongroom.services.config_schema import NAME_PATTERN
     for name, table in doc.get("client", {}).items():
         if _named(problems, "client", name, NAME_PATTERN):
