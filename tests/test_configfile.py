@@ -466,3 +466,32 @@ def test_a_database_password_is_referenced_and_kept_in_the_secrets_store(manager
     refused = apply_file(manager, path, environ={"SHOP_DB_PASSWORD": "db-secret-two"})
     assert refused.exit_code == 2 and "config.shop.postgres: a secret is never written in the file" in \
         refused.errors[0] and "hunter2" not in refused.errors[0]
+
+
+def test_a_client_password_is_read_from_its_reference_and_compared_unseen(manager, setup):
+    secret = write(setup / "nas.pass", "first-dav-password\n")
+    path = write(setup / "strongroom.toml", """
+        [client.nas]
+        url = "https://nas.example.org/remote.php/dav/files/me/"
+        user = "me"
+        password_file = "nas.pass"
+    """)
+    assert apply_file(manager, path, environ={}).lines() == ["+ client nas"]
+    assert manager.webdav_service.get_client("nas").service_type == "nextcloud"  # guessed, as `client add` does
+    assert apply_file(manager, path, environ={}).lines() == ["no changes"]
+    secret.write_text("second-dav-password\n")
+    changed = apply_file(manager, path, environ={})
+    assert changed.lines() == ["~ client nas: password"] and "dav-password" not in repr(changed)
+    assert manager.webdav_service.get_client("nas").password == "second-dav-password"
+    assert b"dav-password" not in (setup / "catalog.db").read_bytes()
+
+    fresh = write(setup / "fresh.toml", '[client.other]\nurl = "https://dav.example.org/"\nuser = "me"\n'
+                                        '[client.leaky]\nurl = "https://me:pw@dav.example.org/"\nuser = "me"\n'
+                                        'password_env = "NOPE"\n')
+    refused = apply_file(manager, fresh, environ={})
+    assert refused.errors == [
+        f"{fresh}:1: client.other: a new client needs its password: give password_file, password_env or "
+        "password_command",
+        f"{fresh}:5: client.leaky.url: never put the WebDAV password in the URL: give password_file, "
+        "password_env or password_command",
+        f"{fresh}:7: client.leaky.password_env: variable NOPE is not set"]
