@@ -495,3 +495,30 @@ def test_a_client_password_is_read_from_its_reference_and_compared_unseen(manage
         f"{fresh}:5: client.leaky.url: never put the WebDAV password in the URL: give password_file, "
         "password_env or password_command",
         f"{fresh}:7: client.leaky.password_env: variable NOPE is not set"]
+
+
+def test_a_mail_channel_keeps_its_stored_password_when_the_file_names_none(manager, setup):
+    from strongroom.configfile import export_text
+    path = write(setup / "strongroom.toml", """
+        [notify.mail]
+        email = ["ops@example.org"]
+        smtp = "smtp://mail.example.org:587"
+        starttls = true
+        smtp_user = "alerts"
+        smtp_password_command = "printf 'smtp-secret-1\\\\n'"
+        min_severity = "info"
+    """)
+    assert apply_file(manager, path, environ={}).lines() == ["+ notify mail"]
+    [row] = manager.catalog.list_channels()
+    assert row["settings"]["to"] == ["ops@example.org"] and row["min_severity"] == "info"
+    assert manager.backup_service.secrets.get(row["secret_refs"]["password"]) == "smtp-secret-1"
+    assert apply_file(manager, path, environ={}).lines() == ["no changes"]
+    text = export_text(manager)
+    assert "smtp-secret" not in text and "# smtp_password: kept in the secrets store" in text
+    assert apply_file(manager, write(setup / "exported.toml", text), environ={}).lines() == ["no changes"]
+    path.write_text(path.read_text().replace('min_severity = "info"', 'min_severity = "error"'))
+    assert apply_file(manager, path, environ={}).lines() == ["~ notify mail: min_severity"]
+    # A login without TLS is refused as `notify add` refuses it.
+    path.write_text(path.read_text().replace("starttls = true", "starttls = false"))
+    refused = apply_file(manager, path, environ={})
+    assert refused.errors == [f"{path}:1: notify.mail: an SMTP login needs TLS: add starttls = true or use smtps://"]

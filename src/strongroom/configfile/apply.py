@@ -323,7 +323,7 @@ class _Planner:
         try:
             validate(spec, self.configs | self.plans)
         except UsageError as e:
-            self.problems.add(channel.path, str(e))
+            self.problems.add(channel.path, _file_words(str(e)))
             return
         fields: list[str] = []
         if stored:
@@ -356,6 +356,18 @@ class _Planner:
         else:
             write = lambda: remove_channel(self.catalog, self.secrets, name)  # noqa: E731
         self.steps.append((Change(kind, name, REMOVE), write))
+
+
+# `notify add`'s options, as a channel's errors name them, and the file's keys for them.
+_OPTION_KEYS = (("--starttls", "starttls = true"), ("--smtp-password-file", "smtp_password_file"),
+                ("STRONGROOM_SMTP_PASSWORD", "smtp_password_env"), ("--min-severity", "min_severity"),
+                ("--email", "email"))
+
+
+def _file_words(message: str) -> str:
+    for option, key in _OPTION_KEYS:
+        message = message.replace(option, key)
+    return message
 
 
 def _config_fields(old: Any, new: Any, config: FileConfig) -> list[str]:
