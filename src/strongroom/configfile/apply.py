@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from strongroom.configfile.config_table import FIELD_KEYS, FileConfig
+from strongroom.configfile.compare import channel_fields, config_fields, file_words, plan_key
+from strongroom.configfile.config_table import FileConfig
 from strongroom.configfile.document import Declared, base_dir_of, parse, read_text
 from strongroom.configfile.other_tables import FileChannel, FileClient
 from strongroom.configfile.problems import Problems
@@ -243,7 +244,7 @@ class _Planner:
                         != config.postgres_password):
                     made.postgres_password = config.postgres_password
                     fields.append("postgres_password")
-            fields = _config_fields(old, made, config) + fields
+            fields = config_fields(old, made) + fields
             if not fields:
                 return
         else:
@@ -285,7 +286,7 @@ class _Planner:
         if stored:
             old = Plan.from_doc(stored["doc"]).to_doc()
             new = plan.to_doc()
-            fields = tuple(_plan_key(k) for k in new if new[k] != old.get(k))
+            fields = tuple(plan_key(k) for k in new if new[k] != old.get(k))
             if not fields:
                 return
         store = PlanStore(self.manager.backup_service)
@@ -323,12 +324,12 @@ class _Planner:
         try:
             validate(spec, self.configs | self.plans)
         except UsageError as e:
-            self.problems.add(channel.path, _file_words(str(e)))
+            self.problems.add(channel.path, file_words(str(e)))
             return
         fields: list[str] = []
         if stored:
             old_secrets = {key: self.secrets.get(ref) for key, ref in stored["secret_refs"].items()}
-            fields = _channel_fields(stored, spec, old_secrets)
+            fields = channel_fields(stored, spec, old_secrets)
             if not fields:
                 return
         self.steps.append((Change("notify", channel.name, CHANGE if stored else ADD, tuple(fields)),
@@ -356,68 +357,3 @@ class _Planner:
         else:
             write = lambda: remove_channel(self.catalog, self.secrets, name)  # noqa: E731
         self.steps.append((Change(kind, name, REMOVE), write))
-
-
-# `notify add`'s options, as a channel's errors name them, and the file's keys for them.
-_OPTION_KEYS = (("--starttls", "starttls = true"), ("--smtp-password-file", "smtp_password_file"),
-                ("STRONGROOM_SMTP_PASSWORD", "smtp_password_env"), ("--min-severity", "min_severity"),
-                ("--email", "email"))
-
-
-def _file_words(message: str) -> str:
-    for option, key in _OPTION_KEYS:
-        message = message.replace(option, key)
-    return message
-
-
-def _config_fields(old: Any, new: Any, config: FileConfig) -> list[str]:
-    """The file keys whose values differ between two configurations' stored forms."""
-    a, b = old.to_doc(), new.to_doc()
-    for doc in (a, b):
-        doc.pop("secret_ref", None)
-        doc.pop("postgres_secret_ref", None)
-    keys: list[str] = []
-    for field_name in dict.fromkeys([*a, *b]):
-        if a.get(field_name) == b.get(field_name):
-            continue
-        if field_name == "target_path":
-            key = "target_dir" if new.is_local else "target_path"
-        elif field_name in ("source_paths", "source_command", "sqlite", "postgres", "stdin_filename"):
-            key = {"source_paths": "source"}.get(field_name, field_name)
-        else:
-            key = FIELD_KEYS.get(field_name, field_name)
-        if key not in keys:
-            keys.append(key)
-    return keys
-
-
-_PLAN_KEYS = {"rto_seconds": "rto", "rpo_seconds": "rpo"}
-
-
-def _plan_key(key: str) -> str:
-    return _PLAN_KEYS.get(key, key)
-
-
-_SETTING_KEYS = {"to": "email", "url": "smtp", "user": "smtp_user", "ca_file": "smtp_ca_file", "signed": "hmac_key"}
-_SECRET_KEYS = {"password": "smtp_password"}
-
-
-def _channel_fields(stored: dict, spec: Any, old_secrets: dict) -> list[str]:
-    fields: list[str] = []
-    if stored["kind"] != spec.kind:
-        return ["kind"]
-    for key in dict.fromkeys([*stored["settings"], *spec.settings]):
-        if key == "shown_url":
-            continue  # follows the URL, compared among the secrets
-        if stored["settings"].get(key) != spec.settings.get(key):
-            fields.append(_SETTING_KEYS.get(key, key))
-    if stored["min_severity"] != spec.min_severity:
-        fields.append("min_severity")
-    if list(stored["configs"]) != list(spec.configs):
-        fields.append("config")
-    for key in dict.fromkeys([*old_secrets, *spec.secrets]):
-        if old_secrets.get(key) != spec.secrets.get(key):
-            name = spec.kind if key == "url" else _SECRET_KEYS.get(key, key)
-            if name not in fields:
-                fields.append(name)
-    return fields
