@@ -115,12 +115,17 @@ spec = "30 2 * * *"
 window = "22:00-06:00"
 missed = "skip"
 
+[[config.home.check_schedule]]
+spec = "every 1d"
+subset = "10%"
+
 [config.db]
 sqlite = "shop.sqlite"
 client = "dav"
 target_path = "db-repo"
 compression = "lz4"
 schedule = "every 6h"
+window = "01:00-05:00"
 
 [notify.ops]
 webhook_env = "OPS_HOOK"
@@ -130,6 +135,7 @@ config = ["home"]
 [dr.nightly]
 target_base = "restored"
 rto = "30m"
+schedule = "every 1w"
 
 [[dr.nightly.steps]]
 config = "home"
@@ -162,9 +168,12 @@ def test_apply_creates_everything_and_a_second_apply_changes_nothing(sr, setup, 
     [db] = sr.json("config", "show", "db")
     assert db["target_client_id"] == "dav" and db["codec"] == "lz4" and db["password"] == "secrets store"
     assert db["source_kind"] == "sqlite" and db["sqlite"] == str(setup / "shop.sqlite")
-    schedules = {(e["config"], e["id"], e.get("window"), e.get("missed"))
-                 for e in sr.json("schedule", "list") if e["type"] == "schedule"}
-    assert schedules == {("home", "30 2 * * *", "22:00-06:00", "skip"), ("db", "every 6h", None, "run-once")}
+    schedules = {(e.get("config") or e.get("plan"), e["kind"], e["id"], e.get("window"), e.get("missed"),
+                  e.get("subset")) for e in sr.json("schedule", "list") if e["type"] == "schedule"}
+    assert schedules == {("home", "incremental", "30 2 * * *", "22:00-06:00", "skip", None),
+                         ("home", "check", "check:every 1d", None, "run-once", "10%"),
+                         ("db", "incremental", "every 6h", "01:00-05:00", "run-once", None),
+                         ("nightly", "dr-test", "every 1w", None, "run-once", None)}
     [channel, _] = sr.json("notify", "list")
     assert (channel["name"], channel["kind"], channel["min_severity"], channel["configs"]) == \
         ("ops", "webhook", "error", ["home"])

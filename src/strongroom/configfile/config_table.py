@@ -4,7 +4,9 @@ The keys are named like the options of `config add`: `source`, `exclude`
 and `tag` are lists (repeatable options there), `target_dir` or `client`
 with `target_path`, `password_file` / `password_env` / `password_command`,
 `retention` a table of keep_* rules, `schedule` one spec, a list of specs,
-or tables of spec, window, random_delay, missed and priority. Every value
+or tables of spec, window, random_delay, missed and priority;
+`check_schedule` likewise for sampled checks, with `subset` (or
+`check_subset` for all of them). Every value
 goes through the checks of the command line (config_schema, the schedule
 parser), their errors placed at the key that holds the value.
 """
@@ -35,10 +37,12 @@ PATHS = {"source": "source_paths", "sqlite": "sqlite", "target_dir": "target_pat
 SCHEDULE_RULES = ("window", "random_delay", "missed", "priority")
 RETENTION = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly",
              "keep_within", "keep_tag")
-KEYS = set(PLAIN) | set(PATHS) | {"retention", "schedule", *SCHEDULE_RULES, *reference_keys("postgres_password")}
+KEYS = set(PLAIN) | set(PATHS) | {"retention", "schedule", *SCHEDULE_RULES, "check_schedule", "check_subset",
+                                   *reference_keys("postgres_password")}
 # The field a schema error names, as the key of the file that sets it.
 FIELD_KEYS = {**{field: key for key, field in PLAIN.items()}, **{field: key for key, field in PATHS.items()},
-              "schedules": "schedule", "retention": "retention", "target_path": "target_path"}
+              "schedules": "schedule", "check_schedules": "check_schedule", "retention": "retention",
+              "target_path": "target_path"}
 
 
 @dataclass
@@ -95,6 +99,7 @@ def read_config(name: str, table: Any, problems: Problems, environ: Mapping[str,
                                              "(a local one is target_dir)")
     fields["retention"] = _retention(table.get("retention", {}), path, problems)
     fields["schedules"] = _schedules(table, path, problems)
+    fields["check_schedules"] = _schedules(table, path, problems, "check_schedule")
     db_password = read_reference(table, "postgres_password", path, problems, environ, base_dir,
                                  f"config {name}")
     if db_password is not None and not table.get("postgres"):
@@ -132,36 +137,45 @@ def _retention(value: Any, path: Path, problems: Problems) -> dict[str, Any]:
     return out
 
 
-def _schedules(table: dict, path: Path, problems: Problems) -> list[dict[str, Any]]:
+def _schedules(table: dict, path: Path, problems: Problems, key: str = "schedule") -> list[dict[str, Any]]:
+    """`schedule` (the backups') or `check_schedule` (sampled checks, with a `subset`
+    each or `check_subset` for all, as `--check-schedule` with `--check-subset`)."""
     from strongroom.schedule.spec import parse_schedule
-    given = table.get("schedule", [])
+    checks = key == "check_schedule"
+    given = table.get(key, [])
     entries = [given] if isinstance(given, (str, dict)) else given
     if not isinstance(entries, list):
-        problems.add((*path, "schedule"), "give a spec, a list of specs, or [[config.NAME.schedule]] tables")
+        problems.add((*path, key), f"give a spec, a list of specs, or [[config.NAME.{key}]] tables")
         return []
-    rules = {k: table[k] for k in SCHEDULE_RULES if k in table}
+    rule_keys = ("check_subset",) if checks else SCHEDULE_RULES
+    rules = {k: table[k] for k in rule_keys if k in table}
     if rules and not entries:
-        problems.add((*path, next(iter(rules))), "goes with a schedule: give schedule = SPEC")
-    for key, value in rules.items():
+        problems.add((*path, next(iter(rules))), f"goes with a schedule: give {key} = SPEC")
+    for rule, value in rules.items():
         # Each rule checked once, at its own key, not again with every schedule it goes with.
-        if problems.check((*path, key), parse_schedule, "every 1h", **{key: value}) is None:
+        if problems.check((*path, rule), _check_rule, rule, value) is None:
             return []
+    if checks:
+        rules = {"subset": rules["check_subset"]} if "check_subset" in rules else {}
+    entry_keys = ("spec", *SCHEDULE_RULES, *(("subset",) if checks else ()))
     made, seen = [], set()
     for i, entry in enumerate(entries):
-        where = (*path, "schedule", i) if isinstance(given, list) else (*path, "schedule")
+        where = (*path, key, i) if isinstance(given, list) else (*path, key)
         if isinstance(entry, str):
             entry = {"spec": entry, **rules}
         if not isinstance(entry, dict):
-            problems.add(where, "a schedule is a spec or a table of spec, window, random_delay, missed, priority")
+            problems.add(where, f"a schedule is a spec or a table of {', '.join(entry_keys)}")
             continue
-        unknown = [k for k in entry if k not in ("spec", *SCHEDULE_RULES)]
-        for key in unknown:
-            problems.add((*where, key), "unknown key: use spec, window, random_delay, missed, priority")
-        kinds = {"spec": str, "window": str, "random_delay": str, "missed": str, "priority": int}
+        unknown = [k for k in entry if k not in entry_keys]
+        for name in unknown:
+            problems.add((*where, name), f"unknown key: use {', '.join(entry_keys)}")
+        kinds = {"spec": str, "window": str, "random_delay": str, "missed": str, "priority": int, "subset": str}
         wrong = [k for k, v in entry.items() if k in kinds and (not isinstance(v, kinds[k]) or isinstance(v, bool))]
-        for key in wrong:
-            problems.add((*where, key), "give a whole number" if key == "priority" else "give text")
+        for name in wrong:
+            problems.add((*where, name), "give a whole number" if name == "priority" else "give text")
         if unknown or wrong:
+            continue
+        if "subset" in entry and problems.check((*where, "subset"), _check_rule, "subset", entry["subset"]) is None:
             continue
         doc = problems.check((*where, "spec") if isinstance(given, list) else where, parse_schedule,
                              entry.get("spec", ""), window=entry.get("window"),
@@ -172,8 +186,21 @@ def _schedules(table: dict, path: Path, problems: Problems) -> list[dict[str, An
         if doc.id in seen:
             problems.add(where, f"the schedule {doc.id!r} is given twice")
         seen.add(doc.id)
-        made.append(doc.to_doc())
+        made.append({**doc.to_doc(), **({"subset": entry["subset"]} if entry.get("subset") else {})})
     return made
+
+
+def _check_rule(rule: str, value: Any) -> bool:
+    """True, or a UsageError saying what is wrong with one schedule rule."""
+    from strongroom.schedule.spec import parse_schedule
+    if rule in ("check_subset", "subset"):
+        from strongroom.services.config_schema import check_subset
+        if not isinstance(value, str):
+            raise UsageError("give a share of the packs as text, e.g. \"5%\" or \"1/10\"")
+        check_subset(value)
+    else:
+        parse_schedule("every 1h", **{rule: value})
+    return True
 
 
 def _check_fields(fields: dict[str, Any], table: dict, path: Path, problems: Problems) -> None:
@@ -182,7 +209,7 @@ def _check_fields(fields: dict[str, Any], table: dict, path: Path, problems: Pro
     found = field_problems(fields)
     for where, message in found:
         field, rest = where[0], list(where[1:])
-        if field == "schedules":
+        if field in ("schedules", "check_schedules"):
             continue  # read above, with their own places
         if field == "retention" and rest and rest[0] == "keep_tags":
             rest[0] = "keep_tag"

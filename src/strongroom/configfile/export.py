@@ -94,11 +94,13 @@ def _config(config: Any) -> list[str]:
         out += ["", f"[{dotted((*table, 'retention'))}]"]
         for key, value in config.retention.items():
             out.append(f"{'keep_tag' if key == 'keep_tags' else key} = {toml_value(value)}")
-    for schedule in config.schedules:
-        out += ["", f"[[{dotted((*table, 'schedule'))}]]", f"spec = {toml_value(schedule['spec'])}"]
-        for key, default in (("window", None), ("random_delay", None), ("missed", "run-once"), ("priority", 0)):
-            if schedule.get(key) not in (default, None):
-                out.append(f"{key} = {toml_value(schedule[key])}")
+    for key, schedules in (("schedule", config.schedules), ("check_schedule", config.check_schedules)):
+        for schedule in schedules:
+            out += ["", f"[[{dotted((*table, key))}]]", f"spec = {toml_value(schedule['spec'])}"]
+            for rule, default in (("window", None), ("random_delay", None), ("missed", "run-once"),
+                                  ("priority", 0), ("subset", None)):
+                if schedule.get(rule) not in (default, None):
+                    out.append(f"{rule} = {toml_value(schedule[rule])}")
     return out + [""]
 
 
