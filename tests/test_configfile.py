@@ -531,3 +531,25 @@ def test_a_mail_channel_keeps_its_stored_password_when_the_file_names_none(manag
     path.write_text(path.read_text().replace("starttls = true", "starttls = false"))
     refused = apply_file(manager, path, environ={})
     assert refused.errors == [f"{path}:1: notify.mail: an SMTP login needs TLS: add starttls = true or use smtps://"]
+
+
+def test_secrets_read_for_the_file_are_kept_out_of_the_daemon_log_lines(manager, setup):
+    from strongroom.daemon.logs import scrub
+    # Values of this test's own: the registry of logged-out secrets is the process's.
+    command = write(setup / "own-pass.sh", "#!/bin/sh\necho 'repo-secret-of-this-test-91'\n")
+    command.chmod(0o700)
+    path = write(setup / "strongroom.toml", f"""
+        [client.nas]
+        url = "https://nas.example.org/dav/"
+        user = "me"
+        password_command = "printf 'client-secret-77\\\\n'"
+
+        [config.home]
+        source = ["home"]
+        target_dir = "repos/home"
+        password_command = "{command}"
+    """)
+    assert apply_file(manager, path, environ={}).ok
+    assert manager.backup_service.password_for(manager.get_config("home")) == b"repo-secret-of-this-test-91"
+    line = scrub("a message quoting client-secret-77 and repo-secret-of-this-test-91")
+    assert "client-secret-77" not in line and "repo-secret-of-this-test-91" not in line

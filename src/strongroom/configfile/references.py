@@ -94,4 +94,6 @@ def read_reference(table: dict, name: str, path: Path, problems: Problems, envir
     if not secret:
         problems.add((*path, key), f"the {name} is empty")
         return None
+    from strongroom.daemon.logs import register_secret
+    register_secret(secret)  # never in a log line of this process (the daemon's, when it applies the file)
     return secret.decode("utf-8", "surrogateescape")

@@ -93,7 +93,9 @@ class BackupService:
             return value
         if config.password_command:
             from strongroom.services.password_command import run_password_command
-            return run_password_command(config.password_command, f"config {config.name}: the password command")
+            value = run_password_command(config.password_command, f"config {config.name}: the password command")
+            register_secret(value)
+            return value
         secret = self.secrets.get(config.secret_ref) if config.secret_ref else None
         if secret is None:
             raise UsageError(f"config {config.name}: its repository key is not in the secrets store; "
