@@ -349,6 +349,10 @@ class _Planner:
                 return
             write = lambda: manager.webdav_service.remove_client(name)  # noqa: E731
         elif kind == "config":
+            unsafe = self._key_without_kit(name, stored)
+            if unsafe:
+                self.problems.add(("config", name), unsafe, placed=False)
+                return
             write = lambda: manager.remove_config(name)  # noqa: E731
         elif kind == "dr":
             from strongroom.dr.store import PlanStore
@@ -357,3 +361,26 @@ class _Planner:
         else:
             write = lambda: remove_channel(self.catalog, self.secrets, name)  # noqa: E731
         self.steps.append((Change(kind, name, REMOVE), write))
+
+    def _key_without_kit(self, name: str, stored: dict) -> str | None:
+        """Why pruning configuration `name` would lose its repository, or None.
+
+        A generated key lives only in the secrets store, under a reference
+        that only the catalog's row knows: once the row is gone nothing finds
+        the key again (declaring the configuration anew makes a new key, which
+        its repository refuses). So it is pruned only when a recovery kit of
+        that key is on record; a repository that does not open tells nothing."""
+        from strongroom.services.configs import BackupConfig
+        config = BackupConfig.from_doc(stored)
+        if not config.encrypt or config.password_file or config.password_env or config.password_command:
+            return None
+        try:
+            repo = self.manager.backup_service.open_repository(config)
+            if self.catalog.kit_on_record(repo.config.id, repo.key_id):
+                return None
+        except StrongroomError:
+            pass
+        return (f"not in the file, but --prune does not forget it: its repository key is kept only in this "
+                f"machine's secrets store and no recovery kit of it is on record. Run `strongroom key export "
+                f"{name}` and keep the kit, then apply again (or `strongroom config remove {name}`)")
+

@@ -1,0 +1,58 @@
+"""Configuration as a file against the mistakes and odd files people make:
+what `apply` must refuse so that nothing the user meant to keep is lost,
+and files it must not hang on. The real CLI in subprocesses, local
+repositories on disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from test_configfile import Strongroom, configs_in, write
+
+
+@pytest.fixture
+def sr(tmp_path) -> Strongroom:
+    return Strongroom(tmp_path)
+
+
+@pytest.fixture
+def sources(tmp_path) -> Path:
+    for name in ("home", "db"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.txt").write_text(f"the {name} data\n")
+    return tmp_path
+
+
+def test_prune_keeps_a_configuration_whose_generated_key_has_no_recovery_kit(sr, sources):
+    # Declared without a password reference: its key is generated and kept in the secrets store.
+    first = write(sources / "first.toml", '[config.home]\nsource = ["home"]\ntarget_dir = "repos/home"\n')
+    assert sr.out("apply", str(first)).splitlines() == ["+ config home"]
+    sr.out("run", "home")
+    # The section renamed (or moved to another file): --prune must not throw the only key away.
+    renamed = write(sources / "renamed.toml", '[config.house]\nsource = ["home"]\ntarget_dir = "repos/house"\n')
+    refused = sr.run("apply", str(renamed), "--prune")
+    assert refused.returncode == 2
+    assert refused.stderr.decode().splitlines() == [
+        f"strongroom: {renamed}: config.home: not in the file, but --prune does not forget it: its repository "
+        "key is kept only in this machine's secrets store and no recovery kit of it is on record. Run "
+        "`strongroom key export home` and keep the kit, then apply again (or `strongroom config remove home`)"]
+    assert configs_in(sr) == ["home"]
+    assert "1 snapshot" in sr.out("snapshots", "--config", "home")  # still opens
+    # With the kit on record, the prune goes ahead; the kit opens the repository still.
+    kit = sr.out("key", "export", "home")
+    assert "home" in kit
+    assert sr.out("apply", str(renamed), "--prune").splitlines() == ["+ config house", "- config home"]
+    assert configs_in(sr) == ["house"]
+
+
+def test_prune_forgets_a_configuration_whose_password_is_referenced(sr, sources):
+    (sources / "pass").write_text("a referenced repository password\n")
+    first = write(sources / "first.toml", '[config.home]\nsource = ["home"]\ntarget_dir = "repos/home"\n'
+                                          'password_file = "pass"\n')
+    sr.out("apply", str(first))
+    other = write(sources / "other.toml", '[config.db]\nsource = ["db"]\ntarget_dir = "repos/db"\n'
+                                          'password_file = "pass"\n')
+    assert sr.out("apply", str(other), "--prune").splitlines() == ["+ config db", "- config home"]
+    assert configs_in(sr) == ["db"]
