@@ -56,3 +56,22 @@ def test_prune_forgets_a_configuration_whose_password_is_referenced(sr, sources)
                                           'password_file = "pass"\n')
     assert sr.out("apply", str(other), "--prune").splitlines() == ["+ config db", "- config home"]
     assert configs_in(sr) == ["db"]
+
+
+def test_a_fifo_or_a_device_is_refused_rather_than_waited_on(sr, sources):
+    # A FIFO no one writes to would block the open for ever: serve's reload with it.
+    fifo = sources / "strongroom.toml"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        done = sr.run("apply", str(path))
+        assert done.returncode == 2
+        assert done.stderr.decode().splitlines() == [f"strongroom: {path}: not a regular file; not a "
+                                                     "configuration file"]
+    os.mkfifo(sources / "dav-pass")
+    client = write(sources / "client.toml", '[client.nas]\nurl = "http://127.0.0.1:9/dav/"\nuser = "me"\n'
+                                            'password_file = "dav-pass"\n')
+    done = sr.run("apply", str(client))
+    assert done.returncode == 2
+    assert done.stderr.decode().splitlines() == [
+        f"strongroom: {client}:4: client.nas.password_file: cannot read {sources / 'dav-pass'}: not a regular file"]
+    assert configs_in(sr) == []
