@@ -75,3 +75,24 @@ def test_a_fifo_or_a_device_is_refused_rather_than_waited_on(sr, sources):
     assert done.stderr.decode().splitlines() == [
         f"strongroom: {client}:4: client.nas.password_file: cannot read {sources / 'dav-pass'}: not a regular file"]
     assert configs_in(sr) == []
+
+
+def test_a_file_that_changes_while_it_is_read_writes_nothing(sr, sources):
+    """An editor saving in place: apply reads the first part, the rest lands
+    while apply runs the file's password commands. With --prune, what the
+    first part lacks would be removed."""
+    (sources / "pass").write_text("a referenced repository password\n")
+    kept = ('[config.db]\nsource = ["db"]\ntarget_dir = "repos/db"\npassword_file = "pass"\n')
+    sr.out("apply", str(write(sources / "db.toml", kept)))
+    rest = sources / "rest.toml"
+    rest.write_text(kept)
+    path = sources / "strongroom.toml"
+    # The client's password command finishes the file's writing (then prints the password).
+    path.write_text(f'[client.nas]\nurl = "http://127.0.0.1:9/dav/"\nuser = "me"\n'
+                    f'password_command = "cat {rest} >> {path}; echo dav-pass"\n\n'
+                    '[config.home]\nsource = ["home"]\ntarget_dir = "repos/home"\npassword_file = "pass"\n')
+    done = sr.run("apply", str(path), "--prune")
+    assert done.returncode == 2 and done.stdout == b""
+    assert done.stderr.decode().splitlines() == [(f"strongroom: {path}: changed while it was being read; "
+                                                     "nothing was written: apply it again once it is saved")]
+    assert configs_in(sr) == ["db"]

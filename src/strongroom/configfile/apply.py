@@ -134,6 +134,13 @@ def apply_file(manager: BackupManager, path: str | os.PathLike, dry_run: bool = 
     report.changes = [change for change, _ in steps]
     if dry_run:
         return report
+    if report.changed and not _unchanged(path, text):
+        # Being written as it was read (an editor that writes in place, a checkout): what was
+        # read may be the first part of it only, and --prune would remove the rest.
+        report.errors, report.invalid = [f"{path}: changed while it was being read; nothing was written: "
+                                         "apply it again once it is saved"], True
+        report.changes = []
+        return report
     done = []
     for change, write in steps:
         if write is None:
@@ -149,6 +156,13 @@ def apply_file(manager: BackupManager, path: str | os.PathLike, dry_run: bool = 
     if report.errors:
         report.changes = done
     return report
+
+
+def _unchanged(path: Path, text: str) -> bool:
+    try:
+        return read_text(path) == text
+    except UsageError:
+        return False
 
 
 def _without_prefix(message: str, change: Change) -> str:
