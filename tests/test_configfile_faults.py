@@ -96,3 +96,31 @@ def test_a_file_that_changes_while_it_is_read_writes_nothing(sr, sources):
     assert done.stderr.decode().splitlines() == [(f"strongroom: {path}: changed while it was being read; "
                                                      "nothing was written: apply it again once it is saved")]
     assert configs_in(sr) == ["db"]
+
+
+def test_a_password_command_that_prints_without_end_is_stopped_at_the_bound(sr, sources):
+    from strongroom.errors import UsageError
+    from strongroom.services.password_command import MAX_OUTPUT, run_password_command
+    # 8 KiB at a time, without end: stopped once past the bound, long before the timeout.
+    chunk = "x" * 8191
+    with pytest.raises(UsageError) as refused:
+        run_password_command(f"while :; do echo {chunk}; sleep 0.05; done", "config db: the password command",
+                             timeout=30)
+    assert str(refused.value) == f"config db: the password command printed more than {MAX_OUTPUT // 1024} KiB: " \
+                                 "not a password"
+    # `yes` through the CLI: one error line, nothing added.
+    path = write(sources / "client.toml", '[client.nas]\nurl = "http://127.0.0.1:9/dav/"\nuser = "me"\n'
+                                          'password_command = "yes"\n')
+    done = sr.run("apply", str(path))
+    assert done.returncode == 2
+    assert done.stderr.decode().splitlines() == [
+        f"strongroom: {path}:4: client.nas.password_command: client nas: the password command printed more than "
+        "64 KiB: not a password"]
+
+
+def test_a_password_command_whose_child_keeps_the_output_open_still_times_out():
+    from strongroom.errors import UsageError
+    from strongroom.services.password_command import run_password_command
+    with pytest.raises(UsageError) as refused:
+        run_password_command("echo pw; sleep 30 &", "config db: the password command", timeout=1)
+    assert str(refused.value) == "config db: the password command did not finish within 1s"
