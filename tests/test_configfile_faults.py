@@ -9,7 +9,9 @@ import os
 from pathlib import Path
 
 import pytest
-from test_configfile import Strongroom, configs_in, write
+from test_configfile import Strongroom, configs_in, manager, write  # noqa: F401 (manager: a fixture)
+
+from strongroom.configfile import apply_file
 
 
 @pytest.fixture
@@ -124,3 +126,34 @@ def test_a_password_command_whose_child_keeps_the_output_open_still_times_out():
     with pytest.raises(UsageError) as refused:
         run_password_command("echo pw; sleep 30 &", "config db: the password command", timeout=1)
     assert str(refused.value) == "config db: the password command did not finish within 1s"
+
+
+CONFIG = '[config.a]\nsource = ["home"]\ntarget_dir = "repos/a"\n'
+
+
+@pytest.mark.parametrize("body, key, message", [
+    # Values of the wrong type for a schedule's rules: one line each, not an internal error.
+    ('schedule = "every 1d"\nrandom_delay = 5\n', "random_delay", "give text"),
+    ('schedule = "every 1d"\nwindow = 5\n', "window", "give text"),
+    ('schedule = "every 1d"\nmissed = true\n', "missed", "give text"),
+    ('schedule = "every 1d"\npriority = "1"\n', "priority", "give a whole number"),
+    # Said of the file's key, not of a spec the file does not hold.
+    ('schedule = "every 1d"\npriority = 100000\n', "priority",
+     "the priority is a whole number from -1000 to 1000"),
+    # A blank reference would read as none, and a key be generated in its place.
+    ('password_file = ""\n', "password_file",
+     "blank: name a file, a variable or a command (leave the key out to keep a key in the secrets store)"),
+    ('password_command = "  "\n', "password_command",
+     "blank: name a file, a variable or a command (leave the key out to keep a key in the secrets store)"),
+    # As `config add` refuses them.
+    ('password_file = "pass"\npassword_env = "REPO_PASS"\n', "password_env",
+     "give one of password_file, password_env"),
+    ('encrypt = false\npassword_file = "pass"\n', "password_file",
+     "a configuration without encryption takes no password"),
+])
+def test_a_value_the_command_line_refuses_is_one_line_at_its_key(manager, sources, body, key, message):
+    path = write(sources / "strongroom.toml", CONFIG + body)
+    report = apply_file(manager, path, environ={"REPO_PASS": "x"})
+    line = 3 + body[:body.index(key)].count("\n") + 1
+    assert report.errors == [f"{path}:{line}: config.a.{key}: {message}"]
+    assert report.exit_code == 2 and manager.list_configs() == []
