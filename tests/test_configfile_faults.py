@@ -157,3 +157,25 @@ def test_a_value_the_command_line_refuses_is_one_line_at_its_key(manager, source
     line = 3 + body[:body.index(key)].count("\n") + 1
     assert report.errors == [f"{path}:{line}: config.a.{key}: {message}"]
     assert report.exit_code == 2 and manager.list_configs() == []
+
+
+@pytest.mark.parametrize("body, where, message", [
+    ('[client.nas]\nurl = "http://[::1/dav/"\nuser = "me"\npassword_env = "DAV_PASS"\n', "2: client.nas.url",
+     "WebDAV URL 'http://[::1/dav/': invalid IPv6 address; use https://HOST/PATH (or http:// on a LAN)"),
+    ('[notify.ops]\nwebhook = "https://[::1/hook"\n', "1: notify.ops", "the webhook URL has a bad host"),
+    ('[notify.ops]\nheartbeat = "https://hc.example:99999/ping"\n', "1: notify.ops",
+     "the heartbeat URL has a bad port"),
+    ('[notify.ops]\nemail = "ops@example.org"\nsmtp = "smtp://[::1"\n', "1: notify.ops",
+     "an SMTP server is smtp://HOST:PORT or smtps://HOST:PORT"),
+])
+def test_a_url_that_cannot_be_split_is_one_line_not_an_internal_error(sr, sources, body, where, message):
+    path = write(sources / "strongroom.toml", body)
+    done = sr.run("apply", str(path), env={"DAV_PASS": "x"})
+    assert done.returncode == 2
+    assert done.stderr.decode().splitlines() == [f"strongroom: {path}:{where}: {message}"]
+
+
+def test_notify_add_refuses_a_url_that_cannot_be_split_in_one_line(sr):
+    done = sr.run("notify", "add", "ops", "--webhook", "https://[::1/hook")
+    assert done.returncode != 0 and done.stderr.decode().splitlines() == [
+        "strongroom: the webhook URL has a bad host"]
