@@ -150,6 +150,8 @@ CONFIG = '[config.a]\nsource = ["home"]\ntarget_dir = "repos/a"\n'
      "give one of password_file, password_env"),
     ('encrypt = false\npassword_file = "pass"\n', "password_file",
      "a configuration without encryption takes no password"),
+    # One line, not one for each type the field may hold.
+    ('compression = 5\n', "compression", "give a codec as text: zstd, zstd:LEVEL, lz4, gzip or none"),
 ])
 def test_a_value_the_command_line_refuses_is_one_line_at_its_key(manager, sources, body, key, message):
     path = write(sources / "strongroom.toml", CONFIG + body)

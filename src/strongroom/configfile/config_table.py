@@ -91,6 +91,10 @@ def read_config(name: str, table: Any, problems: Problems, environ: Mapping[str,
     if isinstance(fields.get("source_paths"), str):
         fields["source_paths"] = [fields["source_paths"]]
     _check_password_keys(table, path, problems)
+    if "compression" in table and not isinstance(table["compression"], (str, bool)):
+        # Else one problem for each type the field may have ("compression.bool", "compression.str").
+        problems.add((*path, "compression"), "give a codec as text: zstd, zstd:LEVEL, lz4, gzip or none")
+        del fields["compression"]
     if "target_dir" in table and ("client" in table or "target_path" in table):
         problems.add((*path, "target_dir"), "give target_dir, or client with target_path, not both")
     if "client" in table and "target_path" not in table:
