@@ -181,3 +181,26 @@ def test_notify_add_refuses_a_url_that_cannot_be_split_in_one_line(sr):
     done = sr.run("notify", "add", "ops", "--webhook", "https://[::1/hook")
     assert done.returncode != 0 and done.stderr.decode().splitlines() == [
         "strongroom: the webhook URL has a bad host"]
+
+
+def test_dropping_the_password_reference_of_a_configuration_is_refused_before_anything_is_written(sr, sources):
+    (sources / "pass").write_text("a referenced repository password\n")
+    first = write(sources / "strongroom.toml", '[config.home]\nsource = ["home"]\ntarget_dir = "repos/home"\n'
+                                               'password_file = "pass"\n')
+    sr.out("apply", str(first))
+    sr.out("run", "home")
+    # The reference left out (and a new configuration beside it): no key is stored for it to fall back on.
+    dropped = write(sources / "strongroom.toml", '[config.db]\nsource = ["db"]\ntarget_dir = "repos/db"\n'
+                                                 'password_file = "pass"\n\n'
+                                                 '[config.home]\nsource = ["home"]\ntarget_dir = "repos/home"\n')
+    done = sr.run("apply", str(dropped))
+    assert done.returncode == 2 and done.stdout == b""
+    assert done.stderr.decode().splitlines() == [
+        f"strongroom: {dropped}:6: config.home: give its repository password as password_file (as now) or another "
+        "reference: its repository opens with that password, and no key is kept in the secrets store for it "
+        "(`strongroom config edit home --store-password` keeps one)"]
+    assert configs_in(sr) == ["home"]
+    # Kept in the secrets store first, the file without a reference matches it.
+    sr.out("config", "edit", "home", "--store-password", env={"STRONGROOM_PASSWORD_FILE": str(sources / "pass")})
+    assert sr.out("apply", str(dropped)).splitlines() == ["+ config db"]
+    assert "1 snapshot" in sr.out("snapshots", "--config", "home")

@@ -249,6 +249,15 @@ class _Planner:
         fields: list[str] = []
         if stored:
             old = BackupConfig.from_doc(stored)
+            referenced = [k for k in ("password_file", "password_env", "password_command") if getattr(old, k)]
+            if config.stored_password and old.encrypt and referenced and not old.secret_ref:
+                # Without a reference the key is the secrets store's, and there is none to take:
+                # a new one would be generated, which the repository refuses.
+                self.problems.add(config.path, f"give its repository password as {referenced[0]} (as now) or "
+                                               f"another reference: its repository opens with that password, "
+                                               f"and no key is kept in the secrets store for it (`strongroom "
+                                               f"config edit {config.name} --store-password` keeps one)")
+                return
             if config.stored_password:
                 made.secret_ref = old.secret_ref
             if made.source_kind == "postgres":
