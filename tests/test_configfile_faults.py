@@ -204,3 +204,16 @@ def test_dropping_the_password_reference_of_a_configuration_is_refused_before_an
     sr.out("config", "edit", "home", "--store-password", env={"STRONGROOM_PASSWORD_FILE": str(sources / "pass")})
     assert sr.out("apply", str(dropped)).splitlines() == ["+ config db"]
     assert "1 snapshot" in sr.out("snapshots", "--config", "home")
+
+
+def test_prune_keeps_a_generated_key_whose_repository_does_not_open(sr, sources):
+    import shutil
+    first = write(sources / "first.toml", '[config.home]\nsource = ["home"]\ntarget_dir = "repos/home"\n')
+    sr.out("apply", str(first))
+    shutil.rmtree(sources / "repos" / "home")  # unmounted, say: that tells nothing of a kit
+    other = write(sources / "other.toml", '[config.db]\nsource = ["db"]\ntarget_dir = "repos/db"\n')
+    refused = sr.run("apply", str(other), "--prune")
+    assert refused.returncode == 2
+    assert "its repository did not open to tell whether a recovery kit of it is on record (no repository at " \
+           in refused.stderr.decode()
+    assert configs_in(sr) == ["home"]

@@ -397,13 +397,14 @@ class _Planner:
         config = BackupConfig.from_doc(stored)
         if not config.encrypt or config.password_file or config.password_env or config.password_command:
             return None
+        why = "no recovery kit of it is on record"
         try:
             repo = self.manager.backup_service.open_repository(config)
             if self.catalog.kit_on_record(repo.config.id, repo.key_id):
                 return None
-        except StrongroomError:
-            pass
+        except StrongroomError as e:
+            why = f"its repository did not open to tell whether a recovery kit of it is on record ({e})"
         return (f"not in the file, but --prune does not forget it: its repository key is kept only in this "
-                f"machine's secrets store and no recovery kit of it is on record. Run `strongroom key export "
-                f"{name}` and keep the kit, then apply again (or `strongroom config remove {name}`)")
+                f"machine's secrets store and {why}. Run `strongroom key export {name}` and keep the kit, "
+                f"then apply again (or `strongroom config remove {name}`)")
 
