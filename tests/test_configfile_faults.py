@@ -217,3 +217,18 @@ def test_prune_keeps_a_generated_key_whose_repository_does_not_open(sr, sources)
     assert "its repository did not open to tell whether a recovery kit of it is on record (no repository at " \
            in refused.stderr.decode()
     assert configs_in(sr) == ["home"]
+
+
+def test_a_quoted_key_with_unicode_escapes_has_its_own_line():
+    import tomllib
+
+    from strongroom.configfile.lines import KeyLines
+    text = ('[config."\\u0061"]\nsource = ["home"]\n"\\u00e9t\\u00e9" = 1\n'
+            '[config."\\U0001F600\\r"]\n"tab\\tkey" = 2\n')
+    doc = tomllib.loads(text)  # the keys as tomllib reads them
+    assert set(doc["config"]) == {"a", "\U0001F600\r"}
+    lines = KeyLines(text)
+    assert lines.line_of(("config", "a")) == 1
+    assert lines.line_of(("config", "a", "été")) == 3
+    assert lines.line_of(("config", "\U0001F600\r")) == 4
+    assert lines.line_of(("config", "\U0001F600\r", "tab\tkey")) == 5
