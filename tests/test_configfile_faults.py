@@ -232,3 +232,24 @@ def test_a_quoted_key_with_unicode_escapes_has_its_own_line():
     assert lines.line_of(("config", "a", "été")) == 3
     assert lines.line_of(("config", "\U0001F600\r")) == 4
     assert lines.line_of(("config", "\U0001F600\r", "tab\tkey")) == 5
+
+
+@pytest.mark.parametrize("url", ["me:SECRET-PW-41@dav.example/x", "https:me:SECRET-PW-41@dav.example/x"])
+def test_a_password_in_a_url_without_slashes_is_refused_unshown(sr, sources, url):
+    path = write(sources / "strongroom.toml", f'[client.nas]\nurl = "{url}"\nuser = "me"\n'
+                                              'password_env = "DAV_PASS"\n')
+    done = sr.run("apply", str(path), env={"DAV_PASS": "x"})
+    assert done.returncode == 2
+    assert done.stderr.decode().splitlines() == [
+        f"strongroom: {path}:2: client.nas.url: never put the WebDAV password in the URL: give password_file, "
+        "password_env or password_command"]
+    added = sr.run("client", "add", "nas", "--url", url, "--user", "me", env={"STRONGROOM_WEBDAV_PASSWORD": "x"})
+    assert added.returncode == 2 and b"never put the WebDAV password in the URL" in added.stderr
+    assert b"SECRET-PW-41" not in done.stderr + done.stdout + added.stderr + added.stdout
+
+
+def test_a_url_without_slashes_has_its_password_masked():
+    from strongroom.services.urls import has_password, redact_password, without_password
+    assert has_password("me:pw@dav.example/x") and redact_password("me:pw@dav.example/x") == "me:***@dav.example/x"
+    assert without_password("me:pw@dav.example/x") == "me@dav.example/x"
+    assert not has_password("https://dav.example/a@b:c") and not has_password("https://me@dav.example/")
