@@ -253,3 +253,23 @@ def test_a_url_without_slashes_has_its_password_masked():
     assert has_password("me:pw@dav.example/x") and redact_password("me:pw@dav.example/x") == "me:***@dav.example/x"
     assert without_password("me:pw@dav.example/x") == "me@dav.example/x"
     assert not has_password("https://dav.example/a@b:c") and not has_password("https://me@dav.example/")
+
+
+def test_an_unknown_key_of_a_hook_is_shown_at_its_own_line(manager, sources):
+    path = write(sources / "strongroom.toml", CONFIG + '''
+        [dr.nightly]
+        target_base = "restored"
+
+        [[dr.nightly.steps]]
+        config = "a"
+
+        [[dr.nightly.steps]]
+        config = "a"
+
+        [[dr.nightly.steps.before]]
+        command = "true"
+        mode = "optional"
+        timeout_s = 5
+        '''.replace("\\n        ", "\\n"))
+    report = apply_file(manager, path, environ={})
+    assert report.errors == [f"{path}:17: dr.nightly.steps[1].before[0].timeout_s: unknown key 'timeout_s' in a hook"]
