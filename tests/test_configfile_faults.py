@@ -69,6 +69,10 @@ def test_a_fifo_or_a_device_is_refused_rather_than_waited_on(sr, sources):
         assert done.returncode == 2
         assert done.stderr.decode().splitlines() == [f"strongroom: {path}: not a regular file; not a "
                                                      "configuration file"]
+    # serve names what is wrong with it before it starts.
+    served = sr.run("serve", "--config", str(fifo), "--no-listen")
+    assert served.returncode == 2 and served.stderr.decode().splitlines() == [
+        f"strongroom: configuration file {fifo} is not a regular file"]
     os.mkfifo(sources / "dav-pass")
     client = write(sources / "client.toml", '[client.nas]\nurl = "http://127.0.0.1:9/dav/"\nuser = "me"\n'
                                             'password_file = "dav-pass"\n')
