@@ -277,3 +277,14 @@ def test_an_unknown_key_of_a_hook_is_shown_at_its_own_line(manager, sources):
         '''.replace("\\n        ", "\\n"))
     report = apply_file(manager, path, environ={})
     assert report.errors == [f"{path}:17: dr.nightly.steps[1].before[0].timeout_s: unknown key 'timeout_s' in a hook"]
+
+
+def test_a_secret_that_is_not_utf8_is_refused_when_the_file_is_read(sr, sources):
+    # Kept, it failed at every use of the client (an internal error of `client test`).
+    path = write(sources / "strongroom.toml", '[client.nas]\nurl = "http://127.0.0.1:9/dav/"\nuser = "me"\n'
+                                              "password_command = \"printf '\\\\377\\\\376pw\\\\n'\"\n")
+    done = sr.run("apply", str(path))
+    assert done.returncode == 2
+    assert done.stderr.decode().splitlines() == [
+        f"strongroom: {path}:4: client.nas.password_command: the password is not UTF-8 text"]
+    assert "nas" not in sr.out("client", "list")  # not added

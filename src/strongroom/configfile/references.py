@@ -96,4 +96,11 @@ def read_reference(table: dict, name: str, path: Path, problems: Problems, envir
         return None
     from strongroom.daemon.logs import register_secret
     register_secret(secret)  # never in a log line of this process (the daemon's, when it applies the file)
-    return secret.decode("utf-8", "surrogateescape")
+    try:
+        # Kept in the secrets store and sent as text (HTTP, SMTP, libpq): bytes that are not
+        # UTF-8 would fail at every use instead of here.
+        text = secret.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.add((*path, key), f"the {name} is not UTF-8 text")
+        return None
+    return text
