@@ -288,3 +288,13 @@ def test_a_secret_that_is_not_utf8_is_refused_when_the_file_is_read(sr, sources)
     assert done.stderr.decode().splitlines() == [
         f"strongroom: {path}:4: client.nas.password_command: the password is not UTF-8 text"]
     assert "nas" not in sr.out("client", "list")  # not added
+
+
+@pytest.mark.parametrize("option", ["--password-file", "--password-env", "--password-command"])
+def test_config_add_refuses_a_blank_password_reference_rather_than_generating_a_key(sr, sources, option):
+    done = sr.run("config", "add", "home", "--source", str(sources / "home"), "--target-dir",
+                  str(sources / "repos" / "home"), option, " " if option != "--password-file" else "")
+    assert done.returncode == 2
+    assert done.stderr.decode().splitlines() == [f"strongroom: {option} is blank: name a file, a variable or a "
+                                                 "command"]
+    assert configs_in(sr) == [] and not (sources / "repos").exists()

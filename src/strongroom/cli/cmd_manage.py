@@ -385,6 +385,10 @@ def _apply(config: BackupConfig, o: dict) -> BackupConfig:
     _apply_retention(config, o)
     _apply_schedules(config, o)
     _apply_check_schedules(config, o)
+    for key in ("password_file", "password_env", "password_command"):
+        if o[key] is not None and not o[key].strip():
+            # Else it reads as no reference given, and a new key is generated.
+            raise UsageError(f"--{key.replace('_', '-')} is blank: name a file, a variable or a command")
     given = [k for k in ("password_file", "password_env", "password_command", "store_password") if o[k]]
     if len(given) > 1:
         raise UsageError("give one of --password-file, --password-env, --password-command and --store-password")
