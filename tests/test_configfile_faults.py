@@ -39,7 +39,8 @@ def test_prune_keeps_a_configuration_whose_generated_key_has_no_recovery_kit(sr,
     assert refused.stderr.decode().splitlines() == [
         f"strongroom: {renamed}: config.home: not in the file, but --prune does not forget it: its repository "
         "key is kept only in this machine's secrets store and no recovery kit of it is on record. Run "
-        "`strongroom key export home` and keep the kit, then apply again (or `strongroom config remove home`)"]
+        "`strongroom key export home` and keep the kit, then apply again (or `strongroom config remove home "
+        "--without-kit`)"]
     assert configs_in(sr) == ["home"]
     assert "1 snapshot" in sr.out("snapshots", "--config", "home")  # still opens
     # With the kit on record, the prune goes ahead; the kit opens the repository still.
@@ -298,3 +299,18 @@ def test_config_add_refuses_a_blank_password_reference_rather_than_generating_a_
     assert done.stderr.decode().splitlines() == [f"strongroom: {option} is blank: name a file, a variable or a "
                                                  "command"]
     assert configs_in(sr) == [] and not (sources / "repos").exists()
+
+
+def test_config_remove_keeps_a_generated_key_without_a_kit_unless_told(sr, sources):
+    sr.out("config", "add", "home", "--source", str(sources / "home"), "--target-dir", str(sources / "repos" / "home"))
+    refused = sr.run("config", "remove", "home")
+    assert refused.returncode == 2 and refused.stderr.decode().splitlines() == [
+        "strongroom: config home: its repository key is kept only in this machine's secrets store and no recovery "
+        "kit of it is on record: nothing would find that key again. Run `strongroom key export home` and keep the "
+        "kit first (or give --without-kit)"]
+    assert configs_in(sr) == ["home"]
+    sr.out("key", "export", "home")
+    assert "removed configuration home" in sr.out("config", "remove", "home")
+    sr.out("config", "add", "db", "--source", str(sources / "db"), "--target-dir", str(sources / "repos" / "db"))
+    assert "removed configuration db" in sr.out("config", "remove", "db", "--without-kit")
+    assert configs_in(sr) == []

@@ -386,25 +386,12 @@ class _Planner:
         self.steps.append((Change(kind, name, REMOVE), write))
 
     def _key_without_kit(self, name: str, stored: dict) -> str | None:
-        """Why pruning configuration `name` would lose its repository, or None.
-
-        A generated key lives only in the secrets store, under a reference
-        that only the catalog's row knows: once the row is gone nothing finds
-        the key again (declaring the configuration anew makes a new key, which
-        its repository refuses). So it is pruned only when a recovery kit of
-        that key is on record; a repository that does not open tells nothing."""
+        """Why pruning configuration `name` would lose its repository, or None."""
         from strongroom.services.configs import BackupConfig
-        config = BackupConfig.from_doc(stored)
-        if not config.encrypt or config.password_file or config.password_env or config.password_command:
+        from strongroom.services.key_safety import key_left_unrecoverable
+        why = key_left_unrecoverable(self.manager, BackupConfig.from_doc(stored))
+        if why is None:
             return None
-        why = "no recovery kit of it is on record"
-        try:
-            repo = self.manager.backup_service.open_repository(config)
-            if self.catalog.kit_on_record(repo.config.id, repo.key_id):
-                return None
-        except StrongroomError as e:
-            why = f"its repository did not open to tell whether a recovery kit of it is on record ({e})"
-        return (f"not in the file, but --prune does not forget it: its repository key is kept only in this "
-                f"machine's secrets store and {why}. Run `strongroom key export {name}` and keep the kit, "
-                f"then apply again (or `strongroom config remove {name}`)")
+        return (f"not in the file, but --prune does not forget it: {why}. Run `strongroom key export {name}` "
+                f"and keep the kit, then apply again (or `strongroom config remove {name} --without-kit`)")
 
