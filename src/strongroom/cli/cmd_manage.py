@@ -385,6 +385,10 @@ def _apply(config: BackupConfig, o: dict) -> BackupConfig:
     _apply_retention(config, o)
     _apply_schedules(config, o)
     _apply_check_schedules(config, o)
+    for key in ("password_file", "password_env", "password_command"):
+        if o[key] is not None and not o[key].strip():
+            # Else it reads as no reference given, and a new key is generated.
+            raise UsageError(f"--{key.replace('_', '-')} is blank: name a file, a variable or a command")
     given = [k for k in ("password_file", "password_env", "password_command", "store_password") if o[k]]
     if len(given) > 1:
         raise UsageError("give one of --password-file, --password-env, --password-command and --store-password")
@@ -623,10 +627,18 @@ def config_edit(m: Manage, name, **options) -> None:
 @config.command("remove")
 @manage_options
 @click.argument("name")
-def config_remove(m: Manage, name) -> None:
+@click.option("--without-kit", is_flag=True,
+              help="Forget it even when its key is only in the secrets store and no recovery kit is on record.")
+def config_remove(m: Manage, name, without_kit) -> None:
     """Forget configuration NAME; its snapshots stay in the repository."""
     with m.manager() as manager:
         cfg = manager.get_config(name)
+        if not without_kit:
+            from strongroom.services.key_safety import key_left_unrecoverable
+            why = key_left_unrecoverable(manager, cfg)
+            if why:
+                raise UsageError(f"config {name}: {why}: nothing would find that key again. Run `strongroom "
+                                 f"key export {name}` and keep the kit first (or give --without-kit)")
         target = target_of(manager, cfg)
         manager.remove_config(name)
     if m.json:

@@ -27,7 +27,8 @@ def _config_file(given: str | None) -> Path | None:
     path = locate(given, os.environ)
     if given or os.environ.get("STRONGROOM_CONFIG"):
         if not path.is_file():
-            raise UsageError(f"configuration file {path} does not exist")
+            raise UsageError(f"configuration file {path} " + ("is not a regular file" if path.exists() else
+                                                              "does not exist"))
         return path
     return path if path.is_file() else None
 

@@ -134,6 +134,13 @@ def apply_file(manager: BackupManager, path: str | os.PathLike, dry_run: bool = 
     report.changes = [change for change, _ in steps]
     if dry_run:
         return report
+    if report.changed and not _unchanged(path, text):
+        # Being written as it was read (an editor that writes in place, a checkout): what was
+        # read may be the first part of it only, and --prune would remove the rest.
+        report.errors, report.invalid = [f"{path}: changed while it was being read; nothing was written: "
+                                         "apply it again once it is saved"], True
+        report.changes = []
+        return report
     done = []
     for change, write in steps:
         if write is None:
@@ -149,6 +156,13 @@ def apply_file(manager: BackupManager, path: str | os.PathLike, dry_run: bool = 
     if report.errors:
         report.changes = done
     return report
+
+
+def _unchanged(path: Path, text: str) -> bool:
+    try:
+        return read_text(path) == text
+    except UsageError:
+        return False
 
 
 def _without_prefix(message: str, change: Change) -> str:
@@ -235,6 +249,15 @@ class _Planner:
         fields: list[str] = []
         if stored:
             old = BackupConfig.from_doc(stored)
+            referenced = [k for k in ("password_file", "password_env", "password_command") if getattr(old, k)]
+            if config.stored_password and old.encrypt and referenced and not old.secret_ref:
+                # Without a reference the key is the secrets store's, and there is none to take:
+                # a new one would be generated, which the repository refuses.
+                self.problems.add(config.path, f"give its repository password as {referenced[0]} (as now) or "
+                                               f"another reference: its repository opens with that password, "
+                                               f"and no key is kept in the secrets store for it (`strongroom "
+                                               f"config edit {config.name} --store-password` keeps one)")
+                return
             if config.stored_password:
                 made.secret_ref = old.secret_ref
             if made.source_kind == "postgres":
@@ -349,6 +372,10 @@ class _Planner:
                 return
             write = lambda: manager.webdav_service.remove_client(name)  # noqa: E731
         elif kind == "config":
+            unsafe = self._key_without_kit(name, stored)
+            if unsafe:
+                self.problems.add(("config", name), unsafe, placed=False)
+                return
             write = lambda: manager.remove_config(name)  # noqa: E731
         elif kind == "dr":
             from strongroom.dr.store import PlanStore
@@ -357,3 +384,14 @@ class _Planner:
         else:
             write = lambda: remove_channel(self.catalog, self.secrets, name)  # noqa: E731
         self.steps.append((Change(kind, name, REMOVE), write))
+
+    def _key_without_kit(self, name: str, stored: dict) -> str | None:
+        """Why pruning configuration `name` would lose its repository, or None."""
+        from strongroom.services.configs import BackupConfig
+        from strongroom.services.key_safety import key_left_unrecoverable
+        why = key_left_unrecoverable(self.manager, BackupConfig.from_doc(stored))
+        if why is None:
+            return None
+        return (f"not in the file, but --prune does not forget it: {why}. Run `strongroom key export {name}` "
+                f"and keep the kit, then apply again (or `strongroom config remove {name} --without-kit`)")
+

@@ -90,6 +90,11 @@ def read_config(name: str, table: Any, problems: Problems, environ: Mapping[str,
                 _absolute(value, base_dir)
     if isinstance(fields.get("source_paths"), str):
         fields["source_paths"] = [fields["source_paths"]]
+    _check_password_keys(table, path, problems)
+    if "compression" in table and not isinstance(table["compression"], (str, bool)):
+        # Else one problem for each type the field may have ("compression.bool", "compression.str").
+        problems.add((*path, "compression"), "give a codec as text: zstd, zstd:LEVEL, lz4, gzip or none")
+        del fields["compression"]
     if "target_dir" in table and ("client" in table or "target_path" in table):
         problems.add((*path, "target_dir"), "give target_dir, or client with target_path, not both")
     if "client" in table and "target_path" not in table:
@@ -190,6 +195,25 @@ def _schedules(table: dict, path: Path, problems: Problems, key: str = "schedule
     return made
 
 
+_PASSWORD_KEYS = ("password_file", "password_env", "password_command")
+
+
+def _check_password_keys(table: dict, path: Path, problems: Problems) -> None:
+    """At most one repository password reference, each naming something: an
+    empty one would otherwise read as none given, and a key be generated."""
+    given = [k for k in _PASSWORD_KEYS if k in table]
+    if len(given) > 1:
+        problems.add((*path, given[1]), f"give one of {', '.join(given)}")
+    for key in given:
+        value = table[key]
+        # (An empty variable or command is the schema's problem already.)
+        if isinstance(value, str) and not value.strip() and (value or key == "password_file"):
+            problems.add((*path, key), "blank: name a file, a variable or a command (leave the key out to "
+                                       "keep a key in the secrets store)")
+    if given and table.get("encrypt") is False:
+        problems.add((*path, given[0]), "a configuration without encryption takes no password")
+
+
 def _check_rule(rule: str, value: Any) -> bool:
     """True, or a UsageError saying what is wrong with one schedule rule."""
     from strongroom.schedule.spec import parse_schedule
@@ -198,8 +222,17 @@ def _check_rule(rule: str, value: Any) -> bool:
         if not isinstance(value, str):
             raise UsageError("give a share of the packs as text, e.g. \"5%\" or \"1/10\"")
         check_subset(value)
-    else:
-        parse_schedule("every 1h", **{rule: value})
+        return True
+    if rule == "priority":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise UsageError("give a whole number")
+    elif not isinstance(value, str):
+        raise UsageError("give text")
+    probe = "every 1h"
+    try:
+        parse_schedule(probe, **{rule: value})
+    except UsageError as e:  # said of the probe's spec, which is not the file's
+        raise UsageError(str(e).removeprefix(f"schedule {probe!r}: ")) from None
     return True
 
 

@@ -23,6 +23,7 @@ from strongroom.configfile.config_table import FileConfig, read_config
 from strongroom.configfile.lines import KeyLines
 from strongroom.configfile.other_tables import FileChannel, FileClient, read_channel, read_client, read_plan
 from strongroom.configfile.problems import Problems
+from strongroom.configfile.regular_file import NotRegular, read_regular_file
 from strongroom.configfile.references import find_inline_secrets
 
 TABLES = ("client", "config", "notify", "dr")
@@ -48,8 +49,9 @@ class Declared:
 def read_text(path: Path) -> str:
     from strongroom.errors import UsageError
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE + 1)
+        data = read_regular_file(path, MAX_FILE + 1)
+    except NotRegular:
+        raise UsageError(f"{path}: not a regular file; not a configuration file") from None
     except OSError as e:
         raise UsageError(f"cannot read the configuration file {path}: {e.strerror}") from None
     if len(data) > MAX_FILE:

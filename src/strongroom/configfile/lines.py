@@ -17,6 +17,7 @@ import re
 Path = tuple  # of str (a key) and int (an entry of an array of tables)
 
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "e": "\x1b", '"': '"', "\\": "\\"}
 
 
 def _read_key(text: str, i: int) -> tuple[list[str], int]:
@@ -32,7 +33,15 @@ def _read_key(text: str, i: int) -> tuple[list[str], int]:
             while j < len(text) and text[j] != quote:
                 if quote == '"' and text[j] == "\\" and j + 1 < len(text):
                     escaped = text[j + 1]
-                    out.append({"n": "\n", "t": "\t", '"': '"', "\\": "\\"}.get(escaped, escaped))
+                    width = {"u": 4, "U": 8}.get(escaped)
+                    if width:  # \uXXXX, \UXXXXXXXX: tomllib has checked the digits
+                        try:
+                            out.append(chr(int(text[j + 2:j + 2 + width], 16)))
+                        except ValueError:
+                            out.append(escaped)
+                        j += 2 + width
+                        continue
+                    out.append(_ESCAPES.get(escaped, escaped))
                     j += 2
                     continue
                 out.append(text[j])

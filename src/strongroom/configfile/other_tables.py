@@ -210,8 +210,15 @@ def _plan_key(path: Path, table: dict, message: str) -> Path:
         if what == "plan":
             return (*path, key)
         for i, step in enumerate(steps):
-            if isinstance(step, dict) and key in step:
+            if not isinstance(step, dict):
+                continue
+            if what == "step" and key in step:
                 return (*path, "steps", i, key)
+            for when in ("before", "after") if what == "hook" else ():
+                hooks = step.get(when) if isinstance(step.get(when), list) else []
+                for j, hook in enumerate(hooks):
+                    if isinstance(hook, dict) and key in hook:
+                        return (*path, "steps", i, when, j, key)
         return (*path, "steps")
     step = re.match(r"step (\S+?):", message)
     if step:

@@ -32,11 +32,12 @@ class Problems:
         self.found: list[Problem] = []
         self.more = 0
 
-    def add(self, path: Path, message: str) -> None:
+    def add(self, path: Path, message: str, placed: bool = True) -> None:
+        """`placed` False: the problem of an object the file does not hold (no line to show)."""
         if len(self.found) >= MAX_PROBLEMS:
             self.more += 1
             return
-        line = self.lines.line_of(path) if self.lines else None
+        line = self.lines.line_of(path) if self.lines and placed else None
         self.found.append(Problem(self.file, line, dotted(path), message))
 
     def check(self, path: Path, step, *args, **kwargs):

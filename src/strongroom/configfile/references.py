@@ -15,6 +15,7 @@ from typing import Any
 
 from strongroom.configfile.lines import Path
 from strongroom.configfile.problems import Problems
+from strongroom.configfile.regular_file import read_regular_file
 from strongroom.errors import UsageError
 from strongroom.services.password_command import run_password_command
 
@@ -77,8 +78,7 @@ def read_reference(table: dict, name: str, path: Path, problems: Problems, envir
         if key.endswith("_file"):
             file = os.path.join(base_dir, os.path.expanduser(value))
             try:
-                with open(file, "rb") as f:
-                    data = f.read(64 * 1024)
+                data = read_regular_file(file, 64 * 1024)
             except OSError as e:
                 raise UsageError(f"cannot read {file}: {e.strerror}") from None
             secret = data.split(b"\n", 1)[0].rstrip(b"\r")
@@ -96,4 +96,11 @@ def read_reference(table: dict, name: str, path: Path, problems: Problems, envir
         return None
     from strongroom.daemon.logs import register_secret
     register_secret(secret)  # never in a log line of this process (the daemon's, when it applies the file)
-    return secret.decode("utf-8", "surrogateescape")
+    try:
+        # Kept in the secrets store and sent as text (HTTP, SMTP, libpq): bytes that are not
+        # UTF-8 would fail at every use instead of here.
+        text = secret.decode("utf-8")
+    except UnicodeDecodeError:
+        problems.add((*path, key), f"the {name} is not UTF-8 text")
+        return None
+    return text
