@@ -105,9 +105,8 @@ def running(daemon: Daemon):
 def test_a_forward_jump_claims_the_slot_due_once_and_reopens_the_grace_a_backward_one_claims_nothing(
         make_manager, tmp_path):
     clock = MovableClock()
-    # Start 5 minutes past an hour, so that moving on 400 s below crosses no slot
-    # at whatever time the test runs.
-    clock.offset = 3600 - time.time() % 3600 + 300
+    # Ten minutes past an hour, whatever the time of day: the 400 s below stay inside that hour.
+    clock.offset = (time.time() // 3600) * 3600 + 600 - time.time()
     manager = make_manager(clock=clock)
     add_local(manager, tmp_path, "laptop", "every 1h")
     daemon = Daemon(manager, local_zone=UTC, clock=clock, monotonic=clock.monotonic, tick=0.05)

@@ -16,13 +16,20 @@ from urllib.parse import quote
 
 import pytest
 
-from strongroom.daemon.logs import register_secret, setup_logging
+from strongroom.daemon.logs import PROCESS_SECRETS, register_secret, setup_logging
 from strongroom.errors import UsageError
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 STAMPED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR) strongroom[.\w]*: ")
 SECRET = "Hunter2-is-not-a-password"
 URL_PASSWORD = "pa55word-in-url"
+
+
+@pytest.fixture(autouse=True)
+def known_secrets(monkeypatch):
+    """Only this test's secrets: the set is process-wide, and a test run in the
+    same process before may have registered a password such as "wrong"."""
+    monkeypatch.setattr(PROCESS_SECRETS, "_values", ())
 
 
 @pytest.fixture(autouse=True)

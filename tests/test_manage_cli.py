@@ -124,7 +124,7 @@ def test_config_add_list_show_edit_remove(m, tmp_path, src):
     done = m.run("config", "add", "bad", "--source", str(src))
     assert done.returncode == 2 and "--target-dir" in one_error_line(done)
 
-    m.run("config", "remove", "docs", check=True)
+    m.run("config", "remove", "docs", "--without-kit", check=True)  # its generated key: no kit exported
     assert m.summary("config", "list")["count"] == 0
     done = m.run("config", "show", "docs")
     assert done.returncode == 2 and "no backup configuration named 'docs'" in one_error_line(done)

@@ -333,3 +333,56 @@ def test_a_signal_before_any_schedule_stops_cleanly(tmp_path, sig):
     assert [line["type"] for line in lines] == ["serve_started", "serve_stopped"]
     assert lines[0]["pid"] == proc.pid and lines[0]["schedules"] == 0
     assert lines[1]["reason"] == signal.Signals(sig).name and lines[1]["slots_claimed"] == 0
+
+
+def test_serve_applies_its_configuration_file_at_start_and_on_sighup(tmp_path):
+    s = Serve(tmp_path)
+    for name in ("one", "two"):
+        (tmp_path / f"src-{name}").mkdir()
+        (tmp_path / f"src-{name}" / "a.txt").write_text(name)
+    file = tmp_path / "strongroom.toml"
+    file.write_text(f'''
+[config.one]
+source = ["{tmp_path / "src-one"}"]
+target_dir = "{tmp_path / "repo-one"}"
+encrypt = false
+schedule = "every 2s"
+''')
+    proc = s.serve("--jobs", "1", "--config", str(file))
+    catalog = s.catalog()
+    try:
+        wait_for("the daemon", lambda: started(proc), proc)
+        assert f"1 schedule, 1 at a time, from {file}" in output(proc)[0]
+        wait_for("a point of one", lambda: catalog.list_jobs(config="one", status="succeeded"), proc)
+
+        # A second configuration, then SIGHUP: applied, scheduled, run.
+        file.write_text(file.read_text() + f'''
+[config.two]
+source = ["{tmp_path / "src-two"}"]
+target_dir = "{tmp_path / "repo-two"}"
+encrypt = false
+schedule = "every 2s"
+''')
+        proc.send_signal(signal.SIGHUP)
+        wait_for("a point of two", lambda: catalog.list_jobs(config="two", status="succeeded"), proc)
+        assert "+ config two" in output(proc)[1]
+
+        # A broken file on SIGHUP: said with its line, the catalog as it was, the daemon runs on.
+        good = file.read_text()
+        file.write_text(good.replace('schedule = "every 2s"\n', 'schedule = "every fortnight"\n', 1))
+        proc.send_signal(signal.SIGHUP)
+        wait_for("the error", lambda: "not applied" in output(proc)[1], proc)
+        err = output(proc)[1]
+        assert f"{file}:6: config.one.schedule" in err, err
+        assert catalog.get_config("one")["schedules"][0]["spec"] == "every 2s"
+        before = len(catalog.list_jobs(config="one", status="succeeded"))
+        wait_for("one running on", lambda: len(catalog.list_jobs(config="one", status="succeeded")) > before, proc)
+    finally:
+        assert stop(proc) == 0
+
+    # A broken file at start: nothing starts, exit 2, the line named.
+    refused = s.run("serve", "--no-listen", "--config", str(file))
+    assert refused.returncode == 2 and f"{file}:6: config.one.schedule" in refused.stderr
+    assert "pid" not in refused.stdout
+    missing = s.run("serve", "--no-listen", "--config", str(tmp_path / "nowhere.toml"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

@@ -88,6 +88,8 @@ def password_source(config: BackupConfig) -> str:
         return f"file {config.password_file}"
     if config.password_env:
         return f"variable {config.password_env}"
+    if config.password_command:
+        return "command"
     return "secrets store"
 
 
@@ -248,6 +250,8 @@ def config_options(editing: bool):
                          help="Read the repository password from this file at every run."),
             click.option("--password-env", metavar="VAR",
                          help="Read the repository password from this variable at every run."),
+            click.option("--password-command", metavar="COMMAND",
+                         help="Run this command at every run; the first line it prints is the password."),
             click.option("--store-password", is_flag=True,
                          help="Keep a password (STRONGROOM_PASSWORD, STRONGROOM_PASSWORD_FILE, "
                               "STRONGROOM_PASSWORD_COMMAND or a prompt) "
@@ -381,17 +385,24 @@ def _apply(config: BackupConfig, o: dict) -> BackupConfig:
     _apply_retention(config, o)
     _apply_schedules(config, o)
     _apply_check_schedules(config, o)
-    given = [k for k in ("password_file", "password_env", "store_password") if o[k]]
+    for key in ("password_file", "password_env", "password_command"):
+        if o[key] is not None and not o[key].strip():
+            # Else it reads as no reference given, and a new key is generated.
+            raise UsageError(f"--{key.replace('_', '-')} is blank: name a file, a variable or a command")
+    given = [k for k in ("password_file", "password_env", "password_command", "store_password") if o[k]]
     if len(given) > 1:
-        raise UsageError("give one of --password-file, --password-env and --store-password")
+        raise UsageError("give one of --password-file, --password-env, --password-command and --store-password")
     if given and not config.encrypt:
         raise UsageError("a configuration without encryption takes no password")
+    if given:
+        config.password_file = config.password_env = config.password_command = None
     if o["password_file"]:
-        config.password_file, config.password_env = os.path.abspath(o["password_file"]), None
+        config.password_file = os.path.abspath(o["password_file"])
     elif o["password_env"]:
-        config.password_file, config.password_env = None, o["password_env"]
+        config.password_env = o["password_env"]
+    elif o["password_command"]:
+        config.password_command = o["password_command"]
     elif o["store_password"]:
-        config.password_file = config.password_env = None
         config.password = _stored_password()
     return config
 
@@ -501,7 +512,7 @@ def config_add(m: Manage, name, no_encrypt, **options) -> None:
     if not any(options[k] for k in ("sources", "source_command", "sqlite", "postgres")):
         raise UsageError("give what to back up: --source PATH, --source-command, --sqlite or --postgres")
     cfg = _apply(BackupConfig(name=name, source_paths=[], encrypt=not no_encrypt), options)
-    generated = cfg.encrypt and not (cfg.password_file or cfg.password_env or cfg.password)
+    generated = cfg.encrypt and not (cfg.password_file or cfg.password_env or cfg.password_command or cfg.password)
     with m.manager() as manager:
         try:
             manager.add_config(cfg)
@@ -616,10 +627,18 @@ def config_edit(m: Manage, name, **options) -> None:
 @config.command("remove")
 @manage_options
 @click.argument("name")
-def config_remove(m: Manage, name) -> None:
+@click.option("--without-kit", is_flag=True,
+              help="Forget it even when its key is only in the secrets store and no recovery kit is on record.")
+def config_remove(m: Manage, name, without_kit) -> None:
     """Forget configuration NAME; its snapshots stay in the repository."""
     with m.manager() as manager:
         cfg = manager.get_config(name)
+        if not without_kit:
+            from strongroom.services.key_safety import key_left_unrecoverable
+            why = key_left_unrecoverable(manager, cfg)
+            if why:
+                raise UsageError(f"config {name}: {why}: nothing would find that key again. Run `strongroom "
+                                 f"key export {name}` and keep the kit first (or give --without-kit)")
         target = target_of(manager, cfg)
         manager.remove_config(name)
     if m.json:
@@ -645,7 +664,7 @@ def key_export(m: Manage, name) -> None:
         cfg = manager.get_config(name)
         if not cfg.encrypt:
             raise UsageError(f"config {name} is not encrypted: its repository opens without a password")
-        if cfg.password_file or cfg.password_env:
+        if cfg.password_file or cfg.password_env or cfg.password_command:
             raise UsageError(f"config {name} has no key in the secrets store: its password is read from the "
                              f"{password_source(cfg)}; keep that password somewhere else")
         target = target_of(manager, cfg)

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
+import time
+from pathlib import Path
 
 import click
 
 from strongroom.cli.cmd_manage import Manage, manage_options
-from strongroom.cli.output import emit_json
+from strongroom.cli.output import emit_json, terminal_safe
+from strongroom.errors import StrongroomError, UsageError
 from strongroom.words import plural
 
 DEFAULT_LISTEN = "127.0.0.1:9180"
+log = logging.getLogger("strongroom.daemon")
+
+
+def _config_file(given: str | None) -> Path | None:
+    """The configuration file serve applies: the one named (--config or
+    STRONGROOM_CONFIG), which must exist, else the default one if it exists."""
+    from strongroom.configfile import locate
+    path = locate(given, os.environ)
+    if given or os.environ.get("STRONGROOM_CONFIG"):
+        if not path.is_file():
+            raise UsageError(f"configuration file {path} " + ("is not a regular file" if path.exists() else
+                                                              "does not exist"))
+        return path
+    return path if path.is_file() else None
 
 
 @click.command("serve")
@@ -32,7 +50,13 @@ DEFAULT_LISTEN = "127.0.0.1:9180"
 @click.option("--token-file", type=click.Path(dir_okay=False), metavar="FILE",
               help="A 0600 file holding the bearer token the endpoints require "
                    "(or STRONGROOM_SERVE_TOKEN).")
-def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, token_file) -> None:
+@click.option("--config", "config_path", metavar="PATH", type=click.Path(dir_okay=False),
+              help="The configuration file applied at start and on SIGHUP (else STRONGROOM_CONFIG, "
+                   "else ~/.config/strongroom/strongroom.toml when it exists).")
+@click.option("--prune", is_flag=True,
+              help="When applying the file, remove what the catalog has and the file does not.")
+def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, token_file, config_path,
+          prune) -> None:
     """Run the schedules and the job queue until stopped.
 
     Claims each due slot of every configuration's schedules in the catalog
@@ -49,7 +73,12 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
     (the job is then put back at the next start, as after kill -9).
 
     /metrics (Prometheus) and /healthz answer on --listen, 127.0.0.1 by
-    default; another address needs --allow-remote and a token."""
+    default; another address needs --allow-remote and a token.
+
+    A configuration file (strongroom.toml, see `strongroom apply`) is
+    applied before the first look at the schedules and again on SIGHUP; a
+    file with errors stops the start (exit 2), and on SIGHUP is logged
+    while the catalog stays as it was."""
     from strongroom.daemon import Daemon
     from strongroom.schedule.spec import system_zone
     from strongroom.services.backup_manager import create_backup_manager
@@ -79,12 +108,38 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
     # (a source command, pg_dump, systemd-inhibit).
     from strongroom.daemon.http import TOKEN_ENV
     register_secret(os.environ.pop(TOKEN_ENV, None))
+    config_file = _config_file(config_path)
     manager = create_backup_manager(db_path=m.catalog, cache_root=m.cache_dir, max_concurrent_jobs=jobs)
     endpoints = None
     reader = None
     url = None
     try:
-        daemon = Daemon(manager, local_zone=zone, tick=tick, wake_grace=wake_grace)
+        on_reload = None
+        if config_file is not None:
+            from strongroom.configfile import apply_file
+            # Read through once before anything starts: a bad file is a set-up mistake.
+            checked = apply_file(manager, config_file, dry_run=True, prune=prune, environ=os.environ)
+            if not checked.ok:
+                for line in checked.errors:
+                    print(f"strongroom: {terminal_safe(line)}", file=sys.stderr)
+                sys.exit(checked.exit_code)
+
+            def apply_again() -> None:
+                report = apply_file(manager, config_file, prune=prune, environ=os.environ)
+                for line in report.lines():
+                    if line in report.errors:
+                        log.error("%s: %s", config_file, line)
+                    elif report.changed:
+                        log.info("%s: %s", config_file, line)
+                if not report.ok:
+                    raise StrongroomError(f"{config_file} not applied; the catalog is as it was before "
+                                          f"the errors above" if report.invalid else
+                                          f"{config_file} applied only in part: {report.errors[-1]}")
+
+            on_reload = apply_again
+        daemon = Daemon(manager, local_zone=zone, tick=tick, wake_grace=wake_grace, on_reload=on_reload)
+        if on_reload is not None:
+            daemon.request_reload()  # applied in the scheduler thread before its first pass
 
         def on_signal(number: int, _frame) -> None:
             name = signal.Signals(number).name
@@ -99,6 +154,11 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
         signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
         daemon.start()  # DaemonRunning (exit 1) when another daemon holds the catalog
         try:
+            if config_file is not None:
+                # The start line counts the schedules the file left, after the first pass applied it.
+                deadline = time.monotonic() + 60
+                while daemon.heartbeat() is None and not daemon.stopping and time.monotonic() < deadline:
+                    time.sleep(0.05)
             reader, endpoints, url, schedules = _start_the_rest(m, manager, daemon, zone, tick, token, address,
                                                                 allow_remote)
         except BaseException:
@@ -108,9 +168,11 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
             raise
         if m.json:
             emit_json({"type": "serve_started", "catalog": manager.catalog.path, "pid": os.getpid(),
-                       "schedules": schedules, "jobs": jobs, "url": url})
+                       "schedules": schedules, "jobs": jobs, "url": url,
+                       "config_file": str(config_file) if config_file else None})
         else:
-            where = f", /metrics and /healthz on {url}" if url else ""
+            where = (f", from {config_file}" if config_file else "") \
+                + (f", /metrics and /healthz on {url}" if url else "")
             print(f"strongroom serve: catalog {manager.catalog.path}, pid {os.getpid()}, "
                   f"{plural(schedules, 'schedule')}, {jobs} at a time{where}", flush=True)
         daemon.run_until_stopped()

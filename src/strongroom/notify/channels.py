@@ -33,15 +33,21 @@ def shown_url(url: str, kind: str) -> str:
     """A URL as it may be printed and stored: its scheme and host, never its
     path, query or user part (where the tokens are). For Apprise only the
     scheme: `tgram://TOKEN/CHAT` holds the token where a host would be."""
-    parts = urlsplit(url)
-    if kind == "apprise" or not parts.hostname:
-        return f"{parts.scheme}://…"
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        parts = urlsplit(url)
+        if kind == "apprise" or not parts.hostname:
+            return f"{parts.scheme}://…"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a bracket left open, a port past 65535: `validate` says so
+        return f"{url.partition(':')[0] if '://' in url else ''}://…"
     return f"{parts.scheme}://{parts.hostname}{port}/…"
 
 
 def _check_http(url: str, what: str) -> None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "Invalid IPv6 URL": its host is a bracket left open
+        raise UsageError(f"the {what} has a bad host") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"the {what} must be an http:// or https:// URL")
     try:

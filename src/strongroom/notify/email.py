@@ -23,7 +23,10 @@ from strongroom.notify.base import Message, NotifyError, one_line
 def parse_smtp_url(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) of smtp://HOST[:PORT] or smtps://HOST[:PORT]."""
     from urllib.parse import urlsplit
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "Invalid IPv6 URL"
+        raise NotifyError("an SMTP server is smtp://HOST:PORT or smtps://HOST:PORT") from None
     if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
         raise NotifyError("an SMTP server is smtp://HOST:PORT or smtps://HOST:PORT")
     if parts.username or parts.password:

@@ -33,6 +33,7 @@ from strongroom.services.results import (BackupResult, BackupStatistics, Cleanup
 from strongroom.words import plural
 
 if TYPE_CHECKING:
+    from strongroom.dr.manager import DisasterRecoveryManager
     from strongroom.services.catalog import Catalog
     from strongroom.services.secrets import SecretsStore
     from strongroom.services.status import ConfigStatus
@@ -468,7 +469,7 @@ class BackupManager:
         return Job.from_row(row)
 
     @property
-    def disaster_recovery(self):
+    def disaster_recovery(self) -> DisasterRecoveryManager:
         """The DisasterRecoveryManager over this manager's service (made at first use),
         which scheduled DR tests run through."""
         with self._dr_lock:

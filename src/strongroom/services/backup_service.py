@@ -72,6 +72,7 @@ class BackupService:
 
         Its `password_file` (read at every run, the line end stripped), else its
         `password_env` (the variable's name; read at every run, it must be set),
+        else its `password_command` (run at every use: the first line it prints),
         else its key in the secrets store (`secret_ref`). None without encryption.
         Every service that opens a configuration's repository asks here."""
         if not config.encrypt:
@@ -90,6 +91,11 @@ class BackupService:
                 raise UsageError(f"config {config.name}: variable {config.password_env} is not set")
             register_secret(value)
             return value
+        if config.password_command:
+            from strongroom.services.password_command import run_password_command
+            value = run_password_command(config.password_command, f"config {config.name}: the password command")
+            register_secret(value)
+            return value
         secret = self.secrets.get(config.secret_ref) if config.secret_ref else None
         if secret is None:
             raise UsageError(f"config {config.name}: its repository key is not in the secrets store; "
@@ -99,7 +105,7 @@ class BackupService:
 
     def take_password(self, config: BackupConfig) -> None:
         """Move a given password (or a generated key) into the secrets store."""
-        if not config.encrypt or config.password_file or config.password_env:
+        if not config.encrypt or config.password_file or config.password_env or config.password_command:
             config.password = None
             return
         if config.password is None and config.secret_ref and self.secrets.get(config.secret_ref):

@@ -119,6 +119,7 @@ class ConfigSchema(BaseModel):
     password: str | None = None
     password_file: str | None = None
     password_env: Annotated[str, Field(min_length=1)] | None = None
+    password_command: Annotated[str, Field(min_length=1, max_length=65536)] | None = None
     excludes: list[str] = []
     exclude_caches: bool = False
     exclude_if_present: list[Annotated[str, Field(min_length=1)]] = []
@@ -189,21 +190,39 @@ _HINTS = {
 }
 
 
+def _message(problem: dict) -> str:
+    """One problem pydantic found, in words (never the value when it is text)."""
+    hint = _HINTS.get(problem["type"])
+    if hint is None:
+        return problem["msg"].removeprefix("Value error, ")
+    given = problem.get("input")
+    kind = "one string" if isinstance(given, str) else f"a value of type {type(given).__name__}"
+    expected = str((problem.get("ctx") or {}).get("expected", "")).replace("'", "").replace(" or ", ", ")
+    return hint.format(kind=kind, expected=expected)
+
+
+def _where(problem: dict) -> tuple:
+    return tuple(p for p in problem["loc"] if not str(p).startswith(("function-", "union")))
+
+
 def _line(name: str, error: ValidationError) -> str:
     """The first problem of a failed check, as one line that names the field."""
     first = error.errors(include_url=False)[0]
-    where = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("function-", "union")))
-    hint = _HINTS.get(first["type"])
-    if hint is None:
-        message = first["msg"].removeprefix("Value error, ")
-    else:
-        given = first.get("input")
-        kind = "one string" if isinstance(given, str) else f"a value of type {type(given).__name__}"
-        expected = str((first.get("ctx") or {}).get("expected", "")).replace("'", "").replace(" or ", ", ")
-        message = hint.format(kind=kind, expected=expected)
+    where = ".".join(str(p) for p in _where(first))
+    message = _message(first)
     more = error.error_count() - 1
     extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
     return f"config {name or '?'}: {where}: {message}{extra}"
+
+
+def field_problems(doc: dict[str, Any]) -> list[tuple[tuple, str]]:
+    """Every problem of the fields of a configuration, as (field path, message):
+    what `check_fields` refuses, all at once (a configuration file shows them all)."""
+    try:
+        ConfigSchema.model_validate(doc)
+    except ValidationError as e:
+        return [(_where(p), _message(p)) for p in e.errors(include_url=False)]
+    return []
 
 
 def check_fields(doc: dict[str, Any]) -> None:

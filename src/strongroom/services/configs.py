@@ -53,6 +53,8 @@ class BackupConfig:
     password: str | None = field(default=None, repr=False)
     password_file: str | None = None
     password_env: str | None = None
+    # A shell command whose output's first line is the password, run at each use.
+    password_command: str | None = None
     excludes: list[str] = field(default_factory=list)
     exclude_caches: bool = False
     exclude_if_present: list[str] = field(default_factory=list)
@@ -180,6 +182,8 @@ class BackupConfig:
         for key in ("schedules", "check_schedules"):
             if not doc[key]:
                 del doc[key]
+        if doc["password_command"] is None:
+            del doc["password_command"]  # stored as before the field existed
         return doc
 
     def parsed_schedules(self, local_zone: ZoneInfo) -> list[Schedule]:

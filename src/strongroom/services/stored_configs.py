@@ -125,6 +125,7 @@ def import_configs(service: BackupService, target_path: str, password: str | byt
         # again (`config edit --postgres-password-file`) before the next backup.
         doc = {**stored[name], "name": name, "target_client_id": client_id, "target_path": target_path,
                "encrypt": secret is not None, "password": None, "password_file": None, "password_env": None,
+               "password_command": None,
                "secret_ref": None, "postgres_password": None, "postgres_secret_ref": None}
         try:
             config = BackupConfig.from_doc(doc)

@@ -15,10 +15,23 @@ MASK = "***"
 def has_password(url: str) -> bool:
     """Whether `url` has a password (even an empty one) in its user part."""
     try:
-        return urlsplit(url).password is not None
+        if urlsplit(url).password is not None:
+            return True
     except ValueError:  # not a URL urlsplit can read: look at the user part by hand
-        userinfo, at, _ = _netloc(url).rpartition("@")
-        return bool(at) and ":" in userinfo
+        pass
+    if "://" in url and _readable(url):
+        return False
+    # Without "//" (`user:pass@host/x`, `https:user:pass@host`) urlsplit sees no user part at all.
+    userinfo, at, _ = _authority(url)[0].rpartition("@")
+    return bool(at) and ":" in userinfo
+
+
+def _readable(url: str) -> bool:
+    try:
+        urlsplit(url)
+    except ValueError:
+        return False
+    return True
 
 
 def redact_password(url: str) -> str:
@@ -34,16 +47,15 @@ def without_password(url: str) -> str:
 def _with_user_part(url: str, user_part) -> str:
     if not has_password(url):
         return url
-    netloc = _netloc(url)
-    userinfo, _, hostport = netloc.rpartition("@")
-    scheme, sep, rest = url.partition("://")
-    return scheme + sep + user_part(userinfo.split(":", 1)[0]) + hostport + rest[len(netloc):]
+    authority, start, end = _authority(url)
+    userinfo, _, hostport = authority.rpartition("@")
+    return url[:start] + user_part(userinfo.split(":", 1)[0]) + hostport + url[end:]
 
 
-def _netloc(url: str) -> str:
-    """The authority part of `url` (between `//` and the next `/`, `?` or `#`), or ""."""
-    _, sep, rest = url.partition("://")
-    if not sep:
-        return ""
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    return rest[:end]
+def _authority(url: str) -> tuple[str, int, int]:
+    """The authority part of `url` (after `//`, else from the start, up to the next
+    `/`, `?` or `#`), with where it starts and ends."""
+    scheme_end = url.find("://")
+    start = scheme_end + 3 if scheme_end >= 0 else 0
+    end = min((i for i in (url.find(c, start) for c in "/?#") if i >= 0), default=len(url))
+    return url[start:end], start, end

@@ -37,7 +37,10 @@ VENDORS = {
 
 
 def guess_vendor(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL: the URL's own check says so
+        return "generic"
     host = (parts.hostname or "").lower()
     if host.endswith("jianguoyun.com") or host.endswith("nutstore.net"):
         return "nutstore"
