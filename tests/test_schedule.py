@@ -25,6 +25,7 @@ from strongroom.schedule.clock import ClockWatch
 from strongroom.schedule.slots import due, next_slot, prev_slot, start_at
 from strongroom.schedule.spec import parse_schedule
 from strongroom.services.catalog import Catalog
+from catalog_cli import CatalogCLI
 
 BERLIN = ZoneInfo("Europe/Berlin")
 UTC = timezone.utc
@@ -384,21 +385,8 @@ def test_schedules_are_stored_in_the_catalog_and_the_repository(tmp_path, monkey
         manager.catalog.close()
 
 
-class CLI:
-    def __init__(self, tmp_path: Path) -> None:
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")}
-        self.env.update(STRONGROOM_CATALOG=str(tmp_path / "catalog.db"), STRONGROOM_SECRETS_BACKEND="file",
-                        STRONGROOM_SECRETS=str(tmp_path / "secrets.json"), STRONGROOM_CACHE_DIR=str(tmp_path / "c"),
-                        TZ="Europe/Berlin", PYTHONPATH=os.pathsep.join([SRC, HOOKS]))
-
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "strongroom", *args], capture_output=True, text=True,
-                              env=self.env, timeout=120)
-
-    def json(self, *args: str) -> list[dict]:
-        done = self.run(*args, "--json")
-        assert done.returncode == 0, done.stderr
-        return [json.loads(line) for line in done.stdout.splitlines()]
+def CLI(tmp_path: Path) -> CatalogCLI:
+    return CatalogCLI(tmp_path, tz="Europe/Berlin")
 
 
 def test_cli_config_schedules_and_schedule_next(tmp_path):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -26,10 +24,9 @@ from strongroom.schedule.spec import parse_schedule
 from strongroom.services.jobs import current_owner
 from strongroom.services.schedules import last_success, next_due, plan_key, scheduled_tasks
 from strongroom.services.status import config_status, verification_statuses
+from catalog_cli import CatalogCLI
 
 UTC = timezone.utc
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-HOOKS = str(Path(__file__).resolve().parent / "hooks")
 
 
 @pytest.fixture
@@ -213,21 +210,7 @@ def test_a_real_dr_run_is_notified_with_its_verdict(manager, tmp_path, http):
     assert "strongroom dr report hurried" in events[1]["message"]
 
 
-class CLI:
-    def __init__(self, tmp_path: Path) -> None:
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")}
-        self.env.update(STRONGROOM_CATALOG=str(tmp_path / "catalog.db"), STRONGROOM_SECRETS_BACKEND="file",
-                        STRONGROOM_SECRETS=str(tmp_path / "secrets.json"), STRONGROOM_CACHE_DIR=str(tmp_path / "c"),
-                        TZ="UTC", PYTHONPATH=os.pathsep.join([SRC, HOOKS]))
-
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "strongroom", *args], capture_output=True, text=True,
-                              env=self.env, timeout=120)
-
-    def json(self, *args: str) -> list[dict]:
-        done = self.run(*args, "--json")
-        assert done.returncode == 0, done.stderr
-        return [json.loads(line) for line in done.stdout.splitlines()]
+CLI = CatalogCLI
 
 
 def test_cli_check_and_test_schedules(tmp_path):

@@ -11,7 +11,6 @@ daemon runs, which is the point of that test."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,9 +20,8 @@ from pathlib import Path
 import pytest
 
 from strongroom.services.catalog import Catalog
+from catalog_cli import CatalogCLI
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-HOOKS = str(Path(__file__).resolve().parent / "hooks")
 DEADLINE = 60.0
 
 # A source command that streams 16 MiB of incompressible but repeatable data
@@ -44,28 +42,15 @@ for i in range(16):
 """
 
 
-class Serve:
+class Serve(CatalogCLI):
     """The real command line over one catalog in `tmp_path`."""
 
     def __init__(self, tmp_path: Path) -> None:
+        super().__init__(tmp_path, tz="UTC", cache="cache")
         self.tmp = tmp_path
         self.catalog_path = tmp_path / "catalog.db"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")}
-        self.env.update(STRONGROOM_CATALOG=str(self.catalog_path), STRONGROOM_SECRETS_BACKEND="file",
-                        STRONGROOM_SECRETS=str(tmp_path / "secrets.json"),
-                        STRONGROOM_CACHE_DIR=str(tmp_path / "cache"), TZ="UTC",
-                        PYTHONPATH=os.pathsep.join([SRC, HOOKS]))
         self.started = 0
         self.hold = tmp_path / "hold"
-
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "strongroom", *args], capture_output=True, text=True,
-                              env=self.env, timeout=120)
-
-    def ok(self, *args: str) -> str:
-        done = self.run(*args)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
 
     def serve(self, *args: str) -> subprocess.Popen:
         """A daemon with its output in files (a pipe nobody reads would fill up)."""

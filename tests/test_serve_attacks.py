@@ -29,7 +29,8 @@ from strongroom.daemon.connections import BoundedH11Protocol
 from strongroom.daemon.http import HttpEndpoints
 from strongroom.services.catalog import BUSY_TIMEOUT
 from strongroom.services.scheduled_runs import LOCK_WAIT
-from test_serve import HOOKS, SRC, Serve, _url, output, stop, wait_for
+from catalog_cli import HOOKS, SRC
+from test_serve import Serve, _url, output, stop, wait_for
 
 TOKEN = "s3cr3t-t0ken-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -7,10 +7,7 @@ longest gap of cron schedules, and the shape of `status --json` and
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -20,10 +17,9 @@ from strongroom import BackupConfig, create_backup_manager
 from strongroom.errors import StrongroomError
 from strongroom.schedule.spec import parse_schedule
 from strongroom.services.status import allowed_age, config_status, cron_longest_gap
+from catalog_cli import CatalogCLI
 
 UTC = timezone.utc
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-HOOKS = str(Path(__file__).resolve().parent / "hooks")
 HOUR = 3600.0
 DAY = 86400.0
 
@@ -168,21 +164,7 @@ def test_a_window_and_a_random_delay_add_what_they_can_hold_a_start_back():
     assert plain == 1.5 * HOUR and held == plain + 16 * HOUR + 600
 
 
-class CLI:
-    def __init__(self, tmp_path: Path) -> None:
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")}
-        self.env.update(STRONGROOM_CATALOG=str(tmp_path / "catalog.db"), STRONGROOM_SECRETS_BACKEND="file",
-                        STRONGROOM_SECRETS=str(tmp_path / "secrets.json"), STRONGROOM_CACHE_DIR=str(tmp_path / "c"),
-                        TZ="UTC", PYTHONPATH=os.pathsep.join([SRC, HOOKS]))
-
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "strongroom", *args], capture_output=True, text=True,
-                              env=self.env, timeout=120)
-
-    def ok(self, *args: str) -> str:
-        done = self.run(*args)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+CLI = CatalogCLI
 
 
 def test_cli_status_json_table_and_check(tmp_path):
