@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -114,13 +115,18 @@ def test_every_2s_makes_several_points_and_each_slot_runs_once(tmp_path):
     (tmp_path / "src" / "a").write_text("alpha")
     s.ok("config", "add", "docs", "--source", str(tmp_path / "src"), "--target-dir", str(tmp_path / "repo"),
          "--no-encrypt", "--schedule", "every 2s")
-    proc = s.serve("--jobs", "1")
+    log_file = tmp_path / "serve.log"
+    proc = s.serve("--jobs", "1", "--log-file", str(log_file))
     catalog = s.catalog()
     wait_for("three successes", lambda: len(catalog.list_jobs(config="docs", status="succeeded")) >= 3, proc)
     assert stop(proc) == 0
     out, err = output(proc)
     assert f"pid {proc.pid}, 1 schedule" in out and "stopped (SIGTERM)" in out
     assert "slot claimed: docs, schedule every 2s" in err and "succeeded: docs" in err
+    # The same events in the log file, which only its owner may read.
+    logged = log_file.read_text()
+    assert "slot claimed: docs, schedule every 2s" in logged and "succeeded: docs" in logged
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
 
     slots = catalog.list_slots("docs", limit=None)
     all_jobs = jobs(catalog, "docs")

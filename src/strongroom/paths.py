@@ -8,6 +8,7 @@ live here, below all of them, and read the environment in this one place.
 from __future__ import annotations
 
 import os
+from typing import IO
 
 
 def default_cache_root() -> str:
@@ -25,3 +26,10 @@ def data_dir() -> str:
     if not os.path.isabs(data_home):
         data_home = os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(data_home, "strongroom")
+
+
+def open_private_append(path: str, encoding: str | None = "utf-8", errors: str | None = None) -> IO[str]:
+    """`path` opened for appending text, created 0600 when it does not exist (a
+    log says what is backed up and from where); an existing file keeps its mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "a", encoding=encoding, errors=errors)

@@ -29,7 +29,7 @@ def configure_logging(*, verbose: int = 0, quiet: bool = False, log_file: str | 
     handlers: list[logging.Handler] = [console]
     if log_file:
         try:
-            to_file = logging.FileHandler(log_file, encoding="utf-8", delay=False)
+            to_file = _PrivateFile(log_file, encoding="utf-8", delay=False)
         except OSError as e:
             from strongroom.errors import UsageError
             raise UsageError(f"cannot open log file {log_file}: {e.strerror}") from None
@@ -42,3 +42,11 @@ def configure_logging(*, verbose: int = 0, quiet: bool = False, log_file: str | 
     logger.setLevel(min(h.level for h in handlers))
     # Records stop here: a program that embeds the library keeps its own root handlers for its own logs.
     logger.propagate = False
+
+
+class _PrivateFile(logging.FileHandler):
+    """A log file created 0600: it says what is backed up, and from where."""
+
+    def _open(self):
+        from strongroom.paths import open_private_append
+        return open_private_append(self.baseFilename, self.encoding, self.errors)

@@ -33,6 +33,7 @@ from typing import IO, Mapping
 from urllib.parse import quote
 
 from strongroom.errors import UsageError
+from strongroom.paths import open_private_append
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 # syslog priorities (sd-daemon(3)) by logging level
@@ -124,8 +125,7 @@ class _PrivateRotatingFile(logging.handlers.RotatingFileHandler):
     """RotatingFileHandler whose files are created 0600: a log says what is backed up, and from where."""
 
     def _open(self) -> IO[str]:
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+        return open_private_append(self.baseFilename, self.encoding, self.errors)
 
 
 def stderr_is_journal(stream: IO, environ: Mapping[str, str]) -> bool:
