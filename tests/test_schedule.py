@@ -452,3 +452,34 @@ def test_cli_refusals_store_nothing(tmp_path, options, message):
     assert not (tmp_path / "r").exists()
     listed = cli.json("config", "list")
     assert listed[-1] == {"type": "summary", "count": 0, "message_type": "summary", "schema": listed[-1]["schema"]}
+
+
+def _transitions(zone: ZoneInfo, year: int) -> list[datetime]:
+    """The instants (to the hour) around which `zone` changed its clocks in `year`."""
+    t = datetime(year, 1, 1, tzinfo=UTC)
+    found, offset = [], t.astimezone(zone).utcoffset()
+    while t.year == year:
+        t += timedelta(hours=1)
+        now = t.astimezone(zone).utcoffset()
+        if now != offset:
+            found.append(t)
+            offset = now
+    return found
+
+
+@pytest.mark.parametrize("zone_name", ["Europe/Berlin", "Australia/Lord_Howe", "America/Santiago", "Asia/Shanghai"])
+def test_cron_searches_from_the_local_time_agree_with_searches_from_three_hours_away(zone_name):
+    """Away from a change of the clocks a search starts at the instant's own local
+    time (fast for dense expressions); near one it starts three hours away. Both
+    must name the same instants, across every change of 2026 (Lord Howe's is
+    half an hour)."""
+    from strongroom.schedule.cron import parse_cron
+    zone = ZoneInfo(zone_name)
+    instants = [edge + timedelta(minutes=7 * k) for edge in _transitions(zone, 2026) for k in range(-45, 46)]
+    instants += [datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=7919 * k) for k in range(60)]
+    for text in ("* * * * *", "*/5 * * * *", "30 2 * * *", "0,30 1-3 * * *", "59 23 * * 6", "15 0 1 * *"):
+        cron = parse_cron(text)
+        for at in instants:
+            assert cron.next_after(at, zone) == cron.next_after(at, zone, _always_shift=True), (text, at)
+            assert cron.prev_at_or_before(at, zone) == cron.prev_at_or_before(at, zone, _always_shift=True), \
+                (text, at)

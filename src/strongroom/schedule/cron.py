@@ -96,9 +96,13 @@ class CronExpr:
 
     # -- instants ----------------------------------------------------------
 
-    def next_after(self, after: datetime, zone: ZoneInfo) -> datetime:
+    def next_after(self, after: datetime, zone: ZoneInfo, _always_shift: bool = False) -> datetime:
         """The first instant strictly after `after` (aware) that the expression names in `zone`."""
-        local = after.astimezone(zone).replace(tzinfo=None) - _SHIFT
+        local = after.astimezone(zone).replace(tzinfo=None)
+        if _always_shift or not _steady(zone, after):
+            # Near a change of the zone's clocks a local time before `after`'s may
+            # be an instant after it: look from as far back as a change can move.
+            local -= _SHIFT
         while True:
             match = self.next_local(local)
             instant = to_instant(match, zone)
@@ -106,9 +110,11 @@ class CronExpr:
                 return instant
             local = match + timedelta(minutes=1)
 
-    def prev_at_or_before(self, before: datetime, zone: ZoneInfo) -> datetime | None:
+    def prev_at_or_before(self, before: datetime, zone: ZoneInfo, _always_shift: bool = False) -> datetime | None:
         """The last instant at or before `before` (aware) that the expression names in `zone`."""
-        local = before.astimezone(zone).replace(tzinfo=None) + _SHIFT
+        local = before.astimezone(zone).replace(tzinfo=None)
+        if _always_shift or not _steady(zone, before):
+            local += _SHIFT
         while True:
             try:
                 match = self.prev_local(local)
@@ -118,6 +124,18 @@ class CronExpr:
             if instant <= before:
                 return instant
             local = match - timedelta(minutes=1)
+
+
+def _steady(zone: ZoneInfo, at: datetime) -> bool:
+    """Whether `zone` keeps one UTC offset from `_SHIFT` before `at` to `_SHIFT`
+    after it (looked at every half hour). Then local times near `at` are
+    instants in the same order, and a search may start at `at`'s own local
+    time instead of `_SHIFT` away: a dense expression (every minute) is
+    otherwise walked through three hours of matches on every call."""
+    offset = at.astimezone(zone).utcoffset()
+    step = timedelta(minutes=30)
+    return all((at + k * step).astimezone(zone).utcoffset() == offset
+               for k in range(-(_SHIFT // step), _SHIFT // step + 1))
 
 
 def to_instant(local: datetime, zone: ZoneInfo) -> datetime:
