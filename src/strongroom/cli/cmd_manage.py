@@ -455,11 +455,16 @@ def _apply_schedules(config: BackupConfig, o: dict) -> None:
                 for doc in config.schedules]
     else:
         return
+    config.schedules = _once(made, "schedule")
+
+
+def _once(made: list[dict], what: str) -> list[dict]:
+    """`made`, refused when two of its schedules have the same spec."""
     ids = [doc["spec"] for doc in made]
     twice = next((i for i in ids if ids.count(i) > 1), None)
     if twice is not None:
-        raise UsageError(f"the schedule {twice!r} is given twice")
-    config.schedules = made
+        raise UsageError(f"the {what} {twice!r} is given twice")
+    return made
 
 
 def _apply_check_schedules(config: BackupConfig, o: dict) -> None:
@@ -485,11 +490,7 @@ def _apply_check_schedules(config: BackupConfig, o: dict) -> None:
         made = [{**doc, "subset": subset} for doc in config.check_schedules]
     else:
         return
-    ids = [doc["spec"] for doc in made]
-    twice = next((i for i in ids if ids.count(i) > 1), None)
-    if twice is not None:
-        raise UsageError(f"the check schedule {twice!r} is given twice")
-    config.check_schedules = made
+    config.check_schedules = _once(made, "check schedule")
 
 
 @click.group()

@@ -72,13 +72,10 @@ def _absolute(value: Any, base_dir: str) -> Any:
 def read_config(name: str, table: Any, problems: Problems, environ: Mapping[str, str],
                 base_dir: str) -> FileConfig | None:
     path: Path = ("config", name)
-    if not isinstance(table, dict):
-        problems.add(path, "a configuration is a table ([config.NAME])")
-        return None
     before = len(problems.found)
-    for key in table:
-        if key not in KEYS:
-            problems.add((*path, key), "unknown key (the keys are named like the options of `config add`)")
+    if not problems.table(path, table, "a configuration is a table ([config.NAME])", KEYS,
+                          "unknown key (the keys are named like the options of `config add`)"):
+        return None
     fields: dict[str, Any] = {"name": name, "source_paths": []}
     for key, field in PLAIN.items():
         if key in table:

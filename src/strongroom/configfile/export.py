@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from strongroom.configfile.lines import dotted
+from strongroom.dr.plan import toml_string
 
 if TYPE_CHECKING:
     from strongroom.services.backup_manager import BackupManager
@@ -37,15 +38,7 @@ def toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    out = []
-    for ch in str(value):
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
+    return toml_string(str(value))
 
 
 def export_text(manager: BackupManager) -> str:

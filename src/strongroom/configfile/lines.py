@@ -34,7 +34,7 @@ def _read_key(text: str, i: int) -> tuple[list[str], int]:
                 if quote == '"' and text[j] == "\\" and j + 1 < len(text):
                     escaped = text[j + 1]
                     width = {"u": 4, "U": 8}.get(escaped)
-                    if width:  # \uXXXX, \UXXXXXXXX: tomllib has checked the digits
+                    if width:  # \u with 4 hex digits, \U with 8: tomllib has checked them
                         try:
                             out.append(chr(int(text[j + 2:j + 2 + width], 16)))
                         except ValueError:

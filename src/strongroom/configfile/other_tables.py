@@ -37,14 +37,10 @@ def read_client(client_id: str, table: Any, problems: Problems, environ: Mapping
     from strongroom.services.urls import has_password
     from strongroom.storage.vendors import guess_vendor
     path: Path = ("client", client_id)
-    if not isinstance(table, dict):
-        problems.add(path, "a WebDAV client is a table ([client.ID])")
-        return None
     before = len(problems.found)
-    for key in table:
-        if key not in CLIENT_KEYS:
-            problems.add((*path, key), "unknown key: use url, user, vendor and password_file, password_env "
-                                       "or password_command")
+    if not problems.table(path, table, "a WebDAV client is a table ([client.ID])", CLIENT_KEYS,
+                          "unknown key: use url, user, vendor and password_file, password_env or password_command"):
+        return None
     for key in ("url", "user"):
         if not isinstance(table.get(key), str) or not table.get(key):
             problems.add((*path, key) if key in table else path, f"give the client's {key} as text")
@@ -93,13 +89,10 @@ def read_channel(name: str, table: Any, problems: Problems, environ: Mapping[str
     from strongroom.notify.base import SEVERITIES
     from strongroom.notify.channels import shown_url
     path: Path = ("notify", name)
-    if not isinstance(table, dict):
-        problems.add(path, "a notification channel is a table ([notify.NAME])")
-        return None
     before = len(problems.found)
-    for key in table:
-        if key not in NOTIFY_KEYS:
-            problems.add((*path, key), "unknown key (the keys are named like the options of `notify add`)")
+    if not problems.table(path, table, "a notification channel is a table ([notify.NAME])", NOTIFY_KEYS,
+                          "unknown key (the keys are named like the options of `notify add`)"):
+        return None
     kinds = [k for k in URL_KINDS if k in table or any(r in table for r in reference_keys(k))]
     if "email" in table:
         kinds.append("email")

@@ -48,6 +48,17 @@ class Problems:
             self.add(path, str(e))
             return None
 
+    def table(self, path: Path, value: object, what: str, keys, unknown: str) -> bool:
+        """Whether `value` is a table (else the problem `what` at `path`); each key
+        of it not in `keys` is a problem saying `unknown`."""
+        if not isinstance(value, dict):
+            self.add(path, what)
+            return False
+        for key in value:
+            if key not in keys:
+                self.add((*path, key), unknown)
+        return True
+
     def __bool__(self) -> bool:
         return bool(self.found)
 

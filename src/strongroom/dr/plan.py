@@ -342,38 +342,38 @@ class Plan:
 
     def to_toml(self) -> str:
         """The plan as a TOML file that `from_toml` reads back to an equal plan."""
-        lines = [f"name = {_q(self.name)}", f"target_base = {_q(self.target_base)}"]
+        lines = [f"name = {toml_string(self.name)}", f"target_base = {toml_string(self.target_base)}"]
         if self.description:
-            lines.append(f"description = {_q(self.description)}")
+            lines.append(f"description = {toml_string(self.description)}")
         for key, value in (("rto", self.rto), ("rpo", self.rpo)):
             if value is not None:
-                lines.append(f"{key} = {_q(_exact(value))}")
-        lines += [f"on_failure = {_q(self.on_failure)}", f"verify = {'true' if self.verify else 'false'}"]
+                lines.append(f"{key} = {toml_string(_exact(value))}")
+        lines += [f"on_failure = {toml_string(self.on_failure)}", f"verify = {'true' if self.verify else 'false'}"]
         if self.schedule is not None:
-            lines.append(f"schedule = {_q(self.schedule)}")
+            lines.append(f"schedule = {toml_string(self.schedule)}")
         for step in self.steps:
-            lines += ["", "[[steps]]", f"config = {_q(step.config)}"]
+            lines += ["", "[[steps]]", f"config = {toml_string(step.config)}"]
             if step.name != step.config:
-                lines.append(f"name = {_q(step.name)}")
+                lines.append(f"name = {toml_string(step.name)}")
             if step.target:
-                lines.append(f"target = {_q(step.target)}")
+                lines.append(f"target = {toml_string(step.target)}")
             point = step.point.to_doc()
-            lines.append(f"point = {_q(point['point'])}")
+            lines.append(f"point = {toml_string(point['point'])}")
             if "at" in point:
-                lines.append(f"at = {_q(point['at'])}")
+                lines.append(f"at = {toml_string(point['at'])}")
             if step.point.within is not None:
-                lines.append(f"within = {_q(_exact(step.point.within))}")
+                lines.append(f"within = {toml_string(_exact(step.point.within))}")
             if step.include:
-                lines.append("include = [" + ", ".join(_q(p) for p in step.include) + "]")
+                lines.append("include = [" + ", ".join(toml_string(p) for p in step.include) + "]")
             for key, value in (("rto", step.rto), ("rpo", step.rpo)):
                 if value is not None:
-                    lines.append(f"{key} = {_q(_exact(value))}")
+                    lines.append(f"{key} = {toml_string(_exact(value))}")
             if step.database:
-                lines.append(f"database = {_q(step.database)}")
+                lines.append(f"database = {toml_string(step.database)}")
             for phase, hooks in (("before", step.before), ("after", step.after)):
                 for hook in hooks:
-                    lines += ["", f"[[steps.{phase}]]", f"command = {_q(hook.command)}",
-                              f"timeout = {_q(_exact(hook.timeout))}", f"mode = {_q(hook.mode)}"]
+                    lines += ["", f"[[steps.{phase}]]", f"command = {toml_string(hook.command)}",
+                              f"timeout = {toml_string(_exact(hook.timeout))}", f"mode = {toml_string(hook.mode)}"]
         return "\n".join(lines) + "\n"
 
     def with_target_base(self, base: str) -> Plan:
@@ -437,7 +437,7 @@ def _exact(seconds: float) -> str:
     return f"{seconds!r}s"
 
 
-def _q(text: str) -> str:
+def toml_string(text: str) -> str:
     """A TOML basic string."""
     out = []
     for ch in text:

@@ -94,28 +94,27 @@ def dr_test_result(run) -> Event | None:
     None for a real recovery (the person running it is watching). The
     plan's configurations are in `details["configs"]`, for the channels'
     configuration filter."""
-    if run.mode != "test":
-        return None
-    configs = sorted({s.config for s in getattr(run, "steps", ()) if getattr(s, "config", None)})
-    details = {"run": run.id, "verdict": run.verdict, "configs": configs}
-    when = run.finished.timestamp()
-    if run.verdict == "fail":
-        return Event("dr_test_failed", run.plan, when, _first_line("; ".join(run.reasons) or "verdict fail"), details)
-    return Event("dr_test_passed", run.plan, when, None, details)
+    return _dr_result(run, "test")
 
 
 def dr_run_result(run) -> Event | None:
     """The event of a finished real recovery (a `PlanRun` of mode "run"): failed
     is an error, anything else news (whoever started it may not be watching
     when it ends); None for a rehearsal (see `dr_test_result`)."""
-    if run.mode != "run":
+    return _dr_result(run, "run")
+
+
+def _dr_result(run, mode: str) -> Event | None:
+    """`dr_{mode}_failed` or `dr_{mode}_passed` for a finished PlanRun of `mode`, else None."""
+    if run.mode != mode:
         return None
     configs = sorted({s.config for s in getattr(run, "steps", ()) if getattr(s, "config", None)})
     details = {"run": run.id, "verdict": run.verdict, "configs": configs}
     when = run.finished.timestamp()
     if run.verdict == "fail":
-        return Event("dr_run_failed", run.plan, when, _first_line("; ".join(run.reasons) or "verdict fail"), details)
-    return Event("dr_run_passed", run.plan, when, None, details)
+        return Event(f"dr_{mode}_failed", run.plan, when, _first_line("; ".join(run.reasons) or "verdict fail"),
+                     details)
+    return Event(f"dr_{mode}_passed", run.plan, when, None, details)
 
 
 def _first_line(text: str) -> str:
