@@ -55,8 +55,9 @@ def _config_file(given: str | None) -> Path | None:
                    "else ~/.config/strongroom/strongroom.toml when it exists).")
 @click.option("--prune", is_flag=True,
               help="When applying the file, remove what the catalog has and the file does not.")
+@click.option("--no-console", is_flag=True, help="Serve /metrics and /healthz only, not the web console.")
 def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, token_file, config_path,
-          prune) -> None:
+          prune, no_console) -> None:
     """Run the schedules and the job queue until stopped.
 
     Claims each due slot of every configuration's schedules in the catalog
@@ -73,7 +74,10 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
     (the job is then put back at the next start, as after kill -9).
 
     /metrics (Prometheus) and /healthz answer on --listen, 127.0.0.1 by
-    default; another address needs --allow-remote and a token.
+    default; another address needs --allow-remote and a token. The web
+    console answers there too (sign in with the password of `strongroom
+    console set-password`; at the first start without one, a random one is
+    printed once), unless --no-console.
 
     A configuration file (strongroom.toml, see `strongroom apply`) is
     applied before the first look at the schedules and again on SIGHUP; a
@@ -160,21 +164,29 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
                 while daemon.heartbeat() is None and not daemon.stopping and time.monotonic() < deadline:
                     time.sleep(0.05)
             reader, endpoints, url, schedules = _start_the_rest(m, manager, daemon, zone, tick, token, address,
-                                                                allow_remote)
+                                                                allow_remote, not no_console)
         except BaseException:
             # The daemon runs already: its jobs go back to the queue, the catalog is released.
             daemon.stop("serve could not start")
             daemon.join()
             raise
+        first_password = getattr(endpoints.console if endpoints else None, "first_password", None)
         if m.json:
-            emit_json({"type": "serve_started", "catalog": manager.catalog.path, "pid": os.getpid(),
+            started = {"type": "serve_started", "catalog": manager.catalog.path, "pid": os.getpid(),
                        "schedules": schedules, "jobs": jobs, "url": url,
-                       "config_file": str(config_file) if config_file else None})
+                       "config_file": str(config_file) if config_file else None}
+            if first_password is not None:
+                started["console_password"] = first_password
+            emit_json(started)
         else:
-            where = (f", from {config_file}" if config_file else "") \
-                + (f", /metrics and /healthz on {url}" if url else "")
+            served = "the console, /metrics and /healthz" if url and endpoints.console is not None \
+                else "/metrics and /healthz"
+            where = (f", from {config_file}" if config_file else "") + (f", {served} on {url}" if url else "")
             print(f"strongroom serve: catalog {manager.catalog.path}, pid {os.getpid()}, "
                   f"{plural(schedules, 'schedule')}, {jobs} at a time{where}", flush=True)
+            if first_password is not None:
+                print(f"strongroom serve: the console password is {first_password} (shown once; change it "
+                      f"with `strongroom console set-password`)", flush=True)
         daemon.run_until_stopped()
     finally:
         if endpoints is not None:
@@ -194,9 +206,10 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
 
 
 def _start_the_rest(m: Manage, manager, daemon, zone, tick: float, token: str | None,
-                    address: tuple[str, int] | None, allow_remote: bool):
+                    address: tuple[str, int] | None, allow_remote: bool, with_console: bool):
     """What starts once the daemon holds the catalog: the endpoints on `address`
-    (None: none). Returns (their manager, the endpoints, their URL, the number of schedules)."""
+    (None: none), with the console unless not `with_console`. Returns (their
+    manager, the endpoints, their URL, the number of schedules)."""
     from strongroom.services.backup_manager import create_backup_manager
     from strongroom.services.schedules import scheduled_tasks
 
@@ -211,7 +224,16 @@ def _start_the_rest(m: Manage, manager, daemon, zone, tick: float, token: str | 
     # timeout) for another process's write; a read never waits for a writer in
     # WAL mode, so a scrape answers even then.
     reader = create_backup_manager(db_path=manager.catalog.path, cache_root=m.cache_dir, max_concurrent_jobs=1)
-    endpoints = HttpEndpoints(reader, daemon.heartbeat, token, stale_after=max(60.0, 3 * tick), zone=zone)
+    console = None
+    if with_console:
+        from strongroom.web.console import Console
+        console = Console(manager, reader, zone=zone, loopback_only=not allow_remote)
+        console.attach()
+        first = console.password.set_first()
+        # Shown once, after the start line (never in the log); only its hash is kept.
+        console.first_password = first
+    endpoints = HttpEndpoints(reader, daemon.heartbeat, token, stale_after=max(60.0, 3 * tick), zone=zone,
+                              console=console)
     try:
         bound = endpoints.start(host, port, loopback_only=not allow_remote)
     except BaseException:

@@ -70,6 +70,7 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("status", _CLI + "cmd_status", "jobs", "Each configuration: last success, next run, overdue, size."),
     Entry("notify", _CLI + "cmd_notify", "jobs", "Notification channels: email, webhooks, Apprise, pings."),
     Entry("serve", _CLI + "cmd_serve", "jobs", "Run the schedules and the job queue until stopped."),
+    Entry("console", _CLI + "cmd_console", "jobs", "The web console's password and API tokens."),
     Entry("key", _CLI + "cmd_repo", "keys", "Manage the passwords (key files) of a repository.",
           extend=(_CLI + "cmd_manage", "KEY_COMMANDS")),
     Entry("check", _CLI + "cmd_check", "maintenance",

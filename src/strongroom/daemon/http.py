@@ -128,12 +128,13 @@ def serve_token(environ: Mapping[str, str], path: str | None) -> str | None:
 
 
 class _BearerToken:
-    """ASGI middleware: every HTTP request carries `Authorization: Bearer TOKEN`,
-    compared in constant time; 401 otherwise."""
+    """ASGI middleware: every HTTP request (to one of `paths`, when given) carries
+    `Authorization: Bearer TOKEN`, compared in constant time; 401 otherwise."""
 
-    def __init__(self, app, token: str) -> None:
+    def __init__(self, app, token: str, paths: frozenset[str] | None = None) -> None:
         self.app = app
         self._token = token.encode("ascii")
+        self._paths = paths
 
     def __repr__(self) -> str:
         return "_BearerToken(<token>)"
@@ -150,7 +151,8 @@ class _BearerToken:
         return scheme.lower() == b"bearer" and match
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or self._allowed(scope.get("headers") or ()):
+        if (scope["type"] != "http" or (self._paths is not None and scope["path"] not in self._paths)
+                or self._allowed(scope.get("headers") or ())):
             await self.app(scope, receive, send)
             return
         body = json.dumps({"error": "unauthorized: send the daemon's token as Authorization: Bearer TOKEN"}).encode()
@@ -192,11 +194,13 @@ class HttpEndpoints:
     before the first); `clock()` is now; `/healthz` fails once the heartbeat
     is older than `stale_after` seconds. With `token`, every request needs it
     as a bearer token. `zone` reads cron schedules that name none (default:
-    the machine's)."""
+    the machine's). With `console` (strongroom.web.console.Console), the web
+    console and its API answer on the same app, behind their own sign-in;
+    the token then guards `/metrics` and `/healthz` only."""
 
     def __init__(self, manager, heartbeat: Callable[[], float | None], token: str | None = None,
                  clock: Callable[[], float] = time.time, stale_after: float = 60.0,
-                 zone: ZoneInfo | None = None) -> None:
+                 zone: ZoneInfo | None = None, console=None) -> None:
         from strongroom.daemon.standing import ScheduleGaps
         from strongroom.schedule.spec import system_zone
 
@@ -206,6 +210,7 @@ class HttpEndpoints:
         self.stale_after = stale_after
         self.zone = zone or system_zone()
         self.gaps = ScheduleGaps()
+        self.console = console
         self.app = self._make_app(token)
         self._server = None
         self._thread: threading.Thread | None = None
@@ -223,9 +228,11 @@ class HttpEndpoints:
         from strongroom.daemon.health import health
         from strongroom.daemon.metrics import render_metrics
 
-        app = FastAPI(title="strongroom", version=__version__, docs_url=None, redoc_url=None)
+        console = self.console
+        app = FastAPI(title="strongroom", version=__version__, docs_url=None, redoc_url=None,
+                      openapi_url="/api/openapi.json" if console is not None else "/openapi.json")
 
-        @app.get("/metrics")
+        @app.get("/metrics", include_in_schema=False)
         def metrics() -> Response:
             beat = self.heartbeat()
             extra = {} if beat is None else {"strongroom_scheduler_heartbeat_timestamp_seconds": beat}
@@ -235,13 +242,16 @@ class HttpEndpoints:
                 return PlainTextResponse(f"metrics unavailable: {e}\n", status_code=500)
             return Response(text, media_type=CONTENT_TYPE_PLAIN_0_0_4, headers={"cache-control": "no-store"})
 
-        @app.get("/healthz")
+        @app.get("/healthz", include_in_schema=False)
         def healthz() -> JSONResponse:
             code, body = health(self.manager, self.clock(), self.heartbeat(), self.stale_after, self.zone, self.gaps)
             return JSONResponse(body, status_code=code, headers={"cache-control": "no-store"})
 
+        if console is not None:
+            console.mount(app)
         if token:
-            app.add_middleware(_BearerToken, token=token)
+            from strongroom.web.guard import DAEMON_PATHS
+            app.add_middleware(_BearerToken, token=token, paths=DAEMON_PATHS if console is not None else None)
         return app
 
     def start(self, host: str, port: int, loopback_only: bool = False) -> int:

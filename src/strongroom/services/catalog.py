@@ -141,6 +141,16 @@ def _v7_notify_channels_alerts(db: sqlite3.Connection) -> None:
                " severity TEXT NOT NULL, PRIMARY KEY (config, condition))")
 
 
+def _v8_console(db: sqlite3.Connection) -> None:
+    # The web console's password (an Argon2id hash, never the password) and
+    # its API tokens (a SHA-256 of each: a token is 256 random bits, so a
+    # slow hash would add nothing but cost on every request).
+    db.execute("CREATE TABLE IF NOT EXISTS console_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
+               " updated REAL NOT NULL)")
+    db.execute("CREATE TABLE IF NOT EXISTS console_tokens (id TEXT PRIMARY KEY, digest TEXT NOT NULL UNIQUE,"
+               " name TEXT NOT NULL, created REAL NOT NULL, last_used REAL)")
+
+
 # Append only: a released entry never changes, or files made with it would
 # be upgraded differently from new ones.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
@@ -151,6 +161,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v5_dr_plans_runs,
     _v6_schedule_slots,
     _v7_notify_channels_alerts,
+    _v8_console,
 ]
 
 
@@ -814,6 +825,46 @@ class Catalog:
         return result
 
     # -- storage samples ----------------------------------------------------
+
+    # -- the web console ------------------------------------------------------
+
+    def get_console_setting(self, key: str) -> str | None:
+        with self._read() as db:
+            row = db.execute("SELECT value FROM console_settings WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row["value"]
+
+    def put_console_setting(self, key: str, value: str, only_if_absent: bool = False) -> bool:
+        """Store `value` under `key`; with `only_if_absent`, only when nothing is
+        stored there yet (two first starts must not both set a password)."""
+        with self._write() as db:
+            verb = "INSERT OR IGNORE" if only_if_absent else "INSERT OR REPLACE"
+            cur = db.execute(f"{verb} INTO console_settings (key, value, updated) VALUES (?, ?, ?)",
+                             (key, value, self._clock()))
+            return cur.rowcount > 0
+
+    def add_console_token(self, token_id: str, digest: str, name: str) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO console_tokens (id, digest, name, created) VALUES (?, ?, ?, ?)",
+                       (token_id, digest, name, self._clock()))
+
+    def console_token_by_digest(self, digest: str) -> dict | None:
+        with self._read() as db:
+            row = db.execute("SELECT id, name, created, last_used FROM console_tokens WHERE digest = ?",
+                             (digest,)).fetchone()
+        return None if row is None else dict(row)
+
+    def touch_console_token(self, token_id: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE console_tokens SET last_used = ? WHERE id = ?", (self._clock(), token_id))
+
+    def list_console_tokens(self) -> list[dict]:
+        with self._read() as db:
+            rows = db.execute("SELECT id, name, created, last_used FROM console_tokens ORDER BY created").fetchall()
+        return [dict(r) for r in rows]
+
+    def delete_console_token(self, token_id: str) -> bool:
+        with self._write() as db:
+            return db.execute("DELETE FROM console_tokens WHERE id = ?", (token_id,)).rowcount > 0
 
     def now(self) -> float:
         """The catalog's clock (unix seconds): what it stamps jobs and samples with."""

@@ -1,0 +1,90 @@
+"""Signing in and out: the sign-in page, `POST /api/session` and `DELETE /api/session`.
+
+The sign-in form has its own CSRF value: GET /login sets it as a cookie and
+puts it in the page, and POST /api/session must send it back in
+`X-CSRF-Token` (a page elsewhere can neither read the cookie nor set the
+header). Failed attempts are limited per address and overall
+(strongroom.web.auth.SignInLimiter): a refused attempt answers 429 with
+Retry-After, before the password is even hashed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import secrets
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from strongroom.web.guard import LOGIN_COOKIE, SESSION_COOKIE, cookies
+from strongroom.web.render import page
+
+
+class SignIn(BaseModel):
+    password: str = Field(max_length=1024)
+
+
+def _cookie_flags(request) -> dict:
+    return {"httponly": True, "samesite": "strict", "secure": request.url.scheme == "https", "path": "/"}
+
+
+def _safe_next(target: str | None) -> str:
+    """Where to go after signing in: a path of this console only."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    parts = urlsplit(target)
+    return "/" if parts.scheme or parts.netloc else target
+
+
+def routes(console) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/login", include_in_schema=False)
+    def login_page(request: Request, next: str | None = None):
+        value = secrets.token_urlsafe(24)
+        response = page(request, "login.html", "Sign in", login_csrf=value, next=_safe_next(next))
+        response.set_cookie(LOGIN_COOKIE, value, max_age=3600, **_cookie_flags(request))
+        return response
+
+    @router.post("/api/session", tags=["session"])
+    def sign_in(body: SignIn, request: Request):
+        """Sign in with the console password; sets the session cookie. Answers
+        `{"csrf": TOKEN}`: send it as X-CSRF-Token with every state-changing request."""
+        expected = cookies({b"cookie": request.headers.get("cookie", "").encode("latin-1")}).get(LOGIN_COOKIE, "")
+        given = request.headers.get("x-csrf-token", "")
+        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+            return JSONResponse({"error": "the sign-in form is stale: reload the page"}, status_code=403)
+        client = request.client.host if request.client else "?"
+        wait = console.limiter.wait_for(client)
+        if wait > 0:
+            return JSONResponse({"error": f"too many sign-in attempts: try again in {math.ceil(wait)} s"},
+                                status_code=429, headers={"retry-after": str(math.ceil(wait))})
+        if not console.password.verify(body.password):
+            console.limiter.failed(client)
+            return JSONResponse({"error": "wrong password"}, status_code=401)
+        console.limiter.succeeded(client)
+        session = console.sessions.create(console.password.stamp())
+        response = JSONResponse({"csrf": session.csrf})
+        response.set_cookie(SESSION_COOKIE, session.id, **_cookie_flags(request))
+        response.delete_cookie(LOGIN_COOKIE, path="/")
+        return response
+
+    @router.get("/api/session", tags=["session"])
+    def who(request: Request):
+        """Who is asking: `{"kind": "session"|"token"}`."""
+        return {"kind": request.state.caller.kind}
+
+    @router.delete("/api/session", tags=["session"])
+    def sign_out(request: Request):
+        """Sign this browser out."""
+        caller = request.state.caller
+        if caller.kind == "session":
+            console.sessions.end(caller.id)
+        response = JSONResponse({"signed_out": True})
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    return router
