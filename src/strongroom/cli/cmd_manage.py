@@ -27,6 +27,7 @@ from strongroom.model.retention import describe_policy, parse_duration
 from strongroom.services.backup_manager import BackupManager, create_backup_manager
 from strongroom.services.configs import AFTER_RUN, DEFAULT_CHECK_SUBSET, BackupConfig
 from strongroom.services.jobs import BACKUP_KINDS
+from strongroom.services.describe import password_source, target_of
 from strongroom.services.urls import has_password, redact_password
 from strongroom.services.webdav_service import WebDAVCredentials
 from strongroom.storage.vendors import guess_vendor
@@ -69,28 +70,6 @@ def manage_options(func):
                            quiet=values["quiet"], verbose=values["verbose"], log_file=values["log_file"]),
                     *args, **kwargs)
     return shared_after([catalog_option(True)] + run_options(True), func, wrapper)
-
-
-def target_of(manager: BackupManager, config: BackupConfig) -> str:
-    """Where a config's repository is: a local path, or its WebDAV URL (no password)."""
-    if config.is_local:
-        return config.target_path
-    try:
-        return manager.webdav_service.repository_url(config.target_client_id, config.target_path)
-    except UsageError:
-        return f"{config.target_client_id}:{config.target_path} (client unknown)"
-
-
-def password_source(config: BackupConfig) -> str:
-    if not config.encrypt:
-        return "none (not encrypted)"
-    if config.password_file:
-        return f"file {config.password_file}"
-    if config.password_env:
-        return f"variable {config.password_env}"
-    if config.password_command:
-        return "command"
-    return "secrets store"
 
 
 # ---- WebDAV clients ------------------------------------------------------------------

@@ -29,7 +29,6 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from strongroom import __version__
 from strongroom.dr.results import VERDICTS
 from strongroom.engine.progress import stored_bytes
-from strongroom.errors import StrongroomError
 from strongroom.daemon.standing import BACKUP_KINDS, ScheduleGaps, standing
 from strongroom.schedule.spec import system_zone
 
@@ -168,7 +167,7 @@ def _config_families(manager, now: float, zone: ZoneInfo, gaps: ScheduleGaps) ->
 
 
 def _budget_families(manager) -> Iterable[Metric]:
-    from strongroom.storage import shared_request_budget
+    from strongroom.services.budgets import webdav_budgets
 
     gauges = _Gauges()
     gauges.define("strongroom_webdav_budget_remaining_requests",
@@ -177,21 +176,11 @@ def _budget_families(manager) -> Iterable[Metric]:
                   ("client",))
     gauges.define("strongroom_webdav_budget_window_seconds", "The window the WebDAV account's budget counts over.",
                   ("client",))
-    service = manager.webdav_service
-    cache_root = manager.backup_service.cache_root
-    for client_id in service.list_clients():
-        credentials = service.get_client(client_id)
-        try:
-            budget = shared_request_budget(credentials.url, credentials.username, credentials.service_type,
-                                           cache_root, service.settings)
-        except StrongroomError:
-            continue  # a client this strongroom cannot open has no budget either
-        if budget is None:
-            continue
-        key = (client_id,)
-        gauges.set("strongroom_webdav_budget_remaining_requests", key, budget.available())
+    for budget in webdav_budgets(manager):
+        key = (budget.client,)
+        gauges.set("strongroom_webdav_budget_remaining_requests", key, budget.remaining)
         gauges.set("strongroom_webdav_budget_capacity_requests", key, budget.capacity)
-        gauges.set("strongroom_webdav_budget_window_seconds", key, budget.window)
+        gauges.set("strongroom_webdav_budget_window_seconds", key, budget.window_seconds)
     yield from gauges.families.values()
 
 

@@ -95,18 +95,26 @@ def cron_longest_gap(schedule: Schedule, now: datetime) -> float:
     return max(longest, spacing)
 
 
+def normal_gap(schedule: Schedule, now: datetime) -> float:
+    """The longest normal gap in seconds between two runs of `schedule`."""
+    if schedule.kind == "interval":
+        return schedule.interval or 1.0
+    if schedule.kind == "since-last":
+        return DAY
+    return cron_longest_gap(schedule, now)
+
+
+def held_back(schedule: Schedule) -> float:
+    """How long a window or a random delay can hold a start of `schedule` back, in seconds."""
+    seconds = schedule.random_delay
+    if schedule.window is not None:
+        seconds += ((schedule.window.start - schedule.window.end) % 1440) * 60.0
+    return seconds
+
+
 def allowed_age(schedule: Schedule, now: datetime) -> float:
     """How old the newest success may be, in seconds, before `schedule` counts it overdue."""
-    if schedule.kind == "interval":
-        gap = schedule.interval or 1.0
-    elif schedule.kind == "since-last":
-        gap = DAY
-    else:
-        gap = cron_longest_gap(schedule, now)
-    held_back = schedule.random_delay
-    if schedule.window is not None:
-        held_back += ((schedule.window.start - schedule.window.end) % 1440) * 60.0
-    return OVERDUE_FACTOR * gap + held_back
+    return OVERDUE_FACTOR * normal_gap(schedule, now) + held_back(schedule)
 
 
 def _instant(seconds: float | None) -> datetime | None:
@@ -124,7 +132,7 @@ def _last_run(catalog, name: str, kinds: tuple[str, ...] = BACKUP_KINDS) -> Last
     return None
 
 
-def _age_text(seconds: float) -> str:
+def age_text(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     if seconds < 2 * DAY:
@@ -154,8 +162,8 @@ def config_status(catalog, config: BackupConfig, now: datetime, zone: ZoneInfo) 
     if last_run is not None and last_run.status == "failed":
         colour, reason = RED, f"the last run failed: {last_run.error or 'no error recorded'}"
     elif overdue:
-        colour, reason = RED, (f"overdue: the newest point is {_age_text(age)} old, "
-                               f"more than the {_age_text(allowed)} its schedule allows")
+        colour, reason = RED, (f"overdue: the newest point is {age_text(age)} old, "
+                               f"more than the {age_text(allowed)} its schedule allows")
     elif last_success is None:
         colour, reason = AMBER, "never backed up"
     elif last_run is not None and last_run.status == "cancelled":
@@ -163,7 +171,7 @@ def config_status(catalog, config: BackupConfig, now: datetime, zone: ZoneInfo) 
     elif last_run is not None and last_run.status == "succeeded" and last_run.error:
         colour, reason = AMBER, f"the last run warned: {last_run.error}"
     elif allowed is None and age is not None and age > STALE_UNSCHEDULED:
-        colour, reason = AMBER, f"no schedule, and the newest point is {_age_text(age)} old"
+        colour, reason = AMBER, f"no schedule, and the newest point is {age_text(age)} old"
     else:
         colour, reason = GREEN, "ok" if allowed is not None else "ok (no schedule)"
     return ConfigStatus(
