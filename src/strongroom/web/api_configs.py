@@ -124,7 +124,9 @@ def apply_fields(config: BackupConfig, body: ConfigFields) -> BackupConfig:
     if "target_client_id" in given or "target_path" in given:
         client = body.target_client_id if "target_client_id" in given else config.target_client_id
         path = body.target_path if "target_path" in given else config.target_path
-        if not client or client == "local":
+        if (client or None) == (config.target_client_id or None) and path == config.target_path:
+            pass  # unchanged: kept as stored, not normalised anew
+        elif not client or client == "local":
             config.target_client_id, config.target_path = None, _absolute("target_path", path or "")
         else:
             config.target_client_id, config.target_path = client, _folder(path or "")

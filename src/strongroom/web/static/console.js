@@ -25,7 +25,7 @@
 
   async function api(method, url, body, extraHeaders) {
     const headers = Object.assign({ "Accept": "application/json" }, extraHeaders || {});
-    if (method !== "GET") headers["X-CSRF-Token"] = csrf();
+    if (method !== "GET" && !headers["X-CSRF-Token"]) headers["X-CSRF-Token"] = csrf();  // the sign-in form brings its own
     const init = { method: method, headers: headers, credentials: "same-origin" };
     if (body !== undefined && body !== null) {
       headers["Content-Type"] = "application/json";
