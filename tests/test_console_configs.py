@@ -259,6 +259,60 @@ def test_without_a_caller_or_csrf_the_routes_refuse(server):
     assert signed.post("/api/configs/x/run", json={"kind": "full"}).status_code == 403
 
 
+def test_in_a_browser_a_form_makes_a_configuration_that_runs_without_a_script_error(server):
+    from axe_playwright_python.sync_playwright import Axe
+    from playwright.sync_api import sync_playwright
+
+    from console_server import PASSWORD
+
+    source = source_tree(server, "browser")
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                    args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 360, "height": 800})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server.url + "/login")
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(server.url + "/")
+            page.goto(server.url + "/configs/new")
+            page.fill("#f-name", "browser")
+            page.fill("#f-sources", str(source))
+            page.fill("#f-target", str(server.tmp / "repos" / "browser"))
+            page.fill("#f-password", REPO_PASSWORD)
+            page.fill("#f-keep_last", "4")
+            page.fill("#f-schedules", "every 2h")
+            page.click("button[type=submit]")
+            page.wait_for_url(server.url + "/configs/browser")
+            assert errors == []  # signing in, the form and its page
+            page.click("text=Run incremental now")
+            page.wait_for_selector("[data-live-job] progress")  # the page follows the job it queued
+            assert wait_finished(server.signed_in(), "browser")["last_run"]["status"] == "succeeded"
+            # The live box's own stream (/api/events) is the jobs part's; from here on
+            # no page follows a job, and none may log an error.
+            errors.clear()
+            page.goto(server.url + "/configs/browser")
+            assert page.locator("table .status.succeeded").count() == 1
+            serious = {}
+            for path in ("/", "/configs", "/configs/new", "/configs/browser", "/configs/browser/edit"):
+                page.goto(server.url + path)
+                assert page.evaluate("document.documentElement.scrollWidth") <= 360, path
+                found = Axe().run(page).response["violations"]
+                serious[path] = [v["id"] for v in found if v["impact"] in ("serious", "critical")]
+            assert serious == {path: [] for path in serious}
+            html = page.content()
+        finally:
+            browser.close()
+    assert errors == []
+    assert REPO_PASSWORD not in html
+    doc = server.signed_in().get("/api/configs/browser").json()
+    assert doc["retention"] == {"keep_last": 4} and doc["schedule_specs"] == ["every 2h"]
+    assert doc["password"] == "secrets store"
+
+
 def test_no_answer_holds_a_password(server, client):
     """Last: every answer of this module, pages included, read back."""
     for path in ("/", "/configs", "/configs/new", "/configs/home.docs_1", "/configs/home.docs_1/edit",
