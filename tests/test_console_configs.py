@@ -118,6 +118,14 @@ def test_a_configuration_made_here_runs_and_turns_green(server, client):
     assert '<svg class="chart"' in html and "style=" not in html and "<script>" not in html
     assert 'data-api="POST /api/configs/home.docs_1/run"' in html and 'data-then="go:/jobs/{job}"' in html
     assert ">box<" in html and "of 540" in html  # the budget of the WebDAV client
+    # A DR plan rehearsed from the command line: its verdict is on the dashboard.
+    scratch = server.tmp / "scratch"
+    server.ok("dr", "create", "weekly", "--order", "home.docs_1", "--target-base", str(server.tmp / "dr-base"))
+    assert "No DR plan yet" not in client.get("/").text and "never tested" in client.get("/").text
+    tested = server.run("dr", "test", "weekly", "--scratch", str(scratch), "--json")
+    assert tested.returncode == 0, tested.stderr
+    html = client.get("/").text
+    assert 'href="/dr/weekly"' in html and 'class="status pass">pass<' in html
     page = client.get("/configs/home.docs_1")
     assert page.status_code == 200
     assert f'href="/jobs/{job}"' in page.text and 'href="/points?config=home.docs_1"' in page.text
