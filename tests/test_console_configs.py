@@ -5,6 +5,7 @@ its run fails), edit and remove it, and find its password in no answer."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -274,6 +275,9 @@ def test_in_a_browser_a_form_makes_a_configuration_that_runs_without_a_script_er
     from console_server import PASSWORD
 
     source = source_tree(server, "browser")
+    # Enough data that the run is still going when the page reloads to follow it.
+    with open(source / "big.bin", "wb") as f:
+        f.write(os.urandom(32 * 1024 * 1024))
     errors: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
@@ -298,6 +302,8 @@ def test_in_a_browser_a_form_makes_a_configuration_that_runs_without_a_script_er
             assert errors == []  # signing in, the form and its page
             page.click("text=Run incremental now")
             page.wait_for_selector("[data-live-job] progress")  # the page follows the job it queued
+            job = page.get_attribute("[data-live-job]", "data-live-job")
+            assert page.get_attribute("[data-live-job] button.danger", "data-api") == f"POST /api/jobs/{job}/cancel"
             assert wait_finished(server.signed_in(), "browser")["last_run"]["status"] == "succeeded"
             # The live box's own stream (/api/events) is the jobs part's; from here on
             # no page follows a job, and none may log an error.
