@@ -86,16 +86,18 @@ class ConfigOverview:
     target: str  # where (never with a password)
 
 
-def overviews(manager, now: datetime, zone: ZoneInfo) -> list[ConfigOverview]:
-    """Every configuration of `manager` with its status and colour, from the catalog alone."""
+def overview_of(manager, config: BackupConfig, now: datetime, zone: ZoneInfo) -> ConfigOverview:
+    """One configuration's status and colour, from the catalog alone."""
     from strongroom.services.describe import target_of
     from strongroom.services.status import config_status
 
-    out = []
-    for config in manager.list_configs():
-        status = config_status(manager.catalog, config, now, zone)
-        sample = manager.catalog.latest_sample(config.name)
-        points = sample.get("points") if sample else (0 if status.last_success is None else None)
-        out.append(ConfigOverview(config.name, status, config_health(manager.catalog, config, status, now, zone),
-                                  points if isinstance(points, int) else None, target_of(manager, config)))
-    return out
+    status = config_status(manager.catalog, config, now, zone)
+    sample = manager.catalog.latest_sample(config.name)
+    points = sample.get("points") if sample else (0 if status.last_success is None else None)
+    return ConfigOverview(config.name, status, config_health(manager.catalog, config, status, now, zone),
+                          points if isinstance(points, int) else None, target_of(manager, config))
+
+
+def overviews(manager, now: datetime, zone: ZoneInfo) -> list[ConfigOverview]:
+    """Every configuration of `manager` with its status and colour, from the catalog alone."""
+    return [overview_of(manager, config, now, zone) for config in manager.list_configs()]

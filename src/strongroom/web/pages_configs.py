@@ -71,7 +71,7 @@ def trend_chart(config_trend, size_text) -> Chart | None:
 
 
 def routes(console) -> APIRouter:
-    from strongroom.services.health import overviews
+    from strongroom.services.health import overview_of, overviews
     from strongroom.web.api_configs import config_doc, overview_doc
     from strongroom.web.render import size
 
@@ -116,11 +116,11 @@ def routes(console) -> APIRouter:
         if reader.catalog.get_config(name) is None:
             return missing(request, name)
         config = reader.get_config(name)
-        item = next((i for i in overviews(reader, now(), console.zone) if i.name == name), None)
+        item = overview_of(reader, config, now(), console.zone)
         jobs = reader.catalog.list_jobs(config=name, limit=RECENT_JOBS)
         live = next((job for job in jobs if job["status"] in ("queued", "running")), None)
         return page(request, "configs_detail.html", f"Configuration {name}", name=name,
-                    doc=config_doc(reader, config), summary=overview_doc(item) if item else None, jobs=jobs,
+                    doc=config_doc(reader, config), summary=overview_doc(item), jobs=jobs,
                     live=live, zone=console.zone)
 
     @router.get("/configs/{name}/edit")
