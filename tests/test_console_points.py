@@ -242,6 +242,58 @@ def test_the_schema_lists_the_routes(env):
         assert route in schema["paths"], route
 
 
+def no_inline_script_or_style(html: str) -> None:
+    import re
+    assert "<style" not in html and " style=" not in html
+    for tag in re.findall(r"<script[^>]*>", html):
+        assert " src=" in tag, tag
+
+
+def test_the_pages_list_browse_search_and_compare(env):
+    client = env["client"]
+    newest, oldest = points(env)
+    listing = client.get("/points", params={"config": "docs"})
+    assert listing.status_code == 200 and f'href="/points/{newest["id"]}"' in listing.text
+    assert listing.text.index(newest["short_id"]) < listing.text.index(oldest["short_id"])
+    every = client.get("/points").text
+    assert "Configuration lost: its snapshots could not be read" in every
+    found = client.get("/points", params={"name": "b.txt"}).text
+    folder = quote(str(env["src"] / "docs" / "sub"))
+    assert f'href="/points/{newest["id"]}?path={folder}"' in found and "sub/b.txt" in found
+
+    browse = client.get(f"/points/{newest['id']}", params={"path": inside(env["src"] / "docs")})
+    assert browse.status_code == 200
+    html = browse.text
+    assert f'/api/points/{newest["id"]}/file?path={quote(str(env["src"] / "docs" / "a.txt"))}' in html
+    assert f'/api/points/{newest["id"]}/archive?path={quote(str(env["src"] / "docs" / "sub"))}' in html
+    assert "Download as tar" in html and 'data-restore' in html and "/static/points.js" in html
+    assert html.count("<h1") == 1 and 'for="restore-target"' in html
+    assert 'for="pick-1"' in html and f'value="{oldest["id"]}"' in html  # compare with the other point
+    assert client.get(f"/points/{newest['id']}", params={"path": "../x"}).status_code == 400
+    assert client.get("/points/0000000000").status_code == 404
+
+    diff = client.get("/points/diff", params={"from": oldest["id"], "to": newest["id"]})
+    assert diff.status_code == 200
+    assert "added" in diff.text and str(env["src"] / "docs" / "new.txt") in diff.text
+    assert "changed" in diff.text and str(env["src"] / "docs" / "a.txt") in diff.text
+    assert client.get("/points/diff").status_code == 200
+    for text in (listing.text, every, found, html, diff.text):
+        no_inline_script_or_style(text)
+    script = client.get("/static/points.js")
+    assert script.status_code == 200 and "data-restore" in script.text
+
+
+def test_a_restore_started_from_the_page_shows_its_session(env, tmp_path):
+    client = env["client"]
+    point = points(env)[0]["id"]
+    started = client.post_json(f"/api/points/{point}/restore", {"paths": [], "target": str(tmp_path / "all")})
+    session = started.json()["session"]
+    assert wait_session(client, session)["status"] == "done"
+    assert (tmp_path / "all" / inside(env["src"]) / "big.bin").read_bytes() == BIG
+    html = client.get(f"/points/{point}", params={"session": session}).text
+    assert f'data-live-session="{session}"' in html and 'data-status="done"' in html and "100 %" in html
+
+
 def test_no_answer_holds_the_repository_password(env):
     assert env["responses"] and env["secret"]
     assert not [r for r in env["responses"] if env["secret"] in r]

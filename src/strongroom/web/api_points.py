@@ -118,6 +118,105 @@ def include_globs(paths: list[str]) -> tuple[str, ...]:
     return tuple("/" + glob.escape(p) for p in paths)
 
 
+# ---- what the routes and the pages answer --------------------------------------------
+
+
+def points_document(service, manager, config: str | None = None) -> dict:
+    """The points of one configuration (or of all), newest first, and the
+    configurations whose repository could not be read (never an empty list as
+    if they had none)."""
+    configs = [service.get_config(config)] if config else service.list_configs()
+    points, errors = [], []
+    for c in configs:
+        try:
+            points += manager.list_recovery_points(c.name)
+        except StrongroomError as e:
+            errors.append({"config": c.name, "error": str(e)})
+    points.sort(key=lambda p: (p.time, p.id), reverse=True)
+    return {"points": [point_document(p) for p in points], "errors": errors}
+
+
+def search_points(service, name: str, config: str | None = None, limit: int = MAX_MATCHES) -> dict:
+    """Entries whose name matches the glob (`strongroom find`), newest points
+    first, at most `limit` of them (`truncated` says when there were more)."""
+    from strongroom.engine.find import FindQuery, find_in_snapshot
+
+    if "\0" in name:
+        raise UsageError("a name must not hold a NUL character")
+    query = FindQuery((name,))
+    configs = [service.get_config(config)] if config else service.list_configs()
+    matches, errors, searched, truncated = [], [], 0, False
+    for c in configs:
+        if truncated:
+            break
+        try:
+            repo = service.open_repository(c)
+            with repo.lock(exclusive=False, wait=10):
+                for snap in reversed(service.snapshots(c, repo)):
+                    searched += 1
+                    for path, node in find_in_snapshot(repo, snap, query):
+                        if len(matches) >= limit:
+                            truncated = True
+                            break
+                        folder = path.rsplit("/", 1)[0]
+                        matches.append({"point": snap.id, "short_id": snap.short_id, "config": c.name,
+                                        "time": snap.datetime.isoformat(), "path": path,
+                                        "folder": folder or "/", "type": node.type, "size": node.size})
+                    if truncated:
+                        break
+        except StrongroomError as e:
+            errors.append({"config": c.name, "error": str(e)})
+    return {"name": name, "matches": matches, "truncated": truncated, "limit": limit,
+            "points_searched": searched, "errors": errors}
+
+
+CHANGE_WORDS = {"+": "added", "-": "removed", "M": "changed", "T": "type changed", "U": "metadata changed"}
+
+
+def compare_points(service, first: str, second: str, limit: int = MAX_CHANGES) -> dict:
+    """The engine's diff of two points of one repository (`strongroom diff`), at most `limit` changes."""
+    from strongroom.engine.diff import diff_trees
+    from strongroom.model.select import find_snapshot
+
+    config, repo, a = locate(service, first)
+    try:
+        b = find_snapshot(service.snapshots(config, repo), check_point_id(second))
+    except SnapshotNotFound:
+        service.find_snapshot(check_point_id(second))  # 404 when it is nowhere
+        raise UsageError("the two points are in different configurations") from None
+    changes, counts, truncated = [], dict.fromkeys(CHANGE_WORDS.values(), 0), False
+    with repo.lock(exclusive=False, wait=10):
+        for change in diff_trees(repo, bytes.fromhex(a.tree), bytes.fromhex(b.tree)):
+            status = CHANGE_WORDS[change["change"]]
+            counts[status] += 1
+            if len(changes) >= limit:
+                truncated = True
+                continue
+            changes.append({"status": status, "change": change["change"], "path": change["path"],
+                            "size": change["size"]})
+    return {"from": a.id, "to": b.id, "config": config.name, "changes": changes, "counts": counts,
+            "added": [c["path"] for c in changes if c["change"] == "+"],
+            "removed": [c["path"] for c in changes if c["change"] == "-"],
+            "changed": [c["path"] for c in changes if c["change"] in ("M", "T", "U")],
+            "truncated": truncated, "limit": limit}
+
+
+def folder_document(service, point_id: str, path: str | None) -> dict:
+    """The entries of folder `path` of a point (404 when it has none such; 400 for a file)."""
+    from strongroom.engine.tree_walk import resolve
+
+    config, repo, snap = locate(service, point_id)
+    where = point_path(path)
+    tree_id, node = resolve(repo, bytes.fromhex(snap.tree), where)
+    if node is not None and node.type != "dir":
+        raise UsageError(f"{shown(where)} is a {node.type}, not a folder")
+    nodes = repo.load_tree(tree_id).nodes if tree_id is not None else []
+    return {"point": snap.id, "short_id": snap.short_id, "config": config.name,
+            "time": snap.datetime.isoformat(), "kind": snap.kind, "path": shown(where),
+            "entries": [entry_document(n, where) for n in nodes]}
+
+
+
 # ---- the routes ------------------------------------------------------------------------
 
 
@@ -130,77 +229,17 @@ def routes(console) -> APIRouter:
 
     @router.get("/api/points", summary="Recovery points, newest first")
     def list_points(config: str | None = None) -> dict:
-        configs = [service.get_config(config)] if config else service.list_configs()
-        points, errors = [], []
-        for c in configs:
-            try:
-                points += recovery.list_recovery_points(c.name)
-            except StrongroomError as e:
-                errors.append({"config": c.name, "error": str(e)})
-        points.sort(key=lambda p: (p.time, p.id), reverse=True)
-        return {"points": [point_document(p) for p in points], "errors": errors}
+        return points_document(service, recovery.points, config)
 
     @router.get("/api/points/search", summary="A file name (glob) searched across points")
     def search(name: str = Query(min_length=1, max_length=1000), config: str | None = None,
                limit: int = Query(MAX_MATCHES, ge=1, le=MAX_MATCHES)) -> dict:
-        from strongroom.engine.find import FindQuery, find_in_snapshot
-
-        if "\0" in name:
-            raise UsageError("a name must not hold a NUL character")
-        query = FindQuery((name,))
-        configs = [service.get_config(config)] if config else service.list_configs()
-        matches, errors, searched, truncated = [], [], 0, False
-        for c in configs:
-            if truncated:
-                break
-            try:
-                repo = service.open_repository(c)
-                with repo.lock(exclusive=False, wait=10):
-                    for snap in reversed(service.snapshots(c, repo)):
-                        searched += 1
-                        for path, node in find_in_snapshot(repo, snap, query):
-                            if len(matches) >= limit:
-                                truncated = True
-                                break
-                            folder = path.rsplit("/", 1)[0]
-                            matches.append({"point": snap.id, "short_id": snap.short_id, "config": c.name,
-                                            "time": snap.datetime.isoformat(), "path": path,
-                                            "folder": folder or "/", "type": node.type, "size": node.size})
-                        if truncated:
-                            break
-            except StrongroomError as e:
-                errors.append({"config": c.name, "error": str(e)})
-        return {"name": name, "matches": matches, "truncated": truncated, "limit": limit,
-                "points_searched": searched, "errors": errors}
+        return search_points(service, name, config, limit)
 
     @router.get("/api/points/diff", summary="What changed between two points")
     def diff(from_: str = Query(alias="from"), to: str = Query(),
              limit: int = Query(MAX_CHANGES, ge=1, le=MAX_CHANGES)) -> dict:
-        from strongroom.engine.diff import diff_trees
-        from strongroom.model.select import find_snapshot
-
-        config, repo, a = locate(service, from_)
-        try:
-            b = find_snapshot(service.snapshots(config, repo), check_point_id(to))
-        except SnapshotNotFound:
-            service.find_snapshot(check_point_id(to))  # 404 when it is nowhere
-            raise UsageError("the two points are in different configurations") from None
-        words = {"+": "added", "-": "removed", "M": "changed", "T": "type changed", "U": "metadata changed"}
-        changes, counts, truncated = [], dict.fromkeys(words.values(), 0), False
-        with repo.lock(exclusive=False, wait=10):
-            for change in diff_trees(repo, bytes.fromhex(a.tree), bytes.fromhex(b.tree)):
-                status = words[change["change"]]
-                counts[status] += 1
-                if len(changes) >= limit:
-                    truncated = True
-                    continue
-                changes.append({"status": status, "change": change["change"], "path": change["path"],
-                                "size": change["size"]})
-        return {"from": a.id, "to": b.id, "config": config.name, "changes": changes, "counts": counts,
-                "added": [c["path"] for c in changes if c["change"] == "+"],
-                "removed": [c["path"] for c in changes if c["change"] == "-"],
-                "changed": [c["path"] for c in changes if c["change"] in ("M", "T", "U")],
-                "truncated": truncated, "limit": limit}
+        return compare_points(service, from_, to, limit)
 
     @router.get("/api/points/{point_id}", summary="One recovery point")
     def one_point(point_id: str) -> dict:
@@ -208,17 +247,7 @@ def routes(console) -> APIRouter:
 
     @router.get("/api/points/{point_id}/tree", summary="The entries of a folder of a point")
     def tree(point_id: str, path: str = "") -> dict:
-        from strongroom.engine.tree_walk import resolve
-
-        config, repo, snap = locate(service, point_id)
-        where = point_path(path)
-        tree_id, node = resolve(repo, bytes.fromhex(snap.tree), where)
-        if node is not None and node.type != "dir":
-            raise UsageError(f"{shown(where)} is a {node.type}, not a folder")
-        nodes = repo.load_tree(tree_id).nodes if tree_id is not None else []
-        return {"point": snap.id, "short_id": snap.short_id, "config": config.name,
-                "time": snap.datetime.isoformat(), "path": shown(where),
-                "entries": [entry_document(n, where) for n in nodes]}
+        return folder_document(service, point_id, path)
 
     @router.get("/api/points/{point_id}/file", summary="The bytes of one file of a point",
                 response_class=StreamingResponse)
