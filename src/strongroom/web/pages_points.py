@@ -56,8 +56,12 @@ def routes(console) -> APIRouter:
                 diff = compare_points(service, from_, to)
             except StrongroomError as e:
                 problem, status = str(e), error_status(e)
+        ids = [p["id"] for p in listed["points"]]  # newest first: by default the newest two
+        first = from_ or (ids[1] if len(ids) > 1 else "")
+        second = to or (ids[0] if ids else "")
         return page(request, "points_diff.html", "Compare snapshots", status_code=status, problem=problem,
-                    diff=diff, points=listed["points"], errors=listed["errors"], first=from_, second=to,
+                    diff=diff, points=listed["points"], errors=listed["errors"], first=first.lower(),
+                    second=second.lower(),
                     zone=console.zone)
 
     @router.get("/points/{point_id}")
