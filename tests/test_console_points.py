@@ -294,6 +294,20 @@ def test_a_restore_started_from_the_page_shows_its_session(env, tmp_path):
     assert f'data-live-session="{session}"' in html and 'data-status="done"' in html and "100 %" in html
 
 
+def test_the_restore_target_rule_in_the_services_layer(tmp_path):
+    from strongroom.errors import UsageError
+    from strongroom.services.restore_target import check_restore_target
+
+    assert check_restore_target(str(tmp_path) + "//a/./b/") == str(tmp_path / "a" / "b")
+    assert check_restore_target("//srv/restore") == "/srv/restore"
+    for bad in ("", "a/b", "/", "//", "/etc/", "/usr/share/x", "/var/lib", str(tmp_path / ".." / "x"), "/tmp/\0"):
+        with pytest.raises(UsageError):
+            check_restore_target(bad)
+    with pytest.raises(UsageError, match="repository"):
+        check_restore_target(str(tmp_path / "repo" / "x"), (str(tmp_path / "repo"),))
+    assert check_restore_target(str(tmp_path / "repository-next"), (str(tmp_path / "repo"),))
+
+
 def test_no_answer_holds_the_repository_password(env):
     assert env["responses"] and env["secret"]
     assert not [r for r in env["responses"] if env["secret"] in r]
