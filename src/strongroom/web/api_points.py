@@ -14,6 +14,7 @@ import glob
 import re
 import threading
 import time
+from datetime import datetime, timezone
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Query
@@ -72,12 +73,15 @@ def point_document(p) -> dict:
             "size": p.total_bytes or None, "files": p.total_files or None}
 
 
-def entry_document(node, parent: str) -> dict:
-    from strongroom.cli.cmd_inspect import rfc3339
+def mtime(ns: int) -> str:
+    """A node's time as RFC 3339 in UTC, to the microsecond."""
+    return datetime.fromtimestamp(ns // 1000 / 1e6, timezone.utc).isoformat()
 
+
+def entry_document(node, parent: str) -> dict:
     path = (parent + "/" if parent else "") + node.display_name
     doc = {"name": node.display_name, "path": shown(path), "type": node.type, "size": node.size,
-           "mtime": rfc3339(node.mtime_ns), "mode": node.mode}
+           "mtime": mtime(node.mtime_ns), "mode": node.mode}
     if node.type == "symlink":
         doc["target"] = node.target.decode("utf-8", "backslashreplace")
     return doc

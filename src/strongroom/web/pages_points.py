@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 
 from strongroom.errors import StrongroomError
 from strongroom.web.api_points import (MAX_MATCHES, compare_points, folder_document, points_document,
-                                       search_points)
+                                       search_points, session_document)
 from strongroom.web.render import page
 
 
@@ -77,7 +77,6 @@ def routes(console) -> APIRouter:
         progress = None
         if session:
             try:
-                from strongroom.web.api_points import session_document
                 progress = session_document(RecoveryExecutor(service).get_progress(session))
             except StrongroomError:
                 progress = None
