@@ -84,6 +84,8 @@ def test_a_failure_is_red_and_a_run_queued_after_it_amber(manager, tmp_path):
     assert failed.colour == "red" and failed.reason.startswith("the last run failed: ")
     assert failed.pending is None
     # A retry waiting in the queue (as a worker would leave it): amber while it waits.
+    # The workers are stopped first, so that none takes it.
+    manager.close()
     job = manager.catalog.add_job("flaky", "incremental", 0, 1)
     waiting = health_at(manager, "flaky", datetime.now(UTC))
     assert waiting.colour == "amber" and waiting.reason.startswith("a run is queued after a failure: ")
