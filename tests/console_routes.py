@@ -19,6 +19,7 @@ PARAMETER = re.compile(r"\{[^}]+\}")
 class RouteEntry:
     method: str
     path: str  # as declared, with its {parameters}
+    in_schema: bool = False  # listed in /api/openapi.json
 
     @property
     def parameters(self) -> bool:
@@ -52,7 +53,7 @@ def route_table(tmp_path: Path) -> list[RouteEntry]:
             if isinstance(getattr(route, "original_route", route), Mount):
                 continue
             for method in getattr(route, "methods", None) or ():
-                entries.add(RouteEntry(method, route.path))
+                entries.add(RouteEntry(method, route.path, bool(getattr(route, "include_in_schema", False))))
         return sorted(entries, key=lambda e: (e.path, e.method))
     finally:
         manager.close()
