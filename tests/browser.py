@@ -28,6 +28,7 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's chromium (scripts/test.sh installs it
 CHROMIUM_FLAGS = (
     "--no-sandbox",  # the suite runs as root, where Chromium's sandbox refuses to start
     "--disable-gpu",
+    "--disable-dev-shm-usage",  # a container's /dev/shm is often too small for a renderer
     # Without these Chromium reaches for update, sync and field-trial hosts,
     # which a closed network refuses (and which would log failed requests).
     "--disable-background-networking",

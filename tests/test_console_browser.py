@@ -7,6 +7,8 @@ Screenshots go to tests/browser.py's artifacts() folder."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 from playwright.sync_api import expect
 
@@ -34,6 +36,8 @@ def sign_in(bp, password: str = PASSWORD):
     bp.page.get_by_label("Console password").fill(password)
     with bp.page.expect_response(lambda r: r.url.endswith("/api/session") and r.request.method == "POST") as done:
         bp.page.get_by_role("button", name="Sign in").click()
+    if done.value.ok:  # the page moves on by itself: let it arrive before going elsewhere
+        bp.page.wait_for_url(lambda url: urlsplit(url).path != "/login", wait_until="load")
     return done.value
 
 

@@ -203,6 +203,17 @@ def test_the_schema_is_public_and_lists_every_api_route(served, table):
     assert served.client().post("/api/session", json={"password": "x"}).status_code == 403
 
 
+def test_static_assets_are_public_and_carry_the_same_headers(served):
+    anonymous = served.client()
+    problems = []
+    for path in ("/static/console.js", "/static/console.css", "/static/not-there.js"):
+        answer = anonymous.get(path)
+        check_headers(answer, f"GET {path}", problems)
+        assert answer.status_code == (404 if "not-there" in path else 200), path
+    assert anonymous.post("/static/console.js").status_code == 401  # only reading is public
+    assert not problems, "\n".join(problems)
+
+
 def raw_request(url: str, target: str, extra: str = "") -> bytes:
     """A request sent as bytes, so that no client library tidies its path up;
     returns what came back before the server closed (b"" if it cut it)."""
