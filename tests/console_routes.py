@@ -30,6 +30,11 @@ class RouteEntry:
         return PARAMETER.sub(value, self.path)
 
     @property
+    def schema_path(self) -> str:
+        """The path as OpenAPI writes it: `{name:path}` is `{name}` there."""
+        return re.sub(r"\{([^}:]+):[^}]+\}", r"{\1}", self.path)
+
+    @property
     def shape(self) -> str:
         """The path with its parameter names left out, to compare with a contract."""
         return PARAMETER.sub("{}", self.path)
