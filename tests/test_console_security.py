@@ -188,6 +188,28 @@ def test_no_answer_to_a_signed_in_browser_or_a_script_holds_a_secret_or_fails(se
     assert not problems, "\n".join(problems)
 
 
+HOSTILE_PARAMETERS = ("%2e%2e", "..%2f..%2f..%2fetc%2fpasswd", "%00", "%2fetc%2fpasswd", "a" * 400, "%ff%fe", "~root")
+HOSTILE_QUERY = "path=..%2f..%2f..%2f..%2fetc%2fpasswd&target=%2fetc&config=..%2f..&q=%00&name=..%2f"
+
+
+def test_hostile_path_parameters_and_queries_are_refused_in_one_line(served, protected):
+    """Every GET route, signed in, with hostile values in its parameters and in
+    the query: never a 500 or a traceback, never a file from elsewhere."""
+    browser = served.signed_in()
+    problems = []
+    for entry in [e for e in protected if e.method == "GET"]:
+        values = HOSTILE_PARAMETERS if entry.parameters else ("x",)
+        for value in values:
+            path = entry.filled(value) + "?" + HOSTILE_QUERY
+            answer = call(browser, "GET", path)
+            where = f"GET {path[:120]}"
+            if answer.status_code >= 500 or "Traceback" in answer.text:
+                problems.append(f"{where}: {answer.status_code}: {answer.text[:200]}")
+            if "root:x:0:0" in answer.text:
+                problems.append(f"{where}: /etc/passwd in the answer")
+    assert not problems, "\n".join(problems)
+
+
 def test_signing_in_answers_the_csrf_token_but_never_the_session(served):
     client = served.client()
     page = client.get("/login")
