@@ -107,6 +107,7 @@ class BrowserPage:
     def screenshot(self, name: str) -> Path:
         target = artifacts() / f"{name}-{self.label}.png"
         self.page.screenshot(path=str(target), full_page=True)
+        assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{target} is not a PNG"
         return target
 
     def scrolls_sideways(self) -> bool:
