@@ -20,7 +20,16 @@ from strongroom.web.guard import SESSION_COOKIE
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with ConsoleServer(tmp_path_factory.mktemp("served")) as s:
+    """A served console over one configuration with one recovery point, so the
+    pages have rows to show."""
+    tmp = tmp_path_factory.mktemp("served")
+    source = tmp / "source"
+    (source / "letters").mkdir(parents=True)
+    (source / "letters" / "to the bank.txt").write_text("Dear bank,\n")
+    (source / "photo.jpg").write_bytes(bytes(range(256)) * 64)
+    with ConsoleServer(tmp) as s:
+        s.ok("config", "add", "family-documents", "--source", str(source), "--target-dir", str(tmp / "repo"))
+        s.ok("backup", "--config", "family-documents")
         s.start()
         yield s
 
