@@ -218,7 +218,16 @@
         if (bar) { bar.max = 1; bar.value = 1; }
         setField(box, "percent", "100 %");
       }
-      if (box.dataset.reloadOnDone !== undefined) setTimeout(() => window.location.reload(), 300);
+      if (box.dataset.reloadOnDone !== undefined) {
+        // Once per job and page: a page rendered after the end must not reload for ever.
+        const key = "sr-reloaded:" + location.pathname + ":" + (box.dataset.liveJob || box.dataset.liveSession);
+        let seen = null;
+        try { seen = sessionStorage.getItem(key); } catch (e) { /* storage off: reload anyway */ }
+        if (!seen) {
+          try { sessionStorage.setItem(key, "1"); } catch (e) { /* ignore */ }
+          setTimeout(() => window.location.reload(), 300);
+        }
+      }
     }
   }
 
@@ -226,6 +235,18 @@
     const boxes = document.querySelectorAll("[data-live-job], [data-live-session], [data-live-jobs]");
     if (!boxes.length || !window.EventSource) return;
     const source = new EventSource("/api/events");
+    // A job that ended between the page's rendering and the stream's opening
+    // sends no event any more: ask for its state once the stream is open.
+    source.onopen = () => {
+      for (const box of boxes) {
+        if (!box.dataset.liveJob) continue;
+        api("GET", "/api/jobs/" + encodeURIComponent(box.dataset.liveJob)).then((job) => {
+          if (!job) return;
+          if (job.total_bytes !== undefined && job.total_bytes !== null) showProgress(box, job);
+          if (job.status && box.dataset.status !== job.status) showStatus(box, job.status, job.error_plain || job.error);
+        }).catch(() => { /* the stream's events still come */ });
+      }
+    };
     source.onmessage = (message) => {
       let event;
       try { event = JSON.parse(message.data); } catch (e) { return; }
