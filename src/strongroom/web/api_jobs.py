@@ -146,9 +146,11 @@ def routes(console) -> APIRouter:
             yield "retry: 3000\n\n"
             rows = await run_in_threadpool(recent)
             seen = {row["id"]: (row["status"], row.get("error")) for row in rows}
+            # A page opened in the middle of a run shows its progress at once. No job
+            # event here: a page is rendered with its jobs' state, and one that
+            # reloads on a job event would reload again at every connect.
             for row in rows:
                 if row["status"] == "running":
-                    yield _sse(job_event(row))
                     last = console.hub.last_progress(row["id"])
                     if last is not None:
                         yield _sse(last)
