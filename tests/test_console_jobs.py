@@ -155,6 +155,24 @@ def client(served):
     c.close()
 
 
+@pytest.mark.parametrize("line, words", [
+    ("wrong password: no key file opens with it", "password was refused"),
+    ("upload data/ab: the WebDAV server refused access (HTTP 401): check the user", "refused the user name"),
+    ("write packs/1f: [Errno 28] No space left on device", "target is full"),
+    ("repository is locked: exclusive lock held by prune on nas (pid 4), 20 s old", "Another process"),
+    ("config home: source path /mnt/photos does not exist", "does not exist"),
+    ("connect to nas.local:443: the target does not answer (connection refused)", "did not answer"),
+    ("check of home (all of the packs) found damage: 2 packs", "found damage"),
+    ("cancelled: its configuration was removed", "no longer exists"),
+    ("backup home cancelled", "was cancelled"),
+    ("something nobody has seen before", None),
+])
+def test_known_errors_are_said_in_plain_words(line, words):
+    from strongroom.services.plain_errors import explain_error
+    plain = explain_error(line)
+    assert (plain is None) if words is None else (words in plain)
+
+
 def test_the_schema_builds_with_the_jobs_and_notify_routes(served, client):
     schema = client.get("/api/openapi.json").json()
     for path in ("/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/cancel", "/api/events",

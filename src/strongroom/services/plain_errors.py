@@ -12,6 +12,8 @@ import re
 
 # (pattern, sentence), tried in order; the patterns are case-insensitive.
 RULES: tuple[tuple[str, str], ...] = (
+    (r"its configuration was removed|no configuration|config .* not found",
+     "The configuration this job belongs to no longer exists."),
     (r"cancelled|interrupted",
      "The job was cancelled before it finished. Nothing is wrong; run it again when you want a new point."),
     (r"wrong password|no key file opens",
@@ -43,8 +45,6 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"permission denied",
      "strongroom was not allowed to read or write something it needs. Check the files' permissions "
      "and the user strongroom runs as."),
-    (r"no configuration|config .* not found|its configuration was removed",
-     "The configuration this job belongs to no longer exists."),
 )
 
 _COMPILED = tuple((re.compile(pattern, re.IGNORECASE), sentence) for pattern, sentence in RULES)

@@ -108,6 +108,25 @@ class StreamSlots:
         self.open -= 1
 
 
+class EventStream(StreamingResponse):
+    """A StreamingResponse that gives its stream's slot back however it ends,
+    also when the client went away before the stream's first line."""
+
+    def __init__(self, content, release) -> None:
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        self.release = release
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.release()
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:  # its subscription now, not when it is collected
+                await close()
+
+
 def routes(console) -> APIRouter:
     router = APIRouter()
     slots = StreamSlots(STREAM_LIMIT)
@@ -141,7 +160,8 @@ def routes(console) -> APIRouter:
     def recent() -> list[dict]:
         return console.reader.catalog.list_jobs(limit=RECENT)
 
-    async def stream(request: Request, sub):
+    async def stream(request: Request):
+        sub = console.hub.subscribe()
         try:
             yield "retry: 3000\n\n"
             rows = await run_in_threadpool(recent)
@@ -181,7 +201,6 @@ def routes(console) -> APIRouter:
                     yield ": keep-alive\n\n"
         finally:
             sub.close()
-            slots.give_back()
 
     @router.get("/api/events", tags=["events"], response_class=StreamingResponse,
                 responses={200: {"content": {"text/event-stream": {}},
@@ -191,12 +210,6 @@ def routes(console) -> APIRouter:
         """Server-sent events of progress, job changes and restore or DR sessions."""
         if not slots.take():
             raise HTTPException(503, f"too many event streams are open (at most {STREAM_LIMIT})")
-        try:
-            sub = console.hub.subscribe()
-        except BaseException:
-            slots.give_back()
-            raise
-        return StreamingResponse(stream(request, sub), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return EventStream(stream(request), slots.give_back)
 
     return router

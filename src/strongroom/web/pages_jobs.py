@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
+from strongroom.services.jobs import BACKUP_KINDS
 from strongroom.web.api_jobs import MAX_JOB_ID, job_json
 from strongroom.web.api_notify import channel_json
 from strongroom.web.render import page
@@ -34,7 +35,7 @@ def routes(console) -> APIRouter:
             raise HTTPException(404, f"no job {job_id}")
         job = job_json(row, console.hub.last_progress(job_id))
         return page(request, "jobs_detail.html", f"Job {job_id}", job=job, live=job["status"] in LIVE,
-                    zone=console.zone)
+                    backup=job["kind"] in BACKUP_KINDS, zone=console.zone)
 
     @router.get("/notify")
     def notify_page(request: Request):
