@@ -407,3 +407,39 @@ def test_progress_callbacks_get_the_engine_events_and_can_stop_a_run(api_env):
         assert final.status == "failed" and "stopped by the caller" in final.errors[0]
     finally:
         manager.close()
+
+
+def test_cancel_a_queued_job_a_running_backup_and_refuse_the_others(api_env):
+    from strongroom import create_backup_manager
+    from strongroom.errors import UsageError
+
+    manager = create_backup_manager(db_path="c.db", max_concurrent_jobs=1)
+    local_configs(api_env, manager, ["running", "waiting", "elsewhere"])
+    gate = threading.Event()
+    manager.on_job_event = lambda job_id, event: gate.wait(10)  # the first job holds the only worker
+    try:
+        running = manager.manual_backup("running", "full", wait=False)
+        wait_for_status(manager, running.id, "running")
+        waiting = manager.manual_backup("waiting", "full", wait=False)
+        cancelled = manager.cancel_job(waiting.id)
+        assert cancelled.status == "cancelled" and cancelled.attempts == 0 and cancelled.started_at is None
+        assert manager.cancel_job(running.id).status == "running"  # it stops at its next chunk
+        gate.set()
+        stopped = manager.wait_for_job(running.id, timeout=30)
+        assert stopped.status == "cancelled" and stopped.attempts == 1 and stopped.snapshot_id is None
+        assert stopped.error == "backup running cancelled"
+        assert manager.wait_for_job(waiting.id, timeout=5).started_at is None  # it never ran
+        with pytest.raises(UsageError, match="is cancelled already"):
+            manager.cancel_job(running.id)
+        with pytest.raises(UsageError, match="no job 999"):
+            manager.cancel_job(999)
+        # A job another process runs cannot be stopped from here.
+        manager.queue.stop()
+        other = manager.catalog.add_job("elsewhere", "full", 0, 3)
+        assert manager.catalog.claim_job(other, {"owner": "another-host:1"})
+        with pytest.raises(UsageError, match="runs in another process"):
+            manager.cancel_job(other)
+        assert manager.catalog.get_job(other)["status"] == "running"
+    finally:
+        gate.set()
+        manager.close()

@@ -20,7 +20,7 @@ from strongroom.cli.cmd_manage import Manage, manage_options
 from strongroom.cli.output import emit_json, terminal_safe
 from strongroom.errors import UsageError
 from strongroom.notify.base import SEVERITIES
-from strongroom.notify.channels import ChannelSpec, add_channel, remove_channel, shown_url
+from strongroom.notify.channels import ChannelSpec, add_channel, remove_channel, shown_target, shown_url
 from strongroom.words import plural
 
 
@@ -77,11 +77,7 @@ def _spec(name: str, o: dict) -> ChannelSpec:
 
 
 def _target(row: dict) -> str:
-    s = row["settings"]
-    if row["kind"] == "email":
-        tls = " (STARTTLS)" if s.get("starttls") else ""
-        return f"{', '.join(s['to'])} via {s['url']}{tls}"
-    return s.get("shown_url", "") + (" (signed)" if s.get("signed") else "")
+    return shown_target(row)
 
 
 def _json_row(row: dict) -> dict:

@@ -43,6 +43,16 @@ def shown_url(url: str, kind: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{port}/…"
 
 
+def shown_target(row: dict) -> str:
+    """Where a stored channel sends, as it may be shown: the mail's addresses and
+    server, or the URL's scheme and host (see `shown_url`); never a secret."""
+    s = row["settings"]
+    if row["kind"] == "email":
+        tls = " (STARTTLS)" if s.get("starttls") else ""
+        return f"{', '.join(s['to'])} via {s['url']}{tls}"
+    return s.get("shown_url", "") + (" (signed)" if s.get("signed") else "")
+
+
 def _check_http(url: str, what: str) -> None:
     try:
         parts = urlsplit(url)

@@ -16,7 +16,7 @@ from strongroom.engine.progress import stored_bytes
 from strongroom.engine.forget import plan_forget, remove_snapshots
 from strongroom.engine.prune import plan_prune, run_prune
 from strongroom.engine.stats import repository_stats
-from strongroom.errors import ShuttingDown, StrongroomError, UsageError
+from strongroom.errors import Interrupted, ShuttingDown, StrongroomError, UsageError
 from strongroom.model.retention import Duration, Policy
 from strongroom.notify import events as notify_events
 from strongroom.notify.channels import ChannelSpec, add_channel, remove_channel
@@ -24,7 +24,7 @@ from strongroom.notify.notifier import Notifier
 from strongroom.repo.repository import Repository
 from strongroom.services.backup_service import BackupService
 from strongroom.services.configs import BackupConfig
-from strongroom.services.jobs import BACKUP_KINDS, JobQueue
+from strongroom.services.jobs import BACKUP_KINDS, JobQueue, current_owner
 from strongroom.services.stored_configs import import_configs, merge_stored, stored_copy
 from strongroom.services.results import (BackupResult, BackupStatistics, CleanupResult, ConfigTrend, Estimate,
                                          Job, JobHandle, RetentionDecision, RetentionResult, StorageTrend,
@@ -335,6 +335,9 @@ class BackupManager:
         self.on_job_event: Callable[[int, dict], None] | None = None
         self._progress: dict[int, Progress] = {}
         self._progress_lock = threading.Lock()
+        # Jobs asked to stop (cancel_job): each one's listener checks, as it
+        # checks `stopping`, and the job ends cancelled instead of queued again.
+        self._cancelled: set[int] = set()
         self._dr = None
         self._dr_lock = threading.Lock()
 
@@ -468,6 +471,43 @@ class BackupManager:
             raise UsageError(f"no job {job_id}")
         return Job.from_row(row)
 
+    def cancel_job(self, job_id: int) -> Job:
+        """Cancel job `job_id`: a queued one (waiting to run or for a retry) is
+        cancelled at once and never runs; a backup this process runs stops at
+        its next chunk and ends cancelled: not tried again, not a failure (the
+        configuration's status says its last run was cancelled). Returns the
+        job as it is now (still running, for a backup not stopped yet).
+        UsageError for a job that is done, does not exist, or runs elsewhere
+        (another process's job cannot be reached from here)."""
+        row = self.catalog.get_job(job_id)
+        if row is None:
+            raise UsageError(f"no job {job_id}")
+        if row["status"] in Job.DONE:
+            raise UsageError(f"job {job_id} is {row['status']} already")
+        # Set before the catalog is asked: a worker that claims the job in
+        # between finds the flag when it starts the run.
+        with self._progress_lock:
+            self._cancelled.add(job_id)
+        if self.catalog.cancel_queued_job(job_id, "cancelled before it ran"):
+            with self._progress_lock:
+                self._cancelled.discard(job_id)
+            return self.get_job(job_id)
+        row = self.catalog.get_job(job_id) or row
+        owner = (row.get("stats") or {}).get("owner") if row["status"] == "running" else None
+        if row["status"] == "running" and owner == current_owner()["owner"] and row["kind"] in BACKUP_KINDS:
+            return Job.from_row(row)
+        with self._progress_lock:
+            self._cancelled.discard(job_id)
+        if row["status"] in Job.DONE:
+            raise UsageError(f"job {job_id} is {row['status']} already")
+        if row["kind"] not in BACKUP_KINDS:
+            raise UsageError(f"job {job_id} ({row['kind']}) is running and stops only with strongroom")
+        raise UsageError(f"job {job_id} runs in another process ({owner or 'unknown'}); cancel it there")
+
+    def _cancel_asked(self, job_id: int) -> bool:
+        with self._progress_lock:
+            return job_id in self._cancelled
+
     @property
     def disaster_recovery(self) -> DisasterRecoveryManager:
         """The DisasterRecoveryManager over this manager's service (made at first use),
@@ -479,8 +519,17 @@ class BackupManager:
             return self._dr
 
     def _run_job(self, job: dict) -> dict:
+        try:
+            return self._run_claimed(job)
+        finally:
+            with self._progress_lock:
+                self._cancelled.discard(job["id"])
+
+    def _run_claimed(self, job: dict) -> dict:
         if self.stopping.is_set():
             raise ShuttingDown("strongroom is shutting down")
+        if self._cancel_asked(job["id"]):
+            raise Interrupted(f"job {job['id']} was cancelled before it ran")
         # Scheduled verification rides the same queue; see strongroom.services.scheduled_runs.
         if job["kind"] == "check":
             from strongroom.services.scheduled_runs import run_check_job
@@ -496,13 +545,16 @@ class BackupManager:
         def listener(event: dict) -> None:
             if self.stopping.is_set():
                 raise ShuttingDown(f"backup {config.name} stopped: strongroom is shutting down")
+            if self._cancel_asked(job["id"]):
+                raise Interrupted(f"backup {config.name} cancelled")
             if hook is not None:
                 hook(job["id"], event)
             if progress is not None:
                 progress(event)
 
         # A shutdown also ends a wait for the repository's lock (a prune of another process).
-        repo, result = self.backup_service.run_backup(config, job["kind"], listener, stop=self.stopping.is_set)
+        repo, result = self.backup_service.run_backup(
+            config, job["kind"], listener, stop=lambda: self.stopping.is_set() or self._cancel_asked(job["id"]))
         try:
             # The point is made: should the process end before the job does (a long
             # retention, kill -9), the next start marks it succeeded, not runs it again.

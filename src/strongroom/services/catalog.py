@@ -563,6 +563,15 @@ class Catalog:
                                 (error, finished_at, job_id, attempts))
             return cursor.rowcount == 1
 
+    def cancel_queued_job(self, job_id: int, error: str) -> bool:
+        """Cancel a job that is queued (waiting to run, or for a retry), in one
+        transaction: a worker's claim either came first (False) or finds it
+        cancelled. True if it was cancelled."""
+        with self._write() as db:
+            cursor = db.execute("UPDATE jobs SET status = 'cancelled', error = ?, finished_at = ?, next_try_at = NULL"
+                                " WHERE id = ? AND status = 'queued'", (error, self._clock(), job_id))
+            return cursor.rowcount == 1
+
     def requeue_job(self, job_id: int, attempts: int, error: str) -> bool:
         """Put a running job back in the queue, unless it moved on since it was seen
         running at `attempts` (finished, or requeued and claimed again by another

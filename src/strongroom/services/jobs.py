@@ -218,7 +218,8 @@ class JobQueue:
                 self._put_back(job, attempts - 1, "interrupted: strongroom stopped; it runs again at the next start",
                                None, "stopped")
             elif isinstance(e, (Interrupted, KeyboardInterrupt)):
-                self.catalog.update_job(job["id"], status="cancelled", error="interrupted",
+                # Cancelled (BackupManager.cancel_job) or interrupted: not retried, not a failure.
+                self.catalog.update_job(job["id"], status="cancelled", error=str(e) or "interrupted",
                                         finished_at=self._clock())
             elif isinstance(e, StorageUnreachable) and self.in_grace is not None and self.in_grace():
                 tries = self._grace_tries.get(job["id"], 0) + 1

@@ -201,15 +201,19 @@
       if (bar) { bar.max = 1; bar.value = percent; }
       setField(box, "percent", Math.floor(percent * 100) + " %");
     }
-    if (p.total_files !== undefined) setField(box, "files", (p.files_done || 0) + " of " + p.total_files + " files");
-    if (p.total_bytes !== undefined) setField(box, "bytes", size(p.bytes_done || 0) + " of " + size(p.total_bytes));
+    // A command's or a database's output has no size before its end: it counts bytes_read.
+    const streamed = !p.total_bytes && p.bytes_read !== undefined;
+    if (p.total_files !== undefined && !streamed) setField(box, "files", (p.files_done || 0) + " of " + p.total_files + " files");
+    if (streamed) setField(box, "bytes", size(p.bytes_read) + " read");
+    else if (p.total_bytes !== undefined) setField(box, "bytes", size(p.bytes_done || 0) + " of " + size(p.total_bytes));
     const elapsed = p.seconds_elapsed;
-    if (elapsed) setField(box, "rate", size((p.bytes_done || 0) / elapsed) + "/s");
+    if (elapsed) setField(box, "rate", size(Math.max(p.bytes_done || 0, p.bytes_read || 0) / elapsed) + "/s");
     setField(box, "eta", p.seconds_remaining !== undefined ? duration(p.seconds_remaining) + " left" : "");
   }
 
   function showStatus(box, status, error) {
     setField(box, "status", status);
+    for (const el of box.querySelectorAll('.status[data-field="status"]')) el.className = "status " + status;
     box.dataset.status = status;
     if (error) setField(box, "error", error);
     if (["succeeded", "failed", "cancelled", "done", "pass", "fail", "pass-with-warnings"].includes(status)) {
@@ -258,6 +262,11 @@
         if (event.type === "progress" && String(event.job) === box.dataset.liveJob) {
           const p = event.event || {};
           if ((p.message_type || p.type) === "status") showProgress(box, p);
+          // A page rendered while the job was queued: its progress says it runs now.
+          if (!box.dataset.status || box.dataset.status === "queued") {
+            setField(box, "status", "running");
+            box.dataset.status = "running";
+          }
         }
         if (event.type === "job" && String(event.job) === box.dataset.liveJob) showStatus(box, event.status, event.error);
         if (event.type === "session" && event.session === box.dataset.liveSession) {
