@@ -197,12 +197,6 @@ def routes(console) -> APIRouter:
         """Every plan with its steps, targets, and its last test and run."""
         return [plan_row(reader, plan) for plan in reader.list_dr_plans()]
 
-    @router.get("/plans/{name}")
-    def show_plan(name: str) -> dict:
-        """The plan as JSON and as its TOML file."""
-        plan = reader.get_dr_plan(name)
-        return {"plan": plan_json(plan), "toml": plan.to_toml()}
-
     @router.post("/plans", status_code=201)
     def create_plan(body: PlanFields) -> dict:
         """A plan from the fields of `dr create`, or from `toml` (the plan file)."""
@@ -225,15 +219,15 @@ def routes(console) -> APIRouter:
                 body.name, configs, target, rto=body.rto, rpo=body.rpo,
                 on_failure="continue" if body.continue_on_error else "stop", verify=body.verify,
                 replace=body.replace, test_schedule=body.test_schedule or None)
-        return {"plan": plan_json(reader.get_dr_plan(name))}
+        return {"name": name, "plan": plan_json(reader.get_dr_plan(name))}
 
-    @router.delete("/plans/{name}")
+    @router.delete("/plans/{name:path}")
     def delete_plan(name: str) -> dict:
         """Forget a plan; its recorded runs stay as history."""
         console.manager.disaster_recovery.delete_dr_plan(name)
         return {"deleted": name}
 
-    @router.post("/plans/{name}/test", status_code=202)
+    @router.post("/plans/{name:path}/test", status_code=202)
     def test_plan(name: str, body: TestOptions | None = None) -> dict:
         """Rehearse the plan into a scratch area; answers the run id to follow."""
         body = body or TestOptions()
@@ -244,7 +238,7 @@ def routes(console) -> APIRouter:
         feed.follow(run_id)
         return {"run": run_id}
 
-    @router.post("/plans/{name}/run", status_code=202)
+    @router.post("/plans/{name:path}/run", status_code=202)
     def run_plan(name: str, body: RunOptions) -> dict:
         """Run the plan for real, into its targets: `confirm` must be its name."""
         dr = console.manager.disaster_recovery
@@ -257,7 +251,7 @@ def routes(console) -> APIRouter:
         feed.follow(run_id)
         return {"run": run_id}
 
-    @router.get("/plans/{name}/runs")
+    @router.get("/plans/{name:path}/runs")
     def plan_runs(name: str, last: int = Query(50, ge=1, le=1000)) -> list[dict]:
         """The plan's recorded runs (tests and real ones), oldest first: each one's summary."""
         reader.get_dr_plan(name)
@@ -273,7 +267,7 @@ def routes(console) -> APIRouter:
         """Stop a run of this daemon: the step in flight stops cleanly, the rest are skipped."""
         return {"cancelled": console.manager.disaster_recovery.cancel(checked_run_id(run_id))}
 
-    @router.get("/plans/{name}/reports/latest", response_model=None)
+    @router.get("/plans/{name:path}/reports/latest", response_model=None)
     def latest_report(name: str, format: Literal["json", "md", "html"] = "json") -> Response:
         """The report of the plan's latest test (json, md or html)."""
         last = reader.last_dr_run(name, "test")
@@ -286,6 +280,12 @@ def routes(console) -> APIRouter:
     def run_report(run_id: str, format: Literal["json", "md", "html"] = "json") -> Response:
         """The report of recorded run `run_id` (json, md or html)."""
         return report_response(reader.dr_report(checked_run_id(run_id), format), format, f"run {run_id}")
+
+    @router.get("/plans/{name:path}")
+    def show_plan(name: str) -> dict:
+        """The plan as JSON and as its TOML file."""
+        plan = reader.get_dr_plan(name)
+        return {"plan": plan_json(plan), "toml": plan.to_toml()}
 
     return router
 
