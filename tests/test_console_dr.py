@@ -213,6 +213,9 @@ def test_a_real_run_needs_its_name_typed_again(server, client):
     one_line_error(post(server, client, "/api/dr/plans/nightly/run", {"confirm": "nightly",
                                                                       "target_base": "relative"}))
     one_line_error(post(server, client, "/api/dr/plans/absent/run", {"confirm": "absent"}))
+    one_line_error(post(server, client, "/api/dr/plans/nightly/run", {"confirm": "nightly", "at": "someday"}))
+    for scratch in ("relative/dir", "/tmp/../etc", "/tmp/a\x00b"):
+        one_line_error(post(server, client, "/api/dr/plans/nightly/test", {"scratch": scratch}))
     assert not (server.tmp / "real").exists()
     target = server.tmp / "recovered"
     started = post(server, client, "/api/dr/plans/nightly/run", {"confirm": "nightly", "target_base": str(target)})
@@ -248,6 +251,7 @@ def test_pages_render_and_escape(server, client):
     assert get(server, client, "/api/dr/runs/nosuchrun").status_code == 404
     assert get(server, client, "/api/dr/reports/nosuchrun?format=html").status_code == 404
     assert get(server, client, "/dr/reports/nosuchrun").status_code == 404
+    assert get(server, client, "/dr/no-such-plan").status_code == 404
     one_line_error(get(server, client, "/api/dr/plans/%3Cnone%3E/reports/latest"))
 
 

@@ -19,6 +19,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from strongroom.dr.manager import MAX_PLAN_TEXT
 from strongroom.errors import UsageError
 
 RUN_ID = re.compile(r"[A-Za-z0-9_.-]{1,100}")
@@ -44,7 +45,7 @@ class PlanFields(BaseModel):
     verify: bool = True
     test_schedule: str | None = Field(None, max_length=200)
     replace: bool = False
-    toml: str | None = None
+    toml: str | None = Field(None, max_length=MAX_PLAN_TEXT)
 
 
 class TestOptions(BaseModel):

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 
 from strongroom.dr.durations import format_seconds
 from strongroom.dr.report import trend, worst_rpo
-from strongroom.errors import StrongroomError
+from strongroom.errors import StrongroomError, UsageError
 from strongroom.web.api_dr import checked_run_id, plan_row, run_state
 from strongroom.web.render import page
 
@@ -80,7 +80,10 @@ def routes(console) -> APIRouter:
 
     @router.get("/dr/{name:path}", response_class=HTMLResponse)
     def plan_page(request: Request, name: str, run: str | None = None):
-        plan = reader.get_dr_plan(name)
+        try:
+            plan = reader.get_dr_plan(name)
+        except UsageError as e:
+            raise HTTPException(404, str(e)) from None
         history = reader.dr_run_history(name, last=HISTORY)
         runs = [{"id": r.id, "mode": r.mode, "started": r.started, "verdict": r.verdict,
                  "verdict_words": verdict_words(r.verdict), "rto": seconds(r.rto_seconds),
