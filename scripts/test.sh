@@ -72,14 +72,32 @@ install_systemd() {
     echo "installing systemd" >&2
     install_without_starting systemd
 }
+# The console's browser tests (tests/browser.py) drive Debian's chromium
+# through Playwright with executable_path: Playwright's own browser download
+# (`playwright install`) never runs.
+install_chromium() {
+    [ -z "$(missing_packages chromium)" ] && return 0
+    echo "installing chromium" >&2
+    install_without_starting chromium
+}
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     install_webdav_servers || echo "warning: could not install the WebDAV test servers" >&2
     install_fuse || echo "warning: could not install fuse3" >&2
     install_postgresql || echo "warning: could not install postgresql" >&2
     install_systemd || echo "warning: could not install systemd" >&2
+    install_chromium || echo "warning: could not install chromium" >&2
 fi
+
+# The browser tests' screenshots: only the latest run's are kept.
+export STRONGROOM_TEST_ARTIFACTS="${STRONGROOM_TEST_ARTIFACTS:-$ROOT/test-artifacts/console}"
+rm -rf "$STRONGROOM_TEST_ARTIFACTS"
+mkdir -p "$STRONGROOM_TEST_ARTIFACTS"
 
 # Two workers, a test file each at a time (its servers and fixtures stay in
 # one process): most tests wait on child processes and servers, so two cores
 # take the suite in about 15 minutes (14 min 56 s measured on a fresh clone).
-exec "$ROOT/.venv/bin/python" -m pytest -q -n 2 --dist loadfile "$@"
+status=0
+"$ROOT/.venv/bin/python" -m pytest -q -n 2 --dist loadfile "$@" || status=$?
+shots=$(find "$STRONGROOM_TEST_ARTIFACTS" -name '*.png' | wc -l)
+echo "console screenshots ($shots): $STRONGROOM_TEST_ARTIFACTS"
+exit "$status"

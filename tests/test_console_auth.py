@@ -138,3 +138,69 @@ def test_serve_without_the_console_serves_the_endpoints_only(tmp_path):
         assert httpx.get(url + "/healthz", timeout=10).status_code in (200, 503)
         assert httpx.get(url + "/login", timeout=10).status_code == 404
         assert "console_password" not in s.output()[0]
+
+
+# ---- the pieces, in-process --------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_stored_hash_with_absurd_parameters_matches_nothing():
+    from strongroom.web.auth import hash_password, verify_password
+
+    stored = hash_password("right password")
+    assert verify_password("right password", stored) and not verify_password("wrong password", stored)
+    kind, version, params, salt, digest = stored.split("$")
+    for bad in (f"{kind}${version}$m=4194304,t=2,p=1${salt}${digest}",  # 4 GiB of memory
+                f"{kind}${version}$m=65536,t=100000,p=1${salt}${digest}",
+                f"argon2i${version}${params}${salt}${digest}", f"{kind}${version}${params}${salt}$!!",
+                "", "argon2id", stored + "$extra"):
+        assert not verify_password("right password", bad)
+    assert not verify_password("x" * 5000, stored)
+
+
+def test_sessions_end_when_idle_when_old_and_when_the_password_changes():
+    from strongroom.web.auth import Sessions
+
+    clock = Clock()
+    sessions = Sessions(clock=clock, idle=100, lifetime=1000, limit=3)
+    one = sessions.create("stamp-1")
+    clock.now += 99
+    assert sessions.get(one.id, "stamp-1") is one
+    clock.now += 101
+    assert sessions.get(one.id, "stamp-1") is None  # idle too long
+    two = sessions.create("stamp-1")
+    for _ in range(11):
+        clock.now += 90
+        assert sessions.get(two.id, "stamp-1") is two
+    clock.now += 90
+    assert sessions.get(two.id, "stamp-1") is None  # older than its lifetime however busy
+    three = sessions.create("stamp-1")
+    assert sessions.get(three.id, "stamp-2") is None  # begun under another password
+    many = [sessions.create("s") for _ in range(5)]
+    assert sum(sessions.get(s.id, "s") is not None for s in many) == 3  # bounded: the oldest went
+
+
+def test_the_attempt_limit_is_per_address_overall_and_bounded():
+    from strongroom.web.auth import SignInLimiter
+
+    clock = Clock()
+    limiter = SignInLimiter(clock=clock, window=60, per_client=2, overall=5, clients=3)
+    for _ in range(2):
+        assert limiter.wait_for("a") == 0
+        limiter.failed("a")
+    assert limiter.wait_for("a") > 0 and limiter.wait_for("b") == 0
+    clock.now += 61
+    assert limiter.wait_for("a") == 0  # the failures fell out of the window
+    for client in "cdef":
+        limiter.wait_for(client)
+    assert limiter.wait_for("g") > 0  # every address together: 5 a minute
+    for client in "hijklm":
+        limiter.failed(client)
+    assert len(limiter._failures) <= 3

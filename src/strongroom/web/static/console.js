@@ -25,7 +25,8 @@
 
   async function api(method, url, body, extraHeaders) {
     const headers = Object.assign({ "Accept": "application/json" }, extraHeaders || {});
-    if (method !== "GET") headers["X-CSRF-Token"] = csrf();
+    // The sign-in form sends its own value (the page has no session token yet).
+    if (method !== "GET" && !headers["X-CSRF-Token"]) headers["X-CSRF-Token"] = csrf();
     const init = { method: method, headers: headers, credentials: "same-origin" };
     if (body !== undefined && body !== null) {
       headers["Content-Type"] = "application/json";
