@@ -3,6 +3,7 @@ the background, their progress as recovery sessions, cancellation."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -20,12 +21,15 @@ from strongroom.dr.store import PlanStore
 from strongroom.errors import StrongroomError, UsageError
 from strongroom.notify.notifier import notify_dr_run
 from strongroom.services.backup_service import BackupService
-from strongroom.services.results import RecoveryProgress
+from strongroom.services.results import RecoveryProgress, plain
+
+log = logging.getLogger(__name__)
 
 # Called with every event of a run, in its thread: the restores' own events
 # (with "plan" and "step" added), dr_step and dr_status (docs/json.md).
 Progress = Callable[[dict], None]
 
+MAX_PLAN_TEXT = 1024 * 1024  # a plan file's text, as `dr create --file` reads it
 KEPT_RUNS = 100  # finished runs kept in memory for wait() and progress; the catalog keeps them all
 
 
@@ -87,6 +91,68 @@ class DisasterRecoveryManager:
     def delete_dr_plan(self, name: str) -> None:
         """Forget a plan (its recorded runs stay as history)."""
         self.store.delete(name)
+
+    def create_dr_plan_from_toml(self, text: str, replace: bool = False) -> str:
+        """Make a plan from its TOML file's text (as `dr show NAME --toml` prints
+        it) and store it; returns its name. UsageError names what is wrong."""
+        if not isinstance(text, str):
+            raise UsageError("a plan file is TOML text")
+        if len(text.encode("utf-8", "surrogatepass")) > MAX_PLAN_TEXT:
+            raise UsageError(f"the plan file is larger than {MAX_PLAN_TEXT // 1024} KiB")
+        return self.store.save(Plan.from_toml(text), replace=replace).id
+
+    # ---- recorded runs -------------------------------------------------------------------------
+
+    def last_dr_run(self, name: str, mode: str) -> dict | None:
+        """The newest recorded run of plan `name` in `mode` ("test" or "run"): its
+        `run_id`, `verdict`, `started`, `finished` (RFC 3339) and `rto_seconds`;
+        None when there is none. A record that does not read is said to be so
+        (verdict "unreadable"), never passed over for an older one."""
+        from strongroom.dr.run_document import RunDocumentError, plan_run_from_dict
+
+        docs = self.store.runs(name, last=1, mode=mode)
+        if not docs:
+            return None
+        try:
+            run = plan_run_from_dict(docs[-1])
+        except RunDocumentError:
+            ident = docs[-1].get("id") if isinstance(docs[-1], dict) else None
+            return {"run_id": str(ident)[:64] if ident else None, "verdict": "unreadable", "started": None,
+                    "finished": None, "rto_seconds": None}
+        return {"run_id": run.id, "verdict": run.verdict, "started": plain(run.started),
+                "finished": plain(run.finished), "rto_seconds": run.rto_seconds}
+
+    def recorded_dr_run(self, run_id: str) -> PlanRun | None:
+        """A finished run as the catalog recorded it, or None when there is no such run.
+        RunDocumentError (a StrongroomError) when its record does not read."""
+        from strongroom.dr.run_document import plan_run_from_dict
+
+        row = self.service.catalog.get_dr_run(run_id)
+        return None if row is None else plan_run_from_dict(row["doc"])
+
+    def dr_run_history(self, name: str, last: int | None = None) -> list[PlanRun]:
+        """The recorded runs of plan `name` that read, oldest first (the newest `last`)."""
+        from strongroom.dr.run_document import RunDocumentError, plan_run_from_dict
+
+        runs = []
+        for doc in self.store.runs(name, last=last):
+            try:
+                runs.append(plan_run_from_dict(doc))
+            except RunDocumentError as e:
+                log.warning("a recorded run of plan %s is left out of its history: %s", name[:100], e)
+        return runs
+
+    def dr_report(self, run_id: str, fmt: str = "json") -> str | None:
+        """The report of recorded run `run_id` in `fmt` (md, json or html), with
+        the tests of its plan before it as the trend; None when there is no such run."""
+        from strongroom.dr.report import TREND_RUNS, render
+
+        run = self.recorded_dr_run(run_id)
+        if run is None:
+            return None
+        history = [r for r in self.dr_run_history(run.plan, last=TREND_RUNS * 5)
+                   if r.mode == "test" and r.started <= run.started]
+        return render(run, fmt, history)
 
     # ---- runs ----------------------------------------------------------------------------------
 
