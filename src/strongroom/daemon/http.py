@@ -268,6 +268,10 @@ class HttpEndpoints:
         config = uvicorn.Config(self.app, log_config=None, log_level="warning", access_log=False,
                                 lifespan="off", loop="asyncio", http=BoundedH11Protocol, ws="none",
                                 server_header=False, timeout_keep_alive=5,
+                                # uvicorn believes X-Forwarded-For/-Proto from 127.0.0.1 by default:
+                                # any local process could then pose as another address (and pass the
+                                # console's sign-in limiter) or as https. The peer is the socket's.
+                                proxy_headers=False,
                                 timeout_graceful_shutdown=int(STOP_TIMEOUT),
                                 # A backstop only: BoundedH11Protocol sheds idle connections
                                 # long before (uvicorn's own limit counts them, see connections.py).

@@ -3,7 +3,8 @@
 The sign-in form has its own CSRF value: GET /login sets it as a cookie and
 puts it in the page, and POST /api/session must send it back in
 `X-CSRF-Token` (a page elsewhere can neither read the cookie nor set the
-header). Failed attempts are limited per address and overall
+header). The daemon remembers the values it handed out: one it did not make
+is refused, and one that signed a browser in signs nobody in again. Failed attempts are limited per address and overall
 (strongroom.web.auth.SignInLimiter): a refused attempt answers 429 with
 Retry-After, before the password is even hashed.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import hmac
 import math
-import secrets
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
@@ -44,7 +44,7 @@ def routes(console) -> APIRouter:
 
     @router.get("/login", include_in_schema=False)
     def login_page(request: Request, next: str | None = None):
-        value = secrets.token_urlsafe(24)
+        value = console.sessions.new_form()
         response = page(request, "login.html", "Sign in", login_csrf=value, next=_safe_next(next))
         response.set_cookie(LOGIN_COOKIE, value, max_age=3600, **_cookie_flags(request))
         return response
@@ -55,7 +55,8 @@ def routes(console) -> APIRouter:
         `{"csrf": TOKEN}`: send it as X-CSRF-Token with every state-changing request."""
         expected = cookies({b"cookie": request.headers.get("cookie", "").encode("latin-1")}).get(LOGIN_COOKIE, "")
         given = request.headers.get("x-csrf-token", "")
-        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        if (not expected or not hmac.compare_digest(given.encode(), expected.encode())
+                or not console.sessions.form_known(expected)):
             return JSONResponse({"error": "the sign-in form is stale: reload the page"}, status_code=403)
         client = request.client.host if request.client else "?"
         wait = console.limiter.wait_for(client)
@@ -66,6 +67,7 @@ def routes(console) -> APIRouter:
             console.limiter.failed(client)
             return JSONResponse({"error": "wrong password"}, status_code=401)
         console.limiter.succeeded(client)
+        console.sessions.spend_form(expected)
         session = console.sessions.create(console.password.stamp())
         response = JSONResponse({"csrf": session.csrf})
         response.set_cookie(SESSION_COOKIE, session.id, **_cookie_flags(request))

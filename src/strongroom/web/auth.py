@@ -178,8 +178,33 @@ class Sessions:
     idle: float = 8 * 3600.0
     lifetime: float = 7 * 86400.0
     limit: int = 256
+    forms: int = 1024  # sign-in forms handed out and not yet used, at most
+    form_life: float = 3600.0
     _by_id: dict[str, Session] = field(default_factory=dict)
+    _forms: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def new_form(self) -> str:
+        """A sign-in form's CSRF value: good for one sign-in within `form_life` seconds."""
+        now = self.clock()
+        value = secrets.token_urlsafe(24)
+        with self._lock:
+            for old in [v for v, t in self._forms.items() if now - t > self.form_life]:
+                del self._forms[old]
+            if len(self._forms) >= self.forms:
+                del self._forms[min(self._forms, key=self._forms.__getitem__)]
+            self._forms[value] = now
+        return value
+
+    def form_known(self, value: str) -> bool:
+        with self._lock:
+            issued = self._forms.get(value)
+            return issued is not None and self.clock() - issued <= self.form_life
+
+    def spend_form(self, value: str) -> None:
+        """A sign-in used `value`: it signs nobody in again."""
+        with self._lock:
+            self._forms.pop(value, None)
 
     def create(self, stamp: str | None = None) -> Session:
         now = self.clock()

@@ -13,7 +13,9 @@ loopback name is refused (a DNS-rebinding page would send its own name).
 Without a caller: `/api/...` answers 401 (JSON); a page (GET) is sent to
 the sign-in page; anything else is 401. Every answer carries a strict
 Content-Security-Policy (no inline script, nothing from elsewhere), and
-`Cache-Control: no-store` unless it is a static asset.
+`Cache-Control: no-store` unless it is a static asset. A state-changing
+request's body is read here first, at most `MAX_BODY` bytes (413 beyond),
+so no route ever holds more of one in memory.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ DAEMON_PATHS = frozenset({"/metrics", "/healthz"})  # the daemon's own, behind i
 PUBLIC = frozenset({("GET", "/login"), ("HEAD", "/login"), ("POST", "/api/session"),
                     ("GET", "/api/openapi.json"), ("GET", "/favicon.ico")})
 STATIC_PREFIX = "/static/"
+MAX_BODY = 1 << 20  # bytes of a request's body; Starlette reads any size into memory
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; frame-src 'self'")
 SECURITY_HEADERS = [
@@ -89,6 +92,17 @@ def _loopback_host(host_header: str) -> bool:
 def _same_origin(origin: str, host_header: str) -> bool:
     parts = urlsplit(origin)
     return parts.scheme in ("http", "https") and parts.netloc.lower() == host_header.lower()
+
+
+def _replay(messages: list, receive):
+    """An ASGI receive that gives `messages` first, then asks `receive`."""
+    pending = list(messages)
+
+    async def replayed():
+        if pending:
+            return pending.pop(0)
+        return await receive()
+    return replayed
 
 
 class ConsoleGuard:
@@ -150,6 +164,12 @@ class ConsoleGuard:
             await refuse(403, "cross-origin request refused")
             return
         scope.setdefault("state", {})
+        if unsafe:
+            messages = await self._bounded_body(headers, receive)
+            if messages is None:
+                await refuse(413, f"the request's body is larger than {MAX_BODY // 1024} KiB")
+                return
+            receive = _replay(messages, receive)
         if is_public(method, path):
             await self.app(scope, receive, send_with_headers)
             return
@@ -174,3 +194,22 @@ class ConsoleGuard:
                 return
         scope["state"]["caller"] = caller
         await self.app(scope, receive, send_with_headers)
+
+    async def _bounded_body(self, headers, receive):
+        """The request's body messages, read whole (at most MAX_BODY bytes), to be
+        replayed to the app; None when it is longer, or says it will be."""
+        length = headers.get(b"content-length", b"")
+        if length and (not length.isdigit() or int(length) > MAX_BODY):
+            return None
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                messages.append(message)
+                return messages
+            size += len(message.get("body", b""))
+            if size > MAX_BODY:
+                return None
+            messages.append(message)
+            if not message.get("more_body", False):
+                return messages
