@@ -35,6 +35,8 @@ def _safe_next(target: str | None) -> str:
     """Where to go after signing in: a path of this console only."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
+    if len(target) > 2048 or not target.isprintable() or " " in target:
+        return "/"  # browsers drop tabs and newlines from a URL: "/\t/evil" would become "//evil"
     parts = urlsplit(target)
     return "/" if parts.scheme or parts.netloc else target
 
