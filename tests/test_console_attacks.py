@@ -18,6 +18,7 @@ from console_server import PASSWORD, ConsoleServer
 HOSTILE_NAMES = ('<img src=x onerror=alert(1)>', '"><script>alert(2)', "javascript:alert(3)",
                  "new\nline<b>", "rtl\u202etxt.exe", "semi;colon\"quote'.html")
 HTML_FILE = "page.html"
+FILE_PASSWORD = "kept-in-a-file-Zq81x"
 HTML_BODY = "<html><script>alert('owned')</script></html>"
 
 
@@ -33,6 +34,9 @@ def served(tmp_path_factory):
     with ConsoleServer(tmp) as s:
         s.ok("config", "add", "docs", "--source", str(source), "--target-dir", str(tmp / "repo"))
         s.ok("backup", "--config", "docs")
+        (tmp / "pw").write_text(FILE_PASSWORD + "\n")
+        s.ok("config", "add", "byfile", "--source", str(source), "--target-dir", str(tmp / "repo-f"),
+             "--password-file", str(tmp / "pw"))
         s.start()
         s.source = source
         yield s
@@ -120,7 +124,7 @@ def test_a_huge_chunked_body_is_cut_at_the_limit(client):
     b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
     json.dumps({f"f{n}": n for n in range(50_000)}).encode(),
     json.dumps({"name": "n" * 500_000, "sources": ["s" * 200_000]}).encode(),
-    b'{"name": "\ud800"}',
+    b'{"name": "\\ud800"}',
     b"\xff\xfe not json",
 ], ids=["deep-list", "deep-object", "many-fields", "long-strings", "lone-surrogate", "not-json"])
 def test_a_malformed_body_is_a_clean_client_error(client, body):
@@ -256,10 +260,13 @@ def test_no_answer_carries_the_repository_password(served, client):
     key = secret(served)
     point = point_id(client)
     for url in ("/", "/configs", "/configs/docs", "/api/configs", "/api/configs/docs", "/points", "/api/points",
+                "/configs/byfile", "/api/configs/byfile", "/configs/byfile/edit",
                 f"/points/{point}", f"/api/points/{point}", "/jobs", "/api/jobs", "/dr", "/notify",
                 "/api/openapi.json", "/login"):
         answer = client.get(url)
-        assert key not in answer.text, url
+        assert key not in answer.text and FILE_PASSWORD not in answer.text, url
+    # The password file's path may be shown, never what it holds.
+    assert str(served.tmp / "pw") in client.get("/api/configs/byfile").text
 
 
 # ---- kept for last: it fills 127.0.0.1's sign-in limit for a minute ------------------------
