@@ -269,6 +269,40 @@ def test_no_answer_carries_the_repository_password(served, client):
     assert str(served.tmp / "pw") in client.get("/api/configs/byfile").text
 
 
+# ---- served beyond loopback, behind a TLS proxy --------------------------------------------
+
+def test_a_remote_console_behind_a_proxy_answers_its_public_origin_only(tmp_path):
+    origin = "https://backup.example.org"
+    with ConsoleServer(tmp_path) as remote:
+        remote.env["STRONGROOM_SERVE_TOKEN"] = "a-serve-token-of-32-characters-x"
+        url = remote.start("--listen", "0.0.0.0:0", "--allow-remote", "--console-origin", origin + "/")
+        port = url.rsplit(":", 1)[1]
+        proxied = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                               headers={"Host": "backup.example.org"})
+        # Nothing without a session, whatever the Host; another Host is refused outright.
+        assert proxied.get("/api/configs").status_code == 401
+        assert proxied.get("/configs").status_code == 303
+        assert proxied.get("/configs", headers={"Host": "evil.example"}).status_code == 421
+        assert proxied.get("/metrics").status_code == 401  # the daemon's own token rule
+        page = proxied.get("/login")
+        assert "; secure" in page.headers["set-cookie"].lower()
+        value = re.search(r'data-login-csrf="([^"]+)"', page.text).group(1)
+        cookie = {"Cookie": f"sr_login={value}", "X-CSRF-Token": value}
+        refused = proxied.post("/api/session", json={"password": PASSWORD},
+                               headers={**cookie, "Origin": "http://backup.example.org"})
+        assert refused.status_code == 403
+        signed = proxied.post("/api/session", json={"password": PASSWORD}, headers={**cookie, "Origin": origin})
+        assert signed.status_code == 200, signed.text
+        assert "; secure" in signed.headers["set-cookie"].lower()
+        session = re.search(r"sr_session=([^;]+)", signed.headers["set-cookie"]).group(1)
+        who = proxied.get("/api/session", headers={"Cookie": f"sr_session={session}"})
+        assert who.status_code == 200 and who.json() == {"kind": "session"}
+    bad = ConsoleServer(tmp_path / "bad")
+    (tmp_path / "bad").mkdir()
+    done = bad.run("serve", "--console-origin", "https://user:pw@backup.example.org/path", "--no-listen")
+    assert done.returncode != 0 and "console origin" in done.stderr and "pw@" not in done.stderr
+
+
 # ---- kept for last: it fills 127.0.0.1's sign-in limit for a minute ------------------------
 
 def test_a_spoofed_forwarded_address_does_not_reset_the_sign_in_limit(served):

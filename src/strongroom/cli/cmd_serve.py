@@ -56,8 +56,12 @@ def _config_file(given: str | None) -> Path | None:
 @click.option("--prune", is_flag=True,
               help="When applying the file, remove what the catalog has and the file does not.")
 @click.option("--no-console", is_flag=True, help="Serve /metrics and /healthz only, not the web console.")
+@click.option("--console-origin", metavar="URL",
+              help="The console's address as browsers reach it through a TLS proxy, e.g. "
+                   "https://backup.example.org: the only Host and Origin it accepts; https makes "
+                   "its cookies Secure.")
 def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, token_file, config_path,
-          prune, no_console) -> None:
+          prune, no_console, console_origin) -> None:
     """Run the schedules and the job queue until stopped.
 
     Claims each due slot of every configuration's schedules in the catalog
@@ -108,6 +112,10 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
         check_exposure(host, allow_remote, token)
         register_secret(token)  # never in a log line
         address = (host, port)
+    origin = None
+    if console_origin is not None:
+        from strongroom.web.guard import public_origin
+        origin = public_origin(console_origin)
     # The token is read (or not needed): no child of the daemon inherits it
     # (a source command, pg_dump, systemd-inhibit).
     from strongroom.daemon.http import TOKEN_ENV
@@ -164,7 +172,7 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
                 while daemon.heartbeat() is None and not daemon.stopping and time.monotonic() < deadline:
                     time.sleep(0.05)
             reader, endpoints, url, schedules = _start_the_rest(m, manager, daemon, zone, tick, token, address,
-                                                                allow_remote, not no_console)
+                                                                allow_remote, not no_console, origin)
         except BaseException:
             # The daemon runs already: its jobs go back to the queue, the catalog is released.
             daemon.stop("serve could not start")
@@ -206,7 +214,8 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
 
 
 def _start_the_rest(m: Manage, manager, daemon, zone, tick: float, token: str | None,
-                    address: tuple[str, int] | None, allow_remote: bool, with_console: bool):
+                    address: tuple[str, int] | None, allow_remote: bool, with_console: bool,
+                    origin: str | None = None):
     """What starts once the daemon holds the catalog: the endpoints on `address`
     (None: none), with the console unless not `with_console`. Returns (their
     manager, the endpoints, their URL, the number of schedules)."""
@@ -227,7 +236,7 @@ def _start_the_rest(m: Manage, manager, daemon, zone, tick: float, token: str | 
     console = None
     if with_console:
         from strongroom.web.console import Console
-        console = Console(manager, reader, zone=zone, loopback_only=not allow_remote)
+        console = Console(manager, reader, zone=zone, loopback_only=not allow_remote, origin=origin)
         console.attach()
         first = console.password.set_first()
         # Shown once, after the start line (never in the log); only its hash is kept.

@@ -27,8 +27,9 @@ class SignIn(BaseModel):
     password: str = Field(max_length=1024)
 
 
-def _cookie_flags(request) -> dict:
-    return {"httponly": True, "samesite": "strict", "secure": request.url.scheme == "https", "path": "/"}
+def _cookie_flags(request, origin: str | None = None) -> dict:
+    secure = request.url.scheme == "https" or (origin or "").startswith("https://")
+    return {"httponly": True, "samesite": "strict", "secure": secure, "path": "/"}
 
 
 def _safe_next(target: str | None) -> str:
@@ -48,7 +49,7 @@ def routes(console) -> APIRouter:
     def login_page(request: Request, next: str | None = None):
         value = console.sessions.new_form()
         response = page(request, "login.html", "Sign in", login_csrf=value, next=_safe_next(next))
-        response.set_cookie(LOGIN_COOKIE, value, max_age=3600, **_cookie_flags(request))
+        response.set_cookie(LOGIN_COOKIE, value, max_age=3600, **_cookie_flags(request, console.origin))
         return response
 
     @router.post("/api/session", tags=["session"])
@@ -72,7 +73,7 @@ def routes(console) -> APIRouter:
         console.sessions.spend_form(expected)
         session = console.sessions.create(console.password.stamp())
         response = JSONResponse({"csrf": session.csrf})
-        response.set_cookie(SESSION_COOKIE, session.id, **_cookie_flags(request))
+        response.set_cookie(SESSION_COOKIE, session.id, **_cookie_flags(request, console.origin))
         response.delete_cookie(LOGIN_COOKIE, path="/")
         return response
 

@@ -45,7 +45,8 @@ ROUTE_MODULES = (
 class Console:
     def __init__(self, manager, reader=None, hub: EventHub | None = None, zone: ZoneInfo | None = None,
                  clock: Callable[[], float] = time.time, loopback_only: bool = True,
-                 sessions: Sessions | None = None, limiter: SignInLimiter | None = None) -> None:
+                 sessions: Sessions | None = None, limiter: SignInLimiter | None = None,
+                 origin: str | None = None) -> None:
         from strongroom.schedule.spec import system_zone
 
         self.manager = manager
@@ -54,6 +55,7 @@ class Console:
         self.zone = zone or system_zone()
         self.clock = clock
         self.loopback_only = loopback_only
+        self.origin = origin  # serve --console-origin (strongroom.web.guard.public_origin), or None
         self.sessions = sessions or Sessions()
         self.limiter = limiter or SignInLimiter()
         self.password = ConsolePassword(self.reader.catalog)
@@ -84,7 +86,7 @@ class Console:
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
         add_error_handlers(app)
         app.add_middleware(ConsoleGuard, sessions=self.sessions, tokens=self.tokens, stamp=self.password.stamp,
-                           loopback_only=self.loopback_only)
+                           loopback_only=self.loopback_only, origin=self.origin)
 
 
 def error_status(error: BaseException) -> int:

@@ -9,6 +9,9 @@ is a signed-in browser (the session cookie) or a script (an API token as
 token in `X-CSRF-Token`, and an `Origin`, when sent, must be the console's
 own. While the console listens on loopback, a request whose `Host` is not a
 loopback name is refused (a DNS-rebinding page would send its own name).
+Behind a proxy, `origin` (`serve --console-origin https://HOST`) names the
+one public origin: then Host must be its host (or loopback, while the
+console listens there) and the session cookie is `Secure` when it is https.
 
 Without a caller: `/api/...` answers 401 (JSON); a page (GET) is sent to
 the sign-in page; anything else is 401. Every answer carries a strict
@@ -94,6 +97,23 @@ def _same_origin(origin: str, host_header: str) -> bool:
     return parts.scheme in ("http", "https") and parts.netloc.lower() == host_header.lower()
 
 
+def public_origin(text: str) -> str:
+    """`serve --console-origin`: the console's address as a browser sees it behind
+    a proxy (`https://backup.example.org[:PORT]`), normalised; UsageError otherwise."""
+    from strongroom.errors import UsageError
+    parts = urlsplit(text.strip())
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password
+            or parts.path not in ("", "/") or parts.query or parts.fragment):
+        # Not echoed: a URL with a user part may hold a password.
+        raise UsageError("cannot read the console origin: give SCHEME://HOST[:PORT] without a user, path "
+                         "or query, e.g. https://backup.example.org")
+    try:
+        port = parts.port
+    except ValueError:
+        raise UsageError("cannot read the console origin: its port is no number") from None
+    return f"{parts.scheme}://{parts.hostname.lower()}" + (f":{port}" if port else "")
+
+
 def _replay(messages: list, receive):
     """An ASGI receive that gives `messages` first, then asks `receive`."""
     pending = list(messages)
@@ -110,8 +130,10 @@ class ConsoleGuard:
     strongroom.web.auth's Sessions and ConsoleTokens; `stamp()` the password's
     ConsolePassword.stamp."""
 
-    def __init__(self, app, sessions, tokens, stamp, loopback_only: bool = True) -> None:
+    def __init__(self, app, sessions, tokens, stamp, loopback_only: bool = True,
+                 origin: str | None = None) -> None:
         self.app = app
+        self.origin = origin  # public_origin's: the one Origin (and Host) a proxied browser sends
         self.sessions = sessions
         self.stamp = stamp  # ConsolePassword.stamp: a new password ends every session
         self.tokens = tokens
@@ -155,12 +177,16 @@ class ConsoleGuard:
                                                  (b"content-length", str(len(body)).encode())] + (extra or [])})
             await send({"type": "http.response.body", "body": body})
 
-        if self.loopback_only and not _loopback_host(host):
+        if self.origin is not None and not (host.lower() == urlsplit(self.origin).netloc
+                                            or (self.loopback_only and _loopback_host(host))):
+            await refuse(421, "this console answers on its public origin only (the Host header names another)")
+            return
+        if self.loopback_only and self.origin is None and not _loopback_host(host):
             await refuse(421, "this console answers on its loopback address only (the Host header names another)")
             return
         unsafe = method not in SAFE_METHODS
         origin = headers.get(b"origin")
-        if unsafe and origin is not None and not _same_origin(origin.decode("latin-1"), host):
+        if unsafe and origin is not None and not self._origin_ok(origin.decode("latin-1"), host):
             await refuse(403, "cross-origin request refused")
             return
         scope.setdefault("state", {})
@@ -194,6 +220,13 @@ class ConsoleGuard:
                 return
         scope["state"]["caller"] = caller
         await self.app(scope, receive, send_with_headers)
+
+    def _origin_ok(self, origin: str, host: str) -> bool:
+        if self.origin is not None and origin.lower() == self.origin:
+            return True
+        if self.origin is not None and not _loopback_host(host):
+            return False  # behind the proxy, only the public origin (with its scheme) is ours
+        return _same_origin(origin, host)
 
     async def _bounded_body(self, headers, receive):
         """The request's body messages, read whole (at most MAX_BODY bytes), to be
