@@ -269,6 +269,22 @@ def test_no_answer_carries_the_repository_password(served, client):
     assert str(served.tmp / "pw") in client.get("/api/configs/byfile").text
 
 
+# ---- restore targets ----------------------------------------------------------------------
+
+def test_a_restore_cannot_write_into_the_catalogs_cache_or_secrets_folder(served, client, tmp_path):
+    point = point_id(client)
+    link = tmp_path / "looks-harmless"
+    link.symlink_to(served.tmp)
+    for target in (served.tmp, served.tmp / "inside", served.tmp / "cache" / "x", link, link / "deeper",
+                   str(served.tmp) + "/./inside/", served.tmp / "repo" / "x"):
+        answer = client.post_json(f"/api/points/{point}/restore", {"paths": [], "target": str(target)})
+        assert answer.status_code == 400, (target, answer.text)
+        assert "must not be inside" in answer.json()["error"]
+    assert not (served.tmp / "inside").exists()
+    fine = client.post_json(f"/api/points/{point}/restore", {"paths": [], "target": str(tmp_path / "out")})
+    assert fine.status_code == 200, fine.text
+
+
 # ---- served beyond loopback, behind a TLS proxy --------------------------------------------
 
 def test_a_remote_console_behind_a_proxy_answers_its_public_origin_only(tmp_path):

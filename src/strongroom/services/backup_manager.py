@@ -3,6 +3,7 @@ validation and storage accounting."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -638,6 +639,21 @@ class BackupManager:
     def validate_backup(self, backup_id: str, deep: bool = False) -> ValidationReport:
         """Check snapshot `backup_id` (an id or unique prefix); see BackupValidator."""
         return self.validator.validate_backup(backup_id, deep)
+
+    def own_folders(self) -> tuple[str, ...]:
+        """The folders strongroom keeps its own files in: the catalog's, the cache's
+        and the secrets file's. A restore asked for from outside stays out of them
+        (services/restore_target.py)."""
+        found = []
+        catalog = getattr(self.catalog, "path", None)
+        if catalog and catalog != ":memory:":
+            found.append(os.path.dirname(os.path.abspath(catalog)))
+        if self.backup_service.cache_root:
+            found.append(os.path.abspath(self.backup_service.cache_root))
+        secrets_file = getattr(self.backup_service.secrets, "path", None)
+        if isinstance(secrets_file, str):
+            found.append(os.path.dirname(os.path.abspath(secrets_file)))
+        return tuple(dict.fromkeys(found))
 
     def close(self) -> None:
         """Stop the job queue's workers (a running job finishes first)."""

@@ -5,7 +5,9 @@ normalised; not `/` and not in a system folder (`/etc`, `/usr`, `/var/lib`...,
 checked on the path as given and on the real path its existing part leads
 to, so a symlink cannot point the restore there); not an existing file;
 not inside the repository of the configuration (or of any other local
-one). The restore itself then writes only below the target: the engine
+one), nor inside a folder strongroom keeps its own files in (the catalog's,
+the cache's, the secrets file's: `BackupManager.own_folders`), where a
+restored file could take the place of the catalog or a secret. The restore itself then writes only below the target: the engine
 refuses names in a tree that would climb out of it.
 """
 
@@ -24,9 +26,10 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def check_restore_target(target: str, repositories: tuple[str, ...] = ()) -> str:
+def check_restore_target(target: str, repositories: tuple[str, ...] = (), own: tuple[str, ...] = ()) -> str:
     """The normalised target folder, or UsageError saying in one line why not.
-    `repositories` are the local repository folders the target must stay out of."""
+    `repositories` are the local repository folders the target must stay out of;
+    `own` strongroom's own folders (BackupManager.own_folders), likewise."""
     if not isinstance(target, str) or not target:
         raise UsageError("a restore needs a target folder")
     if "\0" in target:
@@ -50,4 +53,8 @@ def check_restore_target(target: str, repositories: tuple[str, ...] = ()) -> str
         repo_real = os.path.realpath(repo)
         if _inside(real, repo_real) or _inside(path, os.path.normpath(repo)):
             raise UsageError("the target folder must not be inside a repository")
+    for folder in own:
+        if _inside(real, os.path.realpath(folder)) or _inside(path, os.path.normpath(folder)):
+            raise UsageError("the target folder must not be inside strongroom's own folders "
+                             "(the catalog's, the cache's or the secrets')")
     return path

@@ -310,7 +310,7 @@ def routes(console) -> APIRouter:
         paths = sorted({point_path(p) for p in body.paths})
         for p in paths:
             resolve(repo, bytes.fromhex(snap.tree), p)  # 404 for a path the point does not hold
-        target = check_restore_target(body.target, local_repositories(service))
+        target = check_restore_target(body.target, local_repositories(service), console.reader.own_folders())
         known = threading.Event()
         holder: dict[str, object] = {"last": 0.0}
 
