@@ -8,6 +8,7 @@ the catalog's own folder, and odd methods and CORS."""
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import httpx
@@ -283,6 +284,31 @@ def test_a_restore_cannot_write_into_the_catalogs_cache_or_secrets_folder(served
     assert not (served.tmp / "inside").exists()
     fine = client.post_json(f"/api/points/{point}/restore", {"paths": [], "target": str(tmp_path / "out")})
     assert fine.status_code == 200, fine.text
+
+
+def test_a_restore_target_swapped_for_a_symlink_after_its_check_is_not_followed(served, client, tmp_path):
+    """The console resolves the target once and the restore opens that real path
+    without following a symlink: one planted on the way later fails the restore."""
+    from strongroom.engine.target_dirs import open_real_dir
+
+    real = tmp_path / "real"
+    real.mkdir()
+    via = tmp_path / "via"
+    via.symlink_to(real)
+    point = point_id(client)
+    started = client.post_json(f"/api/points/{point}/restore", {"paths": [], "target": str(via / "out")})
+    assert started.status_code == 200 and started.json()["target"] == str(real / "out"), started.text
+    # What the restore does with the path it was given, when a component became a symlink.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    swapped = tmp_path / "swapped"
+    swapped.symlink_to(elsewhere)
+    with pytest.raises(OSError):
+        open_real_dir(str(swapped / "out").encode())
+    assert not (elsewhere / "out").exists()
+    fd = open_real_dir(str(tmp_path / "new" / "deeper").encode())
+    os.close(fd)
+    assert (tmp_path / "new" / "deeper").is_dir()
 
 
 # ---- served beyond loopback, behind a TLS proxy --------------------------------------------

@@ -49,6 +49,9 @@ class RestoreOptions:
     overwrite: str = "if-changed"
     verify: bool = False
     dry_run: bool = False
+    # The target was checked as a real path (no symlink in it): it is opened
+    # component by component without following one, so a swap after the check fails.
+    real_target: bool = False
 
 
 @dataclass
@@ -173,8 +176,9 @@ class Restore:
             jobs, links = self._plan_files(files)
             plan = self._plan_packs(jobs)
             return RestoreResult(self._summary(jobs, plan, dry=True), self.errors)
-        os.makedirs(self.target, exist_ok=True)
-        with TargetDirs(self.target, items) as self.dirs:
+        if not self.opt.real_target:
+            os.makedirs(self.target, exist_ok=True)
+        with TargetDirs(self.target, items, no_symlinks=self.opt.real_target) as self.dirs:
             self._make_dirs()
             jobs, links = self._plan_files(files)
             plan = self._plan_packs(jobs)

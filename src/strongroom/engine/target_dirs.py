@@ -41,6 +41,31 @@ def _cache_size() -> int:
     return max(16, min(1024, soft // 8))  # leave most descriptors to the files being written
 
 
+def open_real_dir(path: bytes) -> int:
+    """A descriptor of the directory at the absolute `path`, made where missing
+    (0700), each component opened from its parent with O_NOFOLLOW: a symlink
+    anywhere on the way (one swapped in after the target was checked) makes
+    it fail (OSError) rather than lead elsewhere."""
+    if not path.startswith(b"/"):
+        raise ValueError("open_real_dir needs an absolute path")
+    fd = os.open(b"/", _OPEN_DIR)
+    try:
+        for part in [p for p in path.split(b"/") if p]:
+            if part in (b".", b".."):
+                raise OSError(errno.EINVAL, "a target path holds . or ..", os.fsdecode(path))
+            try:
+                os.mkdir(part, 0o700, dir_fd=fd)
+            except FileExistsError:
+                pass
+            child = os.open(part, _OPEN_DIR, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class TargetDirs:
     """Descriptors of the target and of the directories below it that a restore made.
 
@@ -49,13 +74,15 @@ class TargetDirs:
     descriptor happens under `lock`, so the cache never closes one in use.
     """
 
-    def __init__(self, target: bytes, entries: Sequence[Entry], cache_size: int | None = None) -> None:
+    def __init__(self, target: bytes, entries: Sequence[Entry], cache_size: int | None = None,
+                 no_symlinks: bool = False) -> None:
         self.entries = entries
         self.lock = threading.RLock()
         self._capacity = cache_size or _cache_size()
         self._fds: OrderedDict[int, int] = OrderedDict()
         self._made: set[int] = {ROOT}
-        self._root = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._root = open_real_dir(target) if no_symlinks else os.open(target, os.O_RDONLY | os.O_DIRECTORY
+                                                                          | os.O_CLOEXEC)
 
     def __enter__(self) -> "TargetDirs":
         return self

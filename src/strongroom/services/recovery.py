@@ -94,6 +94,7 @@ class RecoveryPlan(Result):
     subpath: str = ""
     verify: bool = True
     overwrite: str = "if-changed"
+    real_target: bool = False  # open the target without following a symlink (RestoreOptions.real_target)
     files: int = 0
     bytes: int = 0
     packs: int = 0
@@ -147,7 +148,7 @@ class RecoveryExecutor:
     def create_recovery_plan(self, config_name: str, point_id: str | None = None, at: datetime | None = None,
                              target_path: str | None = None, include: Iterable[str] = (),
                              exclude: Iterable[str] = (), subpath: str = "", verify: bool = True,
-                             overwrite: str = "if-changed") -> RecoveryPlan:
+                             overwrite: str = "if-changed", real_target: bool = False) -> RecoveryPlan:
         """What would be restored. No point and no time: the latest. No target:
         the original location (the paths as they were, below `/`)."""
         config = self.service.get_config(config_name)
@@ -166,7 +167,7 @@ class RecoveryExecutor:
         include, exclude = tuple(include), tuple(exclude)
         plan = RecoveryPlan(config_name, snap.id, snap.datetime.astimezone(timezone.utc), target_path or "/",
                             "selective" if include or exclude or subpath else "full",
-                            include, exclude, subpath, verify, overwrite)
+                            include, exclude, subpath, verify, overwrite, real_target)
         dry = run_restore(repo, snap, self._options(plan, dry_run=True))
         packs = dry.summary["packs"]
         return dataclasses.replace(
@@ -177,7 +178,7 @@ class RecoveryExecutor:
     @staticmethod
     def _options(plan: RecoveryPlan, dry_run: bool = False) -> RestoreOptions:
         return RestoreOptions(plan.target_path, plan.subpath, plan.include, plan.exclude, plan.overwrite,
-                              verify=plan.verify and not dry_run, dry_run=dry_run)
+                              verify=plan.verify and not dry_run, dry_run=dry_run, real_target=plan.real_target)
 
     def execute_recovery(self, plan: RecoveryPlan, progress: Progress | None = None) -> str:
         """Start the restore in a background thread; returns the session id.
@@ -321,24 +322,27 @@ class RecoveryService:
 
     def one_click_restore(self, config_name: str, target_path: str | None = None, at: datetime | None = None,
                           point_id: str | None = None, verify: bool = True,
-                          progress: Progress | None = None) -> str:
+                          progress: Progress | None = None, real_target: bool = False) -> str:
         """Restore the latest snapshot (or the one at `at`, or `point_id`) of a
         configuration into `target_path` (default: where it came from) in the
         background; returns a session id for `get_recovery_progress` and `wait`.
-        `progress` gets every engine event (see `RecoveryExecutor.execute_recovery`)."""
-        plan = self.executor.create_recovery_plan(config_name, point_id, at, target_path, verify=verify)
+        `progress` gets every engine event (see `RecoveryExecutor.execute_recovery`).
+        `real_target`: `target_path` is a real path (check_restore_target's), opened
+        without following a symlink, so one swapped in after the check fails the restore."""
+        plan = self.executor.create_recovery_plan(config_name, point_id, at, target_path, verify=verify,
+                                                  real_target=real_target)
         return self.executor.execute_recovery(plan, progress)
 
     def selective_restore(self, config_name: str, include: str | Iterable[str], target_path: str | None = None,
                           at: datetime | None = None, point_id: str | None = None, exclude: Iterable[str] = (),
-                          verify: bool = True, progress: Progress | None = None) -> str:
+                          verify: bool = True, progress: Progress | None = None, real_target: bool = False) -> str:
         """Restore only paths matching the globs in `include`, like `one_click_restore`."""
         if isinstance(include, str):
             include = (include,)
         if not include:
             raise UsageError("a selective restore needs at least one path or glob")
         plan = self.executor.create_recovery_plan(config_name, point_id, at, target_path, include, exclude,
-                                                  verify=verify)
+                                                  verify=verify, real_target=real_target)
         return self.executor.execute_recovery(plan, progress)
 
     def get_recovery_progress(self, session_id: str) -> RecoveryProgress:

@@ -27,7 +27,9 @@ def _inside(path: str, folder: str) -> bool:
 
 
 def check_restore_target(target: str, repositories: tuple[str, ...] = (), own: tuple[str, ...] = ()) -> str:
-    """The normalised target folder, or UsageError saying in one line why not.
+    """The target folder as a real path (symlinks resolved: the restore then opens
+    it without following one, RestoreOptions.real_target), or UsageError saying
+    in one line why not.
     `repositories` are the local repository folders the target must stay out of;
     `own` strongroom's own folders (BackupManager.own_folders), likewise."""
     if not isinstance(target, str) or not target:
@@ -57,4 +59,4 @@ def check_restore_target(target: str, repositories: tuple[str, ...] = (), own: t
         if _inside(real, os.path.realpath(folder)) or _inside(path, os.path.normpath(folder)):
             raise UsageError("the target folder must not be inside strongroom's own folders "
                              "(the catalog's, the cache's or the secrets')")
-    return path
+    return real

@@ -328,9 +328,10 @@ def routes(console) -> APIRouter:
 
         if paths and "" not in paths:
             session = recovery.selective_restore(config.name, include_globs(paths), target, point_id=snap.id,
-                                                 progress=progress)
+                                                 progress=progress, real_target=True)
         else:
-            session = recovery.one_click_restore(config.name, target, point_id=snap.id, progress=progress)
+            session = recovery.one_click_restore(config.name, target, point_id=snap.id, progress=progress,
+                                                 real_target=True)
         holder["id"] = session
         known.set()
 
