@@ -174,8 +174,8 @@ def test_a_query_string_is_never_echoed_as_markup(served, client):
 
 def test_a_configuration_name_with_markup_is_refused_or_escaped(served, client):
     name = '<b onmouseover=x>"q\'s'
-    answer = client.post_json("/api/configs", {"name": name, "sources": [str(served.source)],
-                                               "target_dir": str(served.tmp / "repo2")})
+    answer = client.post_json("/api/configs", {"name": name, "source_paths": [str(served.source)],
+                                               "target_path": str(served.tmp / "repo2")})
     assert answer.status_code in (200, 201, 400, 422), answer.text
     for url in ("/", "/configs", "/points", "/jobs", "/dr", "/notify"):
         assert "<b onmouseover" not in client.get(url).text, url
@@ -186,6 +186,62 @@ def test_an_error_printed_by_a_source_command_is_shown_as_text(served, client):
     assert answer.status_code in (400, 404) and answer.headers["content-type"].startswith("application/json")
     page = client.get("/points/<script>alert(1)")
     assert "<script>alert" not in page.text
+
+
+def wait_for(probe, seconds: float = 60.0):
+    import time
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError("it did not happen in time")
+
+
+def test_a_job_error_with_markup_is_shown_as_text(served, client):
+    lost = served.tmp / '<img src=x onerror=alert(5)>"><form action=evil>'
+    lost.mkdir()
+    made = client.post_json("/api/configs", {"name": "broken", "source_paths": [str(lost)],
+                                             "target_path": str(served.tmp / "repo-broken"), "max_attempts": 1})
+    assert made.status_code == 201, made.text
+    lost.rmdir()  # the run fails, naming the path
+    queued = client.post_json("/api/configs/broken/run")
+    assert queued.status_code == 202, queued.text
+    job = queued.json()["job"]
+    done = wait_for(lambda: (d := client.get(f"/api/jobs/{job}").json())["status"] in ("failed", "error") and d)
+    assert "onerror" in done["error"], done
+    for url in (f"/jobs/{job}", "/jobs", "/", "/configs/broken"):
+        page = client.get(url)
+        assert page.status_code == 200, url
+        assert "<img src=x" not in page.text and "<form action=evil" not in page.text, url
+
+
+def test_a_dr_plan_and_its_report_never_turn_names_into_markup(served, client):
+    name = 'drill <svg onload=alert(7)> "q\''
+    made = client.post_json("/api/dr/plans", {"name": name, "order": ["docs"], "target_base": str(served.tmp / "dr")})
+    assert made.status_code in (200, 201), made.text
+    from urllib.parse import quote
+    path = quote(name, safe="")
+    for url in ("/dr", f"/dr/{path}"):
+        page = client.get(url)
+        assert page.status_code == 200, (url, page.text[:300])
+        assert "<svg onload" not in page.text, url
+    started = client.post_json(f"/api/dr/plans/{path}/test", {})
+    assert started.status_code == 202, started.text
+    run = started.json()["run"]
+    wait_for(lambda: client.get(f"/api/dr/runs/{run}").json()["status"] not in ("running", "pending", "queued"),
+             120)
+    html = client.get(f"/api/dr/plans/{path}/reports/latest", params={"format": "html"})
+    assert html.status_code == 200
+    assert "<svg onload" not in html.text and "<script" not in html.text.lower()
+    csp = html.headers["content-security-policy"]
+    assert "sandbox" in csp and "allow-" not in csp and "script-src" not in csp
+    report_page = client.get(f"/dr/reports/{run}")
+    assert report_page.status_code == 200 and "<svg onload" not in report_page.text
+    frame = re.search(r"<iframe[^>]*>", report_page.text).group(0)
+    assert 'sandbox=""' in frame
+    assert secret(served) not in html.text
 
 
 # ---- redirects ----------------------------------------------------------------------------
