@@ -297,7 +297,7 @@ def test_an_html_file_from_a_snapshot_is_never_a_page_of_the_console(served, cli
 def test_odd_methods_cors_and_static_escapes(served, client):
     for method in ("TRACE", "TRACK", "CONNECT", "PROPFIND"):
         answer = client.request(method, "/api/configs", headers=client.send_csrf())
-        assert answer.status_code in (403, 404, 405), (method, answer.status_code)
+        assert answer.status_code == 405, (method, answer.status_code)
         assert "sr_session" not in answer.text
     pre = served.client().options("/api/configs", headers={"Origin": "https://evil.example",
                                                            "Access-Control-Request-Method": "POST"})
@@ -367,6 +367,23 @@ def test_a_restore_target_swapped_for_a_symlink_after_its_check_is_not_followed(
     assert (tmp_path / "new" / "deeper").is_dir()
 
 
+def test_a_webdav_url_stored_with_its_password_by_an_old_version_is_never_shown(served, client):
+    import sqlite3
+    import time
+    old = "dav-old-Pw-93k"
+    doc = {"username": "someone", "url": f"https://someone:{old}@dav.example.net/dav/", "service_type": "generic",
+           "secret_ref": "webdav:legacy"}
+    with sqlite3.connect(served.tmp / "catalog.db") as db:
+        db.execute("INSERT INTO clients (id, doc, created, updated) VALUES (?, ?, ?, ?)",
+                   ("legacy", json.dumps(doc), time.time(), time.time()))
+    listed = client.get("/api/clients")
+    assert listed.status_code == 200 and "dav.example.net" in listed.text
+    for url in ("/api/clients", "/api/storage/budget", "/configs/new", "/configs", "/", "/api/openapi.json"):
+        answer = client.get(url)
+        assert answer.status_code == 200, (url, answer.status_code)
+        assert old not in answer.text, url
+
+
 # ---- served beyond loopback, behind a TLS proxy --------------------------------------------
 
 def test_a_remote_console_behind_a_proxy_answers_its_public_origin_only(tmp_path):
@@ -401,6 +418,29 @@ def test_a_remote_console_behind_a_proxy_answers_its_public_origin_only(tmp_path
     assert done.returncode != 0 and "console origin" in done.stderr and "pw@" not in done.stderr
 
 
+# ---- kept near the end: a new password ends every session, the module's client's too --------
+
+def test_a_session_from_before_a_password_change_is_over(served, client):
+    before = served.signed_in()
+    assert before.get("/api/session").status_code == 200
+    served.set_password("a-new-console-password-2")
+    try:
+        assert before.get("/api/session").status_code == 401
+        assert client.get("/api/configs").status_code == 401
+        again = served.client()
+        value = login_value(again)
+        assert again.post("/api/session", json={"password": PASSWORD},
+                          headers={"X-CSRF-Token": value}).status_code == 401
+    finally:
+        served.set_password(PASSWORD)
+
+
+def test_no_secret_reached_the_daemons_output(served):
+    out, err = served.output()
+    for secret_text in (secret(served), FILE_PASSWORD, PASSWORD, "dav-old-Pw-93k"):
+        assert secret_text not in out and secret_text not in err
+
+
 # ---- kept for last: it fills 127.0.0.1's sign-in limit for a minute ------------------------
 
 def test_a_spoofed_forwarded_address_does_not_reset_the_sign_in_limit(served):
@@ -414,7 +454,8 @@ def test_a_spoofed_forwarded_address_does_not_reset_the_sign_in_limit(served):
                             headers={"X-CSRF-Token": value, "X-Forwarded-For": f"10.0.0.{n}",
                                      "X-Real-IP": f"10.0.1.{n}", "Forwarded": f"for=10.0.2.{n}"})
         codes.append(answer.status_code)
-    assert codes[:5] == [401] * 5 and 429 in codes[5:], codes
+    # (An earlier test spent one failure of this address already.)
+    assert set(codes) == {401, 429} and codes.count(401) <= 5 and codes[-2:] == [429, 429], codes
     # The limit is per address; the right password from the same (real) address waits too.
     answer = fresh.post("/api/session", json={"password": PASSWORD}, headers={"X-CSRF-Token": value})
     assert answer.status_code == 429 and "retry-after" in answer.headers
