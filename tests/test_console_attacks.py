@@ -104,11 +104,15 @@ def test_the_sign_in_form_value_is_spent_by_a_sign_in(served):
 
 # ---- bodies -------------------------------------------------------------------------------
 
-def test_a_huge_body_is_refused_before_it_is_read(client):
+def test_a_huge_body_is_refused_before_it_is_read(served, client):
     big = b'{"name": "' + b"x" * (100 << 20) + b'"}'
     answer = client.post("/api/configs", content=big,
                          headers={**client.send_csrf(), "content-type": "application/json"})
     assert answer.status_code == 413 and "larger than" in answer.json()["error"]
+    # Without a caller, the body is not even looked at.
+    stranger = served.client().post("/api/configs", content=b"x" * (2 << 20),
+                                    headers={"content-type": "application/json"})
+    assert stranger.status_code == 401
 
 
 def test_a_huge_chunked_body_is_cut_at_the_limit(client):

@@ -190,14 +190,21 @@ class ConsoleGuard:
             await refuse(403, "cross-origin request refused")
             return
         scope.setdefault("state", {})
-        if unsafe:
+
+        async def bounded(receive):
+            """`receive` replaying the body read whole (at most MAX_BODY), or None (413 sent)."""
+            if not unsafe:
+                return receive
             messages = await self._bounded_body(headers, receive)
             if messages is None:
                 await refuse(413, f"the request's body is larger than {MAX_BODY // 1024} KiB")
-                return
-            receive = _replay(messages, receive)
+                return None
+            return _replay(messages, receive)
+
         if is_public(method, path):
-            await self.app(scope, receive, send_with_headers)
+            receive = await bounded(receive)
+            if receive is not None:
+                await self.app(scope, receive, send_with_headers)
             return
         caller = self.caller(headers)
         if caller is None:
@@ -219,7 +226,9 @@ class ConsoleGuard:
                 await refuse(403, "missing or wrong CSRF token: reload the page")
                 return
         scope["state"]["caller"] = caller
-        await self.app(scope, receive, send_with_headers)
+        receive = await bounded(receive)  # after the caller: nobody unknown makes the daemon hold a body
+        if receive is not None:
+            await self.app(scope, receive, send_with_headers)
 
     def _origin_ok(self, origin: str, host: str) -> bool:
         if self.origin is not None and origin.lower() == self.origin:
