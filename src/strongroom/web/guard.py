@@ -17,8 +17,8 @@ Without a caller: `/api/...` answers 401 (JSON); a page (GET) is sent to
 the sign-in page; anything else is 401. Every answer carries a strict
 Content-Security-Policy (no inline script, nothing from elsewhere), and
 `Cache-Control: no-store` unless it is a static asset. A state-changing
-request's body is read here first, at most `MAX_BODY` bytes (413 beyond),
-so no route ever holds more of one in memory.
+request's body is read here, once its caller is known, at most `MAX_BODY`
+bytes (413 beyond), so no route ever holds more of one in memory.
 """
 
 from __future__ import annotations
