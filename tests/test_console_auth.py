@@ -15,8 +15,16 @@ import pytest
 from console_server import PASSWORD, ConsoleServer
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One daemon for the tests that leave its password and attempt limit as they were."""
+    with ConsoleServer(tmp_path_factory.mktemp("auth")) as s:
+        s.start()
+        yield s
+
+
 @pytest.fixture
-def server(tmp_path):
+def fresh(tmp_path):
     with ConsoleServer(tmp_path) as s:
         s.start()
         yield s
@@ -61,7 +69,8 @@ def test_the_sign_in_form_has_its_own_csrf_value(server):
                        headers={"X-CSRF-Token": "forged"}).status_code == 403
 
 
-def test_wrong_passwords_are_limited_per_address(server):
+def test_wrong_passwords_are_limited_per_address(fresh):
+    server = fresh
     client = server.client()
     value = login_value(client)
     codes = [client.post("/api/session", json={"password": f"wrong-{i}-password"},
@@ -90,7 +99,8 @@ def test_a_token_opens_the_api_until_it_is_revoked(server):
     assert server.client(headers={"Authorization": "Bearer srt_not-a-token"}).get("/api/session").status_code == 401
 
 
-def test_a_new_password_signs_every_browser_out(server):
+def test_a_new_password_signs_every_browser_out(fresh):
+    server = fresh
     client = server.signed_in()
     server.set_password("another-password-2")
     assert client.get("/api/session").status_code == 401
