@@ -214,3 +214,27 @@ def test_the_attempt_limit_is_per_address_overall_and_bounded():
     for client in "hijklm":
         limiter.failed(client)
     assert len(limiter._failures) <= 3
+
+
+def test_a_password_given_to_serve_is_set_at_start_and_not_inherited(tmp_path):
+    with ConsoleServer(tmp_path) as s:
+        script = tmp_path / "env.py"
+        script.write_text("import os, sys\nsys.stdout.write(os.environ.get('STRONGROOM_CONSOLE_PASSWORD', 'absent'))\n")
+        s.ok("config", "add", "envcheck", "--source-command", f"{__import__('sys').executable} {script}",
+             "--stdin-filename", "env.txt", "--target-dir", str(tmp_path / "repo"), "--no-encrypt")
+        s.env["STRONGROOM_CONSOLE_PASSWORD"] = "given-to-the-daemon"
+        try:
+            s.start(password=None)
+        finally:
+            del s.env["STRONGROOM_CONSOLE_PASSWORD"]
+        assert "console_password" not in s.output()[0]  # nothing made up, nothing shown
+        client = s.signed_in("given-to-the-daemon")
+        job = client.post_json("/api/configs/envcheck/run", {"kind": "full"}).json()["job"]
+        deadline = time.monotonic() + 60
+        while client.get(f"/api/jobs/{job}").json()["status"] != "succeeded":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        s.stop()
+        restored = tmp_path / "out"
+        s.ok("restore", "--config", "envcheck", "latest", "--target", str(restored))
+        assert (restored / "env.txt").read_text() == "absent"
