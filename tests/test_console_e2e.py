@@ -98,6 +98,7 @@ def test_a_configuration_from_its_form_to_a_restored_folder(server, open_page, t
         page.get_by_role("link", name=f"{part}/", exact=True).click()
         page.wait_for_load_state("load")
     visit(bp, "point-tree")
+    tree = page.url
     with page.expect_download() as download:
         page.get_by_role("link", name="Download photo.bin", exact=True).click()
     fetched = tmp_path / "downloaded.bin"
@@ -138,6 +139,17 @@ def test_a_configuration_from_its_form_to_a_restored_folder(server, open_page, t
     assert "Verdict: pass" in page.frame_locator("iframe.report").locator(".verdict").inner_text()
     visit(bp, "dr-report")
     assert not (tmp_path / "dr-target").exists()  # a rehearsal never writes to the real targets
+    report = page.url
+
+    # The same pages at phone width: nothing scrolls sideways.
+    phone = open_page(server.url, phone=True)
+    phone.page.set_default_timeout(TIMEOUT)
+    sign_in(phone)
+    for name, path in (("config", "/configs/e2e"), ("job", f"/jobs/{job}"), ("point-tree", tree),
+                       ("dr-plan", "/dr/e2e-plan"), ("dr-report", report)):
+        phone.goto(path)
+        assert not phone.scrolls_sideways(), f"{path} scrolls sideways at phone width"
+        visit(phone, name)
 
 
 def test_a_failing_configuration_is_red_on_the_dashboard(server, open_page, tmp_path):  # noqa: F811
