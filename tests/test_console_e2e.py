@@ -85,6 +85,7 @@ def test_a_configuration_from_its_form_to_a_restored_folder(server, open_page, t
     live = page.locator(f"[data-live-job='{job}']")
     live.locator("[data-field=status]").first.filter(has_text="succeeded").wait_for()
     assert live.locator("[data-field=percent]").first.inner_text().strip() == "100 %"
+    bp.goto(f"/jobs/{job}")  # the page reloads itself at the job's end: let that be done
     assert page.locator("progress").first.evaluate("p => p.value") == 1
     visit(bp, "job")
 
