@@ -445,6 +445,20 @@ class Catalog:
                                 (config, kind, int(priority), int(max_attempts), self._clock()))
             return int(cursor.lastrowid)
 
+    def add_job_once(self, config: str, kind: str, priority: int, max_attempts: int) -> tuple[int, bool]:
+        """Queue a job unless one of the same configuration and kind waits to
+        start already (queued, never tried): (its id, False); else (the new
+        job's id, True). One transaction, so two callers at once queue one job."""
+        with self._write() as db:
+            row = db.execute("SELECT id FROM jobs WHERE config = ? AND kind = ? AND status = 'queued'"
+                             " AND attempts = 0 ORDER BY id LIMIT 1", (config, kind)).fetchone()
+            if row is not None:
+                return int(row["id"]), False
+            cursor = db.execute("INSERT INTO jobs (config, kind, priority, status, attempts, max_attempts,"
+                                " queued_at) VALUES (?, ?, ?, 'queued', 0, ?, ?)",
+                                (config, kind, int(priority), int(max_attempts), self._clock()))
+            return int(cursor.lastrowid), True
+
     def update_job(self, job_id: int, **fields: Any) -> bool:
         """Set the given columns (see `_JOB_FIELDS`); `stats` is a dict. True if the job exists."""
         unknown = set(fields) - _JOB_FIELDS

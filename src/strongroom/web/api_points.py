@@ -28,6 +28,8 @@ SESSION_ID = re.compile(r"[0-9A-Za-z_-]{1,100}")
 MAX_MATCHES = 1000  # names a search answers at most
 MAX_CHANGES = 5000  # changes a comparison answers at most
 MAX_PATHS = 1000  # entries a restore may select
+MAX_ENTRIES = 5000  # entries of a folder one answer holds at most
+PAGE_ENTRIES = 500  # entries of a folder the browse page shows at once
 PUBLISH_EVERY = 0.25  # seconds between two progress events of one restore
 
 
@@ -205,8 +207,11 @@ def compare_points(service, first: str, second: str, limit: int = MAX_CHANGES) -
             "truncated": truncated, "limit": limit}
 
 
-def folder_document(service, point_id: str, path: str | None) -> dict:
-    """The entries of folder `path` of a point (404 when it has none such; 400 for a file)."""
+def folder_document(service, point_id: str, path: str | None, offset: int = 0,
+                    limit: int = MAX_ENTRIES, dirs_first: bool = False) -> dict:
+    """The entries of folder `path` of a point (404 when it has none such; 400 for
+    a file): at most `limit` of them from `offset`, in name order (folders first
+    with `dirs_first`). `total` counts them all; `truncated` says more follow."""
     from strongroom.engine.tree_walk import resolve
 
     config, repo, snap = locate(service, point_id)
@@ -215,10 +220,15 @@ def folder_document(service, point_id: str, path: str | None) -> dict:
     if node is not None and node.type != "dir":
         raise UsageError(f"{shown(where)} is a {node.type}, not a folder")
     nodes = repo.load_tree(tree_id).nodes if tree_id is not None else []
+    if dirs_first:
+        nodes = sorted(nodes, key=lambda n: (n.type != "dir", n.display_name))
+    offset, limit = max(0, offset), max(1, min(limit, MAX_ENTRIES))
+    shown_nodes = nodes[offset:offset + limit]
     return {"point": snap.id, "short_id": snap.short_id, "config": config.name,
             "time": snap.datetime.isoformat(), "kind": snap.kind, "path": shown(where),
-            "entries": [entry_document(n, where) for n in nodes]}
-
+            "entries": [entry_document(n, where) for n in shown_nodes],
+            "total": len(nodes), "offset": offset, "limit": limit,
+            "truncated": offset + len(shown_nodes) < len(nodes)}
 
 
 # ---- the routes ------------------------------------------------------------------------
@@ -250,14 +260,17 @@ def routes(console) -> APIRouter:
         return point_document(recovery.points.get_recovery_point(check_point_id(point_id)))
 
     @router.get("/api/points/{point_id}/tree", summary="The entries of a folder of a point")
-    def tree(point_id: str, path: str = "") -> dict:
-        return folder_document(service, point_id, path)
+    def tree(point_id: str, path: str = "", offset: int = Query(0, ge=0),
+             limit: int = Query(MAX_ENTRIES, ge=1, le=MAX_ENTRIES)) -> dict:
+        """At most `limit` entries from `offset` (name order); `total` counts them all."""
+        return folder_document(service, point_id, path, offset, limit)
 
     @router.get("/api/points/{point_id}/file", summary="The bytes of one file of a point",
                 response_class=StreamingResponse)
     def file(point_id: str, path: str = ""):
         from strongroom.engine.dump import file_chunks
         from strongroom.engine.tree_walk import resolve
+        from strongroom.web.byte_pipe import ClosingStreamingResponse
 
         config, repo, snap = locate(service, point_id)
         where = point_path(path)
@@ -280,13 +293,14 @@ def routes(console) -> APIRouter:
                 lock.release(best_effort=True)
 
         headers = {**download_headers(node.display_name), "Content-Length": str(node.size)}
-        return StreamingResponse(stream(), media_type="application/octet-stream", headers=headers)
+        return ClosingStreamingResponse(stream(), media_type="application/octet-stream", headers=headers,
+                                        on_close=lambda: lock.release(best_effort=True))
 
     @router.get("/api/points/{point_id}/archive", summary="A folder of a point as a tar stream",
                 response_class=StreamingResponse)
     def archive(point_id: str, path: str = ""):
         from strongroom.engine.dump import dump_archive, find_path
-        from strongroom.web.byte_pipe import piped
+        from strongroom.web.byte_pipe import ClosingStreamingResponse, piped
 
         config, repo, snap = locate(service, point_id)
         where = point_path(path)
@@ -298,7 +312,7 @@ def routes(console) -> APIRouter:
                 dump_archive(repo, names, node, tree_id, out, "tar")
 
         name = (node.display_name if node is not None else f"point-{snap.short_id}") + ".tar"
-        return StreamingResponse(piped(write, name=f"tar-{snap.short_id}"), media_type="application/x-tar",
+        return ClosingStreamingResponse(piped(write, name=f"tar-{snap.short_id}"), media_type="application/x-tar",
                                  headers=download_headers(name))
 
     @router.post("/api/points/{point_id}/restore", summary="Restore a point, or some of its paths, into a folder")
