@@ -21,8 +21,8 @@ import pytest
 
 from console_server import ConsoleServer
 
-MANY = 50_000
-ZEROS = 256 * 1024 * 1024  # a sparse file, four times the memory bound
+MANY = 12_000  # more than an answer (5,000) and a page (500) hold; docs/design.md has 50,000 measured
+ZEROS = 160 * 1024 * 1024  # a sparse file, more than the memory bound
 MiB = 1024 * 1024
 
 
@@ -61,6 +61,9 @@ def env(tmp_path_factory):
     server = ConsoleServer(tmp)
     server.ok("config", "add", "big", "--source", str(src), "--target-dir", str(tmp / "repo"))
     server.ok("backup", "--config", "big")
+    (tmp / "small").mkdir()
+    (tmp / "small" / "one.txt").write_text("one\n")
+    server.ok("config", "add", "small", "--source", str(tmp / "small"), "--target-dir", str(tmp / "small-repo"))
     server.start()
     client = server.signed_in()
     point = client.get("/api/points", params={"config": "big"}).json()["points"][0]["id"]
@@ -70,7 +73,7 @@ def env(tmp_path_factory):
     server.stop()
 
 
-def test_a_folder_of_50000_entries_comes_in_pages(env):
+def test_a_folder_of_12000_entries_comes_in_pages(env):
     client, point, many = env["client"], env["point"], inside(env["src"] / "many")
     first = client.get(f"/api/points/{point}/tree", params={"path": many})
     assert first.status_code == 200
@@ -90,8 +93,9 @@ def test_a_folder_of_50000_entries_comes_in_pages(env):
     assert rows == 500 and f"Entries 1 to 500 of {MANY}: {MANY - 500} more." in page.text
     assert "Next entries" in page.text and "Previous entries" not in page.text
     assert len(page.content) < 1024 * 1024, len(page.content)
-    later = client.get(f"/points/{point}", params={"path": many, "offset": 49_800}).text
-    assert later.count('data-label="Name"') == 200 and "f49999.txt" in later and "f49799.txt" not in later
+    later = client.get(f"/points/{point}", params={"path": many, "offset": MANY - 200}).text
+    assert later.count('data-label="Name"') == 200
+    assert f"f{MANY - 1:05d}.txt" in later and f"f{MANY - 201:05d}.txt" not in later
     assert "Previous entries" in later and "Next entries" not in later
     # the root, a folder and a file: folders first, no pager under one page
     root = client.get(f"/points/{point}", params={"path": inside(env["src"])}).text
@@ -100,9 +104,9 @@ def test_a_folder_of_50000_entries_comes_in_pages(env):
 
 def test_a_search_and_a_diff_say_when_they_are_cut(env):
     client, point = env["client"], env["point"]
-    found = client.get("/api/points/search", params={"name": "f4*.txt"}).json()
+    found = client.get("/api/points/search", params={"name": "f1*.txt"}).json()
     assert len(found["matches"]) == 1000 and found["truncated"] is True and found["limit"] == 1000
-    page = client.get("/points", params={"name": "f4*.txt"})
+    page = client.get("/points", params={"name": "f1*.txt"})
     assert page.status_code == 200
     same = client.get("/api/points/diff", params={"from": point, "to": point, "limit": 10}).json()
     assert same["changes"] == [] and same["truncated"] is False
@@ -135,7 +139,7 @@ def stall_and_leave(env, route: str, params: dict, base_rss: int) -> None:
         with slow.stream("GET", f"/api/points/{point}/{route}", params=params) as r:
             assert r.status_code == 200
             next(r.iter_raw(64 * 1024))
-            time.sleep(1.5)  # the writer fills its queue and the sockets, then waits
+            time.sleep(1)  # the writer fills its queue and the sockets, then waits
             grown = (status_kib(pid, "VmRSS") - base_rss) * 1024
             assert grown < 100 * MiB, f"{route}: the daemon grew by {grown // MiB} MiB for a stalled reader"
         # leaving the blocks closes the connection half way
@@ -158,12 +162,12 @@ def test_a_reader_that_stalls_or_leaves_costs_no_memory_no_lock_and_no_thread(en
         stall_and_leave(env, route, params, base_rss)
         assert locks_left(env) == [], f"{route}: the repository lock outlived the download"
     before = threads(pid)
-    for _ in range(3):  # a thread left per dropped download would show here
+    for _ in range(2):  # a thread left per dropped download would show here
         for route, params in downloads:
             stall_and_leave(env, route, params, base_rss)
     assert locks_left(env) == []
     after = settle(pid, before)
-    assert after <= before, f"{after} threads after six dropped downloads, {before} before"
+    assert after <= before, f"{after} threads after four dropped downloads, {before} before"
     assert client.get(f"/api/points/{env['point']}/tree", params={"path": "", "limit": 1}).status_code == 200
 
 
@@ -200,7 +204,7 @@ def test_run_now_twice_queues_one_backup(env):
     answers: list[dict] = []
 
     def run() -> None:
-        answers.append(client.post_json("/api/configs/big/run", {"kind": "full"}).json())
+        answers.append(client.post_json("/api/configs/small/run", {"kind": "full"}).json())
 
     workers = [threading.Thread(target=run) for _ in range(4)]
     for w in workers:
@@ -244,19 +248,24 @@ def test_no_answer_holds_the_repository_password(env):
         assert secret not in client.get(path).text
 
 
-def test_a_restore_cut_by_kill_9_is_shown_interrupted_after_a_restart(env, tmp_path):
-    server, point = env["server"], env["point"]
-    client = env["client"]
+def test_a_restore_and_a_dr_test_cut_by_kill_9_are_shown_interrupted_after_a_restart(env, tmp_path):
+    server, point, client = env["server"], env["point"], env["client"]
+    server.ok("dr", "create", "drill", "--order", "big", "--target-base", str(tmp_path / "real"), "--rto", "1h")
     started = client.post_json(f"/api/points/{point}/restore",
                                {"paths": [inside(env["src"] / "many")], "target": str(tmp_path / "out")})
     assert started.status_code == 200, started.text
     session = started.json()["session"]
+    rehearsal = client.post_json("/api/dr/plans/drill/test", {"scratch": str(tmp_path / "scratch")})
+    assert rehearsal.status_code == 202, rehearsal.text
+    run = rehearsal.json()["run"]
     end = time.monotonic() + 60
     while time.monotonic() < end:
-        doc = client.get(f"/api/restores/{session}").json()
-        if doc["status"] == "running" and doc["progress"]["files_done"]:
+        restoring = client.get(f"/api/restores/{session}").json()["status"]
+        testing = client.get(f"/api/dr/runs/{run}").json()["status"]
+        if restoring == "running" and testing == "running":
             break
         time.sleep(0.05)
+    assert (restoring, testing) == ("running", "running")
     server.proc.kill()
     server.proc.wait()
     server.start()
@@ -264,7 +273,10 @@ def test_a_restore_cut_by_kill_9_is_shown_interrupted_after_a_restart(env, tmp_p
     try:
         doc = again.get(f"/api/restores/{session}").json()
         assert doc["status"] == "failed" and "interrupted" in doc["error"], doc
-        page = again.get(f"/points/{point}", params={"session": session, "path": "", "offset": 0}).text
+        page = again.get(f"/points/{point}", params={"session": session, "path": ""}).text
         assert "interrupted" in page and 'data-status="failed"' in page
+        dr = again.get(f"/api/dr/runs/{run}")
+        assert dr.status_code == 200 and dr.json()["status"] == "failed", dr.text
+        assert "interrupted" in dr.json()["error"]
     finally:
         again.close()
