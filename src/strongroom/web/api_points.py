@@ -21,7 +21,9 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from strongroom.errors import SnapshotNotFound, StrongroomError, UsageError
+from concurrent.futures import Future
+
+from strongroom.errors import SnapshotNotFound, StorageError, StrongroomError, UsageError
 
 POINT_ID = re.compile(r"[0-9a-fA-F]{8,64}")
 SESSION_ID = re.compile(r"[0-9A-Za-z_-]{1,100}")
@@ -31,6 +33,7 @@ MAX_PATHS = 1000  # entries a restore may select
 MAX_ENTRIES = 5000  # entries of a folder one answer holds at most
 PAGE_ENTRIES = 500  # entries of a folder the browse page shows at once
 PUBLISH_EVERY = 0.25  # seconds between two progress events of one restore
+LIST_WAIT = 5.0  # seconds a list of points waits for one repository
 
 
 class RestoreRequest(BaseModel):
@@ -127,6 +130,40 @@ def include_globs(paths: list[str]) -> tuple[str, ...]:
 # ---- what the routes and the pages answer --------------------------------------------
 
 
+_listing_lock = threading.Lock()
+_listings: dict[tuple[int, str], Future] = {}  # (manager, configuration): its listing in flight
+
+
+def points_within(manager, name: str, wait: float = LIST_WAIT) -> list:
+    """`manager.list_recovery_points(name)`, waited for at most `wait` seconds: a
+    repository that does not answer (a dead WebDAV server, a hung mount) costs a
+    page `wait` seconds and an error in words, not the storage's own timeouts.
+    The listing goes on in its thread; a request for the same configuration
+    meanwhile waits on that one instead of starting another, so a user who
+    clicks again and again does not pile up threads behind a dead target."""
+    key = (id(manager), name)
+    with _listing_lock:
+        future = _listings.get(key)
+        if future is None:
+            future = _listings[key] = Future()
+
+            def run() -> None:
+                try:
+                    future.set_result(manager.list_recovery_points(name))
+                except BaseException as e:  # handed to the waiting request
+                    future.set_exception(e)
+                finally:
+                    with _listing_lock:
+                        if _listings.get(key) is future:
+                            del _listings[key]
+
+            threading.Thread(target=run, name=f"points-{name[:20]}", daemon=True).start()
+    try:
+        return future.result(timeout=wait)
+    except TimeoutError:
+        raise StorageError(f"its repository did not answer within {wait:g} s") from None
+
+
 def points_document(service, manager, config: str | None = None) -> dict:
     """The points of one configuration (or of all), newest first, and the
     configurations whose repository could not be read (never an empty list as
@@ -135,7 +172,7 @@ def points_document(service, manager, config: str | None = None) -> dict:
     points, errors = [], []
     for c in configs:
         try:
-            points += manager.list_recovery_points(c.name)
+            points += points_within(manager, c.name)
         except StrongroomError as e:
             errors.append({"config": c.name, "error": str(e)})
     points.sort(key=lambda p: (p.time, p.id), reverse=True)
