@@ -269,6 +269,27 @@ def test_a_repository_that_never_answers_costs_a_page_seconds_and_a_line(env):
         config.write_bytes(kept)
 
 
+def test_a_second_restore_into_a_busy_target_is_refused(env, tmp_path):
+    client, point = env["client"], env["point"]
+    body = {"paths": [inside(env["src"] / "many")], "target": str(tmp_path / "same")}
+    first = client.post_json(f"/api/points/{point}/restore", body)
+    assert first.status_code == 200, first.text
+    session = first.json()["session"]
+    second = client.post_json(f"/api/points/{point}/restore", {**body, "target": str(tmp_path / "same") + "/"})
+    if client.get(f"/api/restores/{session}").json()["status"] in ("pending", "running"):
+        assert second.status_code == 400, second.text
+        assert second.json()["error"].startswith(f"a restore into {tmp_path / 'same'} is running already")
+    other = client.post_json(f"/api/points/{point}/restore", {**body, "target": str(tmp_path / "other")})
+    assert other.status_code == 200, other.text
+    for s in (session, other.json()["session"]):
+        end = time.monotonic() + 60
+        while time.monotonic() < end and client.get(f"/api/restores/{s}").json()["status"] in ("pending", "running"):
+            time.sleep(0.1)
+        assert client.get(f"/api/restores/{s}").json()["status"] == "done"
+    again = client.post_json(f"/api/points/{point}/restore", body)  # the target is free once the first ended
+    assert again.status_code == 200, again.text
+
+
 def test_no_answer_holds_the_repository_password(env):
     client, point, secret = env["client"], env["point"], env["secret"]
     for path in ("/", "/configs/big", "/api/configs/big", f"/points/{point}", f"/api/points/{point}/tree",
