@@ -246,7 +246,8 @@ def test_a_repository_that_never_answers_costs_a_page_seconds_and_a_line(env):
     as a dead mount or WebDAV server holds a read): the pages answer, in words."""
     server, client, tmp = env["server"], env["client"], env["tmp"]
     (tmp / "hung-src").mkdir()
-    server.ok("config", "add", "hung", "--source", str(tmp / "hung-src"), "--target-dir", str(tmp / "hung-repo"))
+    # "aaa" lists it before the others: a point is looked for where its job was made first
+    server.ok("config", "add", "aaa-hung", "--source", str(tmp / "hung-src"), "--target-dir", str(tmp / "hung-repo"))
     config = tmp / "hung-repo" / "config"
     kept = config.read_bytes()
     config.unlink()
@@ -255,11 +256,12 @@ def test_a_repository_that_never_answers_costs_a_page_seconds_and_a_line(env):
         listed = client.get("/api/points")
         assert listed.status_code == 200
         doc = listed.json()
-        assert {"config": "hung", "error": "its repository did not answer within 5 s"} in doc["errors"]
+        assert {"config": "aaa-hung", "error": "its repository did not answer within 5 s"} in doc["errors"]
         assert any(p["config"] == "big" for p in doc["points"])
         page = client.get("/points")  # waits on the listing still in flight
         assert page.status_code == 200 and "did not answer within 5 s" in page.text
-        for path in ("/", "/configs", "/configs/hung", "/api/configs/hung", "/jobs"):
+        for path in ("/", "/configs", "/configs/aaa-hung", "/api/configs/aaa-hung", "/jobs", f"/points/{env['point']}",
+                     f"/api/points/{env['point']}/tree"):
             assert client.get(path).status_code == 200, path
     finally:
         fd = os.open(config, os.O_WRONLY | os.O_NONBLOCK)  # the blocked reader reads an end and fails

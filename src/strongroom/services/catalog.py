@@ -482,6 +482,13 @@ class Catalog:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else self._job(row)
 
+    def configs_of_snapshot(self, prefix: str) -> list[str]:
+        """The configurations whose jobs made a snapshot whose id starts with `prefix`."""
+        with self._read() as db:
+            rows = db.execute("SELECT DISTINCT config FROM jobs WHERE snapshot_id IS NOT NULL"
+                              " AND substr(snapshot_id, 1, ?) = ?", (len(prefix), prefix)).fetchall()
+        return [row["config"] for row in rows]
+
     def list_jobs(self, config: str | None = None, status: str | None = None, limit: int | None = 100,
                   kinds: tuple[str, ...] | None = None) -> list[dict]:
         """Jobs, newest first, optionally of one config and/or one status and/or
