@@ -331,3 +331,21 @@ def test_a_restore_and_a_dr_test_cut_by_kill_9_are_shown_interrupted_after_a_res
         assert "interrupted" in dr.json()["error"]
     finally:
         again.close()
+
+
+def test_the_catalog_queues_one_waiting_job_and_knows_which_configuration_made_a_point(tmp_path):
+    from strongroom.services.catalog import Catalog
+
+    with Catalog(str(tmp_path / "catalog.db")) as catalog:
+        first, new = catalog.add_job_once("a", "full", 0, 3)
+        assert new is True
+        assert catalog.add_job_once("a", "full", 0, 3) == (first, False)
+        other, new = catalog.add_job_once("a", "incremental", 0, 3)
+        assert new is True and other != first
+        catalog.update_job(first, status="running", attempts=1)
+        again, new = catalog.add_job_once("a", "full", 0, 3)
+        assert new is True and again not in (first, other)  # a running job does not count
+        catalog.update_job(first, status="succeeded", snapshot_id="ab12" * 16)
+        assert catalog.configs_of_snapshot("ab12ab12") == ["a"]
+        assert catalog.configs_of_snapshot("ab12" * 16) == ["a"]
+        assert catalog.configs_of_snapshot("cd34") == []
