@@ -28,7 +28,8 @@ diff -r "$SOURCE" "$WORK/restore$SOURCE" && echo "restored copy of $SOURCE is id
 cat <<TEXT
 
 To back it up on a schedule from now on, give it one and start the daemon
-(it runs until Ctrl-C or SIGTERM; /metrics and /healthz on 127.0.0.1:9180):
+(it runs until Ctrl-C or SIGTERM; the web console, /metrics and /healthz on
+http://127.0.0.1:9180/, and at its first start it prints the console's password):
   export STRONGROOM_CATALOG="$STRONGROOM_CATALOG" STRONGROOM_SECRETS="$STRONGROOM_SECRETS" STRONGROOM_CACHE_DIR="$STRONGROOM_CACHE_DIR"
   $SR config edit quickstart --schedule "every 6h"
   $SR serve

@@ -110,3 +110,15 @@ class ConsoleServer(CatalogCLI):
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def family_documents(server: ConsoleServer, tmp: Path) -> Path:
+    """A configuration `family-documents` over a small tree in `tmp`, backed up
+    once, so pages have rows to show; returns the tree."""
+    source = tmp / "source"
+    (source / "letters").mkdir(parents=True)
+    (source / "letters" / "to the bank.txt").write_text("Dear bank,\n")
+    (source / "photo.jpg").write_bytes(bytes(range(256)) * 64)
+    server.ok("config", "add", "family-documents", "--source", str(source), "--target-dir", str(tmp / "repo"))
+    server.ok("backup", "--config", "family-documents")
+    return source

@@ -15,8 +15,16 @@ import pytest
 from console_server import PASSWORD, ConsoleServer
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One daemon for the tests that leave its password and attempt limit as they were."""
+    with ConsoleServer(tmp_path_factory.mktemp("auth")) as s:
+        s.start()
+        yield s
+
+
 @pytest.fixture
-def server(tmp_path):
+def fresh(tmp_path):
     with ConsoleServer(tmp_path) as s:
         s.start()
         yield s
@@ -61,7 +69,8 @@ def test_the_sign_in_form_has_its_own_csrf_value(server):
                        headers={"X-CSRF-Token": "forged"}).status_code == 403
 
 
-def test_wrong_passwords_are_limited_per_address(server):
+def test_wrong_passwords_are_limited_per_address(fresh):
+    server = fresh
     client = server.client()
     value = login_value(client)
     codes = [client.post("/api/session", json={"password": f"wrong-{i}-password"},
@@ -90,7 +99,8 @@ def test_a_token_opens_the_api_until_it_is_revoked(server):
     assert server.client(headers={"Authorization": "Bearer srt_not-a-token"}).get("/api/session").status_code == 401
 
 
-def test_a_new_password_signs_every_browser_out(server):
+def test_a_new_password_signs_every_browser_out(fresh):
+    server = fresh
     client = server.signed_in()
     server.set_password("another-password-2")
     assert client.get("/api/session").status_code == 401
@@ -204,3 +214,27 @@ def test_the_attempt_limit_is_per_address_overall_and_bounded():
     for client in "hijklm":
         limiter.failed(client)
     assert len(limiter._failures) <= 3
+
+
+def test_a_password_given_to_serve_is_set_at_start_and_not_inherited(tmp_path):
+    with ConsoleServer(tmp_path) as s:
+        script = tmp_path / "env.py"
+        script.write_text("import os, sys\nsys.stdout.write(os.environ.get('STRONGROOM_CONSOLE_PASSWORD', 'absent'))\n")
+        s.ok("config", "add", "envcheck", "--source-command", f"{__import__('sys').executable} {script}",
+             "--stdin-filename", "env.txt", "--target-dir", str(tmp_path / "repo"), "--no-encrypt")
+        s.env["STRONGROOM_CONSOLE_PASSWORD"] = "given-to-the-daemon"
+        try:
+            s.start(password=None)
+        finally:
+            del s.env["STRONGROOM_CONSOLE_PASSWORD"]
+        assert "console_password" not in s.output()[0]  # nothing made up, nothing shown
+        client = s.signed_in("given-to-the-daemon")
+        job = client.post_json("/api/configs/envcheck/run", {"kind": "full"}).json()["job"]
+        deadline = time.monotonic() + 60
+        while client.get(f"/api/jobs/{job}").json()["status"] != "succeeded":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        s.stop()
+        restored = tmp_path / "out"
+        s.ok("restore", "--config", "envcheck", "latest", "--target", str(restored))
+        assert (restored / "env.txt").read_text() == "absent"

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from browser import browser, check_accessibility, open_page  # noqa: F401  (fixtures)
 from console_routes import page_paths, route_table
-from console_server import PASSWORD, ConsoleServer
+from console_server import PASSWORD, ConsoleServer, family_documents
 from strongroom.web.guard import SESSION_COOKIE
 
 
@@ -23,13 +23,8 @@ def server(tmp_path_factory):
     """A served console over one configuration with one recovery point, so the
     pages have rows to show."""
     tmp = tmp_path_factory.mktemp("served")
-    source = tmp / "source"
-    (source / "letters").mkdir(parents=True)
-    (source / "letters" / "to the bank.txt").write_text("Dear bank,\n")
-    (source / "photo.jpg").write_bytes(bytes(range(256)) * 64)
     with ConsoleServer(tmp) as s:
-        s.ok("config", "add", "family-documents", "--source", str(source), "--target-dir", str(tmp / "repo"))
-        s.ok("backup", "--config", "family-documents")
+        family_documents(s, tmp)
         s.start()
         yield s
 

@@ -272,6 +272,7 @@ def test_in_a_browser_a_form_makes_a_configuration_that_runs_without_a_script_er
     from axe_playwright_python.sync_playwright import Axe
     from playwright.sync_api import sync_playwright
 
+    from browser import CHROMIUM, CHROMIUM_FLAGS
     from console_server import PASSWORD
 
     source = source_tree(server, "browser")
@@ -280,8 +281,7 @@ def test_in_a_browser_a_form_makes_a_configuration_that_runs_without_a_script_er
         f.write(os.urandom(32 * 1024 * 1024))
     errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-                                    args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_FLAGS))
         try:
             page = browser.new_page(viewport={"width": 360, "height": 800})
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

@@ -1,8 +1,8 @@
 """The console end to end, in Debian's Chromium against a real `strongroom serve`:
 sign in, create a configuration through its form, run it and watch the
 progress reach 100 %, browse the snapshot, download a file and compare its
-bytes, restore a folder and compare it, rehearse a DR plan and open its
-report, and see a failing configuration in red. Every page on the way is
+bytes, restore a folder and compare it, make a DR plan, rehearse it and
+open its report, and see a failing configuration in red. Every page on the way is
 screenshotted (tests/browser.py `artifacts()`), passes axe-core and logs no
 JavaScript error; no page holds the repository password."""
 
@@ -66,11 +66,11 @@ def test_a_configuration_from_its_form_to_a_restored_folder(server, open_page, t
 
     # Create a configuration through the form.
     bp.goto("/configs/new")
-    page.get_by_label("Name").fill("e2e")
-    page.get_by_label("What to back up").fill(str(source))
-    page.get_by_label("Folder").fill(str(tmp_path / "repo"))
-    page.get_by_label("Repository password").fill(REPO_PASSWORD)
-    page.get_by_label("Keep the last").fill("5")
+    page.get_by_label("Name", exact=True).fill("e2e")
+    page.get_by_label("What to back up", exact=True).fill(str(source))
+    page.get_by_label("Folder", exact=True).fill(str(tmp_path / "repo"))
+    page.get_by_label("Repository password", exact=True).fill(REPO_PASSWORD)
+    page.get_by_label("Keep the last", exact=True).fill("5")
     visit(bp, "config-new")
     page.get_by_role("button", name="Create").click()
     page.wait_for_url(re.compile(r"/configs/e2e$"))
@@ -83,8 +83,9 @@ def test_a_configuration_from_its_form_to_a_restored_folder(server, open_page, t
     job = box.get_attribute("data-live-job")
     bp.goto(f"/jobs/{job}")
     live = page.locator(f"[data-live-job='{job}']")
-    live.locator("[data-field=percent]").first.filter(has_text="100 %").wait_for()
-    assert live.get_attribute("data-status") == "succeeded"
+    live.locator("[data-field=status]").first.filter(has_text="succeeded").wait_for()
+    assert live.locator("[data-field=percent]").first.inner_text().strip() == "100 %"
+    bp.goto(f"/jobs/{job}")  # the page reloads itself at the job's end: let that be done
     assert page.locator("progress").first.evaluate("p => p.value") == 1
     visit(bp, "job")
 
@@ -98,6 +99,7 @@ def test_a_configuration_from_its_form_to_a_restored_folder(server, open_page, t
         page.get_by_role("link", name=f"{part}/", exact=True).click()
         page.wait_for_load_state("load")
     visit(bp, "point-tree")
+    tree = page.url
     with page.expect_download() as download:
         page.get_by_role("link", name="Download photo.bin", exact=True).click()
     fetched = tmp_path / "downloaded.bin"
@@ -107,11 +109,12 @@ def test_a_configuration_from_its_form_to_a_restored_folder(server, open_page, t
     # Restore the folder docs (its subfolders too) and compare it.
     target = tmp_path / "restored"
     page.get_by_label("Select docs").check()
-    page.get_by_label("Target folder").fill(str(target))
+    page.get_by_label("Target folder", exact=True).fill(str(target))
     page.get_by_role("button", name="Restore").click()
     progress = page.locator(".restore-progress")
     progress.locator("[data-field=status]").filter(has_text="done").wait_for()
-    assert progress.locator("[data-field=percent]").first.inner_text().strip() == "100 %"
+    shown = progress.locator("[data-field=percent]").first.inner_text().strip()
+    assert shown == "100 %", (shown, page.url, progress.inner_text())
     visit(bp, "point-restored")
     restored = target / str(source / "docs").lstrip("/")
     compared = filecmp.dircmp(source / "docs", restored)
@@ -119,10 +122,43 @@ def test_a_configuration_from_its_form_to_a_restored_folder(server, open_page, t
     assert (restored / "deep" / "notes.md").read_bytes() == (source / "docs" / "deep" / "notes.md").read_bytes()
     assert not (target / str(source / "photo.bin").lstrip("/")).exists()  # only what was selected
 
+    # A DR plan made in its form, rehearsed from its page, and its report.
+    bp.goto("/dr")
+    page.get_by_label("Name", exact=True).fill("e2e-plan")
+    page.get_by_label("Configurations to restore, in order (one a line)").fill("e2e")
+    page.get_by_label("Target base", exact=False).fill(str(tmp_path / "dr-target"))
+    page.get_by_label("RTO target (e.g. 30m)").fill("1h")
+    page.get_by_role("button", name="Create plan", exact=True).click()
+    page.wait_for_url(re.compile(r"/dr/e2e-plan$"))
+    bp.goto("/dr")
+    page.get_by_role("button", name="Test now e2e-plan").click()
+    page.wait_for_url(re.compile(r"/dr/e2e-plan\?run="))
+    page.get_by_text("Read the report of this run").wait_for()
+    visit(bp, "dr-plan-tested")
+    page.get_by_text("Read the report of this run").click()
+    page.wait_for_url(re.compile(r"/dr/reports/"))
+    assert "Verdict: pass" in page.frame_locator("iframe.report").locator(".verdict").inner_text()
+    visit(bp, "dr-report")
+    assert not (tmp_path / "dr-target").exists()  # a rehearsal never writes to the real targets
+    report = page.url
+
+    # The same pages at phone width: nothing scrolls sideways.
+    phone = open_page(server.url, phone=True)
+    phone.page.set_default_timeout(TIMEOUT)
+    sign_in(phone)
+    for name, path in (("config", "/configs/e2e"), ("job", f"/jobs/{job}"), ("point-tree", tree),
+                       ("dr-plan", "/dr/e2e-plan"), ("dr-report", report)):
+        phone.goto(path)
+        assert not phone.scrolls_sideways(), f"{path} scrolls sideways at phone width"
+        visit(phone, name)
+
 
 def test_a_failing_configuration_is_red_on_the_dashboard(server, open_page, tmp_path):  # noqa: F811
-    server.ok("config", "add", "broken", "--source", str(tmp_path / "gone"), "--target-dir", str(tmp_path / "r"),
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    server.ok("config", "add", "broken", "--source", str(gone), "--target-dir", str(tmp_path / "r"),
               "--no-encrypt", "--max-attempts", "1")
+    gone.rmdir()  # the disk it was on is gone
     client = server.signed_in()
     job = client.post_json("/api/configs/broken/run", {"kind": "incremental"}).json()["job"]
     deadline = time.monotonic() + TIMEOUT / 1000

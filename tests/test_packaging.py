@@ -42,7 +42,7 @@ def wheel(tmp_path_factory) -> Path:
     copy = tmp_path_factory.mktemp("source") / "strongroom"
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info",
                                                                "__pycache__", ".pytest_cache", ".hypothesis",
-                                                               "demo"))
+                                                               "demo", "test-artifacts"))
     out = tmp_path_factory.mktemp("wheelhouse")
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", out, "."],
         cwd=copy, env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
@@ -62,6 +62,16 @@ def test_the_wheel_holds_the_package_its_types_and_its_licence(wheel):
     assert "Requires-Dist: pyfastcdc<0.4,>=0.3.1" in metadata
     assert 'Requires-Dist: keyring<26,>=24; extra == "keyring"' in metadata
     assert "strongroom = strongroom.cli.start:main" in entry_points
+
+
+def test_the_wheel_holds_every_page_and_asset_of_the_console(wheel):
+    """The console fetches nothing at run time: its templates and static files come with the package."""
+    web = ROOT / "src" / "strongroom" / "web"
+    wanted = {f"strongroom/web/{p.relative_to(web).as_posix()}" for folder in ("templates", "static")
+              for p in (web / folder).iterdir() if p.is_file()}
+    assert len(wanted) > 20
+    with zipfile.ZipFile(wheel) as archive:
+        assert wanted <= set(archive.namelist())
 
 
 def test_the_installed_command_backs_up_and_restores_outside_the_source_tree(wheel, tmp_path):

@@ -16,8 +16,7 @@ import click
 from strongroom.cli.cmd_manage import Manage, manage_options
 from strongroom.cli.output import emit_json, terminal_safe
 from strongroom.errors import UsageError
-
-PASSWORD_ENV = "STRONGROOM_CONSOLE_PASSWORD"
+from strongroom.web.auth import PASSWORD_ENV
 
 
 def _stores(m: Manage):

@@ -76,8 +76,9 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
     /metrics (Prometheus) and /healthz answer on --listen, 127.0.0.1 by
     default; another address needs --allow-remote and a token. The web
     console answers there too (sign in with the password of `strongroom
-    console set-password`; at the first start without one, a random one is
-    printed once), unless --no-console.
+    console set-password`, or $STRONGROOM_CONSOLE_PASSWORD, which serve sets
+    at start; at the first start without one, a random one is printed
+    once), unless --no-console.
 
     A configuration file (strongroom.toml, see `strongroom apply`) is
     applied before the first look at the schedules and again on SIGHUP; a
@@ -112,6 +113,13 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
     # (a source command, pg_dump, systemd-inhibit).
     from strongroom.daemon.http import TOKEN_ENV
     register_secret(os.environ.pop(TOKEN_ENV, None))
+    # A console password given to the daemon (a container's way) is set at
+    # start, like `console set-password`; nothing the daemon runs inherits it.
+    from strongroom.web.auth import PASSWORD_ENV, check_new_password
+    console_password = os.environ.pop(PASSWORD_ENV, None)
+    register_secret(console_password)
+    if console_password is not None and not no_console:
+        check_new_password(console_password)
     config_file = _config_file(config_path)
     manager = create_backup_manager(db_path=m.catalog, cache_root=m.cache_dir, max_concurrent_jobs=jobs)
     endpoints = None
@@ -164,7 +172,8 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
                 while daemon.heartbeat() is None and not daemon.stopping and time.monotonic() < deadline:
                     time.sleep(0.05)
             reader, endpoints, url, schedules = _start_the_rest(m, manager, daemon, zone, tick, token, address,
-                                                                allow_remote, not no_console)
+                                                                allow_remote, not no_console,
+                                                                console_password)
         except BaseException:
             # The daemon runs already: its jobs go back to the queue, the catalog is released.
             daemon.stop("serve could not start")
@@ -206,7 +215,8 @@ def serve(m: Manage, jobs, tick, wake_grace, listen, no_listen, allow_remote, to
 
 
 def _start_the_rest(m: Manage, manager, daemon, zone, tick: float, token: str | None,
-                    address: tuple[str, int] | None, allow_remote: bool, with_console: bool):
+                    address: tuple[str, int] | None, allow_remote: bool, with_console: bool,
+                    console_password: str | None = None):
     """What starts once the daemon holds the catalog: the endpoints on `address`
     (None: none), with the console unless not `with_console`. Returns (their
     manager, the endpoints, their URL, the number of schedules)."""
@@ -229,9 +239,11 @@ def _start_the_rest(m: Manage, manager, daemon, zone, tick: float, token: str | 
         from strongroom.web.console import Console
         console = Console(manager, reader, zone=zone, loopback_only=not allow_remote)
         console.attach()
-        first = console.password.set_first()
-        # Shown once, after the start line (never in the log); only its hash is kept.
-        console.first_password = first
+        if console_password is not None:
+            console.password.set(console_password)
+        else:
+            # Shown once, after the start line (never in the log); only its hash is kept.
+            console.first_password = console.password.set_first()
     endpoints = HttpEndpoints(reader, daemon.heartbeat, token, stale_after=max(60.0, 3 * tick), zone=zone,
                               console=console)
     try:

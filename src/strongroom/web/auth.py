@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from strongroom.errors import UsageError
 
 PASSWORD_KEY = "password"
+PASSWORD_ENV = "STRONGROOM_CONSOLE_PASSWORD"  # read at the edge only (console set-password, serve)
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024  # a longer one is refused before it is hashed
 TOKEN_PREFIX = "srt_"

@@ -9,7 +9,7 @@
 - `sessions`, `tokens`, `password`, `limiter`: strongroom.web.auth.
 
 The routes live one concern per module (`ROUTE_MODULES`), each with a
-`routes(console) -> APIRouter`; a module not written yet is left out. Every
+`routes(console) -> APIRouter`. Every
 route is behind `ConsoleGuard` (strongroom.web.guard); the console adds no
 logic of its own below the services layer.
 """
@@ -74,13 +74,7 @@ class Console:
         from strongroom.web.guard import ConsoleGuard
 
         for name in ROUTE_MODULES:
-            try:
-                module = importlib.import_module(name)
-            except ModuleNotFoundError as e:
-                if e.name != name:
-                    raise
-                continue
-            app.include_router(module.routes(self))
+            app.include_router(importlib.import_module(name).routes(self))
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
         add_error_handlers(app)
         app.add_middleware(ConsoleGuard, sessions=self.sessions, tokens=self.tokens, stamp=self.password.stamp,
