@@ -461,6 +461,16 @@ class BackupManager:
             with self._progress_lock:
                 self._progress.pop(job_id, None)
 
+    def request_backup(self, name: str, kind: str = "incremental", priority: int = 0) -> tuple[JobHandle, bool]:
+        """Queue a backup of `name` unless one of the same kind waits to start
+        already (a second "run now" while the first is still queued): (the
+        job's handle, whether it was queued by this call). A job that is
+        running already does not count: a backup asked for during a run
+        should see what changed since that run began."""
+        config = self.get_config(name)
+        job_id, new = self.queue.submit_once(name, kind, priority, config.max_attempts)
+        return JobHandle(job_id, name, self.catalog.get_job, self.queue.wait), new
+
     def wait_for_job(self, job_id: int, timeout: float | None = None) -> Job:
         """Block until job `job_id` is done (succeeded, failed or cancelled) and return it."""
         return Job.from_row(self.queue.wait(job_id, timeout))

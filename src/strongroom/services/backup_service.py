@@ -217,8 +217,14 @@ class BackupService:
         return [s for s in repo.list_snapshots(on_damaged=lambda *_: None) if s.config_name == config.name]
 
     def find_snapshot(self, snapshot_id: str, config_name: str | None = None) -> tuple[BackupConfig, Repository, Snapshot]:
-        """A recovery point by id or unique prefix, in one config or any."""
-        configs = [self.get_config(config_name)] if config_name else self.list_configs()
+        """A recovery point by id or unique prefix, in one config or any. The
+        configurations whose jobs made it (the catalog knows) are tried first: a
+        slow or dead repository of another one is not opened before them."""
+        if config_name:
+            configs = [self.get_config(config_name)]
+        else:
+            made_it = set(self.catalog.configs_of_snapshot(snapshot_id.lower()))
+            configs = sorted(self.list_configs(), key=lambda c: c.name not in made_it)
         for config in configs:
             try:
                 repo = self.open_repository(config)

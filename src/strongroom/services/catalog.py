@@ -445,6 +445,20 @@ class Catalog:
                                 (config, kind, int(priority), int(max_attempts), self._clock()))
             return int(cursor.lastrowid)
 
+    def add_job_once(self, config: str, kind: str, priority: int, max_attempts: int) -> tuple[int, bool]:
+        """Queue a job unless one of the same configuration and kind waits to
+        start already (queued, never tried): (its id, False); else (the new
+        job's id, True). One transaction, so two callers at once queue one job."""
+        with self._write() as db:
+            row = db.execute("SELECT id FROM jobs WHERE config = ? AND kind = ? AND status = 'queued'"
+                             " AND attempts = 0 ORDER BY id LIMIT 1", (config, kind)).fetchone()
+            if row is not None:
+                return int(row["id"]), False
+            cursor = db.execute("INSERT INTO jobs (config, kind, priority, status, attempts, max_attempts,"
+                                " queued_at) VALUES (?, ?, ?, 'queued', 0, ?, ?)",
+                                (config, kind, int(priority), int(max_attempts), self._clock()))
+            return int(cursor.lastrowid), True
+
     def update_job(self, job_id: int, **fields: Any) -> bool:
         """Set the given columns (see `_JOB_FIELDS`); `stats` is a dict. True if the job exists."""
         unknown = set(fields) - _JOB_FIELDS
@@ -467,6 +481,13 @@ class Catalog:
         with self._read() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else self._job(row)
+
+    def configs_of_snapshot(self, prefix: str) -> list[str]:
+        """The configurations whose jobs made a snapshot whose id starts with `prefix`."""
+        with self._read() as db:
+            rows = db.execute("SELECT DISTINCT config FROM jobs WHERE snapshot_id IS NOT NULL"
+                              " AND substr(snapshot_id, 1, ?) = ?", (len(prefix), prefix)).fetchall()
+        return [row["config"] for row in rows]
 
     def list_jobs(self, config: str | None = None, status: str | None = None, limit: int | None = 100,
                   kinds: tuple[str, ...] | None = None) -> list[dict]:

@@ -104,6 +104,17 @@ class JobQueue:
             self._wake.notify_all()
         return job_id
 
+    def submit_once(self, config: str, kind: str, priority: int = 0, max_attempts: int = 3) -> tuple[int, bool]:
+        """`submit`, unless a job of `config` and `kind` waits to start already:
+        (job id, whether it is a new one)."""
+        if kind not in ("full", "incremental"):
+            raise UsageError(f"backup kind must be 'full' or 'incremental', not {kind!r}")
+        job_id, new = self.catalog.add_job_once(config, kind, priority, max_attempts)
+        self._start()
+        with self._wake:
+            self._wake.notify_all()
+        return job_id, new
+
     def requeue_abandoned(self) -> int:
         """Put back jobs left "running" by a process of this host that died
         (kill -9, power cut); a job another live process runs is left alone.

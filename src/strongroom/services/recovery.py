@@ -4,6 +4,7 @@ the background with progress and cancellation, and the one-click facade."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import sqlite3
 import threading
 import time
@@ -143,6 +144,7 @@ class RecoveryExecutor:
         self._sessions: dict[str, SessionState] = {}
         self._cancel: dict[str, threading.Event] = {}
         self._done: dict[str, threading.Event] = {}
+        self._targets: dict[str, str] = {}  # session id: the real path of its target folder
         self._lock = threading.Lock()
 
     def create_recovery_plan(self, config_name: str, point_id: str | None = None, at: datetime | None = None,
@@ -189,11 +191,25 @@ class RecoveryExecutor:
         session_id = uuid.uuid4().hex[:16]
         state = SessionState(session_id, total_files=plan.files, total_bytes=plan.bytes)
         cancel = threading.Event()
+        target = os.path.realpath(plan.target_path)
         with self._lock:
+            for other, where in self._targets.items():
+                # Two restores writing the same files at once race each other; one
+                # into the original locations ("/") writes only its own paths.
+                if where == target and target != "/" and not self._done[other].is_set():
+                    raise UsageError(f"a restore into {plan.target_path} is running already (session {other}): "
+                                     "wait for it to end or cancel it")
             self._sessions[session_id] = state
             self._cancel[session_id] = cancel
-        self.service.catalog.add_session(session_id, plan.config_name, {**plan.to_dict(), "owner": this_process()})
-        done = threading.Event()
+            self._targets[session_id] = target
+            self._done[session_id] = threading.Event()
+        done = self._done[session_id]
+        try:
+            self.service.catalog.add_session(session_id, plan.config_name,
+                                             {**plan.to_dict(), "owner": this_process()})
+        except BaseException:
+            done.set()  # never started: its target is free again
+            raise
 
         def run() -> None:
             try:
@@ -201,7 +217,6 @@ class RecoveryExecutor:
             finally:
                 done.set()
 
-        self._done[session_id] = done
         threading.Thread(target=run, name=f"recovery-{session_id[:6]}", daemon=True).start()
         return session_id
 

@@ -259,10 +259,12 @@ def routes(console) -> APIRouter:
 
     @router.post("/api/configs/{name}/run", status_code=202)
     def run_config(name: str, body: RunBody) -> dict:
-        """Queue a backup now; answers `{"job": ID}` (follow it on /api/events or /api/jobs/ID)."""
+        """Queue a backup now; answers `{"job": ID, "queued_already": BOOL}` (follow it on
+        /api/events or /api/jobs/ID). A backup of the same kind that waits to start
+        already is answered instead of queueing a second one (`queued_already`)."""
         existing(reader, name)
-        handle = console.manager.manual_backup(name, body.kind, wait=False)
-        return {"job": handle.id}
+        handle, new = console.manager.request_backup(name, body.kind)
+        return {"job": handle.id, "queued_already": not new}
 
     @router.get("/api/clients", tags=["storage"])
     def list_clients() -> list[dict]:

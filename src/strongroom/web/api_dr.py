@@ -174,8 +174,25 @@ def run_state(console, run_id: str) -> dict:
                 "error": None}
     recorded = console.reader.disaster_recovery.recorded_dr_run(run_id)
     if recorded is None:
-        raise HTTPException(404, f"no DR run {run_id}")
+        return unrecorded_run(console, run_id)
     return {"id": run_id, "status": recorded.verdict, "progress": None, "result": recorded.summary(), "error": None}
+
+
+def unrecorded_run(console, run_id: str) -> dict:
+    """A run with no record of its end: its session in the catalog says how far
+    it got, and a run whose process died (kill -9, a crash) is said failed and
+    interrupted rather than running forever (RecoveryExecutor.get_progress)."""
+    from strongroom.services.recovery import RecoveryExecutor
+
+    try:
+        session = RecoveryExecutor(console.reader.backup_service).get_progress(run_id)
+    except UsageError:
+        raise HTTPException(404, f"no DR run {run_id}") from None
+    error = "; ".join(session.errors[:5]) or None
+    if session.status in ("pending", "running"):  # another live process runs it
+        return {"id": run_id, "status": "running", "progress": None, "result": None, "error": error}
+    return {"id": run_id, "status": "failed", "progress": None, "result": None,
+            "error": error or f"the run ended ({session.status}) without a record of its verdict"}
 
 
 def report_response(text: str | None, fmt: str, what: str) -> Response:

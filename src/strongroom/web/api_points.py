@@ -21,14 +21,19 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from strongroom.errors import SnapshotNotFound, StrongroomError, UsageError
+from concurrent.futures import Future
+
+from strongroom.errors import SnapshotNotFound, StorageError, StrongroomError, UsageError
 
 POINT_ID = re.compile(r"[0-9a-fA-F]{8,64}")
 SESSION_ID = re.compile(r"[0-9A-Za-z_-]{1,100}")
 MAX_MATCHES = 1000  # names a search answers at most
 MAX_CHANGES = 5000  # changes a comparison answers at most
 MAX_PATHS = 1000  # entries a restore may select
+MAX_ENTRIES = 5000  # entries of a folder one answer holds at most
+PAGE_ENTRIES = 500  # entries of a folder the browse page shows at once
 PUBLISH_EVERY = 0.25  # seconds between two progress events of one restore
+LIST_WAIT = 5.0  # seconds a list of points waits for one repository
 
 
 class RestoreRequest(BaseModel):
@@ -125,6 +130,40 @@ def include_globs(paths: list[str]) -> tuple[str, ...]:
 # ---- what the routes and the pages answer --------------------------------------------
 
 
+_listing_lock = threading.Lock()
+_listings: dict[tuple[int, str], Future] = {}  # (manager, configuration): its listing in flight
+
+
+def points_within(manager, name: str, wait: float = LIST_WAIT) -> list:
+    """`manager.list_recovery_points(name)`, waited for at most `wait` seconds: a
+    repository that does not answer (a dead WebDAV server, a hung mount) costs a
+    page `wait` seconds and an error in words, not the storage's own timeouts.
+    The listing goes on in its thread; a request for the same configuration
+    meanwhile waits on that one instead of starting another, so a user who
+    clicks again and again does not pile up threads behind a dead target."""
+    key = (id(manager), name)
+    with _listing_lock:
+        future = _listings.get(key)
+        if future is None:
+            future = _listings[key] = Future()
+
+            def run() -> None:
+                try:
+                    future.set_result(manager.list_recovery_points(name))
+                except BaseException as e:  # handed to the waiting request
+                    future.set_exception(e)
+                finally:
+                    with _listing_lock:
+                        if _listings.get(key) is future:
+                            del _listings[key]
+
+            threading.Thread(target=run, name=f"points-{name[:20]}", daemon=True).start()
+    try:
+        return future.result(timeout=wait)
+    except TimeoutError:
+        raise StorageError(f"its repository did not answer within {wait:g} s") from None
+
+
 def points_document(service, manager, config: str | None = None) -> dict:
     """The points of one configuration (or of all), newest first, and the
     configurations whose repository could not be read (never an empty list as
@@ -133,7 +172,7 @@ def points_document(service, manager, config: str | None = None) -> dict:
     points, errors = [], []
     for c in configs:
         try:
-            points += manager.list_recovery_points(c.name)
+            points += points_within(manager, c.name)
         except StrongroomError as e:
             errors.append({"config": c.name, "error": str(e)})
     points.sort(key=lambda p: (p.time, p.id), reverse=True)
@@ -205,8 +244,11 @@ def compare_points(service, first: str, second: str, limit: int = MAX_CHANGES) -
             "truncated": truncated, "limit": limit}
 
 
-def folder_document(service, point_id: str, path: str | None) -> dict:
-    """The entries of folder `path` of a point (404 when it has none such; 400 for a file)."""
+def folder_document(service, point_id: str, path: str | None, offset: int = 0,
+                    limit: int = MAX_ENTRIES, dirs_first: bool = False) -> dict:
+    """The entries of folder `path` of a point (404 when it has none such; 400 for
+    a file): at most `limit` of them from `offset`, in name order (folders first
+    with `dirs_first`). `total` counts them all; `truncated` says more follow."""
     from strongroom.engine.tree_walk import resolve
 
     config, repo, snap = locate(service, point_id)
@@ -215,10 +257,15 @@ def folder_document(service, point_id: str, path: str | None) -> dict:
     if node is not None and node.type != "dir":
         raise UsageError(f"{shown(where)} is a {node.type}, not a folder")
     nodes = repo.load_tree(tree_id).nodes if tree_id is not None else []
+    if dirs_first:
+        nodes = sorted(nodes, key=lambda n: (n.type != "dir", n.display_name))
+    offset, limit = max(0, offset), max(1, min(limit, MAX_ENTRIES))
+    shown_nodes = nodes[offset:offset + limit]
     return {"point": snap.id, "short_id": snap.short_id, "config": config.name,
             "time": snap.datetime.isoformat(), "kind": snap.kind, "path": shown(where),
-            "entries": [entry_document(n, where) for n in nodes]}
-
+            "entries": [entry_document(n, where) for n in shown_nodes],
+            "total": len(nodes), "offset": offset, "limit": limit,
+            "truncated": offset + len(shown_nodes) < len(nodes)}
 
 
 # ---- the routes ------------------------------------------------------------------------
@@ -250,14 +297,17 @@ def routes(console) -> APIRouter:
         return point_document(recovery.points.get_recovery_point(check_point_id(point_id)))
 
     @router.get("/api/points/{point_id}/tree", summary="The entries of a folder of a point")
-    def tree(point_id: str, path: str = "") -> dict:
-        return folder_document(service, point_id, path)
+    def tree(point_id: str, path: str = "", offset: int = Query(0, ge=0),
+             limit: int = Query(MAX_ENTRIES, ge=1, le=MAX_ENTRIES)) -> dict:
+        """At most `limit` entries from `offset` (name order); `total` counts them all."""
+        return folder_document(service, point_id, path, offset, limit)
 
     @router.get("/api/points/{point_id}/file", summary="The bytes of one file of a point",
                 response_class=StreamingResponse)
     def file(point_id: str, path: str = ""):
         from strongroom.engine.dump import file_chunks
         from strongroom.engine.tree_walk import resolve
+        from strongroom.web.byte_pipe import ClosingStreamingResponse
 
         config, repo, snap = locate(service, point_id)
         where = point_path(path)
@@ -280,13 +330,14 @@ def routes(console) -> APIRouter:
                 lock.release(best_effort=True)
 
         headers = {**download_headers(node.display_name), "Content-Length": str(node.size)}
-        return StreamingResponse(stream(), media_type="application/octet-stream", headers=headers)
+        return ClosingStreamingResponse(stream(), media_type="application/octet-stream", headers=headers,
+                                        on_close=lambda: lock.release(best_effort=True))
 
     @router.get("/api/points/{point_id}/archive", summary="A folder of a point as a tar stream",
                 response_class=StreamingResponse)
     def archive(point_id: str, path: str = ""):
         from strongroom.engine.dump import dump_archive, find_path
-        from strongroom.web.byte_pipe import piped
+        from strongroom.web.byte_pipe import ClosingStreamingResponse, piped
 
         config, repo, snap = locate(service, point_id)
         where = point_path(path)
@@ -298,7 +349,7 @@ def routes(console) -> APIRouter:
                 dump_archive(repo, names, node, tree_id, out, "tar")
 
         name = (node.display_name if node is not None else f"point-{snap.short_id}") + ".tar"
-        return StreamingResponse(piped(write, name=f"tar-{snap.short_id}"), media_type="application/x-tar",
+        return ClosingStreamingResponse(piped(write, name=f"tar-{snap.short_id}"), media_type="application/x-tar",
                                  headers=download_headers(name))
 
     @router.post("/api/points/{point_id}/restore", summary="Restore a point, or some of its paths, into a folder")

@@ -9,6 +9,9 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
+import anyio
+from starlette.responses import StreamingResponse
+
 PIECE = 256 * 1024  # bytes gathered before a piece goes to the reader
 DEPTH = 8  # pieces waiting at most
 
@@ -79,3 +82,33 @@ def piped(write: Callable[[BinaryIO], object], name: str = "pipe") -> Iterator[b
             raise failure[0]
     finally:
         closed.set()
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A StreamingResponse of a plain (sync) iterator that closes the iterator
+    when the answer ends in any way: finished, failed, or cut by a browser that
+    went away. Starlette's own leaves a sync iterator open when the client
+    disconnects, so its `finally` (a repository lock let go, a writer thread
+    told to stop) waited for the garbage collector."""
+
+    def __init__(self, content: Iterator[bytes], *args, on_close: Callable[[], object] | None = None,
+                 **kwargs) -> None:
+        super().__init__(content, *args, **kwargs)
+        self._source = content
+        self._on_close = on_close  # also run when the iterator never started (its `finally` would not)
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):  # runs though the answer was cancelled
+                await anyio.to_thread.run_sync(self._close)
+
+    def _close(self) -> None:
+        try:
+            close = getattr(self._source, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if self._on_close is not None:
+                self._on_close()

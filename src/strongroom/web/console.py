@@ -101,6 +101,8 @@ def add_error_handlers(app) -> None:
     """Every error of the console's API as `{"error": "one line"}`: a
     StrongroomError's own line (which never holds a secret), an HTTPException's
     detail, and a request the schema refuses (422, with pydantic's details)."""
+    import sqlite3
+
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
@@ -118,6 +120,15 @@ def add_error_handlers(app) -> None:
         where = "; ".join(".".join(str(p) for p in d["loc"][1:]) + ": " + d["msg"] for d in details)
         return JSONResponse({"error": f"invalid request: {where}", "detail": details}, status_code=422)
 
+    async def catalog_error(request, exc: sqlite3.OperationalError):
+        # The catalog's busy timeout ran out (another process holds its write
+        # lock): a clear 503, not a 500 with SQLite's words.
+        if "locked" in str(exc) or "busy" in str(exc):
+            return JSONResponse({"error": "the catalog is busy: another process is writing to it; try again"},
+                                status_code=503, headers={"Retry-After": "5"})
+        return JSONResponse({"error": "the catalog could not be read or written"}, status_code=500)
+
     app.add_exception_handler(StrongroomError, strongroom_error)
+    app.add_exception_handler(sqlite3.OperationalError, catalog_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid_request)

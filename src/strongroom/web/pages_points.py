@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 
 from strongroom.errors import StrongroomError
-from strongroom.web.api_points import (MAX_MATCHES, compare_points, folder_document, points_document,
+from strongroom.web.api_points import (MAX_MATCHES, PAGE_ENTRIES, compare_points, folder_document, points_document,
                                        search_points, session_document)
 from strongroom.web.render import page
 
@@ -66,9 +66,9 @@ def routes(console) -> APIRouter:
 
     @router.get("/points/{point_id}")
     def point_page(request: Request, point_id: str, path: str = Query("", max_length=4096),
-                   session: str = Query("", max_length=100)):
+                   session: str = Query("", max_length=100), offset: int = Query(0, ge=0)):
         try:
-            folder = folder_document(service, point_id, path)
+            folder = folder_document(service, point_id, path, offset, PAGE_ENTRIES, dirs_first=True)
         except StrongroomError as e:
             return page(request, "points_missing.html", "Snapshot", status_code=error_status(e), problem=str(e))
         here = folder["path"].lstrip("/")
@@ -80,9 +80,14 @@ def routes(console) -> APIRouter:
                 progress = session_document(RecoveryExecutor(service).get_progress(session))
             except StrongroomError:
                 progress = None
-        entries = sorted(folder["entries"], key=lambda e: (e["type"] != "dir", e["name"]))
+        entries = folder["entries"]
+        shown_to = folder["offset"] + len(entries)
+        paging = {"first": folder["offset"] + 1 if entries else 0, "last": shown_to, "total": folder["total"],
+                  "more": folder["total"] - shown_to,
+                  "previous": max(0, folder["offset"] - PAGE_ENTRIES) if folder["offset"] else None,
+                  "next": shown_to if folder["truncated"] else None}
         return page(request, "points_browse.html", f"Snapshot {folder['short_id']}", folder=folder,
-                    entries=entries, here=here, crumbs=crumbs(here), others=others, progress=progress,
+                    entries=entries, paging=paging, here=here, crumbs=crumbs(here), others=others, progress=progress,
                     zone=console.zone)
 
     return router
