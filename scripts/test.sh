@@ -97,7 +97,7 @@ mkdir -p "$STRONGROOM_TEST_ARTIFACTS"
 # one process): most tests wait on child processes and servers, so two cores
 # take the suite in about 15 minutes (14 min 56 s measured on a fresh clone).
 status=0
-"$ROOT/.venv/bin/python" -m pytest -q -n 2 --dist loadfile "$@" || status=$?
+"$ROOT/.venv/bin/python" -m pytest -q -n 2 --dist loadfile --durations=15 "$@" || status=$?
 shots=$(find "$STRONGROOM_TEST_ARTIFACTS" -name '*.png' | wc -l)
 echo "console screenshots ($shots): $STRONGROOM_TEST_ARTIFACTS"
 exit "$status"
