@@ -291,7 +291,11 @@ def test_prune_killed_at_random_points(cli, repo_path, tmp_path, template):
 
     assert {"repacking", "deleting"} <= set(stages), f"the kills missed a stage of the work: {stages}"
     summary(cli.run("prune", "--json"))
-    assert_checks_clean(cli)
+    report = assert_checks_clean(cli, warnings_allowed=True)
+    # A prune killed while it wrote its lock leaves that write's temporary
+    # file, which prune keeps for an hour (it may be a live writer's): the
+    # one warning a check may still give here.
+    assert all("left by interrupted writes (e.g. locks/.tmp-" in w for w in report["warnings"]), report
     assert_restores(cli, tmp_path, expected)
     # The killed prunes' locks are stale: nothing above waited for them, and unlock clears them.
     stale = held_locks(repo_path)

@@ -83,7 +83,10 @@ def test_clients_holding_connections_do_not_starve_healthz(endpoints):
             assert answer.json()["status"] == "ok"
         # The oldest of the held connections were the ones closed.
         held[0].settimeout(10)
-        assert held[0].recv(100) == b""
+        try:  # closed: an end of stream, or a reset when its unread request was discarded
+            assert held[0].recv(100) == b""
+        except ConnectionResetError:
+            pass
     finally:
         for sock in held:
             sock.close()
