@@ -10,21 +10,27 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
 from strongroom.cli.cmd_manage import Manage, manage_options
 from strongroom.cli.output import emit_json, terminal_safe
 from strongroom.errors import UsageError
-from strongroom.web.auth import PASSWORD_ENV
+from strongroom.web.auth import PASSWORD_ENV, ConsolePassword, ConsoleTokens
 
 
-def _stores(m: Manage):
+@contextmanager
+def _stores(m: Manage) -> Iterator[tuple[ConsolePassword, ConsoleTokens]]:
+    """The console's password and tokens in the catalog, closed afterwards."""
     from strongroom.services.catalog import Catalog
-    from strongroom.web.auth import ConsolePassword, ConsoleTokens
 
     catalog = Catalog(m.catalog or Catalog.default_path())
-    return catalog, ConsolePassword(catalog), ConsoleTokens(catalog)
+    try:
+        yield ConsolePassword(catalog), ConsoleTokens(catalog)
+    finally:
+        catalog.close()
 
 
 @click.group()
@@ -48,11 +54,8 @@ def set_password(m: Manage) -> None:
         check_new_password(password)
         if getpass.getpass("again: ") != password:
             raise UsageError("the two passwords differ")
-    catalog, stored, _ = _stores(m)
-    try:
+    with _stores(m) as (stored, _):
         stored.set(password)
-    finally:
-        catalog.close()
     if m.json:
         emit_json({"type": "console_password_set"})
     elif not m.quiet:
@@ -66,11 +69,8 @@ def token(m: Manage, name: str) -> None:
     """Make an API token for scripts, and print it (it is shown only now).
 
     Send it as `Authorization: Bearer TOKEN` to the console's /api/ routes."""
-    catalog, _, tokens = _stores(m)
-    try:
+    with _stores(m) as (_, tokens):
         token_id, value = tokens.issue(name)
-    finally:
-        catalog.close()
     if m.json:
         emit_json({"type": "console_token", "id": token_id, "name": name, "token": value})
     else:
@@ -86,11 +86,8 @@ def tokens_list(m: Manage) -> None:
     """List the API tokens (never the tokens themselves)."""
     from strongroom.web.render import when
 
-    catalog, _, tokens = _stores(m)
-    try:
+    with _stores(m) as (_, tokens):
         rows = tokens.list()
-    finally:
-        catalog.close()
     if m.json:
         emit_json({"type": "console_tokens", "tokens": rows})
         return
@@ -106,11 +103,8 @@ def tokens_list(m: Manage) -> None:
 @click.argument("token_id")
 def revoke(m: Manage, token_id: str) -> None:
     """End the API token TOKEN_ID at once."""
-    catalog, _, tokens = _stores(m)
-    try:
+    with _stores(m) as (_, tokens):
         tokens.revoke(token_id)
-    finally:
-        catalog.close()
     if m.json:
         emit_json({"type": "console_token_revoked", "id": token_id})
     elif not m.quiet:

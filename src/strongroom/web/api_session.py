@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from strongroom.web.guard import LOGIN_COOKIE, SESSION_COOKIE, cookies
+from strongroom.web.guard import LOGIN_COOKIE, SESSION_COOKIE
 from strongroom.web.render import page
 
 
@@ -56,7 +56,7 @@ def routes(console) -> APIRouter:
     def sign_in(body: SignIn, request: Request):
         """Sign in with the console password; sets the session cookie. Answers
         `{"csrf": TOKEN}`: send it as X-CSRF-Token with every state-changing request."""
-        expected = cookies({b"cookie": request.headers.get("cookie", "").encode("latin-1")}).get(LOGIN_COOKIE, "")
+        expected = request.cookies.get(LOGIN_COOKIE, "")
         given = request.headers.get("x-csrf-token", "")
         if (not expected or not hmac.compare_digest(given.encode(), expected.encode())
                 or not console.sessions.form_known(expected)):

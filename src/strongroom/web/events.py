@@ -19,6 +19,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from strongroom.engine.progress import event_type
+
 QUEUE_LIMIT = 256
 
 
@@ -86,7 +88,6 @@ class EventHub:
         """The job queue's hook (BackupManager.on_job_event): an engine event of job `job_id`."""
         now = self.clock()
         message = {"type": "progress", "job": job_id, "event": event}
-        from strongroom.engine.progress import event_type
         final = event_type(event) != "status"  # a summary, an error or a warning always goes out
         with self._lock:
             self._progress[job_id] = message
