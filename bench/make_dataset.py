@@ -1,7 +1,14 @@
 #!/usr/bin/env python3
-"""Deterministic mixed data set for backup benchmarks.
+"""Deterministic data sets for backup benchmarks, in two shapes.
 
-The data set imitates a developer's home directory:
+``home`` (the default, ``home_shape.py``) is shaped like a person's home
+directory: at scale 1 about 1 GB in about 19,800 files and 2,500 directories,
+many folders of a few files and some of hundreds, symlinks (some dangling,
+some to folders), a few hard links, large random, zero-filled and text files
+and log files. Its small change rewrites 1 % of the small files and appends
+32 MiB to one log file.
+
+``classic`` is the old warm-cache set: few, large folders.
 
 * many small files (100 B to 64 KiB, log-uniform) in a nested directory tree,
   mostly source-like text that compresses roughly like real code, plus some
@@ -10,19 +17,18 @@ The data set imitates a developer's home directory:
   either random (incompressible) or text-like (compressible), in a per-file
   proportion.
 
-Everything is derived from ``random.Random(seed)``, so the same seed and scale
-always give byte-identical files, names and modification times. Bulk bytes come
-from ``Random.randbytes`` and from joining pre-built text lines, never from a
-per-byte Python loop.
+Its small change rewrites about 20 small files and inserts a few bytes near
+the start of one large file, which shifts everything after the insertion point.
 
-``apply_small_change`` edits the tree the way a day of work would: it rewrites
-about 20 small files and inserts a few bytes near the start of one large file,
-which shifts everything after the insertion point.
+Everything is derived from ``random.Random(seed)``, so the same shape, seed
+and scale always give byte-identical files, names and modification times.
+Bulk bytes come from ``Random.randbytes`` and from joining pre-built text
+lines, never from a per-byte Python loop.
 
 Usage::
 
-    python bench/make_dataset.py DIR [--scale 1.0] [--seed 1]
-    python bench/make_dataset.py DIR --change      # apply the small change
+    python bench/make_dataset.py DIR [--shape home|classic] [--scale 1.0] [--seed 1]
+    python bench/make_dataset.py DIR --change [--shape ...] [--scale ...]   # the small change
 """
 
 from __future__ import annotations
@@ -34,8 +40,13 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dataset_files import (DatasetSummary, count_directories, edit_small_file,  # noqa: E402
+                           pin_directory_mtimes, pinned_mtime)
+from home_shape import apply_home_change, generate_home  # noqa: E402
+from textgen import make_identifiers, make_modules, sparse_binary_bytes, text_bytes  # noqa: E402
 
 DEFAULT_SEED = 1
 SMALL_FILES_AT_SCALE_1 = 15_000
@@ -43,14 +54,10 @@ SMALL_MIN_BYTES = 100
 SMALL_MAX_BYTES = 64 * 1024
 FILES_PER_DIRECTORY = 25
 MAX_DIRECTORY_DEPTH = 6
-MODULES = 30
-LINES_PER_MODULE = 2_000
-GLOBAL_IDENTIFIERS = 4_000
-LOCAL_IDENTIFIERS = 150
 SEGMENT_BYTES = 1 << 20
 MIB = 1 << 20
-BASE_MTIME = 1_700_000_000  # 2023-11-14, fixed so the metadata is reproducible
-MTIME_SPREAD_SECONDS = 365 * 24 * 3600
+SHAPES = ("home", "classic")
+DEFAULT_SHAPE = "home"
 
 # (relative path, size in MiB at scale 1, fraction of random segments)
 LARGE_FILES = (
@@ -67,106 +74,8 @@ SPARSE_BINARY_SHARE = 0.05
 CHANGED_SMALL_FILES = 20
 INSERTED_BYTES = b"\x00strongroom-bench-insert\x00"
 
-KEYWORDS = (
-    "def", "return", "if", "else", "elif", "for", "while", "in", "not", "and",
-    "or", "import", "from", "class", "self", "None", "True", "False", "try",
-    "except", "raise", "with", "as", "yield", "lambda", "const", "let", "var",
-    "function", "int", "char", "void", "struct", "static", "unsigned", "fn",
-    "pub", "mut", "impl", "match", "switch", "case", "break", "continue",
-)
-PUNCTUATION = (
-    "(", ")", "=", "==", "!=", "+", "-", "*", "/", ",", ":", ".", "{", "}",
-    "[", "]", "->", "=>", ";", "<", ">", "+=", "&&", "||", "0", "1", "2",
-    "\"\"", "''", "None", "[]", "{}", "()",
-)
-SYLLABLES = (
-    "ba", "co", "de", "fi", "ga", "hu", "ji", "ka", "lo", "me", "nu", "po",
-    "qui", "ra", "si", "tu", "ve", "wa", "xe", "yo", "za", "ent", "ion", "er",
-    "al", "ing", "ed", "or", "ic", "at", "un", "re", "pre", "con", "dis",
-)
 TEXT_EXTENSIONS = (".py", ".c", ".h", ".js", ".rs", ".go", ".md", ".txt", ".json", ".toml")
 BINARY_EXTENSIONS = (".bin", ".dat", ".png", ".o", ".pyc", ".gz")
-
-
-@dataclass
-class DatasetSummary:
-    root: Path
-    files: int = 0
-    directories: int = 0
-    bytes: int = 0
-    large_files: list[str] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------
-# Vocabulary and text
-
-
-def make_identifiers(rng: random.Random, count: int) -> list[str]:
-    """Invent ``count`` identifiers from syllables, snake_case or camelCase."""
-    identifiers = []
-    for _ in range(count):
-        parts = rng.choices(SYLLABLES, k=rng.randint(2, 6))
-        if rng.random() < 0.3:
-            name = parts[0] + "".join(p.capitalize() for p in parts[1:])
-        else:
-            cut = rng.randint(1, len(parts))
-            name = "".join(parts[:cut]) + ("_" + "".join(parts[cut:]) if cut < len(parts) else "")
-        identifiers.append(name)
-    return identifiers
-
-
-def make_line(rng: random.Random, tokens: list[str]) -> bytes:
-    """One indented source-like line: code, a comment, an assignment or blank."""
-    roll = rng.random()
-    if roll < 0.07:
-        return b"\n"
-    indent = "    " * rng.choice((0, 1, 1, 2, 2, 2, 3, 3, 4, 5))
-    words = rng.choices(tokens, k=rng.randint(2, 14))
-    if roll < 0.17:
-        text = f"{indent}# {' '.join(w for w in words if w.isidentifier())}"
-    elif roll < 0.22:
-        text = f"{indent}{words[0]} = {rng.randint(0, 1 << 20)}"
-    else:
-        text = f"{indent}{' '.join(words)}"
-    return (text + "\n").encode()
-
-
-def make_modules(rng: random.Random, count: int = MODULES) -> list[list[bytes]]:
-    """Build ``count`` pools of lines; each pool shares a local set of names.
-
-    Drawing a file's lines from one module gives it the repetition of real
-    code (the same few names over and over), so it compresses like source.
-    """
-    identifiers = make_identifiers(rng, GLOBAL_IDENTIFIERS)
-    base_tokens = list(KEYWORDS) * 4 + list(PUNCTUATION) * 6
-    modules = []
-    for _ in range(count):
-        tokens = base_tokens + rng.sample(identifiers, LOCAL_IDENTIFIERS) * 3
-        modules.append([make_line(rng, tokens) for _ in range(LINES_PER_MODULE)])
-    return modules
-
-
-def text_bytes(rng: random.Random, modules: list[list[bytes]], size: int) -> bytes:
-    """Return exactly ``size`` bytes of text made of lines from one random module."""
-    pool = rng.choice(modules)
-    average_line = 40
-    parts: list[bytes] = []
-    produced = 0
-    while produced < size:
-        batch = rng.choices(pool, k=(size - produced) // average_line + 8)
-        chunk = b"".join(batch)
-        parts.append(chunk)
-        produced += len(chunk)
-    return b"".join(parts)[:size]
-
-
-def sparse_binary_bytes(rng: random.Random, size: int) -> bytes:
-    """Return ``size`` bytes alternating random 512 B records and zero padding."""
-    record, padding = 512, bytes(512)
-    count = size // (2 * record) + 1
-    noise = rng.randbytes(count * record)
-    blocks = (noise[i * record:(i + 1) * record] + padding for i in range(count))
-    return b"".join(blocks)[:size]
 
 
 # --------------------------------------------------------------------------
@@ -199,10 +108,6 @@ def small_file_content(rng: random.Random, modules: list[list[bytes]], size: int
     if roll < RANDOM_BINARY_SHARE + SPARSE_BINARY_SHARE:
         return sparse_binary_bytes(rng, size), True
     return text_bytes(rng, modules, size), False
-
-
-def pinned_mtime(rng: random.Random) -> int:
-    return BASE_MTIME + rng.randrange(MTIME_SPREAD_SECONDS)
 
 
 # --------------------------------------------------------------------------
@@ -253,22 +158,19 @@ def write_large_files(root: Path, rng: random.Random, modules: list[list[bytes]]
         summary.large_files.append(relative)
 
 
-def pin_directory_mtimes(root: Path) -> None:
-    """Give every directory the same fixed mtime (after all files are written)."""
-    for directory, _, _ in os.walk(root):
-        os.utime(directory, (BASE_MTIME, BASE_MTIME))
-
-
-def count_directories(root: Path) -> int:
-    return sum(len(dirs) for _, dirs, _ in os.walk(root))
-
-
-def generate(root: Path | str, scale: float = 1.0, seed: int = DEFAULT_SEED) -> DatasetSummary:
+def generate(root: Path | str, scale: float = 1.0, seed: int = DEFAULT_SEED,
+             shape: str = DEFAULT_SHAPE) -> DatasetSummary:
     """Create the data set in ``root``, which must be missing or empty."""
     root = Path(root)
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"{root} is not empty")
     root.mkdir(parents=True, exist_ok=True)
+    if shape == "home":
+        return generate_home(root, scale, seed)
+    return generate_classic(root, scale, seed)
+
+
+def generate_classic(root: Path, scale: float, seed: int) -> DatasetSummary:
     rng = random.Random(seed)
     modules = make_modules(rng)
     summary = DatasetSummary(root=root)
@@ -289,15 +191,6 @@ def list_small_files(root: Path) -> list[Path]:
     return sorted(p for p in files if p not in large)
 
 
-def edit_small_file(path: Path, rng: random.Random, modules: list[list[bytes]]) -> None:
-    """Replace a random stretch of the file with new text of a similar length."""
-    data = path.read_bytes()
-    patch = text_bytes(rng, modules, rng.randint(16, 400))
-    start = rng.randrange(len(data) + 1)
-    end = min(len(data), start + rng.randint(0, len(patch)))
-    path.write_bytes(data[:start] + patch + data[end:])
-
-
 def insert_bytes(path: Path, offset: int, payload: bytes) -> None:
     """Insert ``payload`` at ``offset`` by streaming into a sibling and renaming."""
     temporary = path.with_name(path.name + ".insert-tmp")
@@ -309,13 +202,17 @@ def insert_bytes(path: Path, offset: int, payload: bytes) -> None:
     os.replace(temporary, path)
 
 
-def apply_small_change(root: Path | str, seed: int = DEFAULT_SEED) -> list[str]:
-    """Edit ~20 small files and insert bytes near the start of one large file.
+def apply_small_change(root: Path | str, seed: int = DEFAULT_SEED, shape: str = DEFAULT_SHAPE,
+                       scale: float = 1.0) -> list[str]:
+    """Apply the shape's small change; return the changed paths, relative to
+    ``root``. Deterministic for a given data set, seed and scale."""
+    if shape == "home":
+        return apply_home_change(Path(root), seed, scale)
+    return apply_classic_change(Path(root), seed)
 
-    Deterministic for a given data set and seed. Returns the changed paths,
-    relative to ``root``.
-    """
-    root = Path(root)
+
+def apply_classic_change(root: Path, seed: int) -> list[str]:
+    """Edit ~20 small files and insert bytes near the start of one large file."""
     rng = random.Random(f"small-change-{seed}")
     modules = make_modules(rng, 1)
     small = list_small_files(root)
@@ -335,6 +232,9 @@ def apply_small_change(root: Path | str, seed: int = DEFAULT_SEED) -> list[str]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("directory", type=Path, help="target directory (missing or empty)")
+    parser.add_argument("--shape", choices=SHAPES, default=DEFAULT_SHAPE,
+                        help="home: shaped like a home directory; classic: the old warm-cache set "
+                             "of few, large folders (default: %(default)s)")
     parser.add_argument("--scale", type=float, default=1.0,
                         help="size factor; 1.0 is about 1 GiB (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
@@ -348,15 +248,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
     if args.change:
-        changed = apply_small_change(args.directory, args.seed)
+        changed = apply_small_change(args.directory, args.seed, args.shape, args.scale)
         print(f"changed {len(changed)} files in {time.perf_counter() - started:.1f} s")
         return 0
     try:
-        summary = generate(args.directory, args.scale, args.seed)
+        summary = generate(args.directory, args.scale, args.seed, args.shape)
     except FileExistsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {summary.files} files in {summary.directories} directories, "
+    print(f"wrote {summary.files} files ({summary.hardlinks} hard links) and {summary.symlinks} symlinks "
+          f"in {summary.directories} directories, "
           f"{summary.bytes / MIB:.1f} MiB, in {time.perf_counter() - started:.1f} s")
     return 0
 
