@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import ensure_command  # noqa: E402
+from measure import ensure_command  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STRONGROOM_ARGS = (["--version"], ["--help"], ["version"])
