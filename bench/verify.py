@@ -58,7 +58,7 @@ class Verification:
     differing: list[str] = field(default_factory=list)
     links_differing: list[str] = field(default_factory=list)
     hardlinks_broken: list[str] = field(default_factory=list)
-    hardlinks_checked: bool = False
+    hardlinks_checked: bool = False  # the tool claims to restore hard links and the source has some
     restored_root: str = ""
 
     def describe(self) -> str:
@@ -120,14 +120,14 @@ def compare_manifests(expected: Manifest, actual: Manifest, check_hardlinks: boo
     links_differing = sorted(path for path in expected.symlinks.keys() & actual.symlinks.keys()
                              if expected.symlinks[path] != actual.symlinks[path])
     broken = []
-    if check_hardlinks:
-        for group in expected.hardlink_groups():
-            if len({actual.inodes.get(path) for path in group}) != 1 or group[0] not in actual.inodes:
-                broken.append(" = ".join(group))
+    groups = expected.hardlink_groups() if check_hardlinks else []
+    for group in groups:
+        if len({actual.inodes.get(path) for path in group}) != 1 or group[0] not in actual.inodes:
+            broken.append(" = ".join(group))
     identical = not (missing or extra or differing or links_differing or broken)
     n = SHOWN_DIFFERENCES
     return Verification(identical, missing[:n], extra[:n], differing[:n], links_differing[:n], broken[:n],
-                        check_hardlinks)
+                        bool(groups))
 
 
 def verify_restore(expected: Manifest, target: Path, source: Path, check_hardlinks: bool) -> Verification:
