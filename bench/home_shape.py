@@ -68,16 +68,16 @@ APPENDED_MIB = 32
 
 # (relative path, MiB at scale 1, content: random, zero, text or mixed)
 LARGE_FILES = (
-    ("Videos/2023/holiday.mp4", 160, "random"),
-    ("Downloads/dataset-2023.tar.zst", 96, "random"),
-    ("VirtualBox VMs/devbox/devbox-disk1.vdi", 96, "zero"),
+    ("Videos/2023/holiday.mp4", 128, "random"),
+    ("Downloads/dataset-2023.tar.zst", 64, "random"),
+    ("VirtualBox VMs/devbox/devbox-disk1.vdi", 160, "zero"),
     ("Documents/mail/archive.mbox", 64, "text"),
     (".local/share/notes/history.sqlite", 48, "mixed"),
 )
 
 # Shares of the small files by kind; the rest are source-like text.
 EMPTY_SHARE, ZERO_SHARE, RANDOM_SHARE, SPARSE_SHARE = 0.02, 0.02, 0.08, 0.04
-MEDIUM_TEXT_SHARE = 0.25
+MEDIUM_TEXT_SHARE = 0.55
 DIRECTORY_SYMLINK_SHARE, DANGLING_SYMLINK_SHARE = 0.25, 0.15
 CHANGED_SHARE = 0.01
 
