@@ -44,6 +44,7 @@ class StepResult:
     peak_rss_mib: float | None = None
     exit_code: int | None = None
     load: float | None = None  # one-minute load average as the step started
+    cache_seconds: float | None = None  # syncing and dropping the cache before it, not counted
     log_tail: str = ""
 
     @property
@@ -56,6 +57,7 @@ class ToolRound:
     steps: dict[str, StepResult] = field(default_factory=dict)
     repo_size: dict[str, dict[str, int]] = field(default_factory=dict)
     restore: Verification | None = None
+    verify_seconds: float | None = None  # hashing the restored tree, not counted
     stopped_after: str = ""  # the fatal step that failed
 
 

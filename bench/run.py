@@ -14,7 +14,7 @@ Every round starts from a freshly generated data set (byte-identical: its
 sha256 is checked) and fresh repositories and caches for every tool. Inside a
 round, steps run step by step across tools (every tool's init, then every
 tool's first backup, ...), so slow drifts of the machine spread over all of
-them. Before every step the page cache is dropped when permitted
+them; the order of the tools rotates by one every round. Before every step the page cache is dropped when permitted
 (``--drop-caches``).
 
     python bench/run.py [--shape home|classic] [--scale 1] [--rounds 3]
@@ -65,7 +65,9 @@ class RoundRun:
         self.source = workdir / "data"
         for name in ("logs", "repos", "restores"):
             (workdir / name).mkdir(parents=True, exist_ok=True)
-        self.tools = [tool.in_round(workdir) for tool in prepared]
+        # The order rotates by one every round, so no tool always goes first after the data set work.
+        shift = (index - 1) % max(1, len(prepared))
+        self.tools = [tool.in_round(workdir) for tool in prepared[shift:] + prepared[:shift]]
         self.results = {tool.name: ToolRound() for tool in self.tools}
         self.expected: Manifest | None = None  # the source tree at restore time
 
@@ -113,13 +115,15 @@ def run_step(tool: Tool, run: RoundRun, step: str, meter: RssMeter, cache: PageC
     log_path = run.log_path(tool, step)
     command = step_command(tool, step, run.source, run.restore_dir(tool))
     env = tool.environment()
+    started = time.perf_counter()
     cache.before_step(run.evictable())
+    cache_seconds = time.perf_counter() - started
     load = os.getloadavg()[0]
     measured = run_measured(command, env, log_path, meter)
     status = step_status(tool, step, measured.exit_code)
     tail = log_tail(log_path) if status != "ok" else ""
     result.steps[step] = StepResult(status, measured.seconds, measured.cpu_seconds, measured.peak_rss_mib,
-                                    measured.exit_code, load, tail)
+                                    measured.exit_code, load, cache_seconds, tail)
     print(f"[round {run.index}] [{tool.name}] {STEP_TITLES[step]}: {measured.seconds:.2f} s "
           f"(cpu {measured.cpu_seconds:.2f} s), {measured.peak_rss_mib:.0f} MiB peak, "
           f"exit {measured.exit_code} ({status})", file=sys.stderr)
@@ -136,7 +140,9 @@ def check_restore(tool: Tool, run: RoundRun, keep: bool) -> None:
     result = run.results[tool.name]
     restore_dir = run.restore_dir(tool)
     if result.steps["restore"].status != "failed":
+        started = time.perf_counter()
         result.restore = verify_restore(run.expected, restore_dir, run.source, tool.restores_hardlinks)
+        result.verify_seconds = time.perf_counter() - started
         if not result.restore.identical:
             print(f"!!! [round {run.index}] [{tool.name}] RESTORE {result.restore.describe()} "
                   f"(compared {result.restore.restored_root}): {asdict(result.restore)}", file=sys.stderr)
