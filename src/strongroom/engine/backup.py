@@ -39,6 +39,7 @@ FILE_WORKERS = 2
 BLOB_WORKERS = 2
 MAX_FILES_IN_FLIGHT = 64
 MAX_CHUNKS_IN_FLIGHT = 16
+UNMODIFIED_BATCH = 256  # unchanged files counted at once (progress lags by at most this many)
 DRY_SAMPLE = 16  # a dry run compresses one new chunk in this many...
 DRY_SAMPLE_ALWAYS = 32 << 20  # ...once it has compressed this many new bytes
 
@@ -93,6 +94,7 @@ class Backup:
         self._blob_pool = ThreadPoolExecutor(BLOB_WORKERS, thread_name_prefix="blob")
         self._tree_pool = ThreadPoolExecutor(1, thread_name_prefix="tree")
         self._root_dev: int | None = None
+        self._unmodified_files = self._unmodified_bytes = 0  # the walking thread's, not yet counted
         self.chunker = repo.chunker()
 
     # ---- reporting -------------------------------------------------------------
@@ -243,8 +245,18 @@ class Backup:
         except OSError as e:
             self._error(path, f"cannot read metadata: {e.strerror}")
             return None
-        self.counters.add(files_unmodified=1, files_done=1, bytes_done=st.st_size)
+        # Counted in this thread and handed to the counters a batch at a time.
+        self._unmodified_files += 1
+        self._unmodified_bytes += st.st_size
+        if self._unmodified_files >= UNMODIFIED_BATCH:
+            self._count_unmodified()
         return node
+
+    def _count_unmodified(self) -> None:
+        files, size = self._unmodified_files, self._unmodified_bytes
+        if files:
+            self._unmodified_files = self._unmodified_bytes = 0
+            self.counters.add(files_unmodified=files, files_done=files, bytes_done=size)
 
     def _relink(self, first: Node | None, name: bytes, path: bytes, st: os.stat_result,
                 old: Node | None) -> Node | None:
@@ -287,6 +299,7 @@ class Backup:
                         frame.children.append(entry)
                 continue
             stack.pop()
+            self._count_unmodified()
             done = self._finish_or_submit(frame.name, frame.path, frame.st, frame.children, frame.old,
                                           frame.old_tree)
             if not stack:
@@ -485,6 +498,7 @@ class Backup:
                     root_future = self._walk_dir(b"", b"/", st, old_root)
                 else:
                     root_future = self._walk_virtual(b"", b"/", src, old_root)
+            self._count_unmodified()
             root = root_future if type(root_future) is Node else root_future.result()
             self._file_pool.shutdown(wait=True)
             self._blob_pool.shutdown(wait=True)
