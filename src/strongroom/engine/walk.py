@@ -95,6 +95,8 @@ def read_xattrs(path: bytes) -> tuple[tuple[bytes, bytes], ...]:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError:
         return ()
+    if not names:
+        return ()
     out = []
     for name in sorted(names):
         try:
