@@ -188,12 +188,14 @@ class Backup:
     # ---- files -----------------------------------------------------------------
 
     def _unchanged(self, st: os.stat_result, old: Node | None) -> bool:
-        return (
-            not self.opt.full and old is not None and old.type == FILE
-            and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns
-            and old.ctime_ns == st.st_ctime_ns and old.inode == st.st_ino
-            and all(c in self.repo.index for c in old.content)
-        )
+        if (old is None or self.opt.full or old.type != FILE or old.size != st.st_size
+                or old.mtime_ns != st.st_mtime_ns or old.ctime_ns != st.st_ctime_ns or old.inode != st.st_ino):
+            return False
+        index = self.repo.index
+        for blob_id in old.content:
+            if blob_id not in index:
+                return False
+        return True
 
     def _file_node(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> Node | None:
         shown = os.fsdecode(path)
