@@ -148,3 +148,35 @@ def test_unchanged_rebackup_reads_nothing_and_full_reads_all(tmp_path: Path, rep
     assert touched.stat().st_size > 0
     assert after_touch.summary["bytes_read"] == touched.stat().st_size
     assert after_touch.summary["data_blobs"] == 0
+
+
+def test_a_small_change_writes_only_the_trees_above_it(tmp_path: Path, repo: Repository, cache_dir: Path) -> None:
+    """Directories whose nodes all equal the parent's keep the parent's tree ids;
+    reading and encoding everything again (--full) must give the same trees, or
+    a reused id would name bytes the walk would not have written."""
+    cache_dir.mkdir(exist_ok=True)
+    src = tmp_path / "src"
+    for d in ("a", "b", "c/deep/er"):
+        (src / d).mkdir(parents=True)
+        for i in range(3):
+            (src / d / f"f{i}").write_bytes(os.urandom(100 + i))
+    os.link(src / "a" / "f0", src / "b" / "hard")
+    os.symlink("a/f1", src / "link")
+    first = backup(repo, src)
+
+    def dir_trees(result) -> dict[bytes, bytes]:
+        return {rel: n.subtree for rel, n in walk(repo, bytes.fromhex(result.snapshot.tree)) if n.type == "dir"}
+
+    (src / "c" / "deep" / "er" / "f1").write_bytes(b"changed")
+    os.chmod(src / "b" / "f2", 0o600)  # metadata only: b's tree changes too
+    again = backup(repo, src)
+    before, after = dir_trees(first), dir_trees(again)
+    changed = {rel.rsplit(b"/src/", 1)[-1] for rel in after if after[rel] != before.get(rel)}
+    assert {b"b", b"c", b"c/deep", b"c/deep/er"} <= changed
+    assert not changed & {b"a"}
+    assert after[next(rel for rel in after if rel.endswith(b"/src/a"))] == before[next(
+        rel for rel in before if rel.endswith(b"/src/a"))]
+    assert again.summary["files_changed"] == 1 and again.summary["files_unmodified"] == 10
+    full = backup(repo, src, full=True)
+    assert full.snapshot.tree == again.snapshot.tree
+    assert full.summary["tree_blobs"] == 0

@@ -7,9 +7,10 @@ import base64
 import hashlib
 import io
 import json
+import os
 import random
 import time
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, fields, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import pytest
 from strongroom.errors import IntegrityError, InvalidName, SnapshotNotFound, UsageError, WrongPassword, KeyFileDamaged
 from strongroom.model.select import SnapshotFilter, find_snapshot, parse_time, snapshot_at
 from strongroom.model.snapshot import INCREMENTAL, Snapshot
-from strongroom.model.tree import DIR, FILE, SYMLINK, Node, Tree, node_to_dict
+from strongroom.engine.walk import group_name, metadata_node, read_xattrs, user_name
+from strongroom.model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, Tree, node_to_dict
 from strongroom.repo import keys
 from strongroom.repo.chunker import Chunker, ChunkerParams
 from strongroom.repo.compression import (GZIP, LZ4, RAW, ZSTD, Compressor, decompress,
@@ -472,6 +474,104 @@ def test_tree_decode_rejects_duplicate_names():
 def test_tree_decode_rejects_malformed_blobs(data: bytes):
     with pytest.raises(IntegrityError):
         Tree.decode(data)
+
+
+def golden_nodes() -> tuple[Node, ...]:
+    return (
+        Node(b"z-last.txt", FILE, mode=0o644, uid=1000, gid=1000, user="ann", group="staff",
+             mtime_ns=1_700_000_000_123_456_789, ctime_ns=1_700_000_001_000_000_000, inode=2**40 + 7,
+             device=2049, links=2, size=5_000_000, content=(bytes(range(32)), b"\xff" * 32)),
+        Node(b"caf\xc3\xa9 \xe2\x82\xac", DIR, mode=0o755, uid=0, gid=0, user="root", group="root",
+             mtime_ns=-5, ctime_ns=0, inode=12, device=2**64 - 1, links=3, subtree=b"\xab" * 32,
+             xattrs=((b"user.comment", "h\u00e9 \"quoted\"\n".encode()), (b"user.bin", b"\x00\xff\x80"))),
+        Node(b"bad-\xff\xfe-name", SYMLINK, mode=0o777, uid=1, gid=2, mtime_ns=3, ctime_ns=4, inode=5,
+             device=6, target=b"/tmp/\xe9t\xe9"),
+        Node(b"link-ok", SYMLINK, mode=0o777, target="../d\u00e9j\u00e0/\u2603".encode()),
+        Node(b"sda", BLOCKDEV, mode=0o660, gid=6, group="disk", rdev=2048, inode=99),
+        Node(b"tty0", CHARDEV, mode=0o620, rdev=(4 << 8) | 0, user="", group="tty"),
+        Node(b"pipe", FIFO, mode=0o600),
+        Node(b"sock", SOCKET, mode=0o755, uid=2**32 - 1, gid=2**32 - 1),
+        Node(b"empty-dir", DIR, mode=0o700),
+        Node(b"empty-file", FILE, mode=0o400, user="\u00fcser", group="gr\u00f6up"),
+        Node(b"\x01ctl\ttab", FILE, mode=0o644, size=3, content=(b"\x11" * 32,)),
+    )
+
+
+# What the encoder wrote for golden_nodes() before the walk built nodes through
+# new_node: trees must stay byte-identical, or every unchanged directory of a
+# repository written by an older version would be stored again.
+GOLDEN_TREE = (
+    b'{"nodes":[{"content":["1111111111111111111111111111111111111111111111111111111111111111"],"ctime_ns":0,"device":0,"gid":0,"group":"","inode":0,"links":1,"mode":420,"mtime_ns":0,"name":"\\u0001ctl\\ttab","size":3,"type":"file","uid":0,"user":""},{'
+    b'"ctime_ns":4,"device":6,"gid":2,"group":"","inode":5,"links":1,"mode":511,"mtime_ns":3,"name_b64":"YmFkLf/+LW5hbWU=","target_b64":"L3RtcC/pdOk=","type":"symlink","uid":1,"user":""},{'
+    b'"ctime_ns":0,"device":18446744073709551615,"gid":0,"group":"root","inode":12,"links":3,"mode":493,"mtime_ns":-5,"name":"caf\xc3\xa9 \xe2\x82\xac","subtree":"abababababababababababababababababababababababababababababababab","type":"dir","uid":0,"user":"root","xattrs":[["dXNlci5jb21tZW50","aMOpICJxdW90ZWQiCg=="],["dXNlci5iaW4=","AP+A"]]},{'
+    b'"ctime_ns":0,"device":0,"gid":0,"group":"","inode":0,"links":1,"mode":448,"mtime_ns":0,"name":"empty-dir","subtree":null,"type":"dir","uid":0,"user":""},{'
+    b'"content":[],"ctime_ns":0,"device":0,"gid":0,"group":"gr\xc3\xb6up","inode":0,"links":1,"mode":256,"mtime_ns":0,"name":"empty-file","size":0,"type":"file","uid":0,"user":"\xc3\xbcser"},{'
+    b'"ctime_ns":0,"device":0,"gid":0,"group":"","inode":0,"links":1,"mode":511,"mtime_ns":0,"name":"link-ok","target":"../d\xc3\xa9j\xc3\xa0/\xe2\x98\x83","type":"symlink","uid":0,"user":""},{'
+    b'"ctime_ns":0,"device":0,"gid":0,"group":"","inode":0,"links":1,"mode":384,"mtime_ns":0,"name":"pipe","type":"fifo","uid":0,"user":""},{'
+    b'"ctime_ns":0,"device":0,"gid":6,"group":"disk","inode":99,"links":1,"mode":432,"mtime_ns":0,"name":"sda","rdev":2048,"type":"blockdev","uid":0,"user":""},{'
+    b'"ctime_ns":0,"device":0,"gid":4294967295,"group":"","inode":0,"links":1,"mode":493,"mtime_ns":0,"name":"sock","type":"socket","uid":4294967295,"user":""},{'
+    b'"ctime_ns":0,"device":0,"gid":0,"group":"tty","inode":0,"links":1,"mode":400,"mtime_ns":0,"name":"tty0","rdev":1024,"type":"chardev","uid":0,"user":""},{'
+    b'"content":["000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f","ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"],"ctime_ns":1700000001000000000,"device":2049,"gid":1000,"group":"staff","inode":1099511627783,"links":2,"mode":420,"mtime_ns":1700000000123456789,"name":"z-last.txt","size":5000000,"type":"file","uid":1000,"user":"ann"}]}'
+)
+
+
+def test_tree_encoding_is_byte_identical_to_the_golden_tree():
+    assert Tree(golden_nodes()).encode() == GOLDEN_TREE
+    decoded = Tree.decode(GOLDEN_TREE)
+    assert decoded.nodes == tuple(sorted(golden_nodes(), key=lambda n: n.name))
+    assert decoded.encode() == GOLDEN_TREE
+    assert [vars(n) for n in decoded.nodes] == [vars(n) for n in sorted(golden_nodes(), key=lambda n: n.name)]
+
+
+def test_decoded_nodes_are_ordinary_frozen_nodes():
+    node = Tree.decode(GOLDEN_TREE).get(b"z-last.txt")
+    assert node == golden_nodes()[0] and hash(node) == hash(golden_nodes()[0])
+    assert replace(node, size=1).size == 1
+    with pytest.raises(FrozenInstanceError):
+        node.size = 2
+
+
+@pytest.mark.parametrize("key,value", [
+    ("mode", 0o200000), ("mode", -1), ("uid", 2**32), ("gid", -1), ("mtime_ns", 2**63), ("ctime_ns", -2**63 - 1),
+    ("inode", 2**64), ("device", -1), ("links", 2**64), ("size", 2**63), ("size", -1), ("rdev", 2**64),
+])
+def test_tree_decode_rejects_numbers_out_of_range(key: str, value: int):
+    doc = node_doc()
+    doc[key] = value
+    with pytest.raises(IntegrityError, match=f"{key} {value} is out of range"):
+        Tree.decode(json.dumps({"nodes": [doc]}).encode())
+
+
+@pytest.mark.parametrize("change", [
+    {"content": None}, {"content": 5}, {"xattrs": None}, {"xattrs": [["AA=="]]}, {"name_b64": None},
+    {"mode": "x"}, {"uid": None}, {"mode": []}, {"subtree": "not hex"},
+])
+def test_tree_decode_rejects_malformed_fields(change: dict):
+    doc = node_doc()
+    doc.update(change)
+    with pytest.raises(IntegrityError):
+        Tree.decode(json.dumps({"nodes": [doc]}).encode())
+
+
+def test_metadata_nodes_equal_nodes_built_field_by_field(tmp_path: Path):
+    (tmp_path / "f").write_bytes(b"abc")
+    (tmp_path / "d").mkdir()
+    os.symlink(b"caf\xe9-target", os.fsencode(tmp_path) + b"/l")
+    os.mkfifo(tmp_path / "p")
+    made = {}
+    for entry in os.scandir(os.fsencode(tmp_path)):
+        st = entry.stat(follow_symlinks=False)
+        node = metadata_node(entry.name, entry.path, st, size=3 if entry.name == b"f" else 0)
+        kind = {b"f": FILE, b"d": DIR, b"l": SYMLINK, b"p": FIFO}[entry.name]
+        expected = Node(name=entry.name, type=kind, mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid,
+                        user=user_name(st.st_uid), group=group_name(st.st_gid), mtime_ns=st.st_mtime_ns,
+                        ctime_ns=st.st_ctime_ns, inode=st.st_ino, device=st.st_dev, links=st.st_nlink,
+                        size=3 if kind == FILE else 0, target=b"caf\xe9-target" if kind == SYMLINK else b"",
+                        xattrs=read_xattrs(entry.path))
+        assert node == expected and vars(node) == vars(expected)
+        assert set(vars(node)) == {f.name for f in fields(Node)}
+        made[entry.name] = node
+    assert Tree(tuple(made.values())).encode() == Tree(tuple(Node(**vars(n)) for n in made.values())).encode()
 
 
 # ---- snapshots ---------------------------------------------------------------------------

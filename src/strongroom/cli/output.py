@@ -11,13 +11,14 @@ import json
 import sys
 import threading
 from datetime import datetime
-
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn
+from typing import TYPE_CHECKING
 
 from strongroom.engine.progress import event_type
 from strongroom.words import human_size, plural  # noqa: F401  (the commands import them from here)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 SCHEMA = "strongroom/1"
 
@@ -93,19 +94,32 @@ class Reporter:
     def __init__(self, json_mode: bool, action: str, quiet: bool = False) -> None:
         self.json_mode = json_mode
         self.action = action
-        # soft_wrap: an error stays one line (a path is never broken at column 80).
-        self.console = Console(stderr=True, soft_wrap=True)
+        self._console: Console | None = None
         self._lock = threading.Lock()
         self.progress: Progress | None = None
         self._task = None
         if not json_mode and not quiet and sys.stderr.isatty():
-            self.progress = Progress(
+            from rich import progress as bars
+
+            BarColumn, TextColumn = bars.BarColumn, bars.TextColumn
+            self.progress = bars.Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                 TextColumn("{task.fields[line]}", markup=False),
                 console=self.console, transient=True,
             )
             self.progress.start()
             self._task = self.progress.add_task(action, total=None, line="")
+
+    @property
+    def console(self) -> "Console":
+        """Made when first needed: rich costs a tenth of a second to import, and
+        a quiet or JSON run that meets no error never prints through it."""
+        if self._console is None:
+            from rich.console import Console
+
+            # soft_wrap: an error stays one line (a path is never broken at column 80).
+            self._console = Console(stderr=True, soft_wrap=True)
+        return self._console
 
     def __call__(self, event: dict) -> None:
         with self._lock:
@@ -115,6 +129,8 @@ class Reporter:
             elif kind == "error":
                 # Escaped: a path like x[/y] or a name like a[b] is text, never markup
                 # (an unmatched closing tag raised, and stopped a restore halfway).
+                from rich.markup import escape
+
                 what = escape(terminal_safe(event.get("item") or event.get("path") or event.get("object")))
                 self.console.print(f"[red]error:[/red] {what}: {escape(terminal_safe(event['message']))}",
                                    markup=True, highlight=False)

@@ -39,6 +39,7 @@ FILE_WORKERS = 2
 BLOB_WORKERS = 2
 MAX_FILES_IN_FLIGHT = 64
 MAX_CHUNKS_IN_FLIGHT = 16
+UNMODIFIED_BATCH = 256  # unchanged files counted at once (progress lags by at most this many)
 DRY_SAMPLE = 16  # a dry run compresses one new chunk in this many...
 DRY_SAMPLE_ALWAYS = 32 << 20  # ...once it has compressed this many new bytes
 
@@ -93,6 +94,7 @@ class Backup:
         self._blob_pool = ThreadPoolExecutor(BLOB_WORKERS, thread_name_prefix="blob")
         self._tree_pool = ThreadPoolExecutor(1, thread_name_prefix="tree")
         self._root_dev: int | None = None
+        self._unmodified_files = self._unmodified_bytes = 0  # the walking thread's, not yet counted
         self.chunker = repo.chunker()
 
     # ---- reporting -------------------------------------------------------------
@@ -186,21 +188,20 @@ class Backup:
     # ---- files -----------------------------------------------------------------
 
     def _unchanged(self, st: os.stat_result, old: Node | None) -> bool:
-        return (
-            not self.opt.full and old is not None and old.type == FILE
-            and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns
-            and old.ctime_ns == st.st_ctime_ns and old.inode == st.st_ino
-            and all(c in self.repo.index for c in old.content)
-        )
+        if (old is None or self.opt.full or old.type != FILE or old.size != st.st_size
+                or old.mtime_ns != st.st_mtime_ns or old.ctime_ns != st.st_ctime_ns or old.inode != st.st_ino):
+            return False
+        index = self.repo.index
+        for blob_id in old.content:
+            if blob_id not in index:
+                return False
+        return True
 
     def _file_node(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> Node | None:
         shown = os.fsdecode(path)
         self.counters.begin(shown)
         try:
             self._check_failed()
-            if self._unchanged(st, old):
-                self.counters.add(files_unmodified=1, files_done=1, bytes_done=st.st_size)
-                return metadata_node(name, path, st, size=old.size, content=old.content)
             result = self._read_content(path, st)
             if result is None:
                 return None
@@ -218,16 +219,46 @@ class Backup:
             self.counters.end(shown)
             self._file_slots.release()
 
-    def _submit_file(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> Future:
+    def _submit_file(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> "Node | Future | None":
         key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and key in self._hardlinks:
             first = self._hardlinks[key]
             return self._tree_pool.submit(lambda: self._relink(first.result(), name, path, st, old))
+        if self._unchanged(st, old):
+            # Decided here, in the walking thread: an unchanged file needs no
+            # reading, so no worker, no slot, no Future (a tenth of an
+            # unchanged re-backup went to handing them over).
+            node = self._unchanged_node(name, path, st, old)
+            if st.st_nlink > 1:
+                self._hardlinks[key] = _done(node)
+            return node
         self._file_slots.acquire()
         future = self._file_pool.submit(self._file_node, name, path, st, old)
         if st.st_nlink > 1:
             self._hardlinks[key] = future
         return future
+
+    def _unchanged_node(self, name: bytes, path: bytes, st: os.stat_result, old: Node) -> Node | None:
+        try:
+            node = metadata_node(name, path, st, size=old.size, content=old.content)
+        except FileNotFoundError:
+            self._error(path, "vanished while it was read")
+            return None
+        except OSError as e:
+            self._error(path, f"cannot read metadata: {e.strerror}")
+            return None
+        # Counted in this thread and handed to the counters a batch at a time.
+        self._unmodified_files += 1
+        self._unmodified_bytes += st.st_size
+        if self._unmodified_files >= UNMODIFIED_BATCH:
+            self._count_unmodified()
+        return node
+
+    def _count_unmodified(self) -> None:
+        files, size = self._unmodified_files, self._unmodified_bytes
+        if files:
+            self._unmodified_files = self._unmodified_bytes = 0
+            self.counters.add(files_unmodified=files, files_done=files, bytes_done=size)
 
     def _relink(self, first: Node | None, name: bytes, path: bytes, st: os.stat_result,
                 old: Node | None) -> Node | None:
@@ -250,11 +281,12 @@ class Backup:
         except StrongroomError:
             return None
 
-    def _walk_dir(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> Future:
+    def _walk_dir(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> "Node | Future | None":
         """Walk a directory tree with a stack of our own, not one Python frame per
         level: anyone who can write in the source can make it as deep as they like.
-        Each directory's tree is assembled (in the tree thread, in submission
-        order) after the trees of its subdirectories."""
+        Each directory's tree is assembled after the trees of its subdirectories:
+        at once, in this thread, when all its entries are known (an unchanged
+        directory's always are), else in the tree thread, in submission order."""
         stack = [self._open_dir(name, path, st, old)]
         while True:
             frame = stack[-1]
@@ -264,36 +296,51 @@ class Backup:
                 if stat.S_ISDIR(child_st.st_mode):
                     stack.append(self._open_dir(child_name, child_path, child_st, old_child))
                 else:
-                    frame.children.append(self._walk_entry(child_name, child_path, child_st, old_child))
+                    entry = self._walk_entry(child_name, child_path, child_st, old_child)
+                    if entry is not None:
+                        frame.children.append(entry)
                 continue
             stack.pop()
-            done = self._tree_pool.submit(self._finish_dir, frame.name, frame.path, frame.st, frame.children,
-                                          frame.old)
+            self._count_unmodified()
+            done = self._finish_or_submit(frame.name, frame.path, frame.st, frame.children, frame.old,
+                                          frame.old_tree)
             if not stack:
                 return done
             stack[-1].children.append(done)
+
+    def _finish_or_submit(self, name: bytes, path: bytes, st: os.stat_result | None, children: list,
+                          old: Node | None, old_tree: Tree | None) -> "Node | Future":
+        if all(type(c) is Node or c.done() for c in children):
+            return self._finish_dir(name, path, st, children, old, old_tree)
+        # An entry still being read is new, changed or read again (--full), so
+        # this tree is seldom the parent's: the parent's tree is not kept for the
+        # comparison (trees queued for the tree thread would each hold theirs).
+        return self._tree_pool.submit(self._finish_dir, name, path, st, children, old)
 
     def _open_dir(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> "_DirFrame":
         self._check_failed()
         old_tree = self._old_tree(old)
         try:
-            entries = sorted(os.scandir(path), key=lambda e: e.name)
+            entries = sorted(os.scandir(path), key=_entry_name)
         except OSError as e:
             # Too long a path (past the system's PATH_MAX) lands here too: an
             # error for this directory, and the rest of the backup goes on.
             self._error(path, f"cannot list directory: {e.strerror}")
             entries = []
-        names = {e.name for e in entries}
-        if entries and self.opt.excludes.excludes_dir_contents(path, names):
+        rules = self.opt.excludes
+        if entries and (rules.if_present or rules.caches) and rules.excludes_dir_contents(
+                path, {e.name for e in entries}):
             entries = []
-        if self.opt.excludes.one_file_system and st.st_dev != self._root_dev:
+        if rules.one_file_system and st.st_dev != self._root_dev:
             entries = []
-        return _DirFrame(name, path, st, self._children_of(entries, old_tree), old)
+        return _DirFrame(name, path, st, self._children_of(entries, old_tree), old, old_tree)
 
     def _children_of(self, entries, old_tree: Tree | None):
+        excludes = self.opt.excludes.excludes_path if self.opt.excludes.patterns else None
+        old_entry = old_tree.get if old_tree else _nothing
         for entry in entries:
             child_path = entry.path
-            if self.opt.excludes.excludes_path(child_path):
+            if excludes is not None and excludes(child_path):
                 continue
             try:
                 child_st = entry.stat(follow_symlinks=False)
@@ -302,34 +349,43 @@ class Backup:
             except OSError as e:
                 self._error(child_path, f"cannot stat: {e.strerror}")
                 continue
-            yield entry.name, child_path, child_st, old_tree.get(entry.name) if old_tree else None
+            yield entry.name, child_path, child_st, old_entry(entry.name)
 
-    def _walk_entry(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> Future:
-        if stat.S_ISDIR(st.st_mode):
-            return self._walk_dir(name, path, st, old)
-        if stat.S_ISREG(st.st_mode):
+    def _walk_entry(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> "Node | Future | None":
+        """The node of one entry, or a Future of it while a worker reads it;
+        None when it is left out or could not be read."""
+        mode = st.st_mode
+        if stat.S_ISREG(mode):
             if self.opt.excludes.excludes_size(st.st_size):
-                return _done(None)
+                return None
             return self._submit_file(name, path, st, old)
+        if stat.S_ISDIR(mode):
+            return self._walk_dir(name, path, st, old)
         try:
             node = metadata_node(name, path, st)
             kind = "files_new" if old is None else "files_unmodified" if old == node else "files_changed"
             self.counters.add(files_done=1, **{kind: 1})
-            return _done(node)
+            return node
         except OSError as e:
             self._error(path, f"cannot read: {e.strerror}")
-            return _done(None)
+            return None
 
-    def _finish_dir(self, name: bytes, path: bytes, st: os.stat_result | None, children: list[Future],
-                    old: Node | None = None) -> Node:
-        nodes = tuple(n for n in (f.result() for f in children) if n is not None)
-        tree = Tree(nodes)
-        if self.opt.dry_run or self._failure is not None:
-            tree_id = self.repo.crypto.blob_id(tree.encode())
+    def _finish_dir(self, name: bytes, path: bytes, st: os.stat_result | None, children: list,
+                    old: Node | None = None, old_tree: Tree | None = None) -> Node:
+        nodes = tuple(n for n in (c if type(c) is Node else c.result() for c in children) if n is not None)
+        if old_tree is not None and nodes == old_tree.nodes and self.repo.has_blob(old.subtree):
+            # The same nodes in the same order, every field equal: the tree
+            # would encode to the parent's bytes, so it is the parent's tree,
+            # stored already. No encoding, no hashing, no saving.
+            tree_id = old.subtree
         else:
-            tree_id, added = self.repo.save_tree(tree)
-            if added:
-                self.counters.add(tree_blobs=1, data_added=added, tree_added_raw=len(tree.encode()))
+            tree = Tree(nodes)
+            if self.opt.dry_run or self._failure is not None:
+                tree_id = self.repo.crypto.blob_id(tree.encode())
+            else:
+                tree_id, added = self.repo.save_tree(tree)
+                if added:
+                    self.counters.add(tree_blobs=1, data_added=added, tree_added_raw=len(tree.encode()))
         if st is None:
             return Node(name=b"root", type=DIR, subtree=tree_id)
         node = metadata_node(name, path, st, subtree=tree_id)
@@ -338,7 +394,7 @@ class Backup:
         self.counters.add(dirs=1, **{kind: 1})
         return node
 
-    def _walk_virtual(self, name: bytes, path: bytes, src: SourceTree, old: Node | None) -> Future | None:
+    def _walk_virtual(self, name: bytes, path: bytes, src: SourceTree, old: Node | None) -> "Node | Future | None":
         """Directories above the source paths: metadata only, plus their chosen children."""
         if src.real:
             try:
@@ -356,7 +412,7 @@ class Backup:
             if f is not None:
                 children.append(f)
         st = os.lstat(path) if path != b"/" else None
-        return self._tree_pool.submit(self._finish_dir, name, path, st, children, old)
+        return self._finish_or_submit(name, path, st, children, old, old_tree)
 
     # ---- the whole run ------------------------------------------------------------
 
@@ -444,7 +500,8 @@ class Backup:
                     root_future = self._walk_dir(b"", b"/", st, old_root)
                 else:
                     root_future = self._walk_virtual(b"", b"/", src, old_root)
-            root = root_future.result()
+            self._count_unmodified()
+            root = root_future if type(root_future) is Node else root_future.result()
             self._file_pool.shutdown(wait=True)
             self._blob_pool.shutdown(wait=True)
             self._tree_pool.shutdown(wait=True)
@@ -566,7 +623,16 @@ class _DirFrame:
     st: os.stat_result
     pending: Iterator
     old: Node | None = None
-    children: list[Future] = field(default_factory=list)
+    old_tree: Tree | None = None
+    children: list = field(default_factory=list)  # a Node, or the Future of one
+
+
+def _entry_name(entry: os.DirEntry) -> bytes:
+    return entry.name
+
+
+def _nothing(name: bytes) -> None:
+    return None
 
 
 def _done(value) -> Future:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from strongroom.errors import UsageError
-from strongroom.model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
+from strongroom.model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, new_node
 
 
 def parse_size(text: str) -> int:
@@ -46,6 +46,8 @@ class ExcludeRules:
 
     def excludes_path(self, path: bytes) -> bool:
         """Glob rules: a pattern with a slash matches the whole path, else any name."""
+        if not self.patterns:
+            return False
         text = os.fsdecode(path)
         name = text.rsplit("/", 1)[-1]
         for pat in self.patterns:
@@ -93,6 +95,8 @@ def read_xattrs(path: bytes) -> tuple[tuple[bytes, bytes], ...]:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError:
         return ()
+    if not names:
+        return ()
     out = []
     for name in sorted(names):
         try:
@@ -102,37 +106,30 @@ def read_xattrs(path: bytes) -> tuple[tuple[bytes, bytes], ...]:
     return tuple(out)
 
 
+_TYPES = {stat.S_IFREG: FILE, stat.S_IFDIR: DIR, stat.S_IFLNK: SYMLINK, stat.S_IFIFO: FIFO,
+          stat.S_IFCHR: CHARDEV, stat.S_IFBLK: BLOCKDEV}
+
+
 def node_type(st: os.stat_result) -> str:
-    m = st.st_mode
-    if stat.S_ISREG(m):
-        return FILE
-    if stat.S_ISDIR(m):
-        return DIR
-    if stat.S_ISLNK(m):
-        return SYMLINK
-    if stat.S_ISFIFO(m):
-        return FIFO
-    if stat.S_ISCHR(m):
-        return CHARDEV
-    if stat.S_ISBLK(m):
-        return BLOCKDEV
-    return SOCKET
+    return _TYPES.get(stat.S_IFMT(st.st_mode), SOCKET)
 
 
-def metadata_node(name: bytes, path: bytes, st: os.stat_result, **extra) -> Node:
-    kind = node_type(st)
-    fields = dict(
-        name=name, type=kind, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
-        user=user_name(st.st_uid), group=group_name(st.st_gid), mtime_ns=st.st_mtime_ns,
-        ctime_ns=st.st_ctime_ns, inode=st.st_ino, device=st.st_dev, links=st.st_nlink,
-        xattrs=read_xattrs(path),
-    )
-    if kind == SYMLINK:
-        fields["target"] = os.readlink(path)
-    elif kind in (CHARDEV, BLOCKDEV):
-        fields["rdev"] = st.st_rdev
-    fields.update(extra)
-    return Node(**fields)
+def metadata_node(name: bytes, path: bytes, st: os.stat_result, size: int = 0, content: tuple[bytes, ...] = (),
+                  subtree: bytes | None = None) -> Node:
+    """The node of one entry as the system describes it now. Built through
+    new_node: the walk makes one for every entry of every backup."""
+    mode = st.st_mode
+    kind = _TYPES.get(stat.S_IFMT(mode), SOCKET)
+    uid, gid = st.st_uid, st.st_gid
+    return new_node({
+        "name": name, "type": kind, "mode": stat.S_IMODE(mode), "uid": uid, "gid": gid,
+        "user": user_name(uid), "group": group_name(gid), "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns, "inode": st.st_ino, "device": st.st_dev, "links": st.st_nlink,
+        "size": size, "content": content, "subtree": subtree,
+        "target": os.readlink(path) if kind == SYMLINK else b"",
+        "rdev": st.st_rdev if kind == CHARDEV or kind == BLOCKDEV else 0,
+        "xattrs": read_xattrs(path),
+    })
 
 
 @dataclass

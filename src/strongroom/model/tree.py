@@ -73,12 +73,6 @@ def _put_bytes(doc: dict, key: str, value: bytes) -> None:
         doc[key + "_b64"] = base64.b64encode(value).decode()
 
 
-def _get_bytes(doc: dict, key: str) -> bytes:
-    if key + "_b64" in doc:
-        return base64.b64decode(doc[key + "_b64"], validate=True)
-    return doc.get(key, "").encode("utf-8")
-
-
 def node_to_dict(n: Node) -> dict:
     doc: dict = {
         "type": n.type, "mode": n.mode, "uid": n.uid, "gid": n.gid,
@@ -106,35 +100,68 @@ def node_to_dict(n: Node) -> dict:
 _U32, _U64, _I64 = (0, 2**32 - 1), (0, 2**64 - 1), (-2**63, 2**63 - 1)
 _RANGES = {"mode": (0, 0o177777), "uid": _U32, "gid": _U32, "mtime_ns": _I64, "ctime_ns": _I64,
            "inode": _U64, "device": _U64, "links": _U64, "size": (0, 2**63 - 1), "rdev": _U64}
+_U32_MAX, _U64_MAX, _I64_MIN, _I64_MAX = 2**32 - 1, 2**64 - 1, -2**63, 2**63 - 1
 
 
-def _check_numbers(node: Node) -> Node:
+def _out_of_range(fields: dict) -> IntegrityError:
     for key, (low, high) in _RANGES.items():
-        if not low <= getattr(node, key) <= high:
-            raise IntegrityError(f"malformed tree node: {key} {getattr(node, key)} is out of range")
+        if not low <= fields[key] <= high:
+            return IntegrityError(f"malformed tree node: {key} {fields[key]} is out of range")
+    return IntegrityError("malformed tree node: a number is out of range")
+
+
+_new_object, _set_attribute = object.__new__, object.__setattr__
+
+
+def new_node(fields: dict) -> Node:
+    """A Node whose instance dict is `fields`: a new dict, owned by the node from
+    now on, holding every one of its fields, already checked.
+
+    A frozen dataclass's __init__ sets each of its 18 fields through
+    object.__setattr__; handing it its __dict__ at once costs a fifth of that,
+    and a backup builds a node for every entry of every parent tree and of
+    every directory it walks. The result is an ordinary Node: equal, hashed,
+    replaced and frozen as any other.
+    """
+    node = _new_object(Node)
+    _set_attribute(node, "__dict__", fields)
     return node
 
 
 def node_from_dict(doc: dict) -> Node:
     try:
+        get = doc.get
         node_type = doc["type"]
         if node_type not in NODE_TYPES:
             raise IntegrityError(f"unknown node type {node_type!r}")
-        subtree = doc.get("subtree")
-        return _check_numbers(Node(
-            name=check_name(_get_bytes(doc, "name")),
-            type=node_type,
-            mode=int(doc["mode"]), uid=int(doc["uid"]), gid=int(doc["gid"]),
-            user=str(doc.get("user", "")), group=str(doc.get("group", "")),
-            mtime_ns=int(doc["mtime_ns"]), ctime_ns=int(doc.get("ctime_ns", 0)),
-            inode=int(doc.get("inode", 0)), device=int(doc.get("device", 0)),
-            links=int(doc.get("links", 1)), size=int(doc.get("size", 0)),
-            content=tuple(bytes.fromhex(c) for c in doc.get("content", ())),
-            subtree=bytes.fromhex(subtree) if subtree else None,
-            target=_get_bytes(doc, "target") if node_type == SYMLINK else b"",
-            rdev=int(doc.get("rdev", 0)),
-            xattrs=tuple((base64.b64decode(k), base64.b64decode(v)) for k, v in doc.get("xattrs", ())),
-        ))
+        name = check_name(base64.b64decode(doc["name_b64"], validate=True) if "name_b64" in doc
+                          else get("name", "").encode("utf-8"))
+        mode, uid, gid = int(doc["mode"]), int(doc["uid"]), int(doc["gid"])
+        mtime_ns, ctime_ns = int(doc["mtime_ns"]), int(get("ctime_ns", 0))
+        inode, device = int(get("inode", 0)), int(get("device", 0))
+        links, size, rdev = int(get("links", 1)), int(get("size", 0)), int(get("rdev", 0))
+        content = get("content", ())
+        subtree = get("subtree")
+        target = b""
+        if node_type == SYMLINK:
+            target = base64.b64decode(doc["target_b64"], validate=True) if "target_b64" in doc \
+                else get("target", "").encode("utf-8")
+        xattrs = get("xattrs", ())
+        fields = {
+            "name": name, "type": node_type, "mode": mode, "uid": uid, "gid": gid,
+            "user": str(get("user", "")), "group": str(get("group", "")),
+            "mtime_ns": mtime_ns, "ctime_ns": ctime_ns, "inode": inode, "device": device, "links": links,
+            "size": size, "content": tuple(map(bytes.fromhex, content)),
+            "subtree": bytes.fromhex(subtree) if subtree else None, "target": target, "rdev": rdev,
+            "xattrs": tuple((base64.b64decode(k), base64.b64decode(v)) for k, v in xattrs) if xattrs
+            else tuple(xattrs),
+        }
+        if not (0 <= mode <= 0o177777 and 0 <= uid <= _U32_MAX and 0 <= gid <= _U32_MAX
+                and _I64_MIN <= mtime_ns <= _I64_MAX and _I64_MIN <= ctime_ns <= _I64_MAX
+                and 0 <= inode <= _U64_MAX and 0 <= device <= _U64_MAX and 0 <= links <= _U64_MAX
+                and 0 <= size <= _I64_MAX and 0 <= rdev <= _U64_MAX):
+            raise _out_of_range(fields)
+        return new_node(fields)
     except (KeyError, ValueError, TypeError, AttributeError) as e:
         raise IntegrityError(f"malformed tree node: {e}") from None
 
