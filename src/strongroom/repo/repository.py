@@ -473,6 +473,12 @@ class Repository:
             for b in packer.blobs:
                 self._reserved.discard(b.id)
 
+    def download_workers(self, local: int) -> int:
+        """Threads that read packs at once: one per connection on a remote
+        target, where latency bounds a read; `local`, the caller's own number,
+        on a directory, where the work is the CPU's."""
+        return self.connections if self.storage.info.vendor is not None else local
+
     def wait_for_uploads(self) -> None:
         """Wait until every pack handed to the uploads is stored or failed;
         raise the first failure. What was stored is in the index to be written
