@@ -31,6 +31,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -170,6 +171,36 @@ def measure_strongroom(work: Path, source: Path, port: int, dav: DavServer, late
     return rows
 
 
+def measure_transfers(port: int, dav: DavServer, latency_ms: float, connections: int, objects: int,
+                      size: int) -> list[Row]:
+    """`objects` writes of `size` random bytes, then their reads, `connections` at a time,
+    through strongroom's own storage stack: the network alone, without the backup's CPU work."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from strongroom.settings import Settings
+    from strongroom.storage import open_storage
+
+    url = f"webdav+http://{USER}@127.0.0.1:{port}/dav/t{int(latency_ms)}-c{connections}-{secrets.token_hex(3)}"
+    storage = open_storage(url, webdav_password=dav.password, cache_root="",
+                           settings=Settings(connections=connections, webdav_budget=None))
+    payload = [os.urandom(size) for _ in range(objects)]
+    rows = []
+    with ThreadPoolExecutor(connections) as pool:
+        storage.create()
+        before, started, cpu = storage.http_requests, time.monotonic(), time.process_time()
+        list(pool.map(lambda i: storage.write(f"data/{i:04d}", payload[i]), range(objects)))
+        rows.append(Row("storage only", latency_ms, connections, f"{objects} PUTs of {size >> 20} MiB",
+                        time.monotonic() - started, time.process_time() - cpu, 0, storage.http_requests - before,
+                        True))
+        before, started, cpu = storage.http_requests, time.monotonic(), time.process_time()
+        read = list(pool.map(lambda i: storage.read(f"data/{i:04d}", 0, size), range(objects)))
+        rows.append(Row("storage only", latency_ms, connections, f"{objects} GETs of {size >> 20} MiB",
+                        time.monotonic() - started, time.process_time() - cpu, 0, storage.http_requests - before,
+                        read == payload))
+    storage.close()
+    return rows
+
+
 def measure_restic(work: Path, source: Path) -> list[Row]:
     restic = shutil.which("restic")
     if restic is None:
@@ -208,11 +239,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay", type=float, default=0.025, help="seconds added each way (0.025: 50 ms RTT)")
     parser.add_argument("--pack-size", type=int, help="MiB, for init (default: the repository's default)")
     parser.add_argument("--no-plain", action="store_true", help="skip the runs without added latency")
+    parser.add_argument("--transfers", type=int, default=0, metavar="N",
+                        help="also time N uploads and downloads of 4 MiB through the storage alone")
+    parser.add_argument("--transfers-only", action="store_true", help="only those: no backups, no restores")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.connections.split(",")]
+    # Stopped by a signal, it still stops its server and proxy and removes its directory.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     work = Path(tempfile.mkdtemp(prefix="strongroom-remote-", dir=args.workdir))
     served = work / "served"
@@ -222,13 +258,23 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     try:
         source = args.source
-        if source is None:
+        if source is None and args.transfers_only:
+            source = work
+        elif source is None:
             source = work / "data"
             make_dataset.generate(source, scale=args.scale)
         source = source.resolve()
         size = sum(p.stat().st_size for p in source.rglob("*") if p.is_file() and not p.is_symlink())
-        rows += measure_restic(work, source)
         plans = ([] if args.no_plain else [(0.0, dav.port)]) + [(2000 * args.delay, proxy.port)]
+        if args.transfers or args.transfers_only:
+            for latency_ms, port in plans:
+                for n in counts:
+                    rows += measure_transfers(port, dav, latency_ms, n, args.transfers or 24, 4 << 20)
+                    print("\n".join(table(rows[-2:]).splitlines()[2:]), file=sys.stderr, flush=True)
+        if args.transfers_only:
+            plans = []
+        else:
+            rows += measure_restic(work, source)
         for latency_ms, port in plans:
             for n in counts:
                 rows += measure_strongroom(work, source, port, dav, latency_ms, n, args.pack_size)
