@@ -16,7 +16,7 @@ request with its retries.
 restic cannot speak WebDAV; its row is its first backup and restore on a
 local repository, for reference.
 
-    python bench/remote.py [--source DIR | --scale 0.1] [--connections 1,2,4,8]
+    python bench/remote.py [--source DIR | --scale 0.1 --shape home] [--connections 1,2,4,8]
                            [--delay 0.025] [--pack-size MIB] [--workdir DIR] [--keep] [--json FILE]
 
 The data set by default is make_dataset.py's at --scale 0.1 (about 100 MB);
@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", type=Path, help="a directory to back up (read only)")
     parser.add_argument("--scale", type=float, default=0.1, help="make_dataset.py's scale, without --source")
+    parser.add_argument("--shape", default=make_dataset.DEFAULT_SHAPE, help="make_dataset.py's shape")
     parser.add_argument("--connections", default="1,2,4,8")
     parser.add_argument("--delay", type=float, default=0.025, help="seconds added each way (0.025: 50 ms RTT)")
     parser.add_argument("--pack-size", type=int, help="MiB, for init (default: the repository's default)")
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             source = work
         elif source is None:
             source = work / "data"
-            make_dataset.generate(source, scale=args.scale)
+            make_dataset.generate(source, scale=args.scale, shape=args.shape)
         source = source.resolve()
         size = sum(p.stat().st_size for p in source.rglob("*") if p.is_file() and not p.is_symlink())
         plans = ([] if args.no_plain else [(0.0, dav.port)]) + [(2000 * args.delay, proxy.port)]
