@@ -22,7 +22,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -76,6 +76,17 @@ class _Burst:
 
 
 @dataclass
+class _Doomed:
+    """PUTs below `below`: the first `after` objects pass, the next one fails for good."""
+
+    status: int
+    below: str
+    after: int
+    seen: set = field(default_factory=set)
+    path: str | None = None
+
+
+@dataclass
 class _Quirks:
     put_missing_parent_404: bool = False
     put_root_403: bool = False
@@ -113,6 +124,7 @@ class FaultMiddleware:
             self._max_upload: int | None = None
             self._delay = 0.0
             self._delay_methods: frozenset[str] | None = None
+            self._doomed: _Doomed | None = None
 
     def reset_counts(self) -> None:
         with self._lock:
@@ -136,6 +148,19 @@ class FaultMiddleware:
         with self._lock:
             self._bursts.append(_Burst(status, -1 if count is None else count, _methods(methods),
                                        None if retry_after is None else str(retry_after), after))
+
+    def fail_one_object(self, status: int = 500, *, below: str = "/data/", after: int = 0) -> None:
+        """Let the PUTs of `after` objects below `below` through, then answer
+        `status` to every PUT of the next object, however often it is sent
+        again; the objects after it pass. One upload among several that
+        cannot get through."""
+        with self._lock:
+            self._doomed = _Doomed(status, below, after)
+
+    def doomed_path(self) -> str | None:
+        """The object `fail_one_object` refuses, once it has been chosen."""
+        with self._lock:
+            return self._doomed.path if self._doomed else None
 
     def deny(self, status: int = 401, *, after: int = 0) -> None:
         """Let `after` requests through, then answer `status` to everything, as
@@ -235,6 +260,8 @@ class FaultMiddleware:
                                                      time.monotonic())
 
         delay, refusal, quirks, page_size, absolute = self._decide(method)
+        if refusal is None and method == "PUT":
+            refusal = self._doom(path)
         if delay:
             time.sleep(delay)
         if refusal is None:
@@ -294,6 +321,18 @@ class FaultMiddleware:
                 headers = [] if burst.retry_after is None else [("Retry-After", burst.retry_after)]
                 return delay, (burst.status, headers, b""), quirks, *paging
             return delay, None, quirks, *paging
+
+    def _doom(self, path: str):
+        with self._lock:
+            doomed = self._doomed
+            if doomed is None or doomed.below not in path:
+                return None
+            if doomed.path is None and path not in doomed.seen:
+                if len(doomed.seen) < doomed.after:
+                    doomed.seen.add(path)
+                    return None
+                doomed.path = path
+            return (doomed.status, [], b"") if path == doomed.path else None
 
     def _throttle_fires(self) -> bool:
         t = self._throttle

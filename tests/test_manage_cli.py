@@ -113,9 +113,12 @@ def test_config_add_list_show_edit_remove(m, tmp_path, src):
         assert key not in text
     assert key.encode() not in catalog_bytes
 
-    m.run("config", "edit", "docs", "--compression", "lz4", "--tag", "weekly", "--exclude", "*.bak", check=True)
+    assert "connections" not in shown
+    m.run("config", "edit", "docs", "--compression", "lz4", "--tag", "weekly", "--exclude", "*.bak",
+          "--connections", "3", check=True)
     [edited] = [e for e in m.json("config", "show", "docs") if e["type"] == "config"]
     assert edited["codec"] == "lz4" and edited["tags"] == ["weekly"] and edited["excludes"] == ["*.bak"]
+    assert edited["connections"] == 3 and "connections" in m.run("config", "show", "docs").stdout.decode()
     assert edited["source_paths"] == [str(src)] and edited["target"] == str(repo)
     assert list(m.stored_secrets().values()) == [key]  # editing keeps the key
 
@@ -542,7 +545,7 @@ def test_webdav_client_and_config_end_to_end(m, tmp_path, src, wsgidav_server):
 
     # The WebDAV password lives in the secrets store: no variable needed from here on.
     m.run("config", "add", "docs", "--source", str(src), "--client", "cloud", "--target-path", "backups/docs",
-          check=True)
+          "--connections", "3", check=True)
     assert (dav.root / "backups" / "docs" / "config").is_file()
     point = m.summary("backup", "--config", "docs", "--full")["snapshot"]
     assert [p["id"] for p in points_of(m, "docs")] == [point]

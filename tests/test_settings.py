@@ -54,6 +54,39 @@ def test_settings_from_the_environment_are_read_in_one_place():
         Settings.from_env({"STRONGROOM_WEBDAV_TIMEOUT": "soon"})
 
 
+def test_connections_come_from_the_run_then_the_url_then_the_vendor(tmp_path):
+    from strongroom.repo.repository import Repository
+    from strongroom.services.configs import BackupConfig
+
+    def connections(url: str, settings: Settings = Settings()) -> int:
+        storage = open_storage(url, webdav_password="pw", cache_root="", settings=settings)
+        return storage.info.connections
+
+    assert connections(URL) == 4  # generic
+    assert connections("webdav+https://me@dav.jianguoyun.com/dav/Backups/r") == 2
+    assert connections(URL + "?connections=7") == 7
+    assert connections(URL + "?connections=7", Settings(connections=3)) == 3
+    # The client's pool has room for every upload and the lock refresh beside them.
+    storage = open_storage(URL + "?connections=7", webdav_password="pw", cache_root="")
+    assert storage.inner._client._transport._pool._max_connections == 9
+    for bad, said in (("?connections=0", "from 1 to 32"), ("?connections=many", "whole number"),
+                      ("?vendor=nutstore", "unknown parameter 'vendor'"), ("?connections=2&x=1", "unknown")):
+        with pytest.raises(UsageError, match=said):
+            connections(URL + bad)
+    assert Settings.from_env({"STRONGROOM_CONNECTIONS": "6"}).connections == 6
+    with pytest.raises(UsageError, match="STRONGROOM_CONNECTIONS"):
+        Settings.from_env({"STRONGROOM_CONNECTIONS": "99"})
+    # A directory: two, unless the run says otherwise; the repository takes the run's number first.
+    local = open_storage(str(tmp_path / "r"))
+    assert local.info.connections == 2
+    repo = Repository.init(local, b"pw", cache_root="", settings=Settings(connections=5))
+    assert repo.connections == 5 and repo.download_workers(3) == 3  # local reads keep their own count
+    with pytest.raises(UsageError, match="connections"):
+        BackupConfig("c", ["/x"], target_path="/r", connections=0)
+    config = BackupConfig("c", ["/x"], target_path="/r", connections=8)
+    assert config.to_doc()["connections"] == 8 and "connections" not in BackupConfig("c", ["/x"]).to_doc()
+
+
 LOWER_LAYERS = ("storage", "repo", "model", "engine")
 
 

@@ -16,6 +16,9 @@ from typing import Mapping
 from strongroom.errors import UsageError
 
 VENDOR_DEFAULT = "vendor"  # the WebDAV budget of the vendor profile (Nutstore's, or none)
+# Packs stored (and read) at once on a local directory: the disk, not the
+# latency, bounds it; two keep it busy while the next pack fills.
+LOCAL_CONNECTIONS = 2
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,10 @@ class Settings:
     webdav_budget: tuple[int, float] | None | str = VENDOR_DEFAULT
     # Seconds between index checkpoints during a backup.
     checkpoint_seconds: float = 60.0
+    # Requests to the target at once (pack uploads, pack downloads); None:
+    # the target's own (a WebDAV URL's ?connections=N, else its vendor's
+    # default; LOCAL_CONNECTIONS for a directory).
+    connections: int | None = None
 
     def with_cache(self, cache_root: str | None) -> "Settings":
         return replace(self, cache_root=cache_root)
@@ -63,6 +70,10 @@ class Settings:
                 from strongroom.storage.vendors import parse_budget
                 budget = parse_budget(spec)
         blocked = env.get("STRONGROOM_WEBDAV_BLOCKED_WAIT")
+        connections = None
+        if env.get("STRONGROOM_CONNECTIONS"):
+            from strongroom.storage.vendors import parse_connections
+            connections = parse_connections(env["STRONGROOM_CONNECTIONS"], "STRONGROOM_CONNECTIONS")
         settings = cls(
             cache_root=env.get("STRONGROOM_CACHE_DIR") or None,
             webdav_timeout=number("STRONGROOM_WEBDAV_TIMEOUT", cls.webdav_timeout),
@@ -71,6 +82,7 @@ class Settings:
             webdav_blocked_wait=number("STRONGROOM_WEBDAV_BLOCKED_WAIT", 0.0) if blocked else None,
             webdav_budget=budget,
             checkpoint_seconds=number("STRONGROOM_CHECKPOINT_SECONDS", cls.checkpoint_seconds),
+            connections=connections,
         )
         return replace(settings, **overrides) if overrides else settings
 

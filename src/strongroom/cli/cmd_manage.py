@@ -236,6 +236,9 @@ def config_options(editing: bool):
                               "STRONGROOM_PASSWORD_COMMAND or a prompt) "
                               "in the secrets store, e.g. to reconnect to a repository from its recovery kit."),
             click.option("--max-attempts", type=click.IntRange(1), help="Tries per run before a job fails (3)."),
+            click.option("--connections", type=click.IntRange(1, 32), metavar="N",
+                         help="Requests to the target at once, packs uploaded and downloaded in parallel "
+                              "(default: the target's: 4 for WebDAV, 2 for Nutstore and a directory)."),
             click.option("--keep-last", type=click.IntRange(0), metavar="N",
                          help="Retention: keep the N newest snapshots."),
             click.option("--keep-hourly", type=click.IntRange(0), metavar="N", help="Retention: newest of N hours."),
@@ -359,6 +362,8 @@ def _apply(config: BackupConfig, o: dict) -> BackupConfig:
         config.tags = [t.strip() for group in o["tags"] for t in group.split(",") if t.strip()]
     if o["max_attempts"]:
         config.max_attempts = o["max_attempts"]
+    if o["connections"]:
+        config.connections = o["connections"]
     if o.get("encrypt") is not None:
         config.encrypt = o["encrypt"]
     _apply_retention(config, o)
@@ -572,6 +577,7 @@ def config_show(m: Manage, name) -> None:
         ("password", doc["password"]), ("compression", doc["codec"]),
         ("excludes", ", ".join(doc["excludes"]) or "-"), ("exclude caches", "yes" if doc["exclude_caches"] else "no"),
         ("tags", ", ".join(doc["tags"]) or "-"), ("max attempts", str(doc["max_attempts"])),
+        *([("connections", str(doc["connections"]))] if doc.get("connections") else []),
         ("retention", describe_policy(doc["retention"])
          + (f"; applied after each run ({doc['retention_after_run']})" if doc["retention_after_run"] != "off" else "")),
     ]

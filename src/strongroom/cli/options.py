@@ -35,6 +35,7 @@ class Common:
     no_lock: bool = False
     webdav_vendor: str | None = None
     webdav_password_file: str | None = None
+    connections: int | None = None
     quiet: bool = False
     verbose: int = 0
     log_file: str | None = None
@@ -45,7 +46,8 @@ class Common:
     @functools.cached_property
     def settings(self) -> Settings:
         """The run's settings, read from the environment once, here at the edge."""
-        return Settings.from_env(cache_root=self.cache_root)
+        overrides = {"connections": self.connections} if self.connections else {}
+        return Settings.from_env(cache_root=self.cache_root, **overrides)
 
     def storage(self):
         from strongroom.storage import open_storage
@@ -180,6 +182,10 @@ def repository_options(envvars: bool) -> list:
                           "quirks (default: guessed from the host)."),
         click.option("--webdav-password-file", type=click.Path(dir_okay=False),
                      help="Read the WebDAV account password from this file (else STRONGROOM_WEBDAV_PASSWORD)."),
+        click.option("--connections", type=click.IntRange(1, 32), metavar="N",
+                     help="Requests to the target at once: packs uploaded and downloaded in parallel (default: "
+                          "STRONGROOM_CONNECTIONS, else the URL's ?connections=N, else the vendor's: 4, "
+                          "Nutstore 2; a directory 2)."),
     ]
 
 
@@ -246,7 +252,7 @@ def configure_run(values: dict) -> None:
 
 
 _COMMON = ("repo", "password_file", "password_command", "retry_lock", "no_lock", "no_cache", "webdav_vendor",
-           "webdav_password_file", "json_output", "quiet", "verbose", "log_file", "debug", "cache_dir")
+           "webdav_password_file", "connections", "json_output", "quiet", "verbose", "log_file", "debug", "cache_dir")
 
 
 def common_options(func):
@@ -260,7 +266,8 @@ def common_options(func):
         common = Common(values["repo"], values["password_file"], values["password_command"], values["json_output"],
                         values["debug"], values["cache_dir"], values["no_cache"], values["retry_lock"],
                         no_lock=values["no_lock"], webdav_vendor=values["webdav_vendor"],
-                        webdav_password_file=values["webdav_password_file"], quiet=values["quiet"],
+                        webdav_password_file=values["webdav_password_file"], connections=values["connections"],
+                        quiet=values["quiet"],
                         verbose=values["verbose"], log_file=values["log_file"], catalog=catalog)
         with quiet_output(common, click.get_current_context().command_path):
             return func(common, *args, **kwargs)

@@ -31,7 +31,7 @@ PLAIN = {
     "exclude_if_present": "exclude_if_present", "exclude_larger_than": "exclude_larger_than",
     "one_file_system": "one_file_system", "tag": "tags", "max_attempts": "max_attempts",
     "password_env": "password_env", "password_command": "password_command",
-    "retention_after_run": "retention_after_run",
+    "retention_after_run": "retention_after_run", "connections": "connections",
 }
 PATHS = {"source": "source_paths", "sqlite": "sqlite", "target_dir": "target_path", "password_file": "password_file"}
 SCHEDULE_RULES = ("window", "random_delay", "missed", "priority")

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 _CONFIG_DEFAULTS = {"encrypt": True, "compression": True, "excludes": [], "exclude_caches": False,
                     "exclude_if_present": [], "exclude_larger_than": None, "one_file_system": False,
-                    "tags": [], "max_attempts": 3, "retention_after_run": "off"}
+                    "tags": [], "max_attempts": 3, "retention_after_run": "off",
+                    "connections": None}
 # BackupConfig field: file key, in the order they are written.
 _CONFIG_KEYS = (("source_paths", "source"), ("source_command", "source_command"),
                 ("stdin_filename", "stdin_filename"), ("sqlite", "sqlite"), ("postgres", "postgres"),
@@ -28,7 +29,7 @@ _CONFIG_KEYS = (("source_paths", "source"), ("source_command", "source_command")
                 ("excludes", "exclude"), ("exclude_caches", "exclude_caches"),
                 ("exclude_if_present", "exclude_if_present"), ("exclude_larger_than", "exclude_larger_than"),
                 ("one_file_system", "one_file_system"), ("tags", "tag"), ("max_attempts", "max_attempts"),
-                ("retention_after_run", "retention_after_run"))
+                ("retention_after_run", "retention_after_run"), ("connections", "connections"))
 
 
 def toml_value(value: Any) -> str:

@@ -2,10 +2,12 @@
 
 Threads: the caller's thread walks; FILE_WORKERS threads read, chunk and hash
 files; BLOB_WORKERS threads compress, encrypt and append blobs to packs (and
-store a pack when it fills); one thread assembles trees in post-order. Two
+hand a pack that fills to the repository's upload threads, as many as the
+target has connections); one thread assembles trees in post-order. Two
 semaphores bound the data in flight: at most MAX_FILES_IN_FLIGHT files queued
 and at most MAX_CHUNKS_IN_FLIGHT chunks (4 MiB each at most) waiting to be
-compressed, so memory does not grow with the amount of data.
+compressed, and the uploads hold at most one pack per connection, so memory
+does not grow with the amount of data.
 """
 
 from __future__ import annotations
@@ -520,11 +522,14 @@ class Backup:
             # Keep what was stored: the checkpointed index lets the next run resume.
             # When the target itself failed, asking it again would only wait out
             # another deadline; the pending-pack journal covers that case.
-            if not isinstance(self._failure, StorageError):
-                try:
+            # Either way no upload goes on once the run has ended.
+            try:
+                if isinstance(self._failure, StorageError):
+                    self.repo.wait_for_uploads()
+                else:
                     self.repo.flush()
-                except BaseException:
-                    pass
+            except BaseException:
+                pass
             raise self._failure
         if not self.opt.dry_run:
             self.repo.flush()

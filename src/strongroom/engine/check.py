@@ -12,8 +12,11 @@ import hashlib
 import math
 import random
 import re
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from typing import TypeVar
 from dataclasses import dataclass, field
 
 from strongroom.engine.progress import Counters, Listener, check_status, error_event, ignore
@@ -24,6 +27,8 @@ from strongroom.repo import keys
 from strongroom.repo.pack import TREE, PackedBlob, expected_pack_size, pack_name, parse_header
 from strongroom.repo.repository import Repository
 from strongroom.words import plural
+
+K = TypeVar("K")
 
 
 @dataclass
@@ -256,12 +261,14 @@ class Checker:
         self.damaged_blobs[tree_id] = str(error)
         self._problem(f"tree {tree_id.hex()[:16]}", "contains itself", blob=tree_id.hex(), snapshots=[snap.id[:8]])
 
-    def _read_pack(self, pack_id: bytes, blobs: list[PackedBlob]) -> None:
+    def _download(self, pack_id: bytes) -> bytes:
+        return self.repo.storage.read(pack_name(pack_id, self.repo.config.data_fanout))
+
+    def _read_pack(self, pack_id: bytes, blobs: list[PackedBlob], data: bytes | None,
+                   error: StrongroomError | None) -> None:
         name = pack_name(pack_id, self.repo.config.data_fanout)
-        try:
-            data = self.repo.storage.read(name)
-        except StrongroomError as e:
-            self._problem(name, f"cannot read pack: {e}", pack=pack_id.hex())
+        if error is not None:
+            self._problem(name, f"cannot read pack: {error}", pack=pack_id.hex())
             return
         self.counters.add(packs_done=1, bytes_done=len(data))
         if hashlib.sha256(data).digest() != pack_id:
@@ -423,8 +430,11 @@ class Checker:
             self.counters.set_totals(packs=len(chosen), bytes=sum(self._pack_size(p) for p in chosen))
             self.counters.maybe_emit(force=True)
             self.report.counts["blobs_authenticated"] = 0
-            for pack_id in chosen:
-                self._read_pack(pack_id, self.packs[pack_id])
+            # Downloads run ahead on a remote target, one per connection; the
+            # packs are judged here, in order, one at a time.
+            for pack_id, data, error in fetch_in_order(self._download, chosen, self.repo.download_workers(1)):
+                self._read_pack(pack_id, self.packs[pack_id], data, error)
+                data = None  # not held while the next one downloads
             self.report.counts["packs_read"] = len(chosen)
         # What reading found; everything else (_affected included) is the structure's.
         self.read_problems = len(self.report.problems) - before_reading
@@ -438,6 +448,39 @@ class Checker:
         return expected_pack_size(blobs) if blobs else 0
 
 
+def fetch_in_order(fetch: Callable[[K], bytes], keys: Sequence[K],
+                   workers: int) -> Iterator[tuple[K, bytes | None, StrongroomError | None]]:
+    """(key, fetch(key), None), or (key, None, the error), for each key in
+    order, with up to `workers` fetches at once: the one handed out and the
+    ones after it, so at most `workers` results are held."""
+    if workers <= 1:
+        for key in keys:
+            try:
+                yield key, fetch(key), None
+            except StrongroomError as e:
+                yield key, None, e
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="check") as pool:
+        upcoming = iter(keys)
+        running = deque((key, pool.submit(fetch, key)) for key in islice(upcoming, workers))
+        try:
+            while running:
+                key, future = running.popleft()
+                try:
+                    result, error = future.result(), None
+                except StrongroomError as e:
+                    result, error = None, e
+                yield key, result, error
+                result = None
+                following = next(upcoming, _END)
+                if following is not _END:
+                    running.append((following, pool.submit(fetch, following)))
+        finally:
+            for _, future in running:
+                future.cancel()
+
+
+_END = object()
 AFFECTED_FILES_NAMED = 1000  # per damaged blob and snapshot: a report, not an inventory
 
 

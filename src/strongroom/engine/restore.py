@@ -362,7 +362,8 @@ class Restore:
                     self.read_packs.add(pack_id)
             self.counters.add(packs_read=1)
 
-        with ThreadPoolExecutor(PACK_WORKERS, thread_name_prefix="restore") as pool:
+        # A span of up to a pack in memory per worker: connections × pack size.
+        with ThreadPoolExecutor(self.repo.download_workers(PACK_WORKERS), thread_name_prefix="restore") as pool:
             for f in [pool.submit(one_pack, p, b) for p, b in plan.items()]:
                 f.result()
 

@@ -33,6 +33,7 @@ from strongroom.repo.host import HostIdentity
 from strongroom.repo.locks import LOCK_DIR, Lock, LockInfo, LockSightings, LockTiming, Staleness, remove_locks
 from strongroom.repo.pack import (DATA, TREE, PACK_DIR, PackedBlob, PackWriter, blob_aad,
                                   pack_name, read_pack_header)
+from strongroom.repo.uploads import PackUploads
 from strongroom.settings import DEFAULT as DEFAULT_SETTINGS, Settings
 from strongroom.storage.base import Storage, read_bounded
 from strongroom.storage.metrics import CountingStorage
@@ -167,6 +168,10 @@ class Repository:
         self.checkpoint_interval = settings.checkpoint_seconds
         self.compressor = Compressor(*parse_compression(config.compression))
         self.on_pack_stored: Callable[[int], None] | None = None
+        # Packs stored (and, by restore and check, read) at once.
+        from strongroom.storage import connections_of
+        self.connections = connections_of(self.storage, settings)
+        self._uploads: PackUploads[PackWriter] = PackUploads(self.connections, self._store_pack, self._forget_pack)
         self._locks: list[Lock] = []  # taken through lock(): writes check them first
         self._lock_sightings: LockSightings | None = None
 
@@ -440,10 +445,11 @@ class Repository:
             if packer.size >= self.config.pack_size:
                 full = self._packers.pop(blob_type)
         if full is not None:
-            self._store_pack(full)
+            self._uploads.submit(full)
         return blob_id, len(encrypted)
 
     def _store_pack(self, packer: PackWriter) -> None:
+        """Seal and store one pack, then index it (on an upload thread)."""
         pack_id, data = packer.seal(self.crypto)
         self._write_object(pack_name(pack_id, self.config.data_fanout), data)
         if self.cache is not None and packer.blobs[0].type == TREE:
@@ -459,6 +465,25 @@ class Repository:
             self.on_pack_stored(len(data))
         if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval:
             self.checkpoint()
+
+    def _forget_pack(self, packer: PackWriter) -> None:
+        """A pack that was not stored: its blobs are not in the repository, and
+        a later save of them (a next run in this process) must store them."""
+        with self._write_lock:
+            for b in packer.blobs:
+                self._reserved.discard(b.id)
+
+    def download_workers(self, local: int) -> int:
+        """Threads that read packs at once: one per connection on a remote
+        target, where latency bounds a read; `local`, the caller's own number,
+        on a directory, where the work is the CPU's."""
+        return self.connections if self.storage.info.vendor is not None else local
+
+    def wait_for_uploads(self) -> None:
+        """Wait until every pack handed to the uploads is stored or failed;
+        raise the first failure. What was stored is in the index to be written
+        (`checkpoint`) and in the pending-pack journal."""
+        self._uploads.wait()
 
     def checkpoint(self) -> None:
         """Write an index object for every pack stored since the last one."""
@@ -482,8 +507,21 @@ class Repository:
         with self._write_lock:
             packers = [p for p in self._packers.values() if len(p)]
             self._packers = {}
+        failure: BaseException | None = None
         for packer in packers:
-            self._store_pack(packer)
+            if failure is not None:
+                self._forget_pack(packer)
+                continue
+            try:
+                self._uploads.submit(packer)
+            except BaseException as e:
+                failure = e
+        try:
+            self._uploads.wait()
+        except BaseException as e:
+            failure = failure or e
+        if failure is not None:
+            raise failure
         self.checkpoint()
 
     def save_tree(self, tree: Tree) -> tuple[bytes, int]:

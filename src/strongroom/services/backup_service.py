@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets as pysecrets
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable
 
 from strongroom.engine.backup import BackupOptions, BackupResult, run_backup
@@ -18,7 +19,7 @@ from strongroom.settings import Settings
 from strongroom.repo.repository import DEFAULT_PACK_SIZE, Repository
 from strongroom.services.configs import BackupConfig
 from strongroom.sources import Source, source_for
-from strongroom.storage import LocalStorage
+from strongroom.storage import open_storage
 from strongroom.storage.base import Storage
 
 if TYPE_CHECKING:
@@ -60,12 +61,19 @@ class BackupService:
 
     # ---- repositories ------------------------------------------------------------
 
+    def settings_for(self, config: BackupConfig) -> Settings:
+        """The settings of a run of `config`: the service's, with the
+        configuration's own connections over them."""
+        if config.connections is None:
+            return self.settings
+        return replace(self.settings, connections=config.connections)
+
     def storage_for(self, config: BackupConfig, on_event: StorageEvents | None = None) -> Storage:
         """The storage the configuration's repository lives on."""
         if config.is_local:
-            return LocalStorage(config.target_path)
+            return open_storage("local:" + config.target_path, settings=self.settings_for(config))
         return self.webdav.open_storage(config.target_client_id, config.target_path, self.cache_root, on_event,
-                                        settings=self.settings)
+                                        settings=self.settings_for(config))
 
     def password_for(self, config: BackupConfig) -> bytes | None:
         """The repository password of a configuration, from the one source it names.
@@ -150,7 +158,7 @@ class BackupService:
         storage = self.storage_for(config, on_event)
         password = self.password_for(config)
         try:
-            return Repository.open(storage, password, self.cache_root, settings=self.settings)
+            return Repository.open(storage, password, self.cache_root, settings=self.settings_for(config))
         except RepositoryNotFound:
             if not create:
                 raise
@@ -158,7 +166,7 @@ class BackupService:
         return Repository.init(storage, password, compression=config.codec,
                                pack_size=vendor.pack_size if vendor else DEFAULT_PACK_SIZE,
                                data_fanout=vendor.data_fanout if vendor else 2, cache_root=self.cache_root,
-                               settings=self.settings)
+                               settings=self.settings_for(config))
 
     def repo_lock(self, config: BackupConfig) -> threading.Lock:
         """One backup at a time per repository within this process."""

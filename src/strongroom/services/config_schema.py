@@ -19,7 +19,7 @@ from strongroom.engine.walk import parse_size
 from strongroom.errors import StrongroomError, UsageError
 from strongroom.model.retention import parse_duration
 from strongroom.repo.compression import parse_compression
-from strongroom.storage.vendors import VENDORS
+from strongroom.storage.vendors import MAX_CONNECTIONS, VENDORS
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Count = Annotated[int, Field(ge=0, le=1_000_000)]
@@ -138,6 +138,7 @@ class ConfigSchema(BaseModel):
     postgres_secret_ref: str | None = None
     schedules: Annotated[list[ScheduleSchema], Field(max_length=MAX_SCHEDULES)] = []
     check_schedules: Annotated[list[CheckScheduleSchema], Field(max_length=MAX_SCHEDULES)] = []
+    connections: Annotated[int, Field(ge=1, le=MAX_CONNECTIONS)] | None = None
 
     @field_validator("schedules", "check_schedules")
     @classmethod

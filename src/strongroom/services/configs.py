@@ -85,6 +85,9 @@ class BackupConfig:
     # each a schedule as above plus `subset`, the share of packs one check
     # reads ("5%", or "n/t": the checks go through the t parts in turn).
     check_schedules: list[dict[str, Any]] = field(default_factory=list)
+    # Requests to the target at once (pack uploads and downloads); None: the
+    # target's default (its WebDAV vendor's, or a directory's).
+    connections: int | None = None
     # Set by `add_config`: the fields it took from the copy of this configuration
     # that the repository held (a configuration added again on a new machine).
     taken_from_repository: list[str] = field(default_factory=list, compare=False, repr=False)
@@ -182,8 +185,9 @@ class BackupConfig:
         for key in ("schedules", "check_schedules"):
             if not doc[key]:
                 del doc[key]
-        if doc["password_command"] is None:
-            del doc["password_command"]  # stored as before the field existed
+        for key in ("password_command", "connections"):
+            if doc[key] is None:
+                del doc[key]  # stored as before the field existed
         return doc
 
     def parsed_schedules(self, local_zone: ZoneInfo) -> list[Schedule]:

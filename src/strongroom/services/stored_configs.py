@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 # found) or the password (given, or generated, on this machine).
 MERGED_FIELDS = ("compression", "excludes", "exclude_caches", "exclude_if_present", "exclude_larger_than",
                  "one_file_system", "tags", "max_attempts", "retention", "retention_after_run", "schedules",
-                 "check_schedules")
+                 "check_schedules", "connections")
 
 
 def _defaults() -> dict[str, Any]:

@@ -8,14 +8,14 @@ from urllib.parse import unquote, urlsplit
 
 from strongroom.errors import UsageError
 from strongroom.paths import default_cache_root
-from strongroom.settings import DEFAULT, VENDOR_DEFAULT, Settings
+from strongroom.settings import DEFAULT, LOCAL_CONNECTIONS, VENDOR_DEFAULT, Settings
 from strongroom.storage.base import ObjectInfo, Storage, StorageInfo
 from strongroom.storage.budget import RequestBudget
 from strongroom.storage.local import LocalStorage
 from strongroom.storage.metrics import CountingStorage
 
 __all__ = ["ObjectInfo", "Storage", "StorageInfo", "Settings", "LocalStorage", "CountingStorage", "open_storage", "object_size_cap",
-           "request_budget", "shared_request_budget"]
+           "request_budget", "shared_request_budget", "connections_of"]
 
 Password = Callable[[], str] | str | None
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(?!\\)")
@@ -29,12 +29,14 @@ def open_storage(url: str, *, webdav_password: Password = None, vendor: str | No
     `PATH` or `local:PATH`: a directory. `webdav+https://USER@HOST/PATH` (or
     `webdav+http://`): a WebDAV collection; the account password comes from
     `webdav_password` (a string or a function that returns one), never from
-    the URL. Timeouts, retries and the request budget come from `settings`.
+    the URL; `?connections=N` after it sets how many requests go at once.
+    Timeouts, retries, the request budget and the connections (over the
+    URL's) come from `settings`.
     """
     if not url:
         raise UsageError("no repository given: use --repo or STRONGROOM_REPO")
     if url.startswith("local:"):
-        return LocalStorage(url[len("local:"):])
+        return _local(url[len("local:"):], settings)
     if url.startswith(("webdav+http://", "webdav+https://")):
         return _open_webdav(url[len("webdav+"):], webdav_password, vendor,
                             settings.cache_root if cache_root is None else cache_root, on_event, settings)
@@ -44,7 +46,34 @@ def open_storage(url: str, *, webdav_password: Password = None, vendor: str | No
         # folder named so: a path that really starts that way is written ./NAME.
         raise UsageError(f"unsupported repository URL scheme {scheme.group(1)!r}: "
                          "use a path, local:PATH, webdav+https://USER@HOST/PATH or webdav+http://...")
-    return LocalStorage(url)
+    return _local(url, settings)
+
+
+def _local(path: str, settings: Settings) -> LocalStorage:
+    storage = LocalStorage(path)
+    storage.info = StorageInfo(connections=settings.connections or LOCAL_CONNECTIONS)
+    return storage
+
+
+def _url_connections(query: str) -> int | None:
+    """The `connections=N` of a WebDAV URL's query, the one parameter it may carry."""
+    from urllib.parse import parse_qsl
+
+    from strongroom.storage.vendors import parse_connections
+
+    if not query:
+        return None
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        pairs = [("", query)]
+    found = None
+    for key, value in pairs:
+        if key != "connections":
+            raise UsageError(f"unknown parameter {key!r} in the repository URL: the one it takes is "
+                             "?connections=N")
+        found = parse_connections(value, "the URL's connections")
+    return found
 
 
 def _open_webdav(url: str, password: Password, vendor_name: str | None, cache_root: str | None,
@@ -60,6 +89,7 @@ def _open_webdav(url: str, password: Password, vendor_name: str | None, cache_ro
     if not parts.username or not parts.hostname:
         raise UsageError("a WebDAV repository URL needs a user and a host: webdav+https://USER@HOST/PATH")
     vendor = vendor_profile(vendor_name, url)
+    connections = settings.connections or _url_connections(parts.query) or vendor.connections
     path = parts.path if parts.path.endswith("/") else parts.path + "/"
     if vendor.name == "nutstore" and len([p for p in path.split("/") if p]) < 2:
         raise UsageError("Nutstore keeps files only inside sync folders: use a path below one, "
@@ -74,8 +104,9 @@ def _open_webdav(url: str, password: Password, vendor_name: str | None, cache_ro
 
     budget = _budget(vendor, username, netloc, cache_root, settings, on_event)
     client = WebDAVStorage(base_url, username, password, vendor, timeout=settings.webdav_timeout,
-                           gate=budget.take if budget else None)
-    client.info = StorageInfo(vendor=vendor, max_object_size=vendor.max_object_size, budget=budget)
+                           gate=budget.take if budget else None, connections=connections)
+    client.info = StorageInfo(vendor=vendor, max_object_size=vendor.max_object_size, budget=budget,
+                              connections=connections)
     policy = RetryPolicy(deadline=settings.webdav_deadline, base_delay=settings.webdav_retry_delay,
                          blocked_wait=vendor.blocked_wait if settings.webdav_blocked_wait is None
                          else settings.webdav_blocked_wait)
@@ -113,6 +144,11 @@ def shared_request_budget(url: str, username: str, vendor_name: str | None, cach
 def object_size_cap(storage: Storage) -> int | None:
     """The most bytes one object may have on this target (the WebDAV vendor's upload cap)."""
     return storage.info.max_object_size
+
+
+def connections_of(storage: Storage, settings: Settings = DEFAULT) -> int:
+    """Requests to send this target at once: the run's setting, else the target's own."""
+    return settings.connections or storage.info.connections or LOCAL_CONNECTIONS
 
 
 def request_budget(storage: Storage) -> RequestBudget | None:

@@ -54,6 +54,7 @@ class StorageInfo:
     vendor: Any = None  # the WebDAV VendorProfile (pack size, fan-out, cap), None for a directory
     max_object_size: int | None = None  # the server's upload cap, where it has one
     budget: Any = None  # the RequestBudget that gates its requests, if any
+    connections: int | None = None  # requests it takes at once; None: the caller's default
 
 
 class Storage(ABC):

@@ -23,15 +23,25 @@ class VendorProfile:
     pack_size: int  # default pack size for new repositories on this service
     data_fanout: int  # hex digits of pack directory fan-out for new repositories
     blocked_wait: float  # seconds to wait after a throttling answer
+    # Requests sent at once (uploads of packs, downloads of pack spans):
+    # over a link of some latency, one connection waits more than it sends.
+    # Why each number: docs/webdav.md, "Connections".
+    connections: int = 4
 
 
-GENERIC = VendorProfile("generic", None, None, 32 * MiB, 1, 45.0)
+# Most connections a target may be given: each upload holds a pack in memory.
+MAX_CONNECTIONS = 32
+GENERIC = VendorProfile("generic", None, None, 32 * MiB, 1, 45.0, connections=4)
 VENDORS = {
     # 10% below the published free-account limit, so other clients of the
-    # same account (the sync app) keep some room.
-    "nutstore": VendorProfile("nutstore", (540, 1800.0), 500 * 1000 * 1000, 64 * MiB, 1, 45.0),
-    "nextcloud": VendorProfile("nextcloud", None, None, 32 * MiB, 1, 30.0),
-    "owncloud": VendorProfile("owncloud", None, None, 32 * MiB, 1, 30.0),
+    # same account (the sync app) keep some room. Two connections: the
+    # budget, not the latency, bounds a long run, and a burst of parallel
+    # requests is what its throttling answers.
+    "nutstore": VendorProfile("nutstore", (540, 1800.0), 500 * 1000 * 1000, 64 * MiB, 1, 45.0, connections=2),
+    # A PHP server: each request holds one of its few workers (php-fpm's
+    # pm.max_children is 5 by default) for the whole upload.
+    "nextcloud": VendorProfile("nextcloud", None, None, 32 * MiB, 1, 30.0, connections=4),
+    "owncloud": VendorProfile("owncloud", None, None, 32 * MiB, 1, 30.0, connections=4),
     "generic": GENERIC,
 }
 
@@ -56,6 +66,21 @@ def vendor_profile(name: str | None, url: str) -> VendorProfile:
     if key not in VENDORS:
         raise UsageError(f"unknown WebDAV vendor {name!r}: use {', '.join(sorted(VENDORS))}")
     return VENDORS[key]
+
+
+def parse_connections(text: str, where: str = "connections") -> int:
+    """`4` -> 4 requests at once, from 1 to MAX_CONNECTIONS."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise UsageError(f"{where} must be a whole number of connections, not {text!r}") from None
+    return check_connections(value, where)
+
+
+def check_connections(value: int, where: str = "connections") -> int:
+    if not 1 <= value <= MAX_CONNECTIONS:
+        raise UsageError(f"{where} must be from 1 to {MAX_CONNECTIONS}, not {value}")
+    return value
 
 
 def parse_budget(text: str) -> tuple[int, float]:

@@ -57,7 +57,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 class WebDAVStorage(Storage):
     def __init__(self, base_url: str, username: str, password: str, vendor: VendorProfile = GENERIC,
-                 timeout: float = 60.0, gate: Callable[[], None] | None = None) -> None:
+                 timeout: float = 60.0, gate: Callable[[], None] | None = None, connections: int = 4) -> None:
         if not base_url.endswith("/"):
             base_url += "/"
         self.base_url = base_url
@@ -73,7 +73,7 @@ class WebDAVStorage(Storage):
         self.vendor = vendor
         self.url = f"webdav+{base_url}"
         # open_storage adds the request budget it gates with.
-        self.info = StorageInfo(vendor=vendor, max_object_size=vendor.max_object_size)
+        self.info = StorageInfo(vendor=vendor, max_object_size=vendor.max_object_size, connections=connections)
         self._gate = gate
         self._client = httpx.Client(
             auth=(username, password), timeout=httpx.Timeout(timeout, connect=min(timeout, 20.0)),
@@ -81,7 +81,11 @@ class WebDAVStorage(Storage):
             # and a compressed answer could inflate past every bound below.
             follow_redirects=False, headers={"User-Agent": f"strongroom/{__version__}",
                                              "Accept-Encoding": "identity"},
-            limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+            # One connection per request the repository sends at once, and
+            # room for the lock refresh and an index checkpoint beside them:
+            # a request that finds the pool full waits for a free connection
+            # inside its timeout, and would fail as a timeout there.
+            limits=httpx.Limits(max_connections=connections + 2, max_keepalive_connections=connections + 2),
         )
         self._known_dirs: set[str] = set()
         self._refused: AuthenticationFailed | None = None
