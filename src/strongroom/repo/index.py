@@ -14,7 +14,7 @@ the repository; prune later merges them and lists the ones it replaces.
 In memory the index keeps those 45-byte blob records as they are, one
 after another in a single bytearray, and finds an id through an
 open-addressing table of record numbers (an array of u32): no Python
-object per blob, about 60 bytes a blob instead of the 440 a dict of
+object per blob, about 75 bytes a blob instead of the 440 a dict of
 dataclasses took (docs/performance.md, "Scale").
 """
 
@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import struct
 from array import array
-from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 from strongroom.errors import IntegrityError
 from strongroom.repo.pack import BLOB_TYPES, PackedBlob
@@ -42,13 +41,17 @@ _TYPE_BYTES = bytes(sorted(BLOB_TYPES))
 _MIN_TABLE = 1024
 
 
-@dataclass(frozen=True)
-class BlobLocation:
+class BlobLocation(NamedTuple):
+    """Made on each look-up: a tuple is several times cheaper to build than a frozen dataclass."""
+
     pack: bytes
     type: int
     offset: int
     length: int
     raw_length: int
+
+
+_new_location = tuple.__new__  # skips NamedTuple's Python-level __new__
 
 
 @dataclass(frozen=True)
@@ -132,13 +135,15 @@ class Index:
     def __init__(self, expected_blobs: int = 0) -> None:
         self._records = bytearray()  # 45-byte records: type, id, offset, length, raw length
         self._starts = array("I")  # per pack added: its first record number
+        self._pack_of = array("I")  # per record: the number of its pack (a bisect of _starts costs more)
         self._pack_ids: list[bytes] = []  # per pack added: its id
         self._latest: dict[bytes, int] = {}  # pack id -> the pack number added last under it
         self._count = 0  # distinct blob ids
         size = _MIN_TABLE
         while size < 2 * expected_blobs:
             size *= 2
-        self._table = (array("I", bytes(4 * size)), size - 1)  # record number + 1, 0 when empty
+        # Record number + 1, 0 when empty; its length is a power of two.
+        self._table = array("I", bytes(4 * size))
 
     # ---- adding -------------------------------------------------------------------
 
@@ -151,23 +156,27 @@ class Index:
         first = len(self._records) // RECORD
         self._records += memoryview(data)[start:start + RECORD * count]
         self._starts.append(first)
+        self._pack_of += array("I", [len(self._pack_ids)]) * count
         self._pack_ids.append(pack_id)
         self._latest[pack_id] = len(self._pack_ids) - 1
         self._grow(self._count + count)
-        table, mask = self._table
-        records = self._records
+        table = self._table
+        mask = len(table) - 1
+        startswith = self._records.startswith
         added = 0
-        for number, (blob_id,) in enumerate(_ID_OF_RECORD.iter_unpack(records[first * RECORD:]), first):
+        number = first + 1  # what the table holds: record number + 1
+        for (blob_id,) in _ID_OF_RECORD.iter_unpack(self._records[first * RECORD:]):
             i = hash(blob_id) & mask
-            while True:
-                slot = table[i]
-                if not slot:
-                    table[i] = number + 1
-                    added += 1
-                    break
-                if records.startswith(blob_id, (slot - 1) * RECORD + 1):
+            slot = table[i]
+            while slot:
+                if startswith(blob_id, slot * RECORD - RECORD + 1):
                     break  # already known: the first location stays
                 i = (i + 1) & mask
+                slot = table[i]
+            else:
+                table[i] = number
+                added += 1
+            number += 1
         self._count += added
 
     def add_parsed(self, parsed: ParsedIndex) -> None:
@@ -177,10 +186,10 @@ class Index:
 
     def _grow(self, blobs: int) -> None:
         """Keep the table at most half full, so probes stay short."""
-        table, mask = self._table
-        if 2 * blobs <= mask + 1:
+        table = self._table
+        if 2 * blobs <= len(table):
             return
-        size = mask + 1
+        size = len(table)
         while size < 2 * blobs:
             size *= 2
         new, new_mask = array("I", bytes(4 * size)), size - 1
@@ -192,7 +201,7 @@ class Index:
                 while new[i]:
                     i = (i + 1) & new_mask
                 new[i] = slot
-        self._table = (new, new_mask)
+        self._table = new
 
     def without_packs(self, numbers: set[int]) -> "Index":
         """A new index of every pack added except those numbered (in the order added)."""
@@ -214,21 +223,32 @@ class Index:
     # ---- looking up ---------------------------------------------------------------
 
     def _find(self, blob_id: bytes) -> int:
-        if len(blob_id) != 32:
-            return -1  # startswith would take a prefix for the whole id
-        table, mask = self._table
-        records = self._records
+        table = self._table  # one read: a grown table replaces it whole
+        mask = len(table) - 1
+        startswith = self._records.startswith
         i = hash(blob_id) & mask
-        while True:
-            slot = table[i]
-            if not slot:
-                return -1
-            if records.startswith(blob_id, (slot - 1) * RECORD + 1):
+        slot = table[i]
+        while slot:
+            # The length too: startswith would take a prefix for the whole id.
+            if startswith(blob_id, slot * RECORD - RECORD + 1) and len(blob_id) == 32:
                 return slot - 1
             i = (i + 1) & mask
+            slot = table[i]
+        return -1
 
     def __contains__(self, blob_id: bytes) -> bool:
-        return self._find(blob_id) >= 0
+        # _find, inline: a backup asks this once per chunk.
+        table = self._table
+        mask = len(table) - 1
+        startswith = self._records.startswith
+        i = hash(blob_id) & mask
+        slot = table[i]
+        while slot:
+            if startswith(blob_id, slot * RECORD - RECORD + 1) and len(blob_id) == 32:
+                return True
+            i = (i + 1) & mask
+            slot = table[i]
+        return False
 
     def get(self, blob_id: bytes) -> BlobLocation | None:
         number = self._find(blob_id)
@@ -238,8 +258,7 @@ class Index:
 
     def _location(self, number: int) -> BlobLocation:
         blob_type, _, offset, length, raw = _BLOB.unpack_from(self._records, number * RECORD)
-        pack = self._pack_ids[bisect_right(self._starts, number) - 1]
-        return BlobLocation(pack, blob_type, offset, length, raw)
+        return _new_location(BlobLocation, (self._pack_ids[self._pack_of[number]], blob_type, offset, length, raw))
 
     def __len__(self) -> int:
         return self._count
