@@ -59,7 +59,12 @@ def test_many_blobs_grow_the_table_and_stay_found():
     assert index.get(_id(2999)).pack == _id(10**9 + 299)
     assert not any(_id(i) in index for i in range(3000, 3100))
     assert len(list(index.items())) == 3000
-    fewer = index.without_packs(set(range(0, 300, 2)))
+    # Old ids again, in a pack large enough to grow the table as it is added.
+    again = [PackedBlob(DATA, _id(i), 7, 8, 9) for i in range(5000)]
+    index.add_pack(_id(5), again)
+    assert len(index) == 5000 and index.get(_id(10)).pack == _id(10**9 + 1) and index.get(_id(4999)).offset == 7
+    assert len(list(index.items())) == 5000
+    fewer = index.without_packs(set(range(0, 300, 2)) | {300})
     assert len(fewer) == 1500 and _id(0) not in fewer and fewer.get(_id(15)).pack == _id(10**9 + 1)
 
 

@@ -153,13 +153,13 @@ class Index:
 
     def add_records(self, pack_id: bytes, data, start: int, count: int) -> None:
         """Add a pack from `count` checked records at `start` in `data`."""
+        self._grow(self._count + count)  # before the records are added: a grown table holds those before
         first = len(self._records) // RECORD
         self._records += memoryview(data)[start:start + RECORD * count]
         self._starts.append(first)
         self._pack_of += array("I", [len(self._pack_ids)]) * count
         self._pack_ids.append(pack_id)
         self._latest[pack_id] = len(self._pack_ids) - 1
-        self._grow(self._count + count)
         table = self._table
         mask = len(table) - 1
         startswith = self._records.startswith
@@ -192,15 +192,24 @@ class Index:
         size = len(table)
         while size < 2 * blobs:
             size *= 2
-        new, new_mask = array("I", bytes(4 * size)), size - 1
-        records = self._records
-        for slot in table:
-            if slot:
-                (blob_id,) = _ID_AT.unpack_from(records, (slot - 1) * RECORD + 1)
-                i = hash(blob_id) & new_mask
-                while new[i]:
-                    i = (i + 1) & new_mask
-                new[i] = slot
+        # Every record again, in the order added: the first of an id is the one
+        # the table names, and the records are read in order, not at random.
+        new = array("I", bytes(4 * size))
+        mask = size - 1
+        startswith = self._records.startswith
+        number = 1
+        for start in range(0, len(self._records), RECORD * 65536):
+            for (blob_id,) in _ID_OF_RECORD.iter_unpack(self._records[start:start + RECORD * 65536]):
+                i = hash(blob_id) & mask
+                slot = new[i]
+                while slot:
+                    if startswith(blob_id, slot * RECORD - RECORD + 1):
+                        break
+                    i = (i + 1) & mask
+                    slot = new[i]
+                else:
+                    new[i] = number
+                number += 1
         self._table = new
 
     def without_packs(self, numbers: set[int]) -> "Index":
