@@ -34,7 +34,9 @@ SMALL_KDF = dict(memory_kib=1024, iterations=1, lanes=1)
 
 
 def _env(repo: Path, cache: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "STRONGROOM_CATALOG"}
+    # Byte code is kept, as an installed program's is: a run that compiles
+    # every module it imports measures the compiler, not the command.
+    env = {k: v for k, v in os.environ.items() if k not in ("STRONGROOM_CATALOG", "PYTHONDONTWRITEBYTECODE")}
     env.update(STRONGROOM_PASSWORD=PASSWORD, STRONGROOM_REPO=str(repo), STRONGROOM_CACHE_DIR=str(cache),
                XDG_DATA_HOME=str(cache.parent / "data"))
     return env
@@ -92,17 +94,17 @@ def build_index(repo_path: Path, cache: Path, blobs: int, per_pack: int, per_obj
     with repo.lock(exclusive=True):
         while made < blobs:
             n = min(per_object, blobs - made)
-            ids = rng.randbytes(32 * n)
-            packs = rng.randbytes(32 * (n // per_pack + 1))
             objects: dict[bytes, list[PackedBlob]] = {}
             for p in range(0, n, per_pack):
+                count = min(per_pack, n - p)
+                ids = rng.randbytes(32 * count)
                 offset, plist = 0, []
-                for i in range(p, min(p + per_pack, n)):
-                    length = 1000 + (i * 7919) % 60000
-                    plist.append(PackedBlob(TREE if i % 50 == 0 else DATA, ids[32 * i:32 * i + 32], offset,
+                for i in range(count):
+                    length = 1000 + ((p + i) * 7919) % 60000
+                    plist.append(PackedBlob(TREE if (p + i) % 50 == 0 else DATA, ids[32 * i:32 * i + 32], offset,
                                             length, length + 100))
                     offset += length
-                objects[packs[32 * (p // per_pack):32 * (p // per_pack) + 32]] = plist
+                objects[rng.randbytes(32)] = plist
             repo.write_index_object(objects)
             made += n
 
