@@ -139,6 +139,7 @@ class Index:
         self._pack_ids: list[bytes] = []  # per pack added: its id
         self._latest: dict[bytes, int] = {}  # pack id -> the pack number added last under it
         self._count = 0  # distinct blob ids
+        self._expected = 0  # a hint of how many blobs will come (see expect)
         size = _MIN_TABLE
         while size < 2 * expected_blobs:
             size *= 2
@@ -184,11 +185,19 @@ class Index:
         for pack_id, start, count in parsed.packs:
             self.add_records(pack_id, parsed.data, start, count)
 
+    def expect(self, blobs: int) -> None:
+        """A hint of how many blobs are coming (from a listing's sizes: the
+        target's word). A table that must grow grows to fit it, but to no more
+        than eight times what is really there, so a lie costs little memory,
+        and the table is refilled a few times rather than at every doubling."""
+        self._expected = blobs
+
     def _grow(self, blobs: int) -> None:
         """Keep the table at most half full, so probes stay short."""
         table = self._table
         if 2 * blobs <= len(table):
             return
+        blobs = max(blobs, min(self._expected, 8 * blobs))
         size = len(table)
         while size < 2 * blobs:
             size *= 2

@@ -28,8 +28,8 @@ from strongroom.repo.cache import CacheWrites, RepoCache, default_cache_root
 from strongroom.repo.chunker import Chunker, ChunkerParams
 from strongroom.repo.compression import MAX_TREE_BLOB, Compressor, decompress, parse_compression
 from strongroom.repo.crypto import Crypto, MasterKey
-from strongroom.repo.index import (INDEX_AAD, INDEX_DIR, Index, ParsedIndex, decode_index, encode_index,
-                                   parse_index)
+from strongroom.repo.index import (INDEX_AAD, INDEX_DIR, RECORD as INDEX_RECORD, Index, ParsedIndex, decode_index,
+                                   encode_index, parse_index)
 from strongroom.repo.host import HostIdentity
 from strongroom.repo.locks import LOCK_DIR, Lock, LockInfo, LockSightings, LockTiming, Staleness, remove_locks
 from strongroom.repo.pack import (DATA, TREE, PACK_DIR, PackedBlob, PackWriter, blob_aad,
@@ -331,7 +331,9 @@ class Repository:
         scanned = Index()
         loaded: dict[str, range] = {}  # object name -> the pack numbers it added
         superseded: set[str] = set()
-        for info in self.storage.list(INDEX_DIR):
+        listing = list(self.storage.list(INDEX_DIR))
+        scanned.expect(sum(info.size for info in listing) // INDEX_RECORD)
+        for info in listing:
             try:
                 parsed = self.read_index_parsed(info.name)
             except catch as e:
