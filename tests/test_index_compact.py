@@ -99,3 +99,31 @@ def test_index_objects_round_trip_through_a_repository(repo, repo_path, cache_di
     assert fresh.index.get(_id(6)).pack == _id(10**9 + 2) or fresh.index.get(_id(6)).pack == _id(10**9 + 3)
     assert fresh.index.get(_id(9)) == BlobLocation(_id(10**9 + 3), TREE, 300, 93, 203)
     assert fresh.index.packs[_id(10**9 + 1)] == first[_id(10**9 + 1)]
+
+
+def test_lookups_in_another_thread_while_packs_are_added():
+    import threading
+
+    index = Index()
+    added = threading.Event()
+    errors = []
+
+    def look():
+        while not added.is_set():
+            try:
+                n = len(index)  # every blob counted is found
+                for i in range(0, n, 97):
+                    assert index.get(_id(i)) is not None
+                for pack_id in index.packs:
+                    assert index.packs[pack_id]
+            except Exception as e:  # reported below, in the test's thread
+                errors.append(e)
+                return
+
+    reader = threading.Thread(target=look)
+    reader.start()
+    for n in range(400):  # 8,000 blobs: the table grows several times under the reader
+        index.add_pack(*_pack(n, 20 * n, 20))
+    added.set()
+    reader.join()
+    assert not errors and len(index) == 8000

@@ -156,9 +156,9 @@ class Index:
         """Add a pack from `count` checked records at `start` in `data`."""
         self._grow(self._count + count)  # before the records are added: a grown table holds those before
         first = len(self._records) // RECORD
-        self._records += memoryview(data)[start:start + RECORD * count]
-        self._starts.append(first)
+        self._starts.append(first)  # first: it ends the pack before, for a reader in another thread
         self._pack_of += array("I", [len(self._pack_ids)]) * count
+        self._records += memoryview(data)[start:start + RECORD * count]
         self._pack_ids.append(pack_id)
         self._latest[pack_id] = len(self._pack_ids) - 1
         table = self._table
