@@ -162,7 +162,8 @@ class Checker:
             return self.packs
         if self._scoped_packs is None:
             held = {loc.pack for loc in map(self.repo.index.get, self.needed) if loc is not None}
-            self._scoped_packs = {pack_id: blobs for pack_id, blobs in self.packs.items() if pack_id in held}
+            # By id first: the index's packs make their lists of blobs only when asked.
+            self._scoped_packs = {pack_id: self.packs[pack_id] for pack_id in self.packs if pack_id in held}
         return self._scoped_packs
 
     def _check_packs_exist(self) -> None:

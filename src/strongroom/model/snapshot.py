@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from strongroom.errors import IntegrityError
@@ -61,7 +61,7 @@ class Snapshot:
                 if not all(isinstance(v, str) for v in doc[key]):
                     raise TypeError(f"{key} holds something other than text")
             known = set(cls.__dataclass_fields__) - {"id"}
-            snap = cls(**{k: v for k, v in doc.items() if k in known})
+            snap = cls(**{k: v for k, v in doc.items() if k in known}, id=snapshot_id)
             for key in _TEXT:
                 if not isinstance(getattr(snap, key), str):
                     raise TypeError(f"{key} is not text")
@@ -76,7 +76,7 @@ class Snapshot:
             bytes.fromhex(snap.tree)
             if snap.original is not None:
                 bytes.fromhex(snap.original)
-            return replace(snap, id=snapshot_id)
+            return snap
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
             # RecursionError: JSON nested deeper than the parser's stack allows.
             raise IntegrityError(f"snapshot {snapshot_id[:8]}: malformed: {e}") from None

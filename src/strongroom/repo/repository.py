@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping
 
 from strongroom import __version__
 from strongroom.errors import (FolderNotEmpty, FolderNotFound, ForeignObject, IncompleteObject, IntegrityError,
@@ -28,7 +28,8 @@ from strongroom.repo.cache import CacheWrites, RepoCache, default_cache_root
 from strongroom.repo.chunker import Chunker, ChunkerParams
 from strongroom.repo.compression import MAX_TREE_BLOB, Compressor, decompress, parse_compression
 from strongroom.repo.crypto import Crypto, MasterKey
-from strongroom.repo.index import INDEX_AAD, INDEX_DIR, Index, decode_index, encode_index
+from strongroom.repo.index import (INDEX_AAD, INDEX_DIR, RECORD as INDEX_RECORD, Index, ParsedIndex, decode_index,
+                                   encode_index, parse_index)
 from strongroom.repo.host import HostIdentity
 from strongroom.repo.locks import LOCK_DIR, Lock, LockInfo, LockSightings, LockTiming, Staleness, remove_locks
 from strongroom.repo.pack import (DATA, TREE, PACK_DIR, PackedBlob, PackWriter, blob_aad,
@@ -129,7 +130,7 @@ class IndexScan:
 
     objects: list[str]  # the index objects read, superseded ones included
     superseded: list[str]  # those a consolidated index replaces, still on the target
-    packs: dict[bytes, list[PackedBlob]] = field(default_factory=dict)  # from the others
+    packs: Mapping[bytes, list[PackedBlob]] = field(default_factory=dict)  # from the others (a PackView)
 
 
 class Repository:
@@ -329,22 +330,33 @@ class Repository:
         `catch` goes to `on_error` and is left out. A consolidated index
         (prune's) names the objects it replaces; a prune stopped before
         deleting them leaves them, and their packs are not used."""
-        loaded: dict[str, dict[bytes, list[PackedBlob]]] = {}
+        # One object's plaintext at a time: its records go straight into the
+        # compact index. Which objects are superseded is known only once all
+        # are read; after an interrupted prune the index is rebuilt without them.
+        scanned = Index()
+        loaded: dict[str, range] = {}  # object name -> the pack numbers it added
         superseded: set[str] = set()
-        for info in self.storage.list(INDEX_DIR):
+        listing = list(self.storage.list(INDEX_DIR))
+        scanned.expect(sum(info.size for info in listing) // INDEX_RECORD)
+        for info in listing:
             try:
-                packs, supersedes = self.read_index_object(info.name)
+                parsed = self.read_index_parsed(info.name)
             except catch as e:
                 on_error(info.name, e)
                 continue
-            loaded[info.name] = packs
-            superseded.update(f"{INDEX_DIR}/{old.hex()}" for old in supersedes)
-        scan = IndexScan(objects=list(loaded), superseded=sorted(superseded & set(loaded)))
-        for name, packs in loaded.items():
-            if name not in superseded:
-                scan.packs.update(packs)
-        for pack_id, blobs in scan.packs.items():
-            self.index.add_pack(pack_id, blobs)
+            first = scanned.pack_count
+            scanned.add_parsed(parsed)
+            loaded[info.name] = range(first, scanned.pack_count)
+            superseded.update(f"{INDEX_DIR}/{old.hex()}" for old in parsed.supersedes)
+            del parsed
+        unused = superseded & set(loaded)
+        if unused:
+            scanned = scanned.without_packs({n for name in unused for n in loaded[name]})
+        scan = IndexScan(objects=list(loaded), superseded=sorted(unused), packs=scanned.packs)
+        if self.index.pack_count:
+            self.index.merge(scanned)
+        else:
+            self.index = scanned
         self.superseded_index = scan.superseded
         self._index_loaded = True
         return scan
@@ -379,6 +391,9 @@ class Repository:
 
     def read_index_object(self, name: str) -> tuple[dict[bytes, list[PackedBlob]], list[bytes]]:
         return decode_index(self._open_named("index", name, INDEX_AAD, name), name)
+
+    def read_index_parsed(self, name: str) -> ParsedIndex:
+        return parse_index(self._open_named("index", name, INDEX_AAD, name), name)
 
     def _write_object(self, name: str, data: bytes) -> None:
         """Write one object; if that fails, try once to remove what may be left,
