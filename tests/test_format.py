@@ -24,7 +24,7 @@ from strongroom.engine.walk import group_name, metadata_node, read_xattrs, user_
 from strongroom.model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, Tree, node_to_dict
 from strongroom.repo import keys
 from strongroom.repo.chunker import Chunker, ChunkerParams
-from strongroom.repo.compression import (GZIP, LZ4, RAW, ZSTD, Compressor, decompress,
+from strongroom.repo.compression import (GZIP, LZ4, MAX_TREE_BLOB, RAW, ZSTD, Compressor, decompress,
                                          parse_compression)
 from strongroom.repo.crypto import OVERHEAD, Crypto, MasterKey
 from strongroom.repo.index import decode_index, encode_index
@@ -290,6 +290,32 @@ def test_pack_seal_and_parse(crypto: Crypto):
         compressed = crypto.decrypt(sealed, blob_aad(entry.type, entry.id), "blob")
         assert decompress(compressed, entry.raw_length) == plain
         offset += entry.length
+
+
+def test_pack_grows_past_its_first_buffer(crypto: Crypto):
+    """Blobs encrypted into the pack (seal_blob) and blobs moved in whole
+    (add, as prune does) share one buffer that grows as it fills: every byte
+    of a pack of several MiB reads back."""
+    writer = PackWriter()
+    compressor = Compressor(ZSTD, 3)
+    plains = [(DATA, rand(700_000, seed)) for seed in range(10, 16)] + [(TREE, TEXT * 20)]
+    for i, (blob_type, plain) in enumerate(plains):
+        blob_id = crypto.blob_id(plain)
+        packed = compressor.compress(plain)
+        if i % 2:
+            writer.add(blob_type, blob_id, crypto.encrypt(packed, blob_aad(blob_type, blob_id)), len(plain))
+        else:
+            assert writer.seal_blob(crypto, blob_type, blob_id, packed, len(plain)) == len(packed) + OVERHEAD
+    entries = list(writer.blobs)
+    pack_id, data = writer.seal(crypto)
+    assert len(data) == expected_pack_size(entries) > 4 * 1024 * 1024
+    assert pack_id == hashlib.sha256(data).digest()
+    assert parse_header(crypto, data, len(data), "pack")[0] == entries
+    for (blob_type, plain), entry in zip(plains, entries):
+        sealed = data[entry.offset:entry.offset + entry.length]
+        plain_back = decompress(crypto.decrypt(sealed, blob_aad(blob_type, entry.id), "blob"), entry.raw_length,
+                                MAX_TREE_BLOB)
+        assert plain_back == plain
 
 
 def test_empty_pack(crypto: Crypto):

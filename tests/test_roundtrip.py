@@ -325,3 +325,18 @@ def test_sparse_file_stays_sparse(tmp_path: Path, repo: Repository) -> None:
             assert f.read(len(data)) == data
         f.seek(MiB)
         assert f.read(MiB) == bytes(MiB)
+
+
+def test_file_whose_size_lies_is_read_to_its_end(tmp_path: Path, repo: Repository) -> None:
+    """/proc says 0 bytes for files that hold text: the one read of size + 1
+    bytes sees more than the size, and the file is streamed to its end
+    instead (a file read whole is never read past what its size promised)."""
+    proc = "/proc/version"
+    expected = Path(proc).read_bytes()
+    assert os.stat(proc).st_size == 0 and expected
+    result = run_backup(repo, BackupOptions(paths=(proc,)))
+    assert result.summary["total_bytes_processed"] == len(expected)
+    target = tmp_path / "target"
+    restored = run_restore(repo, result.snapshot, RestoreOptions(target=str(target), verify=True))
+    assert restored.errors == []
+    assert Path(restored_path(target, proc).decode()).read_bytes() == expected

@@ -319,8 +319,10 @@ def run_prune(repo: Repository, plan: PrunePlan, listener: Listener = ignore) ->
             if writer is not None and must_seal_before(len(writer), writer.size, blob, limit):
                 seal(writers.pop(blob.type))
             # The stored bytes move as they are: their AAD binds type and id, not the pack.
-            writers.setdefault(blob.type, PackWriter()).add(
-                blob.type, blob.id, data[blob.offset:blob.offset + blob.length], blob.raw_length)
+            writer = writers.get(blob.type)
+            if writer is None:
+                writer = writers[blob.type] = PackWriter()
+            writer.add(blob.type, blob.id, data[blob.offset:blob.offset + blob.length], blob.raw_length)
         del data
         listener({"message_type": "status", "action": "prune", "percent_done": round(done / len(plan.repack), 4),
                   "total_packs": len(plan.repack), "packs_done": done, "packs_written": len(new_packs)})

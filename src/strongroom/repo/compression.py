@@ -75,10 +75,11 @@ class Compressor:
         else:
             out = None
         if out is None or len(out) >= len(data):
-            return bytes([RAW]) + bytes(data)
-        return bytes([self.codec]) + out
+            return _CODEC_BYTES[RAW] + data  # one copy, whatever kind of buffer data is
+        return _CODEC_BYTES[self.codec] + out
 
 
+_CODEC_BYTES = {codec: bytes([codec]) for codec in CODECS.values()}
 _dctx = threading.local()
 
 

@@ -77,6 +77,13 @@ class Crypto:
         nonce = os.urandom(NONCE_SIZE)
         return nonce + self._aead.encrypt(nonce, plaintext, aad)
 
+    def encrypt_into(self, plaintext: bytes | memoryview, aad: bytes, out: memoryview) -> None:
+        """Encrypt into `out`, which is exactly len(plaintext) + OVERHEAD bytes:
+        the same ``nonce || ciphertext || tag`` as `encrypt`, without a copy."""
+        nonce = os.urandom(NONCE_SIZE)
+        out[:NONCE_SIZE] = nonce
+        self._aead.encrypt_into(nonce, plaintext, aad, out[NONCE_SIZE:])
+
     def decrypt(self, data: bytes | memoryview, aad: bytes, what: str) -> bytes:
         if len(data) < OVERHEAD:
             raise IntegrityError(f"{what}: too short to be an encrypted object")

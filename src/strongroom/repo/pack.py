@@ -12,6 +12,7 @@ is known from the index.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import struct
 from dataclasses import dataclass
 
@@ -50,30 +51,67 @@ def expected_pack_size(blobs: list[PackedBlob]) -> int:
 
 
 class PackWriter:
-    """Collects encrypted blobs in memory until the pack is sealed."""
+    """Collects encrypted blobs in memory until the pack is sealed.
+
+    The pack is built in one anonymous mapping that grows in place (mremap:
+    no copy, and pages are only taken as they are written). Blobs are
+    encrypted straight into it (`seal_blob`), and sealing appends the header
+    there, so each stored byte is written once on its way to the target and
+    a full pack is held once, not once in parts and again joined.
+    """
 
     def __init__(self) -> None:
-        self._parts: list[bytes] = []
         self.blobs: list[PackedBlob] = []
         self.size = 0
+        self._buffer = mmap.mmap(-1, _FIRST_BUFFER, flags=mmap.MAP_PRIVATE)
 
-    def add(self, blob_type: int, blob_id: bytes, encrypted: bytes, raw_length: int) -> None:
-        self.blobs.append(PackedBlob(blob_type, blob_id, self.size, len(encrypted), raw_length))
-        self._parts.append(encrypted)
-        self.size += len(encrypted)
+    def _room(self, length: int) -> None:
+        need = self.size + length
+        if need > len(self._buffer):
+            self._buffer.resize(max(need, 2 * len(self._buffer)))
+
+    def add(self, blob_type: int, blob_id: bytes, encrypted: bytes | memoryview, raw_length: int) -> None:
+        """Add a blob already encrypted (prune moves stored blobs as they are)."""
+        length = len(encrypted)
+        self._room(length)
+        self._buffer[self.size:self.size + length] = encrypted
+        self._commit(blob_type, blob_id, length, raw_length)
+
+    def seal_blob(self, crypto: Crypto, blob_type: int, blob_id: bytes, plaintext: bytes | memoryview,
+                  raw_length: int) -> int:
+        """Encrypt a blob's plaintext (codec byte and payload) into the pack; its stored length."""
+        length = len(plaintext) + OVERHEAD
+        self._room(length)
+        with memoryview(self._buffer) as view:
+            crypto.encrypt_into(plaintext, blob_aad(blob_type, blob_id), view[self.size:self.size + length])
+        self._commit(blob_type, blob_id, length, raw_length)
+        return length
+
+    def _commit(self, blob_type: int, blob_id: bytes, length: int, raw_length: int) -> None:
+        self.blobs.append(PackedBlob(blob_type, blob_id, self.size, length, raw_length))
+        self.size += length
 
     def __len__(self) -> int:
         return len(self.blobs)
 
-    def seal(self, crypto: Crypto) -> tuple[bytes, bytes]:
-        """Return (pack id, pack bytes); the id is the SHA-256 of the bytes."""
+    def seal(self, crypto: Crypto) -> tuple[bytes, memoryview]:
+        """Return (pack id, pack bytes); the id is the SHA-256 of the bytes.
+        The bytes are a view of the writer's buffer, freed with the view."""
         header = b"".join(_ENTRY.pack(b.type, b.length, b.raw_length, b.id) for b in self.blobs)
         encrypted_header = crypto.encrypt(header, HEADER_AAD)
-        self._parts.append(encrypted_header)
-        self._parts.append(_TRAILER.pack(len(encrypted_header)))
-        data = b"".join(self._parts)
-        self._parts = []
+        tail = encrypted_header + _TRAILER.pack(len(encrypted_header))
+        self._room(len(tail))
+        self._buffer[self.size:self.size + len(tail)] = tail
+        self._buffer.resize(self.size + len(tail))
+        data = memoryview(self._buffer)
+        self._buffer = None
         return hashlib.sha256(data).digest(), data
+
+
+# A pack's buffer starts this large and doubles as it fills; only the pages
+# written are ever taken. The mapping is private: a shared anonymous one
+# keeps its first size underneath, and a page past it would fault (SIGBUS).
+_FIRST_BUFFER = 1 << 20
 
 
 def parse_header(crypto: Crypto, tail: bytes, pack_size: int, what: str) -> tuple[list[PackedBlob], int]:

@@ -451,17 +451,19 @@ class Repository:
             if blob_id in self.index or blob_id in self._reserved:
                 return blob_id, 0
             self._reserved.add(blob_id)
-        compressed = (compressor or self.compressor).compress(data)
-        encrypted = self.crypto.encrypt(compressed, blob_aad(blob_type, blob_id))
+        plaintext = (compressor or self.compressor).compress(data)
         full = None
         with self._write_lock:
-            packer = self._packers.setdefault(blob_type, PackWriter())
-            packer.add(blob_type, blob_id, encrypted, len(data))
+            packer = self._packers.get(blob_type)
+            if packer is None:
+                packer = self._packers[blob_type] = PackWriter()
+            # Encrypted straight into the open pack, under the lock that orders its blobs.
+            stored = packer.seal_blob(self.crypto, blob_type, blob_id, plaintext, len(data))
             if packer.size >= self.config.pack_size:
                 full = self._packers.pop(blob_type)
         if full is not None:
             self._uploads.submit(full)
-        return blob_id, len(encrypted)
+        return blob_id, stored
 
     def _store_pack(self, packer: PackWriter) -> None:
         """Seal and store one pack, then index it (on an upload thread)."""
