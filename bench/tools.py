@@ -89,7 +89,11 @@ class Strongroom(Tool):
         return [sys.executable, "-m", "strongroom"]
 
     def environment(self) -> dict[str, str]:
-        return dict(super().environment(), STRONGROOM_PASSWORD=PASSWORD)
+        # An installed package has its byte code; a checkout run with
+        # PYTHONDONTWRITEBYTECODE set would compile every module at every step.
+        env = dict(super().environment(), STRONGROOM_PASSWORD=PASSWORD)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        return env
 
     def runs(self) -> bool:
         return first_output_line(self.base() + ["--help"], self.environment()) is not None
