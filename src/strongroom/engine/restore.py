@@ -38,6 +38,10 @@ from strongroom.repo.repository import Repository
 
 OVERWRITE_MODES = ("always", "if-changed", "never")
 PACK_WORKERS = 4
+# What one restore worker reads of a pack at a time: PACK_WORKERS spans
+# (plus the blob each is opening) are the pack data in memory at once.
+SPAN_BYTES = 4 * 1024 * 1024
+SPAN_GAP = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -319,42 +323,25 @@ class Restore:
                 return
             name = pack_name(pack_id, self.repo.config.data_fanout)
             locs = {b: self.repo.index.get(b) for b in blobs}
-            start = min(loc.offset for loc in locs.values())
-            end = max(loc.offset + loc.length for loc in locs.values())
-            try:
-                span = memoryview(self.repo.storage.read(name, start, end - start))
-            except StrongroomError as e:
-                for targets in blobs.values():
-                    for number, _ in targets:
-                        self._fail(jobs[number].index, f"cannot read pack: {e}", f"pack {pack_id.hex()}")
-                return
+            groups = _span_groups(sorted(blobs, key=lambda b: locs[b].offset), locs)
+            spans = [(start, end - start) for start, end, _ in groups]
             files = _OpenFiles(self.dirs, self.items)
             whole = True
+            done = 0  # groups written
             try:
-                for blob_id in sorted(blobs, key=lambda b: locs[b].offset):
-                    targets, loc = blobs[blob_id], locs[blob_id]
-                    lo = loc.offset - start
-                    try:
-                        data = self.repo.open_blob(loc.type, blob_id, span[lo:lo + loc.length], loc.raw_length, name)
-                    except IntegrityError as e:
-                        whole = False
-                        for number, _ in targets:
-                            self._fail(jobs[number].index, str(e), f"pack {pack_id.hex()}")
-                        continue
-                    zero = data.count(0) == len(data)
-                    for number, offset in targets:
-                        index = jobs[number].index
-                        if not created[number] or index in self.failed:
-                            continue
-                        if not zero:
-                            try:
-                                os.pwrite(files.get(index), data, offset)
-                            except OSError as e:
-                                self._fail(index, f"write failed: {e.strerror}")
-                                continue
-                            self.counters.add(bytes_written=len(data))
-                        self.counters.add(bytes_restored=len(data))
-                        self._wrote(number, jobs)
+                for (start, _, group), span in zip(groups, self.repo.storage.read_spans(name, spans)):
+                    span = memoryview(span)
+                    for blob_id in group:
+                        if not self._write_blob(blob_id, locs[blob_id], blobs[blob_id], span, start, name,
+                                                pack_id, jobs, created, files):
+                            whole = False
+                    done += 1
+            except StrongroomError as e:
+                for _, _, group in groups[done:]:
+                    for blob_id in group:
+                        for number, _ in blobs[blob_id]:
+                            self._fail(jobs[number].index, f"cannot read pack: {e}", f"pack {pack_id.hex()}")
+                return
             finally:
                 files.close()
             if whole:
@@ -365,6 +352,34 @@ class Restore:
         with ThreadPoolExecutor(PACK_WORKERS, thread_name_prefix="restore") as pool:
             for f in [pool.submit(one_pack, p, b) for p, b in plan.items()]:
                 f.result()
+
+    def _write_blob(self, blob_id: bytes, loc, targets: list[tuple[int, int]], span: memoryview, start: int,
+                    name: str, pack_id: bytes, jobs: list[_FileJob], created: list[bool],
+                    files: "_OpenFiles") -> bool:
+        """Write one blob, cut from a span of its pack read from `start`, to every
+        place that wants it; False when it did not authenticate."""
+        lo = loc.offset - start
+        try:
+            data = self.repo.open_blob(loc.type, blob_id, span[lo:lo + loc.length], loc.raw_length, name)
+        except IntegrityError as e:
+            for number, _ in targets:
+                self._fail(jobs[number].index, str(e), f"pack {pack_id.hex()}")
+            return False
+        zero = data.count(0) == len(data)
+        for number, offset in targets:
+            index = jobs[number].index
+            if not created[number] or index in self.failed:
+                continue
+            if not zero:  # the file was made at its size: a zero block stays a hole
+                try:
+                    os.pwrite(files.get(index), data, offset)
+                except OSError as e:
+                    self._fail(index, f"write failed: {e.strerror}")
+                    continue
+                self.counters.add(bytes_written=len(data))
+            self.counters.add(bytes_restored=len(data))
+            self._wrote(number, jobs)
+        return True
 
     def _discard_incomplete(self, jobs: list[_FileJob], created: list[bool]) -> None:
         """Remove every file that could not be written whole.
@@ -513,6 +528,25 @@ class Restore:
             "bytes_written": c.get("bytes_written"), "files_verified": c.get("files_verified"),
             "files_failed": failed, "errors": len(self.errors),
         }
+
+
+def _span_groups(ordered: list[bytes], locs: dict) -> list[tuple[int, int, list[bytes]]]:
+    """The blobs wanted from one pack (by offset), in groups each read as one
+    span: (start, end, blobs). A span holds at most SPAN_BYTES unless one blob
+    is larger, and a gap of more than SPAN_GAP between blobs starts a new one,
+    so a worker holds one span, not the pack, and skips what is not wanted."""
+    groups: list[tuple[int, int, list[bytes]]] = []
+    for blob_id in ordered:
+        loc = locs[blob_id]
+        if groups:
+            start, end, group = groups[-1]
+            # Blobs that overlap (only a damaged index says so) stay in one span.
+            if loc.offset < end or (loc.offset - end <= SPAN_GAP and loc.offset + loc.length - start <= SPAN_BYTES):
+                group.append(blob_id)
+                groups[-1] = (start, max(end, loc.offset + loc.length), group)
+                continue
+        groups.append((loc.offset, loc.offset + loc.length, [blob_id]))
+    return groups
 
 
 class _OpenFiles:
