@@ -37,10 +37,13 @@ from strongroom.repo.pack import pack_name
 from strongroom.repo.repository import Repository
 
 OVERWRITE_MODES = ("always", "if-changed", "never")
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 PACK_WORKERS = 4
-# What one restore worker reads of a pack at a time: PACK_WORKERS spans
-# (plus the blob each is opening) are the pack data in memory at once.
-SPAN_BYTES = 4 * 1024 * 1024
+# What one restore worker reads of a pack at a time (a larger blob makes a
+# larger span): PACK_WORKERS spans, plus the blob each is opening, are the
+# pack data in memory at once. Spans come from one streamed read per pack,
+# so their size costs no requests.
+SPAN_BYTES = 1024 * 1024
 SPAN_GAP = 256 * 1024
 
 
@@ -70,6 +73,7 @@ class RestoreResult:
 class _FileJob:
     index: int  # of the item
     node: Node
+    absent: bool = False  # nothing was there when the plan looked
 
 
 class Restore:
@@ -263,7 +267,7 @@ class Restore:
                     self.skipped.add(index)
                     self.counters.add(files_skipped=1, bytes_skipped=node.size)
                     continue
-            jobs.append(_FileJob(index, node))
+            jobs.append(_FileJob(index, node, absent=not self.opt.dry_run and existing is None))
         return jobs, links
 
     def _plan_packs(self, jobs: list[_FileJob]) -> dict[bytes, dict[bytes, list[tuple[int, int]]]]:
@@ -289,20 +293,31 @@ class Restore:
             item = self.items[job.index]
             try:
                 with self.dirs.at(item.parent) as dir_fd:
-                    existing = self._existing(dir_fd, item.name)
-                    if existing is not None:
-                        # Removed, not truncated: a hard link planted there must not be written through.
-                        self._clear(dir_fd, item.name, existing)
-                    fd = os.open(item.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                 0o600, dir_fd=dir_fd)
+                    try:
+                        if not job.absent:
+                            self._remove_existing(dir_fd, item.name)
+                        fd = os.open(item.name, _CREATE, 0o600, dir_fd=dir_fd)
+                    except FileExistsError:
+                        if not job.absent:
+                            raise
+                        # Something came since the plan looked: it goes like anything found there.
+                        self._remove_existing(dir_fd, item.name)
+                        fd = os.open(item.name, _CREATE, 0o600, dir_fd=dir_fd)
                 created[number] = True
                 try:
-                    os.ftruncate(fd, job.node.size)  # holes stay holes: sparse files stay sparse
+                    if job.node.size:
+                        os.ftruncate(fd, job.node.size)  # holes stay holes: sparse files stay sparse
                 finally:
                     os.close(fd)
             except OSError as e:
                 self._fail(job.index, f"cannot create file: {e.strerror}")
         return created
+
+    def _remove_existing(self, dir_fd: int, name: bytes) -> None:
+        existing = self._existing(dir_fd, name)
+        if existing is not None:
+            # Removed, not truncated: a hard link planted there must not be written through.
+            self._clear(dir_fd, name, existing)
 
     def _wrote(self, number: int, jobs: list[_FileJob], pieces: int = 1) -> None:
         """`pieces` of a file's blobs are in place; the last one makes it a file restored."""
