@@ -141,7 +141,7 @@ class RetryingStorage(Storage):
         def next_span() -> bytes:
             nonlocal stream
             if stream is None:
-                stream = iter(self.inner.read_spans(name, left))
+                stream = iter(self.inner.read_spans(name, list(left)))  # a copy: `left` shrinks as spans come
             try:
                 piece = next(stream, None)
             except BaseException:
