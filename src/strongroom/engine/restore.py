@@ -1,8 +1,8 @@
 """Restore: write a snapshot (or part of it) into a target directory.
 
-Every pack is read once (the span that holds the wanted blobs) and its blobs
-are written to every file that needs them; several packs are read in
-parallel. Names come from trees that were validated on decoding, and every
+Every pack is read once, as spans of about 1 MiB of the blobs wanted from
+it (one streamed read), and each blob is written to every file that needs
+it; several packs are read in parallel. Names come from trees that were validated on decoding, and every
 entry is created relative to its directory's descriptor (see target_dirs):
 nothing is opened through a symlink, an existing symlink where a directory
 or file must go is replaced, not followed, and no path is ever too long.
