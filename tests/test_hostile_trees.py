@@ -228,7 +228,7 @@ def unverified_load_tree(repo: Repository):
 
     A stand-in for what cannot be built for real: with ids checked, no tree can
     be read under an ancestor's id, yet every walk must still stop on one."""
-    def load_tree(tree_id: bytes) -> Tree:
+    def load_tree(tree_id: bytes, keep: bool = True) -> Tree:
         return Tree.decode(repo.read_blob(tree_id, TREE))
     return load_tree
 

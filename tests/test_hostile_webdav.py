@@ -516,6 +516,26 @@ def test_a_huge_answer_to_a_read_costs_no_memory(stage: Stage, mode, offset, len
     assert answer == {"length": length, "sha256": hashlib.sha256(pattern(offset, length)).hexdigest()}
 
 
+@pytest.mark.parametrize("mode", ["200 to a range", "206, then more than asked", "honest"])
+def test_the_spans_of_a_pack_come_from_one_get_whatever_the_server_does_with_range(stage: Stage, mode):
+    """A restore or check reads a pack in spans: one GET for all of them, the
+    stream cut as it passes, also from a server that ignores Range (then the
+    object is read once from its start, not once per span)."""
+    name = "packs/ab/span-test"
+    if mode == "honest":
+        stage.files({name: pattern(0, 8 * MiB)})
+    else:
+        stage.scripted.on(lambda m, p, q, e: m == "GET" and p == stage.path + name, huge_object(mode))
+    spans = [(3 * MiB + 5, 1000), (3 * MiB + 1005, 0), (3 * MiB + 1005, MiB), (6 * MiB, 17), (7 * MiB, MiB - 3)]
+    storage = stage.retrying(stage.client())
+    got = list(storage.read_spans(name, spans))
+    assert got == [pattern(o, n) for o, n in spans]
+    assert stage.scripted.count("GET") == 1
+    # A span past the end of the object comes back short, as a read's does.
+    if mode == "honest":
+        assert list(storage.read_spans(name, [(8 * MiB - 10, 100), (8 * MiB + 1, 5)])) == [pattern(8 * MiB - 10, 10), b""]
+
+
 # ---- prune and snapshots end to end: a listing that lies deletes nothing -----------------
 
 

@@ -160,3 +160,32 @@ def test_new_keys_use_the_default_derivation_unless_given_other_parameters(tmp_p
     # Production code reads no test switch from the environment.
     source = Path(keys.__file__).read_text()
     assert "environ" not in source
+
+
+def test_a_process_derives_each_key_once_and_a_wrong_password_still_fails(tmp_path, monkeypatch):
+    """The daemon opens the same repository for every job and request: the
+    Argon2id derivation runs once per key file and password, and a wrong
+    password (or another key file) finds nothing remembered."""
+    storage = LocalStorage(str(tmp_path / "repo"))
+    master = MasterKey.generate()
+    key_id = keys.store_key(storage, master, PASSWORD)
+    derivations = []
+    real = keys._derive
+
+    def counted(password, salt, params):
+        derivations.append(password)
+        return real(password, salt, params)
+
+    monkeypatch.setattr(keys, "_derive", counted)
+    for _ in range(3):
+        opened, opened_id = keys.open_key(storage, PASSWORD)
+        assert (opened.to_dict(), opened_id) == (master.to_dict(), key_id)
+    assert derivations == [PASSWORD]
+    with pytest.raises(keys.WrongPassword):
+        keys.open_key(storage, b"not the password")
+    assert derivations == [PASSWORD, b"not the password"]
+    # A second key file for the same master and password is derived on its own.
+    other = LocalStorage(str(tmp_path / "other"))
+    keys.store_key(other, master, PASSWORD)  # derives to wrap it
+    assert keys.open_key(other, PASSWORD)[0].to_dict() == master.to_dict()
+    assert len(derivations) == 4

@@ -77,6 +77,42 @@ def test_transient_errors_are_retried_with_growing_back_off():
         assert 0.5 * 2 ** attempt <= delay <= 2 ** attempt
 
 
+class Spans(Storage):
+    """Hands out spans from one stream (as WebDAV does) that breaks once, at the third span."""
+
+    url = "spans:"
+
+    def __init__(self) -> None:
+        self.asked: list[list[tuple[int, int]]] = []
+
+    def read(self, name, offset=0, length=None):
+        raise AssertionError("spans are read through read_spans")
+
+    def read_spans(self, name, spans):
+        spans = list(spans)
+        self.asked.append(spans)
+        for number, (offset, length) in enumerate(spans):
+            if len(self.asked) == 1 and number == 2:
+                raise TransientStorageError("connection failed while reading")
+            yield bytes([offset % 251]) * length
+
+    write = delete = list = stat = read
+
+
+def test_a_span_read_broken_midway_resumes_at_the_first_span_not_handed_out():
+    clock = FakeClock()
+    inner = Spans()
+    spans = [(0, 3), (10, 2), (20, 4), (30, 0), (40, 5)]
+    got = list(retrying(inner, clock, base_delay=1.0).read_spans("pack", spans))
+    assert got == [bytes([o % 251]) * n for o, n in spans]
+    assert inner.asked == [spans, spans[2:]]
+    assert len(clock.slept) == 1
+    # A storage without a stream of its own reads each span on its own, each retried alike.
+    flaky = Flaky([TransientStorageError("HTTP 502")])
+    assert list(retrying(flaky, clock, base_delay=1.0).read_spans("pack", spans)) == [b"data"] * len(spans)
+    assert flaky.calls == len(spans) + 1
+
+
 def test_retry_after_is_honoured():
     clock = FakeClock()
     inner = Flaky([TransientStorageError("HTTP 429", retry_after=7.0)])

@@ -8,7 +8,6 @@ from datetime import datetime
 import click
 
 from strongroom.cli.by_config import config_option
-from strongroom.cli.cmd_backup import EXIT_PARTIAL
 from strongroom.cli.options import Common, common_options
 from strongroom.cli.output import (Reporter, emit_json, human_duration, human_size, local_time, plural, rfc3339,
                                    terminal_safe, warn_damaged_snapshot)
@@ -18,6 +17,10 @@ from strongroom.engine.tree_walk import resolve, walk
 from strongroom.errors import UsageError
 from strongroom.model.select import SnapshotFilter, find_snapshot, parse_time
 from strongroom.model.tree import DIR
+
+# As backup's (cli/cmd_backup.py), not imported from there: that would load
+# the whole backup engine into every restore.
+EXIT_PARTIAL = 3
 
 SHOWN_FAILURES = 20
 

@@ -28,5 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     if answer is not None:
         print(answer())
         return
+    from strongroom.memory import return_large_buffers
+    return_large_buffers()
     from strongroom.cli.main import main as command_line
     command_line(argv)

@@ -1,8 +1,8 @@
 """Restore: write a snapshot (or part of it) into a target directory.
 
-Every pack is read once (the span that holds the wanted blobs) and its blobs
-are written to every file that needs them; several packs are read in
-parallel. Names come from trees that were validated on decoding, and every
+Every pack is read once, as spans of about 1 MiB of the blobs wanted from
+it (one streamed read), and each blob is written to every file that needs
+it; several packs are read in parallel. Names come from trees that were validated on decoding, and every
 entry is created relative to its directory's descriptor (see target_dirs):
 nothing is opened through a symlink, an existing symlink where a directory
 or file must go is replaced, not followed, and no path is ever too long.
@@ -37,7 +37,14 @@ from strongroom.repo.pack import pack_name
 from strongroom.repo.repository import Repository
 
 OVERWRITE_MODES = ("always", "if-changed", "never")
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 PACK_WORKERS = 4
+# What one restore worker reads of a pack at a time (a larger blob makes a
+# larger span): PACK_WORKERS spans, plus the blob each is opening, are the
+# pack data in memory at once. Spans come from one streamed read per pack,
+# so their size costs no requests.
+SPAN_BYTES = 1024 * 1024
+SPAN_GAP = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class RestoreResult:
 class _FileJob:
     index: int  # of the item
     node: Node
+    absent: bool = False  # nothing was there when the plan looked
 
 
 class Restore:
@@ -259,7 +267,7 @@ class Restore:
                     self.skipped.add(index)
                     self.counters.add(files_skipped=1, bytes_skipped=node.size)
                     continue
-            jobs.append(_FileJob(index, node))
+            jobs.append(_FileJob(index, node, absent=not self.opt.dry_run and existing is None))
         return jobs, links
 
     def _plan_packs(self, jobs: list[_FileJob]) -> dict[bytes, dict[bytes, list[tuple[int, int]]]]:
@@ -285,20 +293,31 @@ class Restore:
             item = self.items[job.index]
             try:
                 with self.dirs.at(item.parent) as dir_fd:
-                    existing = self._existing(dir_fd, item.name)
-                    if existing is not None:
-                        # Removed, not truncated: a hard link planted there must not be written through.
-                        self._clear(dir_fd, item.name, existing)
-                    fd = os.open(item.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                 0o600, dir_fd=dir_fd)
+                    try:
+                        if not job.absent:
+                            self._remove_existing(dir_fd, item.name)
+                        fd = os.open(item.name, _CREATE, 0o600, dir_fd=dir_fd)
+                    except FileExistsError:
+                        if not job.absent:
+                            raise
+                        # Something came since the plan looked: it goes like anything found there.
+                        self._remove_existing(dir_fd, item.name)
+                        fd = os.open(item.name, _CREATE, 0o600, dir_fd=dir_fd)
                 created[number] = True
                 try:
-                    os.ftruncate(fd, job.node.size)  # holes stay holes: sparse files stay sparse
+                    if job.node.size:
+                        os.ftruncate(fd, job.node.size)  # holes stay holes: sparse files stay sparse
                 finally:
                     os.close(fd)
             except OSError as e:
                 self._fail(job.index, f"cannot create file: {e.strerror}")
         return created
+
+    def _remove_existing(self, dir_fd: int, name: bytes) -> None:
+        existing = self._existing(dir_fd, name)
+        if existing is not None:
+            # Removed, not truncated: a hard link planted there must not be written through.
+            self._clear(dir_fd, name, existing)
 
     def _wrote(self, number: int, jobs: list[_FileJob], pieces: int = 1) -> None:
         """`pieces` of a file's blobs are in place; the last one makes it a file restored."""
@@ -319,42 +338,25 @@ class Restore:
                 return
             name = pack_name(pack_id, self.repo.config.data_fanout)
             locs = {b: self.repo.index.get(b) for b in blobs}
-            start = min(loc.offset for loc in locs.values())
-            end = max(loc.offset + loc.length for loc in locs.values())
-            try:
-                span = memoryview(self.repo.storage.read(name, start, end - start))
-            except StrongroomError as e:
-                for targets in blobs.values():
-                    for number, _ in targets:
-                        self._fail(jobs[number].index, f"cannot read pack: {e}", f"pack {pack_id.hex()}")
-                return
+            groups = _span_groups(sorted(blobs, key=lambda b: locs[b].offset), locs)
+            spans = [(start, end - start) for start, end, _ in groups]
             files = _OpenFiles(self.dirs, self.items)
             whole = True
+            done = 0  # groups written
             try:
-                for blob_id in sorted(blobs, key=lambda b: locs[b].offset):
-                    targets, loc = blobs[blob_id], locs[blob_id]
-                    lo = loc.offset - start
-                    try:
-                        data = self.repo.open_blob(loc.type, blob_id, span[lo:lo + loc.length], loc.raw_length, name)
-                    except IntegrityError as e:
-                        whole = False
-                        for number, _ in targets:
-                            self._fail(jobs[number].index, str(e), f"pack {pack_id.hex()}")
-                        continue
-                    zero = data.count(0) == len(data)
-                    for number, offset in targets:
-                        index = jobs[number].index
-                        if not created[number] or index in self.failed:
-                            continue
-                        if not zero:
-                            try:
-                                os.pwrite(files.get(index), data, offset)
-                            except OSError as e:
-                                self._fail(index, f"write failed: {e.strerror}")
-                                continue
-                            self.counters.add(bytes_written=len(data))
-                        self.counters.add(bytes_restored=len(data))
-                        self._wrote(number, jobs)
+                for (start, _, group), span in zip(groups, self.repo.storage.read_spans(name, spans)):
+                    span = memoryview(span)
+                    for blob_id in group:
+                        if not self._write_blob(blob_id, locs[blob_id], blobs[blob_id], span, start, name,
+                                                pack_id, jobs, created, files):
+                            whole = False
+                    done += 1
+            except StrongroomError as e:
+                for _, _, group in groups[done:]:
+                    for blob_id in group:
+                        for number, _ in blobs[blob_id]:
+                            self._fail(jobs[number].index, f"cannot read pack: {e}", f"pack {pack_id.hex()}")
+                return
             finally:
                 files.close()
             if whole:
@@ -366,6 +368,34 @@ class Restore:
         with ThreadPoolExecutor(self.repo.download_workers(PACK_WORKERS), thread_name_prefix="restore") as pool:
             for f in [pool.submit(one_pack, p, b) for p, b in plan.items()]:
                 f.result()
+
+    def _write_blob(self, blob_id: bytes, loc, targets: list[tuple[int, int]], span: memoryview, start: int,
+                    name: str, pack_id: bytes, jobs: list[_FileJob], created: list[bool],
+                    files: "_OpenFiles") -> bool:
+        """Write one blob, cut from a span of its pack read from `start`, to every
+        place that wants it; False when it did not authenticate."""
+        lo = loc.offset - start
+        try:
+            data = self.repo.open_blob(loc.type, blob_id, span[lo:lo + loc.length], loc.raw_length, name)
+        except IntegrityError as e:
+            for number, _ in targets:
+                self._fail(jobs[number].index, str(e), f"pack {pack_id.hex()}")
+            return False
+        zero = data.count(0) == len(data)
+        for number, offset in targets:
+            index = jobs[number].index
+            if not created[number] or index in self.failed:
+                continue
+            if not zero:  # the file was made at its size: a zero block stays a hole
+                try:
+                    os.pwrite(files.get(index), data, offset)
+                except OSError as e:
+                    self._fail(index, f"write failed: {e.strerror}")
+                    continue
+                self.counters.add(bytes_written=len(data))
+            self.counters.add(bytes_restored=len(data))
+            self._wrote(number, jobs)
+        return True
 
     def _discard_incomplete(self, jobs: list[_FileJob], created: list[bool]) -> None:
         """Remove every file that could not be written whole.
@@ -514,6 +544,25 @@ class Restore:
             "bytes_written": c.get("bytes_written"), "files_verified": c.get("files_verified"),
             "files_failed": failed, "errors": len(self.errors),
         }
+
+
+def _span_groups(ordered: list[bytes], locs: dict) -> list[tuple[int, int, list[bytes]]]:
+    """The blobs wanted from one pack (by offset), in groups each read as one
+    span: (start, end, blobs). A span holds at most SPAN_BYTES unless one blob
+    is larger, and a gap of more than SPAN_GAP between blobs starts a new one,
+    so a worker holds one span, not the pack, and skips what is not wanted."""
+    groups: list[tuple[int, int, list[bytes]]] = []
+    for blob_id in ordered:
+        loc = locs[blob_id]
+        if groups:
+            start, end, group = groups[-1]
+            # Blobs that overlap (only a damaged index says so) stay in one span.
+            if loc.offset < end or (loc.offset - end <= SPAN_GAP and loc.offset + loc.length - start <= SPAN_BYTES):
+                group.append(blob_id)
+                groups[-1] = (start, max(end, loc.offset + loc.length), group)
+                continue
+        groups.append((loc.offset, loc.offset + loc.length, [blob_id]))
+    return groups
 
 
 class _OpenFiles:

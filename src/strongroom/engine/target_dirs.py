@@ -20,8 +20,7 @@ import resource
 import stat
 import threading
 from collections import OrderedDict
-from contextlib import contextmanager
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol, Sequence
 
 from strongroom.model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 
@@ -120,11 +119,9 @@ class TargetDirs:
                     os.close(self._fds.popitem(last=False)[1])
             return fd
 
-    @contextmanager
-    def at(self, index: int) -> Iterator[int]:
+    def at(self, index: int) -> "_HeldDir":
         """Hold the lock and the descriptor of the directory `index`."""
-        with self.lock:
-            yield self.fd(index)
+        return _HeldDir(self, index)
 
     def open(self, parent: int, name: bytes, flags: int, mode: int = 0o600) -> int:
         """Open `name` in the directory `parent`; the descriptor is the caller's to close."""
@@ -139,6 +136,28 @@ class TargetDirs:
             if self._root >= 0:
                 os.close(self._root)
                 self._root = -1
+
+
+class _HeldDir:
+    """`with dirs.at(index) as dir_fd`: a class, not a generator context
+    manager, since a restore enters one per file several times over."""
+
+    __slots__ = ("dirs", "index")
+
+    def __init__(self, dirs: TargetDirs, index: int) -> None:
+        self.dirs = dirs
+        self.index = index
+
+    def __enter__(self) -> int:
+        self.dirs.lock.acquire()
+        try:
+            return self.dirs.fd(self.index)
+        except BaseException:
+            self.dirs.lock.release()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.dirs.lock.release()
 
 
 # ---- metadata, applied without following any symlink ------------------------------------

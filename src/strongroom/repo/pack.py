@@ -149,6 +149,9 @@ class _NeedMore(IntegrityError):
         self.size = size
 
 
+NeedMore = _NeedMore  # what parse_header raises when the tail it was given is shorter than the header
+
+
 def read_pack_header(storage, crypto: Crypto, name: str, pack_size: int) -> list[PackedBlob]:
     """Fetch and parse a pack's header with one ranged read (two if it is huge)."""
     want = min(pack_size, 64 * 1024)

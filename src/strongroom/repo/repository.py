@@ -601,7 +601,9 @@ class Repository:
             raise IntegrityError(f"{what}: content does not match its id")
         return plain
 
-    def load_tree(self, tree_id: bytes) -> Tree:
+    def load_tree(self, tree_id: bytes, keep: bool = True) -> Tree:
+        """A tree, authenticated and decoded; `keep=False` for a walk that
+        reads each tree once (check's), so it does not fill the cache."""
         with self._tree_lock:
             cached = self._tree_cache.get(tree_id)
             if cached is not None:
@@ -611,6 +613,8 @@ class Repository:
         if self.crypto.blob_id(data) != tree_id:  # a tree under another's id could contain itself
             raise IntegrityError(f"tree {tree_id.hex()[:16]}: content does not match its id")
         tree = Tree.decode(data)
+        if not keep:
+            return tree
         with self._tree_lock:
             if tree_id not in self._tree_cache:
                 self._tree_cache[tree_id] = (tree, len(data))

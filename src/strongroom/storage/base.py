@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from strongroom.errors import IntegrityError, StorageError
 
@@ -69,6 +69,18 @@ class Storage(ABC):
 
         Raises ObjectNotFound when the object does not exist.
         """
+
+    def read_spans(self, name: str, spans: Sequence[tuple[int, int]]) -> Iterator[bytes]:
+        """The bytes of each (offset, length) span of one object, in turn.
+
+        Spans are in ascending order and do not overlap; one that runs past
+        the object's end comes back short. A backend that pays per request
+        (WebDAV) overrides this to serve them all from one ranged read that
+        streams, so only the span being handed out is held. This default
+        reads each span on its own.
+        """
+        for offset, length in spans:
+            yield self.read(name, offset, length)
 
     @abstractmethod
     def write(self, name: str, data: bytes | memoryview) -> None:

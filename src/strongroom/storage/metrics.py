@@ -44,6 +44,15 @@ class CountingStorage(Storage):
         self._count("read", read=len(data))
         return data
 
+    def read_spans(self, name: str, spans) -> Iterator[bytes]:
+        size = 0
+        try:
+            for piece in self.inner.read_spans(name, spans):
+                size += len(piece)
+                yield piece
+        finally:
+            self._count("read", read=size)
+
     def write(self, name: str, data: bytes | memoryview) -> None:
         self.inner.write(name, data)
         self._count("write", written=len(data))

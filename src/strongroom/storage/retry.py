@@ -133,6 +133,35 @@ class RetryingStorage(Storage):
     def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self._call(lambda: self.inner.read(name, offset, length))
 
+    def read_spans(self, name: str, spans) -> Iterator[bytes]:
+        # A read that fails midway starts again from the first span not yet handed out.
+        left = list(spans)
+        stream = None
+
+        def next_span() -> bytes:
+            nonlocal stream
+            if stream is None:
+                stream = iter(self.inner.read_spans(name, list(left)))  # a copy: `left` shrinks as spans come
+            try:
+                piece = next(stream, None)
+            except BaseException:
+                stream = None
+                raise
+            if piece is None:
+                raise StorageError(f"read {name}: the storage handed out fewer spans than asked for")
+            return piece
+
+        try:
+            while left:
+                piece = self._call(next_span)
+                left.pop(0)
+                if stream is not None and not left:
+                    stream.close()
+                yield piece
+        finally:
+            if stream is not None:
+                stream.close()
+
     def write(self, name: str, data: bytes | memoryview) -> None:
         self._call(lambda: self.inner.write(name, data))
 

@@ -177,10 +177,6 @@ class WebDAVStorage(Storage):
         what = f"read {name}"
         if length == 0:
             return b""
-        headers = {}
-        if offset or length is not None:
-            end = "" if length is None else str(offset + length - 1)
-            headers["Range"] = f"bytes={offset}-{end}"
         # The body is streamed and read only as far as asked: a server that
         # answers a range with the whole object (200), or sends more than the
         # range, costs bandwidth but not memory. A read without a length takes
@@ -188,6 +184,45 @@ class WebDAVStorage(Storage):
         # this client writes, not what a repository made elsewhere holds
         # (tests/test_prune_webdav.py reads packs above it), so it cannot
         # bound reads. Callers that know an object's size pass a length.
+        response, skip = self._get_range(name, offset, length, what)
+        if response is None:
+            return b""
+        try:
+            return _read_body(response, what, skip=skip, keep=length)
+        finally:
+            response.close()
+
+    def read_spans(self, name: str, spans) -> Iterator[bytes]:
+        """All spans from one GET of the range that covers them, cut from the
+        stream as it passes: a server that ignores Range (200) is read once,
+        from its start, not once per span, and only the span being handed out
+        is held."""
+        check_name(name)
+        spans = list(spans)
+        what = f"read {name}"
+        wanted = [(o, n) for o, n in spans if n > 0]
+        response = None
+        if wanted:
+            first, last = wanted[0][0], max(o + n for o, n in wanted)
+            response, skip = self._get_range(name, first, last - first, what)
+        if response is None:
+            for _ in spans:
+                yield b""
+            return
+        try:
+            yield from _cut_spans(response, what, skip, first, spans)
+        finally:
+            response.close()
+
+    def _get_range(self, name: str, offset: int, length: int | None,
+                   what: str) -> tuple[httpx.Response | None, int]:
+        """GET `length` bytes (None: the rest) from `offset`: the streamed
+        response and how many of its first bytes come before `offset` (all
+        of them when the server ignored the range); None for nothing there."""
+        headers = {}
+        if offset or length is not None:
+            end = "" if length is None else str(offset + length - 1)
+            headers["Range"] = f"bytes={offset}-{end}"
         url = self._url(name)
         response = self._request("GET", url, what, passthrough=_NOT_AN_OBJECT, stream=True, headers=headers)
         try:
@@ -200,17 +235,19 @@ class WebDAVStorage(Storage):
                                                f"WebDAV app password and the account's rights to {self.base_url}")
                 raise ObjectNotFound(f"{name} does not exist")
             if status == 416:
-                return b""
+                response.close()
+                return None, 0
             if status == 200:
-                return _read_body(response, what, skip=offset, keep=length)
+                return response, offset
             if status != 206:
                 raise self._fail(what, response)
             content_range = response.headers.get("Content-Range", "")
             if not content_range.startswith(f"bytes {offset}-"):
                 raise TransientStorageError(f"{what}: server answered the wrong range ({content_range!r})")
-            return _read_body(response, what, keep=length)
-        finally:
+            return response, 0
+        except BaseException:
             response.close()
+            raise
 
     def write(self, name: str, data: bytes | memoryview) -> None:
         check_name(name)
@@ -515,6 +552,43 @@ class WebDAVStorage(Storage):
 
 def _once(request: Callable[[], object]):
     return request()
+
+
+def _cut_spans(response: httpx.Response, what: str, skip: int, position: int,
+               spans: list[tuple[int, int]]) -> Iterator[bytes]:
+    """Hand out each (offset, length) span of a streamed body that starts,
+    after `skip` bytes, at `position`; what lies between spans is dropped.
+    A body that ends early leaves the spans it did not reach short."""
+    index, kept = 0, bytearray()
+    try:
+        for piece in response.iter_bytes():
+            if skip:
+                if len(piece) <= skip:
+                    skip -= len(piece)
+                    continue
+                piece, skip = piece[skip:], 0
+            view = memoryview(piece)
+            while view and index < len(spans):
+                offset, length = spans[index]
+                if position < offset:
+                    step = min(offset - position, len(view))
+                else:
+                    step = min(offset + length - position, len(view))
+                    kept += view[:step]
+                view = view[step:]
+                position += step
+                if position >= offset + length:
+                    yield bytes(kept)
+                    kept.clear()
+                    index += 1
+            if index == len(spans):
+                return
+    except httpx.TransportError as e:
+        raise TransientStorageError(f"{what}: connection failed while reading ({type(e).__name__}: {e})",
+                                    reason=f"connection failed while reading ({type(e).__name__})") from None
+    for _ in range(index, len(spans)):
+        yield bytes(kept)
+        kept.clear()
 
 
 def _read_body(response: httpx.Response, what: str, *, skip: int = 0, keep: int | None = None,

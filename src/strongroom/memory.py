@@ -1,0 +1,36 @@
+"""How the process's allocator hands memory back.
+
+glibc serves an allocation above its mmap threshold from a mapping of its
+own, returned to the system when it is freed. The threshold starts at 128
+KiB but rises to the size of each such block freed (up to 32 MiB): after the
+first pack span or decompressed chunk is freed, later ones of that size come
+from the heap arenas (one per thread), where freed memory mostly stays
+resident. A restore's or a check's workers then keep their high-water marks
+for good. Fixing the threshold (which turns that rise off) returns every
+buffer of a MiB or more as soon as it is freed, for a page fault per 4 KiB
+on the next one (under 1 % of a restore's time here).
+"""
+
+from __future__ import annotations
+
+import sys
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+LARGE_BUFFER = 1024 * 1024
+
+
+def return_large_buffers(threshold: int = LARGE_BUFFER) -> bool:
+    """Have buffers of `threshold` bytes or more go back to the system when
+    freed; False where the C library is not glibc (nothing is changed)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+        libc.gnu_get_libc_version  # glibc only: musl's mallopt does nothing useful
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, threshold))
