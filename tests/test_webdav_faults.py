@@ -304,10 +304,13 @@ def test_401_in_the_middle_of_a_backup_stops_it_at_once(dav, tmp_path):
     refused = [(r.method, r.path) for r in log if r.status == 401]
     assert len(refused) == len(set(refused)), f"a refused request was sent again:\n{dav.sequence()}"
     # Accounts lock after repeated refusals: once refused, the client sends
-    # nothing more (requests already under way may still arrive).
+    # nothing more. Requests already under way may still arrive: with four
+    # connections, at most one upload on each of the three others, sent
+    # before their threads could see the refusal.
     first_refusal = min(r.answered for r in log if r.status == 401)
     late = [f"{r.method} {r.path}" for r in log if r.arrived > first_refusal]
-    assert not late, f"sent after the server refused the credentials: {late}\n{dav.sequence()}"
+    assert len(late) <= 3 and all(line.startswith("PUT ") and "/data/" in line for line in late), \
+        f"sent after the server refused the credentials: {late}\n{dav.sequence()}"
     check_clean(dav)
 
 
