@@ -536,6 +536,17 @@ def test_the_spans_of_a_pack_come_from_one_get_whatever_the_server_does_with_ran
         assert list(storage.read_spans(name, [(8 * MiB - 10, 100), (8 * MiB + 1, 5)])) == [pattern(8 * MiB - 10, 10), b""]
 
 
+def test_an_empty_span_before_the_first_byte_read_leaves_the_other_spans_in_place(stage: Stage):
+    """A span of no bytes placed before the range read (a damaged index can
+    place an empty blob anywhere) comes back empty, and the spans after it
+    hold their own bytes, as they do on a directory."""
+    name = "packs/ab/empty-span-test"
+    stage.files({name: pattern(0, 64 * 1024)})
+    spans = [(0, 0), (5000, 100), (9000, 0), (20000, 7)]
+    storage = stage.retrying(stage.client())
+    assert list(storage.read_spans(name, spans)) == [pattern(o, n) for o, n in spans]
+
+
 # ---- prune and snapshots end to end: a listing that lies deletes nothing -----------------
 
 
