@@ -574,6 +574,39 @@ def _keep_only_itself(root, responses):
         root.remove(r)
 
 
+def test_check_reads_a_pack_no_further_than_its_index_says_whatever_the_listing_claims(stage: Stage, tmp_path):
+    """check --read-data cuts each pack into spans up to its size: a listing
+    that claims petabytes must not make it plan (or ask for) petabytes."""
+    from strongroom.engine.check import run_check
+
+    repo = _small_repository(stage, tmp_path)
+    claimed = 2**36
+
+    def inflate(root, responses):
+        for r in responses:
+            length = r.find(f".//{_DAV}getcontentlength")
+            if length is not None:
+                length.text = str(claimed)
+
+    ranges: list[str] = []
+
+    def pack_get(method, path, query, environ):
+        if method == "GET" and path.startswith(stage.path + "data/"):
+            ranges.append(environ.get("HTTP_RANGE", ""))
+        return False
+
+    stage.scripted.on(lambda m, p, q, e: m == "PROPFIND" and p.startswith(stage.path + "data/"),
+                      edited_multistatus(inflate))
+    stage.scripted.on(pack_get, canned(500))  # never answers: it only notes the range asked for
+    report = run_check(repo, read_data=True)
+    assert any("the index says" in p["message"] for p in report.problems), report.problems
+    largest = max(sum(b.length for b in blobs) for blobs in repo.index.packs.values())
+    assert ranges
+    for asked in ranges:
+        _, high = asked.removeprefix("bytes=").split("-")
+        assert int(high) < largest + 64 * 1024, asked
+
+
 @pytest.mark.parametrize("answer", ["404", "301", "empty-207", "self-only-207"])
 def test_prune_deletes_nothing_when_the_snapshot_listing_lies(stage: Stage, tmp_path, cli, answer):
     from strongroom.engine.prune import plan_prune
