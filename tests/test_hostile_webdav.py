@@ -536,6 +536,17 @@ def test_the_spans_of_a_pack_come_from_one_get_whatever_the_server_does_with_ran
         assert list(storage.read_spans(name, [(8 * MiB - 10, 100), (8 * MiB + 1, 5)])) == [pattern(8 * MiB - 10, 10), b""]
 
 
+def test_an_empty_span_before_the_first_byte_read_leaves_the_other_spans_in_place(stage: Stage):
+    """A span of no bytes placed before the range read (a damaged index can
+    place an empty blob anywhere) comes back empty, and the spans after it
+    hold their own bytes, as they do on a directory."""
+    name = "packs/ab/empty-span-test"
+    stage.files({name: pattern(0, 64 * 1024)})
+    spans = [(0, 0), (5000, 100), (9000, 0), (20000, 7)]
+    storage = stage.retrying(stage.client())
+    assert list(storage.read_spans(name, spans)) == [pattern(o, n) for o, n in spans]
+
+
 # ---- prune and snapshots end to end: a listing that lies deletes nothing -----------------
 
 
@@ -561,6 +572,39 @@ def _deletes(stage: Stage) -> list[str]:
 def _keep_only_itself(root, responses):
     for r in responses[1:]:
         root.remove(r)
+
+
+def test_check_reads_a_pack_no_further_than_its_index_says_whatever_the_listing_claims(stage: Stage, tmp_path):
+    """check --read-data cuts each pack into spans up to its size: a listing
+    that claims petabytes must not make it plan (or ask for) petabytes."""
+    from strongroom.engine.check import run_check
+
+    repo = _small_repository(stage, tmp_path)
+    claimed = 2**36
+
+    def inflate(root, responses):
+        for r in responses:
+            length = r.find(f".//{_DAV}getcontentlength")
+            if length is not None:
+                length.text = str(claimed)
+
+    ranges: list[str] = []
+
+    def pack_get(method, path, query, environ):
+        if method == "GET" and path.startswith(stage.path + "data/"):
+            ranges.append(environ.get("HTTP_RANGE", ""))
+        return False
+
+    stage.scripted.on(lambda m, p, q, e: m == "PROPFIND" and p.startswith(stage.path + "data/"),
+                      edited_multistatus(inflate))
+    stage.scripted.on(pack_get, canned(500))  # never answers: it only notes the range asked for
+    report = run_check(repo, read_data=True)
+    assert any("the index says" in p["message"] for p in report.problems), report.problems
+    largest = max(sum(b.length for b in blobs) for blobs in repo.index.packs.values())
+    assert ranges
+    for asked in ranges:
+        _, high = asked.removeprefix("bytes=").split("-")
+        assert int(high) < largest + 64 * 1024, asked
 
 
 @pytest.mark.parametrize("answer", ["404", "301", "empty-207", "self-only-207"])

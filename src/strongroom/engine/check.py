@@ -266,7 +266,12 @@ class Checker:
         by the caller in pack order."""
         name = pack_name(pack_id, self.repo.config.data_fanout)
         found = _PackReading()
-        size = self._on_target.get(pack_id, expected_pack_size(blobs))
+        # Read no further than the index places the pack's end: the listing's
+        # size is the target's word, and spans are planned to it, one per
+        # CHECK_SPAN (a pack listed at a petabyte would be a billion of them).
+        # A pack larger than its index says is reported by its size already.
+        expected = expected_pack_size(blobs)
+        size = min(self._on_target.get(pack_id, expected), expected)
         ordered = sorted(blobs, key=lambda b: b.offset)
         cuts, tail_start = _span_cuts(ordered, size)
         spans = [(lo, hi - lo) for lo, hi in zip(cuts, cuts[1:] + [size])]

@@ -570,6 +570,12 @@ def _cut_spans(response: httpx.Response, what: str, skip: int, position: int,
             view = memoryview(piece)
             while view and index < len(spans):
                 offset, length = spans[index]
+                if not length:
+                    # Empty wherever it lies: one before the range read (its
+                    # start is that of the first span with bytes) moves nothing.
+                    yield b""
+                    index += 1
+                    continue
                 if position < offset:
                     step = min(offset - position, len(view))
                 else:
