@@ -189,6 +189,15 @@ def test_read_range_beyond_end_returns_what_exists(storage: Storage):
     assert storage.read("data/short", 2000) == b""
 
 
+def test_read_spans_give_what_each_range_read_gives(storage: Storage):
+    data = payload(3000, seed=4)
+    storage.write("data/spans", data)
+    spans = [(0, 0), (0, 10), (10, 0), (100, 900), (1500, 5), (2990, 100), (3000, 10), (4000, 7)]
+    assert list(storage.read_spans("data/spans", spans)) == [data[o:o + n] for o, n in spans]
+    with pytest.raises(ObjectNotFound):
+        list(storage.read_spans("data/no-such-object", [(0, 10)]))
+
+
 def test_read_range_of_large_object(storage: Storage):
     data = payload(3 * 1024 * 1024, seed=3)
     storage.write("data/large", data)

@@ -55,7 +55,8 @@ class LocalStorage(Storage):
     def create(self) -> None:
         os.makedirs(self.root, exist_ok=True)
 
-    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+    def _open_object(self, name: str) -> tuple[int, int]:
+        """An open descriptor of the object and its size."""
         try:
             fd = os.open(self._path(name), os.O_RDONLY | os.O_NOFOLLOW)
         except (FileNotFoundError, NotADirectoryError):
@@ -64,18 +65,44 @@ class LocalStorage(Storage):
             raise StorageError(f"cannot read {name}: {e.strerror}") from None
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise ObjectNotFound(f"{name} does not exist (not an object)")
-            # A range starting past the end holds nothing, like HTTP; one past the end
-            # is cut to the object, so a length an index claims is never allocated.
-            length = max(0, st.st_size - offset) if length is None else min(length, max(0, st.st_size - offset))
-            data = os.pread(fd, length, offset)
-            while len(data) < length:
-                more = os.pread(fd, length - len(data), offset + len(data))
-                if not more:
-                    break
-                data += more
-            return data
+        except OSError as e:
+            os.close(fd)
+            raise StorageError(f"cannot read {name}: {e.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise ObjectNotFound(f"{name} does not exist (not an object)")
+        return fd, st.st_size
+
+    @staticmethod
+    def _pread(fd: int, size: int, offset: int, length: int | None) -> bytes:
+        # A range starting past the end holds nothing, like HTTP; one past the end
+        # is cut to the object, so a length an index claims is never allocated.
+        length = max(0, size - offset) if length is None else min(length, max(0, size - offset))
+        data = os.pread(fd, length, offset)
+        while len(data) < length:
+            more = os.pread(fd, length - len(data), offset + len(data))
+            if not more:
+                break
+            data += more
+        return data
+
+    def read(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        fd, size = self._open_object(name)
+        try:
+            return self._pread(fd, size, offset, length)
+        except OSError as e:
+            raise StorageError(f"cannot read {name}: {e.strerror}") from None
+        finally:
+            os.close(fd)
+
+    def read_spans(self, name: str, spans) -> Iterator[bytes]:
+        """Every span from one open descriptor, read ahead as one sequential read."""
+        fd, size = self._open_object(name)
+        try:
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            for offset, length in spans:
+                yield self._pread(fd, size, offset, length)
         except OSError as e:
             raise StorageError(f"cannot read {name}: {e.strerror}") from None
         finally:
