@@ -347,6 +347,7 @@ def test_a_journal_lost_to_a_full_cache_costs_only_uploads(cli, repo_path, big_s
         fill(full)
         for path in sorted(big_src.iterdir()):
             repo.save_blob(DATA, path.read_bytes())  # packs are stored; no checkpoint: "interrupted"
+        repo.wait_for_uploads()  # the filled packs' uploads run on their own threads
         assert heard == [f"cache {full}: No space left on device; going on without it"]
     orphans = objects(repo_path / "data")
     assert orphans and objects(repo_path / "index") == set()

@@ -211,12 +211,14 @@
     setField(box, "eta", p.seconds_remaining !== undefined ? duration(p.seconds_remaining) + " left" : "");
   }
 
+  const ENDED = ["succeeded", "failed", "cancelled", "done", "pass", "fail", "pass-with-warnings"];
+
   function showStatus(box, status, error) {
     setField(box, "status", status);
     for (const el of box.querySelectorAll('.status[data-field="status"]')) el.className = "status " + status;
     box.dataset.status = status;
     if (error) setField(box, "error", error);
-    if (["succeeded", "failed", "cancelled", "done", "pass", "fail", "pass-with-warnings"].includes(status)) {
+    if (ENDED.includes(status)) {
       if (status === "succeeded" || status === "done") {
         const bar = box.querySelector("progress");
         if (bar) { bar.max = 1; bar.value = 1; }
@@ -259,6 +261,9 @@
           box.dispatchEvent(new CustomEvent("sr:job", { detail: event }));
           if (box.dataset.reloadOnChange !== undefined) setTimeout(() => window.location.reload(), 300);
         }
+        // A job or session that has ended never runs again: a progress event
+        // that arrives after its end (events come from several threads) is stale.
+        if (ENDED.includes(box.dataset.status) && (event.type === "progress" || event.type === "session")) continue;
         if (event.type === "progress" && String(event.job) === box.dataset.liveJob) {
           const p = event.event || {};
           if ((p.message_type || p.type) === "status") showProgress(box, p);
