@@ -80,12 +80,23 @@ install_chromium() {
     echo "installing chromium" >&2
     install_without_starting chromium
 }
+# tests/s3_server.py runs a throw-away Ceph cluster (one monitor, one memstore
+# OSD, radosgw) in a temporary directory: Debian's ceph packages, whose
+# units must not start a system cluster.
+install_ceph() {
+    local missing
+    mapfile -t missing < <(missing_packages ceph-mon ceph-osd radosgw ceph-common)
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    echo "installing ceph: ${missing[*]}" >&2
+    install_without_starting "${missing[@]}"
+}
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     install_webdav_servers || echo "warning: could not install the WebDAV test servers" >&2
     install_fuse || echo "warning: could not install fuse3" >&2
     install_postgresql || echo "warning: could not install postgresql" >&2
     install_systemd || echo "warning: could not install systemd" >&2
     install_chromium || echo "warning: could not install chromium" >&2
+    install_ceph || echo "warning: could not install ceph" >&2
 fi
 
 # The browser tests' screenshots: only the latest run's are kept.
