@@ -37,7 +37,7 @@ import pytest
 
 from webdav_servers import free_port
 
-__all__ = ["CephCluster", "S3Bucket", "s3_bucket", "s3_cluster", "start_ceph"]
+__all__ = ["CephCluster", "S3Bucket", "s3_bucket", "s3_cluster", "s3_shared_bucket", "start_ceph"]
 
 MEMSTORE_BYTES = 2 * 1024 ** 3
 START_TIMEOUT = 120.0
@@ -77,6 +77,28 @@ class CephCluster:
     def url(self, bucket: str, prefix: str = "") -> str:
         """The restic-style repository URL of a bucket (and prefix) here."""
         return f"s3:{self.endpoint}/{bucket}" + (f"/{prefix}" if prefix else "")
+
+    def env(self) -> dict[str, str]:
+        """The variables a strongroom (or restic) process reads its S3 access from."""
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+
+    def client(self, access_key: str | None = None, secret_key: str | None = None):
+        from strongroom.storage.s3 import S3Client, S3Credentials, S3Endpoint
+
+        return S3Client(S3Endpoint.parse(self.endpoint, region="us-east-1", path_style=True),
+                        S3Credentials(access_key or self.access_key, secret_key or self.secret_key), timeout=20)
+
+    def storage(self, bucket: str, prefix: str = "", **options):
+        """An S3Storage (no retries) for `prefix` in `bucket`."""
+        from strongroom.storage.s3 import S3Storage
+        from strongroom.storage.s3_providers import PROVIDERS
+
+        return S3Storage(self.client(), bucket, prefix, PROVIDERS["ceph"], **options)
+
+    def put_raw(self, bucket: str, key: str, data: bytes) -> None:
+        """Write a key as another tool would, past every check of ours."""
+        with self.client() as client:
+            client.request("PUT", bucket, key, f"put {key}", body=data)
 
 
 @dataclass(frozen=True)
@@ -250,22 +272,30 @@ def s3_cluster() -> Iterator[CephCluster]:
         yield cluster
 
 
+def _new_bucket(cluster: CephCluster) -> S3Bucket:
+    name = f"t-{uuid.uuid4().hex[:20]}"
+    with cluster.client() as client:
+        client.create_bucket(name)
+    return S3Bucket(cluster, name)
+
+
 @pytest.fixture
 def s3_bucket(s3_cluster: CephCluster) -> S3Bucket:
     """A new, empty bucket for one test, made with a signed CreateBucket."""
-    from strongroom.storage.s3 import S3Client, S3Credentials, S3Endpoint
+    return _new_bucket(s3_cluster)
 
-    name = f"t-{uuid.uuid4().hex[:20]}"
-    with S3Client(S3Endpoint.parse(s3_cluster.endpoint, region=s3_cluster.region, path_style=True),
-                  S3Credentials(s3_cluster.access_key, s3_cluster.secret_key)) as client:
-        client.create_bucket(name)
-    return S3Bucket(s3_cluster, name)
+
+@pytest.fixture(scope="session")
+def s3_shared_bucket(s3_cluster: CephCluster) -> S3Bucket:
+    """One bucket for the session, for tests that each take a prefix of their own."""
+    return _new_bucket(s3_cluster)
 
 
 if __name__ == "__main__":  # python tests/s3_server.py: start, print the measurements, stop
     with start_ceph() as cluster:
         print(json.dumps({"timings_s": cluster.timings, "rss_kib": cluster.rss_kib(),
-                          "endpoint": cluster.endpoint}, indent=1))
+                          "endpoint": cluster.endpoint, "access_key": cluster.access_key,
+                          "secret_key": cluster.secret_key}, indent=1))
         if os.environ.get("S3_SERVER_HOLD"):
             print("holding; Ctrl-C to stop", flush=True)
             with contextlib.suppress(KeyboardInterrupt):

@@ -20,6 +20,7 @@ import pytest
 
 from strongroom.errors import FolderNotFound, ListingFailed, ObjectNotFound, StorageError
 from strongroom.storage import CountingStorage, LocalStorage, ObjectInfo, Storage
+from s3_server import s3_cluster, s3_shared_bucket  # noqa: F401  (the radosgw of the S3 backend)
 
 
 @dataclass
@@ -63,6 +64,18 @@ def webdav_target(kind: str) -> Callable[[pytest.FixtureRequest], Target]:
     return factory
 
 
+def s3_target(request: pytest.FixtureRequest) -> Target:
+    """A fresh prefix of the session's bucket on the radosgw of tests/s3_server.py."""
+    import uuid
+
+    from strongroom.storage.retry import RetryingStorage, RetryPolicy
+
+    bucket = request.getfixturevalue("s3_shared_bucket")
+    prefix = f"c-{uuid.uuid4().hex[:16]}"
+    storage = RetryingStorage(bucket.cluster.storage(bucket.name, prefix), RetryPolicy(deadline=30, base_delay=0.05))
+    return Target(storage, lambda path, data: bucket.cluster.put_raw(bucket.name, f"{prefix}/{path}", data))
+
+
 BACKENDS = [
     pytest.param(local_target, id="local"),
     pytest.param(counting_local_target, id="counting-local"),
@@ -70,6 +83,7 @@ BACKENDS = [
     pytest.param(webdav_target("rclone"), id="rclone"),
     pytest.param(webdav_target("apache"), id="apache"),
     pytest.param(webdav_target("nginx"), id="nginx"),
+    pytest.param(s3_target, id="s3-radosgw"),
 ]
 
 

@@ -52,7 +52,8 @@ class Common:
     def storage(self):
         from strongroom.storage import open_storage
         return open_storage(self.repo or "", webdav_password=self._webdav_password, vendor=self.webdav_vendor,
-                            cache_root=self.cache_root, on_event=self.events, settings=self.settings)
+                            cache_root=self.cache_root, on_event=self.events, settings=self.settings,
+                            s3_access=read_s3_access)
 
     def open(self) -> Repository:
         from strongroom.repo.repository import Repository
@@ -153,10 +154,19 @@ def read_webdav_password(path: str | None) -> str | None:
         raise UsageError(f"cannot read WebDAV password file {path}: {e.strerror}") from None
 
 
+def read_s3_access():
+    """S3 credentials, region and endpoint: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+    (/ AWS_SESSION_TOKEN), else AWS_PROFILE's in ~/.aws (docs/s3.md). Read only
+    when the repository is on S3."""
+    from strongroom.storage.s3_config import read_s3_access as read
+    return read(os.environ)
+
+
 # ---- the shared options, before or after the command ------------------------------------------
 
-REPO_HELP = ("Repository: a directory (PATH or local:PATH), or WebDAV as webdav+https://USER@HOST/PATH "
-             "(or webdav+http://...); the WebDAV password never goes in the URL.")
+REPO_HELP = ("Repository: a directory (PATH or local:PATH), WebDAV as webdav+https://USER@HOST/PATH "
+             "(or webdav+http://...), or S3 as s3:https://ENDPOINT/BUCKET/PREFIX (or s3://BUCKET/PREFIX "
+             "with AWS_ENDPOINT_URL); passwords and keys never go in the URL.")
 VENDORS = ["nutstore", "nextcloud", "owncloud", "generic"]
 
 
