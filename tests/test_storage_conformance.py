@@ -20,7 +20,6 @@ import pytest
 
 from strongroom.errors import FolderNotFound, ListingFailed, ObjectNotFound, StorageError
 from strongroom.storage import CountingStorage, LocalStorage, ObjectInfo, Storage
-from s3_server import s3_cluster, s3_shared_bucket  # noqa: F401  (the radosgw of the S3 backend)
 
 
 @dataclass

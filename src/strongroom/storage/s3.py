@@ -53,6 +53,7 @@ class S3Storage(Storage):
         self._known_dirs: set[str] = set()
         self._pending = PendingUploads()
         self.max_pages = MAX_PAGES
+        self.page_size: int | None = None  # keys per listing page; None: the service's (1000)
 
     def __repr__(self) -> str:
         return f"S3Storage({self.url!r})"
@@ -184,7 +185,8 @@ class S3Storage(Storage):
 
     def delete(self, name: str) -> None:
         # S3 answers 204 for a key that is not there: deleting it is no error.
-        self.client.request("DELETE", self.bucket, self._key(name), f"delete {name}", passthrough=frozenset({404}))
+        # A 404 (NoSuchBucket) is one.
+        self.client.request("DELETE", self.bucket, self._key(name), f"delete {name}")
 
     # ---- the repository folder ----------------------------------------------------------
 
@@ -281,6 +283,8 @@ class S3Storage(Storage):
             query["continuation-token"] = token
         if delimiter:
             query["delimiter"] = "/"
+        if self.page_size:
+            query["max-keys"] = str(self.page_size)
         response = self.client.request("GET", self.bucket, "", what, query=query, stream=True)
         try:
             body = _read_body(response, what, cap=MAX_PAGE_BYTES, too_large=ListingFailed)

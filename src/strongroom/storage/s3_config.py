@@ -63,7 +63,7 @@ def parse_s3_url(url: str, access: S3Access | None) -> S3Location:
             raise UsageError("never put S3 credentials in the URL: set AWS_ACCESS_KEY_ID and "
                              "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE")
         if not parts.hostname:
-            raise UsageError(f"an S3 repository URL needs an endpoint: s3:https://HOST/BUCKET/PREFIX")
+            raise UsageError("an S3 repository URL needs an endpoint: s3:https://HOST/BUCKET/PREFIX")
         endpoint = f"{parts.scheme}://{parts.netloc}"
         rest = parts.path.lstrip("/") + (f"?{parts.query}" if parts.query else "")
     else:
