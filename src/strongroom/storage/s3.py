@@ -153,7 +153,7 @@ class S3Storage(Storage):
         if len(view) > size:
             upload_multipart(self.client, self._pending, self.bucket, key, view, size, what, extra)
             return
-        body = bytes(view)
+        body = data if isinstance(data, bytes) else bytes(view)  # no copy of what is bytes already
         headers = {"Content-MD5": content_md5(body), "Content-Type": "application/octet-stream", **extra}
         if self.provider.checksums:
             import base64
