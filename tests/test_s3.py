@@ -253,6 +253,13 @@ def test_an_oversized_listing_page_is_refused(s3_cluster, s3_shared_bucket, fron
         list(storage.list("data"))
 
 
+def test_an_endless_answer_to_a_write_is_not_held(s3_cluster, s3_shared_bucket, front, prefix):
+    storage = _with_objects(s3_cluster, s3_shared_bucket.name, front, prefix, count=0)
+    front.answer("PUT", "/data/huge-answer", 200, b"<x>" + b" " * (2 * MiB) + b"</x>")
+    with pytest.raises(StorageError, match="runs past"):
+        storage.write("data/huge-answer", b"small")
+
+
 # ---- multipart uploads ------------------------------------------------------------------------
 
 

@@ -132,9 +132,16 @@ class S3Storage(Storage):
         response = self.client.request("HEAD", self.bucket, key, f"stat {name}", passthrough=frozenset({404}))
         if response.status_code == 404:
             # A HEAD answer has no body to say whether the object or the whole
-            # bucket is missing: a ranged GET of the same key tells them apart.
-            self.client.request("GET", self.bucket, key, f"stat {name}", headers={"Range": "bytes=0-0"})
-            raise ObjectNotFound(f"{name} does not exist")
+            # bucket is missing: a ranged GET of the same key tells them apart
+            # (NoSuchKey, NoSuchBucket), and finds one written meanwhile.
+            response = self.client.request("GET", self.bucket, key, f"stat {name}", headers={"Range": "bytes=0-0"},
+                                           passthrough=frozenset({416}))
+            if response.status_code == 416:
+                return ObjectInfo(name, 0)
+            total = response.headers.get("Content-Range", "").rpartition("/")[2]
+            if response.status_code == 206:
+                return ObjectInfo(name, _size(total, f"stat {name}", StorageError))
+            return ObjectInfo(name, len(response.content))
         return ObjectInfo(name, _size(response.headers.get("Content-Length"), f"stat {name}", StorageError))
 
     # ---- writing ------------------------------------------------------------------------

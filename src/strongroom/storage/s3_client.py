@@ -29,6 +29,8 @@ from strongroom.storage.s3_sign import EMPTY_SHA256, S3Credentials, canonical_qu
 __all__ = ["S3Client", "S3Credentials", "S3Endpoint", "S3Error", "xml_root", "text_of"]
 
 _ERROR_BODY_BYTES = 64 * 1024
+# Answers read whole: a multipart upload's id, its completion, a bucket's.
+SMALL_ANSWER_BYTES = 1024 * 1024
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _REFUSED = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken",
                       "ExpiredToken", "TokenRefreshRequired", "AllAccessDisabled", "AccountProblem",
@@ -165,9 +167,9 @@ class S3Client:
             status = response.status_code
             if 200 <= status < 300 or status in passthrough:
                 self.answered = True
-                if not stream:
-                    response.read()
-                return response
+                if stream:
+                    return response
+                return self._read_small(response, what)
             error = self._error_of(response, what)
         except httpx.TransportError as e:
             response.close()
@@ -178,6 +180,23 @@ class S3Client:
             raise
         response.close()
         raise self._typed(error, response, what, bucket, key)
+
+    @staticmethod
+    def _read_small(response: httpx.Response, what: str) -> httpx.Response:
+        """The answer with its body read, which must be small: the answers
+        read whole (to a PUT, a multipart step, a bucket) are a few hundred
+        bytes, and a server sending more is not believed, nor held."""
+        body = bytearray()
+        try:
+            for piece in response.iter_bytes():
+                body += piece
+                if len(body) > SMALL_ANSWER_BYTES:
+                    raise StorageError(f"{what}: the service's answer runs past {SMALL_ANSWER_BYTES} bytes, "
+                                       f"more than any answer to this request holds")
+        finally:
+            response.close()
+        return httpx.Response(response.status_code, headers=response.headers, content=bytes(body),
+                              request=response.request)
 
     def _error_of(self, response: httpx.Response, what: str) -> S3Error:
         body = bytearray()

@@ -20,8 +20,6 @@ from xml.sax.saxutils import escape
 from strongroom.errors import StorageError, TransientStorageError
 from strongroom.storage.s3_client import S3Client, content_md5, text_of, xml_root
 
-# The answers read here are a few hundred bytes.
-_ANSWER_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -95,7 +93,7 @@ def upload_multipart(client: S3Client, pending: PendingUploads, bucket: str, key
 def _begin(client: S3Client, bucket: str, key: str, what: str, headers: dict[str, str]) -> str:
     response = client.request("POST", bucket, key, what, query={"uploads": ""},
                               headers={"Content-Type": "application/octet-stream", **headers})
-    root = xml_root(response.content[:_ANSWER_BYTES], what, TransientStorageError)
+    root = xml_root(response.content, what, TransientStorageError)
     upload_id = text_of(root, "UploadId")
     if not upload_id or text_of(root, "Key") not in (None, key):
         raise StorageError(f"{what}: the service began a multipart upload without an id for {key}")
@@ -129,7 +127,7 @@ def _complete(client: S3Client, bucket: str, key: str, upload: Upload, count: in
     response = client.request("POST", bucket, key, what, query={"uploadId": upload.upload_id}, body=body,
                               headers={"Content-MD5": content_md5(body), "Content-Type": "application/xml"})
     # The service may answer 200 and still fail, with an <Error> in the body.
-    root = xml_root(response.content[:_ANSWER_BYTES], what, TransientStorageError)
+    root = xml_root(response.content, what, TransientStorageError)
     if root.tag.rsplit("}", 1)[-1] == "Error":
         code = text_of(root, "Code") or "an error"
         raise TransientStorageError(f"{what}: completing the upload failed ({code})", reason=code)
