@@ -172,12 +172,22 @@ def _wait(what: str, ready, processes: dict[str, subprocess.Popen], root: Path) 
         time.sleep(0.1)
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the process that started it dies, however
+    it dies (a killed pytest leaves no cluster behind)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _daemon(argv: list[str], root: Path, name: str) -> subprocess.Popen:
     out = open(root / "log" / f"{name}.out", "wb")
     try:
         # Its own session: a Ctrl-C of pytest does not reach it before the
-        # fixture stops it in order.
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
+        # fixture stops it.
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=root, start_new_session=True,
+                                preexec_fn=_die_with_parent)
     finally:
         out.close()
 
@@ -288,7 +298,14 @@ def s3_shared_bucket(s3_cluster: CephCluster) -> S3Bucket:
     return _new_bucket(s3_cluster)
 
 
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":  # python tests/s3_server.py: start, print the measurements, stop
+    # Stopped by a signal (a background job ignores SIGINT), it still stops the cluster.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     with start_ceph() as cluster:
         print(json.dumps({"timings_s": cluster.timings, "rss_kib": cluster.rss_kib(),
                           "endpoint": cluster.endpoint, "access_key": cluster.access_key,
