@@ -69,7 +69,7 @@ def test_init_refuses_a_wrong_prefix_listing_and_wrong_credentials(s3_cluster, s
     cli = CLI(tmp_path / "unused", tmp_path / "cache")
     env = {**ENV, **s3_cluster.env(), "STRONGROOM_REPO": s3_cluster.url(s3_bucket.name, "nothing-here")}
     missing = cli.run("snapshots", env=env)
-    assert missing.returncode != 0 and b"Traceback" not in missing.stderr
+    assert missing.returncode == 10 and b"no repository at s3:" in missing.stderr
     wrong = {**env, "AWS_SECRET_ACCESS_KEY": "wrong-secret-value"}
     refused = cli.run("init", env=wrong)
     assert refused.returncode != 0 and b"refused" in refused.stderr
