@@ -131,3 +131,14 @@ class Interrupted(StrongroomError):
 class ShuttingDown(Interrupted):
     """The process is stopping (the daemon's SIGTERM): the job stops at its next
     chunk and goes back to the queue, to run again at the next start."""
+
+
+class ObjectLocked(StorageError):
+    """The target refused to delete an object whose retention (S3 Object Lock)
+    has not expired: nothing was removed. `until` is the retain-until date
+    (an aware datetime), None under a legal hold that has no date."""
+
+    def __init__(self, message: str, name: str = "", until=None) -> None:
+        super().__init__(message)
+        self.name = name
+        self.until = until

@@ -69,7 +69,8 @@ def forget(common: Common, keep_last, keep_hourly, keep_daily, keep_weekly, keep
         else:
             chosen = filter_snapshots(snapshots, SnapshotFilter(host, tuple(tags), tuple(paths)))
             plan = plan_forget(chosen, policy, parse_group_by(group_by), allow_remove_all)
-        removed = [] if dry_run else remove_snapshots(repo, plan)
+        held: list = []
+        removed = [] if dry_run else remove_snapshots(repo, plan, held)
         pruned = None
         if then_prune and not dry_run:
             # Every point this command kept must be in prune's listing. None kept is
@@ -83,6 +84,7 @@ def forget(common: Common, keep_last, keep_hourly, keep_daily, keep_weekly, keep
                 {"id": s.id, "short_id": s.short_id, "time": rfc3339(s.time), "keep": d.keep, "reasons": d.reasons} for s, d in group.decisions]})
         emit_json({"type": "summary", "dry_run": dry_run, "removed": removed,
                    "kept": sum(d.keep for g in plan for _, d in g.decisions), "prune": pruned,
+                   "held": [{"id": i, "until": u.strftime("%Y-%m-%dT%H:%M:%SZ") if u else None} for i, u in held],
                    "storage": repo.requests})
         return
     for group in plan:
@@ -97,8 +99,19 @@ def forget(common: Common, keep_last, keep_hourly, keep_daily, keep_weekly, keep
     gone = sum(not d.keep for g in plan for _, d in g.decisions)
     print(f"{'would remove' if dry_run else 'removed'} {plural(gone, 'snapshot')}"
           + ("" if snapshot_ids else f", kept {kept}"))
+    if held:
+        print(f"kept {plural(len(held), 'snapshot')} a lock holds (S3 Object Lock): forget them again once it expires")
     if pruned:
         print(f"pruned: freed {human_size(pruned['bytes_freed'])}")
+        if pruned.get("objects_held"):
+            print(held_line(pruned))
+
+
+def held_line(result: dict) -> str:
+    """prune's one line on what the locks keep, and when it can go."""
+    until = result["held_until"] or "a legal hold is lifted"
+    return (f"held by locks: {plural(result['objects_held'], 'object')}, "
+            f"{human_size(result['bytes_held'])} to free when the locks expire (the last on {until})")
 
 
 COMMANDS = [forget]

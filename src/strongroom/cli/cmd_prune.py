@@ -58,6 +58,9 @@ def prune(common: Common, max_unused: str, max_repack_size: str | None, dry_run:
           f"{plural(result['leftovers'], 'incomplete upload')} and {plural(result['temporaries'], 'temporary file')} "
           f"removed; {plural(result['index_objects'], 'index object')} consolidated "
           f"(about {plural(result['requests_estimated'], 'request')})")
+    if result.get("objects_held"):
+        from strongroom.cli.cmd_forget import held_line
+        print(held_line(result))
     if result["packs_left_to_repack"]:
         print(f"left for the next prune (--max-repack-size): {plural(result['packs_left_to_repack'], 'pack')} "
               f"({human_size(result['bytes_left_to_repack'])}) to repack, about "

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from strongroom.errors import UsageError
+from strongroom.errors import ObjectLocked, UsageError
 from strongroom.model.retention import Decision, Point, Policy, apply_policy
 from strongroom.model.snapshot import SNAPSHOT_DIR, Snapshot
 
@@ -67,12 +67,23 @@ def plan_remove(snapshots: list[Snapshot]) -> list[GroupDecision]:
     return [GroupDecision({}, decisions)] if decisions else []
 
 
-def remove_snapshots(repo, plan: list[GroupDecision]) -> list[str]:
+def remove_snapshots(repo, plan: list[GroupDecision], held: list | None = None) -> list[str]:
+    """Remove the snapshots the plan does not keep. One a lock keeps (S3 Object
+    Lock) stays, whole: it is kept, with the reason in its decision, and named
+    in `held` as (id, retain-until date); without `held` the refusal raises."""
     removed = []
     for group in plan:
         for snap, decision in group.decisions:
             if not decision.keep:
-                repo.storage.delete(f"{SNAPSHOT_DIR}/{snap.id}")
+                try:
+                    repo.storage.delete(f"{SNAPSHOT_DIR}/{snap.id}")
+                except ObjectLocked as e:
+                    if held is None:
+                        raise
+                    decision.keep = True
+                    decision.reasons.append("locked" + (f" until {e.until:%Y-%m-%d %H:%M:%S} UTC" if e.until else ""))
+                    held.append((snap.id, e.until))
+                    continue
                 if repo.cache is not None:
                     repo.cache.discard("snapshots", snap.id)
                 removed.append(snap.id)

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from strongroom.engine.progress import Listener, ignore
 from strongroom.engine.tree_walk import needed_blobs
-from strongroom.errors import (IncompleteObject, IntegrityError, ListingFailed, ObjectNotFound, StrongroomError,
-                               UsageError)
+from strongroom.errors import (IncompleteObject, IntegrityError, ListingFailed, ObjectLocked, ObjectNotFound,
+                               StrongroomError, UsageError)
 from strongroom.model.snapshot import SNAPSHOT_DIR
 from strongroom.repo.locks import LOCK_DIR, REFRESH_EVERY
 from strongroom.repo.pack import (PACK_DIR, ENTRY_SIZE, PackedBlob, PackWriter, expected_pack_size, pack_name,
@@ -91,6 +92,23 @@ def choose_repacks(candidates: dict[bytes, tuple[int, int]], max_bytes: int | No
     return chosen
 
 
+@dataclass(frozen=True)
+class Held:
+    """An object prune would delete (or repack) and a lock keeps, and what it frees when the lock expires."""
+
+    name: str
+    frees: int
+    until: datetime | None  # None: a legal hold, which has no date
+
+
+def held_summary(held: list[Held]) -> dict:
+    """What the locks keep: how much is freed once they expire, and when the last one does."""
+    dated = [h.until for h in held if h.until is not None]
+    return {"objects_held": len(held), "bytes_held": sum(h.frees for h in held),
+            "held_until": max(dated).strftime("%Y-%m-%dT%H:%M:%SZ") if dated else None,
+            "held_without_date": sum(h.until is None for h in held)}
+
+
 @dataclass
 class PrunePlan:
     index_objects: list[str] = field(default_factory=list)
@@ -105,11 +123,14 @@ class PrunePlan:
     used_blobs: int = 0
     pack_limit: int = 0  # the largest pack this prune may write
     requests_planning: int = 0  # requests made on the target up to the end of planning
+    held: list[Held] = field(default_factory=list)  # what a lock keeps (S3 Object Lock): not deleted
+    index_held: set[str] = field(default_factory=set)  # superseded index objects a lock keeps
+    refused: int = 0  # bytes of deletes the target refused while prune ran (a lock it did not expect)
 
     @property
     def bytes_freed(self) -> int:
         gone = sum(self.sizes.get(p, 0) for p in (*self.delete, *self.unindexed, *self.repack))
-        return gone - sum(self.new_pack_sizes)
+        return gone - sum(self.new_pack_sizes) - self.refused
 
     @property
     def new_pack_sizes(self) -> list[int]:
@@ -143,7 +164,8 @@ class PrunePlan:
                 "bytes_left_to_repack": sum(self.sizes[p] for p in self.deferred),
                 "bytes_left_to_free": sum(self.deferred.values()),
                 "max_pack_size": self.pack_limit, "new_packs": self.new_packs,
-                "requests_to_run": self.requests_to_run, "requests_estimated": self.requests}
+                "requests_to_run": self.requests_to_run, "requests_estimated": self.requests,
+                **held_summary(self.held)}
 
 
 def budget_estimate(requests: int, budget: RequestBudget | None) -> dict | None:
@@ -232,8 +254,64 @@ def plan_prune(repo: Repository, max_unused: float = 0.05, max_repack_size: int 
     # process that tries for the lock writes one before it looks.
     plan.temporaries = [t.name for t in repo.storage.temporaries()
                         if not t.name.startswith(f"{LOCK_DIR}/") or t.age >= TEMPORARY_MIN_AGE]
+    if repo.storage.may_hold_locks():
+        hold_locked(repo, plan, packs, unused)
     plan.requests_planning = repo.storage.total_requests
     return plan
+
+
+def hold_locked(repo: Repository, plan: PrunePlan, packs: dict[bytes, list[PackedBlob]],
+                unused: dict[bytes, int], now: datetime | None = None) -> None:
+    """On a target whose objects may be locked (S3 Object Lock), read the lock
+    of everything the plan would delete (one HEAD each) and keep what a lock
+    holds: a wholly unused pack stays in the index as if used, a pack to
+    repack stays as it is (never repacked: its old copy could not go), an
+    unindexed pack stays unindexed, an old index object stays, superseded by
+    the consolidated index, and a cut-off upload stays. A lock that cannot
+    be read stops the prune: an unreadable answer is never "unlocked"."""
+    now = now or datetime.now(timezone.utc)
+    fanout = repo.config.data_fanout
+
+    def locked(name: str, frees: int | None) -> bool:
+        try:
+            retention = repo.storage.retention(name)
+        except ObjectNotFound:
+            raise ListingFailed(f"prune stopped: {name}, which was listed, is not there to read its lock; "
+                                f"run prune again") from None
+        if retention is None or not retention.holds(now):
+            return False
+        plan.held.append(Held(name, retention.size if frees is None else frees,
+                              None if retention.legal_hold else retention.until))
+        return True
+
+    for pack_id in list(plan.delete):
+        if locked(pack_name(pack_id, fanout), plan.sizes[pack_id]):
+            plan.delete.remove(pack_id)
+            plan.keep[pack_id] = packs[pack_id]
+    for pack_id in list(plan.repack):
+        if locked(pack_name(pack_id, fanout), unused[pack_id]):
+            del plan.repack[pack_id]
+            plan.keep[pack_id] = packs[pack_id]
+    for pack_id in list(plan.unindexed):
+        if locked(pack_name(pack_id, fanout), plan.sizes[pack_id]):
+            plan.unindexed.remove(pack_id)
+    for name in plan.index_objects:
+        if locked(name, None):
+            plan.index_held.add(name)
+    plan.leftovers = [name for name in plan.leftovers if not locked(name, None)]
+
+
+def _delete_unless_locked(repo: Repository, plan: PrunePlan, name: str, frees: int) -> bool:
+    """Delete one object; a lock the plan did not know of (written meanwhile,
+    or a clock that disagrees with the service's) is reported, not raised:
+    everything prune deletes is already out of the consolidated index."""
+    try:
+        repo.storage.delete(name)
+    except ObjectLocked as e:
+        plan.held.append(Held(name, frees, e.until))
+        plan.refused += frees
+        return False
+    return True
 
 
 def _confirmed_leftover(repo: Repository, name: str) -> bool:
@@ -334,16 +412,24 @@ def run_prune(repo: Repository, plan: PrunePlan, listener: Listener = ignore) ->
     if consolidated or plan.index_objects:
         repo.write_index_object(consolidated, superseded)
     for name in plan.index_objects:
+        if name in plan.index_held:
+            continue  # superseded, and kept by its lock
         repo.check_lock()
-        repo.storage.delete(name)
+        _delete_unless_locked(repo, plan, name, 0)
     for name in plan.leftovers:
         repo.check_lock()
-        repo.storage.delete(name)
+        _delete_unless_locked(repo, plan, name, 0)
     for name in plan.temporaries:
         repo.storage.remove_temporary(name)
     for pack_id in (*plan.delete, *plan.repack, *plan.unindexed):
         repo.check_lock()  # a lost lock may be taken for stale: never delete after that
-        repo.storage.delete(pack_name(pack_id, fanout))
+        name = pack_name(pack_id, fanout)
+        if not _delete_unless_locked(repo, plan, name, plan.sizes.get(pack_id, 0)):
+            for planned in (plan.delete, plan.unindexed):
+                if pack_id in planned:  # counted as not deleted, rather than as refused bytes
+                    planned.remove(pack_id)
+                    plan.refused -= plan.sizes.get(pack_id, 0)
+            continue
         if repo.cache is not None:
             repo.cache.discard("trees", pack_id.hex())
     return {**plan.summary(), "packs_written": len(new_packs), "largest_pack_written": largest,

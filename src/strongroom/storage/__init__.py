@@ -141,7 +141,20 @@ def _open_s3(url: str, access, on_event, settings: Settings) -> Storage:
     policy = RetryPolicy(deadline=settings.webdav_deadline, base_delay=settings.webdav_retry_delay,
                          blocked_wait=provider.blocked_wait if settings.webdav_blocked_wait is None
                          else settings.webdav_blocked_wait)
-    return RetryingStorage(storage, policy, on_wait=on_event)
+    retrying = RetryingStorage(storage, policy, on_wait=on_event)
+    _s3_object_lock(retrying, storage, where.object_lock)
+    return retrying
+
+
+def _s3_object_lock(retrying, storage, setting: str | None) -> None:
+    """?object-lock=MODE:PERIOD: new packs, index objects and snapshots get a
+    retention date; checked at open against the bucket (docs/s3.md)."""
+    if setting is None:
+        return
+    from strongroom.storage.s3_lock import parse_lock_setting
+
+    storage.object_lock = parse_lock_setting(setting)
+    retrying._call(storage.check_object_lock)
 
 
 def _budget(vendor, username: str, netloc: str, cache_root: str | None, settings: Settings,

@@ -48,6 +48,21 @@ class Temporary:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """An object's lock as the target reports it (S3 Object Lock)."""
+
+    name: str
+    size: int
+    mode: str | None  # GOVERNANCE, COMPLIANCE, or None (no retention date)
+    until: Any = None  # the retain-until date, an aware datetime
+    legal_hold: bool = False
+
+    def holds(self, now) -> bool:
+        """Whether a delete at `now` (an aware datetime) would be refused."""
+        return self.legal_hold or (self.until is not None and self.until > now)
+
+
+@dataclass(frozen=True)
 class StorageInfo:
     """What a target says of itself, passed on unchanged by every decorator."""
 
@@ -142,6 +157,16 @@ class Storage(ABC):
         without real folders (none so far) would keep this no-op and list a
         missing prefix as empty.
         """
+
+    def may_hold_locks(self) -> bool:
+        """Whether objects here may carry a lock that refuses their delete (an
+        S3 bucket with Object Lock enabled). Targets without locks: False."""
+        return False
+
+    def retention(self, name: str) -> "Retention | None":
+        """The lock on one object, or None where the target has no locks.
+        Raises ObjectNotFound; an answer it cannot read raises, never None."""
+        return None
 
     def quota(self) -> tuple[int | None, int | None]:
         """(used, available) bytes on the target as it reports them; None where unknown."""

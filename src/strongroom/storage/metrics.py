@@ -97,6 +97,15 @@ class CountingStorage(Storage):
         self.inner.remove_temporary(name)
         self._count("delete")
 
+    def may_hold_locks(self) -> bool:
+        return self.inner.may_hold_locks()
+
+    def retention(self, name: str):
+        found = self.inner.retention(name)
+        if found is not None:
+            self._count("stat")
+        return found
+
     @property
     def info(self):
         return self.inner.info

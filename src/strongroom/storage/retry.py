@@ -203,6 +203,12 @@ class RetryingStorage(Storage):
     def remove_temporary(self, name: str) -> None:
         self._call(lambda: self.inner.remove_temporary(name))
 
+    def may_hold_locks(self) -> bool:
+        return self._call(self.inner.may_hold_locks)
+
+    def retention(self, name: str):
+        return self._call(lambda: self.inner.retention(name))
+
     @property
     def info(self):
         return self.inner.info

@@ -22,9 +22,11 @@ from __future__ import annotations
 from typing import Callable, Iterator
 from urllib.parse import unquote
 
-from strongroom.errors import FolderNotFound, ListingFailed, ObjectNotFound, StorageError, TransientStorageError
+from strongroom.errors import (FolderNotFound, ListingFailed, ObjectNotFound, StorageError, TransientStorageError,
+                               UsageError)
 from strongroom.storage.base import Attempt, ObjectInfo, Storage, StorageInfo, check_name
 from strongroom.storage.s3_client import S3Client, S3Credentials, S3Endpoint, content_md5, text_of, xml_root
+from strongroom.storage import s3_lock
 from strongroom.storage.s3_multipart import PendingUploads, abort, part_size_for, upload_multipart
 from strongroom.storage.s3_providers import GENERIC, MiB, S3Provider
 from strongroom.storage.webdav import _cut_spans, _read_body
@@ -54,6 +56,9 @@ class S3Storage(Storage):
         self._pending = PendingUploads()
         self.max_pages = MAX_PAGES
         self.page_size: int | None = None  # keys per listing page; None: the service's (1000)
+        self.object_lock: s3_lock.LockSetting | None = None  # the lock new objects get (s3_lock.py)
+        self._versioned: bool | None = None  # the bucket's versioning, once read
+        self._lock_enabled: bool | None = None  # its Object Lock, once read
 
     def __repr__(self) -> str:
         return f"S3Storage({self.url!r})"
@@ -155,7 +160,7 @@ class S3Storage(Storage):
         if parent and parent not in self._known_dirs:
             self._make_folders(parent, check_objects=True)
         view = memoryview(data).cast("B")
-        extra: dict[str, str] = {}
+        extra = self._lock_headers(name)
         size = part_size_for(len(view), self.part_size, self.provider.max_parts, self.provider.min_part_size)
         if len(view) > size:
             upload_multipart(self.client, self._pending, self.bucket, key, view, size, what, extra)
@@ -193,6 +198,9 @@ class S3Storage(Storage):
     def delete(self, name: str) -> None:
         # S3 answers 204 for a key that is not there: deleting it is no error.
         # A 404 (NoSuchBucket) is one.
+        if self._bucket_versioned():
+            s3_lock.delete_versions(self.client, self.bucket, self._key(name), name)
+            return
         self.client.request("DELETE", self.bucket, self._key(name), f"delete {name}")
 
     # ---- the repository folder ----------------------------------------------------------
@@ -208,7 +216,7 @@ class S3Storage(Storage):
 
     def create(self) -> None:
         if not self.client.bucket_exists(self.bucket):
-            self.client.create_bucket(self.bucket)
+            self.client.create_bucket(self.bucket, object_lock=self.object_lock is not None)
         if self.root:
             self.client.request("PUT", self.bucket, self.root, "create the repository folder",
                                 headers={"Content-MD5": content_md5(b"")})
@@ -328,6 +336,37 @@ class S3Storage(Storage):
         if not entries:
             raise ListingFailed(f"{what}: the service sent an empty page that is not the last")
         return entries, token_next
+
+    # ---- Object Lock (s3_lock.py) ------------------------------------------------------
+
+    def _lock_headers(self, name: str) -> dict[str, str]:
+        from datetime import datetime, timezone
+        return s3_lock.lock_headers(self.object_lock, name, datetime.now(timezone.utc))
+
+    def _bucket_versioned(self) -> bool:
+        """Read once: on a versioned bucket a delete names each version."""
+        if self._versioned is None:
+            self._versioned = s3_lock.bucket_versioned(self.client, self.bucket)
+        return self._versioned
+
+    def may_hold_locks(self) -> bool:
+        if self._lock_enabled is None:
+            self._lock_enabled = s3_lock.bucket_lock_enabled(self.client, self.bucket)
+        return self._lock_enabled
+
+    def retention(self, name: str):
+        return s3_lock.retention_of(self.client, self.bucket, self._key(name), name)
+
+    def check_object_lock(self) -> None:
+        """Fail fast when locks are asked for on a bucket without Object Lock.
+        A bucket that does not exist yet is made with it by `init`."""
+        if self.object_lock is None or not self.client.bucket_exists(self.bucket):
+            return
+        if not self.may_hold_locks():
+            raise UsageError(f"?object-lock={self.object_lock} asks for locks, but bucket {self.bucket!r} does not "
+                             f"have Object Lock enabled (it can only be enabled when a bucket is made: "
+                             f"see docs/s3.md)")
+        self._versioned = True
 
     # ---- the end ------------------------------------------------------------------------
 
