@@ -164,6 +164,8 @@ class S3Storage(Storage):
         size = part_size_for(len(view), self.part_size, self.provider.max_parts, self.provider.min_part_size)
         if len(view) > size:
             upload_multipart(self.client, self._pending, self.bucket, key, view, size, what, extra)
+            if extra:
+                s3_lock.ensure_retention(self.client, self.bucket, key, name, extra)
             return
         body = data if isinstance(data, bytes) else bytes(view)  # no copy of what is bytes already
         headers = {"Content-MD5": content_md5(body), "Content-Type": "application/octet-stream", **extra}

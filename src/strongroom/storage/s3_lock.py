@@ -28,7 +28,7 @@ from strongroom.storage.base import Retention
 from strongroom.storage.s3_client import S3Client, text_of, xml_root
 
 __all__ = ["LockSetting", "parse_lock_setting", "LOCKED_FOLDERS", "lock_headers", "bucket_lock_enabled",
-           "bucket_versioned", "retention_of", "delete_versions"]
+           "bucket_versioned", "retention_of", "delete_versions", "ensure_retention"]
 
 # What a repository writes once and never rewrites: these carry a lock.
 # Never locks/ (a lock must go at once), folder markers, keys/ or config.
@@ -195,3 +195,25 @@ def _refusal(client: S3Client, bucket: str, key: str, name: str, version: str, r
                             name, retention.until)
     return StorageError(f"delete {name}: the S3 service refused the delete (HTTP 403): check the access key's "
                         f"rights to delete object versions in bucket {bucket!r}")
+
+
+def ensure_retention(client: S3Client, bucket: str, key: str, name: str, headers: dict[str, str]) -> None:
+    """After a multipart upload: make sure the object holds the lock its first
+    request asked for. radosgw (Pacific) ignores the lock headers of
+    CreateMultipartUpload and stores the object unlocked; PutObjectRetention
+    then sets it. Where the service kept them (AWS), this is one HEAD."""
+    mode = headers["x-amz-object-lock-mode"]
+    wanted = parse_date(headers["x-amz-object-lock-retain-until-date"], f"write {name}")
+    found = retention_of(client, bucket, key, name)
+    if found.mode == mode and found.until is not None and found.until >= wanted:
+        return
+    body = (f'<Retention xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Mode>{mode}</Mode>'
+            f'<RetainUntilDate>{headers["x-amz-object-lock-retain-until-date"]}</RetainUntilDate>'
+            f"</Retention>").encode()
+    from strongroom.storage.s3_client import content_md5
+    client.request("PUT", bucket, key, f"lock {name}", query={"retention": ""}, body=body,
+                   headers={"Content-MD5": content_md5(body), "Content-Type": "application/xml"})
+    found = retention_of(client, bucket, key, name)
+    if found.mode != mode or found.until is None or found.until < wanted:
+        raise StorageError(f"write {name}: the service did not keep the lock asked for ({mode} until "
+                           f"{wanted:%Y-%m-%d %H:%M:%S} UTC)")

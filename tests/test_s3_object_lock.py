@@ -1,0 +1,213 @@
+"""S3 Object Lock on radosgw: what a locked repository writes, what prune
+and forget do while the locks hold and once they expire, compliance mode,
+and an attacker with the credentials deleting packs."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import CLI
+from strongroom.errors import ObjectLocked, UsageError
+from strongroom.storage.s3_lock import parse_lock_setting
+
+ENV = {"STRONGROOM_WEBDAV_DEADLINE": "60", "STRONGROOM_WEBDAV_RETRY_DELAY": "0.05"}
+MiB = 1024 * 1024
+
+
+def lock_bucket(cluster) -> str:
+    name = f"l-{uuid.uuid4().hex[:20]}"
+    with cluster.client() as client:
+        client.create_bucket(name, object_lock=True)
+    return name
+
+
+def last_json(done) -> dict:
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    return json.loads(done.stdout.decode().strip().splitlines()[-1])
+
+
+def versions(cluster, bucket: str, prefix: str) -> list[tuple[str, str, bool]]:
+    """(key, version id, is a delete marker) of everything stored under `prefix`."""
+    with cluster.client() as client:
+        body = client.request("GET", bucket, "", "versions", query={"versions": "", "prefix": prefix}).text
+    assert "<IsTruncated>false</IsTruncated>" in body
+    found = []
+    for tag, inner in re.findall(r"<(Version|DeleteMarker)>(.*?)</\1>", body):
+        key = re.search(r"<Key>(.*?)</Key>", inner).group(1)
+        version = re.search(r"<VersionId>(.*?)</VersionId>", inner).group(1)
+        found.append((key, version, tag == "DeleteMarker"))
+    return found
+
+
+def bypass_delete(cluster, bucket: str, key: str) -> int:
+    """What an administrator may do in governance mode: delete a version past its lock."""
+    status = 0
+    with cluster.client() as client:
+        for found, version, _ in versions(cluster, bucket, key):
+            if found == key:
+                status = client.request("DELETE", bucket, key, "bypass", query={"versionId": version},
+                                        headers={"x-amz-bypass-governance-retention": "true"},
+                                        passthrough=frozenset({403})).status_code
+    return status
+
+
+def make_source(path: Path, seed: int) -> None:
+    path.mkdir(exist_ok=True)
+    rnd = random.Random(seed)
+    (path / "big.bin").write_bytes(rnd.randbytes(2 * MiB))
+    (path / "small.txt").write_text(f"strongroom {seed}\n" * 1000)
+
+
+@pytest.fixture
+def locked_repo(s3_cluster, tmp_path):
+    """A CLI on a new repository in a new Object Lock bucket; set `period` before use."""
+    bucket = lock_bucket(s3_cluster)
+
+    def open_repo(setting: str) -> tuple[CLI, dict, str]:
+        cli = CLI(tmp_path / "unused", tmp_path / "cache")
+        url = s3_cluster.url(bucket, "repo") + f"?object-lock={setting}"
+        env = {**ENV, **s3_cluster.env(), "STRONGROOM_REPO": url}
+        last_json(cli.run("init", "--pack-size", "1", "--json", env=env))
+        return cli, env, bucket
+    return open_repo
+
+
+def test_the_lock_asked_for_on_a_bucket_without_object_lock_fails_fast(s3_cluster, s3_bucket, tmp_path):
+    cli = CLI(tmp_path / "unused", tmp_path / "cache")
+    env = {**ENV, **s3_cluster.env(),
+           "STRONGROOM_REPO": s3_cluster.url(s3_bucket.name, "repo") + "?object-lock=governance:30d"}
+    done = cli.run("init", env=env)
+    assert done.returncode != 0
+    assert b"does not have Object Lock enabled" in done.stderr, done.stderr
+    assert versions(s3_cluster, s3_bucket.name, "") == []  # nothing written
+    with pytest.raises(UsageError):
+        parse_lock_setting("governance")
+    with pytest.raises(UsageError):
+        parse_lock_setting("legal:3d")
+    assert parse_lock_setting("COMPLIANCE:2h").seconds == 7200
+
+
+def test_a_locked_repository_keeps_what_the_locks_hold_through_forget_and_prune(s3_cluster, locked_repo, tmp_path):
+    cli, env, bucket = locked_repo("governance:1d")
+    src = tmp_path / "src"
+    make_source(src, 1)
+    last_json(cli.run("backup", str(src), "--json", env=env))
+    make_source(src, 2)
+    last_json(cli.run("backup", str(src), "--json", env=env))
+    first, second = sorted(last_json(cli.run("snapshots", "--json", env=env)), key=lambda s: s["time"])
+
+    storage = s3_cluster.storage(bucket, "repo")
+    now = datetime.now(timezone.utc)
+    for folder in ("data", "index", "snapshots"):
+        for info in storage.list(folder):
+            retention = storage.retention(info.name)
+            assert retention.mode == "GOVERNANCE", info.name
+            assert now + timedelta(hours=23) < retention.until < now + timedelta(hours=25)
+    for name in ("config", *(i.name for i in storage.list("keys"))):
+        assert storage.retention(name).mode is None  # what may change or go at once carries no lock
+
+    # forget while the locks hold: the older point stays, whole, and says why.
+    forgot = last_json(cli.run("forget", "--keep-last", "1", "--prune", "--json", env=env))
+    assert forgot["removed"] == [] and [h["id"] for h in forgot["held"]] == [first["id"]]
+    assert forgot["held"][0]["until"] > now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert forgot["prune"]["packs_deleted"] == 0 and forgot["prune"]["objects_held"] >= 1
+    assert {s["id"] for s in last_json(cli.run("snapshots", "--json", env=env))} == {first["id"], second["id"]}
+
+    # An administrator removes the older point past its governance lock: its
+    # packs are now unused, and locked. Prune keeps them and says until when.
+    assert bypass_delete(s3_cluster, bucket, f"repo/snapshots/{first['id']}") == 204
+    packs_before = {i.name for i in storage.list("data")}
+    pruned = last_json(cli.run("prune", "--json", env=env))
+    assert pruned["packs_deleted"] == 0 and pruned["packs_repacked"] == 0
+    assert pruned["objects_held"] >= 2 and pruned["bytes_held"] > 1 * MiB
+    assert pruned["held_until"] > (now + timedelta(hours=23)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert {i.name for i in storage.list("data")} == packs_before
+    said = cli.run("prune", env=env)
+    assert b"to free when the locks expire" in said.stdout, said.stdout
+    report = last_json(cli.run("check", "--json", env=env))
+    assert report["ok"], report
+    storage.close()
+
+
+def test_prune_frees_every_version_once_the_locks_expire(s3_cluster, locked_repo, tmp_path):
+    cli, env, bucket = locked_repo("governance:2s")
+    src = tmp_path / "src"
+    make_source(src, 3)
+    last_json(cli.run("backup", str(src), "--json", env=env))
+    make_source(src, 4)
+    last_json(cli.run("backup", str(src), "--json", env=env))
+    storage = s3_cluster.storage(bucket, "repo")
+    latest = max(storage.retention(i.name).until for f in ("data", "index", "snapshots") for i in storage.list(f))
+    packs_before = {i.name for i in storage.list("data")}
+    # The one wait: for the service's locks to pass (a few seconds at most).
+    deadline = time.monotonic() + 30
+    while datetime.now(timezone.utc) <= latest + timedelta(seconds=1) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    forgot = last_json(cli.run("forget", "--keep-last", "1", "--prune", "--json", env=env))
+    assert len(forgot["removed"]) == 1 and forgot["held"] == []
+    assert forgot["prune"]["objects_held"] == 0 and forgot["prune"]["bytes_freed"] > 1 * MiB
+    gone = packs_before - {i.name for i in storage.list("data")}
+    assert gone
+    stored = {key for key, _, _ in versions(s3_cluster, bucket, "repo/")}
+    for name in gone:
+        assert f"repo/{name}" not in stored  # no version, no delete marker: really freed
+    assert f"repo/snapshots/{forgot['removed'][0]}" not in stored
+    assert last_json(cli.run("check", "--json", env=env))["ok"]
+    storage.close()
+
+
+def test_compliance_mode_refuses_a_delete_even_with_the_bypass(s3_cluster):
+    bucket = lock_bucket(s3_cluster)
+    storage = s3_cluster.storage(bucket, "repo", part_size=5 * MiB)
+    storage.object_lock = parse_lock_setting("compliance:1d")
+    storage.check_object_lock()
+    storage.make_dirs(["data", "locks"])
+    storage.write("data/ab", b"pack bytes")
+    big = random.Random(5).randbytes(6 * MiB)
+    storage.write("data/cd", big)  # multipart: the lock goes on the upload's first request
+    storage.write("locks/x", b"lock")
+    assert storage.retention("data/cd").mode == "COMPLIANCE"
+    assert storage.retention("locks/x").mode is None
+    storage.delete("locks/x")  # a lock file goes at once, every version of it
+    assert versions(s3_cluster, bucket, "repo/locks/x") == []
+
+    with pytest.raises(ObjectLocked) as refused:
+        storage.delete("data/ab")
+    assert refused.value.until > datetime.now(timezone.utc) + timedelta(hours=23)
+    assert bypass_delete(s3_cluster, bucket, "repo/data/ab") == 403
+    assert storage.read("data/ab") == b"pack bytes" and storage.read("data/cd") == big
+    storage.close()
+
+
+def test_an_attacker_deleting_packs_leaves_them_recoverable_and_check_notices(s3_cluster, locked_repo, tmp_path):
+    cli, env, bucket = locked_repo("governance:1d")
+    src = tmp_path / "src"
+    make_source(src, 6)
+    last_json(cli.run("backup", str(src), "--json", env=env))
+    storage = s3_cluster.storage(bucket, "repo")
+    packs = [i.name for i in storage.list("data")]
+    with s3_cluster.client() as attacker:  # the same credentials, a plain DELETE: a delete marker
+        for name in packs:
+            assert attacker.request("DELETE", bucket, f"repo/{name}", "attack").status_code == 204
+    assert list(storage.list("data")) == []
+    damaged = cli.run("check", "--json", env=env)
+    assert damaged.returncode != 0, damaged.stdout
+
+    # Recovery: delete the delete markers (they carry no lock); the versions show again.
+    markers = [(key, version) for key, version, marker in versions(s3_cluster, bucket, "repo/data/") if marker]
+    assert len(markers) == len(packs)
+    with s3_cluster.client() as client:
+        for key, version in markers:
+            client.request("DELETE", bucket, key, "recover", query={"versionId": version})
+    assert sorted(i.name for i in storage.list("data")) == sorted(packs)
+    assert last_json(cli.run("check", "--read-data", "--json", env=env))["ok"]
+    storage.close()
