@@ -68,7 +68,7 @@ def make_source(path: Path, seed: int) -> None:
 
 @pytest.fixture
 def locked_repo(s3_cluster, tmp_path):
-    """A CLI on a new repository in a new Object Lock bucket; set `period` before use."""
+    """Opens a new repository in a new Object Lock bucket with the lock setting given."""
     bucket = lock_bucket(s3_cluster)
 
     def open_repo(setting: str) -> tuple[CLI, dict, str]:
@@ -88,6 +88,12 @@ def test_the_lock_asked_for_on_a_bucket_without_object_lock_fails_fast(s3_cluste
     assert done.returncode != 0
     assert b"does not have Object Lock enabled" in done.stderr, done.stderr
     assert versions(s3_cluster, s3_bucket.name, "") == []  # nothing written
+    # A bucket that does not exist yet: init makes it, with Object Lock.
+    fresh = f"l-{uuid.uuid4().hex[:20]}"
+    env["STRONGROOM_REPO"] = s3_cluster.url(fresh, "repo") + "?object-lock=compliance:1s"
+    last_json(cli.run("init", "--json", env=env))
+    with s3_cluster.storage(fresh) as made:
+        assert made.may_hold_locks()
     with pytest.raises(UsageError):
         parse_lock_setting("governance")
     with pytest.raises(UsageError):
