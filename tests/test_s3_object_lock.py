@@ -14,8 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLI
+from conftest import CLI, PASSWORD
+from strongroom.engine.prune import plan_prune, run_prune
 from strongroom.errors import ObjectLocked, UsageError
+from strongroom.repo.pack import pack_name
+from strongroom.repo.repository import Repository
+from strongroom.storage.s3_client import content_md5
 from strongroom.storage.s3_lock import parse_lock_setting
 
 ENV = {"STRONGROOM_WEBDAV_DEADLINE": "60", "STRONGROOM_WEBDAV_RETRY_DELAY": "0.05"}
@@ -209,3 +213,38 @@ def test_compliance_mode_refuses_a_delete_even_with_the_bypass(s3_cluster):
     assert bypass_delete(s3_cluster, bucket, "repo/data/ab") == 403
     assert storage.read("data/ab") == b"pack bytes" and storage.read("data/cd") == big
     storage.close()
+
+
+def test_a_lock_prune_did_not_expect_is_reported_and_the_repository_stays_valid(s3_cluster, tmp_path):
+    # A host without ?object-lock= on a bucket with it writes unlocked objects;
+    # a lock set on a pack between prune's plan and its deletes (another
+    # host, an administrator) makes the delete refuse.
+    bucket = lock_bucket(s3_cluster)
+    cli = CLI(tmp_path / "unused", tmp_path / "cache")
+    env = {**ENV, **s3_cluster.env(), "STRONGROOM_REPO": s3_cluster.url(bucket, "repo")}
+    last_json(cli.run("init", "--pack-size", "1", "--json", env=env))
+    src = tmp_path / "src"
+    make_source(src, 7)
+    last_json(cli.run("backup", str(src), "--json", env=env))
+    make_source(src, 8)
+    last_json(cli.run("backup", str(src), "--json", env=env))
+    assert len(last_json(cli.run("forget", "--keep-last", "1", "--json", env=env))["removed"]) == 1
+
+    repo = Repository.open(s3_cluster.storage(bucket, "repo"), PASSWORD, cache_root=str(tmp_path / "c2"))
+    with repo.lock(exclusive=True):
+        plan = plan_prune(repo)
+        assert plan.held == [] and plan.delete
+        victim = pack_name(plan.delete[0], repo.config.data_fanout)
+        until = (datetime.now(timezone.utc) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = (f'<Retention xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Mode>GOVERNANCE</Mode>'
+                f"<RetainUntilDate>{until}</RetainUntilDate></Retention>").encode()
+        with s3_cluster.client() as client:
+            client.request("PUT", bucket, f"repo/{victim}", "lock", query={"retention": ""}, body=body,
+                           headers={"Content-MD5": content_md5(body)})
+        result = run_prune(repo, plan)
+    repo.storage.close()
+    assert result["objects_held"] == 1 and result["held_until"] == until
+    assert result["packs_deleted"] == len(plan.delete)  # the refused one is not counted as deleted
+    stored = {key for key, _, marker in versions(s3_cluster, bucket, "repo/data/") if not marker}
+    assert f"repo/{victim}" in stored
+    assert last_json(cli.run("check", "--json", env=env))["ok"]
