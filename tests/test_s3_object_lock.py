@@ -248,3 +248,45 @@ def test_a_lock_prune_did_not_expect_is_reported_and_the_repository_stays_valid(
     stored = {key for key, _, marker in versions(s3_cluster, bucket, "repo/data/") if not marker}
     assert f"repo/{victim}" in stored
     assert last_json(cli.run("check", "--json", env=env))["ok"]
+
+
+def test_hostile_answers_about_versions_and_locks_are_errors_never_unlocked_or_gone(s3_cluster):
+    from s3_front import S3Front, s3_error
+    from strongroom.errors import StorageError
+    from strongroom.storage.s3 import S3Client, S3Credentials, S3Storage
+    from strongroom.storage.s3_client import S3Endpoint
+    from strongroom.storage.s3_providers import PROVIDERS
+
+    bucket = lock_bucket(s3_cluster)
+    with S3Front(s3_cluster.endpoint) as front:
+        client = S3Client(S3Endpoint.parse(front.endpoint, region="us-east-1", path_style=True),
+                          S3Credentials(s3_cluster.access_key, s3_cluster.secret_key), timeout=20)
+        storage = S3Storage(client, bucket, "repo", PROVIDERS["ceph"])
+        storage.make_dirs(["data"])
+        storage.write("data/ab", b"pack bytes")  # not locked: deletable, were the answers true
+
+        for rewrite in (lambda b: b.replace(b"<IsTruncated>false", b"<IsTruncated>true"),
+                        lambda b: b.replace(b"<Name>" + bucket.encode(), b"<Name>other"),
+                        lambda b: b"<not-xml"):
+            front.rewrite("GET", "versions", rewrite)
+            with pytest.raises(StorageError):
+                storage.delete("data/ab")
+        assert storage.read("data/ab") == b"pack bytes"
+
+        # A 403 on a version without a lock is a missing right, not a lock, not success.
+        front.answer("DELETE", "versionId=", 403, s3_error("AccessDenied"))
+        with pytest.raises(StorageError) as refused:
+            storage.delete("data/ab")
+        assert not isinstance(refused.value, ObjectLocked) and "rights" in str(refused.value)
+
+        for headers in ({"x-amz-object-lock-mode": "GOVERNANCE", "x-amz-object-lock-retain-until-date": "soon"},
+                        {"x-amz-object-lock-mode": "GOVERNANCE"},
+                        {"x-amz-object-lock-mode": "FOREVER", "x-amz-object-lock-retain-until-date":
+                         "2099-01-01T00:00:00Z"},
+                        {"x-amz-object-lock-legal-hold": "maybe"}):
+            front.answer("HEAD", "/data/ab", 200, headers={"Content-Length": "10", **headers})
+            with pytest.raises(StorageError):
+                storage.retention("data/ab")
+        storage.delete("data/ab")  # the true answers: deleted, every version
+        assert versions(s3_cluster, bucket, "repo/data/ab") == []
+        storage.close()
