@@ -31,8 +31,10 @@ __all__ = ["LockSetting", "parse_lock_setting", "LOCKED_FOLDERS", "lock_headers"
            "bucket_versioned", "retention_of", "delete_versions", "ensure_retention"]
 
 # What a repository writes once and never rewrites: these carry a lock.
-# Never locks/ (a lock must go at once), folder markers, keys/ or config.
-LOCKED_FOLDERS = ("data", "index", "snapshots")
+# configs/ holds append-only records (managed configurations, DR plans and
+# runs: the newest per name wins, nothing deletes them). Never locks/ (a
+# lock must go at once), folder markers, keys/ (key remove) or config.
+LOCKED_FOLDERS = ("data", "index", "snapshots", "configs")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _MAX_PERIOD = 100 * 365 * 86400
 _MAX_VERSIONS_ANSWER = 1024 * 1024
