@@ -107,6 +107,12 @@ def test_the_lock_asked_for_on_a_bucket_without_object_lock_fails_fast(s3_cluste
 
 def test_a_locked_repository_keeps_what_the_locks_hold_and_survives_an_attacker(s3_cluster, locked_repo, tmp_path):
     cli, env, bucket = locked_repo("governance:1d")
+    # init keeps the lock in the repository's config: every writer uses it,
+    # with the parameter or without; a URL that asks for another one is refused.
+    clash = cli.run("snapshots", env={**env, "STRONGROOM_REPO": env["STRONGROOM_REPO"].replace("governance:1d",
+                                                                                               "compliance:1d")})
+    assert clash.returncode == 2 and b"differs" in clash.stderr, clash.stderr
+    env = {**env, "STRONGROOM_REPO": s3_cluster.url(bucket, "repo")}
     src = tmp_path / "src"
     make_source(src, 1)
     first = last_json(cli.run("backup", str(src), "--json", env=env))["snapshot_id"]

@@ -65,12 +65,14 @@ class RepoConfig:
     compression: str
     pack_size: int
     data_fanout: int
+    object_lock: str | None = None  # S3 Object Lock for new objects, MODE:PERIOD (storage/s3_lock.py)
 
     def encode(self) -> bytes:
+        lock = {"object_lock": self.object_lock} if self.object_lock else {}
         return json.dumps({
             "id": self.id, "version": self.version, "created": self.created,
             "chunker": self.chunker.to_dict(), "compression": self.compression,
-            "pack_size": self.pack_size, "data_fanout": self.data_fanout,
+            "pack_size": self.pack_size, "data_fanout": self.data_fanout, **lock,
         }, sort_keys=True).encode()
 
     @classmethod
@@ -80,8 +82,11 @@ class RepoConfig:
             if doc["version"] != FORMAT_VERSION:
                 raise IntegrityError(f"repository format version {doc['version']} is not supported")
             config = cls(doc["id"], doc["version"], doc["created"], ChunkerParams.from_dict(doc["chunker"]),
-                         doc["compression"], doc["pack_size"], doc["data_fanout"])
-        except (ValueError, KeyError, TypeError, RecursionError):
+                         doc["compression"], doc["pack_size"], doc["data_fanout"], doc.get("object_lock"))
+            if config.object_lock is not None:
+                from strongroom.storage.s3_lock import parse_lock_setting
+                parse_lock_setting(config.object_lock)
+        except (ValueError, KeyError, TypeError, RecursionError, AttributeError, UsageError):
             raise IntegrityError("the repository config is malformed") from None
         problem = config.chunker.problem()
         if problem:
@@ -202,6 +207,7 @@ class Repository:
             id=os.urandom(16).hex(), version=FORMAT_VERSION,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             chunker=chunker, compression=compression, pack_size=pack_size, data_fanout=data_fanout,
+            object_lock=storage.object_lock_setting(),
         )
         key_id = keys.store_key(storage, master, password, kdf)
         crypto = Crypto(master)
@@ -263,6 +269,8 @@ class Repository:
         if target:
             _check_identity(target, storage.url, config, master)
             target.put("config", CONFIG, config_data)
+        if config.object_lock:
+            storage.use_object_lock(config.object_lock)  # every writer locks for the same period
         log.info("opened repository %s at %s with key %s", config.id[:8], storage.url, key_id[:8])
         return cls(storage, master, config, key_id, cache_root, settings, on_warning, writes)
 

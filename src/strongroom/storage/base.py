@@ -163,6 +163,15 @@ class Storage(ABC):
         S3 bucket with Object Lock enabled). Targets without locks: False."""
         return False
 
+    def object_lock_setting(self) -> str | None:
+        """The lock new objects get here (MODE:PERIOD), as `init` records it in
+        the repository's config; None where none is asked for."""
+        return None
+
+    def use_object_lock(self, setting: str) -> None:
+        """Lock new objects as the repository's config says. A target without
+        locks ignores it (a copy of the repository on a disk)."""
+
     def retention(self, name: str) -> "Retention | None":
         """The lock on one object, or None where the target has no locks.
         Raises ObjectNotFound; an answer it cannot read raises, never None."""

@@ -97,6 +97,12 @@ class CountingStorage(Storage):
         self.inner.remove_temporary(name)
         self._count("delete")
 
+    def object_lock_setting(self) -> str | None:
+        return self.inner.object_lock_setting()
+
+    def use_object_lock(self, setting: str) -> None:
+        self.inner.use_object_lock(setting)
+
     def may_hold_locks(self) -> bool:
         return self.inner.may_hold_locks()
 

@@ -203,6 +203,12 @@ class RetryingStorage(Storage):
     def remove_temporary(self, name: str) -> None:
         self._call(lambda: self.inner.remove_temporary(name))
 
+    def object_lock_setting(self) -> str | None:
+        return self.inner.object_lock_setting()
+
+    def use_object_lock(self, setting: str) -> None:
+        self._call(lambda: self.inner.use_object_lock(setting))
+
     def may_hold_locks(self) -> bool:
         return self._call(self.inner.may_hold_locks)
 

@@ -359,6 +359,20 @@ class S3Storage(Storage):
     def retention(self, name: str):
         return s3_lock.retention_of(self.client, self.bucket, self._key(name), name)
 
+    def object_lock_setting(self) -> str | None:
+        return None if self.object_lock is None else str(self.object_lock)
+
+    def use_object_lock(self, setting: str) -> None:
+        """The repository's config asks for locks: the same for every writer.
+        A URL that asks for another lock is a set-up mistake, said at once."""
+        wanted = s3_lock.parse_lock_setting(setting)
+        if self.object_lock is None:
+            self.object_lock = wanted
+            self.check_object_lock()
+        elif self.object_lock != wanted:
+            raise UsageError(f"the repository locks new objects as {wanted} (its config, set by init); the URL's "
+                             f"?object-lock={self.object_lock} differs: drop it from the URL, or give the same")
+
     def check_object_lock(self) -> None:
         """Fail fast when locks are asked for on a bucket without Object Lock.
         A bucket that does not exist yet is made with it by `init`."""
