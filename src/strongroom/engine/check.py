@@ -138,8 +138,8 @@ class Checker:
         if scan.superseded:
             n = len(scan.superseded)
             self.report.warnings.append(f"{plural(n, 'index object')} replaced by a consolidated index "
-                                        f"{'is' if n == 1 else 'are'} still there (left by an interrupted prune; "
-                                        "prune removes them)")
+                                        f"{'is' if n == 1 else 'are'} still there (left by an interrupted prune, "
+                                        "or kept by an S3 Object Lock; prune removes them once it may)")
 
     def _load_snapshots(self) -> None:
         if self.scope is not None:
