@@ -25,7 +25,8 @@ from urllib.parse import unquote
 
 from strongroom.errors import ObjectLocked, ObjectNotFound, StorageError, UsageError
 from strongroom.storage.base import Retention
-from strongroom.storage.s3_client import S3Client, text_of, xml_root
+from strongroom.storage.s3_client import S3Client, content_md5, text_of, xml_root
+from strongroom.storage.webdav import _read_body
 
 __all__ = ["LockSetting", "parse_lock_setting", "LOCKED_FOLDERS", "lock_headers", "bucket_lock_enabled",
            "bucket_versioned", "retention_of", "delete_versions", "ensure_retention"]
@@ -139,7 +140,6 @@ def _versions(client: S3Client, bucket: str, key: str, what: str) -> list[tuple[
     """(version id, is a delete marker) of every version of exactly `key`, newest first."""
     response = client.request("GET", bucket, "", what, query={"versions": "", "prefix": key, "max-keys": "1000"},
                               stream=True)
-    from strongroom.storage.webdav import _read_body
     try:
         body = _read_body(response, what, cap=_MAX_VERSIONS_ANSWER, too_large=StorageError)
     finally:
@@ -212,7 +212,6 @@ def ensure_retention(client: S3Client, bucket: str, key: str, name: str, headers
     body = (f'<Retention xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Mode>{mode}</Mode>'
             f'<RetainUntilDate>{headers["x-amz-object-lock-retain-until-date"]}</RetainUntilDate>'
             f"</Retention>").encode()
-    from strongroom.storage.s3_client import content_md5
     client.request("PUT", bucket, key, f"lock {name}", query={"retention": ""}, body=body,
                    headers={"Content-MD5": content_md5(body), "Content-Type": "application/xml"})
     found = retention_of(client, bucket, key, name)
