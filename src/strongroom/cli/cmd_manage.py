@@ -505,8 +505,8 @@ def config_add(m: Manage, name, no_encrypt, **options) -> None:
     with m.manager() as manager:
         try:
             manager.add_config(cfg)
-        except WrongPassword:
-            if not generated:
+        except WrongPassword as e:
+            if not generated or "the second target" in str(e):
                 raise
             raise WrongPassword(f"{target_of(manager, cfg)} holds a repository already: give its password with "
                                 "--store-password, --password-env or --password-file") from None

@@ -17,7 +17,8 @@ from strongroom.engine.progress import stored_bytes
 from strongroom.engine.forget import plan_forget, remove_snapshots
 from strongroom.engine.prune import plan_prune, run_prune
 from strongroom.engine.stats import repository_stats
-from strongroom.errors import IntegrityError, Interrupted, ShuttingDown, StrongroomError, UsageError
+from strongroom.errors import (IntegrityError, Interrupted, RepositoryNotFound, ShuttingDown, StrongroomError,
+                               UsageError, WrongPassword)
 from strongroom.model.retention import Duration, Policy
 from strongroom.notify import events as notify_events
 from strongroom.notify.channels import ChannelSpec, add_channel, remove_channel
@@ -378,10 +379,13 @@ class BackupManager:
         try:
             self.backup_service.take_source_password(config)
             self.backup_service.take_copy_password(config)
+            if config.copy_to:
+                # Fail fast, before the primary is made: a wrong second target or
+                # password is said now, not after the first run.
+                self._probe_copy_target(config)
             repo = self.backup_service.open_repository(config, create=True)
             if config.copy_to:
-                # Fail fast: a wrong second target or password is said now, not after the first run.
-                self.backup_service.open_copy_target(config, repo)
+                self.backup_service.open_copy_target(config, repo)  # made now if it is new
             if stored is None:
                 # Not in this catalog: the repository may hold it from another machine.
                 copy = stored_copy(repo, config.name)
@@ -602,7 +606,7 @@ class BackupManager:
             stats["copy"] = self._copy_after_run(config, repo, still_wanted)
             if not stats["copy"]["ok"]:
                 # The point is made and sound: the run succeeds, with a warning that is alerted on.
-                warnings.append(f"copy to the second target failed: {stats['copy']['error']}")
+                warnings.append(f"{notify_events.COPY_FAILED}: {stats['copy']['error']}")
         try:
             # Retention changed the repository: its index must be read again.
             self.storage.record_sample(config, None if stats.get("retention") else repo)
@@ -610,6 +614,16 @@ class BackupManager:
             pass  # accounting must not fail a backup that succeeded
         warning = "; ".join(warnings) or None
         return {"snapshot_id": result.snapshot.id, "kind": result.snapshot.kind, "stats": stats, "warning": warning}
+
+    def _probe_copy_target(self, config: BackupConfig) -> None:
+        """Open the second target if it holds a repository (none yet is fine: it is made)."""
+        try:
+            self.backup_service.open_copy_target(config)
+        except RepositoryNotFound:
+            pass
+        except WrongPassword as e:
+            raise WrongPassword(f"config {config.name}: the second target ({config.describe_copy_target()}) "
+                                f"holds a repository that its password does not open: {e}") from None
 
     def _copy_after_run(self, config: BackupConfig, repo: Repository, listener: Callable[[dict], None]) -> dict:
         """Copy the run's point (and any an earlier copy missed) to the second
