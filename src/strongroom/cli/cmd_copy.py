@@ -30,9 +30,9 @@ def choose_points(snapshots, specs: tuple[str, ...], flt: SnapshotFilter) -> lis
 @click.option("-n", "--dry-run", is_flag=True, help="Say what would be sent; write nothing.")
 def copy(common: Common, from_repo, from_password_file, from_password_command, from_webdav_password_file,
          from_webdav_vendor, snapshot_ids, host, tags, paths, dry_run) -> None:
-    """Copy recovery points from --from-repo into --repo (all, or SNAPSHOT..., `latest` allowed).
+    """Copy recovery points from --from-repo into --repo.
 
-    Only the blobs the destination lacks are sent, every one authenticated
+    All of them, or SNAPSHOT... (ids, prefixes, `latest`). Only the blobs the destination lacks are sent, every one authenticated
     first; points already copied are skipped. Each copy names its source
     point, so a later copy (also of a copy) recognises it."""
     from strongroom.engine.copy import run_copy
