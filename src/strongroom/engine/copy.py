@@ -30,10 +30,10 @@ import tempfile
 from dataclasses import dataclass, field, replace
 
 from strongroom.engine.progress import Counters, Listener, ignore, warning_event
-from strongroom.errors import ForeignObject, IntegrityError
+from strongroom.errors import ForeignObject, IntegrityError, ObjectNotFound
 from strongroom.model.snapshot import Snapshot
 from strongroom.model.tree import DIR, FILE, Node, Tree, TreeContainsItself
-from strongroom.repo.pack import DATA, TREE
+from strongroom.repo.pack import DATA, TREE, pack_name
 from strongroom.repo.repository import Repository
 
 
@@ -144,6 +144,14 @@ class _Frame:
     node: Node | None  # the directory node in the parent; None for the root
     pos: int = 0
     out: list[Node] = field(default_factory=list)
+    plain: bytes | None = None  # the tree's bytes, kept only when they are sent as they are
+    # Data blobs of this directory's files still to be read and sent, with the
+    # file's name: read together, grouped by pack (one ranged read a pack).
+    pending: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+# Blobs a directory gathers before they are read: the ids are kept, never the data.
+PENDING_BLOBS = 1024
 
 
 class _PointFailed(Exception):
@@ -201,21 +209,82 @@ class Copier:
         self.bytes_sent += stored
         self.counters.add(blobs_sent=1, bytes_sent=stored)
 
-    def _data(self, blob_id: bytes) -> bytes:
-        """The destination's id of a data blob of the source, sent if the destination lacks it."""
+    def _queue(self, frame: _Frame, node: Node) -> None:
+        """Note the file's data blobs the destination may lack, to be read with the others."""
+        for blob_id in node.content:
+            if self.shared:
+                if self._present(blob_id):
+                    continue
+                if self.dry_run:  # the size is in the source's index: nothing to read
+                    self._send(DATA, blob_id, None, blob_id)
+                    continue
+            elif self.dst_map.get("blobs", blob_id) is not None:
+                continue
+            frame.pending.append((blob_id, node.name))
+
+    def _flush(self, frames: list[_Frame], frame: _Frame, where: str) -> None:
+        """Read the frame's pending blobs, pack by pack in offset order (one
+        `read_spans` a pack: one ranged request on a remote source), check
+        each, and send it; a damaged one fails the point, naming its file."""
+        pending, frame.pending = frame.pending, []
+        wanted: dict[bytes, bytes] = {}
+        for blob_id, name in pending:
+            if blob_id in wanted:
+                continue
+            # Sent (or mapped) since it was noted: by a subdirectory, or a file before it.
+            if self._present(blob_id) if self.shared else self.dst_map.get("blobs", blob_id) is not None:
+                continue
+            wanted[blob_id] = name
+        by_pack: dict[bytes, list] = {}
+        for blob_id, name in wanted.items():
+            loc = self.src.index.get(blob_id)
+            if loc is None or loc.type != DATA:
+                what = "is not in the index of the source" if loc is None else "is not a data blob"
+                raise _PointFailed(f"{where}: file {_path(frames, name)}: blob {blob_id.hex()[:16]} {what}")
+            by_pack.setdefault(loc.pack, []).append((loc.offset, loc.length, blob_id, loc.raw_length, name))
+        for pack, items in by_pack.items():
+            items.sort()
+            name = pack_name(pack, self.src.config.data_fanout)
+            current = items[0][4]
+            try:
+                pieces = self.src.storage.read_spans(name, [(offset, length) for offset, length, *_ in items])
+                for (offset, length, blob_id, raw_length, current), piece in zip(items, pieces):
+                    if len(piece) != length:
+                        raise IntegrityError(f"blob {blob_id.hex()[:16]} in {name}: the pack is shorter than "
+                                             f"the index says")
+                    plain = self.src.open_blob(DATA, blob_id, piece, raw_length, name, verify_id=True)
+                    self.bytes_read += len(plain)
+                    self.counters.add(bytes_read=len(plain))
+                    self._send_data(blob_id, plain)
+            except ObjectNotFound:
+                raise _PointFailed(f"{where}: file {_path(frames, current)}: pack {pack.hex()[:16]} is missing "
+                                   f"from the source") from None
+            except ForeignObject:
+                raise
+            except IntegrityError as e:
+                raise _PointFailed(f"{where}: file {_path(frames, current)}: {e}") from None
+
+    def _send_data(self, blob_id: bytes, plain: bytes) -> None:
         if self.shared:
             if not self._present(blob_id):
-                self._send(DATA, blob_id, None if self.dry_run else self._read(blob_id, DATA), blob_id)
-            return blob_id
-        mapped = self.dst_map.get("blobs", blob_id)
-        if mapped is not None:
-            return mapped
-        plain = self._read(blob_id, DATA)
+                self._send(DATA, blob_id, plain, blob_id)
+            return
         mapped = self.dst.crypto.blob_id(plain)
         if not self._present(mapped):
             self._send(DATA, mapped, plain, blob_id)
         self.dst_map.put("blobs", blob_id, mapped)
-        return mapped
+
+    def _mapped(self, node: Node) -> Node:
+        """A file node of the source with its content under the destination's ids."""
+        if self.shared or node.type != FILE or not node.content:
+            return node
+        content = []
+        for blob_id in node.content:
+            mapped = self.dst_map.get("blobs", blob_id)
+            if mapped is None:  # every blob of the directory was mapped by its flush
+                raise IntegrityError(f"blob {blob_id.hex()[:16]} was not copied")
+            content.append(mapped)
+        return replace(node, content=tuple(content))
 
     def _tree(self, frame: _Frame, plain: bytes | None) -> bytes:
         """Store a finished directory in the destination; its destination id."""
@@ -223,7 +292,7 @@ class Copier:
             if not self._present(frame.tree_id):
                 self._send(TREE, frame.tree_id, plain, frame.tree_id)
             return frame.tree_id
-        data = Tree(tuple(frame.out)).encode()
+        data = Tree(tuple(self._mapped(n) for n in frame.out)).encode()
         mapped = self.dst.crypto.blob_id(data)
         if not self._present(mapped):
             self._send(TREE, mapped, data, frame.tree_id)
@@ -240,8 +309,7 @@ class Copier:
         done = self.dst_map.get("trees", root)
         if done is not None:
             return done
-        frames = [_Frame(root, self._loaded(root, frames=[], where=where), None)]
-        raw: list[bytes | None] = [self._last_plain]
+        frames = [self._frame(root, [], where, None)]
         open_trees = {root}
         while True:
             frame = frames[-1]
@@ -249,15 +317,10 @@ class Copier:
                 node = frame.nodes[frame.pos]
                 frame.pos += 1
                 if node.type == FILE and node.content:
-                    content = []
-                    for blob_id in node.content:
-                        try:
-                            content.append(self._data(blob_id))
-                        except ForeignObject:
-                            raise
-                        except IntegrityError as e:
-                            raise _PointFailed(f"{where}: file {_path(frames, node)}: {e}") from None
-                    frame.out.append(node if self.shared else replace(node, content=tuple(content)))
+                    self._queue(frame, node)
+                    if len(frame.pending) >= PENDING_BLOBS:
+                        self._flush(frames, frame, where)
+                    frame.out.append(node)
                 elif node.type == DIR and node.subtree:
                     mapped = self.dst_map.get("trees", node.subtree)
                     if mapped is not None:
@@ -265,36 +328,32 @@ class Copier:
                         continue
                     if node.subtree in open_trees:
                         raise _PointFailed(f"{where}: {TreeContainsItself(node.subtree)}")
-                    tree = self._loaded(node.subtree, frames, where, node)
+                    frames.append(self._frame(node.subtree, frames, where, node))
                     open_trees.add(node.subtree)
-                    frames.append(_Frame(node.subtree, tree, node))
-                    raw.append(self._last_plain)
                 else:
                     frame.out.append(node)
                 continue
+            if frame.pending:
+                self._flush(frames, frame, where)
             frames.pop()
-            plain = raw.pop()
             open_trees.discard(frame.tree_id)
-            new_id = self._tree(frame, plain)
+            new_id = self._tree(frame, frame.plain)
             self.dst_map.put("trees", frame.tree_id, new_id)
             if not frames:
                 return new_id
             parent = frames[-1]
             parent.out.append(frame.node if new_id == frame.tree_id else replace(frame.node, subtree=new_id))
 
-    _last_plain: bytes | None = None
-
-    def _loaded(self, tree_id: bytes, frames: list[_Frame], where: str, node: Node | None = None) -> tuple[Node, ...]:
+    def _frame(self, tree_id: bytes, frames: list[_Frame], where: str, node: Node | None) -> _Frame:
         try:
             plain, tree = self._load(tree_id)
         except ForeignObject:
             raise
         except IntegrityError as e:
-            place = f"directory {_path(frames, node)}" if node is not None else "its root directory"
+            place = f"directory {_path(frames, node.name)}" if node is not None else "its root directory"
             raise _PointFailed(f"{where}: {place}: {e}") from None
         # A tree's bytes are kept for its level only when they are sent as they are.
-        self._last_plain = plain if self.shared and not self.dry_run else None
-        return tree.nodes
+        return _Frame(tree_id, tree.nodes, node, plain=plain if self.shared and not self.dry_run else None)
 
     # ---- points -------------------------------------------------------------------
 
@@ -352,8 +411,8 @@ class Copier:
         return CopiedPoint(snap.id, self.dst.save_snapshot(copy))
 
 
-def _path(frames: list[_Frame], node: Node | None) -> str:
-    names = [f.node.name for f in frames[1:] if f.node is not None] + ([node.name] if node is not None else [])
+def _path(frames: list[_Frame], name: bytes | None) -> str:
+    names = [f.node.name for f in frames[1:] if f.node is not None] + ([name] if name is not None else [])
     return ("/" + "/".join(n.decode("utf-8", "backslashreplace") for n in names)) if names else "/"
 
 
