@@ -260,3 +260,22 @@ def test_kill9_mid_copy_leaves_only_whole_points_and_the_next_copy_finishes(repo
     checks(b)
     restored_equal(b, "latest", source, tmp_path / "restored")
     assert os.path.isdir(repos.root / "B" / "snapshots")
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_copied_and_rewritten(repos: Repos, tmp_path: Path):
+    from test_deep_source import make_deep_tree
+
+    source = tmp_path / "deep"
+    make_deep_tree(source, 1100)  # past Python's recursion limit, within PATH_MAX
+    try:
+        a, b = repos.cli("A"), repos.cli("B")
+        a.run("init", check=True)
+        a.run("backup", str(source), check=True)
+        b.run("init", check=True)  # its own id key: every one of the trees is rewritten, bottom-up
+        done = b.run("copy", "--from-repo", repos.path("A"), "--json")
+        assert "RecursionError" not in done.stderr.decode()
+        s = last_json(done)
+        assert s["points_copied"] == 1 and s["tree_blobs_sent"] >= 1100
+        checks(b)
+    finally:
+        subprocess.run(["rm", "-rf", str(source)], check=True)  # rmtree would recurse per level
