@@ -360,8 +360,9 @@ class Copier:
     def run(self, chosen: list[Snapshot], existing: list[Snapshot]) -> CopySummary:
         self.src.load_index()
         self.dst.load_index()
-        for damaged in self.dst.damaged_index:
-            self.listener(warning_event(f"skipping damaged index object {damaged}"))
+        for side, repo in (("source", self.src), ("destination", self.dst)):
+            for damaged in repo.damaged_index:
+                self.listener(warning_event(f"skipping damaged index object of the {side} {damaged}"))
         if not self.dry_run:
             adopted = self.dst.adopt_pending_packs()
             if adopted:
