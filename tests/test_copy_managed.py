@@ -180,3 +180,19 @@ def test_second_target_on_webdav(env: CatalogCLI, tmp_path: Path, wsgidav_server
     done = subprocess.run([sys.executable, "-m", "strongroom", "check", "--read-data", "--json"], env=dav_env,
                           capture_output=True)
     assert done.returncode == 0 and json.loads(done.stdout.decode().splitlines()[-1])["ok"], done.stderr
+
+
+def test_a_stored_second_target_password_stays_out_of_the_catalog(env: CatalogCLI, tmp_path: Path):
+    data = make_data(tmp_path / "data")
+    second = tmp_path / "second"
+    env.env["STRONGROOM_COPY_TO_PASSWORD"] = SECOND_PASSWORD
+    env.ok("config", "add", "home", "--source", str(data), "--target-dir", str(tmp_path / "primary"),
+           "--copy-to", str(second), "--copy-to-store-password")
+    del env.env["STRONGROOM_COPY_TO_PASSWORD"]
+    env.ok("backup", "--config", "home")
+    assert open_second(second, env.env["STRONGROOM_CACHE_DIR"]).list_snapshots()  # the copy opened with it
+    shown = env.json("config", "show", "home")[0]["copy_to"]
+    assert shown["password"] == "secrets store" and "secret_ref" not in shown
+    assert "# password: kept in the secrets store" in env.ok("export-config")
+    for path in tmp_path.glob("catalog.db*"):
+        assert SECOND_PASSWORD.encode() not in path.read_bytes()
