@@ -320,10 +320,25 @@ class Lock:
         self.storage.write(name, data)
         return name
 
-    def _conflicts(self) -> list[LockInfo]:
+    def _conflicts(self) -> tuple[list[LockInfo], list[LockInfo]]:
+        """The other locks that hold us back, and the stale ones passed over."""
         others = read_locks(self.storage, self.crypto, skip=self.name)
-        stale = {lock.name for lock in self.staleness.judge(others)}
-        return [lock for lock in others if lock.name not in stale and (self.exclusive or lock.exclusive)]
+        stale = self.staleness.judge(others)
+        gone = {lock.name for lock in stale}
+        return [lock for lock in others if lock.name not in gone and (self.exclusive or lock.exclusive)], stale
+
+    def _remove_stale(self, stale: list[LockInfo]) -> None:
+        """Delete the stale locks passed over, once ours is held: left in place,
+        a crashed host's lock would hold every later exclusive lock back for
+        the whole stale window again on each machine that had not seen it
+        yet. Its holder, if it still runs, has given the lock up long since
+        (lost_after < stale_after) and finds it gone."""
+        for lock in stale:
+            try:
+                self.storage.delete(lock.name)
+                log.info("removed a stale %s", lock.describe())
+            except StrongroomError:
+                pass  # another host removed it first, or the next one will
 
     def acquire(self, wait: float = 0.0, stop: Callable[[], bool] | None = None) -> "Lock":
         """Take the lock, waiting up to `wait` seconds for conflicting ones to go
@@ -337,8 +352,9 @@ class Lock:
             started = self.timing.clock()
             self.name = self._write()
             self._refreshed_at = started
-            conflicts = self._conflicts()
+            conflicts, stale = self._conflicts()
             if not conflicts:
+                self._remove_stale(stale)
                 break
             self.storage.delete(self.name)
             self.name = None
