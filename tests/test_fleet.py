@@ -9,7 +9,6 @@ restored byte for byte to what its host backed up, no lock left behind.
 
 from __future__ import annotations
 
-import random
 import threading
 from typing import Callable
 
@@ -59,13 +58,14 @@ def forget_from(hosts: list[Host], removed: list[str]) -> None:
 def assert_clean_end(fleet: Fleet) -> None:
     """check --read-data without a warning (no unindexed pack, no superseded
     index object left), no lock object, every point restores as backed up."""
-    report = fleet.check(read_data=True)
-    assert not report["warnings"], report
-    assert fleet.locks() == []
+    check = fleet.host("admin").start("check", "--read-data", "--json").go()  # beside the restores
     assert fleet.assert_every_point_restores() == sum(len(h.backed_up) for h in fleet.hosts.values())
+    report = summary_of(check.finish())
+    assert report["ok"] and not report["problems"] and not report["warnings"], report
+    assert fleet.host("admin").locks() == []
 
 
-RUNS = 5  # backups per host in the busy test
+RUNS = 4  # backups per host in the busy test
 
 
 def test_three_hosts_back_up_while_a_fourth_forgets_prunes_and_checks(fleet: Fleet):
@@ -84,11 +84,11 @@ def test_three_hosts_back_up_while_a_fourth_forgets_prunes_and_checks(fleet: Fle
     for host in hosts:
         background.start(lambda host=host: host.backup_loop(RUNS, count(host)))
     with progress:
-        assert progress.wait_for(lambda: min(made.values()) >= 3 or background.errors, TIMEOUT)
+        assert progress.wait_for(lambda: min(made.values()) >= 2 or background.errors, TIMEOUT)
     keeper = fleet.host("keeper")
-    # Every host has three points and is still at work: forget and prune wait
+    # Every host has two points and is still at work: forget and prune wait
     # for their exclusive lock, and hold back new backups while they wait.
-    forgot = summary_of(keeper.run("forget", "--keep-last", "2", "--prune", "--retry-lock", "90", "--json"))
+    forgot = summary_of(keeper.run("forget", "--keep-last", "1", "--prune", "--retry-lock", "90", "--json"))
     checked = summary_of(keeper.run("check", "--json", "--retry-lock", "90"))
     background.join()
     assert checked["ok"] and not checked["problems"], checked
@@ -96,7 +96,7 @@ def test_three_hosts_back_up_while_a_fourth_forgets_prunes_and_checks(fleet: Fle
     pruned = forgot["prune"]
     assert pruned["bytes_freed"] > 0 and pruned["packs_deleted"] + pruned["packs_repacked"] > 0, pruned
     forget_from(hosts, forgot["removed"])
-    assert all(len(host.backed_up) >= 2 for host in hosts)
+    assert all(len(host.backed_up) >= 1 for host in hosts)
     assert_clean_end(fleet)
     # Prune left nothing to free that it could see then: only what the
     # backups after it made (none forgotten since) is in the repository.
@@ -106,31 +106,34 @@ def test_three_hosts_back_up_while_a_fourth_forgets_prunes_and_checks(fleet: Fle
 
 def test_a_host_killed_mid_backup_holds_prune_back_for_the_stale_window_only(fleet: Fleet):
     live = [fleet.host("host1"), fleet.host("host2")]
-    for host in live:
-        host.backup()
     victim = fleet.host("victim")
-    rnd = random.Random(3)
-    for i in range(10):
-        (victim.source / f"big{i}.bin").write_bytes(rnd.randbytes(600_000))
-    run = victim.start(*victim.backup_args()).go()
+    # Its backup reads a stream that gives a few packs, then a byte now and
+    # then (the stream ends when its reader is gone): it is killed with packs
+    # stored and none of them indexed.
+    stream = f"head -c {12 << 20} /dev/urandom; while printf x; do sleep 0.2; done"
+    run = victim.start("backup", "--json", "--host", victim.name, "--stdin-from-command", "--",
+                       "sh", "-c", stream).go()
     wait_for(lambda: len(pending_packs(victim)) >= 2, "the victim's first packs", run.proc)
     run.kill()
     leftovers = set(pending_packs(victim))
 
     # Its lock stays. Another machine cannot know the process is gone; one on
     # the victim's own machine can, by its pid.
-    [lock] = fleet.locks()
+    [lock] = fleet.host("admin").locks()
     assert not lock["exclusive"] and not lock["stale"]
-    same_machine = [doc for doc in victim.run("locks", "--json").stdout.decode().splitlines() if '"lock"' in doc]
-    assert len(same_machine) == 1 and '"stale": true' in same_machine[0]
+    assert [doc["stale"] for doc in victim.locks()] == [True]
 
+    # The pruner's machine sees it too: a sighting in its cache counts for
+    # the runs after it (in this boot), so the prune waits out only the rest.
+    pruner = fleet.host("pruner")
+    assert [doc["name"] for doc in pruner.locks()] == [lock["name"]]
     background = Background()  # the live hosts go on beside the dead lock
     for host in live:
-        background.start(lambda host=host: host.backup_loop(3))
-    pruner = fleet.host("pruner")
+        background.start(lambda host=host: host.backup_loop(2))
     done = pruner.run("-v", "prune", "--retry-lock", "90", "--json")
     pruned = summary_of(done)
-    assert "repository is locked" in done.stderr.decode()  # it waited
+    # It waited for the dead host's lock by name (pid), then went on past it.
+    assert f"shared lock by {lock['username']}@{lock['hostname']} pid {run.proc.pid} " in done.stderr.decode()
     background.join()
     assert pruned["packs_unindexed_deleted"] >= len(leftovers), pruned
     # The victim backs up again: its journal names packs prune deleted.
@@ -138,35 +141,28 @@ def test_a_host_killed_mid_backup_holds_prune_back_for_the_stale_window_only(fle
     assert_clean_end(fleet)
 
 
-def test_two_hosts_pruning_at_once_one_waits_for_the_other(fleet: Fleet):
+def test_hosts_pruning_at_once_never_prune_side_by_side(fleet: Fleet):
     host = fleet.host("host1")
     first = host.backup()
     host.change()
     host.backup()
-    removed = summary_of(host.run("forget", first, "--json"))["removed"]
-    forget_from([host], removed)
-    one, two = fleet.host("pruner1"), fleet.host("pruner2")
-    runs = [p.start("prune", "--retry-lock", "60", "--json") for p in (one, two)]
-    for run in runs:
-        run.go()
-    results = sorted((summary_of(run.finish()) for run in runs), key=lambda r: r["bytes_freed"])
-    # The second ran on what the first left: one consolidated index, nothing to free.
-    assert results[0]["bytes_freed"] == 0 and results[0]["index_objects"] == 1, results
-    assert results[1]["bytes_freed"] > 0 and results[1]["packs_deleted"] + results[1]["packs_repacked"] > 0, results
-
-    host.change()
-    second = host.backup()
-    host.change()
-    host.backup()
-    forget_from([host], summary_of(host.run("forget", second, "--json"))["removed"])
-    runs = [p.start("prune", "--json") for p in (one, two)]  # no --retry-lock: refused, never beside
+    forget_from([host], summary_of(host.run("forget", first, "--json"))["removed"])
+    # Two wait for their turn (--retry-lock); one without it is refused while
+    # another holds or tries for the lock, or runs alone.
+    runs = [fleet.host(name).start("prune", "--json", *wait)
+            for name, wait in (("pruner1", ("--retry-lock", "60")), ("pruner2", ("--retry-lock", "60")),
+                               ("pruner3", ()))]
     for run in runs:
         run.go()
     finished = [run.finish() for run in runs]
-    assert {done.returncode for done in finished} <= {0, LOCKED}, [d.stderr for d in finished]
-    for done in finished:
-        if done.returncode == LOCKED:
-            assert "repository is locked" in done.stderr.decode()
-    freed = [summary_of(done)["bytes_freed"] for done in finished if done.returncode == 0]
-    assert sum(1 for b in freed if b > 0) <= 1
+    assert finished[0].returncode == finished[1].returncode == 0, [d.stderr for d in finished]
+    assert finished[2].returncode in (0, LOCKED), finished[2].stderr
+    if finished[2].returncode == LOCKED:
+        assert "repository is locked" in finished[2].stderr.decode()
+    results = sorted((summary_of(done) for done in finished if done.returncode == 0), key=lambda r: r["bytes_freed"])
+    # One freed the space; each other ran on what it left: one consolidated
+    # index, nothing more to free. Side by side, both would have planned the same deletes.
+    assert results[-1]["bytes_freed"] > 0 and results[-1]["packs_deleted"] + results[-1]["packs_repacked"] > 0
+    for later in results[:-1]:
+        assert later["bytes_freed"] == 0 and later["index_objects"] == 1, results
     assert_clean_end(fleet)
