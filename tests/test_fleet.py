@@ -65,7 +65,7 @@ def assert_clean_end(fleet: Fleet) -> None:
     assert fleet.host("admin").locks() == []
 
 
-RUNS = 4  # backups per host in the busy test
+RUNS = 3  # backups per host in the busy test
 
 
 def test_three_hosts_back_up_while_a_fourth_forgets_prunes_and_checks(fleet: Fleet):
