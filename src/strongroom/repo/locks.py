@@ -355,6 +355,7 @@ class Lock:
         while that lock ages into staleness."""
         deadline = time.monotonic() + wait
         pause = 0.5
+        announced = False
         try:
             while True:
                 # Write first, then look: two processes that start at the same
@@ -374,10 +375,15 @@ class Lock:
                 if not in_place:
                     name, self.name = self.name, None
                     self.storage.delete(name)
+                # The one to name: the lock seen unchanged longest, the likeliest to be a dead host's.
+                blocking = max(conflicts, key=lambda lock: self.staleness.sightings.unchanged_for(lock.name))
                 if time.monotonic() >= deadline:
-                    raise RepositoryLocked(f"repository is locked: {self.staleness.explain(conflicts[0])}")
-                log.info("repository is locked (%s): waiting%s", self.staleness.explain(conflicts[0]),
-                         "; new shared locks wait behind this one" if in_place else "")
+                    raise RepositoryLocked(f"repository is locked: {self.staleness.explain(blocking)}")
+                # Said once (a warning), then at each look only with -v.
+                log.log(logging.INFO if announced else logging.WARNING, "repository is locked (%s): waiting up "
+                        "to %.0f s%s", self.staleness.explain(blocking), max(0.0, deadline - time.monotonic()),
+                        "; new shared locks wait behind this one" if in_place else "")
+                announced = True
                 # Jitter: two waiters on the same back-off schedule write, see each
                 # other and withdraw in step, and neither ever goes ahead.
                 step = pause * random.uniform(0.5, 1.0)
@@ -387,7 +393,7 @@ class Lock:
                 while True:
                     if stop is not None and stop():
                         raise Interrupted(f"stopped while waiting for the repository lock "
-                                          f"({self.staleness.explain(conflicts[0])})")
+                                          f"({self.staleness.explain(blocking)})")
                     left = until - time.monotonic()
                     if left <= 0:
                         break
