@@ -81,7 +81,7 @@ def webdav_target(kind: str) -> TargetFactory:
     return factory
 
 
-# Each entry runs every fleet test (some 15 s each on an idle machine): any
+# Each entry runs every fleet test (10 to 20 s each with the machine busy): any
 # server of webdav_servers.SERVERS plugs in as webdav_target(KIND).
 TARGETS: dict[str, TargetFactory] = {
     "local": local_target,

@@ -129,7 +129,7 @@ def test_a_host_killed_mid_backup_holds_prune_back_for_the_stale_window_only(fle
     assert [doc["name"] for doc in pruner.locks()] == [lock["name"]]
     background = Background()  # the live hosts go on beside the dead lock
     for host in live:
-        background.start(lambda host=host: host.backup_loop(2))
+        background.start(lambda host=host: host.backup_loop(1))
     done = pruner.run("prune", "--retry-lock", "90", "--json")
     pruned = summary_of(done)
     # It said once what it waits for: the lock seen unchanged longest, the dead host's.
