@@ -1,4 +1,4 @@
-"""init, key, unlock."""
+"""init, key, locks, unlock."""
 
 from __future__ import annotations
 
@@ -148,5 +148,24 @@ def unlock(common: Common, remove_all: bool) -> None:
         print(f"removed {plural(len(removed), 'lock')}")
 
 
-COMMANDS = [init, key, unlock]
+@click.command()
+@common_options
+def locks(common: Common) -> None:
+    """Show who holds locks on the repository."""
+    repo = common.open()
+    found = repo.list_locks()
+    if common.json:
+        for lock, seen, stale in found:
+            emit_json({"type": "lock", "name": lock.name, "exclusive": lock.exclusive, "hostname": lock.hostname,
+                       "username": lock.username, "pid": lock.pid, "time": lock.time, "machine_id": lock.machine_id,
+                       "seen_unchanged": round(seen, 1), "stale": stale})
+        emit_json({"type": "summary", "locks": len(found), "stale": sum(stale for *_, stale in found)})
+        return
+    for lock, seen, stale in found:
+        verdict = "stale" if stale else f"seen unchanged for {seen:.0f} s here"
+        print(f"{lock.name.rsplit('/', 1)[-1][:8]}  {lock.describe()}  ({verdict})")
+    print(f"{plural(len(found), 'lock')}")
+
+
+COMMANDS = [init, key, locks, unlock]
 __all__ = ["COMMANDS", "WrongPassword"]

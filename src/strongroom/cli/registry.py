@@ -84,6 +84,7 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("tag", _CLI + "cmd_modify", "maintenance", "Add, remove or set the tags of snapshots."),
     Entry("rewrite", _CLI + "cmd_modify", "maintenance", "Drop paths from existing snapshots."),
     Entry("repair", _CLI + "cmd_modify", "maintenance", "Rebuild the index, or mend snapshots whose data is gone."),
+    Entry("locks", _CLI + "cmd_repo", "maintenance", "Show who holds locks on the repository."),
     Entry("unlock", _CLI + "cmd_repo", "maintenance", "Remove stale locks."),
     Entry("cache", _CLI + "cmd_inspect", "maintenance", "Show or clean the local caches."),
     Entry("generate", _CLI + "cmd_generate", "other", "Write shell completion scripts or man pages."),
