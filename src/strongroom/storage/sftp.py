@@ -559,7 +559,8 @@ class SFTPStorage(Storage):
                     if parent == path or not parent:
                         return None, None
                     path = parent
-            return (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_bavail * st.f_frsize
+            # The server's numbers: a free count above the total is not taken for negative use.
+            return max(0, st.blocks - st.bfree) * st.frsize, st.bavail * st.frsize
         return self._run("read the quota", work)
 
     def close(self) -> None:
