@@ -45,6 +45,9 @@ DEFAULT_CONNECTIONS = 4
 # about a minute even when no request is waiting on it.
 _KEEPALIVE_SECONDS = 15
 _KEEPALIVE_COUNT = 4
+# A request's time allowance grows with its bytes: the timeout says how long
+# a silent server may keep us, not how long a pack may take on a slow link.
+_SLOWEST_BYTES_PER_SECOND = 64 * 1024
 # Failures of the connection itself, as asyncssh and the socket raise them.
 _CONNECTION_ERRORS = (asyncssh.DisconnectError, asyncssh.ChannelOpenError, asyncssh.SFTPConnectionLost,
                       asyncssh.SFTPNoConnection, ConnectionError, OSError, EOFError)
@@ -81,20 +84,34 @@ class SFTPStorage(Storage):
 
     # ---- the event loop and the connection -----------------------------------------------
 
-    def _run(self, what: str, work: Callable[[asyncssh.SFTPClient], Awaitable[T]]) -> T:
-        """Run `work` with one of the SFTP channels, in the loop; its failures typed."""
+    def _allowance(self, nbytes: int) -> float:
+        return self.timeout + nbytes / _SLOWEST_BYTES_PER_SECOND
+
+    def _run(self, what: str, work: Callable[[asyncssh.SFTPClient], Awaitable[T]], nbytes: int | None = 0,
+             pinned: asyncssh.SSHClientConnection | None = None) -> T:
+        """Run `work` with one of the SFTP channels (or on the connection
+        `pinned`, whose handle it uses), in the loop; its failures typed. It
+        may take the timeout and the time `nbytes` take at the slowest rate
+        (None: `work` bounds its own steps)."""
         if self._loop.is_closed():
             raise StorageError(f"{what}: the SFTP storage is closed")
-        future = asyncio.run_coroutine_threadsafe(self._attempt(what, work), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._attempt(what, work, nbytes, pinned), self._loop)
         return future.result()
 
-    async def _attempt(self, what: str, work: Callable[[asyncssh.SFTPClient], Awaitable[T]]) -> T:
-        client, conn = await self._client(what)
+    async def _attempt(self, what: str, work: Callable[[asyncssh.SFTPClient], Awaitable[T]], nbytes: int | None,
+                       pinned: asyncssh.SSHClientConnection | None) -> T:
+        if pinned is None:
+            client, conn = await self._client(what)
+        else:
+            client, conn = self._clients[0] if self._clients else None, pinned
         try:
-            return await asyncio.wait_for(work(client), self.timeout)
+            if nbytes is None:
+                return await work(client)
+            return await asyncio.wait_for(work(client), self._allowance(nbytes))
         except asyncio.TimeoutError:
             self._drop(conn)
-            raise TransientStorageError(f"{what}: no answer from {self.location.netloc} in {self.timeout:.0f} s",
+            raise TransientStorageError(f"{what}: no answer from {self.location.netloc} in time "
+                                        f"({self.timeout:.0f} s, and more for the bytes)",
                                         reason="the server does not answer") from None
         except asyncssh.SFTPError as e:
             if isinstance(e, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)):
@@ -165,13 +182,18 @@ class SFTPStorage(Storage):
                 raise StorageUnreachable(f"{what}: {loc.netloc} does not speak SSH ({e.reason})") from None
             raise self._unreachable(what, f"the SSH connection to {loc.netloc} failed ({e.reason})",
                                     f"SSH connection failed ({type(e).__name__})", False) from None
+        clients = []
         try:
-            clients = [await conn.start_sftp_client() for _ in range(self._channels)]
+            for _ in range(self._channels):
+                clients.append(await conn.start_sftp_client())
         except (asyncssh.Error, OSError) as e:
-            conn.close()
-            if not self.answered and isinstance(e, asyncssh.ChannelOpenError):
-                raise StorageUnreachable(f"{what}: {loc.netloc} offers no SFTP ({e.reason})") from None
-            raise _lost(what, e) from None
+            # A server allows so many sessions per connection (OpenSSH's
+            # MaxSessions, 10 by default): past that, the channels there are serve.
+            if not clients or not isinstance(e, asyncssh.ChannelOpenError):
+                conn.close()
+                if not self.answered and isinstance(e, asyncssh.ChannelOpenError):
+                    raise StorageUnreachable(f"{what}: {loc.netloc} offers no SFTP ({e.reason})") from None
+                raise _lost(what, e) from None
         self._conn, self._clients = conn, clients
         self.answered = True
         self.connects += 1
@@ -260,14 +282,17 @@ class SFTPStorage(Storage):
         check_name(name)
 
         async def work(sftp: asyncssh.SFTPClient) -> bytes:
-            handle, size = await self._open_object(sftp, name)
+            handle, size = await asyncio.wait_for(self._open_object(sftp, name), self.timeout)
             try:
-                return await self._pread(handle, size, offset, length)
+                wanted = max(0, size - offset) if length is None else min(length, max(0, size - offset))
+                return await asyncio.wait_for(self._pread(handle, size, offset, length), self._allowance(wanted))
             except asyncssh.SFTPError as e:
+                if isinstance(e, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)):
+                    raise
                 raise _failed(f"read {name}", e) from None
             finally:
                 await _close(handle)
-        return self._run(f"read {name}", work)
+        return self._run(f"read {name}", work, nbytes=None)
 
     def read_spans(self, name: str, spans) -> Iterator[bytes]:
         """Every span from one open file handle, on one channel."""
@@ -278,6 +303,7 @@ class SFTPStorage(Storage):
 
         async def open_it(sftp: asyncssh.SFTPClient) -> None:
             opened["handle"], opened["size"] = await self._open_object(sftp, name)
+            opened["conn"] = self._conn
 
         self._run(what, open_it)
         try:
@@ -289,7 +315,7 @@ class SFTPStorage(Storage):
                         if isinstance(e, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)):
                             raise
                         raise _failed(what, e) from None
-                yield self._run(what, one)
+                yield self._run(what, one, nbytes=length, pinned=opened["conn"])
         finally:
             if not self._loop.is_closed():
                 with_handle = opened["handle"]
@@ -341,7 +367,7 @@ class SFTPStorage(Storage):
             if parent:
                 with self._dirs_lock:
                     self._known_dirs.add(parent)
-        self._run(what, work)
+        self._run(what, work, nbytes=len(body))
 
     async def _make_parents(self, sftp: asyncssh.SFTPClient, directory: str) -> None:
         parts = directory.split("/")
@@ -492,10 +518,16 @@ class SFTPStorage(Storage):
                 child = _text(entry.filename)
                 if not _NAME_PART.fullmatch(child):
                     continue  # a leftover ".tmp-" file, or something not ours
-                mode = entry.attrs.permissions or 0
+                if entry.attrs.permissions is None:
+                    # Without its type an entry could be a pack or a folder of
+                    # them: passing over it would make a listing look short.
+                    raise ListingFailed(f"{what}: the server does not say whether {child} is a file or a folder")
+                mode = entry.attrs.permissions
                 if stat_mode.S_ISDIR(mode):
                     folders.append(f"{directory}/{child}")
-                elif stat_mode.S_ISREG(mode) and entry.attrs.size is not None:
+                elif stat_mode.S_ISREG(mode):
+                    if entry.attrs.size is None:
+                        raise ListingFailed(f"{what}: the server does not give the size of {child}")
                     files.append(ObjectInfo(f"{directory}/{child}", entry.attrs.size))
             with self._dirs_lock:
                 self._known_dirs.update(folders)
