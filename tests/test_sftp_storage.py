@@ -104,3 +104,50 @@ def test_a_dropped_connection_is_opened_again(sftp_server: SSHServer):
         assert {i.name for i in storage.list("keys")} == {"keys/k", "keys/k2"}
         assert storage.inner.connects == 2
         assert storage.retries >= 1
+
+
+def test_a_port_that_does_not_speak_ssh_fails_fast(sftp_server: SSHServer):
+    import socket
+    import threading
+
+    from strongroom.errors import StorageUnreachable
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def answer_like_a_web_server() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # closed: the test is over
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    threading.Thread(target=answer_like_a_web_server, daemon=True).start()
+    access = SFTPAccess(str(sftp_server.known_hosts), (str(sftp_server.client_key),))
+    try:
+        storage = open_storage(f"sftp://{sftp_server.user}@127.0.0.1:{port}//srv", sftp_access=access,
+                               settings=Settings(webdav_retry_delay=0.01, webdav_deadline=20))
+        with storage, pytest.raises(StorageUnreachable) as caught:
+            storage.exists()
+        assert f"127.0.0.1:{port}" in str(caught.value) and "SSH" in str(caught.value)
+        assert storage.retries == 0
+    finally:
+        listener.close()
+
+
+def test_a_wrong_user_is_refused_without_retries(sftp_server: SSHServer):
+    from strongroom.errors import AuthenticationFailed
+
+    access = SFTPAccess(str(sftp_server.known_hosts), (str(sftp_server.client_key),))
+    storage = open_storage(f"sftp://nobody-here@127.0.0.1:{sftp_server.port}//srv", sftp_access=access,
+                           settings=Settings(webdav_retry_delay=0.01, webdav_deadline=20))
+    with storage:
+        with pytest.raises(AuthenticationFailed) as caught:
+            storage.exists()
+        assert "nobody-here" in str(caught.value)
+        with pytest.raises(AuthenticationFailed):
+            storage.exists()  # refused once: not sent again
+        assert storage.retries == 0

@@ -180,6 +180,9 @@ class SFTPStorage(Storage):
                 raise self._unreachable(what, failure.explanation, failure.reason, failure.setup_mistake) from None
             if isinstance(e, asyncssh.ProtocolError) and not self.answered:
                 raise StorageUnreachable(f"{what}: {loc.netloc} does not speak SSH ({e.reason})") from None
+            if isinstance(e, asyncssh.ConnectionLost) and not self.answered and await self._speaks_other():
+                raise StorageUnreachable(f"{what}: {loc.netloc} does not speak SSH: it answers something else "
+                                         "(check the port)") from None
             raise self._unreachable(what, f"the SSH connection to {loc.netloc} failed ({e.reason})",
                                     f"SSH connection failed ({type(e).__name__})", False) from None
         clients = []
@@ -197,6 +200,24 @@ class SFTPStorage(Storage):
         self._conn, self._clients = conn, clients
         self.answered = True
         self.connects += 1
+
+    async def _speaks_other(self) -> bool:
+        """Whether the port answers an SSH greeting with something that is not
+        SSH (a web server's 400): asyncssh only says the connection was lost,
+        which a server restarting says too."""
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.location.host, self.location.port), min(self.timeout, 10.0))
+        except (OSError, asyncio.TimeoutError):
+            return False
+        try:
+            writer.write(b"SSH-2.0-strongroom\r\n")
+            answer = await asyncio.wait_for(reader.read(1024), min(self.timeout, 10.0))
+        except (OSError, asyncio.TimeoutError):
+            return False
+        finally:
+            writer.close()
+        return bool(answer) and not any(line.startswith(b"SSH-") for line in answer.splitlines())
 
     def _unreachable(self, what: str, explanation: str, reason: str, setup_mistake: bool) -> StorageError:
         if setup_mistake and not self.answered:
