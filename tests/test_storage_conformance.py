@@ -71,7 +71,7 @@ def sftp_target(request: pytest.FixtureRequest) -> Target:
     server = request.getfixturevalue("sftp_server")
     root = server.scratch()
     access = SFTPAccess(str(server.known_hosts), (str(server.client_key),))
-    client = SFTPStorage(parse_sftp_url(server.url(root)), access, timeout=20)
+    client = SFTPStorage(parse_sftp_url(server.url(root)), access, connections=2, timeout=20)
     return Target(RetryingStorage(client, RetryPolicy(deadline=30, base_delay=0.05)), _local_put_raw(root))
 
 
