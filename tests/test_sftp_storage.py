@@ -151,3 +151,27 @@ def test_a_wrong_user_is_refused_without_retries(sftp_server: SSHServer):
         with pytest.raises(AuthenticationFailed):
             storage.exists()  # refused once: not sent again
         assert storage.retries == 0
+
+
+def test_a_server_gone_mid_run_is_waited_for_and_told_once(tmp_path: Path):
+    # Its own server, stopped in the middle: after a first login, a refused
+    # connection is trouble to wait out (until the deadline), not a set-up mistake.
+    from sftp_server import run_sshd
+    from strongroom.errors import StorageError, StorageUnreachable
+
+    events: list[dict] = []
+    with run_sshd() as server:
+        # Read at the first login, once: the key files may go with the server.
+        access = SFTPAccess(str(server.known_hosts), (str(server.client_key),))
+        storage = open_storage(server.url(server.scratch()), sftp_access=access, on_event=events.append,
+                               settings=Settings(webdav_retry_delay=0.02, webdav_deadline=1.5))
+        storage.create()
+        storage.write("config", b"c")
+    with storage:
+        with pytest.raises(StorageError) as caught:
+            storage.read("config")
+    assert not isinstance(caught.value, StorageUnreachable)
+    assert "gave up after" in str(caught.value)
+    waits = [e for e in events if e["type"] == "waiting"]
+    assert len(waits) == 1 and "sftp host 127.0.0.1" in waits[0]["message"]
+    assert storage.retries >= 2

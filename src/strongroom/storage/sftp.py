@@ -48,6 +48,7 @@ _KEEPALIVE_COUNT = 4
 # A request's time allowance grows with its bytes: the timeout says how long
 # a silent server may keep us, not how long a pack may take on a slow link.
 _SLOWEST_BYTES_PER_SECOND = 64 * 1024
+_LOST = (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)
 # Failures of the connection itself, as asyncssh and the socket raise them.
 _CONNECTION_ERRORS = (asyncssh.DisconnectError, asyncssh.ChannelOpenError, asyncssh.SFTPConnectionLost,
                       asyncssh.SFTPNoConnection, ConnectionError, OSError, EOFError)
@@ -73,6 +74,7 @@ class SFTPStorage(Storage):
         self._conn: asyncssh.SSHClientConnection | None = None
         self._clients: list[asyncssh.SFTPClient] = []
         self._refused: StorageError | None = None
+        self._login: tuple[Any, list] | None = None
         self._loop = asyncio.new_event_loop()
         self._connecting: asyncio.Lock | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="sftp", daemon=True)
@@ -113,11 +115,15 @@ class SFTPStorage(Storage):
             raise TransientStorageError(f"{what}: no answer from {self.location.netloc} in time "
                                         f"({self.timeout:.0f} s, and more for the bytes)",
                                         reason="the server does not answer") from None
+        except _ConnectionLost:
+            # Converted below the verbs (`_failed`): the connection is gone all the same.
+            self._drop(conn)
+            raise
         except asyncssh.SFTPError as e:
-            if isinstance(e, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)):
+            if isinstance(e, _LOST):
                 self._drop(conn)
                 raise _lost(what, e) from None
-            raise
+            raise _failed(what, e) from None
         except _CONNECTION_ERRORS as e:
             self._drop(conn)
             raise _lost(what, e) from None
@@ -134,33 +140,14 @@ class SFTPStorage(Storage):
     async def _connect(self, what: str) -> None:
         if self._refused is not None:
             raise type(self._refused)(str(self._refused))
-        loc, access = self.location, self.access
-        try:
-            known = asyncssh.read_known_hosts(access.known_hosts)
-        except FileNotFoundError:
-            known = asyncssh.import_known_hosts("")
-        except (OSError, ValueError) as e:
-            raise UsageError(f"cannot read the known hosts file {access.known_hosts}: {e}") from None
-        keys = []
-        for path in access.key_files:
-            try:
-                keys.append(asyncssh.read_private_key(path, access.passphrase))
-            except FileNotFoundError:
-                raise UsageError(f"the SSH key file {path} does not exist") from None
-            except asyncssh.KeyImportError as e:
-                if "assphrase" in str(e):
-                    raise UsageError(f"the SSH key {path} is encrypted and the passphrase is missing or wrong: "
-                                     "set STRONGROOM_SFTP_KEY_PASSPHRASE_FILE (or STRONGROOM_SFTP_KEY_PASSPHRASE)") \
-                        from None
-                raise UsageError(f"cannot read the SSH key {path}: {e}") from None
-            except OSError as e:
-                raise UsageError(f"cannot read the SSH key {path}: {e.strerror}") from None
-        if not keys and not access.agent_path:
-            raise UsageError("no SSH key to log in with: use --sftp-key-file, or an SSH agent (SSH_AUTH_SOCK)")
+        loc = self.location
+        if self._login is None:
+            self._login = self._read_login()
+        known, keys = self._login
         try:
             conn = await asyncio.wait_for(asyncssh.connect(
                 loc.host, loc.port, username=loc.user, known_hosts=known, client_keys=keys or None,
-                agent_path=access.agent_path, config=[], password=None, kbdint_auth=False, gss_auth=False,
+                agent_path=self.access.agent_path, config=[], password=None, kbdint_auth=False, gss_auth=False,
                 host_based_auth=False, keepalive_interval=_KEEPALIVE_SECONDS, keepalive_count_max=_KEEPALIVE_COUNT,
                 connect_timeout=min(self.timeout, 20.0)), self.timeout)
         except asyncssh.HostKeyNotVerifiable:
@@ -218,6 +205,37 @@ class SFTPStorage(Storage):
         finally:
             writer.close()
         return bool(answer) and not any(line.startswith(b"SSH-") for line in answer.splitlines())
+
+    def _read_login(self) -> tuple[Any, list]:
+        """The trusted host keys and the private keys, read once for the run:
+        a reconnect does not read (or decrypt) them again."""
+        access = self.access
+        try:
+            known = asyncssh.read_known_hosts(access.known_hosts)
+        except FileNotFoundError:
+            known = asyncssh.import_known_hosts("")
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read the known hosts file {access.known_hosts}: {e}") from None
+        keys = []
+        for path in access.key_files:
+            try:
+                keys.append(asyncssh.read_private_key(path, access.passphrase))
+            except FileNotFoundError:
+                raise UsageError(f"the SSH key file {path} does not exist") from None
+            except asyncssh.KeyEncryptionError:
+                raise UsageError(f"the SSH key {path} is encrypted and the passphrase given does not open it") \
+                    from None
+            except asyncssh.KeyImportError as e:
+                if access.passphrase is None and "assphrase" in str(e):
+                    # asyncssh has no type of its own for "encrypted, and no passphrase".
+                    raise UsageError(f"the SSH key {path} is encrypted: give its passphrase in "
+                                     "STRONGROOM_SFTP_KEY_PASSPHRASE_FILE (or STRONGROOM_SFTP_KEY_PASSPHRASE)") from None
+                raise UsageError(f"cannot read the SSH key {path}: {e}") from None
+            except OSError as e:
+                raise UsageError(f"cannot read the SSH key {path}: {e.strerror}") from None
+        if not keys and not access.agent_path:
+            raise UsageError("no SSH key to log in with: use --sftp-key-file, or an SSH agent (SSH_AUTH_SOCK)")
+        return known, keys
 
     def _unreachable(self, what: str, explanation: str, reason: str, setup_mistake: bool) -> StorageError:
         if setup_mistake and not self.answered:
@@ -308,7 +326,7 @@ class SFTPStorage(Storage):
                 wanted = max(0, size - offset) if length is None else min(length, max(0, size - offset))
                 return await asyncio.wait_for(self._pread(handle, size, offset, length), self._allowance(wanted))
             except asyncssh.SFTPError as e:
-                if isinstance(e, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)):
+                if isinstance(e, _LOST):
                     raise
                 raise _failed(f"read {name}", e) from None
             finally:
@@ -333,7 +351,7 @@ class SFTPStorage(Storage):
                     try:
                         return await self._pread(opened["handle"], opened["size"], offset, length)
                     except asyncssh.SFTPError as e:
-                        if isinstance(e, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)):
+                        if isinstance(e, _LOST):
                             raise
                         raise _failed(what, e) from None
                 yield self._run(what, one, nbytes=length, pinned=opened["conn"])
@@ -366,7 +384,7 @@ class SFTPStorage(Storage):
                     await self._make_parents(sftp, parent)
                     handle = await sftp.open(temp, "xb")
             except asyncssh.SFTPError as e:
-                if isinstance(e, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)):
+                if isinstance(e, _LOST):
                     raise
                 raise _failed(what, e) from None
             try:
@@ -379,7 +397,7 @@ class SFTPStorage(Storage):
                 await _replace(sftp, temp, path)
             except asyncssh.SFTPError as e:
                 await _remove_quietly(sftp, temp)
-                if isinstance(e, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)):
+                if isinstance(e, _LOST):
                     raise
                 raise _failed(what, e) from None
             except asyncio.CancelledError:
@@ -402,7 +420,7 @@ class SFTPStorage(Storage):
         try:
             await sftp.mkdir(path)
         except asyncssh.SFTPError as e:
-            if isinstance(e, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)):
+            if isinstance(e, _LOST):
                 raise
             # OpenSSH answers "failure" for one that exists: only a look tells that
             # apart from a refusal, or from an object in its place.
@@ -436,7 +454,7 @@ class SFTPStorage(Storage):
                     try:
                         await sftp.mkdir(path)
                     except asyncssh.SFTPError as e:
-                        if isinstance(e, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)):
+                        if isinstance(e, _LOST):
                             raise
                         if not await _is_dir(sftp, path):
                             raise _failed(f"create {path}/", e) from None
@@ -456,7 +474,7 @@ class SFTPStorage(Storage):
             except asyncssh.SFTPNoSuchFile:
                 pass
             except asyncssh.SFTPError as e:
-                if isinstance(e, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)):
+                if isinstance(e, _LOST):
                     raise
                 if await self._below_an_object(sftp, name):
                     return  # nothing lives below an object: it is missing
@@ -472,7 +490,7 @@ class SFTPStorage(Storage):
             except asyncssh.SFTPNoSuchFile:
                 raise ObjectNotFound(f"{name} does not exist") from None
             except asyncssh.SFTPError as e:
-                if isinstance(e, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)):
+                if isinstance(e, _LOST):
                     raise
                 if await self._below_an_object(sftp, name):
                     raise ObjectNotFound(f"{name} does not exist (below an object)") from None
@@ -505,13 +523,15 @@ class SFTPStorage(Storage):
                 raise FolderNotFound(f"{what}: the folder was in the listing a moment ago, but is gone") from None
             raise FolderNotFound(f"{what}: the folder does not exist") from None
         except asyncssh.SFTPError as e:
-            if isinstance(e, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)):
+            if isinstance(e, _LOST):
                 raise
             try:
                 attrs = await sftp.lstat(path)
             except asyncssh.SFTPNoSuchFile:
                 raise FolderNotFound(f"{what}: the folder does not exist") from None
-            except asyncssh.SFTPError:
+            except asyncssh.SFTPError as again:
+                if isinstance(again, _LOST):
+                    raise
                 raise ListingFailed(f"{what}: {_reason(e)}") from None
             if not stat_mode.S_ISDIR(attrs.permissions or 0):
                 raise FolderNotFound(f"{what}: it is an object, not a folder") from None
@@ -571,7 +591,7 @@ class SFTPStorage(Storage):
                 try:
                     entries = await sftp.readdir(self._path(rel) if rel else self.root)
                 except asyncssh.SFTPError as e:
-                    if isinstance(e, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)):
+                    if isinstance(e, _LOST):
                         raise
                     continue
                 for entry in entries:
@@ -648,7 +668,13 @@ def _reason(error: asyncssh.SFTPError) -> str:
     return error.reason or type(error).__name__
 
 
+class _ConnectionLost(TransientStorageError):
+    """The SSH connection or its channel is gone: retried over a new one."""
+
+
 def _failed(what: str, error: asyncssh.SFTPError) -> StorageError:
+    if isinstance(error, _LOST):
+        return _lost(what, error)
     if isinstance(error, asyncssh.SFTPPermissionDenied):
         return StorageError(f"{what}: the server refused it (permission denied): check the account's rights "
                             "to the repository folder")
@@ -659,7 +685,7 @@ def _failed(what: str, error: asyncssh.SFTPError) -> StorageError:
 
 def _lost(what: str, error: BaseException) -> TransientStorageError:
     reason = getattr(error, "reason", None) or getattr(error, "strerror", None) or type(error).__name__
-    return TransientStorageError(f"{what}: the SSH connection failed ({reason})",
+    return _ConnectionLost(f"{what}: the SSH connection failed ({reason})",
                                  reason=f"SSH connection lost ({type(error).__name__})")
 
 
@@ -700,5 +726,7 @@ async def _remove_quietly(sftp: asyncssh.SFTPClient, path: str) -> None:
 async def _is_dir(sftp: asyncssh.SFTPClient, path: str) -> bool:
     try:
         return stat_mode.S_ISDIR((await sftp.stat(path)).permissions or 0)
-    except asyncssh.SFTPError:
+    except asyncssh.SFTPError as e:
+        if isinstance(e, _LOST):
+            raise
         return False
