@@ -175,3 +175,15 @@ def test_a_server_gone_mid_run_is_waited_for_and_told_once(tmp_path: Path):
     waits = [e for e in events if e["type"] == "waiting"]
     assert len(waits) == 1 and "sftp host 127.0.0.1" in waits[0]["message"]
     assert storage.retries >= 2
+
+
+def test_hashed_known_hosts_entries_are_trusted(sftp_server: SSHServer, tmp_path: Path):
+    import shutil
+    import subprocess
+
+    hashed = Path(shutil.copy(sftp_server.known_hosts, tmp_path / "known_hosts"))
+    subprocess.run(["ssh-keygen", "-H", "-f", str(hashed)], check=True, capture_output=True)
+    assert "127.0.0.1" not in hashed.read_text()
+    access = SFTPAccess(str(hashed), (str(sftp_server.client_key),))
+    with open_storage(sftp_server.url(sftp_server.scratch()), sftp_access=access) as storage:
+        assert storage.exists() is False
