@@ -187,3 +187,15 @@ def test_hashed_known_hosts_entries_are_trusted(sftp_server: SSHServer, tmp_path
     access = SFTPAccess(str(hashed), (str(sftp_server.client_key),))
     with open_storage(sftp_server.url(sftp_server.scratch()), sftp_access=access) as storage:
         assert storage.exists() is False
+
+
+def test_fewer_channels_where_the_server_allows_fewer_sessions():
+    from sftp_server import run_sshd
+
+    with run_sshd(max_sessions=2) as server:
+        access = SFTPAccess(str(server.known_hosts), (str(server.client_key),))
+        with open_storage(server.url(server.scratch()) + "?connections=5", sftp_access=access) as storage:
+            storage.create()
+            storage.write("data/x", b"x")
+            assert storage.read("data/x") == b"x"
+            assert len(storage.inner._clients) == 2
