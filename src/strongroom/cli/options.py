@@ -187,6 +187,89 @@ def read_sftp_access(key_file: str | None, known_hosts: str | None):
     return SFTPAccess(os.path.expanduser(known_hosts), keys, os.environ.get("SSH_AUTH_SOCK") or None, passphrase)
 
 
+# ---- the source repository of `copy` and `init --copy-chunker-params` ---------------------------
+
+NO_FROM_PASSWORD = ("no password for the source repository: set STRONGROOM_FROM_PASSWORD, "
+                    "STRONGROOM_FROM_PASSWORD_FILE, --from-password-file or --from-password-command")
+
+
+@dataclass
+class FromRepo:
+    """The source repository's options, read as the destination's are, from its own
+    options and STRONGROOM_FROM_* variables: never a password in argv."""
+
+    repo: str | None
+    password_file: str | None
+    password_command: str | None
+    webdav_password_file: str | None
+    webdav_vendor: str | None = None
+
+    def password(self) -> bytes:
+        path = self.password_file or os.environ.get("STRONGROOM_FROM_PASSWORD_FILE")
+        if path:
+            try:
+                with open(path, "rb") as f:
+                    return f.read().rstrip(b"\r\n")
+            except OSError as e:
+                raise UsageError(f"cannot read the source password file {path}: {e.strerror}") from None
+        command = self.password_command or os.environ.get("STRONGROOM_FROM_PASSWORD_COMMAND")
+        if command:
+            import subprocess
+            done = subprocess.run(command, shell=True, stdout=subprocess.PIPE)
+            if done.returncode != 0:
+                raise UsageError(f"source password command failed with exit code {done.returncode}")
+            return done.stdout.rstrip(b"\r\n")
+        if "STRONGROOM_FROM_PASSWORD" in os.environ:
+            return os.environb[b"STRONGROOM_FROM_PASSWORD"]
+        if sys.stdin.isatty():
+            import getpass
+            return getpass.getpass("source repository password: ").encode()
+        raise UsageError(NO_FROM_PASSWORD)
+
+    def webdav_password(self) -> str | None:
+        path = self.webdav_password_file or os.environ.get("STRONGROOM_FROM_WEBDAV_PASSWORD_FILE")
+        if not path:
+            return os.environ.get("STRONGROOM_FROM_WEBDAV_PASSWORD")
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().rstrip("\r\n")
+        except OSError as e:
+            raise UsageError(f"cannot read the source WebDAV password file {path}: {e.strerror}") from None
+
+    def open(self, common: Common) -> Repository:
+        from strongroom.repo.repository import Repository
+        from strongroom.storage import open_storage
+        if not self.repo:
+            raise UsageError("no source repository given: use --from-repo or STRONGROOM_FROM_REPO")
+        # An SFTP source logs in as the destination does (the STRONGROOM_SFTP_* settings, the agent).
+        storage = open_storage(self.repo, webdav_password=self.webdav_password, vendor=self.webdav_vendor,
+                               cache_root=common.cache_root, on_event=common.events, settings=common.settings,
+                               sftp_access=read_sftp_access(common.sftp_key_file, common.sftp_known_hosts)
+                               if self.repo.startswith("sftp:") else None)
+        return Repository.open(storage, self.password, common.cache_root, settings=common.settings,
+                               on_warning=common.warn)
+
+
+def from_repository_options(func, repo_option: str = "--from-repo"):
+    """The source repository's options, on `copy` (and `init`, with --copy-chunker-params)."""
+    for decorator in reversed([
+        click.option(repo_option, "from_repo", envvar="STRONGROOM_FROM_REPO" if repo_option == "--from-repo"
+                     else None, metavar="URL",
+                     help="The source repository, named as --repo is (default: STRONGROOM_FROM_REPO)."),
+        click.option("--from-password-file", type=click.Path(dir_okay=False),
+                     help="Read the source repository's password from this file (else "
+                          "STRONGROOM_FROM_PASSWORD_FILE, STRONGROOM_FROM_PASSWORD_COMMAND, STRONGROOM_FROM_PASSWORD)."),
+        click.option("--from-password-command", help="Run this command and read the source's password from its output."),
+        click.option("--from-webdav-password-file", type=click.Path(dir_okay=False),
+                     help="Read the source's WebDAV account password from this file (else "
+                          "STRONGROOM_FROM_WEBDAV_PASSWORD_FILE, STRONGROOM_FROM_WEBDAV_PASSWORD)."),
+        click.option("--from-webdav-vendor", type=click.Choice(VENDORS, case_sensitive=False), metavar="VENDOR",
+                     help="The source's WebDAV service, as --webdav-vendor."),
+    ]):
+        func = decorator(func)
+    return func
+
+
 # ---- the shared options, before or after the command ------------------------------------------
 
 REPO_HELP = ("Repository: a directory (PATH or local:PATH), WebDAV as webdav+https://USER@HOST/PATH "
@@ -322,7 +405,7 @@ def common_options(func):
 # stdout (errors and warnings still go to stderr, and --json is never muted).
 # The others print what was asked for (snapshots, ls, find, dump, cat, stats,
 # diff, key list, ...), -q or not.
-ACTING_COMMANDS = frozenset({"backup", "restore", "forget", "prune", "init", "unlock", "tag", "rewrite", "repair",
+ACTING_COMMANDS = frozenset({"backup", "copy", "restore", "forget", "prune", "init", "unlock", "tag", "rewrite", "repair",
                              "key add", "key passwd", "key remove", "mount"})
 
 

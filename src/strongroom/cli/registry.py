@@ -43,6 +43,8 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("backup", _CLI + "cmd_backup", "repository", "Back up PATHS, or configuration NAME with --config."),
     Entry("snapshots", _CLI + "cmd_snapshots", "repository",
           "List snapshots."),
+    Entry("copy", _CLI + "cmd_copy", "repository",
+          "Copy recovery points from --from-repo into --repo."),
     Entry("restore", _CLI + "cmd_restore", "repository",
           "Restore a snapshot, or a path in it, into --target."),
     Entry("ls", _CLI + "cmd_restore", "repository",

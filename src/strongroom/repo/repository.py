@@ -183,7 +183,14 @@ class Repository:
              pack_size: int = DEFAULT_PACK_SIZE, chunker: ChunkerParams = ChunkerParams(),
              data_fanout: int = 2, cache_root: str | None = None,
              kdf: keys.KdfParams | None = None, settings: Settings = DEFAULT_SETTINGS,
-             on_warning: Callable[[str], None] | None = None) -> "Repository":
+             on_warning: Callable[[str], None] | None = None,
+             ids_of: "Repository | None" = None) -> "Repository":
+        """A new repository. With `ids_of`, it takes that repository's chunker
+        parameters, chunker seed and id key (a new encryption key and id of its
+        own), so the same file gives the same blobs in both (`init
+        --copy-chunker-params`)."""
+        if ids_of is not None:
+            chunker = ids_of.config.chunker
         if storage.exists():
             _refuse_existing(storage)
         storage.create()
@@ -198,6 +205,9 @@ class Repository:
         if chunker.problem():
             raise UsageError(chunker.problem())
         master = MasterKey.generate()
+        if ids_of is not None:
+            master = MasterKey(encryption=master.encryption, id_key=ids_of.crypto.key.id_key,
+                               chunker_seed=ids_of.crypto.key.chunker_seed)
         config = RepoConfig(
             id=os.urandom(16).hex(), version=FORMAT_VERSION,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
