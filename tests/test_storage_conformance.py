@@ -63,6 +63,18 @@ def webdav_target(kind: str) -> Callable[[pytest.FixtureRequest], Target]:
     return factory
 
 
+def sftp_target(request: pytest.FixtureRequest) -> Target:
+    from strongroom.storage.retry import RetryingStorage, RetryPolicy
+    from strongroom.storage.sftp import SFTPStorage
+    from strongroom.storage.sftp_access import SFTPAccess, parse_sftp_url
+
+    server = request.getfixturevalue("sftp_server")
+    root = server.scratch()
+    access = SFTPAccess(str(server.known_hosts), (str(server.client_key),))
+    client = SFTPStorage(parse_sftp_url(server.url(root)), access, connections=2, timeout=20)
+    return Target(RetryingStorage(client, RetryPolicy(deadline=30, base_delay=0.05)), _local_put_raw(root))
+
+
 BACKENDS = [
     pytest.param(local_target, id="local"),
     pytest.param(counting_local_target, id="counting-local"),
@@ -70,6 +82,7 @@ BACKENDS = [
     pytest.param(webdav_target("rclone"), id="rclone"),
     pytest.param(webdav_target("apache"), id="apache"),
     pytest.param(webdav_target("nginx"), id="nginx"),
+    pytest.param(sftp_target, id="sftp"),
 ]
 
 
