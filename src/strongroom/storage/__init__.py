@@ -137,7 +137,7 @@ def _open_s3(url: str, access, on_event, settings: Settings) -> Storage:
     client = S3Client(S3Endpoint.parse(where.endpoint, region, path_style), access.credentials,
                       timeout=settings.webdav_timeout, connections=connections)
     storage = S3Storage(client, where.bucket, where.prefix, provider, where.part_size or DEFAULT_PART_SIZE,
-                        connections)
+                        connections, object_lock=where.object_lock)
     policy = RetryPolicy(deadline=settings.webdav_deadline, base_delay=settings.webdav_retry_delay,
                          blocked_wait=provider.blocked_wait if settings.webdav_blocked_wait is None
                          else settings.webdav_blocked_wait)

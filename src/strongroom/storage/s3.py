@@ -19,12 +19,14 @@ of at most MAX_PAGE_BYTES each.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Callable, Iterator
 from urllib.parse import unquote
 
 from strongroom.errors import FolderNotFound, ListingFailed, ObjectNotFound, StorageError, TransientStorageError
 from strongroom.storage.base import Attempt, ObjectInfo, Storage, StorageInfo, check_name
 from strongroom.storage.s3_client import S3Client, S3Credentials, S3Endpoint, content_md5, text_of, xml_root
+from strongroom.storage.s3_lock import LOCKED_FOLDERS, check_bucket_locks, delete_versions, retention_headers
 from strongroom.storage.s3_multipart import PendingUploads, abort, part_size_for, upload_multipart
 from strongroom.storage.s3_providers import GENERIC, MiB, S3Provider
 from strongroom.storage.webdav import _cut_spans, _read_body
@@ -40,7 +42,8 @@ DEFAULT_PART_SIZE = 16 * MiB
 
 class S3Storage(Storage):
     def __init__(self, client: S3Client, bucket: str, prefix: str = "", provider: S3Provider = GENERIC,
-                 part_size: int = DEFAULT_PART_SIZE, connections: int = 8) -> None:
+                 part_size: int = DEFAULT_PART_SIZE, connections: int = 8,
+                 object_lock: tuple[str, int] | None = None, now: Callable[[], datetime] | None = None) -> None:
         if prefix:
             check_name(prefix)
         self.client = client
@@ -54,6 +57,10 @@ class S3Storage(Storage):
         self._pending = PendingUploads()
         self.max_pages = MAX_PAGES
         self.page_size: int | None = None  # keys per listing page; None: the service's (1000)
+        # (mode, days) of the retention new packs, index objects and snapshots get (s3_lock.py).
+        self.object_lock = object_lock
+        self._now = now or (lambda: datetime.now(timezone.utc))
+        self._lock_checked = False
 
     def __repr__(self) -> str:
         return f"S3Storage({self.url!r})"
@@ -156,6 +163,9 @@ class S3Storage(Storage):
             self._make_folders(parent, check_objects=True)
         view = memoryview(data).cast("B")
         extra: dict[str, str] = {}
+        if self.object_lock and name.split("/", 1)[0] in LOCKED_FOLDERS:
+            self._check_locks()
+            extra = retention_headers(*self.object_lock, self._now)
         size = part_size_for(len(view), self.part_size, self.provider.max_parts, self.provider.min_part_size)
         if len(view) > size:
             upload_multipart(self.client, self._pending, self.bucket, key, view, size, what, extra)
@@ -193,7 +203,15 @@ class S3Storage(Storage):
     def delete(self, name: str) -> None:
         # S3 answers 204 for a key that is not there: deleting it is no error.
         # A 404 (NoSuchBucket) is one.
+        if self.object_lock:
+            delete_versions(self.client, self.bucket, self._key(name), name, self._now)
+            return
         self.client.request("DELETE", self.bucket, self._key(name), f"delete {name}")
+
+    def _check_locks(self) -> None:
+        if not self._lock_checked:
+            check_bucket_locks(self.client, self.bucket)
+            self._lock_checked = True
 
     # ---- the repository folder ----------------------------------------------------------
 
@@ -208,7 +226,9 @@ class S3Storage(Storage):
 
     def create(self) -> None:
         if not self.client.bucket_exists(self.bucket):
-            self.client.create_bucket(self.bucket)
+            self.client.create_bucket(self.bucket, object_lock=self.object_lock is not None)
+        if self.object_lock:
+            self._check_locks()
         if self.root:
             self.client.request("PUT", self.bucket, self.root, "create the repository folder",
                                 headers={"Content-MD5": content_md5(b"")})

@@ -3,7 +3,7 @@
 `s3:https://ENDPOINT/bucket/prefix` (restic's form) names the endpoint;
 `s3://bucket/prefix` takes it from AWS_ENDPOINT_URL or the profile's
 `endpoint_url`. Parameters after `?`: connections, region, provider,
-style (path or virtual), part-size (MiB).
+style (path or virtual), part-size (MiB), object-lock (governance:30d).
 
 Credentials are read where a run is set up (the command line's edge, the
 service layer), from a mapping of environment variables handed in, never
@@ -48,6 +48,7 @@ class S3Location:
     provider: str | None
     path_style: bool | None
     part_size: int | None
+    object_lock: tuple[str, int] | None = None  # (GOVERNANCE or COMPLIANCE, days)
 
 
 def parse_s3_url(url: str, access: S3Access | None) -> S3Location:
@@ -93,7 +94,18 @@ def parse_s3_url(url: str, access: S3Access | None) -> S3Location:
         from strongroom.storage.vendors import parse_connections
         connections = parse_connections(params["connections"], "the URL's connections")
     return S3Location(endpoint, bucket, prefix, connections, params.get("region"), params.get("provider"),
-                      None if style is None else style == "path", part_size)
+                      None if style is None else style == "path", part_size,
+                      _object_lock(params["object-lock"]) if "object-lock" in params else None)
+
+
+def _object_lock(text: str) -> tuple[str, int]:
+    """`governance:30d` -> ("GOVERNANCE", 30)."""
+    mode, _, days = text.partition(":")
+    if mode.lower() not in ("governance", "compliance") or not days.endswith("d") or not days[:-1].isdigit() \
+            or not 1 <= int(days[:-1]) <= 36500:
+        raise UsageError(f"?object-lock= is governance:DAYSd or compliance:DAYSd (e.g. governance:30d), "
+                         f"not {text!r}")
+    return mode.upper(), int(days[:-1])
 
 
 def _params(query: str) -> dict[str, str]:
@@ -103,7 +115,7 @@ def _params(query: str) -> dict[str, str]:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
     except ValueError:
         raise UsageError(f"cannot read the repository URL's parameters {query!r}") from None
-    known = ("connections", "region", "provider", "style", "part-size")
+    known = ("connections", "region", "provider", "style", "part-size", "object-lock")
     for key, _ in pairs:
         if key not in known:
             raise UsageError(f"unknown parameter {key!r} in the S3 repository URL: it takes "
