@@ -94,6 +94,17 @@ install_sshd() {
     mkdir -p /run/sshd && chmod 755 /run/sshd
     return "$status"
 }
+
+# tests/s3_server.py runs a throw-away Ceph cluster (one monitor, one memstore
+# OSD, radosgw) in a temporary directory: Debian's ceph packages, whose
+# units must not start a system cluster.
+install_ceph() {
+    local missing
+    mapfile -t missing < <(missing_packages ceph-mon ceph-osd radosgw ceph-common)
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    echo "installing ceph: ${missing[*]}" >&2
+    install_without_starting "${missing[@]}"
+}
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     install_webdav_servers || echo "warning: could not install the WebDAV test servers" >&2
     install_fuse || echo "warning: could not install fuse3" >&2
@@ -101,6 +112,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     install_systemd || echo "warning: could not install systemd" >&2
     install_chromium || echo "warning: could not install chromium" >&2
     install_sshd || echo "warning: could not install openssh-server" >&2
+    install_ceph || echo "warning: could not install ceph" >&2
 fi
 
 # The browser tests' screenshots: only the latest run's are kept.

@@ -73,6 +73,16 @@ def sftp_target(request: pytest.FixtureRequest) -> Target:
     access = SFTPAccess(str(server.known_hosts), (str(server.client_key),))
     client = SFTPStorage(parse_sftp_url(server.url(root)), access, connections=2, timeout=20)
     return Target(RetryingStorage(client, RetryPolicy(deadline=30, base_delay=0.05)), _local_put_raw(root))
+def s3_target(request: pytest.FixtureRequest) -> Target:
+    """A fresh prefix of the session's bucket on the radosgw of tests/s3_server.py."""
+    import uuid
+
+    from strongroom.storage.retry import RetryingStorage, RetryPolicy
+
+    bucket = request.getfixturevalue("s3_shared_bucket")
+    prefix = f"c-{uuid.uuid4().hex[:16]}"
+    storage = RetryingStorage(bucket.cluster.storage(bucket.name, prefix), RetryPolicy(deadline=30, base_delay=0.05))
+    return Target(storage, lambda path, data: bucket.cluster.put_raw(bucket.name, f"{prefix}/{path}", data))
 
 
 BACKENDS = [
@@ -83,6 +93,7 @@ BACKENDS = [
     pytest.param(webdav_target("apache"), id="apache"),
     pytest.param(webdav_target("nginx"), id="nginx"),
     pytest.param(sftp_target, id="sftp"),
+    pytest.param(s3_target, id="s3-radosgw"),
 ]
 
 

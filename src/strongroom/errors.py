@@ -28,6 +28,16 @@ class ListingFailed(StorageError):
     not a listing of the folder asked for (a redirect, an empty multistatus)."""
 
 
+class ObjectLocked(StorageError):
+    """The target keeps the object until a date (S3 Object Lock): it cannot be
+    deleted before then, and deleting it is not attempted again in this run."""
+
+    def __init__(self, message: str, until=None, size: int = 0) -> None:
+        super().__init__(message)
+        self.until = until  # a timezone-aware datetime, or None when the target does not say
+        self.size = size
+
+
 class TransientStorageError(StorageError):
     """A failure that may pass: a network error, 5xx, 423, 429, throttling."""
 

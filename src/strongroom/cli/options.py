@@ -56,7 +56,8 @@ class Common:
         return open_storage(self.repo or "", webdav_password=self._webdav_password, vendor=self.webdav_vendor,
                             cache_root=self.cache_root, on_event=self.events, settings=self.settings,
                             sftp_access=read_sftp_access(self.sftp_key_file, self.sftp_known_hosts)
-                            if (self.repo or "").startswith("sftp:") else None)
+                            if (self.repo or "").startswith("sftp:") else None,
+                            s3_access=read_s3_access)
 
     def open(self) -> Repository:
         from strongroom.repo.repository import Repository
@@ -157,6 +158,14 @@ def read_webdav_password(path: str | None) -> str | None:
         raise UsageError(f"cannot read WebDAV password file {path}: {e.strerror}") from None
 
 
+def read_s3_access():
+    """S3 credentials, region and endpoint: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+    (/ AWS_SESSION_TOKEN), else AWS_PROFILE's in ~/.aws (docs/s3.md). Read only
+    when the repository is on S3."""
+    from strongroom.storage.s3_config import read_s3_access as read
+    return read(os.environ)
+
+
 def read_sftp_access(key_file: str | None, known_hosts: str | None):
     """How to log in to an SFTP target, from the options and the environment:
     the key file (--sftp-key-file, STRONGROOM_SFTP_KEY_FILE, else the default
@@ -245,7 +254,7 @@ class FromRepo:
         storage = open_storage(self.repo, webdav_password=self.webdav_password, vendor=self.webdav_vendor,
                                cache_root=common.cache_root, on_event=common.events, settings=common.settings,
                                sftp_access=read_sftp_access(common.sftp_key_file, common.sftp_known_hosts)
-                               if self.repo.startswith("sftp:") else None)
+                               if self.repo.startswith("sftp:") else None, s3_access=read_s3_access)
         return Repository.open(storage, self.password, common.cache_root, settings=common.settings,
                                on_warning=common.warn)
 
@@ -273,8 +282,9 @@ def from_repository_options(func, repo_option: str = "--from-repo"):
 # ---- the shared options, before or after the command ------------------------------------------
 
 REPO_HELP = ("Repository: a directory (PATH or local:PATH), WebDAV as webdav+https://USER@HOST/PATH "
-             "(or webdav+http://...), the WebDAV password never in the URL; or SFTP as "
-             "sftp://USER@HOST:PORT//ABSOLUTE/PATH or sftp:USER@HOST:/PATH (logged in by key).")
+             "(or webdav+http://...), or SFTP as sftp://USER@HOST:PORT//ABSOLUTE/PATH or sftp:USER@HOST:/PATH "
+             "(logged in by key), or S3 as s3:https://ENDPOINT/BUCKET/PREFIX (or s3://BUCKET/PREFIX "
+             "with AWS_ENDPOINT_URL); passwords and keys never go in the URL.")
 VENDORS = ["nutstore", "nextcloud", "owncloud", "generic"]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from strongroom.errors import UsageError
+from strongroom.errors import ObjectLocked, UsageError
 from strongroom.model.retention import Decision, Point, Policy, apply_policy
 from strongroom.model.snapshot import SNAPSHOT_DIR, Snapshot
 
@@ -72,7 +72,15 @@ def remove_snapshots(repo, plan: list[GroupDecision]) -> list[str]:
     for group in plan:
         for snap, decision in group.decisions:
             if not decision.keep:
-                repo.storage.delete(f"{SNAPSHOT_DIR}/{snap.id}")
+                try:
+                    repo.storage.delete(f"{SNAPSHOT_DIR}/{snap.id}")
+                except ObjectLocked as e:
+                    # The target keeps it (S3 Object Lock): so is its data.
+                    decision.keep = True
+                    decision.reasons.append("locked on the target")
+                    if repo.on_warning:
+                        repo.on_warning(f"snapshot {snap.short_id} stays: {e}")
+                    continue
                 if repo.cache is not None:
                     repo.cache.discard("snapshots", snap.id)
                 removed.append(snap.id)

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 from strongroom.engine.progress import Listener, ignore
 from strongroom.engine.tree_walk import needed_blobs
-from strongroom.errors import (IncompleteObject, IntegrityError, ListingFailed, ObjectNotFound, StrongroomError,
-                               UsageError)
+from strongroom.errors import (IncompleteObject, IntegrityError, ListingFailed, ObjectLocked, ObjectNotFound,
+                               StrongroomError, UsageError)
 from strongroom.model.snapshot import SNAPSHOT_DIR
 from strongroom.repo.locks import LOCK_DIR, REFRESH_EVERY
 from strongroom.repo.pack import (PACK_DIR, ENTRY_SIZE, PackedBlob, PackWriter, expected_pack_size, pack_name,
@@ -333,18 +333,53 @@ def run_prune(repo: Repository, plan: PrunePlan, listener: Listener = ignore) ->
     superseded = [bytes.fromhex(name.rsplit("/", 1)[-1]) for name in plan.index_objects]
     if consolidated or plan.index_objects:
         repo.write_index_object(consolidated, superseded)
+    locked = LockedObjects()
     for name in plan.index_objects:
         repo.check_lock()
-        repo.storage.delete(name)
+        locked.delete(repo.storage, name)
     for name in plan.leftovers:
         repo.check_lock()
-        repo.storage.delete(name)
+        locked.delete(repo.storage, name)
     for name in plan.temporaries:
         repo.storage.remove_temporary(name)
     for pack_id in (*plan.delete, *plan.repack, *plan.unindexed):
         repo.check_lock()  # a lost lock may be taken for stale: never delete after that
-        repo.storage.delete(pack_name(pack_id, fanout))
-        if repo.cache is not None:
+        if locked.delete(repo.storage, pack_name(pack_id, fanout), plan.sizes.get(pack_id, 0)) \
+                and repo.cache is not None:
             repo.cache.discard("trees", pack_id.hex())
+    if locked.count and repo.on_warning:
+        repo.on_warning(locked.message())
     return {**plan.summary(), "packs_written": len(new_packs), "largest_pack_written": largest,
-            "storage": repo.requests}
+            **({"locked": locked.summary()} if locked.count else {}), "storage": repo.requests}
+
+
+class LockedObjects:
+    """What the target keeps under a retention date (S3 Object Lock): left in
+    place, outside the index (an unindexed pack, a superseded index object),
+    for a prune after the date to delete."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.bytes = 0
+        self.until = None
+
+    def delete(self, storage, name: str, size: int = 0) -> bool:
+        """Delete `name`; False when the target keeps it for now."""
+        try:
+            storage.delete(name)
+        except ObjectLocked as e:
+            self.count += 1
+            self.bytes += size or e.size
+            if e.until is not None and (self.until is None or e.until > self.until):
+                self.until = e.until
+            return False
+        return True
+
+    def summary(self) -> dict:
+        return {"objects": self.count, "bytes": self.bytes,
+                "until": self.until.strftime("%Y-%m-%dT%H:%M:%SZ") if self.until else None}
+
+    def message(self) -> str:
+        when = f"{self.until:%Y-%m-%d %H:%M} UTC" if self.until else "their retention dates"
+        return (f"{self.count} objects ({self.bytes} bytes) are locked on the target until {when}: "
+                f"they stay, outside the index, and a prune after {when} frees them")

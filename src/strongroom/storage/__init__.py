@@ -23,7 +23,7 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(?!\\)")
 
 def open_storage(url: str, *, webdav_password: Password = None, vendor: str | None = None,
                  cache_root: str | None = None, on_event: Callable[[dict], None] | None = None,
-                 settings: Settings = DEFAULT, sftp_access=None) -> Storage:
+                 settings: Settings = DEFAULT, sftp_access=None, s3_access=None) -> Storage:
     """Open the storage a repository URL names.
 
     `PATH` or `local:PATH`: a directory. `webdav+https://USER@HOST/PATH` (or
@@ -34,6 +34,9 @@ def open_storage(url: str, *, webdav_password: Password = None, vendor: str | No
     URL's) come from `settings`. `sftp://USER@HOST:PORT//PATH` or
     `sftp:USER@HOST:/PATH`: a folder on an SSH server (storage/sftp_access.py
     says which forms), logged in as `sftp_access` (an SFTPAccess) says.
+    URL's) come from `settings`. `s3:https://ENDPOINT/BUCKET/PREFIX` or
+    `s3://BUCKET/PREFIX`: S3, with credentials from `s3_access` (an S3Access,
+    or a function that returns one), never from the URL (docs/s3.md).
     """
     if not url:
         raise UsageError("no repository given: use --repo or STRONGROOM_REPO")
@@ -44,13 +47,15 @@ def open_storage(url: str, *, webdav_password: Password = None, vendor: str | No
                             settings.cache_root if cache_root is None else cache_root, on_event, settings)
     if url.startswith("sftp:"):
         return _open_sftp(url, sftp_access, on_event, settings)
+    if url.startswith(("s3:http://", "s3:https://", "s3://")):
+        return _open_s3(url, s3_access, on_event, settings)
     scheme = _SCHEME.match(url)
     if scheme:
         # `sftp:host:/path`, `s3:...`, `rest:...` are other tools' forms, not a
         # folder named so: a path that really starts that way is written ./NAME.
         raise UsageError(f"unsupported repository URL scheme {scheme.group(1)!r}: "
-                         "use a path, local:PATH, webdav+https://USER@HOST/PATH, webdav+http://... "
-                         "or sftp://USER@HOST:PORT//PATH")
+                         "use a path, local:PATH, webdav+https://USER@HOST/PATH, webdav+http://..., "
+                         "sftp://USER@HOST:PORT//PATH, s3:https://ENDPOINT/BUCKET/PREFIX or s3://BUCKET/PREFIX")
     return _local(url, settings)
 
 
@@ -133,6 +138,32 @@ def _open_sftp(url: str, access, on_event, settings: Settings) -> Storage:
     client = SFTPStorage(location, access, connections=connections, timeout=settings.webdav_timeout)
     policy = RetryPolicy(deadline=settings.webdav_deadline, base_delay=settings.webdav_retry_delay)
     return RetryingStorage(client, policy, on_wait=on_event)
+
+
+def _open_s3(url: str, access, on_event, settings: Settings) -> Storage:
+    from strongroom.storage.retry import RetryingStorage, RetryPolicy
+    from strongroom.storage.s3 import DEFAULT_PART_SIZE, S3Client, S3Endpoint, S3Storage
+    from strongroom.storage.s3_config import parse_s3_url
+    from strongroom.storage.s3_providers import provider_profile, region_of
+
+    if callable(access):
+        access = access()
+    where = parse_s3_url(url, access)
+    if access is None or access.credentials is None:
+        raise UsageError("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE "
+                         "(~/.aws/credentials)")
+    provider = provider_profile(where.provider, where.endpoint)
+    region = where.region or access.region or region_of(where.endpoint) or provider.region
+    path_style = provider.path_style if where.path_style is None else where.path_style
+    connections = settings.connections or where.connections or provider.connections
+    client = S3Client(S3Endpoint.parse(where.endpoint, region, path_style), access.credentials,
+                      timeout=settings.webdav_timeout, connections=connections)
+    storage = S3Storage(client, where.bucket, where.prefix, provider, where.part_size or DEFAULT_PART_SIZE,
+                        connections, object_lock=where.object_lock)
+    policy = RetryPolicy(deadline=settings.webdav_deadline, base_delay=settings.webdav_retry_delay,
+                         blocked_wait=provider.blocked_wait if settings.webdav_blocked_wait is None
+                         else settings.webdav_blocked_wait)
+    return RetryingStorage(storage, policy, on_wait=on_event)
 
 
 def _budget(vendor, username: str, netloc: str, cache_root: str | None, settings: Settings,
