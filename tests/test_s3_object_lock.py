@@ -81,6 +81,14 @@ def test_forget_and_prune_leave_what_is_locked_and_say_when_it_goes(s3_cluster, 
     result = summary(done)
     assert result["removed"] == [] and b"locked" in done.stdout + done.stderr
     assert len(summary(cli.run("snapshots", "--json", env=env))) == 2
+    # The config and key files are locked too; a new password adds a key and
+    # keeps the old one, which the target will not let go yet.
+    with s3_cluster.client() as client:
+        for key in ("repo/config", f"repo/keys/{versions(s3_cluster, bucket, 'repo/keys/')[-1][0].rsplit('/', 1)[1]}"):
+            assert "x-amz-object-lock-retain-until-date" in client.request("HEAD", bucket, key, "head").headers
+    changed = cli.run("key", "passwd", env={**env, "STRONGROOM_NEW_PASSWORD": "another password"})
+    assert changed.returncode == 0 and b"stays" in changed.stdout, changed.stderr
+    assert summary(cli.run("snapshots", "--json", env={**env, "STRONGROOM_PASSWORD": "another password"}))
 
     # Someone with the right to bypass governance removes the old point: its
     # packs are now unused, but locked. Prune finishes, deletes nothing
@@ -101,3 +109,9 @@ def test_forget_and_prune_leave_what_is_locked_and_say_when_it_goes(s3_cluster, 
     target = tmp_path / "restore"
     summary(cli.run("restore", "latest", "--target", str(target), "--json", env=env))
     assert snapshot_tree(target / src.relative_to("/")) == snapshot_tree(src)
+
+    # Tagging a locked point writes the new one and leaves the old beside it.
+    points = len(summary(cli.run("snapshots", "--json", env=env)))
+    tagged = cli.run("tag", "--add", "kept", "latest", env=env)
+    assert tagged.returncode == 0 and b"stays beside its replacement" in tagged.stdout + tagged.stderr
+    assert len(summary(cli.run("snapshots", "--json", env=env))) == points + 1

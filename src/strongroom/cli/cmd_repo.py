@@ -10,7 +10,7 @@ import click
 
 from strongroom.cli.options import Common, FromRepo, common_options, from_repository_options, read_password
 from strongroom.cli.output import emit_json
-from strongroom.errors import UsageError, WrongPassword
+from strongroom.errors import ObjectLocked, UsageError, WrongPassword
 from strongroom.repo import keys
 from strongroom.repo.repository import DEFAULT_PACK_SIZE, Repository
 from strongroom.words import plural
@@ -115,7 +115,13 @@ def key_passwd(common: Common) -> None:
     repo = common.open()
     with common.lock(repo, exclusive=True, writes=True, what="key passwd"):
         key_id = keys.store_key(repo.storage, repo.crypto.key, _new_password(common))
-        repo.storage.delete(f"{keys.KEY_DIR}/{repo.key_id}")
+        try:
+            repo.storage.delete(f"{keys.KEY_DIR}/{repo.key_id}")
+        except ObjectLocked as e:
+            # The new key is stored; the target keeps the old one (S3 Object
+            # Lock), so the old password opens the repository until its date.
+            print(f"password changed: key {key_id[:8]} added; key {repo.key_id[:8]} stays: {e}")
+            return
     print(f"password changed: key {repo.key_id[:8]} replaced by {key_id[:8]}")
 
 

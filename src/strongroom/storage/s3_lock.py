@@ -1,8 +1,9 @@
 """S3 Object Lock: retention dates on what a repository must not lose.
 
 With `?object-lock=governance:30d` (or compliance), every new pack, index
-object and snapshot is written with a retention date 30 days on; locks and
-folder markers are not (they must go when their run ends). The bucket must
+object and snapshot, and the config and key files, are written with a
+retention date 30 days on; locks and folder markers are not (they must go
+when their run ends). The bucket must
 have Object Lock enabled (init creates it so when it makes the bucket), and
 such a bucket is versioned: a plain DELETE would only add a delete marker,
 hiding the object while it stays stored. So deletes here name each version
@@ -19,7 +20,9 @@ from typing import Callable
 from strongroom.errors import ObjectLocked, StorageError, TransientStorageError
 from strongroom.storage.s3_client import S3Client, text_of, xml_root
 
-LOCKED_FOLDERS = frozenset({"data", "index", "snapshots"})
+# What a repository cannot lose: its packs, index and snapshots, and what
+# opens them (the config, the key files). Not locks, not folder markers.
+LOCKED_FOLDERS = frozenset({"data", "index", "snapshots", "keys", "config"})
 _MAX_VERSIONS = 1000  # of one key: a page; more is not a repository's
 
 
