@@ -80,6 +80,21 @@ install_chromium() {
     echo "installing chromium" >&2
     install_without_starting chromium
 }
+# The SFTP tests (tests/sftp_server.py) start Debian's sshd on a free port with
+# their own config and throw-away keys; the system's sshd is never started.
+# sshd started as root needs its privilege-separation directory, which only
+# the package's own service start would make.
+install_sshd() {
+    local status=0
+    if [ -n "$(missing_packages openssh-server openssh-client)" ]; then
+        echo "installing openssh-server openssh-client" >&2
+        install_without_starting openssh-server openssh-client || status=$?
+        service ssh stop >/dev/null 2>&1 || true
+    fi
+    mkdir -p /run/sshd && chmod 755 /run/sshd
+    return "$status"
+}
+
 # tests/s3_server.py runs a throw-away Ceph cluster (one monitor, one memstore
 # OSD, radosgw) in a temporary directory: Debian's ceph packages, whose
 # units must not start a system cluster.
@@ -96,6 +111,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     install_postgresql || echo "warning: could not install postgresql" >&2
     install_systemd || echo "warning: could not install systemd" >&2
     install_chromium || echo "warning: could not install chromium" >&2
+    install_sshd || echo "warning: could not install openssh-server" >&2
     install_ceph || echo "warning: could not install ceph" >&2
 fi
 

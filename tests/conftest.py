@@ -14,6 +14,7 @@ from strongroom.repo import keys
 from strongroom.repo.repository import Repository
 from strongroom.storage import LocalStorage
 from webdav_fixtures import *  # noqa: F403  (the WebDAV test servers)
+from sftp_server import sftp_server  # noqa: F401  (the OpenSSH test server)
 from s3_server import *  # noqa: F403  (the radosgw of the S3 tests)
 
 PASSWORD = b"correct horse battery staple"

@@ -153,7 +153,7 @@ crash dir = {root}/crash
 exec dir = {root}/run
 
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
+rgw frontends = beast endpoint=127.0.0.1:{rgw_port} tcp_nodelay=1
 rgw data = {root}/rgw
 rgw thread pool size = 32
 rgw enable ops log = false

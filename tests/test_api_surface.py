@@ -21,6 +21,7 @@ import pytest
 import strongroom
 
 RESULTS = ["BackupResult", "BackupStatistics", "BackupSummary", "CleanupResult", "ConfigTrend", "ConnectionReport",
+           "CopyResult",
            "Estimate", "Job",
            "RecoveryPlan", "RecoveryPoint", "RecoveryProgress", "RetentionDecision", "RetentionResult",
            "StorageTrend", "StorageUsage", "TargetSpace", "TargetTrend", "TrendLine", "UsageReport", "UsageSample",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from strongroom.errors import LockLost, RepositoryLocked, StorageError
+from strongroom.errors import Interrupted, LockLost, RepositoryLocked, StorageError
 from strongroom.repo import locks
 from strongroom.repo.crypto import Crypto, MasterKey
 from strongroom.repo.host import HostIdentity
@@ -186,9 +186,11 @@ def test_lock_of_a_dead_process_on_this_machine_is_stale(storage, crypto, monkey
     assert staleness().judge([info]) == [info]
 
     shared = Lock(storage, crypto, exclusive=False).acquire()
-    assert lock_names(storage) == {name, shared.name}
+    assert lock_names(storage) == {shared.name}  # passed over, then removed
     shared.release()
+    assert lock_names(storage) == set()
 
+    name = planted_lock(storage, crypto, monkeypatch, exclusive=True, pid=pid)
     assert [lock.name for lock in remove_locks(storage, crypto, staleness())] == [name]
     assert lock_names(storage) == set()
 
@@ -234,14 +236,16 @@ def test_a_lock_seen_unchanged_for_the_window_is_stale(storage, crypto, monkeypa
     clock.advance(15)
     assert [lock.name for lock in rule.judge(read_locks(storage, crypto))] == [old]
 
-    # The stale exclusive lock no longer holds back a shared one; the recent
-    # shared one still holds back an exclusive one.
+    # The stale exclusive lock no longer holds back a shared one, which removes
+    # it once its own is held; the recent shared one still holds back an
+    # exclusive one.
     timing = LockTiming(stale_after=60, lost_after=30, refresh_every=10, clock=clock)
     Lock(storage, crypto, exclusive=False, timing=timing, sightings=rule.sightings).acquire().release()
+    assert lock_names(storage) == {recent}
     with pytest.raises(RepositoryLocked, match="seen unchanged for 15 s"):
         Lock(storage, crypto, exclusive=True, timing=timing, sightings=rule.sightings).acquire()
 
-    assert [lock.name for lock in remove_locks(storage, crypto, rule)] == [old]
+    assert remove_locks(storage, crypto, rule) == []
     assert lock_names(storage) == {recent}
 
 
@@ -333,6 +337,87 @@ def test_acquire_gives_up_after_the_wait(storage, crypto):
         assert lock_names(storage) == {holder.name}
     finally:
         holder.release()
+
+
+def test_overlapping_shared_locks_cannot_keep_an_exclusive_one_out(storage, crypto):
+    """Hosts whose backups overlap always leave some shared lock on the target.
+    A waiting exclusive lock stays in place, so that new shared ones wait
+    behind it while those held drain away; withdrawn after every look, it
+    never found a moment without one."""
+    stop = threading.Event()
+    taken: list[str] = []
+    holding: set[str] = set()  # shared locks held now
+    errors: list[BaseException] = []
+
+    def host(offset: float) -> None:
+        stop.wait(offset)
+        try:
+            while not stop.is_set():
+                lock = Lock(storage, crypto, exclusive=False).acquire(wait=30, stop=stop.is_set)
+                taken.append(lock.name)
+                holding.add(lock.name)
+                stop.wait(0.2)  # the backup's work
+                holding.discard(lock.name)
+                lock.release()
+        except Interrupted:
+            pass
+        except BaseException as e:
+            errors.append(e)
+
+    hosts = [threading.Thread(target=host, args=(i * 0.07,)) for i in range(3)]
+    for t in hosts:
+        t.start()
+    try:
+        while len(taken) < 6:
+            stop.wait(0.01)
+        exclusive = Lock(storage, crypto, exclusive=True).acquire(wait=8)
+        before = len(taken)
+        assert not holding  # every shared lock released before it went ahead
+        stop.wait(0.3)
+        assert len(taken) == before and not holding  # and none taken beside it
+        exclusive.release()
+        while len(taken) < before + 3 and not errors:
+            stop.wait(0.01)  # the hosts go on once it is released
+    finally:
+        stop.set()
+        for t in hosts:
+            t.join(10)
+    assert not errors, errors
+    assert lock_names(storage) == set()
+
+
+def test_a_waiting_exclusive_lock_does_not_hold_backups_back_for_a_dead_one(storage, crypto, monkeypatch):
+    """A shared lock left by a crashed host on another machine stops changing:
+    a prune waits out its stale window, and meanwhile backups go on."""
+    dead = planted_lock(storage, crypto, monkeypatch, exclusive=False, host=elsewhere())
+    timing = LockTiming(refresh_every=0.05, lost_after=0.2, retry_pause=0.05, stale_after=30)
+    waiter = Lock(storage, crypto, exclusive=True, timing=timing)
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            waiter.acquire(wait=20)
+        except BaseException as e:
+            outcome.append(e)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    try:
+        # Once the waiter has seen the dead lock unchanged past two refreshes...
+        deadline = time.monotonic() + 20
+        while waiter.staleness.sightings.unchanged_for(dead) < 4 * timing.refresh_every:
+            assert time.monotonic() < deadline and not outcome, outcome
+            time.sleep(0.01)
+        # ...a backup is not refused by it: it withdrew after its look.
+        backup = Lock(storage, crypto, exclusive=False, timing=timing).acquire(wait=3)
+        backup.release()
+    finally:
+        storage.delete(dead)  # (as if it went stale) the waiter goes ahead
+        thread.join(20)
+    assert not outcome, outcome
+    assert waiter.held
+    waiter.release()
+    assert lock_names(storage) == set()
 
 
 def test_refused_acquire_costs_only_a_few_requests(storage, crypto):

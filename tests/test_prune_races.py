@@ -297,12 +297,12 @@ def test_prune_killed_at_random_points(cli, repo_path, tmp_path, template):
     # one warning a check may still give here.
     assert all("left by interrupted writes (e.g. locks/.tmp-" in w for w in report["warnings"]), report
     assert_restores(cli, tmp_path, expected)
-    # The killed prunes' locks are stale: nothing above waited for them, and unlock clears them.
-    stale = held_locks(repo_path)
-    assert len(stale) == len([s for s in stages if s not in ("before", "ended")])
-    removed = summary(cli.run("unlock", "--json"))["removed"]
-    assert len(removed) == len(stale) and all("exclusive lock" in d for d in removed), removed
+    # The killed prunes' locks are stale (their pids are gone on this machine):
+    # nothing above waited for them, and the next command that took a lock
+    # past each one removed it, so unlock finds none.
+    assert len([s for s in stages if s not in ("before", "ended")]) > 0
     assert held_locks(repo_path) == []
+    assert summary(cli.run("unlock", "--json"))["removed"] == []
     extra = summary(cli.run("backup", str(work), "--json"))["snapshot"]
     expected[extra] = (work, snapshot_tree(work))
     assert_restores(cli, tmp_path, expected)

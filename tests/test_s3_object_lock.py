@@ -127,7 +127,7 @@ def test_a_locked_repository_keeps_what_the_locks_hold_and_survives_an_attacker(
             assert retention.mode == "GOVERNANCE", info.name
             assert now + timedelta(hours=23) < retention.until < now + timedelta(hours=25)
     for name in ("config", *(i.name for i in storage.list("keys"))):
-        assert storage.retention(name).mode is None  # what may change or go at once carries no lock
+        assert storage.retention(name).mode == "GOVERNANCE"  # what opens the repository is locked too
 
     # forget while the locks hold: the older point stays, whole, and says why.
     forgot = last_json(cli.run("forget", "--keep-last", "1", "--prune", "--json", env=env))
@@ -147,6 +147,13 @@ def test_a_locked_repository_keeps_what_the_locks_hold_and_survives_an_attacker(
     assert {i.name for i in storage.list("data")} == packs_before
     said = cli.run("prune", env=env)
     assert b"to free when the locks expire" in said.stdout, said.stdout
+    # A new password adds a key and keeps the locked old one; a new tag
+    # writes the new point and leaves the locked old one beside it.
+    changed = cli.run("key", "passwd", env={**env, "STRONGROOM_NEW_PASSWORD": "another password"})
+    assert changed.returncode == 0 and b"stays" in changed.stdout, changed.stdout + changed.stderr
+    tagged = cli.run("tag", "--add", "kept", "latest", env=env)
+    assert tagged.returncode == 0 and b"stays beside its replacement" in tagged.stdout + tagged.stderr
+    assert len(list(storage.list("snapshots"))) == 2
 
     # An attacker with the credentials deletes every pack with a plain DELETE:
     # a delete marker each, the data stays. check notices (the index names

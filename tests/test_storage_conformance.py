@@ -63,6 +63,16 @@ def webdav_target(kind: str) -> Callable[[pytest.FixtureRequest], Target]:
     return factory
 
 
+def sftp_target(request: pytest.FixtureRequest) -> Target:
+    from strongroom.storage.retry import RetryingStorage, RetryPolicy
+    from strongroom.storage.sftp import SFTPStorage
+    from strongroom.storage.sftp_access import SFTPAccess, parse_sftp_url
+
+    server = request.getfixturevalue("sftp_server")
+    root = server.scratch()
+    access = SFTPAccess(str(server.known_hosts), (str(server.client_key),))
+    client = SFTPStorage(parse_sftp_url(server.url(root)), access, connections=2, timeout=20)
+    return Target(RetryingStorage(client, RetryPolicy(deadline=30, base_delay=0.05)), _local_put_raw(root))
 def s3_target(request: pytest.FixtureRequest) -> Target:
     """A fresh prefix of the session's bucket on the radosgw of tests/s3_server.py."""
     import uuid
@@ -82,6 +92,7 @@ BACKENDS = [
     pytest.param(webdav_target("rclone"), id="rclone"),
     pytest.param(webdav_target("apache"), id="apache"),
     pytest.param(webdav_target("nginx"), id="nginx"),
+    pytest.param(sftp_target, id="sftp"),
     pytest.param(s3_target, id="s3-radosgw"),
 ]
 

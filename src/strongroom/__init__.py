@@ -59,6 +59,7 @@ _API = {
     "CleanupResult": "strongroom.services.results",
     "BackupSummary": "strongroom.services.results",
     "ConfigTrend": "strongroom.services.results",
+    "CopyResult": "strongroom.services.results",
     "Estimate": "strongroom.services.results",
     "Job": "strongroom.services.results",
     "JobHandle": "strongroom.services.results",

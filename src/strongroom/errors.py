@@ -28,6 +28,17 @@ class ListingFailed(StorageError):
     not a listing of the folder asked for (a redirect, an empty multistatus)."""
 
 
+class ObjectLocked(StorageError):
+    """The target keeps the object until a date (S3 Object Lock): it cannot be
+    deleted before then, and deleting it is not attempted again in this run."""
+
+    def __init__(self, message: str, until=None, size: int = 0, name: str = "") -> None:
+        super().__init__(message)
+        self.until = until  # a timezone-aware datetime, or None when the target does not say (a legal hold)
+        self.size = size
+        self.name = name
+
+
 class TransientStorageError(StorageError):
     """A failure that may pass: a network error, 5xx, 423, 429, throttling."""
 
@@ -131,14 +142,3 @@ class Interrupted(StrongroomError):
 class ShuttingDown(Interrupted):
     """The process is stopping (the daemon's SIGTERM): the job stops at its next
     chunk and goes back to the queue, to run again at the next start."""
-
-
-class ObjectLocked(StorageError):
-    """The target refused to delete an object whose retention (S3 Object Lock)
-    has not expired: nothing was removed. `until` is the retain-until date
-    (an aware datetime), None under a legal hold that has no date."""
-
-    def __init__(self, message: str, name: str = "", until=None) -> None:
-        super().__init__(message)
-        self.name = name
-        self.until = until

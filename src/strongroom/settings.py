@@ -41,6 +41,10 @@ class Settings:
     # the target's own (a WebDAV URL's ?connections=N, else its vendor's
     # default; LOCAL_CONNECTIONS for a directory).
     connections: int | None = None
+    # The machine this process names in the locks it writes, in place of
+    # /etc/machine-id: containers or images that share one machine id, or
+    # several hosts of a fleet simulated on one machine. None: the system's.
+    machine_id: str | None = None
 
     def with_cache(self, cache_root: str | None) -> "Settings":
         return replace(self, cache_root=cache_root)
@@ -83,8 +87,18 @@ class Settings:
             webdav_budget=budget,
             checkpoint_seconds=number("STRONGROOM_CHECKPOINT_SECONDS", cls.checkpoint_seconds),
             connections=connections,
+            machine_id=_machine_id(env.get("STRONGROOM_MACHINE_ID")),
         )
         return replace(settings, **overrides) if overrides else settings
+
+
+def _machine_id(text: str | None) -> str | None:
+    if text is None or text.strip() == "":
+        return None
+    text = text.strip()
+    if len(text) > 128 or not text.isprintable():
+        raise UsageError("STRONGROOM_MACHINE_ID must be a short printable name (at most 128 characters)")
+    return text
 
 
 DEFAULT = Settings()

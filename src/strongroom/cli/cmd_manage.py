@@ -27,7 +27,7 @@ from strongroom.model.retention import describe_policy, parse_duration
 from strongroom.services.backup_manager import BackupManager, create_backup_manager
 from strongroom.services.configs import AFTER_RUN, DEFAULT_CHECK_SUBSET, BackupConfig
 from strongroom.services.jobs import BACKUP_KINDS
-from strongroom.services.describe import password_source, target_of
+from strongroom.services.describe import copy_password_source, password_source, target_of
 from strongroom.services.urls import has_password, redact_password
 from strongroom.services.webdav_service import WebDAVCredentials
 from strongroom.storage.vendors import guess_vendor
@@ -272,6 +272,8 @@ def config_options(editing: bool):
                          help=f"With --check-schedule: the share of packs each check reads "
                               f"({DEFAULT_CHECK_SUBSET}; n/t goes through the t parts in turn)."),
         ]
+        from strongroom.cli.copy_to_options import copy_to_options
+        options += copy_to_options(editing)
         if editing:
             options.append(click.option("--no-retention", is_flag=True,
                                         help="Drop the retention policy (and stop applying it after runs)."))
@@ -369,6 +371,8 @@ def _apply(config: BackupConfig, o: dict) -> BackupConfig:
     _apply_retention(config, o)
     _apply_schedules(config, o)
     _apply_check_schedules(config, o)
+    from strongroom.cli.copy_to_options import apply_copy_to
+    apply_copy_to(config, o)
     for key in ("password_file", "password_env", "password_command"):
         if o[key] is not None and not o[key].strip():
             # Else it reads as no reference given, and a new key is generated.
@@ -501,8 +505,8 @@ def config_add(m: Manage, name, no_encrypt, **options) -> None:
     with m.manager() as manager:
         try:
             manager.add_config(cfg)
-        except WrongPassword:
-            if not generated:
+        except WrongPassword as e:
+            if not generated or "the second target" in str(e):
                 raise
             raise WrongPassword(f"{target_of(manager, cfg)} holds a repository already: give its password with "
                                 "--store-password, --password-env or --password-file") from None
@@ -525,6 +529,9 @@ def _config_doc(manager: BackupManager, cfg: BackupConfig) -> dict:
     doc = {"source_command": None, "stdin_filename": None, "sqlite": None, "postgres": None, **cfg.to_doc()}
     doc.pop("secret_ref", None)  # a reference, not a secret, but it helps nobody reading this
     doc.pop("postgres_secret_ref", None)
+    if cfg.copy_to:
+        doc["copy_to"] = {**{k: v for k, v in cfg.copy_to.items() if k != "secret_ref"},
+                          "target": cfg.describe_copy_target(), "password": copy_password_source(cfg)}
     doc["source_kind"] = cfg.source_kind
     doc["source"] = cfg.describe_source()
     if cfg.source_kind == "postgres":
@@ -581,6 +588,9 @@ def config_show(m: Manage, name) -> None:
         ("retention", describe_policy(doc["retention"])
          + (f"; applied after each run ({doc['retention_after_run']})" if doc["retention_after_run"] != "off" else "")),
     ]
+    if doc.get("copy_to"):
+        rows.append(("copy to", f"{doc['copy_to']['target']} after each run "
+                                f"(password: {doc['copy_to']['password']})"))
     for schedule in doc["schedules"]:
         rows.append(("schedule", f"{schedule['description']}; next {schedule['next_local']}"))
     for schedule in doc["check_schedules"]:

@@ -1,15 +1,16 @@
-"""init, key, unlock."""
+"""init, key, locks, unlock."""
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
 import click
 
-from strongroom.cli.options import Common, common_options, read_password
+from strongroom.cli.options import Common, FromRepo, common_options, from_repository_options, read_password
 from strongroom.cli.output import emit_json
-from strongroom.errors import UsageError, WrongPassword
+from strongroom.errors import ObjectLocked, UsageError, WrongPassword
 from strongroom.repo import keys
 from strongroom.repo.repository import DEFAULT_PACK_SIZE, Repository
 from strongroom.words import plural
@@ -22,10 +23,22 @@ from strongroom.words import plural
               help=f"Target pack size in MiB (default {DEFAULT_PACK_SIZE >> 20}; 64 on Nutstore).")
 @click.option("--no-password", "no_password", is_flag=True,
               help="Store the master key unwrapped: integrity without secrecy.")
-def init(common: Common, compression: str, pack_size: int, no_password: bool) -> None:
+@functools.partial(from_repository_options, repo_option="--copy-chunker-params")
+def init(common: Common, compression: str, pack_size: int, no_password: bool, from_repo, from_password_file,
+         from_password_command, from_webdav_password_file, from_webdav_vendor) -> None:
     """Create a new repository (and its directory).
 
-    Refuses a location that holds a repository, or anything else (exit 1)."""
+    Refuses a location that holds a repository, or anything else (exit 1).
+    With --copy-chunker-params URL, the new repository takes that one's chunker
+    parameters, chunker seed and blob id key (its password read as `copy`
+    reads the source's), so dedup holds between them and `copy` sends blobs
+    and trees as they are."""
+    ids_of = None
+    if from_repo:
+        ids_of = FromRepo(from_repo, from_password_file, from_password_command, from_webdav_password_file,
+                          from_webdav_vendor).open(common)
+    elif from_password_file or from_password_command or from_webdav_password_file or from_webdav_vendor:
+        raise UsageError("the --from-* options go with --copy-chunker-params URL")
     storage = common.storage()
     vendor = storage.info.vendor
     pack_bytes = pack_size * 1024 * 1024 if pack_size else vendor.pack_size if vendor else DEFAULT_PACK_SIZE
@@ -37,13 +50,17 @@ def init(common: Common, compression: str, pack_size: int, no_password: bool) ->
         raise UsageError("empty password: use --no-password for a repository without one")
     repo = Repository.init(storage, password, compression=compression, pack_size=pack_bytes,
                            data_fanout=vendor.data_fanout if vendor else 2, cache_root=common.cache_root,
-                           settings=common.settings, on_warning=common.warn)
+                           settings=common.settings, on_warning=common.warn, ids_of=ids_of)
     if common.json:
         emit_json({"type": "summary", "repository_id": repo.config.id, "url": repo.storage.url,
-                   "encrypted": password is not None})
+                   "encrypted": password is not None,
+                   "chunker_params_of": ids_of.storage.url if ids_of is not None else None})
     else:
         mode = "without a password (not secret)" if password is None else "encrypted"
         print(f"created repository {repo.config.id[:8]} at {repo.storage.url}, {mode}")
+        if ids_of is not None:
+            print(f"chunker parameters, chunker seed and blob id key taken from {ids_of.config.id[:8]} "
+                  f"at {ids_of.storage.url}")
 
 
 @click.group()
@@ -98,7 +115,13 @@ def key_passwd(common: Common) -> None:
     repo = common.open()
     with common.lock(repo, exclusive=True, writes=True, what="key passwd"):
         key_id = keys.store_key(repo.storage, repo.crypto.key, _new_password(common))
-        repo.storage.delete(f"{keys.KEY_DIR}/{repo.key_id}")
+        try:
+            repo.storage.delete(f"{keys.KEY_DIR}/{repo.key_id}")
+        except ObjectLocked as e:
+            # The new key is stored; the target keeps the old one (S3 Object
+            # Lock), so the old password opens the repository until its date.
+            print(f"password changed: key {key_id[:8]} added; key {repo.key_id[:8]} stays: {e}")
+            return
     print(f"password changed: key {repo.key_id[:8]} replaced by {key_id[:8]}")
 
 
@@ -131,5 +154,24 @@ def unlock(common: Common, remove_all: bool) -> None:
         print(f"removed {plural(len(removed), 'lock')}")
 
 
-COMMANDS = [init, key, unlock]
+@click.command()
+@common_options
+def locks(common: Common) -> None:
+    """Show who holds locks on the repository."""
+    repo = common.open()
+    found = repo.list_locks()
+    if common.json:
+        for lock, seen, stale in found:
+            emit_json({"type": "lock", "name": lock.name, "exclusive": lock.exclusive, "hostname": lock.hostname,
+                       "username": lock.username, "pid": lock.pid, "time": lock.time, "machine_id": lock.machine_id,
+                       "seen_unchanged": round(seen, 1), "stale": stale})
+        emit_json({"type": "summary", "locks": len(found), "stale": sum(stale for *_, stale in found)})
+        return
+    for lock, seen, stale in found:
+        verdict = "stale" if stale else f"seen unchanged for {seen:.0f} s here"
+        print(f"{lock.name.rsplit('/', 1)[-1][:8]}  {lock.describe()}  ({verdict})")
+    print(f"{plural(len(found), 'lock')}")
+
+
+COMMANDS = [init, key, locks, unlock]
 __all__ = ["COMMANDS", "WrongPassword"]

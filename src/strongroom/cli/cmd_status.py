@@ -28,6 +28,7 @@ def status_doc(s: ConfigStatus, zone) -> dict:
         "last_success": when(s.last_success), "snapshot_id": s.snapshot_id, "next_run": when(s.next_run),
         "newest_point_age_seconds": s.newest_point_age_seconds, "size_bytes": s.size_bytes,
         "restore_size_bytes": s.restore_size_bytes, "size_sampled_at": when(s.sampled_at),
+        "last_copy": when(s.last_copy), "copy_error": s.copy_error,
     }
 
 
@@ -82,6 +83,10 @@ def status(m: Manage, check) -> None:
             age = human_duration(s.newest_point_age_seconds)
             print(f"{terminal_safe(s.name)[:20]:20}  {s.status:6}  {last:25}  {following:25}  {age:10}  "
                   f"{human_size(s.size_bytes):10}  {terminal_safe(s.reason)}")
+            if s.last_copy or s.copy_error:
+                copied = local_text(s.last_copy, zone) if s.last_copy else "never"
+                print(f"{'':20}  second target: last copy {copied}"
+                      + (f"; the last copy failed: {terminal_safe(s.copy_error)}" if s.copy_error else ""))
         red = sum(s.status == RED for s in statuses)
         print(plural(len(statuses), "configuration") + (f", {red} red" if red else ""))
         if checks:

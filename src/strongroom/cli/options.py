@@ -36,6 +36,8 @@ class Common:
     webdav_vendor: str | None = None
     webdav_password_file: str | None = None
     connections: int | None = None
+    sftp_key_file: str | None = None
+    sftp_known_hosts: str | None = None
     quiet: bool = False
     verbose: int = 0
     log_file: str | None = None
@@ -53,6 +55,8 @@ class Common:
         from strongroom.storage import open_storage
         return open_storage(self.repo or "", webdav_password=self._webdav_password, vendor=self.webdav_vendor,
                             cache_root=self.cache_root, on_event=self.events, settings=self.settings,
+                            sftp_access=read_sftp_access(self.sftp_key_file, self.sftp_known_hosts)
+                            if (self.repo or "").startswith("sftp:") else None,
                             s3_access=read_s3_access)
 
     def open(self) -> Repository:
@@ -162,10 +166,124 @@ def read_s3_access():
     return read(os.environ)
 
 
+def read_sftp_access(key_file: str | None, known_hosts: str | None):
+    """How to log in to an SFTP target, from the options and the environment:
+    the key file (--sftp-key-file, STRONGROOM_SFTP_KEY_FILE, else the default
+    ~/.ssh/id_ed25519, id_ecdsa, id_rsa that exist), the SSH agent
+    (SSH_AUTH_SOCK), the key's passphrase (STRONGROOM_SFTP_KEY_PASSPHRASE_FILE,
+    else STRONGROOM_SFTP_KEY_PASSPHRASE) and the trusted host keys
+    (--sftp-known-hosts, STRONGROOM_SFTP_KNOWN_HOSTS, else ~/.ssh/known_hosts)."""
+    from strongroom.storage.sftp_access import SFTPAccess
+
+    key_file = key_file or os.environ.get("STRONGROOM_SFTP_KEY_FILE")
+    if key_file:
+        keys: tuple[str, ...] = (os.path.expanduser(key_file),)
+    else:
+        ssh_dir = os.path.expanduser("~/.ssh")
+        keys = tuple(p for p in (os.path.join(ssh_dir, n) for n in ("id_ed25519", "id_ecdsa", "id_rsa"))
+                     if os.path.isfile(p))
+    passphrase = None
+    path = os.environ.get("STRONGROOM_SFTP_KEY_PASSPHRASE_FILE")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                passphrase = f.read().rstrip("\r\n")
+        except OSError as e:
+            raise UsageError(f"cannot read SSH key passphrase file {path}: {e.strerror}") from None
+    elif "STRONGROOM_SFTP_KEY_PASSPHRASE" in os.environ:
+        passphrase = os.environ["STRONGROOM_SFTP_KEY_PASSPHRASE"]
+    known_hosts = known_hosts or os.environ.get("STRONGROOM_SFTP_KNOWN_HOSTS") or "~/.ssh/known_hosts"
+    return SFTPAccess(os.path.expanduser(known_hosts), keys, os.environ.get("SSH_AUTH_SOCK") or None, passphrase)
+
+
+# ---- the source repository of `copy` and `init --copy-chunker-params` ---------------------------
+
+NO_FROM_PASSWORD = ("no password for the source repository: set STRONGROOM_FROM_PASSWORD, "
+                    "STRONGROOM_FROM_PASSWORD_FILE, --from-password-file or --from-password-command")
+
+
+@dataclass
+class FromRepo:
+    """The source repository's options, read as the destination's are, from its own
+    options and STRONGROOM_FROM_* variables: never a password in argv."""
+
+    repo: str | None
+    password_file: str | None
+    password_command: str | None
+    webdav_password_file: str | None
+    webdav_vendor: str | None = None
+
+    def password(self) -> bytes:
+        path = self.password_file or os.environ.get("STRONGROOM_FROM_PASSWORD_FILE")
+        if path:
+            try:
+                with open(path, "rb") as f:
+                    return f.read().rstrip(b"\r\n")
+            except OSError as e:
+                raise UsageError(f"cannot read the source password file {path}: {e.strerror}") from None
+        command = self.password_command or os.environ.get("STRONGROOM_FROM_PASSWORD_COMMAND")
+        if command:
+            import subprocess
+            done = subprocess.run(command, shell=True, stdout=subprocess.PIPE)
+            if done.returncode != 0:
+                raise UsageError(f"source password command failed with exit code {done.returncode}")
+            return done.stdout.rstrip(b"\r\n")
+        if "STRONGROOM_FROM_PASSWORD" in os.environ:
+            return os.environb[b"STRONGROOM_FROM_PASSWORD"]
+        if sys.stdin.isatty():
+            import getpass
+            return getpass.getpass("source repository password: ").encode()
+        raise UsageError(NO_FROM_PASSWORD)
+
+    def webdav_password(self) -> str | None:
+        path = self.webdav_password_file or os.environ.get("STRONGROOM_FROM_WEBDAV_PASSWORD_FILE")
+        if not path:
+            return os.environ.get("STRONGROOM_FROM_WEBDAV_PASSWORD")
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().rstrip("\r\n")
+        except OSError as e:
+            raise UsageError(f"cannot read the source WebDAV password file {path}: {e.strerror}") from None
+
+    def open(self, common: Common) -> Repository:
+        from strongroom.repo.repository import Repository
+        from strongroom.storage import open_storage
+        if not self.repo:
+            raise UsageError("no source repository given: use --from-repo or STRONGROOM_FROM_REPO")
+        # An SFTP source logs in as the destination does (the STRONGROOM_SFTP_* settings, the agent).
+        storage = open_storage(self.repo, webdav_password=self.webdav_password, vendor=self.webdav_vendor,
+                               cache_root=common.cache_root, on_event=common.events, settings=common.settings,
+                               sftp_access=read_sftp_access(common.sftp_key_file, common.sftp_known_hosts)
+                               if self.repo.startswith("sftp:") else None, s3_access=read_s3_access)
+        return Repository.open(storage, self.password, common.cache_root, settings=common.settings,
+                               on_warning=common.warn)
+
+
+def from_repository_options(func, repo_option: str = "--from-repo"):
+    """The source repository's options, on `copy` (and `init`, with --copy-chunker-params)."""
+    for decorator in reversed([
+        click.option(repo_option, "from_repo", envvar="STRONGROOM_FROM_REPO" if repo_option == "--from-repo"
+                     else None, metavar="URL",
+                     help="The source repository, named as --repo is (default: STRONGROOM_FROM_REPO)."),
+        click.option("--from-password-file", type=click.Path(dir_okay=False),
+                     help="Read the source repository's password from this file (else "
+                          "STRONGROOM_FROM_PASSWORD_FILE, STRONGROOM_FROM_PASSWORD_COMMAND, STRONGROOM_FROM_PASSWORD)."),
+        click.option("--from-password-command", help="Run this command and read the source's password from its output."),
+        click.option("--from-webdav-password-file", type=click.Path(dir_okay=False),
+                     help="Read the source's WebDAV account password from this file (else "
+                          "STRONGROOM_FROM_WEBDAV_PASSWORD_FILE, STRONGROOM_FROM_WEBDAV_PASSWORD)."),
+        click.option("--from-webdav-vendor", type=click.Choice(VENDORS, case_sensitive=False), metavar="VENDOR",
+                     help="The source's WebDAV service, as --webdav-vendor."),
+    ]):
+        func = decorator(func)
+    return func
+
+
 # ---- the shared options, before or after the command ------------------------------------------
 
 REPO_HELP = ("Repository: a directory (PATH or local:PATH), WebDAV as webdav+https://USER@HOST/PATH "
-             "(or webdav+http://...), or S3 as s3:https://ENDPOINT/BUCKET/PREFIX (or s3://BUCKET/PREFIX "
+             "(or webdav+http://...), or SFTP as sftp://USER@HOST:PORT//ABSOLUTE/PATH or sftp:USER@HOST:/PATH "
+             "(logged in by key), or S3 as s3:https://ENDPOINT/BUCKET/PREFIX (or s3://BUCKET/PREFIX "
              "with AWS_ENDPOINT_URL); passwords and keys never go in the URL.")
 VENDORS = ["nutstore", "nextcloud", "owncloud", "generic"]
 
@@ -192,6 +310,14 @@ def repository_options(envvars: bool) -> list:
                           "quirks (default: guessed from the host)."),
         click.option("--webdav-password-file", type=click.Path(dir_okay=False),
                      help="Read the WebDAV account password from this file (else STRONGROOM_WEBDAV_PASSWORD)."),
+        click.option("--sftp-key-file", envvar=env("STRONGROOM_SFTP_KEY_FILE"), type=click.Path(dir_okay=False),
+                     help="SFTP: the private key to log in with (default: STRONGROOM_SFTP_KEY_FILE, else "
+                          "~/.ssh/id_ed25519, id_ecdsa, id_rsa; and the agent at SSH_AUTH_SOCK). Its passphrase: "
+                          "STRONGROOM_SFTP_KEY_PASSPHRASE_FILE or STRONGROOM_SFTP_KEY_PASSPHRASE."),
+        click.option("--sftp-known-hosts", envvar=env("STRONGROOM_SFTP_KNOWN_HOSTS"),
+                     type=click.Path(dir_okay=False),
+                     help="SFTP: the known_hosts file that must hold the server's host key "
+                          "(default: ~/.ssh/known_hosts)."),
         click.option("--connections", type=click.IntRange(1, 32), metavar="N",
                      help="Requests to the target at once: packs uploaded and downloaded in parallel (default: "
                           "STRONGROOM_CONNECTIONS, else the URL's ?connections=N, else the vendor's: 4, "
@@ -262,7 +388,7 @@ def configure_run(values: dict) -> None:
 
 
 _COMMON = ("repo", "password_file", "password_command", "retry_lock", "no_lock", "no_cache", "webdav_vendor",
-           "webdav_password_file", "connections", "json_output", "quiet", "verbose", "log_file", "debug", "cache_dir")
+           "webdav_password_file", "connections", "sftp_key_file", "sftp_known_hosts", "json_output", "quiet", "verbose", "log_file", "debug", "cache_dir")
 
 
 def common_options(func):
@@ -277,6 +403,7 @@ def common_options(func):
                         values["debug"], values["cache_dir"], values["no_cache"], values["retry_lock"],
                         no_lock=values["no_lock"], webdav_vendor=values["webdav_vendor"],
                         webdav_password_file=values["webdav_password_file"], connections=values["connections"],
+                        sftp_key_file=values["sftp_key_file"], sftp_known_hosts=values["sftp_known_hosts"],
                         quiet=values["quiet"],
                         verbose=values["verbose"], log_file=values["log_file"], catalog=catalog)
         with quiet_output(common, click.get_current_context().command_path):
@@ -288,7 +415,7 @@ def common_options(func):
 # stdout (errors and warnings still go to stderr, and --json is never muted).
 # The others print what was asked for (snapshots, ls, find, dump, cat, stats,
 # diff, key list, ...), -q or not.
-ACTING_COMMANDS = frozenset({"backup", "restore", "forget", "prune", "init", "unlock", "tag", "rewrite", "repair",
+ACTING_COMMANDS = frozenset({"backup", "copy", "restore", "forget", "prune", "init", "unlock", "tag", "rewrite", "repair",
                              "key add", "key passwd", "key remove", "mount"})
 
 

@@ -79,12 +79,17 @@ def status_line(event: dict) -> str:
         return plural(event["files_done"], "file")
     if action == "prune":
         return f"{event['packs_done']} of {plural(event['total_packs'], 'pack')} repacked"
+    if action == "copy":
+        return (f"{event['points_done']} of {plural(event['total_points'], 'point')}, "
+                f"{plural(event['blobs_sent'], 'blob')} sent{tail}")
     return ""
 
 
 def _amounts(event: dict) -> tuple[int, int | None]:
     if event.get("action") == "restore":
         return event["bytes_restored"] + event["bytes_skipped"], event.get("total_bytes") or None
+    if event.get("action") == "copy":
+        return event["bytes_sent"], None
     return event.get("bytes_done", 0), event.get("total_bytes") or None
 
 

@@ -245,6 +245,14 @@ class _Planner:
             self.problems.add((*config.path, "client"), f"no WebDAV client named {client!r} (in the file or "
                                                          "the catalog)")
             return
+        copy_to = config.fields.get("copy_to")
+        if copy_to and not any(copy_to.get(k) for k in ("password_file", "password_env", "password_command")):
+            kept = ((stored or {}).get("copy_to") or {}).get("secret_ref")
+            if not kept:
+                self.problems.add((*config.path, "copy_to"), "give the second target's password as password_file, "
+                                                             "password_env or password_command")
+                return
+            config.fields["copy_to"] = {**copy_to, "secret_ref": kept}
         made = BackupConfig(**config.fields)
         fields: list[str] = []
         if stored:

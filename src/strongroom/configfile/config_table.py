@@ -38,7 +38,9 @@ SCHEDULE_RULES = ("window", "random_delay", "missed", "priority")
 RETENTION = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly",
              "keep_within", "keep_tag")
 KEYS = set(PLAIN) | set(PATHS) | {"retention", "schedule", *SCHEDULE_RULES, "check_schedule", "check_subset",
-                                   *reference_keys("postgres_password")}
+                                   *reference_keys("postgres_password"), "copy_to"}
+# [config.NAME.copy_to]: the second target, named as the primary is, and its password's reference.
+COPY_TO_KEYS = ("target_dir", "client", "target_path", "password_file", "password_env", "password_command")
 # The field a schema error names, as the key of the file that sets it.
 FIELD_KEYS = {**{field: key for key, field in PLAIN.items()}, **{field: key for key, field in PATHS.items()},
               "schedules": "schedule", "check_schedules": "check_schedule", "retention": "retention",
@@ -99,6 +101,10 @@ def read_config(name: str, table: Any, problems: Problems, environ: Mapping[str,
     if "target_path" in table and "client" not in table:
         problems.add((*path, "target_path"), "a WebDAV target needs client and target_path "
                                              "(a local one is target_dir)")
+    if "copy_to" in table:
+        copy_to = _copy_to(table["copy_to"], path, problems, base_dir)
+        if copy_to is not None:
+            fields["copy_to"] = copy_to
     fields["retention"] = _retention(table.get("retention", {}), path, problems)
     fields["schedules"] = _schedules(table, path, problems)
     fields["check_schedules"] = _schedules(table, path, problems, "check_schedule")
@@ -121,6 +127,41 @@ def read_config(name: str, table: Any, problems: Problems, environ: Mapping[str,
     if len(problems.found) > before:
         return None
     return FileConfig(name, fields, db_password, path)
+
+
+def _copy_to(value: Any, path: Path, problems: Problems, base_dir: str) -> dict[str, Any] | None:
+    """[config.NAME.copy_to] as the configuration's `copy_to`. Without a password
+    reference, the one kept in the secrets store stays (apply takes it over)."""
+    where = (*path, "copy_to")
+    if not isinstance(value, dict):
+        problems.add(where, "give a table ([config.NAME.copy_to]) of target_dir, or client with target_path, "
+                            "and password_file, password_env or password_command")
+        return None
+    unknown = [k for k in value if k not in COPY_TO_KEYS]
+    for key in unknown:
+        problems.add((*where, key), f"unknown key: use {', '.join(COPY_TO_KEYS)}")
+    wrong = [k for k in value if k in COPY_TO_KEYS and not isinstance(value[k], str)]
+    for key in wrong:
+        problems.add((*where, key), "give text")
+    if unknown or wrong:
+        return None
+    if "target_dir" in value and ("client" in value or "target_path" in value):
+        problems.add((*where, "target_dir"), "give target_dir, or client with target_path, not both")
+        return None
+    if "target_dir" in value:
+        doc: dict[str, Any] = {"path": _absolute(value["target_dir"], base_dir)}
+    elif "client" in value and "target_path" in value:
+        doc = {"path": value["target_path"], "client_id": value["client"]}
+    else:
+        problems.add(where, "give target_dir, or client with target_path")
+        return None
+    given = [k for k in _PASSWORD_KEYS if k in value]
+    if len(given) > 1:
+        problems.add((*where, given[1]), f"give one of {', '.join(given)}")
+        return None
+    for key in given:
+        doc[key] = _absolute(value[key], base_dir) if key == "password_file" else value[key]
+    return doc
 
 
 def _retention(value: Any, path: Path, problems: Problems) -> dict[str, Any]:
@@ -252,6 +293,10 @@ def _check_fields(fields: dict[str, Any], table: dict, path: Path, problems: Pro
     full = {"password": None, "password_file": None, "password_env": None, "password_command": None,
             "source_command": None, "stdin_filename": None, "sqlite": None, "postgres": None,
             "target_path": "", "retention_after_run": "off", **fields}
+    copy_to = full.get("copy_to")
+    if copy_to and not any(copy_to.get(k) for k in _PASSWORD_KEYS):
+        # No reference: the second target's password in the secrets store stays (apply checks there is one).
+        full["copy_to"] = {**copy_to, "secret_ref": "kept"}
     try:
         check_complete({**_defaults(), **full})
     except UsageError as e:

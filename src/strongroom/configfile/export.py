@@ -84,6 +84,18 @@ def _config(config: Any) -> list[str]:
                    f"(`strongroom key export {config.name}` prints it)")
     if config.postgres_secret_ref:
         out.append("# postgres_password: kept in the secrets store")
+    if config.copy_to:
+        copy_to = config.copy_to
+        out += ["", f"[{dotted((*table, 'copy_to'))}]"]
+        if copy_to.get("client_id") in (None, "", "local"):
+            out.append(f"target_dir = {toml_value(copy_to['path'])}")
+        else:
+            out += [f"client = {toml_value(copy_to['client_id'])}", f"target_path = {toml_value(copy_to['path'])}"]
+        for key in ("password_file", "password_env", "password_command"):
+            if copy_to.get(key):
+                out.append(f"{key} = {toml_value(copy_to[key])}")
+        if copy_to.get("secret_ref"):
+            out.append("# password: kept in the secrets store")
     if config.retention:
         out += ["", f"[{dotted((*table, 'retention'))}]"]
         for key, value in config.retention.items():

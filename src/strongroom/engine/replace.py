@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from strongroom.errors import ObjectNotFound, StorageError
+from strongroom.errors import ObjectLocked, ObjectNotFound, StorageError
 from strongroom.model.snapshot import SNAPSHOT_DIR, Snapshot
 from strongroom.repo.repository import Repository, object_id
 
@@ -50,6 +50,13 @@ def _confirm_stored(repo: Repository, snapshot_id: str, kept: str) -> None:
 
 def remove_snapshot(repo: Repository, snapshot_id: str) -> None:
     repo.check_lock()  # a lost lock may already be taken for stale elsewhere
-    repo.storage.delete(f"{SNAPSHOT_DIR}/{snapshot_id}")
+    try:
+        repo.storage.delete(f"{SNAPSHOT_DIR}/{snapshot_id}")
+    except ObjectLocked as e:
+        # The target keeps it (S3 Object Lock): it stays beside its
+        # replacement, which is whole and verified, until its date.
+        if repo.on_warning:
+            repo.on_warning(f"snapshot {snapshot_id[:8]} stays beside its replacement: {e}")
+        return
     if repo.cache is not None:
         repo.cache.discard("snapshots", snapshot_id)

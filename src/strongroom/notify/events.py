@@ -168,7 +168,14 @@ ADVICE = {
 }
 
 
+# The warning of a run whose backup is good but whose copy to the second target failed.
+COPY_FAILED = "copy to the second target failed"
+
+
 def advice(event: Event) -> str:
+    if event.kind == "run_warning" and (event.error or "").startswith(COPY_FAILED):
+        return (f"The backup itself is good. Fix the second target (`strongroom config show {event.config}`); "
+                f"the next run copies every point it is missing.")
     text = ADVICE.get(event.kind)
     return text.format(c=event.config) if text else ""
 

@@ -25,11 +25,15 @@ class HostIdentity:
     pid_ns: str | None
 
     @classmethod
-    def current(cls, state_dir: str | None = None) -> "HostIdentity":
-        """This process's identity. Without a system machine id, a random one is
-        kept in `state_dir`; without that either, a new one for this process
-        (then no lock is ever taken for dead by its pid: the safe side)."""
-        return cls(socket.gethostname(), machine_id(state_dir), _read_first_line(BOOT_ID_FILE), _pid_namespace())
+    def current(cls, state_dir: str | None = None, machine: str | None = None) -> "HostIdentity":
+        """This process's identity. `machine` (the edge's STRONGROOM_MACHINE_ID)
+        names the machine in place of the system's machine id; without either,
+        a random one is kept in `state_dir`; without that either, a new one for
+        this process (then no lock is ever taken for dead by its pid: the safe
+        side). A name given here can never make another machine's pid look
+        like ours: the boot id and pid namespace must match as well."""
+        return cls(socket.gethostname(), machine or machine_id(state_dir), _read_first_line(BOOT_ID_FILE),
+                   _pid_namespace())
 
     def shares_pids_with(self, machine: str | None, boot: str | None, pid_ns: str | None) -> bool:
         """Whether a pid recorded there names a process we can look up here."""

@@ -320,47 +320,118 @@ class Lock:
         self.storage.write(name, data)
         return name
 
-    def _conflicts(self) -> list[LockInfo]:
+    def _conflicts(self) -> tuple[list[LockInfo], list[LockInfo]]:
+        """The other locks that hold us back, and the stale ones passed over."""
         others = read_locks(self.storage, self.crypto, skip=self.name)
-        stale = {lock.name for lock in self.staleness.judge(others)}
-        return [lock for lock in others if lock.name not in stale and (self.exclusive or lock.exclusive)]
+        stale = self.staleness.judge(others)
+        gone = {lock.name for lock in stale}
+        return [lock for lock in others if lock.name not in gone and (self.exclusive or lock.exclusive)], stale
+
+    def _remove_stale(self, stale: list[LockInfo]) -> None:
+        """Delete the stale locks passed over, once ours is held: left in place,
+        a crashed host's lock would hold every later exclusive lock back for
+        the whole stale window again on each machine that had not seen it
+        yet. Its holder, if it still runs, has given the lock up long since
+        (lost_after < stale_after) and finds it gone."""
+        for lock in stale:
+            try:
+                self.storage.delete(lock.name)
+                log.info("removed a stale %s", lock.describe())
+            except StrongroomError:
+                pass  # another host removed it first, or the next one will
 
     def acquire(self, wait: float = 0.0, stop: Callable[[], bool] | None = None) -> "Lock":
         """Take the lock, waiting up to `wait` seconds for conflicting ones to go
         (RepositoryLocked after that). `stop`, asked between two looks, ends the
-        wait early (Interrupted): a daemon told to stop does not wait out a prune."""
+        wait early (Interrupted): a daemon told to stop does not wait out a prune.
+
+        An exclusive lock held back only by shared ones that show signs of
+        life keeps its object in place while it waits (refreshed like a held
+        one): new shared locks see it and wait behind it, so backups of many
+        hosts that overlap one another cannot keep a prune out for ever. Held
+        back by another exclusive lock, or by a shared one that has not
+        changed for longer than a refresh (its holder may have crashed), it
+        withdraws after each look, as a shared lock always does: backups go on
+        while that lock ages into staleness."""
         deadline = time.monotonic() + wait
         pause = 0.5
-        while True:
-            # Write first, then look: two processes that start at the same
-            # moment each see the other's lock, and neither goes ahead alone.
-            started = self.timing.clock()
-            self.name = self._write()
-            self._refreshed_at = started
-            conflicts = self._conflicts()
-            if not conflicts:
-                break
-            self.storage.delete(self.name)
-            self.name = None
-            if time.monotonic() >= deadline:
-                raise RepositoryLocked(f"repository is locked: {self.staleness.explain(conflicts[0])}")
-            log.info("repository is locked (%s): waiting", self.staleness.explain(conflicts[0]))
-            # Jitter: two waiters on the same back-off schedule write, see each
-            # other and withdraw in step, and neither ever goes ahead.
-            until = time.monotonic() + max(0.0, min(pause * random.uniform(0.5, 1.0), deadline - time.monotonic()))
+        announced = False
+        try:
             while True:
-                if stop is not None and stop():
-                    raise Interrupted(f"stopped while waiting for the repository lock "
-                                      f"({self.staleness.explain(conflicts[0])})")
-                left = until - time.monotonic()
-                if left <= 0:
+                # Write first, then look: two processes that start at the same
+                # moment each see the other's lock, and neither goes ahead alone.
+                if self.name is None:
+                    started = self.timing.clock()
+                    self.name = self._write()
+                    self._refreshed_at = started
+                elif self.timing.clock() - self._refreshed_at >= self.timing.refresh_every:
+                    self._renew_waiting()
+                conflicts, stale = self._conflicts()
+                if not conflicts:
+                    self._remove_stale(stale)
                     break
-                time.sleep(min(left, STOP_LOOK))
-            pause = min(pause * 2, 5.0)  # each look costs a listing: back off
+                in_place = self.exclusive and time.monotonic() < deadline and all(
+                    self._known_live_shared(lock) for lock in conflicts)
+                if not in_place:
+                    name, self.name = self.name, None
+                    self.storage.delete(name)
+                # The one to name: the lock seen unchanged longest, the likeliest to be a dead host's.
+                blocking = max(conflicts, key=lambda lock: self.staleness.sightings.unchanged_for(lock.name))
+                if time.monotonic() >= deadline:
+                    raise RepositoryLocked(f"repository is locked: {self.staleness.explain(blocking)}")
+                # Said once (a warning), then at each look only with -v.
+                log.log(logging.INFO if announced else logging.WARNING, "repository is locked (%s): waiting up "
+                        "to %.0f s%s", self.staleness.explain(blocking), max(0.0, deadline - time.monotonic()),
+                        "; new shared locks wait behind this one" if in_place else "")
+                announced = True
+                # Jitter: two waiters on the same back-off schedule write, see each
+                # other and withdraw in step, and neither ever goes ahead.
+                step = pause * random.uniform(0.5, 1.0)
+                if in_place:
+                    step = min(step, self.timing.refresh_every / 2)
+                until = time.monotonic() + max(0.0, min(step, deadline - time.monotonic()))
+                while True:
+                    if stop is not None and stop():
+                        raise Interrupted(f"stopped while waiting for the repository lock "
+                                          f"({self.staleness.explain(blocking)})")
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        break
+                    time.sleep(min(left, STOP_LOOK))
+                pause = min(pause * 2, 5.0)  # each look costs a listing: back off
+        except BaseException:
+            self._withdraw()
+            raise
         self._thread = threading.Thread(target=self._keep, name="lock-refresh", daemon=True)
         self._thread.start()
         log.info("took %s lock %s", "an exclusive" if self.exclusive else "a shared", self.name)
         return self
+
+    def _known_live_shared(self, lock: LockInfo) -> bool:
+        """A shared lock seen here for less than two refresh intervals: a live
+        holder replaces its object every interval, a dead one's only ages."""
+        return not lock.exclusive and self.staleness.sightings.unchanged_for(lock.name) < 2 * self.timing.refresh_every
+
+    def _renew_waiting(self) -> None:
+        """Refresh the object of a lock still waiting: a new one, then the old one
+        deleted (or left for the next attempt)."""
+        old, started = self.name, self.timing.clock()
+        self.name = self._write()
+        self._refreshed_at = started
+        self._leftovers.append(old)
+        self._remove_leftovers()
+
+    def _withdraw(self) -> None:
+        """A wait that failed or was stopped: take our objects away, one try each."""
+        if self.name is not None:
+            self._leftovers.append(self.name)
+            self.name = None
+        for name in list(self._leftovers):
+            try:
+                self.storage.delete_now(name)
+                self._leftovers.remove(name)
+            except StrongroomError:
+                pass  # it goes stale
 
     def _keep(self) -> None:
         delay = self.timing.refresh_every

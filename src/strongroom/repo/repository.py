@@ -31,7 +31,8 @@ from strongroom.repo.crypto import Crypto, MasterKey
 from strongroom.repo.index import (INDEX_AAD, INDEX_DIR, RECORD as INDEX_RECORD, Index, ParsedIndex, decode_index,
                                    encode_index, parse_index)
 from strongroom.repo.host import HostIdentity
-from strongroom.repo.locks import LOCK_DIR, Lock, LockInfo, LockSightings, LockTiming, Staleness, remove_locks
+from strongroom.repo.locks import (LOCK_DIR, Lock, LockInfo, LockSightings, LockTiming, Staleness, read_locks,
+                                   remove_locks)
 from strongroom.repo.pack import (DATA, TREE, PACK_DIR, PackedBlob, PackWriter, blob_aad,
                                   pack_name, read_pack_header)
 from strongroom.repo.uploads import PackUploads
@@ -172,6 +173,7 @@ class Repository:
         self._checkpoint_lock = threading.Lock()
         self._last_checkpoint = time.monotonic()
         self.checkpoint_interval = settings.checkpoint_seconds
+        self.machine_id = settings.machine_id  # the machine our locks name (None: the system's)
         self.compressor = Compressor(*parse_compression(config.compression))
         self.on_pack_stored: Callable[[int], None] | None = None
         # Packs stored (and, by restore and check, read) at once.
@@ -188,7 +190,14 @@ class Repository:
              pack_size: int = DEFAULT_PACK_SIZE, chunker: ChunkerParams = ChunkerParams(),
              data_fanout: int = 2, cache_root: str | None = None,
              kdf: keys.KdfParams | None = None, settings: Settings = DEFAULT_SETTINGS,
-             on_warning: Callable[[str], None] | None = None) -> "Repository":
+             on_warning: Callable[[str], None] | None = None,
+             ids_of: "Repository | None" = None) -> "Repository":
+        """A new repository. With `ids_of`, it takes that repository's chunker
+        parameters, chunker seed and id key (a new encryption key and id of its
+        own), so the same file gives the same blobs in both (`init
+        --copy-chunker-params`)."""
+        if ids_of is not None:
+            chunker = ids_of.config.chunker
         if storage.exists():
             _refuse_existing(storage)
         storage.create()
@@ -203,6 +212,9 @@ class Repository:
         if chunker.problem():
             raise UsageError(chunker.problem())
         master = MasterKey.generate()
+        if ids_of is not None:
+            master = MasterKey(encryption=master.encryption, id_key=ids_of.crypto.key.id_key,
+                               chunker_seed=ids_of.crypto.key.chunker_seed)
         config = RepoConfig(
             id=os.urandom(16).hex(), version=FORMAT_VERSION,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -304,8 +316,20 @@ class Repository:
         host, sightings = self._lock_identity(timing)
         return remove_locks(self.storage, self.crypto, Staleness(host, sightings, timing.stale_after), all_locks)
 
+    def list_locks(self, timing: LockTiming | None = None) -> list[tuple[LockInfo, float, bool]]:
+        """Every lock on the target, with how long this machine has seen it
+        unchanged (sightings of earlier runs in this boot count) and whether
+        it is stale by the rules here."""
+        timing = timing or LockTiming()
+        host, sightings = self._lock_identity(timing)
+        staleness = Staleness(host, sightings, timing.stale_after)
+        found = read_locks(self.storage, self.crypto)
+        stale = {lock.name for lock in staleness.judge(found)}
+        return [(lock, sightings.unchanged_for(lock.name), lock.name in stale) for lock in found]
+
     def _lock_identity(self, timing: LockTiming) -> tuple[HostIdentity, LockSightings]:
-        host = HostIdentity.current(os.path.dirname(self.cache.dir) if self.cache is not None else None)
+        host = HostIdentity.current(os.path.dirname(self.cache.dir) if self.cache is not None else None,
+                                    self.machine_id)
         if self._lock_sightings is None or self._lock_sightings.clock is not timing.clock:
             self._lock_sightings = LockSightings(timing.clock, host.boot_id, self.cache)
         return host, self._lock_sightings

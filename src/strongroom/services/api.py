@@ -11,14 +11,14 @@ from strongroom.services.configs import BackupConfig
 from strongroom.services.recovery import (RecoveryExecutor, RecoveryPlan, RecoveryPoint, RecoveryPointManager,
                                           RecoveryService, create_recovery_service)
 from strongroom.services.results import (BackupResult, BackupStatistics, BackupSummary, CleanupResult, ConfigTrend,
-                                         Estimate, Job, JobHandle, RecoveryProgress, RetentionDecision,
+                                         CopyResult, Estimate, Job, JobHandle, RecoveryProgress, RetentionDecision,
                                          RetentionResult, StorageTrend, StorageUsage, TargetSpace, TargetTrend,
                                          TrendLine, UsageReport, UsageSample, UsageTotals, ValidationReport)
 from strongroom.services.webdav_service import ConnectionReport, WebDAVCredentials, WebDAVService
 
 __all__ = [
     "BackupConfig", "BackupManager", "BackupResult", "BackupService", "BackupStatistics", "BackupSummary",
-    "BackupValidator", "CleanupResult", "ConfigTrend", "ConnectionReport", "DisasterRecoveryManager", "Estimate",
+    "BackupValidator", "CleanupResult", "ConfigTrend", "ConnectionReport", "CopyResult", "DisasterRecoveryManager", "Estimate",
     "Hook", "Job", "JobHandle", "Plan", "PlanRun", "Step", "StepResult",
     "RecoveryExecutor", "RecoveryPlan", "RecoveryPoint", "RecoveryPointManager", "RecoveryProgress",
     "RecoveryService", "RetentionDecision", "RetentionResult", "StorageManager", "StorageTrend", "StorageUsage",

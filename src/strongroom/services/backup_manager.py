@@ -17,7 +17,8 @@ from strongroom.engine.progress import stored_bytes
 from strongroom.engine.forget import plan_forget, remove_snapshots
 from strongroom.engine.prune import plan_prune, run_prune
 from strongroom.engine.stats import repository_stats
-from strongroom.errors import Interrupted, ShuttingDown, StrongroomError, UsageError
+from strongroom.errors import (IntegrityError, Interrupted, RepositoryNotFound, ShuttingDown, StrongroomError,
+                               UsageError, WrongPassword)
 from strongroom.model.retention import Duration, Policy
 from strongroom.notify import events as notify_events
 from strongroom.notify.channels import ChannelSpec, add_channel, remove_channel
@@ -27,7 +28,8 @@ from strongroom.services.backup_service import BackupService
 from strongroom.services.configs import BackupConfig
 from strongroom.services.jobs import BACKUP_KINDS, JobQueue, current_owner
 from strongroom.services.stored_configs import import_configs, merge_stored, stored_copy
-from strongroom.services.results import (BackupResult, BackupStatistics, CleanupResult, ConfigTrend, Estimate,
+from strongroom.services.results import (BackupResult, BackupStatistics, CleanupResult, ConfigTrend, CopyResult,
+                                         Estimate,
                                          Job, JobHandle, RetentionDecision, RetentionResult, StorageTrend,
                                          StorageUsage, TargetSpace, TargetTrend, TrendLine, UsageReport,
                                          UsageSample, UsageTotals, ValidationReport, utc)
@@ -372,10 +374,18 @@ class BackupManager:
         config.check_sources(known=(stored or {}).get("source_paths") or ())
         previous_ref = (stored or {}).get("secret_ref")
         previous_db_ref = (stored or {}).get("postgres_secret_ref")
+        previous_copy_ref = ((stored or {}).get("copy_to") or {}).get("secret_ref")
         self.backup_service.take_password(config)
         try:
             self.backup_service.take_source_password(config)
+            self.backup_service.take_copy_password(config)
+            if config.copy_to:
+                # Fail fast, before the primary is made: a wrong second target or
+                # password is said now, not after the first run.
+                self._probe_copy_target(config)
             repo = self.backup_service.open_repository(config, create=True)
+            if config.copy_to:
+                self.backup_service.open_copy_target(config, repo)  # made now if it is new
             if stored is None:
                 # Not in this catalog: the repository may hold it from another machine.
                 copy = stored_copy(repo, config.name)
@@ -391,8 +401,12 @@ class BackupManager:
             if config.postgres_secret_ref and config.postgres_secret_ref != previous_db_ref:
                 self.backup_service.secrets.delete(config.postgres_secret_ref)
                 config.postgres_secret_ref = previous_db_ref
+            copy_ref = (config.copy_to or {}).get("secret_ref")
+            if copy_ref and copy_ref != previous_copy_ref:
+                self.backup_service.secrets.delete(copy_ref)
             raise
-        for old, new in ((previous_ref, config.secret_ref), (previous_db_ref, config.postgres_secret_ref)):
+        for old, new in ((previous_ref, config.secret_ref), (previous_db_ref, config.postgres_secret_ref),
+                         (previous_copy_ref, (config.copy_to or {}).get("secret_ref"))):
             if old and old != new:
                 self.backup_service.secrets.delete(old)  # replaced by a new password
         return config
@@ -583,6 +597,16 @@ class BackupManager:
             except StrongroomError as e:
                 # The snapshot is made; the policy is applied again after the next run.
                 warnings.append(f"retention not applied: {e}")
+        if config.copy_to:
+            def still_wanted(event: dict) -> None:  # the copy's events are not the backup's progress
+                if self.stopping.is_set():
+                    raise ShuttingDown(f"copy of {config.name} stopped: strongroom is shutting down")
+                if self._cancel_asked(job["id"]):
+                    raise Interrupted(f"copy of {config.name} cancelled")
+            stats["copy"] = self._copy_after_run(config, repo, still_wanted)
+            if not stats["copy"]["ok"]:
+                # The point is made and sound: the run succeeds, with a warning that is alerted on.
+                warnings.append(f"{notify_events.COPY_FAILED}: {stats['copy']['error']}")
         try:
             # Retention changed the repository: its index must be read again.
             self.storage.record_sample(config, None if stats.get("retention") else repo)
@@ -590,6 +614,44 @@ class BackupManager:
             pass  # accounting must not fail a backup that succeeded
         warning = "; ".join(warnings) or None
         return {"snapshot_id": result.snapshot.id, "kind": result.snapshot.kind, "stats": stats, "warning": warning}
+
+    def _probe_copy_target(self, config: BackupConfig) -> None:
+        """Open the second target if it holds a repository (none yet is fine: it is made)."""
+        try:
+            self.backup_service.open_copy_target(config)
+        except RepositoryNotFound:
+            pass
+        except WrongPassword as e:
+            raise WrongPassword(f"config {config.name}: the second target ({config.describe_copy_target()}) "
+                                f"holds a repository that its password does not open: {e}") from None
+
+    def _copy_after_run(self, config: BackupConfig, repo: Repository, listener: Callable[[dict], None]) -> dict:
+        """Copy the run's point (and any an earlier copy missed) to the second
+        target; what happened, for the job's record. Never raises for the copy
+        itself: a good backup stays good when its copy fails."""
+        started = time.time()
+        try:
+            summary = self.backup_service.copy_to_second_target(config, repo, listener, stop=self.stopping.is_set)
+        except (ShuttingDown, Interrupted):
+            raise
+        except StrongroomError as e:
+            return {"ok": False, "error": str(e), "target": config.describe_copy_target(), "time": started}
+        error = summary.failures[0].error if summary.failures else None
+        return {"ok": error is None, "error": error, "target": config.describe_copy_target(), "time": time.time(),
+                "points_copied": summary.points_copied, "points_skipped": summary.points_skipped,
+                "blobs_sent": summary.blobs_sent, "bytes_sent": summary.bytes_sent,
+                "shared_chunker": summary.shared_chunker}
+
+    def copy_to_second_target(self, name: str) -> CopyResult:
+        """Copy configuration `name`'s points that its second target (`copy_to`)
+        lacks into it, now, outside the job queue; what was sent. Raises
+        StrongroomError when the copy cannot be made (a point whose data is
+        damaged in the primary is named in the error)."""
+        config = self.get_config(name)
+        summary = self.backup_service.copy_to_second_target(config, stop=self.stopping.is_set)
+        if summary.failures:
+            raise IntegrityError(summary.failures[0].error or "a point could not be copied")
+        return CopyResult.from_summary(name, config.describe_copy_target() or "", summary)
 
     # ---- notifications -----------------------------------------------------------------
 

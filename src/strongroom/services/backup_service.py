@@ -23,6 +23,7 @@ from strongroom.storage import open_storage
 from strongroom.storage.base import Storage
 
 if TYPE_CHECKING:
+    from strongroom.engine.copy import CopySummary
     from strongroom.services.catalog import Catalog
     from strongroom.services.secrets import SecretsStore
     from strongroom.services.webdav_service import WebDAVService
@@ -125,6 +126,20 @@ class BackupService:
         self.secrets.set(config.secret_ref, secret)
         config.password = None
 
+    def take_copy_password(self, config: BackupConfig) -> None:
+        """Move a given password of the second target into the secrets store (a
+        new reference each time; the manager removes the one it replaces)."""
+        if config.copy_to is None:
+            config.copy_to_password = None
+            return
+        if config.copy_to_password is None:
+            return
+        ref = self.secrets.new_ref(f"copy:{config.name}")
+        self.secrets.set(ref, config.copy_to_password)
+        config.copy_to = {**{k: v for k, v in config.copy_to.items()
+                             if k not in ("password_file", "password_env", "password_command")}, "secret_ref": ref}
+        config.copy_to_password = None
+
     def take_source_password(self, config: BackupConfig) -> None:
         """Move a given database password into the secrets store (a new
         reference each time; the manager removes the one it replaces). A
@@ -167,6 +182,40 @@ class BackupService:
                                pack_size=vendor.pack_size if vendor else DEFAULT_PACK_SIZE,
                                data_fanout=vendor.data_fanout if vendor else 2, cache_root=self.cache_root,
                                settings=self.settings_for(config))
+
+    def open_copy_target(self, config: BackupConfig, primary: Repository | None = None) -> Repository:
+        """Open the configuration's second target; with `primary`, make it when
+        there is none yet, with the primary's chunker parameters and blob id key
+        (as `init --copy-chunker-params`), so dedup holds between the two."""
+        target = config.copy_target()
+        if target is None:
+            raise UsageError(f"config {config.name} has no second target")
+        storage = self.storage_for(target)
+        password = self.password_for(target)
+        try:
+            return Repository.open(storage, password, self.cache_root, settings=self.settings_for(target))
+        except RepositoryNotFound:
+            if primary is None:
+                raise
+        vendor = storage.info.vendor
+        return Repository.init(storage, password, compression=config.codec,
+                               pack_size=vendor.pack_size if vendor else DEFAULT_PACK_SIZE,
+                               data_fanout=vendor.data_fanout if vendor else 2, cache_root=self.cache_root,
+                               settings=self.settings_for(target), ids_of=primary)
+
+    def copy_to_second_target(self, config: BackupConfig, repo: Repository | None = None,
+                              progress: Listener = ignore, stop: Callable[[], bool] | None = None) -> CopySummary:
+        """Copy the configuration's points that its second target lacks (the newest
+        run's, and any an earlier failed copy left behind) into it. Both
+        repositories are locked shared, as a backup locks; each copied point
+        is written only once every blob it references is there."""
+        from strongroom.engine.copy import run_copy
+        repo = repo or self.open_repository(config)
+        destination = self.open_copy_target(config, repo)
+        with repo.lock(exclusive=False, wait=60, stop=stop), destination.lock(exclusive=False, wait=60, stop=stop):
+            chosen = self.snapshots(config, repo)
+            return run_copy(repo, destination, chosen, progress,
+                            existing=destination.list_snapshots(on_damaged=lambda *_: None))
 
     def repo_lock(self, config: BackupConfig) -> threading.Lock:
         """One backup at a time per repository within this process."""

@@ -105,6 +105,20 @@ def check_subset(text: str) -> str:
 MAX_SCHEDULES = 32
 
 
+class CopyToSchema(BaseModel):
+    """A configuration's second target: a repository and its password's one source
+    (the same kinds the primary has; never the password itself)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    path: Annotated[str, Field(min_length=1)]
+    client_id: str | None = None
+    password_file: Annotated[str, Field(min_length=1)] | None = None
+    password_env: Annotated[str, Field(min_length=1)] | None = None
+    password_command: Annotated[str, Field(min_length=1, max_length=65536)] | None = None
+    secret_ref: Annotated[str, Field(min_length=1)] | None = None
+
+
 class ConfigSchema(BaseModel):
     """Every field of BackupConfig, with its type and the rules on its value."""
 
@@ -139,6 +153,8 @@ class ConfigSchema(BaseModel):
     schedules: Annotated[list[ScheduleSchema], Field(max_length=MAX_SCHEDULES)] = []
     check_schedules: Annotated[list[CheckScheduleSchema], Field(max_length=MAX_SCHEDULES)] = []
     connections: Annotated[int, Field(ge=1, le=MAX_CONNECTIONS)] | None = None
+    copy_to: CopyToSchema | None = None
+    copy_to_password: str | None = None
 
     @field_validator("schedules", "check_schedules")
     @classmethod
@@ -267,10 +283,29 @@ def check_complete(doc: dict[str, Any]) -> None:
         raise UsageError(f"config {name}: the target path is a URL; a WebDAV target is a client "
                          f"(WebDAVService.add_client, or `strongroom client add`) and a folder below "
                          f"its URL, a local target a directory")
+    copy_to = doc.get("copy_to")
+    if copy_to:
+        check_copy_to(name, copy_to, doc)
     policy = RetentionSchema.model_validate(doc["retention"]).model_dump(exclude_defaults=True)
     if doc["retention_after_run"] != "off" and not policy:
         raise UsageError(f"config {name}: applying retention after each run needs a retention "
                          f"policy (keep_last, keep_daily, keep_within, ...)")
+
+
+def check_copy_to(name: str, copy_to: dict[str, Any], doc: dict[str, Any]) -> None:
+    """A second target names a repository other than the primary, and one password source."""
+    if "://" in copy_to["path"]:
+        raise UsageError(f"config {name}: copy_to.path is a URL; a WebDAV second target is a client "
+                         f"(copy_to.client_id) and a folder below its URL, a local one a directory")
+    sources = [k for k in ("password_file", "password_env", "password_command") if copy_to.get(k)]
+    if doc.get("copy_to_password") or copy_to.get("secret_ref"):
+        sources.append("secrets store")
+    if len(sources) != 1:
+        raise UsageError(f"config {name}: the second target needs one password source (a file, a variable's "
+                         f"name, a command or the secrets store), " + ("not several" if sources else "not none"))
+    same_client = (copy_to.get("client_id") or "local") == (doc.get("target_client_id") or "local")
+    if same_client and copy_to["path"].rstrip("/") == doc["target_path"].rstrip("/"):
+        raise UsageError(f"config {name}: the second target is the configuration's own target")
 
 
 class CredentialsSchema(BaseModel):

@@ -22,7 +22,7 @@ LOCAL = "local"
 # forget and then prune.
 AFTER_RUN = ("off", "forget", "prune")
 # Fields that live on the object only: never stored, never checked by the schema.
-TRANSIENT = ("password", "postgres_password", "taken_from_repository")
+TRANSIENT = ("password", "postgres_password", "copy_to_password", "taken_from_repository")
 # The fields of the sources other than paths, left out of the stored form when unset.
 # The share of the packs a scheduled check reads when its schedule names none.
 DEFAULT_CHECK_SUBSET = "5%"
@@ -88,6 +88,15 @@ class BackupConfig:
     # Requests to the target at once (pack uploads and downloads); None: the
     # target's default (its WebDAV vendor's, or a directory's).
     connections: int | None = None
+    # A second target that gets a copy of each new point after every successful
+    # run: {"path": the repository (a local directory, or a folder below the
+    # WebDAV client's URL), "client_id": a WebDAV client or None for a directory,
+    # and its repository password's one source: "password_file", "password_env",
+    # "password_command" or "secret_ref" (the secrets store); never the password}.
+    copy_to: dict[str, Any] | None = None
+    # The second target's password, taken in and moved to the secrets store
+    # (copy_to["secret_ref"]); never stored here.
+    copy_to_password: str | None = field(default=None, repr=False)
     # Set by `add_config`: the fields it took from the copy of this configuration
     # that the repository held (a configuration added again on a new machine).
     taken_from_repository: list[str] = field(default_factory=list, compare=False, repr=False)
@@ -139,6 +148,26 @@ class BackupConfig:
         """True when the target is a local directory rather than a WebDAV client."""
         return self.target_client_id in (None, "", LOCAL)
 
+    def copy_target(self) -> BackupConfig | None:
+        """The second target as a configuration of its own (its target and password
+        source in place of the primary's), so it is opened as any target is; None
+        without one."""
+        if not self.copy_to:
+            return None
+        c = self.copy_to
+        return replace(self, target_client_id=c.get("client_id"), target_path=c["path"], encrypt=True,
+                       password=None, password_file=c.get("password_file"), password_env=c.get("password_env"),
+                       password_command=c.get("password_command"), secret_ref=c.get("secret_ref"), copy_to=None,
+                       schedules=[], check_schedules=[])
+
+    def describe_copy_target(self) -> str | None:
+        """The second target in one line, for a person (never a password)."""
+        if not self.copy_to:
+            return None
+        client = self.copy_to.get("client_id")
+        return f"{self.copy_to['path']} on WebDAV client {client}" if client not in (None, "", LOCAL) \
+            else f"directory {self.copy_to['path']}"
+
     @property
     def codec(self) -> str:
         """The compression as a codec name (zstd, lz4, gzip, none, with an optional level)."""
@@ -185,7 +214,7 @@ class BackupConfig:
         for key in ("schedules", "check_schedules"):
             if not doc[key]:
                 del doc[key]
-        for key in ("password_command", "connections"):
+        for key in ("password_command", "connections", "copy_to"):
             if doc[key] is None:
                 del doc[key]  # stored as before the field existed
         return doc

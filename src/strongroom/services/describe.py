@@ -41,3 +41,15 @@ def client_docs(catalog) -> list[dict]:
     """Every WebDAV client as id, url (a password in it masked), user and vendor."""
     return [{"id": doc["id"], "url": redact_password(doc["url"]), "user": doc["username"],
              "vendor": doc.get("service_type", "generic")} for doc in catalog.list_clients()]
+
+
+def copy_password_source(config: BackupConfig) -> str:
+    """Where the second target's repository password lives."""
+    copy_to = config.copy_to or {}
+    if copy_to.get("password_file"):
+        return f"file {copy_to['password_file']}"
+    if copy_to.get("password_env"):
+        return f"variable {copy_to['password_env']}"
+    if copy_to.get("password_command"):
+        return "command"
+    return "secrets store"

@@ -151,6 +151,27 @@ class BackupResult(Result):
                    int(retention.get("bytes_freed") or 0))
 
 
+@dataclass(frozen=True)
+class CopyResult(Result):
+    """A copy of a configuration's points into its second target: what was sent."""
+
+    config_name: str
+    target: str  # the second target, in words (never a password)
+    points_copied: int
+    points_skipped: int  # already there
+    blobs_sent: int
+    bytes_sent: int  # stored in the second target (compressed, encrypted)
+    shared_chunker: bool  # the targets share chunker parameters and blob ids: dedup holds across them
+    copied: tuple[tuple[str, str], ...] = ()  # (point in the primary, its copy)
+
+    @classmethod
+    def from_summary(cls, config_name: str, target: str, summary: Any) -> CopyResult:
+        """From the engine's CopySummary."""
+        return cls(config_name, target, summary.points_copied, summary.points_skipped, summary.blobs_sent,
+                   summary.bytes_sent, summary.shared_chunker,
+                   tuple((p.source, p.copy) for p in summary.points if p.copy))
+
+
 class JobHandle:
     """A queued backup: `manual_backup(..., wait=False)` returns one.
 

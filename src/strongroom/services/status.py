@@ -63,6 +63,10 @@ class ConfigStatus:
     sampled_at: datetime | None
     status: str  # green, amber or red
     reason: str  # why it has that colour, in one line
+    # With a second target (copy_to): when a run last copied to it, and the
+    # error of the newest run's copy if that one failed.
+    last_copy: datetime | None = None
+    copy_error: str | None = None
 
 
 def cron_longest_gap(schedule: Schedule, now: datetime) -> float:
@@ -174,11 +178,27 @@ def config_status(catalog, config: BackupConfig, now: datetime, zone: ZoneInfo) 
         colour, reason = AMBER, f"no schedule, and the newest point is {age_text(age)} old"
     else:
         colour, reason = GREEN, "ok" if allowed is not None else "ok (no schedule)"
+    last_copy, copy_error = _copies(catalog, config) if config.copy_to else (None, None)
     return ConfigStatus(
         config.name, last_run, last_success, success["snapshot_id"] if success else None, next_run, age,
         overdue, allowed, int(size) if isinstance(size, (int, float)) else None,
         int(restore_size) if isinstance(restore_size, (int, float)) else None,
-        _instant(sample["time"]) if sample else None, colour, reason)
+        _instant(sample["time"]) if sample else None, colour, reason, last_copy, copy_error)
+
+
+def _copies(catalog, config: BackupConfig) -> tuple[datetime | None, str | None]:
+    """When a run last copied to the second target, and the newest copy's error."""
+    newest_error, first = None, True
+    for job in catalog.list_jobs(config=config.name, status="succeeded", limit=RECENT_JOBS, kinds=BACKUP_KINDS):
+        copy = (job.get("stats") or {}).get("copy")
+        if not isinstance(copy, dict):
+            continue
+        if copy.get("ok") and isinstance(copy.get("time"), (int, float)):
+            return _instant(copy["time"]), newest_error
+        if first:
+            newest_error = str(copy.get("error") or "failed")
+        first = False
+    return None, newest_error
 
 
 @dataclass(frozen=True)

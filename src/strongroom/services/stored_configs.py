@@ -127,6 +127,8 @@ def import_configs(service: BackupService, target_path: str, password: str | byt
                "encrypt": secret is not None, "password": None, "password_file": None, "password_env": None,
                "password_command": None,
                "secret_ref": None, "postgres_password": None, "postgres_secret_ref": None}
+        if (doc.get("copy_to") or {}).get("secret_ref"):
+            doc["copy_to"] = None  # its password was in the old machine's secrets store: name it again
         try:
             config = BackupConfig.from_doc(doc)
             config.validate()

@@ -23,7 +23,7 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(?!\\)")
 
 def open_storage(url: str, *, webdav_password: Password = None, vendor: str | None = None,
                  cache_root: str | None = None, on_event: Callable[[dict], None] | None = None,
-                 settings: Settings = DEFAULT, s3_access=None) -> Storage:
+                 settings: Settings = DEFAULT, sftp_access=None, s3_access=None) -> Storage:
     """Open the storage a repository URL names.
 
     `PATH` or `local:PATH`: a directory. `webdav+https://USER@HOST/PATH` (or
@@ -31,6 +31,9 @@ def open_storage(url: str, *, webdav_password: Password = None, vendor: str | No
     `webdav_password` (a string or a function that returns one), never from
     the URL; `?connections=N` after it sets how many requests go at once.
     Timeouts, retries, the request budget and the connections (over the
+    URL's) come from `settings`. `sftp://USER@HOST:PORT//PATH` or
+    `sftp:USER@HOST:/PATH`: a folder on an SSH server (storage/sftp_access.py
+    says which forms), logged in as `sftp_access` (an SFTPAccess) says.
     URL's) come from `settings`. `s3:https://ENDPOINT/BUCKET/PREFIX` or
     `s3://BUCKET/PREFIX`: S3, with credentials from `s3_access` (an S3Access,
     or a function that returns one), never from the URL (docs/s3.md).
@@ -42,6 +45,8 @@ def open_storage(url: str, *, webdav_password: Password = None, vendor: str | No
     if url.startswith(("webdav+http://", "webdav+https://")):
         return _open_webdav(url[len("webdav+"):], webdav_password, vendor,
                             settings.cache_root if cache_root is None else cache_root, on_event, settings)
+    if url.startswith("sftp:"):
+        return _open_sftp(url, sftp_access, on_event, settings)
     if url.startswith(("s3:http://", "s3:https://", "s3://")):
         return _open_s3(url, s3_access, on_event, settings)
     scheme = _SCHEME.match(url)
@@ -50,7 +55,7 @@ def open_storage(url: str, *, webdav_password: Password = None, vendor: str | No
         # folder named so: a path that really starts that way is written ./NAME.
         raise UsageError(f"unsupported repository URL scheme {scheme.group(1)!r}: "
                          "use a path, local:PATH, webdav+https://USER@HOST/PATH, webdav+http://..., "
-                         "s3:https://ENDPOINT/BUCKET/PREFIX or s3://BUCKET/PREFIX")
+                         "sftp://USER@HOST:PORT//PATH, s3:https://ENDPOINT/BUCKET/PREFIX or s3://BUCKET/PREFIX")
     return _local(url, settings)
 
 
@@ -115,6 +120,23 @@ def _open_webdav(url: str, password: Password, vendor_name: str | None, cache_ro
     policy = RetryPolicy(deadline=settings.webdav_deadline, base_delay=settings.webdav_retry_delay,
                          blocked_wait=vendor.blocked_wait if settings.webdav_blocked_wait is None
                          else settings.webdav_blocked_wait)
+    return RetryingStorage(client, policy, on_wait=on_event)
+
+
+def _open_sftp(url: str, access, on_event, settings: Settings) -> Storage:
+    """An SFTP target behind the retry decorator; the timeouts and deadline are
+    those of every remote target (the STRONGROOM_WEBDAV_* settings)."""
+    from strongroom.storage.retry import RetryingStorage, RetryPolicy
+    from strongroom.storage.sftp_access import parse_sftp_url
+
+    location = parse_sftp_url(url)
+    if access is None:
+        raise UsageError("no SSH login for the SFTP repository: give --sftp-key-file, or run an SSH agent")
+    from strongroom.storage.sftp import DEFAULT_CONNECTIONS, SFTPStorage
+
+    connections = settings.connections or _url_connections(location.query) or DEFAULT_CONNECTIONS
+    client = SFTPStorage(location, access, connections=connections, timeout=settings.webdav_timeout)
+    policy = RetryPolicy(deadline=settings.webdav_deadline, base_delay=settings.webdav_retry_delay)
     return RetryingStorage(client, policy, on_wait=on_event)
 
 

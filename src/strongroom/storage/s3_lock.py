@@ -31,11 +31,12 @@ from strongroom.storage.webdav import _read_body
 __all__ = ["LockSetting", "parse_lock_setting", "LOCKED_FOLDERS", "lock_headers", "bucket_lock_enabled",
            "bucket_versioned", "retention_of", "delete_versions", "ensure_retention"]
 
-# What a repository writes once and never rewrites: these carry a lock.
-# configs/ holds append-only records (managed configurations, DR plans and
-# runs: the newest per name wins, nothing deletes them). Never locks/ (a
-# lock must go at once), folder markers, keys/ (key remove) or config.
-LOCKED_FOLDERS = ("data", "index", "snapshots", "configs")
+# What a repository cannot lose: packs, index, snapshots, and what opens
+# them (the config, the key files: `key passwd` keeps a locked old key,
+# `key remove` of one fails with its date), and configs/, append-only
+# records (managed configurations, DR plans and runs). Never locks/ (a
+# lock must go at once) or folder markers.
+LOCKED_FOLDERS = ("data", "index", "snapshots", "configs", "keys", "config")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _MAX_PERIOD = 100 * 365 * 86400
 _MAX_VERSIONS_ANSWER = 1024 * 1024
@@ -194,7 +195,7 @@ def _refusal(client: S3Client, bucket: str, key: str, name: str, version: str, r
             if not retention.holds(datetime.now(timezone.utc)):
                 said += " (past by this machine's clock; the service's clock says otherwise)"
         return ObjectLocked(f"delete {name}: refused by the service: the object is under {said}",
-                            name, retention.until)
+                            until=retention.until, size=retention.size, name=name)
     return StorageError(f"delete {name}: the S3 service refused the delete (HTTP 403): check the access key's "
                         f"rights to delete object versions in bucket {bucket!r}")
 
