@@ -70,7 +70,7 @@ def plan_remove(snapshots: list[Snapshot]) -> list[GroupDecision]:
 def remove_snapshots(repo, plan: list[GroupDecision], held: list | None = None) -> list[str]:
     """Remove the snapshots the plan does not keep. One a lock keeps (S3 Object
     Lock) stays, whole: it is kept, with the reason in its decision, and named
-    in `held` as (id, retain-until date); without `held` the refusal raises."""
+    in `held` as (id, retain-until date), or else said through the repository's warnings."""
     removed = []
     for group in plan:
         for snap, decision in group.decisions:
@@ -78,11 +78,13 @@ def remove_snapshots(repo, plan: list[GroupDecision], held: list | None = None) 
                 try:
                     repo.storage.delete(f"{SNAPSHOT_DIR}/{snap.id}")
                 except ObjectLocked as e:
-                    if held is None:
-                        raise
+                    # The target keeps it (S3 Object Lock): so is its data.
                     decision.keep = True
                     decision.reasons.append("locked" + (f" until {e.until:%Y-%m-%d %H:%M:%S} UTC" if e.until else ""))
-                    held.append((snap.id, e.until))
+                    if held is not None:
+                        held.append((snap.id, e.until))
+                    elif repo.on_warning:
+                        repo.on_warning(f"snapshot {snap.short_id} stays: {e}")
                     continue
                 if repo.cache is not None:
                     repo.cache.discard("snapshots", snap.id)
