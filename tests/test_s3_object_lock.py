@@ -303,3 +303,19 @@ def test_hostile_answers_about_versions_and_locks_are_errors_never_unlocked_or_g
         storage.delete("data/ab")  # the true answers: deleted, every version
         assert versions(s3_cluster, bucket, "repo/data/ab") == []
         storage.close()
+
+        # A service without versioning or Object Lock at all (R2) says 501 NotImplemented:
+        # no locks to respect and plain deletes, where any other answer is an error.
+        client = S3Client(S3Endpoint.parse(front.endpoint, region="us-east-1", path_style=True),
+                          S3Credentials(s3_cluster.access_key, s3_cluster.secret_key), timeout=20)
+        plain = S3Storage(client, bucket, "repo", PROVIDERS["ceph"])
+        front.answer("GET", "object-lock", 501, s3_error("NotImplemented"))
+        assert not plain.may_hold_locks()
+        front.answer("GET", "versioning", 501, b"<not-xml")
+        with pytest.raises(StorageError):
+            plain.delete("data/cd")
+        front.answer("GET", "versioning", 501, s3_error("NotImplemented"))
+        named, deletes = front.count("DELETE", "versionId="), front.count("DELETE")
+        plain.delete("data/cd")
+        assert front.count("DELETE", "versionId=") == named and front.count("DELETE") == deletes + 1
+        plain.close()

@@ -76,7 +76,9 @@ def lock_headers(setting: LockSetting | None, name: str, now: datetime) -> dict[
 def bucket_lock_enabled(client: S3Client, bucket: str) -> bool:
     """GetObjectLockConfiguration: True when the bucket has Object Lock enabled."""
     what = f"read the Object Lock configuration of bucket {bucket}"
-    response = client.request("GET", bucket, "", what, query={"object-lock": ""}, passthrough=frozenset({404}))
+    response = client.request("GET", bucket, "", what, query={"object-lock": ""}, passthrough=frozenset({404, 501}))
+    if _not_implemented(response):
+        return False  # a service without Object Lock (Cloudflare R2) has no locks to respect
     if response.status_code == 404:
         if b"ObjectLockConfigurationNotFound" in response.content:
             return False
@@ -91,7 +93,9 @@ def bucket_versioned(client: S3Client, bucket: str) -> bool:
     """GetBucketVersioning: True once versioning was ever enabled (Enabled or
     Suspended: either way old versions may be stored)."""
     what = f"read the versioning of bucket {bucket}"
-    response = client.request("GET", bucket, "", what, query={"versioning": ""})
+    response = client.request("GET", bucket, "", what, query={"versioning": ""}, passthrough=frozenset({501}))
+    if _not_implemented(response):
+        return False  # a service without versioning keeps no old versions
     root = xml_root(response.content, what, StorageError)
     if root.tag.rsplit("}", 1)[-1] != "VersioningConfiguration":
         raise StorageError(f"{what}: the service's answer is not a versioning configuration")
@@ -99,6 +103,11 @@ def bucket_versioned(client: S3Client, bucket: str) -> bool:
     if status not in ("", "Enabled", "Suspended"):
         raise StorageError(f"{what}: the service says versioning is {status[:40]!r}")
     return status != ""
+
+
+def _not_implemented(response) -> bool:
+    """A 501 NotImplemented: the service has no such feature at all."""
+    return response.status_code == 501 and b"NotImplemented" in response.content
 
 
 def parse_date(text: str, what: str) -> datetime:
