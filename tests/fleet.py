@@ -81,11 +81,31 @@ def webdav_target(kind: str) -> TargetFactory:
     return factory
 
 
-# Each entry runs every fleet test (10 to 20 s each with the machine busy): any
-# server of webdav_servers.SERVERS plugs in as webdav_target(KIND).
+REMOTE_ENV = {"STRONGROOM_WEBDAV_DEADLINE": "60", "STRONGROOM_WEBDAV_RETRY_DELAY": "0.05"}
+
+
+def s3_target(request: pytest.FixtureRequest) -> FleetTarget:
+    """A fresh prefix of the session's bucket on the radosgw of tests/s3_server.py."""
+    bucket = request.getfixturevalue("s3_shared_bucket")
+    prefix = f"fleet-{secrets.token_hex(6)}"
+    return FleetTarget("s3", bucket.cluster.url(bucket.name, prefix), {**REMOTE_ENV, **bucket.cluster.env()})
+
+
+def sftp_target(request: pytest.FixtureRequest) -> FleetTarget:
+    """A fresh folder on the sshd of tests/sftp_server.py, logged in by key file."""
+    server = request.getfixturevalue("sftp_server")
+    return FleetTarget("sftp", server.url(server.scratch()), {
+        **REMOTE_ENV, "STRONGROOM_SFTP_KEY_FILE": str(server.client_key),
+        "STRONGROOM_SFTP_KNOWN_HOSTS": str(server.known_hosts), "SSH_AUTH_SOCK": ""})
+
+
+# Any server of webdav_servers.SERVERS plugs in as webdav_target(KIND). Which
+# test runs on which target is test_fleet.py's choice (its time budget).
 TARGETS: dict[str, TargetFactory] = {
     "local": local_target,
     "wsgidav": webdav_target("wsgidav"),
+    "s3": s3_target,
+    "sftp": sftp_target,
 }
 
 
