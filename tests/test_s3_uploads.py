@@ -1,0 +1,66 @@
+"""Multipart uploads cut off by SIGKILL on S3 (the radosgw of tests/s3_server.py):
+their parts stay stored, outside every listing of objects, until someone
+aborts them. `check` reports them and `prune` aborts them under its
+exclusive lock; uploads of another tool, or of another repository in the
+same bucket, are left alone. What is left is asked of radosgw itself.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from fleet import REMOTE_ENV, Fleet, FleetTarget, summary_of, wait_for
+
+# Packs of 24 MiB in parts of 5 MiB, sent one at a time: an upload lasts
+# several requests, and a process killed while one is listed has left it.
+PACK_MIB, PART_MIB = 24, 5
+STREAM = f"head -c {200 << 20} /dev/urandom; while printf x; do sleep 0.2; done"
+
+
+def uploads(cluster, bucket: str, prefix: str) -> list[str]:
+    """The keys of the incomplete multipart uploads under `prefix`, as radosgw lists them."""
+    with cluster.client() as client:
+        body = client.request("GET", bucket, "", "list uploads", query={"uploads": "", "prefix": prefix}).content
+    assert b"<IsTruncated>false</IsTruncated>" in body, body[:500]
+    return re.findall(r"<Key>([^<]*)</Key>", body.decode())
+
+
+def begin_upload(cluster, bucket: str, key: str) -> None:
+    with cluster.client() as client:
+        client.request("POST", bucket, key, "begin", query={"uploads": ""})
+
+
+def test_a_backup_killed_mid_upload_leaves_parts_that_check_reports_and_prune_aborts(s3_shared_bucket, tmp_path):
+    cluster, bucket = s3_shared_bucket.cluster, s3_shared_bucket.name
+    prefix = f"uploads-{secrets.token_hex(6)}"
+    fleet = Fleet(FleetTarget("s3", cluster.url(bucket, prefix) + f"?part-size={PART_MIB}",
+                              {**REMOTE_ENV, **cluster.env()}), tmp_path)
+    victim = fleet.host("victim")
+    assert victim.run("init", "--pack-size", str(PACK_MIB)).returncode == 0
+    # Another tool's upload inside the prefix, and another repository's beside it.
+    foreign, neighbour = f"{prefix}/data/Not Ours.bin", f"{prefix}-next/data/{'ab' * 32}"
+    begin_upload(cluster, bucket, foreign)
+    begin_upload(cluster, bucket, neighbour)
+
+    left: list[str] = []
+    for _ in range(3):  # the kill may land between two uploads: then again
+        run = victim.start("backup", "--json", "--host", victim.name, "--connections", "1",
+                           "--stdin-from-command", "--", "sh", "-c", STREAM).go()
+        wait_for(lambda: len(uploads(cluster, bucket, prefix + "/")) > 1, "a pack's multipart upload", run.proc)
+        run.kill()
+        left = [key for key in uploads(cluster, bucket, prefix + "/") if key != foreign]
+        if left:
+            break
+    assert left and all(key.startswith(f"{prefix}/data/") for key in left), left
+
+    # On the victim's own machine its lock is known dead: check and prune go in.
+    checked = summary_of(victim.run("check", "--json"))
+    assert checked["ok"] and any("temporary" in w and "prune removes them" in w for w in checked["warnings"]), \
+        checked
+    pruned = summary_of(victim.run("prune", "--json"))
+    assert pruned["temporaries"] == len(left), pruned
+    assert uploads(cluster, bucket, prefix + "/") == [foreign]
+    assert uploads(cluster, bucket, f"{prefix}-next/") == [neighbour]
+    after = summary_of(victim.run("check", "--read-data", "--json"))
+    assert after["ok"] and not after["problems"] and not after["warnings"], after
