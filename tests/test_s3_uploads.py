@@ -12,9 +12,9 @@ import secrets
 
 from fleet import REMOTE_ENV, Fleet, FleetTarget, summary_of, wait_for
 
-# Packs of 24 MiB in parts of 5 MiB, sent one at a time: an upload lasts
+# Packs of 16 MiB in parts of 5 MiB, sent one at a time: an upload lasts
 # several requests, and a process killed while one is listed has left it.
-PACK_MIB, PART_MIB = 24, 5
+PACK_MIB, PART_MIB = 16, 5
 STREAM = f"head -c {200 << 20} /dev/urandom; while printf x; do sleep 0.2; done"
 
 
