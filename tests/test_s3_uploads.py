@@ -26,6 +26,17 @@ def uploads(cluster, bucket: str, prefix: str) -> list[str]:
     return re.findall(r"<Key>([^<]*)</Key>", body.decode())
 
 
+def stored(cluster, bucket: str, key: str) -> int:
+    """The bytes the parts of the incomplete uploads of `key` hold, as radosgw lists them."""
+    with cluster.client() as client:
+        listing = client.request("GET", bucket, "", "list uploads", query={"uploads": "", "prefix": key}).content
+        total = 0
+        for upload_id in re.findall(r"<UploadId>([^<]*)</UploadId>", listing.decode()):
+            parts = client.request("GET", bucket, key, "list parts", query={"uploadId": upload_id}).content
+            total += sum(int(size) for size in re.findall(r"<Size>([0-9]+)</Size>", parts.decode()))
+    return total
+
+
 def begin_upload(cluster, bucket: str, key: str) -> None:
     with cluster.client() as client:
         client.request("POST", bucket, key, "begin", query={"uploads": ""})
@@ -56,8 +67,11 @@ def test_a_backup_killed_mid_upload_leaves_parts_that_check_reports_and_prune_ab
 
     # On the victim's own machine its lock is known dead: check and prune go in.
     checked = summary_of(victim.run("check", "--json"))
-    assert checked["ok"] and any("temporary" in w and "prune removes them" in w for w in checked["warnings"]), \
-        checked
+    [warning] = [w for w in checked["warnings"] if "temporary" in w]
+    assert checked["ok"] and "prune removes them" in warning, checked
+    # The bytes their parts hold.
+    assert re.search(r"of ([0-9,]+) bytes?", warning).group(1).replace(",", "") == \
+        str(sum(stored(cluster, bucket, key) for key in set(left))), warning
     pruned = summary_of(victim.run("prune", "--json"))
     assert pruned["temporaries"] == len(left), pruned
     assert uploads(cluster, bucket, prefix + "/") == [foreign]
