@@ -10,7 +10,11 @@ from __future__ import annotations
 import re
 import secrets
 
+import pytest
+
 from fleet import REMOTE_ENV, Fleet, FleetTarget, summary_of, wait_for
+from s3_front import S3Front
+from strongroom.errors import ListingFailed
 
 # Packs of 16 MiB in parts of 5 MiB, sent one at a time: an upload lasts
 # several requests, and a process killed while one is listed has left it.
@@ -78,3 +82,50 @@ def test_a_backup_killed_mid_upload_leaves_parts_that_check_reports_and_prune_ab
     assert uploads(cluster, bucket, f"{prefix}-next/") == [neighbour]
     after = summary_of(victim.run("check", "--read-data", "--json"))
     assert after["ok"] and not after["problems"] and not after["warnings"], after
+
+
+@pytest.mark.parametrize("damage", ["truncated-without-marker", "marker-repeats", "key-outside-prefix",
+                                    "another-bucket", "not-a-listing", "bad-upload-id", "malformed-xml",
+                                    "bad-part-size"])
+def test_hostile_answers_about_incomplete_uploads_fail_the_look(s3_cluster, s3_shared_bucket, damage):
+    from strongroom.storage.s3 import S3Client, S3Credentials, S3Endpoint, S3Storage
+    from strongroom.storage.s3_providers import PROVIDERS
+
+    bucket, prefix = s3_shared_bucket.name, f"hostile-{secrets.token_hex(6)}"
+    begin_upload(s3_cluster, bucket, f"{prefix}/data/{'ab' * 32}")
+
+    def rewrite(body: bytes) -> bytes:
+        # radosgw sends its markers on every page, the last one too.
+        if damage == "truncated-without-marker":
+            body = re.sub(rb"<NextKeyMarker>[^<]*</NextKeyMarker>", b"", body)
+            return body.replace(b"<IsTruncated>false</IsTruncated>", b"<IsTruncated>true</IsTruncated>")
+        if damage == "marker-repeats":
+            body = re.sub(rb"<NextKeyMarker>[^<]*</NextKeyMarker>", b"<NextKeyMarker>k</NextKeyMarker>", body)
+            return body.replace(b"<IsTruncated>false</IsTruncated>", b"<IsTruncated>true</IsTruncated>")
+        if damage == "key-outside-prefix":
+            return body.replace(f"<Key>{prefix}/".encode(), b"<Key>elsewhere/")
+        if damage == "another-bucket":
+            return body.replace(f"<Bucket>{bucket}</Bucket>".encode(), b"<Bucket>other</Bucket>")
+        if damage == "not-a-listing":
+            return b'<?xml version="1.0"?><Owner><ID>x</ID></Owner>'
+        if damage == "bad-upload-id":
+            return re.sub(rb"<UploadId>[^<]*</UploadId>", b"<UploadId>a b&amp;c</UploadId>", body)
+        if damage == "malformed-xml":
+            return body[:len(body) // 2]
+        return body.replace(b"</UploadId>", b"</UploadId><Part><PartNumber>1</PartNumber><Size>-5</Size></Part>")
+
+    with S3Front(s3_cluster.endpoint) as front:
+        client = S3Client(S3Endpoint.parse(front.endpoint, region="us-east-1", path_style=True),
+                          S3Credentials(s3_cluster.access_key, s3_cluster.secret_key), timeout=20)
+        with S3Storage(client, bucket, prefix, PROVIDERS["ceph"]) as storage:
+            parts = damage == "bad-part-size"
+            front.rewrite("GET", "uploadId=" if parts else "uploads", rewrite,
+                          times=None if damage == "marker-repeats" else 1)
+            with pytest.raises(ListingFailed):
+                storage.temporaries()
+            front.rules.clear()
+            [found] = storage.temporaries()
+            assert found.name.startswith(f"data/{'ab' * 32}#upload=") and found.size == 0
+            storage.remove_temporary(found.name)
+            storage.remove_temporary(found.name)  # gone already: fine
+            assert storage.temporaries() == []
