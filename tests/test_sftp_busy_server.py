@@ -26,9 +26,10 @@ def test_a_server_turning_connections_away_is_waited_for_not_taken_for_another_s
             run = host.start("snapshots", "--json").go()
             # While that connection stays, every other is turned away: the
             # command says once what it waits for (or, taking sshd for another
-            # service, gives up).
+            # service, gives up). sshd's close after its line sometimes reaches
+            # us as a reset (our greeting unread): also trouble that passes.
             said = run.proc.stderr.readline().decode()
-            assert "waiting for sftp host" in said and "the server is busy" in said, said
+            assert "waiting for sftp host" in said and ("the server is busy" in said or "reset" in said), said
         done = run.finish()
         assert summary_of(done) == []  # it went in once the slot was free: no snapshots yet
         assert "does not speak SSH" not in done.stderr.decode() and any("past MaxStartups" in line for line in server.log)
