@@ -134,7 +134,7 @@ StrictModes no
 PermitTTY no
 AllowTcpForwarding no
 X11Forwarding no
-MaxStartups 100:30:200
+MaxStartups {max_startups}
 MaxSessions {max_sessions}
 LogLevel INFO
 Subsystem sftp internal-sftp
@@ -142,7 +142,7 @@ Subsystem sftp internal-sftp
 
 
 @contextlib.contextmanager
-def run_sshd(max_sessions: int = 64) -> Iterator[SSHServer]:
+def run_sshd(max_sessions: int = 64, max_startups: str = "100:30:200") -> Iterator[SSHServer]:
     if not os.access(SSHD, os.X_OK) or shutil.which("ssh-keygen") is None:
         raise SSHServerUnavailable(f"{SSHD} or ssh-keygen is not installed (Debian: openssh-server, "
                                    "openssh-client; scripts/test.sh installs them when run as root)")
@@ -161,7 +161,7 @@ def run_sshd(max_sessions: int = 64) -> Iterator[SSHServer]:
         _keygen(directory / "other_host_key", "another host key")
         port = _free_port()
         (directory / "sshd_config").write_text(_CONFIG.format(port=port, directory=directory, user=user,
-                                                                  max_sessions=max_sessions))
+                                                                  max_sessions=max_sessions, max_startups=max_startups))
         host_public = (directory / "host_key.pub").read_text().split()
         other_public = (directory / "other_host_key.pub").read_text().split()
         (directory / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_public[0]} {host_public[1]}\n")

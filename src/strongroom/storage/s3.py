@@ -24,11 +24,12 @@ from urllib.parse import unquote
 
 from strongroom.errors import (FolderNotFound, ListingFailed, ObjectNotFound, StorageError, TransientStorageError,
                                UsageError)
-from strongroom.storage.base import Attempt, ObjectInfo, Storage, StorageInfo, check_name
+from strongroom.storage.base import Attempt, ObjectInfo, Storage, StorageInfo, Temporary, check_name
 from strongroom.storage.s3_client import S3Client, S3Credentials, S3Endpoint, content_md5, text_of, xml_root
 from strongroom.storage import s3_lock
 from strongroom.storage.s3_multipart import PendingUploads, abort, part_size_for, upload_multipart
 from strongroom.storage.s3_providers import GENERIC, MiB, S3Provider
+from strongroom.storage.s3_uploads import incomplete_uploads, split_temporary
 from strongroom.storage.webdav import _cut_spans, _read_body
 
 __all__ = ["S3Storage", "S3Client", "S3Credentials", "S3Endpoint", "MAX_PAGES", "MAX_PAGE_BYTES"]
@@ -383,6 +384,21 @@ class S3Storage(Storage):
                              f"have Object Lock enabled (it can only be enabled when a bucket is made: "
                              f"see docs/s3.md)")
         self._versioned = True
+
+    # ---- what killed writers leave -------------------------------------------------------
+
+    def temporaries(self) -> list[Temporary]:
+        """Incomplete multipart uploads under the prefix (s3_uploads.py)."""
+        return sorted(incomplete_uploads(self.client, self.bucket, self.root), key=lambda t: t.name)
+
+    def remove_temporary(self, name: str) -> None:
+        object_name, upload_id = split_temporary(name)
+        what = f"abort the incomplete upload of {object_name}"
+        response = self.client.request("DELETE", self.bucket, self._key(object_name), what,
+                                       query={"uploadId": upload_id}, passthrough=frozenset({404}))
+        # Gone already is fine; a missing bucket is not.
+        if response.status_code == 404 and b"NoSuchUpload" not in response.content:
+            raise StorageError(f"{what}: the service answered 404 without NoSuchUpload")
 
     # ---- the end ------------------------------------------------------------------------
 

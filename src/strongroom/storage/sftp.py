@@ -41,6 +41,7 @@ from strongroom.storage.sftp_access import SFTPAccess, SFTPLocation
 
 T = TypeVar("T")
 DEFAULT_CONNECTIONS = 4
+_THROTTLED = "throttled"  # what _speaks_other finds when sshd turns connections away
 # A dead connection (a cable pulled, a server frozen) is noticed within
 # about a minute even when no request is waiting on it.
 _KEEPALIVE_SECONDS = 15
@@ -167,9 +168,15 @@ class SFTPStorage(Storage):
                 raise self._unreachable(what, failure.explanation, failure.reason, failure.setup_mistake) from None
             if isinstance(e, asyncssh.ProtocolError) and not self.answered:
                 raise StorageUnreachable(f"{what}: {loc.netloc} does not speak SSH ({e.reason})") from None
-            if isinstance(e, asyncssh.ConnectionLost) and not self.answered and await self._speaks_other():
-                raise StorageUnreachable(f"{what}: {loc.netloc} does not speak SSH: it answers something else "
-                                         "(check the port)") from None
+            if isinstance(e, asyncssh.ConnectionLost) and not self.answered:
+                other = await self._speaks_other()
+                if other == _THROTTLED:
+                    raise self._unreachable(what, f"the SSH server at {loc.netloc} turns new connections away "
+                                            "(too many at once: its MaxStartups)", "the server is busy",
+                                            False) from None
+                if other:
+                    raise StorageUnreachable(f"{what}: {loc.netloc} does not speak SSH: it answers something "
+                                             "else (check the port)") from None
             raise self._unreachable(what, f"the SSH connection to {loc.netloc} failed ({e.reason})",
                                     f"SSH connection failed ({type(e).__name__})", False) from None
         clients = []
@@ -188,10 +195,13 @@ class SFTPStorage(Storage):
         self.answered = True
         self.connects += 1
 
-    async def _speaks_other(self) -> bool:
+    async def _speaks_other(self) -> bool | str:
         """Whether the port answers an SSH greeting with something that is not
         SSH (a web server's 400): asyncssh only says the connection was lost,
-        which a server restarting says too."""
+        which a server restarting says too. _THROTTLED when it is OpenSSH
+        refusing more connections that have not logged in yet (MaxStartups,
+        10:30:100 by default: a fleet's hosts starting together meet it), which
+        says so in one line before it closes: trouble that passes."""
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.location.host, self.location.port), min(self.timeout, 10.0))
@@ -204,6 +214,8 @@ class SFTPStorage(Storage):
             return False
         finally:
             writer.close()
+        if answer.startswith(b"Exceeded MaxStartups"):
+            return _THROTTLED
         return bool(answer) and not any(line.startswith(b"SSH-") for line in answer.splitlines())
 
     def _read_login(self) -> tuple[Any, list]:
