@@ -112,3 +112,37 @@ def test_configurations_on_s3_and_sftp_back_up_copy_restore_and_round_trip(
         assert_no_secret(output, secrets)
     (tmp_path / "strongroom.toml").write_text(text)
     assert "no changes" in cli.ok("apply", str(tmp_path / "strongroom.toml"))
+
+
+def test_a_dr_plan_over_s3_and_sftp_runs_and_its_kit_recovers_on_a_new_machine(
+        tmp_path: Path, s3_bucket: S3Bucket, sftp_server: SSHServer):
+    (tmp_path / "old").mkdir()
+    cli, secrets = make_clients(tmp_path / "old", s3_bucket, sftp_server)
+    cli.env["STRONGROOM_PASSWORD"] = REPO_PASSWORD
+    data = make_data(tmp_path / "data")
+    for name, client in (("ons3", "ceph"), ("onsftp", "ssh")):
+        cli.ok("config", "add", name, "--source", str(data), "--client", client, "--target-path", name,
+               "--store-password")
+        cli.ok("backup", "--config", name)
+    cli.ok("dr", "create", "both", "--order", "ons3,onsftp", "--target-base", str(tmp_path / "restore-here"))
+    rehearsal = cli.json("dr", "test", "both")[-1]
+    assert rehearsal["verdict"] == "pass", rehearsal
+
+    kit = cli.ok("dr", "kit", "both")
+    assert "S3 bucket:" in kit and "SFTP server:" in kit and "SSH key file:" in kit
+    assert "not in this kit" in kit
+    assert_no_secret(kit, secrets)
+    cli.ok("dr", "kit", "both", "--include-passwords", "--output", str(tmp_path / "kit.txt"))
+    assert secrets["s3"] in (tmp_path / "kit.txt").read_text()
+
+    new = CatalogCLI(tmp_path / "new")
+    new.env.update(SSH_AUTH_SOCK="", STRONGROOM_WEBDAV_DEADLINE="60", STRONGROOM_WEBDAV_RETRY_DELAY="0.05")
+    target = tmp_path / "recovered"
+    done = new.json("dr", "recover", "--kit", str(tmp_path / "kit.txt"), "--plan", "both",
+                    "--target-base", str(target))[-1]
+    assert done["verdict"] == "pass", done
+    for name in ("ons3", "onsftp"):
+        assert snapshot_tree(target / name / data.relative_to("/")) == snapshot_tree(data)
+    assert_no_secret((tmp_path / "new" / "catalog.db").read_bytes(), secrets)
+    shown = {c["name"]: c for c in new.json("config", "list")[:-1]}
+    assert set(shown) == {"ons3", "onsftp"}
