@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from catalog_cli import CatalogCLI
 from console_server import ConsoleServer
-from s3_server import S3Bucket
 from sftp_server import SSHServer
 from treeutil import snapshot_tree
 
@@ -37,28 +39,51 @@ def passphrased_key(server: SSHServer, tmp_path: Path, passphrase: str) -> Path:
     return key
 
 
-def make_clients(tmp_path: Path, s3_bucket: S3Bucket, sftp_server: SSHServer) -> tuple[ConsoleServer, dict]:
-    cli = ConsoleServer(tmp_path)
+@dataclass
+class Estate:
+    """One machine's catalog with an S3 client (ceph) and an SFTP client (ssh),
+    a configuration on each (ons3, onsftp) with the other as its second target,
+    each backed up once."""
+
+    cli: ConsoleServer
+    secrets: dict[str, str]  # the S3 secret key and the SSH key's passphrase
+    data: Path
+    sftp_root: Path
+    sftp_port: int
+    s3_url: str
+    tmp: Path
+
+
+@pytest.fixture(scope="module")
+def estate(tmp_path_factory, s3_cluster, sftp_server: SSHServer) -> Estate:
+    from s3_server import _new_bucket
+    tmp = tmp_path_factory.mktemp("managed")
+    bucket = _new_bucket(s3_cluster)
+    (tmp / "old").mkdir()
+    cli = ConsoleServer(tmp / "old")
     cli.env.update(REPO_PW=REPO_PASSWORD, STRONGROOM_WEBDAV_DEADLINE="60", STRONGROOM_WEBDAV_RETRY_DELAY="0.05",
                    SSH_AUTH_SOCK="")
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
         cli.env.pop(key, None)
-    cluster = s3_bucket.cluster
-    secret_file = tmp_path / "s3-secret"
-    secret_file.write_text(cluster.secret_key + "\n")
+    secret_file = tmp / "s3-secret"
+    secret_file.write_text(s3_cluster.secret_key + "\n")
     passphrase = "a passphrase for the SFTP key"
-    phrase_file = tmp_path / "ssh-phrase"
+    phrase_file = tmp / "ssh-phrase"
     phrase_file.write_text(passphrase)
-    key = passphrased_key(sftp_server, tmp_path, passphrase)
+    key = passphrased_key(sftp_server, tmp, passphrase)
     root = sftp_server.scratch()
     root.mkdir()
-    cli.sftp_root = root
-    cli.ok("client", "add", "ceph", "--url", s3_bucket.url, "--user", cluster.access_key,
+    cli.ok("client", "add", "ceph", "--url", bucket.url, "--user", s3_cluster.access_key,
            "--s3-secret-key-file", str(secret_file))
     cli.ok("client", "add", "ssh", "--url", sftp_server.url(root), "--sftp-key-file", str(key),
            "--sftp-known-hosts", str(sftp_server.known_hosts), "--sftp-key-passphrase-file", str(phrase_file))
-    secrets = {"s3": cluster.secret_key, "passphrase": passphrase}
-    return cli, secrets
+    data = make_data(tmp / "data")
+    for name, client, other in (("ons3", "ceph", "ssh"), ("onsftp", "ssh", "ceph")):
+        cli.ok("config", "add", name, "--source", str(data), "--client", client, "--target-path", "home",
+               "--password-env", "REPO_PW", "--keep-last", "1",
+               "--copy-to", f"copy-of-{name}", "--copy-to-client", other, "--copy-to-password-env", "REPO_PW")
+        cli.ok("backup", "--config", name)
+    return Estate(cli, {"s3": s3_cluster.secret_key, "passphrase": passphrase}, data, root, sftp_server.port, bucket.url, tmp)
 
 
 def assert_no_secret(data: bytes | str, secrets: dict) -> None:
@@ -67,51 +92,41 @@ def assert_no_secret(data: bytes | str, secrets: dict) -> None:
         assert value.encode() not in raw, f"the {name} secret leaked"
 
 
-def test_configurations_on_s3_and_sftp_back_up_copy_restore_and_round_trip(
-        tmp_path: Path, s3_bucket: S3Bucket, sftp_server: SSHServer):
-    cli, secrets = make_clients(tmp_path, s3_bucket, sftp_server)
-    data = make_data(tmp_path / "data")
-    cli.ok("config", "add", "ons3", "--source", str(data), "--client", "ceph", "--target-path", "home",
-           "--password-env", "REPO_PW", "--keep-last", "1",
-           "--copy-to", "copy-of-ons3", "--copy-to-client", "ssh", "--copy-to-password-env", "REPO_PW")
-    cli.ok("config", "add", "onsftp", "--source", str(data), "--client", "ssh", "--target-path", "home",
-           "--password-env", "REPO_PW", "--keep-last", "1",
-           "--copy-to", "copy-of-onsftp", "--copy-to-client", "ceph", "--copy-to-password-env", "REPO_PW")
-
+def test_configurations_on_s3_and_sftp_back_up_copy_restore_and_round_trip(estate: Estate, s3_cluster):
+    cli, secrets, data, tmp = estate.cli, estate.secrets, estate.data, estate.tmp
+    # S3: a second point, forget and prune by the policy (keep_last 1), a full check.
+    cli.ok("backup", "--config", "ons3")
+    assert len(cli.json("snapshots", "--config", "ons3")[-1]) == 2
+    cli.ok("forget", "--config", "ons3", "--prune")
+    assert len(cli.json("snapshots", "--config", "ons3")[-1]) == 1
+    cli.ok("check", "--config", "ons3", "--read-data")
     for name in ("ons3", "onsftp"):
-        cli.ok("backup", "--config", name)
-        (data / "docs" / f"{name}.txt").write_text(f"changed for {name}\n")
-        cli.ok("backup", "--config", name)
-        restored = tmp_path / f"restored-{name}"
+        restored = tmp / f"restored-{name}"
         cli.ok("restore", "latest", "--config", name, "--target", str(restored))
         assert snapshot_tree(restored / data.relative_to("/")) == snapshot_tree(data)
-        cli.ok("forget", "--config", name, "--prune")  # keep_last 1: one of the two points goes
-        assert len(cli.json("snapshots", "--config", name)[-1]) == 1
-        cli.ok("check", "--config", name, *(("--read-data",) if name == "ons3" else ()))
 
     status = {s["config"]: s for s in json.loads(cli.ok("status", "--json"))}
     for name in ("ons3", "onsftp"):
         assert status[name]["status"] == "green" and status[name]["copy_error"] is None
         assert status[name]["last_copy"] is not None
-
-    # The second targets hold the copies: opened as repositories of their own.
+    # The second target on S3 holds the SFTP configuration's copy, opened as a repository of its own.
     second = subprocess.run([sys.executable, "-m", "strongroom", "snapshots", "--json", "-r",
-                             s3_bucket.url + "/copy-of-onsftp"],
+                             estate.s3_url + "/copy-of-onsftp"],
                             env={**cli.env, "STRONGROOM_PASSWORD": REPO_PASSWORD,
-                                 "AWS_ACCESS_KEY_ID": s3_bucket.cluster.access_key,
+                                 "AWS_ACCESS_KEY_ID": s3_cluster.access_key,
                                  "AWS_SECRET_ACCESS_KEY": secrets["s3"]}, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr
-    assert len([p for p in json.loads(second.stdout.splitlines()[-1]) if p]) >= 1
+    assert len(json.loads(second.stdout.splitlines()[-1])) == 1
 
     shown = cli.json("config", "show", "ons3")[0]
-    assert shown["target"] == s3_bucket.url + "/home"
+    assert shown["target"] == estate.s3_url + "/home"
     text = cli.ok("export-config")
     assert 'vendor = "s3"' in text and 'vendor = "sftp"' in text and "key_file = " in text
     for output in (text, json.dumps(shown), cli.ok("client", "list", "--json"), json.dumps(status),
-                   (tmp_path / "catalog.db").read_bytes()):
+                   (tmp / "old" / "catalog.db").read_bytes()):
         assert_no_secret(output, secrets)
-    (tmp_path / "strongroom.toml").write_text(text)
-    assert "no changes" in cli.ok("apply", str(tmp_path / "strongroom.toml"))
+    (tmp / "strongroom.toml").write_text(text)
+    assert "no changes" in cli.ok("apply", str(tmp / "strongroom.toml"))
 
     # The console shows the targets in words, and never a secret.
     with cli:
@@ -121,24 +136,16 @@ def test_configurations_on_s3_and_sftp_back_up_copy_restore_and_round_trip(
                                                   "/configs/ons3", "/configs/onsftp", "/")]
         browser.close()
     assert all(a.status_code == 200 for a in answers), [a.status_code for a in answers]
-    assert answers[1].json()["target"] == sftp_server.url(cli.sftp_root) + "/home"
+    assert answers[1].json()["target"] == f"sftp://root@127.0.0.1:{estate.sftp_port}/{estate.sftp_root}/home"
     assert {c["vendor"] for c in answers[2].json()} >= {"s3", "sftp"}
-    assert s3_bucket.url + "/home" in answers[3].text
+    assert estate.s3_url + "/home" in answers[3].text
     for answer in answers:
         assert_no_secret(answer.content, secrets)
 
 
-def test_a_dr_plan_over_s3_and_sftp_runs_and_its_kit_recovers_on_a_new_machine(
-        tmp_path: Path, s3_bucket: S3Bucket, sftp_server: SSHServer):
-    (tmp_path / "old").mkdir()
-    cli, secrets = make_clients(tmp_path / "old", s3_bucket, sftp_server)
-    cli.env["STRONGROOM_PASSWORD"] = REPO_PASSWORD
-    data = make_data(tmp_path / "data")
-    for name, client in (("ons3", "ceph"), ("onsftp", "ssh")):
-        cli.ok("config", "add", name, "--source", str(data), "--client", client, "--target-path", name,
-               "--store-password")
-        cli.ok("backup", "--config", name)
-    cli.ok("dr", "create", "both", "--order", "ons3,onsftp", "--target-base", str(tmp_path / "restore-here"))
+def test_a_dr_plan_over_s3_and_sftp_runs_and_its_kit_recovers_on_a_new_machine(estate: Estate):
+    cli, secrets, data, tmp = estate.cli, estate.secrets, estate.data, estate.tmp
+    cli.ok("dr", "create", "both", "--order", "ons3,onsftp", "--target-base", str(tmp / "restore-here"))
     rehearsal = cli.json("dr", "test", "both")[-1]
     assert rehearsal["verdict"] == "pass", rehearsal
 
@@ -146,17 +153,17 @@ def test_a_dr_plan_over_s3_and_sftp_runs_and_its_kit_recovers_on_a_new_machine(
     assert "S3 bucket:" in kit and "SFTP server:" in kit and "SSH key file:" in kit
     assert "not in this kit" in kit
     assert_no_secret(kit, secrets)
-    cli.ok("dr", "kit", "both", "--include-passwords", "--output", str(tmp_path / "kit.txt"))
-    assert secrets["s3"] in (tmp_path / "kit.txt").read_text()
+    cli.ok("dr", "kit", "both", "--include-passwords", "--output", str(tmp / "kit.txt"))
+    assert secrets["s3"] in (tmp / "kit.txt").read_text()
 
-    new = CatalogCLI(tmp_path / "new")
+    (tmp / "new").mkdir()
+    new = CatalogCLI(tmp / "new")
     new.env.update(SSH_AUTH_SOCK="", STRONGROOM_WEBDAV_DEADLINE="60", STRONGROOM_WEBDAV_RETRY_DELAY="0.05")
-    target = tmp_path / "recovered"
-    done = new.json("dr", "recover", "--kit", str(tmp_path / "kit.txt"), "--plan", "both",
+    target = tmp / "recovered"
+    done = new.json("dr", "recover", "--kit", str(tmp / "kit.txt"), "--plan", "both",
                     "--target-base", str(target))[-1]
     assert done["verdict"] == "pass", done
     for name in ("ons3", "onsftp"):
         assert snapshot_tree(target / name / data.relative_to("/")) == snapshot_tree(data)
-    assert_no_secret((tmp_path / "new" / "catalog.db").read_bytes(), secrets)
-    shown = {c["name"]: c for c in new.json("config", "list")[:-1]}
-    assert set(shown) == {"ons3", "onsftp"}
+    assert_no_secret((tmp / "new" / "catalog.db").read_bytes(), secrets)
+    assert {c["name"] for c in new.json("config", "list")[:-1]} == {"ons3", "onsftp"}
