@@ -118,6 +118,22 @@ def test_configurations_on_s3_and_sftp_back_up_copy_restore_and_round_trip(estat
     assert second.returncode == 0, second.stderr
     assert len(json.loads(second.stdout.splitlines()[-1])) == 1
 
+    # `client test` writes and removes a probe; a wrong secret key is refused in one line, never echoed.
+    for client in ("ceph", "ssh"):
+        assert cli.json("client", "test", client, "--path", "home")[-1]["ok"] is True
+    wrong = tmp / "wrong-secret"
+    wrong.write_text("not-the-secret-key")
+    cli.ok("client", "add", "wrong", "--url", estate.s3_url, "--user", s3_cluster.access_key,
+           "--s3-secret-key-file", str(wrong))
+    refused = cli.run("client", "test", "wrong", "--path", "home")
+    assert refused.returncode != 0 and "not-the-secret-key" not in refused.stderr + refused.stdout
+    assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    secrets = {**secrets, "wrong": "not-the-secret-key"}
+    cli.ok("client", "remove", "wrong")
+    for bad in ("s3://bucket/prefix", "s3:https://KEY:hunter2-in-url@s3.example.net/bucket"):
+        done = cli.run("client", "add", "bad", "--url", bad, "--user", "x", "--s3-secret-key-file", str(wrong))
+        assert done.returncode != 0 and "hunter2" not in done.stderr and "Traceback" not in done.stderr
+
     shown = cli.json("config", "show", "ons3")[0]
     assert shown["target"] == estate.s3_url + "/home"
     text = cli.ok("export-config")

@@ -716,7 +716,12 @@ def _print_kit(m: Manage, name: str, target: str, vendor: str | None, password: 
         return
     print(f"strongroom recovery kit for configuration {name}")
     print(f"repository: {target}")
-    if vendor:
+    if vendor == "s3":
+        print("S3 bucket: the secret key is not part of this kit (AWS_SECRET_ACCESS_KEY with "
+              "AWS_ACCESS_KEY_ID opens it with `snapshots --repo`)")
+    elif vendor == "sftp":
+        print("SFTP server: the SSH key and its passphrase are not part of this kit")
+    elif vendor:
         print(f"WebDAV service: {vendor} (the account password is not part of this kit)")
     print(f"password:   {password}")
     print(KIT_NOTICE)

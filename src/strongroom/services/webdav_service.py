@@ -192,10 +192,11 @@ class WebDAVService:
             probe = f"strongroom-probe-{os.urandom(6).hex()}"
             if hasattr(client, "quota"):
                 found["quota_used"], found["quota_available"] = client.quota()
+                found["reachable"] = found["authenticated"] = True
+                client.write(probe, b"strongroom connection test")
             else:
                 client.write(probe, b"strongroom connection test")  # S3, SFTP: the write proves the login
-            found["reachable"] = found["authenticated"] = True
-            client.write(probe, b"strongroom connection test")
+                found["reachable"] = found["authenticated"] = True
             client.delete(probe)
             found["writable"] = True
         except AuthenticationFailed as e:
