@@ -136,6 +136,7 @@ def test_configurations_on_s3_and_sftp_back_up_copy_restore_and_round_trip(estat
 
     shown = cli.json("config", "show", "ons3")[0]
     assert shown["target"] == estate.s3_url + "/home"
+    assert shown["copy_to"]["target"] == "copy-of-ons3 on SFTP server ssh"
     text = cli.ok("export-config")
     assert 'vendor = "s3"' in text and 'vendor = "sftp"' in text and "key_file = " in text
     for output in (text, json.dumps(shown), cli.ok("client", "list", "--json"), json.dumps(status),
@@ -153,6 +154,7 @@ def test_configurations_on_s3_and_sftp_back_up_copy_restore_and_round_trip(estat
         browser.close()
     assert all(a.status_code == 200 for a in answers), [a.status_code for a in answers]
     assert answers[1].json()["target"] == f"sftp://root@127.0.0.1:{estate.sftp_port}/{estate.sftp_root}/home"
+    assert answers[1].json()["copy_to"]["target"] == "copy-of-onsftp on S3 bucket ceph"
     assert {c["vendor"] for c in answers[2].json()} >= {"s3", "sftp"}
     assert estate.s3_url + "/home" in answers[3].text
     for answer in answers:

@@ -27,7 +27,7 @@ from strongroom.model.retention import describe_policy, parse_duration
 from strongroom.services.backup_manager import BackupManager, create_backup_manager
 from strongroom.services.configs import AFTER_RUN, DEFAULT_CHECK_SUBSET, BackupConfig
 from strongroom.services.jobs import BACKUP_KINDS
-from strongroom.services.describe import copy_password_source, password_source, target_of
+from strongroom.services.describe import copy_password_source, copy_target_of, password_source, target_of
 from strongroom.services.urls import has_password, redact_password
 from strongroom.services.webdav_service import WebDAVCredentials
 from strongroom.storage.vendors import guess_vendor
@@ -558,7 +558,7 @@ def _config_doc(manager: BackupManager, cfg: BackupConfig) -> dict:
     doc.pop("postgres_secret_ref", None)
     if cfg.copy_to:
         doc["copy_to"] = {**{k: v for k, v in cfg.copy_to.items() if k != "secret_ref"},
-                          "target": cfg.describe_copy_target(), "password": copy_password_source(cfg)}
+                          "target": copy_target_of(manager, cfg), "password": copy_password_source(cfg)}
     doc["source_kind"] = cfg.source_kind
     doc["source"] = cfg.describe_source()
     if cfg.source_kind == "postgres":
