@@ -20,20 +20,20 @@ from dataclasses import dataclass
 import click
 
 from strongroom.cli.options import (catalog_option, configure_run, from_command_line, read_password,
-                                    read_webdav_password, run_options, shared_after)
+                                    read_target_client_secret, read_webdav_password, run_options, shared_after)
 from strongroom.cli.output import emit_json, human_size
 from strongroom.errors import StrongroomError, UsageError, WrongPassword
 from strongroom.model.retention import describe_policy, parse_duration
 from strongroom.services.backup_manager import BackupManager, create_backup_manager
 from strongroom.services.configs import AFTER_RUN, DEFAULT_CHECK_SUBSET, BackupConfig
 from strongroom.services.jobs import BACKUP_KINDS
-from strongroom.services.describe import copy_password_source, password_source, target_of
+from strongroom.services.describe import copy_password_source, copy_target_of, password_source, target_of
 from strongroom.services.urls import has_password, redact_password
 from strongroom.services.webdav_service import WebDAVCredentials
 from strongroom.storage.vendors import guess_vendor
 from strongroom.words import plural
 
-VENDORS = ["nutstore", "nextcloud", "owncloud", "generic"]
+VENDORS = ["nutstore", "nextcloud", "owncloud", "generic", "s3", "sftp"]
 
 
 @dataclass
@@ -111,26 +111,53 @@ def _not_a_url(ctx, param, value: str | None) -> str | None:
 @manage_options
 @click.argument("client_id")
 @click.option("--url", required=True, callback=_url_without_password,
-              help="The WebDAV URL, e.g. https://dav.jianguoyun.com/dav/ (no password in it).")
-@click.option("--user", required=True, help="The account name.")
+              help="The WebDAV URL, e.g. https://dav.jianguoyun.com/dav/ (no password in it); or "
+                   "s3:https://ENDPOINT/BUCKET[/PREFIX], or sftp://USER@HOST:PORT//PATH.")
+@click.option("--user", help="The account name (an S3 client: the access key id, else AWS_ACCESS_KEY_ID; "
+                             "an SFTP client: the URL's user).")
 @click.option("--vendor", type=click.Choice(VENDORS, case_sensitive=False),
               help="The service: sets its request budget, upload cap and quirks (guessed from the URL).")
 @click.option("--webdav-password-file", type=click.Path(dir_okay=False),
               help="Read the account password from this file (else STRONGROOM_WEBDAV_PASSWORD, or a prompt).")
+@click.option("--s3-secret-key-file", type=click.Path(dir_okay=False),
+              help="An S3 client: read the secret key from this file (else AWS_SECRET_ACCESS_KEY).")
+@click.option("--sftp-key-file", type=click.Path(dir_okay=False),
+              help="An SFTP client: the private key file it logs in with (kept as a path).")
+@click.option("--sftp-known-hosts", type=click.Path(dir_okay=False),
+              help="An SFTP client: the file of the host keys it trusts (kept as a path).")
+@click.option("--sftp-key-passphrase-file", type=click.Path(dir_okay=False),
+              help="An SFTP client: read the key's passphrase from this file (else "
+                   "STRONGROOM_SFTP_KEY_PASSPHRASE_FILE or STRONGROOM_SFTP_KEY_PASSPHRASE; none by default).")
 @click.option("--replace", is_flag=True, help="Replace a client of the same id.")
-def client_add(m: Manage, client_id, url, user, vendor, webdav_password_file, replace) -> None:
-    """Add a WebDAV client CLIENT_ID (the password goes to the secrets store)."""
+def client_add(m: Manage, client_id, url, user, vendor, webdav_password_file, s3_secret_key_file, sftp_key_file,
+               sftp_known_hosts, sftp_key_passphrase_file, replace) -> None:
+    """Add a client CLIENT_ID: a WebDAV account, an S3 bucket or an SFTP server (its
+    password, secret key or key passphrase goes to the secrets store)."""
+    from strongroom.services.target_accounts import describe_kind, guess_kind, is_target_kind
     with m.manager() as manager:
         if client_id in manager.webdav_service.list_clients() and not replace:
-            raise UsageError(f"a WebDAV client named {client_id!r} exists already (use --replace)")
-        vendor = (vendor or guess_vendor(url)).lower()
-        credentials = WebDAVCredentials(user, _webdav_password(webdav_password_file, user), url, vendor)
+            raise UsageError(f"a client named {client_id!r} exists already (use --replace)")
+        vendor = (vendor or guess_kind(url) or guess_vendor(url)).lower()
+        if is_target_kind(vendor):
+            secret, env_user = read_target_client_secret(
+                vendor, s3_secret_key_file if vendor == "s3" else sftp_key_passphrase_file)
+            if vendor == "sftp":
+                from strongroom.storage.sftp_access import parse_sftp_url
+                user = user or parse_sftp_url(url).user
+            user = user or env_user
+            key_file = os.path.abspath(os.path.expanduser(sftp_key_file)) if sftp_key_file else None
+            known = os.path.abspath(os.path.expanduser(sftp_known_hosts)) if sftp_known_hosts else None
+            credentials = WebDAVCredentials(user or "", secret or "", url, vendor, key_file, known)
+        else:
+            if not user:
+                raise UsageError("a WebDAV client needs its account name: --user")
+            credentials = WebDAVCredentials(user, _webdav_password(webdav_password_file, user), url, vendor)
         manager.webdav_service.add_client(client_id, credentials)
     if m.json:
         emit_json({"type": "summary", "client": client_id, "url": url, "username": user, "vendor": vendor})
     else:
-        print(f"added WebDAV client {client_id}: {user} at {url} ({vendor}); "
-              f"try it with `strongroom client test {client_id}`")
+        print(f"added {describe_kind(vendor) if is_target_kind(vendor) else 'WebDAV client'} {client_id}: "
+              f"{user} at {url} ({vendor}); try it with `strongroom client test {client_id}`")
 
 
 @client.command("list")
@@ -531,7 +558,7 @@ def _config_doc(manager: BackupManager, cfg: BackupConfig) -> dict:
     doc.pop("postgres_secret_ref", None)
     if cfg.copy_to:
         doc["copy_to"] = {**{k: v for k, v in cfg.copy_to.items() if k != "secret_ref"},
-                          "target": cfg.describe_copy_target(), "password": copy_password_source(cfg)}
+                          "target": copy_target_of(manager, cfg), "password": copy_password_source(cfg)}
     doc["source_kind"] = cfg.source_kind
     doc["source"] = cfg.describe_source()
     if cfg.source_kind == "postgres":
@@ -689,7 +716,12 @@ def _print_kit(m: Manage, name: str, target: str, vendor: str | None, password: 
         return
     print(f"strongroom recovery kit for configuration {name}")
     print(f"repository: {target}")
-    if vendor:
+    if vendor == "s3":
+        print("S3 bucket: the secret key is not part of this kit (AWS_SECRET_ACCESS_KEY with "
+              "AWS_ACCESS_KEY_ID opens it with `snapshots --repo`)")
+    elif vendor == "sftp":
+        print("SFTP server: the SSH key and its passphrase are not part of this kit")
+    elif vendor:
         print(f"WebDAV service: {vendor} (the account password is not part of this kit)")
     print(f"password:   {password}")
     print(KIT_NOTICE)

@@ -196,6 +196,27 @@ def read_sftp_access(key_file: str | None, known_hosts: str | None):
     return SFTPAccess(os.path.expanduser(known_hosts), keys, os.environ.get("SSH_AUTH_SOCK") or None, passphrase)
 
 
+def read_target_client_secret(kind: str, secret_file: str | None) -> tuple[str | None, str]:
+    """The secret of an S3 or SFTP client being added (`client add`), and the
+    user it goes with when the environment gives one: an S3 secret key from
+    `secret_file` (--s3-secret-key-file), else AWS_SECRET_ACCESS_KEY (with
+    AWS_ACCESS_KEY_ID); an SSH key's passphrase from `secret_file`
+    (--sftp-key-passphrase-file), else STRONGROOM_SFTP_KEY_PASSPHRASE_FILE or
+    STRONGROOM_SFTP_KEY_PASSPHRASE, else none (""). Never from argv."""
+    user = os.environ.get("AWS_ACCESS_KEY_ID", "") if kind == "s3" else ""
+    if kind == "sftp":
+        secret_file = secret_file or os.environ.get("STRONGROOM_SFTP_KEY_PASSPHRASE_FILE")
+    if secret_file:
+        try:
+            with open(secret_file, encoding="utf-8") as f:
+                return f.read().rstrip("\r\n"), user
+        except OSError as e:
+            raise UsageError(f"cannot read the {kind} client's secret file {secret_file}: {e.strerror}") from None
+    if kind == "s3":
+        return os.environ.get("AWS_SECRET_ACCESS_KEY"), user
+    return os.environ.get("STRONGROOM_SFTP_KEY_PASSPHRASE", ""), user
+
+
 # ---- the source repository of `copy` and `init --copy-chunker-params` ---------------------------
 
 NO_FROM_PASSWORD = ("no password for the source repository: set STRONGROOM_FROM_PASSWORD, "

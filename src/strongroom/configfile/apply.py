@@ -225,14 +225,16 @@ class _Planner:
         fields = []
         if stored:
             for key, old in (("url", stored["url"]), ("user", stored["username"]),
-                             ("vendor", stored.get("service_type", "generic"))):
+                             ("vendor", stored.get("service_type", "generic")),
+                             ("key_file", stored.get("key_file")), ("known_hosts", stored.get("known_hosts"))):
                 if getattr(client, key) != old:
                     fields.append(key)
             if password != old_password:
                 fields.append("password")
             if not fields:
                 return
-        credentials = WebDAVCredentials(client.user, password, client.url, client.vendor)
+        credentials = WebDAVCredentials(client.user, password, client.url, client.vendor, client.key_file,
+                                        client.known_hosts)
         self.steps.append((Change("client", client.id, CHANGE if stored else ADD, tuple(fields)),
                            lambda: webdav.add_client(client.id, credentials)))
 

@@ -52,8 +52,9 @@ def export_text(manager: BackupManager) -> str:
     for doc in manager.catalog.list_clients():
         out += [f"[{dotted(('client', doc['id']))}]", f"url = {toml_value(doc['url'])}",
                 f"user = {toml_value(doc['username'])}",
-                f"vendor = {toml_value(doc.get('service_type', 'generic'))}",
-                "# password: kept in the secrets store (password_file, password_env or password_command "
+                f"vendor = {toml_value(doc.get('service_type', 'generic'))}"]
+        out += [f"{key} = {toml_value(doc[key])}" for key in ("key_file", "known_hosts") if doc.get(key)]
+        out += ["# password: kept in the secrets store (password_file, password_env or password_command "
                 "replace it)", ""]
     for doc in manager.catalog.list_configs():
         out += _config(BackupConfig.from_doc(doc))

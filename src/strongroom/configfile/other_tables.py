@@ -19,7 +19,7 @@ from strongroom.configfile.problems import Problems
 from strongroom.configfile.references import read_reference, reference_keys
 from strongroom.errors import UsageError
 
-CLIENT_KEYS = {"url", "user", "vendor", *reference_keys("password")}
+CLIENT_KEYS = {"url", "user", "vendor", "key_file", "known_hosts", *reference_keys("password")}
 
 
 @dataclass
@@ -30,6 +30,9 @@ class FileClient:
     vendor: str
     password: str | None  # None: keep the stored one
     path: Path
+    # An SFTP client's key file and trusted host keys (paths; services/target_accounts.py).
+    key_file: str | None = None
+    known_hosts: str | None = None
 
 
 def read_client(client_id: str, table: Any, problems: Problems, environ: Mapping[str, str],
@@ -39,7 +42,8 @@ def read_client(client_id: str, table: Any, problems: Problems, environ: Mapping
     path: Path = ("client", client_id)
     before = len(problems.found)
     if not problems.table(path, table, "a WebDAV client is a table ([client.ID])", CLIENT_KEYS,
-                          "unknown key: use url, user, vendor and password_file, password_env or password_command"):
+                          "unknown key: use url, user, vendor (key_file, known_hosts for sftp) and password_file, "
+                          "password_env or password_command"):
         return None
     for key in ("url", "user"):
         if not isinstance(table.get(key), str) or not table.get(key):
@@ -56,12 +60,21 @@ def read_client(client_id: str, table: Any, problems: Problems, environ: Mapping
     if len(problems.found) > before:
         return None
     from strongroom.services.config_schema import check_credentials
+    from strongroom.services.target_accounts import check_account, is_target_kind
+    login = {key: table.get(key) for key in ("key_file", "known_hosts")}
+    for key, value in login.items():
+        if value is not None and not isinstance(value, str):
+            problems.add((*path, key), f"give the client's {key} as text")
+            return None
     try:
-        check_credentials(table["user"], password or "-", url, vendor.lower())
+        if is_target_kind(vendor):
+            check_account(vendor.lower(), table["user"], password or "-", url, **login)
+        else:
+            check_credentials(table["user"], password or "-", url, vendor.lower())
     except UsageError as e:
         problems.add((*path, "vendor" if "service" in str(e) else "url"), str(e))
         return None
-    return FileClient(client_id, url, table["user"], vendor.lower(), password, path)
+    return FileClient(client_id, url, table["user"], vendor.lower(), password, path, **login)
 
 
 # ---- notification channels -------------------------------------------------------------------

@@ -48,13 +48,36 @@ class KitAccount:
     vendor: str
     folder: str  # the repository's folder below `url`
     password: str | None = field(default=None, repr=False)  # only with include_passwords
+    # An SFTP server's login (vendor "sftp"): the key file and trusted host keys, as paths.
+    key_file: str | None = None
+    known_hosts: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
         doc = {"client": self.client, "url": self.url, "username": self.username, "vendor": self.vendor,
                "folder": self.folder}
         if self.password is not None:
             doc["password"] = self.password
+        for key in ("key_file", "known_hosts"):
+            if getattr(self, key):
+                doc[key] = getattr(self, key)
         return doc
+
+    def lines(self) -> list[str]:
+        """The account on the kit's page: where, who, and its secret or how to give it."""
+        if self.vendor == "s3":
+            return [f"  S3 bucket:       {self.url}, folder {self.folder}, access key id {self.username}",
+                    "  S3 secret key:   " + (self.password if self.password is not None else
+                                             "not in this kit: have it ready (recovery asks for it; "
+                                             "AWS_SECRET_ACCESS_KEY for `snapshots --repo`)")]
+        if self.vendor == "sftp":
+            return [f"  SFTP server:     {self.url}, folder {self.folder}",
+                    f"  SSH key file:    {self.key_file} (trusted host keys in {self.known_hosts}); "
+                    "bring the key and its host key line to the new machine",
+                    "  Key passphrase:  " + ((self.password or "none") if self.password is not None else
+                                             "not in this kit: have it ready if the key has one")]
+        return [f"  WebDAV account:  {self.username} at {self.url} ({self.vendor}), folder {self.folder}",
+                "  WebDAV password: " + (self.password if self.password is not None else
+                                         "not in this kit: have it ready (or set STRONGROOM_WEBDAV_PASSWORD)")]
 
 
 @dataclass(frozen=True)
@@ -139,11 +162,7 @@ class RecoveryKit:
                       f"  Password:        {repo.password if repo.password is not None else 'none (not encrypted)'}",
                       f"  Configurations:  {', '.join(repo.configs)}"]
             if repo.account:
-                a = repo.account
-                lines += [f"  WebDAV account:  {a.username} at {a.url} ({a.vendor}), folder {a.folder}",
-                          "  WebDAV password: " + (a.password if a.password is not None else
-                                                   "not in this kit: have it ready (or set "
-                                                   "STRONGROOM_WEBDAV_PASSWORD)")]
+                lines += repo.account.lines()
             lines.append("")
         lines.append("To recover on a new machine with strongroom installed:")
         for number, (what, command) in enumerate(self.commands(path), 1):
@@ -180,7 +199,8 @@ def _repository(doc: Any) -> KitRepository:
         if not isinstance(account, dict):
             raise UsageError("the recovery kit: a repository's webdav is not a table")
         account = KitAccount(_text(account, "client"), _text(account, "url"), _text(account, "username"),
-                             _text(account, "vendor"), _text(account, "folder"), _optional_text(account, "password"))
+                             _text(account, "vendor"), _text(account, "folder"), _optional_text(account, "password"),
+                             _optional_text(account, "key_file"), _optional_text(account, "known_hosts"))
     return KitRepository(_text(doc, "location"), _optional_text(doc, "repository_id"), tuple(configs),
                          _optional_text(doc, "password"), account)
 
@@ -213,7 +233,8 @@ def make_kit(manager: BackupManager, plan_name: str, include_passwords: bool = F
         if not first.is_local:
             client = manager.webdav_service.get_client(first.target_client_id)
             account = KitAccount(first.target_client_id, client.url, client.username, client.service_type,
-                                 first.target_path, client.password if include_passwords else None)
+                                 first.target_path, client.password if include_passwords else None,
+                                 client.key_file, client.known_hosts)
         repository_id = None
         try:
             repo = service.open_repository(first)

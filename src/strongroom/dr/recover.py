@@ -47,11 +47,20 @@ class Source:
     account_url: str | None = None  # the WebDAV account's URL, and the repository's folder below it
     folder: str | None = None
     vendor: str | None = None
-    webdav_password: str | None = field(default=None, repr=False)
+    webdav_password: str | None = field(default=None, repr=False)  # an S3 client's secret key, an SSH passphrase
+    key_file: str | None = None  # an SFTP client's login, from the kit
+    known_hosts: str | None = None
+    account_user: str | None = None  # an S3 client's access key id, an SFTP client's user
 
     @property
     def is_webdav(self) -> bool:
         return self.location.startswith(("webdav+http://", "webdav+https://"))
+
+    @property
+    def is_account(self) -> bool:
+        """On an S3 or SFTP client (from a kit): opened and rebuilt as that client."""
+        from strongroom.services.target_accounts import is_target_kind
+        return is_target_kind(self.vendor) and self.account_url is not None and self.folder is not None
 
     @property
     def username(self) -> str | None:
@@ -66,7 +75,8 @@ def sources_from_kit(kit: RecoveryKit) -> list[Source]:
         a = repo.account
         out.append(Source(repo.location, repo.password, repo.repository_id,
                           a.client if a else None, a.url if a else None, a.folder if a else None,
-                          a.vendor if a else None, a.password if a else None))
+                          a.vendor if a else None, a.password if a else None,
+                          a.key_file if a else None, a.known_hosts if a else None, a.username if a else None))
     return out
 
 
@@ -155,16 +165,39 @@ class Recovery:
         from strongroom.storage import open_storage
 
         source = self.sources[index]
-        storage = open_storage(source.location,
-                               webdav_password=(lambda: self._webdav_password(index)) if source.is_webdav else None,
-                               vendor=source.vendor, cache_root=self.service.cache_root,
-                               settings=self.service.settings)
+        if source.is_account:
+            storage = self._account_storage(index)
+        else:
+            storage = open_storage(source.location,
+                                   webdav_password=(lambda: self._webdav_password(index)) if source.is_webdav
+                                   else None, vendor=source.vendor, cache_root=self.service.cache_root,
+                                   settings=self.service.settings)
         password = None if source.password is None else source.password.encode("utf-8", "surrogateescape")
         repo = Repository.open(storage, password, self.service.cache_root, settings=self.service.settings)
         if source.repository_id and repo.config.id != source.repository_id:
             raise StrongroomError(f"{source.location} holds repository {repo.config.id[:16]}, not "
                                   f"{source.repository_id[:16]} as the recovery kit says: stopping")
         return repo
+
+    def _account_secret(self, index: int) -> str:
+        """An S3 client's secret key or an SSH key's passphrase: from the kit, else asked for."""
+        source = self.sources[index]
+        if source.webdav_password is not None:
+            return source.webdav_password
+        if index not in self._webdav_passwords:
+            what = "S3 secret key" if source.vendor == "s3" else "SSH key passphrase"
+            if self.ask_password is None:
+                raise UsageError(f"no {what} for {source.account_url}: the kit holds none (dr kit "
+                                 "--include-passwords), and there is no terminal to ask at")
+            self._webdav_passwords[index] = self.ask_password(source.client or what, source.account_url or "")
+        return self._webdav_passwords[index]
+
+    def _account_storage(self, index: int):
+        from strongroom.services.target_accounts import open_account_storage
+        source = self.sources[index]
+        return open_account_storage(source.vendor or "", source.account_url or "", source.account_user or "",
+                                    self._account_secret(index), source.key_file, source.known_hosts,
+                                    source.folder or "", None, self.service.settings)
 
     def read(self) -> Found:
         """Open every repository and read the configurations and plans it holds."""
@@ -224,10 +257,11 @@ class Recovery:
         for config_name in plan.configs:
             index, doc = found.configs[config_name]
             source = self.sources[index]
-            if source.is_webdav and index not in clients:
+            remote = source.is_webdav or source.is_account
+            if remote and index not in clients:
                 clients[index] = self._client_for(index, doc)
             client_id = clients.get(index)
-            target = self._folder(source, doc) if source.is_webdav else source.location
+            target = self._folder(source, doc) if remote else source.location
             existing = self.service.catalog.get_config(config_name)
             if existing is not None:
                 if (existing.get("target_client_id") or None, existing.get("target_path")) == (client_id, target):
@@ -264,8 +298,12 @@ class Recovery:
 
         source = self.sources[index]
         url, _ = self._split(source, doc)
-        credentials = WebDAVCredentials(source.username or "", self._webdav_password(index), url,
-                                        source.vendor or _vendor(url))
+        if source.is_account:
+            credentials = WebDAVCredentials(source.account_user or "", self._account_secret(index), url, source.vendor,
+                                            source.key_file, source.known_hosts)
+        else:
+            credentials = WebDAVCredentials(source.username or "", self._webdav_password(index), url,
+                                            source.vendor or _vendor(url))
         webdav = self.manager.webdav_service
         wanted = source.client or doc.get("target_client_id") or "recovered"
         candidate, n = str(wanted), 1

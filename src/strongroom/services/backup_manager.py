@@ -616,28 +616,30 @@ class BackupManager:
         return {"snapshot_id": result.snapshot.id, "kind": result.snapshot.kind, "stats": stats, "warning": warning}
 
     def _probe_copy_target(self, config: BackupConfig) -> None:
+        from strongroom.services.describe import copy_target_of
         """Open the second target if it holds a repository (none yet is fine: it is made)."""
         try:
             self.backup_service.open_copy_target(config)
         except RepositoryNotFound:
             pass
         except WrongPassword as e:
-            raise WrongPassword(f"config {config.name}: the second target ({config.describe_copy_target()}) "
+            raise WrongPassword(f"config {config.name}: the second target ({copy_target_of(self, config)}) "
                                 f"holds a repository that its password does not open: {e}") from None
 
     def _copy_after_run(self, config: BackupConfig, repo: Repository, listener: Callable[[dict], None]) -> dict:
         """Copy the run's point (and any an earlier copy missed) to the second
         target; what happened, for the job's record. Never raises for the copy
         itself: a good backup stays good when its copy fails."""
+        from strongroom.services.describe import copy_target_of
         started = time.time()
         try:
             summary = self.backup_service.copy_to_second_target(config, repo, listener, stop=self.stopping.is_set)
         except (ShuttingDown, Interrupted):
             raise
         except StrongroomError as e:
-            return {"ok": False, "error": str(e), "target": config.describe_copy_target(), "time": started}
+            return {"ok": False, "error": str(e), "target": copy_target_of(self, config), "time": started}
         error = summary.failures[0].error if summary.failures else None
-        return {"ok": error is None, "error": error, "target": config.describe_copy_target(), "time": time.time(),
+        return {"ok": error is None, "error": error, "target": copy_target_of(self, config), "time": time.time(),
                 "points_copied": summary.points_copied, "points_skipped": summary.points_skipped,
                 "blobs_sent": summary.blobs_sent, "bytes_sent": summary.bytes_sent,
                 "shared_chunker": summary.shared_chunker}
@@ -647,11 +649,12 @@ class BackupManager:
         lacks into it, now, outside the job queue; what was sent. Raises
         StrongroomError when the copy cannot be made (a point whose data is
         damaged in the primary is named in the error)."""
+        from strongroom.services.describe import copy_target_of
         config = self.get_config(name)
         summary = self.backup_service.copy_to_second_target(config, stop=self.stopping.is_set)
         if summary.failures:
             raise IntegrityError(summary.failures[0].error or "a point could not be copied")
-        return CopyResult.from_summary(name, config.describe_copy_target() or "", summary)
+        return CopyResult.from_summary(name, copy_target_of(self, config) or "", summary)
 
     # ---- notifications -----------------------------------------------------------------
 

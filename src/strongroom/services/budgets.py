@@ -28,6 +28,8 @@ def webdav_budgets(manager) -> list[ClientBudget]:
     out = []
     for client_id in service.list_clients():
         credentials = service.get_client(client_id)
+        if credentials.service_type in ("s3", "sftp"):
+            continue  # no request budget: S3 and SFTP servers say when to slow down
         try:
             budget = shared_request_budget(credentials.url, credentials.username, credentials.service_type,
                                            manager.backup_service.cache_root, service.settings)

@@ -160,12 +160,14 @@ class BackupConfig:
                        password_command=c.get("password_command"), secret_ref=c.get("secret_ref"), copy_to=None,
                        schedules=[], check_schedules=[])
 
-    def describe_copy_target(self) -> str | None:
-        """The second target in one line, for a person (never a password)."""
+    def describe_copy_target(self, kind: str | None = None) -> str | None:
+        """The second target in one line, for a person (never a password); `kind`
+        is its client's (s3, sftp; else a WebDAV client)."""
         if not self.copy_to:
             return None
         client = self.copy_to.get("client_id")
-        return f"{self.copy_to['path']} on WebDAV client {client}" if client not in (None, "", LOCAL) \
+        what = {"s3": "S3 bucket", "sftp": "SFTP server"}.get(kind or "", "WebDAV client")
+        return f"{self.copy_to['path']} on {what} {client}" if client not in (None, "", LOCAL) \
             else f"directory {self.copy_to['path']}"
 
     @property

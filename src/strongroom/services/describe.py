@@ -53,3 +53,15 @@ def copy_password_source(config: BackupConfig) -> str:
     if copy_to.get("password_command"):
         return "command"
     return "secrets store"
+
+
+def copy_target_of(manager: BackupManager, config: BackupConfig) -> str | None:
+    """The second target in words, with its client's kind (an S3 bucket, an SFTP server)."""
+    client = (config.copy_to or {}).get("client_id")
+    kind = None
+    if client:
+        try:
+            kind = manager.webdav_service.get_client(client).service_type
+        except UsageError:
+            pass
+    return config.describe_copy_target(kind)

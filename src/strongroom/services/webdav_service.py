@@ -10,6 +10,8 @@ from urllib.parse import quote, urlsplit
 
 from strongroom.errors import AuthenticationFailed, StorageError, StrongroomError, UsageError
 from strongroom.services.results import Result
+from strongroom.services.target_accounts import check_account, is_target_kind, open_account_storage
+from strongroom.services.target_accounts import repository_url as account_url
 from strongroom.services.urls import has_password, without_password
 from strongroom.settings import Settings
 from strongroom.storage import open_storage
@@ -33,11 +35,18 @@ class WebDAVCredentials:
     username: str
     password: str = field(repr=False)
     url: str = ""
-    service_type: str = "generic"  # nutstore, nextcloud, owncloud, generic
+    service_type: str = "generic"  # nutstore, nextcloud, owncloud, generic; or s3, sftp
+    # An SFTP client's login (services/target_accounts.py): paths, not secrets.
+    key_file: str | None = None
+    known_hosts: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.url, str) and has_password(self.url):
             raise UsageError(PASSWORD_IN_URL)
+        if is_target_kind(self.service_type):
+            check_account(self.service_type, self.username, self.password, self.url, self.key_file,
+                          self.known_hosts)
+            return
         from strongroom.services.config_schema import check_credentials
         check_credentials(self.username, self.password, self.url, self.service_type)
         parts = urlsplit(self.url)
@@ -97,7 +106,8 @@ class WebDAVService:
                 # it was never used to log in, so it is left out.
                 url = without_password(doc["url"])
                 self._clients[doc["id"]] = WebDAVCredentials(doc["username"], password, url,
-                                                             doc.get("service_type", "generic"))
+                                                             doc.get("service_type", "generic"),
+                                                             doc.get("key_file"), doc.get("known_hosts"))
 
     def _store(self, client_id: str, credentials: WebDAVCredentials) -> None:
         if self._catalog is None:
@@ -105,8 +115,11 @@ class WebDAVService:
         old = self._catalog.get_client(client_id)
         ref = (old or {}).get("secret_ref") or self._secrets.new_ref(f"webdav:{client_id}")
         self._secrets.set(ref, credentials.password)
-        self._catalog.put_client(client_id, {"username": credentials.username, "url": credentials.url,
-                                             "service_type": credentials.service_type, "secret_ref": ref})
+        doc = {"username": credentials.username, "url": credentials.url,
+               "service_type": credentials.service_type, "secret_ref": ref}
+        if credentials.key_file or credentials.known_hosts:
+            doc.update(key_file=credentials.key_file, known_hosts=credentials.known_hosts)
+        self._catalog.put_client(client_id, doc)
 
     def add_client(self, client_id: str, credentials: WebDAVCredentials) -> None:
         """Keep `credentials` under `client_id` (in the catalog and secrets store once attached)."""
@@ -142,6 +155,8 @@ class WebDAVService:
     def repository_url(self, client_id: str, path: str) -> str:
         """The `webdav+` URL of a folder below the client's URL."""
         c = self.get_client(client_id)
+        if is_target_kind(c.service_type):
+            return account_url(c.service_type, c.url, path)
         parts = urlsplit(c.url)
         base = parts.path if parts.path.endswith("/") else parts.path + "/"
         full = base + "/".join(quote(p) for p in path.split("/") if p)
@@ -152,6 +167,9 @@ class WebDAVService:
                      on_event: Callable[[dict], None] | None = None, settings: Settings | None = None) -> Storage:
         """The storage of the folder `path` below the client's URL."""
         c = self.get_client(client_id)
+        if is_target_kind(c.service_type):
+            return open_account_storage(c.service_type, c.url, c.username, c.password, c.key_file, c.known_hosts,
+                                        path, on_event, settings or self.settings)
         return open_storage(self.repository_url(client_id, path), webdav_password=c.password,
                             vendor=c.service_type, cache_root=cache_root, on_event=on_event,
                             settings=settings or self.settings)
@@ -171,10 +189,14 @@ class WebDAVService:
                 return ConnectionReport(client_id, **found)
             found["tested"] = True
             client = getattr(storage, "inner", storage)
-            found["quota_used"], found["quota_available"] = client.quota()
-            found["reachable"] = found["authenticated"] = True
             probe = f"strongroom-probe-{os.urandom(6).hex()}"
-            client.write(probe, b"strongroom connection test")
+            if hasattr(client, "quota"):
+                found["quota_used"], found["quota_available"] = client.quota()
+                found["reachable"] = found["authenticated"] = True
+                client.write(probe, b"strongroom connection test")
+            else:
+                client.write(probe, b"strongroom connection test")  # S3, SFTP: the write proves the login
+                found["reachable"] = found["authenticated"] = True
             client.delete(probe)
             found["writable"] = True
         except AuthenticationFailed as e:

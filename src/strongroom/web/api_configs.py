@@ -165,8 +165,8 @@ def config_doc(manager, config: BackupConfig) -> dict:
     doc["target_client_id"] = None if config.is_local else config.target_client_id
     doc["password"] = password_source(config)
     if config.copy_to:  # shown, not edited here: where it is and where its password lives, in words
-        from strongroom.services.describe import copy_password_source
-        doc["copy_to"] = {"target": config.describe_copy_target(), "password": copy_password_source(config)}
+        from strongroom.services.describe import copy_password_source, copy_target_of
+        doc["copy_to"] = {"target": copy_target_of(manager, config), "password": copy_password_source(config)}
     doc["codec"] = config.codec
     doc["schedule_specs"] = [s.get("spec") for s in config.schedules]
     return doc
