@@ -123,22 +123,31 @@ def read_password(common: Common | None = None, prompt: str = "repository passwo
     STRONGROOM_PASSWORD, else `prompt` on the terminal. The catalog commands
     pass no `common` (they take no password options) and their own `missing`.
     """
-    path = (common and common.password_file) or os.environ.get("STRONGROOM_PASSWORD_FILE")
+    return password_from(common and common.password_file, common and common.password_command, "STRONGROOM_PASSWORD",
+                         prompt, missing, "")
+
+
+def password_from(path: str | None, command: str | None, variable: str, prompt: str, missing: str,
+                  whose: str) -> bytes:
+    """A repository password: the file `path` or `variable`_FILE, else the output
+    of `command` or `variable`_COMMAND, else `variable`, else `prompt` on a
+    terminal. `whose` ("the source ") names the repository in errors."""
+    path = path or os.environ.get(variable + "_FILE")
     if path:
         try:
             with open(path, "rb") as f:
                 return f.read().rstrip(b"\r\n")
         except OSError as e:
-            raise UsageError(f"cannot read password file {path}: {e.strerror}") from None
-    command = (common and common.password_command) or os.environ.get("STRONGROOM_PASSWORD_COMMAND")
+            raise UsageError(f"cannot read {whose}password file {path}: {e.strerror}") from None
+    command = command or os.environ.get(variable + "_COMMAND")
     if command:
         import subprocess
         done = subprocess.run(command, shell=True, stdout=subprocess.PIPE)
         if done.returncode != 0:
-            raise UsageError(f"password command failed with exit code {done.returncode}")
+            raise UsageError(f"{whose}password command failed with exit code {done.returncode}")
         return done.stdout.rstrip(b"\r\n")
-    if "STRONGROOM_PASSWORD" in os.environ:
-        return os.environb[b"STRONGROOM_PASSWORD"]
+    if variable in os.environ:
+        return os.environb[variable.encode()]
     if sys.stdin.isatty():
         import getpass
         return getpass.getpass(prompt).encode()
@@ -235,26 +244,8 @@ class FromRepo:
     webdav_vendor: str | None = None
 
     def password(self) -> bytes:
-        path = self.password_file or os.environ.get("STRONGROOM_FROM_PASSWORD_FILE")
-        if path:
-            try:
-                with open(path, "rb") as f:
-                    return f.read().rstrip(b"\r\n")
-            except OSError as e:
-                raise UsageError(f"cannot read the source password file {path}: {e.strerror}") from None
-        command = self.password_command or os.environ.get("STRONGROOM_FROM_PASSWORD_COMMAND")
-        if command:
-            import subprocess
-            done = subprocess.run(command, shell=True, stdout=subprocess.PIPE)
-            if done.returncode != 0:
-                raise UsageError(f"source password command failed with exit code {done.returncode}")
-            return done.stdout.rstrip(b"\r\n")
-        if "STRONGROOM_FROM_PASSWORD" in os.environ:
-            return os.environb[b"STRONGROOM_FROM_PASSWORD"]
-        if sys.stdin.isatty():
-            import getpass
-            return getpass.getpass("source repository password: ").encode()
-        raise UsageError(NO_FROM_PASSWORD)
+        return password_from(self.password_file, self.password_command, "STRONGROOM_FROM_PASSWORD",
+                             "source repository password: ", NO_FROM_PASSWORD, "the source ")
 
     def webdav_password(self) -> str | None:
         path = self.webdav_password_file or os.environ.get("STRONGROOM_FROM_WEBDAV_PASSWORD_FILE")
