@@ -122,7 +122,8 @@ mkdir -p "$STRONGROOM_TEST_ARTIFACTS"
 
 # Two workers, a test file each at a time (its servers and fixtures stay in
 # one process): most tests wait on child processes and servers, so two cores
-# take the suite in about 22 minutes (21 min 39 s measured on a fresh clone; the budget is 20).
+# take the suite in about 14 minutes (the budget is 20). Tests fork their
+# strongroom commands from a process that has imported it (tests/forked_cli.py).
 # The tests start thousands of strongroom processes: with
 # PYTHONDONTWRITEBYTECODE set (some images set it), each would compile every
 # module it imports again. Compile once, and let the children use it.

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
+import forked_cli
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 HOOKS = str(Path(__file__).resolve().parent / "hooks")
@@ -22,7 +22,7 @@ class CatalogCLI:
                         TZ=tz, PYTHONPATH=os.pathsep.join([SRC, HOOKS]))
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "strongroom", *args], capture_output=True, text=True,
+        return forked_cli.run([*args], text=True,
                               env=self.env, timeout=120)
 
     def ok(self, *args: str) -> str:

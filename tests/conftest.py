@@ -16,6 +16,7 @@ from strongroom.storage import LocalStorage
 from webdav_fixtures import *  # noqa: F403  (the WebDAV test servers)
 from sftp_server import sftp_server  # noqa: F401  (the OpenSSH test server)
 from s3_server import *  # noqa: F403  (the radosgw of the S3 tests)
+import forked_cli
 
 PASSWORD = b"correct horse battery staple"
 
@@ -57,8 +58,8 @@ class CLI:
 
     def run(self, *args: str, input: bytes | None = None, env: dict | None = None,
             check: bool = False) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "strongroom", *args], input=input,
-                              capture_output=True, env={**self.env, **(env or {})}, timeout=600)
+        done = forked_cli.run([*args], input=input,
+                              env={**self.env, **(env or {})}, timeout=600)
         if check and done.returncode != 0:
             raise AssertionError(f"strongroom {' '.join(args)} exited {done.returncode}:\n"
                                  f"{done.stdout.decode()}\n{done.stderr.decode()}")

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from catalog_cli import CatalogCLI
+import forked_cli
 
 PASSWORD = "console-test-password-1"
 DEADLINE = 60.0
@@ -48,7 +49,7 @@ class ConsoleServer(CatalogCLI):
         self.err_path = tmp_path / "serve.err"
 
     def set_password(self, password: str = PASSWORD) -> None:
-        done = subprocess.run([sys.executable, "-m", "strongroom", "console", "set-password"], capture_output=True,
+        done = forked_cli.run(["console", "set-password"],
                               text=True, env={**self.env, "STRONGROOM_CONSOLE_PASSWORD": password}, timeout=60)
         assert done.returncode == 0, done.stderr
 

@@ -37,6 +37,7 @@ import pytest
 
 from conftest import PASSWORD
 from treeutil import snapshot_tree
+import forked_cli
 
 # refresh every 0.5 s, lost after 2.5 s unrefreshed, stale after 5 s seen
 # unchanged: the proportions of the real 5, 15 and 30 minutes, with room for a
@@ -196,7 +197,7 @@ class Host:
                 "XDG_DATA_HOME": str(self.home / "data")}
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "strongroom", *args], capture_output=True, env=self.env,
+        return forked_cli.run([*args], env=self.env,
                               timeout=TIMEOUT)
 
     def start(self, *args: str) -> Running:

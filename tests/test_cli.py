@@ -6,7 +6,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from conftest import PASSWORD
 from treeutil import snapshot_tree
+import forked_cli
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -37,7 +37,7 @@ def run_with(cli, *args: str, drop: tuple[str, ...] = (), input: bytes | None = 
     """Run strongroom with the test environment minus `drop`, plus `env`."""
     environ = {k: v for k, v in cli.env.items() if k not in drop}
     environ.update(env)
-    return subprocess.run([sys.executable, "-m", "strongroom", *args], capture_output=True, env=environ,
+    return forked_cli.run([*args], env=environ,
                           input=input, timeout=120)
 
 

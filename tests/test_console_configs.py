@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 
 import pytest
 
 from console_server import ConsoleServer
+import forked_cli
 
 REPO_PASSWORD = "repo-secret-Zq81-not-to-be-seen"
 WEBDAV_PASSWORD = "dav-secret-Yw27-not-to-be-seen"
@@ -26,9 +25,9 @@ def server(tmp_path_factory):
     with ConsoleServer(tmp) as s:
         # A WebDAV client of a vendor with a request budget, for the form's
         # choice of target and the dashboard's budgets (no request is sent).
-        done = subprocess.run([sys.executable, "-m", "strongroom", "client", "add", "box", "--url",
+        done = forked_cli.run(["client", "add", "box", "--url",
                                "https://dav.example.net/dav/", "--user", "someone", "--vendor", "nutstore"],
-                              capture_output=True, text=True, timeout=60,
+                              text=True, timeout=60,
                               env={**s.env, "STRONGROOM_WEBDAV_PASSWORD": WEBDAV_PASSWORD})
         assert done.returncode == 0, done.stderr
         s.start()

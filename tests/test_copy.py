@@ -19,6 +19,7 @@ import pytest
 
 from conftest import CLI, PASSWORD
 from treeutil import snapshot_tree
+import forked_cli
 
 WEBDAV_ENV = {"STRONGROOM_WEBDAV_DEADLINE": "60", "STRONGROOM_WEBDAV_RETRY_DELAY": "0.05",
               "STRONGROOM_WEBDAV_BUDGET": "off"}
@@ -216,7 +217,7 @@ def test_wrong_source_password_stops_before_anything_is_written(repos: Repos, tm
     assert done.returncode == 12 and "wrong password" in done.stderr.decode()
     assert (files("A"), files("B")) == before
 
-    no_source = subprocess.run([sys.executable, "-m", "strongroom", "copy"], capture_output=True, env=b.env)
+    no_source = forked_cli.run(["copy"], env=b.env)
     assert no_source.returncode == 2 and "--from-repo" in no_source.stderr.decode()
 
 

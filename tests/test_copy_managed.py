@@ -5,8 +5,6 @@ keeps the backup good and is reported, and the next run catches up."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from strongroom.notify.channels import ChannelSpec
 from strongroom.repo.repository import Repository
 from strongroom.storage import LocalStorage
 from treeutil import snapshot_tree
+import forked_cli
 
 SECOND_PASSWORD = "the second target's own password"
 
@@ -79,11 +78,11 @@ def test_each_run_is_copied_to_the_second_target(env: CatalogCLI, tmp_path: Path
     copies = open_second(second, env.env["STRONGROOM_CACHE_DIR"]).list_snapshots()
     assert sorted(s.original for s in copies) == sorted([first.snapshot_id, latest.snapshot_id])
     second_env = {**env.env, "STRONGROOM_PASSWORD": SECOND_PASSWORD}
-    check = subprocess.run([sys.executable, "-m", "strongroom", "check", "-r", str(second), "--read-data", "--json"],
-                           env=second_env, capture_output=True)
+    check = forked_cli.run(["check", "-r", str(second), "--read-data", "--json"],
+                           env=second_env)
     assert check.returncode == 0 and json.loads(check.stdout.decode().splitlines()[-1])["ok"], check.stderr
-    done = subprocess.run([sys.executable, "-m", "strongroom", "restore", "latest", "-r", str(second),
-                           "--target", str(tmp_path / "restored")], env=second_env, capture_output=True)
+    done = forked_cli.run(["restore", "latest", "-r", str(second),
+                           "--target", str(tmp_path / "restored")], env=second_env)
     assert done.returncode == 0, done.stderr
     assert snapshot_tree(tmp_path / "restored" / data.relative_to("/")) == snapshot_tree(data)
 
@@ -177,8 +176,7 @@ def test_second_target_on_webdav(env: CatalogCLI, tmp_path: Path, wsgidav_server
         assert copy.original == result.snapshot_id
     dav_env = {**env.env, "STRONGROOM_PASSWORD": SECOND_PASSWORD, "STRONGROOM_WEBDAV_PASSWORD": wsgidav_server.password,
                "STRONGROOM_REPO": wsgidav_server.storage_url() + "offsite/home/"}
-    done = subprocess.run([sys.executable, "-m", "strongroom", "check", "--read-data", "--json"], env=dav_env,
-                          capture_output=True)
+    done = forked_cli.run(["check", "--read-data", "--json"], env=dav_env)
     assert done.returncode == 0 and json.loads(done.stdout.decode().splitlines()[-1])["ok"], done.stderr
 
 

@@ -24,6 +24,7 @@ from strongroom.sources import KINDS, SourceSpec, source_for
 from strongroom.sources.dsn import database_of, parse_dsn, split_password
 from strongroom.sources.postgres import load_dump
 from test_manage_cli import Managed, one_error_line
+import forked_cli
 
 ROWS = 500
 
@@ -196,8 +197,8 @@ def test_backup_stdin_from_command(tmp_path):
     env = {**os.environ, "STRONGROOM_PASSWORD": "pw", "STRONGROOM_CACHE_DIR": str(tmp_path / "cache")}
 
     def strongroom(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "strongroom", "-r", str(tmp_path / "repo"), *args], env=env,
-                              capture_output=True, timeout=120)
+        return forked_cli.run(["-r", str(tmp_path / "repo"), *args], env=env,
+                              timeout=120)
 
     assert strongroom("init", "-q").returncode == 0
     done = strongroom("backup", "--stdin-from-command", "--stdin-filename", "words.txt", "--",

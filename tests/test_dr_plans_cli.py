@@ -8,7 +8,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -19,6 +18,7 @@ from dr_runs import EVIL_OUTPUT, START, failed_run, plan_run
 from strongroom import create_backup_manager
 from strongroom.dr.plan import Plan
 from strongroom.dr.store import PlanStore
+import forked_cli
 
 _SCRUBBED = ("STRONGROOM_PASSWORD", "STRONGROOM_PASSWORD_FILE", "STRONGROOM_PASSWORD_COMMAND", "STRONGROOM_REPO",
              "STRONGROOM_CATALOG", "STRONGROOM_SECRETS")
@@ -74,7 +74,7 @@ class DR:
                         STRONGROOM_CACHE_DIR=str(self.cache), STRONGROOM_SECRETS_BACKEND="file")
 
     def run(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "strongroom", *args], capture_output=True, env=self.env,
+        done = forked_cli.run([*args], env=self.env,
                               timeout=120)
         if check and done.returncode != 0:
             raise AssertionError(f"strongroom {' '.join(args)} exited {done.returncode}:\n"

@@ -11,7 +11,6 @@ import os
 import random
 import stat
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,6 +24,7 @@ from strongroom.errors import UsageError, WrongPassword
 from strongroom.services.backup_manager import create_backup_manager
 from strongroom.services.configs import BackupConfig
 from strongroom.services.webdav_service import WebDAVCredentials, WebDAVService
+import forked_cli
 
 REPO_PASSWORD = "kit test password"
 # Variables of the surrounding shell that would change what is tested.
@@ -48,10 +48,14 @@ class Machine:
                    STRONGROOM_WEBDAV_DEADLINE="30")
         self.env = env
 
+    def catalog_bytes(self) -> bytes:
+        """The catalog file and its write-ahead log, where recent writes may still be."""
+        wal = self.catalog.with_name(self.catalog.name + "-wal")
+        return self.catalog.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
     def run(self, *args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
-        argv = [sys.executable, "-m", "strongroom", *args, "--catalog", str(self.catalog),
-                "--cache-dir", str(self.cache)]
-        done = subprocess.run(argv, capture_output=True, env={**self.env, **(env or {})}, timeout=120)
+        done = forked_cli.run([*args, "--catalog", str(self.catalog), "--cache-dir", str(self.cache)],
+                              env={**self.env, **(env or {})}, timeout=120)
         if check and done.returncode != 0:
             raise AssertionError(f"strongroom {' '.join(args)} exited {done.returncode}:\n"
                                  f"{done.stdout.decode()}\n{done.stderr.decode()}")
@@ -163,7 +167,7 @@ def test_import_configs_reads_every_stored_configuration_into_an_empty_catalog(t
         assert docs.target_path == str(tmp_path / "repo") and docs.is_local
         assert docs.secret_ref and docs.secret_ref != more.secret_ref
         assert manager.backup_service.password_for(docs) == REPO_PASSWORD.encode()
-        assert REPO_PASSWORD not in new.catalog.read_bytes().decode("utf-8", "replace")
+        assert REPO_PASSWORD not in new.catalog_bytes().decode("utf-8", "replace")
         # The imported configuration works: its snapshots are there, a backup runs.
         assert [s.id for s in manager.backup_service.snapshots(docs)] == [point]
         assert manager.manual_backup("more").snapshot_id
@@ -326,7 +330,7 @@ def test_recovery_rebuilds_the_catalog_a_plan_needs(estate):
         # Each configuration opens from here on, and a second rebuild changes nothing.
         assert all(manager.backup_service.snapshots(manager.get_config(n)) for n in plan.configs)
         assert recovery.rebuild(PLAN) == plan
-        assert REPO_PASSWORD not in new.catalog.read_bytes().decode("utf-8", "replace")
+        assert REPO_PASSWORD not in new.catalog_bytes().decode("utf-8", "replace")
 
 
 def restored(target: Path, source: Path) -> Path:
@@ -394,7 +398,7 @@ def test_recovery_from_the_kit_restores_every_step_byte_identical(estate, pg):
         runs = DisasterRecoveryManager(manager.backup_service).store.runs(PLAN)
         assert [(r["mode"], r["trigger"], r["verdict"]) for r in runs] == [("test", "recover", "pass"),
                                                                            ("run", "recover", "pass")]
-    catalog_text = new.catalog.read_bytes().decode("utf-8", "replace")
+    catalog_text = new.catalog_bytes().decode("utf-8", "replace")
     assert REPO_PASSWORD not in catalog_text and dav.password not in catalog_text
     # The same machine lists and rehearses the local plan from the repository's URL alone.
     done = new.run("dr", "recover", "--repo", str(estate.local), "--plan", LOCAL_PLAN, "--target-base",

@@ -26,6 +26,7 @@ import pytest
 from faults import FaultMiddleware
 from treeutil import snapshot_tree
 from webdav_servers import run_wsgidav
+import forked_cli
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -90,7 +91,7 @@ class DR:
             DisasterRecoveryManager(manager.backup_service).create_dr_plan(name, steps=steps, **options)
 
     def run(self, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "strongroom", *args], capture_output=True,
+        return forked_cli.run([*args],
                               env={**self.env, **(env or {})}, timeout=120)
 
     def json(self, *args: str, env: dict | None = None) -> tuple[int, list[dict], str]:

@@ -21,6 +21,7 @@ import pytest
 from faults import FaultMiddleware
 from treeutil import snapshot_tree
 from webdav_servers import free_port, run_wsgidav
+import forked_cli
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -43,7 +44,7 @@ class Managed:
         self.env = env
 
     def run(self, *args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "strongroom", *args], capture_output=True,
+        done = forked_cli.run([*args],
                               env={**self.env, **(env or {})}, timeout=120)
         if check and done.returncode != 0:
             raise AssertionError(f"strongroom {' '.join(args)} exited {done.returncode}:\n"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from catalog_cli import CatalogCLI
 from console_server import ConsoleServer
 from sftp_server import SSHServer
 from treeutil import snapshot_tree
+import forked_cli
 
 REPO_PASSWORD = "the repository's own password"
 
@@ -110,11 +110,11 @@ def test_configurations_on_s3_and_sftp_back_up_copy_restore_and_round_trip(estat
         assert status[name]["status"] == "green" and status[name]["copy_error"] is None
         assert status[name]["last_copy"] is not None
     # The second target on S3 holds the SFTP configuration's copy, opened as a repository of its own.
-    second = subprocess.run([sys.executable, "-m", "strongroom", "snapshots", "--json", "-r",
+    second = forked_cli.run(["snapshots", "--json", "-r",
                              estate.s3_url + "/copy-of-onsftp"],
                             env={**cli.env, "STRONGROOM_PASSWORD": REPO_PASSWORD,
                                  "AWS_ACCESS_KEY_ID": s3_cluster.access_key,
-                                 "AWS_SECRET_ACCESS_KEY": secrets["s3"]}, capture_output=True, text=True)
+                                 "AWS_SECRET_ACCESS_KEY": secrets["s3"]}, text=True)
     assert second.returncode == 0, second.stderr
     assert len(json.loads(second.stdout.splitlines()[-1])) == 1
 

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 from notify_receivers import HTTPReceiver, SMTPReceiver, make_certificate
 from strongroom.notify.events import Event
 from strongroom.notify.policy import AlertState, decide
+import forked_cli
 
 SMTP_PASSWORD = "smtp-s3cret-Xq7"
 HMAC_KEY = "hmac-k3y-Zr9"
@@ -44,7 +44,7 @@ class Managed:
 
     def run(self, *args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
         self.argv.append(list(args))
-        done = subprocess.run([sys.executable, "-m", "strongroom", *args], capture_output=True,
+        done = forked_cli.run([*args],
                               env={**self.env, **(env or {})}, timeout=120)
         if check and done.returncode != 0:
             raise AssertionError(f"strongroom {' '.join(args)} exited {done.returncode}:\n"

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from treeutil import snapshot_tree
+import forked_cli
 
 # Variables of the surrounding shell that would change what is tested.
 _SCRUBBED = ("STRONGROOM_PASSWORD", "STRONGROOM_PASSWORD_FILE", "STRONGROOM_PASSWORD_COMMAND", "STRONGROOM_REPO",
@@ -34,7 +34,7 @@ class Managed:
                         STRONGROOM_CACHE_DIR=str(root / "cache"))
 
     def run(self, *args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "strongroom", *args], capture_output=True,
+        done = forked_cli.run([*args],
                               env={**self.env, **(env or {})}, timeout=300)
         if check and done.returncode != 0:
             raise AssertionError(f"strongroom {' '.join(args)} exited {done.returncode}:\n"
@@ -294,8 +294,8 @@ def test_global_options_before_the_command_reach_a_configuration(world, tmp_path
     m = world["m"]
     catalog = m.env["STRONGROOM_CATALOG"]
     env = {k: v for k, v in m.env.items() if k != "STRONGROOM_CATALOG"}
-    done = subprocess.run([sys.executable, "-m", "strongroom", "--catalog", catalog, "--json", "-v", "snapshots",
-                           "--config", "docs"], capture_output=True, env=env, timeout=300)
+    done = forked_cli.run(["--catalog", catalog, "--json", "-v", "snapshots",
+                           "--config", "docs"], env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
     assert len(found) >= 2 and {s["config"] for s in found} == {"docs"}
