@@ -20,7 +20,7 @@ import forked_cli
 # Variables of the surrounding shell that would change what is tested.
 _SCRUBBED = ("STRONGROOM_PASSWORD", "STRONGROOM_PASSWORD_FILE", "STRONGROOM_PASSWORD_COMMAND", "STRONGROOM_REPO",
              "STRONGROOM_WEBDAV_PASSWORD", "STRONGROOM_WEBDAV_PASSWORD_FILE", "STRONGROOM_WEBDAV_VENDOR",
-             "STRONGROOM_CONFIG", "XDG_CONFIG_HOME")
+             "STRONGROOM_CONFIG", "STRONGROOM_CONFIG_FILE", "XDG_CONFIG_HOME")
 REPO_PASSWORD = "file-declared repository pass 7f3a"
 
 
@@ -366,6 +366,12 @@ def test_the_file_is_found_from_the_command_line_then_the_environment(sr, setup)
     assert locate(None, {**home, "XDG_CONFIG_HOME": "relative"}) == Path("/home/me/.config/strongroom/strongroom.toml")
     assert locate(None, {**home, "XDG_CONFIG_HOME": "/xdg", "STRONGROOM_CONFIG": "/etc/s.toml"}) == Path("/etc/s.toml")
     assert locate("mine.toml", {"STRONGROOM_CONFIG": "/etc/s.toml"}) == Path("mine.toml")
+    both = {**home, "STRONGROOM_CONFIG": "/etc/s.toml", "STRONGROOM_CONFIG_FILE": "/etc/f.toml"}
+    assert locate(None, both) == Path("/etc/f.toml")
+    # In a DR step's commands STRONGROOM_CONFIG is the step's configuration name, never a file.
+    in_a_step = {**home, "STRONGROOM_STEP": "db", "STRONGROOM_CONFIG": "db"}
+    assert locate(None, in_a_step) == Path("/home/me/.config/strongroom/strongroom.toml")
+    assert locate(None, {**in_a_step, "STRONGROOM_CONFIG_FILE": "/etc/f.toml"}) == Path("/etc/f.toml")
 
     xdg = setup / "xdg"
     (xdg / "strongroom").mkdir(parents=True)

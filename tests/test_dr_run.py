@@ -261,6 +261,22 @@ def test_an_optional_hook_failing_is_a_warning_and_hooks_get_the_facts_never_a_s
     assert snapshot_tree(restored(target, source)) == snapshot_tree(source)
 
 
+def test_a_hook_running_strongroom_apply_finds_the_configuration_file(dr, tmp_path):
+    # STRONGROOM_CONFIG is the step's configuration name in a hook; the file
+    # the parent was given as STRONGROOM_CONFIG reaches it as STRONGROOM_CONFIG_FILE.
+    dr.config("app", {"a.txt": b"alpha\n"})
+    declared = tmp_path / "declared.toml"
+    declared.write_text("")
+    out = tmp_path / "apply.txt"
+    dr.plan("applies", [{"config": "app", "after": [
+        hook(f"{sys.executable} -m strongroom apply --dry-run > {out} 2>&1; "
+             f"echo \"file=$STRONGROOM_CONFIG_FILE config=$STRONGROOM_CONFIG\" >> {out}")]}])
+    code, events, stderr = dr.json("dr", "run", "applies", env={"STRONGROOM_CONFIG": str(declared),
+                                                                 "HOME": str(tmp_path / "home")})
+    assert code == 0 and summary_of(events)["verdict"] == "pass", (stderr, out.read_text())
+    assert out.read_text().splitlines() == ["no changes", f"file={declared} config=app"]
+
+
 # ---- what is restored --------------------------------------------------------------------------
 
 

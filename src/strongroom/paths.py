@@ -8,6 +8,7 @@ live here, below all of them, and read the environment in this one place.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import IO
 
 
@@ -33,3 +34,15 @@ def open_private_append(path: str, encoding: str | None = "utf-8", errors: str |
     log says what is backed up and from where); an existing file keeps its mode."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     return os.fdopen(fd, "a", encoding=encoding, errors=errors)
+
+
+def config_file_named_in(environ: Mapping[str, str]) -> str | None:
+    """The configuration file the environment names: STRONGROOM_CONFIG_FILE,
+    else STRONGROOM_CONFIG, except in a DR step's commands (STRONGROOM_STEP
+    is set), where STRONGROOM_CONFIG is the step's configuration name and
+    STRONGROOM_CONFIG_FILE carries the file on."""
+    if environ.get("STRONGROOM_CONFIG_FILE"):
+        return environ["STRONGROOM_CONFIG_FILE"]
+    if environ.get("STRONGROOM_CONFIG") and not environ.get("STRONGROOM_STEP"):
+        return environ["STRONGROOM_CONFIG"]
+    return None

@@ -26,7 +26,7 @@ def _file(file: str | None, config_path: str | None):
 @manage_options
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option("--config", "config_path", metavar="PATH", type=click.Path(dir_okay=False),
-              help="The file (else STRONGROOM_CONFIG, else ~/.config/strongroom/strongroom.toml).")
+              help="The file (else STRONGROOM_CONFIG_FILE or STRONGROOM_CONFIG, else ~/.config/strongroom/strongroom.toml).")
 @click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
 @click.option("--prune", is_flag=True, help="Remove what the catalog has and the file does not.")
 def apply(m: Manage, file, config_path, dry_run, prune) -> int:

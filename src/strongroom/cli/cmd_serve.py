@@ -22,10 +22,12 @@ log = logging.getLogger("strongroom.daemon")
 
 def _config_file(given: str | None) -> Path | None:
     """The configuration file serve applies: the one named (--config or
-    STRONGROOM_CONFIG), which must exist, else the default one if it exists."""
+    STRONGROOM_CONFIG_FILE or STRONGROOM_CONFIG), which must exist, else the
+    default one if it exists."""
     from strongroom.configfile import locate
+    from strongroom.paths import config_file_named_in
     path = locate(given, os.environ)
-    if given or os.environ.get("STRONGROOM_CONFIG"):
+    if given or config_file_named_in(os.environ):
         if not path.is_file():
             raise UsageError(f"configuration file {path} " + ("is not a regular file" if path.exists() else
                                                               "does not exist"))
@@ -51,7 +53,7 @@ def _config_file(given: str | None) -> Path | None:
               help="A 0600 file holding the bearer token the endpoints require "
                    "(or STRONGROOM_SERVE_TOKEN).")
 @click.option("--config", "config_path", metavar="PATH", type=click.Path(dir_okay=False),
-              help="The configuration file applied at start and on SIGHUP (else STRONGROOM_CONFIG, "
+              help="The configuration file applied at start and on SIGHUP (else STRONGROOM_CONFIG_FILE or STRONGROOM_CONFIG, "
                    "else ~/.config/strongroom/strongroom.toml when it exists).")
 @click.option("--prune", is_flag=True,
               help="When applying the file, remove what the catalog has and the file does not.")

@@ -30,6 +30,7 @@ from typing import Any
 from strongroom.dr.one_line import one_line
 from strongroom.dr.plan import Hook, Plan, Step
 from strongroom.dr.results import HookResult
+from strongroom.paths import config_file_named_in
 
 SHELL = "/bin/sh"
 TAIL_LINES = 20
@@ -121,11 +122,16 @@ def hook_env(plan: Plan, step: Step, config: Any, target: str, snapshot_id: str 
              parent: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment a step's commands get: its facts as STRONGROOM_*
     variables and, when the parent has them, PATH, HOME, LANG, LC_ALL, TZ,
-    USER and LOGNAME; nothing else. `config` is the configuration or its
-    name; `parent` is the environment to take those few from (default: this
+    USER and LOGNAME, and the configuration file the parent names as
+    STRONGROOM_CONFIG_FILE (STRONGROOM_CONFIG is the step's configuration
+    name here); nothing else. `config` is the configuration or its name;
+    `parent` is the environment to take those few from (default: this
     process's)."""
     parent = os.environ if parent is None else parent
     env = {name: parent[name] for name in PASSED_THROUGH if name in parent}
+    config_file = config_file_named_in(parent)
+    if config_file:
+        env["STRONGROOM_CONFIG_FILE"] = os.path.abspath(config_file)
     when = ""
     if snapshot_time is not None:
         when = snapshot_time.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
