@@ -353,6 +353,55 @@ def rows_of(pg, database: str) -> list[str]:
     return pg.psql(database, "SELECT id, item FROM orders ORDER BY id").splitlines()
 
 
+def test_a_database_password_travels_in_the_kit_only_when_asked_and_backs_up_again_after_recovery(tmp_path, pg):
+    from strongroom.dr.plan import Plan, Step
+    from strongroom.dr.store import PlanStore
+
+    secret = "till-Pw-93c1e0"
+    pg.psql("postgres", "DROP DATABASE IF EXISTS till; CREATE DATABASE till;"
+                        f"DROP ROLE IF EXISTS cashier; CREATE ROLE cashier LOGIN PASSWORD '{secret}';"
+                        "GRANT pg_read_all_data TO cashier;")
+    pg.psql("till", "CREATE TABLE sales (id int PRIMARY KEY); INSERT INTO sales SELECT generate_series(1, 50);")
+    pg.require_password("cashier")
+    old = Machine(tmp_path / "old")
+    with old.manager() as manager:
+        manager.add_config(BackupConfig("till", [], postgres=pg.dsn("till", user="cashier"),
+                                        postgres_password=secret, target_path=str(tmp_path / "repo"),
+                                        password=REPO_PASSWORD))
+        manager.manual_backup("till")
+        PlanStore(manager.backup_service).save(Plan("Tills", (Step("till"),), str(tmp_path / "restore")))
+
+    old.run("dr", "kit", "Tills", "--output", str(tmp_path / "plain.txt"), check=True)
+    plain = (tmp_path / "plain.txt").read_text()
+    assert secret not in plain
+    [line] = [line for line in plain.splitlines() if line.strip().startswith("Database:")]
+    assert "till: PostgreSQL" in line and "user='cashier'" in line and "not in this kit" in line
+    old.run("dr", "kit", "Tills", "--include-passwords", "--output", str(tmp_path / "kit.txt"), check=True)
+    kit = (tmp_path / "kit.txt").read_text()
+    [line] = [line for line in kit.splitlines() if line.strip().startswith("Database:")]
+    assert line.endswith(f"password: {secret}")
+    assert oct(stat.S_IMODE((tmp_path / "kit.txt").stat().st_mode)) == "0o600"
+    old.wipe()
+
+    # From the kit with the password: the recovered configuration backs the database up again.
+    new = Machine(tmp_path / "new")
+    new.run("dr", "recover", "--kit", str(tmp_path / "kit.txt"), "--plan", "Tills", "--target-base",
+            str(tmp_path / "recovered"), check=True)
+    [shown] = new.json("config", "show", "till")
+    assert shown["database_password"] == "secrets store"
+    backed_up = new.summary("backup", "--config", "till")
+    assert backed_up["files_new"] + backed_up["files_changed"] + backed_up["files_unmodified"] == 1
+    assert secret not in new.catalog_bytes().decode("utf-8", "replace")
+
+    # From the kit without it: the recovery works, the database's password is asked for again.
+    other = Machine(tmp_path / "other")
+    other.run("dr", "recover", "--kit", str(tmp_path / "plain.txt"), "--plan", "Tills", "--target-base",
+              str(tmp_path / "recovered-too"), check=True)
+    [shown] = other.json("config", "show", "till")
+    assert shown["database_password"] == "none given"
+    assert other.run("backup", "--config", "till").returncode != 0
+
+
 def test_recovery_from_the_kit_restores_every_step_byte_identical(estate, pg):
     from strongroom.dr.plan import Plan, Step
     from strongroom.dr.store import PlanStore

@@ -6,9 +6,10 @@ a drawer): the plan, each repository it needs with its location, id and
 password, the WebDAV accounts, and the exact commands to run. The end is the
 same kit as JSON between two marker lines, which `dr recover --kit FILE`
 reads back; the page above it is never parsed. The kit is the one place that
-holds the repository passwords, so the file is written 0600. WebDAV
-passwords are in it only when asked for (`include_passwords`); without them
-`dr recover` asks for each account's password.
+holds the repository passwords, so the file is written 0600. The passwords
+of WebDAV, S3 and SFTP accounts and of PostgreSQL sources are in it only when
+asked for (`include_passwords`); without them `dr recover` asks for each
+account's, and a database's is given again with `config edit`.
 """
 
 from __future__ import annotations
@@ -81,6 +82,32 @@ class KitAccount:
 
 
 @dataclass(frozen=True)
+class KitDatabase:
+    """A PostgreSQL source among a repository's configurations."""
+
+    config: str
+    connection: str  # the database name or connection string, never with its password
+    password: str | None = field(default=None, repr=False)  # only with include_passwords
+    has_password: bool = False  # whether this machine has a password for it
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"config": self.config, "postgres": self.connection, "has_password": self.has_password}
+        if self.password is not None:
+            doc["password"] = self.password
+        return doc
+
+    def line(self) -> str:
+        if self.password is not None:
+            secret = self.password
+        elif self.has_password:
+            secret = ("not in this kit: have it ready (`strongroom config edit "
+                      f"{shlex.quote(self.config)} --postgres-password-file FILE` after recovering)")
+        else:
+            secret = "none on record"
+        return f"  Database:        {self.config}: PostgreSQL {self.connection}; password: {secret}"
+
+
+@dataclass(frozen=True)
 class KitRepository:
     """One repository a plan needs, with what opens it."""
 
@@ -89,10 +116,12 @@ class KitRepository:
     configs: tuple[str, ...]  # the plan's configurations that live in it
     password: str | None = field(default=None, repr=False)  # None: a repository without encryption
     account: KitAccount | None = None  # None: a local directory
+    databases: tuple[KitDatabase, ...] = ()
 
     def to_doc(self) -> dict[str, Any]:
         return {"location": self.location, "repository_id": self.repository_id, "configs": list(self.configs),
-                "password": self.password, "webdav": self.account.to_doc() if self.account else None}
+                "password": self.password, "webdav": self.account.to_doc() if self.account else None,
+                "databases": [d.to_doc() for d in self.databases]}
 
 
 @dataclass(frozen=True)
@@ -106,7 +135,7 @@ class RecoveryKit:
     host: str
     strongroom_version: str
     repositories: tuple[KitRepository, ...]
-    webdav_passwords: bool  # whether the WebDAV passwords are in it
+    webdav_passwords: bool  # whether the account and database passwords are in it
 
     def to_doc(self) -> dict[str, Any]:
         return {"format": KIT_FORMAT, "plan": self.plan, "plan_version": self.plan_version,
@@ -163,6 +192,7 @@ class RecoveryKit:
                       f"  Configurations:  {', '.join(repo.configs)}"]
             if repo.account:
                 lines += repo.account.lines()
+            lines += [database.line() for database in repo.databases]
             lines.append("")
         lines.append("To recover on a new machine with strongroom installed:")
         for number, (what, command) in enumerate(self.commands(path), 1):
@@ -201,8 +231,13 @@ def _repository(doc: Any) -> KitRepository:
         account = KitAccount(_text(account, "client"), _text(account, "url"), _text(account, "username"),
                              _text(account, "vendor"), _text(account, "folder"), _optional_text(account, "password"),
                              _optional_text(account, "key_file"), _optional_text(account, "known_hosts"))
+    databases = doc.get("databases") or []
+    if not isinstance(databases, list) or not all(isinstance(d, dict) for d in databases):
+        raise UsageError("the recovery kit: a repository's databases is not a list of tables")
     return KitRepository(_text(doc, "location"), _optional_text(doc, "repository_id"), tuple(configs),
-                         _optional_text(doc, "password"), account)
+                         _optional_text(doc, "password"), account,
+                         tuple(KitDatabase(_text(d, "config"), _text(d, "postgres"), _optional_text(d, "password"),
+                                           bool(d.get("has_password"))) for d in databases))
 
 
 # ---- making, writing and reading a kit ------------------------------------------------------
@@ -245,10 +280,16 @@ def make_kit(manager: BackupManager, plan_name: str, include_passwords: bool = F
             warnings.append(f"the repository of {first.name} did not open, its id is not in the kit and the kit "
                             f"is not on record: {e}")
         repositories.append(KitRepository(location, repository_id, tuple(c.name for c in configs), password,
-                                          account))
+                                          account, tuple(_database(service, c, include_passwords)
+                                                         for c in configs if c.source_kind == "postgres")))
     kit = RecoveryKit(plan.name, plan.version, plan.target_base, datetime.now(timezone.utc), socket.gethostname(),
                       __version__, tuple(repositories), include_passwords)
     return kit, warnings
+
+
+def _database(service: Any, config: Any, include_passwords: bool) -> KitDatabase:
+    password = service.secrets.get(config.postgres_secret_ref) if config.postgres_secret_ref else None
+    return KitDatabase(config.name, config.postgres, password if include_passwords else None, password is not None)
 
 
 def write_kit(kit: RecoveryKit, path: str) -> str:

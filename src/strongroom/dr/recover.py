@@ -51,6 +51,8 @@ class Source:
     key_file: str | None = None  # an SFTP client's login, from the kit
     known_hosts: str | None = None
     account_user: str | None = None  # an S3 client's access key id, an SFTP client's user
+    # PostgreSQL sources' passwords from the kit: configuration name -> password.
+    database_passwords: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def is_webdav(self) -> bool:
@@ -76,7 +78,8 @@ def sources_from_kit(kit: RecoveryKit) -> list[Source]:
         out.append(Source(repo.location, repo.password, repo.repository_id,
                           a.client if a else None, a.url if a else None, a.folder if a else None,
                           a.vendor if a else None, a.password if a else None,
-                          a.key_file if a else None, a.known_hosts if a else None, a.username if a else None))
+                          a.key_file if a else None, a.known_hosts if a else None, a.username if a else None,
+                          tuple((d.config, d.password) for d in repo.databases if d.password is not None)))
     return out
 
 
@@ -268,7 +271,8 @@ class Recovery:
                     continue  # already here, on the same repository
                 raise UsageError(f"the catalog has a configuration named {config_name!r} on another repository: "
                                  "recover with a new catalog (--catalog FILE), or remove it first")
-            self.manager.import_configs(target, source.password, client_id, names=[config_name])
+            self.manager.import_configs(target, source.password, client_id, names=[config_name],
+                                        database_passwords=dict(source.database_passwords))
         row = self.service.catalog.get_plan(plan.name)
         if row is None or row.get("version") != plan.version:
             # The version found, at its own time: not a new version of the plan.

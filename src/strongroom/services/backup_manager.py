@@ -412,14 +412,18 @@ class BackupManager:
         return config
 
     def import_configs(self, target_path: str, password: str | bytes | None, client_id: str | None = None,
-                       names: list[str] | None = None, replace: bool = False) -> list[BackupConfig]:
+                       names: list[str] | None = None, replace: bool = False,
+                       database_passwords: dict[str, str] | None = None) -> list[BackupConfig]:
         """Read every configuration stored in a repository (or those in `names`)
         into the catalog: the repository in the local directory `target_path`,
         or in the folder `target_path` below WebDAV client `client_id`, opened
         with `password`. Each is pointed at that repository, the password kept
         in the secrets store under a new reference. A name the catalog has
-        already is refused (UsageError, nothing written) unless `replace`."""
-        return import_configs(self.backup_service, target_path, password, client_id, names, replace)
+        already is refused (UsageError, nothing written) unless `replace`.
+        `database_passwords` (name -> password, from a recovery kit) are kept
+        for the PostgreSQL sources among them."""
+        return import_configs(self.backup_service, target_path, password, client_id, names, replace,
+                              database_passwords)
 
     def update_config(self, config: BackupConfig) -> BackupConfig:
         """Replace the stored configuration of the same name (see `add_config`)."""

@@ -21,7 +21,7 @@ it is made, and one that does not pass is refused with a line naming it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, fields
 from typing import TYPE_CHECKING, Any
 
@@ -88,7 +88,8 @@ def merge_stored(config: BackupConfig, stored: dict) -> list[str]:
 
 def import_configs(service: BackupService, target_path: str, password: str | bytes | None,
                    client_id: str | None = None, names: Iterable[str] | None = None,
-                   replace: bool = False) -> list[BackupConfig]:
+                   replace: bool = False,
+                   database_passwords: Mapping[str, str] | None = None) -> list[BackupConfig]:
     """Read the stored configurations of one repository into the catalog.
 
     The repository is a local directory (`target_path`) or a folder below the
@@ -96,7 +97,9 @@ def import_configs(service: BackupService, target_path: str, password: str | byt
     without encryption). Each configuration is pointed at that repository, its
     password kept in the secrets store under a new reference. `names` limits
     the import to those (each must be there). A name the catalog has already
-    is refused, before anything is written, unless `replace`."""
+    is refused, before anything is written, unless `replace`.
+    `database_passwords` (configuration name -> password, from a recovery
+    kit) go to the secrets store for the PostgreSQL sources among them."""
     if client_id in (None, "", LOCAL):
         client_id, target_path = None, os.path.abspath(target_path)
     else:
@@ -121,8 +124,8 @@ def import_configs(service: BackupService, target_path: str, password: str | byt
         existing = service.catalog.get_config(name)
         if existing is not None and not replace:
             raise UsageError(f"a configuration named {name!r} exists already in the catalog")
-        # The old machine's secrets are not here: a database password is given
-        # again (`config edit --postgres-password-file`) before the next backup.
+        # The old machine's secrets are not here: a database password comes
+        # from the kit, or is given again (`config edit --postgres-password-file`).
         doc = {**stored[name], "name": name, "target_client_id": client_id, "target_path": target_path,
                "encrypt": secret is not None, "password": None, "password_file": None, "password_env": None,
                "password_command": None,
@@ -141,6 +144,10 @@ def import_configs(service: BackupService, target_path: str, password: str | byt
         if secret is not None:
             config.secret_ref = service.secrets.new_ref(f"repo:{config.name}")
             service.secrets.set(config.secret_ref, secret)
+        database_password = (database_passwords or {}).get(config.name)
+        if database_password is not None and config.source_kind == "postgres":
+            config.postgres_secret_ref = service.secrets.new_ref(f"postgres:{config.name}")
+            service.secrets.set(config.postgres_secret_ref, database_password)
         service.catalog.put_config(config.name, config.to_doc())
     for ref in old_refs:
         if ref not in {c.secret_ref for c in made}:
