@@ -403,6 +403,13 @@ def test_rpo_and_rto_violations_fail_and_say_so(dr):
     [reason] = summary["reasons"]
     assert reason.startswith(f"step app: snapshot {summary['steps'][0]['snapshot'][:8]} is ")
     assert reason.endswith("old, older than the RPO target 1s")
+    # A point drawn at random is judged the same way: a rehearsal never passes on a stale draw.
+    dr.plan("drawn stale", [{"config": "app", "point": "random", "within": "1h"}], rpo=1)
+    code, events, _ = dr.json("dr", "test", "drawn stale")
+    summary = summary_of(events)
+    assert code == 1 and summary["verdict"] == "fail" and statuses(summary) == ["passed"]
+    [reason] = summary["reasons"]
+    assert "old, older than the RPO target 1s (drawn random within the last 1h (seed " in reason
 
 
 def test_a_point_in_time_chooses_the_older_snapshot(dr, tmp_path):

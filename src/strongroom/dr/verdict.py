@@ -63,8 +63,9 @@ def judge(steps: Sequence[StepResult], rto_seconds: float, rto_target: float | N
             (failures if step.rpo_target is not None else warnings).append(future)
         if step.rpo_target is not None and step.rpo_seconds is not None and step.rpo_seconds > step.rpo_target \
                 and step.status != "skipped":
+            drawn = f" (drawn {step.rule})" if step.rule.startswith("random") else ""
             failures.append(f"{who}: snapshot {step.snapshot[:8]} is {duration_words(step.rpo_seconds)} old, "
-                            f"older than the RPO target {duration_words(step.rpo_target)}")
+                            f"older than the RPO target {duration_words(step.rpo_target)}{drawn}")
     if rto_target is not None and rto_seconds > rto_target:
         failures.append(f"the plan took {duration_words(rto_seconds)} to recover, longer than the RTO target "
                         f"{duration_words(rto_target)}")
