@@ -440,6 +440,29 @@ def test_a_random_point_names_its_seed(dr):
     assert start["rule"].startswith("random within the last 1h (seed ") and start["rule"].endswith(")")
 
 
+def test_a_rehearsal_reads_a_further_share_of_the_packs_when_asked(dr, tmp_path):
+    source = dr.config("app", {"first.bin": random.Random(11).randbytes(100 * KiB)})
+    for n in range(3):  # a pack per backup: only the first one holds first.bin
+        (source / f"more{n}.bin").write_bytes(random.Random(n).randbytes(100 * KiB))
+        dr.backup("app")
+    dr.plan("one file", [{"config": "app", "include": ["first.bin"]}])
+
+    def check_of(*args: str) -> dict:
+        report = tmp_path / "report.json"
+        code, events, stderr = dr.json("dr", "test", "one file", "--report", str(report), *args)
+        assert code == 0 and summary_of(events)["verdict"] == "pass", stderr
+        [check] = json.loads(report.read_text())["checks"]
+        assert check["structure_ok"] and check["problems"] == []
+        return check
+
+    restored_only = check_of()
+    assert restored_only["packs_total"] >= 4 and restored_only["packs_read"] == 1
+    everything = check_of("--read-data-subset", "100%")
+    assert (everything["packs_read"], everything["share_read"]) == (everything["packs_total"], 1.0)
+    done = dr.run("dr", "test", "one file", "--read-data-subset", "0%")
+    assert done.returncode == 2 and "more than 0%" in done.stderr.decode()
+
+
 # ---- space -------------------------------------------------------------------------------------
 
 

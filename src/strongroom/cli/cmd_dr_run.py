@@ -217,10 +217,14 @@ def dr_run(m: Manage, name, target_base, at) -> int:
 @click.option("--keep", is_flag=True, help="Keep what was restored in the scratch area.")
 @click.option("--report", "report", type=click.Path(dir_okay=False),
               help="Write the report to FILE (.md, .json or .html).")
-def dr_test(m: Manage, name, scratch, keep, report) -> int:
+@click.option("--read-data-subset", "subset", metavar="N%",
+              help="The check afterwards also reads this share of each repository's packs (besides those restored).")
+def dr_test(m: Manage, name, scratch, keep, report, subset) -> int:
     """Rehearse plan NAME in a scratch area: restore, verify, measure.
 
     Every step restores below the scratch area; the real targets are never touched. Exit 0 when the verdict is pass or
     pass-with-warnings, 1 otherwise; 130 or 143 when stopped.
     """
-    return _follow(m, name, "test", report, scratch=scratch, keep=keep)
+    from strongroom.dr.repocheck import share_of
+    share = share_of(subset) if subset is not None else None
+    return _follow(m, name, "test", report, scratch=scratch, keep=keep, read_data_subset=share)

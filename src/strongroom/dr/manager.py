@@ -167,11 +167,16 @@ class DisasterRecoveryManager:
         return self._start(plan_id, "run", progress, trigger, target_base=target_base, at=when)
 
     def test_dr_plan(self, plan_id: str, scratch: str | None = None, keep: bool = False,
-                     progress: Progress | None = None, wait: bool = True, trigger: str = "api") -> PlanRun | str:
+                     progress: Progress | None = None, wait: bool = True, trigger: str = "api",
+                     read_data_subset: float | None = None) -> PlanRun | str:
         """Rehearse the plan: every step into `scratch/<step name>` (default: a new
         private folder beside the plan's target base), never the real targets,
-        measured and judged. Returns the PlanRun, or with `wait=False` the run id."""
-        run_id = self._start(plan_id, "test", progress, trigger, scratch=scratch, keep=keep)
+        measured and judged. `read_data_subset` (0 < share <= 1): the check of
+        each repository afterwards also reads that share of its packs, chosen
+        among those the restores did not read. Returns the PlanRun, or with
+        `wait=False` the run id."""
+        run_id = self._start(plan_id, "test", progress, trigger, scratch=scratch, keep=keep,
+                             read_data_subset=read_data_subset)
         return self.wait(run_id) if wait else run_id
 
     def _start(self, plan_id: str, mode: str, progress: Progress | None, trigger: str, **options: Any) -> str:

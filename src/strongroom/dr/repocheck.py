@@ -31,6 +31,15 @@ PROBLEM_CHARS = 400
 FILES_SHOWN = 3  # files named on a problem's line; the rest counted
 
 
+def share_of(text: str) -> float:
+    """`N%` (0 < N <= 100) as a share of the packs, for `dr test --read-data-subset`."""
+    import re
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", text)
+    if not m or not 0 < float(m.group(1)) <= 100:
+        raise UsageError(f"--read-data-subset is a share of the packs, more than 0% and at most 100%, not {text!r}")
+    return float(m.group(1)) / 100
+
+
 def check_repository(repo: Repository, packs_read: int, read_data_subset: float | None = None,
                      listener: Listener | None = None,
                      read_packs: Collection[bytes] | None = None) -> RepositoryCheck:

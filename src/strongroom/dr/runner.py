@@ -61,11 +61,14 @@ class PlanRunner:
     def __init__(self, service: BackupService, plan: Plan, mode: str = "run", *, run_id: str | None = None,
                  target_base: str | None = None, at: datetime | None = None, scratch: str | None = None,
                  keep: bool = False, listener: Listener = ignore, cancel: threading.Event | None = None,
-                 trigger: str = "api", seed: int | None = None, record: bool = True) -> None:
+                 trigger: str = "api", seed: int | None = None, record: bool = True,
+                 read_data_subset: float | None = None) -> None:
         if mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)}")
         if mode == "run" and (scratch is not None or keep):
             raise UsageError("a scratch area is for tests: a run restores into the plan's targets")
+        if read_data_subset is not None and (mode != "test" or not 0 < read_data_subset <= 1):
+            raise UsageError("a share of packs to read (more than 0, at most 1) is for tests")
         if mode == "test" and target_base is not None:
             raise UsageError("a test restores into a scratch area: give --scratch, not a target base")
         self.service = service
@@ -82,6 +85,7 @@ class PlanRunner:
         self.trigger = trigger
         self.seed = seed if seed is not None else secrets.randbits(32)
         self.record = record
+        self.read_data_subset = read_data_subset  # the share of packs the check after a test reads besides
         self._scratch: ScratchArea | None = None
         self._locks: TargetLocks | None = None
         self._base: str | None = None
@@ -406,7 +410,8 @@ class PlanRunner:
         for url, (repo, read) in packs.items():
             try:
                 with repo.lock(exclusive=False, wait=LOCK_WAIT):
-                    checks.append(check_repository(repo, packs_read=len(read), read_packs=read))
+                    checks.append(check_repository(repo, packs_read=len(read), read_packs=read,
+                                                   read_data_subset=self.read_data_subset))
             except StrongroomError as e:
                 checks.append(RepositoryCheck(url, False, 0, 0, 0.0, (str(e),), 0.0))
         return tuple(checks)
