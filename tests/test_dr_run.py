@@ -293,11 +293,41 @@ def test_restored_bytes_are_the_sources_and_every_file_is_verified(dr, tmp_path)
         assert step["errors"] == 0 and step["problems"] == []
     assert snapshot_tree(restored(tmp_path / "restore" / "one", sources["one"])) == snapshot_tree(sources["one"])
     assert snapshot_tree(restored(tmp_path / "elsewhere", sources["two"])) == snapshot_tree(sources["two"])
+    # The plan's progress carries its rate and the time left once bytes have moved.
+    rated = [e for e in events if e["message_type"] == "dr_status" and e["rate"] > 0]
+    assert rated and all(isinstance(e["eta"], (int, float)) and e["eta"] >= 0 for e in rated)
     # A second run finds every file correct already and writes none again.
     code, events, _ = dr.json("dr", "run", "whole")
     assert code == 0
     last = [e for e in events if e["message_type"] == "status" and e["step"] == "one"][-1]
     assert last["files_skipped"] == 3 and last["files_restored"] == 0
+
+
+def test_a_step_with_include_globs_restores_only_the_matching_files(dr, tmp_path):
+    source = dr.config("app", {"db/main.sql": b"create table t;\n" * 100, "db/notes.txt": b"notes\n",
+                               "top.sql": b"select 1;\n", "big.bin": random.Random(3).randbytes(100 * KiB)})
+    dr.plan("only sql", [{"config": "app", "include": ["*.sql"]}])
+    code, events, _ = dr.json("dr", "run", "only sql")
+    summary = summary_of(events)
+    assert code == 0 and summary["verdict"] == "pass", summary
+    [step] = summary["steps"]
+    assert step["files"] == step["files_verified"] == 2
+    target = restored(tmp_path / "restore" / "app", source)
+    found = sorted(str(p.relative_to(target)) for p in target.rglob("*") if not p.is_dir())
+    assert found == ["db/main.sql", "top.sql"]
+    for name in found:
+        assert (target / name).read_bytes() == (source / name).read_bytes()
+
+
+def test_a_rehearsal_records_the_time_its_cleanup_took(dr, tmp_path):
+    dr.config("app", {f"d{i}/f{j}.txt": b"x" * 1000 for i in range(5) for j in range(20)})
+    dr.plan("cleaned", ["app"])
+    report = tmp_path / "report.json"
+    done = dr.run("dr", "test", "cleaned", "--report", str(report))
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(report.read_text())
+    assert doc["steps"][0]["files_verified"] == 100
+    assert doc["cleanup_seconds"] > 0
 
 
 def test_a_rehearsal_never_touches_the_real_targets_and_removes_its_scratch(dr, tmp_path):
