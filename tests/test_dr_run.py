@@ -510,7 +510,8 @@ def wait_for(predicate, seconds: float = 60) -> None:
 
 
 @pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_cancels_the_restore_in_flight_cleanly_and_a_rerun_skips_what_was_whole(dr, tmp_path, signum, exit_code):
+def test_a_signal_cancels_the_restore_in_flight_cleanly_and_a_rerun_skips_what_was_whole(dr, tmp_path, signum,
+                                                                                         exit_code):
     middleware: list[FaultMiddleware] = []
 
     def wrap(app):
