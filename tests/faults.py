@@ -124,6 +124,7 @@ class FaultMiddleware:
             self._max_upload: int | None = None
             self._delay = 0.0
             self._delay_methods: frozenset[str] | None = None
+            self._delay_after = 0
             self._doomed: _Doomed | None = None
 
     def reset_counts(self) -> None:
@@ -208,11 +209,13 @@ class FaultMiddleware:
         with self._lock:
             self._max_upload = max_bytes
 
-    def slow(self, seconds: float, *, methods: Iterable[str] | None = None) -> None:
-        """Wait `seconds` before answering each request (of `methods` only)."""
+    def slow(self, seconds: float, *, methods: Iterable[str] | None = None, after: int = 0) -> None:
+        """Wait `seconds` before answering each request (of `methods` only),
+        once `after` more of them have been answered at once."""
         with self._lock:
             self._delay = seconds
             self._delay_methods = _methods(methods)
+            self._delay_after = after
 
     # ---- observation -----------------------------------------------------
 
@@ -298,6 +301,9 @@ class FaultMiddleware:
         """Under the lock: the delay, and a refusal from the request-level faults."""
         with self._lock:
             delay = self._delay if self._delay_methods is None or method in self._delay_methods else 0.0
+            if delay and self._delay_after > 0:
+                self._delay_after -= 1
+                delay = 0.0
             quirks = _Quirks(**vars(self._quirks))
             paging = (self._page_size, self._absolute_links)
             if self._deny is not None and self._deny_after > 0:

@@ -482,6 +482,28 @@ def test_recovery_from_repository_urls_alone_on_an_empty_machine(estate):
         assert manager.get_config("far").target_path == "backups/far"
 
 
+def test_recovery_reads_its_passwords_from_files_named_on_the_command_line(estate):
+    dav, tmp = estate.dav, estate.tmp
+    estate.old.wipe()
+    new = Machine(tmp / "new")
+    far = dav.storage_url() + "backups/far/"
+    (tmp / "repo-password").write_text(REPO_PASSWORD + "\n")
+    (tmp / "dav-password").write_text(dav.password + "\n")
+    files = ["--password-file", str(tmp / "repo-password"), "--webdav-password-file", str(tmp / "dav-password")]
+    target = tmp / "from-files"
+    done = new.run("dr", "recover", "--repo", str(estate.local), "--repo", far, *files, "--plan", PLAN,
+                   "--target-base", str(target), "--json")
+    assert done.returncode == 0, done.stderr.decode()
+    assert summary_of(done)["verdict"] == "pass"
+    for name, source in estate.sources.items():
+        assert snapshot_tree(restored(target / name, source)) == snapshot_tree(source), name
+    assert REPO_PASSWORD.encode() not in done.stdout + done.stderr and dav.password.encode() not in done.stdout
+    # A file with the wrong password is refused as a wrong password.
+    (tmp / "wrong").write_text("wrong\n")
+    done = new.run("dr", "recover", "--repo", str(estate.local), "--password-file", str(tmp / "wrong"))
+    assert done.returncode == 12
+
+
 def test_the_newest_stored_copy_of_a_configuration_wins_across_repositories(tmp_path, src):
     from strongroom.dr.recover import Recovery, source_from_url
     from strongroom.repo.repository import Repository

@@ -4,8 +4,8 @@ subprocess, over configurations backed up into real repositories on disk
 
 Order and stop/continue, hooks and their environment, restored bytes and
 verification, rehearsals that never touch the real targets, RPO and RTO
-violations, too little space on a small file system, SIGTERM in the middle of
-a restore, and the JSON contract."""
+violations, too little space on a small file system, Ctrl-C and SIGTERM in the middle
+of a restore, and the JSON contract."""
 
 from __future__ import annotations
 
@@ -293,11 +293,41 @@ def test_restored_bytes_are_the_sources_and_every_file_is_verified(dr, tmp_path)
         assert step["errors"] == 0 and step["problems"] == []
     assert snapshot_tree(restored(tmp_path / "restore" / "one", sources["one"])) == snapshot_tree(sources["one"])
     assert snapshot_tree(restored(tmp_path / "elsewhere", sources["two"])) == snapshot_tree(sources["two"])
+    # The plan's progress carries its rate and the time left once bytes have moved.
+    rated = [e for e in events if e["message_type"] == "dr_status" and e["rate"] > 0]
+    assert rated and all(isinstance(e["eta"], (int, float)) and e["eta"] >= 0 for e in rated)
     # A second run finds every file correct already and writes none again.
     code, events, _ = dr.json("dr", "run", "whole")
     assert code == 0
     last = [e for e in events if e["message_type"] == "status" and e["step"] == "one"][-1]
     assert last["files_skipped"] == 3 and last["files_restored"] == 0
+
+
+def test_a_step_with_include_globs_restores_only_the_matching_files(dr, tmp_path):
+    source = dr.config("app", {"db/main.sql": b"create table t;\n" * 100, "db/notes.txt": b"notes\n",
+                               "top.sql": b"select 1;\n", "big.bin": random.Random(3).randbytes(100 * KiB)})
+    dr.plan("only sql", [{"config": "app", "include": ["*.sql"]}])
+    code, events, _ = dr.json("dr", "run", "only sql")
+    summary = summary_of(events)
+    assert code == 0 and summary["verdict"] == "pass", summary
+    [step] = summary["steps"]
+    assert step["files"] == step["files_verified"] == 2
+    target = restored(tmp_path / "restore" / "app", source)
+    found = sorted(str(p.relative_to(target)) for p in target.rglob("*") if not p.is_dir())
+    assert found == ["db/main.sql", "top.sql"]
+    for name in found:
+        assert (target / name).read_bytes() == (source / name).read_bytes()
+
+
+def test_a_rehearsal_records_the_time_its_cleanup_took(dr, tmp_path):
+    dr.config("app", {f"d{i}/f{j}.txt": b"x" * 1000 for i in range(5) for j in range(20)})
+    dr.plan("cleaned", ["app"])
+    report = tmp_path / "report.json"
+    done = dr.run("dr", "test", "cleaned", "--report", str(report))
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(report.read_text())
+    assert doc["steps"][0]["files_verified"] == 100
+    assert doc["cleanup_seconds"] > 0
 
 
 def test_a_rehearsal_never_touches_the_real_targets_and_removes_its_scratch(dr, tmp_path):
@@ -509,7 +539,9 @@ def wait_for(predicate, seconds: float = 60) -> None:
         time.sleep(0.05)
 
 
-def test_sigterm_cancels_the_restore_in_flight_and_a_rerun_passes(dr, tmp_path):
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_cancels_the_restore_in_flight_cleanly_and_a_rerun_skips_what_was_whole(dr, tmp_path, signum,
+                                                                                         exit_code):
     middleware: list[FaultMiddleware] = []
 
     def wrap(app):
@@ -524,44 +556,59 @@ def test_sigterm_cancels_the_restore_in_flight_and_a_rerun_passes(dr, tmp_path):
         with dr.manager() as manager:
             manager.webdav_service.add_client("dav", WebDAVCredentials(dav.username, dav.password, dav.url))
         dr.config("first", {"one.txt": b"one\n" * 100})
-        source = dr.config("remote", files, target_client_id="dav", target_path="repo", compression=False)
+        # Three backups of two new files each: the snapshot's files are in three packs.
+        source = dr.config("remote", dict(list(files.items())[:2]), target_client_id="dav", target_path="repo",
+                           compression=False)
+        for more in (2, 4):
+            write_files(source, dict(list(files.items())[more:more + 2]))
+            dr.backup("remote")
         # The before-command holds the step at its start until the test has made the server slow.
         wait = hook(f"touch {ready}; while [ ! -e {go} ]; do sleep 0.05; done")
         dr.plan("stoppable", ["first", {"config": "remote", "before": [wait]}, {"config": "first", "name": "again",
                                                                                   "target": "again"}])
         child = dr.popen("dr", "run", "stoppable", "--json")
+        target = restored(tmp_path / "restore" / "remote", source)
+
+        def some_file_is_whole() -> bool:
+            return any((target / name).is_file() and (target / name).read_bytes() == data
+                       for name, data in files.items())
+
         try:
             wait_for(ready.exists)
-            middleware[0].slow(4, methods=["GET"])
-            asked = len(middleware[0].log)
+            # One pack is read at once; every other waits, so the signal finds the step in flight.
+            middleware[0].slow(2, methods=["GET"], after=1)
             go.touch()
-            wait_for(lambda: any(r.method == "GET" and "/data/" in r.path for r in middleware[0].log[asked:]))
-            child.send_signal(signal.SIGTERM)
+            wait_for(some_file_is_whole)
+            child.send_signal(signum)
             out, err = child.communicate(timeout=60)
         finally:
             if child.poll() is None:
                 child.kill()
-        assert child.returncode == 143, err
-        events = [json.loads(line) for line in out.decode().splitlines()]
-        summary = summary_of(events)
+        assert child.returncode == exit_code, err
+        seen = [json.loads(line) for line in out.decode().splitlines()]
+        summary = summary_of(seen)
         assert summary["verdict"] == "fail" and statuses(summary) == ["passed", "cancelled", "skipped"]
         assert "step remote: cancelled" in summary["reasons"]
         assert b"interrupted" in err
-        # Nothing left looks restored unless it is: a file with the snapshot's size and mtime has its content.
-        target = restored(tmp_path / "restore" / "remote", source)
-        for name, data in files.items():
-            path = target / name
-            if path.exists():
-                st, original = path.stat(), (source / name).stat()
-                if (st.st_size, st.st_mtime_ns) == (original.st_size, original.st_mtime_ns):
-                    assert path.read_bytes() == data
+        # The step in flight cleaned up: no temporary or half-written file is left in its
+        # target, and each file there is whole, with the snapshot's content and mtime.
+        left = sorted(os.listdir(target))
+        assert set(left) <= set(files) and left, left
+        for name in left:
+            assert (target / name).read_bytes() == files[name]
+            assert (target / name).stat().st_mtime_ns == (source / name).stat().st_mtime_ns
+        assert len(left) < len(files)  # the cancel came before the whole snapshot was written
 
         middleware[0].clear()
-        code, events, _ = dr.json("dr", "run", "stoppable")
-        summary = summary_of(events)
+        code, events_again, _ = dr.json("dr", "run", "stoppable")
+        summary = summary_of(events_again)
         assert code == 0 and statuses(summary) == ["passed", "passed", "passed"]
         assert snapshot_tree(target) == snapshot_tree(source)
-        first = [e for e in events if e["message_type"] == "status" and e["step"] == "first"][-1]
+        remote = [e for e in events_again if e["message_type"] == "status" and e["step"] == "remote"][-1]
+        assert remote["files_skipped"] == len(left) and remote["files_restored"] == len(files) - len(left)
+        [step] = [s for s in summary["steps"] if s["config"] == "remote"]
+        assert step["files_verified"] == step["files"] == len(files)
+        first = [e for e in events_again if e["message_type"] == "status" and e["step"] == "first"][-1]
         assert first["files_skipped"] == 1 and first["files_restored"] == 0
 
 

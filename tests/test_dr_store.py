@@ -120,6 +120,20 @@ def test_runs_are_history_in_the_catalog_and_the_repository(manager, tmp_path):
     assert len(store.runs("p")) == 3  # the evidence outlives the plan
 
 
+def test_a_run_record_is_sealed_and_opens_with_the_repository_key(manager, tmp_path):
+    store = PlanStore(manager.backup_service)
+    store.save(plan_from_order("Sealed Plan", ["db"], str(tmp_path)))
+    store.record_run(_run("run-7f3a9c1e", "Sealed Plan", 1_700_000_000))
+    assert len(records(tmp_path / "repo1", "run")) == 1
+    # Nothing of the record is in plain text anywhere in the repository.
+    for path in (p for p in (tmp_path / "repo1").rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        assert b"Sealed Plan" not in data and b"run-7f3a9c1e" not in data and b"verdict" not in data, path
+    repo = manager.backup_service.open_repository(manager.get_config("db"))
+    [doc] = PlanStore.runs_in_repository(repo)
+    assert (doc["id"], doc["plan"], doc["verdict"]) == ("run-7f3a9c1e", "Sealed Plan", "pass")
+
+
 def test_the_catalog_upgrade_adds_the_tables(tmp_path):
     from strongroom.services.catalog import MIGRATIONS, Catalog
     catalog = Catalog(tmp_path / "c.db")

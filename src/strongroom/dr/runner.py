@@ -166,7 +166,7 @@ class PlanRunner:
         run = PlanRun(self.run_id, self.plan.name, self.plan.version, self.mode, self.trigger, socket.gethostname(),
                       __version__, started, datetime.now(timezone.utc), base,
                       self.mode == "test" and self.keep, tuple(results), rto_seconds, self.plan.rto,
-                      self.plan.rpo, tuple(checks), round(cleanup_seconds, 3), verdict, reasons)
+                      self.plan.rpo, tuple(checks), round(cleanup_seconds, 6), verdict, reasons)
         if self.record:
             self._record(run)
         return run

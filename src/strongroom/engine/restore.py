@@ -10,6 +10,8 @@ Metadata (owner, mode, xattrs, times) is applied last, each directory after
 everything below it, so a file's mtime only matches the snapshot once it is
 complete; that is what lets a rerun skip files that are already correct. A
 file that could not be written whole is removed, not left looking restored.
+A cancelled restore does the same before it stops: the files written whole
+get their metadata (so a rerun skips them), the others are removed.
 Metadata never goes to a file whose content this restore did not write
 unless that file is one it may trust: as root, a file taken as current must
 already have the snapshot's owner (size and mtime are anyone's to set on a
@@ -193,8 +195,7 @@ class Restore:
             created = self._create_files(jobs)
             self._write_packs(plan, jobs, created)
             if self.cancel.is_set():
-                # Before any metadata: a file left half written must not get its
-                # snapshot size and mtime, or the next restore would take it as current.
+                self._stop(jobs, created)
                 raise StrongroomError("restore cancelled")
             self._discard_incomplete(jobs, created)
             for index, first in links:
@@ -343,8 +344,11 @@ class Restore:
             files = _OpenFiles(self.dirs, self.items)
             whole = True
             done = 0  # groups written
+            read = self.repo.storage.read_spans(name, spans)
             try:
-                for (start, _, group), span in zip(groups, self.repo.storage.read_spans(name, spans)):
+                for (start, _, group), span in zip(groups, read):
+                    if self.cancel.is_set():  # the rest of a large pack is not waited for
+                        return
                     span = memoryview(span)
                     for blob_id in group:
                         if not self._write_blob(blob_id, locs[blob_id], blobs[blob_id], span, start, name,
@@ -359,6 +363,7 @@ class Restore:
                 return
             finally:
                 files.close()
+                getattr(read, "close", lambda: None)()  # a streamed read ends its request now
             if whole:
                 with self._lock:
                     self.read_packs.add(pack_id)
@@ -396,6 +401,30 @@ class Restore:
             self.counters.add(bytes_restored=len(data))
             self._wrote(number, jobs)
         return True
+
+    def _stop(self, jobs: list[_FileJob], created: list[bool]) -> None:
+        """Cancelled: remove every file this restore began and did not write whole,
+        and give each file it did write whole its snapshot metadata.
+
+        Nothing is left that looks restored unless it is (a half-written file
+        must never get the snapshot's size and mtime), and a rerun takes the
+        whole ones as current instead of writing them again. Links, special
+        files and directories' metadata are left to the rerun.
+        """
+        for number, job in enumerate(jobs):
+            if not created[number]:
+                continue
+            item = self.items[job.index]
+            whole = self._blobs_left[number] == 0 and job.index not in self.failed
+            try:
+                with self.dirs.at(item.parent) as dir_fd:
+                    if whole:
+                        set_metadata(dir_fd, item.name, item.node, self.is_root)
+                    else:
+                        os.unlink(item.name, dir_fd=dir_fd)
+            except OSError as e:
+                self._error(job.index, f"cannot {'set metadata' if whole else 'remove the incomplete file'}: "
+                                       f"{e.strerror}")
 
     def _discard_incomplete(self, jobs: list[_FileJob], created: list[bool]) -> None:
         """Remove every file that could not be written whole.
