@@ -4,9 +4,8 @@ subprocess, over configurations backed up into real repositories on disk
 
 Order and stop/continue, hooks and their environment, restored bytes and
 verification, rehearsals that never touch the real targets, the report of a
-rehearsal over a damaged pack, RPO and RTO
-violations, too little space on a small file system, SIGTERM in the middle of
-a restore, and the JSON contract."""
+rehearsal over a damaged pack, RPO and RTO violations, too little space on a
+small file system, SIGTERM in the middle of a restore, and the JSON contract."""
 
 from __future__ import annotations
 
