@@ -3,9 +3,10 @@ subprocess, over configurations backed up into real repositories on disk
 (one on a real WebDAV server on loopback), with plans in a real catalog.
 
 Order and stop/continue, hooks and their environment, restored bytes and
-verification, rehearsals that never touch the real targets, RPO and RTO
-violations, too little space on a small file system, Ctrl-C and SIGTERM in the middle
-of a restore, and the JSON contract."""
+verification, rehearsals that never touch the real targets, the report of a
+rehearsal over a damaged pack, RPO and RTO violations, too little space on a
+small file system, Ctrl-C and SIGTERM in the middle of a restore, and the
+JSON contract."""
 
 from __future__ import annotations
 
@@ -393,7 +394,9 @@ def test_a_flipped_byte_fails_the_rehearsal_and_names_the_files_it_touches(dr, t
     data[len(data) // 2] ^= 0x55
     pack.write_bytes(bytes(data))
     dr.plan("damage", ["damaged", "fine"], on_failure="continue")
-    code, events, _ = dr.json("dr", "test", "damage", "--scratch", str(tmp_path / "scratch"), "--keep")
+    report = tmp_path / "r.md"
+    code, events, _ = dr.json("dr", "test", "damage", "--scratch", str(tmp_path / "scratch"), "--keep",
+                              "--report", str(report))
     summary = summary_of(events)
     assert code == 1 and summary["verdict"] == "fail" and statuses(summary) == ["failed", "passed"]
     hit, fine = summary["steps"]
@@ -406,6 +409,28 @@ def test_a_flipped_byte_fails_the_rehearsal_and_names_the_files_it_touches(dr, t
     assert any(r.startswith("step damaged: failed: 1 file could not be restored") for r in summary["reasons"])
     assert not (restored(tmp_path / "scratch" / "damaged", tmp_path / "sources" / "damaged") / "hit.bin").exists()
     assert snapshot_tree(restored(tmp_path / "scratch" / "fine", source)) == snapshot_tree(source)
+
+    # The report of this very rehearsal says the same to a person: Markdown from --report, and the
+    # HTML page of the recorded run. Each step's part of a report runs from its heading to the next.
+    hit_file = str(tmp_path / "sources" / "damaged" / "hit.bin")
+    head, step_damaged, step_fine = report.read_text().split("\n## ")[:3]
+    assert "**Verdict: fail**" in head and "\n- step damaged: failed: 1 file could not be restored\n" in head
+    assert step_damaged.startswith("Step 1: damaged (failed)\n")
+    assert f"- damaged {problem['object']}: " in step_damaged and hit_file in step_damaged
+    assert "| Verification | failed: 1 damaged object(s)" in step_damaged
+    assert step_fine.startswith("Step 2: fine (passed)\n") and "| Verification | every file verified (1) |" in step_fine
+    assert "damaged pack" not in step_fine and "failed" not in step_fine
+    page = tmp_path / "r.html"
+    done = dr.run("dr", "report", "damage", "--format", "html", "--output", str(page))
+    assert done.returncode == 0, done.stderr
+    head, step_damaged, step_fine = page.read_text().split("<section>")[:3]
+    assert '<span class="verdict fail">Verdict: fail</span>' in head
+    assert "<li>step damaged: failed: 1 file could not be restored</li>" in head
+    assert step_damaged.startswith('<h2>Step 1: damaged <span class="status failed">(failed)</span></h2>')
+    assert "<h3>Damaged objects</h3>" in step_damaged
+    assert f"<li>damaged {problem['object']}: " in step_damaged and hit_file in step_damaged
+    assert step_fine.startswith('<h2>Step 2: fine <span class="status passed">(passed)</span></h2>')
+    assert "every file verified (1)" in step_fine and "Damaged objects" not in step_fine
 
 
 # ---- goals -----------------------------------------------------------------------------------

@@ -4,9 +4,12 @@ Nothing on the page is fetched: no link, image, font, stylesheet or script,
 so it opens the same from a mail, a USB stick or an archive years later, and
 a crafted value cannot make it call anywhere. Every value passes through
 `esc` (html.escape with quotes): plan and step names, paths and command
-output come from repositories and commands. It reads on a phone (tables
-scroll sideways inside their box, label/value tables stack) and prints (one
-run to a page, nothing cut off).
+output come from repositories and commands. It reads on a phone (every
+table stacks: label/value tables into lines, the others into one labelled card
+a row, so nothing scrolls sideways) and prints (one run to a page, nothing cut
+off). Only the cells that hold free-form text (values, paths, commands) may
+break a word anywhere; short words (a column's name, "essential", "0.05s")
+stay whole, or a table would squeeze them to a letter a line.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ h2 { font-size: 1.15rem; margin: 1.6rem 0 .5rem; border-bottom: 1px solid #d0d7d
 h3 { font-size: 1rem; margin: 1rem 0 .3rem; }
 table { border-collapse: collapse; width: 100%; margin: .3rem 0; }
 th, td { border: 1px solid #d0d7de; padding: .25rem .45rem; text-align: left; vertical-align: top;
-         overflow-wrap: anywhere; }
+         overflow-wrap: break-word; }
+table.facts td, td.free { overflow-wrap: anywhere; }
 th { background: #f3f5f7; font-weight: 600; }
 table.facts th { width: 12rem; }
 .scroll { overflow-x: auto; }
@@ -55,6 +59,14 @@ article + article { margin-top: 3rem; border-top: 3px double #8c959f; }
   body { padding: .5rem; font-size: 14px; }
   table.facts, table.facts tbody, table.facts tr, table.facts th, table.facts td { display: block; width: auto; }
   table.facts th { border-bottom: 0; }
+  table.grid thead { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%);
+                     white-space: nowrap; }
+  table.grid, table.grid tbody, table.grid tr { display: block; width: auto; }
+  table.grid tr { border: 1px solid #d0d7de; margin: .4rem 0; }
+  table.grid td { display: grid; grid-template-columns: minmax(5.5rem, 35%) minmax(0, 1fr); gap: .5rem;
+                  border: 0; overflow-wrap: anywhere; }
+  table.grid td + td { border-top: 1px solid #eaeef2; }
+  table.grid td::before { content: attr(data-label); font-weight: 600; }
 }
 @media print {
   body { max-width: none; font-size: 11pt; }
@@ -76,10 +88,15 @@ def _facts(rows: Sequence[tuple[str, str]]) -> str:
     return f"<table class=\"facts\"><tbody>{body}</tbody></table>"
 
 
-def _grid(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def _grid(head: Sequence[str], rows: Sequence[Sequence[str]], free: Sequence[str] = ()) -> str:
+    """A table with a column per `head`; the columns named in `free` hold free-form text (paths,
+    commands) that may break anywhere. Each cell carries its column's name for the stacked phone layout."""
     top = "".join(f"<th scope=\"col\">{esc(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<div class=\"scroll\"><table><thead><tr>{top}</tr></thead><tbody>{body}</tbody></table></div>"
+    cells = [f"<td data-label=\"{esc(h)}\"" + (" class=\"free\">" if h in free else ">") for h in head]
+    body = "".join("<tr>" + "".join(f"{cell}{esc(c)}</td>" for cell, c in zip(cells, row, strict=True)) + "</tr>"
+                   for row in rows)
+    return (f"<div class=\"scroll\"><table class=\"grid\"><thead><tr>{top}</tr></thead><tbody>{body}</tbody>"
+            "</table></div>")
 
 
 def _css_class(word: str) -> str:
@@ -98,7 +115,7 @@ def _step(number: int, step) -> str:
         out.append("<h3>Damaged objects</h3><ul>" + "".join(f"<li>{esc(line)}</li>" for line in problem_lines(step))
                    + "</ul>")
     if step.hooks:
-        out += ["<h3>Commands</h3>", _grid(HOOK_HEAD, hook_rows(step))]
+        out += ["<h3>Commands</h3>", _grid(HOOK_HEAD, hook_rows(step), free=("Command",))]
         for h in step.hooks:
             if h.output_tail:
                 out.append(f"<p>Last lines of the {esc(h.phase)} command <code>{esc(h.command[:60])}</code>:</p>"
@@ -108,13 +125,13 @@ def _step(number: int, step) -> str:
 
 
 def _rto_section(run: PlanRun) -> str:
-    return "<section><h2>RTO</h2>" + _grid(RTO_HEAD, rto_rows(run)) + "</section>"
+    return "<section><h2>RTO</h2>" + _grid(RTO_HEAD, rto_rows(run), free=("Step",)) + "</section>"
 
 
 def _checks_section(run: PlanRun) -> str:
     if not run.checks:
         return ""
-    return "<section><h2>Repository checks</h2>" + _grid(CHECK_HEAD, check_rows(run)) + "</section>"
+    return "<section><h2>Repository checks</h2>" + _grid(CHECK_HEAD, check_rows(run), free=("Repository", "Problems")) + "</section>"
 
 
 def line_chart(title: str, points: Sequence[TrendPoint], values: Sequence[float | None],
