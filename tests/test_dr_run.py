@@ -431,6 +431,13 @@ def test_a_flipped_byte_fails_the_rehearsal_and_names_the_files_it_touches(dr, t
     assert f"<li>damaged {problem['object']}: " in step_damaged and hit_file in step_damaged
     assert step_fine.startswith('<h2>Step 2: fine <span class="status passed">(passed)</span></h2>')
     assert "every file verified (1)" in step_fine and "Damaged objects" not in step_fine
+    # The damaged repository's check carries what the restore found; the other's has no problem.
+    report_json = tmp_path / "r.json"
+    assert dr.run("dr", "report", "damage", "--format", "json", "--output", str(report_json)).returncode == 0
+    checks = {c["repository"].rstrip("/").rsplit("/", 1)[-1]: c for c in json.loads(report_json.read_text())["checks"]}
+    assert checks["fine"]["problems"] == []
+    assert any(line.startswith(f"{problem['object']}: ") and line.endswith("(found by step damaged)")
+               for line in checks["damaged"]["problems"])
 
 
 # ---- goals -----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ the whole plan (docs/json.md). The result is a PlanRun (dr/results.py).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import secrets
@@ -31,7 +32,8 @@ from strongroom.dr.database_step import load_database
 from strongroom.dr.hooks import hook_env, run_hook
 from strongroom.dr.plan import Plan, PointRule, Step
 from strongroom.dr.points import choose_snapshot, describe_rule, snapshot_time
-from strongroom.dr.repocheck import check_repository
+from strongroom.dr.one_line import one_line
+from strongroom.dr.repocheck import PROBLEM_CHARS, check_repository
 from strongroom.dr.results import PlanRun, RepositoryCheck, StepResult
 from strongroom.dr.scratch import ScratchArea
 from strongroom.dr.space import check_free_space, check_target
@@ -401,19 +403,26 @@ class PlanRunner:
 
     def _check_repositories(self, resolved: list[Resolved], results: list[StepResult]) -> tuple[RepositoryCheck, ...]:
         packs: dict[str, tuple[Repository, set[bytes]]] = {}
+        found_by_steps: dict[str, list[str]] = {}  # what the restores found damaged, per repository
         for index, (found, result) in enumerate(zip(resolved, results)):
             if found.repo is None or result.status == "skipped":
                 continue
             repo, read = packs.setdefault(found.repository, (found.repo, set()))
             read |= self._packs_read.get(index, set())
+            found_by_steps.setdefault(found.repository, []).extend(
+                one_line(f"{p.object}: {p.message} (found by step {result.name})", PROBLEM_CHARS)
+                for p in result.problems)
         checks = []
         for url, (repo, read) in packs.items():
             try:
                 with repo.lock(exclusive=False, wait=LOCK_WAIT):
-                    checks.append(check_repository(repo, packs_read=len(read), read_packs=read,
-                                                   read_data_subset=self.read_data_subset))
+                    check = check_repository(repo, packs_read=len(read), read_packs=read,
+                                             read_data_subset=self.read_data_subset)
             except StrongroomError as e:
-                checks.append(RepositoryCheck(url, False, 0, 0, 0.0, (str(e),), 0.0))
+                check = RepositoryCheck(url, False, 0, 0, 0.0, (str(e),), 0.0)
+            # A pack a restore could not read is a problem of its repository, whether the check read it again or not.
+            extra = tuple(line for line in found_by_steps.get(url, ()) if line not in check.problems)
+            checks.append(dataclasses.replace(check, problems=check.problems + extra) if extra else check)
         return tuple(checks)
 
     def _record(self, run: PlanRun) -> None:
