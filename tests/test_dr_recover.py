@@ -547,3 +547,29 @@ def test_the_listing_shows_every_step_target_and_command_before_anything_runs(tm
     listing = new.summary("dr", "recover", "--repo", str(repo), env={"STRONGROOM_PASSWORD": REPO_PASSWORD})
     [step] = listing["plans"][0]["details"]
     assert step["before"] == ["systemctl stop shop"] and step["target"] == str(tmp_path / "there" / "app")
+
+
+def test_the_newest_version_of_a_plan_wins_across_repositories(tmp_path, src):
+    from strongroom.dr.plan import Plan, Step
+    from strongroom.dr.recover import Recovery, source_from_url
+    from strongroom.dr.store import PlanStore
+
+    old = Machine(tmp_path / "old")
+    with old.manager() as manager:
+        for name in ("a", "b"):
+            manager.add_config(BackupConfig(name, [str(src)], target_path=str(tmp_path / name), password=REPO_PASSWORD))
+        store = PlanStore(manager.backup_service)
+        store.save(Plan("shop", (Step("a"), Step("b")), str(tmp_path / "first")))
+        first = store.get("shop")
+        # The second version needs b only: a's repository keeps the first.
+        store.save(Plan("shop", (Step("b"),), str(tmp_path / "second")), replace=True)
+        second = store.get("shop")
+        held = {name: [p.version for p in PlanStore.plans_in_repository(
+            manager.backup_service.open_repository(manager.get_config(name)))] for name in ("a", "b")}
+    assert first.version != second.version and held == {"a": [first.version], "b": [second.version]}
+    machine = Machine(tmp_path / "machine")
+    with machine.manager() as manager:
+        for order in (("a", "b"), ("b", "a")):  # the order of the repositories does not decide
+            recovery = Recovery(manager, [source_from_url(str(tmp_path / n), REPO_PASSWORD) for n in order])
+            plan = recovery.plan("shop")
+            assert (plan.version, plan.target_base) == (second.version, str(tmp_path / "second"))
