@@ -14,6 +14,12 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 HOOKS = str(Path(__file__).resolve().parent / "hooks")
 
 
+def catalog_bytes(path: Path) -> bytes:
+    """A catalog's file and its write-ahead log, where recent writes may still be."""
+    wal = path.with_name(path.name + "-wal")
+    return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
 class CatalogCLI:
     def __init__(self, tmp_path: Path, tz: str = "UTC", cache: str = "c") -> None:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("STRONGROOM_")}

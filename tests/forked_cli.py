@@ -99,12 +99,12 @@ def _stop_all() -> None:
             _zygotes.popitem()[1].stop()
 
 
-def _exec_needed(env: Mapping[str, str], stdin_fd: int) -> bool:
+def _exec_needed(env: Mapping[str, str]) -> bool:
     if env.get("STRONGROOM_TEST_EXEC") == "1" or os.environ.get("STRONGROOM_TEST_EXEC") == "1":
         return True
     if any(p and not os.path.isabs(p) for p in env.get("PYTHONPATH", "").split(os.pathsep)):
         return True
-    return os.isatty(stdin_fd)
+    return os.isatty(0)  # the child's stdin when no input is given
 
 
 def run(args: Sequence[str], *, env: Mapping[str, str], input: bytes | str | None = None,
@@ -114,7 +114,7 @@ def run(args: Sequence[str], *, env: Mapping[str, str], input: bytes | str | Non
     argv = [sys.executable, "-m", "strongroom", *args]
     if text and isinstance(input, str):
         input = input.encode()
-    if _exec_needed(env, 0):
+    if _exec_needed(env):
         done = subprocess.run(argv, input=input, capture_output=True, env=dict(env), cwd=cwd, timeout=timeout)
     else:
         done = _forked(argv, list(args), env, input, os.fspath(cwd) if cwd is not None else os.getcwd(), timeout)

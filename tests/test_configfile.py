@@ -16,6 +16,7 @@ import pytest
 
 from strongroom.configfile import apply_file
 import forked_cli
+from catalog_cli import catalog_bytes
 
 # Variables of the surrounding shell that would change what is tested.
 _SCRUBBED = ("STRONGROOM_PASSWORD", "STRONGROOM_PASSWORD_FILE", "STRONGROOM_PASSWORD_COMMAND", "STRONGROOM_REPO",
@@ -47,9 +48,7 @@ class Strongroom:
         return done
 
     def catalog_bytes(self) -> bytes:
-        """The catalog file and its write-ahead log, where recent writes may still be."""
-        wal = self.catalog.with_name(self.catalog.name + "-wal")
-        return self.catalog.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+        return catalog_bytes(self.catalog)
 
     def catalog_rows(self) -> list[str]:
         """The catalog's content, whichever of its files it is in."""

@@ -25,6 +25,7 @@ from strongroom.services.backup_manager import create_backup_manager
 from strongroom.services.configs import BackupConfig
 from strongroom.services.webdav_service import WebDAVCredentials, WebDAVService
 import forked_cli
+from catalog_cli import catalog_bytes
 
 REPO_PASSWORD = "kit test password"
 # Variables of the surrounding shell that would change what is tested.
@@ -49,9 +50,7 @@ class Machine:
         self.env = env
 
     def catalog_bytes(self) -> bytes:
-        """The catalog file and its write-ahead log, where recent writes may still be."""
-        wal = self.catalog.with_name(self.catalog.name + "-wal")
-        return self.catalog.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+        return catalog_bytes(self.catalog)
 
     def run(self, *args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
         done = forked_cli.run([*args, "--catalog", str(self.catalog), "--cache-dir", str(self.cache)],

@@ -21,7 +21,7 @@ from collections.abc import Collection
 
 from strongroom.dr.one_line import one_line
 from strongroom.dr.results import RepositoryCheck
-from strongroom.engine.check import Checker
+from strongroom.engine.check import Checker, percentage
 from strongroom.engine.progress import Listener, ignore
 from strongroom.errors import StrongroomError, UsageError
 from strongroom.repo.repository import Repository
@@ -33,11 +33,10 @@ FILES_SHOWN = 3  # files named on a problem's line; the rest counted
 
 def share_of(text: str) -> float:
     """`N%` (0 < N <= 100) as a share of the packs, for `dr test --read-data-subset`."""
-    import re
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", text)
-    if not m or not 0 < float(m.group(1)) <= 100:
+    share = percentage(text)
+    if share is None or not 0 < share <= 100:
         raise UsageError(f"--read-data-subset is a share of the packs, more than 0% and at most 100%, not {text!r}")
-    return float(m.group(1)) / 100
+    return share / 100
 
 
 def check_repository(repo: Repository, packs_read: int, read_data_subset: float | None = None,

@@ -45,13 +45,18 @@ class CheckReport:
                 **self.counts}
 
 
+def percentage(text: str) -> float | None:
+    """N of a share written `N%` (unchecked), or None when `text` is not written so."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", text)
+    return float(m.group(1)) if m else None
+
+
 def select_subset(pack_ids: list[bytes], subset: str | None, rng: random.Random | None = None) -> list[bytes]:
     """`None` = all; `N%` = a random share; `n/t` = the n-th of t groups by pack id."""
     if not subset:
         return list(pack_ids)
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", subset)
-    if m:
-        share = float(m.group(1))
+    share = percentage(subset)
+    if share is not None:
         if not 0 < share <= 100:
             raise UsageError("--read-data-subset percentage must be in (0, 100]")
         count = math.ceil(len(pack_ids) * share / 100)

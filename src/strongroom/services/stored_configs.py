@@ -144,10 +144,9 @@ def import_configs(service: BackupService, target_path: str, password: str | byt
         if secret is not None:
             config.secret_ref = service.secrets.new_ref(f"repo:{config.name}")
             service.secrets.set(config.secret_ref, secret)
-        database_password = (database_passwords or {}).get(config.name)
-        if database_password is not None and config.source_kind == "postgres":
-            config.postgres_secret_ref = service.secrets.new_ref(f"postgres:{config.name}")
-            service.secrets.set(config.postgres_secret_ref, database_password)
+        if config.source_kind == "postgres":
+            config.postgres_password = (database_passwords or {}).get(config.name)
+            service.take_source_password(config)
         service.catalog.put_config(config.name, config.to_doc())
     for ref in old_refs:
         if ref not in {c.secret_ref for c in made}:
