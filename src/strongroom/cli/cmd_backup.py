@@ -88,6 +88,7 @@ def _backup(common: Common, paths, exclude, exclude_file, exclude_if_present, ex
     )
     repo = common.open()
     reporter = Reporter(common.json, "backup", quiet=common.quiet)
+    options = replace(options, count_totals=reporter.shows_progress)
     common.events.listener = reporter
     try:
         with common.lock(repo, writes=not dry_run, what="backup"):

@@ -116,6 +116,13 @@ class Reporter:
             self._task = self.progress.add_task(action, total=None, line="")
 
     @property
+    def shows_progress(self) -> bool:
+        """Whether progress reaches anyone: a bar on a terminal, or --json's
+        status lines. Without either, work done only for progress (counting
+        a backup's totals ahead of it) is left out."""
+        return self.json_mode or self.progress is not None
+
+    @property
     def console(self) -> "Console":
         """Made when first needed: rich costs a tenth of a second to import, and
         a quiet or JSON run that meets no error never prints through it."""
