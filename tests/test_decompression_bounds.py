@@ -25,7 +25,7 @@ from measure import run_measured
 from strongroom.errors import IntegrityError
 from strongroom.repo.chunker import ChunkerParams
 from strongroom.repo.compression import (GZIP, LZ4, MAX_DATA_BLOB, MAX_TREE_BLOB, RAW, ZSTD, Compressor,
-                                         decompress)
+                                         decompress, decompress_into)
 from strongroom.repo.pack import DATA, TREE, blob_aad
 
 MiB = 1024 * 1024
@@ -138,3 +138,68 @@ def test_a_compression_bomb_fails_in_bounded_memory(kind: str, claimed: int):
     assert answer["blob"] < 2 * MiB  # it is a bomb
     assert answer["result"] == "IntegrityError", answer
     assert rss < 300 * MiB, f"the reader peaked at {rss // MiB} MiB"
+
+
+# ---- into a reader's scratch buffers (restore, check) ----------------------------
+
+SAMPLES = [b"x", b"strongroom " * 1000, os.urandom(300_000), bytes(2 * MiB), os.urandom(64) * (MAX_DATA_BLOB // 64)]
+
+
+@pytest.mark.parametrize("codec", [RAW, ZSTD, LZ4, GZIP])
+def test_decompress_into_gives_what_decompress_gives(codec: int):
+    out = memoryview(bytearray(MAX_DATA_BLOB))
+    for data in SAMPLES:
+        blob = Compressor(codec, 1).compress(data)
+        assert bytes(decompress_into(memoryview(blob), len(data), MAX_DATA_BLOB, out)) == data
+        assert decompress(blob, len(data)) == data
+
+
+@pytest.mark.parametrize("codec", [RAW, ZSTD, LZ4, GZIP])
+def test_decompress_into_refuses_what_decompress_refuses(codec: int):
+    out = memoryview(bytearray(MAX_DATA_BLOB + 1))
+    data = b"strongroom " * 1000
+    blob = memoryview(Compressor(codec, 1).compress(data))
+    for raw_length in (len(data) - 1, len(data) + 1, MAX_DATA_BLOB + 1, -1):
+        with pytest.raises(IntegrityError):
+            decompress_into(blob, raw_length, MAX_DATA_BLOB, out)
+    with pytest.raises(IntegrityError):
+        decompress_into(memoryview(b""), 0, MAX_DATA_BLOB, out)
+
+
+def test_decompress_into_refuses_a_cut_or_undeclared_zstd_frame():
+    out = memoryview(bytearray(MiB))
+    data = os.urandom(1000) * 100
+    frame = zstandard.ZstdCompressor().compress(data)
+    with pytest.raises(IntegrityError):
+        decompress_into(memoryview(bytes([ZSTD]) + frame[:len(frame) // 2]), len(data), MAX_DATA_BLOB, out)
+    undeclared = zstandard.ZstdCompressor(write_content_size=False).compressobj()
+    blob = bytes([ZSTD]) + undeclared.compress(data) + undeclared.flush()
+    with pytest.raises(IntegrityError) as caught:
+        decompress_into(memoryview(blob), len(data), MAX_DATA_BLOB, out)
+    assert "without a content size" in str(caught.value)
+
+
+def test_the_scratch_reader_bounds_and_authenticates_as_open_blob_does(repo):
+    big = os.urandom(64) * (5 * MiB // 64)
+    blob_id = repo.crypto.blob_id(big)
+    sealed = {kind: repo.crypto.encrypt(Compressor(ZSTD, 1).compress(big), blob_aad(kind, blob_id))
+              for kind in (DATA, TREE)}
+    with pytest.raises(IntegrityError):
+        repo.open_blob_scratch(DATA, blob_id, sealed[DATA], len(big), "test")
+    with pytest.raises(IntegrityError) as caught:
+        repo.open_blob_scratch(DATA, blob_id, sealed[DATA], 1 << 40, "test")  # before any buffer is made
+    assert "more than a blob may have" in str(caught.value)
+    assert repo.open_blob_scratch(TREE, blob_id, sealed[TREE], len(big), "test", verify_id=True) == big
+    with pytest.raises(IntegrityError) as caught:
+        repo.open_blob_scratch(TREE, b"\1" * 32, sealed[TREE], len(big), "test")  # sealed for another id
+    assert "does not authenticate" in str(caught.value)
+    other = repo.crypto.encrypt(Compressor(ZSTD, 1).compress(big[:1000]), blob_aad(DATA, blob_id))
+    with pytest.raises(IntegrityError) as caught:
+        repo.open_blob_scratch(DATA, blob_id, other, 1000, "test", verify_id=True)
+    assert "does not match its id" in str(caught.value)
+    # One thread's buffers serve every blob it reads: a view is good until its next one.
+    first = repo.open_blob_scratch(TREE, blob_id, sealed[TREE], len(big), "test")
+    small = b"small " * 10
+    view = repo.open_blob_scratch(DATA, repo.crypto.blob_id(small), repo.crypto.encrypt(
+        Compressor(ZSTD, 1).compress(small), blob_aad(DATA, repo.crypto.blob_id(small))), len(small), "test")
+    assert view == small and first.obj is view.obj

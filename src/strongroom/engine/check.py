@@ -322,7 +322,7 @@ class Checker:
 
     def _authenticate(self, b: PackedBlob, encrypted, name: str, pack_id: bytes, found: "_PackReading") -> None:
         try:
-            self.repo.open_blob(b.type, b.id, encrypted, b.raw_length, name, verify_id=True)
+            self.repo.open_blob_scratch(b.type, b.id, encrypted, b.raw_length, name, verify_id=True)
             found.authenticated += 1
         except IntegrityError as e:
             found.damaged[b.id] = f"blob in pack {pack_id.hex()[:16]} is damaged"

@@ -385,7 +385,8 @@ class Restore:
         place that wants it; False when it did not authenticate."""
         lo = loc.offset - start
         try:
-            data = self.repo.open_blob(loc.type, blob_id, span[lo:lo + loc.length], loc.raw_length, name)
+            # Written at once, so it may live in this thread's scratch buffers.
+            data = self.repo.open_blob_scratch(loc.type, blob_id, span[lo:lo + loc.length], loc.raw_length, name)
         except IntegrityError as e:
             for number, _ in targets:
                 self._fail(jobs[number].index, str(e), f"pack {pack_id.hex()}")

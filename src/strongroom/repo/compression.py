@@ -114,7 +114,42 @@ def decompress(blob: bytes, raw_length: int, limit: int = MAX_DATA_BLOB) -> byte
     return out
 
 
-def _zstd_decompress(payload: memoryview, raw_length: int) -> bytes:
+def decompress_into(blob: memoryview, raw_length: int, limit: int, out: memoryview) -> memoryview:
+    """`decompress` into `out` (at least raw_length bytes): the plaintext, as
+    the front of `out`, or a view of `blob` itself where it is stored raw.
+    What a reader that only hashes or writes each blob uses: no buffer is
+    allocated per blob, so its pages are not faulted in afresh every time."""
+    if not blob:
+        raise IntegrityError("empty blob plaintext")
+    if not 0 <= raw_length <= limit:
+        raise IntegrityError(f"blob claims {raw_length} bytes, more than a blob may have ({limit})")
+    if blob[0] == RAW:
+        if len(blob) - 1 != raw_length:
+            raise IntegrityError("blob decompressed to the wrong length")
+        return blob[1:]
+    if blob[0] != ZSTD:
+        plain = decompress(blob, raw_length, limit)
+        out[:raw_length] = plain
+        return out[:raw_length]
+    payload = blob[1:]
+    _zstd_declared(payload, raw_length)
+    target = out[:raw_length]
+    got = 0
+    try:
+        reader = _zstd_decompressor().stream_reader(payload, read_across_frames=False)
+        while got < raw_length:
+            n = reader.readinto(target[got:])
+            if not n:
+                break
+            got += n
+    except zstandard.ZstdError as e:
+        raise IntegrityError(f"blob does not decompress: {e}") from None
+    if got != raw_length:
+        raise IntegrityError("blob decompressed to the wrong length")
+    return target
+
+
+def _zstd_declared(payload: memoryview, raw_length: int) -> None:
     # python-zstandard allocates the size a frame declares, whatever
     # max_output_size says: check the declaration first.
     declared = zstandard.frame_content_size(payload)
@@ -122,10 +157,18 @@ def _zstd_decompress(payload: memoryview, raw_length: int) -> bytes:
         if declared == -1:
             raise IntegrityError("zstd frame without a content size (every writer records it)")
         raise IntegrityError(f"zstd frame declares {declared} bytes, the index {raw_length}")
+
+
+def _zstd_decompressor() -> zstandard.ZstdDecompressor:
     d = getattr(_dctx, "zstd", None)
     if d is None:
         d = _dctx.zstd = zstandard.ZstdDecompressor()
-    return d.decompress(payload, max_output_size=raw_length)
+    return d
+
+
+def _zstd_decompress(payload: memoryview, raw_length: int) -> bytes:
+    _zstd_declared(payload, raw_length)
+    return _zstd_decompressor().decompress(payload, max_output_size=raw_length)
 
 
 def _zlib_decompress(payload: memoryview, raw_length: int) -> bytes:

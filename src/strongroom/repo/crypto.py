@@ -94,6 +94,20 @@ class Crypto:
             raise IntegrityError(f"{what}: does not authenticate (damaged or altered)") from None
 
 
+    def decrypt_into(self, data: bytes | memoryview, aad: bytes, what: str, out: memoryview) -> memoryview:
+        """`decrypt` into `out` (at least len(data) - OVERHEAD bytes): the
+        plaintext, as the front of `out`."""
+        if len(data) < OVERHEAD:
+            raise IntegrityError(f"{what}: too short to be an encrypted object")
+        view = memoryview(data)
+        plain = out[:len(view) - OVERHEAD]
+        try:
+            self._aead.decrypt_into(view[:NONCE_SIZE], view[NONCE_SIZE:], aad, plain)
+        except InvalidTag:
+            raise IntegrityError(f"{what}: does not authenticate (damaged or altered)") from None
+        return plain
+
+
 def wrap_with(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
     nonce = os.urandom(NONCE_SIZE)
     return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)

@@ -26,7 +26,7 @@ from strongroom.model.tree import Tree
 from strongroom.repo import keys
 from strongroom.repo.cache import CacheWrites, RepoCache, default_cache_root
 from strongroom.repo.chunker import Chunker, ChunkerParams
-from strongroom.repo.compression import MAX_TREE_BLOB, Compressor, decompress, parse_compression
+from strongroom.repo.compression import MAX_TREE_BLOB, Compressor, decompress, decompress_into, parse_compression
 from strongroom.repo.crypto import Crypto, MasterKey
 from strongroom.repo.index import (INDEX_AAD, INDEX_DIR, RECORD as INDEX_RECORD, Index, ParsedIndex, decode_index,
                                    encode_index, parse_index)
@@ -104,6 +104,19 @@ def object_id(data: bytes) -> str:
 # encrypted body that follows, so an upload cut off midway (which some WebDAV
 # servers keep under the final name) is told apart from damage.
 _ENVELOPE = struct.Struct("<4sI")
+_scratch_buffers = threading.local()
+
+
+def _scratch(sealed: int, opened: int) -> tuple[memoryview, memoryview]:
+    """This thread's two buffers (for a blob's decrypted and its decompressed
+    bytes), at least the sizes asked; grown when a larger blob comes."""
+    have = getattr(_scratch_buffers, "views", None)
+    if have is None or len(have[0]) < sealed or len(have[1]) < opened:
+        old = have or (memoryview(b""), memoryview(b""))
+        have = _scratch_buffers.views = (
+            old[0] if len(old[0]) >= sealed else memoryview(bytearray(sealed)),
+            old[1] if len(old[1]) >= opened else memoryview(bytearray(opened)))
+    return have
 _ENVELOPE_MAGIC = b"SRO1"
 
 
@@ -629,6 +642,24 @@ class Repository:
         what = f"blob {blob_id.hex()[:16]} in {where}"
         plain = decompress(self.crypto.decrypt(encrypted, blob_aad(blob_type, blob_id), what), raw_length,
                            MAX_TREE_BLOB if blob_type == TREE else self.config.chunker.max_size)
+        if verify_id and self.crypto.blob_id(plain) != blob_id:
+            raise IntegrityError(f"{what}: content does not match its id")
+        return plain
+
+    def open_blob_scratch(self, blob_type: int, blob_id: bytes, encrypted: bytes | memoryview, raw_length: int,
+                          where: str, verify_id: bool = False) -> memoryview:
+        """`open_blob` into this thread's scratch buffers: the plaintext as a
+        view that is good until this thread's next call, for a reader that
+        writes or hashes each blob at once (restore, check). The buffers grow
+        to the largest blob met and are kept, so a blob costs no fresh memory."""
+        what = f"blob {blob_id.hex()[:16]} in {where}"
+        limit = MAX_TREE_BLOB if blob_type == TREE else self.config.chunker.max_size
+        if not 0 <= raw_length <= limit:
+            raise IntegrityError(f"blob claims {raw_length} bytes, more than a blob may have ({limit})")
+        # The ciphertext is in memory already: a buffer its size is no new risk.
+        sealed, opened = _scratch(len(encrypted), raw_length)
+        plain = decompress_into(self.crypto.decrypt_into(encrypted, blob_aad(blob_type, blob_id), what, sealed),
+                                raw_length, limit, opened)
         if verify_id and self.crypto.blob_id(plain) != blob_id:
             raise IntegrityError(f"{what}: content does not match its id")
         return plain
