@@ -40,13 +40,16 @@ from strongroom.repo.repository import Repository
 
 OVERWRITE_MODES = ("always", "if-changed", "never")
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-PACK_WORKERS = 4
+# Packs read at once from a local directory, where the work is the CPU's:
+# one per core, up to 4 (each holds a span and a blob's scratch buffers).
+PACK_WORKERS = max(1, min(4, os.cpu_count() or 1))
 # What one restore worker reads of a pack at a time (a larger blob makes a
 # larger span): PACK_WORKERS spans, plus the blob each is opening, are the
 # pack data in memory at once. Spans come from one streamed read per pack,
 # so their size costs no requests.
 SPAN_BYTES = 1024 * 1024
 SPAN_GAP = 256 * 1024
+CREATED_BATCH = 64  # files created between two words to the waiting pack workers
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,7 @@ class Restore:
             self._make_dirs()
             jobs, links = self._plan_files(files)
             plan = self._plan_packs(jobs)
-            created = self._create_files(jobs)
+            created = [False] * len(jobs)
             self._write_packs(plan, jobs, created)
             if self.cancel.is_set():
                 self._stop(jobs, created)
@@ -294,9 +297,14 @@ class Restore:
                 offset += loc.raw_length
         return plan
 
-    def _create_files(self, jobs: list[_FileJob]) -> list[bool]:
-        created = [False] * len(jobs)
+    def _create_files(self, jobs: list[_FileJob], created: list[bool], ready: "_Ready") -> None:
+        """Create the files, in order, while the pack workers write the ones
+        made so far: `ready` tells them how far this has come."""
         for number, job in enumerate(jobs):
+            if number % CREATED_BATCH == 0:
+                ready.advance(number)
+                if self.cancel.is_set():
+                    return
             if job.index in self.failed:
                 continue
             item = self.items[job.index]
@@ -314,9 +322,11 @@ class Restore:
                         fd = os.open(item.name, _CREATE, 0o600, dir_fd=dir_fd)
                 created[number] = True
                 os.close(fd)
+                if not job.node.content:
+                    self.counters.add(files_restored=1)  # empty: whole once created
             except OSError as e:
                 self._fail(job.index, f"cannot create file: {e.strerror}")
-        return created
+        ready.advance(len(jobs))
 
     def _remove_existing(self, dir_fd: int, name: bytes) -> None:
         existing = self._existing(dir_fd, name)
@@ -333,13 +343,17 @@ class Restore:
             self.counters.add(files_restored=1)
 
     def _write_packs(self, plan, jobs: list[_FileJob], created: list[bool]) -> None:
+        """Create the files (in this thread) and write the packs' blobs into them
+        (in the workers) at once: a pack is written as soon as every file it
+        feeds is made, so the disk is never left idle while thousands of files
+        are created."""
         self._blobs_left = [len(job.node.content) for job in jobs]
-        for number, job in enumerate(jobs):
-            if created[number] and not job.node.content and job.index not in self.failed:
-                self.counters.add(files_restored=1)  # empty: whole once created
+        ready = _Ready()
+        last_file = {pack_id: max(number for targets in blobs.values() for number, _ in targets)
+                     for pack_id, blobs in plan.items()}
 
         def one_pack(pack_id: bytes, blobs: dict[bytes, list[tuple[int, int]]]) -> None:
-            if self.cancel.is_set():
+            if not ready.wait_for(last_file[pack_id] + 1, self.cancel) or self.cancel.is_set():
                 return
             name = pack_name(pack_id, self.repo.config.data_fanout)
             locs = {b: self.repo.index.get(b) for b in blobs}
@@ -375,7 +389,13 @@ class Restore:
 
         # A span of up to a pack in memory per worker: connections × pack size.
         with ThreadPoolExecutor(self.repo.download_workers(PACK_WORKERS), thread_name_prefix="restore") as pool:
-            for f in [pool.submit(one_pack, p, b) for p, b in plan.items()]:
+            # The packs whose files are made first go first.
+            futures = [pool.submit(one_pack, p, plan[p]) for p in sorted(plan, key=last_file.__getitem__)]
+            try:
+                self._create_files(jobs, created, ready)
+            finally:
+                ready.finish()  # whatever stopped the creating, nobody waits for it any longer
+            for f in futures:
                 f.result()
 
     def _write_blob(self, blob_id: bytes, loc, targets: list[tuple[int, int]], span: memoryview, start: int,
@@ -583,6 +603,36 @@ class Restore:
             "bytes_written": c.get("bytes_written"), "files_verified": c.get("files_verified"),
             "files_failed": failed, "errors": len(self.errors),
         }
+
+
+class _Ready:
+    """How many of the file jobs, in order, are created (or failed); pack
+    workers wait here for the last file their pack feeds."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._count = 0
+        self._finished = False
+
+    def advance(self, count: int) -> None:
+        with self._cond:
+            self._count = count
+            self._cond.notify_all()
+
+    def finish(self) -> None:
+        with self._cond:
+            self._finished = True
+            self._cond.notify_all()
+
+    def wait_for(self, count: int, cancel: threading.Event) -> bool:
+        """Wait until `count` jobs are done, or there will be no more (True
+        either way), or the restore is cancelled (False)."""
+        with self._cond:
+            while self._count < count and not self._finished:
+                if cancel.is_set():
+                    return False
+                self._cond.wait(0.5)
+        return True
 
 
 _zeros = b""  # grows to the largest blob asked about; never written, so its pages stay unallocated
