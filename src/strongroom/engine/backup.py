@@ -45,7 +45,7 @@ from strongroom.repo.repository import Repository
 FILE_WORKERS = 2
 BLOB_WORKERS = 2
 MAX_FILES_IN_FLIGHT = 64
-MAX_CHUNKS_IN_FLIGHT = 16
+MAX_CHUNKS_IN_FLIGHT = 6
 UNMODIFIED_BATCH = 256  # unchanged files counted at once (progress lags by at most this many)
 MAPPED_READ = 256 * 1024  # a file read whole from this size on gets a mapping of its own
 DRY_SAMPLE = 16  # a dry run compresses one new chunk in this many...
