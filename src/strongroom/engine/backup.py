@@ -424,12 +424,13 @@ class Backup:
             tree_id = old.subtree
         else:
             tree = Tree(nodes)
+            data = tree.encode()
             if self.opt.dry_run or self._failure is not None:
-                tree_id = self.repo.crypto.blob_id(tree.encode())
+                tree_id = self.repo.crypto.blob_id(data)
             else:
-                tree_id, added = self.repo.save_tree(tree)
+                tree_id, added = self.repo.save_tree(tree, data)
                 if added:
-                    self.counters.add(tree_blobs=1, data_added=added, tree_added_raw=len(tree.encode()))
+                    self.counters.add(tree_blobs=1, data_added=added, tree_added_raw=len(data))
         if st is None:
             return Node(name=b"root", type=DIR, subtree=tree_id)
         node = metadata_node(name, path, st, subtree=tree_id)

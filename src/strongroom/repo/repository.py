@@ -586,8 +586,9 @@ class Repository:
             raise failure
         self.checkpoint()
 
-    def save_tree(self, tree: Tree) -> tuple[bytes, int]:
-        data = tree.encode()
+    def save_tree(self, tree: Tree, data: bytes | None = None) -> tuple[bytes, int]:
+        """Store a tree; `data` is its encoding when the caller has it already."""
+        data = tree.encode() if data is None else data
         if len(data) > MAX_TREE_BLOB:
             # Readers refuse a tree past this bound (memory stays bounded
             # whatever a repository claims): never write one they would refuse.
