@@ -42,10 +42,10 @@ def _env(repo: Path, cache: Path) -> dict:
     return env
 
 
-def _timed(argv: list[str], env: dict) -> dict:
+def _timed(argv: list[str], env: dict, out: Path | None = None) -> dict:
     """Run a command; wall, user and sys seconds and peak RSS (MiB)."""
     timer = shutil.which("time") and Path("/usr/bin/time").exists()
-    out = Path(env["STRONGROOM_CACHE_DIR"]).parent / "time.out"
+    out = out or Path(env["STRONGROOM_CACHE_DIR"]).parent / "time.out"
     cmd = ["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(out), *argv] if timer else argv
     start = time.monotonic()
     done = subprocess.run(cmd, env=env, capture_output=True)
@@ -62,12 +62,13 @@ def _strongroom() -> list[str]:
     return [sys.executable, "-m", "strongroom"]
 
 
-def _new_repository(path: Path, cache: Path):
+def _new_repository(path: Path, cache: Path, full_kdf: bool = False):
+    """A repository with the small KDF cost, or the default one (what a user has)."""
     from strongroom.repo import keys
     from strongroom.repo.repository import Repository
     from strongroom.storage import LocalStorage
     return Repository.init(LocalStorage(str(path)), PASSWORD.encode(), cache_root=str(cache),
-                           kdf=keys.KdfParams(**SMALL_KDF))
+                           kdf=None if full_kdf else keys.KdfParams(**SMALL_KDF))
 
 
 def _open_repository(path: Path, cache: Path):
@@ -248,11 +249,45 @@ def cmd_tree(args) -> None:
         repo, cache = where / "repo", where / "cache"
         shutil.rmtree(repo, ignore_errors=True)
         shutil.rmtree(cache, ignore_errors=True)
-        _new_repository(repo, cache)
+        # Beside restic, the default Argon2id cost (64 MiB), as restic pays its scrypt's.
+        _new_repository(repo, cache, full_kdf=args.restic)
         env = _env(repo, cache)
         for step in ("first backup", "unchanged backup"):
-            print(json.dumps({"step": step, "files": args.files, "dirs": args.dirs,
+            _drop_caches(args.drop_caches)
+            print(json.dumps({"tool": "strongroom", "step": step, "files": args.files, "dirs": args.dirs,
                               **_timed([*_strongroom(), "backup", str(data)], env)}), flush=True)
+        shutil.rmtree(repo, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
+        if args.restic and shutil.which("restic"):
+            _restic_tree(where, data, args)
+
+
+def _restic_tree(where: Path, data: Path, args) -> None:
+    """The same two backups by restic, in the same run, for the ratios."""
+    repo, cache = where / "restic-repo", where / "restic-cache"
+    shutil.rmtree(repo, ignore_errors=True)
+    shutil.rmtree(cache, ignore_errors=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(RESTIC_PASSWORD=PASSWORD, RESTIC_REPOSITORY=str(repo), RESTIC_CACHE_DIR=str(cache))
+    cache.mkdir(parents=True)
+    subprocess.run(["restic", "init", "-q"], env=env, check=True, capture_output=True)
+    for step in ("first backup", "unchanged backup"):
+        _drop_caches(args.drop_caches)
+        print(json.dumps({"tool": "restic", "step": step, "files": args.files, "dirs": args.dirs,
+                          **_timed(["restic", "backup", "-q", str(data)], env, where / "time.out")}), flush=True)
+    shutil.rmtree(repo, ignore_errors=True)
+    shutil.rmtree(cache, ignore_errors=True)
+
+
+def _drop_caches(wanted: bool) -> None:
+    """Page cache, dentries and inodes dropped (as root), as a nightly run meets them."""
+    if not wanted:
+        return
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as e:
+        sys.exit(f"--drop-caches needs root: {e}")
 
 
 def main() -> None:
@@ -276,6 +311,9 @@ def main() -> None:
     p = sub.add_parser("tree", parents=[common])
     p.add_argument("--files", type=int, default=1_000_000)
     p.add_argument("--dirs", type=int, default=100_000)
+    p.add_argument("--restic", action="store_true", help="the same backups by restic, after strongroom's")
+    p.add_argument("--drop-caches", action="store_true",
+                   help="drop the page cache, dentries and inodes before every backup (root)")
     args = parser.parse_args()
     if args.what == "load-index":
         print(json.dumps(load_index(args.repo, args.cache, args.lookups)))

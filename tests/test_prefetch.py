@@ -1,4 +1,4 @@
-"""The helper that reads an incremental backup's metadata ahead of its walk.
+"""The helper that reads a backup's metadata ahead of its walk.
 
 It must read what the walk will read, in the walk's order, and nothing the
 walk leaves out (excluded names, excluded contents, other file systems); it
@@ -68,9 +68,9 @@ def test_the_helper_runs_bare_and_ends_by_itself(tmp_path: Path, monkeypatch) ->
 
     monkeypatch.setattr(prefetch.subprocess, "Popen", spy)
     monkeypatch.setenv("STRONGROOM_PASSWORD", "prefetch-must-not-see-this")
-    proc = prefetch.start([str(tmp_path), str(tmp_path / "top")], ExcludeRules.build(patterns=["skip"]))
-    assert proc is not None
-    assert proc.wait(timeout=60) == 0
+    helper = prefetch.start([str(tmp_path), str(tmp_path / "top")], ExcludeRules.build(patterns=["skip"]))
+    assert helper is not None
+    assert helper.proc.wait(timeout=60) == 0
     [(argv, kwargs)] = calls
     # No environment (no secret, no PYTHONPATH: -I -S and the package's own root), no path in argv.
     assert kwargs["env"] == {} and argv[1:3] == ["-I", "-S"] and str(tmp_path) not in " ".join(argv)
@@ -85,25 +85,25 @@ def test_the_helper_runs_bare_and_ends_by_itself(tmp_path: Path, monkeypatch) ->
     assert json.loads(done.stdout.decode().replace("'", '"')) in ([], ["LC_CTYPE"])
 
 
-def test_a_backup_starts_it_only_with_a_parent_and_stops_it(tmp_path: Path, repo: Repository,
-                                                           monkeypatch) -> None:
+def test_a_backup_starts_it_with_a_parent_and_stops_it(tmp_path: Path, repo: Repository, monkeypatch) -> None:
     src = tmp_path / "src"
     make_tree(src)
     started: list = []
     real_start = prefetch.start
 
-    def spy(paths, rules):
-        proc = real_start(paths, rules)
-        started.append(proc)
-        return proc
+    def spy(paths, rules, contents_below=0):
+        helper = real_start(paths, rules, contents_below)
+        started.append((contents_below, helper))
+        return helper
 
     monkeypatch.setattr(prefetch, "start", spy)
-    Backup(repo, BackupOptions(paths=(str(src),))).run()
-    assert started == []  # a first backup reads every file anyway
     Backup(repo, BackupOptions(paths=(str(src),), prefetch=False)).run()
     assert started == []
     result = Backup(repo, BackupOptions(paths=(str(src),))).run()
-    assert len(started) == 1 and started[0] is not None and started[0].returncode is not None
+    # A first backup reads every file: its helper reads their contents ahead too
+    # (tests/test_backup_small_files.py); with a parent, metadata only.
+    [(below, helper)] = started
+    assert below == 0 and helper is not None and helper.proc.returncode is not None
     assert result.summary["files_unmodified"] == result.summary["total_files_processed"]
 
 

@@ -1,9 +1,11 @@
 """Backup: walk the sources, chunk and store what is new, write the snapshot.
 
-Threads: the caller's thread walks; FILE_WORKERS threads read, chunk, hash
-and store files (a file below WHOLE_READ_LIMIT is read whole, and its chunks
-are compressed and sealed into the pack by the same thread, straight from
-the read buffer); BLOB_WORKERS threads compress and store the chunks of
+Threads: the caller's thread walks, and reads, chunks, hashes and stores
+each file below INLINE_LIMIT itself (on a cold cache a helper process reads
+those files ahead of it: engine/prefetch.py); FILE_WORKERS threads do the
+same for larger files (a file below WHOLE_READ_LIMIT is read whole, and its
+chunks are compressed and sealed into the pack by the same thread, straight
+from the read buffer); BLOB_WORKERS threads compress and store the chunks of
 larger files, which are streamed, so one large file still uses every core;
 a pack that fills goes to the repository's upload threads, as many as the
 target has connections; one thread assembles trees in post-order. Two
@@ -46,6 +48,8 @@ FILE_WORKERS = 2
 BLOB_WORKERS = 2
 MAX_FILES_IN_FLIGHT = 64
 MAX_CHUNKS_IN_FLIGHT = 6
+INLINE_LIMIT = 64 * 1024  # files below this size are read by the walking thread
+ADVANCE_EVERY = 64  # small files read between two words to the read-ahead helper
 UNMODIFIED_BATCH = 256  # unchanged files counted at once (progress lags by at most this many)
 MAPPED_READ = 256 * 1024  # a file read whole from this size on gets a mapping of its own
 DRY_SAMPLE = 16  # a dry run compresses one new chunk in this many...
@@ -73,8 +77,9 @@ class BackupOptions:
     # someone is shown the progress: a run with no bar, no --json and no
     # console to follow it is the faster without it.
     count_totals: bool = True
-    # Read the sources' metadata ahead of an incremental walk, in a helper
-    # process (engine/prefetch.py): on a cold cache the walk then finds it cached.
+    # Read the sources ahead of the walk in a helper process (engine/prefetch.py):
+    # metadata, and the small files' contents when every file is read; on a
+    # cold cache the walk then finds them cached.
     prefetch: bool = True
 
 
@@ -104,6 +109,8 @@ class Backup:
         self._dry_seen: set[bytes] = set()
         self._dry_lock = threading.Lock()
         self._hardlinks: dict[tuple[int, int], Future] = {}
+        self._helper: prefetch.Helper | None = None
+        self._small_read = self._small_bytes = 0  # non-empty files read by the walking thread
         self._file_slots = threading.BoundedSemaphore(MAX_FILES_IN_FLIGHT)
         self._chunk_slots = threading.BoundedSemaphore(MAX_CHUNKS_IN_FLIGHT)
         self._file_pool = ThreadPoolExecutor(FILE_WORKERS, thread_name_prefix="file")
@@ -241,7 +248,9 @@ class Backup:
                 return False
         return True
 
-    def _file_node(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> Node | None:
+    def _file_node(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None,
+                   slot: bool = True) -> Node | None:
+        """Read and store one file; `slot`: it holds one of the files-in-flight slots, given back here."""
         shown = os.fsdecode(path)
         self.counters.begin(shown)
         try:
@@ -261,7 +270,8 @@ class Backup:
             return None
         finally:
             self.counters.end(shown)
-            self._file_slots.release()
+            if slot:
+                self._file_slots.release()
 
     def _submit_file(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None) -> "Node | Future | None":
         key = (st.st_dev, st.st_ino)
@@ -275,6 +285,20 @@ class Backup:
             node = self._unchanged_node(name, path, st, old)
             if st.st_nlink > 1:
                 self._hardlinks[key] = _done(node)
+            return node
+        if st.st_size < INLINE_LIMIT:
+            # Read and stored in this thread: for a small file, handing it to
+            # a worker and waiting for its Future cost more than the work, and
+            # threads that trade the GIL at every system call spent three
+            # quarters of a first backup of small files on that (futexes).
+            node = self._file_node(name, path, st, old, slot=False)
+            if st.st_nlink > 1:
+                self._hardlinks[key] = _done(node)
+            if st.st_size:
+                self._small_read += 1
+                self._small_bytes += st.st_size
+                if self._helper is not None and self._small_read % ADVANCE_EVERY == 0:
+                    self._helper.advance(self._small_read, self._small_bytes)
             return node
         self._file_slots.acquire()
         future = self._file_pool.submit(self._file_node, name, path, st, old)
@@ -539,9 +563,13 @@ class Backup:
             scan = threading.Thread(target=self._count_totals, name="scan", daemon=True)
             scan.start()
         old_root = Node(name=b"root", type=DIR, subtree=bytes.fromhex(parent.tree)) if parent else None
-        # An incremental walk waits mostly on metadata: read it ahead, in a helper.
-        helper = prefetch.start(list(self.paths), self.opt.excludes) \
-            if parent is not None and self.opt.prefetch and not self.opt.stdin_filename else None
+        # On a cold cache the walk waits on the disk: a helper reads ahead what
+        # it will ask for, metadata in an incremental backup, the small files'
+        # contents too when every file is read.
+        helper = self._helper = prefetch.start(
+            list(self.paths), self.opt.excludes,
+            contents_below=INLINE_LIMIT if parent is None or self.opt.full else 0) \
+            if self.opt.prefetch and not self.opt.stdin_filename else None
         try:
             if self.opt.stdin_filename:
                 root_future = self._root_from_stdin()
