@@ -59,8 +59,12 @@ class Managed:
         return [e for e in self.json(*args, env=env) if e.get("type") == "summary"][-1]
 
     def popen(self, *args: str, env: dict | None = None) -> subprocess.Popen:
+        # Ctrl-C as a terminal sends it: a suite started in the background
+        # (SIGINT ignored, which a child keeps through exec) must not make the
+        # command deaf to it.
         return subprocess.Popen([sys.executable, "-m", "strongroom", *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env={**self.env, **(env or {})})
+                                stderr=subprocess.PIPE, env={**self.env, **(env or {})},
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def jobs(self, *args: str) -> list[dict]:
         return [e for e in self.json("jobs", *args) if e["type"] == "job"]
