@@ -11,6 +11,7 @@ it opens.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import select
@@ -28,6 +29,7 @@ from strongroom.engine.restore import RestoreOptions, run_restore
 from strongroom.engine.walk import ExcludeRules
 from strongroom.errors import StorageError
 from strongroom.repo.repository import Repository
+from conftest import reopen
 from treeutil import snapshot_tree
 
 
@@ -232,3 +234,28 @@ def test_a_first_and_a_full_backup_read_contents_ahead_an_incremental_one_metada
     assert [below for below, _ in started] == [INLINE_LIMIT, 0, INLINE_LIMIT]
     for _, helper in started:  # each one stopped when its backup ended
         assert isinstance(helper.proc, subprocess.Popen) and helper.proc.returncode is not None
+
+
+def test_stored_blobs_reach_an_index_object_by_count_not_only_by_time(repo: Repository, repo_path: Path,
+                                                                    cache_dir: Path, monkeypatch) -> None:
+    """The blob lists of stored packs wait in memory until an index object
+    holds them: a fast backup of many small files must not keep a minute's
+    worth (hundreds of MiB) because the clock has not come round."""
+    from strongroom.repo import repository as repository_module
+    from strongroom.repo.pack import DATA
+
+    monkeypatch.setattr(repository_module, "CHECKPOINT_BLOBS", 10)
+    repo.checkpoint_interval = 3600.0
+    repo.config = dataclasses.replace(repo.config, pack_size=4096)  # a pack every few blobs
+    repo.load_index()
+    rng = random.Random(9)
+    for _ in range(60):
+        repo.save_blob(DATA, rng.randbytes(1000))
+    repo.wait_for_uploads()
+    written = list(repo.storage.list("index"))
+    assert len(written) >= 2  # before any flush, with an hour to go on the clock
+    assert repo._unsaved_blobs < 10 + 5
+    repo.flush()
+    reopened = reopen(repo_path, cache_dir)
+    reopened.load_index()
+    assert len(reopened.index) == 60

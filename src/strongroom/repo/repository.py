@@ -54,6 +54,11 @@ MAX_CONFIG = 64 * 1024  # bounds on small objects read whole (they are a few KiB
 MAX_SNAPSHOT = 16 * 1024 * 1024
 MAX_MANAGED_CONFIG = 1024 * 1024  # a stored configuration or plan: a few KiB, a long exclude list more
 TREE_CACHE_TREES = 4096
+# An index object is written once this many blobs are stored and not yet in
+# one, whatever the time: the stored packs' blob lists wait in memory until
+# then (about 400 bytes a blob), so a backup that stores a minute's worth of
+# small files (half a million blobs) would hold 200 MiB of them.
+CHECKPOINT_BLOBS = 100_000
 TREE_CACHE_BYTES = 8 * 1024 * 1024
 
 
@@ -183,6 +188,7 @@ class Repository:
         self._reserved: set[bytes] = set()
         self._packers: dict[int, PackWriter] = {}
         self._unsaved: dict[bytes, list[PackedBlob]] = {}
+        self._unsaved_blobs = 0  # blobs in the packs of _unsaved
         self._checkpoint_lock = threading.Lock()
         self._last_checkpoint = time.monotonic()
         self.checkpoint_interval = settings.checkpoint_seconds
@@ -479,6 +485,7 @@ class Repository:
             self.index.add_pack(pack_id, blobs)
             with self._write_lock:
                 self._unsaved[pack_id] = blobs
+                self._unsaved_blobs += len(blobs)
             adopted += 1
         return adopted
 
@@ -521,11 +528,13 @@ class Repository:
         with self._write_lock:
             self.index.add_pack(pack_id, packer.blobs)
             self._unsaved[pack_id] = packer.blobs
+            self._unsaved_blobs += len(packer.blobs)
             for b in packer.blobs:
                 self._reserved.discard(b.id)
+            due = self._unsaved_blobs >= CHECKPOINT_BLOBS
         if self.on_pack_stored:
             self.on_pack_stored(len(data))
-        if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval:
+        if due or time.monotonic() - self._last_checkpoint >= self.checkpoint_interval:
             self.checkpoint()
 
     def _forget_pack(self, packer: PackWriter) -> None:
@@ -552,6 +561,7 @@ class Repository:
         with self._checkpoint_lock:
             with self._write_lock:
                 unsaved, self._unsaved = self._unsaved, {}
+                self._unsaved_blobs = 0
             self._last_checkpoint = time.monotonic()
             if not unsaved:
                 return
@@ -560,6 +570,7 @@ class Repository:
             except BaseException:
                 with self._write_lock:
                     self._unsaved.update(unsaved)
+                    self._unsaved_blobs += sum(len(blobs) for blobs in unsaved.values())
                 raise
             if self.cache is not None:
                 self.cache.forget_packs({p.hex() for p in unsaved})
