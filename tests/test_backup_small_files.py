@@ -15,7 +15,6 @@ import dataclasses
 import os
 import random
 import select
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -212,28 +211,6 @@ def test_a_helper_that_does_not_listen_never_holds_the_backup(monkeypatch) -> No
     finally:
         prefetch.stop(helper)
     assert helper.proc.returncode is not None
-
-
-def test_a_first_and_a_full_backup_read_contents_ahead_an_incremental_one_metadata(
-        tmp_path: Path, repo: Repository, monkeypatch) -> None:
-    src = tmp_path / "src"
-    mixed_tree(src)
-    started: list = []
-    real_start = prefetch.start
-
-    def spy(paths, rules, contents_below=0):
-        helper = real_start(paths, rules, contents_below)
-        started.append((contents_below, helper))
-        return helper
-
-    monkeypatch.setattr(prefetch, "start", spy)
-    Backup(repo, BackupOptions(paths=(str(src),))).run()
-    Backup(repo, BackupOptions(paths=(str(src),))).run()
-    Backup(repo, BackupOptions(paths=(str(src),), full=True)).run()
-    Backup(repo, BackupOptions(paths=(str(src),), prefetch=False)).run()
-    assert [below for below, _ in started] == [INLINE_LIMIT, 0, INLINE_LIMIT]
-    for _, helper in started:  # each one stopped when its backup ended
-        assert isinstance(helper.proc, subprocess.Popen) and helper.proc.returncode is not None
 
 
 def test_stored_blobs_reach_an_index_object_by_count_not_only_by_time(repo: Repository, repo_path: Path,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from strongroom.engine import prefetch
-from strongroom.engine.backup import Backup, BackupOptions
+from strongroom.engine.backup import INLINE_LIMIT, Backup, BackupOptions
 from strongroom.engine.walk import ExcludeRules
 from strongroom.repo.repository import Repository
 
@@ -85,7 +85,9 @@ def test_the_helper_runs_bare_and_ends_by_itself(tmp_path: Path, monkeypatch) ->
     assert json.loads(done.stdout.decode().replace("'", '"')) in ([], ["LC_CTYPE"])
 
 
-def test_a_backup_starts_it_with_a_parent_and_stops_it(tmp_path: Path, repo: Repository, monkeypatch) -> None:
+def test_a_backup_starts_it_and_stops_it(tmp_path: Path, repo: Repository, monkeypatch) -> None:
+    """With a parent it reads metadata ahead; when every file is read (a first
+    backup, --full), the small files' contents too (tests/test_backup_small_files.py)."""
     src = tmp_path / "src"
     make_tree(src)
     started: list = []
@@ -97,13 +99,13 @@ def test_a_backup_starts_it_with_a_parent_and_stops_it(tmp_path: Path, repo: Rep
         return helper
 
     monkeypatch.setattr(prefetch, "start", spy)
-    Backup(repo, BackupOptions(paths=(str(src),), prefetch=False)).run()
-    assert started == []
+    Backup(repo, BackupOptions(paths=(str(src),))).run()
     result = Backup(repo, BackupOptions(paths=(str(src),))).run()
-    # A first backup reads every file: its helper reads their contents ahead too
-    # (tests/test_backup_small_files.py); with a parent, metadata only.
-    [(below, helper)] = started
-    assert below == 0 and helper is not None and helper.proc.returncode is not None
+    Backup(repo, BackupOptions(paths=(str(src),), full=True)).run()
+    Backup(repo, BackupOptions(paths=(str(src),), prefetch=False)).run()
+    assert [below for below, _ in started] == [INLINE_LIMIT, 0, INLINE_LIMIT]
+    for _, helper in started:  # each one stopped when its backup ended
+        assert isinstance(helper.proc, subprocess.Popen) and helper.proc.returncode is not None
     assert result.summary["files_unmodified"] == result.summary["total_files_processed"]
 
 

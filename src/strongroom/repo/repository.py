@@ -54,12 +54,12 @@ MAX_CONFIG = 64 * 1024  # bounds on small objects read whole (they are a few KiB
 MAX_SNAPSHOT = 16 * 1024 * 1024
 MAX_MANAGED_CONFIG = 1024 * 1024  # a stored configuration or plan: a few KiB, a long exclude list more
 TREE_CACHE_TREES = 4096
+TREE_CACHE_BYTES = 8 * 1024 * 1024
 # An index object is written once this many blobs are stored and not yet in
 # one, whatever the time: the stored packs' blob lists wait in memory until
 # then (about 400 bytes a blob), so a backup that stores a minute's worth of
 # small files (half a million blobs) would hold 200 MiB of them.
 CHECKPOINT_BLOBS = 100_000
-TREE_CACHE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
