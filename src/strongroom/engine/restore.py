@@ -33,6 +33,7 @@ from strongroom.engine.progress import Counters, Listener, error_event, ignore, 
 from strongroom.engine.restore_select import Item, select_items
 from strongroom.engine.target_dirs import ROOT, TargetDirs, set_dir_metadata, set_metadata
 from strongroom.errors import IntegrityError, StrongroomError, UsageError
+from strongroom.memory import collector_paused
 from strongroom.model.snapshot import Snapshot
 from strongroom.model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 from strongroom.repo.pack import pack_name
@@ -186,20 +187,22 @@ class Restore:
 
     def run(self) -> RestoreResult:
         self.repo.load_index()
-        self.items = items = select_items(self.repo, self.snapshot, self.opt.subpath, self.opt.include,
-                                          self.opt.exclude)
-        files = [i for i, item in enumerate(items) if item.node.type == FILE]
-        self._set_totals(files)
-        if self.opt.dry_run:
-            jobs, links = self._plan_files(files)
-            plan = self._plan_packs(jobs)
-            return RestoreResult(self._summary(jobs, plan, dry=True), self.errors)
+        with collector_paused():  # an item and a node per entry, all kept
+            self.items = items = select_items(self.repo, self.snapshot, self.opt.subpath, self.opt.include,
+                                              self.opt.exclude)
+            files = [i for i, item in enumerate(items) if item.node.type == FILE]
+            self._set_totals(files)
+            if self.opt.dry_run:
+                jobs, links = self._plan_files(files)
+                plan = self._plan_packs(jobs)
+                return RestoreResult(self._summary(jobs, plan, dry=True), self.errors)
         if not self.opt.real_target:
             os.makedirs(self.target, exist_ok=True)
         with TargetDirs(self.target, items, no_symlinks=self.opt.real_target) as self.dirs:
             self._make_dirs()
-            jobs, links = self._plan_files(files)
-            plan = self._plan_packs(jobs)
+            with collector_paused():  # the jobs and the plan, as many
+                jobs, links = self._plan_files(files)
+                plan = self._plan_packs(jobs)
             created = [False] * len(jobs)
             self._write_packs(plan, jobs, created)
             if self.cancel.is_set():
