@@ -605,6 +605,7 @@ class Backup:
             # Either way no upload goes on once the run has ended.
             try:
                 if isinstance(self._failure, StorageError):
+                    self.repo.drop_open_packs()
                     self.repo.wait_for_uploads()
                 else:
                     self.repo.flush()

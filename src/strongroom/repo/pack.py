@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from strongroom.errors import IntegrityError
 from strongroom.repo.crypto import OVERHEAD, Crypto
+from strongroom.storage.base import Spool
 
 DATA, TREE = 0, 1
 BLOB_TYPES = {DATA: "data", TREE: "tree"}
@@ -51,39 +52,64 @@ def expected_pack_size(blobs: list[PackedBlob]) -> int:
 
 
 class PackWriter:
-    """Collects encrypted blobs in memory until the pack is sealed.
+    """Collects encrypted blobs until the pack is sealed: in memory, or, given
+    a spool (a file on a local target), in that file.
 
-    The pack is built in one anonymous mapping that grows in place (mremap:
-    no copy, and pages are only taken as they are written). Blobs are
-    encrypted straight into it (`seal_blob`), and sealing appends the header
-    there, so each stored byte is written once on its way to the target and
-    a full pack is held once, not once in parts and again joined.
+    In memory the pack is built in one anonymous mapping that grows in place
+    (mremap: no copy, and pages are only taken as they are written). Blobs
+    are encrypted straight into it (`seal_blob`), and sealing appends the
+    header there, so each stored byte is written once on its way to the
+    target and a full pack is held once, not once in parts and again joined.
+    Spooled, each blob is encrypted into one buffer the writer keeps and
+    written to the file at once, hashed as it goes: a pack costs no more
+    memory than its largest blob, and is renamed into place once sealed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spool: Spool | None = None) -> None:
         self.blobs: list[PackedBlob] = []
         self.size = 0
-        self._buffer = mmap.mmap(-1, _FIRST_BUFFER, flags=mmap.MAP_PRIVATE)
+        self.spool = spool
+        if spool is None:
+            self._buffer = mmap.mmap(-1, _FIRST_BUFFER, flags=mmap.MAP_PRIVATE)
+        else:
+            self._buffer = None
+            self._sealed = bytearray()  # one blob's ciphertext on its way to the spool
+            self._hash = hashlib.sha256()
 
     def _room(self, length: int) -> None:
         need = self.size + length
         if need > len(self._buffer):
             self._buffer.resize(max(need, 2 * len(self._buffer)))
 
+    def _append(self, data: bytes | memoryview) -> None:
+        """Spooled: to the file and the hash (StorageError when the target cannot take it)."""
+        self.spool.write(data)
+        self._hash.update(data)
+
     def add(self, blob_type: int, blob_id: bytes, encrypted: bytes | memoryview, raw_length: int) -> None:
         """Add a blob already encrypted (prune moves stored blobs as they are)."""
         length = len(encrypted)
-        self._room(length)
-        self._buffer[self.size:self.size + length] = encrypted
+        if self.spool is not None:
+            self._append(encrypted)
+        else:
+            self._room(length)
+            self._buffer[self.size:self.size + length] = encrypted
         self._commit(blob_type, blob_id, length, raw_length)
 
     def seal_blob(self, crypto: Crypto, blob_type: int, blob_id: bytes, plaintext: bytes | memoryview,
                   raw_length: int) -> int:
         """Encrypt a blob's plaintext (codec byte and payload) into the pack; its stored length."""
         length = len(plaintext) + OVERHEAD
-        self._room(length)
-        with memoryview(self._buffer) as view:
-            crypto.encrypt_into(plaintext, blob_aad(blob_type, blob_id), view[self.size:self.size + length])
+        if self.spool is not None:
+            if len(self._sealed) < length:
+                self._sealed = bytearray(max(length, 2 * len(self._sealed)))
+            with memoryview(self._sealed) as view:
+                crypto.encrypt_into(plaintext, blob_aad(blob_type, blob_id), view[:length])
+                self._append(view[:length])
+        else:
+            self._room(length)
+            with memoryview(self._buffer) as view:
+                crypto.encrypt_into(plaintext, blob_aad(blob_type, blob_id), view[self.size:self.size + length])
         self._commit(blob_type, blob_id, length, raw_length)
         return length
 
@@ -94,18 +120,28 @@ class PackWriter:
     def __len__(self) -> int:
         return len(self.blobs)
 
-    def seal(self, crypto: Crypto) -> tuple[bytes, memoryview]:
+    def seal(self, crypto: Crypto) -> tuple[bytes, memoryview | None]:
         """Return (pack id, pack bytes); the id is the SHA-256 of the bytes.
-        The bytes are a view of the writer's buffer, freed with the view."""
+        The bytes are a view of the writer's buffer, freed with the view;
+        spooled, they are in the spool, to be committed, and None is returned."""
         header = b"".join(_ENTRY.pack(b.type, b.length, b.raw_length, b.id) for b in self.blobs)
         encrypted_header = crypto.encrypt(header, HEADER_AAD)
         tail = encrypted_header + _TRAILER.pack(len(encrypted_header))
+        if self.spool is not None:
+            self._append(tail)
+            self._sealed = bytearray()
+            return self._hash.digest(), None
         self._room(len(tail))
         self._buffer[self.size:self.size + len(tail)] = tail
         self._buffer.resize(self.size + len(tail))
         data = memoryview(self._buffer)
         self._buffer = None
         return hashlib.sha256(data).digest(), data
+
+    def discard(self) -> None:
+        """A pack not to be stored: its spool, if any, is removed."""
+        if self.spool is not None:
+            self.spool.discard()
 
 
 # A pack's buffer starts this large and doubles as it fills; only the pages

@@ -508,19 +508,42 @@ class Repository:
         with self._write_lock:
             packer = self._packers.get(blob_type)
             if packer is None:
-                packer = self._packers[blob_type] = PackWriter()
+                packer = self._packers[blob_type] = self._new_packer(blob_type)
             # Encrypted straight into the open pack, under the lock that orders its blobs.
-            stored = packer.seal_blob(self.crypto, blob_type, blob_id, plaintext, len(data))
+            try:
+                stored = packer.seal_blob(self.crypto, blob_type, blob_id, plaintext, len(data))
+            except StorageError:
+                # A spool the target would not take more of (a full disk): the pack
+                # is cut short where it failed, so none of it is kept.
+                del self._packers[blob_type]
+                self._reserved.discard(blob_id)
+                for b in packer.blobs:
+                    self._reserved.discard(b.id)
+                packer.discard()
+                raise
             if packer.size >= self.config.pack_size:
                 full = self._packers.pop(blob_type)
         if full is not None:
             self._uploads.submit(full)
         return blob_id, stored
 
+    def _new_packer(self, blob_type: int) -> PackWriter:
+        """Data packs on a local target are spooled into a file beside the
+        packs, not held in memory: two uploads and an open pack of 32 MiB each
+        were most of a first backup's peak. Tree packs stay in memory (they
+        are cached as they are stored), as does every pack for a remote target."""
+        spool = self.storage.spool(PACK_DIR) if blob_type == DATA else None
+        return PackWriter(spool)
+
     def _store_pack(self, packer: PackWriter) -> None:
         """Seal and store one pack, then index it (on an upload thread)."""
         pack_id, data = packer.seal(self.crypto)
-        self._write_object(pack_name(pack_id, self.config.data_fanout), data)
+        name = pack_name(pack_id, self.config.data_fanout)
+        if data is None:
+            self.check_lock()
+            packer.spool.commit(name)
+        else:
+            self._write_object(name, data)
         if self.cache is not None and packer.blobs[0].type == TREE:
             self.cache.put("trees", pack_id.hex(), data)
         if self.cache is not None:
@@ -533,13 +556,14 @@ class Repository:
                 self._reserved.discard(b.id)
             due = self._unsaved_blobs >= CHECKPOINT_BLOBS
         if self.on_pack_stored:
-            self.on_pack_stored(len(data))
+            self.on_pack_stored(packer.spool.size if data is None else len(data))
         if due or time.monotonic() - self._last_checkpoint >= self.checkpoint_interval:
             self.checkpoint()
 
     def _forget_pack(self, packer: PackWriter) -> None:
         """A pack that was not stored: its blobs are not in the repository, and
         a later save of them (a next run in this process) must store them."""
+        packer.discard()
         with self._write_lock:
             for b in packer.blobs:
                 self._reserved.discard(b.id)
@@ -575,10 +599,21 @@ class Repository:
             if self.cache is not None:
                 self.cache.forget_packs({p.hex() for p in unsaved})
 
+    def drop_open_packs(self) -> None:
+        """Drop the partly filled packs of a run that failed without storing
+        them: their blobs are not in the repository, and their spools go."""
+        with self._write_lock:
+            packers, self._packers = list(self._packers.values()), {}
+        for packer in packers:
+            self._forget_pack(packer)
+
     def flush(self) -> None:
         """Store partly filled packs and write the index for all of them."""
         with self._write_lock:
             packers = [p for p in self._packers.values() if len(p)]
+            for p in self._packers.values():
+                if not len(p):
+                    p.discard()
             self._packers = {}
         failure: BaseException | None = None
         for packer in packers:

@@ -72,6 +72,27 @@ class StorageInfo:
     connections: int | None = None  # requests it takes at once; None: the caller's default
 
 
+class Spool(ABC):
+    """An object being written piece by piece on the target (`Storage.spool`).
+    Until it is committed it is a temporary file, which prune removes if its
+    writer died; readers never see it."""
+
+    size = 0  # bytes written so far
+
+    @abstractmethod
+    def write(self, data: bytes | memoryview) -> None:
+        """Append `data`; StorageError when the target cannot take it."""
+
+    @abstractmethod
+    def commit(self, name: str) -> None:
+        """Make what was written the object `name`, durably; the spool is
+        used up, whether this succeeds or not."""
+
+    @abstractmethod
+    def discard(self) -> None:
+        """Remove what was written; nothing is left. Safe to repeat."""
+
+
 class Storage(ABC):
     """A place that holds named objects. Implementations are thread-safe."""
 
@@ -100,6 +121,13 @@ class Storage(ABC):
     @abstractmethod
     def write(self, name: str, data: bytes | memoryview) -> None:
         """Store an object whole: readers see all of it or nothing."""
+
+    def spool(self, directory: str) -> "Spool | None":
+        """A file on the target, in `directory`, that an object too large to
+        be worth holding in memory is written into piece by piece and then put
+        under its name (`Spool.commit`, as whole as `write`); None where the
+        target has no such place (the object is written whole, with `write`)."""
+        return None
 
     @abstractmethod
     def delete(self, name: str) -> None:

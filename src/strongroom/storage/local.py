@@ -12,7 +12,7 @@ import uuid
 from typing import Iterator
 
 from strongroom.errors import FolderNotFound, ListingFailed, ObjectNotFound, StorageError
-from strongroom.storage.base import ObjectInfo, Storage, Temporary, check_name
+from strongroom.storage.base import ObjectInfo, Spool, Storage, Temporary, check_name
 
 _TEMP_PREFIX = ".tmp-"  # never a valid name, so listings pass over it
 _NAME_PART = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
@@ -139,6 +139,16 @@ class LocalStorage(Storage):
                 pass
             raise StorageError(f"cannot write {name}: {e.strerror}") from None
 
+    def spool(self, directory: str) -> "LocalSpool":
+        path = self._path(directory)
+        temp = os.path.join(path, f"{_TEMP_PREFIX}{uuid.uuid4().hex}")
+        try:
+            self._ensure_dir(path)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise StorageError(f"cannot write in {directory}/: {e.strerror}") from None
+        return LocalSpool(self, fd, temp)
+
     def delete(self, name: str) -> None:
         try:
             os.unlink(self._path(name))
@@ -230,6 +240,67 @@ def _temporaries(storage: "LocalStorage") -> list[Temporary]:
             if stat.S_ISREG(st.st_mode):
                 found.append(Temporary(os.path.relpath(path, storage.root), st.st_size, max(0.0, now - st.st_mtime)))
     return sorted(found, key=lambda t: t.name)
+
+
+class LocalSpool(Spool):
+    """A temporary file beside the objects, renamed to its object's name."""
+
+    def __init__(self, storage: LocalStorage, fd: int, temp: str) -> None:
+        self._storage = storage
+        self._fd = fd
+        self._temp = temp
+        self.size = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._fd < 0:
+            raise StorageError("a spool written after it was committed or discarded")
+        view = memoryview(data).cast("B")
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+                self.size += written
+        except OSError as e:
+            raise StorageError(f"cannot write {os.path.basename(self._temp)}: {e.strerror}") from None
+
+    def commit(self, name: str) -> None:
+        if self._fd < 0:
+            raise StorageError(f"cannot write {name}: its spool was committed or discarded")
+        path = self._storage._path(name)
+        directory = os.path.dirname(path)
+        try:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+            self._storage._ensure_dir(directory)
+            try:
+                os.replace(self._temp, path)
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise
+                # Another file system mounted below the repository: copied, not renamed.
+                with open(self._temp, "rb") as f:
+                    data = f.read()
+                self._storage.write(name, data)
+                os.unlink(self._temp)
+                return
+            _fsync_dir(directory)
+            _fsync_dir(os.path.dirname(self._temp))
+        except OSError as e:
+            self.discard()
+            raise StorageError(f"cannot write {name}: {e.strerror}") from None
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        try:
+            os.unlink(self._temp)
+        except OSError:
+            pass  # gone already (committed), or left to prune as a dead writer's temporary
 
 
 def _fsync_dir(directory: str) -> None:

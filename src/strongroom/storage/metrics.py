@@ -6,7 +6,7 @@ import threading
 from collections import Counter
 from typing import Iterator
 
-from strongroom.storage.base import ObjectInfo, Storage, Temporary
+from strongroom.storage.base import ObjectInfo, Spool, Storage, Temporary
 
 
 class CountingStorage(Storage):
@@ -56,6 +56,10 @@ class CountingStorage(Storage):
     def write(self, name: str, data: bytes | memoryview) -> None:
         self.inner.write(name, data)
         self._count("write", written=len(data))
+
+    def spool(self, directory: str) -> Spool | None:
+        inner = self.inner.spool(directory)
+        return None if inner is None else _CountedSpool(self, inner)
 
     def delete(self, name: str) -> None:
         self.inner.delete(name)
@@ -118,3 +122,25 @@ class CountingStorage(Storage):
 
     def close(self) -> None:
         self.inner.close()
+
+
+class _CountedSpool(Spool):
+    """A spool whose commit counts as one write of everything written to it."""
+
+    def __init__(self, counter: CountingStorage, inner: Spool) -> None:
+        self._counter = counter
+        self._inner = inner
+
+    @property
+    def size(self) -> int:
+        return self._inner.size
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._inner.write(data)
+
+    def commit(self, name: str) -> None:
+        self._inner.commit(name)
+        self._counter._count("write", written=self._inner.size)
+
+    def discard(self) -> None:
+        self._inner.discard()
