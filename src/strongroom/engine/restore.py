@@ -337,13 +337,12 @@ class Restore:
             # Removed, not truncated: a hard link planted there must not be written through.
             self._clear(dir_fd, name, existing)
 
-    def _wrote(self, number: int, jobs: list[_FileJob], pieces: int = 1) -> None:
-        """`pieces` of a file's blobs are in place; the last one makes it a file restored."""
+    def _wrote(self, number: int, jobs: list[_FileJob]) -> bool:
+        """One of a file's blobs is in place: True when that made the file whole
+        (a file restored, for the caller to count)."""
         with self._lock:
-            self._blobs_left[number] -= pieces
-            whole = self._blobs_left[number] == 0 and jobs[number].index not in self.failed
-        if whole:
-            self.counters.add(files_restored=1)
+            self._blobs_left[number] -= 1
+            return self._blobs_left[number] == 0 and jobs[number].index not in self.failed
 
     def _write_packs(self, plan, jobs: list[_FileJob], created: list[bool]) -> None:
         """Create the files (in this thread) and write the packs' blobs into them
@@ -415,6 +414,8 @@ class Restore:
                 self._fail(jobs[number].index, str(e), f"pack {pack_id.hex()}")
             return False
         zero = _all_zero(data)
+        size = len(data)
+        placed = whole = 0
         for number, offset in targets:
             index = jobs[number].index
             if not created[number] or index in self.failed:
@@ -422,17 +423,18 @@ class Restore:
             try:
                 if not zero:
                     os.pwrite(files.get(index), data, offset)
-                elif offset + len(data) == jobs[number].node.size:
+                elif offset + size == jobs[number].node.size:
                     # A zero block is a hole, never written: one that ends the
                     # file gives it its size (sparse files stay sparse).
-                    os.ftruncate(files.get(index), offset + len(data))
+                    os.ftruncate(files.get(index), offset + size)
             except OSError as e:
                 self._fail(index, f"write failed: {e.strerror}")
                 continue
-            if not zero:
-                self.counters.add(bytes_written=len(data))
-            self.counters.add(bytes_restored=len(data))
-            self._wrote(number, jobs)
+            placed += 1
+            whole += self._wrote(number, jobs)
+        if placed:  # one word to the counters per blob, however many files it went to
+            self.counters.add(bytes_written=0 if zero else placed * size, bytes_restored=placed * size,
+                              files_restored=whole)
         return True
 
     def _stop(self, jobs: list[_FileJob], created: list[bool]) -> None:
