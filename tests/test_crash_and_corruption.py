@@ -195,7 +195,8 @@ def test_kill9_before_any_checkpoint_adopts_packs_from_the_journal(cli, repo_pat
     if temporaries:
         expected.insert(0, f"{plural(len(temporaries), 'temporary file')} of "
                            f"{plural(sum(p.stat().st_size for p in temporaries), 'byte')} "
-                           f"{'was' if len(temporaries) == 1 else 'were'} left by interrupted writes (e.g. "
+                           f"{'was' if len(temporaries) == 1 else 'were'} left by interrupted writes or "
+                           f"{'is' if len(temporaries) == 1 else 'are'} being written by a backup running now (e.g. "
                            f"{sorted(p.relative_to(repo_path).as_posix() for p in temporaries)[0]}); prune removes them")
     assert summary_of(checked)["warnings"] == expected
     shutil.rmtree(repo_path)

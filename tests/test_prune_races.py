@@ -295,7 +295,7 @@ def test_prune_killed_at_random_points(cli, repo_path, tmp_path, template):
     # A prune killed while it wrote its lock leaves that write's temporary
     # file, which prune keeps for an hour (it may be a live writer's): the
     # one warning a check may still give here.
-    assert all("left by interrupted writes (e.g. locks/.tmp-" in w for w in report["warnings"]), report
+    assert all("being written by a backup running now (e.g. locks/.tmp-" in w for w in report["warnings"]), report
     assert_restores(cli, tmp_path, expected)
     # The killed prunes' locks are stale (their pids are gone on this machine):
     # nothing above waited for them, and the next command that took a lock

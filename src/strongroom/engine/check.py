@@ -189,8 +189,9 @@ class Checker:
         if temporaries:
             self.report.warnings.append(
                 f"{plural(len(temporaries), 'temporary file')} of {plural(sum(t.size for t in temporaries), 'byte')} "
-                f"{'was' if len(temporaries) == 1 else 'were'} left by "
-                f"interrupted writes (e.g. {temporaries[0].name}); prune removes them")
+                f"{'was' if len(temporaries) == 1 else 'were'} left by interrupted writes or "
+                f"{'is' if len(temporaries) == 1 else 'are'} being written by a backup running now "
+                f"(e.g. {temporaries[0].name}); prune removes them")
         unindexed = set(on_target) - set(self.packs)
         if unindexed:
             self.report.warnings.append(
