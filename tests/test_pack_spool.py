@@ -166,3 +166,25 @@ def test_a_spool_left_by_kill_9_is_reported_by_check_and_removed_by_prune(tmp_pa
     assert spools(repo_path) == []
     assert "no errors were found" in cli.run("check", "--read-data", check=True).stdout.decode()
     assert PASSWORD  # the CLI ran with the test password
+
+
+def test_small_blobs_reach_the_spool_a_buffer_at_a_time(tmp_path):
+    """A write to a file is an update of its times, which ext4 journals: a
+    million small files must not cost a million writes."""
+    crypto = Crypto(MasterKey.generate())
+    spool = LocalStorage(str(tmp_path / "r")).spool("data")
+    writes = []
+    write = spool.write
+    spool.write = lambda data: (writes.append(len(data)), write(data))[1]
+    writer = PackWriter(spool)
+    blobs = [os.urandom(300) for _ in range(5000)]
+    for blob in blobs:
+        writer.seal_blob(crypto, DATA, hashlib.sha256(blob).digest(), b"\0" + blob, len(blob))
+    assert len(writes) == 1  # 1.6 MB of blobs: one full buffer so far
+    pack_id, _ = writer.seal(crypto)
+    assert len(writes) == 3  # the rest of the blobs, then the header
+    spool.commit(f"data/{pack_id.hex()}")
+    stored = (tmp_path / "r" / "data" / pack_id.hex()).read_bytes()
+    assert hashlib.sha256(stored).digest() == pack_id and len(stored) == sum(writes)
+    header, _ = parse_header(crypto, stored, len(stored), "pack")
+    assert [b.id for b in header] == [hashlib.sha256(b).digest() for b in blobs]

@@ -60,9 +60,12 @@ class PackWriter:
     are encrypted straight into it (`seal_blob`), and sealing appends the
     header there, so each stored byte is written once on its way to the
     target and a full pack is held once, not once in parts and again joined.
-    Spooled, each blob is encrypted into one buffer the writer keeps and
-    written to the file at once, hashed as it goes: a pack costs no more
-    memory than its largest blob, and is renamed into place once sealed.
+    Spooled, blobs are encrypted into one buffer the writer keeps (1 MiB,
+    or the largest blob if that is larger), which goes to the file and into
+    the hash each time it is full: a pack costs no more memory than that
+    buffer, a write of a file's block is one system call for many small
+    blobs (each one is an update of the file's times, which ext4 journals),
+    and the file is renamed into place once sealed.
     """
 
     def __init__(self, spool: Spool | None = None) -> None:
@@ -73,7 +76,8 @@ class PackWriter:
             self._buffer = mmap.mmap(-1, _FIRST_BUFFER, flags=mmap.MAP_PRIVATE)
         else:
             self._buffer = None
-            self._sealed = bytearray()  # one blob's ciphertext on its way to the spool
+            self._pending = bytearray(SPOOL_BUFFER)  # blobs not yet written to the spool
+            self._held = 0
             self._hash = hashlib.sha256()
 
     def _room(self, length: int) -> None:
@@ -86,11 +90,28 @@ class PackWriter:
         self.spool.write(data)
         self._hash.update(data)
 
+    def _flush(self) -> None:
+        if self._held:
+            with memoryview(self._pending) as view:
+                self._append(view[:self._held])
+            self._held = 0
+
+    def _pending_room(self, length: int) -> memoryview:
+        """Spooled: the next `length` bytes of the buffer, written out first if they do not fit."""
+        if self._held + length > len(self._pending):
+            self._flush()
+            if length > len(self._pending):
+                self._pending = bytearray(length)
+        start = self._held
+        self._held += length
+        return memoryview(self._pending)[start:start + length]
+
     def add(self, blob_type: int, blob_id: bytes, encrypted: bytes | memoryview, raw_length: int) -> None:
         """Add a blob already encrypted (prune moves stored blobs as they are)."""
         length = len(encrypted)
         if self.spool is not None:
-            self._append(encrypted)
+            with self._pending_room(length) as room:
+                room[:] = encrypted
         else:
             self._room(length)
             self._buffer[self.size:self.size + length] = encrypted
@@ -101,11 +122,12 @@ class PackWriter:
         """Encrypt a blob's plaintext (codec byte and payload) into the pack; its stored length."""
         length = len(plaintext) + OVERHEAD
         if self.spool is not None:
-            if len(self._sealed) < length:
-                self._sealed = bytearray(max(length, 2 * len(self._sealed)))
-            with memoryview(self._sealed) as view:
-                crypto.encrypt_into(plaintext, blob_aad(blob_type, blob_id), view[:length])
-                self._append(view[:length])
+            with self._pending_room(length) as room:
+                try:
+                    crypto.encrypt_into(plaintext, blob_aad(blob_type, blob_id), room)
+                except BaseException:
+                    self._held -= length  # not in the pack: its room is given back
+                    raise
         else:
             self._room(length)
             with memoryview(self._buffer) as view:
@@ -128,8 +150,9 @@ class PackWriter:
         encrypted_header = crypto.encrypt(header, HEADER_AAD)
         tail = encrypted_header + _TRAILER.pack(len(encrypted_header))
         if self.spool is not None:
+            self._flush()
             self._append(tail)
-            self._sealed = bytearray()
+            self._pending = bytearray()
             return self._hash.digest(), None
         self._room(len(tail))
         self._buffer[self.size:self.size + len(tail)] = tail
@@ -143,6 +166,9 @@ class PackWriter:
         if self.spool is not None:
             self.spool.discard()
 
+
+# What a spooled pack holds before it writes to its file.
+SPOOL_BUFFER = 1 << 20
 
 # A pack's buffer starts this large and doubles as it fills; only the pages
 # written are ever taken. The mapping is private: a shared anonymous one
