@@ -284,8 +284,9 @@ class LocalSpool(Spool):
                 self._storage.write(name, data)
                 os.unlink(self._temp)
                 return
+            # The new name is made durable; the old one's going need not be (a
+            # crash may leave it as a temporary, which prune removes).
             _fsync_dir(directory)
-            _fsync_dir(os.path.dirname(self._temp))
         except OSError as e:
             self.discard()
             raise StorageError(f"cannot write {name}: {e.strerror}") from None
