@@ -188,3 +188,24 @@ def test_small_blobs_reach_the_spool_a_buffer_at_a_time(tmp_path):
     assert hashlib.sha256(stored).digest() == pack_id and len(stored) == sum(writes)
     header, _ = parse_header(crypto, stored, len(stored), "pack")
     assert [b.id for b in header] == [hashlib.sha256(b).digest() for b in blobs]
+
+
+def test_a_target_that_gives_no_spool_stores_nothing_and_a_later_run_stores_it_all(tmp_path, repo, repo_path,
+                                                                                     monkeypatch):
+    """The repository object lives on (as in the daemon): a blob the failed run
+    meant to store must not look stored to the next one."""
+    contents = make_source(tmp_path / "src", files=2)
+    spool = LocalStorage.spool
+
+    def read_only(self, directory):
+        raise StorageError(f"cannot write in {directory}/: Read-only file system")
+
+    monkeypatch.setattr(LocalStorage, "spool", read_only)
+    with pytest.raises(StorageError, match="Read-only"):
+        run_backup(repo, BackupOptions(paths=(str(tmp_path / "src"),)))
+    monkeypatch.setattr(LocalStorage, "spool", spool)
+    snap = run_backup(repo, BackupOptions(paths=(str(tmp_path / "src"),))).snapshot
+    assert run_check(reopen(repo_path, tmp_path / "cache"), read_data=True).ok
+    run_restore(repo, snap, RestoreOptions(str(tmp_path / "out")))
+    out = tmp_path / "out" / str(tmp_path / "src").lstrip("/")
+    assert {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("f*")} == contents

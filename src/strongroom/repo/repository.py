@@ -503,12 +503,21 @@ class Repository:
             if blob_id in self.index or blob_id in self._reserved:
                 return blob_id, 0
             self._reserved.add(blob_id)
-        plaintext = (compressor or self.compressor).compress(data)
+        try:
+            plaintext = (compressor or self.compressor).compress(data)
+        except BaseException:
+            with self._write_lock:
+                self._reserved.discard(blob_id)
+            raise
         full = None
         with self._write_lock:
             packer = self._packers.get(blob_type)
             if packer is None:
-                packer = self._packers[blob_type] = self._new_packer(blob_type)
+                try:
+                    packer = self._packers[blob_type] = self._new_packer(blob_type)
+                except BaseException:  # no spool to be had (a read-only target): the blob is not stored
+                    self._reserved.discard(blob_id)
+                    raise
             # Encrypted straight into the open pack, under the lock that orders its blobs.
             try:
                 stored = packer.seal_blob(self.crypto, blob_type, blob_id, plaintext, len(data))
