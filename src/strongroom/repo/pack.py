@@ -97,14 +97,13 @@ class PackWriter:
             self._held = 0
 
     def _pending_room(self, length: int) -> memoryview:
-        """Spooled: the next `length` bytes of the buffer, written out first if they do not fit."""
+        """Spooled: the next `length` bytes of the buffer (what is held is written
+        out first if they do not fit); the caller counts them in once filled."""
         if self._held + length > len(self._pending):
             self._flush()
             if length > len(self._pending):
                 self._pending = bytearray(length)
-        start = self._held
-        self._held += length
-        return memoryview(self._pending)[start:start + length]
+        return memoryview(self._pending)[self._held:self._held + length]
 
     def add(self, blob_type: int, blob_id: bytes, encrypted: bytes | memoryview, raw_length: int) -> None:
         """Add a blob already encrypted (prune moves stored blobs as they are)."""
@@ -112,6 +111,7 @@ class PackWriter:
         if self.spool is not None:
             with self._pending_room(length) as room:
                 room[:] = encrypted
+            self._held += length
         else:
             self._room(length)
             self._buffer[self.size:self.size + length] = encrypted
@@ -123,11 +123,8 @@ class PackWriter:
         length = len(plaintext) + OVERHEAD
         if self.spool is not None:
             with self._pending_room(length) as room:
-                try:
-                    crypto.encrypt_into(plaintext, blob_aad(blob_type, blob_id), room)
-                except BaseException:
-                    self._held -= length  # not in the pack: its room is given back
-                    raise
+                crypto.encrypt_into(plaintext, blob_aad(blob_type, blob_id), room)
+            self._held += length
         else:
             self._room(length)
             with memoryview(self._buffer) as view:

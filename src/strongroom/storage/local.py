@@ -118,7 +118,7 @@ class LocalStorage(Storage):
     def write(self, name: str, data: bytes | memoryview) -> None:
         path = self._path(name)
         directory = os.path.dirname(path)
-        temp = os.path.join(directory, f"{_TEMP_PREFIX}{uuid.uuid4().hex}")
+        temp = _temp_in(directory)
         try:
             self._ensure_dir(directory)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -141,7 +141,7 @@ class LocalStorage(Storage):
 
     def spool(self, directory: str) -> "LocalSpool":
         path = self._path(directory)
-        temp = os.path.join(path, f"{_TEMP_PREFIX}{uuid.uuid4().hex}")
+        temp = _temp_in(path)
         try:
             self._ensure_dir(path)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -302,6 +302,11 @@ class LocalSpool(Spool):
             os.unlink(self._temp)
         except OSError:
             pass  # gone already (committed), or left to prune as a dead writer's temporary
+
+
+def _temp_in(directory: str) -> str:
+    """A fresh temporary name in `directory` (see _TEMP_NAME)."""
+    return os.path.join(directory, f"{_TEMP_PREFIX}{uuid.uuid4().hex}")
 
 
 def _fsync_dir(directory: str) -> None:
