@@ -295,3 +295,28 @@ def test_verbose_and_the_log_file_show_each_retry_without_the_password(served, c
     assert done.stderr.decode().count("failed, retrying in") == 2
     assert scratch.password not in log.read_text() + done.stderr.decode()
     mw.clear()
+
+
+def test_commands_that_only_read_leave_the_chunker_lz4_and_the_restore_engine_unimported(cli, src, tmp_path):
+    # pyfastcdc and lz4 were a fifth of a cold start's imports: only a backup
+    # cuts, and only an lz4 repository decompresses with lz4.
+    cli.run("init", check=True)
+    cli.run("backup", str(src), check=True)
+    for args in (["snapshots"], ["forget", "--keep-last", "1", "--dry-run"], ["check", "--read-data"],
+                 ["ls", "latest"]):
+        done, probe = imported_by(cli, "module", *args)
+        assert done.returncode == 0, (args, done.stderr)
+        assert "pyfastcdc" not in probe["modules"] and "lz4" not in probe["modules"], args
+    done, probe = imported_by(cli, "module", "snapshots")
+    assert "strongroom.engine.restore" not in probe["modules"]
+    # The probe sees them where they are used.
+    done, probe = imported_by(cli, "module", "backup", str(src))
+    assert done.returncode == 0, done.stderr
+    assert "pyfastcdc" in probe["modules"]
+    fresh = tmp_path / "fresh"  # new content, so new blobs, stored with lz4
+    fresh.mkdir()
+    (fresh / "text").write_bytes(b"compressible " * 50_000 + os.urandom(64))
+    cli.run("backup", "--compression", "lz4", str(fresh), check=True)
+    done, probe = imported_by(cli, "module", "check", "--read-data")
+    assert done.returncode == 0, done.stderr
+    assert "lz4" in probe["modules"]

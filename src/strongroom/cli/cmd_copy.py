@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from strongroom.cli.cmd_restore import snapshot_filter_options
-from strongroom.cli.options import Common, FromRepo, common_options, from_repository_options
+from strongroom.cli.options import Common, FromRepo, common_options, from_repository_options, snapshot_filter_options
 from strongroom.cli.output import Reporter, emit_json, human_size, plural, warn_damaged_snapshot
 from strongroom.errors import IntegrityError, UsageError
 from strongroom.model.select import SnapshotFilter, filter_snapshots, find_snapshot

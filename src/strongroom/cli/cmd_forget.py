@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from strongroom.cli.by_config import config_option
-from strongroom.cli.cmd_restore import snapshot_filter_options
-from strongroom.cli.options import Common, common_options
+from strongroom.cli.options import Common, common_options, snapshot_filter_options
 from strongroom.cli.output import emit_json, human_size, local_time, plural, rfc3339
 from strongroom.engine.forget import parse_group_by, plan_forget, plan_remove, remove_snapshots
 from strongroom.errors import UsageError

@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 import click
 
 from strongroom.atomic import replaced_whole
-from strongroom.cli.cmd_restore import choose, snapshot_filter_options
-from strongroom.cli.options import Common, common_options
+from strongroom.cli.cmd_restore import choose
+from strongroom.cli.options import Common, common_options, snapshot_filter_options
 from strongroom.cli.output import emit_json, human_size, terminal_safe, warn_damaged_snapshot
 from strongroom.errors import UsageError
 from strongroom.model.select import SnapshotFilter, filter_snapshots, find_snapshot, parse_time

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import click
 
-from strongroom.cli.cmd_restore import snapshot_filter_options
-from strongroom.cli.options import Common, common_options
+from strongroom.cli.options import Common, common_options, snapshot_filter_options
 from strongroom.cli.output import emit_json
 from strongroom.errors import UsageError
 from strongroom.model.select import SnapshotFilter, filter_snapshots, find_snapshot

@@ -8,7 +8,7 @@ from datetime import datetime
 import click
 
 from strongroom.cli.by_config import config_option
-from strongroom.cli.options import Common, common_options
+from strongroom.cli.options import Common, common_options, snapshot_filter_options
 from strongroom.cli.output import (Reporter, emit_json, human_duration, human_size, local_time, plural, rfc3339,
                                    terminal_safe, warn_damaged_snapshot)
 from strongroom.engine.diff import diff_trees
@@ -23,13 +23,6 @@ from strongroom.model.tree import DIR
 EXIT_PARTIAL = 3
 
 SHOWN_FAILURES = 20
-
-
-def snapshot_filter_options(func):
-    func = click.option("--path", "paths", multiple=True, help="Only snapshots of this path.")(func)
-    func = click.option("--tag", "tags", multiple=True, help="Only snapshots with these tags (a,b = both).")(func)
-    func = click.option("--host", help="Only snapshots of this host.")(func)
-    return func
 
 
 def choose(repo, spec: str, host, tags, paths, at: str | None = None):

@@ -7,8 +7,7 @@ import dataclasses
 import click
 
 from strongroom.cli.by_config import config_option
-from strongroom.cli.cmd_restore import snapshot_filter_options
-from strongroom.cli.options import Common, common_options
+from strongroom.cli.options import Common, common_options, snapshot_filter_options
 from strongroom.cli.output import (emit_json, emit_json_array, human_ratio, human_size, local_time, plural,
                                    rfc3339, warn_damaged_snapshot)
 from strongroom.engine.stats import repository_stats

@@ -444,3 +444,11 @@ def quiet_output(common: Common, command_path: str) -> ContextManager:
 def _muted_stdout():
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         yield
+
+
+def snapshot_filter_options(func):
+    """--host, --tag and --path, which choose among snapshots."""
+    func = click.option("--path", "paths", multiple=True, help="Only snapshots of this path.")(func)
+    func = click.option("--tag", "tags", multiple=True, help="Only snapshots with these tags (a,b = both).")(func)
+    func = click.option("--host", help="Only snapshots of this host.")(func)
+    return func

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import zlib
 
-import lz4.block
 import zstandard
 
 from strongroom.errors import IntegrityError, UsageError
@@ -46,6 +45,12 @@ def parse_compression(spec: str) -> tuple[int, int]:
     return codec, value
 
 
+def _lz4():
+    """lz4.block, imported on first use: repositories are zstd unless asked."""
+    import lz4.block
+    return lz4.block
+
+
 def codec_name(codec: int) -> str:
     return {v: k for k, v in CODECS.items()}[codec]
 
@@ -69,7 +74,7 @@ class Compressor:
         if self.codec == ZSTD:
             out = self._zstd().compress(data)
         elif self.codec == LZ4:
-            out = lz4.block.compress(data, store_size=False)
+            out = _lz4().compress(data, store_size=False)
         elif self.codec == GZIP:
             out = zlib.compress(data, self.level)
         else:
@@ -102,12 +107,16 @@ def decompress(blob: bytes, raw_length: int, limit: int = MAX_DATA_BLOB) -> byte
         elif codec == ZSTD:
             out = _zstd_decompress(payload, raw_length)
         elif codec == LZ4:
-            out = lz4.block.decompress(payload, uncompressed_size=raw_length)
+            lz4 = _lz4()
+            try:
+                out = lz4.decompress(payload, uncompressed_size=raw_length)
+            except lz4.LZ4BlockError as e:
+                raise IntegrityError(f"blob does not decompress: {e}") from None
         elif codec == GZIP:
             out = _zlib_decompress(payload, raw_length)
         else:
             raise IntegrityError(f"unknown compression codec {codec}")
-    except (zstandard.ZstdError, zlib.error, lz4.block.LZ4BlockError) as e:
+    except (zstandard.ZstdError, zlib.error) as e:
         raise IntegrityError(f"blob does not decompress: {e}") from None
     if len(out) != raw_length:
         raise IntegrityError("blob decompressed to the wrong length")
