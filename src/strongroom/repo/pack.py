@@ -96,9 +96,13 @@ class PackWriter:
                 self._append(view[:self._held])
             self._held = 0
 
-    def _pending_room(self, length: int) -> memoryview:
-        """Spooled: the next `length` bytes of the buffer (what is held is written
-        out first if they do not fit); the caller counts them in once filled."""
+    def _slot(self, length: int) -> memoryview:
+        """Where the next `length` bytes of the pack go: the end of the pack in
+        memory or, spooled, of the buffer (what it holds is written out first
+        if they do not fit). The caller fills it, releases it, then `_commit`s."""
+        if self.spool is None:
+            self._room(length)
+            return memoryview(self._buffer)[self.size:self.size + length]
         if self._held + length > len(self._pending):
             self._flush()
             if length > len(self._pending):
@@ -108,33 +112,25 @@ class PackWriter:
     def add(self, blob_type: int, blob_id: bytes, encrypted: bytes | memoryview, raw_length: int) -> None:
         """Add a blob already encrypted (prune moves stored blobs as they are)."""
         length = len(encrypted)
-        if self.spool is not None:
-            with self._pending_room(length) as room:
-                room[:] = encrypted
-            self._held += length
-        else:
-            self._room(length)
-            self._buffer[self.size:self.size + length] = encrypted
+        with self._slot(length) as room:
+            room[:] = encrypted
         self._commit(blob_type, blob_id, length, raw_length)
 
     def seal_blob(self, crypto: Crypto, blob_type: int, blob_id: bytes, plaintext: bytes | memoryview,
                   raw_length: int) -> int:
         """Encrypt a blob's plaintext (codec byte and payload) into the pack; its stored length."""
         length = len(plaintext) + OVERHEAD
-        if self.spool is not None:
-            with self._pending_room(length) as room:
-                crypto.encrypt_into(plaintext, blob_aad(blob_type, blob_id), room)
-            self._held += length
-        else:
-            self._room(length)
-            with memoryview(self._buffer) as view:
-                crypto.encrypt_into(plaintext, blob_aad(blob_type, blob_id), view[self.size:self.size + length])
+        with self._slot(length) as room:
+            crypto.encrypt_into(plaintext, blob_aad(blob_type, blob_id), room)
         self._commit(blob_type, blob_id, length, raw_length)
         return length
 
     def _commit(self, blob_type: int, blob_id: bytes, length: int, raw_length: int) -> None:
+        """A blob written into its slot is counted in (a failed one never is)."""
         self.blobs.append(PackedBlob(blob_type, blob_id, self.size, length, raw_length))
         self.size += length
+        if self.spool is not None:
+            self._held += length
 
     def __len__(self) -> int:
         return len(self.blobs)
