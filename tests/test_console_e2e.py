@@ -172,3 +172,79 @@ def test_a_failing_configuration_is_red_on_the_dashboard(server, open_page, tmp_
     assert badge.get_attribute("class").split() == ["status", "red"] and badge.inner_text() == "red"
     assert card.locator(".reason").inner_text().strip()  # and why, in words
     visit(bp, "dashboard-red")
+
+
+RUNNING = ('{"status": "running", "progress": {"percent_done": 0, "files_done": 0, "total_files": 1, '
+           '"bytes_done": 0, "total_bytes": 2000}}')
+
+
+def test_a_poll_answer_that_comes_after_the_end_does_not_undo_it(server, open_page, tmp_path):  # noqa: F811
+    """The restore box is told of the end twice: by /api/events and by its own
+    poll of /api/restores/ID. A poll answer sent while the restore still ran
+    but delivered after the events showed it done is stale: the box keeps
+    saying done and 100 %, and a second restore from the same page is followed
+    again from its start."""
+    source = tmp_path / "late"
+    source.mkdir()
+    (source / "a.txt").write_text("a\n" * 1000)
+    # Large enough that the restore outlasts the answer that starts it, so its
+    # end reaches the page by /api/events while the first poll is held.
+    (source / "big.bin").write_bytes(os.urandom(96 * 1024 * 1024))
+    server.ok("config", "add", "late", "--source", str(source), "--target-dir", str(tmp_path / "repo"),
+              "--no-encrypt")
+    server.ok("backup", "--config", "late")
+    client = server.signed_in()
+    point = client.get("/api/points", params={"config": "late"}).json()["points"][0]["id"]
+
+    bp = open_page(server.url)
+    sign_in(bp)
+    page = bp.page
+    held = []
+
+    polled = []
+
+    def hold_the_first_poll(route):
+        """The first session's first poll is held; the second session's first
+        poll answers what a poll sent while it ran would; every other goes to
+        the server."""
+        url = route.request.url
+        if route.request.method != "GET" or url in polled:
+            route.continue_()
+        elif not polled:
+            polled.append(url)
+            held.append(route)
+        else:
+            polled.append(url)
+            route.fulfill(status=200, content_type="application/json", body=RUNNING)
+
+    page.route(re.compile(r".*/api/restores/[^/]+$"), hold_the_first_poll)
+    bp.goto(f"/points/{point}")
+    page.get_by_label("Target folder", exact=True).fill(str(tmp_path / "out"))
+    page.get_by_role("button", name="Restore").click()
+    progress = page.locator(".restore-progress")
+    status = progress.locator("[data-field=status]")
+    status.filter(has_text="done").wait_for()  # from /api/events: the poll is still held
+    assert held, "the page did not poll its session"
+    watch = """() => {
+        window.shown = [];
+        const field = document.querySelector('.restore-progress [data-field=status]');
+        new MutationObserver(() => window.shown.push(field.textContent)).observe(field, {childList: true});
+    }"""
+    page.evaluate(watch)
+    held[0].fulfill(status=200, content_type="application/json", body=RUNNING)
+    page.wait_for_timeout(1500)  # the stale answer handled, and a poll after it would have come
+    assert status.first.inner_text().strip() == "done"
+    assert progress.locator("[data-field=percent]").first.inner_text().strip() == "100 %"
+    assert progress.locator("[data-cancel-restore]").is_hidden()
+    assert "running" not in page.evaluate("window.shown")  # not even for a moment
+
+    # A second restore from the same page is followed from its start: its
+    # events are shown, not skipped as if the first one's end still held.
+    page.evaluate(watch)
+    page.get_by_label("Target folder", exact=True).fill(str(tmp_path / "out2"))
+    page.get_by_role("button", name="Restore").click()
+    page.wait_for_function("() => window.shown.includes('done')")
+    shown = page.evaluate("window.shown")
+    assert "running" in shown and shown.index("running") < shown.index("done"), shown
+    assert progress.locator("[data-field=percent]").first.inner_text().strip() == "100 %"
+    assert (tmp_path / "out2" / str(source / "a.txt").lstrip("/")).read_text() == "a\n" * 1000

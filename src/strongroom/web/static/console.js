@@ -219,6 +219,7 @@
     box.dataset.status = status;
     if (error) setField(box, "error", error);
     if (ENDED.includes(status)) {
+      for (const el of box.querySelectorAll("[data-cancel-restore]")) el.hidden = true;  // nothing left to cancel
       if (status === "succeeded" || status === "done") {
         const bar = box.querySelector("progress");
         if (bar) { bar.max = 1; bar.value = 1; }
@@ -247,7 +248,8 @@
       for (const box of boxes) {
         if (!box.dataset.liveJob) continue;
         api("GET", "/api/jobs/" + encodeURIComponent(box.dataset.liveJob)).then((job) => {
-          if (!job) return;
+          // The stream may have shown the end while this was asked: an answer after it is stale.
+          if (!job || ENDED.includes(box.dataset.status)) return;
           if (job.total_bytes !== undefined && job.total_bytes !== null) showProgress(box, job);
           if (job.status && box.dataset.status !== job.status) showStatus(box, job.status, job.error_plain || job.error);
         }).catch(() => { /* the stream's events still come */ });

@@ -12,6 +12,10 @@
   }
 
   function show(box, doc) {
+    // A poll's answer can come after the end that /api/events already showed
+    // (console.js): a session that has ended never runs again, so a live
+    // state that arrives after the end is stale.
+    if (box.dataset.status && !LIVE.includes(box.dataset.status) && LIVE.includes(doc.status)) return;
     const p = doc.progress || {};
     const percent = doc.status === "done" ? 1 : (p.percent_done || 0);
     const bar = box.querySelector("progress");
@@ -38,13 +42,14 @@
         return;
       }
       show(box, doc);
-      if (!LIVE.includes(doc.status)) return;
+      if (!LIVE.includes(doc.status) || !LIVE.includes(box.dataset.status)) return;
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
   }
 
   function start(box, session) {
     box.dataset.liveSession = session;
+    box.dataset.status = "pending";  // a new session: what the last one ended with no longer holds
     box.hidden = false;
     const url = new URL(window.location.href);
     url.searchParams.set("session", session);
