@@ -199,9 +199,7 @@ def test_a_poll_answer_that_comes_after_the_end_does_not_undo_it(server, open_pa
     bp = open_page(server.url)
     sign_in(bp)
     page = bp.page
-    held = []
-
-    polled = []
+    held, polled = [], []
 
     def hold_the_first_poll(route):
         """The first session's first poll is held; the second session's first

@@ -42,7 +42,7 @@
         return;
       }
       show(box, doc);
-      if (!LIVE.includes(doc.status) || !LIVE.includes(box.dataset.status)) return;
+      if (!LIVE.includes(box.dataset.status)) return;  // ended, by this answer or one shown before it
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
   }
