@@ -121,8 +121,11 @@ def test_a_host_killed_mid_backup_holds_prune_back_for_the_stale_window_only(fle
     victim = fleet.host("victim")
     # Its backup reads a stream that gives a few packs, then a byte now and
     # then (the stream ends when its reader is gone): it is killed with packs
-    # stored and none of them indexed.
-    stream = f"head -c {12 << 20} /dev/urandom; while printf x; do sleep 0.2; done"
+    # stored and none of them indexed. The chunker fills an 8 MiB buffer
+    # before it cuts, so only what lies more than 8 MiB before the trickle is
+    # surely cut and stored: 12 MiB left as few as two chunks (11 seeds in 300),
+    # sometimes not two sealed 1 MiB packs; 32 MiB leaves at least 24 MiB.
+    stream = f"head -c {32 << 20} /dev/urandom; while printf x; do sleep 0.2; done"
     run = victim.start("backup", "--json", "--host", victim.name, "--stdin-from-command", "--",
                        "sh", "-c", stream).go()
     wait_for(lambda: len(pending_packs(victim)) >= 2, "the victim's first packs", run.proc)
