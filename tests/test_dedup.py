@@ -204,3 +204,58 @@ def test_a_small_change_writes_only_the_trees_above_it(tmp_path: Path, repo: Rep
     if ancestors_state(src) == above:
         assert full.snapshot.tree == again.snapshot.tree
         assert full.summary["tree_blobs"] == 0
+
+
+def test_an_unchanged_entry_keeps_its_parent_xattrs_and_a_changed_one_is_read_again(
+        tmp_path: Path, repo: Repository, cache_dir: Path, monkeypatch) -> None:
+    """Extended attributes and link targets are read again only for an entry
+    whose inode changed (its change time, which setting an xattr moves on)."""
+    cache_dir.mkdir(exist_ok=True)
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    tagged = src / "d" / "tagged"
+    tagged.write_bytes(b"content")
+    os.setxattr(tagged, "user.colour", b"blue")
+    os.setxattr(src / "d", "user.kind", b"folder")
+    os.symlink("d/tagged", src / "link")
+    (src / "plain").write_bytes(b"no attributes")
+    first = backup(repo, src)
+
+    from strongroom.engine import walk as walk_module
+    read, readlinks = [], []
+    real_read, real_readlink = walk_module.read_xattrs, os.readlink
+    monkeypatch.setattr(walk_module, "read_xattrs", lambda path: read.append(path) or real_read(path))
+    monkeypatch.setattr(walk_module.os, "readlink", lambda path, *a, **k: readlinks.append(path)
+                        or real_readlink(path, *a, **k))
+
+    def node(result, name: str):
+        [found] = [n for rel, n in walk(repo, bytes.fromhex(result.snapshot.tree))
+                   if rel == os.fsencode(src / name)]
+        return found
+
+    again = backup(repo, src)
+    below = [p for p in read if p.startswith(os.fsencode(src))]
+    assert below == [], "an unchanged entry's xattrs were read again"
+    assert not [p for p in readlinks if os.fsencode(p).startswith(os.fsencode(src))]
+    assert subtree_of(repo, again.snapshot, src) == subtree_of(repo, first.snapshot, src)
+    assert node(again, "d/tagged").xattrs == ((b"user.colour", b"blue"),)
+    assert node(again, "d").xattrs == ((b"user.kind", b"folder"),)
+    assert node(again, "link").target == b"d/tagged"
+
+    os.setxattr(tagged, "user.colour", b"green")  # the content and mtime stay; the ctime moves
+    os.removexattr(src / "d", "user.kind")
+    read.clear()
+    changed = backup(repo, src)
+    assert node(changed, "d/tagged").xattrs == ((b"user.colour", b"green"),)
+    assert node(changed, "d").xattrs == ()
+    # A moved change time has the file read again too (as restic does); its chunks are stored already.
+    assert changed.summary["bytes_read"] == len(b"content") and changed.summary["data_blobs"] == 0
+    assert set(read) >= {os.fsencode(tagged), os.fsencode(src / "d")}
+    assert os.fsencode(src / "plain") not in read
+
+    read.clear()
+    readlinks.clear()
+    full = backup(repo, src, full=True)  # trusts no parent: everything is read
+    assert {os.fsencode(tagged), os.fsencode(src / "plain"), os.fsencode(src / "link")} <= set(read)
+    assert [p for p in readlinks if os.fsencode(p) == os.fsencode(src / "link")]
+    assert subtree_of(repo, full.snapshot, src) == subtree_of(repo, changed.snapshot, src)

@@ -238,6 +238,11 @@ class Backup:
 
     # ---- files -----------------------------------------------------------------
 
+    def _trusted(self, old: Node | None) -> Node | None:
+        """The parent's node, for what it may spare reading again (metadata_node);
+        None with --full, which trusts no parent."""
+        return None if self.opt.full else old
+
     def _unchanged(self, st: os.stat_result, old: Node | None) -> bool:
         if (old is None or self.opt.full or old.type != FILE or old.size != st.st_size
                 or old.mtime_ns != st.st_mtime_ns or old.ctime_ns != st.st_ctime_ns or old.inode != st.st_ino):
@@ -261,7 +266,7 @@ class Backup:
             content, size = result
             kind = "files_new" if old is None else "files_unmodified" if old.content == content else "files_changed"
             self.counters.add(files_done=1, bytes_done=size, **{kind: 1})
-            return metadata_node(name, path, st, size=size, content=content)
+            return metadata_node(name, path, st, size=size, content=content, parent=self._trusted(old))
         except FileNotFoundError:
             self._error(path, "vanished while it was read")
             return None
@@ -308,7 +313,7 @@ class Backup:
 
     def _unchanged_node(self, name: bytes, path: bytes, st: os.stat_result, old: Node) -> Node | None:
         try:
-            node = metadata_node(name, path, st, size=old.size, content=old.content)
+            node = metadata_node(name, path, st, size=old.size, content=old.content, parent=old)
         except FileNotFoundError:
             self._error(path, "vanished while it was read")
             return None
@@ -337,7 +342,7 @@ class Backup:
         kind = "files_new" if old is None else "files_unmodified" if old.content == first.content \
             else "files_changed"
         self.counters.add(files_done=1, bytes_done=first.size, **{kind: 1})
-        return metadata_node(name, path, st, size=first.size, content=first.content)
+        return metadata_node(name, path, st, size=first.size, content=first.content, parent=self._trusted(old))
 
     # ---- directories ------------------------------------------------------------
 
@@ -430,7 +435,7 @@ class Backup:
         if stat.S_ISDIR(mode):
             return self._walk_dir(name, path, st, old)
         try:
-            node = metadata_node(name, path, st)
+            node = metadata_node(name, path, st, parent=self._trusted(old))
             kind = "files_new" if old is None else "files_unmodified" if old == node else "files_changed"
             self.counters.add(files_done=1, **{kind: 1})
             return node
@@ -457,7 +462,7 @@ class Backup:
                     self.counters.add(tree_blobs=1, data_added=added, tree_added_raw=len(data))
         if st is None:
             return Node(name=b"root", type=DIR, subtree=tree_id)
-        node = metadata_node(name, path, st, subtree=tree_id)
+        node = metadata_node(name, path, st, subtree=tree_id, parent=self._trusted(old))
         # As restic counts them: a directory is unmodified when its tree and its own metadata are.
         kind = "dirs_new" if old is None or old.type != DIR else "dirs_unmodified" if old == node else "dirs_changed"
         self.counters.add(dirs=1, **{kind: 1})

@@ -115,20 +115,31 @@ def node_type(st: os.stat_result) -> str:
 
 
 def metadata_node(name: bytes, path: bytes, st: os.stat_result, size: int = 0, content: tuple[bytes, ...] = (),
-                  subtree: bytes | None = None) -> Node:
+                  subtree: bytes | None = None, parent: Node | None = None) -> Node:
     """The node of one entry as the system describes it now. Built through
-    new_node: the walk makes one for every entry of every backup."""
+    new_node: the walk makes one for every entry of every backup.
+
+    `parent`: the parent snapshot's node of the entry. When it is of the same
+    type, inode, device and change time, its extended attributes and a
+    symbolic link's target are taken from it instead of being read again: a
+    change to an xattr sets the inode's change time (which no program can set
+    back), and a link's target never changes in place."""
     mode = st.st_mode
     kind = _TYPES.get(stat.S_IFMT(mode), SOCKET)
     uid, gid = st.st_uid, st.st_gid
+    if (parent is not None and parent.ctime_ns == st.st_ctime_ns and parent.inode == st.st_ino
+            and parent.device == st.st_dev and parent.type == kind and st.st_ctime_ns):
+        target, xattrs = parent.target, parent.xattrs
+    else:
+        target = os.readlink(path) if kind == SYMLINK else b""
+        xattrs = read_xattrs(path)
     return new_node({
         "name": name, "type": kind, "mode": stat.S_IMODE(mode), "uid": uid, "gid": gid,
         "user": user_name(uid), "group": group_name(gid), "mtime_ns": st.st_mtime_ns,
         "ctime_ns": st.st_ctime_ns, "inode": st.st_ino, "device": st.st_dev, "links": st.st_nlink,
-        "size": size, "content": content, "subtree": subtree,
-        "target": os.readlink(path) if kind == SYMLINK else b"",
+        "size": size, "content": content, "subtree": subtree, "target": target,
         "rdev": st.st_rdev if kind == CHARDEV or kind == BLOCKDEV else 0,
-        "xattrs": read_xattrs(path),
+        "xattrs": xattrs,
     })
 
 
