@@ -290,7 +290,7 @@ class Checker:
                 digest.update(piece)
                 read += len(piece)
                 if lo >= tail_start:
-                    tail = piece
+                    tail = bytes(piece)  # a piece is good until the next one comes
                 view = memoryview(piece)
                 hi = lo + length
                 while next_blob < len(ordered) and ordered[next_blob].offset < hi:

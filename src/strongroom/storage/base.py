@@ -106,14 +106,16 @@ class Storage(ABC):
         Raises ObjectNotFound when the object does not exist.
         """
 
-    def read_spans(self, name: str, spans: Sequence[tuple[int, int]]) -> Iterator[bytes]:
+    def read_spans(self, name: str, spans: Sequence[tuple[int, int]]) -> Iterator[bytes | memoryview]:
         """The bytes of each (offset, length) span of one object, in turn.
 
         Spans are in ascending order and do not overlap; one that runs past
-        the object's end comes back short. A backend that pays per request
-        (WebDAV) overrides this to serve them all from one ranged read that
-        streams, so only the span being handed out is held. This default
-        reads each span on its own.
+        the object's end comes back short. A piece is good until the next
+        one is asked for: a caller that keeps one copies it (the local
+        backend reads every span into one buffer). A backend that pays per
+        request (WebDAV) overrides this to serve them all from one ranged
+        read that streams, so only the span being handed out is held. This
+        default reads each span on its own.
         """
         for offset, length in spans:
             yield self.read(name, offset, length)

@@ -95,18 +95,36 @@ class LocalStorage(Storage):
         finally:
             os.close(fd)
 
-    def read_spans(self, name: str, spans) -> Iterator[bytes]:
-        """Every span from one open descriptor, read ahead as one sequential read."""
+    def read_spans(self, name: str, spans) -> Iterator[bytes | memoryview]:
+        """Every span from one open descriptor, read ahead as one sequential
+        read, into one buffer the size of the largest span: each piece is
+        good until the next is asked for (the contract of read_spans), and
+        no span costs fresh memory."""
+        spans = list(spans)
         fd, size = self._open_object(name)
         try:
             if hasattr(os, "posix_fadvise"):
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            # No larger than the object holds: a length an index claims is never allocated.
+            longest = max((min(length, max(0, size - offset)) for offset, length in spans), default=0)
+            buffer = memoryview(bytearray(longest))
             for offset, length in spans:
-                yield self._pread(fd, size, offset, length)
+                yield self._pread_into(fd, size, offset, length, buffer)
         except OSError as e:
             raise StorageError(f"cannot read {name}: {e.strerror}") from None
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _pread_into(fd: int, size: int, offset: int, length: int, buffer: memoryview) -> memoryview:
+        want = min(length, max(0, size - offset))
+        got = 0
+        while got < want:
+            n = os.preadv(fd, [buffer[got:want]], offset + got)
+            if not n:
+                break
+            got += n
+        return buffer[:got]
 
     def _ensure_dir(self, directory: str) -> None:
         if directory in self._made_dirs:
