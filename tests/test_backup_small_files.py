@@ -1,8 +1,9 @@
-"""Small files are read and stored by the walking thread, and read ahead.
+"""Small files are read by the walking thread, and read ahead.
 
 A file below INLINE_LIMIT never goes to a file worker: the walk reads,
-chunks and stores it itself, so its errors, hard links and the failures of
-the repository must behave as they do for the files the workers read. When
+chunks and hashes it itself and hands its new chunks to the blob workers a
+batch at a time, so its errors, hard links and the failures of the
+repository must behave as they do for the files the workers read. When
 every file is read (a first backup, --full), the helper process asks the
 kernel for the small files' pages ahead of the walk, never more than its
 window ahead of what the backup says it has read, and never waits on what
@@ -27,6 +28,8 @@ from strongroom.engine.backup import INLINE_LIMIT, Backup, BackupOptions
 from strongroom.engine.restore import RestoreOptions, run_restore
 from strongroom.engine.walk import ExcludeRules
 from strongroom.errors import StorageError
+from strongroom.repo.compression import ZSTD, Compressor
+from strongroom.repo.pack import DATA
 from strongroom.repo.repository import Repository
 from conftest import reopen
 from treeutil import snapshot_tree
@@ -78,24 +81,82 @@ def test_a_small_file_that_cannot_be_read_is_an_error_of_its_own(tmp_path: Path,
     assert result.summary["files_new"] == 45  # every other one, small and large
 
 
-def test_a_store_that_fails_in_the_walk_fails_the_backup(tmp_path: Path, repo: Repository, monkeypatch) -> None:
+def test_a_store_that_fails_for_a_batch_of_small_files_fails_the_backup(tmp_path: Path, repo: Repository,
+                                                                         monkeypatch) -> None:
     src = tmp_path / "src"
     mixed_tree(src)
-    real_save = Repository.save_blob
-    in_walk = []
+    real_seal = Repository._seal
+    small = []
 
-    def failing(self, kind, data, *args, **kwargs):
-        if threading.current_thread() is threading.main_thread():
-            in_walk.append(len(data))
-            if len(in_walk) == 3:
+    def failing(self, kind, blob_id, plaintext, raw_length):
+        if kind == DATA and raw_length < 4000:  # only the 40 small files' chunks are this small
+            small.append(threading.current_thread().name)
+            if len(small) == 3:
                 raise StorageError("the target stopped answering")
-        return real_save(self, kind, data, *args, **kwargs)
+        return real_seal(self, kind, blob_id, plaintext, raw_length)
 
-    monkeypatch.setattr(Repository, "save_blob", failing)
+    monkeypatch.setattr(Repository, "_seal", failing)
     with pytest.raises(StorageError, match="stopped answering"):
         Backup(repo, BackupOptions(paths=(str(src),), prefetch=False)).run()
-    assert len(in_walk) == 3  # small files' chunks, stored by the walk; the third failed
+    # One batch, sealed in turn by a blob worker, which stopped at the failure.
+    assert len(small) == 3 and all(name.startswith("blob") for name in small)
     assert repo.list_snapshots() == []
+
+
+def test_small_files_in_many_batches_are_all_stored_and_counted(tmp_path: Path, repo: Repository,
+                                                                monkeypatch) -> None:
+    monkeypatch.setattr(backup_engine, "BATCH_BYTES", 10_000)
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = random.Random(5)
+    sizes = [rng.randrange(1, 5000) for _ in range(300)]
+    for i, size in enumerate(sizes):
+        (src / f"f{i:03}").write_bytes(rng.randbytes(size // 2) + b"text " * (size // 10))
+    (src / "again").write_bytes((src / "f207").read_bytes())  # walked first: f207 comes batches later
+    result = Backup(repo, BackupOptions(paths=(str(src),), prefetch=False)).run()
+    assert result.errors == []
+    assert result.summary["data_blobs"] == 300
+    assert result.summary["data_added_raw"] == sum((src / f"f{i:03}").stat().st_size for i in range(300))
+    target = tmp_path / "out"
+    restored = run_restore(repo, result.snapshot, RestoreOptions(target=str(target), verify=True))
+    assert restored.errors == [] and restored.summary["files_verified"] == 301
+    assert snapshot_tree(os.fsencode(target) + os.fsencode(src)) == snapshot_tree(src)
+
+
+def test_a_batch_stores_each_new_blob_once_and_gives_back_what_it_could_not(repo: Repository,
+                                                                           monkeypatch) -> None:
+    crypto = repo.crypto
+    texts = [b"first " * 300, os.urandom(700), b"second " * 200]
+    repo.save_blob(DATA, texts[0])
+    batch = [(t, crypto.blob_id(t)) for t in texts] + [(texts[1], crypto.blob_id(texts[1]))]
+    blobs, added, raw = repo.save_blobs(DATA, batch)
+    assert (blobs, raw) == (2, len(texts[1]) + len(texts[2]))  # the one stored before, and a repeat, skipped
+    assert 0 < added < raw + 2 * 100  # the text shrank, the random bytes were stored as they are
+
+    def broken(self, blobs):
+        raise RuntimeError("the compressor broke")
+
+    monkeypatch.setattr(Compressor, "compress_many", broken)
+    fresh = b"third " * 100
+    with pytest.raises(RuntimeError):
+        repo.save_blobs(DATA, [(fresh, crypto.blob_id(fresh))])
+    monkeypatch.undo()
+    assert not repo.has_blob(crypto.blob_id(fresh))  # not left reserved: a later save stores it
+    assert repo.save_blob(DATA, fresh)[1] > 0
+    repo.flush()
+    for text in [*texts, fresh]:
+        assert repo.read_blob(crypto.blob_id(text), DATA) == text
+
+
+@pytest.mark.parametrize("level", [1, 3, 19])
+def test_compressing_many_gives_the_bytes_of_compressing_each(level: int) -> None:
+    rng = random.Random(level)
+    blobs = [b"", b"x", rng.randbytes(3000), b"log line %d\n" * 4000, memoryview(b"abc" * 10_000)[7:]]
+    blobs += [rng.randbytes(rng.randrange(1, 20_000)) + b"y" * rng.randrange(0, 20_000) for _ in range(30)]
+    compressor = Compressor(ZSTD, level)
+    assert compressor.compress_many(blobs) == [compressor.compress(b) for b in blobs]
+    assert compressor.compress_many(blobs[2:3]) == [compressor.compress(blobs[2])]
+    assert compressor.compress_many([]) == []
 
 
 # ---- the read-ahead -----------------------------------------------------------------

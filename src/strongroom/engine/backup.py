@@ -1,18 +1,20 @@
 """Backup: walk the sources, chunk and store what is new, write the snapshot.
 
-Threads: the caller's thread walks, and reads, chunks, hashes and stores
-each file below INLINE_LIMIT itself (on a cold cache a helper process reads
-those files ahead of it: engine/prefetch.py); FILE_WORKERS threads do the
-same for larger files (a file below WHOLE_READ_LIMIT is read whole, and its
-chunks are compressed and sealed into the pack by the same thread, straight
-from the read buffer); BLOB_WORKERS threads compress and store the chunks of
-larger files, which are streamed, so one large file still uses every core;
-a pack that fills goes to the repository's upload threads, as many as the
-target has connections; one thread assembles trees in post-order. Two
-semaphores bound the data in flight: at most MAX_FILES_IN_FLIGHT files queued
-and at most MAX_CHUNKS_IN_FLIGHT streamed chunks (4 MiB each at most) waiting
-to be compressed, and the uploads hold at most one pack per connection, so
-memory does not grow with the amount of data.
+Threads: the caller's thread walks, and reads, chunks and hashes each file
+below INLINE_LIMIT itself (on a cold cache a helper process reads those
+files ahead of it: engine/prefetch.py), handing their new chunks to the
+blob workers BATCH_BYTES at a time to be compressed and sealed;
+FILE_WORKERS threads read larger files (one below WHOLE_READ_LIMIT is read
+whole, and its chunks are compressed and sealed into the pack by the same
+thread, straight from the read buffer); BLOB_WORKERS threads compress and
+store the batches and the chunks of the larger files that are streamed,
+so one large file still uses every core; a pack that fills goes to the
+repository's upload threads, as many as the target has connections; one
+thread assembles trees in post-order. Two semaphores bound the data in
+flight: at most MAX_FILES_IN_FLIGHT files queued, and at most
+MAX_CHUNKS_IN_FLIGHT streamed chunks (4 MiB each at most) or batches
+waiting to be compressed; the uploads hold at most one pack per
+connection, so memory does not grow with the amount of data.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ FILE_WORKERS = 2
 BLOB_WORKERS = 2
 MAX_FILES_IN_FLIGHT = 64
 MAX_CHUNKS_IN_FLIGHT = 6
+# New chunks of small files go to the blob workers this many bytes at a time.
+BATCH_BYTES = 1024 * 1024
 INLINE_LIMIT = 64 * 1024  # files below this size are read by the walking thread
 ADVANCE_EVERY = 64  # small files read between two words to the read-ahead helper
 UNMODIFIED_BATCH = 256  # unchanged files counted at once (progress lags by at most this many)
@@ -113,6 +117,8 @@ class Backup:
         self._small_read = self._small_bytes = 0  # non-empty files read by the walking thread
         self._file_slots = threading.BoundedSemaphore(MAX_FILES_IN_FLIGHT)
         self._chunk_slots = threading.BoundedSemaphore(MAX_CHUNKS_IN_FLIGHT)
+        self._batch: list[tuple[memoryview, bytes]] = []  # small files' new chunks, for the blob workers
+        self._batch_bytes = 0
         self._file_pool = ThreadPoolExecutor(FILE_WORKERS, thread_name_prefix="file")
         self._blob_pool = ThreadPoolExecutor(BLOB_WORKERS, thread_name_prefix="blob")
         self._tree_pool = ThreadPoolExecutor(1, thread_name_prefix="tree")
@@ -147,6 +153,31 @@ class Backup:
         finally:
             self._chunk_slots.release()
 
+    def _store_batch(self, batch: list[tuple[memoryview, bytes]]) -> None:
+        """A blob worker's part: store the new chunks of a run of small files."""
+        try:
+            if self._failure is not None:
+                return
+            blobs, added, raw = self.repo.save_blobs(DATA, batch, self.compressor)
+            if blobs:
+                self.counters.add(data_blobs=blobs, data_added=added, data_added_raw=raw)
+        except BaseException as e:
+            self._failure = self._failure or e
+        finally:
+            self._chunk_slots.release()
+
+    def _send_batch(self) -> None:
+        """Hand the chunks gathered so far to a blob worker (waiting for a slot)."""
+        if not self._batch:
+            return
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        self._chunk_slots.acquire()
+        try:
+            self._blob_pool.submit(self._store_batch, batch)
+        except BaseException:
+            self._chunk_slots.release()
+            raise
+
     def _store_here(self, chunk: memoryview, blob_id: bytes) -> int:
         """Store one chunk in this thread; the bytes it added to the pack.
         A failure to store fails the backup (it is not this file's read error)."""
@@ -169,7 +200,8 @@ class Backup:
             stored = len(self.compressor.compress(chunk)) + OVERHEAD
             self.counters.add(sample_raw=len(chunk), sample_stored=stored)
 
-    def _read_content(self, path: bytes, st: os.stat_result) -> tuple[tuple[bytes, ...], int] | None:
+    def _read_content(self, path: bytes, st: os.stat_result,
+                      batch: bool = False) -> tuple[tuple[bytes, ...], int] | None:
         """Chunk, hash and store one file; None when it could not be read."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NOATIME", 0))
@@ -192,7 +224,7 @@ class Backup:
                 return None
             data = _read_whole(fd, before.st_size) if before.st_size < WHOLE_READ_LIMIT else None
             if data is not None:
-                ids, size = self._store_buffer(data)
+                ids, size = self._store_buffer(data, batch)
             else:
                 # Large, or grown past its size since the stat: streamed from the start.
                 os.lseek(fd, 0, os.SEEK_SET)
@@ -208,12 +240,15 @@ class Backup:
         finally:
             os.close(fd)
 
-    def _store_buffer(self, data: bytes | memoryview) -> tuple[tuple[bytes, ...], int]:
-        """Chunk, hash and store a file read whole, in this thread: its chunks
-        are views of `data`, compressed and sealed into the pack from there.
-        Handing each to another thread would cost more than storing it, for
-        the small files most trees are made of; the file workers keep both
-        cores busy. The counters are told once per file."""
+    def _store_buffer(self, data: bytes | memoryview, batch: bool = False) -> tuple[tuple[bytes, ...], int]:
+        """Chunk, hash and store a file read whole: its chunks are views of
+        `data`, compressed and sealed into the pack from there. In a file
+        worker they are stored in this thread. The walking thread (`batch`)
+        gathers the new chunks of its small files and hands them to a blob
+        worker a batch at a time: compressing them itself made it the
+        bottleneck of a first backup (a Future per file would cost more than
+        the work). The counters are told once per file, the stored bytes by
+        whoever stores them."""
         self._check_failed()
         ids = []
         blobs = added = raw = 0
@@ -223,6 +258,13 @@ class Backup:
             ids.append(blob_id)
             if self.opt.dry_run:
                 self._dry_count(chunk, blob_id)
+            elif batch:
+                if not self.repo.has_blob(blob_id):
+                    self._batch.append((chunk, blob_id))
+                    self._batch_bytes += len(chunk)
+                    if self._batch_bytes >= BATCH_BYTES:
+                        self._check_failed()
+                        self._send_batch()
             elif not self.repo.has_blob(blob_id):
                 self._check_failed()
                 stored = self._store_here(chunk, blob_id)
@@ -260,7 +302,7 @@ class Backup:
         self.counters.begin(shown)
         try:
             self._check_failed()
-            result = self._read_content(path, st)
+            result = self._read_content(path, st, batch=not slot)
             if result is None:
                 return None
             content, size = result
@@ -587,6 +629,7 @@ class Backup:
                 else:
                     root_future = self._walk_virtual(b"", b"/", src, old_root)
             self._count_unmodified()
+            self._send_batch()
             root = root_future if type(root_future) is Node else root_future.result()
             self._file_pool.shutdown(wait=True)
             self._blob_pool.shutdown(wait=True)

@@ -84,6 +84,19 @@ class Compressor:
         return _CODEC_BYTES[self.codec] + out
 
 
+    def compress_many(self, blobs: list[bytes | memoryview]) -> list[bytes]:
+        """`compress` of each, the same bytes; zstd compresses them all in one
+        call that lets go of the GIL once (python-zstandard's C backend)."""
+        if self.codec != ZSTD or len(blobs) < 2 or not hasattr(self._zstd(), "multi_compress_to_buffer"):
+            return [self.compress(b) for b in blobs]
+        try:
+            frames = self._zstd().multi_compress_to_buffer(blobs, threads=0)
+        except zstandard.ZstdError:
+            return [self.compress(b) for b in blobs]  # e.g. an empty blob, which it refuses
+        zstd, raw = _CODEC_BYTES[ZSTD], _CODEC_BYTES[RAW]
+        return [zstd + frame if len(frame) < len(data) else raw + data for data, frame in zip(blobs, frames)]
+
+
 _CODEC_BYTES = {codec: bytes([codec]) for codec in CODECS.values()}
 _dctx = threading.local()
 

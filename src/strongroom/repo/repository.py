@@ -509,6 +509,37 @@ class Repository:
             with self._write_lock:
                 self._reserved.discard(blob_id)
             raise
+        return blob_id, self._seal(blob_type, blob_id, plaintext, len(data))
+
+    def save_blobs(self, blob_type: int, blobs: list[tuple[bytes | memoryview, bytes]],
+                   compressor: Compressor | None = None) -> tuple[int, int, int]:
+        """Store each (data, id) the repository does not have, compressed in one
+        call (`Compressor.compress_many`: one release of the GIL for all of
+        them, where a call per blob waits to get it back after each). Returns
+        (blobs stored, bytes added, their bytes before compression)."""
+        with self._write_lock:
+            todo = []
+            for data, blob_id in blobs:
+                if blob_id not in self.index and blob_id not in self._reserved:
+                    self._reserved.add(blob_id)
+                    todo.append((data, blob_id))
+        done = 0
+        stored = raw = 0
+        try:
+            plaintexts = (compressor or self.compressor).compress_many([data for data, _ in todo])
+            for (data, blob_id), plaintext in zip(todo, plaintexts):
+                done += 1  # _seal gives the reservation back if it fails
+                stored += self._seal(blob_type, blob_id, plaintext, len(data))
+                raw += len(data)
+        except BaseException:
+            with self._write_lock:
+                for _, blob_id in todo[done:]:
+                    self._reserved.discard(blob_id)
+            raise
+        return len(todo), stored, raw
+
+    def _seal(self, blob_type: int, blob_id: bytes, plaintext: bytes, raw_length: int) -> int:
+        """Encrypt a reserved blob into the open pack of its type; the bytes it added."""
         full = None
         with self._write_lock:
             packer = self._packers.get(blob_type)
@@ -520,7 +551,7 @@ class Repository:
                     raise
             # Encrypted straight into the open pack, under the lock that orders its blobs.
             try:
-                stored = packer.seal_blob(self.crypto, blob_type, blob_id, plaintext, len(data))
+                stored = packer.seal_blob(self.crypto, blob_type, blob_id, plaintext, raw_length)
             except StorageError:
                 # A spool the target would not take more of (a full disk): the pack
                 # is cut short where it failed, so none of it is kept.
@@ -534,7 +565,7 @@ class Repository:
                 full = self._packers.pop(blob_type)
         if full is not None:
             self._uploads.submit(full)
-        return blob_id, stored
+        return stored
 
     def _new_packer(self, blob_type: int) -> PackWriter:
         """Data packs on a local target are spooled into a file beside the
