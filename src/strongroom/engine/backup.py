@@ -3,7 +3,7 @@
 Threads: the caller's thread walks, and reads, chunks and hashes each file
 below INLINE_LIMIT itself (on a cold cache a helper process reads those
 files ahead of it: engine/prefetch.py), handing their new chunks to the
-blob workers BATCH_BYTES at a time to be compressed and sealed;
+blob workers in batches (BATCH_BYTES or BATCH_CHUNKS) to be compressed and sealed;
 FILE_WORKERS threads read larger files (one below WHOLE_READ_LIMIT is read
 whole, and its chunks are compressed and sealed into the pack by the same
 thread, straight from the read buffer); BLOB_WORKERS threads compress and
@@ -50,8 +50,10 @@ FILE_WORKERS = 2
 BLOB_WORKERS = 2
 MAX_FILES_IN_FLIGHT = 64
 MAX_CHUNKS_IN_FLIGHT = 6
-# New chunks of small files go to the blob workers this many bytes at a time.
+# New chunks of small files go to the blob workers this many bytes at a time,
+# or this many chunks (a chunk of a few bytes costs a few hundred in objects).
 BATCH_BYTES = 1024 * 1024
+BATCH_CHUNKS = 256
 INLINE_LIMIT = 64 * 1024  # files below this size are read by the walking thread
 ADVANCE_EVERY = 64  # small files read between two words to the read-ahead helper
 UNMODIFIED_BATCH = 256  # unchanged files counted at once (progress lags by at most this many)
@@ -262,7 +264,7 @@ class Backup:
                 if not self.repo.has_blob(blob_id):
                     self._batch.append((chunk, blob_id))
                     self._batch_bytes += len(chunk)
-                    if self._batch_bytes >= BATCH_BYTES:
+                    if self._batch_bytes >= BATCH_BYTES or len(self._batch) >= BATCH_CHUNKS:
                         self._check_failed()
                         self._send_batch()
             elif not self.repo.has_blob(blob_id):
