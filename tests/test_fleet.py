@@ -71,7 +71,14 @@ def assert_clean_end(fleet: Fleet) -> None:
     check = fleet.host("admin").start("check", "--read-data", "--json").go()  # beside the restores
     assert fleet.assert_every_point_restores() == sum(len(h.backed_up) for h in fleet.hosts.values())
     report = summary_of(check.finish())
-    assert report["ok"] and not report["problems"] and not report["warnings"], report
+    assert report["ok"] and not report["problems"], report
+    warnings = report["warnings"]
+    if warnings and all("temporary file" in w for w in warnings):
+        # The restores beside it take their locks by writing a temporary file
+        # and renaming it (SFTP): a check that lists the target in between sees
+        # one, as docs/sftp.md says. Nothing runs now, so none may be left.
+        warnings = summary_of(fleet.host("admin").run("check", "--json"))["warnings"]
+    assert not warnings, report
     assert fleet.host("admin").locks() == []
 
 
