@@ -260,14 +260,15 @@ class Backup:
             ids.append(blob_id)
             if self.opt.dry_run:
                 self._dry_count(chunk, blob_id)
+            elif self.repo.has_blob(blob_id):
+                continue
             elif batch:
-                if not self.repo.has_blob(blob_id):
-                    self._batch.append((chunk, blob_id))
-                    self._batch_bytes += len(chunk)
-                    if self._batch_bytes >= BATCH_BYTES or len(self._batch) >= BATCH_CHUNKS:
-                        self._check_failed()
-                        self._send_batch()
-            elif not self.repo.has_blob(blob_id):
+                self._batch.append((chunk, blob_id))
+                self._batch_bytes += len(chunk)
+                if self._batch_bytes >= BATCH_BYTES or len(self._batch) >= BATCH_CHUNKS:
+                    self._check_failed()
+                    self._send_batch()
+            else:
                 self._check_failed()
                 stored = self._store_here(chunk, blob_id)
                 if stored:

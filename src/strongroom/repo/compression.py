@@ -83,18 +83,18 @@ class Compressor:
             return _CODEC_BYTES[RAW] + data  # one copy, whatever kind of buffer data is
         return _CODEC_BYTES[self.codec] + out
 
-
     def compress_many(self, blobs: list[bytes | memoryview]) -> list[bytes]:
         """`compress` of each, the same bytes; zstd compresses them all in one
         call that lets go of the GIL once (python-zstandard's C backend)."""
-        if self.codec != ZSTD or len(blobs) < 2 or not hasattr(self._zstd(), "multi_compress_to_buffer"):
+        zstd = self._zstd() if self.codec == ZSTD else None
+        if zstd is None or len(blobs) < 2 or not hasattr(zstd, "multi_compress_to_buffer"):
             return [self.compress(b) for b in blobs]
         try:
-            frames = self._zstd().multi_compress_to_buffer(blobs, threads=0)
+            frames = zstd.multi_compress_to_buffer(blobs, threads=0)
         except zstandard.ZstdError:
             return [self.compress(b) for b in blobs]  # e.g. an empty blob, which it refuses
-        zstd, raw = _CODEC_BYTES[ZSTD], _CODEC_BYTES[RAW]
-        return [zstd + frame if len(frame) < len(data) else raw + data for data, frame in zip(blobs, frames)]
+        compressed, raw = _CODEC_BYTES[ZSTD], _CODEC_BYTES[RAW]
+        return [compressed + frame if len(frame) < len(data) else raw + data for data, frame in zip(blobs, frames)]
 
 
 _CODEC_BYTES = {codec: bytes([codec]) for codec in CODECS.values()}

@@ -74,10 +74,16 @@ class LocalStorage(Storage):
         return fd, st.st_size
 
     @staticmethod
+    def _held(size: int, offset: int, length: int | None) -> int:
+        """What of a range the object of `size` bytes holds. A range starting
+        past the end holds nothing, like HTTP; one past the end is cut to the
+        object, so a length an index claims is never allocated."""
+        left = max(0, size - offset)
+        return left if length is None else min(length, left)
+
+    @staticmethod
     def _pread(fd: int, size: int, offset: int, length: int | None) -> bytes:
-        # A range starting past the end holds nothing, like HTTP; one past the end
-        # is cut to the object, so a length an index claims is never allocated.
-        length = max(0, size - offset) if length is None else min(length, max(0, size - offset))
+        length = LocalStorage._held(size, offset, length)
         data = os.pread(fd, length, offset)
         while len(data) < length:
             more = os.pread(fd, length - len(data), offset + len(data))
@@ -105,8 +111,7 @@ class LocalStorage(Storage):
         try:
             if hasattr(os, "posix_fadvise"):
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            # No larger than the object holds: a length an index claims is never allocated.
-            longest = max((min(length, max(0, size - offset)) for offset, length in spans), default=0)
+            longest = max((self._held(size, offset, length) for offset, length in spans), default=0)
             buffer = memoryview(bytearray(longest))
             for offset, length in spans:
                 yield self._pread_into(fd, size, offset, length, buffer)
@@ -117,7 +122,7 @@ class LocalStorage(Storage):
 
     @staticmethod
     def _pread_into(fd: int, size: int, offset: int, length: int, buffer: memoryview) -> memoryview:
-        want = min(length, max(0, size - offset))
+        want = LocalStorage._held(size, offset, length)
         got = 0
         while got < want:
             n = os.preadv(fd, [buffer[got:want]], offset + got)
